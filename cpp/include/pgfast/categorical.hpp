@@ -1,0 +1,129 @@
+// Rows of categorical distributions stored CSR-style, each drawn from one 64-bit random word.
+//
+// Short rows (<= kLinearMax entries) are drawn by a branch-free inverse CDF: the index is the
+// number of cumulative probabilities <= u, which compiles to a few compares and adds and has no
+// data-dependent branch. Long rows use Walker's alias method (Vose's construction): O(1) per
+// draw whatever the row length. Both are exact up to the 2^-53 (CDF) or 2^-64 (alias) resolution
+// of the random word.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "pgfast/rng.hpp"
+
+namespace pgfast {
+
+class CategoricalRows {
+ public:
+  static constexpr std::int64_t kLinearMax = 16;
+
+  CategoricalRows() = default;
+
+  // offsets: rows + 1 entries, non-decreasing, offsets[0] == 0; prob: offsets.back() weights.
+  // A row may be empty (it must then never be drawn from). Weights are normalised per row.
+  CategoricalRows(std::vector<std::int64_t> offsets, const double* prob) : offsets_(std::move(offsets)) {
+    const std::int64_t nnz = offsets_.empty() ? 0 : offsets_.back();
+    cdf_.resize(static_cast<std::size_t>(nnz));
+    alias_thr_.resize(static_cast<std::size_t>(nnz));
+    alias_idx_.resize(static_cast<std::size_t>(nnz));
+    const std::int64_t rows = n_rows();
+    std::vector<double> scaled;
+    std::vector<std::int32_t> small, large;
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const std::int64_t beg = offsets_[r], len = offsets_[r + 1] - beg;
+      if (len == 0) continue;
+      double total = 0.0;
+      for (std::int64_t k = 0; k < len; ++k) total += prob[beg + k];
+      if (!(total > 0.0) || !std::isfinite(total)) {
+        throw std::invalid_argument("categorical row " + std::to_string(r) + " has total weight " +
+                                    std::to_string(total) + "; expected a positive finite sum");
+      }
+      double acc = 0.0;
+      for (std::int64_t k = 0; k < len; ++k) {
+        acc += prob[beg + k];
+        cdf_[beg + k] = acc / total;
+      }
+      cdf_[beg + len - 1] = 1.0;
+      if (len > kLinearMax) build_alias(beg, len, prob + beg, total, scaled, small, large);
+    }
+  }
+
+  std::int64_t n_rows() const noexcept {
+    return offsets_.empty() ? 0 : static_cast<std::int64_t>(offsets_.size()) - 1;
+  }
+  std::int64_t row_begin(std::int64_t r) const noexcept { return offsets_[r]; }
+  std::int64_t row_size(std::int64_t r) const noexcept { return offsets_[r + 1] - offsets_[r]; }
+
+  // Index within row r (0 .. row_size(r) - 1) drawn with the random word x.
+  inline std::int64_t draw(std::int64_t r, std::uint64_t x) const noexcept {
+    const std::int64_t beg = offsets_[r];
+    const std::int64_t len = offsets_[r + 1] - beg;
+    return draw_in(beg, len, x);
+  }
+
+  inline std::int64_t draw_in(std::int64_t beg, std::int64_t len, std::uint64_t x) const noexcept {
+    if (len <= kLinearMax) {
+      const double u = to_unit(x);
+      const double* c = cdf_.data() + beg;
+      std::int64_t idx = 0;
+      for (std::int64_t k = 0; k + 1 < len; ++k) idx += static_cast<std::int64_t>(c[k] <= u);
+      return idx;
+    }
+    std::uint64_t hi;
+    const std::uint64_t lo = mulhilo64(x, static_cast<std::uint64_t>(len), hi);
+    const std::int64_t k = static_cast<std::int64_t>(hi);
+    return lo < alias_thr_[beg + k] ? k : alias_idx_[beg + k];
+  }
+
+ private:
+  void build_alias(std::int64_t beg, std::int64_t len, const double* p, double total,
+                   std::vector<double>& scaled, std::vector<std::int32_t>& small,
+                   std::vector<std::int32_t>& large) {
+    scaled.assign(static_cast<std::size_t>(len), 0.0);
+    small.clear();
+    large.clear();
+    for (std::int64_t k = 0; k < len; ++k) {
+      scaled[k] = p[k] / total * static_cast<double>(len);
+      (scaled[k] < 1.0 ? small : large).push_back(static_cast<std::int32_t>(k));
+    }
+    while (!small.empty() && !large.empty()) {
+      const std::int32_t s = small.back(), l = large.back();
+      small.pop_back();
+      set_column(beg, s, scaled[s], l);
+      scaled[l] = (scaled[l] + scaled[s]) - 1.0;
+      if (scaled[l] < 1.0) {
+        large.pop_back();
+        small.push_back(l);
+      }
+    }
+    // Leftovers are full columns up to rounding.
+    for (std::int32_t k : large) set_column(beg, k, 1.0, k);
+    for (std::int32_t k : small) set_column(beg, k, 1.0, k);
+  }
+
+  void set_column(std::int64_t beg, std::int32_t k, double q, std::int32_t alias) {
+    std::uint64_t thr;
+    if (q >= 1.0) {
+      thr = std::numeric_limits<std::uint64_t>::max();
+      alias = k;
+    } else if (q <= 0.0) {
+      thr = 0;
+    } else {
+      thr = static_cast<std::uint64_t>(std::ldexp(q, 64));
+    }
+    alias_thr_[beg + k] = thr;
+    alias_idx_[beg + k] = alias;
+  }
+
+  std::vector<std::int64_t> offsets_;
+  std::vector<double> cdf_;
+  std::vector<std::uint64_t> alias_thr_;
+  std::vector<std::int32_t> alias_idx_;
+};
+
+}  // namespace pgfast

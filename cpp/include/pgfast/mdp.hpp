@@ -1,0 +1,181 @@
+// A finite MDP with sparse transitions: CSR over the S*A rows (s, a), one entry per successor s'
+// with probability P(s'|s, a) and reward R(s, a, s') (a reward R(s, a) is repeated on each entry).
+//
+// Episodes start from s0 ~ mu0, end on *entering* a terminal state or after `horizon` steps.
+// Rows of terminal states are never used and may be empty.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "pgfast/categorical.hpp"
+
+namespace pgfast {
+
+// Tolerance on probability sums (rows of P, mu0).
+inline constexpr double kSumTolerance = 1e-8;
+
+class FiniteMDP {
+ public:
+  FiniteMDP(std::int32_t n_states, std::int32_t n_actions, std::vector<std::int64_t> indptr,
+            std::vector<std::int32_t> next, std::vector<double> prob, std::vector<double> reward,
+            std::vector<std::uint8_t> terminal, std::vector<double> mu0, std::int64_t horizon,
+            double gamma)
+      : S_(n_states),
+        A_(n_actions),
+        H_(horizon),
+        gamma_(gamma),
+        indptr_(std::move(indptr)),
+        next_(std::move(next)),
+        prob_(std::move(prob)),
+        reward_(std::move(reward)),
+        terminal_(std::move(terminal)),
+        mu0_(std::move(mu0)) {
+    validate();
+    transitions_ = CategoricalRows(indptr_, prob_.data());
+    std::vector<double> support_p;
+    for (std::int32_t s = 0; s < S_; ++s) {
+      if (mu0_[s] > 0.0) {
+        init_states_.push_back(s);
+        support_p.push_back(mu0_[s]);
+      }
+    }
+    initial_ = CategoricalRows({0, static_cast<std::int64_t>(init_states_.size())}, support_p.data());
+  }
+
+  std::int32_t n_states() const noexcept { return S_; }
+  std::int32_t n_actions() const noexcept { return A_; }
+  std::int64_t horizon() const noexcept { return H_; }
+  double gamma() const noexcept { return gamma_; }
+  std::int64_t nnz() const noexcept { return static_cast<std::int64_t>(next_.size()); }
+
+  const std::vector<std::int64_t>& indptr() const noexcept { return indptr_; }
+  const std::vector<std::int32_t>& next() const noexcept { return next_; }
+  const std::vector<double>& prob() const noexcept { return prob_; }
+  const std::vector<double>& reward() const noexcept { return reward_; }
+  const std::vector<std::uint8_t>& terminal() const noexcept { return terminal_; }
+  const std::vector<double>& mu0() const noexcept { return mu0_; }
+  const CategoricalRows& transitions() const noexcept { return transitions_; }
+
+  // s0 ~ mu0 from the random word x.
+  inline std::int32_t draw_initial(std::uint64_t x) const noexcept {
+    return init_states_[static_cast<std::size_t>(initial_.draw(0, x))];
+  }
+
+  // Expected immediate reward r(s, a) = sum_s' P(s'|s,a) R(s,a,s'), row-major (S, A).
+  std::vector<double> expected_reward() const {
+    std::vector<double> r(static_cast<std::size_t>(S_) * A_, 0.0);
+    for (std::int64_t row = 0; row < static_cast<std::int64_t>(S_) * A_; ++row) {
+      double acc = 0.0;
+      for (std::int64_t e = indptr_[row]; e < indptr_[row + 1]; ++e) acc += prob_[e] * reward_[e];
+      r[row] = acc;
+    }
+    return r;
+  }
+
+ private:
+  [[noreturn]] static void fail(const std::string& msg) { throw std::invalid_argument(msg); }
+
+  void validate() const {
+    if (S_ < 1) fail("n_states must be >= 1, got " + std::to_string(S_));
+    if (A_ < 1) fail("n_actions must be >= 1, got " + std::to_string(A_));
+    if (H_ < 1) fail("horizon must be >= 1, got " + std::to_string(H_));
+    if (!(gamma_ >= 0.0 && gamma_ <= 1.0)) {
+      std::ostringstream os;
+      os << "gamma must be in [0, 1], got " << gamma_;
+      fail(os.str());
+    }
+    const std::int64_t rows = static_cast<std::int64_t>(S_) * A_;
+    if (static_cast<std::int64_t>(indptr_.size()) != rows + 1) {
+      fail("P: indptr must have S*A + 1 = " + std::to_string(rows + 1) + " entries, got " +
+           std::to_string(indptr_.size()));
+    }
+    if (terminal_.size() != static_cast<std::size_t>(S_)) {
+      fail("terminal must have shape (S,) = (" + std::to_string(S_) + ",), got (" +
+           std::to_string(terminal_.size()) + ",)");
+    }
+    if (mu0_.size() != static_cast<std::size_t>(S_)) {
+      fail("mu0 must have shape (S,) = (" + std::to_string(S_) + ",), got (" +
+           std::to_string(mu0_.size()) + ",)");
+    }
+    const std::int64_t nnz = static_cast<std::int64_t>(next_.size());
+    if (static_cast<std::int64_t>(prob_.size()) != nnz || static_cast<std::int64_t>(reward_.size()) != nnz) {
+      fail("P: next, prob and reward must have the same number of entries");
+    }
+    if (indptr_[0] != 0 || indptr_[rows] != nnz) fail("P: indptr must start at 0 and end at nnz");
+    for (std::int64_t row = 0; row < rows; ++row) {
+      const std::int64_t beg = indptr_[row], end = indptr_[row + 1];
+      const std::int32_t s = static_cast<std::int32_t>(row / A_), a = static_cast<std::int32_t>(row % A_);
+      if (end < beg) fail("P: indptr must be non-decreasing");
+      double total = 0.0;
+      for (std::int64_t e = beg; e < end; ++e) {
+        const std::int32_t sp = next_[e];
+        if (sp < 0 || sp >= S_) {
+          fail("P: successor state " + std::to_string(sp) + " of (s=" + std::to_string(s) +
+               ", a=" + std::to_string(a) + ") is out of range [0, " + std::to_string(S_) + ")");
+        }
+        const double p = prob_[e];
+        if (!std::isfinite(p) || p < 0.0) {
+          std::ostringstream os;
+          os << "P[s=" << s << ", a=" << a << ", s'=" << sp << "] = " << p
+             << ": transition probabilities must be finite and >= 0";
+          fail(os.str());
+        }
+        if (!std::isfinite(reward_[e])) {
+          std::ostringstream os;
+          os << "R[s=" << s << ", a=" << a << ", s'=" << sp << "] = " << reward_[e]
+             << ": rewards must be finite";
+          fail(os.str());
+        }
+        total += p;
+      }
+      const bool ok = std::abs(total - 1.0) <= kSumTolerance || (terminal_[s] && total == 0.0);
+      if (!ok) {
+        std::ostringstream os;
+        os.precision(17);
+        os << "P[s=" << s << ", a=" << a << ", :] sums to " << total
+           << "; each row must sum to 1 (within " << kSumTolerance << ")"
+           << (terminal_[s] ? " or be all zero (s is terminal)" : "");
+        fail(os.str());
+      }
+    }
+    double total = 0.0;
+    for (std::int32_t s = 0; s < S_; ++s) {
+      const double m = mu0_[s];
+      if (!std::isfinite(m) || m < 0.0) {
+        std::ostringstream os;
+        os << "mu0[" << s << "] = " << m << ": mu0 must be finite and >= 0";
+        fail(os.str());
+      }
+      if (m > 0.0 && terminal_[s]) {
+        fail("mu0[" + std::to_string(s) + "] > 0 but state " + std::to_string(s) +
+             " is terminal; episodes must start in a non-terminal state");
+      }
+      total += m;
+    }
+    if (!(std::abs(total - 1.0) <= kSumTolerance)) {
+      std::ostringstream os;
+      os.precision(17);
+      os << "mu0 sums to " << total << "; it must be a probability distribution (sum 1 within "
+         << kSumTolerance << ")";
+      fail(os.str());
+    }
+  }
+
+  std::int32_t S_, A_;
+  std::int64_t H_;
+  double gamma_;
+  std::vector<std::int64_t> indptr_;
+  std::vector<std::int32_t> next_;
+  std::vector<double> prob_, reward_;
+  std::vector<std::uint8_t> terminal_;
+  std::vector<double> mu0_;
+  CategoricalRows transitions_, initial_;
+  std::vector<std::int32_t> init_states_;
+};
+
+}  // namespace pgfast

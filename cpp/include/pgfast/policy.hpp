@@ -1,0 +1,102 @@
+// Softmax policies over a finite state space (seed 000, section 4.5).
+//
+//   tabular:  pi(a|s) = exp(theta[s, a]) / sum_a' exp(theta[s, a'])
+//   linear:   pi(a|s) = exp(theta . phi(s, a)) / sum_a' exp(theta . phi(s, a'))     (4.5.1)
+//
+// Every policy reduces to a table of logits (S, A); the softmax is computed with a stable
+// log-sum-exp, so logits of +-1e6 give probabilities of exactly 0 and 1 and finite log-probs.
+#pragma once
+
+#include <Eigen/Core>
+#include <cmath>
+#include <cstdint>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+#include "pgfast/categorical.hpp"
+#include "pgfast/rng.hpp"
+
+namespace pgfast {
+
+using RowMatrixXd = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// Throws std::invalid_argument naming `what` if any value is NaN or infinite.
+inline void require_finite(const double* x, std::int64_t n, const char* what) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(x[i])) {
+      std::ostringstream os;
+      os << what << " contains a non-finite value (" << x[i] << " at flat index " << i << ")";
+      throw std::invalid_argument(os.str());
+    }
+  }
+}
+
+// Row-wise stable softmax of logits (S, A): probs and/or log-probs (either may be null).
+inline void softmax_rows(const double* logits, std::int64_t S, std::int64_t A, double* probs,
+                         double* log_probs) {
+  for (std::int64_t s = 0; s < S; ++s) {
+    const double* z = logits + s * A;
+    double m = z[0];
+    for (std::int64_t a = 1; a < A; ++a) m = z[a] > m ? z[a] : m;
+    double sum = 0.0;
+    for (std::int64_t a = 0; a < A; ++a) sum += std::exp(z[a] - m);
+    const double lse = m + std::log(sum);
+    for (std::int64_t a = 0; a < A; ++a) {
+      const double lp = z[a] - lse;
+      if (log_probs) log_probs[s * A + a] = lp;
+      if (probs) probs[s * A + a] = std::exp(lp);
+    }
+  }
+}
+
+// Logits of a linear-in-features policy: features (S*A, p) row-major times theta (p).
+inline void linear_logits(const double* features, std::int64_t rows, std::int64_t p,
+                          const double* theta, double* logits) {
+  Eigen::Map<const RowMatrixXd> phi(features, rows, p);
+  Eigen::Map<const Eigen::VectorXd> th(theta, p);
+  Eigen::Map<Eigen::VectorXd> out(logits, rows);
+  out.noalias() = phi * th;
+}
+
+// Categorical rows of a policy table (S, A) for sampling.
+inline CategoricalRows policy_sampler(const double* probs, std::int64_t S, std::int64_t A) {
+  std::vector<std::int64_t> offsets(static_cast<std::size_t>(S + 1));
+  for (std::int64_t s = 0; s <= S; ++s) offsets[s] = s * A;
+  return CategoricalRows(std::move(offsets), probs);
+}
+
+// log pi(actions[k] | states[k]) for k < n, from a log-prob table (S, A).
+inline void gather_log_prob(const double* log_probs, std::int64_t S, std::int64_t A,
+                            const std::int32_t* states, const std::int32_t* actions, std::int64_t n,
+                            double* out) {
+  for (std::int64_t k = 0; k < n; ++k) {
+    const std::int32_t s = states[k], a = actions[k];
+    if (s < 0 || s >= S) {
+      throw std::invalid_argument("states[" + std::to_string(k) + "] = " + std::to_string(s) +
+                                  " is out of range [0, " + std::to_string(S) + ")");
+    }
+    if (a < 0 || a >= A) {
+      throw std::invalid_argument("actions[" + std::to_string(k) + "] = " + std::to_string(a) +
+                                  " is out of range [0, " + std::to_string(A) + ")");
+    }
+    out[k] = log_probs[static_cast<std::int64_t>(s) * A + a];
+  }
+}
+
+// a_k ~ pi(.|states[k]); draw k uses the counter (k, 0) of the policy-sampling stream of `seed`.
+inline void sample_actions(const CategoricalRows& pi, std::int64_t S, const std::int32_t* states,
+                           std::int64_t n, std::uint64_t seed, std::int32_t* out) {
+  const std::uint64_t key = stream_key(seed, Domain::PolicySample);
+  for (std::int64_t k = 0; k < n; ++k) {
+    const std::int32_t s = states[k];
+    if (s < 0 || s >= S) {
+      throw std::invalid_argument("states[" + std::to_string(k) + "] = " + std::to_string(s) +
+                                  " is out of range [0, " + std::to_string(S) + ")");
+    }
+    const Block2x64 r = philox2x64(static_cast<std::uint64_t>(k), 0, key);
+    out[k] = static_cast<std::int32_t>(pi.draw(s, r.v0));
+  }
+}
+
+}  // namespace pgfast

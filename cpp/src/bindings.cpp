@@ -1,0 +1,316 @@
+// The only file that knows Python: converts arrays, releases the GIL, maps errors, polls Ctrl-C.
+//
+// Python (python/pgfast) validates shapes and dtypes and passes C-contiguous float64 / int32 /
+// uint8 arrays; every array argument here is .noconvert(), so nothing is copied on the way in.
+// Outputs are NumPy arrays allocated here and filled in place with the GIL released.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <atomic>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "pgfast/mdp.hpp"
+#include "pgfast/parallel.hpp"
+#include "pgfast/policy.hpp"
+#include "pgfast/returns.hpp"
+#include "pgfast/rng.hpp"
+#include "pgfast/rollout.hpp"
+
+namespace py = pybind11;
+using namespace pgfast;
+
+namespace {
+
+template <class T>
+using carray = py::array_t<T, py::array::c_style>;
+
+// Below this many simulated steps a call runs inline on the calling thread without polling.
+constexpr std::int64_t kInlineSteps = std::int64_t{1} << 16;
+
+// Called on the waiting thread, GIL released: run Python's signal handlers (Ctrl-C).
+bool python_interrupted() {
+  py::gil_scoped_acquire gil;
+  return PyErr_CheckSignals() != 0;
+}
+
+int resolve_threads(int threads) {
+  if (threads < 0) throw std::invalid_argument("threads must be >= 1 or None, got " + std::to_string(threads));
+  return threads == 0 ? hardware_threads() : threads;
+}
+
+template <class T>
+std::vector<T> to_vector(const carray<T>& a, const char* name, py::ssize_t expected = -1) {
+  if (a.ndim() != 1) throw std::invalid_argument(std::string(name) + " must be 1-D");
+  if (expected >= 0 && a.size() != expected) {
+    throw std::invalid_argument(std::string(name) + " must have " + std::to_string(expected) +
+                                " entries, got " + std::to_string(a.size()));
+  }
+  return std::vector<T>(a.data(), a.data() + a.size());
+}
+
+// A read-only NumPy view of memory owned by `owner` (kept alive by the view).
+template <class T>
+py::array readonly_view(const T* data, std::vector<py::ssize_t> shape, py::handle owner) {
+  py::array out(py::dtype::of<T>(), std::move(shape), {}, data, owner);
+  out.attr("setflags")(py::arg("write") = false);
+  return out;
+}
+
+void require_shape2(const py::array& a, const char* name, py::ssize_t rows, py::ssize_t cols) {
+  if (a.ndim() != 2 || a.shape(0) != rows || a.shape(1) != cols) {
+    throw std::invalid_argument(std::string(name) + " must have shape (" + std::to_string(rows) + ", " +
+                                std::to_string(cols) + ")");
+  }
+}
+
+void bind_rng(py::module_& m) {
+  m.def(
+      "philox2x64",
+      [](std::uint64_t c0, std::uint64_t c1, std::uint64_t key) {
+        const Block2x64 b = philox2x64(c0, c1, key);
+        return py::make_tuple(b.v0, b.v1);
+      },
+      py::arg("c0"), py::arg("c1"), py::arg("key"),
+      "Philox2x64-10 block of counter (c0, c1) under key: two 64-bit words.");
+}
+
+void bind_mdp(py::module_& m) {
+  py::class_<FiniteMDP>(m, "MDP", "Sparse finite MDP (CSR over (s, a) rows); see pgfast.FiniteMDP.")
+      .def(py::init([](std::int32_t S, std::int32_t A, const carray<std::int64_t>& indptr,
+                       const carray<std::int32_t>& next, const carray<double>& prob,
+                       const carray<double>& reward, const carray<std::uint8_t>& terminal,
+                       const carray<double>& mu0, std::int64_t horizon, double gamma) {
+             if (horizon > std::numeric_limits<std::int32_t>::max()) {
+               throw std::invalid_argument("horizon must be < 2**31, got " + std::to_string(horizon));
+             }
+             return FiniteMDP(S, A, to_vector(indptr, "indptr"), to_vector(next, "next"),
+                              to_vector(prob, "prob"), to_vector(reward, "reward"),
+                              to_vector(terminal, "terminal"), to_vector(mu0, "mu0"), horizon, gamma);
+           }),
+           py::arg("n_states"), py::arg("n_actions"), py::arg("indptr").noconvert(),
+           py::arg("next").noconvert(), py::arg("prob").noconvert(), py::arg("reward").noconvert(),
+           py::arg("terminal").noconvert(), py::arg("mu0").noconvert(), py::arg("horizon"),
+           py::arg("gamma"))
+      .def_property_readonly("n_states", &FiniteMDP::n_states)
+      .def_property_readonly("n_actions", &FiniteMDP::n_actions)
+      .def_property_readonly("horizon", &FiniteMDP::horizon)
+      .def_property_readonly("gamma", &FiniteMDP::gamma)
+      .def_property_readonly("nnz", &FiniteMDP::nnz)
+      .def_property_readonly("indptr", [](py::object self) {
+        const auto& v = self.cast<const FiniteMDP&>().indptr();
+        return readonly_view(v.data(), {static_cast<py::ssize_t>(v.size())}, self);
+      })
+      .def_property_readonly("next", [](py::object self) {
+        const auto& v = self.cast<const FiniteMDP&>().next();
+        return readonly_view(v.data(), {static_cast<py::ssize_t>(v.size())}, self);
+      })
+      .def_property_readonly("prob", [](py::object self) {
+        const auto& v = self.cast<const FiniteMDP&>().prob();
+        return readonly_view(v.data(), {static_cast<py::ssize_t>(v.size())}, self);
+      })
+      .def_property_readonly("reward", [](py::object self) {
+        const auto& v = self.cast<const FiniteMDP&>().reward();
+        return readonly_view(v.data(), {static_cast<py::ssize_t>(v.size())}, self);
+      })
+      .def_property_readonly("terminal", [](py::object self) {
+        const auto& v = self.cast<const FiniteMDP&>().terminal();
+        return readonly_view(v.data(), {static_cast<py::ssize_t>(v.size())}, self);
+      })
+      .def_property_readonly("mu0", [](py::object self) {
+        const auto& v = self.cast<const FiniteMDP&>().mu0();
+        return readonly_view(v.data(), {static_cast<py::ssize_t>(v.size())}, self);
+      })
+      .def("expected_reward", [](const FiniteMDP& mdp) {
+        carray<double> out({static_cast<py::ssize_t>(mdp.n_states()), static_cast<py::ssize_t>(mdp.n_actions())});
+        const std::vector<double> r = mdp.expected_reward();
+        std::copy(r.begin(), r.end(), out.mutable_data());
+        return out;
+      });
+}
+
+void bind_policy(py::module_& m) {
+  m.def(
+      "softmax",
+      [](const carray<double>& logits) {
+        if (logits.ndim() != 2) throw std::invalid_argument("logits must have shape (S, A)");
+        const py::ssize_t S = logits.shape(0), A = logits.shape(1);
+        carray<double> probs({S, A}), logp({S, A});
+        {
+          py::gil_scoped_release release;
+          require_finite(logits.data(), S * A, "logits");
+          softmax_rows(logits.data(), S, A, probs.mutable_data(), logp.mutable_data());
+        }
+        return py::make_tuple(probs, logp);
+      },
+      py::arg("logits").noconvert(),
+      "Row-wise stable softmax of logits (S, A): returns (probs, log_probs).");
+
+  m.def(
+      "linear_logits",
+      [](const carray<double>& features, const carray<double>& theta) {
+        if (features.ndim() != 2) throw std::invalid_argument("features must have shape (S*A, p)");
+        const py::ssize_t rows = features.shape(0), p = features.shape(1);
+        if (theta.ndim() != 1 || theta.shape(0) != p) {
+          throw std::invalid_argument("theta must have shape (p,) = (" + std::to_string(p) + ",)");
+        }
+        carray<double> out(rows);
+        {
+          py::gil_scoped_release release;
+          require_finite(theta.data(), p, "theta");
+          linear_logits(features.data(), rows, p, theta.data(), out.mutable_data());
+          require_finite(out.data(), rows, "logits theta . phi(s, a) (overflow: theta or features too large)");
+        }
+        return out;
+      },
+      py::arg("features").noconvert(), py::arg("theta").noconvert(),
+      "Logits theta . phi(s, a) of a linear-in-features policy; features (S*A, p).");
+
+  m.def(
+      "gather_log_prob",
+      [](const carray<double>& log_probs, const carray<std::int32_t>& states,
+         const carray<std::int32_t>& actions) {
+        if (log_probs.ndim() != 2) throw std::invalid_argument("log_probs must have shape (S, A)");
+        if (states.size() != actions.size()) {
+          throw std::invalid_argument("states and actions must have the same number of entries");
+        }
+        carray<double> out(states.size());
+        {
+          py::gil_scoped_release release;
+          gather_log_prob(log_probs.data(), log_probs.shape(0), log_probs.shape(1), states.data(),
+                          actions.data(), states.size(), out.mutable_data());
+        }
+        return out;
+      },
+      py::arg("log_probs").noconvert(), py::arg("states").noconvert(), py::arg("actions").noconvert());
+
+  m.def(
+      "sample_actions",
+      [](const carray<double>& probs, const carray<std::int32_t>& states, std::uint64_t seed) {
+        if (probs.ndim() != 2) throw std::invalid_argument("probs must have shape (S, A)");
+        carray<std::int32_t> out(states.size());
+        {
+          py::gil_scoped_release release;
+          const CategoricalRows pi = policy_sampler(probs.data(), probs.shape(0), probs.shape(1));
+          sample_actions(pi, probs.shape(0), states.data(), states.size(), seed, out.mutable_data());
+        }
+        return out;
+      },
+      py::arg("probs").noconvert(), py::arg("states").noconvert(), py::arg("seed"),
+      "a_k ~ pi(.|states[k]) from the policy-sampling stream of seed (flat states).");
+}
+
+void bind_rollout(py::module_& m) {
+  m.def(
+      "sample",
+      [](const FiniteMDP& mdp, const carray<double>& probs, std::int64_t n, std::uint64_t seed,
+         int threads) {
+        if (n < 1) throw std::invalid_argument("n must be >= 1, got " + std::to_string(n));
+        require_shape2(probs, "policy probabilities", mdp.n_states(), mdp.n_actions());
+        threads = resolve_threads(threads);
+        const std::int64_t H = mdp.horizon();
+        carray<std::int32_t> states({n, H}), actions({n, H}), lengths(n), finals(n);
+        carray<double> rewards({n, H});
+        StoreSink proto{states.mutable_data(), actions.mutable_data(), rewards.mutable_data(),
+                        lengths.mutable_data(), finals.mutable_data(), H};
+        std::atomic<bool> cancel{false};
+        bool completed;
+        {
+          py::gil_scoped_release release;
+          const CategoricalRows pi = policy_sampler(probs.data(), mdp.n_states(), mdp.n_actions());
+          const bool small = n * H < kInlineSteps;
+          completed = simulate(
+              mdp, pi, n, seed, small ? 1 : threads, [&](int) { return proto; }, cancel,
+              small ? PollFn() : PollFn(python_interrupted));
+        }
+        if (!completed) throw py::error_already_set();
+        return py::make_tuple(states, actions, rewards, lengths, finals);
+      },
+      py::arg("mdp"), py::arg("probs").noconvert(), py::arg("n"), py::arg("seed"), py::arg("threads"),
+      "Simulate n trajectories: (states, actions, rewards, lengths, final_states).");
+}
+
+// Checks a padded batch (rewards (N, H), lengths (N,)) before a kernel reads it.
+void check_batch(const carray<double>& rewards, const carray<std::int32_t>& lengths) {
+  if (rewards.ndim() != 2) throw std::invalid_argument("rewards must have shape (N, H)");
+  if (lengths.ndim() != 1 || lengths.shape(0) != rewards.shape(0)) {
+    throw std::invalid_argument("lengths must have shape (N,) = (" + std::to_string(rewards.shape(0)) + ",)");
+  }
+  const std::int32_t* len = lengths.data();
+  for (py::ssize_t i = 0; i < lengths.shape(0); ++i) {
+    if (len[i] < 0 || len[i] > rewards.shape(1)) {
+      throw std::invalid_argument("lengths[" + std::to_string(i) + "] = " + std::to_string(len[i]) +
+                                  " is out of range [0, H = " + std::to_string(rewards.shape(1)) + "]");
+    }
+  }
+}
+
+void bind_returns(py::module_& m) {
+  m.def(
+      "returns",
+      [](const carray<double>& rewards, const carray<std::int32_t>& lengths, double gamma) {
+        check_batch(rewards, lengths);
+        carray<double> out(rewards.shape(0));
+        {
+          py::gil_scoped_release release;
+          returns(rewards.data(), lengths.data(), rewards.shape(0), rewards.shape(1), gamma, out.mutable_data());
+        }
+        return out;
+      },
+      py::arg("rewards").noconvert(), py::arg("lengths").noconvert(), py::arg("gamma"),
+      "G = sum_{t < len} gamma^t r_t for each trajectory: (N,).");
+  m.def(
+      "reward_to_go",
+      [](const carray<double>& rewards, const carray<std::int32_t>& lengths, double gamma) {
+        check_batch(rewards, lengths);
+        carray<double> out({rewards.shape(0), rewards.shape(1)});
+        {
+          py::gil_scoped_release release;
+          reward_to_go(rewards.data(), lengths.data(), rewards.shape(0), rewards.shape(1), gamma,
+                       out.mutable_data());
+        }
+        return out;
+      },
+      py::arg("rewards").noconvert(), py::arg("lengths").noconvert(), py::arg("gamma"),
+      "G_t = r_t + gamma G_{t+1} over each trajectory, 0 past its end: (N, H).");
+}
+
+void bind_info(py::module_& m) {
+  m.def("hardware_threads", &hardware_threads);
+  m.def("build_info", [] {
+    py::dict d;
+    d["version"] = PGFAST_VERSION_INFO;
+    d["compiler"] = PGFAST_COMPILER_INFO;
+    d["eigen"] = std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) + "." +
+                 std::to_string(EIGEN_MINOR_VERSION);
+    d["eigen_simd"] = Eigen::SimdInstructionSetsInUse();
+#ifdef PGFAST_NATIVE_BUILD
+    d["native"] = true;
+#else
+    d["native"] = false;
+#endif
+#ifdef NDEBUG
+    d["debug"] = false;
+#else
+    d["debug"] = true;
+#endif
+    d["lanes"] = kLanes;
+    d["trajectory_block"] = kTrajectoryBlock;
+    return d;
+  });
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "pgfast's compiled core (private: use the pgfast package).";
+  bind_rng(m);
+  bind_mdp(m);
+  bind_policy(m);
+  bind_rollout(m);
+  bind_returns(m);
+  bind_info(m);
+}

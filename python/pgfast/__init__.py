@@ -1,0 +1,49 @@
+"""pgfast: fast, exact-where-possible policy gradients for finite MDPs.
+
+Python holds the vocabulary of the seeds (policies, trajectories, returns); the hot loops live in
+the compiled ``pgfast._core`` (C++17 + Eigen).
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    from . import _core
+except ImportError as exc:  # pragma: no cover - only on a broken install
+    raise ImportError(
+        "pgfast's compiled core (pgfast._core) could not be imported. Install pgfast with "
+        "'pip install .' from the source tree (a C++17 compiler is needed to build it), or "
+        "install a wheel. Original error: " + str(exc)
+    ) from exc
+
+from ._mdp import FiniteMDP
+from ._policy import LinearSoftmax, SoftmaxPolicy, TabularSoftmax
+from ._trajectories import PAD_INDEX, Trajectories
+
+try:
+    __version__ = version("pgfast")
+except PackageNotFoundError:  # pragma: no cover
+    __version__ = "0+unknown"
+
+__all__ = [
+    "PAD_INDEX",
+    "FiniteMDP",
+    "LinearSoftmax",
+    "SoftmaxPolicy",
+    "TabularSoftmax",
+    "Trajectories",
+    "__version__",
+    "build_info",
+]
+
+
+def build_info() -> dict[str, object]:
+    """How the compiled core was built: version, compiler, Eigen version and SIMD, threads."""
+    info = dict(_core.build_info())
+    info["hardware_threads"] = _core.hardware_threads()
+    return info
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,321 @@
+"""Finite MDPs: validation, sparse storage in C++, sampling, gymnasium in and out."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from . import _core
+from ._validation import (
+    as_float,
+    as_float_array,
+    as_int,
+    as_seed,
+    as_threads,
+    check_allocation,
+    require_finite,
+)
+
+if TYPE_CHECKING:
+    import gymnasium
+
+    from ._policy import SoftmaxPolicy
+    from ._trajectories import Trajectories
+
+_DENSE_LIMIT_BYTES = 2**31  # mdp.P refuses to densify beyond this
+
+
+def _is_scipy_sparse(x: Any) -> bool:
+    return type(x).__module__.startswith("scipy.sparse")
+
+
+class FiniteMDP:
+    r"""A finite MDP :math:`(\mathcal S, \mathcal A, P, R, \mu_0, H, \gamma)`.
+
+    Episodes start from :math:`s_0 \sim \mu_0`, take :math:`a_t \sim \pi(\cdot|s_t)`, move to
+    :math:`s_{t+1} \sim P(\cdot|s_t, a_t)` and earn :math:`r_t = R(s_t, a_t, s_{t+1})`; an
+    episode ends on *entering* a terminal state or after ``horizon`` steps (seed 000, eq. 4.1).
+
+    Parameters
+    ----------
+    P : array (S, A, S) or SciPy sparse (S*A, S)
+        Transition probabilities :math:`P(s'|s, a)`; each row sums to 1. Rows of terminal
+        states are never used and may be all zero. Stored sparse (CSR over the (s, a) rows).
+    R : array (S, A), (S, A, S) or SciPy sparse (S*A, S)
+        Reward :math:`R(s, a)` or reward on the transition :math:`R(s, a, s')`.
+    mu0 : array (S,)
+        Initial state distribution; must put no mass on terminal states.
+    horizon : int >= 1
+        Maximum episode length H.
+    gamma : float in [0, 1]
+        Discount factor (1 = undiscounted, the seeds' default).
+    terminal : bool array (S,), optional
+        Terminal states: entering one ends the episode.
+    """
+
+    __slots__ = ("_mdp", "__weakref__")
+
+    def __init__(
+        self,
+        P: Any,
+        R: Any,
+        mu0: ArrayLike,
+        *,
+        horizon: int,
+        gamma: float = 1.0,
+        terminal: ArrayLike | None = None,
+    ) -> None:
+        horizon = as_int(horizon, "horizon", minimum=1, maximum=2**31 - 1)
+        gamma = _check_gamma(gamma)
+        if _is_scipy_sparse(P):
+            S, A, indptr, nxt, prob, rows = _csr_from_sparse(P)
+        else:
+            P = as_float_array(P, "P", ndim=3)
+            S, A, S2 = P.shape
+            if S2 != S or S < 1 or A < 1:
+                raise ValueError(f"P must have shape (S, A, S) with S, A >= 1, got {P.shape}")
+            flat = P.reshape(S * A, S)
+            mask = flat != 0  # NaN entries are kept, so C++ reports them
+            counts = mask.sum(axis=1)
+            indptr = np.zeros(S * A + 1, dtype=np.int64)
+            np.cumsum(counts, out=indptr[1:])
+            rows, cols = np.nonzero(mask)
+            nxt = cols.astype(np.int32)
+            prob = np.ascontiguousarray(flat[rows, cols])
+        reward = _rewards_on_entries(R, S, A, rows, nxt)
+        mu0 = as_float_array(mu0, "mu0", ndim=1)
+        if mu0.shape != (S,):
+            raise ValueError(f"mu0 must have shape (S,) = ({S},), got {mu0.shape}")
+        term = _terminal_mask(terminal, S)
+        self._mdp = _core.MDP(S, A, indptr, nxt, prob, reward, term, mu0, horizon, gamma)
+
+    # -- construction from other forms --------------------------------------------------------
+
+    @classmethod
+    def _from_csr(
+        cls,
+        n_states: int,
+        n_actions: int,
+        indptr: NDArray[np.int64],
+        next_states: NDArray[np.int32],
+        prob: NDArray[np.float64],
+        reward: NDArray[np.float64],
+        mu0: NDArray[np.float64],
+        terminal: NDArray[np.bool_] | None,
+        *,
+        horizon: int,
+        gamma: float = 1.0,
+    ) -> FiniteMDP:
+        """Build from canonical CSR arrays over the (s, a) rows (one entry per successor)."""
+        self = cls.__new__(cls)
+        horizon = as_int(horizon, "horizon", minimum=1, maximum=2**31 - 1)
+        self._mdp = _core.MDP(
+            n_states,
+            n_actions,
+            np.ascontiguousarray(indptr, dtype=np.int64),
+            np.ascontiguousarray(next_states, dtype=np.int32),
+            np.ascontiguousarray(prob, dtype=np.float64),
+            np.ascontiguousarray(reward, dtype=np.float64),
+            _terminal_mask(terminal, n_states),
+            np.ascontiguousarray(mu0, dtype=np.float64),
+            horizon,
+            _check_gamma(gamma),
+        )
+        return self
+
+    @classmethod
+    def from_gymnasium(
+        cls,
+        env_or_id: Any,
+        horizon: int | None = None,
+        gamma: float = 1.0,
+        **make_kwargs: Any,
+    ) -> FiniteMDP:
+        """Read a gymnasium toy-text style environment (``env.unwrapped.P``) into a FiniteMDP.
+
+        ``env_or_id`` is an environment id (``"FrozenLake-v1"``, made with ``make_kwargs``, e.g.
+        ``map_name="8x8"``, ``is_slippery=False``) or an environment instance. ``P[s][a]`` is a
+        list of ``(p, s', r, terminated)``: duplicate ``(s, a, s')`` entries are merged (their
+        probabilities summed, their rewards averaged with those probabilities, which keeps the
+        expected reward), states entered with ``terminated=True`` become terminal, rewards sit on
+        transitions, ``mu0`` is ``initial_state_distrib``, and the horizon defaults to the
+        registered ``max_episode_steps``.
+        """
+        from ._gym import mdp_arrays_from_gymnasium
+
+        arrays, default_horizon = mdp_arrays_from_gymnasium(env_or_id, make_kwargs)
+        if horizon is None:
+            if default_horizon is None:
+                raise ValueError(
+                    "horizon: the environment registers no max_episode_steps; pass horizon="
+                )
+            horizon = default_horizon
+        return cls._from_csr(*arrays, horizon=horizon, gamma=gamma)
+
+    def to_gymnasium(self, render_mode: str | None = None) -> gymnasium.Env[np.int64, np.int64]:
+        """A ``gymnasium.Env`` simulating this MDP (Discrete observations and actions).
+
+        ``terminated`` is True on entering a terminal state, ``truncated`` after ``horizon``
+        steps; ``info`` carries ``{"prob": P(s'|s, a)}`` like gymnasium's toy-text environments.
+        """
+        from ._gym import FiniteMDPEnv
+
+        return FiniteMDPEnv(self, render_mode=render_mode)
+
+    # -- properties -----------------------------------------------------------------------
+
+    @property
+    def n_states(self) -> int:
+        return int(self._mdp.n_states)
+
+    @property
+    def n_actions(self) -> int:
+        return int(self._mdp.n_actions)
+
+    @property
+    def horizon(self) -> int:
+        return int(self._mdp.horizon)
+
+    @property
+    def gamma(self) -> float:
+        return float(self._mdp.gamma)
+
+    @property
+    def nnz(self) -> int:
+        """Number of stored transitions (s, a, s') with P > 0."""
+        return int(self._mdp.nnz)
+
+    @property
+    def mu0(self) -> NDArray[np.float64]:
+        """Initial state distribution (S,), read-only."""
+        return self._mdp.mu0  # type: ignore[no-any-return]
+
+    @property
+    def terminal(self) -> NDArray[np.bool_]:
+        """Terminal-state mask (S,), read-only."""
+        out = self._mdp.terminal.view(np.bool_)
+        return out  # type: ignore[no-any-return]
+
+    @property
+    def transitions(self) -> tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.float64], NDArray[np.float64]]:
+        """The stored CSR over (s, a) rows: ``(indptr (S*A+1,), next_state, prob, reward)``.
+
+        Row ``s * A + a`` holds entries ``indptr[row]:indptr[row+1]``. Read-only views, no copy.
+        """
+        m = self._mdp
+        return m.indptr, m.next, m.prob, m.reward
+
+    @property
+    def P(self) -> NDArray[np.float64]:
+        """Dense transition array (S, A, S) (a new array; see ``transitions`` for the sparse form)."""
+        S, A = self.n_states, self.n_actions
+        nbytes = S * A * S * 8
+        if nbytes > _DENSE_LIMIT_BYTES:
+            raise MemoryError(
+                f"P as a dense (S, A, S) = ({S}, {A}, {S}) array needs {nbytes / 2**30:.3g} GiB; "
+                "use mdp.transitions (CSR) instead"
+            )
+        indptr, nxt, prob, _ = self.transitions
+        out = np.zeros((S * A, S))
+        rows = np.repeat(np.arange(S * A), np.diff(indptr))
+        out[rows, nxt] = prob
+        return out.reshape(S, A, S)
+
+    @property
+    def R(self) -> NDArray[np.float64]:
+        r"""Expected immediate reward :math:`r(s, a) = \sum_{s'} P(s'|s,a) R(s,a,s')`, shape (S, A)."""
+        return self._mdp.expected_reward()  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return (
+            f"FiniteMDP(n_states={self.n_states}, n_actions={self.n_actions}, nnz={self.nnz}, "
+            f"horizon={self.horizon}, gamma={self.gamma}, terminal={int(self.terminal.sum())})"
+        )
+
+    # -- sampling -------------------------------------------------------------------------
+
+    def sample(self, policy: SoftmaxPolicy, n: int, *, seed: int | None, threads: int | None = None) -> Trajectories:
+        """Simulate ``n`` episodes of ``policy`` in C++ (GIL released, all cores by default).
+
+        Returns a :class:`pgfast.Trajectories` batch: ``states``, ``actions`` (int32 (n, H)),
+        ``rewards`` (float64 (n, H)), ``lengths`` and ``final_states`` (int32 (n,)). Entries at
+        ``t >= lengths[i]`` are padding: -1 for states and actions, 0.0 for rewards.
+
+        Trajectory ``i`` draws only from the counter-based random stream of ``(seed, i)``, so the
+        batch is bit-identical for any ``threads``, and the first ``m`` trajectories of a batch of
+        ``n`` equal a batch of ``m``. ``seed=None`` draws a fresh seed (kept in ``traj.seed``).
+        Ctrl-C stops a long run with ``KeyboardInterrupt``.
+        """
+        from ._trajectories import Trajectories
+
+        n = as_int(n, "n", minimum=1)
+        seed = as_seed(seed)
+        threads = as_threads(threads)
+        probs = policy._probs_for(self)
+        H = self.horizon
+        # states + actions (int32) + rewards (float64) per step, lengths + final states per episode
+        check_allocation(
+            n * (H * 16 + 8),
+            f"a batch of n={n} trajectories of horizon H={H}",
+            "sample fewer trajectories per call",
+        )
+        states, actions, rewards, lengths, finals = _core.sample(self._mdp, probs, n, seed, threads)
+        return Trajectories(self, states, actions, rewards, lengths, finals, seed=seed)
+
+
+def _check_gamma(gamma: Any) -> float:
+    g = as_float(gamma, "gamma")
+    if not (0.0 <= g <= 1.0):
+        raise ValueError(f"gamma must be in [0, 1], got {g}")
+    return g
+
+
+def _terminal_mask(terminal: ArrayLike | None, S: int) -> NDArray[np.uint8]:
+    if terminal is None:
+        return np.zeros(S, dtype=np.uint8)
+    t = np.asarray(terminal)
+    if t.dtype != np.bool_:
+        if t.dtype.kind not in "iu" or (t.size and not np.isin(t, (0, 1)).all()):
+            raise TypeError(f"terminal must be a boolean mask of shape (S,), got dtype {t.dtype}")
+    if t.shape != (S,):
+        raise ValueError(f"terminal must have shape (S,) = ({S},), got {t.shape}")
+    return np.ascontiguousarray(t, dtype=np.uint8)
+
+
+def _csr_from_sparse(P: Any) -> tuple[int, int, NDArray[np.int64], NDArray[np.int32], NDArray[np.float64], NDArray[np.int64]]:
+    if P.ndim != 2:
+        raise ValueError(f"sparse P must have shape (S*A, S), got {P.shape}")
+    rows_total, S = P.shape
+    if S < 1 or rows_total < S or rows_total % S:
+        raise ValueError(f"sparse P must have shape (S*A, S) with A >= 1, got {P.shape}")
+    A = rows_total // S
+    csr = P.tocsr(copy=True)
+    if csr.dtype.kind not in "iuf" or csr.dtype == np.bool_:
+        raise TypeError(f"P must be a real numeric matrix, got dtype {csr.dtype}")
+    csr.sum_duplicates()
+    csr.sort_indices()
+    csr.eliminate_zeros()
+    indptr = np.ascontiguousarray(csr.indptr, dtype=np.int64)
+    nxt = np.ascontiguousarray(csr.indices, dtype=np.int32)
+    prob = np.ascontiguousarray(csr.data, dtype=np.float64)
+    rows = np.repeat(np.arange(S * A, dtype=np.int64), np.diff(indptr))
+    return S, A, indptr, nxt, prob, rows
+
+
+def _rewards_on_entries(R: Any, S: int, A: int, rows: NDArray[Any], nxt: NDArray[np.int32]) -> NDArray[np.float64]:
+    """R(s, a, s') at every stored transition, from R (S, A), (S, A, S) or sparse (S*A, S)."""
+    if _is_scipy_sparse(R):
+        if R.shape != (S * A, S):
+            raise ValueError(f"sparse R must have shape (S*A, S) = ({S * A}, {S}), got {R.shape}")
+        vals = np.asarray(R.tocsr()[rows, nxt], dtype=np.float64).ravel()
+        require_finite(vals, "R")
+        return np.ascontiguousarray(vals)
+    Rd = as_float_array(R, "R", ndim=(2, 3))
+    if Rd.shape not in ((S, A), (S, A, S)):
+        raise ValueError(f"R must have shape (S, A) = ({S}, {A}) or (S, A, S) = ({S}, {A}, {S}), got {Rd.shape}")
+    require_finite(Rd, "R")
+    if Rd.ndim == 2:
+        return np.ascontiguousarray(Rd.reshape(S * A)[rows])
+    return np.ascontiguousarray(Rd.reshape(S * A, S)[rows, nxt])

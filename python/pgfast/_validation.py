@@ -1,0 +1,112 @@
+"""Boundary checks shared by the public API: each names the argument it rejects."""
+
+from __future__ import annotations
+
+import operator
+import os
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+_MAX_SEED = 2**64 - 1
+
+
+def as_float_array(x: Any, name: str, *, ndim: int | tuple[int, ...] | None = None) -> NDArray[np.float64]:
+    """``x`` as a C-contiguous float64 array; TypeError for non-numeric data, ValueError for ndim."""
+    arr = np.asarray(x)
+    if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else ndim
+        if arr.ndim not in allowed:
+            want = " or ".join(f"{d}-D" for d in allowed)
+            raise ValueError(f"{name} must be {want}, got shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+def require_finite(arr: NDArray[np.float64], name: str) -> None:
+    if not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        where = tuple(int(i) for i in bad)
+        raise ValueError(f"{name} must be finite, found {arr[where]!r} at index {where}")
+
+
+def as_int(x: Any, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """A Python int from an integer-like ``x`` (not bool, not float)."""
+    if isinstance(x, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got bool")
+    try:
+        value = operator.index(x)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(x).__name__}") from None
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def as_float(x: Any, name: str) -> float:
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
+    return float(x)
+
+
+def as_index_array(x: Any, name: str, upper: int) -> NDArray[np.int32]:
+    """Integer array with values in [0, upper), as C-contiguous int32 (same shape)."""
+    arr = np.asarray(x)
+    if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}")
+    if arr.size:
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi >= upper:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{name} must lie in [0, {upper}), found {bad}")
+    return np.ascontiguousarray(arr, dtype=np.int32)
+
+
+def as_seed(seed: Any) -> int:
+    """A seed in [0, 2**64); None draws fresh entropy from the operating system."""
+    if seed is None:
+        return int(np.random.SeedSequence().entropy) & _MAX_SEED  # type: ignore[arg-type]
+    return as_int(seed, "seed", minimum=0, maximum=_MAX_SEED)
+
+
+def available_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def as_threads(threads: Any) -> int:
+    """None -> every CPU this process may use; otherwise an int >= 1."""
+    if threads is None:
+        return available_cpus()
+    return as_int(threads, "threads", minimum=1, maximum=4096)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available for new allocations, if the OS says (Linux), else total RAM."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_allocation(nbytes: int, what: str, hint: str) -> None:
+    """MemoryError stating the size, raised before allocating more than is available."""
+    avail = available_memory()
+    if avail is not None and nbytes > avail:
+        raise MemoryError(
+            f"{what} needs {nbytes / 2**30:.3g} GiB, more than the {avail / 2**30:.3g} GiB "
+            f"of memory available; {hint}"
+        )
