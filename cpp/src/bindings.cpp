@@ -28,9 +28,6 @@ namespace {
 template <class T>
 using carray = py::array_t<T, py::array::c_style>;
 
-// Below this many simulated steps a call runs inline on the calling thread without polling.
-constexpr std::int64_t kInlineSteps = std::int64_t{1} << 16;
-
 // Called on the waiting thread, GIL released: run Python's signal handlers (Ctrl-C).
 bool python_interrupted() {
   py::gil_scoped_acquire gil;
@@ -76,6 +73,30 @@ void bind_rng(py::module_& m) {
       },
       py::arg("c0"), py::arg("c1"), py::arg("key"),
       "Philox2x64-10 block of counter (c0, c1) under key: two 64-bit words.");
+  m.def(
+      "stream_words",
+      [](std::uint64_t seed, const std::string& domain, std::uint64_t item, std::int64_t count) {
+        Domain d;
+        if (domain == "rollout") {
+          d = Domain::Rollout;
+        } else if (domain == "policy_sample") {
+          d = Domain::PolicySample;
+        } else {
+          throw std::invalid_argument("domain must be 'rollout' or 'policy_sample', got '" + domain + "'");
+        }
+        if (count < 0) throw std::invalid_argument("count must be >= 0");
+        Xoroshiro128pp g = item_stream(stream_key(seed, d), item);
+        std::vector<std::uint64_t> out(static_cast<std::size_t>(count));
+        for (auto& w : out) w = g.next();
+        return out;
+      },
+      py::arg("seed"), py::arg("domain"), py::arg("item"), py::arg("count"),
+      "The first `count` 64-bit words of the random stream of (seed, item) in a domain.");
+  m.def("stream_key", [](std::uint64_t seed, const std::string& domain) {
+    if (domain == "rollout") return stream_key(seed, Domain::Rollout);
+    if (domain == "policy_sample") return stream_key(seed, Domain::PolicySample);
+    throw std::invalid_argument("domain must be 'rollout' or 'policy_sample'");
+  });
 }
 
 void bind_mdp(py::module_& m) {
@@ -216,15 +237,12 @@ void bind_rollout(py::module_& m) {
         carray<double> rewards({n, H});
         StoreSink proto{states.mutable_data(), actions.mutable_data(), rewards.mutable_data(),
                         lengths.mutable_data(), finals.mutable_data(), H};
-        std::atomic<bool> cancel{false};
+        StopToken stop(python_interrupted);
         bool completed;
         {
           py::gil_scoped_release release;
           const CategoricalRows pi = policy_sampler(probs.data(), mdp.n_states(), mdp.n_actions());
-          const bool small = n * H < kInlineSteps;
-          completed = simulate(
-              mdp, pi, n, seed, small ? 1 : threads, [&](int) { return proto; }, cancel,
-              small ? PollFn() : PollFn(python_interrupted));
+          completed = simulate(mdp, pi, n, seed, threads, [&](int) { return proto; }, stop);
         }
         if (!completed) throw py::error_already_set();
         return py::make_tuple(states, actions, rewards, lengths, finals);

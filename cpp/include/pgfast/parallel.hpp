@@ -1,9 +1,11 @@
-// A minimal fork-join runner: `threads` workers, a calling thread that waits and polls.
+// A minimal fork-join runner whose calling thread works too and answers interrupts.
 //
-// The calling thread never computes; it sleeps on a condition variable and, every poll period,
-// calls `poll()` (the Python bindings check for Ctrl-C there). When poll() returns true the
-// shared cancel flag is raised, workers stop at their next check, and run_workers returns false.
-// Kernels stay free of Python: they only read the cancel flag.
+// run_workers(threads, body) runs body(worker, stop) for worker = 0..threads-1: worker 0 on the
+// calling thread, the others on new threads. Workers call stop(worker) at regular points (every
+// block of work, and every few thousand steps inside a long one). On the calling thread that
+// check also runs the poll function every poll period (the Python bindings check Ctrl-C there);
+// once it returns true, or a worker throws, every worker's next stop() returns true.
+// Kernels stay free of Python: they see only a callable that answers "should I stop?".
 #pragma once
 
 #include <algorithm>
@@ -27,63 +29,94 @@ inline int hardware_threads() noexcept {
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
-// Runs body(worker) for worker = 0..threads-1 concurrently. Returns false if poll() asked to
-// stop (the work is then incomplete); rethrows the first exception a worker threw.
-template <class Body>
-bool run_workers(int threads, Body&& body, std::atomic<bool>& cancel, const PollFn& poll,
-                 std::chrono::milliseconds poll_period = std::chrono::milliseconds(20)) {
-  threads = std::max(threads, 1);
-  if (threads == 1 && !poll) {
-    body(0);
-    return true;
+// Shared stop state of one parallel run.
+class StopToken {
+ public:
+  explicit StopToken(PollFn poll, std::chrono::milliseconds period = std::chrono::milliseconds(20))
+      : poll_(std::move(poll)), period_(period), next_poll_(std::chrono::steady_clock::now() + period) {}
+
+  // True once the run must stop. Cheap: a relaxed load, plus a clock read on worker 0.
+  bool operator()(int worker) {
+    if (worker == 0 && poll_) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= next_poll_) {
+        next_poll_ = now + period_;
+        if (poll_()) {
+          interrupted_ = true;
+          cancel_.store(true, std::memory_order_relaxed);
+        }
+      }
+    }
+    return cancel_.load(std::memory_order_relaxed);
   }
+  void cancel() noexcept { cancel_.store(true, std::memory_order_relaxed); }
+  bool interrupted() const noexcept { return interrupted_; }
+  std::chrono::milliseconds period() const noexcept { return period_; }
+
+ private:
+  std::atomic<bool> cancel_{false};
+  PollFn poll_;
+  std::chrono::milliseconds period_;
+  std::chrono::steady_clock::time_point next_poll_;
+  bool interrupted_ = false;  // written and read on the calling thread only
+};
+
+// Runs body(worker, stop) on `threads` workers (worker 0 is the calling thread). Returns false if
+// the poll function interrupted the run (the work is then incomplete); rethrows the first
+// exception a worker threw.
+template <class Body>
+bool run_workers(int threads, Body&& body, StopToken& stop) {
+  threads = std::max(threads, 1);
   std::mutex m;
   std::condition_variable cv;
-  int remaining = threads;
+  int remaining = threads - 1;
   std::exception_ptr error;
+  auto record_error = [&] {
+    std::lock_guard<std::mutex> lk(m);
+    if (!error) error = std::current_exception();
+    stop.cancel();
+  };
   auto worker = [&](int w) {
     try {
-      body(w);
+      body(w, stop);
     } catch (...) {
-      std::lock_guard<std::mutex> lk(m);
-      if (!error) error = std::current_exception();
-      cancel.store(true, std::memory_order_relaxed);
+      record_error();
     }
     std::lock_guard<std::mutex> lk(m);
     --remaining;
     cv.notify_all();
   };
   std::vector<std::thread> pool;
-  pool.reserve(static_cast<std::size_t>(threads));
+  pool.reserve(static_cast<std::size_t>(threads - 1));
   try {
-    for (int w = 0; w < threads; ++w) pool.emplace_back(worker, w);
+    for (int w = 1; w < threads; ++w) pool.emplace_back(worker, w);
   } catch (...) {  // could not start a thread: stop the ones that did start
-    cancel.store(true, std::memory_order_relaxed);
+    stop.cancel();
     {
       std::lock_guard<std::mutex> lk(m);
-      remaining -= threads - static_cast<int>(pool.size());
+      remaining -= threads - 1 - static_cast<int>(pool.size());
     }
     for (auto& t : pool) t.join();
     throw;
   }
-  bool interrupted = false;
+  try {
+    body(0, stop);
+  } catch (...) {
+    record_error();
+  }
+  // Worker 0 is done; keep answering interrupts until the others are.
   {
     std::unique_lock<std::mutex> lk(m);
     while (remaining > 0) {
-      if (cv.wait_for(lk, poll_period, [&] { return remaining == 0; })) break;
-      if (poll && !interrupted) {
-        lk.unlock();
-        if (poll()) {
-          interrupted = true;
-          cancel.store(true, std::memory_order_relaxed);
-        }
-        lk.lock();
-      }
+      if (cv.wait_for(lk, stop.period(), [&] { return remaining == 0; })) break;
+      lk.unlock();
+      stop(0);
+      lk.lock();
     }
   }
   for (auto& t : pool) t.join();
   if (error) std::rethrow_exception(error);
-  return !interrupted;
+  return !stop.interrupted();
 }
 
 // Hands out fixed blocks [b*block, min(n, (b+1)*block)) of an index range to many threads.
@@ -105,14 +138,15 @@ class BlockQueue {
   std::atomic<std::int64_t> next_{0};
 };
 
-// One thread's view of a BlockQueue: a stream of indices, block after block.
+// One worker's view of a BlockQueue: a stream of indices, block after block, that ends early
+// when the run is stopped.
 class IndexStream {
  public:
-  IndexStream(BlockQueue& q, const std::atomic<bool>& cancel) : q_(q), cancel_(cancel) {}
-  // Next index, or -1 when the queue is exhausted or the work was cancelled.
-  std::int64_t next() noexcept {
+  IndexStream(BlockQueue& q, StopToken& stop, int worker) : q_(q), stop_(stop), worker_(worker) {}
+  // Next index, or -1 when the queue is exhausted or the run was stopped.
+  std::int64_t next() {
     if (cur_ == end_) {
-      if (cancel_.load(std::memory_order_relaxed)) return -1;
+      if (stop_(worker_)) return -1;
       const std::int64_t b = q_.take();
       if (b < 0) return -1;
       cur_ = b * q_.block();
@@ -120,10 +154,12 @@ class IndexStream {
     }
     return cur_++;
   }
+  bool stopped() { return stop_(worker_); }
 
  private:
   BlockQueue& q_;
-  const std::atomic<bool>& cancel_;
+  StopToken& stop_;
+  int worker_;
   std::int64_t cur_ = 0, end_ = 0;
 };
 

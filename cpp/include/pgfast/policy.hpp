@@ -84,7 +84,7 @@ inline void gather_log_prob(const double* log_probs, std::int64_t S, std::int64_
   }
 }
 
-// a_k ~ pi(.|states[k]); draw k uses the counter (k, 0) of the policy-sampling stream of `seed`.
+// a_k ~ pi(.|states[k]); draw k uses the first word of item_stream(policy-sampling key of seed, k).
 inline void sample_actions(const CategoricalRows& pi, std::int64_t S, const std::int32_t* states,
                            std::int64_t n, std::uint64_t seed, std::int32_t* out) {
   const std::uint64_t key = stream_key(seed, Domain::PolicySample);
@@ -94,8 +94,7 @@ inline void sample_actions(const CategoricalRows& pi, std::int64_t S, const std:
       throw std::invalid_argument("states[" + std::to_string(k) + "] = " + std::to_string(s) +
                                   " is out of range [0, " + std::to_string(S) + ")");
     }
-    const Block2x64 r = philox2x64(static_cast<std::uint64_t>(k), 0, key);
-    out[k] = static_cast<std::int32_t>(pi.draw(s, r.v0));
+    out[k] = static_cast<std::int32_t>(pi.draw(s, item_stream(key, static_cast<std::uint64_t>(k)).next()));
   }
 }
 

@@ -1,13 +1,14 @@
-// Counter-based random streams.
+// Counter-keyed random streams.
 //
-// Every random number pgfast draws is a pure function of (key, counter): draw j of trajectory i
-// under seed k is Philox2x64-10(counter = (j, i), key = stream_key(k, domain)). Nothing is carried
-// from one trajectory to the next, so the output never depends on how trajectories are split
-// between threads, lanes or machines, and two trajectories never share a stream (the counter
-// spaces are disjoint by construction, unlike seeding with `seed + i`).
+// Every random number of trajectory (or item) i under seed k comes from the stream of (k, i): a
+// generator whose state is the counter-based Philox2x64-10 block of counter (0, i) under the key
+// stream_key(k, domain). Nothing is carried from one trajectory to the next, so the output never
+// depends on how trajectories are split between threads, lanes or machines, and the streams of
+// different trajectories are independent (unlike seeding with `seed + i`).
 //
 // Philox2x64-10 is the generator of Salmon, Moraes, Dror and Shaw, "Parallel random numbers: as
-// easy as 1, 2, 3" (SC'11); its known-answer vectors are checked in tests/test_rng.py.
+// easy as 1, 2, 3" (SC'11); its known-answer vectors are checked in tests/test_rng.py, and the
+// xoroshiro128++ stream against a pure-Python transcription of its definition.
 #pragma once
 
 #include <cstdint>
@@ -53,6 +54,37 @@ inline Block2x64 philox2x64(std::uint64_t c0, std::uint64_t c1, std::uint64_t ke
     key += kWeyl;
   }
   return {c0, c1};
+}
+
+// xoroshiro128++ (Blackman and Vigna, "Scrambled linear pseudorandom number generators", 2021):
+// 128 bits of state, period 2^128 - 1, a handful of adds, xors and rotations per 64-bit word.
+class Xoroshiro128pp {
+ public:
+  Xoroshiro128pp() = default;
+  // The state must not be all zero; the only such input is replaced by (0, 1).
+  Xoroshiro128pp(std::uint64_t s0, std::uint64_t s1) noexcept : s0_(s0), s1_(s1 | ((s0 | s1) == 0)) {}
+
+  inline std::uint64_t next() noexcept {
+    const std::uint64_t a = s0_, b = s1_;
+    const std::uint64_t out = rotl(a + b, 17) + a;
+    const std::uint64_t c = b ^ a;
+    s0_ = rotl(a, 49) ^ c ^ (c << 21);
+    s1_ = rotl(c, 28);
+    return out;
+  }
+
+ private:
+  static inline std::uint64_t rotl(std::uint64_t x, int k) noexcept { return (x << k) | (x >> (64 - k)); }
+  std::uint64_t s0_ = 0, s1_ = 1;
+};
+
+// The random stream of item i under key: a xoroshiro128++ whose 128-bit state is the Philox block
+// of counter (0, i). Streams of different items start at independent, uniformly random points of
+// a 2^128 cycle, so two streams of length L overlap with probability about L / 2^127 -- never,
+// in practice -- while each step costs a few simple instructions instead of a Philox block.
+inline Xoroshiro128pp item_stream(std::uint64_t key, std::uint64_t i) noexcept {
+  const Block2x64 b = philox2x64(0, i, key);
+  return Xoroshiro128pp(b.v0, b.v1);
 }
 
 // SplitMix64 finaliser: a bijective 64-bit mixer, used only to derive keys from seeds.

@@ -1,8 +1,8 @@
 // Batched simulation of a finite MDP under a stationary policy table.
 //
-// Trajectory i of seed k is a pure function of (k, i): its initial state uses the random word
-// philox(counter = (0, i)), step t uses philox(counter = (t + 1, i)) -- the first half of the
-// block draws a_t ~ pi(.|s_t), the second s_{t+1} ~ P(.|s_t, a_t). Each thread advances
+// Trajectory i of seed k is a pure function of (k, i): it reads only item_stream(key(k), i), whose
+// first word draws s0 ~ mu0 and then two words per step draw a_t ~ pi(.|s_t) and
+// s_{t+1} ~ P(.|s_t, a_t). Each thread advances
 // kLanes trajectories in lock-step so that the memory loads of one hide behind the others
 // (a single trajectory waits on its previous step at every step); a lane whose episode ends
 // takes the next trajectory at once.
@@ -27,7 +27,7 @@ inline constexpr std::int32_t kPadIndex = -1;  // states/actions past an episode
 
 template <class Sink>
 void simulate_stream(const FiniteMDP& mdp, const CategoricalRows& pi, std::uint64_t key,
-                     IndexStream& source, Sink& sink, const std::atomic<bool>& cancel) {
+                     IndexStream& source, Sink& sink) {
   const std::int64_t H = mdp.horizon();
   const std::int64_t A = mdp.n_actions();
   const CategoricalRows& trans = mdp.transitions();
@@ -38,6 +38,7 @@ void simulate_stream(const FiniteMDP& mdp, const CategoricalRows& pi, std::uint6
 
   std::int64_t traj[kLanes], t[kLanes];
   std::int32_t s[kLanes];
+  Xoroshiro128pp rng[kLanes];
   int active = 0;
   auto refill = [&](int l) {
     const std::int64_t i = source.next();
@@ -45,23 +46,22 @@ void simulate_stream(const FiniteMDP& mdp, const CategoricalRows& pi, std::uint6
     if (i < 0) return;
     ++active;
     t[l] = 0;
-    s[l] = mdp.draw_initial(philox2x64(0, static_cast<std::uint64_t>(i), key).v0);
+    rng[l] = item_stream(key, static_cast<std::uint64_t>(i));
+    s[l] = mdp.draw_initial(rng[l].next());
     sink.begin(i, s[l]);
   };
   for (int l = 0; l < kLanes; ++l) refill(l);
 
   std::uint32_t tick = 0;
   while (active > 0) {
-    if ((++tick & 1023u) == 0 && cancel.load(std::memory_order_relaxed)) return;
+    if ((++tick & 1023u) == 0 && source.stopped()) return;
     for (int l = 0; l < kLanes; ++l) {
       if (traj[l] < 0) continue;
       const std::int64_t i = traj[l];
-      const Block2x64 r = philox2x64(static_cast<std::uint64_t>(t[l] + 1), static_cast<std::uint64_t>(i), key);
       const std::int32_t st = s[l];
-      const std::int32_t a = static_cast<std::int32_t>(pi.draw(st, r.v0));
+      const std::int32_t a = static_cast<std::int32_t>(pi.draw(st, rng[l].next()));
       const std::int64_t row = st * A + a;
-      const std::int64_t beg = indptr[row];
-      const std::int64_t e = beg + trans.draw_in(beg, indptr[row + 1] - beg, r.v1);
+      const std::int64_t e = indptr[row] + trans.draw(row, rng[l].next());
       const std::int32_t sp = next[e];
       sink.step(i, t[l], st, a, reward[e]);
       const std::int64_t tn = ++t[l];
@@ -77,22 +77,22 @@ void simulate_stream(const FiniteMDP& mdp, const CategoricalRows& pi, std::uint6
 }
 
 // Runs simulate_stream over trajectories 0..n-1 on `threads` threads, one Sink per thread made
-// by make_sink(worker). Returns false if poll() interrupted the run.
+// by make_sink(worker). Returns false if the stop token's poll interrupted the run.
 template <class MakeSink>
 bool simulate(const FiniteMDP& mdp, const CategoricalRows& pi, std::int64_t n, std::uint64_t seed,
-              int threads, MakeSink&& make_sink, std::atomic<bool>& cancel, const PollFn& poll) {
+              int threads, MakeSink&& make_sink, StopToken& stop) {
   const std::uint64_t key = stream_key(seed, Domain::Rollout);
   BlockQueue queue(n, kTrajectoryBlock);
   const std::int64_t blocks = queue.n_blocks();
   if (threads > blocks) threads = static_cast<int>(blocks);
   return run_workers(
       threads,
-      [&](int w) {
-        IndexStream source(queue, cancel);
+      [&](int w, StopToken& st) {
+        IndexStream source(queue, st, w);
         auto sink = make_sink(w);
-        simulate_stream(mdp, pi, key, source, sink, cancel);
+        simulate_stream(mdp, pi, key, source, sink);
       },
-      cancel, poll);
+      stop);
 }
 
 // Writes the padded batch: states/actions (N, H) int32, rewards (N, H) float64, lengths and
