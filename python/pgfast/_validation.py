@@ -22,7 +22,7 @@ def as_float_array(x: Any, name: str, *, ndim: int | tuple[int, ...] | None = No
         if arr.ndim not in allowed:
             want = " or ".join(f"{d}-D" for d in allowed)
             raise ValueError(f"{name} must be {want}, got shape {arr.shape}")
-    return np.ascontiguousarray(arr, dtype=np.float64)
+    return np.asarray(arr, dtype=np.float64, order="C")
 
 
 def require_finite(arr: NDArray[np.float64], name: str) -> None:
@@ -63,7 +63,7 @@ def as_index_array(x: Any, name: str, upper: int) -> NDArray[np.int32]:
         if lo < 0 or hi >= upper:
             bad = lo if lo < 0 else hi
             raise ValueError(f"{name} must lie in [0, {upper}), found {bad}")
-    return np.ascontiguousarray(arr, dtype=np.int32)
+    return np.asarray(arr, dtype=np.int32, order="C")
 
 
 def as_seed(seed: Any) -> int:

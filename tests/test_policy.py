@@ -1,0 +1,129 @@
+"""Softmax policies: probabilities against NumPy, stability at extreme logits, sampling, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import random_mdp
+from scipy import stats
+
+import pgfast as pg
+
+
+def _np_softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def test_tabular_probs_match_numpy(rng: np.random.Generator) -> None:
+    theta = rng.normal(scale=3.0, size=(7, 4))
+    pi = pg.TabularSoftmax(7, 4, theta=theta)
+    np.testing.assert_allclose(pi.probs(), _np_softmax(theta), rtol=1e-13)
+    np.testing.assert_allclose(pi.log_probs(), np.log(_np_softmax(theta)), rtol=1e-12)
+    np.testing.assert_allclose(pi.probs().sum(axis=1), 1.0, rtol=1e-15)
+    assert pi.n_params == 28 and pi.theta.shape == (7, 4) and pi.theta.dtype == np.float64
+
+
+def test_default_is_uniform() -> None:
+    pi = pg.TabularSoftmax(3, 5)
+    np.testing.assert_allclose(pi.probs(), 0.2)
+    assert (pi.theta == 0).all()
+
+
+def test_linear_matches_numpy(rng: np.random.Generator) -> None:
+    phi = rng.normal(size=(6, 3, 5))
+    theta = rng.normal(size=5)
+    pi = pg.LinearSoftmax(phi, theta=theta)
+    z = phi @ theta
+    np.testing.assert_allclose(pi.logits(), z, rtol=1e-13)
+    np.testing.assert_allclose(pi.probs(), _np_softmax(z), rtol=1e-13)
+    assert (pi.n_states, pi.n_actions, pi.n_params, pi.n_features) == (6, 3, 5, 5)
+    assert not pi.features.flags.writeable
+
+
+def test_extreme_logits_are_exact_and_finite() -> None:
+    theta = np.array([[1e6, -1e6, 0.0], [-1e6, -1e6, 1e6], [5.0, 5.0, 5.0]])
+    pi = pg.TabularSoftmax(3, 3, theta=theta)
+    p = pi.probs()
+    np.testing.assert_array_equal(p[0], [1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(p[1], [0.0, 0.0, 1.0])
+    np.testing.assert_allclose(p[2], 1 / 3, rtol=1e-15)
+    lp = pi.log_probs()
+    assert np.isfinite(lp).all()
+    assert lp[0, 0] == 0.0 and lp[0, 1] == -2e6 and lp[0, 2] == -1e6
+    # sampling never picks a zero-probability action
+    acts = pi.sample(np.zeros(10000, dtype=np.int32), seed=0)
+    assert (acts == 0).all()
+
+
+def test_log_prob_gathers_any_shape(rng: np.random.Generator) -> None:
+    pi = pg.TabularSoftmax(5, 3, theta=rng.normal(size=(5, 3)))
+    s = rng.integers(0, 5, size=(4, 6))
+    a = rng.integers(0, 3, size=(4, 6))
+    out = pi.log_prob(s, a)
+    assert out.shape == (4, 6)
+    np.testing.assert_array_equal(out, pi.log_probs()[s, a])
+    assert pi.log_prob(np.int64(2), 1).shape == ()
+
+
+def test_theta_is_updated_in_place(rng: np.random.Generator) -> None:
+    pi = pg.TabularSoftmax(4, 2)
+    ref = pi.theta
+    pi.theta += 1.0
+    pi.theta[0, 1] = 3.0
+    pi.theta = rng.normal(size=(4, 2))
+    assert pi.theta is ref  # assignment copies into the same array
+    np.testing.assert_allclose(pi.probs(), _np_softmax(ref))
+
+
+def test_sample_frequencies_and_determinism(rng: np.random.Generator) -> None:
+    pi = pg.TabularSoftmax(3, 4, theta=rng.normal(size=(3, 4)))
+    states = np.repeat(np.arange(3, dtype=np.int32), 20000).reshape(3, 20000)
+    acts = pi.sample(states, seed=5)
+    assert acts.shape == states.shape and acts.dtype == np.int32
+    counts = np.stack([np.bincount(acts[s], minlength=4) for s in range(3)])
+    stat = float(((counts - 20000 * pi.probs()) ** 2 / (20000 * pi.probs())).sum())
+    assert stats.chi2.sf(stat, 3 * 3) > 1e-4
+    np.testing.assert_array_equal(pi.sample(states, seed=5), acts)
+    assert not np.array_equal(pi.sample(states, seed=6), acts)
+
+
+def test_policy_probabilities_used_by_sampler(rng: np.random.Generator) -> None:
+    mdp = random_mdp(rng, S=4, A=3, successors=2, horizon=5)
+    theta = np.full((4, 3), -1e6)
+    theta[:, 2] = 1e6  # deterministic: always action 2
+    traj = mdp.sample(pg.TabularSoftmax(4, 3, theta=theta), 500, seed=0)
+    assert (traj.actions[traj.mask] == 2).all()
+
+
+BAD = [
+    (lambda: pg.TabularSoftmax(0, 3), ValueError, "n_states must be >= 1"),
+    (lambda: pg.TabularSoftmax(3, -1), ValueError, "n_actions must be >= 1"),
+    (lambda: pg.TabularSoftmax(2.0, 3), TypeError, "n_states must be an integer"),  # type: ignore[arg-type]
+    (lambda: pg.TabularSoftmax(2, 3, theta=np.zeros((3, 2))), ValueError, r"theta must have shape \(2, 3\)"),
+    (lambda: pg.TabularSoftmax(2, 2, theta=[[0, np.nan], [0, 0]]), ValueError, "theta must be finite"),
+    (lambda: pg.TabularSoftmax(2, 2, theta=[["a", "b"], ["c", "d"]]), TypeError, "theta must be a real numeric array"),
+    (lambda: pg.LinearSoftmax(np.zeros((3, 2))), ValueError, "features must be 3-D"),
+    (lambda: pg.LinearSoftmax(np.zeros((3, 2, 0))), ValueError, "p >= 1"),
+    (lambda: pg.LinearSoftmax(np.full((2, 2, 2), np.nan)), ValueError, "features must be finite"),
+    (lambda: pg.LinearSoftmax(np.ones((2, 2, 2)), theta=np.ones(3)), ValueError, r"theta must have shape \(2,\)"),
+    (lambda: pg.LinearSoftmax(np.full((2, 2, 2), 1e300), theta=[1e300, 1e300]).probs(), ValueError, "overflow"),
+    (lambda: pg.TabularSoftmax(3, 2).log_prob([0, 3], [0, 1]), ValueError, r"states must lie in \[0, 3\), found 3"),
+    (lambda: pg.TabularSoftmax(3, 2).log_prob([0, 1], [0, -1]), ValueError, r"actions must lie in \[0, 2\), found -1"),
+    (lambda: pg.TabularSoftmax(3, 2).log_prob([0.0, 1.0], [0, 1]), TypeError, "states must be an integer array"),
+    (lambda: pg.TabularSoftmax(3, 2).log_prob([0, 1], [0, 1, 1]), ValueError, "same shape"),
+    (lambda: pg.TabularSoftmax(3, 2).sample([5], seed=0), ValueError, "states must lie in"),
+]
+
+
+@pytest.mark.parametrize(("call", "exc", "match"), BAD)
+def test_bad_policy_inputs(call: object, exc: type[Exception], match: str) -> None:
+    with pytest.raises(exc, match=match):
+        call()  # type: ignore[operator]
+
+
+def test_nan_written_into_theta_is_caught() -> None:
+    pi = pg.TabularSoftmax(2, 2)
+    pi.theta[0, 0] = np.nan  # bypasses the setter, e.g. a diverged optimizer
+    with pytest.raises(ValueError, match="non-finite"):
+        pi.probs()
