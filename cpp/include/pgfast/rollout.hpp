@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 
 #include "pgfast/categorical.hpp"
 #include "pgfast/mdp.hpp"
@@ -113,11 +114,12 @@ struct StoreSink {
     rewards[k] = r;
   }
   void end(std::int64_t i, std::int64_t length, std::int32_t final_state) noexcept {
-    for (std::int64_t k = i * H + length; k < (i + 1) * H; ++k) {
-      states[k] = kPadIndex;
-      actions[k] = kPadIndex;
-      rewards[k] = 0.0;
-    }
+    // Padding: -1 is all-ones bytes as int32, 0.0 is all-zero bytes as a double.
+    static_assert(kPadIndex == -1, "padding is written with memset(0xFF)");
+    const std::size_t k = static_cast<std::size_t>(i * H + length), rest = static_cast<std::size_t>(H - length);
+    std::memset(states + k, 0xFF, rest * sizeof(std::int32_t));
+    std::memset(actions + k, 0xFF, rest * sizeof(std::int32_t));
+    std::memset(rewards + k, 0, rest * sizeof(double));
     lengths[i] = static_cast<std::int32_t>(length);
     final_states[i] = final_state;
   }
