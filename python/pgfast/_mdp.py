@@ -190,13 +190,13 @@ class FiniteMDP:
     @property
     def mu0(self) -> NDArray[np.float64]:
         """Initial state distribution (S,), read-only."""
-        return self._mdp.mu0  # type: ignore[no-any-return]
+        return self._mdp.mu0
 
     @property
     def terminal(self) -> NDArray[np.bool_]:
         """Terminal-state mask (S,), read-only."""
         out = self._mdp.terminal.view(np.bool_)
-        return out  # type: ignore[no-any-return]
+        return out
 
     @property
     def transitions(self) -> tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.float64], NDArray[np.float64]]:
@@ -226,7 +226,7 @@ class FiniteMDP:
     @property
     def R(self) -> NDArray[np.float64]:
         r"""Expected immediate reward :math:`r(s, a) = \sum_{s'} P(s'|s,a) R(s,a,s')`, shape (S, A)."""
-        return self._mdp.expected_reward()  # type: ignore[no-any-return]
+        return self._mdp.expected_reward()
 
     def __repr__(self) -> str:
         return (

@@ -61,11 +61,11 @@ class SoftmaxPolicy:
 
     def probs(self) -> NDArray[np.float64]:
         r"""The table :math:`\pi(a|s)`, shape (S, A); rows sum to 1."""
-        return _core.softmax(self.logits())[0]  # type: ignore[no-any-return]
+        return _core.softmax(self.logits())[0]
 
     def log_probs(self) -> NDArray[np.float64]:
         r"""The table :math:`\log \pi(a|s) = z(s,a) - \log\sum_{a'} e^{z(s,a')}`, shape (S, A)."""
-        return _core.softmax(self.logits())[1]  # type: ignore[no-any-return]
+        return _core.softmax(self.logits())[1]
 
     def log_prob(self, states: ArrayLike, actions: ArrayLike) -> NDArray[np.float64]:
         r""":math:`\log \pi(a|s)` elementwise for integer arrays of one shape (e.g. a batch (N, H))."""
@@ -74,7 +74,7 @@ class SoftmaxPolicy:
         if s.shape != a.shape:
             raise ValueError(f"states and actions must have the same shape, got {s.shape} and {a.shape}")
         out = _core.gather_log_prob(self.log_probs(), s.ravel(), a.ravel())
-        return out.reshape(s.shape)  # type: ignore[no-any-return]
+        return out.reshape(s.shape)
 
     def sample(self, states: ArrayLike, seed: int | None) -> NDArray[np.int32]:
         r"""Actions :math:`a_k \sim \pi(\cdot|s_k)` for an integer array of states (same shape).
@@ -83,7 +83,7 @@ class SoftmaxPolicy:
         """
         s = as_index_array(states, "states", self._n_states)
         out = _core.sample_actions(self.probs(), s.ravel(), as_seed(seed))
-        return out.reshape(s.shape)  # type: ignore[no-any-return]
+        return out.reshape(s.shape)
 
     def _probs_for(self, mdp: FiniteMDP) -> NDArray[np.float64]:
         """The probability table, after checking the policy fits ``mdp``."""
@@ -152,5 +152,5 @@ class LinearSoftmax(SoftmaxPolicy):
     def logits(self) -> NDArray[np.float64]:
         S, A, p = self._features.shape
         z = _core.linear_logits(self._features.reshape(S * A, p), self._theta)
-        return z.reshape(S, A)  # type: ignore[no-any-return]
+        return z.reshape(S, A)
 

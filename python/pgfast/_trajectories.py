@@ -74,12 +74,12 @@ class Trajectories:
     @property
     def terminated(self) -> NDArray[np.bool_]:
         """Whether each episode ended by entering a terminal state (else it hit the horizon)."""
-        return self.mdp.terminal[self.final_states]  # type: ignore[no-any-return]
+        return self.mdp.terminal[self.final_states]
 
     @property
     def mask(self) -> NDArray[np.bool_]:
         """(N, H) mask of real steps: ``t < lengths[i]``."""
-        return np.arange(self.horizon) < self.lengths[:, None]  # type: ignore[no-any-return]
+        return np.arange(self.horizon) < self.lengths[:, None]
 
     @property
     def n_steps(self) -> int:
@@ -99,14 +99,14 @@ class Trajectories:
 
         ``gamma`` defaults to the MDP's.
         """
-        return _core.returns(self.rewards, self.lengths, self._gamma(gamma))  # type: ignore[no-any-return]
+        return _core.returns(self.rewards, self.lengths, self._gamma(gamma))
 
     def reward_to_go(self, gamma: float | None = None) -> NDArray[np.float64]:
         r"""Reward-to-go :math:`G_t = \sum_{t \le t' < \text{len}} \gamma^{t'-t} r_{t'}`, shape (N, H).
 
         Computed backwards as :math:`G_t = r_t + \gamma G_{t+1}` (seed 000, eq. 4.3); 0 on padding.
         """
-        return _core.reward_to_go(self.rewards, self.lengths, self._gamma(gamma))  # type: ignore[no-any-return]
+        return _core.reward_to_go(self.rewards, self.lengths, self._gamma(gamma))
 
     def __repr__(self) -> str:
         return f"Trajectories(n={self.n}, horizon={self.horizon}, steps={self.n_steps}, seed={self.seed})"

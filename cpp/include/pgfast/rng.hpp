@@ -19,10 +19,14 @@
 
 namespace pgfast {
 
+#if defined(__SIZEOF_INT128__)
+__extension__ typedef unsigned __int128 uint128_t;  // __extension__: no -Wpedantic warning
+#endif
+
 // 64 x 64 -> 128-bit product: returns the low half, stores the high half.
 inline std::uint64_t mulhilo64(std::uint64_t a, std::uint64_t b, std::uint64_t& hi) noexcept {
 #if defined(__SIZEOF_INT128__)
-  const unsigned __int128 p = static_cast<unsigned __int128>(a) * b;
+  const uint128_t p = static_cast<uint128_t>(a) * b;
   hi = static_cast<std::uint64_t>(p >> 64);
   return static_cast<std::uint64_t>(p);
 #elif defined(_MSC_VER)
