@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -60,7 +61,9 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     print(f"  mean return       {G.mean():.6f} +- {se:.6f} (standard error)")
     if S <= _EXACT_LIMIT_STATES:
         _, _, J = _reference.finite_horizon_values(mdp, pi.probs())
-        print(f"  exact J           {J:.6f}   ({(G.mean() - J) / se:+.2f} standard errors)")
+        gap = G.mean() - J
+        where = f"{gap / se:+.2f} standard errors" if se > 0 else f"difference {gap:+.3g}"
+        print(f"  exact J           {J:.6f}   ({where})")
     print(f"  mean length       {traj.lengths.mean():.2f} steps")
     print(f"  terminated        {traj.terminated.mean():.2%} (the rest reached the horizon)")
     if np.isin(G, (0.0, 1.0)).all():
@@ -143,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"pgfast {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`, which exited
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
