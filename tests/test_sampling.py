@@ -34,21 +34,58 @@ def _cdf_index(p: list[float], u: float) -> int:
     return idx
 
 
+def _joint_alias(mdp: pg.FiniteMDP, probs: np.ndarray, s: int) -> tuple[int, list[int], list[int]]:
+    """State s's alias table over its (a, s') entries, built exactly as the C++ JointTable does:
+    (first entry, thresholds, alias entries), indexed by column."""
+    indptr, _, prob, _ = mdp.transitions
+    A = mdp.n_actions
+    beg, end = int(indptr[s * A]), int(indptr[(s + 1) * A])
+    n = end - beg
+    action = [a for a in range(A) for _ in range(int(indptr[s * A + a]), int(indptr[s * A + a + 1]))]
+    w = [(float(probs[s, action[j]]) * float(prob[beg + j])) * float(n) for j in range(n)]
+    small = [j for j in range(n) if w[j] < 1.0]
+    large = [j for j in range(n) if not w[j] < 1.0]
+    thr, alias = [0] * n, [0] * n
+
+    def put(j: int, q: float, other: int) -> None:
+        full = q >= 1.0
+        thr[j] = 2**64 - 1 if full else (0 if q <= 0.0 else int(q * 2.0**64))
+        alias[j] = beg + (j if full else other)
+
+    while small and large:
+        sm, lg = small.pop(), large[-1]
+        put(sm, w[sm], lg)
+        w[lg] = (w[lg] + w[sm]) - 1.0
+        if w[lg] < 1.0:
+            large.pop()
+            small.append(lg)
+    while large:
+        put(large.pop(), 1.0, 0)
+    while small:
+        put(small.pop(), 1.0, 0)
+    return beg, thr, alias
+
+
 def _replay(mdp: pg.FiniteMDP, probs: np.ndarray, seed: int, i: int) -> tuple[list[int], list[int], list[float], int]:
-    """Trajectory i of `seed`, re-derived in Python from its documented random stream."""
-    indptr, nxt, prob, rew = mdp.transitions
+    """Trajectory i of `seed`, re-derived in Python from its documented random stream: one word
+    for s0 ~ mu0 (inverse CDF over mu0's support), then one word per step for the (a, s') pair
+    (the alias column is the high word of word * n, kept when the low word is below its threshold)."""
+    indptr, nxt, _, rew = mdp.transitions
     A, H = mdp.n_actions, mdp.horizon
-    words = _core.stream_words(seed, "rollout", i, 1 + 2 * H)
+    words = _core.stream_words(seed, "rollout", i, 1 + H)
     support = [s for s in range(mdp.n_states) if mdp.mu0[s] > 0]
     s = support[_cdf_index([float(mdp.mu0[x]) for x in support], _u(words[0]))]
+    tables = {}
     states, actions, rewards = [], [], []
     for t in range(H):
-        a = _cdf_index([float(x) for x in probs[s]], _u(words[1 + 2 * t]))
-        row = s * A + a
-        beg, end = int(indptr[row]), int(indptr[row + 1])
-        e = beg + _cdf_index([float(x) for x in prob[beg:end]], _u(words[2 + 2 * t]))
+        if s not in tables:
+            tables[s] = _joint_alias(mdp, probs, s)
+        beg, thr, alias = tables[s]
+        n = int(indptr[(s + 1) * A]) - beg
+        hi, lo = divmod(words[1 + t] * n, 2**64)
+        e = beg + hi if lo < thr[hi] else alias[hi]
         states.append(s)
-        actions.append(a)
+        actions.append(int(np.searchsorted(indptr, e, side="right") - 1) % A)
         rewards.append(float(rew[e]))
         s = int(nxt[e])
         if mdp.terminal[s]:

@@ -241,8 +241,7 @@ void bind_rollout(py::module_& m) {
         bool completed;
         {
           py::gil_scoped_release release;
-          const CategoricalRows pi = policy_sampler(probs.data(), mdp.n_states(), mdp.n_actions());
-          completed = simulate(mdp, pi, n, seed, threads, [&](int) { return proto; }, stop);
+          completed = simulate(mdp, probs.data(), n, seed, threads, [&](int) { return proto; }, stop);
         }
         if (!completed) throw py::error_already_set();
         return py::make_tuple(states, actions, rewards, lengths, finals);

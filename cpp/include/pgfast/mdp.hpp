@@ -37,6 +37,10 @@ class FiniteMDP {
         mu0_(std::move(mu0)) {
     validate();
     transitions_ = CategoricalRows(indptr_, prob_.data());
+    action_.resize(next_.size());
+    for (std::int64_t row = 0; row < static_cast<std::int64_t>(S_) * A_; ++row) {
+      for (std::int64_t e = indptr_[row]; e < indptr_[row + 1]; ++e) action_[e] = static_cast<std::int32_t>(row % A_);
+    }
     std::vector<double> support_p;
     for (std::int32_t s = 0; s < S_; ++s) {
       if (mu0_[s] > 0.0) {
@@ -60,6 +64,8 @@ class FiniteMDP {
   const std::vector<std::uint8_t>& terminal() const noexcept { return terminal_; }
   const std::vector<double>& mu0() const noexcept { return mu0_; }
   const CategoricalRows& transitions() const noexcept { return transitions_; }
+  // The action of each stored entry (entry e lies in row s*A + action[e]).
+  const std::vector<std::int32_t>& entry_action() const noexcept { return action_; }
 
   // s0 ~ mu0 from the random word x.
   inline std::int32_t draw_initial(std::uint64_t x) const noexcept {
@@ -174,6 +180,7 @@ class FiniteMDP {
   std::vector<double> prob_, reward_;
   std::vector<std::uint8_t> terminal_;
   std::vector<double> mu0_;
+  std::vector<std::int32_t> action_;
   CategoricalRows transitions_, initial_;
   std::vector<std::int32_t> init_states_;
 };
