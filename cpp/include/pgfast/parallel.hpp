@@ -19,6 +19,10 @@
 #include <thread>
 #include <vector>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
+
 namespace pgfast {
 
 using PollFn = std::function<bool()>;
@@ -61,50 +65,125 @@ class StopToken {
   bool interrupted_ = false;  // written and read on the calling thread only
 };
 
-// Runs body(worker, stop) on `threads` workers (worker 0 is the calling thread). Returns false if
-// the poll function interrupted the run (the work is then incomplete); rethrows the first
-// exception a worker threw.
-template <class Body>
-bool run_workers(int threads, Body&& body, StopToken& stop) {
-  threads = std::max(threads, 1);
+// A process-wide pool of parked worker threads, so that a parallel call does not pay thread
+// start-up (tens to hundreds of microseconds, as much as a small batch takes). After a job the
+// workers spin (yielding) for a short while before parking, so consecutive calls find them awake.
+// One job at a time: a caller that finds the pool busy (another Python thread) spawns threads.
+class WorkerPool {
+ public:
+  // The pool of this process (re-created in a child after fork, whose copy has no threads).
+  static WorkerPool& get() {
+    static WorkerPool* pool = nullptr;
+    static long owner = 0;
+    static std::mutex m;
+    std::lock_guard<std::mutex> lk(m);
+    const long pid = current_pid();
+    if (pool == nullptr || owner != pid) {
+      pool = new WorkerPool();  // leaked on purpose: threads may outlive static destruction
+      owner = pid;
+    }
+    return *pool;
+  }
+
+  std::mutex& submit_mutex() noexcept { return submit_; }
+
+  // Runs job(w) for w = 1..helpers on pool threads and returns without waiting; wait_done()
+  // waits. Caller holds submit_mutex().
+  void start(int helpers, const std::function<void(int)>* job) {
+    while (static_cast<int>(threads_.size()) < helpers) {
+      const int w = static_cast<int>(threads_.size()) + 1;
+      threads_.emplace_back([this, w] { loop(w); });
+      threads_.back().detach();
+    }
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      job_ = job;
+      helpers_ = helpers;
+      remaining_ = helpers;
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    wake_.notify_all();
+  }
+
+  // Waits until the helpers are done, calling tick() about every period meanwhile.
+  template <class Tick>
+  void wait_done(std::chrono::milliseconds period, Tick&& tick) {
+    std::unique_lock<std::mutex> lk(m_);
+    while (remaining_ > 0) {
+      if (done_.wait_for(lk, period, [&] { return remaining_ == 0; })) break;
+      lk.unlock();
+      tick();
+      lk.lock();
+    }
+  }
+
+ private:
+  WorkerPool() = default;
+
+  static long current_pid() noexcept {
+#if defined(__unix__) || defined(__APPLE__)
+    return static_cast<long>(::getpid());
+#else
+    return 1;
+#endif
+  }
+
+  void loop(int w) {
+    std::uint64_t seen = 0;
+    for (;;) {
+      // Spin a little, then park until the next job.
+      const auto spin_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(2);
+      while (generation_.load(std::memory_order_acquire) == seen &&
+             std::chrono::steady_clock::now() < spin_until) {
+        std::this_thread::yield();
+      }
+      const std::function<void(int)>* job;
+      int helpers;
+      {
+        std::unique_lock<std::mutex> lk(m_);
+        wake_.wait(lk, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+        seen = generation_.load(std::memory_order_acquire);
+        job = job_;
+        helpers = helpers_;
+      }
+      if (w > helpers) continue;
+      (*job)(w);
+      std::lock_guard<std::mutex> lk(m_);
+      if (--remaining_ == 0) done_.notify_all();
+    }
+  }
+
+  std::mutex submit_, m_;
+  std::condition_variable wake_, done_;
+  std::vector<std::thread> threads_;
+  const std::function<void(int)>* job_ = nullptr;
+  int helpers_ = 0, remaining_ = 0;
+  std::atomic<std::uint64_t> generation_{0};
+};
+
+// Fallback of run_workers: workers 1.. on new threads.
+template <class Fn>
+void run_spawned(int threads, Fn& guarded, StopToken& stop) {
   std::mutex m;
   std::condition_variable cv;
   int remaining = threads - 1;
-  std::exception_ptr error;
-  auto record_error = [&] {
-    std::lock_guard<std::mutex> lk(m);
-    if (!error) error = std::current_exception();
-    stop.cancel();
-  };
-  auto worker = [&](int w) {
-    try {
-      body(w, stop);
-    } catch (...) {
-      record_error();
-    }
-    std::lock_guard<std::mutex> lk(m);
-    --remaining;
-    cv.notify_all();
-  };
   std::vector<std::thread> pool;
   pool.reserve(static_cast<std::size_t>(threads - 1));
   try {
-    for (int w = 1; w < threads; ++w) pool.emplace_back(worker, w);
+    for (int w = 1; w < threads; ++w) {
+      pool.emplace_back([&, w] {
+        guarded(w);
+        std::lock_guard<std::mutex> lk(m);
+        --remaining;
+        cv.notify_all();
+      });
+    }
   } catch (...) {  // could not start a thread: stop the ones that did start
     stop.cancel();
-    {
-      std::lock_guard<std::mutex> lk(m);
-      remaining -= threads - 1 - static_cast<int>(pool.size());
-    }
     for (auto& t : pool) t.join();
     throw;
   }
-  try {
-    body(0, stop);
-  } catch (...) {
-    record_error();
-  }
-  // Worker 0 is done; keep answering interrupts until the others are.
+  guarded(0);
   {
     std::unique_lock<std::mutex> lk(m);
     while (remaining > 0) {
@@ -115,6 +194,40 @@ bool run_workers(int threads, Body&& body, StopToken& stop) {
     }
   }
   for (auto& t : pool) t.join();
+}
+
+// Runs body(worker, stop) on `threads` workers (worker 0 is the calling thread, the others come
+// from the WorkerPool, or are new threads when the pool is busy). Returns false if the poll
+// function interrupted the run (the work is then incomplete); rethrows the first exception a
+// worker threw.
+template <class Body>
+bool run_workers(int threads, Body&& body, StopToken& stop) {
+  threads = std::max(threads, 1);
+  std::mutex m;
+  std::exception_ptr error;
+  auto guarded = [&](int w) {
+    try {
+      body(w, stop);
+    } catch (...) {
+      std::lock_guard<std::mutex> lk(m);
+      if (!error) error = std::current_exception();
+      stop.cancel();
+    }
+  };
+  if (threads == 1) {
+    guarded(0);
+  } else {
+    WorkerPool& pool = WorkerPool::get();
+    std::unique_lock<std::mutex> job_lock(pool.submit_mutex(), std::try_to_lock);
+    if (job_lock.owns_lock()) {
+      const std::function<void(int)> job = guarded;
+      pool.start(threads - 1, &job);
+      guarded(0);
+      pool.wait_done(stop.period(), [&] { stop(0); });
+    } else {
+      run_spawned(threads, guarded, stop);
+    }
+  }
   if (error) std::rethrow_exception(error);
   return !stop.interrupted();
 }
