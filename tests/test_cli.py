@@ -63,3 +63,15 @@ def test_console_entry_points() -> None:
     for cmd in (["pgfast", "--version"], [sys.executable, "-m", "pgfast", "--version"]):
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         assert out.returncode == 0 and out.stdout.startswith("pgfast "), out.stderr
+
+
+def test_bench_quick_prints_the_table(capsys: pytest.CaptureFixture[str], tmp_path: object) -> None:
+    import json
+    from pathlib import Path
+
+    out_json = Path(str(tmp_path)) / "sampler.json"
+    assert main(["bench", "--quick", "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert "1T/NumPy" in out and "frozenlake" in out and "random" in out
+    rows = json.loads(out_json.read_text())["rows"]
+    assert len(rows) == 4

@@ -74,7 +74,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from pgfast import benchmarks
 
-    return benchmarks.main(["--quick"] if args.quick else [] + (["--json", args.json] if args.json else []))
+    argv = (["--quick"] if args.quick else []) + (["--json", args.json] if args.json else [])
+    return benchmarks.main(argv)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

@@ -6,10 +6,11 @@ Nothing here is fast or clever on purpose, except where a benchmark needs the be
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 if TYPE_CHECKING:
     from ._mdp import FiniteMDP
@@ -57,3 +58,361 @@ def step_distributions(mdp: FiniteMDP, probs: NDArray[np.float64]) -> NDArray[np
     for t in range(1, mdp.horizon):
         d[t] = (d[t - 1] @ P_pi) * alive
     return d
+
+
+# -- the vectorised NumPy sampler: the yardstick of bench/bench_sampler.py --------------------------
+
+_IntArray = NDArray[np.intp]
+_FloatArray = NDArray[np.float64]
+# step(base, uniforms, m, out) -> next base: writes the m recorded codes into out
+_Step = Callable[[_IntArray, _FloatArray, int, _IntArray], _IntArray]
+
+
+def alias_tables(p: ArrayLike) -> tuple[_FloatArray, _IntArray]:
+    r"""Walker alias tables for every row of ``p`` (R, K) at once: ``thr`` (R, K), ``alias`` (R, K).
+
+    With :math:`q = K p / \sum p`, a draw picks a column ``j`` uniformly and keeps it if a second
+    uniform is below ``thr[j]``, else takes ``alias[j]``; then :math:`P(k) = (\text{thr}_k +
+    \sum_{j: \text{alias}_j = k} (1 - \text{thr}_j)) / K = p_k / \sum p` (zero entries get
+    ``thr = 0`` and are never an alias, so they are never drawn).
+
+    Vose's construction, vectorised over rows: each row is partitioned (stably) into the smalls
+    (``q < 1``) then the larges; pointer ``i`` walks the smalls from the left, pointer ``j`` the
+    larges from the right, ``r`` being the residual of large ``j``. If ``r >= 1``, small ``i`` is
+    finished (``thr = q_i``, ``alias = j``) and ``r -= 1 - q_i``; otherwise large ``j`` is finished
+    (``thr = r``, ``alias = j - 1``) and ``j - 1`` goes on with ``r = q_{j-1} - (1 - r)``. One
+    column of every row is finished per pass: K - 1 passes of 1-D operations over R rows.
+    """
+    q = np.array(p, dtype=np.float64, ndmin=2)
+    R, K = q.shape
+    q *= K / q.sum(axis=1, keepdims=True)
+    small = q < 1.0
+    n_small = small.sum(axis=1)
+    off = np.arange(R) * K
+    pos = np.where(small, np.cumsum(small, axis=1) - 1, n_small[:, None] + np.cumsum(~small, axis=1) - 1)
+    order = np.empty(R * K, dtype=np.intp)  # partitioned flat slot -> flat (row, column)
+    order[(pos + off[:, None]).ravel()] = np.arange(R * K)
+    qs = q.ravel().take(order)
+    thr = np.ones(R * K)
+    alias = np.arange(R * K)  # in partitioned slots until the end
+    i = off.copy()
+    j = off + (K - 1)
+    r = qs.take(j)
+    for _ in range(K - 1):
+        big = r >= 1.0
+        done = np.where(big, i, j)
+        qi = qs.take(i)
+        thr[done] = np.where(big, qi, r)
+        not_big = ~big
+        alias[done] = j - not_big
+        j -= not_big
+        r += np.where(big, qi, qs.take(j)) - 1.0
+        i += big
+    thr[j] = 1.0
+    alias[j] = j
+    thr_out = np.empty(R * K)
+    alias_out = np.empty(R * K, dtype=np.intp)
+    thr_out[order] = thr
+    alias_out[order] = order.take(alias)
+    # rounding can leave a residual just below 1 aliased to a zero-probability column: keep it
+    thr_out[q.ravel().take(alias_out) == 0.0] = 1.0
+    alias_out -= np.repeat(off, K)
+    return thr_out.reshape(R, K), alias_out.reshape(R, K)
+
+
+def _cdf_columns(p: _FloatArray) -> list[_FloatArray]:
+    """Columns 0..K-2 of the row CDFs of ``p`` (R, K), each contiguous (R,); 2.0 where no mass is left."""
+    c = np.cumsum(p, axis=1) / p.sum(axis=1, keepdims=True)
+    rest = np.cumsum(p[:, ::-1], axis=1)[:, ::-1]  # rest[:, k] = sum_{l >= k} p
+    c = np.where(rest[:, 1:] > 0.0, c[:, :-1], 2.0)
+    return [np.ascontiguousarray(c[:, k]) for k in range(p.shape[1] - 1)]
+
+
+class _Codes:
+    """Lookup tables over the codes a sampler records per step (one code = one transition slot).
+
+    ``state``, ``action``, ``reward`` decode a code (padding: -1, -1, 0.0, also at code -1);
+    ``next_base`` is the next state times the sampler's multiplier; ``next_terminal`` flags codes
+    that enter a terminal state.
+    """
+
+    __slots__ = ("state", "action", "reward", "next_base", "next_terminal")
+
+    def __init__(self, tables: SamplerTables, slot: _IntArray, mult: int) -> None:
+        nxt = tables.next.take(slot)
+        self.state = np.append(tables.state_of.take(slot), np.int32(-1))
+        self.action = np.append(tables.action_of.take(slot), np.int32(-1))
+        self.reward = np.append(tables.reward.take(slot), 0.0)
+        self.next_base = nxt * mult
+        self.next_terminal = tables.terminal.take(nxt)
+
+
+def _pairs(first: _IntArray, second: _IntArray) -> _IntArray:
+    """Interleave: ``out[2c] = first[c]``, ``out[2c + 1] = second[c]``."""
+    out = np.empty((first.size, 2), dtype=np.intp)
+    out[:, 0] = first
+    out[:, 1] = second
+    return out.ravel()
+
+
+class SamplerTables:
+    """The MDP-level tables of :func:`sample_numpy`, built once per MDP (as pgfast builds its own).
+
+    Transitions padded to ``width`` K = the longest CSR row: ``prob`` (S*A, K), and flat over the
+    slot ``(s*A + a)*K + k``: ``next`` (intp), ``reward``, ``state_of`` / ``action_of`` (int32, -1
+    in the rows of terminal states). Terminal states are made absorbing (uniform over their K
+    slots, each a self-loop with reward 0), so a finished episode can keep stepping harmlessly
+    until it is dropped from the batch; its codes decode to padding. ``mu0`` is held as alias
+    tables. Successor alias / CDF tables are built on first use and kept.
+    """
+
+    def __init__(self, mdp: FiniteMDP) -> None:
+        S, A, H = mdp.n_states, mdp.n_actions, mdp.horizon
+        indptr, nxt, prob, rew = mdp.transitions
+        lens = np.diff(indptr)
+        K = max(int(lens.max()), 1)
+        rows = np.repeat(np.arange(S * A), lens)
+        col = np.arange(nxt.size) - indptr[rows]
+        P = np.zeros((S * A, K))
+        N = np.zeros((S * A, K), dtype=np.intp)
+        Rw = np.zeros((S * A, K))
+        P[rows, col] = prob
+        N[rows, col] = nxt
+        Rw[rows, col] = rew
+        term = np.array(mdp.terminal, dtype=np.bool_)
+        ts = np.flatnonzero(term)
+        P.reshape(S, A, K)[ts] = 1.0 / K
+        N.reshape(S, A, K)[ts] = ts[:, None, None]
+        Rw.reshape(S, A, K)[ts] = 0.0
+        self.n_states, self.n_actions, self.width, self.horizon = S, A, K, H
+        self.prob = P
+        self.next = N.ravel()
+        self.reward = Rw.ravel()
+        self.terminal = term
+        self.any_terminal = bool(ts.size)
+        self.state_of = np.repeat(np.where(term, -1, np.arange(S)).astype(np.int32), A * K)
+        action = np.where(term[:, None, None], -1, np.arange(A)[None, :, None])
+        self.action_of = np.repeat(action, K, axis=2).astype(np.int32).ravel()
+        thr, alias = alias_tables(np.asarray(mdp.mu0, dtype=np.float64))
+        self.mu0_thr = (thr + np.arange(S)).ravel()
+        self.mu0_alias = alias.ravel()
+        self._succ_alias: tuple[_FloatArray, _Codes] | None = None
+        self._succ_cdf: tuple[list[_FloatArray], _Codes] | None = None
+
+    def successor_alias(self) -> tuple[_FloatArray, _Codes]:
+        """Alias tables of P(.|s, a) over the slots: (column + thr) per slot, and the codes."""
+        if self._succ_alias is None:
+            S, A, K = self.n_states, self.n_actions, self.width
+            thr, alias = alias_tables(self.prob)
+            slots = np.arange(S * A * K)
+            codes = _Codes(self, _pairs(slots, (alias + np.arange(S * A)[:, None] * K).ravel()), A)
+            self._succ_alias = ((thr + np.arange(K)).ravel(), codes)
+        return self._succ_alias
+
+    def successor_cdf(self) -> tuple[list[_FloatArray], _Codes]:
+        """CDF columns of P(.|s, a) (padded with 2.0) and the codes (the slot itself)."""
+        if self._succ_cdf is None:
+            S, A, K = self.n_states, self.n_actions, self.width
+            self._succ_cdf = (_cdf_columns(self.prob), _Codes(self, np.arange(S * A * K), 1))
+        return self._succ_cdf
+
+
+def _prepare(
+    tables: SamplerTables, probs: _FloatArray, method: str
+) -> tuple[_Codes, int, int, _Step]:
+    """Per-call (policy) tables and the step of one method: (codes, base multiplier, uniforms per step, step)."""
+    S, A, K = tables.n_states, tables.n_actions, tables.width
+    AK = A * K
+    pr = np.array(probs, dtype=np.float64)
+    pr[tables.terminal] = 1.0  # any valid row: terminal states only absorb
+    if method == "joint":
+        # one alias table over (a, k) per state: pi(a|s) P(k-th successor | s, a)
+        joint = (pr[:, :, None] * tables.prob.reshape(S, A, K)).reshape(S, AK)
+        thr, alias = alias_tables(joint)
+        thr_j = (thr + np.arange(AK)).ravel()
+        codes = _Codes(tables, _pairs(np.arange(S * AK), (alias + np.arange(S)[:, None] * AK).ravel()), AK)
+        nb = codes.next_base
+
+        def step_joint(base: _IntArray, x: _FloatArray, m: int, out: _IntArray) -> _IntArray:
+            x *= AK
+            cell = x.astype(np.intp)
+            cell += base  # s*AK + column
+            go_alias = x >= thr_j.take(cell)
+            np.add(cell, cell, out=out)
+            out += go_alias  # code = 2*cell + (alias taken)
+            return nb.take(out)
+
+        return codes, AK, 1, step_joint
+    if method == "alias":
+        s_thr, codes = tables.successor_alias()
+        thr, alias = alias_tables(pr)
+        a_thr = (thr + np.arange(A)).ravel()
+        rowK = _pairs(np.arange(S * A) * K, (alias + np.arange(S)[:, None] * A).ravel() * K)
+        nb = codes.next_base
+
+        def step_alias(base: _IntArray, x: _FloatArray, m: int, out: _IntArray) -> _IntArray:
+            xa, xs = x[:m], x[m:]
+            xa *= A
+            cell = xa.astype(np.intp)
+            cell += base  # s*A + column
+            go_alias = xa >= a_thr.take(cell)
+            cell += cell
+            cell += go_alias
+            row = rowK.take(cell)  # (s*A + a) * K
+            xs *= K
+            row += xs.astype(np.intp)
+            go_alias = xs >= s_thr.take(row)
+            np.add(row, row, out=out)
+            out += go_alias
+            return nb.take(out)
+
+        return codes, A, 2, step_alias
+    if method == "cdf":
+        s_cols, codes = tables.successor_cdf()
+        a_cols = _cdf_columns(pr)
+        nb = codes.next_base
+
+        def step_cdf(s: _IntArray, x: _FloatArray, m: int, out: _IntArray) -> _IntArray:
+            xa, xs = x[:m], x[m:]
+            row = s * A
+            for c in a_cols:  # a = #{k < A-1 : CDF_k(s) <= u}
+                row += c.take(s) <= xa
+            np.multiply(row, K, out=out)
+            for c in s_cols:
+                out += c.take(row) <= xs
+            return nb.take(out)
+
+        return codes, 1, 2, step_cdf
+    raise ValueError(f"method must be 'auto', 'joint', 'alias' or 'cdf', got {method!r}")
+
+
+def auto_method(tables: SamplerTables, n: int) -> str:
+    """The method ``sample_numpy(method="auto")`` uses: ``"joint"`` when the work ``n * H`` is at
+    least 8 times the per-call table ``S * A * K``, else ``"alias"``."""
+    S, A, K, H = tables.n_states, tables.n_actions, tables.width, tables.horizon
+    return "joint" if n * H >= 8 * S * A * K else "alias"
+
+
+def sample_numpy(
+    mdp: FiniteMDP,
+    probs: ArrayLike,
+    n: int,
+    rng: np.random.Generator,
+    *,
+    method: str = "auto",
+    tables: SamplerTables | None = None,
+    compact_below: float = 0.5,
+) -> tuple[NDArray[np.int32], NDArray[np.int32], _FloatArray, NDArray[np.int32], NDArray[np.int32]]:
+    r"""Sample ``n`` episodes with NumPy alone, as fast as NumPy allows: the sampler's yardstick.
+
+    Same distribution and layout as ``mdp.sample``: :math:`s_0 \sim \mu_0`,
+    :math:`a_t \sim` ``probs[s_t]``, :math:`s_{t+1} \sim P(\cdot|s_t, a_t)`,
+    :math:`r_t = R(s_t, a_t, s_{t+1})`; an episode ends on entering a terminal state or at
+    t = H. Returns ``states``, ``actions`` (int32 (n, H), -1 past the end), ``rewards``
+    (float64 (n, H), 0.0 past the end), ``lengths`` and ``final_states`` (int32 (n,), the state
+    entered by the last step). Uniforms come from ``rng.random``; draws differ from pgfast's.
+
+    Technique. The whole batch of live episodes moves one step per iteration with a handful
+    of 1-D NumPy calls; nothing loops over episodes or over the entries of a distribution:
+
+    - ``method="joint"``: per call, one alias table per state over the A*K pairs
+      (action, successor slot) with probability :math:`\pi(a|s) P(s'_k|s, a)`. A step is one
+      uniform x: ``j = floor(AK x)``, ``cell = s*AK + j``, ``code = 2 cell + (AK x >= j + thr[cell])``
+      and ``s' = next[code]``: 9 calls, all branch-free (``np.where`` / masked copies on
+      random masks are 5-10x slower than arithmetic, so choices are folded into indices).
+    - ``method="alias"``: an alias draw of the action (per-call tables), then one of the
+      successor (MDP-level tables): two uniforms and 17 calls per step, but no per-call table
+      over A*K columns.
+    - ``method="cdf"``: CDF columns (padded with 2.0, never reached) and
+      ``a = sum_k [CDF_k(s) <= u]`` column by column with 1-D ``take`` (the technique the
+      benchmark issue names), then the same for the successor: (A + K) * 3 calls per step.
+    - ``"auto"`` (default, :func:`auto_method`) takes ``joint`` when the work ``n * H`` is at
+      least 8 times the per-call table ``S * A * K``, else ``alias``: the faster of the two in
+      bench/bench_sampler.py.
+
+    The code of each step is written to a time-major block (one row per step, no scatter);
+    states, actions and rewards are decoded from it by three ``take`` calls and a transpose
+    when the block is flushed. Termination: terminal states absorb, so finished episodes may
+    keep stepping; the live set is compacted (and the block flushed) only when fewer than
+    ``compact_below`` of the stepping episodes are still running. On FrozenLake 8x8 (H = 200,
+    mean length 28), 0.5 is 1.3-1.6x faster than compacting at every death (``1.0``) and
+    2-2.6x faster than never compacting (``0.0``: masking, every episode runs to H).
+
+    ``tables`` (``SamplerTables(mdp)``) holds the MDP-level tables, like pgfast's own tables
+    built with the MDP; pass it to keep that set-up out of timed calls. The per-call policy
+    tables are always built inside the call, as pgfast builds its own.
+    """
+    if tables is None:
+        tables = SamplerTables(mdp)
+    S, A, H = tables.n_states, tables.n_actions, tables.horizon
+    p = np.asarray(probs, dtype=np.float64)
+    if p.shape != (S, A):
+        raise ValueError(f"probs must have shape (S, A) = ({S}, {A}), got {p.shape}")
+    if method == "auto":
+        method = auto_method(tables, n)
+    codes, mult, per_step, step = _prepare(tables, p, method)
+    state_of, action_of, reward_of = codes.state, codes.action, codes.reward
+    enters_terminal = codes.next_terminal
+
+    if tables.any_terminal:  # padding is only written where episodes end early
+        states = np.full((n, H), -1, dtype=np.int32)
+        actions = np.full((n, H), -1, dtype=np.int32)
+        rewards = np.zeros((n, H))
+    else:  # every entry is written
+        states = np.empty((n, H), dtype=np.int32)
+        actions = np.empty((n, H), dtype=np.int32)
+        rewards = np.empty((n, H))
+    final = np.empty(n, dtype=np.int32)
+    x = np.empty(per_step * n)
+
+    x0 = x[:n]
+    rng.random(out=x0)
+    x0 *= S
+    cell = x0.astype(np.intp)
+    base = np.where(x0 >= tables.mu0_thr.take(cell), tables.mu0_alias.take(cell), cell) * mult
+
+    def new_block(m: int, rows: int) -> _IntArray:
+        width = m + 8 if m % 64 == 0 else m  # a row stride of a power of two thrashes the cache
+        return np.empty((rows, width), dtype=np.intp)[:, :m]
+
+    def flush(block: _IntArray, t0: int, t1: int, idx: _IntArray | None) -> None:
+        codes_t = np.ascontiguousarray(block[: t1 - t0].T)  # (m, t1 - t0)
+        if idx is None and t0 == 0 and t1 == H:
+            np.take(state_of, codes_t, out=states, mode="clip")
+            np.take(action_of, codes_t, out=actions, mode="clip")
+            np.take(reward_of, codes_t, out=rewards, mode="clip")
+        else:
+            rows = slice(None) if idx is None else idx
+            states[rows, t0:t1] = state_of.take(codes_t)
+            actions[rows, t0:t1] = action_of.take(codes_t)
+            rewards[rows, t0:t1] = reward_of.take(codes_t)
+
+    idx: _IntArray | None = None  # global index of the stepping episodes (None: all of them)
+    m, t0 = n, 0
+    block = new_block(m, H)
+    for t in range(H):
+        xm = x[: per_step * m]
+        rng.random(out=xm)
+        out = block[t - t0]
+        base = step(base, xm, m, out)
+        if tables.any_terminal:
+            done = enters_terminal.take(out)
+            n_done = int(np.count_nonzero(done))
+            if n_done and m - n_done < compact_below * m:
+                flush(block, t0, t + 1, idx)
+                gone, live = np.flatnonzero(done), np.flatnonzero(~done)
+                final[gone if idx is None else idx[gone]] = base[gone] // mult
+                idx = live if idx is None else idx[live]
+                base, m, t0 = base[live], live.size, t + 1
+                if m == 0:
+                    break
+                block = new_block(m, H - t0)
+    else:
+        flush(block, t0, H, idx)
+    if m:
+        final[slice(None) if idx is None else idx] = base // mult
+    if tables.any_terminal:
+        lengths = np.count_nonzero(states >= 0, axis=1).astype(np.int32)
+    else:
+        lengths = np.full(n, H, dtype=np.int32)
+    return states, actions, rewards, lengths, final

@@ -33,7 +33,7 @@
 namespace pgfast {
 
 inline constexpr int kLanes = 16;
-inline constexpr std::int64_t kTrajectoryBlock = 256;
+inline constexpr std::int64_t kTrajectoryBlock = 64;
 inline constexpr std::int32_t kPadIndex = -1;  // states/actions past an episode's end
 
 // One alias column of a state's joint (a, s') distribution, parallel to CSR entry j: the column

@@ -1,0 +1,20 @@
+#!/usr/bin/env python
+"""Sampler benchmark (the code is pgfast.benchmarks, so that `pgfast bench` runs it too).
+
+    python bench/bench_sampler.py [--quick] [--default-malloc] [--json PATH]
+
+Saves bench/results/sampler.json unless --json says otherwise; see bench/README.md.
+"""
+
+import sys
+from pathlib import Path
+
+from pgfast import benchmarks
+
+if __name__ == "__main__":
+    sys.exit(
+        benchmarks.main(
+            default_json=Path(__file__).resolve().parent / "results" / "sampler.json",
+            prog="python bench/bench_sampler.py",
+        )
+    )
