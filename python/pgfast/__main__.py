@@ -56,7 +56,10 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         f"horizon {mdp.horizon}, gamma {mdp.gamma:g}"
     )
     print(f"  policy: {args.policy} softmax | {args.n:,} episodes | seed {traj.seed} | threads {threads or 'all'}")
-    print(f"sampled {steps:,} steps in {dt:.3f} s ({steps / dt / 1e6:.1f} M steps/s)")
+    print(
+        f"sampled {args.n:,} episodes, {steps:,} steps, in {dt:.3f} s "
+        f"(a padded ({args.n:,}, {mdp.horizon}) batch: see `pgfast bench` for throughput)"
+    )
     se = G.std(ddof=1) / np.sqrt(G.size) if G.size > 1 else float("nan")
     print(f"  mean return       {G.mean():.6f} +- {se:.6f} (standard error)")
     if S <= _EXACT_LIMIT_STATES:
