@@ -19,13 +19,11 @@ if TYPE_CHECKING:
 def dense_arrays(mdp: FiniteMDP) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Dense P (S, A, S) and transition rewards R (S, A, S) from the MDP's CSR storage."""
     S, A = mdp.n_states, mdp.n_actions
-    indptr, nxt, prob, rew = mdp.transitions
+    indptr, nxt, _, rew = mdp.transitions
     rows = np.repeat(np.arange(S * A), np.diff(indptr))
-    P = np.zeros((S * A, S))
     R = np.zeros((S * A, S))
-    P[rows, nxt] = prob
     R[rows, nxt] = rew
-    return P.reshape(S, A, S), R.reshape(S, A, S)
+    return mdp.P, R.reshape(S, A, S)
 
 
 def finite_horizon_values(

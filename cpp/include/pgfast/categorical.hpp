@@ -73,8 +73,6 @@ class CategoricalRows {
   std::int64_t n_rows() const noexcept {
     return offsets_.empty() ? 0 : static_cast<std::int64_t>(offsets_.size()) - 1;
   }
-  std::int64_t row_begin(std::int64_t r) const noexcept { return offsets_[r]; }
-  std::int64_t row_size(std::int64_t r) const noexcept { return offsets_[r + 1] - offsets_[r]; }
 
   // Index within row r (0 .. row_size(r) - 1) drawn with the random word x.
   inline std::int64_t draw(std::int64_t r, std::uint64_t x) const noexcept {

@@ -36,7 +36,6 @@ class FiniteMDP {
         terminal_(std::move(terminal)),
         mu0_(std::move(mu0)) {
     validate();
-    transitions_ = CategoricalRows(indptr_, prob_.data());
     action_.resize(next_.size());
     for (std::int64_t row = 0; row < static_cast<std::int64_t>(S_) * A_; ++row) {
       for (std::int64_t e = indptr_[row]; e < indptr_[row + 1]; ++e) action_[e] = static_cast<std::int32_t>(row % A_);
@@ -63,7 +62,6 @@ class FiniteMDP {
   const std::vector<double>& reward() const noexcept { return reward_; }
   const std::vector<std::uint8_t>& terminal() const noexcept { return terminal_; }
   const std::vector<double>& mu0() const noexcept { return mu0_; }
-  const CategoricalRows& transitions() const noexcept { return transitions_; }
   // The action of each stored entry (entry e lies in row s*A + action[e]).
   const std::vector<std::int32_t>& entry_action() const noexcept { return action_; }
 
@@ -181,7 +179,7 @@ class FiniteMDP {
   std::vector<std::uint8_t> terminal_;
   std::vector<double> mu0_;
   std::vector<std::int32_t> action_;
-  CategoricalRows transitions_, initial_;
+  CategoricalRows initial_;
   std::vector<std::int32_t> init_states_;
 };
 
