@@ -10,9 +10,11 @@
 #include <atomic>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "pgfast/exact.hpp"
 #include "pgfast/mdp.hpp"
 #include "pgfast/parallel.hpp"
 #include "pgfast/policy.hpp"
@@ -295,6 +297,177 @@ void bind_returns(py::module_& m) {
       "G_t = r_t + gamma G_{t+1} over each trajectory, 0 past its end: (N, H).");
 }
 
+// Moves a vector into a NumPy array of the given shape without copying.
+template <class T>
+py::array_t<T> vector_to_numpy(std::vector<T>&& v, std::vector<py::ssize_t> shape) {
+  auto* heap = new std::vector<T>(std::move(v));
+  py::capsule owner(heap, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+  return py::array_t<T>(std::move(shape), heap->data(), owner);
+}
+
+exact::Method parse_method(const std::string& method) {
+  if (method == "auto") return exact::Method::Auto;
+  if (method == "dense") return exact::Method::Dense;
+  if (method == "sparse") return exact::Method::Sparse;
+  throw std::invalid_argument("method must be 'auto', 'dense' or 'sparse', got '" + method + "'");
+}
+
+// Runs f() with the GIL released and Ctrl-C polled; exact::Interrupted becomes KeyboardInterrupt.
+template <class F>
+auto run_exact(F&& f) {
+  StopToken stop(python_interrupted);
+  try {
+    py::gil_scoped_release release;
+    return f(stop);
+  } catch (const exact::Interrupted&) {
+    throw py::error_already_set();
+  }
+}
+
+void bind_exact(py::module_& m) {
+  m.def(
+      "exact_evaluate",
+      [](const FiniteMDP& mdp, const carray<double>& probs, const std::string& objective, double gamma,
+         const std::string& method, double tol, bool values, bool gradient, bool fisher) {
+        require_shape2(probs, "policy probabilities", mdp.n_states(), mdp.n_actions());
+        const exact::Method meth = parse_method(method);
+        const exact::Request req{values, gradient, fisher};
+        const py::ssize_t S = mdp.n_states(), A = mdp.n_actions(), H = mdp.horizon();
+        exact::Evaluation ev = run_exact([&](StopToken& stop) {
+          if (objective == "finite_horizon") return exact::finite_horizon(mdp, probs.data(), H, gamma, req, stop);
+          if (objective == "discounted") return exact::discounted(mdp, probs.data(), gamma, meth, tol, req, stop);
+          if (objective == "average_reward") return exact::average_reward(mdp, probs.data(), meth, tol, req, stop);
+          if (objective == "average_value")
+            return exact::average_value(mdp, probs.data(), gamma, meth, tol, req, stop);
+          throw std::invalid_argument("unknown objective '" + objective + "'");
+        });
+        const bool fh = objective == "finite_horizon";
+        py::dict out;
+        out["J"] = ev.J;
+        if (!ev.V.empty()) out["V"] = vector_to_numpy(std::move(ev.V), fh ? std::vector<py::ssize_t>{H, S} : std::vector<py::ssize_t>{S});
+        if (!ev.Q.empty())
+          out["Q"] = vector_to_numpy(std::move(ev.Q), fh ? std::vector<py::ssize_t>{H, S, A} : std::vector<py::ssize_t>{S, A});
+        if (!ev.d.empty()) out["d"] = vector_to_numpy(std::move(ev.d), fh ? std::vector<py::ssize_t>{H, S} : std::vector<py::ssize_t>{S});
+        if (!ev.visitation.empty()) out["visitation"] = vector_to_numpy(std::move(ev.visitation), {S});
+        if (!ev.logit_grad.empty()) out["logit_grad"] = vector_to_numpy(std::move(ev.logit_grad), {S, A});
+        if (!ev.fisher_w.empty()) out["fisher_w"] = vector_to_numpy(std::move(ev.fisher_w), {S});
+        return out;
+      },
+      py::arg("mdp"), py::arg("probs").noconvert(), py::arg("objective"), py::arg("gamma"), py::arg("method"),
+      py::arg("tol"), py::arg("values"), py::arg("gradient"), py::arg("fisher"),
+      "Exact evaluation of a policy table under one objective: dict of J, V, Q, d, visitation, "
+      "logit_grad (dJ/dz), fisher_w (state weighting of the Fisher information).");
+
+  m.def(
+      "exact_optimal",
+      [](const FiniteMDP& mdp, const std::string& objective, double gamma, const std::string& method, double tol) {
+        const exact::Method meth = parse_method(method);
+        const py::ssize_t S = mdp.n_states(), A = mdp.n_actions(), H = mdp.horizon();
+        const bool fh = objective == "finite_horizon";
+        if (!fh && objective != "discounted") {
+          throw std::invalid_argument("optimal control is available for objective='finite_horizon' or "
+                                      "'discounted', got '" + objective + "'");
+        }
+        exact::Optimal o = run_exact([&](StopToken& stop) {
+          return fh ? exact::optimal_finite_horizon(mdp, H, gamma, stop)
+                    : exact::optimal_discounted(mdp, gamma, meth, tol, stop);
+        });
+        py::dict out;
+        out["J"] = o.J;
+        out["V"] = vector_to_numpy(std::move(o.V), fh ? std::vector<py::ssize_t>{H, S} : std::vector<py::ssize_t>{S});
+        out["Q"] = vector_to_numpy(std::move(o.Q), fh ? std::vector<py::ssize_t>{H, S, A} : std::vector<py::ssize_t>{S, A});
+        out["actions"] = vector_to_numpy(std::move(o.actions), fh ? std::vector<py::ssize_t>{H, S} : std::vector<py::ssize_t>{S});
+        out["iterations"] = o.iterations;
+        return out;
+      },
+      py::arg("mdp"), py::arg("objective"), py::arg("gamma"), py::arg("method"), py::arg("tol"));
+
+  m.def(
+      "fisher_tabular",
+      [](const carray<double>& probs, const carray<double>& w) {
+        if (probs.ndim() != 2) throw std::invalid_argument("probs must have shape (S, A)");
+        const py::ssize_t S = probs.shape(0), A = probs.shape(1);
+        if (w.ndim() != 1 || w.shape(0) != S) throw std::invalid_argument("w must have shape (S,)");
+        carray<double> F({S * A, S * A});
+        {
+          py::gil_scoped_release release;
+          exact::fisher_tabular(probs.data(), w.data(), S, A, F.mutable_data());
+        }
+        return F;
+      },
+      py::arg("probs").noconvert(), py::arg("w").noconvert());
+
+  m.def(
+      "fisher_linear",
+      [](const carray<double>& probs, const carray<double>& w, const carray<double>& features) {
+        if (probs.ndim() != 2) throw std::invalid_argument("probs must have shape (S, A)");
+        const py::ssize_t S = probs.shape(0), A = probs.shape(1);
+        if (w.ndim() != 1 || w.shape(0) != S) throw std::invalid_argument("w must have shape (S,)");
+        if (features.ndim() != 3 || features.shape(0) != S || features.shape(1) != A)
+          throw std::invalid_argument("features must have shape (S, A, p)");
+        const py::ssize_t p = features.shape(2);
+        carray<double> F({p, p});
+        {
+          py::gil_scoped_release release;
+          exact::fisher_linear(probs.data(), w.data(), features.data(), S, A, p, F.mutable_data());
+        }
+        return F;
+      },
+      py::arg("probs").noconvert(), py::arg("w").noconvert(), py::arg("features").noconvert());
+
+  m.def(
+      "linear_vjp",
+      [](const carray<double>& features, const carray<double>& W) {
+        if (features.ndim() != 2) throw std::invalid_argument("features must have shape (S*A, p)");
+        const py::ssize_t rows = features.shape(0), p = features.shape(1);
+        if (W.size() != rows) throw std::invalid_argument("W must have S*A entries");
+        carray<double> out(p);
+        {
+          py::gil_scoped_release release;
+          Eigen::Map<const RowMatrixXd> phi(features.data(), rows, p);
+          Eigen::Map<const Eigen::VectorXd> w(W.data(), rows);
+          Eigen::Map<Eigen::VectorXd>(out.mutable_data(), p).noalias() = phi.transpose() * w;
+        }
+        return out;
+      },
+      py::arg("features").noconvert(), py::arg("W").noconvert(),
+      "sum_{s,a} W(s,a) phi(s,a): the parameter gradient of a linear policy from logit gradients W.");
+
+  m.def(
+      "solve_fisher",
+      [](const carray<double>& F, const carray<double>& g, double damping, double rcond) {
+        if (F.ndim() != 2 || F.shape(0) != F.shape(1) || g.ndim() != 1 || g.shape(0) != F.shape(0))
+          throw std::invalid_argument("F must be (n, n) and g (n,)");
+        const py::ssize_t n = g.shape(0);
+        carray<double> out(n);
+        {
+          py::gil_scoped_release release;
+          Eigen::Map<const RowMatrixXd> Fm(F.data(), n, n);
+          Eigen::Map<Eigen::VectorXd>(out.mutable_data(), n) =
+              exact::solve_fisher(Eigen::MatrixXd(Fm), Eigen::Map<const Eigen::VectorXd>(g.data(), n), damping, rcond);
+        }
+        return out;
+      },
+      py::arg("F").noconvert(), py::arg("g").noconvert(), py::arg("damping"), py::arg("rcond"));
+
+  m.def(
+      "natural_gradient_tabular",
+      [](const carray<double>& probs, const carray<double>& w, const carray<double>& g, double damping, double rcond) {
+        if (probs.ndim() != 2) throw std::invalid_argument("probs must have shape (S, A)");
+        const py::ssize_t S = probs.shape(0), A = probs.shape(1);
+        if (w.ndim() != 1 || w.shape(0) != S) throw std::invalid_argument("w must have shape (S,)");
+        require_shape2(g, "g", S, A);
+        carray<double> out({S, A});
+        {
+          py::gil_scoped_release release;
+          exact::natural_gradient_tabular(probs.data(), w.data(), g.data(), S, A, damping, rcond, out.mutable_data());
+        }
+        return out;
+      },
+      py::arg("probs").noconvert(), py::arg("w").noconvert(), py::arg("g").noconvert(), py::arg("damping"),
+      py::arg("rcond"));
+}
+
 void bind_info(py::module_& m) {
   m.def("hardware_threads", &hardware_threads);
   m.def("build_info", [] {
@@ -329,5 +502,6 @@ PYBIND11_MODULE(_core, m) {
   bind_policy(m);
   bind_rollout(m);
   bind_returns(m);
+  bind_exact(m);
   bind_info(m);
 }

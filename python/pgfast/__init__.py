@@ -20,6 +20,7 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
 from ._mdp import FiniteMDP
 from ._policy import LinearSoftmax, SoftmaxPolicy, TabularSoftmax
 from ._trajectories import PAD_INDEX, Trajectories
+from . import exact
 
 try:
     __version__ = version("pgfast")
@@ -35,6 +36,7 @@ __all__ = [
     "Trajectories",
     "__version__",
     "build_info",
+    "exact",
 ]
 
 

@@ -85,6 +85,26 @@ class SoftmaxPolicy:
         out = _core.sample_actions(self.probs(), s.ravel(), as_seed(seed))
         return out.reshape(s.shape)
 
+    # -- hooks used by pgfast.exact and the estimators -----------------------------------------
+    # A policy is its logit table z(s, a); everything the algorithms need from the parameters is
+    # the vector-Jacobian product of z (dJ/dtheta from dJ/dz) and the Fisher information.
+
+    def _logit_vjp(self, W: NDArray[np.float64]) -> NDArray[np.float64]:
+        r""":math:`\sum_{s,a} W(s,a)\, \nabla_\theta z(s,a)`, in the shape of ``theta``."""
+        raise NotImplementedError
+
+    def _fisher(self, probs: NDArray[np.float64], w: NDArray[np.float64]) -> NDArray[np.float64]:
+        r""":math:`\sum_s w(s) \sum_a \pi(a|s)\, \psi\psi^\top`, :math:`\psi = \nabla_\theta\log\pi(a|s)`."""
+        raise NotImplementedError
+
+    def _natural(
+        self, probs: NDArray[np.float64], w: NDArray[np.float64], g: NDArray[np.float64], damping: float, rcond: float
+    ) -> NDArray[np.float64]:
+        """Solves F x = g (pseudo-inverse, or F + damping I) for the Fisher of weighting w."""
+        F = self._fisher(probs, w)
+        x = _core.solve_fisher(F, np.ascontiguousarray(g, dtype=np.float64).ravel(), float(damping), float(rcond))
+        return x.reshape(self._theta.shape)
+
     def _probs_for(self, mdp: FiniteMDP) -> NDArray[np.float64]:
         """The probability table, after checking the policy fits ``mdp``."""
         if (self._n_states, self._n_actions) != (mdp.n_states, mdp.n_actions):
@@ -115,6 +135,19 @@ class TabularSoftmax(SoftmaxPolicy):
 
     def logits(self) -> NDArray[np.float64]:
         return self._theta
+
+    def _logit_vjp(self, W: NDArray[np.float64]) -> NDArray[np.float64]:
+        return np.array(W, dtype=np.float64).reshape(self._theta.shape)
+
+    def _fisher(self, probs: NDArray[np.float64], w: NDArray[np.float64]) -> NDArray[np.float64]:
+        return _core.fisher_tabular(probs, w)
+
+    def _natural(
+        self, probs: NDArray[np.float64], w: NDArray[np.float64], g: NDArray[np.float64], damping: float, rcond: float
+    ) -> NDArray[np.float64]:
+        # F is block diagonal: one (A, A) block per state.
+        gm = np.ascontiguousarray(g, dtype=np.float64).reshape(self._n_states, self._n_actions)
+        return _core.natural_gradient_tabular(probs, w, gm, float(damping), float(rcond))
 
 
 class LinearSoftmax(SoftmaxPolicy):
@@ -153,4 +186,11 @@ class LinearSoftmax(SoftmaxPolicy):
         S, A, p = self._features.shape
         z = _core.linear_logits(self._features.reshape(S * A, p), self._theta)
         return z.reshape(S, A)
+
+    def _logit_vjp(self, W: NDArray[np.float64]) -> NDArray[np.float64]:
+        S, A, p = self._features.shape
+        return _core.linear_vjp(self._features.reshape(S * A, p), np.ascontiguousarray(W, dtype=np.float64).ravel())
+
+    def _fisher(self, probs: NDArray[np.float64], w: NDArray[np.float64]) -> NDArray[np.float64]:
+        return _core.fisher_linear(probs, w, self._features)
 

@@ -1,0 +1,327 @@
+r"""Exact analysis of a finite MDP under a softmax policy: values, visitation, the stationary
+distribution, exact policy gradients, Fisher information, natural gradients and optimal control.
+
+The yardstick every estimator of pgfast is tested against (seed 000 section 4.2, seed 001 section 2).
+Computed in C++ (``cpp/include/pgfast/exact.hpp``) on the sparse transitions of the MDP.
+
+Episodes follow :meth:`pgfast.FiniteMDP.sample`: :math:`s_0 \sim \mu_0`, :math:`a_t \sim \pi(\cdot|s_t)`,
+:math:`s_{t+1} \sim P(\cdot|s_t,a_t)`, reward :math:`r_t = R(s_t,a_t,s_{t+1})`; entering a terminal state
+ends the episode after that reward. Write :math:`r(s,a) = \sum_{s'} P(s'|s,a) R(s,a,s')` and
+:math:`\text{alive}(s) = 1 - \text{terminal}(s)`.
+
+Objectives (``objective=``)
+---------------------------
+
+``"finite_horizon"`` (default; what ``mdp.sample`` estimates): :math:`J = \mathbb E[\sum_{t<H}\gamma^t r_t]`,
+
+.. math::
+    Q_t(s,a) = \sum_{s'} P(s'|s,a)\,[R(s,a,s') + \gamma\,\text{alive}(s')\,V_{t+1}(s')],\quad
+    V_t(s) = \sum_a \pi(a|s) Q_t(s,a),\quad V_H = 0,\quad J = \mu_0^\top V_0,
+
+and :math:`d_t(s) = \Pr(s_t = s,\ \text{episode running})`. Gradient (policy gradient theorem):
+:math:`\nabla J = \sum_t \gamma^t \sum_s d_t(s) \sum_a \pi(a|s)\,\nabla\log\pi(a|s)\,Q_t(s,a)`.
+
+``"discounted"`` (:math:`\gamma < 1`, infinite horizon; ``mdp.horizon`` is ignored):
+:math:`(I - \gamma P_\pi) V = r_\pi` with :math:`P_\pi(s,s') = \sum_a \pi(a|s) P(s'|s,a)\,\text{alive}(s')`;
+visitation :math:`\rho = \mu_0^\top (I - \gamma P_\pi)^{-1}` (:math:`\rho(s) = \sum_t \gamma^t \Pr(s_t = s)`),
+``d`` its normalisation; :math:`\nabla J = \sum_s \rho(s) \sum_a \pi\,\nabla\log\pi\,Q`.
+
+``"average_reward"`` and ``"average_value"`` treat the MDP as continuing: entering a terminal state
+earns its reward and **restarts from** :math:`\mu_0` (gymnasium's auto-reset). :math:`d` is the
+stationary distribution of that chain :math:`\tilde P_\pi` (:math:`d \tilde P_\pi = d`). It must be
+unique and the limit of the state distribution: a chain with two closed classes, or a periodic one,
+raises ``ValueError``; transient states are allowed (they get :math:`d = 0`).
+
+- ``"average_reward"``: :math:`J_{avR} = \sum_s d(s) \sum_a \pi(a|s) r(s,a)`; ``V`` is the
+  differential value :math:`h`, :math:`(I - \tilde P_\pi) h = r_\pi - J`, :math:`d^\top h = 0`;
+  :math:`Q(s,a) = r(s,a) - J + \sum_{s'} \tilde P(s'|s,a) h(s')`;
+  :math:`\nabla J = \sum_s d(s) \sum_a \pi\,\nabla\log\pi\,Q`.
+- ``"average_value"`` (:math:`\gamma < 1`): :math:`J_{avV} = \sum_s d(s) V_\gamma(s)` with
+  :math:`V_\gamma` the discounted values above. Both :math:`d` and :math:`V_\gamma` depend on
+  :math:`\theta`:
+
+  .. math::
+      \nabla J_{avV} = \sum_s \rho_d(s) \sum_a \nabla\pi(a|s)\,Q_\gamma(s,a)
+                     + \sum_s d(s) \sum_a \nabla\pi(a|s)\,G(s,a),
+
+  where :math:`\rho_d = d^\top (I - \gamma P_\pi)^{-1}` (discounted visitation started from
+  :math:`d`), :math:`G(s,a) = \sum_{s'} \tilde P(s'|s,a)\,g(s')` and :math:`g` solves the Poisson
+  equation :math:`(I - \tilde P_\pi) g = V_\gamma - J_{avV}`, :math:`d^\top g = 0`. The second term
+  is :math:`(\nabla d)^\top V_\gamma`: differentiating :math:`d(I - \tilde P_\pi) = 0` gives
+  :math:`\nabla d\,(I - \tilde P_\pi) = d\,\nabla\tilde P_\pi`, and :math:`g` turns it into a
+  product with :math:`d` alone. (Without terminal states :math:`J_{avV} = J_{avR}/(1-\gamma)`.)
+
+In logit coordinates every gradient reads :math:`\partial J/\partial z(s,a) = w(s)\,\pi(a|s)\,
+(Q(s,a) - V(s))` (summed over :math:`t` for the finite horizon; ``average_value`` adds the
+:math:`G` term); a policy maps it to ``theta`` through its logits (tabular: itself; linear:
+:math:`\sum_{s,a} \cdot\,\phi(s,a)`).
+
+Solvers (``method=``): ``"dense"`` LU factorisation, ``"sparse"`` restarted GMRES(40) on the CSR
+transitions (memory O(nnz + 40 S); converged when the relative residual is at most ``tol``), or
+``"auto"`` (dense up to 400 states). The finite horizon needs no solver: backward induction costs
+O(H nnz).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from . import _core
+from ._mdp import FiniteMDP
+from ._policy import SoftmaxPolicy
+from ._validation import as_float, check_allocation
+
+__all__ = [
+    "OBJECTIVES",
+    "Evaluation",
+    "Optimal",
+    "evaluate",
+    "fisher",
+    "gradient",
+    "natural_gradient",
+    "optimal",
+    "stationary_distribution",
+]
+
+Objective = Literal["finite_horizon", "discounted", "average_reward", "average_value"]
+Method = Literal["auto", "dense", "sparse"]
+OBJECTIVES: tuple[str, ...] = ("finite_horizon", "discounted", "average_reward", "average_value")
+_METHODS = ("auto", "dense", "sparse")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Exact values of a policy under one objective (see the module docstring for each objective).
+
+    ``finite_horizon``: ``V`` (H, S), ``Q`` and ``A`` (H, S, A), ``d`` (H, S) with
+    ``d[t, s] = Pr(s_t = s, episode running)``, ``visitation = d.sum(0)``.
+    ``discounted``: ``V`` (S,), ``Q``, ``A`` (S, A), ``visitation`` :math:`\\rho` (S,) and ``d`` its
+    normalisation. ``average_reward``: ``d`` the stationary distribution, ``V`` the differential
+    values (``d @ V == 0``), ``Q``, ``A`` differential. ``average_value``: ``d`` stationary, ``V``,
+    ``Q``, ``A`` discounted. ``A = Q - V``; on terminal states V = Q = 0 (finite horizon, discounted).
+    """
+
+    objective: str
+    J: float
+    V: NDArray[np.float64]
+    Q: NDArray[np.float64]
+    A: NDArray[np.float64]
+    d: NDArray[np.float64]
+    visitation: NDArray[np.float64]
+    gamma: float
+
+
+@dataclass(frozen=True)
+class Optimal:
+    """Optimal control: ``V``, ``Q`` and greedy ``actions`` ((H, S) for the finite horizon, with
+    ``actions[t, s]`` the action at step t; (S,) for the discounted objective), and ``J = mu0 @ V[0]``."""
+
+    objective: str
+    J: float
+    V: NDArray[np.float64]
+    Q: NDArray[np.float64]
+    actions: NDArray[np.int32]
+    iterations: int
+
+    def probs(self) -> NDArray[np.float64]:
+        """The greedy policy as one-hot tables, (H, S, A) or (S, A)."""
+        A = self.Q.shape[-1]
+        return np.eye(A)[self.actions]
+
+
+def _check(mdp: Any, policy: Any) -> NDArray[np.float64]:
+    if not isinstance(mdp, FiniteMDP):
+        raise TypeError(f"mdp must be a pgfast.FiniteMDP, got {type(mdp).__name__}")
+    if not isinstance(policy, SoftmaxPolicy):
+        raise TypeError(f"policy must be a pgfast policy (e.g. pgfast.TabularSoftmax), got {type(policy).__name__}")
+    return np.ascontiguousarray(policy._probs_for(mdp))
+
+
+def _objective(objective: Any) -> str:
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(map(repr, OBJECTIVES))}, got {objective!r}")
+    return str(objective)
+
+
+def _gamma(mdp: FiniteMDP, gamma: Any, objective: str) -> float:
+    g = mdp.gamma if gamma is None else as_float(gamma, "gamma")
+    if not 0.0 <= g <= 1.0:
+        raise ValueError(f"gamma must be in [0, 1], got {g}")
+    if objective in ("discounted", "average_value") and g >= 1.0:
+        raise ValueError(
+            f"objective={objective!r} needs gamma < 1 (the discounted values diverge at gamma = 1); "
+            f"this MDP has gamma = {mdp.gamma}: pass gamma=0.99, build the MDP with gamma < 1, or use "
+            "objective='finite_horizon' or 'average_reward'"
+        )
+    return g
+
+
+def _solver(method: Any, tol: Any) -> tuple[str, float]:
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, _METHODS))}, got {method!r}")
+    t = as_float(tol, "tol")
+    if not 0.0 < t < 1.0:
+        raise ValueError(f"tol must be in (0, 1), got {t}")
+    return str(method), t
+
+
+def _run(
+    mdp: Any,
+    policy: Any,
+    objective: Any,
+    gamma: Any,
+    method: Any,
+    tol: Any,
+    *,
+    values: bool,
+    gradient: bool = False,
+    fisher: bool = False,
+) -> tuple[NDArray[np.float64], str, float, dict[str, Any]]:
+    probs = _check(mdp, policy)
+    obj = _objective(objective)
+    g = _gamma(mdp, gamma, obj)
+    meth, t = _solver(method, tol)
+    S, A = mdp.n_states, mdp.n_actions
+    if obj == "finite_horizon":
+        H = mdp.horizon
+        per_step = (S * A * 3 + S * 2) if values else S
+        check_allocation(8 * H * per_step, f"exact finite-horizon tables (H={H}, S={S}, A={A})", "use a shorter horizon")
+    elif meth == "dense" or (meth == "auto" and S <= 400):
+        check_allocation(3 * 8 * S * S, f"a dense {S} x {S} solve", "use method='sparse'")
+    out = _core.exact_evaluate(mdp._mdp, probs, obj, g, meth, t, values, gradient, fisher)
+    return probs, obj, g, out
+
+
+def evaluate(
+    mdp: FiniteMDP,
+    policy: SoftmaxPolicy,
+    objective: Objective = "finite_horizon",
+    *,
+    gamma: float | None = None,
+    method: Method = "auto",
+    tol: float = 1e-12,
+) -> Evaluation:
+    """Exact ``J``, ``V``, ``Q``, ``A = Q - V`` and state distributions of ``policy`` on ``mdp``.
+
+    ``gamma`` defaults to ``mdp.gamma``; ``"discounted"`` and ``"average_value"`` need gamma < 1.
+    See the module docstring for the formulas of each objective.
+    """
+    _, obj, g, out = _run(mdp, policy, objective, gamma, method, tol, values=True)
+    V, Q = out["V"], out["Q"]
+    return Evaluation(obj, float(out["J"]), V, Q, Q - V[..., None], out["d"], out["visitation"], g)
+
+
+def gradient(
+    mdp: FiniteMDP,
+    policy: SoftmaxPolicy,
+    objective: Objective = "finite_horizon",
+    *,
+    gamma: float | None = None,
+    method: Method = "auto",
+    tol: float = 1e-12,
+) -> NDArray[np.float64]:
+    r"""The exact policy gradient :math:`\nabla_\theta J`, in the shape of ``policy.theta``.
+
+    By the policy gradient theorem for the chosen objective (module docstring), e.g. for the
+    finite horizon :math:`\sum_t \gamma^t \sum_s d_t(s) \sum_a \pi(a|s)\nabla\log\pi(a|s) Q_t(s,a)`.
+    """
+    _, _, _, out = _run(mdp, policy, objective, gamma, method, tol, values=False, gradient=True)
+    return policy._logit_vjp(out["logit_grad"])
+
+
+def fisher(
+    mdp: FiniteMDP,
+    policy: SoftmaxPolicy,
+    objective: Objective = "finite_horizon",
+    *,
+    gamma: float | None = None,
+    method: Method = "auto",
+    tol: float = 1e-12,
+) -> NDArray[np.float64]:
+    r"""The Fisher information :math:`F = \sum_s w(s) \sum_a \pi(a|s)\,\nabla\log\pi\,\nabla\log\pi^\top`,
+    ``(n_params, n_params)``, rows and columns in the C order of ``theta``.
+
+    The state weighting ``w`` is the objective's: :math:`\sum_t d_t` for the finite horizon (so
+    :math:`F = \mathbb E[\sum_t \nabla\log\pi(a_t|s_t)\nabla\log\pi(a_t|s_t)^\top]`, the Fisher
+    information of the trajectory distribution), the discounted visitation :math:`\rho` for
+    ``"discounted"``, the stationary distribution :math:`d` for the average objectives.
+    """
+    probs, _, _, out = _run(mdp, policy, objective, gamma, method, tol, values=False, fisher=True)
+    n = policy.n_params
+    check_allocation(8 * n * n, f"the Fisher matrix ({n} x {n})", "use natural_gradient, which is blockwise for tabular policies")
+    return policy._fisher(probs, out["fisher_w"])
+
+
+def natural_gradient(
+    mdp: FiniteMDP,
+    policy: SoftmaxPolicy,
+    objective: Objective = "finite_horizon",
+    *,
+    damping: float = 0.0,
+    rcond: float = 1e-10,
+    gamma: float | None = None,
+    method: Method = "auto",
+    tol: float = 1e-12,
+) -> NDArray[np.float64]:
+    r"""The natural gradient :math:`x = F^{+} \nabla J` (Kakade 2001), in the shape of ``theta``.
+
+    A softmax Fisher matrix is always singular (adding a constant to all logits of a state changes
+    nothing, and unvisited states carry no information), so with ``damping = 0`` ``x`` is the
+    minimum-norm least-squares solution of :math:`F x = \nabla J`: eigenvalues of F below
+    ``rcond * max eigenvalue`` are treated as zero. With ``damping > 0`` it solves
+    :math:`(F + \lambda I) x = \nabla J`. For a tabular policy F is block diagonal and is solved
+    state by state; with the discounted objective the result is then the advantage
+    :math:`A(s,\cdot)` centred in each visited state.
+    """
+    lam = as_float(damping, "damping")
+    rc = as_float(rcond, "rcond")
+    if not (np.isfinite(lam) and lam >= 0.0):
+        raise ValueError(f"damping must be a finite number >= 0, got {lam}")
+    if not (0.0 <= rc < 1.0):
+        raise ValueError(f"rcond must be in [0, 1), got {rc}")
+    probs, _, _, out = _run(mdp, policy, objective, gamma, method, tol, values=False, gradient=True, fisher=True)
+    g = policy._logit_vjp(out["logit_grad"])
+    return policy._natural(probs, out["fisher_w"], g, lam, rc)
+
+
+def stationary_distribution(
+    mdp: FiniteMDP, policy: SoftmaxPolicy, *, method: Method = "auto", tol: float = 1e-12
+) -> NDArray[np.float64]:
+    r"""The stationary distribution :math:`d` of the continuing chain (terminal states restart from
+    :math:`\mu_0`): :math:`d \tilde P_\pi = d`, :math:`\sum_s d(s) = 1`, shape (S,).
+
+    Raises ``ValueError`` when it is not unique (two closed classes) or the chain is periodic.
+    """
+    _, _, _, out = _run(mdp, policy, "average_reward", None, method, tol, values=False)
+    d: NDArray[np.float64] = out["d"]
+    return d
+
+
+def optimal(
+    mdp: FiniteMDP,
+    objective: Literal["finite_horizon", "discounted"] = "finite_horizon",
+    *,
+    gamma: float | None = None,
+    method: Method = "auto",
+    tol: float = 1e-12,
+) -> Optimal:
+    r"""Optimal values and a greedy optimal policy, to see how far a policy is from the best.
+
+    ``"finite_horizon"``: backward induction :math:`V^*_t(s) = \max_a Q^*_t(s,a)` (a time-dependent
+    policy, lowest action index among exact ties). ``"discounted"``: policy iteration, each policy
+    evaluated exactly; an action changes only when it improves Q by more than a relative 1e-12.
+    """
+    if not isinstance(mdp, FiniteMDP):
+        raise TypeError(f"mdp must be a pgfast.FiniteMDP, got {type(mdp).__name__}")
+    if objective not in ("finite_horizon", "discounted"):
+        raise ValueError(f"optimal supports objective='finite_horizon' or 'discounted', got {objective!r}")
+    g = _gamma(mdp, gamma, objective)
+    meth, t = _solver(method, tol)
+    if objective == "finite_horizon":
+        check_allocation(8 * mdp.horizon * mdp.n_states * (mdp.n_actions + 2), "optimal finite-horizon tables", "use a shorter horizon")
+    out = _core.exact_optimal(mdp._mdp, objective, g, meth, t)
+    return Optimal(objective, float(out["J"]), out["V"], out["Q"], out["actions"], int(out["iterations"]))
