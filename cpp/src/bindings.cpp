@@ -328,17 +328,18 @@ void bind_exact(py::module_& m) {
   m.def(
       "exact_evaluate",
       [](const FiniteMDP& mdp, const carray<double>& probs, const std::string& objective, double gamma,
-         const std::string& method, double tol, bool values, bool gradient, bool fisher) {
+         const std::string& method, double tol, bool values, bool gradient, bool fisher, int threads) {
+        threads = resolve_threads(threads);
         require_shape2(probs, "policy probabilities", mdp.n_states(), mdp.n_actions());
         const exact::Method meth = parse_method(method);
         const exact::Request req{values, gradient, fisher};
         const py::ssize_t S = mdp.n_states(), A = mdp.n_actions(), H = mdp.horizon();
         exact::Evaluation ev = run_exact([&](StopToken& stop) {
           if (objective == "finite_horizon") return exact::finite_horizon(mdp, probs.data(), H, gamma, req, stop);
-          if (objective == "discounted") return exact::discounted(mdp, probs.data(), gamma, meth, tol, req, stop);
-          if (objective == "average_reward") return exact::average_reward(mdp, probs.data(), meth, tol, req, stop);
+          if (objective == "discounted") return exact::discounted(mdp, probs.data(), gamma, meth, tol, req, threads, stop);
+          if (objective == "average_reward") return exact::average_reward(mdp, probs.data(), meth, tol, req, threads, stop);
           if (objective == "average_value")
-            return exact::average_value(mdp, probs.data(), gamma, meth, tol, req, stop);
+            return exact::average_value(mdp, probs.data(), gamma, meth, tol, req, threads, stop);
           throw std::invalid_argument("unknown objective '" + objective + "'");
         });
         const bool fh = objective == "finite_horizon";
@@ -354,13 +355,15 @@ void bind_exact(py::module_& m) {
         return out;
       },
       py::arg("mdp"), py::arg("probs").noconvert(), py::arg("objective"), py::arg("gamma"), py::arg("method"),
-      py::arg("tol"), py::arg("values"), py::arg("gradient"), py::arg("fisher"),
+      py::arg("tol"), py::arg("values"), py::arg("gradient"), py::arg("fisher"), py::arg("threads"),
       "Exact evaluation of a policy table under one objective: dict of J, V, Q, d, visitation, "
       "logit_grad (dJ/dz), fisher_w (state weighting of the Fisher information).");
 
   m.def(
       "exact_optimal",
-      [](const FiniteMDP& mdp, const std::string& objective, double gamma, const std::string& method, double tol) {
+      [](const FiniteMDP& mdp, const std::string& objective, double gamma, const std::string& method, double tol,
+         int threads) {
+        threads = resolve_threads(threads);
         const exact::Method meth = parse_method(method);
         const py::ssize_t S = mdp.n_states(), A = mdp.n_actions(), H = mdp.horizon();
         const bool fh = objective == "finite_horizon";
@@ -370,7 +373,7 @@ void bind_exact(py::module_& m) {
         }
         exact::Optimal o = run_exact([&](StopToken& stop) {
           return fh ? exact::optimal_finite_horizon(mdp, H, gamma, stop)
-                    : exact::optimal_discounted(mdp, gamma, meth, tol, stop);
+                    : exact::optimal_discounted(mdp, gamma, meth, tol, threads, stop);
         });
         py::dict out;
         out["J"] = o.J;
@@ -380,7 +383,7 @@ void bind_exact(py::module_& m) {
         out["iterations"] = o.iterations;
         return out;
       },
-      py::arg("mdp"), py::arg("objective"), py::arg("gamma"), py::arg("method"), py::arg("tol"));
+      py::arg("mdp"), py::arg("objective"), py::arg("gamma"), py::arg("method"), py::arg("tol"), py::arg("threads"));
 
   m.def(
       "fisher_tabular",

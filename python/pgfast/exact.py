@@ -58,8 +58,10 @@ In logit coordinates every gradient reads :math:`\partial J/\partial z(s,a) = w(
 
 Solvers (``method=``): ``"dense"`` LU factorisation, ``"sparse"`` restarted GMRES(40) on the CSR
 transitions (memory O(nnz + 40 S); converged when the relative residual is at most ``tol``), or
-``"auto"`` (dense up to 400 states). The finite horizon needs no solver: backward induction costs
-O(H nnz).
+``"auto"`` (dense up to 200 states; GMRES is the faster one beyond). The finite horizon needs no solver:
+backward induction costs O(H nnz). ``threads`` (default: all cores) splits the sparse
+matrix-vector products of large MDPs (200 000 transitions or more); results do not depend on it
+beyond floating-point summation order.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ from numpy.typing import NDArray
 from . import _core
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy
-from ._validation import as_float, check_allocation
+from ._validation import as_float, as_threads, check_allocation
 
 __all__ = [
     "OBJECTIVES",
@@ -176,6 +178,7 @@ def _run(
     gamma: Any,
     method: Any,
     tol: Any,
+    threads: Any,
     *,
     values: bool,
     gradient: bool = False,
@@ -190,9 +193,9 @@ def _run(
         H = mdp.horizon
         per_step = (S * A * 3 + S * 2) if values else S
         check_allocation(8 * H * per_step, f"exact finite-horizon tables (H={H}, S={S}, A={A})", "use a shorter horizon")
-    elif meth == "dense" or (meth == "auto" and S <= 400):
+    elif meth == "dense" or (meth == "auto" and S <= 200):
         check_allocation(3 * 8 * S * S, f"a dense {S} x {S} solve", "use method='sparse'")
-    out = _core.exact_evaluate(mdp._mdp, probs, obj, g, meth, t, values, gradient, fisher)
+    out = _core.exact_evaluate(mdp._mdp, probs, obj, g, meth, t, values, gradient, fisher, as_threads(threads))
     return probs, obj, g, out
 
 
@@ -204,13 +207,14 @@ def evaluate(
     gamma: float | None = None,
     method: Method = "auto",
     tol: float = 1e-12,
+    threads: int | None = None,
 ) -> Evaluation:
     """Exact ``J``, ``V``, ``Q``, ``A = Q - V`` and state distributions of ``policy`` on ``mdp``.
 
     ``gamma`` defaults to ``mdp.gamma``; ``"discounted"`` and ``"average_value"`` need gamma < 1.
     See the module docstring for the formulas of each objective.
     """
-    _, obj, g, out = _run(mdp, policy, objective, gamma, method, tol, values=True)
+    _, obj, g, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=True)
     V, Q = out["V"], out["Q"]
     return Evaluation(obj, float(out["J"]), V, Q, Q - V[..., None], out["d"], out["visitation"], g)
 
@@ -223,13 +227,14 @@ def gradient(
     gamma: float | None = None,
     method: Method = "auto",
     tol: float = 1e-12,
+    threads: int | None = None,
 ) -> NDArray[np.float64]:
     r"""The exact policy gradient :math:`\nabla_\theta J`, in the shape of ``policy.theta``.
 
     By the policy gradient theorem for the chosen objective (module docstring), e.g. for the
     finite horizon :math:`\sum_t \gamma^t \sum_s d_t(s) \sum_a \pi(a|s)\nabla\log\pi(a|s) Q_t(s,a)`.
     """
-    _, _, _, out = _run(mdp, policy, objective, gamma, method, tol, values=False, gradient=True)
+    _, _, _, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=False, gradient=True)
     return policy._logit_vjp(out["logit_grad"])
 
 
@@ -241,6 +246,7 @@ def fisher(
     gamma: float | None = None,
     method: Method = "auto",
     tol: float = 1e-12,
+    threads: int | None = None,
 ) -> NDArray[np.float64]:
     r"""The Fisher information :math:`F = \sum_s w(s) \sum_a \pi(a|s)\,\nabla\log\pi\,\nabla\log\pi^\top`,
     ``(n_params, n_params)``, rows and columns in the C order of ``theta``.
@@ -250,7 +256,7 @@ def fisher(
     information of the trajectory distribution), the discounted visitation :math:`\rho` for
     ``"discounted"``, the stationary distribution :math:`d` for the average objectives.
     """
-    probs, _, _, out = _run(mdp, policy, objective, gamma, method, tol, values=False, fisher=True)
+    probs, _, _, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=False, fisher=True)
     n = policy.n_params
     check_allocation(8 * n * n, f"the Fisher matrix ({n} x {n})", "use natural_gradient, which is blockwise for tabular policies")
     return policy._fisher(probs, out["fisher_w"])
@@ -266,6 +272,7 @@ def natural_gradient(
     gamma: float | None = None,
     method: Method = "auto",
     tol: float = 1e-12,
+    threads: int | None = None,
 ) -> NDArray[np.float64]:
     r"""The natural gradient :math:`x = F^{+} \nabla J` (Kakade 2001), in the shape of ``theta``.
 
@@ -283,20 +290,20 @@ def natural_gradient(
         raise ValueError(f"damping must be a finite number >= 0, got {lam}")
     if not (0.0 <= rc < 1.0):
         raise ValueError(f"rcond must be in [0, 1), got {rc}")
-    probs, _, _, out = _run(mdp, policy, objective, gamma, method, tol, values=False, gradient=True, fisher=True)
+    probs, _, _, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=False, gradient=True, fisher=True)
     g = policy._logit_vjp(out["logit_grad"])
     return policy._natural(probs, out["fisher_w"], g, lam, rc)
 
 
 def stationary_distribution(
-    mdp: FiniteMDP, policy: SoftmaxPolicy, *, method: Method = "auto", tol: float = 1e-12
+    mdp: FiniteMDP, policy: SoftmaxPolicy, *, method: Method = "auto", tol: float = 1e-12, threads: int | None = None
 ) -> NDArray[np.float64]:
     r"""The stationary distribution :math:`d` of the continuing chain (terminal states restart from
     :math:`\mu_0`): :math:`d \tilde P_\pi = d`, :math:`\sum_s d(s) = 1`, shape (S,).
 
     Raises ``ValueError`` when it is not unique (two closed classes) or the chain is periodic.
     """
-    _, _, _, out = _run(mdp, policy, "average_reward", None, method, tol, values=False)
+    _, _, _, out = _run(mdp, policy, "average_reward", None, method, tol, threads, values=False)
     d: NDArray[np.float64] = out["d"]
     return d
 
@@ -308,6 +315,7 @@ def optimal(
     gamma: float | None = None,
     method: Method = "auto",
     tol: float = 1e-12,
+    threads: int | None = None,
 ) -> Optimal:
     r"""Optimal values and a greedy optimal policy, to see how far a policy is from the best.
 
@@ -323,5 +331,5 @@ def optimal(
     meth, t = _solver(method, tol)
     if objective == "finite_horizon":
         check_allocation(8 * mdp.horizon * mdp.n_states * (mdp.n_actions + 2), "optimal finite-horizon tables", "use a shorter horizon")
-    out = _core.exact_optimal(mdp._mdp, objective, g, meth, t)
+    out = _core.exact_optimal(mdp._mdp, objective, g, meth, t, as_threads(threads))
     return Optimal(objective, float(out["J"]), out["V"], out["Q"], out["actions"], int(out["iterations"]))

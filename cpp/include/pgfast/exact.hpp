@@ -101,24 +101,68 @@ struct PolicyChain {
   std::int64_t row_begin(std::int64_t s) const { return mdp->indptr()[s * A]; }
   std::int64_t row_end(std::int64_t s) const { return mdp->indptr()[(s + 1) * A]; }
 
+  // Optional parallel matrix-vector products: states split in `threads` ranges of equal entry count.
+  int threads = 1;
+  StopToken* stop = nullptr;
+  std::vector<std::int64_t> bounds;
+  mutable std::vector<std::vector<double>> scratch;
+  static constexpr std::int64_t kParallelMinEntries = 200000;
+
+  void parallelize(int n_threads, StopToken& token) {
+    const std::int64_t nnz = static_cast<std::int64_t>(w_alive.size());
+    threads = nnz >= kParallelMinEntries ? std::max(n_threads, 1) : 1;
+    stop = &token;
+    bounds.assign(static_cast<std::size_t>(threads + 1), S);
+    bounds[0] = 0;
+    std::int64_t s = 0;
+    for (int k = 1; k < threads; ++k) {
+      const std::int64_t target = nnz * k / threads;
+      while (s < S && row_begin(s) < target) ++s;
+      bounds[k] = s;
+    }
+    scratch.assign(static_cast<std::size_t>(threads), std::vector<double>());
+  }
+
+  template <class Body>  // body(s_begin, s_end, worker)
+  void for_ranges(Body&& body) const {
+    if (threads <= 1) {
+      body(std::int64_t{0}, S, 0);
+      return;
+    }
+    const bool done = run_workers(threads, [&](int w, StopToken&) { body(bounds[w], bounds[w + 1], w); }, *stop);
+    if (!done) throw Interrupted{};
+  }
+
   // y = P_pi x  (alive part only: transitions into terminal states carry no value)
   void apply(const double* x, double* y) const {
     const auto& next = mdp->next();
-    for (std::int64_t s = 0; s < S; ++s) {
-      double acc = 0.0;
-      for (std::int64_t e = row_begin(s); e < row_end(s); ++e) acc += w_alive[e] * x[next[e]];
-      y[s] = acc;
-    }
+    for_ranges([&](std::int64_t s0, std::int64_t s1, int) {
+      for (std::int64_t s = s0; s < s1; ++s) {
+        double acc = 0.0;
+        for (std::int64_t e = row_begin(s); e < row_end(s); ++e) acc += w_alive[e] * x[next[e]];
+        y[s] = acc;
+      }
+    });
   }
-  // y = P_pi^T x
+  // y = P_pi^T x  (each worker scatters into its own buffer; the buffers are then summed)
   void apply_transpose(const double* x, double* y) const {
     const auto& next = mdp->next();
-    std::fill(y, y + S, 0.0);
-    for (std::int64_t s = 0; s < S; ++s) {
-      const double xs = x[s];
-      if (xs == 0.0) continue;
-      for (std::int64_t e = row_begin(s); e < row_end(s); ++e) y[next[e]] += w_alive[e] * xs;
-    }
+    for_ranges([&](std::int64_t s0, std::int64_t s1, int w) {
+      double* out = y;
+      if (w > 0) {
+        scratch[w].assign(static_cast<std::size_t>(S), 0.0);
+        out = scratch[w].data();
+      } else {
+        std::fill(y, y + S, 0.0);
+      }
+      for (std::int64_t s = s0; s < s1; ++s) {
+        const double xs = x[s];
+        if (xs == 0.0) continue;
+        for (std::int64_t e = row_begin(s); e < row_end(s); ++e) out[next[e]] += w_alive[e] * xs;
+      }
+    });
+    for (int w = 1; w < threads; ++w)
+      for (std::int64_t s = 0; s < S; ++s) y[s] += scratch[w][s];
   }
   // Continuing chain with reset: y = Pt x = P_pi x + tau (mu0 . x)
   void apply_reset(const double* x, double* y) const {
@@ -232,7 +276,8 @@ SolveInfo gmres(const Op& op, const VectorXd& b, VectorXd& x, double tol, std::i
         w -= Hh(j, k) * Vb.col(j);
       }
       Hh(k + 1, k) = w.norm();
-      if (Hh(k + 1, k) > 0.0) Vb.col(k + 1) = w / Hh(k + 1, k);
+      const bool breakdown = !(Hh(k + 1, k) > 1e-300);  // the Krylov space is invariant: exact solution
+      if (!breakdown) Vb.col(k + 1) = w / Hh(k + 1, k);
       for (int j = 0; j < k; ++j) {  // apply previous rotations
         const double t = cs(j) * Hh(j, k) + sn(j) * Hh(j + 1, k);
         Hh(j + 1, k) = -sn(j) * Hh(j, k) + cs(j) * Hh(j + 1, k);
@@ -245,7 +290,7 @@ SolveInfo gmres(const Op& op, const VectorXd& b, VectorXd& x, double tol, std::i
       Hh(k + 1, k) = 0.0;
       g(k + 1) = -sn(k) * g(k);
       g(k) = cs(k) * g(k);
-      if (std::abs(g(k + 1)) <= 0.5 * tol * bnorm || Hh(k + 1, k) == 0.0) {
+      if (std::abs(g(k + 1)) <= 0.5 * tol * bnorm || breakdown) {
         ++k;
         break;
       }
@@ -257,7 +302,7 @@ SolveInfo gmres(const Op& op, const VectorXd& b, VectorXd& x, double tol, std::i
 }
 
 enum class Method { Auto, Dense, Sparse };
-inline constexpr std::int64_t kDenseMaxStates = 400;
+inline constexpr std::int64_t kDenseMaxStates = 200;
 
 inline bool use_dense(Method m, std::int64_t S) {
   return m == Method::Dense || (m == Method::Auto && S <= kDenseMaxStates);
@@ -621,8 +666,9 @@ inline void advantage_weights(const std::vector<double>& Q, const std::vector<do
 inline std::vector<double> to_std(const VectorXd& v) { return std::vector<double>(v.data(), v.data() + v.size()); }
 
 inline Evaluation discounted(const FiniteMDP& mdp, const double* pi, double gamma, Method method, double tol,
-                             const Request& req, StopToken& stop) {
-  const PolicyChain c(mdp, pi);
+                             const Request& req, int threads, StopToken& stop) {
+  PolicyChain c(mdp, pi);
+  c.parallelize(threads, stop);
   const std::int64_t S = c.S, A = c.A;
   const bool need_rho = req.values || req.gradient || req.fisher;
   DiscountedSolution sol = solve_discounted(c, gamma, method, tol, need_rho, nullptr, stop);
@@ -644,8 +690,9 @@ inline Evaluation discounted(const FiniteMDP& mdp, const double* pi, double gamm
 }
 
 inline Evaluation average_reward(const FiniteMDP& mdp, const double* pi, Method method, double tol,
-                                 const Request& req, StopToken& stop) {
-  const PolicyChain c(mdp, pi);
+                                 const Request& req, int threads, StopToken& stop) {
+  PolicyChain c(mdp, pi);
+  c.parallelize(threads, stop);
   const std::int64_t S = c.S, A = c.A;
   const VectorXd d = stationary(c, method, tol, stop);
   Eigen::Map<const VectorXd> rpi(c.r_pi.data(), S);
@@ -676,8 +723,9 @@ inline Evaluation average_reward(const FiniteMDP& mdp, const double* pi, Method 
 //                 (I - Pt) g = V_gamma - J_avV 1, d . g = 0            (Poisson equation for V_gamma)
 // In logit coordinates: dJ/dz(s,a) = pi(a|s) [rho_d(s) (Q_gamma - V_gamma)(s,a) + d(s) (G(s,a) - sum_b pi(b|s) G(s,b))].
 inline Evaluation average_value(const FiniteMDP& mdp, const double* pi, double gamma, Method method, double tol,
-                                const Request& req, StopToken& stop) {
-  const PolicyChain c(mdp, pi);
+                                const Request& req, int threads, StopToken& stop) {
+  PolicyChain c(mdp, pi);
+  c.parallelize(threads, stop);
   const std::int64_t S = c.S, A = c.A;
   const VectorXd d = stationary(c, method, tol, stop);
   DiscountedSolution sol = solve_discounted(c, gamma, method, tol, false, req.gradient ? &d : nullptr, stop);
@@ -838,7 +886,8 @@ inline Optimal optimal_finite_horizon(const FiniteMDP& mdp, std::int64_t H, doub
 
 // Discounted: policy iteration (exact evaluation of each deterministic policy; an action changes
 // only when it improves Q by more than a relative 1e-12, so the iteration cannot cycle).
-inline Optimal optimal_discounted(const FiniteMDP& mdp, double gamma, Method method, double tol, StopToken& stop) {
+inline Optimal optimal_discounted(const FiniteMDP& mdp, double gamma, Method method, double tol, int threads,
+                                  StopToken& stop) {
   const std::int64_t S = mdp.n_states(), A = mdp.n_actions();
   const auto& term = mdp.terminal();
   Optimal o;
@@ -855,7 +904,7 @@ inline Optimal optimal_discounted(const FiniteMDP& mdp, double gamma, Method met
   for (std::int64_t it = 1; it <= 10000; ++it) {
     std::fill(pi.begin(), pi.end(), 0.0);
     for (std::int64_t s = 0; s < S; ++s) pi[s * A + o.actions[s]] = 1.0;
-    Evaluation ev = discounted(mdp, pi.data(), gamma, method, tol, req, stop);
+    Evaluation ev = discounted(mdp, pi.data(), gamma, method, tol, req, threads, stop);
     bool changed = false;
     for (std::int64_t s = 0; s < S; ++s) {
       if (term[s]) continue;

@@ -1,0 +1,842 @@
+"""Exact evaluation benchmark: ``pg.exact`` evaluation + gradient against NumPy / SciPy, same run.
+
+    python -m pgfast.bench_exact [--quick] [--json PATH]     # installed package
+    python bench/bench_exact.py [--quick]                    # source tree: saves bench/results/exact.json
+
+Workloads (issue 3, item 8), each with a tabular softmax policy of N(0, 1) logits:
+
+- ``random``: the sampler benchmark's random MDP (``benchmarks.random_mdp``: S = 500, A = 8,
+  10 distinct successors per (s, a), Dirichlet(1) probabilities, N(0, 1) rewards on (s, a),
+  uniform mu0, no terminal states), objective ``"finite_horizon"`` (H = 100, the MDP's gamma = 1)
+  and ``"discounted"`` (gamma = 0.99). Yardstick: NumPy (:func:`finite_horizon_numpy`,
+  :func:`discounted_numpy`);
+- ``sparse``: S = 100,000, A = 4, 4 distinct uniformly drawn successors per (s, a)
+  (:func:`sparse_random_mdp`, built as a SciPy sparse (S*A, S) matrix, never dense), objective
+  ``"discounted"``, gamma = 0.99. Yardstick: SciPy's Krylov solvers ``bicgstab`` and ``gmres``
+  (:func:`discounted_scipy`) on the same two systems, (I - gamma P_pi) V = r_pi and its transpose
+  for the visitation; pgfast with ``method="sparse"``.
+
+Timed on the pgfast side: ``pg.exact.evaluate(mdp, pi, objective)`` followed by
+``pg.exact.gradient(mdp, pi, objective)`` (what a user calls to get J, the tables and the
+gradient). The reference computes the same outputs in one call: every field of the evaluation
+(finite horizon: V, Q, A (H, S, A), d (H, S), visitation, J; discounted: V, Q, A, rho, d, J) and the
+gradient sum_s w(s) pi(a|s) A(s, a) (tabular softmax, w = sum_t gamma^t d_t or rho).
+
+Protocol: the per-call policy work (softmax, the policy-weighted chain) is inside the timed call on
+both sides; the MDP-level tables are built before timing on both sides (pgfast: CSR when the
+``FiniteMDP`` is built; reference: :class:`ReferenceTables`). Calls are interleaved round-robin
+after two warm-up calls each; the best of the repeats is reported (medians in the JSON). The
+reference runs its BLAS on one thread (``pg.exact`` computes on one thread); every method is also
+timed with BLAS on all usable cores, for information. The yardstick is the fastest one-thread
+method, measured in the same run. The run fails unless pgfast and every reference method agree
+(J and the gradient within 1e-6 relative, max-norm), and on ``sparse`` unless every side reaches
+relative accuracy 1e-8 against a high-precision solution.
+
+Sparse tolerances: each iterative side (pgfast, bicgstab, gmres) gets the loosest tolerance of
+``TOL_LADDER`` (relative residual, decades from 1e-6 down) whose solution has relative error
+<= 1e-8 in V (max-norm), the visitation rho, J and the gradient, against a GMRES solve to a
+relative residual of 1e-14 whose error is certified from its residual
+(||x - x*||_inf <= ||r||_inf / (1 - gamma) for V, the same in the 1-norm for rho).
+
+Targets: pgfast >= 2x NumPy on ``random`` (both objectives); pgfast >= 1x the best SciPy solver
+on ``sparse``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import datetime
+import gc
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+import pgfast as pg
+from pgfast.benchmarks import machine_info, random_mdp, reuse_freed_memory
+
+try:
+    import scipy
+    import scipy.linalg as sla  # type: ignore[import-untyped,unused-ignore]
+    import scipy.sparse as sps  # type: ignore[import-untyped,unused-ignore]
+    import scipy.sparse.linalg as spla  # type: ignore[import-untyped,unused-ignore]
+except ImportError as exc:  # pragma: no cover - scipy is a test extra
+    raise ImportError("the exact benchmark needs SciPy (pip install scipy, or pgfast[test])") from exc
+
+FloatArray = NDArray[np.float64]
+
+GAMMA = 0.99
+TARGETS = {("random", "finite_horizon"): 2.0, ("random", "discounted"): 2.0, ("sparse", "discounted"): 1.0}
+AGREE_RTOL = 1e-6  # pgfast vs every reference method: J and gradient
+ACCURACY = 1e-8  # sparse: every side against the high-precision solution
+TOL_LADDER = (1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12, 1e-13)
+HIGH_PRECISION_RTOL = 1e-14
+REFERENCE_BLAS_THREADS = 1  # the yardstick's BLAS threads: pg.exact computes on one thread
+WARMUP = 2
+DEFAULT_JSON: Path | None = None  # bench/bench_exact.py saves to bench/results/exact.json
+FINITE_METHODS = ("dense", "csr")
+DISCOUNTED_METHODS = ("lu", "solve")
+SPARSE_SOLVERS = ("bicgstab", "gmres")
+
+
+# -- workloads ----------------------------------------------------------------------------------
+
+
+def sparse_random_mdp(
+    n_states: int = 100_000,
+    n_actions: int = 4,
+    n_successors: int = 4,
+    gamma: float = GAMMA,
+    horizon: int = 100,
+    seed: int = 0,
+) -> pg.FiniteMDP:
+    """S states, A actions, ``n_successors`` distinct successors per (s, a) drawn uniformly over
+    the states, Dirichlet(1) probabilities, rewards N(0, 1) on (s, a), uniform mu0, no terminal
+    states. P is built as a SciPy CSR (S*A, S) matrix: memory O(S A K), never O(S^2)."""
+    rng = np.random.default_rng(seed)
+    S, A, K = n_states, n_actions, n_successors
+    if K > S:
+        raise ValueError(f"n_successors={K} > n_states={S}")
+    rows = S * A
+    succ = rng.integers(S, size=(rows, K))
+    while True:  # redraw the rows with a repeated successor (rare for K << S)
+        srt = np.sort(succ, axis=1)
+        bad = (srt[:, 1:] == srt[:, :-1]).any(axis=1)
+        if not bad.any():
+            break
+        succ[bad] = rng.integers(S, size=(int(bad.sum()), K))
+    prob = rng.dirichlet(np.ones(K), size=rows)
+    P = sps.csr_matrix((prob.ravel(), succ.ravel(), np.arange(0, rows * K + 1, K)), shape=(rows, S))
+    R = rng.normal(size=(S, A))
+    return pg.FiniteMDP(P, R, np.full(S, 1.0 / S), horizon=horizon, gamma=gamma)
+
+
+@dataclass
+class Workload:
+    key: str
+    description: str
+    mdp: pg.FiniteMDP
+    objectives: tuple[tuple[str, float], ...]  # (objective, gamma)
+    sparse: bool
+
+
+def workloads(quick: bool = False) -> list[Workload]:
+    if quick:
+        small = random_mdp(n_states=100, n_actions=4, n_successors=5, horizon=20)
+        return [
+            Workload("random", "random MDP S=100 A=4 5 successors (quick)", small,
+                     (("finite_horizon", small.gamma), ("discounted", GAMMA)), False),
+            Workload("sparse", "sparse random MDP S=5000 A=4 4 successors (quick)",
+                     sparse_random_mdp(n_states=5000), (("discounted", GAMMA),), True),
+        ]
+    mdp = random_mdp()
+    return [
+        Workload("random", "random MDP S=500 A=8 10 successors, H=100 (sampler benchmark's)", mdp,
+                 (("finite_horizon", mdp.gamma), ("discounted", GAMMA)), False),
+        Workload("sparse", "sparse random MDP S=100000 A=4 4 successors", sparse_random_mdp(),
+                 (("discounted", GAMMA),), True),
+    ]
+
+
+# -- the references -----------------------------------------------------------------------------
+
+
+@dataclass
+class ExactResult:
+    """The outputs both sides produce: evaluation fields and the gradient (theta's shape)."""
+
+    J: float
+    V: FloatArray
+    Q: FloatArray
+    A: FloatArray
+    d: FloatArray
+    visitation: FloatArray
+    grad: FloatArray
+
+
+@dataclass
+class ReferenceTables:
+    """MDP-level arrays of the references, built once before timing (pgfast builds its CSR with
+    the ``FiniteMDP``). Transitions out of terminal states and into them are zeroed ("alive")."""
+
+    n_states: int
+    n_actions: int
+    horizon: int
+    mu0: FloatArray
+    rows: NDArray[np.int64]  # (s, a) row of every stored entry
+    src: NDArray[np.int64]  # s of every entry
+    nxt: NDArray[np.int32]
+    counts: NDArray[np.int64]  # entries per (s, a) row
+    starts: NDArray[np.int64]  # first entry of every row (for np.add.reduceat)
+    empty: NDArray[np.bool_]  # rows without entries
+    prob_live: FloatArray  # P(s'|s,a) alive(s') alive(s) per entry
+    r_live: FloatArray  # r(s, a), 0 on terminal s, (S, A)
+    pair: NDArray[np.int64] | None = None  # s * S + s' per entry (dense P_pi by bincount)
+    PT_live: FloatArray | None = None  # dense (S, S*A): PT[s', (s,a)] = prob_live
+    indptr_state: NDArray[Any] | None = None  # CSR of P_pi over states (sparse)
+    nxt_index: NDArray[Any] | None = None
+    P_live: Any = None  # SciPy CSR (S*A, S) of prob_live (sparse)
+
+    @classmethod
+    def build(cls, mdp: pg.FiniteMDP, *, dense: bool) -> ReferenceTables:
+        S, A = mdp.n_states, mdp.n_actions
+        indptr, nxt, prob, _ = mdp.transitions
+        counts = np.diff(indptr)
+        rows = np.repeat(np.arange(S * A, dtype=np.int64), counts)
+        src = rows // A
+        alive = 1.0 - mdp.terminal.astype(np.float64)
+        prob_live = prob * alive[nxt] * alive[src]
+        r_live = mdp.R * alive[:, None]
+        nnz = int(prob.size)
+        tb = cls(
+            n_states=S,
+            n_actions=A,
+            horizon=mdp.horizon,
+            mu0=np.array(mdp.mu0, dtype=np.float64),
+            rows=rows,
+            src=src,
+            nxt=np.array(nxt),
+            counts=counts,
+            starts=np.array(indptr[:-1], dtype=np.int64),
+            empty=counts == 0,
+            prob_live=prob_live,
+            r_live=r_live,
+        )
+        if dense:
+            tb.pair = src * S + nxt
+            PT = np.zeros((S, S * A))
+            PT[nxt, rows] = prob_live
+            tb.PT_live = PT
+        else:
+            idx = np.int32 if nnz < 2**31 else np.int64
+            tb.indptr_state = np.ascontiguousarray(indptr[::A], dtype=idx)
+            tb.nxt_index = np.ascontiguousarray(nxt, dtype=idx)
+            tb.P_live = sps.csr_matrix(
+                (prob_live, tb.nxt_index, np.ascontiguousarray(indptr, dtype=idx)), shape=(S * A, S)
+            )
+        return tb
+
+
+def softmax_numpy(theta: FloatArray) -> FloatArray:
+    """pi(a|s) from logits (S, A), stable, in NumPy."""
+    z = theta - theta.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    e /= e.sum(axis=1, keepdims=True)
+    return e
+
+
+def _dense_chain(tb: ReferenceTables, probs: FloatArray) -> FloatArray:
+    """P_pi^alive (S, S), dense, from the CSR entries (one bincount)."""
+    S = tb.n_states
+    assert tb.pair is not None
+    w = tb.prob_live * probs.ravel()[tb.rows]
+    return np.bincount(tb.pair, weights=w, minlength=S * S).reshape(S, S)
+
+
+def finite_horizon_numpy(tb: ReferenceTables, theta: FloatArray, gamma: float, method: str = "dense") -> ExactResult:
+    r"""Backward induction for V, Q and forward recursion for d, then A and the gradient.
+
+    .. math:: V_t = r_\pi + \gamma P_\pi V_{t+1},\quad Q_t = r + \gamma P V_{t+1},\quad
+              d_{t+1} = d_t P_\pi,\quad \nabla_\theta J(s,a) = \pi(a|s) \sum_t \gamma^t d_t(s) A_t(s,a)
+
+    (P, P_pi with transitions into and out of terminal states zeroed). Methods:
+
+    - ``"dense"`` (the faster: 11-12 ms against 55-60 ms on ``random``, one BLAS thread): P_pi
+      dense (S, S) by one ``bincount`` over the CSR entries, the two H-step recursions as BLAS
+      matrix-vector products (~30 us each at S = 500), and Q for all t at once as one matrix
+      product ``V[1:] @ P^T`` with the dense (S, S*A) transpose of P (H x S x SA flops, ~4.6 ms);
+    - ``"csr"``: no dense array: per step one gather and one ``bincount`` over the nnz entries
+      for V and for d (~0.2 ms each), Q by a gather (H, nnz) and ``np.add.reduceat``.
+    """
+    S, A, H = tb.n_states, tb.n_actions, tb.horizon
+    probs = softmax_numpy(theta)
+    r_pi = np.einsum("sa,sa->s", probs, tb.r_live)
+    V = np.empty((H + 1, S))
+    V[H] = 0.0
+    d = np.empty((H, S))
+    d[0] = tb.mu0
+    if method == "dense":
+        assert tb.PT_live is not None
+        P_pi = _dense_chain(tb, probs)
+        gP = P_pi * gamma if gamma != 1.0 else P_pi
+        V[H - 1] = r_pi
+        for t in range(H - 2, -1, -1):
+            np.dot(gP, V[t + 1], out=V[t])
+            V[t] += r_pi
+        for t in range(1, H):
+            np.dot(d[t - 1], P_pi, out=d[t])
+        Qf = V[1:] @ tb.PT_live  # (H, S*A): sum_s' P(s'|s,a) V_{t+1}(s')
+    elif method == "csr":
+        w = tb.prob_live * probs.ravel()[tb.rows]
+        for t in range(H - 1, -1, -1):
+            V[t] = np.bincount(tb.src, weights=w * V[t + 1][tb.nxt], minlength=S)
+            V[t] *= gamma
+            V[t] += r_pi
+        for t in range(1, H):
+            d[t] = np.bincount(tb.nxt, weights=w * d[t - 1][tb.src], minlength=S)
+        nnz = tb.nxt.size
+        G = np.empty((H, nnz + 1))  # a zero column past the end: rows may start at nnz
+        np.multiply(V[1:, tb.nxt], tb.prob_live, out=G[:, :nnz])
+        G[:, nnz] = 0.0
+        Qf = np.add.reduceat(G, tb.starts, axis=1)
+        Qf[:, tb.empty] = 0.0  # reduceat gives G[start] for an empty segment
+    else:
+        raise ValueError(f"unknown method {method!r}")
+    if gamma != 1.0:
+        Qf *= gamma
+    Qf += tb.r_live.reshape(S * A)
+    Q = Qf.reshape(H, S, A)
+    Adv = Q - V[:H, :, None]
+    wts = d * (gamma ** np.arange(H))[:, None] if gamma != 1.0 else d
+    grad = probs * np.einsum("ts,tsa->sa", wts, Adv)
+    return ExactResult(float(tb.mu0 @ V[0]), V[:H], Q, Adv, d, d.sum(axis=0), grad)
+
+
+def _discounted_fields(tb: ReferenceTables, probs: FloatArray, gamma: float, V: FloatArray, rho: FloatArray) -> ExactResult:
+    S, A = tb.n_states, tb.n_actions
+    if tb.P_live is not None:
+        PV = tb.P_live @ V
+    else:
+        PV = np.bincount(tb.rows, weights=tb.prob_live * V[tb.nxt], minlength=S * A)
+    Q = tb.r_live + gamma * PV.reshape(S, A)
+    Adv = Q - V[:, None]
+    grad = probs * rho[:, None] * Adv
+    return ExactResult(float(tb.mu0 @ V), V, Q, Adv, rho / rho.sum(), rho, grad)
+
+
+def discounted_numpy(tb: ReferenceTables, theta: FloatArray, gamma: float, method: str = "lu") -> ExactResult:
+    r"""Dense direct solves: (I - gamma P_pi) V = r_pi and (I - gamma P_pi)^T rho = mu0, then
+    Q = r + gamma P V (CSR gather), A = Q - V, gradient rho(s) pi(a|s) A(s, a).
+
+    Methods: ``"lu"`` (the faster, ~2.7 ms at S = 500): one LU factorisation
+    (``scipy.linalg.lu_factor``) used for both systems (``lu_solve``, ``trans=1`` for the
+    visitation); ``"solve"``: NumPy only, ``np.linalg.solve`` twice (two factorisations, ~5.3 ms).
+    """
+    S = tb.n_states
+    probs = softmax_numpy(theta)
+    r_pi = np.einsum("sa,sa->s", probs, tb.r_live)
+    M = _dense_chain(tb, probs)
+    M *= -gamma
+    M.flat[:: S + 1] += 1.0
+    if method == "lu":
+        lu = sla.lu_factor(M, overwrite_a=True, check_finite=False)
+        V = sla.lu_solve(lu, r_pi, check_finite=False)
+        rho = sla.lu_solve(lu, tb.mu0, trans=1, check_finite=False)
+    elif method == "solve":
+        V = np.linalg.solve(M, r_pi)
+        rho = np.linalg.solve(M.T, tb.mu0)
+    else:
+        raise ValueError(f"unknown method {method!r}")
+    return _discounted_fields(tb, probs, gamma, V, rho)
+
+
+def _sparse_operators(tb: ReferenceTables, probs: FloatArray, gamma: float) -> tuple[Any, Any]:
+    """LinearOperators x -> (I - gamma P_pi) x and x -> (I - gamma P_pi)^T x on a SciPy CSR P_pi
+    (nnz entries, duplicates across actions kept: SciPy's matvec sums them)."""
+    S = tb.n_states
+    w = tb.prob_live * np.repeat(probs.ravel(), tb.counts)
+    P_pi = sps.csr_matrix((w, tb.nxt_index, tb.indptr_state), shape=(S, S))
+    P_piT = P_pi.T  # CSC view, no copy
+
+    def mv(x: FloatArray) -> FloatArray:
+        y: FloatArray = x - gamma * (P_pi @ x)
+        return y
+
+    def mvT(x: FloatArray) -> FloatArray:
+        y: FloatArray = x - gamma * (P_piT @ x)
+        return y
+
+    op = spla.LinearOperator((S, S), matvec=mv, dtype=np.float64)
+    opT = spla.LinearOperator((S, S), matvec=mvT, dtype=np.float64)
+    return op, opT
+
+
+def discounted_scipy(tb: ReferenceTables, theta: FloatArray, gamma: float, solver: str = "bicgstab",
+                     rtol: float = 1e-9) -> ExactResult:
+    """SciPy Krylov solves of (I - gamma P_pi) V = r_pi and (I - gamma P_pi)^T rho = mu0 on a
+    sparse P_pi (memory O(nnz)), stopping at ||b - A x||_2 <= rtol ||b||_2 from the initial guesses
+    r_pi and mu0 (pgfast's); then Q, A and the gradient as :func:`discounted_numpy`.
+    ``solver``: ``"bicgstab"`` or ``"gmres"`` (restart 20, SciPy's default)."""
+    probs = softmax_numpy(theta)
+    r_pi = np.einsum("sa,sa->s", probs, tb.r_live)
+    op, opT = _sparse_operators(tb, probs, gamma)
+    solve = {"bicgstab": spla.bicgstab, "gmres": spla.gmres}[solver]
+    V, info_v = solve(op, r_pi, x0=r_pi.copy(), rtol=rtol, atol=0.0)
+    rho, info_r = solve(opT, tb.mu0, x0=tb.mu0.copy(), rtol=rtol, atol=0.0)
+    if info_v != 0 or info_r != 0:
+        raise RuntimeError(f"scipy {solver} did not converge to rtol={rtol:g} (info {info_v}, {info_r})")
+    return _discounted_fields(tb, probs, gamma, V, rho)
+
+
+def discounted_high_precision(tb: ReferenceTables, theta: FloatArray, gamma: float) -> tuple[ExactResult, dict[str, float]]:
+    r"""GMRES (restart 50) to a relative residual of ``HIGH_PRECISION_RTOL``, with certified errors:
+    :math:`\|V - V^*\|_\infty \le \|r\|_\infty / (1-\gamma)` since :math:`\|P_\pi\|_\infty \le 1`, and
+    :math:`\|\rho - \rho^*\|_1 \le \|r\|_1 / (1-\gamma)` for the transposed system."""
+    probs = softmax_numpy(theta)
+    r_pi = np.einsum("sa,sa->s", probs, tb.r_live)
+    op, opT = _sparse_operators(tb, probs, gamma)
+    V, info_v = spla.gmres(op, r_pi, rtol=HIGH_PRECISION_RTOL, atol=0.0, restart=50, maxiter=1000)
+    rho, info_r = spla.gmres(opT, tb.mu0, rtol=HIGH_PRECISION_RTOL, atol=0.0, restart=50, maxiter=1000)
+    res_v = r_pi - op.matvec(V)
+    res_r = tb.mu0 - opT.matvec(rho)
+    bound = {
+        "V_inf_rel": float(np.abs(res_v).max() / (1.0 - gamma) / np.abs(V).max()),
+        "rho_1_rel": float(np.abs(res_r).sum() / (1.0 - gamma) / np.abs(rho).sum()),
+        "gmres_info": float(max(info_v, info_r)),
+    }
+    return _discounted_fields(tb, probs, gamma, V, rho), bound
+
+
+# -- comparisons --------------------------------------------------------------------------------
+
+
+def _rel(x: FloatArray | float, ref: FloatArray | float) -> float:
+    """max |x - ref| / max |ref| (0 if both are 0)."""
+    a, b = np.asarray(x, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    scale = float(np.abs(b).max()) if b.size else 0.0
+    diff = float(np.abs(a - b).max()) if b.size else 0.0
+    return diff / scale if scale > 0 else diff
+
+
+def differences(x: ExactResult, ref: ExactResult) -> dict[str, float]:
+    """Relative differences (max-norm) of J, V, visitation, the gradient; ``max`` over them."""
+    out = {
+        "J": _rel(x.J, ref.J),
+        "V": _rel(x.V, ref.V),
+        "visitation": _rel(x.visitation, ref.visitation),
+        "grad": _rel(x.grad, ref.grad),
+    }
+    out["max"] = max(out.values())
+    return out
+
+
+def from_pgfast(ev: Any, grad: FloatArray) -> ExactResult:
+    """An ``ExactResult`` from a ``pg.exact`` evaluation and gradient."""
+    return ExactResult(
+        float(ev.J),
+        np.asarray(ev.V),
+        np.asarray(ev.Q),
+        np.asarray(ev.A),
+        np.asarray(ev.d),
+        np.asarray(ev.visitation),
+        np.asarray(grad),
+    )
+
+
+# -- timing -------------------------------------------------------------------------------------
+
+
+class _Blas:
+    """Threads of every OpenBLAS loaded in the process (NumPy's and SciPy's own copies), set
+    through ctypes; a no-op where none is found."""
+
+    _SET = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+            "openblas_set_num_threads64_", "openblas_set_num_threads")
+    _GET = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads",
+            "openblas_get_num_threads64_", "openblas_get_num_threads")
+
+    def __init__(self) -> None:
+        self._libs: list[tuple[Any, Any, str]] = []
+        paths: set[str] = set()
+        try:
+            with open("/proc/self/maps") as f:
+                for line in f:
+                    parts = line.split(maxsplit=5)
+                    if len(parts) == 6 and "openblas" in os.path.basename(parts[5]).lower():
+                        paths.add(parts[5].strip())
+        except OSError:  # pragma: no cover - not Linux
+            return
+        for path in sorted(paths):
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:  # pragma: no cover
+                continue
+            setter = next((getattr(lib, n) for n in self._SET if hasattr(lib, n)), None)
+            getter = next((getattr(lib, n) for n in self._GET if hasattr(lib, n)), None)
+            if setter is not None and getter is not None:
+                setter.argtypes, setter.restype, getter.restype = [ctypes.c_int], None, ctypes.c_int
+                self._libs.append((setter, getter, os.path.basename(path)))
+
+    @property
+    def libraries(self) -> list[str]:
+        return [name for _, _, name in self._libs]
+
+    def get(self) -> list[int]:
+        return [int(g()) for _, g, _ in self._libs]
+
+    def set(self, n: int) -> None:
+        for s, _, _ in self._libs:
+            s(n)
+
+    def restore(self, threads: Sequence[int]) -> None:
+        """Set each library back to a count from :meth:`get`."""
+        for (s, _, _), k in zip(self._libs, threads):
+            s(k)
+
+
+@dataclass
+class _Call:
+    fn: Callable[[], Any]
+    blas_threads: int
+    seconds: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "best_seconds": min(self.seconds),
+            "median_seconds": float(np.median(self.seconds)),
+            "repeats": len(self.seconds),
+            "blas_threads": self.blas_threads,
+        }
+
+
+def _time_round_robin(calls: dict[str, _Call], repeats: int, blas: _Blas) -> None:
+    """Two warm-up calls each, then ``repeats`` rounds calling them in turn, each timed alone."""
+    for c in calls.values():
+        blas.set(c.blas_threads)
+        for _ in range(WARMUP):
+            c.fn()
+    gc.collect()
+    for _ in range(repeats):
+        for c in calls.values():
+            blas.set(c.blas_threads)
+            t0 = time.perf_counter()
+            out = c.fn()
+            seconds = time.perf_counter() - t0
+            c.seconds.append(seconds)
+            del out  # nothing of a call outlives it
+
+
+def _pgfast_fn(mdp: pg.FiniteMDP, pi: pg.TabularSoftmax, objective: str, kwargs: dict[str, Any]) -> Callable[[], tuple[Any, FloatArray]]:
+    exact = pg.exact  # type: ignore[attr-defined]
+
+    def call() -> tuple[Any, FloatArray]:
+        ev = exact.evaluate(mdp, pi, objective, **kwargs)
+        g = exact.gradient(mdp, pi, objective, **kwargs)
+        return ev, g
+
+    return call
+
+
+def _pgfast_label(kwargs: dict[str, Any]) -> str:
+    args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items() if k != "gamma")
+    return f"evaluate + gradient ({args})" if args else "evaluate + gradient"
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+# -- cases --------------------------------------------------------------------------------------
+
+
+def _thread_configs(quick: bool) -> tuple[int, ...]:
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        usable = os.cpu_count() or 1
+    if quick or usable <= REFERENCE_BLAS_THREADS:
+        return (REFERENCE_BLAS_THREADS,)
+    return (REFERENCE_BLAS_THREADS, usable)
+
+
+def _finish_row(
+    w: Workload, objective: str, gamma: float, reference: str, calls: dict[str, _Call],
+    ref_methods: dict[str, str], pg_kwargs: dict[str, Any],
+) -> dict[str, Any]:
+    """Pick the yardstick (fastest one-thread reference method) and compute the ratio."""
+    timings = {name: c.summary() for name, c in calls.items()}
+    one_thread = {n: t for n, t in timings.items() if n != "pgfast" and t["blas_threads"] == REFERENCE_BLAS_THREADS}
+    best = min(one_thread, key=lambda n: one_thread[n]["best_seconds"])
+    ref_s = timings[best]["best_seconds"]
+    pg_s = timings["pgfast"]["best_seconds"]
+    target = TARGETS[(w.key, objective)]
+    mdp = w.mdp
+    return {
+        "workload": w.key,
+        "description": w.description,
+        "objective": objective,
+        "n_states": mdp.n_states,
+        "n_actions": mdp.n_actions,
+        "nnz": mdp.nnz,
+        "horizon": mdp.horizon if objective == "finite_horizon" else None,
+        "gamma": gamma,
+        "reference": reference,
+        "reference_method": ref_methods[best],
+        "reference_call": best,
+        "reference_seconds": ref_s,
+        "pgfast_call": _pgfast_label(pg_kwargs),
+        "pgfast_seconds": pg_s,
+        "ratio": ref_s / pg_s,
+        "target": target,
+        "pass": ref_s / pg_s >= target,
+        "methods_best_seconds": {n: t["best_seconds"] for n, t in timings.items() if n != "pgfast"},
+        "timings": timings,
+    }
+
+
+def _bench_dense(w: Workload, objective: str, gamma: float, repeats: int, quick: bool, blas: _Blas) -> dict[str, Any]:
+    mdp = w.mdp
+    S, A = mdp.n_states, mdp.n_actions
+    pi = pg.TabularSoftmax(S, A, theta=np.random.default_rng(1).normal(size=(S, A)))
+    theta = pi.theta.copy()
+    tb = ReferenceTables.build(mdp, dense=True)
+    if objective == "finite_horizon":
+        methods = FINITE_METHODS if not quick else FINITE_METHODS[:1]
+        fn: Callable[[ReferenceTables, FloatArray, float, str], ExactResult] = finite_horizon_numpy
+    else:
+        methods = DISCOUNTED_METHODS if not quick else DISCOUNTED_METHODS[:1]
+        fn = discounted_numpy
+    pg_kwargs: dict[str, Any] = {} if objective == "finite_horizon" else {"gamma": gamma}
+
+    def ref_call(method: str) -> Callable[[], ExactResult]:
+        return lambda: fn(tb, theta, gamma, method)
+
+    calls: dict[str, _Call] = {}
+    labels: dict[str, str] = {}
+    for threads in _thread_configs(quick):
+        for m in methods:
+            calls[f"{m}/{threads}T"] = _Call(ref_call(m), threads)
+            labels[f"{m}/{threads}T"] = m
+    pg_fn = _pgfast_fn(mdp, pi, objective, pg_kwargs)
+    calls["pgfast"] = _Call(pg_fn, REFERENCE_BLAS_THREADS)
+    _time_round_robin(calls, repeats, blas)
+
+    blas.set(REFERENCE_BLAS_THREADS)
+    pgf = from_pgfast(*pg_fn())
+    diffs = {m: differences(pgf, fn(tb, theta, gamma, m)) for m in methods}
+    row = _finish_row(w, objective, gamma, "NumPy", calls, labels, pg_kwargs)
+    ref_diff = diffs[row["reference_method"]]
+    row["differences"] = diffs  # pgfast against each reference method
+    row["agree"] = all(d["J"] <= AGREE_RTOL and d["grad"] <= AGREE_RTOL for d in diffs.values())
+    row["agree_note"] = f"J {pgf.J:.10g}; rel. diff J {ref_diff['J']:.1e}, grad {ref_diff['grad']:.1e}, V {ref_diff['V']:.1e}"
+    row["max_rss_mb"] = _rss_mb()
+    return row
+
+
+def _calibrate(solve: Callable[[float], ExactResult], hp: ExactResult) -> tuple[float, dict[str, float]]:
+    """The loosest tolerance of TOL_LADDER whose solution is within ACCURACY of ``hp``."""
+    acc: dict[str, float] = {}
+    for tol in TOL_LADDER:
+        acc = differences(solve(tol), hp)
+        if acc["max"] <= ACCURACY:
+            return tol, acc
+    return TOL_LADDER[-1], acc
+
+
+def _bench_sparse(w: Workload, objective: str, gamma: float, repeats: int, quick: bool, blas: _Blas) -> dict[str, Any]:
+    mdp = w.mdp
+    S, A = mdp.n_states, mdp.n_actions
+    pi = pg.TabularSoftmax(S, A, theta=np.random.default_rng(1).normal(size=(S, A)))
+    theta = pi.theta.copy()
+    tb = ReferenceTables.build(mdp, dense=False)
+    blas.set(REFERENCE_BLAS_THREADS)
+    t0 = time.perf_counter()
+    hp, bound = discounted_high_precision(tb, theta, gamma)
+    hp_seconds = time.perf_counter() - t0
+    exact = pg.exact  # type: ignore[attr-defined]
+
+    def pg_solve(tol: float) -> ExactResult:
+        kw = {"gamma": gamma, "method": "sparse", "tol": tol}
+        return from_pgfast(exact.evaluate(mdp, pi, objective, **kw), exact.gradient(mdp, pi, objective, **kw))
+
+    tols: dict[str, float] = {}
+    accuracy: dict[str, dict[str, float]] = {}
+    tols["pgfast"], accuracy["pgfast"] = _calibrate(pg_solve, hp)
+    for solver in SPARSE_SOLVERS:
+        def sp_solve(tol: float, solver: str = solver) -> ExactResult:
+            return discounted_scipy(tb, theta, gamma, solver, tol)
+
+        tols[solver], accuracy[solver] = _calibrate(sp_solve, hp)
+
+    pg_kwargs: dict[str, Any] = {"gamma": gamma, "method": "sparse", "tol": tols["pgfast"]}
+    calls: dict[str, _Call] = {}
+    labels: dict[str, str] = {}
+    for threads in _thread_configs(quick):
+        for solver in SPARSE_SOLVERS:
+            def sp_call(solver: str = solver) -> ExactResult:
+                return discounted_scipy(tb, theta, gamma, solver, tols[solver])
+
+            calls[f"{solver}/{threads}T"] = _Call(sp_call, threads)
+            labels[f"{solver}/{threads}T"] = solver
+    pg_fn = _pgfast_fn(mdp, pi, objective, pg_kwargs)
+    calls["pgfast"] = _Call(pg_fn, REFERENCE_BLAS_THREADS)
+    _time_round_robin(calls, repeats, blas)
+
+    blas.set(REFERENCE_BLAS_THREADS)
+    pgf = from_pgfast(*pg_fn())
+    diffs = {s: differences(pgf, discounted_scipy(tb, theta, gamma, s, tols[s])) for s in SPARSE_SOLVERS}
+    row = _finish_row(w, objective, gamma, "SciPy", calls, labels, pg_kwargs)
+    ref_diff = diffs[row["reference_method"]]
+    row["differences"] = diffs
+    row["agree"] = all(d["J"] <= AGREE_RTOL and d["grad"] <= AGREE_RTOL for d in diffs.values())
+    row["agree_note"] = f"J {pgf.J:.10g}; rel. diff J {ref_diff['J']:.1e}, grad {ref_diff['grad']:.1e}, V {ref_diff['V']:.1e}"
+    row["tolerances"] = tols
+    row["accuracy"] = accuracy
+    row["accurate"] = all(a["max"] <= ACCURACY for a in accuracy.values())
+    row["high_precision"] = {"rtol": HIGH_PRECISION_RTOL, "certified_error": bound, "seconds": hp_seconds, "J": hp.J}
+    row["max_rss_mb"] = _rss_mb()
+    return row
+
+
+def run(quick: bool = False, *, reuse_memory: bool = True) -> list[dict[str, Any]]:
+    """Run every workload and objective; one dict per row (the JSON's ``rows``).
+
+    ``reuse_memory`` calls :func:`pgfast.benchmarks.reuse_freed_memory` first (glibc only).
+    Raises AssertionError if pgfast and a reference method disagree (J or gradient beyond 1e-6
+    relative) or, on ``sparse``, if a side misses the accuracy 1e-8: then the sides did not do
+    the same work.
+    """
+    if not hasattr(pg, "exact"):
+        raise RuntimeError("this pgfast has no pgfast.exact module")
+    if reuse_memory:
+        reuse_freed_memory()
+    blas = _Blas()
+    before = blas.get()
+    dense_repeats, sparse_repeats = (3, 3) if quick else (15, 7)
+    rows: list[dict[str, Any]] = []
+    try:
+        for w in workloads(quick):
+            for objective, gamma in w.objectives:
+                if w.sparse:
+                    rows.append(_bench_sparse(w, objective, gamma, sparse_repeats, quick, blas))
+                else:
+                    rows.append(_bench_dense(w, objective, gamma, dense_repeats, quick, blas))
+    finally:
+        blas.restore(before)
+    bad = [f"{r['workload']} {r['objective']}: {r['agree_note']}" for r in rows if not r["agree"]]
+    bad += [
+        f"{r['workload']} {r['objective']}: accuracy "
+        + ", ".join(f"{k} {a['max']:.1e}" for k, a in r["accuracy"].items())
+        for r in rows
+        if not r.get("accurate", True)
+    ]
+    if bad:
+        print(format_table(rows), file=sys.stderr)
+        raise AssertionError("exact benchmark: sides disagree: " + " | ".join(bad))
+    return rows
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> str:
+    ms = seconds * 1e3
+    return f"{ms:8.2f}" if ms < 100 else f"{ms:8.1f}"
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    head = (
+        f"{'workload':<8} {'objective':<14} {'S':>7} {'nnz':>9} | {'reference':<9} {'(method)':<10} {'ms':>8} |"
+        f" {'pgfast ms':>9} | {'speed-up':>8} {'target':>6} {'':4}"
+    )
+    lines = ["milliseconds per call (best of the repeats); speed-up = reference time / pgfast time", head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r['workload']:<8} {r['objective']:<14} {r['n_states']:>7} {r['nnz']:>9,} |"
+            f" {r['reference']:<9} {'(' + r['reference_method'] + ')':<10} {_ms(r['reference_seconds'])} |"
+            f" {_ms(r['pgfast_seconds']):>9} |"
+            f" {r['ratio']:>8.2f} {'>=' + format(r['target'], 'g'):>6} {'PASS' if r['pass'] else 'FAIL':4}"
+        )
+    lines += ["", f"reference methods (best ms; BLAS threads after the slash; * = the yardstick, the fastest at "
+                  f"{REFERENCE_BLAS_THREADS} thread)"]
+    for r in rows:
+        cells = [
+            f"{name} {float(_ms(s)):.3g}{'*' if name == r['reference_call'] else ''}"
+            for name, s in r["methods_best_seconds"].items()
+        ]
+        lines.append(f"  {r['workload']:<8} {r['objective']:<14} " + "   ".join(cells))
+    lines += ["", "pgfast calls:"]
+    for r in rows:
+        lines.append(f"  {r['workload']:<8} {r['objective']:<14} {r['pgfast_call']}")
+    lines += ["", f"agreement (pgfast vs the yardstick; max-norm relative; required <= {AGREE_RTOL:g} for J and grad):"]
+    for r in rows:
+        lines.append(f"  {r['workload']:<8} {r['objective']:<14} {r['agree_note']}")
+    sparse = [r for r in rows if "accuracy" in r]
+    if sparse:
+        lines += ["", f"accuracy against the high-precision solution (relative, max-norm; required <= {ACCURACY:g}):"]
+        for r in sparse:
+            hp = r["high_precision"]
+            ce = hp["certified_error"]
+            lines.append(
+                f"  {r['workload']} {r['objective']}: GMRES to rtol {hp['rtol']:g} ({hp['seconds']:.2f} s), certified error"
+                f" V {ce['V_inf_rel']:.1e}, rho {ce['rho_1_rel']:.1e}; J = {hp['J']:.10g}"
+            )
+            for side, a in r["accuracy"].items():
+                lines.append(
+                    f"    {side:<9} tol {r['tolerances'][side]:<6g} V {a['V']:.1e}  rho {a['visitation']:.1e}"
+                    f"  J {a['J']:.1e}  grad {a['grad']:.1e}  {'ok' if a['max'] <= ACCURACY else 'NOT ACCURATE'}"
+                )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None, *, default_json: Path | None = DEFAULT_JSON,
+         prog: str = "python -m pgfast.bench_exact") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true",
+                        help="small MDPs (S=100 and S=5000), 3 repeats, one method per reference: a smoke test")
+    parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="leave glibc's malloc as it is (freed outputs go back to the kernel: page faults timed)",
+    )
+    parser.add_argument("--json", type=Path, default=default_json,
+                        help=f"where to save the results as JSON (default: {default_json or 'not saved'})")
+    args = parser.parse_args(argv)
+
+    info = machine_info()
+    info["scipy"] = scipy.__version__
+    blas = _Blas()
+    info["blas"] = {"openblas_libraries": blas.libraries, "default_threads": blas.get()}
+    reused = False if args.default_malloc else reuse_freed_memory()
+    print(
+        f"pgfast {info['pgfast']} | numpy {info['numpy']} | scipy {info['scipy']} | python {info['python']} | "
+        f"{info['cpu']} ({info['usable_cpus']} usable CPUs) | malloc: {'reuse freed memory' if reused else 'default'}"
+    )
+    t0 = time.perf_counter()
+    rows = run(quick=args.quick, reuse_memory=False)
+    elapsed = time.perf_counter() - t0
+    print(format_table(rows))
+    print(f"\n({elapsed:.1f} s)")
+
+    result = {
+        "benchmark": "exact",
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([prog, *(argv if argv is not None else sys.argv[1:])]),
+        "quick": args.quick,
+        "machine": info,
+        "protocol": {
+            "timer": f"time.perf_counter around one call; calls interleaved round-robin after {WARMUP} warm-up calls each",
+            "statistic": "best (min) seconds over the repeats; medians also recorded",
+            "pgfast": "pg.exact.evaluate(mdp, pi, objective, ...) then pg.exact.gradient(mdp, pi, objective, ...)",
+            "reference": "one call computing every evaluation field and the gradient; the yardstick is the "
+            f"fastest method with BLAS on {REFERENCE_BLAS_THREADS} thread (pg.exact is single-threaded); "
+            "methods with BLAS on all usable cores timed for information",
+            "setup": "softmax and policy-weighted chain inside the timed call on both sides; MDP-level tables "
+            "built before timing (pgfast: CSR with the FiniteMDP; reference: ReferenceTables)",
+            "agreement": f"J and gradient within {AGREE_RTOL:g} relative (max-norm) of every reference method",
+            "sparse_tolerances": f"each side: loosest of {list(TOL_LADDER)} reaching relative error <= {ACCURACY:g} "
+            f"in V, visitation, J and gradient against GMRES to rtol {HIGH_PRECISION_RTOL:g} (error certified "
+            "from its residual)",
+            "memory": "glibc malloc keeps freed memory (as the sampler benchmark)" if reused else "default allocator",
+        },
+        "targets": {f"{k[0]}/{k[1]}": v for k, v in TARGETS.items()},
+        "rows": rows,
+    }
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2, default=float) + "\n")
+        print(f"saved {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
