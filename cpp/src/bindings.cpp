@@ -7,6 +7,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <optional>
+
 #include <atomic>
 #include <cstdint>
 #include <limits>
@@ -14,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "pgfast/estimators.hpp"
 #include "pgfast/exact.hpp"
 #include "pgfast/mdp.hpp"
 #include "pgfast/parallel.hpp"
@@ -471,6 +474,233 @@ void bind_exact(py::module_& m) {
       py::arg("rcond"));
 }
 
+// Batch arrays (N, H) of one Trajectories object, checked for shape and range once.
+struct Batch {
+  const std::int32_t* states;
+  const std::int32_t* actions;
+  const double* rewards;
+  const std::int32_t* lengths;
+  std::int64_t N, H;
+};
+
+Batch check_trajectories(const carray<std::int32_t>& states, const carray<std::int32_t>& actions,
+                         const carray<double>& rewards, const carray<std::int32_t>& lengths, std::int64_t S,
+                         std::int64_t A) {
+  check_batch(rewards, lengths);
+  const py::ssize_t N = rewards.shape(0), H = rewards.shape(1);
+  require_shape2(states, "states", N, H);
+  require_shape2(actions, "actions", N, H);
+  const std::int32_t* s = states.data();
+  const std::int32_t* a = actions.data();
+  const std::int32_t* len = lengths.data();
+  for (py::ssize_t i = 0; i < N; ++i) {
+    for (py::ssize_t t = 0; t < len[i]; ++t) {
+      const std::int32_t si = s[i * H + t], ai = a[i * H + t];
+      if (si < 0 || si >= S || ai < 0 || ai >= A) {
+        throw std::invalid_argument("trajectory " + std::to_string(i) + ", step " + std::to_string(t) + ": (state, action) = (" +
+                                    std::to_string(si) + ", " + std::to_string(ai) + ") is outside the policy's " +
+                                    std::to_string(S) + " states and " + std::to_string(A) + " actions");
+      }
+    }
+  }
+  return {s, a, rewards.data(), len, N, H};
+}
+
+est::PolicyTables policy_tables(const carray<double>& probs, const std::optional<carray<double>>& features) {
+  if (probs.ndim() != 2) throw std::invalid_argument("probs must have shape (S, A)");
+  est::PolicyTables pol;
+  pol.S = probs.shape(0);
+  pol.A = probs.shape(1);
+  pol.probs = probs.data();
+  if (features) {
+    if (features->ndim() != 3 || features->shape(0) != pol.S || features->shape(1) != pol.A)
+      throw std::invalid_argument("features must have shape (S, A, p)");
+    pol.features = features->data();
+    pol.p = features->shape(2);
+  }
+  return pol;
+}
+
+est::WeightKind parse_weights(const std::string& w) {
+  if (w == "reward_to_go") return est::WeightKind::RewardToGo;
+  if (w == "return") return est::WeightKind::Return;
+  if (w == "explicit") return est::WeightKind::Explicit;
+  throw std::invalid_argument("weights must be 'reward_to_go' or 'return', got '" + w + "'");
+}
+
+est::BaselineKind parse_baseline(const std::string& b) {
+  if (b == "none") return est::BaselineKind::None;
+  if (b == "table") return est::BaselineKind::Table;
+  if (b == "mean") return est::BaselineKind::LeaveOneOutMean;
+  if (b == "time") return est::BaselineKind::LeaveOneOutTime;
+  throw std::invalid_argument("unknown baseline '" + b + "'");
+}
+
+void bind_estimators(py::module_& m) {
+  m.def(
+      "score_batch",
+      [](const carray<std::int32_t>& states, const carray<std::int32_t>& actions, const carray<double>& rewards,
+         const carray<std::int32_t>& lengths, const carray<double>& probs, const std::optional<carray<double>>& features,
+         const std::string& weights_kind, const std::optional<carray<double>>& weights, double gamma,
+         const std::string& baseline, const std::optional<carray<double>>& table, bool per_trajectory, int threads) {
+        const est::PolicyTables pol = policy_tables(probs, features);
+        const Batch b = check_trajectories(states, actions, rewards, lengths, pol.S, pol.A);
+        est::WeightSpec spec;
+        spec.kind = parse_weights(weights_kind);
+        spec.gamma = gamma;
+        spec.baseline = parse_baseline(baseline);
+        spec.S = pol.S;
+        spec.n = b.N;
+        const double* w = nullptr;
+        if (spec.kind == est::WeightKind::Explicit) {
+          if (!weights) throw std::invalid_argument("weights array missing");
+          require_shape2(*weights, "weights", b.N, b.H);
+          w = weights->data();
+        }
+        if (spec.baseline == est::BaselineKind::Table) {
+          if (!table) throw std::invalid_argument("baseline table missing");
+          require_shape2(*table, "baseline values", b.H, pol.S);
+          spec.table = table->data();
+        }
+        threads = resolve_threads(threads);
+        const std::int64_t np = pol.n_params();
+        std::optional<carray<double>> rows;
+        if (per_trajectory) rows.emplace(std::vector<py::ssize_t>{b.N, np});
+        double* rows_ptr = rows ? rows->mutable_data() : nullptr;
+        est::BatchResult res;
+        std::vector<double> rtg_sum;
+        std::vector<std::int64_t> rtg_count;
+        StopToken stop(python_interrupted);
+        bool ok;
+        {
+          py::gil_scoped_release release;
+          if (spec.baseline == est::BaselineKind::LeaveOneOutMean || spec.baseline == est::BaselineKind::LeaveOneOutTime) {
+            est::loo_statistics(b.rewards, b.lengths, b.N, b.H, gamma, spec.return_sum, rtg_sum, rtg_count);
+            spec.rtg_sum = rtg_sum.data();
+            spec.rtg_count = rtg_count.data();
+          }
+          ok = est::score_batch(b.states, b.actions, b.rewards, w, b.lengths, b.N, b.H, pol, spec, threads, stop, res,
+                                rows_ptr);
+        }
+        if (!ok) throw py::error_already_set();
+        py::object rows_obj = rows ? py::object(*rows) : py::none();
+        return py::make_tuple(vector_to_numpy(std::move(res.sum), {np}), vector_to_numpy(std::move(res.sumsq), {np}),
+                              rows_obj, res.return_sum, res.return_sumsq);
+      },
+      py::arg("states").noconvert(), py::arg("actions").noconvert(), py::arg("rewards").noconvert(),
+      py::arg("lengths").noconvert(), py::arg("probs").noconvert(), py::arg("features").noconvert(),
+      py::arg("weights_kind"), py::arg("weights").noconvert(), py::arg("gamma"), py::arg("baseline"),
+      py::arg("table").noconvert(), py::arg("per_trajectory"), py::arg("threads"),
+      "Per-trajectory score-function gradients of a batch, reduced: (sum, sumsq, rows or None, "
+      "return_sum, return_sumsq).");
+
+  m.def(
+      "fused_gradient",
+      [](const FiniteMDP& mdp, const carray<double>& probs, const std::optional<carray<double>>& features,
+         std::int64_t n, std::uint64_t seed, const std::string& weights_kind, double gamma, const std::string& baseline,
+         const std::optional<carray<double>>& table, int threads) {
+        if (n < 1) throw std::invalid_argument("n must be >= 1, got " + std::to_string(n));
+        require_shape2(probs, "policy probabilities", mdp.n_states(), mdp.n_actions());
+        const est::PolicyTables pol = policy_tables(probs, features);
+        const std::int64_t H = mdp.horizon();
+        est::WeightSpec spec;
+        spec.kind = parse_weights(weights_kind);
+        if (spec.kind == est::WeightKind::Explicit) throw std::invalid_argument("explicit weights need a stored batch");
+        spec.gamma = gamma;
+        spec.baseline = parse_baseline(baseline);
+        if (spec.baseline != est::BaselineKind::None && spec.baseline != est::BaselineKind::Table)
+          throw std::invalid_argument("the fused estimator takes baseline None, 'exact' or a ValueBaseline");
+        spec.S = pol.S;
+        if (spec.baseline == est::BaselineKind::Table) {
+          if (!table) throw std::invalid_argument("baseline table missing");
+          require_shape2(*table, "baseline values", H, pol.S);
+          spec.table = table->data();
+        }
+        threads = resolve_threads(threads);
+        const std::int64_t np = pol.n_params();
+        const std::int64_t blocks = (n + kTrajectoryBlock - 1) / kTrajectoryBlock;
+        if (threads > blocks) threads = static_cast<int>(blocks);
+        const std::vector<double> gpow = est::powers(gamma, H);
+        std::vector<std::unique_ptr<est::FusedSink<kLanes>>> sinks;
+        for (int k = 0; k < threads; ++k) sinks.emplace_back(new est::FusedSink<kLanes>(pol, spec, gpow.data(), H));
+        StopToken stop(python_interrupted);
+        bool ok;
+        {
+          py::gil_scoped_release release;
+          ok = simulate(mdp, probs.data(), n, seed, threads,
+                        [&](int w) { return est::SinkRef<est::FusedSink<kLanes>>{sinks[w].get()}; }, stop);
+        }
+        if (!ok) throw py::error_already_set();
+        std::vector<double> sum(static_cast<std::size_t>(np), 0.0), sumsq(static_cast<std::size_t>(np), 0.0);
+        double rs = 0.0, rq = 0.0;
+        for (const auto& sk : sinks) {
+          for (std::int64_t j = 0; j < np; ++j) {
+            sum[j] += sk->scorer.sum[j];
+            sumsq[j] += sk->scorer.sumsq[j];
+          }
+          rs += sk->return_sum;
+          rq += sk->return_sumsq;
+        }
+        return py::make_tuple(vector_to_numpy(std::move(sum), {np}), vector_to_numpy(std::move(sumsq), {np}), rs, rq);
+      },
+      py::arg("mdp"), py::arg("probs").noconvert(), py::arg("features").noconvert(), py::arg("n"), py::arg("seed"),
+      py::arg("weights_kind"), py::arg("gamma"), py::arg("baseline"), py::arg("table").noconvert(), py::arg("threads"),
+      "Sample n trajectories and accumulate their gradients without storing them: (sum, sumsq, return_sum, return_sumsq).");
+
+  m.def(
+      "importance_weights",
+      [](const carray<double>& rewards, const carray<double>& log_ratio, const carray<std::int32_t>& lengths,
+         double gamma, bool reward_to_go, bool per_decision, bool self_normalized) {
+        check_batch(rewards, lengths);
+        const py::ssize_t N = rewards.shape(0), H = rewards.shape(1);
+        require_shape2(log_ratio, "log_ratio", N, H);
+        carray<double> w({N, H}), rho(N), value(N);
+        {
+          py::gil_scoped_release release;
+          std::vector<double> norm;
+          double norm_rho = 0.0;
+          if (self_normalized && per_decision) {
+            norm.assign(static_cast<std::size_t>(H), 0.0);
+            est::per_decision_norm(log_ratio.data(), lengths.data(), N, H, norm.data());
+          }
+          if (self_normalized && !per_decision) {
+            for (py::ssize_t i = 0; i < N; ++i) {
+              double acc = 0.0;
+              for (py::ssize_t t = 0; t < lengths.data()[i]; ++t) acc += log_ratio.data()[i * H + t];
+              norm_rho += std::exp(acc);
+            }
+            norm_rho /= static_cast<double>(N);
+          }
+          est::importance_weights(rewards.data(), log_ratio.data(), lengths.data(), N, H, gamma, reward_to_go,
+                                  per_decision, norm.empty() ? nullptr : norm.data(), norm_rho, w.mutable_data(),
+                                  rho.mutable_data(), value.mutable_data());
+        }
+        return py::make_tuple(w, rho, value);
+      },
+      py::arg("rewards").noconvert(), py::arg("log_ratio").noconvert(), py::arg("lengths").noconvert(),
+      py::arg("gamma"), py::arg("reward_to_go"), py::arg("per_decision"), py::arg("self_normalized"));
+
+  m.def(
+      "log_likelihood",
+      [](const FiniteMDP& mdp, const carray<double>& log_probs, const carray<std::int32_t>& states,
+         const carray<std::int32_t>& actions, const carray<std::int32_t>& lengths, const carray<std::int32_t>& finals,
+         const carray<double>& rewards, bool dynamics) {
+        require_shape2(log_probs, "log_probs", mdp.n_states(), mdp.n_actions());
+        const Batch b = check_trajectories(states, actions, rewards, lengths, mdp.n_states(), mdp.n_actions());
+        if (finals.ndim() != 1 || finals.shape(0) != b.N) throw std::invalid_argument("final_states must have shape (N,)");
+        carray<double> out(b.N);
+        {
+          py::gil_scoped_release release;
+          est::log_likelihood(mdp, log_probs.data(), b.states, b.actions, b.lengths, finals.data(), b.N, b.H, dynamics,
+                              out.mutable_data());
+        }
+        return out;
+      },
+      py::arg("mdp"), py::arg("log_probs").noconvert(), py::arg("states").noconvert(), py::arg("actions").noconvert(),
+      py::arg("lengths").noconvert(), py::arg("final_states").noconvert(), py::arg("rewards").noconvert(),
+      py::arg("dynamics"));
+}
+
 void bind_info(py::module_& m) {
   m.def("hardware_threads", &hardware_threads);
   m.def("build_info", [] {
@@ -506,5 +736,6 @@ PYBIND11_MODULE(_core, m) {
   bind_rollout(m);
   bind_returns(m);
   bind_exact(m);
+  bind_estimators(m);
   bind_info(m);
 }

@@ -21,6 +21,17 @@ from ._mdp import FiniteMDP
 from ._policy import LinearSoftmax, SoftmaxPolicy, TabularSoftmax
 from ._trajectories import PAD_INDEX, Trajectories
 from . import exact
+from ._estimators import (
+    OffPolicyValue,
+    PolicyGradient,
+    ValueBaseline,
+    importance_weights,
+    log_likelihood,
+    off_policy_gradient,
+    off_policy_value,
+    policy_gradient,
+    score,
+)
 
 try:
     __version__ = version("pgfast")
@@ -31,12 +42,21 @@ __all__ = [
     "PAD_INDEX",
     "FiniteMDP",
     "LinearSoftmax",
+    "OffPolicyValue",
+    "PolicyGradient",
     "SoftmaxPolicy",
     "TabularSoftmax",
     "Trajectories",
+    "ValueBaseline",
     "__version__",
     "build_info",
     "exact",
+    "importance_weights",
+    "log_likelihood",
+    "off_policy_gradient",
+    "off_policy_value",
+    "policy_gradient",
+    "score",
 ]
 
 

@@ -14,7 +14,9 @@
 // vectorised NumPy sampler over the whole batch is fast). A lane whose episode ends is refilled
 // with the next trajectory after the sweep.
 //
-// A Sink receives the steps: begin(i, s0), step(i, t, s, a, r), end(i, length, final_state).
+// A Sink receives the steps: k = begin(i, s0) returns a slot number k < kLanes that identifies
+// trajectory i in the calls that follow, step(k, i, t, s, a, r), end(k, i, length, final_state).
+// A slot is free again once end() returns.
 // The storing sink writes the padded (N, H) batch; later sinks accumulate estimators instead.
 #pragma once
 
@@ -136,13 +138,14 @@ void simulate_stream(const FiniteMDP& mdp, const JointSlot* slots, std::uint64_t
   std::int64_t col[kLanes];
   std::uint64_t low[kLanes];
   int ended[kLanes];
+  int slot[kLanes];
 
   auto start = [&](int l, std::int64_t i) {
     traj[l] = i;
     t[l] = 0;
     rng[l] = item_stream(key, static_cast<std::uint64_t>(i));
     s[l] = mdp.draw_initial(rng[l].next());
-    sink.begin(i, s[l]);
+    slot[l] = sink.begin(i, s[l]);
   };
   int active = 0;
   for (std::int64_t i; active < kLanes && (i = source.next()) >= 0; ++active) start(active, i);
@@ -169,7 +172,7 @@ void simulate_stream(const FiniteMDP& mdp, const JointSlot* slots, std::uint64_t
       const std::int32_t a = keep ? sl.action0 : sl.action1;
       const std::int32_t sp = keep ? sl.next0 : sl.next1;
       const std::int64_t e = keep ? col[l] : sl.alias;
-      sink.step(traj[l], t[l], s[l], a, reward[e]);
+      sink.step(slot[l], traj[l], t[l], s[l], a, reward[e]);
       const std::int32_t tn = ++t[l];
       s[l] = sp;
       ended[n_ended] = l;
@@ -178,7 +181,7 @@ void simulate_stream(const FiniteMDP& mdp, const JointSlot* slots, std::uint64_t
     // Refill ended lanes, last first, so that moving the last lane down keeps the others' places.
     for (int q = n_ended - 1; q >= 0; --q) {
       const int l = ended[q];
-      sink.end(traj[l], t[l], s[l]);
+      sink.end(slot[l], traj[l], t[l], s[l]);
       const std::int64_t i = source.next();
       if (i >= 0) {
         start(l, i);
@@ -188,6 +191,7 @@ void simulate_stream(const FiniteMDP& mdp, const JointSlot* slots, std::uint64_t
         t[l] = t[active];
         s[l] = s[active];
         rng[l] = rng[active];
+        slot[l] = slot[active];
       }
     }
   }
@@ -257,14 +261,14 @@ struct StoreSink {
   std::int32_t* final_states;
   std::int64_t H;
 
-  void begin(std::int64_t, std::int32_t) noexcept {}
-  void step(std::int64_t i, std::int64_t t, std::int32_t s, std::int32_t a, double r) noexcept {
+  int begin(std::int64_t, std::int32_t) noexcept { return 0; }
+  void step(int, std::int64_t i, std::int64_t t, std::int32_t s, std::int32_t a, double r) noexcept {
     const std::int64_t k = i * H + t;
     states[k] = s;
     actions[k] = a;
     rewards[k] = r;
   }
-  void end(std::int64_t i, std::int64_t length, std::int32_t final_state) noexcept {
+  void end(int, std::int64_t i, std::int64_t length, std::int32_t final_state) noexcept {
     // Padding: -1 is all-ones bytes as int32, 0.0 is all-zero bytes as a double.
     static_assert(kPadIndex == -1, "padding is written with memset(0xFF)");
     const std::size_t k = static_cast<std::size_t>(i * H + length), rest = static_cast<std::size_t>(H - length);

@@ -1,0 +1,421 @@
+// Likelihood-ratio policy gradient estimators over a batch of trajectories (seed 000 sections
+// 4.3-4.5, seed 001 sections 3-4).
+//
+//   score       g = (1/N) sum_i sum_t w_{i,t} grad log pi(a_t|s_t)
+//   weights     "return":        w_{i,t} = G_i - b_i,               G_i = sum_t gamma^t r_t
+//               "reward_to_go":  w_{i,t} = gamma^t (G_{i,t} - b_{i,t}), G_{i,t} = sum_{t'>=t} gamma^(t'-t) r_t'
+//
+// The score of a softmax policy is grad z(s,a) - sum_a' pi(a'|s) grad z(s,a') (z the logits), so a
+// trajectory's gradient in logit coordinates is, per visited state s,
+//
+//   g_z(s, .) = c(s, .) - C(s) pi(.|s),   c(s,a) = sum of the weights of the steps (s, a), C(s) = sum_a c(s,a)
+//
+// and needs no per-step score vector: tabular parameters are the logits; a linear policy maps
+// g_z to sum_{s,a} g_z(s,a) phi(s,a) (section 4.5.1).
+#pragma once
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "pgfast/mdp.hpp"
+#include "pgfast/parallel.hpp"
+
+namespace pgfast::est {
+
+// What the estimators need of a policy: its probability table and, for a linear policy, features.
+struct PolicyTables {
+  std::int64_t S = 0, A = 0;
+  const double* probs = nullptr;     // (S, A)
+  const double* features = nullptr;  // (S, A, p) for a linear policy, null for tabular
+  std::int64_t p = 0;
+  std::int64_t n_params() const { return features ? p : S * A; }
+};
+
+// Per-thread accumulator of per-trajectory gradients: sum, sum of squares, optional rows.
+class TrajectoryScorer {
+ public:
+  explicit TrajectoryScorer(const PolicyTables& pol)
+      : pol_(pol),
+        gz_(static_cast<std::size_t>(pol.S * pol.A), 0.0),
+        cs_(static_cast<std::size_t>(pol.S), 0.0),
+        mark_(static_cast<std::size_t>(pol.S), 0),
+        gp_(static_cast<std::size_t>(pol.features ? pol.p : 0), 0.0),
+        sum(static_cast<std::size_t>(pol.n_params()), 0.0),
+        sumsq(static_cast<std::size_t>(pol.n_params()), 0.0) {}
+
+  void add(std::int32_t s, std::int32_t a, double w) {
+    gz_[s * pol_.A + a] += w;
+    cs_[s] += w;
+    if (!mark_[s]) {
+      mark_[s] = 1;
+      touched_.push_back(s);
+    }
+  }
+
+  // Closes the current trajectory: adds its gradient to sum / sumsq (and writes it to `row`,
+  // n_params entries, when not null), then clears the scratch.
+  void finish(double* row) {
+    const std::int64_t A = pol_.A;
+    if (row) std::fill(row, row + pol_.n_params(), 0.0);
+    if (!pol_.features) {
+      for (const std::int32_t s : touched_) {
+        const double C = cs_[s];
+        for (std::int64_t a = 0; a < A; ++a) {
+          const std::int64_t k = s * A + a;
+          const double v = gz_[k] - C * pol_.probs[k];
+          sum[k] += v;
+          sumsq[k] += v * v;
+          if (row) row[k] = v;
+          gz_[k] = 0.0;
+        }
+        cs_[s] = 0.0;
+        mark_[s] = 0;
+      }
+    } else {
+      const std::int64_t p = pol_.p;
+      std::fill(gp_.begin(), gp_.end(), 0.0);
+      for (const std::int32_t s : touched_) {
+        const double C = cs_[s];
+        for (std::int64_t a = 0; a < A; ++a) {
+          const std::int64_t k = s * A + a;
+          const double v = gz_[k] - C * pol_.probs[k];
+          if (v != 0.0) {
+            const double* phi = pol_.features + k * p;
+            for (std::int64_t j = 0; j < p; ++j) gp_[j] += v * phi[j];
+          }
+          gz_[k] = 0.0;
+        }
+        cs_[s] = 0.0;
+        mark_[s] = 0;
+      }
+      for (std::int64_t j = 0; j < p; ++j) {
+        sum[j] += gp_[j];
+        sumsq[j] += gp_[j] * gp_[j];
+        if (row) row[j] = gp_[j];
+      }
+    }
+    touched_.clear();
+  }
+
+ private:
+  const PolicyTables& pol_;
+  std::vector<double> gz_, cs_;
+  std::vector<std::uint8_t> mark_;
+  std::vector<std::int32_t> touched_;
+  std::vector<double> gp_;
+
+ public:
+  std::vector<double> sum, sumsq;
+};
+
+// How the weight of step t of a trajectory is formed from its rewards.
+enum class WeightKind { Return, RewardToGo, Explicit };
+enum class BaselineKind { None, Table, LeaveOneOutMean, LeaveOneOutTime };
+
+struct WeightSpec {
+  WeightKind kind = WeightKind::RewardToGo;
+  double gamma = 1.0;
+  BaselineKind baseline = BaselineKind::None;
+  const double* table = nullptr;  // (H, S) baseline values V_t(s) for BaselineKind::Table
+  std::int64_t S = 0;
+  // Leave-one-out statistics of the batch: sum of returns and, per t, sum and count of the
+  // reward-to-go over the trajectories still running at t.
+  double return_sum = 0.0;
+  std::int64_t n = 0;
+  const double* rtg_sum = nullptr;
+  const std::int64_t* rtg_count = nullptr;
+};
+
+// Weights w[0..len) of one trajectory (states s, rewards r); returns its discounted return G_0.
+// `gpow[t]` = gamma^t. Baselines: Table -> b_t = V_t(s_t) (return weights: V_0(s_0));
+// LeaveOneOutMean -> the mean return of the other trajectories; LeaveOneOutTime -> the mean
+// reward-to-go at t of the other trajectories still running at t (0 when there are none).
+inline double trajectory_weights(const std::int32_t* s, const double* r, std::int64_t len, const WeightSpec& ws,
+                                 const double* gpow, double* w) {
+  double G = 0.0;
+  for (std::int64_t t = len - 1; t >= 0; --t) {
+    G = r[t] + ws.gamma * G;
+    w[t] = G;  // reward-to-go G_t for now
+  }
+  const double loo_mean = ws.n > 1 ? (ws.return_sum - G) / static_cast<double>(ws.n - 1) : 0.0;
+  if (ws.kind == WeightKind::RewardToGo) {
+    for (std::int64_t t = 0; t < len; ++t) {
+      double b = 0.0;
+      switch (ws.baseline) {
+        case BaselineKind::Table: b = ws.table[t * ws.S + s[t]]; break;
+        case BaselineKind::LeaveOneOutMean: b = loo_mean; break;
+        case BaselineKind::LeaveOneOutTime: {
+          const std::int64_t others = ws.rtg_count[t] - 1;
+          b = others > 0 ? (ws.rtg_sum[t] - w[t]) / static_cast<double>(others) : 0.0;
+          break;
+        }
+        case BaselineKind::None: break;
+      }
+      w[t] = gpow[t] * (w[t] - b);
+    }
+  } else if (ws.kind == WeightKind::Return) {
+    double b = 0.0;
+    if (ws.baseline == BaselineKind::Table && len > 0) b = ws.table[s[0]];
+    if (ws.baseline == BaselineKind::LeaveOneOutMean) b = loo_mean;
+    for (std::int64_t t = 0; t < len; ++t) w[t] = G - b;
+  }
+  return G;
+}
+
+inline std::vector<double> powers(double gamma, std::int64_t H) {
+  std::vector<double> gp(static_cast<std::size_t>(std::max<std::int64_t>(H, 1)));
+  gp[0] = 1.0;
+  for (std::int64_t t = 1; t < H; ++t) gp[t] = gp[t - 1] * gamma;
+  return gp;
+}
+
+// Batch statistics for the leave-one-out baselines: sum of returns, per-t sums/counts of the
+// reward-to-go over running trajectories.
+inline void loo_statistics(const double* rewards, const std::int32_t* lengths, std::int64_t N, std::int64_t H,
+                           double gamma, double& return_sum, std::vector<double>& rtg_sum,
+                           std::vector<std::int64_t>& rtg_count) {
+  return_sum = 0.0;
+  rtg_sum.assign(static_cast<std::size_t>(H), 0.0);
+  rtg_count.assign(static_cast<std::size_t>(H), 0);
+  for (std::int64_t i = 0; i < N; ++i) {
+    const double* r = rewards + i * H;
+    double G = 0.0;
+    for (std::int64_t t = lengths[i] - 1; t >= 0; --t) {
+      G = r[t] + gamma * G;
+      rtg_sum[t] += G;
+      rtg_count[t] += 1;
+    }
+    return_sum += G;
+  }
+}
+
+struct BatchResult {
+  std::vector<double> sum, sumsq;  // over trajectories of the per-trajectory gradient (n_params)
+  double return_sum = 0.0, return_sumsq = 0.0;
+};
+
+// Per-trajectory gradients of a stored (N, H) batch, reduced over trajectories; `per_traj`
+// (N, n_params) is written when not null. Weights come from the rewards (WeightSpec), or from
+// `weights` (N, H) when spec.kind == Explicit.
+inline bool score_batch(const std::int32_t* states, const std::int32_t* actions, const double* rewards,
+                        const double* weights, const std::int32_t* lengths, std::int64_t N, std::int64_t H,
+                        const PolicyTables& pol, const WeightSpec& spec, int threads, StopToken& stop,
+                        BatchResult& out, double* per_traj) {
+  const std::int64_t np = pol.n_params();
+  BlockQueue queue(N, 64);
+  threads = std::max(1, std::min<int>(threads, static_cast<int>(queue.n_blocks())));
+  std::vector<TrajectoryScorer> scorers;
+  scorers.reserve(static_cast<std::size_t>(threads));
+  for (int k = 0; k < threads; ++k) scorers.emplace_back(pol);
+  std::vector<double> rsum(static_cast<std::size_t>(threads), 0.0), rsq(static_cast<std::size_t>(threads), 0.0);
+  const std::vector<double> gpow = powers(spec.gamma, H);
+  const bool ok = run_workers(
+      threads,
+      [&](int wk, StopToken& st) {
+        TrajectoryScorer& sc = scorers[wk];
+        std::vector<double> wbuf(static_cast<std::size_t>(std::max<std::int64_t>(H, 1)));
+        IndexStream source(queue, st, wk);
+        for (std::int64_t i; (i = source.next()) >= 0;) {
+          const std::int32_t* s = states + i * H;
+          const std::int32_t* a = actions + i * H;
+          const std::int64_t len = lengths[i];
+          const double* w = weights ? weights + i * H : wbuf.data();
+          double G = 0.0;
+          if (spec.kind == WeightKind::Explicit) {
+            for (std::int64_t t = len - 1; t >= 0; --t) G = rewards[i * H + t] + spec.gamma * G;
+          } else {
+            G = trajectory_weights(s, rewards + i * H, len, spec, gpow.data(), wbuf.data());
+          }
+          rsum[wk] += G;
+          rsq[wk] += G * G;
+          for (std::int64_t t = 0; t < len; ++t) sc.add(s[t], a[t], w[t]);
+          sc.finish(per_traj ? per_traj + i * np : nullptr);
+        }
+      },
+      stop);
+  out.sum.assign(static_cast<std::size_t>(np), 0.0);
+  out.sumsq.assign(static_cast<std::size_t>(np), 0.0);
+  for (int k = 0; k < threads; ++k) {
+    for (std::int64_t j = 0; j < np; ++j) {
+      out.sum[j] += scorers[k].sum[j];
+      out.sumsq[j] += scorers[k].sumsq[j];
+    }
+    out.return_sum += rsum[k];
+    out.return_sumsq += rsq[k];
+  }
+  return ok;
+}
+
+// Fused estimator: a rollout sink that keeps each running trajectory in a slot buffer and, when
+// it ends, forms its weights and adds its gradient. Memory O(kLanes H + n_params) per worker.
+template <int Lanes>
+class FusedSink {
+ public:
+  FusedSink(const PolicyTables& pol, const WeightSpec& spec, const double* gpow, std::int64_t H)
+      : scorer(pol), spec_(spec), gpow_(gpow), H_(H),
+        s_(static_cast<std::size_t>(Lanes * H)), a_(static_cast<std::size_t>(Lanes * H)),
+        r_(static_cast<std::size_t>(Lanes * H)), w_(static_cast<std::size_t>(H)) {
+    for (int k = Lanes - 1; k >= 0; --k) free_.push_back(k);
+  }
+  int begin(std::int64_t, std::int32_t) {
+    const int k = free_.back();
+    free_.pop_back();
+    return k;
+  }
+  void step(int k, std::int64_t, std::int64_t t, std::int32_t s, std::int32_t a, double r) {
+    const std::int64_t o = k * H_ + t;
+    s_[o] = s;
+    a_[o] = a;
+    r_[o] = r;
+  }
+  void end(int k, std::int64_t, std::int64_t len, std::int32_t) {
+    const std::int32_t* s = s_.data() + k * H_;
+    const std::int32_t* a = a_.data() + k * H_;
+    const double G = trajectory_weights(s, r_.data() + k * H_, len, spec_, gpow_, w_.data());
+    return_sum += G;
+    return_sumsq += G * G;
+    for (std::int64_t t = 0; t < len; ++t) scorer.add(s[t], a[t], w_[t]);
+    scorer.finish(nullptr);
+    free_.push_back(k);
+  }
+
+  TrajectoryScorer scorer;
+  double return_sum = 0.0, return_sumsq = 0.0;
+
+ private:
+  const WeightSpec& spec_;
+  const double* gpow_;
+  std::int64_t H_;
+  std::vector<std::int32_t> s_, a_;
+  std::vector<double> r_, w_;
+  std::vector<int> free_;
+};
+
+// Forwards a Sink's calls to an object that outlives the rollout (simulate() copies its sinks).
+template <class T>
+struct SinkRef {
+  T* target;
+  int begin(std::int64_t i, std::int32_t s0) { return target->begin(i, s0); }
+  void step(int k, std::int64_t i, std::int64_t t, std::int32_t s, std::int32_t a, double r) {
+    target->step(k, i, t, s, a, r);
+  }
+  void end(int k, std::int64_t i, std::int64_t len, std::int32_t f) { target->end(k, i, len, f); }
+};
+
+// Importance-sampling weights for data from a behaviour policy (section 4.3): from the per-step
+// log-ratios lr_t = log pi(a_t|s_t) - log beta(a_t|s_t), in log space until the end.
+//   cumulative ratio   c_t = exp(sum_{t' <= t} lr_t')      (c_t = c_{len-1} for t >= len)
+//   trajectory ratio   rho = c_{len-1}
+//   per_decision = false:  w_t = rho * gamma^t G_t (reward_to_go) | rho * G (return); value rho * G
+//   per_decision = true:   w_t = sum_{t' >= t} gamma^t' r_t' c_t'  (reward_to_go)
+//                          w_t = c_t sum_{t' < t} gamma^t' r_t' + sum_{t' >= t} gamma^t' r_t' c_t'  (return)
+//                          value sum_t gamma^t r_t c_t
+// With `norm` (H,) not null, c_t is divided by norm[t] (weighted per-decision importance sampling);
+// with `norm_rho` > 0, rho is divided by it. Writes weights (N, H) (0 past the end), rho (N,) and
+// the per-trajectory value estimate (N,).
+inline void importance_weights(const double* rewards, const double* log_ratio, const std::int32_t* lengths,
+                               std::int64_t N, std::int64_t H, double gamma, bool reward_to_go, bool per_decision,
+                               const double* norm, double norm_rho, double* weights, double* rho, double* value) {
+  std::vector<double> c(static_cast<std::size_t>(std::max<std::int64_t>(H, 1))), disc(c.size());
+  for (std::int64_t i = 0; i < N; ++i) {
+    const double* r = rewards + i * H;
+    const double* lr = log_ratio + i * H;
+    double* w = weights + i * H;
+    const std::int64_t len = lengths[i];
+    double acc = 0.0;
+    for (std::int64_t t = 0; t < len; ++t) {
+      acc += lr[t];
+      c[t] = std::exp(acc);
+    }
+    const double ratio = std::exp(acc);
+    rho[i] = ratio;
+    for (std::int64_t t = len; t < H; ++t) w[t] = 0.0;
+    if (!per_decision) {
+      const double rr = norm_rho > 0.0 ? ratio / norm_rho : ratio;
+      double G = 0.0;
+      for (std::int64_t t = len - 1; t >= 0; --t) {
+        G = r[t] + gamma * G;
+        w[t] = G;
+      }
+      double gp = 1.0;
+      for (std::int64_t t = 0; t < len; ++t, gp *= gamma) w[t] = reward_to_go ? rr * gp * w[t] : rr * G;
+      value[i] = rr * G;
+      continue;
+    }
+    if (norm)
+      for (std::int64_t t = 0; t < len; ++t) c[t] /= norm[t];
+    double gp = 1.0, total = 0.0;
+    for (std::int64_t t = 0; t < len; ++t, gp *= gamma) {
+      disc[t] = gp * r[t];  // gamma^t r_t
+      total += disc[t] * c[t];
+    }
+    value[i] = total;
+    double suffix = 0.0;  // sum_{t' >= t} gamma^t' r_t' c_t'
+    for (std::int64_t t = len - 1; t >= 0; --t) {
+      suffix += disc[t] * c[t];
+      w[t] = suffix;
+    }
+    if (!reward_to_go) {
+      double prefix = 0.0;  // sum_{t' < t} gamma^t' r_t'
+      for (std::int64_t t = 0; t < len; ++t) {
+        w[t] += c[t] * prefix;
+        prefix += disc[t];
+      }
+    }
+  }
+}
+
+// Cumulative log-ratio means per step for weighted per-decision IS: norm[t] = mean_i c_{i,t}
+// (c_{i,t} = c_{i,len_i-1} past the end of trajectory i).
+inline void per_decision_norm(const double* log_ratio, const std::int32_t* lengths, std::int64_t N, std::int64_t H,
+                              double* norm) {
+  std::fill(norm, norm + H, 0.0);
+  for (std::int64_t i = 0; i < N; ++i) {
+    double acc = 0.0;
+    const std::int64_t len = lengths[i];
+    for (std::int64_t t = 0; t < H; ++t) {
+      if (t < len) acc += log_ratio[i * H + t];
+      norm[t] += std::exp(acc);
+    }
+  }
+  for (std::int64_t t = 0; t < H; ++t) norm[t] /= static_cast<double>(N);
+}
+
+// log p_theta(tau) = log mu0(s_0) + sum_t [log pi(a_t|s_t) + log P(s_{t+1}|s_t, a_t)] per
+// trajectory (s_{t+1} is the final state after the last step); dynamics = false keeps only the
+// policy terms, the only ones that depend on theta.
+inline void log_likelihood(const FiniteMDP& mdp, const double* log_probs, const std::int32_t* states,
+                           const std::int32_t* actions, const std::int32_t* lengths, const std::int32_t* finals,
+                           std::int64_t N, std::int64_t H, bool dynamics, double* out) {
+  const std::int64_t A = mdp.n_actions();
+  const auto& indptr = mdp.indptr();
+  const auto& next = mdp.next();
+  const auto& prob = mdp.prob();
+  const double neg_inf = -std::numeric_limits<double>::infinity();
+  for (std::int64_t i = 0; i < N; ++i) {
+    const std::int32_t* s = states + i * H;
+    const std::int32_t* a = actions + i * H;
+    const std::int64_t len = lengths[i];
+    double acc = 0.0;
+    if (dynamics) acc += len > 0 ? std::log(mdp.mu0()[s[0]]) : 0.0;
+    for (std::int64_t t = 0; t < len; ++t) {
+      acc += log_probs[s[t] * A + a[t]];
+      if (!dynamics) continue;
+      const std::int32_t sp = t + 1 < len ? s[t + 1] : finals[i];
+      const std::int64_t row = s[t] * A + a[t];
+      double p = 0.0;
+      for (std::int64_t e = indptr[row]; e < indptr[row + 1]; ++e)
+        if (next[e] == sp) p = prob[e];
+      acc += p > 0.0 ? std::log(p) : neg_inf;
+    }
+    out[i] = acc;
+  }
+}
+
+}  // namespace pgfast::est

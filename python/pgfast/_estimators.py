@@ -1,0 +1,539 @@
+r"""Likelihood-ratio policy gradient estimators (seed 000 sections 4.3-4.5, seed 001 sections 3-4).
+
+All of them are :math:`\hat g = \frac1N \sum_i \sum_t w_{i,t}\,\nabla_\theta \log\pi_\theta(a_{i,t}|s_{i,t})`
+with different weights :math:`w`, accumulated in C++ (``cpp/include/pgfast/estimators.hpp``)
+without materialising per-step score vectors: a softmax score is
+:math:`\nabla z(s,a) - \sum_{a'} \pi(a'|s) \nabla z(s,a')`, so each trajectory's gradient is
+formed from per-state sums of its weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from . import _core
+from ._mdp import FiniteMDP
+from ._policy import LinearSoftmax, SoftmaxPolicy, TabularSoftmax
+from ._trajectories import Trajectories
+from ._validation import as_float, as_float_array, as_int, as_seed, as_threads, check_allocation
+
+Weights = Literal["reward_to_go", "return"]
+
+
+@dataclass(frozen=True)
+class PolicyGradient:
+    """An estimate of :math:`\\nabla_\\theta J` from ``n`` trajectories.
+
+    ``grad`` and ``stderr`` have the shape of ``theta``; ``stderr`` is the standard error of each
+    coordinate, :math:`\\hat\\sigma / \\sqrt N` over the per-trajectory gradients. ``value`` is the
+    mean discounted return (an estimate of J; for off-policy estimates the importance-weighted
+    value) with its standard error. ``per_trajectory`` is ``(N, n_params)`` when requested.
+    ``ess`` is the effective sample size :math:`(\\sum\\rho)^2 / \\sum\\rho^2` of off-policy estimates.
+    """
+
+    grad: NDArray[np.float64]
+    stderr: NDArray[np.float64]
+    n: int
+    value: float
+    value_stderr: float
+    per_trajectory: NDArray[np.float64] | None = None
+    ess: float | None = None
+
+
+def _policy_tables(policy: Any, name: str = "policy") -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
+    if not isinstance(policy, SoftmaxPolicy):
+        raise TypeError(f"{name} must be a pgfast policy (e.g. pgfast.TabularSoftmax), got {type(policy).__name__}")
+    if isinstance(policy, TabularSoftmax):
+        return np.ascontiguousarray(policy.probs()), None
+    if isinstance(policy, LinearSoftmax):
+        return np.ascontiguousarray(policy.probs()), policy.features
+    raise TypeError(f"estimators support TabularSoftmax and LinearSoftmax, got {type(policy).__name__}")
+
+
+def _check_traj(traj: Any, policy: SoftmaxPolicy) -> None:
+    if not isinstance(traj, Trajectories):
+        raise TypeError(f"traj must be a pgfast.Trajectories batch, got {type(traj).__name__}")
+    mdp = traj.mdp
+    if (mdp.n_states, mdp.n_actions) != (policy.n_states, policy.n_actions):
+        raise ValueError(
+            f"the policy is sized for (n_states, n_actions) = ({policy.n_states}, {policy.n_actions}) "
+            f"but the batch comes from an MDP with ({mdp.n_states}, {mdp.n_actions})"
+        )
+
+
+def _batch(traj: Trajectories) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.float64], NDArray[np.int32]]:
+    return (
+        np.ascontiguousarray(traj.states, dtype=np.int32),
+        np.ascontiguousarray(traj.actions, dtype=np.int32),
+        np.ascontiguousarray(traj.rewards, dtype=np.float64),
+        np.ascontiguousarray(traj.lengths, dtype=np.int32),
+    )
+
+
+def _gamma(gamma: Any, mdp: FiniteMDP) -> float:
+    if gamma is None:
+        return mdp.gamma
+    g = as_float(gamma, "gamma")
+    if not 0.0 <= g <= 1.0:
+        raise ValueError(f"gamma must be in [0, 1], got {g}")
+    return g
+
+
+def _weights_kind(weights: Any) -> str:
+    if weights not in ("reward_to_go", "return"):
+        raise ValueError(f"weights must be 'reward_to_go' or 'return', got {weights!r}")
+    return str(weights)
+
+
+def _result(
+    policy: SoftmaxPolicy,
+    n: int,
+    sums: NDArray[np.float64],
+    sumsq: NDArray[np.float64],
+    rs: float,
+    rq: float,
+    rows: NDArray[np.float64] | None = None,
+    ess: float | None = None,
+) -> PolicyGradient:
+    mean = sums / n
+    if n > 1:
+        var = np.maximum(sumsq - n * mean * mean, 0.0) / (n - 1)
+        se = np.sqrt(var / n)
+        vvar = max(rq - n * (rs / n) ** 2, 0.0) / (n - 1)
+        vse = float(np.sqrt(vvar / n))
+    else:
+        se = np.full_like(mean, np.nan)
+        vse = float("nan")
+    shape = policy.theta.shape
+    return PolicyGradient(mean.reshape(shape), se.reshape(shape), n, rs / n, vse, rows, ess)
+
+
+class ValueBaseline:
+    r"""A fitted state-value baseline :math:`b_t(s) \approx V_t(s)` (section 4.4).
+
+    Fitted by least squares to the reward-to-go :math:`G_{i,t}` of a batch:
+
+    - tabular (``features=None``): :math:`b_t(s)` is the mean reward-to-go of the visits to
+      ``s`` at step ``t`` (the least-squares fit of one value per (t, s)); unvisited (t, s) take
+      the mean over all states at ``t``, or 0;
+    - linear: :math:`b_t(s) = \psi(s)^\top w + c_t` with state features ``features`` (S, d), a
+      shared weight vector and one intercept per step, ``ridge`` added to the normal equations.
+
+    A baseline fitted on earlier batches keeps the current estimate unbiased. One that is not
+    fitted yet is *cross-fitted* by :func:`policy_gradient`: each half of the batch is weighted
+    with a baseline fitted on the other half (the object itself is left unchanged).
+    """
+
+    def __init__(self, n_states: int, horizon: int, features: ArrayLike | None = None, ridge: float = 1e-8) -> None:
+        self.n_states = as_int(n_states, "n_states", minimum=1)
+        self.horizon = as_int(horizon, "horizon", minimum=1)
+        self.ridge = as_float(ridge, "ridge")
+        if not self.ridge >= 0.0:
+            raise ValueError(f"ridge must be >= 0, got {self.ridge}")
+        self.features: NDArray[np.float64] | None = None
+        if features is not None:
+            f = as_float_array(features, "features", ndim=2)
+            if f.shape[0] != self.n_states:
+                raise ValueError(f"features must have shape (n_states, d) = ({self.n_states}, d), got {f.shape}")
+            if not np.all(np.isfinite(f)):
+                raise ValueError("features contains NaN or infinite values")
+            self.features = f
+        self._table: NDArray[np.float64] | None = None
+
+    @property
+    def fitted(self) -> bool:
+        return self._table is not None
+
+    def values(self) -> NDArray[np.float64]:
+        """The table b_t(s), shape (H, S)."""
+        if self._table is None:
+            raise ValueError("the ValueBaseline is not fitted yet: call .fit(traj) first")
+        return self._table
+
+    def fit(self, traj: Trajectories, gamma: float | None = None) -> ValueBaseline:
+        """Fit to the reward-to-go of ``traj`` (gamma defaults to the MDP's); returns self."""
+        if not isinstance(traj, Trajectories):
+            raise TypeError(f"traj must be a pgfast.Trajectories batch, got {type(traj).__name__}")
+        if traj.mdp.n_states != self.n_states or traj.horizon != self.horizon:
+            raise ValueError(
+                f"the baseline is for (n_states, horizon) = ({self.n_states}, {self.horizon}), "
+                f"the batch has ({traj.mdp.n_states}, {traj.horizon})"
+            )
+        self._table = self._fit_table(traj, _gamma(gamma, traj.mdp))
+        return self
+
+    def _fit_table(self, traj: Trajectories, gamma: float) -> NDArray[np.float64]:
+        H, S = self.horizon, self.n_states
+        G = traj.reward_to_go(gamma)
+        mask = traj.mask
+        t_idx = np.broadcast_to(np.arange(H), mask.shape)[mask]
+        s_idx = traj.states[mask].astype(np.int64)
+        g = G[mask]
+        cnt_t = np.bincount(t_idx, minlength=H).astype(np.float64)
+        mean_t = np.divide(np.bincount(t_idx, weights=g, minlength=H), cnt_t, out=np.zeros(H), where=cnt_t > 0)
+        if self.features is None:
+            key = t_idx * S + s_idx
+            cnt = np.bincount(key, minlength=H * S).astype(np.float64)
+            tot = np.bincount(key, weights=g, minlength=H * S)
+            table = np.where(cnt > 0, tot / np.maximum(cnt, 1.0), np.repeat(mean_t, S))
+            return table.reshape(H, S)
+        psi = self.features[s_idx]
+        d = psi.shape[1]
+        # demean within each step t (absorbs the intercepts c_t), then ridge least squares for w
+        psi_mean = np.zeros((H, d))
+        for j in range(d):
+            psi_mean[:, j] = np.divide(
+                np.bincount(t_idx, weights=psi[:, j], minlength=H), cnt_t, out=np.zeros(H), where=cnt_t > 0
+            )
+        X = psi - psi_mean[t_idx]
+        y = g - mean_t[t_idx]
+        w = np.linalg.solve(X.T @ X + self.ridge * np.eye(d), X.T @ y)
+        c = mean_t - psi_mean @ w
+        return np.ascontiguousarray(c[:, None] + (self.features @ w)[None, :])
+
+
+def _split(traj: Trajectories, idx: NDArray[np.int64]) -> Trajectories:
+    return Trajectories(
+        traj.mdp,
+        traj.states[idx],
+        traj.actions[idx],
+        traj.rewards[idx],
+        traj.lengths[idx],
+        traj.final_states[idx],
+        seed=traj.seed,
+    )
+
+
+def _baseline(
+    baseline: Any, policy: SoftmaxPolicy, mdp: FiniteMDP, gamma: float, weights: str
+) -> tuple[str, NDArray[np.float64] | None]:
+    """('none' | 'mean' | 'time' | 'table', table or None); 'cross' for an unfitted ValueBaseline."""
+    if baseline is None or baseline == "none":
+        return "none", None
+    if isinstance(baseline, str):
+        if baseline == "mean":
+            return "mean", None
+        if baseline == "time":
+            if weights != "reward_to_go":
+                raise ValueError("baseline='time' needs weights='reward_to_go' (the return has no time index)")
+            return "time", None
+        if baseline == "exact":
+            from . import exact
+
+            V = exact.evaluate(mdp, policy, "finite_horizon", gamma=gamma).V
+            return "table", np.ascontiguousarray(V)
+        raise ValueError(f"baseline must be None, 'mean', 'time', 'exact' or a pgfast.ValueBaseline, got {baseline!r}")
+    if isinstance(baseline, ValueBaseline):
+        if (baseline.n_states, baseline.horizon) != (mdp.n_states, mdp.horizon):
+            raise ValueError(
+                f"the ValueBaseline is for (n_states, horizon) = ({baseline.n_states}, {baseline.horizon}), "
+                f"the MDP has ({mdp.n_states}, {mdp.horizon})"
+            )
+        if baseline.fitted:
+            return "table", np.ascontiguousarray(baseline.values())
+        return "cross", None
+    raise TypeError(f"baseline must be None, 'mean', 'time', 'exact' or a pgfast.ValueBaseline, got {type(baseline).__name__}")
+
+
+def _score_sums(
+    traj: Trajectories,
+    probs: NDArray[np.float64],
+    features: NDArray[np.float64] | None,
+    kind: str,
+    explicit: NDArray[np.float64] | None,
+    gamma: float,
+    baseline: str,
+    table: NDArray[np.float64] | None,
+    per_trajectory: bool,
+    threads: int,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None, float, float]:
+    s, a, r, ln = _batch(traj)
+    out: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None, float, float] = _core.score_batch(
+        s, a, r, ln, probs, features, kind, explicit, gamma, baseline, table, per_trajectory, threads
+    )
+    return out
+
+
+def score(
+    policy: SoftmaxPolicy,
+    traj: Trajectories,
+    weights: ArrayLike,
+    *,
+    per_trajectory: bool = False,
+    threads: int | None = None,
+) -> NDArray[np.float64] | tuple[NDArray[np.float64], NDArray[np.float64]]:
+    r"""Score accumulation :math:`\frac1N \sum_i \sum_{t<\text{len}_i} w_{i,t}\,\nabla_\theta\log\pi(a_{i,t}|s_{i,t})`.
+
+    ``weights`` is ``(N, H)`` (entries past an episode's end are ignored). Returns the gradient in
+    the shape of ``theta``; with ``per_trajectory=True`` also the per-trajectory gradients
+    ``(N, n_params)`` (their mean is the first result).
+    """
+    probs, feats = _policy_tables(policy)
+    _check_traj(traj, policy)
+    w = as_float_array(weights, "weights")
+    if w.shape != traj.rewards.shape:
+        raise ValueError(f"weights must have shape (N, H) = {traj.rewards.shape}, got {w.shape}")
+    if not np.all(np.isfinite(w[traj.mask])):
+        raise ValueError("weights contains NaN or infinite values")
+    w = np.ascontiguousarray(np.where(traj.mask, w, 0.0))
+    if per_trajectory:
+        check_allocation(8 * traj.n * policy.n_params, "per-trajectory gradients", "use per_trajectory=False")
+    sums, _, rows, _, _ = _score_sums(
+        traj, probs, feats, "explicit", w, traj.mdp.gamma, "none", None, per_trajectory, as_threads(threads)
+    )
+    grad = (sums / traj.n).reshape(policy.theta.shape)
+    if per_trajectory:
+        assert rows is not None
+        return grad, rows
+    return grad
+
+
+def policy_gradient(
+    policy: SoftmaxPolicy,
+    traj: Trajectories | None = None,
+    *,
+    weights: Weights = "reward_to_go",
+    baseline: Any = None,
+    gamma: float | None = None,
+    per_trajectory: bool = False,
+    mdp: FiniteMDP | None = None,
+    n: int | None = None,
+    seed: int | None = None,
+    threads: int | None = None,
+) -> PolicyGradient:
+    r"""The REINFORCE family of estimators of :math:`\nabla_\theta J` (finite-horizon objective).
+
+    .. math::
+        \hat g = \frac1N \sum_i \sum_{t<\text{len}_i} w_{i,t}\,\nabla_\theta\log\pi_\theta(a_{i,t}|s_{i,t})
+
+    ``weights="return"``: :math:`w_{i,t} = G_i - b_i` with :math:`G_i = \sum_t \gamma^t r_{i,t}`
+    (section 4.2). ``weights="reward_to_go"``: :math:`w_{i,t} = \gamma^t (G_{i,t} - b_{i,t})`,
+    :math:`G_{i,t} = \sum_{t' \ge t} \gamma^{t'-t} r_{i,t'}` (section 4.3; the :math:`\gamma^t`
+    makes it unbiased for :math:`J = \mathbb E \sum_t \gamma^t r_t`).
+
+    Baselines (section 4.4), all unbiased:
+
+    - ``None``;
+    - ``"mean"``: :math:`b_i` = mean return of the *other* trajectories of the batch
+      (leave-one-out, so it is independent of trajectory i and unbiased even for N = 2);
+    - ``"time"`` (reward-to-go only): :math:`b_{i,t}` = mean reward-to-go at step t of the other
+      trajectories still running at t (0 when there are none);
+    - ``"exact"``: :math:`b_{i,t} = V_t(s_{i,t})` from :func:`pgfast.exact.evaluate` on the batch's
+      MDP (an oracle: the advantage estimator with the true value function); with
+      ``weights="return"``, :math:`b_i = V_0(s_{i,0})`;
+    - a :class:`ValueBaseline`: its fitted :math:`b_t(s)` (fitted on earlier batches), or
+      cross-fitted on this batch when it is not fitted yet.
+
+    Two ways to call it: with a stored batch ``traj`` (from :meth:`FiniteMDP.sample`), or fused
+    with ``mdp=, n=, seed=`` (and ``traj=None``): sampling and accumulation in one pass without
+    storing trajectories (memory O(n_params x threads + H)); for the same seed it equals the
+    two-step result up to floating-point summation order. The fused form takes baseline
+    ``None``, ``"exact"`` or a fitted :class:`ValueBaseline`.
+    """
+    probs, feats = _policy_tables(policy)
+    kind = _weights_kind(weights)
+    nthreads = as_threads(threads)
+    if traj is None:
+        if mdp is None or n is None:
+            raise ValueError("pass a batch traj, or mdp=, n= and seed= for the fused estimator")
+        if not isinstance(mdp, FiniteMDP):
+            raise TypeError(f"mdp must be a pgfast.FiniteMDP, got {type(mdp).__name__}")
+        probs = np.ascontiguousarray(policy._probs_for(mdp))
+        if per_trajectory:
+            raise ValueError("per_trajectory=True needs a stored batch (the fused estimator keeps no trajectories)")
+        g = _gamma(gamma, mdp)
+        nn = as_int(n, "n", minimum=1)
+        bkind, table = _baseline(baseline, policy, mdp, g, kind)
+        if bkind in ("mean", "time"):
+            raise ValueError(f"baseline={baseline!r} needs the whole batch; the fused estimator takes None, 'exact' or a fitted ValueBaseline")
+        if bkind == "cross":
+            raise ValueError("the fused estimator needs a fitted ValueBaseline (call .fit(traj) on an earlier batch)")
+        sums, sumsq, rs, rq = _core.fused_gradient(mdp._mdp, probs, feats, nn, as_seed(seed), kind, g, bkind, table, nthreads)
+        return _result(policy, nn, sums, sumsq, rs, rq)
+    if mdp is not None or n is not None or seed is not None:
+        raise ValueError("pass either a batch traj or mdp=, n=, seed= (fused), not both")
+    _check_traj(traj, policy)
+    g = _gamma(gamma, traj.mdp)
+    bkind, table = _baseline(baseline, policy, traj.mdp, g, kind)
+    if bkind == "mean" and traj.n < 2:
+        raise ValueError("baseline='mean' needs at least 2 trajectories (it is leave-one-out)")
+    if per_trajectory:
+        check_allocation(8 * traj.n * policy.n_params, "per-trajectory gradients", "use per_trajectory=False")
+    if bkind != "cross":
+        sums, sumsq, rows, rs, rq = _score_sums(traj, probs, feats, kind, None, g, bkind, table, per_trajectory, nthreads)
+        return _result(policy, traj.n, sums, sumsq, rs, rq, rows)
+    # Cross-fitting: halves (even / odd trajectories), each weighted by a baseline fitted on the other.
+    if traj.n < 2:
+        raise ValueError("cross-fitting a ValueBaseline needs at least 2 trajectories")
+    assert isinstance(baseline, ValueBaseline)
+    idx = [np.arange(0, traj.n, 2), np.arange(1, traj.n, 2)]
+    halves = [_split(traj, i) for i in idx]
+    tables = [baseline._fit_table(h, g) for h in halves]
+    sums = np.zeros(policy.n_params)
+    sumsq = np.zeros(policy.n_params)
+    rows_all = np.empty((traj.n, policy.n_params)) if per_trajectory else None
+    rs = rq = 0.0
+    for k in (0, 1):
+        s_k, q_k, rows_k, rs_k, rq_k = _score_sums(
+            halves[k], probs, feats, kind, None, g, "table", np.ascontiguousarray(tables[1 - k]), per_trajectory, nthreads
+        )
+        sums += s_k
+        sumsq += q_k
+        rs += rs_k
+        rq += rq_k
+        if rows_all is not None and rows_k is not None:
+            rows_all[idx[k]] = rows_k
+    return _result(policy, traj.n, sums, sumsq, rs, rq, rows_all)
+
+
+def log_likelihood(mdp: FiniteMDP, policy: SoftmaxPolicy, traj: Trajectories, dynamics: bool = True) -> NDArray[np.float64]:
+    r"""Log-likelihood of each trajectory, shape (N,) (section 4.3):
+
+    .. math:: \log p_\theta(\tau) = \log\mu_0(s_0) + \sum_{t<\text{len}} \big[\log\pi_\theta(a_t|s_t) + \log P(s_{t+1}|s_t,a_t)\big]
+
+    (:math:`s_{\text{len}}` is ``traj.final_states``). ``dynamics=False`` keeps only
+    :math:`\sum_t \log\pi_\theta(a_t|s_t)`, the part that depends on :math:`\theta`.
+    """
+    if not isinstance(mdp, FiniteMDP):
+        raise TypeError(f"mdp must be a pgfast.FiniteMDP, got {type(mdp).__name__}")
+    if not isinstance(policy, SoftmaxPolicy):
+        raise TypeError(f"policy must be a pgfast policy, got {type(policy).__name__}")
+    if not isinstance(traj, Trajectories):
+        raise TypeError(f"traj must be a pgfast.Trajectories batch, got {type(traj).__name__}")
+    policy._probs_for(mdp)  # checks the sizes
+    logp = np.ascontiguousarray(policy.log_probs())
+    s, a, r, ln = _batch(traj)
+    fin = np.ascontiguousarray(traj.final_states, dtype=np.int32)
+    return _core.log_likelihood(mdp._mdp, logp, s, a, ln, fin, r, bool(dynamics))
+
+
+def _log_ratio(target: SoftmaxPolicy, behavior: Any, traj: Trajectories) -> NDArray[np.float64]:
+    """Per-step log pi(a_t|s_t) - log beta(a_t|s_t), 0 past the end; checks beta > 0 on logged actions."""
+    mask = traj.mask
+    s = np.where(mask, traj.states, 0)
+    a = np.where(mask, traj.actions, 0)
+    lp = target.log_probs()[s, a]
+    if isinstance(behavior, SoftmaxPolicy):
+        _check_traj(traj, behavior)
+        lb = behavior.log_probs()[s, a]
+        name = "the behaviour policy"
+    else:
+        lb = as_float_array(behavior, "behavior")
+        if lb.shape != mask.shape:
+            raise ValueError(
+                f"behavior must be a policy or logged log-probabilities log beta(a_t|s_t) of shape (N, H) = {mask.shape}, got {lb.shape}"
+            )
+        name = "the logged behaviour log-probabilities"
+    bad = mask & ~np.isfinite(lb)  # -inf: zero probability; NaN: garbage
+    if bad.any():
+        i, t = map(int, np.argwhere(bad)[0])
+        raise ValueError(
+            f"{name} gives zero probability (log-prob {lb[i, t]}) to the logged action of trajectory {i}, "
+            f"step {t}: the importance ratio is undefined"
+        )
+    if (mask & (lb > 1e-12)).any():
+        raise ValueError("behaviour log-probabilities must be <= 0")
+    return np.ascontiguousarray(np.where(mask, lp - lb, 0.0))
+
+
+def importance_weights(
+    target: SoftmaxPolicy, behavior: Any, traj: Trajectories, per_decision: bool = False
+) -> NDArray[np.float64]:
+    r"""Importance ratios of a batch sampled by ``behavior`` (a policy, or logged log-probabilities
+    :math:`\log\beta(a_t|s_t)` of shape (N, H)) for the ``target`` policy (section 4.3).
+
+    The dynamics cancel, so only policy terms are computed, in log space:
+    :math:`\rho_i = \exp\sum_{t<\text{len}} [\log\pi(a_t|s_t) - \log\beta(a_t|s_t)]`, shape (N,);
+    with ``per_decision=True`` the cumulative ratios :math:`\rho_{i,0:t}`, shape (N, H) (past the
+    end: the trajectory's full ratio).
+    """
+    _policy_tables(target, "target")
+    _check_traj(traj, target)
+    lr = _log_ratio(target, behavior, traj)
+    if per_decision:
+        return np.exp(np.cumsum(lr, axis=1))
+    return np.exp(lr.sum(axis=1))
+
+
+def _off_policy(
+    target: SoftmaxPolicy, behavior: Any, traj: Trajectories, weights: str, per_decision: bool, self_normalized: bool, gamma: Any
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], float]:
+    _policy_tables(target, "target")
+    _check_traj(traj, target)
+    kind = _weights_kind(weights)
+    g = _gamma(gamma, traj.mdp)
+    lr = _log_ratio(target, behavior, traj)
+    w, rho, value = _core.importance_weights(
+        np.ascontiguousarray(traj.rewards, dtype=np.float64), lr, np.ascontiguousarray(traj.lengths, dtype=np.int32),
+        g, kind == "reward_to_go", bool(per_decision), bool(self_normalized),
+    )
+    tot = float(rho.sum())
+    ess = tot * tot / float((rho * rho).sum()) if tot > 0 else 0.0
+    return w, rho, value, ess
+
+
+def off_policy_gradient(
+    target: SoftmaxPolicy,
+    behavior: Any,
+    traj: Trajectories,
+    *,
+    weights: Weights = "reward_to_go",
+    per_decision: bool = True,
+    self_normalized: bool = False,
+    per_trajectory: bool = False,
+    gamma: float | None = None,
+    threads: int | None = None,
+) -> PolicyGradient:
+    r"""Policy gradient of ``target`` from trajectories sampled by ``behavior`` (section 4.3's
+    :math:`\rho/\rho_\theta`): :math:`\frac1N\sum_i\sum_t w_{i,t}\nabla\log\pi(a_{i,t}|s_{i,t})` with
+
+    - trajectory weights (``per_decision=False``): :math:`w_{i,t} = \rho_i\,\gamma^t G_{i,t}`
+      (reward-to-go) or :math:`\rho_i G_i` (return);
+    - per-decision weights: :math:`w_{i,t} = \sum_{t'\ge t}\gamma^{t'} r_{t'}\rho_{0:t'}` (reward-to-go;
+      each reward is weighted by the ratio of the actions before it), or, for the return,
+      :math:`\rho_{0:t}\sum_{t'<t}\gamma^{t'}r_{t'} + \sum_{t'\ge t}\gamma^{t'}r_{t'}\rho_{0:t'}`.
+
+    ``self_normalized=True`` divides the ratios by their batch mean (per step for per-decision
+    weights): consistent, not unbiased. ``behavior`` is a policy or logged log-probabilities
+    ``(N, H)``. The result's ``ess`` is :math:`(\sum\rho_i)^2/\sum\rho_i^2`; ``value`` the
+    importance-weighted estimate of J.
+    """
+    w, rho, value, ess = _off_policy(target, behavior, traj, weights, per_decision, self_normalized, gamma)
+    probs, feats = _policy_tables(target, "target")
+    if per_trajectory:
+        check_allocation(8 * traj.n * target.n_params, "per-trajectory gradients", "use per_trajectory=False")
+    sums, sumsq, rows, _, _ = _score_sums(
+        traj, probs, feats, "explicit", w, traj.mdp.gamma, "none", None, per_trajectory, as_threads(threads)
+    )
+    return _result(target, traj.n, sums, sumsq, float(value.sum()), float((value * value).sum()), rows, ess)
+
+
+@dataclass(frozen=True)
+class OffPolicyValue:
+    """Importance-sampling estimate of J for the target policy: ``value``, ``stderr``, ``ess``."""
+
+    value: float
+    stderr: float
+    ess: float
+
+
+def off_policy_value(
+    target: SoftmaxPolicy,
+    behavior: Any,
+    traj: Trajectories,
+    *,
+    per_decision: bool = True,
+    self_normalized: bool = False,
+    gamma: float | None = None,
+) -> OffPolicyValue:
+    r"""Importance-sampling estimate of :math:`J(\pi)` from a batch of ``behavior``:
+    :math:`\frac1N\sum_i \rho_i G_i`, or per-decision :math:`\frac1N\sum_i\sum_t \gamma^t r_{i,t}\rho_{i,0:t}`
+    (``self_normalized`` divides the ratios by their batch mean)."""
+    _, _, value, ess = _off_policy(target, behavior, traj, "return", per_decision, self_normalized, gamma)
+    n = traj.n
+    se = float(value.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return OffPolicyValue(float(value.mean()), se, ess)
