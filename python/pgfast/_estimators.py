@@ -454,9 +454,8 @@ def importance_weights(
     _policy_tables(target, "target")
     _check_traj(traj, target)
     lr = _log_ratio(target, behavior, traj)
-    if per_decision:
-        return np.exp(np.cumsum(lr, axis=1))
-    return np.exp(lr.sum(axis=1))
+    out: NDArray[np.float64] = np.exp(np.cumsum(lr, axis=1)) if per_decision else np.exp(lr.sum(axis=1))
+    return out
 
 
 def _off_policy(
