@@ -20,7 +20,8 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
 from ._mdp import FiniteMDP
 from ._policy import LinearSoftmax, SoftmaxPolicy, TabularSoftmax
 from ._trajectories import PAD_INDEX, Trajectories
-from . import exact
+from . import exact, optim
+from ._train import History, train
 from ._estimators import (
     OffPolicyValue,
     PolicyGradient,
@@ -41,6 +42,7 @@ except PackageNotFoundError:  # pragma: no cover
 __all__ = [
     "PAD_INDEX",
     "FiniteMDP",
+    "History",
     "LinearSoftmax",
     "OffPolicyValue",
     "PolicyGradient",
@@ -55,8 +57,10 @@ __all__ = [
     "log_likelihood",
     "off_policy_gradient",
     "off_policy_value",
+    "optim",
     "policy_gradient",
     "score",
+    "train",
 ]
 
 

@@ -1,4 +1,4 @@
-"""The ``pgfast`` command line: ``pgfast sample``, ``pgfast bench``, ``pgfast info``."""
+"""The ``pgfast`` command line: ``pgfast train``, ``pgfast sample``, ``pgfast bench``, ``pgfast info``."""
 
 from __future__ import annotations
 
@@ -30,6 +30,150 @@ def _env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         except (ValueError, SyntaxError):
             kwargs[key] = value
     return kwargs
+
+
+_DEFAULT_LR = {"adam": 0.3, "sgd": 1.0, "natural": 1.0}
+
+
+def _make_optimizer(args: argparse.Namespace) -> Any:
+    import pgfast as pg
+
+    lr = _DEFAULT_LR[args.optimizer] if args.lr is None else args.lr
+    if not (np.isfinite(lr) and lr > 0):
+        raise ValueError(f"--lr must be > 0, got {lr}")
+    if args.optimizer == "adam":
+        if args.schedule != "constant":
+            raise ValueError("--schedule applies to --optimizer sgd")
+        return pg.optim.Adam(lr)
+    if args.optimizer == "natural":
+        return pg.optim.NaturalGradient(lr, damping=args.damping)
+    return pg.optim.GradientAscent(lr, schedule=args.schedule)
+
+
+def _make_policy(args: argparse.Namespace, S: int, A: int) -> Any:
+    import pgfast as pg
+
+    if args.policy == "tabular":
+        return pg.TabularSoftmax(S, A)
+    # linear: phi(s, a) = e_a (x) [1, onehot(s)] -- a per-action bias plus per-state preferences
+    phi = np.zeros((S, A, A * (S + 1)))
+    for a in range(A):
+        phi[:, a, a * (S + 1)] = 1.0
+        phi[np.arange(S), a, a * (S + 1) + 1 + np.arange(S)] = 1.0
+    return pg.LinearSoftmax(phi)
+
+
+def _run_in_gymnasium(env_id: str, kwargs: dict[str, Any], horizon: int, probs: Any, episodes: int, seed: int) -> Any:
+    import gymnasium as gym
+
+    env = gym.make(env_id, max_episode_steps=horizon, **kwargs)
+    rng = np.random.default_rng(seed)
+    returns = np.zeros(episodes)
+    try:
+        for k in range(episodes):
+            s, _ = env.reset(seed=seed + k)
+            total, done = 0.0, False
+            while not done:
+                a = int(rng.choice(probs.shape[1], p=probs[int(s)]))
+                s, r, terminated, truncated, _ = env.step(a)
+                total += float(r)
+                done = terminated or truncated
+            returns[k] = total
+    finally:
+        env.close()
+    return returns
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import pgfast as pg
+
+    for name in ("iterations", "batch", "episodes", "eval_every"):
+        if getattr(args, name) < (0 if name == "episodes" else 1):
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {0 if name == 'episodes' else 1}, got {getattr(args, name)}")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ValueError("--plot needs matplotlib: pip install matplotlib (or pgfast[plot])") from None
+    kwargs = _env_kwargs(args)
+    mdp = pg.FiniteMDP.from_gymnasium(args.env, horizon=args.horizon, gamma=args.gamma, **kwargs)
+    S, A = mdp.n_states, mdp.n_actions
+    pi = _make_policy(args, S, A)
+    opt = _make_optimizer(args)
+    weights = "return" if args.estimator == "reinforce" else "reward_to_go"
+    baseline: Any = None if args.baseline == "none" else args.baseline
+    if baseline == "value":
+        baseline = pg.ValueBaseline(S, mdp.horizon)
+    optimal = pg.exact.optimal(mdp)
+    extra = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+    print(f"pgfast {pg.__version__} train | {args.env}{f' ({extra})' if extra else ''} | {S} states, {A} actions, "
+          f"horizon {mdp.horizon}, gamma {mdp.gamma:g}")
+    print(f"  {args.policy} softmax ({pi.n_params} parameters) | {args.estimator}, baseline {args.baseline} | "
+          f"{args.optimizer} lr {opt.lr:g} | {args.iterations} iterations x {args.batch} episodes | seed {args.seed}")
+    print(f"  optimal J = {optimal.J:.6f}")
+    print(f"{'iter':>6} {'J (batch)':>12} {'+-se':>9} {'J exact':>10} {'% opt':>7} {'|grad|':>10} {'Msteps/s':>9}")
+    every = args.eval_every
+
+    def show(it: int, rec: dict[str, float]) -> None:
+        if it % every and it != 1 and it != args.iterations:
+            return
+        je = rec["J_exact"]
+        pct = f"{100 * je / optimal.J:6.1f}%" if optimal.J > 0 and je == je else "      "
+        print(f"{it:>6} {rec['J_estimate']:>12.5f} {rec['J_stderr']:>9.5f} {je:>10.5f} {pct:>7} {rec['grad_norm']:>10.4g} "
+              f"{rec['steps_per_s'] / 1e6:>9.1f}", flush=True)
+
+    t0 = time.perf_counter()
+    hist = pg.train(mdp, pi, optimizer=opt, iterations=args.iterations, batch=args.batch, seed=args.seed,
+                    weights=weights, baseline=baseline, eval_every=every, threads=args.threads,
+                    progress=False, callback=lambda it, rec: show(it, rec) and None)
+    dt = time.perf_counter() - t0
+    J = pg.exact.evaluate(mdp, pi).J
+    print(f"trained in {dt:.2f} s")
+    ratio = f"  ({J / optimal.J:.1%} of optimal)" if optimal.J > 0 else ""
+    print(f"  exact J of the trained policy  {J:.6f}")
+    print(f"  optimal J                      {optimal.J:.6f}{ratio}")
+    if args.episodes > 0:
+        G = _run_in_gymnasium(args.env, kwargs, mdp.horizon, pi.probs(), args.episodes, args.seed)
+        se = G.std(ddof=1) / np.sqrt(G.size) if G.size > 1 else float("nan")
+        z = (G.mean() - J) / se if se > 0 else float("nan")
+        print(f"  in gymnasium ({args.episodes} episodes): mean return {G.mean():.4f} +- {se:.4f} ({z:+.2f} standard errors from exact J)")
+        if np.isin(G, (0.0, 1.0)).all():
+            print(f"  success rate in gymnasium      {(G > 0).mean():.1%}")
+    if args.save:
+        np.savez(args.save, theta=pi.theta)
+        print(f"  saved theta to {args.save}")
+    if args.json:
+        hist.meta.update({"env": args.env, "env_kwargs": {k: repr(v) for k, v in kwargs.items()},
+                          "optimal_J": optimal.J, "final_J": J})
+        hist.save_json(args.json)
+        print(f"  saved history to {args.json}")
+    if args.plot:
+        _plot(hist, optimal.J, args.plot, f"{args.env} {extra}".strip())
+        print(f"  saved learning curve to {args.plot}")
+    return 0
+
+
+def _plot(hist: Any, optimal_J: float, path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    it = hist["iteration"]
+    ax.plot(it, hist["J_estimate"], lw=1, alpha=0.6, label="J (batch mean return)")
+    je = hist["J_exact"]
+    ok = ~np.isnan(je)
+    if ok.any():
+        ax.plot(it[ok], je[ok], marker=".", lw=1.5, label="J exact")
+    ax.axhline(optimal_J, color="k", ls="--", lw=1, label="optimal J")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("J")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
@@ -103,6 +247,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"pgfast {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sub.add_parser(
+        "train",
+        help="train a softmax policy by policy gradient ascent on a gymnasium toy-text environment",
+        description="Policy gradient ascent on a gymnasium environment with a tabular P (FrozenLake-v1, "
+        "Taxi-v4, CliffWalking-v1, ...). Prints the learning curve, the exact J of the trained policy, the "
+        "optimal J and a check in the real gymnasium environment.",
+    )
+    t.add_argument("env", help="gymnasium environment id, e.g. FrozenLake-v1")
+    t.add_argument("--policy", choices=("tabular", "linear"), default="tabular", help="policy class (default tabular)")
+    t.add_argument("--estimator", choices=("reinforce", "reward-to-go"), default="reward-to-go",
+                   help="weights: whole return (REINFORCE) or reward-to-go (default)")
+    t.add_argument("--baseline", choices=("none", "mean", "time", "value", "exact"), default="time",
+                   help="baseline (default time: leave-one-out mean reward-to-go per step)")
+    t.add_argument("--optimizer", choices=("sgd", "adam", "natural"), default="adam", help="default adam")
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default: adam 0.3, sgd 1, natural 1)")
+    t.add_argument("--schedule", choices=("constant", "inv_sqrt"), default="constant", help="sgd step sizes")
+    t.add_argument("--damping", type=float, default=1e-3, help="natural gradient damping (default 1e-3)")
+    t.add_argument("--iterations", type=int, default=300, help="default 300")
+    t.add_argument("--batch", type=int, default=2048, help="episodes per iteration (default 2048)")
+    t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    t.add_argument("--threads", type=int, default=None, help="worker threads (default: all CPUs)")
+    t.add_argument("--horizon", type=int, default=None, help="episode length limit (default: the registered one)")
+    t.add_argument("--gamma", type=float, default=1.0, help="discount factor (default 1)")
+    t.add_argument("--eval-every", type=int, default=25, help="print and evaluate exactly every k iterations (default 25)")
+    t.add_argument("--episodes", type=int, default=1000,
+                   help="episodes to run the trained policy in the real gymnasium env (default 1000; 0 skips)")
+    t.add_argument("--save", default=None, metavar="PATH.npz", help="save theta (key 'theta')")
+    t.add_argument("--json", default=None, metavar="PATH", help="save the training history as JSON")
+    t.add_argument("--plot", default=None, metavar="PATH.png", help="learning curve (needs matplotlib)")
+    t.add_argument("--map-name", default=None, help="FrozenLake map, e.g. 4x4 or 8x8")
+    t.add_argument("--slippery", action=argparse.BooleanOptionalAction, default=None,
+                   help="FrozenLake/CliffWalking slipperiness (default: the environment's)")
+    t.add_argument("--env-arg", action="append", metavar="KEY=VALUE",
+                   help="extra keyword argument for gymnasium.make (repeatable)")
+    t.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(
         "sample",

@@ -77,7 +77,7 @@ def score_batch(
 def fused_gradient(
     mdp: MDP, probs: F64, features: F64 | None, n: int, seed: int, weights_kind: str, gamma: float,
     baseline: str, table: F64 | None, threads: int,
-) -> tuple[F64, F64, float, float]: ...
+) -> tuple[F64, F64, float, float, int]: ...
 def importance_weights(
     rewards: F64, log_ratio: F64, lengths: I32, gamma: float, reward_to_go: bool, per_decision: bool,
     self_normalized: bool,

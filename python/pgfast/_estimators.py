@@ -32,7 +32,8 @@ class PolicyGradient:
     coordinate, :math:`\\hat\\sigma / \\sqrt N` over the per-trajectory gradients. ``value`` is the
     mean discounted return (an estimate of J; for off-policy estimates the importance-weighted
     value) with its standard error. ``per_trajectory`` is ``(N, n_params)`` when requested.
-    ``ess`` is the effective sample size :math:`(\\sum\\rho)^2 / \\sum\\rho^2` of off-policy estimates.
+    ``ess`` is the effective sample size :math:`(\\sum\\rho)^2 / \\sum\\rho^2` of off-policy estimates;
+    ``n_steps`` the number of simulated steps behind the estimate.
     """
 
     grad: NDArray[np.float64]
@@ -42,6 +43,7 @@ class PolicyGradient:
     value_stderr: float
     per_trajectory: NDArray[np.float64] | None = None
     ess: float | None = None
+    n_steps: int = 0
 
 
 def _policy_tables(policy: Any, name: str = "policy") -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
@@ -98,6 +100,7 @@ def _result(
     rq: float,
     rows: NDArray[np.float64] | None = None,
     ess: float | None = None,
+    n_steps: int = 0,
 ) -> PolicyGradient:
     mean = sums / n
     if n > 1:
@@ -109,7 +112,7 @@ def _result(
         se = np.full_like(mean, np.nan)
         vse = float("nan")
     shape = policy.theta.shape
-    return PolicyGradient(mean.reshape(shape), se.reshape(shape), n, rs / n, vse, rows, ess)
+    return PolicyGradient(mean.reshape(shape), se.reshape(shape), n, rs / n, vse, rows, ess, n_steps)
 
 
 class ValueBaseline:
@@ -352,8 +355,10 @@ def policy_gradient(
             raise ValueError(f"baseline={baseline!r} needs the whole batch; the fused estimator takes None, 'exact' or a fitted ValueBaseline")
         if bkind == "cross":
             raise ValueError("the fused estimator needs a fitted ValueBaseline (call .fit(traj) on an earlier batch)")
-        sums, sumsq, rs, rq = _core.fused_gradient(mdp._mdp, probs, feats, nn, as_seed(seed), kind, g, bkind, table, nthreads)
-        return _result(policy, nn, sums, sumsq, rs, rq)
+        sums, sumsq, rs, rq, steps = _core.fused_gradient(
+            mdp._mdp, probs, feats, nn, as_seed(seed), kind, g, bkind, table, nthreads
+        )
+        return _result(policy, nn, sums, sumsq, rs, rq, n_steps=int(steps))
     if mdp is not None or n is not None or seed is not None:
         raise ValueError("pass either a batch traj or mdp=, n=, seed= (fused), not both")
     _check_traj(traj, policy)
@@ -365,7 +370,7 @@ def policy_gradient(
         check_allocation(8 * traj.n * policy.n_params, "per-trajectory gradients", "use per_trajectory=False")
     if bkind != "cross":
         sums, sumsq, rows, rs, rq = _score_sums(traj, probs, feats, kind, None, g, bkind, table, per_trajectory, nthreads)
-        return _result(policy, traj.n, sums, sumsq, rs, rq, rows)
+        return _result(policy, traj.n, sums, sumsq, rs, rq, rows, n_steps=traj.n_steps)
     # Cross-fitting: halves (even / odd trajectories), each weighted by a baseline fitted on the other.
     if traj.n < 2:
         raise ValueError("cross-fitting a ValueBaseline needs at least 2 trajectories")
@@ -387,7 +392,7 @@ def policy_gradient(
         rq += rq_k
         if rows_all is not None and rows_k is not None:
             rows_all[idx[k]] = rows_k
-    return _result(policy, traj.n, sums, sumsq, rs, rq, rows_all)
+    return _result(policy, traj.n, sums, sumsq, rs, rq, rows_all, n_steps=traj.n_steps)
 
 
 def log_likelihood(mdp: FiniteMDP, policy: SoftmaxPolicy, traj: Trajectories, dynamics: bool = True) -> NDArray[np.float64]:

@@ -1,0 +1,187 @@
+r"""Policy gradient ascent (seed 000 section 4.2): sample, estimate :math:`\nabla J`, step, repeat."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from . import exact
+from ._estimators import ValueBaseline, policy_gradient
+from ._mdp import FiniteMDP
+from ._policy import SoftmaxPolicy
+from ._validation import as_int, as_seed
+from .optim import NaturalGradient, Optimizer
+
+FIELDS = ("iteration", "J_estimate", "J_stderr", "J_exact", "grad_norm", "seconds", "steps_per_s")
+_EXACT_MAX_WORK = 5 * 10**8  # evaluate exactly when H * nnz is below this
+
+
+class History:
+    """Per-iteration record of :func:`train`: ``iteration``, ``J_estimate`` (mean return of the
+    batch) and ``J_stderr``, ``J_exact`` (NaN when not evaluated) — both for the policy that
+    sampled the batch, before the iteration's update — ``grad_norm``, ``seconds``
+    (wall time of the iteration), ``steps_per_s``. ``history["J_exact"]`` is a NumPy array."""
+
+    def __init__(self, records: list[dict[str, float]] | None = None, meta: dict[str, Any] | None = None) -> None:
+        self.records: list[dict[str, float]] = list(records or [])
+        self.meta: dict[str, Any] = dict(meta or {})
+
+    def append(self, record: dict[str, float]) -> None:
+        self.records.append({k: float(record[k]) for k in FIELDS})
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, field: str) -> NDArray[np.float64]:
+        if field not in FIELDS:
+            raise KeyError(f"unknown field {field!r}; fields are {FIELDS}")
+        return np.array([r[field] for r in self.records], dtype=np.float64)
+
+    def to_records(self) -> np.recarray:
+        """A NumPy record array with one row per iteration."""
+        arr = np.rec.fromarrays([self[f] for f in FIELDS], names=list(FIELDS))
+        return arr
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict: ``{"meta": {...}, field: [values...]}`` (JSON-safe; NaN becomes None)."""
+        out: dict[str, Any] = {"meta": self.meta}
+        for f in FIELDS:
+            out[f] = [None if math.isnan(r[f]) else r[f] for r in self.records]
+        return out
+
+    def save_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def load_json(cls, path: str | Path) -> History:
+        d = json.loads(Path(path).read_text())
+        n = len(d["iteration"])
+        recs = [{f: (math.nan if d[f][i] is None else float(d[f][i])) for f in FIELDS} for i in range(n)]
+        return cls(recs, d.get("meta", {}))
+
+    def save_csv(self, path: str | Path) -> None:
+        with open(path, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(FIELDS)
+            for r in self.records:
+                w.writerow([r[f] for f in FIELDS])
+
+    def __repr__(self) -> str:
+        return f"History({len(self)} iterations)"
+
+
+def _iteration_seed(seed: int, it: int) -> int:
+    return int(np.random.SeedSequence([seed, it]).generate_state(1, dtype=np.uint64)[0])
+
+
+class _Progress:
+    """A one-line progress display on a terminal's stderr (no dependency; silent otherwise)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = total
+        self.enabled = enabled and sys.stderr.isatty()
+        self.start = time.perf_counter()
+
+    def update(self, it: int, rec: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        el = time.perf_counter() - self.start
+        width = 24
+        done = int(width * it / self.total)
+        j = rec["J_exact"] if not math.isnan(rec["J_exact"]) else rec["J_estimate"]
+        sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {it}/{self.total}  J={j:.4f}  {el:.1f}s ")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def train(
+    mdp: FiniteMDP,
+    policy: SoftmaxPolicy,
+    *,
+    optimizer: Optimizer,
+    iterations: int,
+    batch: int,
+    seed: int | None,
+    weights: str = "reward_to_go",
+    baseline: Any = None,
+    gamma: float | None = None,
+    eval_every: int = 1,
+    exact_eval: bool | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+    callback: Callable[[int, dict[str, float]], bool | None] | None = None,
+) -> History:
+    r"""Policy gradient ascent: for each iteration, sample ``batch`` episodes with seed
+    ``(seed, iteration)``, estimate :math:`\nabla J` with :func:`pgfast.policy_gradient`
+    (``weights``, ``baseline``; a ``ValueBaseline`` is fitted on each batch and used on the next,
+    cross-fitted on the first), and let ``optimizer`` step ``policy.theta`` in place.
+
+    Baselines ``None``, ``"exact"`` and a fitted ``ValueBaseline`` use the fused estimator (no
+    trajectories stored); ``"mean"`` and ``"time"`` use a stored batch. ``exact_eval`` (default:
+    when the MDP is small enough) records the exact J every ``eval_every`` iterations.
+    ``callback(iteration, record)`` may return True to stop early. The same seed gives the same
+    History (except the wall-time fields).
+    """
+    if not isinstance(mdp, FiniteMDP):
+        raise TypeError(f"mdp must be a pgfast.FiniteMDP, got {type(mdp).__name__}")
+    if not isinstance(policy, SoftmaxPolicy):
+        raise TypeError(f"policy must be a pgfast policy, got {type(policy).__name__}")
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a pgfast.optim optimizer, got {type(optimizer).__name__}")
+    policy._probs_for(mdp)
+    iters = as_int(iterations, "iterations", minimum=1)
+    n = as_int(batch, "batch", minimum=1)
+    every = as_int(eval_every, "eval_every", minimum=1)
+    base_seed = as_seed(seed)
+    do_exact = exact_eval if exact_eval is not None else mdp.horizon * max(mdp.nnz, 1) <= _EXACT_MAX_WORK
+    value_baseline = baseline if isinstance(baseline, ValueBaseline) else None
+    hist = History(meta={"seed": base_seed, "batch": n, "iterations": iters, "weights": weights,
+                         "baseline": baseline if isinstance(baseline, str) or baseline is None else "value",
+                         "optimizer": optimizer.state_dict().get("type")})
+    bar = _Progress(iters, progress)
+    try:
+        for it in range(1, iters + 1):
+            t0 = time.perf_counter()
+            s = _iteration_seed(base_seed, it)
+            context: dict[str, Any] = {}
+            stored = baseline in ("mean", "time") or (value_baseline is not None) or (
+                isinstance(optimizer, NaturalGradient) and optimizer.fisher == "sampled"
+            )
+            if stored:
+                traj = mdp.sample(policy, n, seed=s, threads=threads)
+                est = policy_gradient(policy, traj, weights=weights, baseline=baseline, gamma=gamma, threads=threads)  # type: ignore[arg-type]
+                if value_baseline is not None:
+                    value_baseline.fit(traj, gamma)
+                context["traj"] = traj
+            else:
+                est = policy_gradient(policy, mdp=mdp, n=n, seed=s, weights=weights, baseline=baseline,  # type: ignore[arg-type]
+                                      gamma=gamma, threads=threads)
+            if isinstance(optimizer, NaturalGradient) and optimizer.fisher == "exact":
+                context["mdp"] = mdp
+            gnorm = float(np.linalg.norm(est.grad))
+            j_exact = math.nan  # of the policy that sampled this batch, like J_estimate
+            if do_exact and (it % every == 0 or it == 1):
+                j_exact = exact.evaluate(mdp, policy, "finite_horizon", gamma=gamma).J
+            optimizer.step(policy, est.grad, **context)
+            dt = time.perf_counter() - t0
+            rec = {"iteration": it, "J_estimate": est.value, "J_stderr": est.value_stderr, "J_exact": j_exact,
+                   "grad_norm": gnorm, "seconds": dt, "steps_per_s": est.n_steps / dt if dt > 0 else math.nan}
+            hist.append(rec)
+            bar.update(it, rec)
+            if callback is not None and callback(it, rec):
+                break
+    finally:
+        bar.close()
+    return hist

@@ -1,0 +1,223 @@
+r"""Optimizers for policy gradient *ascent* (seed 000 section 4.2): :math:`\theta \leftarrow \theta + \eta_t\, d_t`.
+
+Each optimizer updates ``policy.theta`` in place from a gradient estimate (or the exact
+gradient) and keeps its state in ``state_dict()`` for saving and resuming.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ._mdp import FiniteMDP
+from ._policy import SoftmaxPolicy
+from ._trajectories import Trajectories
+from ._validation import as_float, as_float_array
+
+__all__ = ["Adam", "GradientAscent", "NaturalGradient", "Optimizer"]
+
+
+def _positive(x: Any, name: str) -> float:
+    v = as_float(x, name)
+    if not (math.isfinite(v) and v > 0.0):
+        raise ValueError(f"{name} must be a finite number > 0, got {v}")
+    return v
+
+
+def _grad(policy: SoftmaxPolicy, grad: ArrayLike) -> NDArray[np.float64]:
+    if not isinstance(policy, SoftmaxPolicy):
+        raise TypeError(f"policy must be a pgfast policy, got {type(policy).__name__}")
+    g = as_float_array(grad, "grad")
+    if g.shape != policy.theta.shape:
+        raise ValueError(f"grad must have the shape of theta {policy.theta.shape}, got {g.shape}")
+    if not np.all(np.isfinite(g)):
+        raise ValueError("grad contains NaN or infinite values")
+    return g
+
+
+class Optimizer:
+    """Base class: ``step(policy, grad, **context)`` adds the ascent step to ``policy.theta``."""
+
+    t: int = 0
+
+    def step(self, policy: SoftmaxPolicy, grad: ArrayLike, **context: Any) -> NDArray[np.float64]:
+        """Updates ``policy.theta`` in place; returns the step taken."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class GradientAscent(Optimizer):
+    r"""Plain gradient ascent :math:`\theta_{t} = \theta_{t-1} + \eta_t \hat g_t` (section 4.2).
+
+    ``schedule``: ``"constant"`` (:math:`\eta_t = \text{lr}`), ``"inv_sqrt"``
+    (:math:`\eta_t = \text{lr}/\sqrt t`, t = 1, 2, ...: the step sizes of the convergence result
+    in section 4.2), or a callable ``t -> factor`` (:math:`\eta_t = \text{lr} \cdot f(t)`).
+    """
+
+    def __init__(self, lr: float = 0.1, schedule: str | Callable[[int], float] = "constant") -> None:
+        self.lr = _positive(lr, "lr")
+        if not (callable(schedule) or schedule in ("constant", "inv_sqrt")):
+            raise ValueError(f"schedule must be 'constant', 'inv_sqrt' or a callable, got {schedule!r}")
+        self.schedule = schedule
+        self.t = 0
+
+    def learning_rate(self, t: int) -> float:
+        if self.schedule == "constant":
+            return self.lr
+        if self.schedule == "inv_sqrt":
+            return self.lr / math.sqrt(t)
+        assert callable(self.schedule)
+        f = float(self.schedule(t))
+        if not (math.isfinite(f) and f >= 0.0):
+            raise ValueError(f"schedule({t}) must be a finite number >= 0, got {f}")
+        return self.lr * f
+
+    def step(self, policy: SoftmaxPolicy, grad: ArrayLike, **context: Any) -> NDArray[np.float64]:
+        g = _grad(policy, grad)
+        self.t += 1
+        d = self.learning_rate(self.t) * g
+        policy.theta += d
+        return d
+
+    def state_dict(self) -> dict[str, Any]:
+        if callable(self.schedule):
+            return {"type": "GradientAscent", "lr": self.lr, "schedule": "callable", "t": self.t}
+        return {"type": "GradientAscent", "lr": self.lr, "schedule": self.schedule, "t": self.t}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.lr = _positive(state["lr"], "lr")
+        if state["schedule"] != "callable":
+            self.schedule = state["schedule"]
+        self.t = int(state["t"])
+
+
+class Adam(Optimizer):
+    r"""Adam (Kingma & Ba 2015) for ascent: :math:`m \leftarrow \beta_1 m + (1-\beta_1) g`,
+    :math:`v \leftarrow \beta_2 v + (1-\beta_2) g^2`, :math:`\theta \mathrel{+}= \text{lr}\,\hat m/(\sqrt{\hat v}+\epsilon)`
+    with bias-corrected :math:`\hat m, \hat v`."""
+
+    def __init__(self, lr: float = 0.05, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.lr = _positive(lr, "lr")
+        b1, b2 = (as_float(b, "betas") for b in betas)
+        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
+            raise ValueError(f"betas must be in [0, 1), got {betas}")
+        self.betas = (b1, b2)
+        self.eps = _positive(eps, "eps")
+        self.t = 0
+        self.m: NDArray[np.float64] | None = None
+        self.v: NDArray[np.float64] | None = None
+
+    def step(self, policy: SoftmaxPolicy, grad: ArrayLike, **context: Any) -> NDArray[np.float64]:
+        g = _grad(policy, grad)
+        if self.m is None or self.v is None or self.m.shape != g.shape:
+            self.m = np.zeros_like(g)
+            self.v = np.zeros_like(g)
+        b1, b2 = self.betas
+        self.t += 1
+        self.m = b1 * self.m + (1 - b1) * g
+        self.v = b2 * self.v + (1 - b2) * g * g
+        mhat = self.m / (1 - b1**self.t)
+        vhat = self.v / (1 - b2**self.t)
+        d = self.lr * mhat / (np.sqrt(vhat) + self.eps)
+        policy.theta += d
+        return d
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "type": "Adam", "lr": self.lr, "betas": list(self.betas), "eps": self.eps, "t": self.t,
+            "m": None if self.m is None else self.m.tolist(), "v": None if self.v is None else self.v.tolist(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.lr = _positive(state["lr"], "lr")
+        self.betas = (float(state["betas"][0]), float(state["betas"][1]))
+        self.eps = _positive(state["eps"], "eps")
+        self.t = int(state["t"])
+        self.m = None if state["m"] is None else np.asarray(state["m"], dtype=np.float64)
+        self.v = None if state["v"] is None else np.asarray(state["v"], dtype=np.float64)
+
+
+class NaturalGradient(Optimizer):
+    r"""Natural gradient ascent (Kakade 2001): :math:`\theta \mathrel{+}= \eta\,(F + \lambda I)^{-1}\hat g`.
+
+    ``fisher="exact"``: F from :func:`pgfast.exact.fisher` (finite-horizon trajectory Fisher) of
+    the MDP passed to ``step(policy, grad, mdp=mdp)``. ``fisher="sampled"``: F estimated from the
+    batch ``traj=`` (or ``visits=``, the mean number of visits per state and episode):
+    :math:`\hat F = \sum_s \hat n(s) \sum_a \pi(a|s)\,\psi\psi^\top`, visit counts from the samples,
+    the expectation over actions exact (a lower-variance, unbiased estimate of
+    :math:`\mathbb E\sum_t\psi_t\psi_t^\top`). ``damping`` :math:`\lambda`; with ``damping=0`` the
+    pseudo-inverse (eigenvalues below ``rcond`` times the largest dropped). Tabular policies are
+    solved state by state.
+    """
+
+    def __init__(self, lr: float = 0.1, damping: float = 1e-3, fisher: str = "exact", rcond: float = 1e-10) -> None:
+        self.lr = _positive(lr, "lr")
+        self.damping = as_float(damping, "damping")
+        if not (math.isfinite(self.damping) and self.damping >= 0.0):
+            raise ValueError(f"damping must be a finite number >= 0, got {self.damping}")
+        if fisher not in ("exact", "sampled"):
+            raise ValueError(f"fisher must be 'exact' or 'sampled', got {fisher!r}")
+        self.fisher = fisher
+        self.rcond = as_float(rcond, "rcond")
+        self.t = 0
+
+    def direction(
+        self,
+        policy: SoftmaxPolicy,
+        grad: ArrayLike,
+        *,
+        mdp: FiniteMDP | None = None,
+        traj: Trajectories | None = None,
+        visits: ArrayLike | None = None,
+    ) -> NDArray[np.float64]:
+        """The natural direction :math:`(F + \\lambda I)^{-1} g` (no step taken)."""
+        g = _grad(policy, grad)
+        if self.fisher == "exact":
+            if mdp is None:
+                raise ValueError("NaturalGradient(fisher='exact') needs step(policy, grad, mdp=mdp)")
+            w = _exact_visits(mdp, policy)
+        else:
+            if visits is not None:
+                w = np.ascontiguousarray(as_float_array(visits, "visits"))
+                if w.shape != (policy.n_states,):
+                    raise ValueError(f"visits must have shape (S,) = ({policy.n_states},), got {w.shape}")
+            elif traj is not None:
+                w = np.bincount(traj.states[traj.mask], minlength=policy.n_states).astype(np.float64) / traj.n
+            else:
+                raise ValueError("NaturalGradient(fisher='sampled') needs step(..., traj=batch) or visits=")
+        probs = np.ascontiguousarray(policy.probs())
+        return policy._natural(probs, w, g, self.damping, self.rcond)
+
+    def step(self, policy: SoftmaxPolicy, grad: ArrayLike, **context: Any) -> NDArray[np.float64]:
+        x = self.direction(policy, grad, **context)
+        self.t += 1
+        d = self.lr * x
+        policy.theta += d
+        return d
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"type": "NaturalGradient", "lr": self.lr, "damping": self.damping, "fisher": self.fisher, "rcond": self.rcond, "t": self.t}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.lr = _positive(state["lr"], "lr")
+        self.damping = float(state["damping"])
+        self.fisher = str(state["fisher"])
+        self.rcond = float(state["rcond"])
+        self.t = int(state["t"])
+
+
+def _exact_visits(mdp: FiniteMDP, policy: SoftmaxPolicy) -> NDArray[np.float64]:
+    """State weighting of the exact finite-horizon Fisher: sum_t d_t(s)."""
+    from . import exact
+
+    ev = exact.evaluate(mdp, policy, "finite_horizon")
+    return np.ascontiguousarray(ev.visitation)
