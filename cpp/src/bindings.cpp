@@ -633,7 +633,9 @@ void bind_estimators(py::module_& m) {
         if (!ok) throw py::error_already_set();
         std::vector<double> sum(static_cast<std::size_t>(np), 0.0), sumsq(static_cast<std::size_t>(np), 0.0);
         double rs = 0.0, rq = 0.0;
+        std::int64_t steps = 0;
         for (const auto& sk : sinks) {
+          steps += sk->steps;
           for (std::int64_t j = 0; j < np; ++j) {
             sum[j] += sk->scorer.sum[j];
             sumsq[j] += sk->scorer.sumsq[j];
@@ -641,11 +643,12 @@ void bind_estimators(py::module_& m) {
           rs += sk->return_sum;
           rq += sk->return_sumsq;
         }
-        return py::make_tuple(vector_to_numpy(std::move(sum), {np}), vector_to_numpy(std::move(sumsq), {np}), rs, rq);
+        return py::make_tuple(vector_to_numpy(std::move(sum), {np}), vector_to_numpy(std::move(sumsq), {np}), rs, rq,
+                              steps);
       },
       py::arg("mdp"), py::arg("probs").noconvert(), py::arg("features").noconvert(), py::arg("n"), py::arg("seed"),
       py::arg("weights_kind"), py::arg("gamma"), py::arg("baseline"), py::arg("table").noconvert(), py::arg("threads"),
-      "Sample n trajectories and accumulate their gradients without storing them: (sum, sumsq, return_sum, return_sumsq).");
+      "Sample n trajectories and accumulate their gradients without storing them: (sum, sumsq, return_sum, return_sumsq, steps).");
 
   m.def(
       "importance_weights",

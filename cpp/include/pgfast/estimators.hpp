@@ -280,6 +280,7 @@ class FusedSink {
     const double G = trajectory_weights(s, r_.data() + k * H_, len, spec_, gpow_, w_.data());
     return_sum += G;
     return_sumsq += G * G;
+    steps += len;
     for (std::int64_t t = 0; t < len; ++t) scorer.add(s[t], a[t], w_[t]);
     scorer.finish(nullptr);
     free_.push_back(k);
@@ -287,6 +288,7 @@ class FusedSink {
 
   TrajectoryScorer scorer;
   double return_sum = 0.0, return_sumsq = 0.0;
+  std::int64_t steps = 0;
 
  private:
   const WeightSpec& spec_;
