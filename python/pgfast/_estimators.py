@@ -65,6 +65,25 @@ def _check_traj(traj: Any, policy: SoftmaxPolicy) -> None:
             f"the policy is sized for (n_states, n_actions) = ({policy.n_states}, {policy.n_actions}) "
             f"but the batch comes from an MDP with ({mdp.n_states}, {mdp.n_actions})"
         )
+    _check_indices(traj, policy.n_states, policy.n_actions)
+
+
+def _check_indices(traj: Trajectories, n_states: int, n_actions: int) -> None:
+    """ValueError unless lengths are in [0, H] and states / actions are in range on real steps."""
+    N, H = traj.rewards.shape
+    if traj.states.shape != (N, H) or traj.actions.shape != (N, H) or np.shape(traj.lengths) != (N,):
+        raise ValueError(f"states, actions and rewards must have one shape (N, H) and lengths (N,), got "
+                         f"{traj.states.shape}, {traj.actions.shape}, {traj.rewards.shape} and {np.shape(traj.lengths)}")
+    ln = np.asarray(traj.lengths)
+    if ln.size and (ln.min() < 0 or ln.max() > H):
+        i = int(np.argmax((ln < 0) | (ln > H)))
+        raise ValueError(f"lengths[{i}] = {ln[i]} is out of range [0, H = {H}]")
+    mask = traj.mask
+    for name, arr, upper in (("states", traj.states, n_states), ("actions", traj.actions, n_actions)):
+        bad = mask & ((arr < 0) | (arr >= upper))
+        if bad.any():
+            i, t = map(int, np.argwhere(bad)[0])
+            raise ValueError(f"{name}[{i}, {t}] = {arr[i, t]} is out of range [0, {upper}) (trajectory {i}, step {t})")
 
 
 def _batch(traj: Trajectories) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.float64], NDArray[np.int32]]:
@@ -166,6 +185,7 @@ class ValueBaseline:
                 f"the baseline is for (n_states, horizon) = ({self.n_states}, {self.horizon}), "
                 f"the batch has ({traj.mdp.n_states}, {traj.horizon})"
             )
+        _check_indices(traj, traj.mdp.n_states, traj.mdp.n_actions)
         self._table = self._fit_table(traj, _gamma(gamma, traj.mdp))
         return self
 
@@ -425,6 +445,8 @@ def _log_ratio(target: SoftmaxPolicy, behavior: Any, traj: Trajectories) -> NDAr
     if isinstance(behavior, SoftmaxPolicy):
         _check_traj(traj, behavior)
         lb = behavior.log_probs()[s, a]
+        # a probability that underflows to 0 (logits 1e6 apart) has a finite log-prob: reject it too
+        lb = np.where(behavior.probs()[s, a] > 0.0, lb, -np.inf)
         name = "the behaviour policy"
     else:
         lb = as_float_array(behavior, "behavior")

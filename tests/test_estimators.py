@@ -1,0 +1,877 @@
+"""Policy-gradient estimators: pg.policy_gradient (return / reward-to-go weights, every baseline,
+fused), pg.score, pg.log_likelihood, pg.importance_weights, pg.off_policy_gradient and
+pg.off_policy_value.
+
+1. Unbiasedness against pg.exact.gradient / pg.exact.evaluate on small random MDPs, with the
+   estimator's own standard errors from one large batch (fixed seeds).
+2. Variance reduction, measured on the batch, on an MDP where theory guarantees it.
+3. Fused == two-step for the same seed.
+4. Hand-computed cases on hand-written batches.
+5. Rejected inputs.
+
+Statistical tolerances. Each statistical test checks a family of m scalar hypotheses (every
+coordinate of every estimator, and every value) with a two-sided z-test on the estimator's own
+standard error, Bonferroni-corrected for a family-wise false-alarm rate ALPHA:
+k = Phi^{-1}(1 - ALPHA / (2 m)). With N ~ 1e5 trajectories the CLT makes each z approximately
+normal; the standard errors are computed from the same batch (relative error O(1/sqrt(N)) ~ 0.3%,
+which moves k by far less than the gap between consecutive alphas). The leave-one-out baselines
+("mean", "time") and cross-fitting make trajectories weakly dependent; their covariance is O(1/N)
+of the variance, so the stderr is still valid to that order. Coordinates whose standard error is
+exactly 0 (parameters of never-visited states) must equal the exact value exactly.
+"""
+
+from __future__ import annotations
+
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import random_mdp, random_policy
+
+import pgfast as pg
+
+EPS = float(np.finfo(np.float64).eps)
+ALPHA = 1e-3  # family-wise false-alarm rate of every statistical test (fixed seeds: deterministic)
+N_FEATURES = 4
+N_BIG = 100_000  # trajectories of the large batches (H <= 6: 6e5 steps, milliseconds to sample)
+
+
+def _k_two_sided(m: int, alpha: float = ALPHA) -> float:
+    """Bonferroni critical value for m two-sided z-tests at family-wise level alpha."""
+    return NormalDist().inv_cdf(1.0 - alpha / (2.0 * m))
+
+
+def _k_one_sided(m: int, alpha: float = ALPHA) -> float:
+    return NormalDist().inv_cdf(1.0 - alpha / m)
+
+
+def _policy(kind: str, mdp: pg.FiniteMDP, rng: np.random.Generator, scale: float = 1.0) -> pg.SoftmaxPolicy:
+    if kind == "tabular":
+        return random_policy(rng, mdp, scale)
+    phi = rng.normal(size=(mdp.n_states, mdp.n_actions, N_FEATURES))
+    return pg.LinearSoftmax(phi, theta=scale * rng.normal(size=N_FEATURES))
+
+
+def _nearby_behaviour(pi: pg.SoftmaxPolicy, rng: np.random.Generator, spread: float = 0.5) -> pg.TabularSoftmax:
+    """Another random softmax policy: the target's log-probabilities plus noise eps ~ N(0, spread^2),
+    so each step's ratio pi(a|s)/beta(a|s) = exp(-eps_sa) sum_b pi(b|s) exp(eps_sb) lies within
+    exp(+-2 max|eps|) (about exp(+-2.5) here): bounded ratios, finite moments of every order."""
+    logits = pi.log_probs() + spread * rng.normal(size=(pi.n_states, pi.n_actions))
+    return pg.TabularSoftmax(pi.n_states, pi.n_actions, theta=logits)
+
+
+def _logged_log_probs(beta: pg.SoftmaxPolicy, traj: pg.Trajectories, pad: float = np.nan) -> np.ndarray:
+    """log beta(a_t|s_t) of a batch as logged data (N, H); `pad` past the end of each episode."""
+    mask = traj.mask
+    lp = beta.log_probs()[np.where(mask, traj.states, 0), np.where(mask, traj.actions, 0)]
+    return np.where(mask, lp, pad)
+
+
+def _z(est: np.ndarray, se: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """|est - ref| / se, with 0 where se == 0 and est == ref and inf where se == 0 and est != ref."""
+    est, se, ref = (np.asarray(x, dtype=np.float64) for x in (est, se, ref))
+    assert np.all(np.isfinite(est)) and np.all(np.isfinite(se)) and np.all(se >= 0)
+    diff = np.abs(est - ref)
+    z = np.zeros_like(diff)
+    pos = se > 0
+    np.divide(diff, se, out=z, where=pos)
+    z[~pos & (diff != 0)] = np.inf
+    return z
+
+
+class Family:
+    """Collects (name, estimate, stderr, reference) checks and tests them together, Bonferroni-
+    corrected over every scalar in the family."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def add(self, name: str, est: Any, se: Any, ref: Any) -> None:
+        self.items.append((name, np.atleast_1d(np.asarray(est, float)), np.atleast_1d(np.asarray(se, float)),
+                           np.atleast_1d(np.asarray(ref, float))))
+
+    def grad(self, name: str, est: pg.PolicyGradient, exact: np.ndarray, J: float) -> None:
+        assert est.grad.shape == est.stderr.shape == exact.shape
+        self.add(name, est.grad, est.stderr, exact)
+        self.add(name + " value", est.value, est.value_stderr, J)
+
+    @property
+    def m(self) -> int:
+        return sum(int(e.size) for _, e, _, _ in self.items)
+
+    def check(self) -> float:
+        k = _k_two_sided(self.m)
+        bad = []
+        for name, est, se, ref in self.items:
+            z = _z(est, se, ref)
+            for idx in np.argwhere(z > k):
+                i = tuple(int(j) for j in idx)
+                bad.append(f"{name}{list(i)}: est {est[i]:.6g} ref {ref[i]:.6g} se {se[i]:.3g} z {z[i]:.2f}")
+        assert not bad, f"k = {k:.3f} over m = {self.m} scalars:\n" + "\n".join(bad)
+        return k
+
+
+# -- 1. unbiasedness ------------------------------------------------------------------------------
+
+UNBIASED_CASES = [
+    # (kind, S, A, H, n_terminal, gamma, transition_rewards)
+    ("tabular", 6, 3, 6, 0, 1.0, False),
+    ("tabular", 6, 3, 6, 2, 1.0, False),
+    ("tabular", 5, 2, 6, 0, 0.9, True),
+    ("tabular", 6, 3, 5, 2, 0.8, True),
+    ("linear", 6, 3, 6, 0, 1.0, False),
+    ("linear", 6, 3, 6, 2, 1.0, True),
+    ("linear", 5, 3, 6, 0, 0.9, False),
+    ("linear", 6, 2, 6, 2, 0.85, True),
+]
+
+
+@pytest.mark.parametrize(("kind", "S", "A", "H", "n_terminal", "gamma", "transition_rewards"), UNBIASED_CASES)
+def test_estimators_are_unbiased(
+    rng: np.random.Generator, kind: str, S: int, A: int, H: int, n_terminal: int, gamma: float, transition_rewards: bool
+) -> None:
+    mdp = random_mdp(rng, S=S, A=A, successors=4, n_terminal=n_terminal, horizon=H, gamma=gamma,
+                     transition_rewards=transition_rewards)
+    pi = _policy(kind, mdp, rng)
+    exact = pg.exact.gradient(mdp, pi)
+    J = pg.exact.evaluate(mdp, pi).J
+    g_alt = 0.5  # the gamma= keyword overrides the MDP's gamma: compared with exact values at 0.5
+    exact_alt = pg.exact.gradient(mdp, pi, gamma=g_alt)
+    J_alt = pg.exact.evaluate(mdp, pi, gamma=g_alt).J
+    if kind == "tabular" and n_terminal:
+        assert (exact[mdp.terminal] == 0.0).all()  # never visited: the estimates must be exactly 0
+
+    early = mdp.sample(pi, 5_000, seed=101)  # an earlier, independent batch to fit baselines on
+    traj = mdp.sample(pi, N_BIG, seed=102)
+    psi = rng.normal(size=(S, 2))  # state features of the linear ValueBaseline
+    fitted = pg.ValueBaseline(S, H).fit(early)
+    fitted_lin = pg.ValueBaseline(S, H, features=psi).fit(early)
+    assert fitted.fitted and fitted_lin.fitted
+
+    fam = Family()
+    on_policy: dict[str, dict[str, Any]] = {
+        "rtg": {},
+        "return": {"weights": "return"},
+        "rtg+mean": {"baseline": "mean"},
+        "return+mean": {"weights": "return", "baseline": "mean"},
+        "rtg+time": {"baseline": "time"},
+        "rtg+exact": {"baseline": "exact"},
+        "return+exact": {"weights": "return", "baseline": "exact"},
+        "rtg+fitted": {"baseline": fitted},
+        "return+fitted": {"weights": "return", "baseline": fitted},
+        "rtg+fitted linear": {"baseline": fitted_lin},
+        "rtg+cross-fitted": {"baseline": pg.ValueBaseline(S, H)},
+        "return+cross-fitted": {"weights": "return", "baseline": pg.ValueBaseline(S, H)},
+        "rtg+cross-fitted linear": {"baseline": pg.ValueBaseline(S, H, features=psi)},
+    }
+    for name, kw in on_policy.items():
+        est = pg.policy_gradient(pi, traj, **kw)
+        assert est.n == N_BIG
+        fam.grad(name, est, exact, J)
+    # the unfitted baselines are left unfitted (cross-fitting works on copies of the tables)
+    assert not on_policy["rtg+cross-fitted"]["baseline"].fitted
+
+    gamma_override: dict[str, dict[str, Any]] = {
+        "rtg gamma=.5": {}, "rtg+exact gamma=.5": {"baseline": "exact"},
+        "return+mean gamma=.5": {"baseline": "mean", "weights": "return"},
+    }
+    for name, kw in gamma_override.items():
+        fam.grad(name, pg.policy_gradient(pi, traj, gamma=g_alt, **kw), exact_alt, J_alt)
+
+    # fused: sampling and accumulation in one pass, an independent seed
+    fused: dict[str, dict[str, Any]] = {
+        "fused rtg": {}, "fused return": {"weights": "return"}, "fused rtg+exact": {"baseline": "exact"},
+        "fused rtg+fitted": {"baseline": fitted}, "fused return+fitted linear": {"weights": "return", "baseline": fitted_lin},
+    }
+    for name, kw in fused.items():
+        fam.grad(name, pg.policy_gradient(pi, mdp=mdp, n=N_BIG, seed=103, **kw), exact, J)
+
+    # off-policy: a batch of another random softmax policy, given as a policy and as logged log-probs
+    beta = _nearby_behaviour(pi, rng)
+    off = mdp.sample(beta, N_BIG, seed=104)
+    logged = _logged_log_probs(beta, off)
+    weights: Any
+    for weights in ("reward_to_go", "return"):
+        for per_decision in (False, True):
+            name = f"off {weights} {'per-decision' if per_decision else 'trajectory'}"
+            est = pg.off_policy_gradient(pi, beta, off, weights=weights, per_decision=per_decision)
+            assert est.ess is not None and est.ess > 0.1 * N_BIG, "ratios too heavy-tailed for the CLT check"
+            fam.grad(name, est, exact, J)
+            fam.grad(name + " logged", pg.off_policy_gradient(pi, logged, off, weights=weights,
+                                                              per_decision=per_decision), exact, J)
+    for per_decision in (False, True):
+        for b in (beta, logged):
+            v = pg.off_policy_value(pi, b, off, per_decision=per_decision)
+            fam.add(f"off_policy_value per_decision={per_decision} {type(b).__name__}", v.value, v.stderr, J)
+    fam.check()
+
+
+def test_unbiasedness_check_has_power(rng: np.random.Generator) -> None:
+    # The check above must reject a biased estimator. Add an action-dependent term c * [a_t = 0]
+    # to the reward-to-go weights: it adds the exactly computable bias
+    # c * sum_t sum_s d_t(s) pi(0|s) grad log pi(0|s). The estimate must agree with exact + bias
+    # and be rejected against the exact gradient alone.
+    mdp = random_mdp(rng, S=5, A=3, successors=4, n_terminal=1, horizon=6, gamma=0.9)
+    pi = random_policy(rng, mdp)
+    traj = mdp.sample(pi, N_BIG, seed=7)
+    c = 0.5
+    W = np.array([0.9**t for t in range(mdp.horizon)]) * traj.reward_to_go() + c * (traj.actions == 0)
+    grad, rows = pg.score(pi, traj, W, per_trajectory=True)
+    se = rows.std(axis=0, ddof=1).reshape(grad.shape) / np.sqrt(traj.n)
+    d = pg.exact.evaluate(mdp, pi).d.sum(axis=0)  # expected visits of each state (all steps)
+    probs = pi.probs()
+    psi0 = -probs.copy()
+    psi0[:, 0] += 1.0  # grad_theta(s, .) log pi(0|s) = e_0 - pi(.|s)
+    bias = c * (d * probs[:, 0])[:, None] * psi0
+    exact = pg.exact.gradient(mdp, pi)
+    k = _k_two_sided(grad.size)
+    assert _z(grad, se, exact + bias).max() <= k
+    assert _z(grad, se, exact).max() > 10 * k  # a bias of this size is detected with a wide margin
+
+
+def _influence_se(infl: np.ndarray) -> np.ndarray:
+    return np.asarray(infl.std(axis=0, ddof=1) / np.sqrt(infl.shape[0]))
+
+
+def test_self_normalised_is_consistent(rng: np.random.Generator) -> None:
+    # Self-normalised importance sampling is a ratio of means, biased by O(1/N). Its delta-method
+    # standard error is that of the mean of its influence function psi_i (computed below from the
+    # batch). The O(1/N) bias over the O(1/sqrt(N)) standard error is O(1/sqrt(N)) ~ 0.003 times
+    # a moment ratio of order 1 here (bounded ratios, see _nearby_behaviour), so the ordinary
+    # Bonferroni z-check still holds for it: the tolerance is k delta-method standard errors.
+    mdp = random_mdp(rng, S=5, A=3, successors=4, n_terminal=1, horizon=5, gamma=0.9, transition_rewards=True)
+    pi = random_policy(rng, mdp)
+    exact, J = pg.exact.gradient(mdp, pi), pg.exact.evaluate(mdp, pi).J
+    beta = _nearby_behaviour(pi, rng)
+    off = mdp.sample(beta, N_BIG, seed=21)
+    N, H, g = off.n, off.horizon, mdp.gamma
+    disc = g ** np.arange(H)
+    rho = pg.importance_weights(pi, beta, off)
+    c = pg.importance_weights(pi, beta, off, per_decision=True)  # past the end: the full ratio
+    m_t = c.mean(axis=0)
+    fam = Family()
+
+    # trajectory ratios: g = sum rho X / sum rho, influence (rho_i / rho_bar) (X_i - g)
+    for weights in ("reward_to_go", "return"):
+        est = pg.off_policy_gradient(pi, beta, off, weights=weights, per_decision=False, self_normalized=True,
+                                     per_trajectory=True)
+        rows = est.per_trajectory
+        assert rows is not None
+        infl = rows - (rho / rho.mean())[:, None] * est.grad.ravel()[None, :]
+        fam.add(f"SN trajectory {weights}", est.grad.ravel(), _influence_se(infl), exact.ravel())
+
+    # per-decision, reward-to-go: g = sum_t' B_t' with B_t' = mean_i(gamma^t' r c_t' Psi_t') / m_t',
+    # Psi_t' = sum_{t<=t'} grad log pi_t; influence rows_i - sum_t' (c_{i,t'} / m_t') B_t'
+    est = pg.off_policy_gradient(pi, beta, off, per_decision=True, self_normalized=True, per_trajectory=True)
+    assert est.per_trajectory is not None
+    B = []
+    for tp in range(H):
+        W = np.zeros((N, H))
+        W[:, : tp + 1] = (disc[tp] * off.rewards[:, tp] * c[:, tp] / m_t[tp])[:, None]
+        B.append(np.ravel(pg.score(pi, off, W)))
+    Bm = np.array(B)  # (H, n_params)
+    np.testing.assert_allclose(Bm.sum(axis=0), est.grad.ravel(), rtol=1e-10, atol=1e-12)
+    infl = est.per_trajectory - (c / m_t) @ Bm
+    fam.add("SN per-decision rtg", est.grad.ravel(), _influence_se(infl), exact.ravel())
+
+    # values: trajectory sum rho G / sum rho; per-decision sum_t mean(gamma^t r_t c_t) / m_t
+    G = off.returns()
+    v = pg.off_policy_value(pi, beta, off, per_decision=False, self_normalized=True)
+    fam.add("SN value trajectory", v.value, _influence_se((rho / rho.mean() * (G - v.value))[:, None]), J)
+    v = pg.off_policy_value(pi, beta, off, per_decision=True, self_normalized=True)
+    a = disc * off.rewards * c
+    v_t = a.mean(axis=0) / m_t
+    assert v.value == pytest.approx(v_t.sum(), rel=1e-12)
+    fam.add("SN value per-decision", v.value, _influence_se(((a - v_t * c) / m_t).sum(axis=1)[:, None]), J)
+    fam.check()
+
+
+# -- 2. variance reduction --------------------------------------------------------------------------
+
+
+def test_variance_reduction_measured(rng: np.random.Generator) -> None:
+    # An MDP where actions change nothing: P(s'|s, a) = P0(s'|s), R(s, a) = r(s) in (1, 2). Then
+    # each action a_t is independent of every other variable given s_t, so in the variance of
+    # sum_t w_t psi_t (psi_t = grad log pi(a_t|s_t), E[psi_t | s_t] = 0) every cross term t != t'
+    # vanishes for weights that do not depend on a_t (they cannot: a_t affects nothing), and
+    #   Var_j = sum_t E[ E[w_t^2 | s_t] E[psi_tj^2 | s_t] ]   (and grad J = 0).
+    # - return vs reward-to-go: w = G_0 = P_t + G_t with P_t = past rewards > 0, G_t > 0, so
+    #   E[G_0^2 | s_t] > E[G_t^2 | s_t]: strictly larger variance with return weights;
+    # - exact baseline: E[(G_t - b)^2 | s_t] is minimised by b = V_t(s_t) = E[G_t | s_t]; the
+    #   reduction E[V_t(s_t)^2 F(s_t)] > 0 since V > 0;
+    # - time baseline b_t ~ c_t = E[G_t]: reduction V^2 - (V - c)^2 = c (2 V - c) >= 0 because
+    #   V_t(s) / V_t(s') <= 2 when every reward lies in (1, 2) (plus an O(1/N) leave-one-out term).
+    # Measured on one batch: D_i = ||x_i^b - mean^b||^2 - ||x_i^a - mean^a||^2 (x the per-trajectory
+    # gradients) has mean Var_b - Var_a (total variances); it must exceed k of its standard errors
+    # (one-sided z-test, Bonferroni over the 3 claims).
+    S, A, H = 5, 3, 10
+    P0 = rng.dirichlet(np.ones(S), size=S)
+    P = np.repeat(P0[:, None, :], A, axis=1)
+    R = np.repeat(1.0 + rng.uniform(size=(S, 1)), A, axis=1)
+    mdp = pg.FiniteMDP(P, R, rng.dirichlet(np.ones(S)), horizon=H)
+    pi = random_policy(rng, mdp)
+    assert np.abs(pg.exact.gradient(mdp, pi)).max() < 1e-12  # actions do not matter
+    traj = mdp.sample(pi, 50_000, seed=31)
+    N = traj.n
+
+    def run(**kw: Any) -> tuple[float, np.ndarray]:
+        est = pg.policy_gradient(pi, traj, per_trajectory=True, **kw)
+        rows = est.per_trajectory
+        assert rows is not None
+        total = float(N * (est.stderr**2).sum())  # total variance from the estimator's own stderr
+        sq = ((rows - rows.mean(axis=0)) ** 2).sum(axis=1)
+        assert total == pytest.approx(sq.sum() / (N - 1), rel=1e-9)
+        return total, sq
+
+    k = _k_one_sided(3)
+    v_ret, sq_ret = run(weights="return")
+    v_rtg, sq_rtg = run()
+    v_exact, sq_exact = run(baseline="exact")
+    v_time, sq_time = run(baseline="time")
+    for label, (va, sa), (vb, sb) in [
+        ("reward-to-go < return", (v_rtg, sq_rtg), (v_ret, sq_ret)),
+        ("exact baseline < none", (v_exact, sq_exact), (v_rtg, sq_rtg)),
+        ("time baseline < none", (v_time, sq_time), (v_rtg, sq_rtg)),
+    ]:
+        D = sb - sa
+        zstat = D.mean() / (D.std(ddof=1) / np.sqrt(N))
+        assert zstat > k, f"{label}: total variances {va:.4g} vs {vb:.4g} (ratio {va / vb:.3f}), z = {zstat:.2f} <= {k:.2f}"
+
+
+# -- 3. fused == two-step ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("baseline", [None, "exact", "fitted"])
+@pytest.mark.parametrize("kind", ["tabular", "linear"])
+def test_fused_equals_two_step(rng: np.random.Generator, kind: str, baseline: Any, threads: int) -> None:
+    # Same seed, same trajectories, same per-trajectory gradients: only the order of the final
+    # summation over trajectories differs. Reordering a sum of N terms moves it by about
+    # sqrt(N) eps times the RMS term (worst case N eps); with N = 20000 that is ~3e-14 of the
+    # RMS per-trajectory gradient, so 1e-12 of the RMS is a 30x margin.
+    mdp = random_mdp(rng, S=6, A=3, successors=4, n_terminal=2, horizon=6, gamma=0.9, transition_rewards=True)
+    pi = _policy(kind, mdp, rng)
+    n, seed = 20_000, 77
+    b: Any = baseline
+    if baseline == "fitted":
+        b = pg.ValueBaseline(6, 6).fit(mdp.sample(pi, 2000, seed=1))
+    traj = mdp.sample(pi, n, seed=seed)
+    for weights in ("reward_to_go", "return"):
+        two = pg.policy_gradient(pi, traj, weights=weights, baseline=b, threads=threads, per_trajectory=True)
+        fused = pg.policy_gradient(pi, mdp=mdp, n=n, seed=seed, weights=weights, baseline=b, threads=threads)
+        assert fused.n == two.n == n and fused.per_trajectory is None
+        rows = two.per_trajectory
+        assert rows is not None
+        rms = np.sqrt((rows**2).mean(axis=0)).reshape(two.grad.shape)
+        assert (np.abs(fused.grad - two.grad) <= 1e-12 * rms).all(), np.abs(fused.grad - two.grad).max()
+        G = traj.returns()
+        assert abs(fused.value - two.value) <= 1e-12 * np.sqrt((G**2).mean())
+        # stderr^2 = (sumsq - n mean^2) / (n (n - 1)): reordering moves sumsq by ~sqrt(N) eps sumsq,
+        # a relative ~sqrt(N) eps (1 + mean^2 / var) ~ 1e-13 of the variance here (mean^2 < var)
+        np.testing.assert_allclose(fused.stderr, two.stderr, rtol=1e-9, atol=0)
+        assert fused.value_stderr == pytest.approx(two.value_stderr, rel=1e-9)
+
+
+# -- 4. hand-computed cases ---------------------------------------------------------------------------
+
+
+def _tiny() -> tuple[pg.FiniteMDP, pg.TabularSoftmax, pg.Trajectories]:
+    """Three states (state 2 terminal), two actions, H = 3, gamma = 0.5, and a hand-written batch:
+    episode 0 runs to the horizon, 1 enters the terminal state at step 1, 2 at step 0."""
+    P = np.zeros((3, 2, 3))
+    P[0, 0] = [0.5, 0.3, 0.2]
+    P[0, 1] = [0.1, 0.6, 0.3]
+    P[1, 0] = [0.2, 0.2, 0.6]
+    P[1, 1] = [0.7, 0.3, 0.0]
+    P[2, :, 2] = 1.0
+    R = np.array([[1.0, 2.0], [3.0, -1.0], [0.0, 0.0]])
+    mdp = pg.FiniteMDP(P, R, [0.6, 0.4, 0.0], horizon=3, gamma=0.5, terminal=[False, False, True])
+    pi = pg.TabularSoftmax(3, 2, theta=[[0.2, -0.3], [1.0, 0.0], [0.0, 0.0]])
+    states = np.array([[0, 1, 0], [1, 0, -1], [0, -1, -1]], dtype=np.int32)
+    actions = np.array([[1, 0, 0], [1, 0, -1], [1, -1, -1]], dtype=np.int32)
+    rewards = np.array([[2.0, 3.0, 1.0], [-1.0, 1.0, 0.0], [2.0, 0.0, 0.0]])
+    lengths = np.array([3, 2, 1], dtype=np.int32)
+    finals = np.array([1, 2, 2], dtype=np.int32)
+    return mdp, pi, pg.Trajectories(mdp, states, actions, rewards, lengths, finals)
+
+
+def _psi(pi: pg.SoftmaxPolicy, s: int, a: int) -> np.ndarray:
+    """grad_theta log pi(a|s) from its definition, in the shape of theta."""
+    probs = pi.probs()
+    if isinstance(pi, pg.LinearSoftmax):
+        phi = pi.features
+        out: np.ndarray = phi[s, a] - probs[s] @ phi[s]
+        return out
+    g = np.zeros((pi.n_states, pi.n_actions))
+    g[s] -= probs[s]
+    g[s, a] += 1.0
+    return g
+
+
+def _hand_rows(pi: pg.SoftmaxPolicy, traj: pg.Trajectories, W: np.ndarray) -> np.ndarray:
+    """Per-trajectory sum_{t < len} W[i, t] grad log pi(a_t|s_t), (N, n_params), by loops."""
+    rows = np.zeros((traj.n, pi.n_params))
+    for i in range(traj.n):
+        for t in range(int(traj.lengths[i])):
+            rows[i] += W[i, t] * _psi(pi, int(traj.states[i, t]), int(traj.actions[i, t])).ravel()
+    return rows
+
+
+def _hand_grad(pi: pg.SoftmaxPolicy, traj: pg.Trajectories, W: np.ndarray) -> np.ndarray:
+    return _hand_rows(pi, traj, W).mean(axis=0).reshape(pi.theta.shape)
+
+
+def _close(a: Any, b: Any) -> None:
+    np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)
+
+
+def test_reward_to_go_weights_by_hand() -> None:
+    mdp, pi, traj = _tiny()
+    # G_t = r_t + 0.5 G_{t+1}: [2 + .5(3 + .5 * 1), 3 + .5 * 1, 1], [-1 + .5 * 1, 1], [2]
+    _close(traj.reward_to_go(), [[3.75, 3.5, 1.0], [-0.5, 1.0, 0.0], [2.0, 0.0, 0.0]])
+    _close(traj.returns(), [3.75, -0.5, 2.0])
+    # reward-to-go weights gamma^t G_t
+    W_rtg = np.array([[3.75, 1.75, 0.25], [-0.5, 0.5, 0.0], [2.0, 0.0, 0.0]])
+    est = pg.policy_gradient(pi, traj, per_trajectory=True)
+    _close(est.grad, _hand_grad(pi, traj, W_rtg))
+    assert est.per_trajectory is not None
+    _close(est.per_trajectory, _hand_rows(pi, traj, W_rtg))
+    _close(est.per_trajectory.mean(axis=0), est.grad.ravel())
+    _close(est.stderr.ravel(), est.per_trajectory.std(axis=0, ddof=1) / np.sqrt(3))
+    assert est.n == 3 and est.value == pytest.approx((3.75 - 0.5 + 2.0) / 3, rel=1e-15)
+    assert est.value_stderr == pytest.approx(np.std([3.75, -0.5, 2.0], ddof=1) / np.sqrt(3), rel=1e-12)
+    # return weights G_i at every step
+    W_ret = np.array([[3.75] * 3, [-0.5] * 3, [2.0] * 3])
+    _close(pg.policy_gradient(pi, traj, weights="return").grad, _hand_grad(pi, traj, W_ret))
+    # gamma = 1 overrides the MDP's 0.5: G_t = [6, 4, 1], [0, 1], [2]
+    W_1 = np.array([[6.0, 4.0, 1.0], [0.0, 1.0, 0.0], [2.0, 0.0, 0.0]])
+    est1 = pg.policy_gradient(pi, traj, gamma=1.0)
+    _close(est1.grad, _hand_grad(pi, traj, W_1))
+    assert est1.value == pytest.approx(8.0 / 3, rel=1e-15)
+
+
+def test_baselines_by_hand() -> None:
+    mdp, pi, traj = _tiny()
+    # mean (leave-one-out, return weights): b = mean return of the other two = .75, 2.875, 1.625
+    W = np.array([[3.0] * 3, [-3.375] * 3, [0.375] * 3])
+    _close(pg.policy_gradient(pi, traj, weights="return", baseline="mean").grad, _hand_grad(pi, traj, W))
+    # mean with reward-to-go weights: gamma^t (G_t - b_i)
+    G = traj.reward_to_go()
+    disc = 0.5 ** np.arange(3)
+    b = np.array([0.75, 2.875, 1.625])
+    _close(pg.policy_gradient(pi, traj, baseline="mean").grad, _hand_grad(pi, traj, disc * (G - b[:, None])))
+    # time: mean reward-to-go at t of the other episodes still running at t (0 when none):
+    # t=0: (5.25 - G)/2; t=1: episodes 0, 1 -> 1.0, 3.5; t=2: only episode 0 -> 0
+    W = np.array([[3.75 - 0.75, 0.5 * (3.5 - 1.0), 0.25 * 1.0], [-0.5 - 2.875, 0.5 * (1.0 - 3.5), 0.0],
+                  [2.0 - 1.625, 0.0, 0.0]])
+    _close(pg.policy_gradient(pi, traj, baseline="time").grad, _hand_grad(pi, traj, W))
+    # exact: b_t = V_t(s_t); return weights: b = V_0(s_0)
+    V = pg.exact.evaluate(mdp, pi).V
+    bV = np.where(traj.mask, V[np.arange(3)[None, :], np.where(traj.mask, traj.states, 0)], 0.0)
+    _close(pg.policy_gradient(pi, traj, baseline="exact").grad, _hand_grad(pi, traj, disc * (G - bV)))
+    W = np.repeat((traj.returns() - V[0, traj.states[:, 0]])[:, None], 3, axis=1)
+    _close(pg.policy_gradient(pi, traj, weights="return", baseline="exact").grad, _hand_grad(pi, traj, W))
+    # tabular ValueBaseline: mean reward-to-go of the visits to (t, s); unvisited -> mean at t
+    vb = pg.ValueBaseline(3, 3).fit(traj)
+    _close(vb.values(), [[2.875, -0.5, 1.75], [1.0, 3.5, 2.25], [1.0, 1.0, 1.0]])
+    bT = np.where(traj.mask, vb.values()[np.arange(3)[None, :], np.where(traj.mask, traj.states, 0)], 0.0)
+    _close(pg.policy_gradient(pi, traj, baseline=vb).grad, _hand_grad(pi, traj, disc * (G - bT)))
+    # a fitted baseline applies as a table with return weights too: b = b_0(s_0)
+    W = np.repeat((traj.returns() - vb.values()[0, traj.states[:, 0]])[:, None], 3, axis=1)
+    _close(pg.policy_gradient(pi, traj, weights="return", baseline=vb).grad, _hand_grad(pi, traj, W))
+
+
+def test_cross_fitting_definition(rng: np.random.Generator) -> None:
+    # An unfitted ValueBaseline is cross-fitted: even episodes weighted with a baseline fitted on
+    # the odd ones and vice versa; per-trajectory rows in the batch's order.
+    mdp = random_mdp(rng, S=5, A=3, successors=3, n_terminal=1, horizon=6, gamma=0.9)
+    pi = random_policy(rng, mdp)
+    traj = mdp.sample(pi, 501, seed=3)
+    psi = rng.normal(size=(5, 2))
+    for features in (None, psi):
+        est = pg.policy_gradient(pi, traj, baseline=pg.ValueBaseline(5, 6, features=features), per_trajectory=True,
+                                 threads=1)
+        rows = np.zeros((traj.n, pi.n_params))
+        for own, other in ((0, 1), (1, 0)):
+            idx, jdx = np.arange(own, traj.n, 2), np.arange(other, traj.n, 2)
+            half = [pg.Trajectories(mdp, traj.states[x], traj.actions[x], traj.rewards[x], traj.lengths[x],
+                                    traj.final_states[x]) for x in (idx, jdx)]
+            vb = pg.ValueBaseline(5, 6, features=features).fit(half[1])
+            part = pg.policy_gradient(pi, half[0], baseline=vb, per_trajectory=True, threads=1)
+            assert part.per_trajectory is not None
+            rows[idx] = part.per_trajectory
+        assert est.per_trajectory is not None
+        np.testing.assert_allclose(est.per_trajectory, rows, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(est.grad.ravel(), rows.mean(axis=0), rtol=1e-12, atol=1e-13)
+
+
+def test_linear_value_baseline_is_least_squares(rng: np.random.Generator) -> None:
+    # b_t(s) = psi(s) . w + c_t fitted to the reward-to-go: compare with numpy's lstsq on the design
+    # [psi(s_t), one-hot(t)] (ridge = 0, full column rank).
+    mdp = random_mdp(rng, S=6, A=2, successors=3, n_terminal=1, horizon=5, gamma=0.9)
+    pi = random_policy(rng, mdp)
+    traj = mdp.sample(pi, 400, seed=5)
+    psi = rng.normal(size=(6, 3))
+    vb = pg.ValueBaseline(6, 5, features=psi, ridge=0.0).fit(traj)
+    mask = traj.mask
+    t_idx = np.broadcast_to(np.arange(5), mask.shape)[mask]
+    X = np.hstack([psi[traj.states[mask]], np.eye(5)[t_idx]])
+    coef = np.linalg.lstsq(X, traj.reward_to_go()[mask], rcond=None)[0]
+    expected = coef[3:][:, None] + (psi @ coef[:3])[None, :]
+    np.testing.assert_allclose(vb.values(), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_log_likelihood_by_hand() -> None:
+    mdp, pi, traj = _tiny()
+    lp = np.log(pi.probs())
+    log = np.log
+    expected = [
+        log(0.6) + lp[0, 1] + log(0.6) + lp[1, 0] + log(0.2) + lp[0, 0] + log(0.3),
+        log(0.4) + lp[1, 1] + log(0.7) + lp[0, 0] + log(0.2),
+        log(0.6) + lp[0, 1] + log(0.3),
+    ]
+    _close(pg.log_likelihood(mdp, pi, traj), expected)
+    policy_only = [lp[0, 1] + lp[1, 0] + lp[0, 0], lp[1, 1] + lp[0, 0], lp[0, 1]]
+    _close(pg.log_likelihood(mdp, pi, traj, dynamics=False), policy_only)
+    # an impossible transition (P(2 | 1, 1) = 0) has log-likelihood -inf
+    bad = pg.Trajectories(mdp, np.array([[1, -1, -1]], np.int32), np.array([[1, -1, -1]], np.int32),
+                          np.array([[-1.0, 0.0, 0.0]]), np.array([1], np.int32), np.array([2], np.int32))
+    assert pg.log_likelihood(mdp, pi, bad)[0] == -np.inf
+    assert pg.log_likelihood(mdp, pi, bad, dynamics=False)[0] == pytest.approx(lp[1, 1], rel=1e-15)
+
+
+@pytest.mark.parametrize("kind", ["tabular", "linear"])
+def test_score_with_explicit_weights_by_hand(rng: np.random.Generator, kind: str) -> None:
+    mdp, tab, traj = _tiny()
+    pi: pg.SoftmaxPolicy = tab
+    if kind == "linear":
+        pi = pg.LinearSoftmax(rng.normal(size=(3, 2, N_FEATURES)), theta=rng.normal(size=N_FEATURES))
+    W = np.array([[0.7, -1.2, 2.5], [3.0, 0.4, np.nan], [-0.9, np.inf, 1e300]])  # past the end: ignored
+    grad, rows = pg.score(pi, traj, W, per_trajectory=True)
+    assert grad.shape == pi.theta.shape and rows.shape == (3, pi.n_params)
+    Wc = np.where(traj.mask, W, 0.0)
+    if kind == "tabular":
+        # (e_{s,a} - pi(.|s)) w summed per episode, divided by N, written out for episode 2 alone
+        probs = pi.probs()
+        row2 = np.zeros((3, 2))
+        row2[0] = -0.9 * (np.array([0.0, 1.0]) - probs[0])
+        _close(rows[2].reshape(3, 2), row2)
+    else:
+        assert isinstance(pi, pg.LinearSoftmax)
+        phi, probs = pi.features, pi.probs()
+        _close(rows[2], -0.9 * (phi[0, 1] - probs[0] @ phi[0]))
+    _close(rows, _hand_rows(pi, traj, Wc))
+    _close(grad, _hand_grad(pi, traj, Wc))
+    _close(rows.mean(axis=0), grad.ravel())
+    _close(pg.score(pi, traj, W), grad)  # without per_trajectory: the gradient alone
+
+
+@pytest.mark.parametrize("kind", ["tabular", "linear"])
+def test_per_trajectory_rows_mean_is_grad(rng: np.random.Generator, kind: str) -> None:
+    mdp = random_mdp(rng, S=5, A=3, successors=3, n_terminal=1, horizon=6, gamma=0.9)
+    pi = _policy(kind, mdp, rng)
+    traj = mdp.sample(pi, 3000, seed=9)
+    for kw in ({}, {"weights": "return"}, {"baseline": "mean"}, {"baseline": "time"}, {"baseline": "exact"},
+               {"baseline": pg.ValueBaseline(5, 6)}):
+        est = pg.policy_gradient(pi, traj, per_trajectory=True, **kw)
+        rows = est.per_trajectory
+        assert rows is not None and rows.shape == (traj.n, pi.n_params)
+        np.testing.assert_allclose(rows.mean(axis=0), est.grad.ravel(), rtol=1e-11, atol=1e-13)
+        np.testing.assert_allclose(rows.std(axis=0, ddof=1) / np.sqrt(traj.n), est.stderr.ravel(), rtol=1e-8)
+        # threads change only the summation order
+        other = pg.policy_gradient(pi, traj, threads=3, **kw)
+        np.testing.assert_allclose(other.grad, est.grad, rtol=1e-11, atol=1e-13)
+
+
+def _tiny_behaviour() -> pg.TabularSoftmax:
+    return pg.TabularSoftmax(3, 2, theta=[[-0.5, 0.4], [0.2, 0.3], [0.0, 0.0]])
+
+
+def test_importance_weights_by_hand() -> None:
+    mdp, pi, traj = _tiny()
+    beta = _tiny_behaviour()
+    p, b = pi.probs(), beta.probs()
+    r = [p[s, a] / b[s, a] for s, a in [(0, 1), (1, 0), (0, 0), (1, 1)]]  # the distinct (s, a) ratios
+    r01, r10, r00, r11 = r
+    cum = np.array([[r01, r01 * r10, r01 * r10 * r00], [r11, r11 * r00, r11 * r00], [r01, r01, r01]])
+    _close(pg.importance_weights(pi, beta, traj), cum[:, -1])
+    _close(pg.importance_weights(pi, beta, traj, per_decision=True), cum)
+    logged = _logged_log_probs(beta, traj, pad=0.0)
+    _close(pg.importance_weights(pi, logged, traj, per_decision=True), cum)
+    np.testing.assert_array_equal(pg.importance_weights(pi, pi, traj, per_decision=True), np.ones((3, 3)))
+
+
+@pytest.mark.parametrize("self_normalized", [False, True])
+@pytest.mark.parametrize("per_decision", [False, True])
+@pytest.mark.parametrize("weights", ["reward_to_go", "return"])
+def test_off_policy_by_hand(weights: Any, per_decision: bool, self_normalized: bool) -> None:
+    mdp, pi, traj = _tiny()
+    beta = _tiny_behaviour()
+    c = pg.importance_weights(pi, beta, traj, per_decision=True)  # checked by hand above
+    rho = c[:, -1]
+    disc = 0.5 ** np.arange(3)
+    r, G_t, G = traj.rewards, traj.reward_to_go(), traj.returns()
+    mask = traj.mask
+    if not per_decision:
+        rr = rho / rho.mean() if self_normalized else rho
+        W = rr[:, None] * (disc * G_t if weights == "reward_to_go" else G[:, None])
+        value = rr * G
+    else:
+        cc = c / c.mean(axis=0) if self_normalized else c  # per-step normalisation
+        dr = disc * r * cc
+        W = np.array([[dr[i, t:].sum() for t in range(3)] for i in range(3)])  # sum_{t'>=t} g^t' r c
+        if weights == "return":
+            W += cc * np.array([[(disc * r)[i, :t].sum() for t in range(3)] for i in range(3)])
+        value = dr.sum(axis=1)
+    W = np.where(mask, W, 0.0)
+    est = pg.off_policy_gradient(pi, beta, traj, weights=weights, per_decision=per_decision,
+                                 self_normalized=self_normalized, per_trajectory=True)
+    _close(est.grad, _hand_grad(pi, traj, W))
+    assert est.per_trajectory is not None
+    _close(est.per_trajectory, _hand_rows(pi, traj, W))
+    assert est.value == pytest.approx(value.mean(), rel=1e-13)
+    assert est.value_stderr == pytest.approx(value.std(ddof=1) / np.sqrt(3), rel=1e-12)
+    assert est.ess == pytest.approx(rho.sum() ** 2 / (rho**2).sum(), rel=1e-13)
+    v = pg.off_policy_value(pi, beta, traj, per_decision=per_decision, self_normalized=self_normalized)
+    # off_policy_value is the return estimate: the same per-trajectory values for both weights
+    assert v.value == pytest.approx(value.mean(), rel=1e-13)
+    assert v.stderr == pytest.approx(value.std(ddof=1) / np.sqrt(3), rel=1e-12)
+    assert v.ess == pytest.approx(est.ess, rel=1e-15)
+    # the same from logged behaviour log-probabilities (padding ignored)
+    logged = _logged_log_probs(beta, traj, pad=np.nan)
+    other = pg.off_policy_gradient(pi, logged, traj, weights=weights, per_decision=per_decision,
+                                   self_normalized=self_normalized)
+    np.testing.assert_array_equal(other.grad, pg.off_policy_gradient(
+        pi, beta, traj, weights=weights, per_decision=per_decision, self_normalized=self_normalized).grad)
+
+
+@pytest.mark.parametrize("gamma", [1.0, 0.9])
+@pytest.mark.parametrize("kind", ["tabular", "linear"])
+def test_off_policy_with_behaviour_equal_to_target_is_on_policy(rng: np.random.Generator, kind: str, gamma: float) -> None:
+    # All ratios are exp(0) = 1: the off-policy weights are the on-policy ones. Trajectory ratios
+    # reproduce them bit for bit (same arithmetic, one thread), and so do per-decision
+    # reward-to-go weights at gamma = 1 (the same backward sums). Otherwise the sums are
+    # associated differently (gamma^t' r_t' summed forwards vs gamma^t G_t backwards; prefix +
+    # suffix for the return): each weight within 2 H eps sum_t |r_t|, each step's score within
+    # max |psi|, so the mean gradient within H * 2 H eps max_i sum_t |r_it| max |psi| (x 10).
+    mdp = random_mdp(rng, S=5, A=3, successors=3, n_terminal=1, horizon=6, gamma=gamma, transition_rewards=True)
+    pi = _policy(kind, mdp, rng)
+    traj = mdp.sample(pi, 2000, seed=13)
+    logged = _logged_log_probs(pi, traj)
+    H = mdp.horizon
+    psi_max = 2.0 * float(np.abs(pi.features).max()) if isinstance(pi, pg.LinearSoftmax) else 2.0
+    atol = 10 * 2 * H * H * EPS * float(np.abs(traj.rewards).sum(axis=1).max()) * psi_max
+    for weights in ("reward_to_go", "return"):
+        on = pg.policy_gradient(pi, traj, weights=weights, threads=1)
+        for per_decision in (False, True):
+            for behaviour in (pi, logged):
+                off = pg.off_policy_gradient(pi, behaviour, traj, weights=weights, per_decision=per_decision,
+                                             threads=1)
+                if not per_decision or (gamma == 1.0 and weights == "reward_to_go"):
+                    np.testing.assert_array_equal(off.grad, on.grad)
+                    np.testing.assert_array_equal(off.stderr, on.stderr)
+                else:
+                    np.testing.assert_allclose(off.grad, on.grad, rtol=0, atol=atol)
+                    np.testing.assert_allclose(off.stderr, on.stderr, rtol=1e-9)
+                assert off.ess == traj.n  # (sum 1)^2 / sum 1 = N exactly
+                assert off.value == pytest.approx(on.value, rel=1e-12, abs=1e-14)
+                assert off.value_stderr == pytest.approx(on.value_stderr, rel=1e-9)
+            v = pg.off_policy_value(pi, pi, traj, per_decision=per_decision)
+            assert v.ess == traj.n and v.value == pytest.approx(on.value, rel=1e-12, abs=1e-14)
+    np.testing.assert_array_equal(pg.importance_weights(pi, pi, traj), np.ones(traj.n))
+
+
+# -- 5. rejected inputs ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small(rng: np.random.Generator) -> tuple[pg.FiniteMDP, pg.TabularSoftmax, pg.Trajectories]:
+    mdp = random_mdp(rng, S=4, A=3, successors=3, n_terminal=1, horizon=5)
+    pi = random_policy(rng, mdp)
+    return mdp, pi, mdp.sample(pi, 50, seed=0)
+
+
+def test_bad_explicit_weights(small: Any) -> None:
+    _, pi, traj = small
+    N, H = traj.rewards.shape
+    for shape in ((N, H + 1), (N,), (N - 1, H), (H, N)):
+        with pytest.raises(ValueError, match="weights must have shape"):
+            pg.score(pi, traj, np.ones(shape))
+    for bad in (np.nan, np.inf):
+        W = np.ones((N, H))
+        W[3, 0] = bad  # step 0 is always a real step
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            pg.score(pi, traj, W)
+    with pytest.raises(TypeError, match="weights"):
+        pg.score(pi, traj, np.full((N, H), "x"))
+
+
+def test_behaviour_with_zero_probability_on_a_logged_action(small: Any) -> None:
+    mdp, pi, traj = small
+    # behaviour logits -1e6 below the others on one logged action: softmax gives it probability 0
+    s, a = int(traj.states[0, 0]), int(traj.actions[0, 0])
+    theta = np.zeros((mdp.n_states, mdp.n_actions))
+    theta[s, a] = -1e6
+    beta = pg.TabularSoftmax(mdp.n_states, mdp.n_actions, theta=theta)
+    assert beta.probs()[s, a] == 0.0
+    for call in (lambda: pg.importance_weights(pi, beta, traj),
+                 lambda: pg.importance_weights(pi, beta, traj, per_decision=True),
+                 lambda: pg.off_policy_gradient(pi, beta, traj),
+                 lambda: pg.off_policy_value(pi, beta, traj)):
+        with pytest.raises(ValueError, match="zero probability"):
+            call()
+
+
+def test_logged_behaviour_log_probs_rejected(small: Any) -> None:
+    _, pi, traj = small
+    logged = _logged_log_probs(pi, traj, pad=0.0)
+    zero = logged.copy()
+    zero[2, 0] = -np.inf  # log 0 on a logged action
+    with pytest.raises(ValueError, match="zero probability"):
+        pg.off_policy_gradient(pi, zero, traj)
+    with pytest.raises(ValueError, match="zero probability"):
+        pg.off_policy_value(pi, zero, traj)
+    nan = logged.copy()
+    nan[1, 0] = np.nan
+    with pytest.raises(ValueError, match="behaviour|behavior"):
+        pg.importance_weights(pi, nan, traj)
+    positive = logged.copy()
+    positive[0, 0] = 0.5  # a log-probability above 0
+    with pytest.raises(ValueError, match="<= 0"):
+        pg.off_policy_gradient(pi, positive, traj)
+    for bad in (logged[:, :-1], logged[:-1], logged.ravel(), logged[..., None]):
+        with pytest.raises(ValueError, match="shape"):
+            pg.off_policy_gradient(pi, bad, traj)
+        with pytest.raises(ValueError, match="shape"):
+            pg.importance_weights(pi, bad, traj)
+
+
+def test_policy_and_batch_of_different_sizes(small: Any, rng: np.random.Generator) -> None:
+    mdp, pi, traj = small
+    other_S = pg.TabularSoftmax(mdp.n_states + 1, mdp.n_actions)
+    other_A = pg.LinearSoftmax(rng.normal(size=(mdp.n_states, mdp.n_actions + 1, 2)))
+    W = np.ones(traj.rewards.shape)
+    for bad in (other_S, other_A):
+        for call in (lambda: pg.policy_gradient(bad, traj),
+                     lambda: pg.policy_gradient(bad, mdp=mdp, n=10, seed=0),
+                     lambda: pg.score(bad, traj, W),
+                     lambda: pg.log_likelihood(mdp, bad, traj),
+                     lambda: pg.importance_weights(bad, pi, traj),
+                     lambda: pg.importance_weights(pi, bad, traj),
+                     lambda: pg.off_policy_gradient(bad, pi, traj),
+                     lambda: pg.off_policy_gradient(pi, bad, traj),
+                     lambda: pg.off_policy_value(pi, bad, traj)):
+            with pytest.raises(ValueError, match="sized for|n_states"):
+                call()
+    # a ValueBaseline for another MDP size or horizon
+    for vb in (pg.ValueBaseline(mdp.n_states + 1, mdp.horizon), pg.ValueBaseline(mdp.n_states, mdp.horizon + 1)):
+        with pytest.raises(ValueError, match="ValueBaseline is for"):
+            pg.policy_gradient(pi, traj, baseline=vb)
+        with pytest.raises(ValueError, match="baseline is for"):
+            vb.fit(traj)
+
+
+def test_bad_baselines_and_weights(small: Any) -> None:
+    mdp, pi, traj = small
+    with pytest.raises(ValueError, match="time"):
+        pg.policy_gradient(pi, traj, weights="return", baseline="time")
+    for bad in ("avg", "Mean", ""):
+        with pytest.raises(ValueError, match="baseline must be"):
+            pg.policy_gradient(pi, traj, baseline=bad)
+    with pytest.raises(TypeError, match="baseline must be"):
+        pg.policy_gradient(pi, traj, baseline=1.0)
+    for bad_w in ("rtg", "returns", None):
+        with pytest.raises(ValueError, match="weights must be"):
+            pg.policy_gradient(pi, traj, weights=bad_w)  # type: ignore[arg-type]
+    one = mdp.sample(pi, 1, seed=0)
+    with pytest.raises(ValueError, match="at least 2"):
+        pg.policy_gradient(pi, one, baseline="mean")
+    with pytest.raises(ValueError, match="at least 2"):
+        pg.policy_gradient(pi, one, baseline=pg.ValueBaseline(mdp.n_states, mdp.horizon))
+    with pytest.raises(ValueError, match="not fitted"):
+        pg.ValueBaseline(mdp.n_states, mdp.horizon).values()
+    with pytest.raises(ValueError, match="gamma"):
+        pg.policy_gradient(pi, traj, gamma=1.5)
+
+
+def test_bad_fused_calls(small: Any) -> None:
+    mdp, pi, traj = small
+    for b in ("mean", "time"):
+        with pytest.raises(ValueError, match="whole batch"):
+            pg.policy_gradient(pi, mdp=mdp, n=100, seed=0, baseline=b)
+    with pytest.raises(ValueError, match="fitted ValueBaseline"):
+        pg.policy_gradient(pi, mdp=mdp, n=100, seed=0, baseline=pg.ValueBaseline(mdp.n_states, mdp.horizon))
+    with pytest.raises(ValueError, match="per_trajectory"):
+        pg.policy_gradient(pi, mdp=mdp, n=100, seed=0, per_trajectory=True)
+    with pytest.raises(ValueError, match="not both"):
+        pg.policy_gradient(pi, traj, mdp=mdp, n=100, seed=0)
+    with pytest.raises(ValueError, match="mdp=, n="):
+        pg.policy_gradient(pi, mdp=mdp)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        pg.policy_gradient(pi, mdp=mdp, n=0, seed=0)
+    with pytest.raises(TypeError, match="mdp must be"):
+        pg.policy_gradient(pi, mdp=traj, n=10, seed=0)  # type: ignore[arg-type]
+
+
+def test_non_policy_and_non_batch_arguments(small: Any) -> None:
+    mdp, pi, traj = small
+    W = np.ones(traj.rewards.shape)
+    logits = pi.theta.copy()
+    for call in (lambda: pg.policy_gradient(logits, traj),  # type: ignore[arg-type]
+                 lambda: pg.policy_gradient(logits, mdp=mdp, n=10, seed=0),  # type: ignore[arg-type]
+                 lambda: pg.score(logits, traj, W),  # type: ignore[arg-type]
+                 lambda: pg.log_likelihood(mdp, logits, traj),  # type: ignore[arg-type]
+                 lambda: pg.importance_weights(logits, pi, traj),  # type: ignore[arg-type]
+                 lambda: pg.off_policy_gradient(logits, pi, traj),  # type: ignore[arg-type]
+                 lambda: pg.off_policy_value(logits, pi, traj)):  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="policy|target"):
+            call()
+    for call_ in (lambda: pg.policy_gradient(pi, traj.states),  # type: ignore[arg-type]
+                 lambda: pg.score(pi, traj.states, W),  # type: ignore[arg-type]
+                 lambda: pg.log_likelihood(mdp, pi, traj.states),  # type: ignore[arg-type]
+                 lambda: pg.off_policy_gradient(pi, pi, traj.states),  # type: ignore[arg-type]
+                 lambda: pg.ValueBaseline(mdp.n_states, mdp.horizon).fit(traj.states)):  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="Trajectories"):
+            call_()
+    with pytest.raises(TypeError, match="mdp must be"):
+        pg.log_likelihood(traj, pi, traj)  # type: ignore[arg-type]
+
+
+ENTRIES = ["policy_gradient", "policy_gradient cross-fitted", "score", "log_likelihood", "importance_weights",
+           "off_policy_gradient", "off_policy_value", "ValueBaseline.fit"]
+
+
+def _call_on_bad_batch(entry: str, field: str, value: int) -> None:
+    """Calls `entry` on the tiny batch with one real step's state or action replaced by `value`."""
+    mdp, pi, traj = _tiny()
+    arrays = {"states": traj.states.copy(), "actions": traj.actions.copy()}
+    arrays[field][0, 1] = value  # a real step (episode 0 has length 3)
+    bad = pg.Trajectories(mdp, arrays["states"], arrays["actions"], traj.rewards.copy(), traj.lengths.copy(),
+                          traj.final_states.copy())
+    beta = _tiny_behaviour()
+    calls: dict[str, Any] = {
+        "policy_gradient": lambda: pg.policy_gradient(pi, bad),
+        "policy_gradient cross-fitted": lambda: pg.policy_gradient(pi, bad, baseline=pg.ValueBaseline(3, 3)),
+        "score": lambda: pg.score(pi, bad, np.ones((3, 3))),
+        "log_likelihood": lambda: pg.log_likelihood(mdp, pi, bad),
+        "importance_weights": lambda: pg.importance_weights(pi, beta, bad),
+        "off_policy_gradient": lambda: pg.off_policy_gradient(pi, beta, bad),
+        "off_policy_value": lambda: pg.off_policy_value(pi, beta, bad),
+        "ValueBaseline.fit": lambda: pg.ValueBaseline(3, 3).fit(bad),
+    }
+    calls[entry]()
+
+
+@pytest.mark.parametrize("bad_state", [7, -2])
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_out_of_range_states_in_a_hand_made_batch(entry: str, bad_state: int) -> None:
+    with pytest.raises(ValueError, match="state"):
+        _call_on_bad_batch(entry, "states", bad_state)
+
+
+@pytest.mark.parametrize("bad_action", [2, -2])
+@pytest.mark.parametrize("entry", [e for e in ENTRIES if e != "ValueBaseline.fit"])  # the fit reads no actions
+def test_out_of_range_actions_in_a_hand_made_batch(entry: str, bad_action: int) -> None:
+    with pytest.raises(ValueError, match="action"):
+        _call_on_bad_batch(entry, "actions", bad_action)
