@@ -114,18 +114,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"{'iter':>6} {'J (batch)':>12} {'+-se':>9} {'J exact':>10} {'% opt':>7} {'|grad|':>10} {'Msteps/s':>9}")
     every = args.eval_every
 
-    def show(it: int, rec: dict[str, float]) -> None:
+    def show(it: int, rec: dict[str, float]) -> bool:
         if it % every and it != 1 and it != args.iterations:
-            return
+            return False
         je = rec["J_exact"]
         pct = f"{100 * je / optimal.J:6.1f}%" if optimal.J > 0 and je == je else "      "
         print(f"{it:>6} {rec['J_estimate']:>12.5f} {rec['J_stderr']:>9.5f} {je:>10.5f} {pct:>7} {rec['grad_norm']:>10.4g} "
               f"{rec['steps_per_s'] / 1e6:>9.1f}", flush=True)
+        return False
 
     t0 = time.perf_counter()
     hist = pg.train(mdp, pi, optimizer=opt, iterations=args.iterations, batch=args.batch, seed=args.seed,
                     weights=weights, baseline=baseline, eval_every=every, threads=args.threads,
-                    progress=False, callback=lambda it, rec: show(it, rec) and None)
+                    progress=False, callback=show)
     dt = time.perf_counter() - t0
     J = pg.exact.evaluate(mdp, pi).J
     print(f"trained in {dt:.2f} s")

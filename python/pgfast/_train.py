@@ -46,10 +46,13 @@ class History:
             raise KeyError(f"unknown field {field!r}; fields are {FIELDS}")
         return np.array([r[field] for r in self.records], dtype=np.float64)
 
-    def to_records(self) -> np.recarray:
+    def to_records(self) -> np.recarray[Any, Any]:
         """A NumPy record array with one row per iteration."""
-        arr = np.rec.fromarrays([self[f] for f in FIELDS], names=list(FIELDS))
-        return arr
+        dtype = np.dtype([(f, np.float64) for f in FIELDS])
+        arr = np.zeros(len(self), dtype=dtype)
+        for f in FIELDS:
+            arr[f] = self[f]
+        return arr.view(np.recarray)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict: ``{"meta": {...}, field: [values...]}`` (JSON-safe; NaN becomes None)."""

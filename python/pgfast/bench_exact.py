@@ -323,7 +323,9 @@ def finite_horizon_numpy(tb: ReferenceTables, theta: FloatArray, gamma: float, m
     return ExactResult(float(tb.mu0 @ V[0]), V[:H], Q, Adv, d, d.sum(axis=0), grad)
 
 
-def _discounted_fields(tb: ReferenceTables, probs: FloatArray, gamma: float, V: FloatArray, rho: FloatArray) -> ExactResult:
+def _discounted_fields(
+    tb: ReferenceTables, probs: FloatArray, gamma: float, V: FloatArray, rho: FloatArray
+) -> ExactResult:
     S, A = tb.n_states, tb.n_actions
     if tb.P_live is not None:
         PV = tb.P_live @ V
@@ -417,7 +419,9 @@ def _refined_solve(op: Any, b: FloatArray) -> FloatArray:
     return out
 
 
-def discounted_high_precision(tb: ReferenceTables, theta: FloatArray, gamma: float) -> tuple[ExactResult, dict[str, float]]:
+def discounted_high_precision(
+    tb: ReferenceTables, theta: FloatArray, gamma: float
+) -> tuple[ExactResult, dict[str, float]]:
     r"""The solutions the sides are checked against: GMRES plus iterative refinement
     (:func:`_refined_solve`), with certified errors from the final residuals r:
     :math:`\|V - V^*\|_\infty \le \|r\|_\infty / (1-\gamma)` since :math:`\|P_\pi\|_\infty \le 1`, and
@@ -560,11 +564,16 @@ def _time_round_robin(calls: dict[str, _Call], repeats: int, blas: _Blas) -> Non
 PGFAST_CONFIGS = {"pgfast/1T": 1, "pgfast/default": None}  # threads=None: every usable core
 
 
-def _pgfast_fn(mdp: pg.FiniteMDP, pi: pg.TabularSoftmax, objective: str, kwargs: dict[str, Any]) -> Callable[[], tuple[pg_exact.Evaluation, FloatArray]]:
+PgfastOutput = tuple[pg_exact.Evaluation, FloatArray]
+
+
+def _pgfast_fn(
+    mdp: pg.FiniteMDP, pi: pg.TabularSoftmax, objective: str, kwargs: dict[str, Any]
+) -> Callable[[], PgfastOutput]:
     """The timed pgfast call: ``evaluate`` then ``gradient`` (``pg.exact`` has no combined call)."""
     obj: Any = objective
 
-    def call() -> tuple[pg_exact.Evaluation, FloatArray]:
+    def call() -> PgfastOutput:
         ev = pg_exact.evaluate(mdp, pi, obj, **kwargs)
         g = pg_exact.gradient(mdp, pi, obj, **kwargs)
         return ev, g
@@ -599,7 +608,7 @@ def _thread_configs(quick: bool) -> tuple[int, ...]:
 
 
 def _add_pgfast_calls(calls: dict[str, _Call], mdp: pg.FiniteMDP, pi: pg.TabularSoftmax, objective: str,
-                      kwargs: dict[str, Any]) -> dict[str, Callable[[], tuple[pg_exact.Evaluation, FloatArray]]]:
+                      kwargs: dict[str, Any]) -> dict[str, Callable[[], PgfastOutput]]:
     fns = {}
     for name, threads in PGFAST_CONFIGS.items():
         fns[name] = _pgfast_fn(mdp, pi, objective, {**kwargs, "threads": threads})
@@ -608,7 +617,7 @@ def _add_pgfast_calls(calls: dict[str, _Call], mdp: pg.FiniteMDP, pi: pg.Tabular
 
 
 def _check_agreement(
-    row: dict[str, Any], pg_fns: dict[str, Callable[[], tuple[pg_exact.Evaluation, FloatArray]]],
+    row: dict[str, Any], pg_fns: dict[str, Callable[[], PgfastOutput]],
     references: dict[str, ExactResult],
 ) -> None:
     """pgfast (every thread setting) against every reference method: J and gradient."""
@@ -864,6 +873,13 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _load_average() -> float:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover - not Unix
+        return float("nan")
+
+
 def main(argv: Sequence[str] | None = None, *, default_json: Path | None = DEFAULT_JSON,
          prog: str = "python -m pgfast.bench_exact") -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0] if __doc__ else None)
@@ -887,11 +903,15 @@ def main(argv: Sequence[str] | None = None, *, default_json: Path | None = DEFAU
         f"pgfast {info['pgfast']} | numpy {info['numpy']} | scipy {info['scipy']} | python {info['python']} | "
         f"{info['cpu']} ({info['usable_cpus']} usable CPUs) | malloc: {'reuse freed memory' if reused else 'default'}"
     )
+    load_before = _load_average()
     t0 = time.perf_counter()
     rows = run(quick=args.quick, reuse_memory=False)
     elapsed = time.perf_counter() - t0
+    load_after = _load_average()
     print(format_table(rows))
-    print(f"\n({elapsed:.1f} s)")
+    print(f"\n({elapsed:.1f} s; 1-minute load average {load_before:.2f} before, {load_after:.2f} after: "
+          "other work on the machine shows up in the timings)")
+    info["load_average_1min"] = {"before": load_before, "after": load_after}
 
     result = {
         "benchmark": "exact",

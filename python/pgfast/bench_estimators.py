@@ -1,0 +1,612 @@
+"""Estimator benchmark: a REINFORCE iteration in pgfast against vectorised NumPy, same run.
+
+    python -m pgfast.bench_estimators [--quick] [--json PATH]     # installed package
+    python bench/bench_estimators.py [--quick]                    # source tree: saves bench/results/estimators.json
+
+One iteration (issue 4, item 7) samples N trajectories and forms the REINFORCE gradient with
+reward-to-go weights and the leave-one-out time baseline,
+w_{i,t} = gamma^t (G_{i,t} - b_{i,t}), b_{i,t} = (sum_j G_{j,t} - G_{i,t}) / (count_t - 1) over the
+trajectories still running at t. Workloads: the sampler benchmark's (``benchmarks.frozenlake``:
+FrozenLake 8x8 slippery, H = 200; ``benchmarks.random_mdp``: S = 500, A = 8, 10 successors,
+H = 100), at N = 1024 and 16384, with a tabular softmax policy (N(0, 1) logits) and a linear one
+(p = 16 features N(0, 1) of shape (S, A, p), theta N(0, 0.1^2)).
+
+Timed per case, interleaved round-robin after warm-up calls, best of the repeats (medians in the
+JSON):
+
+- ``numpy``: :func:`numpy_iteration`, one thread: softmax in NumPy, ``_reference.sample_numpy``
+  (its fastest method, ``"auto"``; MDP-level ``SamplerTables`` built before timing, like pgfast's
+  tables built with the ``FiniteMDP``), then :func:`numpy_gradient`;
+- ``stored``: ``mdp.sample(pi, N, seed=, threads=1)`` then
+  ``pg.policy_gradient(pi, traj, weights="reward_to_go", baseline="time", threads=1)``;
+- ``fused_1t`` / ``fused_2t``: ``pg.policy_gradient(pi, mdp=mdp, n=N, seed=, threads=1 | 2)``
+  (baseline None: the fused estimator keeps no batch, so it cannot form batch baselines);
+- ``sample``: ``mdp.sample(pi, N, seed=, threads=1)`` alone.
+
+pgfast's estimators also accumulate per-trajectory sums of squares (the ``stderr`` of every
+coordinate); the NumPy yardstick computes the gradient and the mean return only.
+
+Checks (the run fails otherwise): :func:`numpy_gradient` on a pgfast batch equals
+``pg.policy_gradient(..., baseline="time")`` on it (relative 1e-9, max-norm); the fused estimator
+equals the stored one with baseline None for the same seed, and on 1 and 2 threads (1e-9); and
+the NumPy, stored and fused estimates, pooled over at least ``CHECK_TRAJECTORIES`` trajectories,
+agree with ``pg.exact.gradient`` (||g - g*||^2 <= AGREE_T x the summed variances) and the mean
+return with ``pg.exact.evaluate(...).J`` (within AGREE_SE standard errors).
+
+Targets (one thread): fused >= 2x NumPy at N = 16384 and >= 4x at N = 1024; fused no slower than
+sampling alone; stored >= 1.3x NumPy at N = 16384 and >= 3x at N = 1024; fused on 2 threads
+>= 1.8x its one-thread speed.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # the NumPy yardstick is single-threaded (its BLAS calls are tiny)
+
+import argparse
+import datetime
+import gc
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+import pgfast as pg
+from pgfast import _reference as ref
+from pgfast import exact as pg_exact
+from pgfast.benchmarks import frozenlake, machine_info, random_mdp, reuse_freed_memory
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int32]
+
+SIZES = (1024, 16384)
+POLICIES = ("tabular", "linear")
+N_FEATURES = 16
+THETA_SCALE = 0.1  # linear policy: theta ~ N(0, THETA_SCALE^2)
+TARGET_FUSED_VS_NUMPY = {1024: 4.0, 16384: 2.0}
+TARGET_STORED_VS_NUMPY = {1024: 3.0, 16384: 1.3}
+TARGET_FUSED_VS_SAMPLE = 1.0
+TARGET_2T_VS_1T = 1.8
+EXACT_RTOL = 1e-9  # deterministic comparisons (same trajectories), relative to the max-norm
+AGREE_T = 9.0  # ||g_pooled - g*||^2 <= AGREE_T * sum of the variances (expected 1)
+AGREE_SE = 5.0  # mean return against the exact J
+CHECK_TRAJECTORIES = {False: 65536, True: 16384}  # pooled per side for the statistical check (quick: True)
+WARMUP = {False: 2, True: 1}
+REPEATS = {False: 15, True: 3}
+FLAT_BELOW = 0.5  # numpy_gradient works on the real steps only when they fill less of the (N, H) batch
+TRANSPOSE_BLOCK = 512  # trajectories per block of the cache-blocked transposes
+DEFAULT_JSON: Path | None = None  # bench/bench_estimators.py saves to bench/results/estimators.json
+
+VARIANTS = ("numpy", "stored", "fused_1t", "fused_2t", "sample")
+INFO_VARIANTS = ("numpy_sample", "pgfast_score")  # full runs only: the parts of the iterations
+
+
+# -- the NumPy yardstick ------------------------------------------------------------------------
+
+
+def softmax_numpy(z: FloatArray) -> FloatArray:
+    """pi(a|s) from logits (S, A), the row maximum subtracted (column loops: A is small)."""
+    S, A = z.shape
+    m = z[:, 0].copy()
+    for a in range(1, A):
+        np.maximum(m, z[:, a], out=m)
+    e: FloatArray = z - m[:, None]
+    np.exp(e, out=e)
+    e /= e.sum(axis=1, keepdims=True)
+    return e
+
+
+def numpy_probs(theta: FloatArray, features: FloatArray | None) -> FloatArray:
+    """The policy table from the parameters: tabular (theta (S, A)) or linear (features (S, A, p))."""
+    if features is None:
+        return softmax_numpy(theta)
+    S, A, p = features.shape
+    return softmax_numpy((features.reshape(S * A, p) @ theta).reshape(S, A))
+
+
+def _transposed(a: NDArray[Any], dtype: type[np.generic]) -> NDArray[Any]:
+    """``a.T`` (H, N) as a C-contiguous copy of ``dtype``, in blocks of trajectories: a plain
+    ``a.T.copy()`` of a 13 MB batch is 2x slower (cache misses on the strided side)."""
+    n, h = a.shape
+    out = np.empty((h, n), dtype=dtype)
+    for i in range(0, n, TRANSPOSE_BLOCK):
+        out[:, i : i + TRANSPOSE_BLOCK] = a[i : i + TRANSPOSE_BLOCK].T
+    return out
+
+
+def _time_baseline(sum_t: FloatArray, lengths: IntArray, n: int, gamma: float) -> tuple[FloatArray, FloatArray]:
+    """(alpha_t, beta_t) with w_{i,t} = alpha_t G_{i,t} - beta_t for the leave-one-out time baseline:
+    b_{i,t} = (sum_t - G_{i,t}) / (count_t - 1), 0 when no other trajectory runs at t."""
+    h = sum_t.size
+    count = n - np.cumsum(np.bincount(lengths, minlength=h + 1))[:h].astype(np.float64)  # running at t
+    others = count - 1.0
+    inv = np.divide(1.0, others, out=np.zeros(h), where=others > 0.0)
+    gpow = gamma ** np.arange(h, dtype=np.float64)
+    return gpow * (1.0 + inv), gpow * sum_t * inv
+
+
+def _weight_sums_dense(
+    states: IntArray, actions: IntArray, rewards: FloatArray, lengths: IntArray, n_states: int, n_actions: int,
+    gamma: float,
+) -> tuple[FloatArray, float]:
+    """c(s, a) = sum of the weights of the steps (s, a), and the summed returns, over the whole
+    (N, H) batch, time-major: blocked transposes, the reward-to-go recursion over the H rows,
+    one ``bincount``. Padding (state and action -1) goes to a dropped bin."""
+    n, h = rewards.shape
+    A = n_actions
+    G = _transposed(rewards, np.float64)  # (H, N)
+    if gamma == 1.0:
+        for t in range(h - 2, -1, -1):
+            G[t] += G[t + 1]
+    else:
+        for t in range(h - 2, -1, -1):
+            G[t] += gamma * G[t + 1]
+    total = float(G[0].sum())
+    alpha, beta = _time_baseline(G.sum(axis=1), lengths, n, gamma)
+    G *= alpha[:, None]
+    G -= beta[:, None]
+    code = states * A
+    code += actions
+    padded = bool(lengths.min() < h)
+    if padded:
+        code += A + 1  # padding -1 * A - 1 -> bin 0; real pairs from A + 1
+    shift = A + 1 if padded else 0
+    c = np.bincount(_transposed(code, np.intp).ravel(), weights=G.ravel(), minlength=n_states * A + shift)
+    return c[shift:].astype(np.float64, copy=False), total
+
+
+def _weight_sums_flat(
+    states: IntArray, actions: IntArray, rewards: FloatArray, lengths: IntArray, n_states: int, n_actions: int
+) -> tuple[FloatArray, float]:
+    """The same for gamma = 1 on the real steps only (``states >= 0``), flattened trajectory by
+    trajectory: the reward-to-go is a suffix sum of the flat rewards minus the suffix sum after the
+    trajectory, sum_t and the weights by ``bincount`` and gathers over the step index t."""
+    n, h = rewards.shape
+    real = states >= 0
+    r = rewards[real]
+    code = states[real] * n_actions
+    code += actions[real]
+    L = lengths.astype(np.intp)
+    ends = np.cumsum(L)
+    starts = ends - L
+    t = np.arange(r.size) - np.repeat(starts, L)
+    suffix = np.cumsum(r[::-1])[::-1]
+    after = np.append(suffix, 0.0)[ends]
+    G = suffix - np.repeat(after, L)
+    total = float(suffix[0]) if r.size else 0.0
+    sum_t = np.bincount(t, weights=G, minlength=h).astype(np.float64, copy=False)
+    alpha, beta = _time_baseline(sum_t, lengths, n, 1.0)
+    G *= alpha[t]
+    G -= beta[t]
+    c = np.bincount(code, weights=G, minlength=n_states * n_actions).astype(np.float64, copy=False)
+    return c, total
+
+
+def numpy_gradient(
+    states: IntArray,
+    actions: IntArray,
+    rewards: FloatArray,
+    lengths: IntArray,
+    probs: FloatArray,
+    features: FloatArray | None,
+    gamma: float,
+) -> tuple[FloatArray, float]:
+    r"""REINFORCE with reward-to-go and the leave-one-out time baseline on a padded batch, in NumPy:
+    ``(gradient in theta's shape, mean return)``.
+
+    The softmax score is :math:`\nabla z(s,a) - \sum_{a'}\pi(a'|s)\nabla z(s,a')`, so the batch
+    gradient in logit coordinates is :math:`g_z(s,a) = (c(s,a) - C(s)\pi(a|s)) / N` with
+    :math:`c(s,a)` the summed weights of the steps (s, a) (one ``np.bincount`` over the codes
+    ``s*A + a``) and :math:`C(s) = \sum_a c(s,a)`; a linear policy's gradient is
+    :math:`\Phi^\top g_z`. Two layouts give the weight sums, the faster taken per batch: the
+    real steps flattened (:func:`_weight_sums_flat`, gamma = 1 and less than ``FLAT_BELOW`` of
+    the (N, H) cells real: FrozenLake, ~14 %: 9.6 against 39 ms at N = 16384) or the whole batch
+    time-major (:func:`_weight_sums_dense`: the random MDP, ~7 ms at N = 16384, where the flat
+    layout takes 27 ms and the plain (N, H) layout with a reversed ``cumsum`` 12 ms).
+    """
+    n, h = rewards.shape
+    S, A = probs.shape
+    steps = int(lengths.sum(dtype=np.int64))
+    if gamma == 1.0 and steps < FLAT_BELOW * n * h:
+        c, total = _weight_sums_flat(states, actions, rewards, lengths, S, A)
+    else:
+        c, total = _weight_sums_dense(states, actions, rewards, lengths, S, A, gamma)
+    cz = c.reshape(S, A)
+    gz = cz - cz.sum(axis=1, keepdims=True) * probs
+    gz /= n
+    if features is None:
+        return gz, total / n
+    p = features.shape[2]
+    grad: FloatArray = features.reshape(S * A, p).T @ gz.ravel()
+    return grad, total / n
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a timed call keeps: the gradient (theta's shape), its standard errors (pgfast only),
+    the mean return and its standard error (pgfast only)."""
+
+    grad: FloatArray
+    stderr: FloatArray | None
+    value: float
+    value_stderr: float | None
+
+
+def numpy_iteration(
+    mdp: pg.FiniteMDP,
+    tables: ref.SamplerTables,
+    theta: FloatArray,
+    features: FloatArray | None,
+    n: int,
+    seed: int,
+) -> Estimate:
+    """One REINFORCE iteration in NumPy: policy table, ``sample_numpy`` (method ``"auto"``),
+    :func:`numpy_gradient`."""
+    probs = numpy_probs(theta, features)
+    st, ac, rw, ln, _ = ref.sample_numpy(mdp, probs, n, np.random.default_rng(seed), tables=tables)
+    grad, value = numpy_gradient(st, ac, rw, ln, probs, features, mdp.gamma)
+    return Estimate(grad, None, value, None)
+
+
+def _from_pg(res: pg.PolicyGradient) -> Estimate:
+    return Estimate(res.grad, res.stderr, res.value, res.value_stderr)
+
+
+# -- one case -----------------------------------------------------------------------------------
+
+
+def make_policy(mdp: pg.FiniteMDP, kind: str) -> tuple[pg.TabularSoftmax | pg.LinearSoftmax, FloatArray | None]:
+    """The benchmark's policy on ``mdp``: (policy, features or None)."""
+    S, A = mdp.n_states, mdp.n_actions
+    if kind == "tabular":
+        return pg.TabularSoftmax(S, A, theta=np.random.default_rng(1).normal(size=(S, A))), None
+    if kind == "linear":
+        phi = np.random.default_rng(2).normal(size=(S, A, N_FEATURES))
+        theta = np.random.default_rng(3).normal(scale=THETA_SCALE, size=N_FEATURES)
+        pi = pg.LinearSoftmax(phi, theta)
+        return pi, np.ascontiguousarray(pi.features)
+    raise ValueError(f"unknown policy kind {kind!r}")
+
+
+Call = Callable[[int], Estimate | None]
+
+
+def _rel(x: FloatArray, y: FloatArray) -> float:
+    """max |x - y| / max |y| (the plain difference when y is 0)."""
+    scale = float(np.abs(y).max()) if y.size else 0.0
+    diff = float(np.abs(x - y).max()) if y.size else 0.0
+    return diff / scale if scale > 0.0 else diff
+
+
+def _pooled(estimates: list[Estimate], variance_from: list[Estimate]) -> tuple[FloatArray, FloatArray, float, float]:
+    """Mean over equal-size batches, and the variance of that mean from the stderrs of
+    ``variance_from`` (pgfast's; the NumPy yardstick is the same estimator, so its variance too):
+    (grad, var (theta's shape), value, value variance)."""
+    g = np.mean([e.grad for e in estimates], axis=0)
+    v = float(np.mean([e.value for e in estimates]))
+    k = len(estimates)
+    se2 = np.mean([np.square(e.stderr) for e in variance_from if e.stderr is not None], axis=0) / k
+    vse2 = float(np.mean([e.value_stderr**2 for e in variance_from if e.value_stderr is not None])) / k
+    return g, se2, v, vse2
+
+
+def _bench_case(
+    key: str, mdp: pg.FiniteMDP, tables: ref.SamplerTables, kind: str, n: int, quick: bool
+) -> dict[str, Any]:
+    pi, features = make_policy(mdp, kind)
+    theta = pi.theta.copy()
+
+    def numpy_call(seed: int) -> Estimate:
+        return numpy_iteration(mdp, tables, theta, features, n, seed)
+
+    def stored_call(seed: int) -> Estimate:
+        traj = mdp.sample(pi, n, seed=seed, threads=1)
+        return _from_pg(pg.policy_gradient(pi, traj, weights="reward_to_go", baseline="time", threads=1))
+
+    def fused_call(threads: int) -> Call:
+        def call(seed: int) -> Estimate:
+            return _from_pg(pg.policy_gradient(pi, mdp=mdp, n=n, seed=seed, threads=threads))
+
+        return call
+
+    def sample_call(seed: int) -> None:
+        mdp.sample(pi, n, seed=seed, threads=1)
+
+    calls: dict[str, Call] = {
+        "numpy": numpy_call,
+        "stored": stored_call,
+        "fused_1t": fused_call(1),
+        "fused_2t": fused_call(2),
+        "sample": sample_call,
+    }
+    if not quick:
+        fixed = mdp.sample(pi, n, seed=7, threads=1)
+
+        def numpy_sample_call(seed: int) -> None:
+            ref.sample_numpy(mdp, numpy_probs(theta, features), n, np.random.default_rng(seed), tables=tables)
+
+        def score_call(seed: int) -> None:
+            pg.policy_gradient(pi, fixed, weights="reward_to_go", baseline="time", threads=1)
+
+        calls["numpy_sample"] = numpy_sample_call
+        calls["pgfast_score"] = score_call
+
+    # -- timing: warm-up, then round-robin rounds, each call timed alone
+    for call in calls.values():
+        for _ in range(WARMUP[quick]):
+            call(0)
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    kept: dict[str, list[Estimate]] = {"numpy": [], "stored": [], "fused_1t": []}
+    gc.collect()
+    repeats = REPEATS[quick]
+    for r in range(repeats):
+        seed = 1000 + r
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            out = call(seed)
+            seconds[name].append(time.perf_counter() - t0)
+            if name in kept and out is not None:
+                kept[name].append(out)
+            del out
+    # untimed batches until each side pools CHECK_TRAJECTORIES trajectories
+    r = repeats
+    while r * n < CHECK_TRAJECTORIES[quick]:
+        for name in kept:
+            out = calls[name](1000 + r)
+            assert out is not None
+            kept[name].append(out)
+        r += 1
+
+    # -- checks
+    checks: dict[str, Any] = {}
+    traj = mdp.sample(pi, n, seed=11, threads=1)
+    steps_per_run = float(traj.lengths.mean()) * n
+    pg_time = pg.policy_gradient(pi, traj, weights="reward_to_go", baseline="time", threads=1)
+    np_grad, np_value = numpy_gradient(
+        traj.states, traj.actions, traj.rewards, traj.lengths, numpy_probs(theta, features), features, mdp.gamma
+    )
+    checks["numpy_vs_stored_same_batch"] = max(_rel(np_grad, pg_time.grad), _rel(np.array([np_value]), np.array([pg_time.value])))
+    pg_none = pg.policy_gradient(pi, traj, weights="reward_to_go", baseline=None, threads=1)
+    f1 = pg.policy_gradient(pi, mdp=mdp, n=n, seed=11, threads=1)
+    f2 = pg.policy_gradient(pi, mdp=mdp, n=n, seed=11, threads=2)
+    checks["fused_vs_stored_none_same_seed"] = max(_rel(f1.grad, pg_none.grad), _rel(f1.stderr, pg_none.stderr))
+    checks["fused_1t_vs_2t"] = max(_rel(f2.grad, f1.grad), _rel(f2.stderr, f1.stderr))
+    del traj
+    exact_ok = all(v <= EXACT_RTOL for v in checks.values())
+
+    g_star = np.asarray(pg_exact.gradient(mdp, pi, "finite_horizon"))
+    J_star = float(pg_exact.evaluate(mdp, pi, "finite_horizon").J)
+    stat: dict[str, dict[str, float]] = {}
+    for name, var_from in (("numpy", "stored"), ("stored", "stored"), ("fused_1t", "fused_1t")):
+        g, se2, v, vse2 = _pooled(kept[name], kept[var_from])
+        denom = float(se2.sum())
+        T = float(np.square(g - g_star).sum()) / denom if denom > 0 else float("inf")
+        z_value = abs(v - J_star) / np.sqrt(vse2) if vse2 > 0 else (0.0 if v == J_star else float("inf"))
+        stat[name] = {
+            "trajectories": float(len(kept[name]) * n),
+            "T": T,
+            "value": v,
+            "value_z": float(z_value),
+            "rel_error": _rel(g, g_star),
+        }
+    stat_ok = all(s["T"] <= AGREE_T and s["value_z"] <= AGREE_SE for s in stat.values())
+
+    # -- ratios (speed = 1 / best time)
+    timings = {
+        name: {
+            "best_seconds": min(ts),
+            "median_seconds": float(np.median(ts)),
+            "repeats": len(ts),
+        }
+        for name, ts in seconds.items()
+    }
+    best = {name: t["best_seconds"] for name, t in timings.items()}
+    fused_vs_numpy = best["numpy"] / best["fused_1t"]
+    stored_vs_numpy = best["numpy"] / best["stored"]
+    fused_vs_sample = best["sample"] / best["fused_1t"]
+    fused_2t_vs_1t = best["fused_1t"] / best["fused_2t"]
+    return {
+        "workload": key,
+        "policy": kind,
+        "n": n,
+        "n_params": pi.n_params,
+        "horizon": mdp.horizon,
+        "steps_per_run": steps_per_run,
+        "numpy_method": ref.auto_method(tables, n),
+        "timings": timings,
+        "ratio_fused_vs_numpy": fused_vs_numpy,
+        "ratio_stored_vs_numpy": stored_vs_numpy,
+        "ratio_fused_vs_sample": fused_vs_sample,
+        "ratio_fused_2t_vs_1t": fused_2t_vs_1t,
+        "target_fused_vs_numpy": TARGET_FUSED_VS_NUMPY[n],
+        "target_stored_vs_numpy": TARGET_STORED_VS_NUMPY[n],
+        "target_fused_vs_sample": TARGET_FUSED_VS_SAMPLE,
+        "target_fused_2t_vs_1t": TARGET_2T_VS_1T,
+        "pass_fused_vs_numpy": fused_vs_numpy >= TARGET_FUSED_VS_NUMPY[n],
+        "pass_stored_vs_numpy": stored_vs_numpy >= TARGET_STORED_VS_NUMPY[n],
+        "pass_fused_vs_sample": fused_vs_sample >= TARGET_FUSED_VS_SAMPLE,
+        "pass_fused_2t_vs_1t": fused_2t_vs_1t >= TARGET_2T_VS_1T,
+        "exact_checks": checks,
+        "statistical_checks": stat,
+        "exact_J": J_star,
+        "agree": exact_ok and stat_ok,
+    }
+
+
+def run(quick: bool = False, *, reuse_memory: bool = True) -> list[dict[str, Any]]:
+    """Run every workload, policy and size; one dict per row (the JSON's ``rows``).
+
+    ``quick``: 1 warm-up call and 3 repeats, no breakdown calls, 16,384 pooled trajectories for
+    the statistical check (a smoke test). ``reuse_memory`` calls
+    :func:`pgfast.benchmarks.reuse_freed_memory` first (process-wide, glibc only). Raises
+    AssertionError if a check fails: then the sides did not compute the same estimator.
+    """
+    if reuse_memory:
+        reuse_freed_memory()
+    rows: list[dict[str, Any]] = []
+    for key, mdp in (("frozenlake", frozenlake()), ("random", random_mdp())):
+        tables = ref.SamplerTables(mdp)
+        for kind in POLICIES:
+            for n in SIZES:
+                rows.append(_bench_case(key, mdp, tables, kind, n, quick))
+    bad = [f"{r['workload']} {r['policy']} N={r['n']}: {_agree_note(r)}" for r in rows if not r["agree"]]
+    if bad:
+        print(format_table(rows), file=sys.stderr)
+        raise AssertionError("estimators disagree: " + " | ".join(bad))
+    return rows
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def _agree_note(r: dict[str, Any]) -> str:
+    c = r["exact_checks"]
+    s = r["statistical_checks"]
+    stat = ", ".join(f"{k} T {v['T']:.2f} J z {v['value_z']:.1f}" for k, v in s.items())
+    return (
+        f"same batch NumPy/stored {c['numpy_vs_stored_same_batch']:.1e}, fused/stored(None) "
+        f"{c['fused_vs_stored_none_same_seed']:.1e}, fused 1T/2T {c['fused_1t_vs_2t']:.1e}; "
+        f"vs exact ({s['numpy']['trajectories']:,.0f} traj.): {stat}"
+    )
+
+
+def _ms(seconds: float) -> str:
+    ms = seconds * 1e3
+    return f"{ms:7.2f}" if ms < 100 else f"{ms:7.1f}"
+
+
+def _ratio(r: dict[str, Any], name: str) -> str:
+    return (
+        f"{r['ratio_' + name]:6.2f} {'>=' + format(r['target_' + name], 'g'):>5}"
+        f" {'PASS' if r['pass_' + name] else 'FAIL':4}"
+    )
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    head = (
+        f"{'workload':<10} {'N':>6} {'policy':<7} | {'NumPy':>7} {'stored':>7} {'fused1T':>7} {'fused2T':>7}"
+        f" {'sample':>7} | {'fused/NumPy':<16} | {'stored/NumPy':<16} | {'fused/sample':<16} | {'fused 2T/1T':<16}"
+    )
+    lines = [
+        "milliseconds per iteration (best of the repeats), one thread unless 2T; ratios of speeds"
+        " (time of the slower / time of the faster)",
+        head,
+        "-" * len(head),
+    ]
+    for r in rows:
+        t = {k: v["best_seconds"] for k, v in r["timings"].items()}
+        lines.append(
+            f"{r['workload']:<10} {r['n']:>6} {r['policy']:<7} |"
+            f" {_ms(t['numpy'])} {_ms(t['stored'])} {_ms(t['fused_1t'])} {_ms(t['fused_2t'])} {_ms(t['sample'])} |"
+            f" {_ratio(r, 'fused_vs_numpy')} | {_ratio(r, 'stored_vs_numpy')} |"
+            f" {_ratio(r, 'fused_vs_sample')} | {_ratio(r, 'fused_2t_vs_1t')}"
+        )
+    if any("numpy_sample" in r["timings"] for r in rows):
+        lines += [
+            "",
+            "breakdown (ms): NumPy = sample + estimator; pgfast stored = sample + estimator; fused extra = fused 1T - sample",
+            f"{'workload':<10} {'N':>6} {'policy':<7} {'steps/run':>10} | {'np sample':>9} {'np est':>7}"
+            f" | {'pg sample':>9} {'pg est':>7} {'(score)':>7} | {'fused extra':>11}",
+        ]
+        for r in rows:
+            t = {k: v["best_seconds"] for k, v in r["timings"].items()}
+            if "numpy_sample" not in t:
+                continue
+            lines.append(
+                f"{r['workload']:<10} {r['n']:>6} {r['policy']:<7} {r['steps_per_run']:>10,.0f} |"
+                f" {_ms(t['numpy_sample']):>9} {_ms(t['numpy'] - t['numpy_sample'])}"
+                f" | {_ms(t['sample']):>9} {_ms(t['stored'] - t['sample'])} {_ms(t['pgfast_score'])}"
+                f" | {_ms(t['fused_1t'] - t['sample']):>11}"
+            )
+    lines += [
+        "",
+        f"checks (same batch: relative max-norm <= {EXACT_RTOL:g}; vs exact: T = ||g - g*||^2 / sum var <= {AGREE_T:g},"
+        f" mean return within {AGREE_SE:g} se of J):",
+    ]
+    for r in rows:
+        lines.append(f"  {r['workload']:<10} {r['policy']:<7} N={r['n']:<6} {_agree_note(r)}")
+    return "\n".join(lines)
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    default_json: Path | None = DEFAULT_JSON,
+    prog: str = "python -m pgfast.bench_estimators",
+) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument(
+        "--quick", action="store_true", help="1 warm-up, 3 repeats, no breakdown, smaller statistical check: a smoke test"
+    )
+    parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="leave glibc's malloc as it is (freed outputs go back to the kernel: page faults timed)",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=default_json,
+        help=f"where to save the results as JSON (default: {default_json or 'not saved'})",
+    )
+    args = parser.parse_args(argv)
+
+    info = machine_info()
+    reused = False if args.default_malloc else reuse_freed_memory()
+    print(
+        f"pgfast {info['pgfast']} | numpy {info['numpy']} | python {info['python']} | "
+        f"{info['cpu']} ({info['usable_cpus']} usable CPUs) | "
+        f"malloc: {'reuse freed memory' if reused else 'default'}"
+    )
+    t0 = time.perf_counter()
+    rows = run(quick=args.quick, reuse_memory=False)
+    elapsed = time.perf_counter() - t0
+    print(format_table(rows))
+    print(f"\n({elapsed:.1f} s)")
+
+    result = {
+        "benchmark": "estimators",
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([prog, *(argv if argv is not None else sys.argv[1:])]),
+        "quick": args.quick,
+        "machine": info,
+        "protocol": {
+            "timer": f"time.perf_counter around one call; calls interleaved round-robin after "
+            f"{WARMUP[args.quick]} warm-up call(s) each",
+            "statistic": "best (min) seconds over the repeats; medians also recorded; ratios of best times",
+            "iteration": "sample N trajectories + reward-to-go + leave-one-out time baseline + gradient",
+            "numpy": "numpy_iteration: NumPy softmax, _reference.sample_numpy (method 'auto'), numpy_gradient; one thread",
+            "stored": "mdp.sample(pi, N, seed=, threads=1) + pg.policy_gradient(pi, traj, weights='reward_to_go', "
+            "baseline='time', threads=1)",
+            "fused": "pg.policy_gradient(pi, mdp=mdp, n=N, seed=, threads=1 or 2), baseline None",
+            "sample": "mdp.sample(pi, N, seed=, threads=1)",
+            "setup": "per-call policy tables inside the timed calls; MDP-level tables built before timing "
+            "(pgfast: with the FiniteMDP; NumPy: SamplerTables)",
+            "checks": f"same batch: numpy_gradient vs stored pgfast, fused vs stored with baseline None, fused 1T vs 2T "
+            f"within {EXACT_RTOL:g} relative; pooled estimates vs pg.exact.gradient: ||g - g*||^2 <= {AGREE_T:g} x summed "
+            f"variances (pgfast's stderrs), mean return within {AGREE_SE:g} se of the exact J",
+            "memory": "glibc malloc keeps freed memory (as the sampler benchmark)" if reused else "default allocator",
+        },
+        "targets": {
+            "fused_vs_numpy": TARGET_FUSED_VS_NUMPY,
+            "stored_vs_numpy": TARGET_STORED_VS_NUMPY,
+            "fused_vs_sample": TARGET_FUSED_VS_SAMPLE,
+            "fused_2t_vs_1t": TARGET_2T_VS_1T,
+        },
+        "rows": rows,
+    }
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2, default=float) + "\n")
+        print(f"saved {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
