@@ -628,7 +628,8 @@ void bind_estimators(py::module_& m) {
         {
           py::gil_scoped_release release;
           ok = simulate(mdp, probs.data(), n, seed, threads,
-                        [&](int w) { return est::SinkRef<est::FusedSink<kLanes>>{sinks[w].get()}; }, stop);
+                        [&](int w) { return est::SinkRef<est::FusedSink<kLanes>>{sinks[w].get()}; }, stop,
+                        /*static_split=*/true);
         }
         if (!ok) throw py::error_already_set();
         std::vector<double> sum(static_cast<std::size_t>(np), 0.0), sumsq(static_cast<std::size_t>(np), 0.0);

@@ -208,8 +208,8 @@ inline bool score_batch(const std::int32_t* states, const std::int32_t* actions,
                         const PolicyTables& pol, const WeightSpec& spec, int threads, StopToken& stop,
                         BatchResult& out, double* per_traj) {
   const std::int64_t np = pol.n_params();
-  BlockQueue queue(N, 64);
-  threads = std::max(1, std::min<int>(threads, static_cast<int>(queue.n_blocks())));
+  threads = std::max(1, std::min<int>(threads, static_cast<int>((N + 63) / 64)));
+  BlockQueue queue(N, 64, threads);  // static split: the same sums on every run
   std::vector<TrajectoryScorer> scorers;
   scorers.reserve(static_cast<std::size_t>(threads));
   for (int k = 0; k < threads; ++k) scorers.emplace_back(pol);

@@ -216,12 +216,12 @@ class SpinBarrier {
 // Returns false if the stop token's poll interrupted the run.
 template <class MakeSink>
 bool simulate(const FiniteMDP& mdp, const double* probs, std::int64_t n, std::uint64_t seed,
-              int threads, MakeSink&& make_sink, StopToken& stop) {
+              int threads, MakeSink&& make_sink, StopToken& stop, bool static_split = false) {
   const std::uint64_t key = stream_key(seed, Domain::Rollout);
-  BlockQueue queue(n, kTrajectoryBlock);
-  const std::int64_t blocks = queue.n_blocks();
+  const std::int64_t blocks = (n + kTrajectoryBlock - 1) / kTrajectoryBlock;
   if (threads > blocks) threads = static_cast<int>(blocks);
   if (threads < 1) threads = 1;
+  BlockQueue queue(n, kTrajectoryBlock, static_split ? threads : 0);
   thread_local std::vector<JointSlot> storage;  // the calling thread's, reused across calls
   JointTable table(mdp, storage);
   SpinBarrier barrier(threads);

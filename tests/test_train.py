@@ -1,0 +1,692 @@
+"""The learning side: pgfast.optim, pgfast.train, History and the ``pgfast train`` command.
+
+Optimizers are checked against steps computed here by hand; training against the exact J of
+:mod:`pgfast.exact` and against the real gymnasium environment.
+
+Tolerances.
+
+- Optimizer steps: the reference is the same few floating-point operations in another order, so a
+  relative 1e-12 (a few hundred eps) bounds the difference; steps that must be reproduced (state
+  dicts, seeds) are compared exactly.
+- Ascent lemma. For a tabular softmax policy and the finite-horizon objective, the second
+  derivative of J along a unit direction u is bounded by
+  ``L = H * rmax * (2 H**2 + H)``: with p(tau) the probability of an episode and G(tau) its return,
+  ``d2J/da2 = E[G ((sum_t psi_t.u)**2 + sum_t u' (d2 log pi) u)]``;
+  ``|psi_t . u| = |(e_a - pi_s) . u_s| <= ||e_a - pi_s|| <= sqrt(2)`` and there are at most H
+  steps, so the first term is at most 2 H**2; ``-d2 log pi(.|s) = diag(pi_s) - pi_s pi_s'`` is
+  PSD with trace <= 1, so the second is at most H; and ``|G| <= H rmax`` (at most H rewards, each
+  at most rmax = max |R(s, a, s')| in absolute value). Hence with step ``eta = 1/L`` a step ``eta d``
+  gains at least ``eta g.d - (L eta**2 / 2) ||d||**2``: ``eta ||g||**2 / 2`` for the exact gradient,
+  and ``(eta / 2)(||g||**2 - ||d - g||**2)`` for an estimate d.
+- Linear solves (natural gradients): a backward-stable solve of M x = g has a relative error of
+  about cond(M) n eps and a residual of about n eps ||M|| ||x||; ``_assert_solution_close``
+  and ``_assert_residual_small`` allow 10 times that (cond over the nonzero eigenvalues for the
+  pseudo-inverse).
+- Monte Carlo comparisons use 4 standard errors (a two-sided normal tail of 6e-5).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import random_mdp, random_policy
+
+import pgfast as pg
+from pgfast.__main__ import main
+from pgfast._train import FIELDS
+
+RTOL = 1e-12
+EPS = float(np.finfo(np.float64).eps)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _linear_policy(rng: np.random.Generator, mdp: pg.FiniteMDP, p: int = 4) -> pg.LinearSoftmax:
+    phi = rng.normal(size=(mdp.n_states, mdp.n_actions, p))
+    return pg.LinearSoftmax(phi, theta=rng.normal(size=p))
+
+
+def _smoothness(mdp: pg.FiniteMDP) -> float:
+    """The bound L on |d2J/da2| of the module docstring (tabular softmax, finite horizon, gamma <= 1)."""
+    H = mdp.horizon
+    rmax = float(np.abs(mdp.transitions[3]).max())
+    return H * rmax * (2 * H * H + H)
+
+
+def _hand_fisher(policy: pg.SoftmaxPolicy, w: np.ndarray) -> np.ndarray:
+    """F = sum_s w(s) sum_a pi(a|s) psi psi^T, psi = grad log pi(a|s), in the C order of theta."""
+    probs = policy.probs()
+    S, A = probs.shape
+    if isinstance(policy, pg.TabularSoftmax):
+        F = np.zeros((S * A, S * A))
+        for s in range(S):
+            blk = slice(s * A, (s + 1) * A)
+            F[blk, blk] = w[s] * (np.diag(probs[s]) - np.outer(probs[s], probs[s]))
+        return F
+    assert isinstance(policy, pg.LinearSoftmax)
+    phi = policy.features
+    F = np.zeros((phi.shape[2], phi.shape[2]))
+    for s in range(S):
+        psi = phi[s] - probs[s] @ phi[s]  # (A, p)
+        F += w[s] * (psi.T * probs[s]) @ psi
+    return F
+
+
+def _assert_solution_close(got: np.ndarray, want: np.ndarray, M: np.ndarray) -> None:
+    ev = np.linalg.eigvalsh(M)
+    nz = ev[ev > 1e-10 * ev.max()]
+    tol = 10 * M.shape[0] * EPS * (nz.max() / nz.min()) * np.abs(want).max()
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol)
+
+
+def _assert_residual_small(M: np.ndarray, x: np.ndarray, g: np.ndarray, extra: int = 0) -> None:
+    """|M x - g| within 10 (n + extra) eps ||M|| ||x|| (extra: rounding steps behind M itself)."""
+    x, g = x.ravel(), g.ravel()
+    tol = 10 * (M.shape[0] + extra) * EPS * np.linalg.norm(M, 2) * np.linalg.norm(x)
+    np.testing.assert_allclose(M @ x, g, rtol=0, atol=tol)
+
+
+# -- 1. optimizers against hand-computed steps --------------------------------------------------
+
+
+def test_gradient_ascent_constant_schedule() -> None:
+    pi = pg.TabularSoftmax(2, 3)
+    opt = pg.optim.GradientAscent(lr=0.25)
+    g1 = np.array([[1.0, -2.0, 0.5], [0.0, 4.0, -1.0]])
+    g2 = np.array([[-3.0, 1.0, 0.0], [2.0, 2.0, 2.0]])
+    d1 = opt.step(pi, g1)
+    np.testing.assert_array_equal(d1, 0.25 * g1)
+    np.testing.assert_array_equal(pi.theta, 0.25 * g1)
+    opt.step(pi, g2)
+    np.testing.assert_allclose(pi.theta, 0.25 * g1 + 0.25 * g2, rtol=RTOL)
+    assert opt.t == 2
+
+
+def test_gradient_ascent_inv_sqrt_schedule() -> None:
+    pi = pg.TabularSoftmax(1, 2)
+    opt = pg.optim.GradientAscent(lr=0.6, schedule="inv_sqrt")
+    g = np.array([[1.0, -1.0]])
+    expected = np.zeros((1, 2))
+    for t in (1, 2, 3, 4):
+        d = opt.step(pi, g)
+        np.testing.assert_allclose(d, 0.6 / math.sqrt(t) * g, rtol=RTOL)
+        expected += 0.6 / math.sqrt(t) * g
+        assert opt.learning_rate(t) == pytest.approx(0.6 / math.sqrt(t), rel=RTOL)
+    np.testing.assert_allclose(pi.theta, expected, rtol=RTOL)
+    # the step sizes 0.6, 0.6/sqrt2, 0.6/sqrt3, 0.3
+    np.testing.assert_allclose(pi.theta[0, 0], 0.6 * (1 + 2**-0.5 + 3**-0.5 + 0.5), rtol=RTOL)
+
+
+def test_gradient_ascent_callable_schedule() -> None:
+    seen: list[int] = []
+
+    def halving(t: int) -> float:
+        seen.append(t)
+        return 0.5 ** (t - 1)
+
+    pi = pg.TabularSoftmax(1, 2)
+    opt = pg.optim.GradientAscent(lr=2.0, schedule=halving)
+    g = np.array([[1.0, 3.0]])
+    for _ in range(3):
+        opt.step(pi, g)
+    assert seen == [1, 2, 3]
+    # 2 * (1 + 1/2 + 1/4) = 3.5 times g
+    np.testing.assert_allclose(pi.theta, 3.5 * g, rtol=RTOL)
+
+    bad = pg.optim.GradientAscent(lr=1.0, schedule=lambda t: -1.0)
+    with pytest.raises(ValueError, match="schedule"):
+        bad.step(pi, g)
+    nan = pg.optim.GradientAscent(lr=1.0, schedule=lambda t: float("nan"))
+    with pytest.raises(ValueError, match="schedule"):
+        nan.step(pi, g)
+
+
+def test_adam_first_two_steps_by_hand() -> None:
+    lr, b1, b2, eps = 0.1, 0.9, 0.999, 1e-8
+    pi = pg.TabularSoftmax(1, 4)
+    opt = pg.optim.Adam(lr=lr, betas=(b1, b2), eps=eps)
+    g1 = np.array([[1.0, -2.0, 0.5, 0.0]])
+    g2 = np.array([[3.0, -2.0, -0.5, 1.0]])
+
+    # step 1: m = 0.1 g1, v = 0.001 g1^2; bias correction divides by 0.1 and 0.001: mhat = g1, vhat = g1^2
+    d1 = opt.step(pi, g1)
+    np.testing.assert_allclose(d1, lr * g1 / (np.abs(g1) + eps), rtol=RTOL)
+    # i.e. a step of lr * sign(g) (up to eps) on every coordinate with a nonzero gradient
+    np.testing.assert_allclose(d1, lr * np.sign(g1), rtol=1e-7)
+
+    # step 2 by hand, coordinate 0 (g1 = 1, g2 = 3): m = 0.09 + 0.3 = 0.39, v = 0.000999 + 0.009
+    m = b1 * (1 - b1) * g1 + (1 - b1) * g2
+    v = b2 * (1 - b2) * g1**2 + (1 - b2) * g2**2
+    assert m[0, 0] == pytest.approx(0.39, rel=RTOL) and v[0, 0] == pytest.approx(0.009999, rel=RTOL)
+    mhat = m / (1 - b1**2)  # 1 - 0.81 = 0.19
+    vhat = v / (1 - b2**2)  # 1 - 0.998001 = 0.001999
+    d2 = opt.step(pi, g2)
+    np.testing.assert_allclose(d2, lr * mhat / (np.sqrt(vhat) + eps), rtol=RTOL)
+    assert d2[0, 0] == pytest.approx(0.1 * (0.39 / 0.19) / (math.sqrt(0.009999 / 0.001999) + 1e-8), rel=RTOL)
+    # coordinate 1 has the constant gradient -2: with bias correction every step is -lr
+    assert d2[0, 1] == pytest.approx(-lr, rel=1e-7)
+    np.testing.assert_allclose(pi.theta, d1 + d2, rtol=RTOL)
+    assert opt.t == 2
+
+
+@pytest.mark.parametrize("kind", ["tabular", "linear"])
+@pytest.mark.parametrize("damping", [1e-3, 0.5])
+def test_natural_gradient_exact_fisher_step(rng: np.random.Generator, kind: str, damping: float) -> None:
+    mdp = random_mdp(rng, S=6, A=3, n_terminal=1, horizon=6)
+    pi = random_policy(rng, mdp) if kind == "tabular" else _linear_policy(rng, mdp)
+    g = pg.exact.gradient(mdp, pi)
+    x = pg.exact.natural_gradient(mdp, pi, "finite_horizon", damping=damping)
+    theta0 = pi.theta.copy()
+    opt = pg.optim.NaturalGradient(lr=0.7, damping=damping, fisher="exact")
+    d = opt.step(pi, g, mdp=mdp)
+    p0 = pg.LinearSoftmax(pi.features, theta0) if isinstance(pi, pg.LinearSoftmax) else pg.TabularSoftmax(6, 3, theta0)
+    M = pg.exact.fisher(mdp, p0) + damping * np.eye(pi.n_params)
+    _assert_solution_close(d.ravel(), 0.7 * x.ravel(), M)
+    np.testing.assert_allclose(pi.theta, theta0 + d, rtol=RTOL, atol=1e-15)
+    # and (F + damping I) x = g with the exact Fisher (its weights sum H steps: extra rounding H)
+    _assert_residual_small(M, d / 0.7, g, extra=mdp.horizon)
+
+
+@pytest.mark.parametrize("kind", ["tabular", "linear"])
+def test_natural_gradient_sampled_fisher_from_visits(rng: np.random.Generator, kind: str) -> None:
+    mdp = random_mdp(rng, S=5, A=4, horizon=5)
+    pi = random_policy(rng, mdp) if kind == "tabular" else _linear_policy(rng, mdp, p=6)
+    visits = np.array([1.5, 0.0, 0.25, 2.0, 0.75])  # state 1 unvisited
+    g = rng.normal(size=pi.theta.shape)
+    damping = 0.1
+    M = _hand_fisher(pi, visits) + damping * np.eye(pi.n_params)
+    x = np.linalg.solve(M, g.ravel()).reshape(g.shape)
+    opt = pg.optim.NaturalGradient(lr=0.5, damping=damping, fisher="sampled")
+    _assert_solution_close(opt.direction(pi, g, visits=visits).ravel(), x.ravel(), M)
+    _assert_residual_small(M, opt.direction(pi, g, visits=visits), g)
+    theta0 = pi.theta.copy()
+    d = opt.step(pi, g, visits=visits)
+    _assert_solution_close(d.ravel(), 0.5 * x.ravel(), M)
+    np.testing.assert_allclose(pi.theta, theta0 + d, rtol=RTOL, atol=1e-15)
+    if kind == "tabular":
+        # an unvisited state has F_s = 0: its direction is g_s / damping
+        np.testing.assert_allclose(x[1], g[1] / damping, rtol=RTOL)
+
+
+def test_natural_gradient_undamped_is_the_pseudo_inverse(rng: np.random.Generator) -> None:
+    mdp = random_mdp(rng, S=4, A=3, horizon=4)
+    pi = random_policy(rng, mdp)
+    visits = np.array([1.0, 0.5, 2.0, 0.3])
+    g = rng.normal(size=(4, 3))
+    F = _hand_fisher(pi, visits)
+    x = (np.linalg.pinv(F, rcond=1e-10, hermitian=True) @ g.ravel()).reshape(4, 3)
+    got = pg.optim.NaturalGradient(lr=1.0, damping=0.0, fisher="sampled").direction(pi, g, visits=visits)
+    _assert_solution_close(got.ravel(), x.ravel(), F)
+    # minimum norm: each state's direction sums to zero (the constant vector spans null(F_s))
+    np.testing.assert_allclose(got.sum(axis=1), 0.0, atol=10 * 3 * EPS * np.abs(got).max())
+
+
+def test_natural_gradient_sampled_fisher_from_a_batch(rng: np.random.Generator) -> None:
+    mdp = random_mdp(rng, S=6, A=3, n_terminal=2, horizon=7)
+    pi = random_policy(rng, mdp)
+    traj = mdp.sample(pi, 500, seed=11)
+    # mean number of visits per state and episode, counted by hand over the steps t < length
+    counts = np.zeros(6)
+    for i in range(traj.n):
+        for t in range(int(traj.lengths[i])):
+            counts[traj.states[i, t]] += 1
+    visits = counts / traj.n
+    g = rng.normal(size=(6, 3))
+    opt = pg.optim.NaturalGradient(lr=1.0, damping=1e-2, fisher="sampled")
+    np.testing.assert_array_equal(opt.direction(pi, g, traj=traj), opt.direction(pi, g, visits=visits))
+
+
+def _grads(rng: np.random.Generator, shape: tuple[int, ...], n: int) -> list[np.ndarray]:
+    return [rng.normal(size=shape) for _ in range(n)]
+
+
+def _inv_t(t: int) -> float:
+    return 1.0 / t
+
+
+@pytest.mark.parametrize(
+    ("make", "fresh"),
+    [
+        (lambda: pg.optim.GradientAscent(0.3), lambda: pg.optim.GradientAscent(9.0)),
+        (lambda: pg.optim.GradientAscent(0.3, "inv_sqrt"), lambda: pg.optim.GradientAscent(9.0)),
+        (lambda: pg.optim.GradientAscent(0.3, _inv_t), lambda: pg.optim.GradientAscent(9.0, _inv_t)),
+        (lambda: pg.optim.Adam(0.2, betas=(0.8, 0.99), eps=1e-6), lambda: pg.optim.Adam()),
+        (lambda: pg.optim.NaturalGradient(0.4, damping=0.05, fisher="sampled"), lambda: pg.optim.NaturalGradient()),
+    ],
+    ids=["sgd-constant", "sgd-inv_sqrt", "sgd-callable", "adam", "natural-sampled"],
+)
+def test_state_dict_round_trip_resumes_exactly(rng: np.random.Generator, make: Any, fresh: Any) -> None:
+    S, A, k = 4, 3, 3
+    grads = _grads(rng, (S, A), 2 * k)
+    visits = np.array([1.0, 0.5, 2.0, 0.0])
+    theta0 = rng.normal(size=(S, A))
+
+    straight = pg.TabularSoftmax(S, A, theta0)
+    opt = make()
+    for g in grads:
+        opt.step(straight, g, visits=visits)
+
+    resumed = pg.TabularSoftmax(S, A, theta0)
+    first = make()
+    for g in grads[:k]:
+        first.step(resumed, g, visits=visits)
+    state = json.loads(json.dumps(first.state_dict()))  # JSON-safe
+    second = fresh()
+    second.load_state_dict(state)
+    assert second.state_dict() == first.state_dict()
+    for g in grads[k:]:
+        second.step(resumed, g, visits=visits)
+    np.testing.assert_array_equal(resumed.theta, straight.theta)
+    assert second.t == opt.t == 2 * k
+
+
+def test_natural_gradient_exact_state_dict_round_trip(rng: np.random.Generator) -> None:
+    mdp = random_mdp(rng, S=5, A=3, horizon=5)
+    a, b = pg.TabularSoftmax(5, 3), pg.TabularSoftmax(5, 3)
+    opt = pg.optim.NaturalGradient(0.5, damping=1e-2)
+    for _ in range(4):
+        opt.step(a, pg.exact.gradient(mdp, a), mdp=mdp)
+    first = pg.optim.NaturalGradient(0.5, damping=1e-2)
+    for _ in range(2):
+        first.step(b, pg.exact.gradient(mdp, b), mdp=mdp)
+    second = pg.optim.NaturalGradient(3.0, damping=1.0, fisher="sampled")
+    second.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    for _ in range(2):
+        second.step(b, pg.exact.gradient(mdp, b), mdp=mdp)
+    np.testing.assert_array_equal(a.theta, b.theta)
+
+
+@pytest.mark.parametrize("lr", [0.0, -0.1, float("nan"), float("inf")])
+@pytest.mark.parametrize("cls", [pg.optim.GradientAscent, pg.optim.Adam, pg.optim.NaturalGradient])
+def test_bad_learning_rate(cls: Any, lr: float) -> None:
+    with pytest.raises(ValueError, match="lr"):
+        cls(lr)
+
+
+def test_bad_optimizer_arguments() -> None:
+    with pytest.raises(ValueError, match="schedule"):
+        pg.optim.GradientAscent(0.1, schedule="cosine")
+    with pytest.raises(ValueError, match="betas"):
+        pg.optim.Adam(0.1, betas=(1.0, 0.999))
+    with pytest.raises(ValueError, match="betas"):
+        pg.optim.Adam(0.1, betas=(0.9, -0.1))
+    with pytest.raises(ValueError, match="eps"):
+        pg.optim.Adam(0.1, eps=0.0)
+    with pytest.raises(ValueError, match="damping"):
+        pg.optim.NaturalGradient(0.1, damping=-1e-3)
+    with pytest.raises(ValueError, match="damping"):
+        pg.optim.NaturalGradient(0.1, damping=float("nan"))
+    with pytest.raises(ValueError, match="fisher"):
+        pg.optim.NaturalGradient(0.1, fisher="empirical")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: pg.optim.GradientAscent(0.1),
+        lambda: pg.optim.Adam(0.1),
+        lambda: pg.optim.NaturalGradient(0.1, fisher="sampled"),
+    ],
+    ids=["sgd", "adam", "natural"],
+)
+def test_bad_gradients_raise_and_leave_theta_alone(make: Any) -> None:
+    pi = pg.TabularSoftmax(3, 2, theta=np.arange(6.0).reshape(3, 2))
+    opt = make()
+    visits = np.ones(3)
+    for bad in (np.full((3, 2), np.nan), np.array([[0.0, np.inf], [0, 0], [0, 0]]), np.zeros((2, 3)), np.zeros(6)):
+        with pytest.raises(ValueError, match="grad"):
+            opt.step(pi, bad, visits=visits)
+    np.testing.assert_array_equal(pi.theta, np.arange(6.0).reshape(3, 2))
+    assert opt.t == 0
+
+
+def test_natural_gradient_needs_its_context(rng: np.random.Generator) -> None:
+    pi = pg.TabularSoftmax(3, 2)
+    g = np.ones((3, 2))
+    with pytest.raises(ValueError, match="mdp"):
+        pg.optim.NaturalGradient(0.1, fisher="exact").step(pi, g)
+    with pytest.raises(ValueError, match="traj"):
+        pg.optim.NaturalGradient(0.1, fisher="sampled").step(pi, g)
+    with pytest.raises(ValueError, match="visits"):
+        pg.optim.NaturalGradient(0.1, fisher="sampled").step(pi, g, visits=np.ones(4))
+    with pytest.raises(TypeError):
+        pg.optim.GradientAscent(0.1).step("not a policy", g)  # type: ignore[arg-type]
+
+
+# -- 2. ascent ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("n_terminal", "transition_rewards"), [(0, False), (2, True)])
+def test_exact_gradient_ascent_is_monotone(rng: np.random.Generator, n_terminal: int, transition_rewards: bool) -> None:
+    """With eta = 1/L every exact step gains at least eta ||g||^2 / 2 (module docstring)."""
+    mdp = random_mdp(rng, S=6, A=3, n_terminal=n_terminal, horizon=5, transition_rewards=transition_rewards)
+    eta = 1.0 / _smoothness(mdp)
+    pi = pg.TabularSoftmax(6, 3)
+    opt = pg.optim.GradientAscent(eta)
+    J = [pg.exact.evaluate(mdp, pi).J]
+    gains = []
+    for _ in range(200):
+        g = pg.exact.gradient(mdp, pi)
+        opt.step(pi, g)
+        J.append(pg.exact.evaluate(mdp, pi).J)
+        gains.append(eta * float(g.ravel() @ g.ravel()) / 2)
+    dJ = np.diff(J)
+    slack = 1e-12 * max(1.0, float(np.abs(J).max()))  # rounding of two exact evaluations
+    assert np.all(dJ >= np.array(gains) - slack), (dJ - gains).min()
+    assert J[-1] > J[0] + sum(gains) - 200 * slack
+    assert J[-1] <= pg.exact.optimal(mdp).J + slack
+
+
+def test_train_with_sampled_gradients_increases_exact_J(rng: np.random.Generator) -> None:
+    r"""pg.train with GradientAscent(eta = 1/L) and a large batch. For the realised estimate
+    ĝ_t = (theta_{t+1} - theta_t) / eta the ascent lemma gives
+    J_{t+1} - J_t >= (eta/2)(||g_t||^2 - ||ĝ_t - g_t||^2). The estimate is unbiased with
+    E||ĝ - g||^2 = tr Cov / N = ||stderr||^2, far below ||g||^2 / 4 for N = 20000 here (checked
+    at every iteration), so every iteration gains at least (3 eta / 8) ||g_t||^2 and J rises from
+    the first to the last iteration by at least (3 eta / 8) sum_t ||g_t||^2 > 0."""
+    mdp = random_mdp(rng, S=5, A=3, n_terminal=1, horizon=5)
+    eta = 1.0 / _smoothness(mdp)
+    pi = pg.TabularSoftmax(5, 3)
+    thetas = [pi.theta.copy()]
+
+    def record(it: int, rec: dict[str, float]) -> None:
+        thetas.append(pi.theta.copy())
+
+    T = 40
+    hist = pg.train(mdp, pi, optimizer=pg.optim.GradientAscent(eta), iterations=T, batch=20_000, seed=5,
+                    baseline=None, eval_every=1, progress=False, callback=record)
+    assert len(hist) == T and len(thetas) == T + 1
+    J = hist["J_exact"]
+    slack = 1e-12 * max(1.0, float(np.abs(J).max()))
+    J_last = pg.exact.evaluate(mdp, pi).J
+    margin = 0.0
+    for t in range(T):
+        p = pg.TabularSoftmax(5, 3, thetas[t])
+        assert J[t] == pg.exact.evaluate(mdp, p).J  # History's J_exact is the policy before the step
+        g = pg.exact.gradient(mdp, p)
+        g_hat = (thetas[t + 1] - thetas[t]) / eta
+        assert hist["grad_norm"][t] == pytest.approx(np.linalg.norm(g_hat), rel=1e-9)
+        err, gn = float(np.linalg.norm(g_hat - g)), float(np.linalg.norm(g))
+        assert err <= gn / 2, (t, err, gn)
+        J_next = J[t + 1] if t + 1 < T else J_last
+        assert J_next - J[t] >= eta / 2 * (gn**2 - err**2) - slack
+        margin += 3 * eta / 8 * gn**2
+    assert J_last - J[0] >= margin - T * slack
+    assert margin > 0.0
+
+
+# -- 3 and 4. FrozenLake --------------------------------------------------------------------------
+
+
+def _train_frozenlake(seed: int) -> tuple[pg.FiniteMDP, pg.TabularSoftmax, pg.History]:
+    """The defaults of `pgfast train`: Adam lr 0.3, reward-to-go, baseline time, 300 x 2048."""
+    mdp = pg.FiniteMDP.from_gymnasium("FrozenLake-v1")
+    pi = pg.TabularSoftmax(mdp.n_states, mdp.n_actions)
+    hist = pg.train(mdp, pi, optimizer=pg.optim.Adam(0.3), iterations=300, batch=2048, seed=seed,
+                    weights="reward_to_go", baseline="time", eval_every=25, progress=False)
+    return mdp, pi, hist
+
+
+@pytest.fixture(scope="module")
+def frozenlake() -> tuple[pg.FiniteMDP, pg.TabularSoftmax, pg.History]:
+    return _train_frozenlake(0)
+
+
+def test_frozenlake_reaches_95_percent_of_optimal(frozenlake: Any) -> None:
+    mdp, pi, hist = frozenlake
+    opt = pg.exact.optimal(mdp)
+    J = pg.exact.evaluate(mdp, pi).J
+    assert J >= 0.95 * opt.J, (J, opt.J)
+    assert J <= opt.J + 1e-12
+    # the History: evaluated exactly at iterations 1, 25, 50, ...; the uniform policy first
+    je = hist["J_exact"]
+    assert len(hist) == 300
+    np.testing.assert_array_equal(np.flatnonzero(~np.isnan(je)) + 1, [1, *range(25, 301, 25)])
+    assert je[0] == pg.exact.evaluate(mdp, pg.TabularSoftmax(16, 4)).J
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_frozenlake_other_seeds_reach_95_percent(seed: int) -> None:
+    mdp, pi, _ = _train_frozenlake(seed)
+    assert pg.exact.evaluate(mdp, pi).J >= 0.95 * pg.exact.optimal(mdp).J
+
+
+def test_frozenlake_success_rate_in_gymnasium_matches_exact_J(frozenlake: Any) -> None:
+    """Successes are Bernoulli(J) (reward 1 only at the goal, the same 100-step limit), so the
+    success rate of N episodes has standard error sqrt(J (1 - J) / N)."""
+    gym = pytest.importorskip("gymnasium")
+    mdp, pi, _ = frozenlake
+    J = pg.exact.evaluate(mdp, pi).J
+    cum = np.cumsum(pi.probs(), axis=1)
+    A = cum.shape[1]
+    rng = np.random.default_rng(2024)
+    env = gym.make("FrozenLake-v1")
+    N = 2000
+    successes = 0
+    try:
+        for k in range(N):
+            s, _ = env.reset(seed=1000 + k)
+            done = False
+            while not done:
+                a = min(int(np.searchsorted(cum[int(s)], rng.random(), side="right")), A - 1)
+                s, r, terminated, truncated, _ = env.step(a)
+                done = terminated or truncated
+            successes += r == 1.0
+    finally:
+        env.close()
+    rate = successes / N
+    se = math.sqrt(J * (1 - J) / N)
+    assert abs(rate - J) <= 4 * se, (rate, J, se)
+
+
+# -- 5. reproducibility and History ---------------------------------------------------------------
+
+
+def _small_run(seed: int, config: str, threads: int = 2, iterations: int = 12) -> tuple[pg.History, np.ndarray]:
+    mdp = random_mdp(np.random.default_rng(7), S=6, A=3, n_terminal=1, horizon=6)
+    pi = pg.TabularSoftmax(6, 3)
+    opt: pg.optim.Optimizer
+    baseline: Any
+    if config == "adam-time":
+        opt, baseline = pg.optim.Adam(0.2), "time"
+    elif config == "natural-sampled":
+        opt, baseline = pg.optim.NaturalGradient(0.2, fisher="sampled"), None
+    else:
+        opt, baseline = pg.optim.GradientAscent(0.05, "inv_sqrt"), pg.ValueBaseline(6, 6)
+    hist = pg.train(mdp, pi, optimizer=opt, iterations=iterations, batch=512, seed=seed, baseline=baseline,
+                    eval_every=1, threads=threads, progress=False)
+    return hist, pi.theta.copy()
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+@pytest.mark.parametrize("config", ["adam-time", "natural-sampled", "sgd-value"])
+def test_same_seed_same_history(config: str, threads: int) -> None:
+    """train promises the same History for the same seed, for any thread count (4 threads on a
+    2-CPU machine makes the workers' share of the batch vary from run to run)."""
+    h1, th1 = _small_run(3, config, threads)
+    h2, th2 = _small_run(3, config, threads)
+    for f in ("iteration", "J_estimate", "J_stderr", "J_exact", "grad_norm"):
+        np.testing.assert_array_equal(h1[f], h2[f])
+    np.testing.assert_array_equal(th1, th2)
+    h3, th3 = _small_run(4, config, threads)
+    assert not np.array_equal(h1["J_estimate"], h3["J_estimate"])
+    assert not np.array_equal(h1["grad_norm"], h3["grad_norm"])
+    assert not np.array_equal(th1, th3)
+    # the first iteration evaluates the same (initial) policy whatever the seed
+    assert h1["J_exact"][0] == h3["J_exact"][0]
+
+
+def test_callback_can_stop_early() -> None:
+    mdp = random_mdp(np.random.default_rng(1), S=4, A=2, horizon=4)
+    hist = pg.train(mdp, pg.TabularSoftmax(4, 2), optimizer=pg.optim.Adam(0.1), iterations=50, batch=64, seed=0,
+                    progress=False, callback=lambda it, rec: it == 3)
+    assert len(hist) == 3
+    np.testing.assert_array_equal(hist["iteration"], [1, 2, 3])
+
+
+def test_history_json_csv_and_records(tmp_path: Path) -> None:
+    mdp = random_mdp(np.random.default_rng(2), S=5, A=3, horizon=5)
+    hist = pg.train(mdp, pg.TabularSoftmax(5, 3), optimizer=pg.optim.Adam(0.1), iterations=7, batch=128, seed=9,
+                    baseline="mean", eval_every=3, progress=False)
+    assert len(hist) == 7
+    je = hist["J_exact"]
+    assert np.isnan(je).tolist() == [False, True, False, True, True, False, True]  # iterations 1, 3, 6
+
+    rec = hist.to_records()
+    assert rec.dtype.names == FIELDS
+    assert len(rec) == 7
+    np.testing.assert_array_equal(rec.iteration, np.arange(1, 8))
+    np.testing.assert_array_equal(rec.J_estimate, hist["J_estimate"])
+    assert set(hist.to_dict()) == {"meta", *FIELDS}
+    assert hist.to_dict()["J_exact"][1] is None
+
+    path = tmp_path / "h.json"
+    hist.save_json(path)
+    json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    back = pg.History.load_json(path)
+    assert len(back) == 7
+    assert back.meta == hist.meta
+    assert back.meta["seed"] == 9 and back.meta["optimizer"] == "Adam" and back.meta["baseline"] == "mean"
+    for f in FIELDS:
+        np.testing.assert_array_equal(back[f], hist[f])  # NaN == NaN here
+
+    csv_path = tmp_path / "h.csv"
+    hist.save_csv(csv_path)
+    with open(csv_path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert tuple(rows[0]) == FIELDS
+    assert len(rows) == 1 + len(hist)
+    table = np.array([[float(x) for x in row] for row in rows[1:]])
+    for j, f in enumerate(FIELDS):
+        np.testing.assert_array_equal(table[:, j], hist[f])
+
+    with pytest.raises(KeyError):
+        hist["loss"]
+
+
+def test_train_argument_errors() -> None:
+    mdp = random_mdp(np.random.default_rng(3), S=4, A=2, horizon=4)
+    pi = pg.TabularSoftmax(4, 2)
+    ok: dict[str, Any] = dict(optimizer=pg.optim.Adam(0.1), iterations=2, batch=8, seed=0, progress=False)
+    with pytest.raises(ValueError, match="iterations"):
+        pg.train(mdp, pi, **{**ok, "iterations": 0})
+    with pytest.raises(ValueError, match="batch"):
+        pg.train(mdp, pi, **{**ok, "batch": 0})
+    with pytest.raises(TypeError, match="optimizer"):
+        pg.train(mdp, pi, **{**ok, "optimizer": "adam"})
+    with pytest.raises(ValueError, match="sized"):
+        pg.train(mdp, pg.TabularSoftmax(5, 2), **ok)
+
+
+# -- 6 and 7. the command line ------------------------------------------------------------------
+
+
+def test_cli_train_frozenlake_outputs(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    H, P, PNG = tmp_path / "h.json", tmp_path / "theta.npz", tmp_path / "curve.png"
+    argv = ["train", "FrozenLake-v1", "--iterations", "5", "--batch", "256", "--episodes", "50",
+            "--json", str(H), "--save", str(P), "--plot", str(PNG)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "16 states, 4 actions" in out and "exact J of the trained policy" in out
+    assert PNG.read_bytes()[:8] == PNG_SIGNATURE
+    hist = pg.History.load_json(H)
+    assert len(hist) == 5
+    np.testing.assert_array_equal(hist["iteration"], np.arange(1, 6))
+    theta = np.load(P)["theta"]
+    assert theta.shape == (16, 4)
+    # the saved theta is the trained policy whose exact J the JSON records
+    mdp = pg.FiniteMDP.from_gymnasium("FrozenLake-v1")
+    J = pg.exact.evaluate(mdp, pg.TabularSoftmax(16, 4, theta)).J
+    assert hist.meta["final_J"] == pytest.approx(J, rel=1e-12)
+    assert hist.meta["optimal_J"] == pytest.approx(pg.exact.optimal(mdp).J, rel=1e-12)
+
+
+def test_cli_train_defaults_reach_95_percent(capsys: pytest.CaptureFixture[str]) -> None:
+    """`pgfast train FrozenLake-v1` with every default, including the 1000-episode check."""
+    assert main(["train", "FrozenLake-v1"]) == 0
+    out = capsys.readouterr().out
+    assert "adam lr 0.3" in out and "300 iterations x 2048 episodes" in out and "baseline time" in out
+    pct = float(re.search(r"\(([\d.]+)% of optimal\)", out).group(1))  # type: ignore[union-attr]
+    assert pct >= 95.0
+    z = float(re.search(r"\(([-+\d.]+) standard errors from exact J\)", out).group(1))  # type: ignore[union-attr]
+    assert abs(z) <= 4
+
+
+@pytest.mark.parametrize(
+    ("extra", "expect"),
+    [
+        (["--policy", "linear"], "linear softmax (68 parameters)"),
+        (["--optimizer", "natural"], "natural lr 1 "),
+        (["--optimizer", "sgd", "--schedule", "inv_sqrt"], "sgd lr 1 "),
+        (["--baseline", "value"], "baseline value"),
+        (["--estimator", "reinforce", "--baseline", "mean"], "reinforce, baseline mean"),
+        (["--baseline", "exact", "--optimizer", "adam", "--lr", "0.05"], "adam lr 0.05"),
+    ],
+)
+def test_cli_train_variants(capsys: pytest.CaptureFixture[str], tmp_path: Path, extra: list[str], expect: str) -> None:
+    H = tmp_path / "h.json"
+    argv = ["train", "FrozenLake-v1", "--iterations", "3", "--batch", "256", "--episodes", "20", "--json", str(H), *extra]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert expect in out
+    hist = pg.History.load_json(H)
+    assert len(hist) == 3 and np.all(np.isfinite(hist["J_estimate"]))
+    assert math.isfinite(hist.meta["final_J"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "expect"),
+    [
+        (["Taxi-v4"], "500 states, 6 actions, horizon 200"),
+        (["CliffWalking-v1", "--horizon", "100"], "48 states, 4 actions, horizon 100"),
+    ],
+)
+def test_cli_train_other_envs(capsys: pytest.CaptureFixture[str], argv: list[str], expect: str) -> None:
+    assert main(["train", *argv, "--iterations", "2", "--batch", "256", "--episodes", "5"]) == 0
+    out = capsys.readouterr().out
+    assert expect in out and "exact J of the trained policy" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["NoSuchEnv-v0"], "unknown gymnasium environment id 'NoSuchEnv-v0'"),
+        (["CartPole-v1"], "no tabular"),
+        (["CliffWalking-v1"], "horizon"),
+        (["FrozenLake-v1", "--lr", "-1"], "--lr must be > 0"),
+        (["FrozenLake-v1", "--lr", "nan"], "--lr must be > 0"),
+        (["FrozenLake-v1", "--iterations", "0"], "--iterations must be >= 1"),
+        (["FrozenLake-v1", "--batch", "0"], "--batch must be >= 1"),
+        (["FrozenLake-v1", "--episodes", "-1"], "--episodes must be >= 0"),
+        (["FrozenLake-v1", "--eval-every", "0"], "--eval-every must be >= 1"),
+        (["FrozenLake-v1", "--schedule", "inv_sqrt"], "--schedule applies to --optimizer sgd"),
+        (["FrozenLake-v1", "--optimizer", "natural", "--damping", "-1"], "damping"),
+        (["FrozenLake-v1", "--gamma", "2"], r"gamma must be in \[0, 1\]"),
+    ],
+)
+def test_cli_train_bad_arguments_exit_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], message: str
+) -> None:
+    H = tmp_path / "h.json"
+    # fast settings first: a later option overrides them
+    fast = ["--iterations", "2", "--batch", "64", "--episodes", "5", "--json", str(H)]
+    assert main(["train", argv[0], *fast, *argv[1:]]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pgfast train: error: ")
+    assert re.search(message, err), err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not H.exists()
+
+
+def test_cli_train_error_exit_status_in_a_process() -> None:
+    out = subprocess.run([sys.executable, "-m", "pgfast", "train", "CartPole-v1"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr and "no tabular" in out.stderr
