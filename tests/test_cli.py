@@ -39,7 +39,7 @@ def test_info(capsys: pytest.CaptureFixture[str]) -> None:
     [
         (["sample", "NoSuchEnv-v0"], "unknown gymnasium environment id 'NoSuchEnv-v0'"),
         (["sample", "CartPole-v1"], "no tabular"),
-        (["sample", "CliffWalking-v1"], "pass horizon"),
+        (["sample", "CliffWalking-v1"], "pass --horizon"),
         (["sample", "FrozenLake-v1", "--n", "0"], "n must be >= 1"),
         (["sample", "FrozenLake-v1", "--gamma", "2"], r"gamma must be in \[0, 1\]"),
         (["sample", "FrozenLake-v1", "--env-arg", "oops"], "KEY=VALUE"),

@@ -118,7 +118,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if it % every and it != 1 and it != args.iterations:
             return False
         je = rec["J_exact"]
-        pct = f"{100 * je / optimal.J:6.1f}%" if optimal.J > 0 and je == je else "      "
+        pct = f"{100 * je / optimal.J:6.1f}%" if optimal.J > 0 and je >= 0 else "      "
         print(f"{it:>6} {rec['J_estimate']:>12.5f} {rec['J_stderr']:>9.5f} {je:>10.5f} {pct:>7} {rec['grad_norm']:>10.4g} "
               f"{rec['steps_per_s'] / 1e6:>9.1f}", flush=True)
         return False
@@ -326,7 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (ValueError, TypeError, MemoryError) as exc:
-        print(f"pgfast {args.command}: error: {exc}", file=sys.stderr)
+        msg = str(exc).replace("pass horizon=", "pass --horizon N").replace("\n", " ")
+        print(f"pgfast {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"pgfast {args.command}: interrupted", file=sys.stderr)

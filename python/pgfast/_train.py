@@ -175,7 +175,7 @@ def train(
                 context["mdp"] = mdp
             gnorm = float(np.linalg.norm(est.grad))
             j_exact = math.nan  # of the policy that sampled this batch, like J_estimate
-            if do_exact and (it % every == 0 or it == 1):
+            if do_exact and (it % every == 0 or it == 1 or it == iters):
                 j_exact = exact.evaluate(mdp, policy, "finite_horizon", gamma=gamma).J
             optimizer.step(policy, est.grad, **context)
             dt = time.perf_counter() - t0

@@ -95,7 +95,13 @@ class GradientAscent(Optimizer):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.lr = _positive(state["lr"], "lr")
-        if state["schedule"] != "callable":
+        if state["schedule"] == "callable":
+            if not callable(self.schedule):
+                raise ValueError(
+                    "the saved GradientAscent used a callable schedule, which a state dict cannot hold: "
+                    "construct GradientAscent(schedule=<the same callable>) before load_state_dict"
+                )
+        else:
             self.schedule = state["schedule"]
         self.t = int(state["t"])
 
