@@ -69,9 +69,12 @@ def test_bench_quick_prints_the_table(capsys: pytest.CaptureFixture[str], tmp_pa
     import json
     from pathlib import Path
 
-    out_json = Path(str(tmp_path)) / "sampler.json"
+    out_json = Path(str(tmp_path)) / "bench.json"
     assert main(["bench", "--quick", "--json", str(out_json)]) == 0
     out = capsys.readouterr().out
     assert "1T/NumPy" in out and "frozenlake" in out and "random" in out
-    rows = json.loads(out_json.read_text())["rows"]
+    for suite in ("sampler", "exact", "estimators"):
+        assert f"== pgfast bench {suite} ==" in out
+        assert json.loads((Path(str(tmp_path)) / f"bench-{suite}.json").read_text())["rows"]
+    rows = json.loads((Path(str(tmp_path)) / "bench-sampler.json").read_text())["rows"]
     assert len(rows) == 4

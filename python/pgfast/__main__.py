@@ -219,11 +219,30 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from pgfast import benchmarks
+_SUITES = ("sampler", "exact", "estimators")
 
-    argv = (["--quick"] if args.quick else []) + (["--json", args.json] if args.json else [])
-    return benchmarks.main(argv)
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import importlib
+    from pathlib import Path
+
+    suites = _SUITES if not args.only else tuple(x.strip() for x in args.only.split(","))
+    for name in suites:
+        if name not in _SUITES:
+            raise ValueError(f"--only takes a comma-separated list of {', '.join(_SUITES)}; got {name!r}")
+    modules = {"sampler": "pgfast.benchmarks", "exact": "pgfast.bench_exact", "estimators": "pgfast.bench_estimators"}
+    status = 0
+    for name in suites:
+        argv = ["--quick"] if args.quick else []
+        if args.json:
+            path = Path(args.json)
+            if len(suites) > 1:
+                path = path.with_name(f"{path.stem}-{name}{path.suffix or '.json'}")
+            argv += ["--json", str(path)]
+        module = importlib.import_module(modules[name])
+        print(f"== pgfast bench {name} ==", flush=True)
+        status = max(status, int(module.main(argv, prog=f"pgfast bench --only {name}")))
+    return status
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -307,9 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra keyword argument for gymnasium.make (repeatable)")
     p.set_defaults(func=_cmd_sample)
 
-    b = sub.add_parser("bench", help="run the microbenchmarks and print their table")
-    b.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
-    b.add_argument("--json", default=None, help="where to save the JSON results")
+    b = sub.add_parser("bench", help="run the microbenchmarks (sampler, exact, estimators) and print their tables")
+    b.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
+    b.add_argument("--only", default=None, metavar="SUITES", help="comma-separated subset of sampler,exact,estimators")
+    b.add_argument("--json", default=None,
+                   help="where to save the JSON results (PATH; with several suites, PATH-<suite>.json)")
     b.set_defaults(func=_cmd_bench)
 
     i = sub.add_parser("info", help="version, build flags, SIMD, threads")

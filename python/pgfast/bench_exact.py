@@ -88,7 +88,7 @@ AGREE_RTOL = 1e-6  # pgfast vs every reference method: J and gradient
 ACCURACY = 1e-8  # sparse: every side against the high-precision solution
 TOL_LADDER = (1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12, 1e-13)
 HIGH_PRECISION_REFINEMENTS = 4
-REFERENCE_BLAS_THREADS = 1  # the yardstick's BLAS threads: pg.exact computes on one thread
+REFERENCE_BLAS_THREADS = 1  # the yardstick's BLAS threads, compared with pgfast threads=1 (the target)
 WARMUP = 2
 DEFAULT_JSON: Path | None = None  # bench/bench_exact.py saves to bench/results/exact.json
 FINITE_METHODS = ("dense", "csr")
@@ -272,7 +272,7 @@ def finite_horizon_numpy(tb: ReferenceTables, theta: FloatArray, gamma: float, m
 
     (P, P_pi with transitions into and out of terminal states zeroed). Methods:
 
-    - ``"dense"`` (the faster: 11-12 ms against 55-60 ms on ``random``, one BLAS thread): P_pi
+    - ``"dense"`` (the faster: 13-15 ms against ~50 ms on ``random``, one BLAS thread): P_pi
       dense (S, S) by one ``bincount`` over the CSR entries, the two H-step recursions as BLAS
       matrix-vector products (~30 us each at S = 500), and Q for all t at once as one matrix
       product ``V[1:] @ P^T`` with the dense (S, S*A) transpose of P (H x S x SA flops, ~4.6 ms);
@@ -341,9 +341,9 @@ def discounted_numpy(tb: ReferenceTables, theta: FloatArray, gamma: float, metho
     r"""Dense direct solves: (I - gamma P_pi) V = r_pi and (I - gamma P_pi)^T rho = mu0, then
     Q = r + gamma P V (CSR gather), A = Q - V, gradient rho(s) pi(a|s) A(s, a).
 
-    Methods: ``"lu"`` (the faster, ~2.7 ms at S = 500): one LU factorisation
+    Methods: ``"lu"`` (the faster, 3.2-3.4 ms at S = 500): one LU factorisation
     (``scipy.linalg.lu_factor``) used for both systems (``lu_solve``, ``trans=1`` for the
-    visitation); ``"solve"``: NumPy only, ``np.linalg.solve`` twice (two factorisations, ~5.3 ms).
+    visitation); ``"solve"``: NumPy only, ``np.linalg.solve`` twice (two factorisations, ~6 ms).
     """
     S = tb.n_states
     probs = softmax_numpy(theta)
@@ -570,12 +570,11 @@ PgfastOutput = tuple[pg_exact.Evaluation, FloatArray]
 def _pgfast_fn(
     mdp: pg.FiniteMDP, pi: pg.TabularSoftmax, objective: str, kwargs: dict[str, Any]
 ) -> Callable[[], PgfastOutput]:
-    """The timed pgfast call: ``evaluate`` then ``gradient`` (``pg.exact`` has no combined call)."""
+    """The timed pgfast call: ``gradient(..., return_evaluation=True)`` (evaluation and gradient in one pass)."""
     obj: Any = objective
 
     def call() -> PgfastOutput:
-        ev = pg_exact.evaluate(mdp, pi, obj, **kwargs)
-        g = pg_exact.gradient(mdp, pi, obj, **kwargs)
+        g, ev = pg_exact.gradient(mdp, pi, obj, return_evaluation=True, **kwargs)
         return ev, g
 
     return call
@@ -909,8 +908,8 @@ def main(argv: Sequence[str] | None = None, *, default_json: Path | None = DEFAU
     elapsed = time.perf_counter() - t0
     load_after = _load_average()
     print(format_table(rows))
-    print(f"\n({elapsed:.1f} s; 1-minute load average {load_before:.2f} before, {load_after:.2f} after: "
-          "other work on the machine shows up in the timings)")
+    print(f"\n({elapsed:.1f} s; 1-minute load average {load_before:.2f} before, {load_after:.2f} after: this run "
+          "counts about 1, more means other work on the machine, which shows up in the timings)")
     info["load_average_1min"] = {"before": load_before, "after": load_after}
 
     result = {

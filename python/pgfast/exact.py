@@ -67,7 +67,7 @@ beyond floating-point summation order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -219,6 +219,30 @@ def evaluate(
     return Evaluation(obj, float(out["J"]), V, Q, Q - V[..., None], out["d"], out["visitation"], g)
 
 
+@overload
+def gradient(
+    mdp: FiniteMDP,
+    policy: SoftmaxPolicy,
+    objective: Objective = ...,
+    *,
+    gamma: float | None = ...,
+    method: Method = ...,
+    tol: float = ...,
+    threads: int | None = ...,
+    return_evaluation: Literal[False] = ...,
+) -> NDArray[np.float64]: ...
+@overload
+def gradient(
+    mdp: FiniteMDP,
+    policy: SoftmaxPolicy,
+    objective: Objective = ...,
+    *,
+    gamma: float | None = ...,
+    method: Method = ...,
+    tol: float = ...,
+    threads: int | None = ...,
+    return_evaluation: Literal[True],
+) -> tuple[NDArray[np.float64], Evaluation]: ...
 def gradient(
     mdp: FiniteMDP,
     policy: SoftmaxPolicy,
@@ -228,14 +252,21 @@ def gradient(
     method: Method = "auto",
     tol: float = 1e-12,
     threads: int | None = None,
-) -> NDArray[np.float64]:
+    return_evaluation: bool = False,
+) -> NDArray[np.float64] | tuple[NDArray[np.float64], Evaluation]:
     r"""The exact policy gradient :math:`\nabla_\theta J`, in the shape of ``policy.theta``.
 
     By the policy gradient theorem for the chosen objective (module docstring), e.g. for the
     finite horizon :math:`\sum_t \gamma^t \sum_s d_t(s) \sum_a \pi(a|s)\nabla\log\pi(a|s) Q_t(s,a)`.
+    With ``return_evaluation=True`` returns ``(gradient, evaluation)`` from one pass (the work of
+    :func:`evaluate` is shared).
     """
-    _, _, _, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=False, gradient=True)
-    return policy._logit_vjp(out["logit_grad"])
+    _, obj, g, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=return_evaluation, gradient=True)
+    grad = policy._logit_vjp(out["logit_grad"])
+    if not return_evaluation:
+        return grad
+    V, Q = out["V"], out["Q"]
+    return grad, Evaluation(obj, float(out["J"]), V, Q, Q - V[..., None], out["d"], out["visitation"], g)
 
 
 def fisher(

@@ -301,6 +301,76 @@ SolveInfo gmres(const Op& op, const VectorXd& b, VectorXd& x, double tol, std::i
   }
 }
 
+// BiCGSTAB (van der Vorst 1992) on the operator op: two products and a few vector updates per
+// iteration, no growing basis. Returns false (x left at its best iterate) on breakdown or when
+// max_iter is reached, so the caller can fall back to GMRES.
+template <class Op>
+bool bicgstab(const Op& op, const VectorXd& b, VectorXd& x, double tol, std::int64_t max_iter, StopToken& stop,
+              SolveInfo& info) {
+  const std::int64_t n = b.size();
+  const double bnorm = b.norm();
+  if (bnorm == 0.0) {
+    x.setZero();
+    return true;
+  }
+  VectorXd r(n), rhat(n), p(n), v(n), s(n), t(n);
+  op(x.data(), r.data());
+  r = b - r;
+  rhat = r;
+  double rho = 1.0, alpha = 1.0, omega = 1.0;
+  v.setZero();
+  p.setZero();
+  for (std::int64_t it = 0; it < max_iter; ++it) {
+    info.residual = r.norm() / bnorm;
+    if (info.residual <= tol) return true;
+    check_stop(stop);
+    ++info.iterations;
+    const double rho_new = rhat.dot(r);
+    if (rho_new == 0.0 || omega == 0.0) return false;
+    const double beta = (rho_new / rho) * (alpha / omega);
+    rho = rho_new;
+    p = r + beta * (p - omega * v);
+    op(p.data(), v.data());
+    const double rv = rhat.dot(v);
+    if (rv == 0.0) return false;
+    alpha = rho / rv;
+    s = r - alpha * v;
+    if (s.norm() / bnorm <= tol) {
+      x += alpha * p;
+      info.residual = s.norm() / bnorm;
+      return true;
+    }
+    op(s.data(), t.data());
+    const double tt = t.squaredNorm();
+    if (tt == 0.0) return false;
+    omega = t.dot(s) / tt;
+    x += alpha * p + omega * s;
+    r = s - omega * t;
+    if (!std::isfinite(omega) || !std::isfinite(x.squaredNorm())) return false;
+  }
+  info.residual = r.norm() / bnorm;
+  return info.residual <= tol;
+}
+
+// The sparse solver: BiCGSTAB from x, falling back to GMRES(40) from the original guess if it
+// breaks down or stalls. The result satisfies ||b - A x|| <= tol ||b|| (checked), or throws.
+template <class Op>
+SolveInfo krylov_solve(const Op& op, const VectorXd& b, VectorXd& x, double tol, StopToken& stop, const char* what) {
+  SolveInfo info;
+  const VectorXd x0 = x;
+  const std::int64_t n = b.size();
+  if (bicgstab(op, b, x, tol, std::max<std::int64_t>(200, std::min<std::int64_t>(2000, n)), stop, info)) {
+    VectorXd r(n);  // confirm with the true residual
+    op(x.data(), r.data());
+    r = b - r;
+    if (r.norm() <= tol * b.norm() * 1.0000001) return info;
+  }
+  x = x0;
+  SolveInfo g = gmres(op, b, x, tol, 100000, stop, what);
+  g.iterations += info.iterations;
+  return g;
+}
+
 enum class Method { Auto, Dense, Sparse };
 inline constexpr std::int64_t kDenseMaxStates = 200;
 
@@ -328,8 +398,6 @@ inline DiscountedSolution solve_discounted(const PolicyChain& c, double gamma, M
     if (start2) out.rho2 = lu.transpose().solve(*start2);
     return out;
   }
-  const std::int64_t max_iter = 100000;
-  VectorXd tmp(S);
   auto op = [&](const double* x, double* y) {
     c.apply(x, y);
     for (std::int64_t i = 0; i < S; ++i) y[i] = x[i] - gamma * y[i];
@@ -339,14 +407,14 @@ inline DiscountedSolution solve_discounted(const PolicyChain& c, double gamma, M
     for (std::int64_t i = 0; i < S; ++i) y[i] = x[i] - gamma * y[i];
   };
   out.V = rpi;  // initial guess
-  gmres(op, VectorXd(rpi), out.V, tol, max_iter, stop, "discounted values");
+  krylov_solve(op, VectorXd(rpi), out.V, tol, stop, "discounted values");
   if (want_rho) {
     out.rho = mu0;
-    gmres(opT, VectorXd(mu0), out.rho, tol, max_iter, stop, "discounted visitation");
+    krylov_solve(opT, VectorXd(mu0), out.rho, tol, stop, "discounted visitation");
   }
   if (start2) {
     out.rho2 = *start2;
-    gmres(opT, *start2, out.rho2, tol, max_iter, stop, "discounted visitation");
+    krylov_solve(opT, *start2, out.rho2, tol, stop, "discounted visitation");
   }
   return out;
 }
@@ -521,7 +589,7 @@ inline VectorXd stationary(const PolicyChain& c, Method method, double tol, Stop
     };
     VectorXd b = VectorXd::Constant(S, u);
     d = b;
-    gmres(op, b, d, tol, 100000, stop, "stationary distribution");
+    krylov_solve(op, b, d, tol, stop, "stationary distribution");
   }
   for (std::int64_t s = 0; s < S; ++s)
     if (!st.recurrent[s] || d(s) < 0.0) d(s) = 0.0;
@@ -548,7 +616,7 @@ inline VectorXd poisson(const PolicyChain& c, const VectorXd& d, const VectorXd&
       for (std::int64_t i = 0; i < S; ++i) y[i] = x[i] - y[i] + dx;
     };
     g = b;
-    gmres(op, b, g, tol, 100000, stop, "differential values");
+    krylov_solve(op, b, g, tol, stop, "differential values");
   }
   return g;
 }

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "pgfast/categorical.hpp"
 #include "pgfast/rng.hpp"
@@ -35,17 +36,17 @@ inline void require_finite(const double* x, std::int64_t n, const char* what) {
 // Row-wise stable softmax of logits (S, A): probs and/or log-probs (either may be null).
 inline void softmax_rows(const double* logits, std::int64_t S, std::int64_t A, double* probs,
                          double* log_probs) {
+  std::vector<double> e(static_cast<std::size_t>(A));
   for (std::int64_t s = 0; s < S; ++s) {
     const double* z = logits + s * A;
     double m = z[0];
     for (std::int64_t a = 1; a < A; ++a) m = z[a] > m ? z[a] : m;
     double sum = 0.0;
-    for (std::int64_t a = 0; a < A; ++a) sum += std::exp(z[a] - m);
-    const double lse = m + std::log(sum);
+    for (std::int64_t a = 0; a < A; ++a) sum += (e[a] = std::exp(z[a] - m));  // one exp per entry
+    const double lse = m + std::log(sum), inv = 1.0 / sum;
     for (std::int64_t a = 0; a < A; ++a) {
-      const double lp = z[a] - lse;
-      if (log_probs) log_probs[s * A + a] = lp;
-      if (probs) probs[s * A + a] = std::exp(lp);
+      if (log_probs) log_probs[s * A + a] = z[a] - lse;
+      if (probs) probs[s * A + a] = e[a] * inv;
     }
   }
 }
