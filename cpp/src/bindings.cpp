@@ -351,6 +351,7 @@ void bind_exact(py::module_& m) {
         if (!ev.V.empty()) out["V"] = vector_to_numpy(std::move(ev.V), fh ? std::vector<py::ssize_t>{H, S} : std::vector<py::ssize_t>{S});
         if (!ev.Q.empty())
           out["Q"] = vector_to_numpy(std::move(ev.Q), fh ? std::vector<py::ssize_t>{H, S, A} : std::vector<py::ssize_t>{S, A});
+        if (!ev.Adv.empty()) out["A"] = vector_to_numpy(std::move(ev.Adv), {H, S, A});
         if (!ev.d.empty()) out["d"] = vector_to_numpy(std::move(ev.d), fh ? std::vector<py::ssize_t>{H, S} : std::vector<py::ssize_t>{S});
         if (!ev.visitation.empty()) out["visitation"] = vector_to_numpy(std::move(ev.visitation), {S});
         if (!ev.logit_grad.empty()) out["logit_grad"] = vector_to_numpy(std::move(ev.logit_grad), {S, A});

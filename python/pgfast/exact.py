@@ -216,7 +216,8 @@ def evaluate(
     """
     _, obj, g, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=True)
     V, Q = out["V"], out["Q"]
-    return Evaluation(obj, float(out["J"]), V, Q, Q - V[..., None], out["d"], out["visitation"], g)
+    A = out["A"] if "A" in out else Q - V[..., None]
+    return Evaluation(obj, float(out["J"]), V, Q, A, out["d"], out["visitation"], g)
 
 
 @overload
@@ -266,7 +267,8 @@ def gradient(
     if not return_evaluation:
         return grad
     V, Q = out["V"], out["Q"]
-    return grad, Evaluation(obj, float(out["J"]), V, Q, Q - V[..., None], out["d"], out["visitation"], g)
+    A = out["A"] if "A" in out else Q - V[..., None]
+    return grad, Evaluation(obj, float(out["J"]), V, Q, A, out["d"], out["visitation"], g)
 
 
 def fisher(

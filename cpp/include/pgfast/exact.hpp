@@ -629,6 +629,7 @@ enum class Objective { FiniteHorizon, Discounted, AverageReward, AverageValue };
 struct Evaluation {
   double J = 0.0;
   std::vector<double> V, Q, d, visitation;  // shapes depend on the objective (see module comment)
+  std::vector<double> Adv;                  // Q - V (finite horizon only; elsewhere formed by the caller)
   std::vector<double> logit_grad;           // dJ/dz(s,a), (S*A)
   std::vector<double> fisher_w;             // state weighting of the Fisher information, (S)
 };
@@ -646,9 +647,13 @@ inline Evaluation finite_horizon(const FiniteMDP& mdp, const double* pi, std::in
   const auto& indptr = mdp.indptr();
   const auto& next = mdp.next();
   const auto& prob = mdp.prob();
-  const auto& rew = mdp.reward();
   const auto& term = mdp.terminal();
   Evaluation ev;
+  // Per entry: P(s'|s,a) alive(s'), so the inner loops are plain gathers / scatters.
+  const std::int64_t nnz = mdp.nnz();
+  std::vector<double> pa(static_cast<std::size_t>(nnz));
+  for (std::int64_t e = 0; e < nnz; ++e) pa[e] = term[next[e]] ? 0.0 : prob[e];
+  const std::vector<double> rexp = mdp.expected_reward();
   // Forward: d_t, (H, S).
   std::vector<double> d(static_cast<std::size_t>(H * S), 0.0);
   std::copy(mdp.mu0().begin(), mdp.mu0().end(), d.begin());
@@ -662,9 +667,7 @@ inline Evaluation finite_horizon(const FiniteMDP& mdp, const double* pi, std::in
       for (std::int64_t a = 0; a < A; ++a) {
         const double m = ds * pi[s * A + a];
         if (m == 0.0) continue;
-        for (std::int64_t e = indptr[s * A + a]; e < indptr[s * A + a + 1]; ++e) {
-          if (!term[next[e]]) dn[next[e]] += m * prob[e];
-        }
+        for (std::int64_t e = indptr[s * A + a]; e < indptr[s * A + a + 1]; ++e) dn[next[e]] += m * pa[e];
       }
     }
   }
@@ -674,6 +677,7 @@ inline Evaluation finite_horizon(const FiniteMDP& mdp, const double* pi, std::in
   if (req.values) {
     ev.V.assign(static_cast<std::size_t>(H * S), 0.0);
     ev.Q.assign(static_cast<std::size_t>(H * S * A), 0.0);
+    ev.Adv.assign(static_cast<std::size_t>(H * S * A), 0.0);
   }
   if (req.gradient) ev.logit_grad.assign(static_cast<std::size_t>(S * A), 0.0);
   std::vector<double> gpow(static_cast<std::size_t>(H));
@@ -690,17 +694,18 @@ inline Evaluation finite_horizon(const FiniteMDP& mdp, const double* pi, std::in
       for (std::int64_t a = 0; a < A; ++a) {
         const std::int64_t row = s * A + a;
         double acc = 0.0;
-        for (std::int64_t e = indptr[row]; e < indptr[row + 1]; ++e) {
-          const std::int32_t sp = next[e];
-          acc += prob[e] * (rew[e] + (term[sp] ? 0.0 : gamma * Vnext[sp]));
-        }
+        for (std::int64_t e = indptr[row]; e < indptr[row + 1]; ++e) acc += pa[e] * Vnext[next[e]];
+        acc = rexp[row] + gamma * acc;
         q[a] = acc;
         v += pi[row] * acc;
       }
       Vcur[s] = v;
       if (req.values) {
         ev.V[t * S + s] = v;
-        for (std::int64_t a = 0; a < A; ++a) ev.Q[(t * S + s) * A + a] = q[a];
+        for (std::int64_t a = 0; a < A; ++a) {
+          ev.Q[(t * S + s) * A + a] = q[a];
+          ev.Adv[(t * S + s) * A + a] = q[a] - v;
+        }
       }
       if (req.gradient && dt[s] != 0.0) {
         const double c = gpow[t] * dt[s];
