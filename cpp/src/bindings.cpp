@@ -599,7 +599,7 @@ void bind_estimators(py::module_& m) {
       "fused_gradient",
       [](const FiniteMDP& mdp, const carray<double>& probs, const std::optional<carray<double>>& features,
          std::int64_t n, std::uint64_t seed, const std::string& weights_kind, double gamma, const std::string& baseline,
-         const std::optional<carray<double>>& table, int threads) {
+         const std::optional<carray<double>>& table, int threads, bool stderr_) {
         if (n < 1) throw std::invalid_argument("n must be >= 1, got " + std::to_string(n));
         require_shape2(probs, "policy probabilities", mdp.n_states(), mdp.n_actions());
         const est::PolicyTables pol = policy_tables(probs, features);
@@ -623,7 +623,7 @@ void bind_estimators(py::module_& m) {
         if (threads > blocks) threads = static_cast<int>(blocks);
         const std::vector<double> gpow = est::powers(gamma, H);
         std::vector<std::unique_ptr<est::FusedSink<kLanes>>> sinks;
-        for (int k = 0; k < threads; ++k) sinks.emplace_back(new est::FusedSink<kLanes>(pol, spec, gpow.data(), H));
+        for (int k = 0; k < threads; ++k) sinks.emplace_back(new est::FusedSink<kLanes>(pol, spec, gpow.data(), H, stderr_));
         StopToken stop(python_interrupted);
         bool ok;
         {
@@ -633,6 +633,7 @@ void bind_estimators(py::module_& m) {
                         /*static_split=*/true);
         }
         if (!ok) throw py::error_already_set();
+        for (auto& sk : sinks) sk->scorer.total();
         std::vector<double> sum(static_cast<std::size_t>(np), 0.0), sumsq(static_cast<std::size_t>(np), 0.0);
         double rs = 0.0, rq = 0.0;
         std::int64_t steps = 0;
@@ -650,6 +651,7 @@ void bind_estimators(py::module_& m) {
       },
       py::arg("mdp"), py::arg("probs").noconvert(), py::arg("features").noconvert(), py::arg("n"), py::arg("seed"),
       py::arg("weights_kind"), py::arg("gamma"), py::arg("baseline"), py::arg("table").noconvert(), py::arg("threads"),
+      py::arg("stderr"),
       "Sample n trajectories and accumulate their gradients without storing them: (sum, sumsq, return_sum, return_sumsq, steps).");
 
   m.def(

@@ -76,7 +76,7 @@ def score_batch(
 ) -> tuple[F64, F64, F64 | None, float, float]: ...
 def fused_gradient(
     mdp: MDP, probs: F64, features: F64 | None, n: int, seed: int, weights_kind: str, gamma: float,
-    baseline: str, table: F64 | None, threads: int,
+    baseline: str, table: F64 | None, threads: int, stderr: bool,
 ) -> tuple[F64, F64, float, float, int]: ...
 def importance_weights(
     rewards: F64, log_ratio: F64, lengths: I32, gamma: float, reward_to_go: bool, per_decision: bool,

@@ -327,6 +327,7 @@ def policy_gradient(
     n: int | None = None,
     seed: int | None = None,
     threads: int | None = None,
+    stderr: bool = True,
 ) -> PolicyGradient:
     r"""The REINFORCE family of estimators of :math:`\nabla_\theta J` (finite-horizon objective).
 
@@ -355,7 +356,9 @@ def policy_gradient(
     with ``mdp=, n=, seed=`` (and ``traj=None``): sampling and accumulation in one pass without
     storing trajectories (memory O(n_params x threads + H)); for the same seed it equals the
     two-step result up to floating-point summation order. The fused form takes baseline
-    ``None``, ``"exact"`` or a fitted :class:`ValueBaseline`.
+    ``None``, ``"exact"`` or a fitted :class:`ValueBaseline`; with ``stderr=False`` it skips the
+    per-trajectory bookkeeping behind the standard errors (``stderr`` is then NaN), which is
+    what :func:`pgfast.train` uses.
     """
     probs, feats = _policy_tables(policy)
     kind = _weights_kind(weights)
@@ -376,9 +379,12 @@ def policy_gradient(
         if bkind == "cross":
             raise ValueError("the fused estimator needs a fitted ValueBaseline (call .fit(traj) on an earlier batch)")
         sums, sumsq, rs, rq, steps = _core.fused_gradient(
-            mdp._mdp, probs, feats, nn, as_seed(seed), kind, g, bkind, table, nthreads
+            mdp._mdp, probs, feats, nn, as_seed(seed), kind, g, bkind, table, nthreads, bool(stderr)
         )
-        return _result(policy, nn, sums, sumsq, rs, rq, n_steps=int(steps))
+        out = _result(policy, nn, sums, sumsq, rs, rq, n_steps=int(steps))
+        if not stderr:
+            out = PolicyGradient(out.grad, np.full_like(out.grad, np.nan), nn, out.value, out.value_stderr, None, None, out.n_steps)
+        return out
     if mdp is not None or n is not None or seed is not None:
         raise ValueError("pass either a batch traj or mdp=, n=, seed= (fused), not both")
     _check_traj(traj, policy)

@@ -170,7 +170,7 @@ def train(
                 context["traj"] = traj
             else:
                 est = policy_gradient(policy, mdp=mdp, n=n, seed=s, weights=weights, baseline=baseline,  # type: ignore[arg-type]
-                                      gamma=gamma, threads=threads)
+                                      gamma=gamma, threads=threads, stderr=False)
             if isinstance(optimizer, NaturalGradient) and optimizer.fisher == "exact":
                 context["mdp"] = mdp
             gnorm = float(np.linalg.norm(est.grad))

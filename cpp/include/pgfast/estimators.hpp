@@ -40,16 +40,44 @@ struct PolicyTables {
 // Per-thread accumulator of per-trajectory gradients: sum, sum of squares, optional rows.
 class TrajectoryScorer {
  public:
-  explicit TrajectoryScorer(const PolicyTables& pol)
+  // per_trajectory = false: only the total is needed (no standard errors), so steps are added
+  // straight into one logit table and mapped to the parameters once, in total().
+  TrajectoryScorer(const PolicyTables& pol, bool per_trajectory = true)
       : pol_(pol),
+        per_traj_(per_trajectory),
         gz_(static_cast<std::size_t>(pol.S * pol.A), 0.0),
         cs_(static_cast<std::size_t>(pol.S), 0.0),
         mark_(static_cast<std::size_t>(pol.S), 0),
         gp_(static_cast<std::size_t>(pol.features ? pol.p : 0), 0.0),
         sum(static_cast<std::size_t>(pol.n_params()), 0.0),
-        sumsq(static_cast<std::size_t>(pol.n_params()), 0.0) {}
+        sumsq(static_cast<std::size_t>(pol.n_params()), 0.0) {
+    if (pol.features && per_trajectory) {
+      // centred features phi(s,a) - sum_a' pi(a'|s) phi(s,a'): a linear score is one row of it
+      const std::int64_t A = pol.A, p = pol.p;
+      centred_.assign(static_cast<std::size_t>(pol.S * A * p), 0.0);
+      for (std::int64_t s = 0; s < pol.S; ++s) {
+        const double* phi = pol.features + s * A * p;
+        double* c = centred_.data() + s * A * p;
+        for (std::int64_t j = 0; j < p; ++j) {
+          double mean = 0.0;
+          for (std::int64_t a = 0; a < A; ++a) mean += pol.probs[s * A + a] * phi[a * p + j];
+          for (std::int64_t a = 0; a < A; ++a) c[a * p + j] = phi[a * p + j] - mean;
+        }
+      }
+    }
+  }
 
   void add(std::int32_t s, std::int32_t a, double w) {
+    if (!per_traj_) {
+      gz_[s * pol_.A + a] += w;
+      cs_[s] += w;
+      return;
+    }
+    if (pol_.features) {  // linear: the score row times w, O(p)
+      const double* c = centred_.data() + (s * pol_.A + a) * pol_.p;
+      for (std::int64_t j = 0; j < pol_.p; ++j) gp_[j] += w * c[j];
+      return;
+    }
     gz_[s * pol_.A + a] += w;
     cs_[s] += w;
     if (!mark_[s]) {
@@ -61,9 +89,10 @@ class TrajectoryScorer {
   // Closes the current trajectory: adds its gradient to sum / sumsq (and writes it to `row`,
   // n_params entries, when not null), then clears the scratch.
   void finish(double* row) {
+    if (!per_traj_) return;
     const std::int64_t A = pol_.A;
-    if (row) std::fill(row, row + pol_.n_params(), 0.0);
     if (!pol_.features) {
+      if (row) std::fill(row, row + pol_.n_params(), 0.0);
       for (const std::int32_t s : touched_) {
         const double C = cs_[s];
         for (std::int64_t a = 0; a < A; ++a) {
@@ -77,38 +106,43 @@ class TrajectoryScorer {
         cs_[s] = 0.0;
         mark_[s] = 0;
       }
+      touched_.clear();
     } else {
-      const std::int64_t p = pol_.p;
-      std::fill(gp_.begin(), gp_.end(), 0.0);
-      for (const std::int32_t s : touched_) {
-        const double C = cs_[s];
-        for (std::int64_t a = 0; a < A; ++a) {
-          const std::int64_t k = s * A + a;
-          const double v = gz_[k] - C * pol_.probs[k];
-          if (v != 0.0) {
-            const double* phi = pol_.features + k * p;
-            for (std::int64_t j = 0; j < p; ++j) gp_[j] += v * phi[j];
-          }
-          gz_[k] = 0.0;
-        }
-        cs_[s] = 0.0;
-        mark_[s] = 0;
-      }
-      for (std::int64_t j = 0; j < p; ++j) {
+      for (std::int64_t j = 0; j < pol_.p; ++j) {
         sum[j] += gp_[j];
         sumsq[j] += gp_[j] * gp_[j];
         if (row) row[j] = gp_[j];
+        gp_[j] = 0.0;
       }
     }
-    touched_.clear();
+  }
+
+  // Without per-trajectory bookkeeping: maps the accumulated logit table to `sum`.
+  void total() {
+    if (per_traj_) return;
+    const std::int64_t A = pol_.A;
+    for (std::int64_t s = 0; s < pol_.S; ++s) {
+      const double C = cs_[s];
+      for (std::int64_t a = 0; a < A; ++a) {
+        const std::int64_t k = s * A + a;
+        const double v = gz_[k] - C * pol_.probs[k];
+        if (!pol_.features) {
+          sum[k] += v;
+        } else if (v != 0.0) {
+          const double* phi = pol_.features + k * pol_.p;
+          for (std::int64_t j = 0; j < pol_.p; ++j) sum[j] += v * phi[j];
+        }
+      }
+    }
   }
 
  private:
   const PolicyTables& pol_;
+  bool per_traj_;
   std::vector<double> gz_, cs_;
   std::vector<std::uint8_t> mark_;
   std::vector<std::int32_t> touched_;
-  std::vector<double> gp_;
+  std::vector<double> gp_, centred_;
 
  public:
   std::vector<double> sum, sumsq;
@@ -257,8 +291,8 @@ inline bool score_batch(const std::int32_t* states, const std::int32_t* actions,
 template <int Lanes>
 class FusedSink {
  public:
-  FusedSink(const PolicyTables& pol, const WeightSpec& spec, const double* gpow, std::int64_t H)
-      : scorer(pol), spec_(spec), gpow_(gpow), H_(H),
+  FusedSink(const PolicyTables& pol, const WeightSpec& spec, const double* gpow, std::int64_t H, bool per_trajectory)
+      : scorer(pol, per_trajectory), spec_(spec), gpow_(gpow), H_(H),
         s_(static_cast<std::size_t>(Lanes * H)), a_(static_cast<std::size_t>(Lanes * H)),
         r_(static_cast<std::size_t>(Lanes * H)), w_(static_cast<std::size_t>(H)) {
     for (int k = Lanes - 1; k >= 0; --k) free_.push_back(k);
