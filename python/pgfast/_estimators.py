@@ -65,7 +65,7 @@ def _check_traj(traj: Any, policy: SoftmaxPolicy) -> None:
             f"the policy is sized for (n_states, n_actions) = ({policy.n_states}, {policy.n_actions}) "
             f"but the batch comes from an MDP with ({mdp.n_states}, {mdp.n_actions})"
         )
-    _check_indices(traj, policy.n_states, policy.n_actions)
+    # indices are checked in C++ by score_batch; NumPy-indexed paths call _check_indices first
 
 
 def _check_indices(traj: Trajectories, n_states: int, n_actions: int) -> None:
@@ -401,6 +401,7 @@ def policy_gradient(
     if traj.n < 2:
         raise ValueError("cross-fitting a ValueBaseline needs at least 2 trajectories")
     assert isinstance(baseline, ValueBaseline)
+    _check_indices(traj, policy.n_states, policy.n_actions)
     idx = [np.arange(0, traj.n, 2), np.arange(1, traj.n, 2)]
     halves = [_split(traj, i) for i in idx]
     tables = [baseline._fit_table(h, g) for h in halves]
@@ -444,6 +445,7 @@ def log_likelihood(mdp: FiniteMDP, policy: SoftmaxPolicy, traj: Trajectories, dy
 
 def _log_ratio(target: SoftmaxPolicy, behavior: Any, traj: Trajectories) -> NDArray[np.float64]:
     """Per-step log pi(a_t|s_t) - log beta(a_t|s_t), 0 past the end; checks beta > 0 on logged actions."""
+    _check_indices(traj, target.n_states, target.n_actions)
     mask = traj.mask
     s = np.where(mask, traj.states, 0)
     a = np.where(mask, traj.actions, 0)

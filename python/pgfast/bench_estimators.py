@@ -24,7 +24,11 @@ JSON):
 - ``sample``: ``mdp.sample(pi, N, seed=, threads=1)`` alone.
 
 pgfast's estimators also accumulate per-trajectory sums of squares (the ``stderr`` of every
-coordinate); the NumPy yardstick computes the gradient and the mean return only.
+coordinate); the NumPy yardstick computes the gradient and the mean return only. For information
+(no target) the run also times ``fused_1t_nose``, the fused call with ``stderr=False`` (no
+per-trajectory bookkeeping; when this pgfast has the switch) and, in full runs, the parts of the
+iterations: ``numpy_sample`` (``sample_numpy`` alone) and ``pgfast_score`` (the stored estimator
+on a batch sampled beforehand).
 
 Checks (the run fails otherwise): :func:`numpy_gradient` on a pgfast batch equals
 ``pg.policy_gradient(..., baseline="time")`` on it (relative 1e-9, max-norm); the fused estimator
@@ -48,7 +52,9 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse
 import datetime
 import gc
+import inspect
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -86,7 +92,14 @@ TRANSPOSE_BLOCK = 512  # trajectories per block of the cache-blocked transposes
 DEFAULT_JSON: Path | None = None  # bench/bench_estimators.py saves to bench/results/estimators.json
 
 VARIANTS = ("numpy", "stored", "fused_1t", "fused_2t", "sample")
-INFO_VARIANTS = ("numpy_sample", "pgfast_score")  # full runs only: the parts of the iterations
+# information, not targets: the fused estimator without standard errors (policy_gradient(...,
+# stderr=False), when this pgfast has it), and, in full runs, the parts of the iterations
+INFO_VARIANTS = ("fused_1t_nose", "numpy_sample", "pgfast_score")
+
+
+def _has_stderr_switch() -> bool:
+    """Whether ``pg.policy_gradient`` takes ``stderr=`` (fused: skip the per-trajectory bookkeeping)."""
+    return "stderr" in inspect.signature(pg.policy_gradient).parameters
 
 
 # -- the NumPy yardstick ------------------------------------------------------------------------
@@ -317,6 +330,11 @@ def _bench_case(
 
         return call
 
+    no_se: dict[str, Any] = {"stderr": False} if _has_stderr_switch() else {}
+
+    def fused_nose_call(seed: int) -> Estimate:
+        return _from_pg(pg.policy_gradient(pi, mdp=mdp, n=n, seed=seed, threads=1, **no_se))
+
     def sample_call(seed: int) -> None:
         mdp.sample(pi, n, seed=seed, threads=1)
 
@@ -327,6 +345,8 @@ def _bench_case(
         "fused_2t": fused_call(2),
         "sample": sample_call,
     }
+    if no_se:
+        calls["fused_1t_nose"] = fused_nose_call
     if not quick:
         fixed = mdp.sample(pi, n, seed=7, threads=1)
 
@@ -379,6 +399,9 @@ def _bench_case(
     f2 = pg.policy_gradient(pi, mdp=mdp, n=n, seed=11, threads=2)
     checks["fused_vs_stored_none_same_seed"] = max(_rel(f1.grad, pg_none.grad), _rel(f1.stderr, pg_none.stderr))
     checks["fused_1t_vs_2t"] = max(_rel(f2.grad, f1.grad), _rel(f2.stderr, f1.stderr))
+    if no_se:
+        f0 = pg.policy_gradient(pi, mdp=mdp, n=n, seed=11, threads=1, **no_se)
+        checks["fused_nose_vs_fused"] = max(_rel(f0.grad, f1.grad), _rel(np.array([f0.value]), np.array([f1.value])))
     del traj
     exact_ok = all(v <= EXACT_RTOL for v in checks.values())
 
@@ -413,6 +436,10 @@ def _bench_case(
     stored_vs_numpy = best["numpy"] / best["stored"]
     fused_vs_sample = best["sample"] / best["fused_1t"]
     fused_2t_vs_1t = best["fused_1t"] / best["fused_2t"]
+    info: dict[str, float] = {}
+    if "fused_1t_nose" in best:
+        info["fused_nose_vs_numpy"] = best["numpy"] / best["fused_1t_nose"]
+        info["fused_nose_vs_sample"] = best["sample"] / best["fused_1t_nose"]
     return {
         "workload": key,
         "policy": kind,
@@ -434,6 +461,7 @@ def _bench_case(
         "pass_stored_vs_numpy": stored_vs_numpy >= TARGET_STORED_VS_NUMPY[n],
         "pass_fused_vs_sample": fused_vs_sample >= TARGET_FUSED_VS_SAMPLE,
         "pass_fused_2t_vs_1t": fused_2t_vs_1t >= TARGET_2T_VS_1T,
+        "info_ratios": info,
         "exact_checks": checks,
         "statistical_checks": stat,
         "exact_J": J_star,
@@ -471,9 +499,10 @@ def _agree_note(r: dict[str, Any]) -> str:
     c = r["exact_checks"]
     s = r["statistical_checks"]
     stat = ", ".join(f"{k} T {v['T']:.2f} J z {v['value_z']:.1f}" for k, v in s.items())
+    nose = f", stderr=False/True {c['fused_nose_vs_fused']:.0e}" if "fused_nose_vs_fused" in c else ""
     return (
-        f"same batch NumPy/stored {c['numpy_vs_stored_same_batch']:.1e}, fused/stored(None) "
-        f"{c['fused_vs_stored_none_same_seed']:.1e}, fused 1T/2T {c['fused_1t_vs_2t']:.1e}; "
+        f"same batch NumPy/stored {c['numpy_vs_stored_same_batch']:.0e}, fused/stored(None) "
+        f"{c['fused_vs_stored_none_same_seed']:.0e}, fused 1T/2T {c['fused_1t_vs_2t']:.0e}{nose}; "
         f"vs exact ({s['numpy']['trajectories']:,.0f} traj.): {stat}"
     )
 
@@ -509,6 +538,20 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             f" {_ratio(r, 'fused_vs_numpy')} | {_ratio(r, 'stored_vs_numpy')} |"
             f" {_ratio(r, 'fused_vs_sample')} | {_ratio(r, 'fused_2t_vs_1t')}"
         )
+    if any(r["info_ratios"] for r in rows):
+        lines += [
+            "",
+            "fused 1T without standard errors (policy_gradient(..., stderr=False); information, not a target)",
+            f"{'workload':<10} {'N':>6} {'policy':<7} | {'ms':>7} | {'vs NumPy':>8} | {'vs sample':>9}",
+        ]
+        for r in rows:
+            if not r["info_ratios"]:
+                continue
+            i = r["info_ratios"]
+            lines.append(
+                f"{r['workload']:<10} {r['n']:>6} {r['policy']:<7} | {_ms(r['timings']['fused_1t_nose']['best_seconds'])} |"
+                f" {i['fused_nose_vs_numpy']:>8.2f} | {i['fused_nose_vs_sample']:>9.2f}"
+            )
     if any("numpy_sample" in r["timings"] for r in rows):
         lines += [
             "",
@@ -536,6 +579,18 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _git_state() -> str | None:
+    """``git describe --always --dirty`` of the source tree this module runs from, if it is one."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=Path(__file__).resolve().parent,
+            capture_output=True, text=True, timeout=5, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -558,6 +613,7 @@ def main(
     args = parser.parse_args(argv)
 
     info = machine_info()
+    info["git"] = _git_state()
     reused = False if args.default_malloc else reuse_freed_memory()
     print(
         f"pgfast {info['pgfast']} | numpy {info['numpy']} | python {info['python']} | "
