@@ -431,9 +431,7 @@ void bind_exact(py::module_& m) {
         carray<double> out(p);
         {
           py::gil_scoped_release release;
-          Eigen::Map<const RowMatrixXd> phi(features.data(), rows, p);
-          Eigen::Map<const Eigen::VectorXd> w(W.data(), rows);
-          Eigen::Map<Eigen::VectorXd>(out.mutable_data(), p).noalias() = phi.transpose() * w;
+          linear_vjp(features.data(), rows, p, W.data(), out.mutable_data());
         }
         return out;
       },
@@ -670,14 +668,7 @@ void bind_estimators(py::module_& m) {
             norm.assign(static_cast<std::size_t>(H), 0.0);
             est::per_decision_norm(log_ratio.data(), lengths.data(), N, H, norm.data());
           }
-          if (self_normalized && !per_decision) {
-            for (py::ssize_t i = 0; i < N; ++i) {
-              double acc = 0.0;
-              for (py::ssize_t t = 0; t < lengths.data()[i]; ++t) acc += log_ratio.data()[i * H + t];
-              norm_rho += std::exp(acc);
-            }
-            norm_rho /= static_cast<double>(N);
-          }
+          if (self_normalized && !per_decision) norm_rho = est::mean_ratio(log_ratio.data(), lengths.data(), N, H);
           est::importance_weights(rewards.data(), log_ratio.data(), lengths.data(), N, H, gamma, reward_to_go,
                                   per_decision, norm.empty() ? nullptr : norm.data(), norm_rho, w.mutable_data(),
                                   rho.mutable_data(), value.mutable_data());

@@ -258,6 +258,19 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_env_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by the commands that run an environment."""
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--threads", type=int, default=None, help="worker threads (default: all CPUs)")
+    p.add_argument("--horizon", type=int, default=None, help="episode length limit (default: the registered one)")
+    p.add_argument("--gamma", type=float, default=1.0, help="discount factor in [0, 1] (default 1)")
+    p.add_argument("--map-name", default=None, help="FrozenLake map, e.g. 4x4 or 8x8")
+    p.add_argument("--slippery", action=argparse.BooleanOptionalAction, default=None,
+                   help="FrozenLake/CliffWalking slipperiness (default: the environment's)")
+    p.add_argument("--env-arg", action="append", metavar="KEY=VALUE",
+                   help="extra keyword argument for gymnasium.make (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pgfast import __version__
 
@@ -287,21 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--damping", type=float, default=1e-3, help="natural gradient damping (default 1e-3)")
     t.add_argument("--iterations", type=int, default=300, help="default 300")
     t.add_argument("--batch", type=int, default=2048, help="episodes per iteration (default 2048)")
-    t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    t.add_argument("--threads", type=int, default=None, help="worker threads (default: all CPUs)")
-    t.add_argument("--horizon", type=int, default=None, help="episode length limit (default: the registered one)")
-    t.add_argument("--gamma", type=float, default=1.0, help="discount factor (default 1)")
     t.add_argument("--eval-every", type=int, default=25, help="print and evaluate exactly every k iterations (default 25)")
     t.add_argument("--episodes", type=int, default=1000,
                    help="episodes to run the trained policy in the real gymnasium env (default 1000; 0 skips)")
     t.add_argument("--save", default=None, metavar="PATH.npz", help="save theta (key 'theta')")
     t.add_argument("--json", default=None, metavar="PATH", help="save the training history as JSON")
     t.add_argument("--plot", default=None, metavar="PATH.png", help="learning curve (needs matplotlib)")
-    t.add_argument("--map-name", default=None, help="FrozenLake map, e.g. 4x4 or 8x8")
-    t.add_argument("--slippery", action=argparse.BooleanOptionalAction, default=None,
-                   help="FrozenLake/CliffWalking slipperiness (default: the environment's)")
-    t.add_argument("--env-arg", action="append", metavar="KEY=VALUE",
-                   help="extra keyword argument for gymnasium.make (repeatable)")
+    _add_env_options(t)
     t.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(
@@ -312,18 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("env", help="gymnasium environment id, e.g. FrozenLake-v1")
     p.add_argument("--n", type=int, default=100_000, help="number of episodes (default 100,000)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--threads", type=int, default=None, help="worker threads (default: all CPUs)")
-    p.add_argument("--horizon", type=int, default=None, help="episode length limit (default: the registered one)")
-    p.add_argument("--gamma", type=float, default=1.0, help="discount factor in [0, 1] (default 1)")
     p.add_argument("--policy", choices=("uniform", "random"), default="uniform",
                    help="uniform softmax (theta = 0) or random N(0, 1) logits (default uniform)")
     p.add_argument("--policy-seed", type=int, default=0, help="seed of the random logits")
-    p.add_argument("--map-name", default=None, help="FrozenLake map, e.g. 4x4 or 8x8")
-    p.add_argument("--slippery", action=argparse.BooleanOptionalAction, default=None,
-                   help="FrozenLake/CliffWalking slipperiness (default: the environment's)")
-    p.add_argument("--env-arg", action="append", metavar="KEY=VALUE",
-                   help="extra keyword argument for gymnasium.make (repeatable)")
+    _add_env_options(p)
     p.set_defaults(func=_cmd_sample)
 
     b = sub.add_parser("bench", help="run the microbenchmarks (sampler, exact, estimators) and print their tables")

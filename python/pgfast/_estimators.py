@@ -19,7 +19,16 @@ from . import _core
 from ._mdp import FiniteMDP
 from ._policy import LinearSoftmax, SoftmaxPolicy, TabularSoftmax
 from ._trajectories import Trajectories
-from ._validation import as_float, as_float_array, as_int, as_seed, as_threads, check_allocation
+from ._validation import (
+    as_float,
+    as_float_array,
+    as_gamma,
+    as_int,
+    as_seed,
+    as_threads,
+    check_allocation,
+    require_instance,
+)
 
 Weights = Literal["reward_to_go", "return"]
 
@@ -47,8 +56,7 @@ class PolicyGradient:
 
 
 def _policy_tables(policy: Any, name: str = "policy") -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
-    if not isinstance(policy, SoftmaxPolicy):
-        raise TypeError(f"{name} must be a pgfast policy (e.g. pgfast.TabularSoftmax), got {type(policy).__name__}")
+    require_instance(policy, SoftmaxPolicy, name, "a pgfast policy (e.g. pgfast.TabularSoftmax)")
     if isinstance(policy, TabularSoftmax):
         return np.ascontiguousarray(policy.probs()), None
     if isinstance(policy, LinearSoftmax):
@@ -96,12 +104,7 @@ def _batch(traj: Trajectories) -> tuple[NDArray[np.int32], NDArray[np.int32], ND
 
 
 def _gamma(gamma: Any, mdp: FiniteMDP) -> float:
-    if gamma is None:
-        return mdp.gamma
-    g = as_float(gamma, "gamma")
-    if not 0.0 <= g <= 1.0:
-        raise ValueError(f"gamma must be in [0, 1], got {g}")
-    return g
+    return as_gamma(gamma, mdp.gamma)
 
 
 def _weights_kind(weights: Any) -> str:
@@ -120,11 +123,12 @@ def _result(
     rows: NDArray[np.float64] | None = None,
     ess: float | None = None,
     n_steps: int = 0,
+    with_stderr: bool = True,
 ) -> PolicyGradient:
     mean = sums / n
     if n > 1:
         var = np.maximum(sumsq - n * mean * mean, 0.0) / (n - 1)
-        se = np.sqrt(var / n)
+        se = np.sqrt(var / n) if with_stderr else np.full_like(mean, np.nan)
         vvar = max(rq - n * (rs / n) ** 2, 0.0) / (n - 1)
         vse = float(np.sqrt(vvar / n))
     else:
@@ -366,8 +370,7 @@ def policy_gradient(
     if traj is None:
         if mdp is None or n is None:
             raise ValueError("pass a batch traj, or mdp=, n= and seed= for the fused estimator")
-        if not isinstance(mdp, FiniteMDP):
-            raise TypeError(f"mdp must be a pgfast.FiniteMDP, got {type(mdp).__name__}")
+        require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
         probs = np.ascontiguousarray(policy._probs_for(mdp))
         if per_trajectory:
             raise ValueError("per_trajectory=True needs a stored batch (the fused estimator keeps no trajectories)")
@@ -381,10 +384,7 @@ def policy_gradient(
         sums, sumsq, rs, rq, steps = _core.fused_gradient(
             mdp._mdp, probs, feats, nn, as_seed(seed), kind, g, bkind, table, nthreads, bool(stderr)
         )
-        out = _result(policy, nn, sums, sumsq, rs, rq, n_steps=int(steps))
-        if not stderr:
-            out = PolicyGradient(out.grad, np.full_like(out.grad, np.nan), nn, out.value, out.value_stderr, None, None, out.n_steps)
-        return out
+        return _result(policy, nn, sums, sumsq, rs, rq, n_steps=int(steps), with_stderr=bool(stderr))
     if mdp is not None or n is not None or seed is not None:
         raise ValueError("pass either a batch traj or mdp=, n=, seed= (fused), not both")
     _check_traj(traj, policy)
@@ -430,10 +430,8 @@ def log_likelihood(mdp: FiniteMDP, policy: SoftmaxPolicy, traj: Trajectories, dy
     (:math:`s_{\text{len}}` is ``traj.final_states``). ``dynamics=False`` keeps only
     :math:`\sum_t \log\pi_\theta(a_t|s_t)`, the part that depends on :math:`\theta`.
     """
-    if not isinstance(mdp, FiniteMDP):
-        raise TypeError(f"mdp must be a pgfast.FiniteMDP, got {type(mdp).__name__}")
-    if not isinstance(policy, SoftmaxPolicy):
-        raise TypeError(f"policy must be a pgfast policy, got {type(policy).__name__}")
+    require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
+    require_instance(policy, SoftmaxPolicy, "policy", "a pgfast policy")
     if not isinstance(traj, Trajectories):
         raise TypeError(f"traj must be a pgfast.Trajectories batch, got {type(traj).__name__}")
     policy._probs_for(mdp)  # checks the sizes

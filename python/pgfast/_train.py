@@ -18,7 +18,7 @@ from . import exact
 from ._estimators import ValueBaseline, policy_gradient
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy
-from ._validation import as_int, as_seed
+from ._validation import as_int, as_seed, require_instance
 from .optim import NaturalGradient, Optimizer
 
 FIELDS = ("iteration", "J_estimate", "J_stderr", "J_exact", "grad_norm", "seconds", "steps_per_s")
@@ -137,12 +137,9 @@ def train(
     ``callback(iteration, record)`` may return True to stop early. The same seed gives the same
     History (except the wall-time fields).
     """
-    if not isinstance(mdp, FiniteMDP):
-        raise TypeError(f"mdp must be a pgfast.FiniteMDP, got {type(mdp).__name__}")
-    if not isinstance(policy, SoftmaxPolicy):
-        raise TypeError(f"policy must be a pgfast policy, got {type(policy).__name__}")
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be a pgfast.optim optimizer, got {type(optimizer).__name__}")
+    require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
+    require_instance(policy, SoftmaxPolicy, "policy", "a pgfast policy")
+    require_instance(optimizer, Optimizer, "optimizer", "a pgfast.optim optimizer")
     policy._probs_for(mdp)
     iters = as_int(iterations, "iterations", minimum=1)
     n = as_int(batch, "batch", minimum=1)

@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _core
-from ._validation import as_float
+from ._validation import as_gamma
 
 if TYPE_CHECKING:
     from ._mdp import FiniteMDP
@@ -87,12 +87,7 @@ class Trajectories:
         return int(self.lengths.sum(dtype=np.int64))
 
     def _gamma(self, gamma: Any) -> float:
-        if gamma is None:
-            return self.mdp.gamma
-        g = as_float(gamma, "gamma")
-        if not 0.0 <= g <= 1.0:
-            raise ValueError(f"gamma must be in [0, 1], got {g}")
-        return g
+        return as_gamma(gamma, self.mdp.gamma)
 
     def returns(self, gamma: float | None = None) -> NDArray[np.float64]:
         r"""Discounted return of each episode, :math:`G(\tau) = \sum_{t<\text{len}} \gamma^t r_t`, shape (N,).

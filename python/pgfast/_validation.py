@@ -53,6 +53,22 @@ def as_float(x: Any, name: str) -> float:
     return float(x)
 
 
+def as_gamma(x: Any, default: float) -> float:
+    """A discount factor in [0, 1]; None -> ``default`` (the MDP's)."""
+    if x is None:
+        return default
+    g = as_float(x, "gamma")
+    if not 0.0 <= g <= 1.0:
+        raise ValueError(f"gamma must be in [0, 1], got {g}")
+    return g
+
+
+def require_instance(x: Any, cls: type, name: str, what: str) -> None:
+    """TypeError naming the argument unless ``x`` is a ``cls``."""
+    if not isinstance(x, cls):
+        raise TypeError(f"{name} must be {what}, got {type(x).__name__}")
+
+
 def as_index_array(x: Any, name: str, upper: int) -> NDArray[np.int32]:
     """Integer array with values in [0, upper), as C-contiguous int32 (same shape)."""
     arr = np.asarray(x)

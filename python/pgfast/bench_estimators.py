@@ -50,10 +50,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # the NumPy yardstick is single-threaded (its BLAS calls are tiny)
 
 import argparse
-import datetime
 import gc
 import inspect
-import json
 import subprocess
 import sys
 import time
@@ -68,7 +66,15 @@ from numpy.typing import NDArray
 import pgfast as pg
 from pgfast import _reference as ref
 from pgfast import exact as pg_exact
-from pgfast.benchmarks import frozenlake, machine_info, random_mdp, reuse_freed_memory
+from pgfast.benchmarks import (
+    frozenlake,
+    header_line,
+    machine_info,
+    random_mdp,
+    result_envelope,
+    reuse_freed_memory,
+    save_result,
+)
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int32]
@@ -615,11 +621,7 @@ def main(
     info = machine_info()
     info["git"] = _git_state()
     reused = False if args.default_malloc else reuse_freed_memory()
-    print(
-        f"pgfast {info['pgfast']} | numpy {info['numpy']} | python {info['python']} | "
-        f"{info['cpu']} ({info['usable_cpus']} usable CPUs) | "
-        f"malloc: {'reuse freed memory' if reused else 'default'}"
-    )
+    print(header_line(info, reused))
     t0 = time.perf_counter()
     rows = run(quick=args.quick, reuse_memory=False)
     elapsed = time.perf_counter() - t0
@@ -627,11 +629,7 @@ def main(
     print(f"\n({elapsed:.1f} s)")
 
     result = {
-        "benchmark": "estimators",
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([prog, *(argv if argv is not None else sys.argv[1:])]),
-        "quick": args.quick,
-        "machine": info,
+        **result_envelope("estimators", prog, argv, args.quick, info),
         "protocol": {
             "timer": f"time.perf_counter around one call; calls interleaved round-robin after "
             f"{WARMUP[args.quick]} warm-up call(s) each",
@@ -657,10 +655,7 @@ def main(
         },
         "rows": rows,
     }
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2, default=float) + "\n")
-        print(f"saved {args.json}")
+    save_result(args.json, result)
     return 0
 
 

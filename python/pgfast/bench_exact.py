@@ -53,9 +53,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import datetime
 import gc
-import json
 import os
 import resource
 import sys
@@ -70,7 +68,7 @@ from numpy.typing import NDArray
 
 import pgfast as pg
 from pgfast import exact as pg_exact
-from pgfast.benchmarks import machine_info, random_mdp, reuse_freed_memory
+from pgfast.benchmarks import header_line, machine_info, random_mdp, result_envelope, reuse_freed_memory, save_result
 
 try:
     import scipy  # type: ignore[import-untyped,unused-ignore]
@@ -898,10 +896,7 @@ def main(argv: Sequence[str] | None = None, *, default_json: Path | None = DEFAU
     blas = _Blas()
     info["blas"] = {"openblas_libraries": blas.libraries, "default_threads": blas.get()}
     reused = False if args.default_malloc else reuse_freed_memory()
-    print(
-        f"pgfast {info['pgfast']} | numpy {info['numpy']} | scipy {info['scipy']} | python {info['python']} | "
-        f"{info['cpu']} ({info['usable_cpus']} usable CPUs) | malloc: {'reuse freed memory' if reused else 'default'}"
-    )
+    print(header_line(info, reused))
     load_before = _load_average()
     t0 = time.perf_counter()
     rows = run(quick=args.quick, reuse_memory=False)
@@ -913,11 +908,7 @@ def main(argv: Sequence[str] | None = None, *, default_json: Path | None = DEFAU
     info["load_average_1min"] = {"before": load_before, "after": load_after}
 
     result = {
-        "benchmark": "exact",
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([prog, *(argv if argv is not None else sys.argv[1:])]),
-        "quick": args.quick,
-        "machine": info,
+        **result_envelope("exact", prog, argv, args.quick, info),
         "protocol": {
             "timer": f"time.perf_counter around one call; calls interleaved round-robin after {WARMUP} warm-up calls each",
             "statistic": "best (min) seconds over the repeats; medians also recorded",
@@ -936,10 +927,7 @@ def main(argv: Sequence[str] | None = None, *, default_json: Path | None = DEFAU
         "targets": {f"{k[0]}/{k[1]}": v for k, v in TARGETS.items()},
         "rows": rows,
     }
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2, default=float) + "\n")
-        print(f"saved {args.json}")
+    save_result(args.json, result)
     return 0
 
 

@@ -340,6 +340,33 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def header_line(info: dict[str, Any], reused: bool) -> str:
+    """The first line every benchmark prints: versions, CPU, allocator mode."""
+    libs = " | ".join(f"{k} {info[k]}" for k in ("pgfast", "numpy", "scipy", "python") if k in info)
+    return (f"{libs} | {info['cpu']} ({info['usable_cpus']} usable CPUs) | "
+            f"malloc: {'reuse freed memory' if reused else 'default'}")
+
+
+def result_envelope(
+    name: str, prog: str, argv: Sequence[str] | None, quick: bool, info: dict[str, Any]
+) -> dict[str, Any]:
+    """The JSON fields every benchmark records before its protocol, targets and rows."""
+    return {
+        "benchmark": name,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([prog, *(argv if argv is not None else sys.argv[1:])]),
+        "quick": quick,
+        "machine": info,
+    }
+
+
+def save_result(path: Path | None, result: dict[str, Any]) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2, default=float) + "\n")
+        print(f"saved {path}")
+
+
 def main(argv: Sequence[str] | None = None, *, default_json: Path | None = DEFAULT_JSON, prog: str = "pgfast bench") -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="3 repeats instead of 15, no per-method NumPy table")
@@ -354,11 +381,7 @@ def main(argv: Sequence[str] | None = None, *, default_json: Path | None = DEFAU
 
     info = machine_info()
     reused = False if args.default_malloc else reuse_freed_memory()
-    print(
-        f"pgfast {info['pgfast']} | numpy {info['numpy']} | python {info['python']} | "
-        f"{info['cpu']} ({info['usable_cpus']} usable CPUs) | "
-        f"malloc: {'reuse freed memory' if reused else 'default'}"
-    )
+    print(header_line(info, reused))
     t0 = time.perf_counter()
     rows = run(quick=args.quick, reuse_memory=False)
     elapsed = time.perf_counter() - t0
@@ -366,11 +389,7 @@ def main(argv: Sequence[str] | None = None, *, default_json: Path | None = DEFAU
     print(f"\n({elapsed:.1f} s)")
 
     result = {
-        "benchmark": "sampler",
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([prog, *(argv if argv is not None else sys.argv[1:])]),
-        "quick": args.quick,
-        "machine": info,
+        **result_envelope("sampler", prog, argv, args.quick, info),
         "protocol": {
             "timer": "time.perf_counter around one call; calls interleaved round-robin after 2 warm-up calls each",
             "statistic": "best (max) rate over the repeats; medians also recorded",
@@ -387,10 +406,7 @@ def main(argv: Sequence[str] | None = None, *, default_json: Path | None = DEFAU
         "targets": {"1t_vs_numpy": TARGET_VS_NUMPY, "2t_vs_1t": TARGET_2T_VS_1T},
         "rows": rows,
     }
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2, default=float) + "\n")
-        print(f"saved {args.json}")
+    save_result(args.json, result)
     return 0
 
 

@@ -75,7 +75,7 @@ from numpy.typing import NDArray
 from . import _core
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy
-from ._validation import as_float, as_threads, check_allocation
+from ._validation import as_float, as_gamma, as_threads, check_allocation, require_instance
 
 __all__ = [
     "OBJECTIVES",
@@ -83,6 +83,7 @@ __all__ = [
     "Optimal",
     "evaluate",
     "fisher",
+    "fisher_weights",
     "gradient",
     "natural_gradient",
     "optimal",
@@ -136,10 +137,8 @@ class Optimal:
 
 
 def _check(mdp: Any, policy: Any) -> NDArray[np.float64]:
-    if not isinstance(mdp, FiniteMDP):
-        raise TypeError(f"mdp must be a pgfast.FiniteMDP, got {type(mdp).__name__}")
-    if not isinstance(policy, SoftmaxPolicy):
-        raise TypeError(f"policy must be a pgfast policy (e.g. pgfast.TabularSoftmax), got {type(policy).__name__}")
+    require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
+    require_instance(policy, SoftmaxPolicy, "policy", "a pgfast policy (e.g. pgfast.TabularSoftmax)")
     return np.ascontiguousarray(policy._probs_for(mdp))
 
 
@@ -150,9 +149,7 @@ def _objective(objective: Any) -> str:
 
 
 def _gamma(mdp: FiniteMDP, gamma: Any, objective: str) -> float:
-    g = mdp.gamma if gamma is None else as_float(gamma, "gamma")
-    if not 0.0 <= g <= 1.0:
-        raise ValueError(f"gamma must be in [0, 1], got {g}")
+    g = as_gamma(gamma, mdp.gamma)
     if objective in ("discounted", "average_value") and g >= 1.0:
         raise ValueError(
             f"objective={objective!r} needs gamma < 1 (the discounted values diverge at gamma = 1); "
@@ -215,9 +212,13 @@ def evaluate(
     See the module docstring for the formulas of each objective.
     """
     _, obj, g, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=True)
+    return _evaluation(obj, g, out)
+
+
+def _evaluation(objective: str, gamma: float, out: dict[str, Any]) -> Evaluation:
     V, Q = out["V"], out["Q"]
     A = out["A"] if "A" in out else Q - V[..., None]
-    return Evaluation(obj, float(out["J"]), V, Q, A, out["d"], out["visitation"], g)
+    return Evaluation(objective, float(out["J"]), V, Q, A, out["d"], out["visitation"], gamma)
 
 
 @overload
@@ -266,9 +267,7 @@ def gradient(
     grad = policy._logit_vjp(out["logit_grad"])
     if not return_evaluation:
         return grad
-    V, Q = out["V"], out["Q"]
-    A = out["A"] if "A" in out else Q - V[..., None]
-    return grad, Evaluation(obj, float(out["J"]), V, Q, A, out["d"], out["visitation"], g)
+    return grad, _evaluation(obj, g, out)
 
 
 def fisher(
@@ -293,6 +292,22 @@ def fisher(
     n = policy.n_params
     check_allocation(8 * n * n, f"the Fisher matrix ({n} x {n})", "use natural_gradient, which is blockwise for tabular policies")
     return policy._fisher(probs, out["fisher_w"])
+
+
+def fisher_weights(
+    mdp: FiniteMDP,
+    policy: SoftmaxPolicy,
+    objective: Objective = "finite_horizon",
+    *,
+    gamma: float | None = None,
+    method: Method = "auto",
+    tol: float = 1e-12,
+    threads: int | None = None,
+) -> NDArray[np.float64]:
+    """The state weighting w (S,) of :func:`fisher` for the objective, without the matrix."""
+    _, _, _, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=False, fisher=True)
+    w: NDArray[np.float64] = out["fisher_w"]
+    return w
 
 
 def natural_gradient(
@@ -356,8 +371,7 @@ def optimal(
     policy, lowest action index among exact ties). ``"discounted"``: policy iteration, each policy
     evaluated exactly; an action changes only when it improves Q by more than a relative 1e-12.
     """
-    if not isinstance(mdp, FiniteMDP):
-        raise TypeError(f"mdp must be a pgfast.FiniteMDP, got {type(mdp).__name__}")
+    require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
     if objective not in ("finite_horizon", "discounted"):
         raise ValueError(f"optimal supports objective='finite_horizon' or 'discounted', got {objective!r}")
     g = _gamma(mdp, gamma, objective)

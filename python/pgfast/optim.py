@@ -222,8 +222,7 @@ class NaturalGradient(Optimizer):
 
 
 def _exact_visits(mdp: FiniteMDP, policy: SoftmaxPolicy) -> NDArray[np.float64]:
-    """State weighting of the exact finite-horizon Fisher: sum_t d_t(s)."""
+    """State weighting of the exact finite-horizon Fisher: sum_t d_t(s) (no value tables built)."""
     from . import exact
 
-    ev = exact.evaluate(mdp, policy, "finite_horizon")
-    return np.ascontiguousarray(ev.visitation)
+    return exact.fisher_weights(mdp, policy, "finite_horizon")

@@ -407,6 +407,17 @@ inline void importance_weights(const double* rewards, const double* log_ratio, c
   }
 }
 
+// Mean trajectory ratio (1/N) sum_i exp(sum_{t < len_i} lr_{i,t}) (self-normalised IS).
+inline double mean_ratio(const double* log_ratio, const std::int32_t* lengths, std::int64_t N, std::int64_t H) {
+  double total = 0.0;
+  for (std::int64_t i = 0; i < N; ++i) {
+    double acc = 0.0;
+    for (std::int64_t t = 0; t < lengths[i]; ++t) acc += log_ratio[i * H + t];
+    total += std::exp(acc);
+  }
+  return total / static_cast<double>(N);
+}
+
 // Cumulative log-ratio means per step for weighted per-decision IS: norm[t] = mean_i c_{i,t}
 // (c_{i,t} = c_{i,len_i-1} past the end of trajectory i).
 inline void per_decision_norm(const double* log_ratio, const std::int32_t* lengths, std::int64_t N, std::int64_t H,

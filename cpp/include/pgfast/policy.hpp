@@ -60,6 +60,13 @@ inline void linear_logits(const double* features, std::int64_t rows, std::int64_
   out.noalias() = phi * th;
 }
 
+// Parameter gradient of a linear policy from logit gradients: out = Phi^T W = sum_{s,a} W(s,a) phi(s,a).
+inline void linear_vjp(const double* features, std::int64_t rows, std::int64_t p, const double* W, double* out) {
+  Eigen::Map<const RowMatrixXd> phi(features, rows, p);
+  Eigen::Map<const Eigen::VectorXd> w(W, rows);
+  Eigen::Map<Eigen::VectorXd>(out, p).noalias() = phi.transpose() * w;
+}
+
 // Categorical rows of a policy table (S, A) for sampling.
 inline CategoricalRows policy_sampler(const double* probs, std::int64_t S, std::int64_t A) {
   std::vector<std::int64_t> offsets(static_cast<std::size_t>(S + 1));
