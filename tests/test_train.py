@@ -41,7 +41,9 @@ import pytest
 from conftest import random_mdp, random_policy
 
 import pgfast as pg
+from pgfast import __main__ as cli
 from pgfast.__main__ import main
+from pgfast._optimality import Reference, fraction_of_optimal, normalized_score
 from pgfast._train import FIELDS
 
 RTOL = 1e-12
@@ -427,12 +429,20 @@ def test_train_with_sampled_gradients_increases_exact_J(rng: np.random.Generator
 
 
 def _train_frozenlake(seed: int) -> tuple[pg.FiniteMDP, pg.TabularSoftmax, pg.History]:
-    """The defaults of `pgfast train`: Adam lr 0.3, reward-to-go, baseline time, 300 x 2048."""
+    """The defaults of `pgfast train`: Adam lr 0.2, betas (0.9, 0.99), reward-to-go, baseline time, 500 x 4096."""
     mdp = pg.FiniteMDP.from_gymnasium("FrozenLake-v1")
     pi = pg.TabularSoftmax(mdp.n_states, mdp.n_actions)
-    hist = pg.train(mdp, pi, optimizer=pg.optim.Adam(0.3), iterations=300, batch=2048, seed=seed,
+    opt = pg.optim.Adam(cli.DEFAULT_LR["adam"], betas=cli.DEFAULT_ADAM_BETAS)
+    hist = pg.train(mdp, pi, optimizer=opt, iterations=cli.DEFAULT_ITERATIONS, batch=cli.DEFAULT_BATCH, seed=seed,
                     weights="reward_to_go", baseline="time", eval_every=25, progress=False)
     return mdp, pi, hist
+
+
+def test_cli_defaults_are_the_documented_ones() -> None:
+    """README.md ("Training from the command line") and bench/README.md quote these figures."""
+    assert cli.DEFAULT_LR["adam"] == 0.2 and cli.DEFAULT_ADAM_BETAS == (0.9, 0.99)
+    assert (cli.DEFAULT_ESTIMATOR, cli.DEFAULT_BASELINE) == ("reward-to-go", "time")
+    assert (cli.DEFAULT_ITERATIONS, cli.DEFAULT_BATCH) == (500, 4096)
 
 
 @pytest.fixture(scope="module")
@@ -448,8 +458,8 @@ def test_frozenlake_reaches_95_percent_of_optimal(frozenlake: Any) -> None:
     assert J <= opt.J + 1e-12
     # the History: evaluated exactly at iterations 1, 25, 50, ...; the uniform policy first
     je = hist["J_exact"]
-    assert len(hist) == 300
-    np.testing.assert_array_equal(np.flatnonzero(~np.isnan(je)) + 1, [1, *range(25, 301, 25)])
+    assert len(hist) == 500
+    np.testing.assert_array_equal(np.flatnonzero(~np.isnan(je)) + 1, [1, *range(25, 501, 25)])
     assert je[0] == pg.exact.evaluate(mdp, pg.TabularSoftmax(16, 4)).J
 
 
@@ -607,15 +617,21 @@ def test_cli_train_frozenlake_outputs(capsys: pytest.CaptureFixture[str], tmp_pa
     J = pg.exact.evaluate(mdp, pg.TabularSoftmax(16, 4, theta)).J
     assert hist.meta["final_J"] == pytest.approx(J, rel=1e-12)
     assert hist.meta["optimal_J"] == pytest.approx(pg.exact.optimal(mdp).J, rel=1e-12)
+    assert hist.meta["uniform_J"] == pytest.approx(pg.exact.evaluate(mdp, pg.TabularSoftmax(16, 4)).J, rel=1e-12)
+    assert hist.meta["fraction_of_optimal"] == pytest.approx(J / hist.meta["optimal_J"], rel=1e-12)
+    assert hist.meta["normalized_score"] == pytest.approx(
+        (J - hist.meta["uniform_J"]) / (hist.meta["optimal_J"] - hist.meta["uniform_J"]), rel=1e-12)
 
 
 def test_cli_train_defaults_reach_95_percent(capsys: pytest.CaptureFixture[str]) -> None:
     """`pgfast train FrozenLake-v1` with every default, including the 1000-episode check."""
     assert main(["train", "FrozenLake-v1"]) == 0
     out = capsys.readouterr().out
-    assert "adam lr 0.3" in out and "300 iterations x 2048 episodes" in out and "baseline time" in out
-    pct = float(re.search(r"\(([\d.]+)% of optimal\)", out).group(1))  # type: ignore[union-attr]
+    assert "adam lr 0.2 betas 0.9,0.99" in out and "500 iterations x 4096 episodes" in out and "baseline time" in out
+    pct = float(re.search(r"\(([\d.]+)% of optimal: J / J\*\)", out).group(1))  # type: ignore[union-attr]
     assert pct >= 95.0
+    J = float(re.search(r"exact J of the trained policy +([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    assert pct == pytest.approx(100 * J / pg.exact.optimal(pg.FiniteMDP.from_gymnasium("FrozenLake-v1")).J, abs=0.06)
     z = float(re.search(r"\(([-+\d.]+) standard errors from exact J\)", out).group(1))  # type: ignore[union-attr]
     assert abs(z) <= 4
 
@@ -629,6 +645,7 @@ def test_cli_train_defaults_reach_95_percent(capsys: pytest.CaptureFixture[str])
         (["--baseline", "value"], "baseline value"),
         (["--estimator", "reinforce", "--baseline", "mean"], "reinforce, baseline mean"),
         (["--baseline", "exact", "--optimizer", "adam", "--lr", "0.05"], "adam lr 0.05"),
+        (["--betas", "0.8", "0.999"], "adam lr 0.2 betas 0.8,0.999 |"),
     ],
 )
 def test_cli_train_variants(capsys: pytest.CaptureFixture[str], tmp_path: Path, extra: list[str], expect: str) -> None:
@@ -642,17 +659,51 @@ def test_cli_train_variants(capsys: pytest.CaptureFixture[str], tmp_path: Path, 
     assert math.isfinite(hist.meta["final_J"])
 
 
+def _number(pattern: str, out: str) -> float:
+    m = re.search(pattern, out)
+    assert m is not None, (pattern, out)
+    return float(m.group(1))
+
+
 @pytest.mark.parametrize(
-    ("argv", "expect"),
+    ("argv", "expect", "formula"),
     [
-        (["Taxi-v4"], "500 states, 6 actions, horizon 200"),
-        (["CliffWalking-v1", "--horizon", "100"], "48 states, 4 actions, horizon 100"),
+        (["Taxi-v4"], "500 states, 6 actions, horizon 200", "J / J*"),
+        (["CliffWalking-v1", "--horizon", "100"], "48 states, 4 actions, horizon 100", "J* / J (rewards are costs)"),
     ],
 )
-def test_cli_train_other_envs(capsys: pytest.CaptureFixture[str], argv: list[str], expect: str) -> None:
+def test_cli_train_other_envs(capsys: pytest.CaptureFixture[str], argv: list[str], expect: str, formula: str) -> None:
+    """Taxi (J* > 0, J < 0 at first) and CliffWalking (J* < 0): % of optimal and the normalised score."""
     assert main(["train", *argv, "--iterations", "2", "--batch", "256", "--episodes", "5"]) == 0
     out = capsys.readouterr().out
-    assert expect in out and "exact J of the trained policy" in out
+    assert expect in out and f"% opt = {formula}" in out
+    J = _number(r"exact J of the trained policy +(-?[\d.]+)", out)
+    J_opt = _number(r"optimal J +(-?[\d.]+)", out)
+    J_uni = _number(r"uniform policy J +(-?[\d.]+)", out)
+    ratio = J / J_opt if J_opt > 0 else J_opt / J
+    assert _number(r"\((-?[\d.]+)% of optimal: " + re.escape(formula), out) == pytest.approx(100 * ratio, abs=0.06)
+    score = (J - J_uni) / (J_opt - J_uni)
+    assert _number(r"normalised score (-?[\d.]+)%", out) == pytest.approx(100 * score, abs=0.06)
+
+
+def test_fraction_of_optimal_and_normalized_score() -> None:
+    assert fraction_of_optimal(0.6, 0.8) == pytest.approx(0.75)
+    assert fraction_of_optimal(-8.0, 8.0) == -1.0  # J* > 0: J / J*, negative while J < 0
+    assert fraction_of_optimal(-17.0, -13.0) == pytest.approx(13 / 17)  # costs: J* / J, in (0, 1]
+    assert fraction_of_optimal(-13.0, -13.0) == 1.0 and fraction_of_optimal(0.8, 0.8) == 1.0
+    assert math.isnan(fraction_of_optimal(0.0, 0.0)) and math.isnan(fraction_of_optimal(0.0, -1.0))
+    assert normalized_score(-17.0, -13.0, -1083.0) == pytest.approx(1066 / 1070)
+    assert normalized_score(-1083.0, -13.0, -1083.0) == 0.0 and normalized_score(-13.0, -13.0, -1083.0) == 1.0
+    assert math.isnan(normalized_score(1.0, 1.0, 1.0))  # the uniform policy is optimal
+    # worse J, lower figure, whatever the sign of J*
+    for J_opt in (0.8, -13.0):
+        Js = J_opt - np.array([0.0, 0.5, 2.0, 10.0])
+        assert np.all(np.diff([fraction_of_optimal(float(J), J_opt) for J in Js]) < 0)
+    mdp = pg.FiniteMDP.from_gymnasium("FrozenLake-v1")
+    ref = Reference.of(mdp)
+    assert ref.optimal_J == pg.exact.optimal(mdp).J
+    assert ref.uniform_J == pg.exact.evaluate(mdp, pg.TabularSoftmax(16, 4)).J
+    assert ref.score(ref.uniform_J) == 0.0 and ref.fraction(ref.optimal_J) == 1.0
 
 
 @pytest.mark.parametrize(
@@ -668,6 +719,8 @@ def test_cli_train_other_envs(capsys: pytest.CaptureFixture[str], argv: list[str
         (["FrozenLake-v1", "--episodes", "-1"], "--episodes must be >= 0"),
         (["FrozenLake-v1", "--eval-every", "0"], "--eval-every must be >= 1"),
         (["FrozenLake-v1", "--schedule", "inv_sqrt"], "--schedule applies to --optimizer sgd"),
+        (["FrozenLake-v1", "--optimizer", "sgd", "--betas", "0.9", "0.9"], "--betas applies to --optimizer adam"),
+        (["FrozenLake-v1", "--betas", "0.9", "1"], r"betas must be in \[0, 1\)"),
         (["FrozenLake-v1", "--optimizer", "natural", "--damping", "-1"], "damping"),
         (["FrozenLake-v1", "--gamma", "2"], r"gamma must be in \[0, 1\]"),
     ],

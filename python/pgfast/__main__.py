@@ -8,9 +8,12 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ._optimality import Reference
 
 _EXACT_LIMIT_STATES = 2000  # the summary's exact J uses a dense dynamic program
 
@@ -32,19 +35,28 @@ def _env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
-_DEFAULT_LR = {"adam": 0.3, "sgd": 1.0, "natural": 1.0}
+# `pgfast train` defaults: one setting for FrozenLake 4x4 and 8x8 and Taxi, chosen by the sweep
+# that README.md ("Training from the command line") records; bench_training runs with them.
+DEFAULT_LR = {"adam": 0.2, "sgd": 1.0, "natural": 1.0}
+DEFAULT_ADAM_BETAS = (0.9, 0.99)  # beta2 0.99, not Adam's 0.999: the step scale forgets the first, large gradients sooner
+DEFAULT_ESTIMATOR = "reward-to-go"
+DEFAULT_BASELINE = "time"
+DEFAULT_BATCH = 4096
+DEFAULT_ITERATIONS = 500
 
 
 def _make_optimizer(args: argparse.Namespace) -> Any:
     import pgfast as pg
 
-    lr = _DEFAULT_LR[args.optimizer] if args.lr is None else args.lr
+    lr = DEFAULT_LR[args.optimizer] if args.lr is None else args.lr
     if not (np.isfinite(lr) and lr > 0):
         raise ValueError(f"--lr must be > 0, got {lr}")
+    if args.optimizer != "adam" and args.betas is not None:
+        raise ValueError("--betas applies to --optimizer adam")
     if args.optimizer == "adam":
         if args.schedule != "constant":
             raise ValueError("--schedule applies to --optimizer sgd")
-        return pg.optim.Adam(lr)
+        return pg.optim.Adam(lr, betas=DEFAULT_ADAM_BETAS if args.betas is None else tuple(args.betas))
     if args.optimizer == "natural":
         return pg.optim.NaturalGradient(lr, damping=args.damping)
     return pg.optim.GradientAscent(lr, schedule=args.schedule)
@@ -86,6 +98,7 @@ def _run_in_gymnasium(env_id: str, kwargs: dict[str, Any], horizon: int, probs: 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     import pgfast as pg
+    from pgfast._optimality import Reference
 
     for name in ("iterations", "batch", "episodes", "eval_every"):
         if getattr(args, name) < (0 if name == "episodes" else 1):
@@ -104,23 +117,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
     baseline: Any = None if args.baseline == "none" else args.baseline
     if baseline == "value":
         baseline = pg.ValueBaseline(S, mdp.horizon)
-    optimal = pg.exact.optimal(mdp)
+    ref = Reference.of(mdp)
     extra = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+    betas = f" betas {opt.betas[0]:g},{opt.betas[1]:g}" if args.optimizer == "adam" else ""
     print(f"pgfast {pg.__version__} train | {args.env}{f' ({extra})' if extra else ''} | {S} states, {A} actions, "
           f"horizon {mdp.horizon}, gamma {mdp.gamma:g}")
     print(f"  {args.policy} softmax ({pi.n_params} parameters) | {args.estimator}, baseline {args.baseline} | "
-          f"{args.optimizer} lr {opt.lr:g} | {args.iterations} iterations x {args.batch} episodes | seed {args.seed}")
-    print(f"  optimal J = {optimal.J:.6f}")
-    print(f"{'iter':>6} {'J (batch)':>12} {'+-se':>9} {'J exact':>10} {'% opt':>7} {'|grad|':>10} {'Msteps/s':>9}")
+          f"{args.optimizer} lr {opt.lr:g}{betas} | {args.iterations} iterations x {args.batch} episodes | seed {args.seed}")
+    print(f"  optimal J = {ref.optimal_J:.6f}, uniform policy J = {ref.uniform_J:.6f}; % opt = {_fraction_formula(ref)}")
+    print(f"{'iter':>6} {'J (batch)':>12} {'+-se':>9} {'J exact':>10} {'% opt':>8} {'|grad|':>10} {'Msteps/s':>9}")
     every = args.eval_every
 
     def show(it: int, rec: dict[str, float]) -> bool:
         if it % every and it != 1 and it != args.iterations:
             return False
         je = rec["J_exact"]
-        pct = f"{100 * je / optimal.J:6.1f}%" if optimal.J > 0 and je >= 0 else "      "
-        print(f"{it:>6} {rec['J_estimate']:>12.5f} {rec['J_stderr']:>9.5f} {je:>10.5f} {pct:>7} {rec['grad_norm']:>10.4g} "
-              f"{rec['steps_per_s'] / 1e6:>9.1f}", flush=True)
+        print(f"{it:>6} {rec['J_estimate']:>12.5f} {rec['J_stderr']:>9.5f} {je:>10.5f} {_percent(ref.fraction(je)):>8} "
+              f"{rec['grad_norm']:>10.4g} {rec['steps_per_s'] / 1e6:>9.1f}", flush=True)
         return False
 
     t0 = time.perf_counter()
@@ -130,9 +143,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     dt = time.perf_counter() - t0
     J = pg.exact.evaluate(mdp, pi).J
     print(f"trained in {dt:.2f} s")
-    ratio = f"  ({J / optimal.J:.1%} of optimal)" if optimal.J > 0 else ""
+    fraction, score = ref.fraction(J), ref.score(J)
     print(f"  exact J of the trained policy  {J:.6f}")
-    print(f"  optimal J                      {optimal.J:.6f}{ratio}")
+    print(f"  optimal J                      {ref.optimal_J:.6f}"
+          + (f"  ({_percent(fraction)} of optimal: {_fraction_formula(ref)})" if np.isfinite(fraction) else ""))
+    print(f"  uniform policy J               {ref.uniform_J:.6f}"
+          + (f"  (normalised score {_percent(score)}: (J - J_uniform) / (J* - J_uniform))" if np.isfinite(score) else ""))
     if args.episodes > 0:
         G = _run_in_gymnasium(args.env, kwargs, mdp.horizon, pi.probs(), args.episodes, args.seed)
         se = G.std(ddof=1) / np.sqrt(G.size) if G.size > 1 else float("nan")
@@ -145,13 +161,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"  saved theta to {args.save}")
     if args.json:
         hist.meta.update({"env": args.env, "env_kwargs": {k: repr(v) for k, v in kwargs.items()},
-                          "optimal_J": optimal.J, "final_J": J})
+                          "optimal_J": ref.optimal_J, "uniform_J": ref.uniform_J, "final_J": J,
+                          "fraction_of_optimal": None if np.isnan(fraction) else fraction,
+                          "normalized_score": None if np.isnan(score) else score})
         hist.save_json(args.json)
         print(f"  saved history to {args.json}")
     if args.plot:
-        _plot(hist, optimal.J, args.plot, f"{args.env} {extra}".strip())
+        _plot(hist, ref.optimal_J, args.plot, f"{args.env} {extra}".strip())
         print(f"  saved learning curve to {args.plot}")
     return 0
+
+
+def _percent(fraction: float) -> str:
+    return f"{100 * fraction:.1f}%" if np.isfinite(fraction) else "-"
+
+
+def _fraction_formula(ref: Reference) -> str:
+    if ref.optimal_J > 0:
+        return "J / J*"
+    return "J* / J (rewards are costs)" if ref.optimal_J < 0 else "undefined (J* = 0)"
 
 
 def _plot(hist: Any, optimal_J: float, path: str, title: str) -> None:
@@ -290,16 +318,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("env", help="gymnasium environment id, e.g. FrozenLake-v1")
     t.add_argument("--policy", choices=("tabular", "linear"), default="tabular", help="policy class (default tabular)")
-    t.add_argument("--estimator", choices=("reinforce", "reward-to-go"), default="reward-to-go",
-                   help="weights: whole return (REINFORCE) or reward-to-go (default)")
-    t.add_argument("--baseline", choices=("none", "mean", "time", "value", "exact"), default="time",
-                   help="baseline (default time: leave-one-out mean reward-to-go per step)")
+    t.add_argument("--estimator", choices=("reinforce", "reward-to-go"), default=DEFAULT_ESTIMATOR,
+                   help=f"weights: whole return (REINFORCE) or reward-to-go (default {DEFAULT_ESTIMATOR})")
+    t.add_argument("--baseline", choices=("none", "mean", "time", "value", "exact"), default=DEFAULT_BASELINE,
+                   help=f"baseline (default {DEFAULT_BASELINE}: leave-one-out mean reward-to-go per step)")
     t.add_argument("--optimizer", choices=("sgd", "adam", "natural"), default="adam", help="default adam")
-    t.add_argument("--lr", type=float, default=None, help="learning rate (default: adam 0.3, sgd 1, natural 1)")
+    t.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
+    t.add_argument("--betas", type=float, nargs=2, default=None, metavar=("B1", "B2"),
+                   help="Adam's decay rates (default {:g} {:g})".format(*DEFAULT_ADAM_BETAS))
     t.add_argument("--schedule", choices=("constant", "inv_sqrt"), default="constant", help="sgd step sizes")
     t.add_argument("--damping", type=float, default=1e-3, help="natural gradient damping (default 1e-3)")
-    t.add_argument("--iterations", type=int, default=300, help="default 300")
-    t.add_argument("--batch", type=int, default=2048, help="episodes per iteration (default 2048)")
+    t.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help=f"default {DEFAULT_ITERATIONS}")
+    t.add_argument("--batch", type=int, default=DEFAULT_BATCH, help=f"episodes per iteration (default {DEFAULT_BATCH})")
     t.add_argument("--eval-every", type=int, default=25, help="print and evaluate exactly every k iterations (default 25)")
     t.add_argument("--episodes", type=int, default=1000,
                    help="episodes to run the trained policy in the real gymnasium env (default 1000; 0 skips)")
