@@ -19,6 +19,7 @@
 #include "pgfast/estimators.hpp"
 #include "pgfast/exact.hpp"
 #include "pgfast/mdp.hpp"
+#include "pgfast/mlp.hpp"
 #include "pgfast/parallel.hpp"
 #include "pgfast/policy.hpp"
 #include "pgfast/returns.hpp"
@@ -227,6 +228,106 @@ void bind_policy(py::module_& m) {
       },
       py::arg("probs").noconvert(), py::arg("states").noconvert(), py::arg("seed"),
       "a_k ~ pi(.|states[k]) from the policy-sampling stream of seed (flat states).");
+}
+
+void bind_mlp(py::module_& m) {
+  using mlp::Forward;
+  using mlp::Net;
+  py::class_<Net, std::shared_ptr<Net>>(m, "MLPNet", "MLP architecture and state features (copied).")
+      .def(py::init([](const carray<double>& features, const std::vector<std::int64_t>& hidden, std::int64_t n_actions,
+                       const std::string& activation) {
+             if (features.ndim() != 2) throw std::invalid_argument("state_features must have shape (S, d)");
+             mlp::Activation act;
+             if (activation == "tanh") {
+               act = mlp::Activation::Tanh;
+             } else if (activation == "relu") {
+               act = mlp::Activation::Relu;
+             } else {
+               throw std::invalid_argument("activation must be 'tanh' or 'relu', got '" + activation + "'");
+             }
+             require_finite(features.data(), features.size(), "state_features");
+             return std::make_shared<Net>(features.data(), features.shape(0), features.shape(1), hidden, n_actions, act);
+           }),
+           py::arg("features").noconvert(), py::arg("hidden"), py::arg("n_actions"), py::arg("activation"))
+      .def_property_readonly("n_params", &Net::n_params)
+      .def_property_readonly("sizes", &Net::sizes)
+      .def(
+          "forward",
+          [](const std::shared_ptr<Net>& net, const carray<double>& theta) {
+            if (theta.ndim() != 1 || theta.shape(0) != net->n_params())
+              throw std::invalid_argument("theta must have shape (" + std::to_string(net->n_params()) + ",)");
+            require_finite(theta.data(), theta.size(), "theta");
+            std::shared_ptr<Forward> f;
+            {
+              py::gil_scoped_release release;
+              f = std::make_shared<Forward>(net, theta.data());
+            }
+            return f;
+          },
+          py::arg("theta").noconvert(), "Activations and logits of every state at theta.");
+
+  py::class_<Forward, std::shared_ptr<Forward>>(m, "MLPForward", "An MLP evaluated at one theta, every state.")
+      .def_property_readonly("logits",
+                             [](const std::shared_ptr<Forward>& f) {
+                               const RowMatrixXd& z = f->logits();
+                               carray<double> out({static_cast<py::ssize_t>(z.rows()), static_cast<py::ssize_t>(z.cols())});
+                               std::copy(z.data(), z.data() + z.size(), out.mutable_data());
+                               return out;
+                             })
+      .def(
+          "vjp",
+          [](const std::shared_ptr<Forward>& f, const carray<double>& G) {
+            const Net& n = f->net();
+            require_shape2(G, "W", n.n_states(), n.n_actions());
+            carray<double> out(n.n_params());
+            {
+              py::gil_scoped_release release;
+              std::fill(out.mutable_data(), out.mutable_data() + out.size(), 0.0);
+              f->vjp_all(G.data(), out.mutable_data());
+            }
+            return out;
+          },
+          py::arg("W").noconvert(), "sum_{s,a} W(s,a) grad_theta z(s,a), shape (n_params,).")
+      .def(
+          "scores",
+          [](const std::shared_ptr<Forward>& f, const carray<double>& probs, const carray<std::int32_t>& states,
+             const carray<std::int32_t>& actions) {
+            const Net& n = f->net();
+            require_shape2(probs, "probs", n.n_states(), n.n_actions());
+            if (states.size() != actions.size()) throw std::invalid_argument("states and actions must have the same size");
+            const py::ssize_t K = states.size();
+            for (py::ssize_t k = 0; k < K; ++k) {
+              if (states.data()[k] < 0 || states.data()[k] >= n.n_states())
+                throw std::invalid_argument("states[" + std::to_string(k) + "] is out of range");
+              if (actions.data()[k] < 0 || actions.data()[k] >= n.n_actions())
+                throw std::invalid_argument("actions[" + std::to_string(k) + "] is out of range");
+            }
+            carray<double> out({K, static_cast<py::ssize_t>(n.n_params())});
+            {
+              py::gil_scoped_release release;
+              f->scores(probs.data(), states.data(), actions.data(), K, out.mutable_data());
+            }
+            return out;
+          },
+          py::arg("probs").noconvert(), py::arg("states").noconvert(), py::arg("actions").noconvert(),
+          "Rows grad log pi(a_k|s_k), shape (K, n_params).")
+      .def(
+          "weighted_scores",
+          [](const std::shared_ptr<Forward>& f, const carray<double>& probs, const carray<double>& w) {
+            const Net& n = f->net();
+            require_shape2(probs, "probs", n.n_states(), n.n_actions());
+            if (w.ndim() != 1 || w.shape(0) != n.n_states()) throw std::invalid_argument("w must have shape (S,)");
+            py::ssize_t rows = 0;
+            for (py::ssize_t s = 0; s < w.shape(0); ++s) rows += w.data()[s] > 0.0 ? n.n_actions() : 0;
+            carray<double> out({rows, static_cast<py::ssize_t>(n.n_params())});
+            {
+              py::gil_scoped_release release;
+              f->weighted_scores(probs.data(), w.data(), out.mutable_data());
+            }
+            return out;
+          },
+          py::arg("probs").noconvert(), py::arg("w").noconvert(),
+          "M with rows sqrt(w(s) pi(a|s)) grad log pi(a|s) over the states with w(s) > 0 (Fisher = M^T M).");
 }
 
 void bind_rollout(py::module_& m) {
@@ -505,12 +606,19 @@ Batch check_trajectories(const carray<std::int32_t>& states, const carray<std::i
   return {s, a, rewards.data(), len, N, H};
 }
 
-est::PolicyTables policy_tables(const carray<double>& probs, const std::optional<carray<double>>& features) {
+est::PolicyTables policy_tables(const carray<double>& probs, const std::optional<carray<double>>& features,
+                                const std::shared_ptr<mlp::Forward>& net = nullptr) {
   if (probs.ndim() != 2) throw std::invalid_argument("probs must have shape (S, A)");
   est::PolicyTables pol;
   pol.S = probs.shape(0);
   pol.A = probs.shape(1);
   pol.probs = probs.data();
+  if (net) {
+    if (features) throw std::invalid_argument("pass features or net, not both");
+    if (net->net().n_states() != pol.S || net->net().n_actions() != pol.A)
+      throw std::invalid_argument("the MLP does not match the probability table's shape");
+    pol.map = net.get();
+  }
   if (features) {
     if (features->ndim() != 3 || features->shape(0) != pol.S || features->shape(1) != pol.A)
       throw std::invalid_argument("features must have shape (S, A, p)");
@@ -541,8 +649,9 @@ void bind_estimators(py::module_& m) {
       [](const carray<std::int32_t>& states, const carray<std::int32_t>& actions, const carray<double>& rewards,
          const carray<std::int32_t>& lengths, const carray<double>& probs, const std::optional<carray<double>>& features,
          const std::string& weights_kind, const std::optional<carray<double>>& weights, double gamma,
-         const std::string& baseline, const std::optional<carray<double>>& table, bool per_trajectory, int threads) {
-        const est::PolicyTables pol = policy_tables(probs, features);
+         const std::string& baseline, const std::optional<carray<double>>& table, bool per_trajectory, int threads,
+         bool sumsq, const std::shared_ptr<mlp::Forward>& net) {
+        const est::PolicyTables pol = policy_tables(probs, features, net);
         const Batch b = check_trajectories(states, actions, rewards, lengths, pol.S, pol.A);
         est::WeightSpec spec;
         spec.kind = parse_weights(weights_kind);
@@ -579,7 +688,7 @@ void bind_estimators(py::module_& m) {
             spec.rtg_count = rtg_count.data();
           }
           ok = est::score_batch(b.states, b.actions, b.rewards, w, b.lengths, b.N, b.H, pol, spec, threads, stop, res,
-                                rows_ptr);
+                                rows_ptr, sumsq || per_trajectory);
         }
         if (!ok) throw py::error_already_set();
         py::object rows_obj = rows ? py::object(*rows) : py::none();
@@ -589,7 +698,8 @@ void bind_estimators(py::module_& m) {
       py::arg("states").noconvert(), py::arg("actions").noconvert(), py::arg("rewards").noconvert(),
       py::arg("lengths").noconvert(), py::arg("probs").noconvert(), py::arg("features").noconvert(),
       py::arg("weights_kind"), py::arg("weights").noconvert(), py::arg("gamma"), py::arg("baseline"),
-      py::arg("table").noconvert(), py::arg("per_trajectory"), py::arg("threads"),
+      py::arg("table").noconvert(), py::arg("per_trajectory"), py::arg("threads"), py::arg("sumsq") = true,
+      py::arg("net") = nullptr,
       "Per-trajectory score-function gradients of a batch, reduced: (sum, sumsq, rows or None, "
       "return_sum, return_sumsq).");
 
@@ -597,10 +707,10 @@ void bind_estimators(py::module_& m) {
       "fused_gradient",
       [](const FiniteMDP& mdp, const carray<double>& probs, const std::optional<carray<double>>& features,
          std::int64_t n, std::uint64_t seed, const std::string& weights_kind, double gamma, const std::string& baseline,
-         const std::optional<carray<double>>& table, int threads, bool stderr_) {
+         const std::optional<carray<double>>& table, int threads, bool stderr_, const std::shared_ptr<mlp::Forward>& net) {
         if (n < 1) throw std::invalid_argument("n must be >= 1, got " + std::to_string(n));
         require_shape2(probs, "policy probabilities", mdp.n_states(), mdp.n_actions());
-        const est::PolicyTables pol = policy_tables(probs, features);
+        const est::PolicyTables pol = policy_tables(probs, features, net);
         const std::int64_t H = mdp.horizon();
         est::WeightSpec spec;
         spec.kind = parse_weights(weights_kind);
@@ -649,7 +759,7 @@ void bind_estimators(py::module_& m) {
       },
       py::arg("mdp"), py::arg("probs").noconvert(), py::arg("features").noconvert(), py::arg("n"), py::arg("seed"),
       py::arg("weights_kind"), py::arg("gamma"), py::arg("baseline"), py::arg("table").noconvert(), py::arg("threads"),
-      py::arg("stderr"),
+      py::arg("stderr"), py::arg("net") = nullptr,
       "Sample n trajectories and accumulate their gradients without storing them: (sum, sumsq, return_sum, return_sumsq, steps).");
 
   m.def(
@@ -731,6 +841,7 @@ PYBIND11_MODULE(_core, m) {
   bind_rng(m);
   bind_mdp(m);
   bind_policy(m);
+  bind_mlp(m);
   bind_rollout(m);
   bind_returns(m);
   bind_exact(m);

@@ -18,7 +18,7 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
     ) from exc
 
 from ._mdp import FiniteMDP
-from ._policy import LinearSoftmax, SoftmaxPolicy, TabularSoftmax
+from ._policy import LinearSoftmax, MLPSoftmax, SoftmaxPolicy, TabularSoftmax
 from ._trajectories import PAD_INDEX, Trajectories
 from . import exact, optim
 from ._train import History, train
@@ -44,6 +44,7 @@ __all__ = [
     "FiniteMDP",
     "History",
     "LinearSoftmax",
+    "MLPSoftmax",
     "OffPolicyValue",
     "PolicyGradient",
     "SoftmaxPolicy",

@@ -10,14 +10,14 @@ formed from per-state sums of its weights.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
 from ._mdp import FiniteMDP
-from ._policy import LinearSoftmax, SoftmaxPolicy, TabularSoftmax
+from ._policy import LinearSoftmax, MLPSoftmax, SoftmaxPolicy, TabularSoftmax
 from ._trajectories import Trajectories
 from ._validation import (
     as_float,
@@ -55,13 +55,24 @@ class PolicyGradient:
     n_steps: int = 0
 
 
-def _policy_tables(policy: Any, name: str = "policy") -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
+class _Tables(NamedTuple):
+    """What the C++ estimators take of a policy: probabilities, and features (linear) or the
+    forward pass (MLP) that maps logit gradients to parameters."""
+
+    probs: NDArray[np.float64]
+    features: NDArray[np.float64] | None
+    net: Any
+
+
+def _policy_tables(policy: Any, name: str = "policy") -> _Tables:
     require_instance(policy, SoftmaxPolicy, name, "a pgfast policy (e.g. pgfast.TabularSoftmax)")
     if isinstance(policy, TabularSoftmax):
-        return np.ascontiguousarray(policy.probs()), None
+        return _Tables(np.ascontiguousarray(policy.probs()), None, None)
     if isinstance(policy, LinearSoftmax):
-        return np.ascontiguousarray(policy.probs()), policy.features
-    raise TypeError(f"estimators support TabularSoftmax and LinearSoftmax, got {type(policy).__name__}")
+        return _Tables(np.ascontiguousarray(policy.probs()), policy.features, None)
+    if isinstance(policy, MLPSoftmax):
+        return _Tables(np.ascontiguousarray(policy.probs()), None, policy._forward())
+    raise TypeError(f"estimators support TabularSoftmax, LinearSoftmax and MLPSoftmax, got {type(policy).__name__}")
 
 
 def _check_traj(traj: Any, policy: SoftmaxPolicy) -> None:
@@ -268,8 +279,7 @@ def _baseline(
 
 def _score_sums(
     traj: Trajectories,
-    probs: NDArray[np.float64],
-    features: NDArray[np.float64] | None,
+    tables: _Tables,
     kind: str,
     explicit: NDArray[np.float64] | None,
     gamma: float,
@@ -277,10 +287,12 @@ def _score_sums(
     table: NDArray[np.float64] | None,
     per_trajectory: bool,
     threads: int,
+    sumsq: bool = True,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None, float, float]:
     s, a, r, ln = _batch(traj)
     out: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None, float, float] = _core.score_batch(
-        s, a, r, ln, probs, features, kind, explicit, gamma, baseline, table, per_trajectory, threads
+        s, a, r, ln, tables.probs, tables.features, kind, explicit, gamma, baseline, table, per_trajectory, threads,
+        sumsq, tables.net
     )
     return out
 
@@ -299,7 +311,7 @@ def score(
     the shape of ``theta``; with ``per_trajectory=True`` also the per-trajectory gradients
     ``(N, n_params)`` (their mean is the first result).
     """
-    probs, feats = _policy_tables(policy)
+    tables = _policy_tables(policy)
     _check_traj(traj, policy)
     w = as_float_array(weights, "weights")
     if w.shape != traj.rewards.shape:
@@ -310,7 +322,7 @@ def score(
     if per_trajectory:
         check_allocation(8 * traj.n * policy.n_params, "per-trajectory gradients", "use per_trajectory=False")
     sums, _, rows, _, _ = _score_sums(
-        traj, probs, feats, "explicit", w, traj.mdp.gamma, "none", None, per_trajectory, as_threads(threads)
+        traj, tables, "explicit", w, traj.mdp.gamma, "none", None, per_trajectory, as_threads(threads), sumsq=False
     )
     grad = (sums / traj.n).reshape(policy.theta.shape)
     if per_trajectory:
@@ -360,18 +372,23 @@ def policy_gradient(
     with ``mdp=, n=, seed=`` (and ``traj=None``): sampling and accumulation in one pass without
     storing trajectories (memory O(n_params x threads + H)); for the same seed it equals the
     two-step result up to floating-point summation order. The fused form takes baseline
-    ``None``, ``"exact"`` or a fitted :class:`ValueBaseline`; with ``stderr=False`` it skips the
-    per-trajectory bookkeeping behind the standard errors (``stderr`` is then NaN), which is
-    what :func:`pgfast.train` uses.
+    ``None``, ``"exact"`` or a fitted :class:`ValueBaseline`.
+
+    ``stderr=False`` (either form) skips the per-trajectory bookkeeping behind the standard errors
+    of the gradient (``stderr`` is then NaN; ``value_stderr`` is still computed): the steps are
+    summed straight into one logit table. That is what :func:`pgfast.train` uses; it matters most
+    for :class:`MLPSoftmax`, whose per-trajectory gradients each need a backward pass over the
+    trajectory's visited states, while the batch gradient needs one backward pass in all.
     """
-    probs, feats = _policy_tables(policy)
+    tables = _policy_tables(policy)
     kind = _weights_kind(weights)
     nthreads = as_threads(threads)
+    with_se = bool(stderr)
     if traj is None:
         if mdp is None or n is None:
             raise ValueError("pass a batch traj, or mdp=, n= and seed= for the fused estimator")
         require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
-        probs = np.ascontiguousarray(policy._probs_for(mdp))
+        policy._probs_for(mdp)  # checks the sizes
         if per_trajectory:
             raise ValueError("per_trajectory=True needs a stored batch (the fused estimator keeps no trajectories)")
         g = _gamma(gamma, mdp)
@@ -382,9 +399,9 @@ def policy_gradient(
         if bkind == "cross":
             raise ValueError("the fused estimator needs a fitted ValueBaseline (call .fit(traj) on an earlier batch)")
         sums, sumsq, rs, rq, steps = _core.fused_gradient(
-            mdp._mdp, probs, feats, nn, as_seed(seed), kind, g, bkind, table, nthreads, bool(stderr)
+            mdp._mdp, tables.probs, tables.features, nn, as_seed(seed), kind, g, bkind, table, nthreads, with_se, tables.net
         )
-        return _result(policy, nn, sums, sumsq, rs, rq, n_steps=int(steps), with_stderr=bool(stderr))
+        return _result(policy, nn, sums, sumsq, rs, rq, n_steps=int(steps), with_stderr=with_se)
     if mdp is not None or n is not None or seed is not None:
         raise ValueError("pass either a batch traj or mdp=, n=, seed= (fused), not both")
     _check_traj(traj, policy)
@@ -395,8 +412,8 @@ def policy_gradient(
     if per_trajectory:
         check_allocation(8 * traj.n * policy.n_params, "per-trajectory gradients", "use per_trajectory=False")
     if bkind != "cross":
-        sums, sumsq, rows, rs, rq = _score_sums(traj, probs, feats, kind, None, g, bkind, table, per_trajectory, nthreads)
-        return _result(policy, traj.n, sums, sumsq, rs, rq, rows, n_steps=traj.n_steps)
+        sums, sumsq, rows, rs, rq = _score_sums(traj, tables, kind, None, g, bkind, table, per_trajectory, nthreads, with_se)
+        return _result(policy, traj.n, sums, sumsq, rs, rq, rows, n_steps=traj.n_steps, with_stderr=with_se)
     # Cross-fitting: halves (even / odd trajectories), each weighted by a baseline fitted on the other.
     if traj.n < 2:
         raise ValueError("cross-fitting a ValueBaseline needs at least 2 trajectories")
@@ -404,14 +421,14 @@ def policy_gradient(
     _check_indices(traj, policy.n_states, policy.n_actions)
     idx = [np.arange(0, traj.n, 2), np.arange(1, traj.n, 2)]
     halves = [_split(traj, i) for i in idx]
-    tables = [baseline._fit_table(h, g) for h in halves]
+    fits = [baseline._fit_table(h, g) for h in halves]
     sums = np.zeros(policy.n_params)
     sumsq = np.zeros(policy.n_params)
     rows_all = np.empty((traj.n, policy.n_params)) if per_trajectory else None
     rs = rq = 0.0
     for k in (0, 1):
         s_k, q_k, rows_k, rs_k, rq_k = _score_sums(
-            halves[k], probs, feats, kind, None, g, "table", np.ascontiguousarray(tables[1 - k]), per_trajectory, nthreads
+            halves[k], tables, kind, None, g, "table", np.ascontiguousarray(fits[1 - k]), per_trajectory, nthreads, with_se
         )
         sums += s_k
         sumsq += q_k
@@ -419,7 +436,7 @@ def policy_gradient(
         rq += rq_k
         if rows_all is not None and rows_k is not None:
             rows_all[idx[k]] = rows_k
-    return _result(policy, traj.n, sums, sumsq, rs, rq, rows_all, n_steps=traj.n_steps)
+    return _result(policy, traj.n, sums, sumsq, rs, rq, rows_all, n_steps=traj.n_steps, with_stderr=with_se)
 
 
 def log_likelihood(mdp: FiniteMDP, policy: SoftmaxPolicy, traj: Trajectories, dynamics: bool = True) -> NDArray[np.float64]:
@@ -535,11 +552,11 @@ def off_policy_gradient(
     importance-weighted estimate of J.
     """
     w, rho, value, ess = _off_policy(target, behavior, traj, weights, per_decision, self_normalized, gamma)
-    probs, feats = _policy_tables(target, "target")
+    tables = _policy_tables(target, "target")
     if per_trajectory:
         check_allocation(8 * traj.n * target.n_params, "per-trajectory gradients", "use per_trajectory=False")
     sums, sumsq, rows, _, _ = _score_sums(
-        traj, probs, feats, "explicit", w, traj.mdp.gamma, "none", None, per_trajectory, as_threads(threads)
+        traj, tables, "explicit", w, traj.mdp.gamma, "none", None, per_trajectory, as_threads(threads)
     )
     return _result(target, traj.n, sums, sumsq, float(value.sum()), float((value * value).sum()), rows, ess)
 

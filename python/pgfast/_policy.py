@@ -7,13 +7,14 @@ log-sum-exp.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._validation import as_float_array, as_index_array, as_int, as_seed, require_finite
+from ._validation import as_float_array, as_index_array, as_int, as_seed, check_allocation, require_finite
 
 if TYPE_CHECKING:
     from ._mdp import FiniteMDP
@@ -84,6 +85,30 @@ class SoftmaxPolicy:
         s = as_index_array(states, "states", self._n_states)
         out = _core.sample_actions(self.probs(), s.ravel(), as_seed(seed))
         return out.reshape(s.shape)
+
+    def grad_log_prob(self, states: ArrayLike, actions: ArrayLike) -> NDArray[np.float64]:
+        r"""The score :math:`\nabla_\theta \log\pi(a_k|s_k)` for each pair, shape ``(K,) + theta.shape``
+        for K = ``states.size`` (flattened in C order).
+
+        For a softmax, :math:`\nabla_\theta\log\pi(a|s) = \nabla_\theta z(s,a) - \sum_{a'}\pi(a'|s)\nabla_\theta z(s,a')`.
+        Meant for inspection and tests; the estimators never form per-step scores.
+        """
+        s, a = self._pairs(states, actions)
+        probs = self.probs()
+        out = np.empty((s.size, self.n_params))
+        for k in range(s.size):
+            W = np.zeros((self._n_states, self._n_actions))
+            W[s[k]] = -probs[s[k]]
+            W[s[k], a[k]] += 1.0
+            out[k] = self._logit_vjp(W).ravel()
+        return out.reshape((s.size,) + self._theta.shape)
+
+    def _pairs(self, states: ArrayLike, actions: ArrayLike) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
+        s = as_index_array(states, "states", self._n_states)
+        a = as_index_array(actions, "actions", self._n_actions)
+        if s.shape != a.shape:
+            raise ValueError(f"states and actions must have the same shape, got {s.shape} and {a.shape}")
+        return np.ascontiguousarray(s.ravel()), np.ascontiguousarray(a.ravel())
 
     # -- hooks used by pgfast.exact and the estimators -----------------------------------------
     # A policy is its logit table z(s, a); everything the algorithms need from the parameters is
@@ -194,3 +219,175 @@ class LinearSoftmax(SoftmaxPolicy):
     def _fisher(self, probs: NDArray[np.float64], w: NDArray[np.float64]) -> NDArray[np.float64]:
         return _core.fisher_linear(probs, w, self._features)
 
+
+
+def _glorot(rng: np.random.Generator, sizes: Sequence[int]) -> NDArray[np.float64]:
+    parts = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        a = np.sqrt(6.0 / (n_in + n_out))
+        parts.append(rng.uniform(-a, a, size=n_in * n_out))
+        parts.append(np.zeros(n_out))
+    return np.concatenate(parts)
+
+
+class MLPSoftmax(SoftmaxPolicy):
+    r"""Neural softmax policy (seed 000, section 4.5.2): a multi-layer perceptron from state
+    features :math:`\phi(s) \in \mathbb R^d` to one logit per action.
+
+    .. math::
+        h_0 = \phi(s), \quad h_l = \sigma(h_{l-1} W_l + b_l)\ (l < L), \quad
+        f_\theta(s, \cdot) = h_{L-1} W_L + b_L, \qquad
+        \pi_\theta(a|s) = \frac{\exp f_\theta(s,a)}{\sum_{a'}\exp f_\theta(s,a')}
+
+    with :math:`\sigma` = ``tanh`` or ``relu``, and score
+    :math:`\nabla_\theta\log\pi_\theta(a|s) = \nabla f_\theta(s,a) - \mathbb E_{a'\sim\pi(s)}\nabla f_\theta(s,a')`.
+
+    - ``state_features``: an ``(S, d)`` array, or an int ``S`` for one-hot features (d = S).
+    - ``hidden``: the hidden layer sizes (``()`` gives a linear-in-state-features softmax).
+    - ``theta`` is one flat float64 vector, so every optimizer works unchanged. Layout, for
+      :math:`l = 1..L` with :math:`n_0 = d,\ n_L = A`: :math:`W_l` as an :math:`(n_{l-1}, n_l)`
+      row-major block, then :math:`b_l` (:math:`n_l`). :meth:`layers` returns views of the blocks.
+    - Initialisation from ``seed``: Glorot-uniform weights
+      :math:`U(\pm\sqrt{6/(n_{l-1}+n_l)})`, zero biases (or pass ``theta``).
+
+    The forward and backward passes run in C++ (Eigen), batched over the finite state space: the
+    logits of every state are computed once per parameter value, so sampling costs what it costs
+    for a tabular policy, and the estimators and :mod:`pgfast.exact` backpropagate a table of
+    logit gradients once per call.
+    """
+
+    def __init__(
+        self,
+        state_features: ArrayLike | int,
+        n_actions: int,
+        hidden: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        seed: int | None = 0,
+        theta: ArrayLike | None = None,
+    ) -> None:
+        if isinstance(state_features, (int, np.integer)) and not isinstance(state_features, bool):
+            S = as_int(state_features, "state_features", minimum=1)
+            phi = np.eye(S)
+        else:
+            phi = as_float_array(state_features, "state_features", ndim=2).copy()
+            if phi.shape[0] < 1 or phi.shape[1] < 1:
+                raise ValueError(f"state_features must have shape (S, d) with S, d >= 1, got {phi.shape}")
+            require_finite(phi, "state_features")
+        phi.setflags(write=False)
+        self._n_actions = as_int(n_actions, "n_actions", minimum=1)
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
+            raise TypeError(f"hidden must be a sequence of layer sizes, e.g. (64, 64), got {hidden!r}")
+        self._hidden = tuple(as_int(h, "hidden layer size", minimum=1) for h in hidden)
+        if activation not in ("tanh", "relu"):
+            raise ValueError(f"activation must be 'tanh' or 'relu', got {activation!r}")
+        self._activation = str(activation)
+        self._features = phi
+        self._n_states = int(phi.shape[0])
+        sizes = (int(phi.shape[1]),) + self._hidden + (self._n_actions,)
+        n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+        check_allocation(8 * n_params, "the MLP's parameters", "use smaller hidden layers")
+        self._net = _core.MLPNet(phi, list(self._hidden), self._n_actions, self._activation)
+        assert self._net.n_params == n_params
+        self._theta = _glorot(np.random.default_rng(as_seed(seed)), sizes)
+        self._cache: tuple[NDArray[np.float64], Any] | None = None
+        if theta is not None:
+            self.theta = theta
+
+    @property
+    def state_features(self) -> NDArray[np.float64]:
+        """The state features phi(s), shape (S, d), read-only."""
+        return self._features
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        return self._hidden
+
+    @property
+    def activation(self) -> str:
+        return self._activation
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """Layer widths (d, *hidden, A)."""
+        return (int(self._features.shape[1]),) + self._hidden + (self._n_actions,)
+
+    def layers(self, theta: ArrayLike | None = None) -> list[tuple[NDArray[np.float64], NDArray[np.float64]]]:
+        """``[(W_1, b_1), ..., (W_L, b_L)]`` as views into ``theta`` (default: the policy's own)."""
+        th = self._theta if theta is None else as_float_array(theta, "theta", ndim=1)
+        if th.shape != self._theta.shape:
+            raise ValueError(f"theta must have shape {self._theta.shape}, got {th.shape}")
+        out, off = [], 0
+        sizes = self.sizes
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            W = th[off:off + n_in * n_out].reshape(n_in, n_out)
+            off += n_in * n_out
+            out.append((W, th[off:off + n_out]))
+            off += n_out
+        return out
+
+    def _forward(self) -> Any:
+        """The C++ forward pass at the current theta (cached until theta changes)."""
+        c = self._cache
+        if c is not None and np.array_equal(c[0], self._theta):
+            return c[1]
+        f = self._net.forward(self._theta)
+        self._cache = (self._theta.copy(), f)
+        return f
+
+    def logits(self) -> NDArray[np.float64]:
+        z: NDArray[np.float64] = self._forward().logits
+        return z
+
+    def grad_log_prob(self, states: ArrayLike, actions: ArrayLike) -> NDArray[np.float64]:
+        s, a = self._pairs(states, actions)
+        check_allocation(8 * s.size * self.n_params, "the score rows", "pass fewer pairs at a time")
+        out: NDArray[np.float64] = self._forward().scores(np.ascontiguousarray(self.probs()), s, a)
+        return out
+
+    def _logit_vjp(self, W: NDArray[np.float64]) -> NDArray[np.float64]:
+        out: NDArray[np.float64] = self._forward().vjp(np.ascontiguousarray(W, dtype=np.float64).reshape(self._n_states, self._n_actions))
+        return out
+
+    def _weighted_scores(self, probs: NDArray[np.float64], w: NDArray[np.float64]) -> NDArray[np.float64]:
+        w = np.ascontiguousarray(w, dtype=np.float64)
+        rows = int(np.count_nonzero(w > 0)) * self._n_actions
+        check_allocation(8 * rows * self.n_params, "the Fisher factor of the MLP policy", "use a smaller network")
+        M: NDArray[np.float64] = self._forward().weighted_scores(np.ascontiguousarray(probs, dtype=np.float64), w)
+        return M
+
+    def _fisher(self, probs: NDArray[np.float64], w: NDArray[np.float64]) -> NDArray[np.float64]:
+        check_allocation(8 * self.n_params**2, "the Fisher matrix (n_params x n_params)", "use natural_gradient, which never forms it")
+        M = self._weighted_scores(probs, w)
+        F: NDArray[np.float64] = M.T @ M
+        return F
+
+    def _natural(
+        self, probs: NDArray[np.float64], w: NDArray[np.float64], g: NDArray[np.float64], damping: float, rcond: float
+    ) -> NDArray[np.float64]:
+        # F = M^T M with M (m, n), m = A x (visited states). When m < n solve in the m-dimensional
+        # row space: (F + lam I)^-1 g = (g - M^T (M M^T + lam I)^-1 M g) / lam, and for lam = 0
+        # F^+ g = M^T (K^+)^2 M g with K = M M^T (same non-zero eigenvalues as F).
+        M = self._weighted_scores(probs, w)
+        gv = np.ascontiguousarray(g, dtype=np.float64).ravel()
+        m, n = M.shape
+        if m >= n:
+            F = M.T @ M
+            x: NDArray[np.float64] = _core.solve_fisher(np.ascontiguousarray(F), gv, float(damping), float(rcond))
+            return x
+        K = M @ M.T
+        Mg = M @ gv
+        if damping > 0:
+            y = np.linalg.solve(K + damping * np.eye(m), Mg)
+            out: NDArray[np.float64] = (gv - M.T @ y) / damping
+            return out
+        lam, U = np.linalg.eigh(K)
+        top = lam.max() if lam.size else 0.0
+        keep = lam > rcond * top if top > 0 else np.zeros_like(lam, dtype=bool)
+        inv2 = np.zeros_like(lam)
+        inv2[keep] = 1.0 / lam[keep] ** 2
+        res: NDArray[np.float64] = M.T @ (U @ (inv2 * (U.T @ Mg)))
+        return res
+
+    def __repr__(self) -> str:
+        return (f"MLPSoftmax(n_states={self._n_states}, n_actions={self._n_actions}, sizes={self.sizes}, "
+                f"activation={self._activation!r}, n_params={self.n_params})")

@@ -161,7 +161,8 @@ def train(
             )
             if stored:
                 traj = mdp.sample(policy, n, seed=s, threads=threads)
-                est = policy_gradient(policy, traj, weights=weights, baseline=baseline, gamma=gamma, threads=threads)  # type: ignore[arg-type]
+                est = policy_gradient(policy, traj, weights=weights, baseline=baseline, gamma=gamma, threads=threads,  # type: ignore[arg-type]
+                                      stderr=False)
                 if value_baseline is not None:
                     value_baseline.fit(traj, gamma)
                 context["traj"] = traj

@@ -25,16 +25,19 @@
 
 #include "pgfast/mdp.hpp"
 #include "pgfast/parallel.hpp"
+#include "pgfast/policy.hpp"
 
 namespace pgfast::est {
 
-// What the estimators need of a policy: its probability table and, for a linear policy, features.
+// What the estimators need of a policy: its probability table and, for a linear policy, features;
+// for any other differentiable policy (the MLP), the map from logit gradients to parameters.
 struct PolicyTables {
   std::int64_t S = 0, A = 0;
   const double* probs = nullptr;     // (S, A)
-  const double* features = nullptr;  // (S, A, p) for a linear policy, null for tabular
+  const double* features = nullptr;  // (S, A, p) for a linear policy, null otherwise
   std::int64_t p = 0;
-  std::int64_t n_params() const { return features ? p : S * A; }
+  const LogitMap* map = nullptr;     // for a policy that is neither tabular nor linear
+  std::int64_t n_params() const { return map ? map->n_params() : features ? p : S * A; }
 };
 
 // Per-thread accumulator of per-trajectory gradients: sum, sum of squares, optional rows.
@@ -48,7 +51,7 @@ class TrajectoryScorer {
         gz_(static_cast<std::size_t>(pol.S * pol.A), 0.0),
         cs_(static_cast<std::size_t>(pol.S), 0.0),
         mark_(static_cast<std::size_t>(pol.S), 0),
-        gp_(static_cast<std::size_t>(pol.features ? pol.p : 0), 0.0),
+        gp_(static_cast<std::size_t>(pol.map || pol.features ? pol.n_params() : 0), 0.0),
         sum(static_cast<std::size_t>(pol.n_params()), 0.0),
         sumsq(static_cast<std::size_t>(pol.n_params()), 0.0) {
     if (pol.features && per_trajectory) {
@@ -73,7 +76,7 @@ class TrajectoryScorer {
       cs_[s] += w;
       return;
     }
-    if (pol_.features) {  // linear: the score row times w, O(p)
+    if (pol_.features && !pol_.map) {  // linear: the score row times w, O(p)
       const double* c = centred_.data() + (s * pol_.A + a) * pol_.p;
       for (std::int64_t j = 0; j < pol_.p; ++j) gp_[j] += w * c[j];
       return;
@@ -91,7 +94,22 @@ class TrajectoryScorer {
   void finish(double* row) {
     if (!per_traj_) return;
     const std::int64_t A = pol_.A;
-    if (!pol_.features) {
+    if (pol_.map) {  // backpropagate each visited state's logit gradient
+      u_.resize(static_cast<std::size_t>(A));
+      for (const std::int32_t s : touched_) {
+        const double C = cs_[s];
+        for (std::int64_t a = 0; a < A; ++a) {
+          const std::int64_t k = s * A + a;
+          u_[a] = gz_[k] - C * pol_.probs[k];
+          gz_[k] = 0.0;
+        }
+        pol_.map->vjp_state(s, u_.data(), gp_.data(), scratch_);
+        cs_[s] = 0.0;
+        mark_[s] = 0;
+      }
+      touched_.clear();
+      flush_params(row);
+    } else if (!pol_.features) {
       if (row) std::fill(row, row + pol_.n_params(), 0.0);
       for (const std::int32_t s : touched_) {
         const double C = cs_[s];
@@ -108,12 +126,7 @@ class TrajectoryScorer {
       }
       touched_.clear();
     } else {
-      for (std::int64_t j = 0; j < pol_.p; ++j) {
-        sum[j] += gp_[j];
-        sumsq[j] += gp_[j] * gp_[j];
-        if (row) row[j] = gp_[j];
-        gp_[j] = 0.0;
-      }
+      flush_params(row);
     }
   }
 
@@ -126,7 +139,9 @@ class TrajectoryScorer {
       for (std::int64_t a = 0; a < A; ++a) {
         const std::int64_t k = s * A + a;
         const double v = gz_[k] - C * pol_.probs[k];
-        if (!pol_.features) {
+        if (pol_.map) {
+          gz_[k] = v;  // the logit gradient table, mapped below
+        } else if (!pol_.features) {
           sum[k] += v;
         } else if (v != 0.0) {
           const double* phi = pol_.features + k * pol_.p;
@@ -134,12 +149,24 @@ class TrajectoryScorer {
         }
       }
     }
+    if (pol_.map) pol_.map->vjp_all(gz_.data(), sum.data());
   }
 
  private:
+  // Adds the per-trajectory parameter gradient gp_ to sum / sumsq (and row), then clears it.
+  void flush_params(double* row) {
+    const std::int64_t np = pol_.n_params();
+    for (std::int64_t j = 0; j < np; ++j) {
+      sum[j] += gp_[j];
+      sumsq[j] += gp_[j] * gp_[j];
+      if (row) row[j] = gp_[j];
+      gp_[j] = 0.0;
+    }
+  }
+
   const PolicyTables& pol_;
   bool per_traj_;
-  std::vector<double> gz_, cs_;
+  std::vector<double> gz_, cs_, u_, scratch_;
   std::vector<std::uint8_t> mark_;
   std::vector<std::int32_t> touched_;
   std::vector<double> gp_, centred_;
@@ -235,18 +262,20 @@ struct BatchResult {
 };
 
 // Per-trajectory gradients of a stored (N, H) batch, reduced over trajectories; `per_traj`
-// (N, n_params) is written when not null. Weights come from the rewards (WeightSpec), or from
+// (N, n_params) is written when not null. With `sumsq` = false only the sum is formed (no
+// per-trajectory bookkeeping; out.sumsq stays 0), which needs per_traj == null. Weights come from the rewards (WeightSpec), or from
 // `weights` (N, H) when spec.kind == Explicit.
 inline bool score_batch(const std::int32_t* states, const std::int32_t* actions, const double* rewards,
                         const double* weights, const std::int32_t* lengths, std::int64_t N, std::int64_t H,
                         const PolicyTables& pol, const WeightSpec& spec, int threads, StopToken& stop,
-                        BatchResult& out, double* per_traj) {
+                        BatchResult& out, double* per_traj, bool sumsq = true) {
   const std::int64_t np = pol.n_params();
+  if (per_traj && !sumsq) throw std::invalid_argument("per-trajectory rows need the per-trajectory mode");
   threads = std::max(1, std::min<int>(threads, static_cast<int>((N + 63) / 64)));
   BlockQueue queue(N, 64, threads);  // static split: the same sums on every run
   std::vector<TrajectoryScorer> scorers;
   scorers.reserve(static_cast<std::size_t>(threads));
-  for (int k = 0; k < threads; ++k) scorers.emplace_back(pol);
+  for (int k = 0; k < threads; ++k) scorers.emplace_back(pol, sumsq);
   std::vector<double> rsum(static_cast<std::size_t>(threads), 0.0), rsq(static_cast<std::size_t>(threads), 0.0);
   const std::vector<double> gpow = powers(spec.gamma, H);
   const bool ok = run_workers(
@@ -271,6 +300,7 @@ inline bool score_batch(const std::int32_t* states, const std::int32_t* actions,
           for (std::int64_t t = 0; t < len; ++t) sc.add(s[t], a[t], w[t]);
           sc.finish(per_traj ? per_traj + i * np : nullptr);
         }
+        sc.total();
       },
       stop);
   out.sum.assign(static_cast<std::size_t>(np), 0.0);

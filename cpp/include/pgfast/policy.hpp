@@ -67,6 +67,18 @@ inline void linear_vjp(const double* features, std::int64_t rows, std::int64_t p
   Eigen::Map<Eigen::VectorXd>(out, p).noalias() = phi.transpose() * w;
 }
 
+// A policy whose logits z(s, .) are a differentiable function of theta (e.g. the MLP of mlp.hpp):
+// the estimators and pgfast.exact work with dJ/dz tables and map them to theta through this.
+class LogitMap {
+ public:
+  virtual ~LogitMap() = default;
+  virtual std::int64_t n_params() const = 0;
+  // out += sum_{s,a} G(s,a) grad_theta z(s,a), G (S, A) row-major.
+  virtual void vjp_all(const double* G, double* out) const = 0;
+  // out += sum_a u[a] grad_theta z(s,a) for one state s; `scratch` is reused by the caller.
+  virtual void vjp_state(std::int64_t s, const double* u, double* out, std::vector<double>& scratch) const = 0;
+};
+
 // Categorical rows of a policy table (S, A) for sampling.
 inline CategoricalRows policy_sampler(const double* probs, std::int64_t S, std::int64_t A) {
   std::vector<std::int64_t> offsets(static_cast<std::size_t>(S + 1));

@@ -1,0 +1,225 @@
+// Neural softmax policy (seed 000, section 4.5.2): pi(a|s) = softmax_a f_theta(phi(s))_a with f a
+// multi-layer perceptron from state features phi(s) in R^d to A logits.
+//
+//   h_0 = phi(s),   h_l = act(h_{l-1} W_l + b_l)  (l = 1..L-1),   z(s, .) = h_{L-1} W_L + b_L
+//   act = tanh (act' = 1 - h^2) or relu (act' = [h > 0])
+//
+// theta layout (one flat vector): for l = 1..L, W_l as an (n_{l-1}, n_l) row-major block, then
+// b_l (n_l); n_0 = d, n_L = A.
+//
+// The state space is finite, so a Forward computes every state's activations and logits once per
+// parameter value; the estimators and pgfast.exact then work in logit coordinates (a table
+// G(s, a) of dJ/dz) and need only the vector-Jacobian product
+//
+//   vjp(G) = sum_{s,a} G(s,a) grad_theta z(s,a)          (backpropagation, batched over states)
+//
+// The score of the softmax is grad log pi(a|s) = vjp of the row e_a - pi(.|s) at state s.
+#pragma once
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "pgfast/policy.hpp"
+
+namespace pgfast::mlp {
+
+enum class Activation { Tanh, Relu };
+
+// The architecture and the state features (copied): everything but the parameters.
+class Net {
+ public:
+  Net(const double* features, std::int64_t S, std::int64_t d, std::vector<std::int64_t> hidden, std::int64_t A,
+      Activation act)
+      : S_(S), A_(A), act_(act), X_(features, features + S * d) {
+    if (S < 1 || d < 1 || A < 1) throw std::invalid_argument("an MLP needs S, d, A >= 1");
+    sizes_.push_back(d);
+    for (const std::int64_t h : hidden) {
+      if (h < 1) throw std::invalid_argument("hidden layer sizes must be >= 1, got " + std::to_string(h));
+      sizes_.push_back(h);
+    }
+    sizes_.push_back(A);
+    std::int64_t off = 0;
+    for (std::size_t l = 0; l + 1 < sizes_.size(); ++l) {
+      w_off_.push_back(off);
+      off += sizes_[l] * sizes_[l + 1];
+      b_off_.push_back(off);
+      off += sizes_[l + 1];
+    }
+    n_params_ = off;
+  }
+
+  std::int64_t n_states() const noexcept { return S_; }
+  std::int64_t n_actions() const noexcept { return A_; }
+  std::int64_t n_layers() const noexcept { return static_cast<std::int64_t>(w_off_.size()); }
+  std::int64_t n_params() const noexcept { return n_params_; }
+  const std::vector<std::int64_t>& sizes() const noexcept { return sizes_; }
+  Activation activation() const noexcept { return act_; }
+  const double* features() const noexcept { return X_.data(); }
+  std::int64_t w_offset(std::int64_t l) const { return w_off_[static_cast<std::size_t>(l)]; }
+  std::int64_t b_offset(std::int64_t l) const { return b_off_[static_cast<std::size_t>(l)]; }
+
+ private:
+  std::int64_t S_, A_;
+  Activation act_;
+  std::vector<double> X_;
+  std::vector<std::int64_t> sizes_, w_off_, b_off_;
+  std::int64_t n_params_ = 0;
+};
+
+// All states' activations and logits at one parameter vector (copied), and the backward passes.
+class Forward final : public LogitMap {
+ public:
+  Forward(std::shared_ptr<const Net> net, const double* theta)
+      : net_(std::move(net)), theta_(theta, theta + net_->n_params()) {
+    const Net& n = *net_;
+    const std::int64_t S = n.n_states(), L = n.n_layers();
+    Eigen::Map<const RowMatrixXd> X(n.features(), S, n.sizes()[0]);
+    acts_.resize(static_cast<std::size_t>(L - 1));
+    for (std::int64_t l = 0; l < L; ++l) {
+      RowMatrixXd& out = l + 1 < L ? acts_[l] : logits_;
+      if (l == 0) {
+        out.noalias() = X * weight(l);
+      } else {
+        out.noalias() = acts_[l - 1] * weight(l);
+      }
+      out.rowwise() += bias(l).transpose();
+      if (l + 1 < L) {
+        if (n.activation() == Activation::Tanh) {
+          out = out.array().tanh();
+        } else {
+          out = out.array().max(0.0);
+        }
+      }
+    }
+    require_finite(logits_.data(), logits_.size(), "MLP logits (overflow: theta or features too large)");
+  }
+
+  const Net& net() const noexcept { return *net_; }
+  const RowMatrixXd& logits() const noexcept { return logits_; }
+  std::int64_t n_params() const override { return net_->n_params(); }
+
+  // out += sum_{s,a} G(s,a) grad z(s,a); G is (S, A) row-major.
+  void vjp_all(const double* G, double* out) const override {
+    const Net& n = *net_;
+    const std::int64_t S = n.n_states(), L = n.n_layers();
+    Eigen::Map<const RowMatrixXd> X(n.features(), S, n.sizes()[0]);
+    RowMatrixXd delta = Eigen::Map<const RowMatrixXd>(G, S, n.n_actions());
+    for (std::int64_t l = L - 1; l >= 0; --l) {
+      const std::int64_t nin = n.sizes()[l], nout = n.sizes()[l + 1];
+      Eigen::Map<RowMatrixXd> gW(out + n.w_offset(l), nin, nout);
+      Eigen::Map<Eigen::VectorXd> gb(out + n.b_offset(l), nout);
+      if (l == 0) {
+        gW.noalias() += X.transpose() * delta;
+      } else {
+        gW.noalias() += acts_[l - 1].transpose() * delta;
+      }
+      gb += delta.colwise().sum().transpose();
+      if (l > 0) {
+        RowMatrixXd back = delta * weight(l).transpose();
+        apply_derivative(acts_[l - 1].data(), back.data(), back.size());
+        delta.swap(back);
+      }
+    }
+  }
+
+  // out += sum_a u[a] grad z(s,a) for one state (backpropagation of one row).
+  void vjp_state(std::int64_t s, const double* u, double* out, std::vector<double>& scratch) const override {
+    const Net& n = *net_;
+    const std::int64_t L = n.n_layers();
+    std::int64_t width = 0;
+    for (const std::int64_t k : n.sizes()) width = std::max(width, k);
+    scratch.resize(static_cast<std::size_t>(2 * width));
+    double* delta = scratch.data();
+    double* back = scratch.data() + width;
+    std::copy(u, u + n.n_actions(), delta);
+    for (std::int64_t l = L - 1; l >= 0; --l) {
+      const std::int64_t nin = n.sizes()[l], nout = n.sizes()[l + 1];
+      const double* h = l == 0 ? n.features() + s * nin : acts_[l - 1].data() + s * nin;
+      double* gW = out + n.w_offset(l);
+      double* gb = out + n.b_offset(l);
+      for (std::int64_t j = 0; j < nout; ++j) gb[j] += delta[j];
+      for (std::int64_t i = 0; i < nin; ++i) {  // rank-one update; zero inputs (one-hot, relu) skipped
+        const double hi = h[i];
+        if (hi == 0.0) continue;
+        double* row = gW + i * nout;
+        for (std::int64_t j = 0; j < nout; ++j) row[j] += hi * delta[j];
+      }
+      if (l > 0) {
+        const double* W = theta_.data() + n.w_offset(l);
+        for (std::int64_t i = 0; i < nin; ++i) {
+          const double* wr = W + i * nout;
+          double acc = 0.0;
+          for (std::int64_t j = 0; j < nout; ++j) acc += wr[j] * delta[j];
+          back[i] = acc;
+        }
+        apply_derivative(h, back, nin);
+        std::swap(delta, back);
+      }
+    }
+  }
+
+  // Rows of the softmax score grad log pi(a_k|s_k), k < K, into out (K, n_params), from probs (S, A).
+  void scores(const double* probs, const std::int32_t* states, const std::int32_t* actions, std::int64_t K,
+              double* out) const {
+    const std::int64_t A = net_->n_actions(), np = n_params();
+    std::vector<double> u(static_cast<std::size_t>(A)), scratch;
+    for (std::int64_t k = 0; k < K; ++k) {
+      const std::int64_t s = states[k];
+      for (std::int64_t a = 0; a < A; ++a) u[a] = (a == actions[k] ? 1.0 : 0.0) - probs[s * A + a];
+      double* row = out + k * np;
+      std::fill(row, row + np, 0.0);
+      vjp_state(s, u.data(), row, scratch);
+    }
+  }
+
+  // The centred, weighted Jacobian behind the Fisher information (one row per (s, a) with w(s) > 0):
+  // row(s, a) = sqrt(w(s) pi(a|s)) grad log pi(a|s), so that sum_s w(s) sum_a pi psi psi^T = M^T M.
+  // Returns the number of rows written into out (at most S*A rows of n_params).
+  std::int64_t weighted_scores(const double* probs, const double* w, double* out) const {
+    const std::int64_t S = net_->n_states(), A = net_->n_actions(), np = n_params();
+    std::vector<double> u(static_cast<std::size_t>(A)), scratch;
+    std::int64_t rows = 0;
+    for (std::int64_t s = 0; s < S; ++s) {
+      if (!(w[s] > 0.0)) continue;
+      for (std::int64_t a = 0; a < A; ++a) {
+        const double c = std::sqrt(w[s] * probs[s * A + a]);
+        double* row = out + rows * np;
+        ++rows;
+        std::fill(row, row + np, 0.0);
+        if (c == 0.0) continue;
+        for (std::int64_t b = 0; b < A; ++b) u[b] = c * ((b == a ? 1.0 : 0.0) - probs[s * A + b]);
+        vjp_state(s, u.data(), row, scratch);
+      }
+    }
+    return rows;
+  }
+
+ private:
+  Eigen::Map<const RowMatrixXd> weight(std::int64_t l) const {
+    return Eigen::Map<const RowMatrixXd>(theta_.data() + net_->w_offset(l), net_->sizes()[l], net_->sizes()[l + 1]);
+  }
+  Eigen::Map<const Eigen::VectorXd> bias(std::int64_t l) const {
+    return Eigen::Map<const Eigen::VectorXd>(theta_.data() + net_->b_offset(l), net_->sizes()[l + 1]);
+  }
+  // g[i] *= act'(pre-activation) written in terms of the activation h[i].
+  void apply_derivative(const double* h, double* g, std::int64_t n) const {
+    if (net_->activation() == Activation::Tanh) {
+      for (std::int64_t i = 0; i < n; ++i) g[i] *= 1.0 - h[i] * h[i];
+    } else {
+      for (std::int64_t i = 0; i < n; ++i) g[i] = h[i] > 0.0 ? g[i] : 0.0;
+    }
+  }
+
+  std::shared_ptr<const Net> net_;
+  std::vector<double> theta_;
+  std::vector<RowMatrixXd> acts_;  // hidden activations, (S, n_l) for l = 1..L-1
+  RowMatrixXd logits_;
+};
+
+}  // namespace pgfast::mlp
