@@ -344,3 +344,16 @@ def test_bad_use(rng: np.random.Generator) -> None:
     pi.theta = np.full(pi.n_params, 1e308)
     with pytest.raises(ValueError, match="logits"):
         pi.probs()
+
+
+def test_mlp_on_frozenlake_8x8_reaches_90_percent_of_optimal() -> None:
+    # Two tanh layers of 64 on 7 coordinate features. Adam plateaus near 85 % here (exact
+    # gradients too: the softmax saturates on a few states), so this trains with the natural
+    # gradient, model-free: Fisher from the batch's visit counts (NaturalGradient "sampled").
+    # Measured with this configuration and seeds 0, 1, 2: 96.6 %, 97.4 %, 93.3 % of the optimal J.
+    mdp = pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="8x8")
+    pi = pg.MLPSoftmax(frozenlake_coordinates(), 4, hidden=(64, 64), seed=0)
+    opt = pg.optim.NaturalGradient(10.0, damping=0.3, fisher="sampled")
+    pg.train(mdp, pi, optimizer=opt, iterations=400, batch=2048, seed=0, baseline="time", progress=False, eval_every=400)
+    ratio = pg.exact.evaluate(mdp, pi).J / pg.exact.optimal(mdp).J
+    assert ratio >= 0.90, ratio

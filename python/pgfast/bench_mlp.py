@@ -1,0 +1,322 @@
+"""MLP policy benchmark (issue 6, item 4): a policy-gradient iteration with a neural softmax policy,
+pgfast's fused estimator against NumPy doing the same work, same run.
+
+    python -m pgfast.bench_mlp [--quick] [--json PATH]      # installed package
+    python bench/bench_mlp.py [--quick]                     # source tree: saves bench/results/mlp.json
+
+Policy: ``pg.MLPSoftmax`` with hidden layers (64, 64), tanh, Glorot initialisation (seed 0).
+Workloads (N = 16384 episodes; ``--quick``: 2048):
+
+- ``frozenlake``: FrozenLake 8x8 slippery (``benchmarks.frozenlake``, H = 200) with d = 7
+  coordinate features per state: row and column in [0, 1], hole, and hole left / down / right /
+  up (off the grid counts as a hole);
+- ``random``: the sampler benchmark's random MDP (S = 500, A = 8, 10 successors, H = 100) with
+  d = 16 state features N(0, 1).
+
+One iteration: the policy table from theta (forward pass over the S states), N sampled episodes,
+reward-to-go weights without baseline, the gradient (1/N) sum_i sum_t G_{i,t} grad log pi(a_t|s_t)
+and the mean return. Timed per case, interleaved round-robin after warm-up calls, best of the
+repeats (medians in the JSON):
+
+- ``numpy``: one thread. Forward pass in NumPy, ``_reference.sample_numpy`` (its fastest method;
+  MDP-level ``SamplerTables`` built before timing), then the estimator with the per-state trick
+  pgfast uses: the weights summed per (s, a) (one ``bincount``), the logit-gradient table
+  g_z(s, a) = c(s, a) - C(s) pi(a|s), and one manual backward pass through the network;
+- ``pg_1t`` / ``pg_2t``: ``pg.policy_gradient(pi, mdp=mdp, n=N, seed=, threads=1 | 2,
+  stderr=False)`` with the policy's cached forward pass cleared before every call (so the C++
+  forward pass is timed too);
+- full runs only, for information: ``numpy_per_step``, what a direct port of autograd-style code
+  does -- the forward pass and the manual backward pass over every visited step (in chunks of
+  65536 steps), on the same sampled batch (timed once, sampling excluded).
+
+Checks (the run fails otherwise): the NumPy gradient on a pgfast batch equals
+``pg.policy_gradient(pi, traj, stderr=False)`` on it (relative 1e-9, max-norm) and so does the
+per-step NumPy gradient; the fused estimator equals the stored one for the same seed.
+
+Target (one thread): pg_1t >= 3x numpy at N = 16384 on both workloads. PyTorch is not measured:
+it is not a dependency and is not installed on the benchmark machine.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # the NumPy yardstick is single-threaded
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+import pgfast as pg
+from pgfast import _reference as ref
+from pgfast.bench_estimators import _transposed, softmax_numpy
+from pgfast.benchmarks import (
+    frozenlake,
+    header_line,
+    machine_info,
+    random_mdp,
+    result_envelope,
+    reuse_freed_memory,
+    save_result,
+)
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int32]
+
+HIDDEN = (64, 64)
+N_FULL, N_QUICK = 16384, 2048
+TARGET = 3.0
+EXACT_RTOL = 1e-9
+WARMUP = {False: 2, True: 1}
+REPEATS = {False: 9, True: 2}
+CHUNK = 65536
+DEFAULT_JSON: Path | None = None
+
+
+def frozenlake_features(mdp: pg.FiniteMDP) -> FloatArray:
+    """d = 7 coordinate features of FrozenLake 8x8 (see the module docstring)."""
+    import gymnasium as gym
+
+    desc = gym.make("FrozenLake-v1", map_name="8x8").unwrapped.desc
+    n = desc.shape[0]
+    assert mdp.n_states == n * n
+    r, c = np.divmod(np.arange(n * n), n)
+
+    def hole(i: IntArray, j: IntArray) -> FloatArray:
+        out = np.ones(i.shape)
+        inside = (i >= 0) & (i < n) & (j >= 0) & (j < n)
+        out[inside] = desc[i[inside], j[inside]] == b"H"
+        return out
+
+    return np.stack([r / (n - 1), c / (n - 1), hole(r, c), hole(r, c - 1), hole(r + 1, c), hole(r, c + 1), hole(r - 1, c)], 1)
+
+
+# -- the NumPy yardstick ------------------------------------------------------------------------
+
+
+def numpy_forward(layers: list[tuple[FloatArray, FloatArray]], X: FloatArray) -> tuple[list[FloatArray], FloatArray]:
+    """tanh MLP: (hidden activations, logits) for the rows of X."""
+    acts = []
+    h = X
+    for k, (W, b) in enumerate(layers):
+        z = h @ W
+        z += b
+        if k + 1 < len(layers):
+            np.tanh(z, out=z)
+            acts.append(z)
+        h = z
+    return acts, h
+
+
+def numpy_backward(layers: list[tuple[FloatArray, FloatArray]], X: FloatArray, acts: list[FloatArray], G: FloatArray) -> FloatArray:
+    """sum over rows of G(row, a) grad z(row, a), as a flat vector in MLPSoftmax's layout."""
+    grads: list[FloatArray] = []
+    delta = G
+    for k in range(len(layers) - 1, -1, -1):
+        h = X if k == 0 else acts[k - 1]
+        grads.append(delta.sum(axis=0))
+        grads.append((h.T @ delta).ravel())
+        if k > 0:
+            delta = (delta @ layers[k][0].T) * (1.0 - h * h)
+    return np.concatenate(grads[::-1])
+
+
+def _rtg_sums(states: IntArray, actions: IntArray, rewards: FloatArray, S: int, A: int, gamma: float) -> tuple[FloatArray, float]:
+    """c(s, a) = sum of gamma^t G_{i,t} over the steps (s, a), time-major, and the summed returns."""
+    n, h = rewards.shape
+    G = _transposed(rewards, np.float64)
+    for t in range(h - 2, -1, -1):
+        G[t] += gamma * G[t + 1]
+    total = float(G[0].sum())
+    if gamma != 1.0:
+        G *= (gamma ** np.arange(h))[:, None]
+    code = _transposed(states, np.intp)
+    code *= A
+    code += _transposed(actions, np.intp)
+    code += A + 1  # padding (-1, -1) -> bin 0
+    c = np.bincount(code.ravel(), weights=G.ravel(), minlength=S * A + A + 1)
+    return c[A + 1:], total
+
+
+def numpy_gradient(layers: list[tuple[FloatArray, FloatArray]], X: FloatArray, acts: list[FloatArray], probs: FloatArray,
+                   states: IntArray, actions: IntArray, rewards: FloatArray, gamma: float) -> tuple[FloatArray, float]:
+    S, A = probs.shape
+    n = rewards.shape[0]
+    c, total = _rtg_sums(states, actions, rewards, S, A, gamma)
+    cz = c.reshape(S, A)
+    gz = cz - cz.sum(axis=1, keepdims=True) * probs
+    gz /= n
+    return numpy_backward(layers, X, acts, gz), total / n
+
+
+def numpy_iteration(mdp: pg.FiniteMDP, tables: ref.SamplerTables, layers: list[tuple[FloatArray, FloatArray]],
+                    X: FloatArray, n: int, seed: int) -> tuple[FloatArray, float]:
+    acts, z = numpy_forward(layers, X)
+    probs = softmax_numpy(z)
+    st, ac, rw, _, _ = ref.sample_numpy(mdp, probs, n, np.random.default_rng(seed), tables=tables)
+    return numpy_gradient(layers, X, acts, probs, st, ac, rw, mdp.gamma)
+
+
+def numpy_per_step(layers: list[tuple[FloatArray, FloatArray]], X: FloatArray, traj: pg.Trajectories,
+                   gamma: float) -> FloatArray:
+    """Forward and manual backward over every visited step (chunks of CHUNK steps)."""
+    mask = traj.mask
+    G = traj.reward_to_go(gamma) * (gamma ** np.arange(traj.rewards.shape[1]))[None, :]
+    s, a, w = traj.states[mask], traj.actions[mask], G[mask]
+    total = np.zeros(sum(W.size + b.size for W, b in layers))
+    for k in range(0, s.size, CHUNK):
+        sk, ak, wk = s[k:k + CHUNK], a[k:k + CHUNK], w[k:k + CHUNK]
+        Xk = X[sk]
+        acts, z = numpy_forward(layers, Xk)
+        p = softmax_numpy(z)
+        score = -p
+        score[np.arange(sk.size), ak] += 1.0
+        score *= wk[:, None]
+        total += numpy_backward(layers, Xk, acts, score)
+    return total / traj.n
+
+
+# -- one case -----------------------------------------------------------------------------------
+
+
+def _features(key: str, mdp: pg.FiniteMDP) -> FloatArray:
+    if key == "frozenlake":
+        return frozenlake_features(mdp)
+    return np.random.default_rng(4).normal(size=(mdp.n_states, 16))
+
+
+def _rel(x: FloatArray, y: FloatArray) -> float:
+    scale = max(float(np.abs(y).max()), 1e-300)
+    return float(np.abs(x - y).max()) / scale
+
+
+def _bench_case(key: str, mdp: pg.FiniteMDP, n: int, quick: bool) -> dict[str, Any]:
+    X = np.ascontiguousarray(_features(key, mdp))
+    pi = pg.MLPSoftmax(X, mdp.n_actions, hidden=HIDDEN, seed=0)
+    layers = [(np.array(W), np.array(b)) for W, b in pi.layers()]
+    tables = ref.SamplerTables(mdp)
+
+    # same work: NumPy's estimator on a pgfast batch equals pgfast's; fused equals stored
+    traj = mdp.sample(pi, n, seed=1, threads=1)
+    stored = pg.policy_gradient(pi, traj, stderr=False, threads=1).grad
+    acts, z = numpy_forward(layers, X)
+    g_np, _ = numpy_gradient(layers, X, acts, softmax_numpy(z), traj.states, traj.actions, traj.rewards, mdp.gamma)
+    fused = pg.policy_gradient(pi, mdp=mdp, n=n, seed=1, threads=1, stderr=False).grad
+    checks = {"numpy_vs_stored": _rel(g_np, stored), "fused_vs_stored": _rel(fused, stored)}
+    per_step_s = None
+    if not quick:
+        t0 = time.perf_counter()
+        g_step = numpy_per_step(layers, X, traj, mdp.gamma)
+        per_step_s = time.perf_counter() - t0
+        checks["numpy_per_step_vs_stored"] = _rel(g_step, stored)
+    agree = all(v <= EXACT_RTOL for v in checks.values())
+
+    def pg_call(threads: int) -> Callable[[int], None]:
+        def call(seed: int) -> None:
+            pi._cache = None  # time the forward pass too
+            pg.policy_gradient(pi, mdp=mdp, n=n, seed=seed, threads=threads, stderr=False)
+        return call
+
+    calls: dict[str, Callable[[int], Any]] = {
+        "numpy": lambda seed: numpy_iteration(mdp, tables, layers, X, n, seed),
+        "pg_1t": pg_call(1),
+        "pg_2t": pg_call(2),
+    }
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    for w in range(WARMUP[quick]):
+        for f in calls.values():
+            f(1000 + w)
+    for r in range(REPEATS[quick]):
+        for k, f in calls.items():
+            t0 = time.perf_counter()
+            f(2000 + r)
+            times[k].append(time.perf_counter() - t0)
+    best = {k: min(v) for k, v in times.items()}
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    steps = int(traj.lengths.sum())
+    return {
+        "workload": key, "n": n, "n_states": mdp.n_states, "n_actions": mdp.n_actions, "d": X.shape[1],
+        "hidden": list(HIDDEN), "n_params": pi.n_params, "steps_per_call": steps,
+        "best_s": best, "median_s": med, "numpy_per_step_s": per_step_s,
+        "ratio_1t": best["numpy"] / best["pg_1t"], "ratio_2t": best["numpy"] / best["pg_2t"],
+        "scaling_2t": best["pg_1t"] / best["pg_2t"],
+        "target": TARGET if n == N_FULL else None, "checks": checks, "agree": agree,
+    }
+
+
+def run(quick: bool = False, *, reuse_memory: bool = True) -> list[dict[str, Any]]:
+    """Both workloads; one dict per row. Raises AssertionError if a same-work check fails."""
+    if reuse_memory:
+        reuse_freed_memory()
+    n = N_QUICK if quick else N_FULL
+    rows = [_bench_case(key, mdp, n, quick) for key, mdp in (("frozenlake", frozenlake()), ("random", random_mdp()))]
+    bad = [f"{r['workload']}: {r['checks']}" for r in rows if not r["agree"]]
+    if bad:
+        raise AssertionError("the sides did not compute the same gradient: " + " | ".join(bad))
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "MLP softmax (hidden 64, 64, tanh): one policy-gradient iteration (forward, sample N, reward-to-go, backward)",
+        "milliseconds (best of the repeats); ratios of best times",
+        f"{'workload':<11}{'N':>7}{'d':>4}{'params':>8}{'steps':>11} |{'NumPy':>9}{'pg 1T':>9}{'pg 2T':>9}"
+        f" |{'1T/NumPy':>9} {'target':<11}|{'2T/1T':>7} |{'NumPy per-step':>15}",
+        "-" * 112,
+    ]
+    for r in rows:
+        b = r["best_s"]
+        tgt = r["target"]
+        verdict = f">={tgt:g} {'PASS' if r['ratio_1t'] >= tgt else 'FAIL'}" if tgt else "(quick)"
+        ps = f"{r['numpy_per_step_s'] * 1e3:13.0f} ms" if r["numpy_per_step_s"] is not None else f"{'-':>15}"
+        lines.append(
+            f"{r['workload']:<11}{r['n']:>7}{r['d']:>4}{r['n_params']:>8}{r['steps_per_call']:>11,} |"
+            f"{b['numpy'] * 1e3:9.2f}{b['pg_1t'] * 1e3:9.2f}{b['pg_2t'] * 1e3:9.2f} |{r['ratio_1t']:9.2f} {verdict:<11}|"
+            f"{r['scaling_2t']:7.2f} |{ps}"
+        )
+    lines.append("NumPy per-step: forward + manual backward over every visited step of one batch (sampling not "
+                 "included; information, no target)")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None, *, default_json: Path | None = DEFAULT_JSON,
+         prog: str = "python -m pgfast.bench_mlp") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help=f"N = {N_QUICK}, 1 warm-up, 2 repeats: a smoke test")
+    parser.add_argument("--default-malloc", action="store_true", help="leave glibc's malloc as it is")
+    parser.add_argument("--json", type=Path, default=default_json,
+                        help=f"where to save the results as JSON (default: {default_json or 'not saved'})")
+    args = parser.parse_args(argv)
+    info = machine_info()
+    reused = False if args.default_malloc else reuse_freed_memory()
+    print(header_line(info, reused))
+    t0 = time.perf_counter()
+    rows = run(quick=args.quick, reuse_memory=False)
+    print(format_table(rows))
+    print(f"\n({time.perf_counter() - t0:.1f} s)")
+    result = {
+        **result_envelope("mlp", prog, argv, args.quick, info),
+        "protocol": {
+            "timer": f"time.perf_counter around one call; round-robin after {WARMUP[args.quick]} warm-up call(s)",
+            "statistic": "best (min) seconds over the repeats; medians also recorded",
+            "iteration": "forward pass over the S states + sample N + reward-to-go (no baseline) + gradient",
+            "numpy": "NumPy forward, _reference.sample_numpy, per-(s, a) weight sums, manual backward; one thread",
+            "pgfast": "pg.policy_gradient(pi, mdp=mdp, n=N, seed=, threads=1 or 2, stderr=False), forward cache cleared",
+            "checks": f"same batch: NumPy (both forms) and fused vs stored pgfast within {EXACT_RTOL:g} relative",
+        },
+        "targets": {"pg_1t_vs_numpy_at_16384": TARGET},
+        "rows": rows,
+    }
+    save_result(args.json, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
