@@ -84,7 +84,7 @@ def frozenlake_features(mdp: pg.FiniteMDP) -> FloatArray:
     """d = 7 coordinate features of FrozenLake 8x8 (see the module docstring)."""
     import gymnasium as gym
 
-    desc = gym.make("FrozenLake-v1", map_name="8x8").unwrapped.desc
+    desc = gym.make("FrozenLake-v1", map_name="8x8").unwrapped.desc  # type: ignore[attr-defined]
     n = desc.shape[0]
     assert mdp.n_states == n * n
     r, c = np.divmod(np.arange(n * n), n)
@@ -141,7 +141,7 @@ def _rtg_sums(states: IntArray, actions: IntArray, rewards: FloatArray, S: int, 
     code *= A
     code += _transposed(actions, np.intp)
     code += A + 1  # padding (-1, -1) -> bin 0
-    c = np.bincount(code.ravel(), weights=G.ravel(), minlength=S * A + A + 1)
+    c = np.bincount(code.ravel(), weights=G.ravel(), minlength=S * A + A + 1).astype(np.float64, copy=False)
     return c[A + 1:], total
 
 

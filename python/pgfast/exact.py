@@ -54,7 +54,9 @@ raises ``ValueError``; transient states are allowed (they get :math:`d = 0`).
 In logit coordinates every gradient reads :math:`\partial J/\partial z(s,a) = w(s)\,\pi(a|s)\,
 (Q(s,a) - V(s))` (summed over :math:`t` for the finite horizon; ``average_value`` adds the
 :math:`G` term); a policy maps it to ``theta`` through its logits (tabular: itself; linear:
-:math:`\sum_{s,a} \cdot\,\phi(s,a)`).
+:math:`\sum_{s,a} \cdot\,\phi(s,a)`; :class:`pgfast.MLPSoftmax`: one backward pass through the
+network, batched over the states). The theorem holds for any differentiable softmax policy: the
+exact gradient needs only this vector-Jacobian product of the logits.
 
 Solvers (``method=``): ``"dense"`` LU factorisation, ``"sparse"`` restarted GMRES(40) on the CSR
 transitions (memory O(nnz + 40 S); converged when the relative residual is at most ``tol``), or
@@ -330,7 +332,11 @@ def natural_gradient(
     ``rcond * max eigenvalue`` are treated as zero. With ``damping > 0`` it solves
     :math:`(F + \lambda I) x = \nabla J`. For a tabular policy F is block diagonal and is solved
     state by state; with the discounted objective the result is then the advantage
-    :math:`A(s,\cdot)` centred in each visited state.
+    :math:`A(s,\cdot)` centred in each visited state. For an :class:`pgfast.MLPSoftmax`,
+    :math:`F = M^\top M` with one row :math:`\sqrt{w(s)\pi(a|s)}\,\nabla\log\pi(a|s)` per visited
+    (s, a); when M has fewer rows than there are parameters the system is solved in its row space
+    (:math:`F^+ g = M^\top (K^+)^2 M g`, :math:`(F+\lambda I)^{-1}g = (g - M^\top(K+\lambda I)^{-1}Mg)/\lambda`,
+    :math:`K = M M^\top`), so F (n_params x n_params) is never formed.
     """
     lam = as_float(damping, "damping")
     rc = as_float(rcond, "rcond")
