@@ -185,12 +185,12 @@ struct WeightSpec {
   BaselineKind baseline = BaselineKind::None;
   const double* table = nullptr;  // (H, S) baseline values V_t(s) for BaselineKind::Table
   std::int64_t S = 0;
-  // Leave-one-out statistics of the batch: sum of returns and, per t, sum and count of the
-  // reward-to-go over the trajectories still running at t.
+  // Leave-one-out statistics of the batch: the sum of the returns (baseline "mean") and the
+  // per-t coefficients of the time baseline (from the reward-to-go sums and counts, loo_statistics).
   double return_sum = 0.0;
   std::int64_t n = 0;
-  const double* rtg_sum = nullptr;
-  const std::int64_t* rtg_count = nullptr;
+  const double* time_alpha = nullptr;  // (H,) from loo_time_coefficients
+  const double* time_beta = nullptr;
 };
 
 // Weights w[0..len) of one trajectory (states s, rewards r); returns its discounted return G_0.
@@ -206,19 +206,20 @@ inline double trajectory_weights(const std::int32_t* s, const double* r, std::in
   }
   const double loo_mean = ws.n > 1 ? (ws.return_sum - G) / static_cast<double>(ws.n - 1) : 0.0;
   if (ws.kind == WeightKind::RewardToGo) {
-    for (std::int64_t t = 0; t < len; ++t) {
-      double b = 0.0;
-      switch (ws.baseline) {
-        case BaselineKind::Table: b = ws.table[t * ws.S + s[t]]; break;
-        case BaselineKind::LeaveOneOutMean: b = loo_mean; break;
-        case BaselineKind::LeaveOneOutTime: {
-          const std::int64_t others = ws.rtg_count[t] - 1;
-          b = others > 0 ? (ws.rtg_sum[t] - w[t]) / static_cast<double>(others) : 0.0;
-          break;
-        }
-        case BaselineKind::None: break;
-      }
-      w[t] = gpow[t] * (w[t] - b);
+    switch (ws.baseline) {  // one loop per kind: no branch per step
+      case BaselineKind::None:
+        for (std::int64_t t = 0; t < len; ++t) w[t] *= gpow[t];
+        break;
+      case BaselineKind::Table:
+        for (std::int64_t t = 0; t < len; ++t) w[t] = gpow[t] * (w[t] - ws.table[t * ws.S + s[t]]);
+        break;
+      case BaselineKind::LeaveOneOutMean:
+        for (std::int64_t t = 0; t < len; ++t) w[t] = gpow[t] * (w[t] - loo_mean);
+        break;
+      case BaselineKind::LeaveOneOutTime:
+        // gamma^t (G_t - (sum_t - G_t) / (count_t - 1)) = alpha_t G_t - beta_t (loo_time_coefficients)
+        for (std::int64_t t = 0; t < len; ++t) w[t] = ws.time_alpha[t] * w[t] - ws.time_beta[t];
+        break;
     }
   } else if (ws.kind == WeightKind::Return) {
     double b = 0.0;
@@ -227,6 +228,21 @@ inline double trajectory_weights(const std::int32_t* s, const double* r, std::in
     for (std::int64_t t = 0; t < len; ++t) w[t] = G - b;
   }
   return G;
+}
+
+// The leave-one-out time baseline as w_t = alpha_t G_t - beta_t: with k_t = 1 / (count_t - 1)
+// (0 when no other trajectory runs at t), alpha_t = gamma^t (1 + k_t), beta_t = gamma^t sum_t k_t.
+inline void loo_time_coefficients(const std::vector<double>& rtg_sum, const std::vector<std::int64_t>& rtg_count,
+                                  const double* gpow, std::vector<double>& alpha, std::vector<double>& beta) {
+  const std::size_t H = rtg_sum.size();
+  alpha.assign(H, 0.0);
+  beta.assign(H, 0.0);
+  for (std::size_t t = 0; t < H; ++t) {
+    const std::int64_t others = rtg_count[t] - 1;
+    const double k = others > 0 ? 1.0 / static_cast<double>(others) : 0.0;
+    alpha[t] = gpow[t] * (1.0 + k);
+    beta[t] = gpow[t] * rtg_sum[t] * k;
+  }
 }
 
 inline std::vector<double> powers(double gamma, std::int64_t H) {
