@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pgfast.__main__ import main
@@ -66,9 +70,6 @@ def test_console_entry_points() -> None:
 
 
 def test_bench_quick_prints_the_table(capsys: pytest.CaptureFixture[str], tmp_path: object) -> None:
-    import json
-    from pathlib import Path
-
     out_json = Path(str(tmp_path)) / "bench.json"
     assert main(["bench", "--quick", "--json", str(out_json)]) == 0
     out = capsys.readouterr().out
@@ -78,3 +79,55 @@ def test_bench_quick_prints_the_table(capsys: pytest.CaptureFixture[str], tmp_pa
         assert json.loads((Path(str(tmp_path)) / f"bench-{suite}.json").read_text())["rows"]
     rows = json.loads((Path(str(tmp_path)) / "bench-sampler.json").read_text())["rows"]
     assert len(rows) == 4
+    assert "== pgfast bench training ==" not in out  # opt-in: --only training
+
+
+def test_bench_training_quick(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """`pgfast bench --only training --quick`: every estimator x baseline row, n/a where the library refuses."""
+    out_json = tmp_path / "training.json"
+    assert main(["bench", "--only", "training", "--quick", "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert "== pgfast bench training ==" in out and "time to 95% of optimal" in out
+    result = json.loads(out_json.read_text())
+    assert result["benchmark"] == "training" and result["quick"] is True
+    rows = result["rows"]
+    assert [(r["env"], r["estimator"], r["baseline"]) for r in rows] == [
+        (env, est, b) for env in ("frozenlake8x8", "taxi") for est in ("reinforce", "reward-to-go")
+        for b in ("none", "mean", "time", "value")
+    ]
+    for r in rows:
+        if (r["estimator"], r["baseline"]) == ("reinforce", "time"):
+            assert r["status"] == "n/a" and "reward_to_go" in r["reason"]
+            continue
+        assert r["status"] == "ok" and len(r["runs"]) == 1
+        run = r["runs"][0]
+        assert 1 <= run["iterations_run"] <= r["max_iterations"] and math.isfinite(run["fraction"])
+        assert 0 < run["steps_run"] <= run["iterations_run"] * result["protocol"]["settings"]["batch"] * r["horizon"]
+        assert (run["iterations"] is not None) == run["reached"] == (run["fraction"] >= r["target"])
+    assert sum(r["cli_default"] for r in rows) == 2
+
+
+def test_time_to_target_stops_at_the_first_update_that_reaches_it() -> None:
+    """The benchmark's reach logic against a plain pg.train run with the same seed and settings."""
+    import pgfast as pg
+    from pgfast import __main__ as cli
+    from pgfast._optimality import Reference
+    from pgfast.bench_training import time_to_target
+
+    mdp = pg.FiniteMDP.from_gymnasium("FrozenLake-v1")
+    ref = Reference.of(mdp)
+    run = time_to_target(mdp, ref, "reward_to_go", "time", seed=4, max_iterations=40, target=0.6)
+    assert run["reached"] and run["iterations"] == run["iterations_run"] and run["fraction"] >= 0.6
+    k = run["iterations"]
+    fractions = []
+    pi = pg.TabularSoftmax(16, 4)
+    hist = pg.train(mdp, pi, optimizer=pg.optim.Adam(cli.DEFAULT_LR["adam"], betas=cli.DEFAULT_ADAM_BETAS),
+                    iterations=k, batch=cli.DEFAULT_BATCH, seed=4, baseline="time", progress=False,
+                    callback=lambda it, rec: fractions.append(ref.fraction(pg.exact.evaluate(mdp, pi).J)) or False)
+    assert fractions[-1] == run["fraction"] and max(fractions[:-1], default=0.0) < 0.6
+    steps = hist["steps_per_s"] * hist["seconds"]
+    assert run["steps"] == int(np.round(steps).sum())
+    # not reached: None, and the figures of the whole run
+    miss = time_to_target(mdp, ref, "reward_to_go", "none", seed=4, max_iterations=3, target=0.99)
+    assert not miss["reached"] and miss["iterations"] is None and miss["seconds"] is None and miss["steps"] is None
+    assert miss["iterations_run"] == 3 and miss["steps_run"] > 0
