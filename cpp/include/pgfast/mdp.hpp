@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -18,6 +19,17 @@ namespace pgfast {
 
 // Tolerance on probability sums (rows of P, mu0).
 inline constexpr double kSumTolerance = 1e-8;
+
+// The CSR entries [begin, begin + count) of a state's rows s*A..s*A+A-1 (compact sampling tables).
+struct StateRow {
+  std::int32_t begin, count;
+};
+
+// Packed entry code of the compact sampling tables: s' | terminal(s') << 23 | a << 24.
+inline constexpr std::int32_t kCodeStateBits = 23;
+inline constexpr std::uint32_t kCodeStateMask = (1u << kCodeStateBits) - 1;
+inline constexpr std::uint32_t kCodeTerminalBit = 1u << kCodeStateBits;
+inline constexpr std::int32_t kCodeActionShift = 24;
 
 class FiniteMDP {
  public:
@@ -48,6 +60,21 @@ class FiniteMDP {
       }
     }
     initial_ = CategoricalRows({0, static_cast<std::int64_t>(init_states_.size())}, support_p.data());
+    compact_ = S_ <= static_cast<std::int32_t>(kCodeStateMask) + 1 && A_ <= 256 &&
+               nnz() <= static_cast<std::int64_t>(std::numeric_limits<std::int32_t>::max());
+    if (compact_) {
+      state_rows_.resize(static_cast<std::size_t>(S_));
+      for (std::int64_t s = 0; s < S_; ++s) {
+        const std::int64_t beg = indptr_[s * A_], end = indptr_[(s + 1) * A_];
+        state_rows_[s] = {static_cast<std::int32_t>(beg), static_cast<std::int32_t>(end - beg)};
+      }
+      entry_code_.resize(next_.size());
+      for (std::size_t e = 0; e < next_.size(); ++e) {
+        const std::int32_t sp = next_[e];
+        entry_code_[e] = static_cast<std::uint32_t>(sp) | (terminal_[sp] ? kCodeTerminalBit : 0u) |
+                         (static_cast<std::uint32_t>(action_[e]) << kCodeActionShift);
+      }
+    }
   }
 
   std::int32_t n_states() const noexcept { return S_; }
@@ -64,6 +91,12 @@ class FiniteMDP {
   const std::vector<double>& mu0() const noexcept { return mu0_; }
   // The action of each stored entry (entry e lies in row s*A + action[e]).
   const std::vector<std::int32_t>& entry_action() const noexcept { return action_; }
+
+  // Compact sampling tables (rollout.hpp), present when S <= 2^23, A <= 256 and nnz < 2^31:
+  // per state its entries' range, per entry its packed code (see kCodeStateBits).
+  bool compact_sampling() const noexcept { return compact_; }
+  const std::vector<StateRow>& state_rows() const noexcept { return state_rows_; }
+  const std::vector<std::uint32_t>& entry_codes() const noexcept { return entry_code_; }
 
   // s0 ~ mu0 from the random word x.
   inline std::int32_t draw_initial(std::uint64_t x) const noexcept {
@@ -181,6 +214,9 @@ class FiniteMDP {
   std::vector<std::int32_t> action_;
   CategoricalRows initial_;
   std::vector<std::int32_t> init_states_;
+  bool compact_ = false;
+  std::vector<StateRow> state_rows_;
+  std::vector<std::uint32_t> entry_code_;
 };
 
 }  // namespace pgfast

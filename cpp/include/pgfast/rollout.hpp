@@ -20,6 +20,7 @@
 // The storing sink writes the padded (N, H) batch; later sinks accumulate estimators instead.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -32,6 +33,10 @@
 #include "pgfast/parallel.hpp"
 #include "pgfast/rng.hpp"
 
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#endif
+
 namespace pgfast {
 
 inline constexpr int kLanes = 16;
@@ -39,22 +44,88 @@ inline constexpr std::int64_t kTrajectoryBlock = 64;
 inline constexpr std::int32_t kPadIndex = -1;  // states/actions past an episode's end
 
 // One alias column of a state's joint (a, s') distribution, parallel to CSR entry j: the column
-// keeps entry j when the low word of the draw is below thr, else it takes entry `alias`.
-struct alignas(32) JointSlot {
+// keeps entry j when the low word of the draw is below thr, else it takes its alias entry. The
+// slot holds everything a step needs of either entry -- successor, its terminal flag, action and
+// reward -- so a step makes no further dependent load.
+//
+// Compact layout (S <= 2^23, A <= 256, nnz < 2^31): one packed code per entry (mdp.hpp).
+struct alignas(32) PackedSlot {
   std::uint64_t thr;
-  std::int32_t next0, next1;      // successor state of entry j / of the alias entry
-  std::int32_t action0, action1;  // action of entry j / of the alias entry
-  std::int32_t alias;             // the alias entry (global CSR index)
-  std::int32_t pad;
+  std::uint32_t code0, code1;  // entry j / the alias entry: s' | terminal(s') << 23 | a << 24
+  double reward0, reward1;
+
+  static PackedSlot make(const FiniteMDP& mdp, std::uint64_t thr, std::int64_t e, std::int64_t f) noexcept {
+    const std::uint32_t* code = mdp.entry_codes().data();
+    const double* reward = mdp.reward().data();
+    return {thr, code[e], code[f], reward[e], reward[f]};
+  }
+  struct Draw {
+    std::uint32_t code;
+    double reward;
+    std::int32_t next() const noexcept { return static_cast<std::int32_t>(code & kCodeStateMask); }
+    std::int32_t action() const noexcept { return static_cast<std::int32_t>(code >> kCodeActionShift); }
+    bool terminal() const noexcept { return (code & kCodeTerminalBit) != 0; }
+  };
+  Draw take(std::uint64_t low) const noexcept {
+    const bool keep = low < thr;
+    return {keep ? code0 : code1, keep ? reward0 : reward1};
+  }
 };
-static_assert(sizeof(JointSlot) == 32, "JointSlot must fill half a cache line");
+static_assert(sizeof(PackedSlot) == 32, "PackedSlot must fill half a cache line");
+
+// General layout, for MDPs too large for the packed codes.
+struct WideSlot {
+  std::uint64_t thr;
+  std::int32_t next0, next1;       // successor of entry j / of the alias entry
+  std::uint32_t action0, action1;  // action | terminal(successor) << 31
+  double reward0, reward1;
+
+  static WideSlot make(const FiniteMDP& mdp, std::uint64_t thr, std::int64_t e, std::int64_t f) noexcept {
+    const std::int32_t* next = mdp.next().data();
+    const std::int32_t* action = mdp.entry_action().data();
+    const std::uint8_t* terminal = mdp.terminal().data();
+    const double* reward = mdp.reward().data();
+    auto act = [&](std::int64_t k) {
+      return static_cast<std::uint32_t>(action[k]) | (terminal[next[k]] ? 0x80000000u : 0u);
+    };
+    return {thr, next[e], next[f], act(e), act(f), reward[e], reward[f]};
+  }
+  struct Draw {
+    std::int32_t sp;
+    std::uint32_t act;
+    double reward;
+    std::int32_t next() const noexcept { return sp; }
+    std::int32_t action() const noexcept { return static_cast<std::int32_t>(act & 0x7FFFFFFFu); }
+    bool terminal() const noexcept { return (act >> 31) != 0; }
+  };
+  Draw take(std::uint64_t low) const noexcept {
+    const bool keep = low < thr;
+    return {keep ? next0 : next1, keep ? action0 : action1, keep ? reward0 : reward1};
+  }
+};
+
+// The entries [begin, begin + count) of state s: from the compact row table, or from indptr.
+struct CompactRows {
+  const StateRow* rows;
+  explicit CompactRows(const FiniteMDP& mdp) : rows(mdp.state_rows().data()) {}
+  std::int64_t begin(std::int32_t s) const noexcept { return rows[s].begin; }
+  std::int64_t count(std::int32_t s) const noexcept { return rows[s].count; }
+};
+struct IndptrRows {
+  const std::int64_t* indptr;
+  std::int64_t A;
+  explicit IndptrRows(const FiniteMDP& mdp) : indptr(mdp.indptr().data()), A(mdp.n_actions()) {}
+  std::int64_t begin(std::int32_t s) const noexcept { return indptr[s * A]; }
+  std::int64_t count(std::int32_t s) const noexcept { return indptr[(s + 1) * A] - indptr[s * A]; }
+};
 
 // Alias tables of pi(a|s) P(s'|s,a) for every non-terminal state, over the MDP's CSR entries.
+template <class Slot>
 class JointTable {
  public:
   // `storage` is reused scratch (resized to nnz): callers keep one per thread across calls, so
   // the slots' pages are not faulted in anew for every batch.
-  JointTable(const FiniteMDP& mdp, std::vector<JointSlot>& storage) : mdp_(mdp), slots_(storage) {
+  JointTable(const FiniteMDP& mdp, std::vector<Slot>& storage) : mdp_(mdp), slots_(storage) {
     slots_.resize(static_cast<std::size_t>(mdp.nnz()));
   }
 
@@ -62,7 +133,16 @@ class JointTable {
   // build disjoint state ranges concurrently.
   // Deterministic (tests re-derive it): weights w_j = (pi(a_j|s) * P_j) * n_s over the n_s
   // entries of s in CSR order, then Vose's construction with stacks of small and large columns.
+  //
+  // Vose's pairing loop is a chain of dependent loads and additions, so kGroup states are built
+  // together, their loops advanced in turn (each state's steps and result are unchanged).
   void build(const double* probs, std::int32_t s_begin, std::int32_t s_end) {
+    constexpr int kGroup = 4;
+    struct Job {
+      std::int64_t beg, n_small, n_large;
+      double* w;
+      std::int64_t *small, *large;
+    };
     std::vector<double> w;
     std::vector<std::int64_t> small, large;
     const std::int64_t A = mdp_.n_actions();
@@ -70,67 +150,106 @@ class JointTable {
     const double* prob = mdp_.prob().data();
     const std::int32_t* action = mdp_.entry_action().data();
     const std::uint8_t* terminal = mdp_.terminal().data();
-    for (std::int32_t s = s_begin; s < s_end; ++s) {
-      if (terminal[s]) continue;
-      const std::int64_t beg = indptr[s * A], n = indptr[(s + 1) * A] - beg;
-      w.resize(static_cast<std::size_t>(n));
-      small.resize(static_cast<std::size_t>(n));
-      large.resize(static_cast<std::size_t>(n));
-      std::int64_t n_small = 0, n_large = 0;
-      for (std::int64_t j = 0; j < n; ++j) {  // branch-free partition: the test is a coin flip
-        const std::int64_t e = beg + j;
-        w[j] = (probs[s * A + action[e]] * prob[e]) * static_cast<double>(n);
-        const std::int64_t is_small = w[j] < 1.0;
-        small[n_small] = j;
-        large[n_large] = j;
-        n_small += is_small;
-        n_large += 1 - is_small;
+    std::int32_t s = s_begin;
+    while (s < s_end) {
+      std::int32_t states[kGroup];
+      int m = 0;
+      std::int64_t total = 0;
+      for (; s < s_end && m < kGroup; ++s) {
+        if (terminal[s]) continue;
+        states[m++] = s;
+        total += indptr[(s + 1) * A] - indptr[s * A];
       }
-      while (n_small > 0 && n_large > 0) {
-        const std::int64_t sm = small[--n_small], lg = large[n_large - 1];
-        set(beg, sm, w[sm], lg);
-        w[lg] = (w[lg] + w[sm]) - 1.0;
-        const std::int64_t moves = w[lg] < 1.0;  // the large column became small
-        n_large -= moves;
-        small[n_small] = lg;
-        n_small += moves;
+      if (m == 0) break;
+      w.resize(static_cast<std::size_t>(total));
+      small.resize(static_cast<std::size_t>(total));
+      large.resize(static_cast<std::size_t>(total));
+      Job jobs[kGroup];
+      std::int64_t off = 0;
+      for (int g = 0; g < m; ++g) {
+        const std::int64_t st = states[g];
+        const std::int64_t beg = indptr[st * A], n = indptr[(st + 1) * A] - beg;
+        Job& jb = jobs[g];
+        jb = {beg, 0, 0, w.data() + off, small.data() + off, large.data() + off};
+        off += n;
+        for (std::int64_t k = 0; k < n; ++k) {  // branch-free partition: the test is a coin flip
+          const std::int64_t e = beg + k;
+          jb.w[k] = (probs[st * A + action[e]] * prob[e]) * static_cast<double>(n);
+          const std::int64_t is_small = jb.w[k] < 1.0;
+          jb.small[jb.n_small] = k;
+          jb.large[jb.n_large] = k;
+          jb.n_small += is_small;
+          jb.n_large += 1 - is_small;
+        }
+      }
+      for (int live = m; live > 0;) {
+        live = 0;
+        for (int g = 0; g < m; ++g) {
+          Job& jb = jobs[g];
+          if (jb.n_small == 0 || jb.n_large == 0) continue;
+          ++live;
+          const std::int64_t sm = jb.small[--jb.n_small], lg = jb.large[jb.n_large - 1];
+          set_partial(jb.beg, sm, jb.w[sm], lg);
+          jb.w[lg] = (jb.w[lg] + jb.w[sm]) - 1.0;
+          const std::int64_t moves = jb.w[lg] < 1.0;  // the large column became small
+          jb.n_large -= moves;
+          jb.small[jb.n_small] = lg;
+          jb.n_small += moves;
+        }
       }
       // What is left is full up to rounding.
-      while (n_large > 0) set(beg, large[--n_large], 1.0, 0);
-      while (n_small > 0) set(beg, small[--n_small], 1.0, 0);
+      for (int g = 0; g < m; ++g) {
+        Job& jb = jobs[g];
+        while (jb.n_large > 0) set_full(jb.beg + jb.large[--jb.n_large]);
+        while (jb.n_small > 0) set_full(jb.beg + jb.small[--jb.n_small]);
+      }
     }
   }
 
-  const JointSlot* slots() const noexcept { return slots_.data(); }
+  const Slot* slots() const noexcept { return slots_.data(); }
 
  private:
-  void set(std::int64_t beg, std::int64_t j, double q, std::int64_t alias) {
-    JointSlot& sl = slots_[static_cast<std::size_t>(beg + j)];
-    const std::int64_t e = beg + j;
-    const std::int64_t f = q >= 1.0 ? e : beg + alias;
-    sl.thr = q >= 1.0 ? std::numeric_limits<std::uint64_t>::max()
-                      : (q <= 0.0 ? 0 : static_cast<std::uint64_t>(q * 0x1.0p64));
-    sl.next0 = mdp_.next()[e];
-    sl.action0 = mdp_.entry_action()[e];
-    sl.next1 = mdp_.next()[f];
-    sl.action1 = mdp_.entry_action()[f];
-    sl.alias = static_cast<std::int32_t>(f);
-    sl.pad = 0;
+  // Column j keeps its entry with probability q (a small column: 0 <= q < 1), else takes `alias`.
+  void set_partial(std::int64_t beg, std::int64_t j, double q, std::int64_t alias) {
+    slots_[static_cast<std::size_t>(beg + j)] = Slot::make(mdp_, threshold(q), beg + j, beg + alias);
+  }
+  // A full column (what is left at the end, 1 up to rounding): always its own entry.
+  void set_full(std::int64_t e) {
+    slots_[static_cast<std::size_t>(e)] = Slot::make(mdp_, std::numeric_limits<std::uint64_t>::max(), e, e);
+  }
+  // floor(q * 2^64) for 0 <= q < 1, without branches (q is a coin flip around 1/2, and the
+  // double -> uint64 conversion of SSE2 code branches on 2^63): below 1/4 the product fits an
+  // int64; from 1/4 on, q * 2^63 >= 2^61 is an integer, so floor(q * 2^64) = 2 * (q * 2^63).
+  static std::uint64_t threshold(double q) noexcept {
+#if defined(__SSE2__) || defined(_M_X64)
+    // Intrinsics, so that the compiler does not turn the selection back into a branch.
+    const __m128d v = _mm_set_sd(q), quarter = _mm_set_sd(0.25);
+    const auto lo = static_cast<std::uint64_t>(_mm_cvttsd_si64(_mm_mul_sd(_mm_min_sd(v, quarter), _mm_set_sd(0x1.0p64))));
+    const auto hi = static_cast<std::uint64_t>(_mm_cvttsd_si64(_mm_mul_sd(v, _mm_set_sd(0x1.0p63)))) << 1;
+    const auto below = static_cast<std::uint64_t>(_mm_cvtsi128_si64(_mm_castpd_si128(_mm_cmplt_sd(v, quarter))));
+    return (lo & below) | (hi & ~below);
+#else
+    const std::uint64_t lo = static_cast<std::uint64_t>(static_cast<std::int64_t>(std::min(q, 0.25) * 0x1.0p64));
+    const std::uint64_t hi = static_cast<std::uint64_t>(static_cast<std::int64_t>(q * 0x1.0p63)) << 1;
+    return q < 0.25 ? lo : hi;
+#endif
   }
 
   const FiniteMDP& mdp_;
-  std::vector<JointSlot>& slots_;
+  std::vector<Slot>& slots_;
 };
 
 // Simulates the trajectories `source` hands out, kLanes at a time, into `sink`.
-template <class Sink>
-void simulate_stream(const FiniteMDP& mdp, const JointSlot* slots, std::uint64_t key,
-                     IndexStream& source, Sink& sink) {
+//
+// One pass over the lanes per sweep, software-pipelined: lane l's slot was prefetched in the
+// previous sweep; the pass reads it, emits the step, and at once draws the next step's random
+// word and alias column and prefetches that slot (for a lane that has just ended the draw is
+// wasted and harmless: the lane is refilled with a new trajectory and its own stream).
+template <class Slot, class Rows, class Sink>
+void simulate_stream(const FiniteMDP& mdp, const Slot* slots, std::uint64_t key, IndexStream& source,
+                     Sink& sink) {
   const std::int64_t H = mdp.horizon();
-  const std::int64_t A = mdp.n_actions();
-  const std::int64_t* indptr = mdp.indptr().data();
-  const double* reward = mdp.reward().data();
-  const std::uint8_t* terminal = mdp.terminal().data();
+  const Rows rows(mdp);
 
   std::int64_t traj[kLanes];
   std::int32_t t[kLanes], s[kLanes];
@@ -140,12 +259,22 @@ void simulate_stream(const FiniteMDP& mdp, const JointSlot* slots, std::uint64_t
   int ended[kLanes];
   int slot[kLanes];
 
+  auto draw = [&](int l) {
+    const std::int32_t st = s[l];
+    std::uint64_t hi;
+    low[l] = mulhilo64(rng[l].next(), static_cast<std::uint64_t>(rows.count(st)), hi);
+    col[l] = rows.begin(st) + static_cast<std::int64_t>(hi);
+#if defined(__GNUC__) || defined(__clang__)
+    __builtin_prefetch(slots + col[l]);
+#endif
+  };
   auto start = [&](int l, std::int64_t i) {
     traj[l] = i;
     t[l] = 0;
     rng[l] = item_stream(key, static_cast<std::uint64_t>(i));
     s[l] = mdp.draw_initial(rng[l].next());
     slot[l] = sink.begin(i, s[l]);
+    draw(l);
   };
   int active = 0;
   for (std::int64_t i; active < kLanes && (i = source.next()) >= 0; ++active) start(active, i);
@@ -153,30 +282,16 @@ void simulate_stream(const FiniteMDP& mdp, const JointSlot* slots, std::uint64_t
   std::uint32_t sweep = 0;
   while (active > 0) {
     if ((++sweep & 1023u) == 0 && source.stopped()) return;
-    // Pass 1: each lane's alias column (slot index) and the low word that decides it.
-    for (int l = 0; l < active; ++l) {
-      const std::int64_t beg = indptr[s[l] * A];
-      const std::uint64_t n = static_cast<std::uint64_t>(indptr[(s[l] + 1) * A] - beg);
-      std::uint64_t hi;
-      low[l] = mulhilo64(rng[l].next(), n, hi);
-      col[l] = beg + static_cast<std::int64_t>(hi);
-#if defined(__GNUC__) || defined(__clang__)
-      __builtin_prefetch(slots + col[l]);
-#endif
-    }
-    // Pass 2: take the column's entry or its alias; emit the step; note lanes that end.
     int n_ended = 0;
     for (int l = 0; l < active; ++l) {
-      const JointSlot& sl = slots[col[l]];
-      const bool keep = low[l] < sl.thr;
-      const std::int32_t a = keep ? sl.action0 : sl.action1;
-      const std::int32_t sp = keep ? sl.next0 : sl.next1;
-      const std::int64_t e = keep ? col[l] : sl.alias;
-      sink.step(slot[l], traj[l], t[l], s[l], a, reward[e]);
+      const typename Slot::Draw d = slots[col[l]].take(low[l]);
+      const std::int32_t sp = d.next();
+      sink.step(slot[l], traj[l], t[l], s[l], d.action(), d.reward);
       const std::int32_t tn = ++t[l];
       s[l] = sp;
       ended[n_ended] = l;
-      n_ended += static_cast<int>(terminal[sp] | (tn == H));
+      n_ended += static_cast<int>(d.terminal() | (tn == H));
+      draw(l);
     }
     // Refill ended lanes, last first, so that moving the last lane down keeps the others' places.
     for (int q = n_ended - 1; q >= 0; --q) {
@@ -192,9 +307,18 @@ void simulate_stream(const FiniteMDP& mdp, const JointSlot* slots, std::uint64_t
         s[l] = s[active];
         rng[l] = rng[active];
         slot[l] = slot[active];
+        col[l] = col[active];
+        low[l] = low[active];
       }
     }
   }
+}
+
+// Orders this thread's non-temporal stores before its later stores (e.g. the end of a worker).
+inline void store_fence() noexcept {
+#if defined(__SSE2__) || defined(_M_X64)
+  _mm_sfence();
+#endif
 }
 
 // A barrier for the workers of one run (C++17 has no std::barrier).
@@ -214,16 +338,16 @@ class SpinBarrier {
 // Runs simulate_stream over trajectories 0..n-1 on `threads` workers, one Sink per worker made by
 // make_sink(worker). The workers first build the joint table together (split by states).
 // Returns false if the stop token's poll interrupted the run.
-template <class MakeSink>
-bool simulate(const FiniteMDP& mdp, const double* probs, std::int64_t n, std::uint64_t seed,
-              int threads, MakeSink&& make_sink, StopToken& stop, bool static_split = false) {
+template <class Slot, class Rows, class MakeSink>
+bool simulate_with(const FiniteMDP& mdp, const double* probs, std::int64_t n, std::uint64_t seed,
+                   int threads, MakeSink& make_sink, StopToken& stop, bool static_split) {
   const std::uint64_t key = stream_key(seed, Domain::Rollout);
   const std::int64_t blocks = (n + kTrajectoryBlock - 1) / kTrajectoryBlock;
   if (threads > blocks) threads = static_cast<int>(blocks);
   if (threads < 1) threads = 1;
   BlockQueue queue(n, kTrajectoryBlock, static_split ? threads : 0);
-  thread_local std::vector<JointSlot> storage;  // the calling thread's, reused across calls
-  JointTable table(mdp, storage);
+  thread_local std::vector<Slot> storage;  // the calling thread's, reused across calls
+  JointTable<Slot> table(mdp, storage);
   SpinBarrier barrier(threads);
   const std::int32_t S = mdp.n_states();
   return run_workers(
@@ -246,13 +370,75 @@ bool simulate(const FiniteMDP& mdp, const double* probs, std::int64_t n, std::ui
         barrier.arrive_and_wait();
         IndexStream source(queue, st, w);
         auto sink = make_sink(w);
-        simulate_stream(mdp, table.slots(), key, source, sink);
+        simulate_stream<Slot, Rows>(mdp, table.slots(), key, source, sink);
+        store_fence();
       },
       stop);
 }
 
+// Runs simulate_stream over trajectories 0..n-1 on `threads` workers, one Sink per worker made by
+// make_sink(worker). The workers first build the joint table together (split by states).
+// Returns false if the stop token's poll interrupted the run.
+template <class MakeSink>
+bool simulate(const FiniteMDP& mdp, const double* probs, std::int64_t n, std::uint64_t seed,
+              int threads, MakeSink&& make_sink, StopToken& stop, bool static_split = false) {
+  if (mdp.compact_sampling()) {
+    return simulate_with<PackedSlot, CompactRows>(mdp, probs, n, seed, threads, make_sink, stop, static_split);
+  }
+  return simulate_with<WideSlot, IndptrRows>(mdp, probs, n, seed, threads, make_sink, stop, static_split);
+}
+
+// Row writers of StoreSink: dst[0, len) = src[0, len), dst[len, H) = pad. With `stream`, the
+// cache lines that lie wholly in the row go out with non-temporal stores (no read-for-ownership
+// of lines that are overwritten whole; the caller fences with store_fence() before the data is
+// read), the partial lines at the ends -- shared with the neighbouring rows -- with plain stores.
+template <class T>
+inline void write_row(T* dst, const T* src, std::int64_t len, std::int64_t H, T pad, bool stream) noexcept {
+#if defined(__SSE2__) || defined(_M_X64)
+  if (stream) {
+    static_assert(16 % sizeof(T) == 0, "whole elements per 16-byte store");
+    constexpr std::int64_t kPer = 16 / static_cast<std::int64_t>(sizeof(T)), kLine = 4 * kPer;
+    std::int64_t k = 0;
+    for (; k < H && (reinterpret_cast<std::uintptr_t>(dst + k) & 63u) != 0; ++k) dst[k] = k < len ? src[k] : pad;
+    T pads[kPer];
+    for (std::int64_t q = 0; q < kPer; ++q) pads[q] = pad;
+    const __m128i vpad = _mm_loadu_si128(reinterpret_cast<const __m128i*>(pads));
+    const std::int64_t lines_end = k + (H - k) / kLine * kLine;  // end of the whole lines
+    for (; k + kPer <= len && k < lines_end; k += kPer) {
+      _mm_stream_si128(reinterpret_cast<__m128i*>(dst + k), _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + k)));
+    }
+    if (k < len && k < lines_end) {  // the chunk where the episode ends: mix data and padding
+      T mix[kPer];
+      for (std::int64_t q = 0; q < kPer; ++q) mix[q] = k + q < len ? src[k + q] : pad;
+      _mm_stream_si128(reinterpret_cast<__m128i*>(dst + k), _mm_loadu_si128(reinterpret_cast<const __m128i*>(mix)));
+      k += kPer;
+    }
+    for (; k < lines_end; k += kPer) _mm_stream_si128(reinterpret_cast<__m128i*>(dst + k), vpad);
+    for (; k < H; ++k) dst[k] = k < len ? src[k] : pad;
+    return;
+  }
+#else
+  (void)stream;
+#endif
+  if (src != dst) std::memcpy(dst, src, static_cast<std::size_t>(len) * sizeof(T));
+  if (sizeof(T) == 4 || pad == T(0)) {  // kPadIndex (all-ones bytes) or 0.0 (all-zero bytes)
+    unsigned char b;
+    std::memcpy(&b, &pad, 1);
+    std::memset(dst + len, b, static_cast<std::size_t>(H - len) * sizeof(T));
+  } else {
+    for (std::int64_t k = len; k < H; ++k) dst[k] = pad;
+  }
+}
+
 // Writes the padded batch: states/actions (N, H) int32, rewards (N, H) float64, lengths and
 // final states (N,) int32. Positions t >= length hold kPadIndex / 0.0.
+//
+// Rows past the first kStreamBytes of the output are staged: the running trajectory's steps go
+// to a per-worker buffer (kLanes x H, cache-resident) and the row is written out when it ends,
+// sequentially with non-temporal stores, instead of scattering each step's three stores over
+// kLanes rows of an output too large for the caches (every one a read-for-ownership miss). The
+// first rows -- all of a small batch -- are written in place through the caches, and so are
+// all rows of horizons too short to fill a cache line or too long to stage.
 struct StoreSink {
   std::int32_t* states;
   std::int32_t* actions;
@@ -261,23 +447,60 @@ struct StoreSink {
   std::int32_t* final_states;
   std::int64_t H;
 
-  int begin(std::int64_t, std::int32_t) noexcept { return 0; }
-  void step(int, std::int64_t i, std::int64_t t, std::int32_t s, std::int32_t a, double r) noexcept {
-    const std::int64_t k = i * H + t;
-    states[k] = s;
-    actions[k] = a;
-    rewards[k] = r;
+  static constexpr std::int64_t kMinStagedH = 32;  // shorter rows hold no whole cache line
+  static constexpr std::int64_t kMaxStagedH = 4096;
+  static constexpr std::int64_t kStreamBytes = std::int64_t{8} << 20;
+  static constexpr std::int64_t kBytesPerStep = 2 * sizeof(std::int32_t) + sizeof(double);
+
+  int begin(std::int64_t i, std::int32_t) {
+    if (free_.empty() && n_slots_ == 0) {
+      for (int k = kLanes - 1; k >= 0; --k) free_.push_back(k);
+      n_slots_ = kLanes;
+    }
+    const int k = free_.back();
+    free_.pop_back();
+    staged_[k] = H >= kMinStagedH && H <= kMaxStagedH && (i + 1) * H * kBytesPerStep > kStreamBytes;
+    if (staged_[k]) {
+      if (stage_s_.empty()) {
+        stage_s_.resize(static_cast<std::size_t>(kLanes * H));
+        stage_a_.resize(stage_s_.size());
+        stage_r_.resize(stage_s_.size());
+      }
+      ds_[k] = stage_s_.data() + k * H;
+      da_[k] = stage_a_.data() + k * H;
+      dr_[k] = stage_r_.data() + k * H;
+    } else {
+      ds_[k] = states + i * H;
+      da_[k] = actions + i * H;
+      dr_[k] = rewards + i * H;
+    }
+    return k;
   }
-  void end(int, std::int64_t i, std::int64_t length, std::int32_t final_state) noexcept {
-    // Padding: -1 is all-ones bytes as int32, 0.0 is all-zero bytes as a double.
-    static_assert(kPadIndex == -1, "padding is written with memset(0xFF)");
-    const std::size_t k = static_cast<std::size_t>(i * H + length), rest = static_cast<std::size_t>(H - length);
-    std::memset(states + k, 0xFF, rest * sizeof(std::int32_t));
-    std::memset(actions + k, 0xFF, rest * sizeof(std::int32_t));
-    std::memset(rewards + k, 0, rest * sizeof(double));
+  void step(int k, std::int64_t, std::int64_t t, std::int32_t s, std::int32_t a, double r) noexcept {
+    ds_[k][t] = s;
+    da_[k][t] = a;
+    dr_[k][t] = r;
+  }
+  void end(int k, std::int64_t i, std::int64_t length, std::int32_t final_state) {
+    const std::int64_t o = i * H;
+    const bool stream = staged_[k];
+    write_row<std::int32_t>(states + o, ds_[k], length, H, kPadIndex, stream);
+    write_row<std::int32_t>(actions + o, da_[k], length, H, kPadIndex, stream);
+    write_row<double>(rewards + o, dr_[k], length, H, 0.0, stream);
     lengths[i] = static_cast<std::int32_t>(length);
     final_states[i] = final_state;
+    free_.push_back(k);
   }
+
+  // Internal state (public so that StoreSink stays an aggregate: StoreSink{states, ..., H}).
+  std::int32_t* ds_[kLanes] = {};  // where slot k's steps go: its output row or its staging row
+  std::int32_t* da_[kLanes] = {};
+  double* dr_[kLanes] = {};
+  bool staged_[kLanes] = {};
+  int n_slots_ = 0;
+  std::vector<int> free_{};
+  std::vector<std::int32_t> stage_s_{}, stage_a_{};
+  std::vector<double> stage_r_{};
 };
 
 }  // namespace pgfast
