@@ -357,3 +357,40 @@ def test_mlp_on_frozenlake_8x8_reaches_90_percent_of_optimal() -> None:
     pg.train(mdp, pi, optimizer=opt, iterations=400, batch=2048, seed=0, baseline="time", progress=False, eval_every=400)
     ratio = pg.exact.evaluate(mdp, pi).J / pg.exact.optimal(mdp).J
     assert ratio >= 0.90, ratio
+
+
+# -- 6. the command line -----------------------------------------------------------------------------
+
+def test_cli_train_mlp(capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
+    from pgfast.__main__ import main
+
+    out_npz = tmp_path / "mlp.npz"
+    argv = ["train", "FrozenLake-v1", "--policy", "mlp", "--hidden", "16,8", "--activation", "relu",
+            "--iterations", "3", "--batch", "64", "--episodes", "0", "--save", str(out_npz)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "mlp softmax (444 parameters)" in out  # 16*16+16 + 16*8+8 + 8*4+4 (one-hot: d = 16)
+    theta = np.load(out_npz)["theta"]
+    assert theta.shape == (444,) and np.isfinite(theta).all()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--policy", "mlp", "--hidden", "0"], "--hidden"),
+        (["--policy", "mlp", "--hidden", "64,x"], "--hidden"),
+        (["--hidden", "8"], "--policy mlp"),
+        (["--activation", "relu"], "--policy mlp"),
+        (["--policy", "mlp", "--activation", "sigmoid"], "activation"),
+    ],
+)
+def test_cli_bad_mlp_arguments_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    from pgfast.__main__ import main
+
+    try:  # argparse's own checks exit; pgfast's return 2
+        code = main(["train", "FrozenLake-v1", "--iterations", "1", "--batch", "8", "--episodes", "0", *argv])
+    except SystemExit as exc:
+        code = exc.code  # type: ignore[assignment]
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -43,12 +43,15 @@ DEFAULT_ESTIMATOR = "reward-to-go"
 DEFAULT_BASELINE = "time"
 DEFAULT_BATCH = 4096
 DEFAULT_ITERATIONS = 500
+DEFAULT_HIDDEN = (64, 64)
+DEFAULT_LR_MLP = {"adam": 0.01, "sgd": 1.0, "natural": 1.0}  # Adam at 0.2 saturates an MLP's softmax early
 
 
 def _make_optimizer(args: argparse.Namespace) -> Any:
     import pgfast as pg
 
-    lr = DEFAULT_LR[args.optimizer] if args.lr is None else args.lr
+    defaults = DEFAULT_LR_MLP if args.policy == "mlp" else DEFAULT_LR
+    lr = defaults[args.optimizer] if args.lr is None else args.lr
     if not (np.isfinite(lr) and lr > 0):
         raise ValueError(f"--lr must be > 0, got {lr}")
     if args.optimizer != "adam" and args.betas is not None:
@@ -62,9 +65,28 @@ def _make_optimizer(args: argparse.Namespace) -> Any:
     return pg.optim.GradientAscent(lr, schedule=args.schedule)
 
 
+def _hidden_sizes(text: str | None) -> tuple[int, ...]:
+    """--hidden "64,64" -> (64, 64); "" or "none" -> () (a softmax linear in the state features)."""
+    if text is None:
+        return DEFAULT_HIDDEN
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        sizes = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise ValueError(f"--hidden expects comma-separated layer sizes such as 64,64, got {text!r}") from None
+    if any(h < 1 for h in sizes):
+        raise ValueError(f"--hidden layer sizes must be >= 1, got {text!r}")
+    return sizes
+
+
 def _make_policy(args: argparse.Namespace, S: int, A: int) -> Any:
     import pgfast as pg
 
+    if args.policy == "mlp":  # one-hot state features; theta initialised from --seed
+        return pg.MLPSoftmax(S, A, hidden=_hidden_sizes(args.hidden), activation=args.activation, seed=args.seed)
+    if args.hidden is not None or args.activation != "tanh":
+        raise ValueError("--hidden and --activation apply to --policy mlp")
     if args.policy == "tabular":
         return pg.TabularSoftmax(S, A)
     # linear: phi(s, a) = e_a (x) [1, onehot(s)] -- a per-action bias plus per-state preferences
@@ -319,14 +341,19 @@ def build_parser() -> argparse.ArgumentParser:
         "optimal J and a check in the real gymnasium environment.",
     )
     t.add_argument("env", help="gymnasium environment id, e.g. FrozenLake-v1")
-    t.add_argument("--policy", choices=("tabular", "linear"), default="tabular", help="policy class (default tabular)")
+    t.add_argument("--policy", choices=("tabular", "linear", "mlp"), default="tabular",
+                   help="policy class (default tabular; mlp: pg.MLPSoftmax on one-hot states)")
+    t.add_argument("--hidden", default=None, metavar="H1,H2,...",
+                   help="mlp hidden layer sizes (default " + ",".join(map(str, DEFAULT_HIDDEN)) + ")")
+    t.add_argument("--activation", choices=("tanh", "relu"), default="tanh", help="mlp activation (default tanh)")
     t.add_argument("--estimator", choices=("reinforce", "reward-to-go"), default=DEFAULT_ESTIMATOR,
                    help=f"weights: whole return (REINFORCE) or reward-to-go (default {DEFAULT_ESTIMATOR})")
     t.add_argument("--baseline", choices=("none", "mean", "time", "value", "exact"), default=DEFAULT_BASELINE,
                    help=f"baseline (default {DEFAULT_BASELINE}: leave-one-out mean reward-to-go per step)")
     t.add_argument("--optimizer", choices=("sgd", "adam", "natural"), default="adam", help="default adam")
     t.add_argument("--lr", type=float, default=None,
-                   help="learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
+                   help="learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items())
+                   + "; adam {:g} with --policy mlp)".format(DEFAULT_LR_MLP["adam"]))
     t.add_argument("--betas", type=float, nargs=2, default=None, metavar=("B1", "B2"),
                    help="Adam's decay rates (default {:g} {:g})".format(*DEFAULT_ADAM_BETAS))
     t.add_argument("--schedule", choices=("constant", "inv_sqrt"), default="constant", help="sgd step sizes")
