@@ -74,7 +74,7 @@ def test_bench_quick_prints_the_table(capsys: pytest.CaptureFixture[str], tmp_pa
     assert main(["bench", "--quick", "--json", str(out_json)]) == 0
     out = capsys.readouterr().out
     assert "1T/NumPy" in out and "frozenlake" in out and "random" in out
-    for suite in ("sampler", "exact", "estimators"):
+    for suite in ("sampler", "exact", "estimators", "mlp"):
         assert f"== pgfast bench {suite} ==" in out
         assert json.loads((Path(str(tmp_path)) / f"bench-{suite}.json").read_text())["rows"]
     rows = json.loads((Path(str(tmp_path)) / "bench-sampler.json").read_text())["rows"]

@@ -269,7 +269,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-_SUITES = ("sampler", "exact", "estimators")  # what `pgfast bench` runs
+_SUITES = ("sampler", "exact", "estimators", "mlp")  # what `pgfast bench` runs
 _OPT_IN_SUITES = ("training",)  # about a minute: only with --only
 
 
@@ -282,7 +282,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         if name not in _SUITES + _OPT_IN_SUITES:
             raise ValueError(f"--only takes a comma-separated list of {', '.join(_SUITES + _OPT_IN_SUITES)}; got {name!r}")
     modules = {"sampler": "pgfast.benchmarks", "exact": "pgfast.bench_exact", "estimators": "pgfast.bench_estimators",
-               "training": "pgfast.bench_training"}
+               "mlp": "pgfast.bench_mlp", "training": "pgfast.bench_training"}
     status = 0
     for name in suites:
         argv = ["--quick"] if args.quick else []
@@ -386,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="run the microbenchmarks (sampler, exact, estimators) and print their tables")
     b.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
     b.add_argument("--only", default=None, metavar="SUITES",
-                   help="comma-separated subset of sampler,exact,estimators, or training (time to 95%% of optimal "
+                   help="comma-separated subset of sampler,exact,estimators,mlp, or training (time to 95%% of optimal "
                    "with the train defaults; about a minute, so only when asked for)")
     b.add_argument("--json", default=None,
                    help="where to save the JSON results (PATH; with several suites, PATH-<suite>.json)")
