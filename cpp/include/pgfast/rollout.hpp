@@ -43,6 +43,17 @@ inline constexpr int kLanes = 16;
 inline constexpr std::int64_t kTrajectoryBlock = 64;
 inline constexpr std::int32_t kPadIndex = -1;  // states/actions past an episode's end
 
+// keep (all ones or zero) ? a : b, without a branch.
+inline double select(std::uint64_t keep, double a, double b) noexcept {
+  std::uint64_t x, y;
+  std::memcpy(&x, &a, sizeof x);
+  std::memcpy(&y, &b, sizeof y);
+  const std::uint64_t z = y ^ ((x ^ y) & keep);
+  double r;
+  std::memcpy(&r, &z, sizeof r);
+  return r;
+}
+
 // One alias column of a state's joint (a, s') distribution, parallel to CSR entry j: the column
 // keeps entry j when the low word of the draw is below thr, else it takes its alias entry. The
 // slot holds everything a step needs of either entry -- successor, its terminal flag, action and
@@ -66,9 +77,12 @@ struct alignas(32) PackedSlot {
     std::int32_t action() const noexcept { return static_cast<std::int32_t>(code >> kCodeActionShift); }
     bool terminal() const noexcept { return (code & kCodeTerminalBit) != 0; }
   };
+  // Branch-free on purpose (keep is a coin flip; compilers turn a plain ?: into a branch).
   Draw take(std::uint64_t low) const noexcept {
-    const bool keep = low < thr;
-    return {keep ? code0 : code1, keep ? reward0 : reward1};
+    const std::uint64_t keep = 0 - static_cast<std::uint64_t>(low < thr);  // all ones or zero
+    const std::uint32_t code = code1 ^ ((code0 ^ code1) & static_cast<std::uint32_t>(keep));
+    const double r = select(keep, reward0, reward1);
+    return {code, r};
   }
 };
 static_assert(sizeof(PackedSlot) == 32, "PackedSlot must fill half a cache line");
@@ -98,9 +112,12 @@ struct WideSlot {
     std::int32_t action() const noexcept { return static_cast<std::int32_t>(act & 0x7FFFFFFFu); }
     bool terminal() const noexcept { return (act >> 31) != 0; }
   };
-  Draw take(std::uint64_t low) const noexcept {
-    const bool keep = low < thr;
-    return {keep ? next0 : next1, keep ? action0 : action1, keep ? reward0 : reward1};
+  Draw take(std::uint64_t low) const noexcept {  // branch-free, as PackedSlot::take
+    const std::uint64_t keep = 0 - static_cast<std::uint64_t>(low < thr);
+    const std::uint32_t k32 = static_cast<std::uint32_t>(keep);
+    const std::uint32_t n0 = static_cast<std::uint32_t>(next0), n1 = static_cast<std::uint32_t>(next1);
+    const double r = select(keep, reward0, reward1);
+    return {static_cast<std::int32_t>(n1 ^ ((n0 ^ n1) & k32)), action1 ^ ((action0 ^ action1) & k32), r};
   }
 };
 
