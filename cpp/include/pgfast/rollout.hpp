@@ -338,23 +338,53 @@ inline void store_fence() noexcept {
 #endif
 }
 
-// A barrier for the workers of one run (C++17 has no std::barrier).
-class SpinBarrier {
+// The joint table's build, cut into chunks of states with about the same number of entries that
+// the workers of one run claim in turn: a worker that starts late (a parked pool thread takes tens
+// of microseconds to wake) builds fewer chunks instead of holding the others up at a barrier.
+class BuildChunks {
  public:
-  explicit SpinBarrier(int n) : n_(n) {}
-  void arrive_and_wait() {
-    arrived_.fetch_add(1, std::memory_order_acq_rel);
-    while (arrived_.load(std::memory_order_acquire) < n_) std::this_thread::yield();
+  static constexpr std::int64_t kEntriesPerChunk = 4096;
+
+  BuildChunks(const FiniteMDP& mdp, int threads) {
+    const std::int32_t S = mdp.n_states();
+    const std::int64_t A = mdp.n_actions(), nnz = mdp.nnz();
+    const std::int64_t* indptr = mdp.indptr().data();
+    const std::int64_t chunks =
+        threads <= 1 ? 1 : std::max<std::int64_t>(1, std::min<std::int64_t>(S, nnz / kEntriesPerChunk));
+    bounds_.push_back(0);
+    for (std::int64_t k = 1; k < chunks; ++k) {
+      const std::int64_t target = nnz * k / chunks;
+      std::int32_t lo = bounds_.back(), hi = S;  // first state whose entries start at or after target
+      while (lo < hi) {
+        const std::int32_t mid = lo + (hi - lo) / 2;
+        if (indptr[static_cast<std::int64_t>(mid) * A] < target) lo = mid + 1; else hi = mid;
+      }
+      bounds_.push_back(lo);
+    }
+    bounds_.push_back(S);
+  }
+
+  // Builds chunks until none is left, then waits until all are built. False if the run was
+  // stopped meanwhile (another worker failed, or an interrupt).
+  template <class Slot>
+  bool build(JointTable<Slot>& table, const double* probs, int worker, StopToken& stop) {
+    const int n = static_cast<int>(bounds_.size()) - 1;
+    for (int c; (c = next_.fetch_add(1, std::memory_order_relaxed)) < n;) {
+      table.build(probs, bounds_[c], bounds_[c + 1]);
+      done_.fetch_add(1, std::memory_order_release);
+    }
+    while (done_.load(std::memory_order_acquire) < n) {
+      if (stop(worker)) return false;
+      std::this_thread::yield();
+    }
+    return true;
   }
 
  private:
-  int n_;
-  std::atomic<int> arrived_{0};
+  std::vector<std::int32_t> bounds_;
+  std::atomic<int> next_{0}, done_{0};
 };
 
-// Runs simulate_stream over trajectories 0..n-1 on `threads` workers, one Sink per worker made by
-// make_sink(worker). The workers first build the joint table together (split by states).
-// Returns false if the stop token's poll interrupted the run.
 template <class Slot, class Rows, class MakeSink>
 bool simulate_with(const FiniteMDP& mdp, const double* probs, std::int64_t n, std::uint64_t seed,
                    int threads, MakeSink& make_sink, StopToken& stop, bool static_split) {
@@ -365,26 +395,11 @@ bool simulate_with(const FiniteMDP& mdp, const double* probs, std::int64_t n, st
   BlockQueue queue(n, kTrajectoryBlock, static_split ? threads : 0);
   thread_local std::vector<Slot> storage;  // the calling thread's, reused across calls
   JointTable<Slot> table(mdp, storage);
-  SpinBarrier barrier(threads);
-  const std::int32_t S = mdp.n_states();
+  BuildChunks chunks(mdp, threads);
   return run_workers(
       threads,
       [&](int w, StopToken& st) {
-        // Split the states so each worker builds about the same number of entries.
-        const std::int64_t A = mdp.n_actions(), nnz = mdp.nnz();
-        const std::int64_t* indptr = mdp.indptr().data();
-        auto split = [&](int k) {
-          if (k >= threads) return S;
-          const std::int64_t target = nnz * k / threads;
-          std::int32_t lo = 0, hi = S;  // first state whose entries start at or after target
-          while (lo < hi) {
-            const std::int32_t mid = lo + (hi - lo) / 2;
-            if (indptr[static_cast<std::int64_t>(mid) * A] < target) lo = mid + 1; else hi = mid;
-          }
-          return lo;
-        };
-        table.build(probs, split(w), split(w + 1));
-        barrier.arrive_and_wait();
+        if (!chunks.build(table, probs, w, st)) return;
         IndexStream source(queue, st, w);
         auto sink = make_sink(w);
         simulate_stream<Slot, Rows>(mdp, table.slots(), key, source, sink);
@@ -394,7 +409,7 @@ bool simulate_with(const FiniteMDP& mdp, const double* probs, std::int64_t n, st
 }
 
 // Runs simulate_stream over trajectories 0..n-1 on `threads` workers, one Sink per worker made by
-// make_sink(worker). The workers first build the joint table together (split by states).
+// make_sink(worker). The workers first build the joint table together (BuildChunks).
 // Returns false if the stop token's poll interrupted the run.
 template <class MakeSink>
 bool simulate(const FiniteMDP& mdp, const double* probs, std::int64_t n, std::uint64_t seed,
