@@ -654,21 +654,44 @@ inline Evaluation finite_horizon(const FiniteMDP& mdp, const double* pi, std::in
   std::vector<double> pa(static_cast<std::size_t>(nnz));
   for (std::int64_t e = 0; e < nnz; ++e) pa[e] = term[next[e]] ? 0.0 : prob[e];
   const std::vector<double> rexp = mdp.expected_reward();
-  // Forward: d_t, (H, S).
+  // Forward: d_t, (H, S), pulled: d_{t+1}(s') = sum over the entries e into s' of
+  // d_t(s_e) pi(a_e|s_e) P(s'|s_e,a_e) alive(s'), over the entries grouped by successor (a counting
+  // sort of this call's policy-weighted entries), so each d_{t+1}(s') is one running sum of
+  // gathers instead of scattered read-modify-writes. Terminal states' rows weigh 0.
+  std::vector<std::int64_t> in_ptr(static_cast<std::size_t>(S + 1), 0);
+  std::vector<std::int32_t> in_src(static_cast<std::size_t>(nnz));
+  std::vector<double> in_w(static_cast<std::size_t>(nnz));
+  {
+    const std::int32_t* action = mdp.entry_action().data();
+    for (std::int64_t e = 0; e < nnz; ++e) ++in_ptr[next[e] + 1];
+    for (std::int64_t k = 0; k < S; ++k) in_ptr[k + 1] += in_ptr[k];
+    std::vector<std::int64_t> fill(in_ptr.begin(), in_ptr.end() - 1);
+    for (std::int64_t s = 0; s < S; ++s) {
+      for (std::int64_t e = indptr[s * A]; e < indptr[(s + 1) * A]; ++e) {
+        const std::int64_t k = fill[next[e]]++;
+        in_src[k] = static_cast<std::int32_t>(s);
+        in_w[k] = term[s] ? 0.0 : pi[s * A + action[e]] * pa[e];
+      }
+    }
+  }
   std::vector<double> d(static_cast<std::size_t>(H * S), 0.0);
   std::copy(mdp.mu0().begin(), mdp.mu0().end(), d.begin());
   for (std::int64_t t = 0; t + 1 < H; ++t) {
     check_stop(stop);
     const double* dt = d.data() + t * S;
     double* dn = d.data() + (t + 1) * S;
-    for (std::int64_t s = 0; s < S; ++s) {
-      const double ds = dt[s];
-      if (ds == 0.0 || term[s]) continue;
-      for (std::int64_t a = 0; a < A; ++a) {
-        const double m = ds * pi[s * A + a];
-        if (m == 0.0) continue;
-        for (std::int64_t e = indptr[s * A + a]; e < indptr[s * A + a + 1]; ++e) dn[next[e]] += m * pa[e];
+    for (std::int64_t sp = 0; sp < S; ++sp) {
+      double acc0 = 0.0, acc1 = 0.0, acc2 = 0.0, acc3 = 0.0;  // four chains of additions, not one
+      std::int64_t k = in_ptr[sp];
+      const std::int64_t end = in_ptr[sp + 1];
+      for (; k + 4 <= end; k += 4) {
+        acc0 += dt[in_src[k]] * in_w[k];
+        acc1 += dt[in_src[k + 1]] * in_w[k + 1];
+        acc2 += dt[in_src[k + 2]] * in_w[k + 2];
+        acc3 += dt[in_src[k + 3]] * in_w[k + 3];
       }
+      for (; k < end; ++k) acc0 += dt[in_src[k]] * in_w[k];
+      dn[sp] = (acc0 + acc1) + (acc2 + acc3);
     }
   }
   // Backward: Q_t, V_t, and the gradient / Fisher weights on the way.
