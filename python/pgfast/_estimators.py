@@ -388,7 +388,7 @@ def policy_gradient(
         if mdp is None or n is None:
             raise ValueError("pass a batch traj, or mdp=, n= and seed= for the fused estimator")
         require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
-        policy._probs_for(mdp)  # checks the sizes
+        policy._check_fits(mdp)
         if per_trajectory:
             raise ValueError("per_trajectory=True needs a stored batch (the fused estimator keeps no trajectories)")
         g = _gamma(gamma, mdp)
@@ -451,7 +451,7 @@ def log_likelihood(mdp: FiniteMDP, policy: SoftmaxPolicy, traj: Trajectories, dy
     require_instance(policy, SoftmaxPolicy, "policy", "a pgfast policy")
     if not isinstance(traj, Trajectories):
         raise TypeError(f"traj must be a pgfast.Trajectories batch, got {type(traj).__name__}")
-    policy._probs_for(mdp)  # checks the sizes
+    policy._check_fits(mdp)
     logp = np.ascontiguousarray(policy.log_probs())
     s, a, r, ln = _batch(traj)
     fin = np.ascontiguousarray(traj.final_states, dtype=np.int32)

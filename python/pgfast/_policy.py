@@ -70,12 +70,9 @@ class SoftmaxPolicy:
 
     def log_prob(self, states: ArrayLike, actions: ArrayLike) -> NDArray[np.float64]:
         r""":math:`\log \pi(a|s)` elementwise for integer arrays of one shape (e.g. a batch (N, H))."""
-        s = as_index_array(states, "states", self._n_states)
-        a = as_index_array(actions, "actions", self._n_actions)
-        if s.shape != a.shape:
-            raise ValueError(f"states and actions must have the same shape, got {s.shape} and {a.shape}")
-        out = _core.gather_log_prob(self.log_probs(), s.ravel(), a.ravel())
-        return out.reshape(s.shape)
+        s, a = self._pairs(states, actions)
+        out = _core.gather_log_prob(self.log_probs(), s, a)
+        return out.reshape(np.shape(states))
 
     def sample(self, states: ArrayLike, seed: int | None) -> NDArray[np.int32]:
         r"""Actions :math:`a_k \sim \pi(\cdot|s_k)` for an integer array of states (same shape).
@@ -130,13 +127,17 @@ class SoftmaxPolicy:
         x = _core.solve_fisher(F, np.ascontiguousarray(g, dtype=np.float64).ravel(), float(damping), float(rcond))
         return x.reshape(self._theta.shape)
 
-    def _probs_for(self, mdp: FiniteMDP) -> NDArray[np.float64]:
-        """The probability table, after checking the policy fits ``mdp``."""
+    def _check_fits(self, mdp: FiniteMDP) -> None:
+        """ValueError unless the policy is sized for ``mdp``."""
         if (self._n_states, self._n_actions) != (mdp.n_states, mdp.n_actions):
             raise ValueError(
                 f"policy is sized for (n_states, n_actions) = ({self._n_states}, {self._n_actions}) "
                 f"but the MDP has ({mdp.n_states}, {mdp.n_actions})"
             )
+
+    def _probs_for(self, mdp: FiniteMDP) -> NDArray[np.float64]:
+        """The probability table, after checking the policy fits ``mdp``."""
+        self._check_fits(mdp)
         return self.probs()
 
     def __repr__(self) -> str:

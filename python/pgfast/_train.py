@@ -140,7 +140,7 @@ def train(
     require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
     require_instance(policy, SoftmaxPolicy, "policy", "a pgfast policy")
     require_instance(optimizer, Optimizer, "optimizer", "a pgfast.optim optimizer")
-    policy._probs_for(mdp)
+    policy._check_fits(mdp)
     iters = as_int(iterations, "iterations", minimum=1)
     n = as_int(batch, "batch", minimum=1)
     every = as_int(eval_every, "eval_every", minimum=1)

@@ -54,7 +54,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse
 import gc
 import inspect
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -69,6 +68,7 @@ import pgfast as pg
 from pgfast import _reference as ref
 from pgfast import exact as pg_exact
 from pgfast.benchmarks import (
+    add_bench_arguments,
     frozenlake,
     header_line,
     machine_info,
@@ -156,11 +156,12 @@ def _time_baseline(sum_t: FloatArray, lengths: IntArray, n: int, gamma: float) -
 
 def _weight_sums_dense(
     states: IntArray, actions: IntArray, rewards: FloatArray, lengths: IntArray, n_states: int, n_actions: int,
-    gamma: float,
+    gamma: float, time_baseline: bool = True,
 ) -> tuple[FloatArray, float]:
     """c(s, a) = sum of the weights of the steps (s, a), and the summed returns, over the whole
     (N, H) batch, time-major: blocked transposes, the reward-to-go recursion over the H rows,
-    one ``bincount``. Padding (state and action -1) goes to a dropped bin."""
+    one ``bincount``. Padding (state and action -1) goes to a dropped bin. Weights
+    gamma^t (G_t - b_t) with the leave-one-out time baseline, or gamma^t G_t without it."""
     n, h = rewards.shape
     A = n_actions
     G = _transposed(rewards, np.float64)  # (H, N)
@@ -171,9 +172,12 @@ def _weight_sums_dense(
         for t in range(h - 2, -1, -1):
             G[t] += gamma * G[t + 1]
     total = float(G[0].sum())
-    alpha, beta = _time_baseline(G.sum(axis=1), lengths, n, gamma)
-    G *= alpha[:, None]
-    G -= beta[:, None]
+    if time_baseline:
+        alpha, beta = _time_baseline(G.sum(axis=1), lengths, n, gamma)
+        G *= alpha[:, None]
+        G -= beta[:, None]
+    elif gamma != 1.0:
+        G *= (gamma ** np.arange(h, dtype=np.float64))[:, None]
     code = states * A
     code += actions
     padded = bool(lengths.min() < h)
@@ -593,18 +597,6 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _git_state() -> str | None:
-    """``git describe --always --dirty`` of the source tree this module runs from, if it is one."""
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty"], cwd=Path(__file__).resolve().parent,
-            capture_output=True, text=True, timeout=5, check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -612,22 +604,11 @@ def main(
     prog: str = "python -m pgfast.bench_estimators",
 ) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument(
-        "--quick", action="store_true", help="1 warm-up, 3 repeats, no breakdown, smaller statistical check: a smoke test"
-    )
-    parser.add_argument(
-        "--default-malloc",
-        action="store_true",
-        help="leave glibc's malloc as it is (freed outputs go back to the kernel: page faults timed)",
-    )
-    parser.add_argument(
-        "--json", type=Path, default=default_json,
-        help=f"where to save the results as JSON (default: {default_json or 'not saved'})",
-    )
+    add_bench_arguments(parser, default_json,
+                        "1 warm-up, 3 repeats, no breakdown, smaller statistical check: a smoke test")
     args = parser.parse_args(argv)
 
     info = machine_info()
-    info["git"] = _git_state()
     reused = False if args.default_malloc else reuse_freed_memory()
     print(header_line(info, reused))
     t0 = time.perf_counter()

@@ -68,7 +68,15 @@ from numpy.typing import NDArray
 
 import pgfast as pg
 from pgfast import exact as pg_exact
-from pgfast.benchmarks import header_line, machine_info, random_mdp, result_envelope, reuse_freed_memory, save_result
+from pgfast.benchmarks import (
+    add_bench_arguments,
+    header_line,
+    machine_info,
+    random_mdp,
+    result_envelope,
+    reuse_freed_memory,
+    save_result,
+)
 
 try:
     import scipy  # type: ignore[import-untyped,unused-ignore]
@@ -880,15 +888,8 @@ def _load_average() -> float:
 def main(argv: Sequence[str] | None = None, *, default_json: Path | None = DEFAULT_JSON,
          prog: str = "python -m pgfast.bench_exact") -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true",
-                        help="small MDPs (S=100 and S=5000), 3 repeats, one method per reference: a smoke test")
-    parser.add_argument(
-        "--default-malloc",
-        action="store_true",
-        help="leave glibc's malloc as it is (freed outputs go back to the kernel: page faults timed)",
-    )
-    parser.add_argument("--json", type=Path, default=default_json,
-                        help=f"where to save the results as JSON (default: {default_json or 'not saved'})")
+    add_bench_arguments(parser, default_json,
+                        "small MDPs (S=100 and S=5000), 3 repeats, one method per reference: a smoke test")
     args = parser.parse_args(argv)
 
     info = machine_info()

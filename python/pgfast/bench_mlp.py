@@ -56,8 +56,9 @@ from numpy.typing import NDArray
 
 import pgfast as pg
 from pgfast import _reference as ref
-from pgfast.bench_estimators import _transposed, softmax_numpy
+from pgfast.bench_estimators import _weight_sums_dense, softmax_numpy
 from pgfast.benchmarks import (
+    add_bench_arguments,
     frozenlake,
     header_line,
     machine_info,
@@ -128,28 +129,14 @@ def numpy_backward(layers: list[tuple[FloatArray, FloatArray]], X: FloatArray, a
     return np.concatenate(grads[::-1])
 
 
-def _rtg_sums(states: IntArray, actions: IntArray, rewards: FloatArray, S: int, A: int, gamma: float) -> tuple[FloatArray, float]:
-    """c(s, a) = sum of gamma^t G_{i,t} over the steps (s, a), time-major, and the summed returns."""
-    n, h = rewards.shape
-    G = _transposed(rewards, np.float64)
-    for t in range(h - 2, -1, -1):
-        G[t] += gamma * G[t + 1]
-    total = float(G[0].sum())
-    if gamma != 1.0:
-        G *= (gamma ** np.arange(h))[:, None]
-    code = _transposed(states, np.intp)
-    code *= A
-    code += _transposed(actions, np.intp)
-    code += A + 1  # padding (-1, -1) -> bin 0
-    c = np.bincount(code.ravel(), weights=G.ravel(), minlength=S * A + A + 1).astype(np.float64, copy=False)
-    return c[A + 1:], total
-
-
 def numpy_gradient(layers: list[tuple[FloatArray, FloatArray]], X: FloatArray, acts: list[FloatArray], probs: FloatArray,
-                   states: IntArray, actions: IntArray, rewards: FloatArray, gamma: float) -> tuple[FloatArray, float]:
+                   states: IntArray, actions: IntArray, rewards: FloatArray, lengths: IntArray,
+                   gamma: float) -> tuple[FloatArray, float]:
+    """Reward-to-go gradient without baseline: per-(s, a) weight sums (``bench_estimators``'
+    time-major ``bincount``), the logit-gradient table, one backward pass."""
     S, A = probs.shape
     n = rewards.shape[0]
-    c, total = _rtg_sums(states, actions, rewards, S, A, gamma)
+    c, total = _weight_sums_dense(states, actions, rewards, lengths, S, A, gamma, time_baseline=False)
     cz = c.reshape(S, A)
     gz = cz - cz.sum(axis=1, keepdims=True) * probs
     gz /= n
@@ -160,8 +147,8 @@ def numpy_iteration(mdp: pg.FiniteMDP, tables: ref.SamplerTables, layers: list[t
                     X: FloatArray, n: int, seed: int) -> tuple[FloatArray, float]:
     acts, z = numpy_forward(layers, X)
     probs = softmax_numpy(z)
-    st, ac, rw, _, _ = ref.sample_numpy(mdp, probs, n, np.random.default_rng(seed), tables=tables)
-    return numpy_gradient(layers, X, acts, probs, st, ac, rw, mdp.gamma)
+    st, ac, rw, ln, _ = ref.sample_numpy(mdp, probs, n, np.random.default_rng(seed), tables=tables)
+    return numpy_gradient(layers, X, acts, probs, st, ac, rw, ln, mdp.gamma)
 
 
 def numpy_per_step(layers: list[tuple[FloatArray, FloatArray]], X: FloatArray, traj: pg.Trajectories,
@@ -207,7 +194,8 @@ def _bench_case(key: str, mdp: pg.FiniteMDP, n: int, quick: bool) -> dict[str, A
     traj = mdp.sample(pi, n, seed=1, threads=1)
     stored = pg.policy_gradient(pi, traj, stderr=False, threads=1).grad
     acts, z = numpy_forward(layers, X)
-    g_np, _ = numpy_gradient(layers, X, acts, softmax_numpy(z), traj.states, traj.actions, traj.rewards, mdp.gamma)
+    g_np, _ = numpy_gradient(layers, X, acts, softmax_numpy(z), traj.states, traj.actions, traj.rewards, traj.lengths,
+                             mdp.gamma)
     fused = pg.policy_gradient(pi, mdp=mdp, n=n, seed=1, threads=1, stderr=False).grad
     checks = {"numpy_vs_stored": _rel(g_np, stored), "fused_vs_stored": _rel(fused, stored)}
     per_step_s = None
@@ -289,10 +277,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None, *, default_json: Path | None = DEFAULT_JSON,
          prog: str = "python -m pgfast.bench_mlp") -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help=f"N = {N_QUICK}, 1 warm-up, 2 repeats: a smoke test")
-    parser.add_argument("--default-malloc", action="store_true", help="leave glibc's malloc as it is")
-    parser.add_argument("--json", type=Path, default=default_json,
-                        help=f"where to save the results as JSON (default: {default_json or 'not saved'})")
+    add_bench_arguments(parser, default_json, f"N = {N_QUICK}, 1 warm-up, 2 repeats: a smoke test")
     args = parser.parse_args(argv)
     info = machine_info()
     reused = False if args.default_malloc else reuse_freed_memory()

@@ -44,7 +44,7 @@ import numpy as np
 import pgfast as pg
 from pgfast import __main__ as cli
 from pgfast._optimality import Reference
-from pgfast.benchmarks import header_line, machine_info, result_envelope, save_result
+from pgfast.benchmarks import add_bench_arguments, header_line, machine_info, result_envelope, save_result
 
 TARGET = 0.95
 ESTIMATORS = (("reinforce", "return"), ("reward-to-go", "reward_to_go"))
@@ -243,23 +243,17 @@ def main(
     prog: str = "python -m pgfast.bench_training",
 ) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true",
-                        help=f"seed {SEEDS[True][0]} only, cap {MAX_ITERATIONS[True]} iterations: a smoke test "
-                        "(the target is not reached)")
+    add_bench_arguments(parser, default_json, f"seed {SEEDS[True][0]} only, cap {MAX_ITERATIONS[True]} iterations: a "
+                        "smoke test (the target is not reached)", malloc=False)
     parser.add_argument("--seeds", type=_seeds, default=None,
                         help=f"comma-separated seeds (default {','.join(map(str, SEEDS[False]))})")
     parser.add_argument("--max-iterations", type=int, default=None,
                         help=f"iterations before a run counts as not reached (default {MAX_ITERATIONS[False]})")
-    parser.add_argument("--json", type=Path, default=default_json,
-                        help=f"where to save the results as JSON (default: {default_json or 'not saved'})")
     args = parser.parse_args(argv)
     if args.max_iterations is not None and args.max_iterations < 1:
         parser.error(f"--max-iterations must be >= 1, got {args.max_iterations}")
 
-    from pgfast.bench_estimators import _git_state
-
     info = machine_info()
-    info["git"] = _git_state()
     print(header_line(info, False))
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()

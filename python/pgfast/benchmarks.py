@@ -37,6 +37,7 @@ import datetime
 import gc
 import json
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -269,6 +270,31 @@ def run(quick: bool = False, *, reuse_memory: bool = True) -> list[dict[str, Any
 # -- report -------------------------------------------------------------------------------------
 
 
+def git_state() -> str | None:
+    """``git describe --always --dirty`` of the source tree this module runs from, if it is one."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=Path(__file__).resolve().parent,
+            capture_output=True, text=True, timeout=5, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser, default_json: Path | None, quick_help: str,
+                        *, malloc: bool = True) -> None:
+    """The options every benchmark takes: --quick, --default-malloc (unless ``malloc=False``), --json."""
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    if malloc:
+        parser.add_argument(
+            "--default-malloc", action="store_true",
+            help="leave glibc's malloc as it is (freed outputs go back to the kernel: page faults timed)",
+        )
+    parser.add_argument("--json", type=Path, default=default_json,
+                        help=f"where to save the results as JSON (default: {default_json or 'not saved'})")
+
+
 def machine_info() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
@@ -299,6 +325,7 @@ def machine_info() -> dict[str, Any]:
         "gymnasium": gym_version,
         "pgfast": pg.__version__,
         "build_info": pg.build_info(),
+        "git": git_state(),
     }
 
 
@@ -369,14 +396,7 @@ def save_result(path: Path | None, result: dict[str, Any]) -> None:
 
 def main(argv: Sequence[str] | None = None, *, default_json: Path | None = DEFAULT_JSON, prog: str = "pgfast bench") -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="3 repeats instead of 15, no per-method NumPy table")
-    parser.add_argument(
-        "--default-malloc",
-        action="store_true",
-        help="leave glibc's malloc as it is (freed outputs go back to the kernel: page faults timed)",
-    )
-    parser.add_argument("--json", type=Path, default=default_json,
-                        help=f"where to save the results as JSON (default: {default_json or 'not saved'})")
+    add_bench_arguments(parser, default_json, "3 repeats instead of 15, no per-method NumPy table")
     args = parser.parse_args(argv)
 
     info = machine_info()

@@ -44,6 +44,7 @@ class Net {
       sizes_.push_back(h);
     }
     sizes_.push_back(A);
+    for (const std::int64_t k : sizes_) max_width_ = std::max(max_width_, k);
     std::int64_t off = 0;
     for (std::size_t l = 0; l + 1 < sizes_.size(); ++l) {
       w_off_.push_back(off);
@@ -58,6 +59,7 @@ class Net {
   std::int64_t n_actions() const noexcept { return A_; }
   std::int64_t n_layers() const noexcept { return static_cast<std::int64_t>(w_off_.size()); }
   std::int64_t n_params() const noexcept { return n_params_; }
+  std::int64_t max_width() const noexcept { return max_width_; }  // widest layer, inputs included
   const std::vector<std::int64_t>& sizes() const noexcept { return sizes_; }
   Activation activation() const noexcept { return act_; }
   const double* features() const noexcept { return X_.data(); }
@@ -69,7 +71,7 @@ class Net {
   Activation act_;
   std::vector<double> X_;
   std::vector<std::int64_t> sizes_, w_off_, b_off_;
-  std::int64_t n_params_ = 0;
+  std::int64_t n_params_ = 0, max_width_ = 0;
 };
 
 // All states' activations and logits at one parameter vector (copied), and the backward passes.
@@ -132,8 +134,7 @@ class Forward final : public LogitMap {
   void vjp_state(std::int64_t s, const double* u, double* out, std::vector<double>& scratch) const override {
     const Net& n = *net_;
     const std::int64_t L = n.n_layers();
-    std::int64_t width = 0;
-    for (const std::int64_t k : n.sizes()) width = std::max(width, k);
+    const std::int64_t width = n.max_width();
     scratch.resize(static_cast<std::size_t>(2 * width));
     double* delta = scratch.data();
     double* back = scratch.data() + width;
