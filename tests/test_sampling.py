@@ -239,11 +239,15 @@ def test_returns_and_reward_to_go_hand_computed() -> None:
         traj.returns(gamma=1.5)
 
 
-def test_reward_to_go_matches_numpy(rng: np.random.Generator) -> None:
-    mdp = random_mdp(rng, S=8, A=3, successors=3, n_terminal=2, horizon=30, gamma=0.95)
-    traj = mdp.sample(random_policy(rng, mdp), 500, seed=5)
-    g = 0.95
-    disc = g ** np.arange(mdp.horizon)
+@pytest.mark.parametrize("gamma", [0.95, 1.0, 0.3, 0.0])
+def test_reward_to_go_matches_numpy(rng: np.random.Generator, gamma: float) -> None:
+    # H = 67 and terminal states: lengths below 16 (one plain recursion) and many from 16 up, where
+    # the C++ recursion is split into interleaved segments (the last one shorter).
+    mdp = random_mdp(rng, S=8, A=3, successors=3, n_terminal=1, horizon=67, gamma=gamma)
+    traj = mdp.sample(random_policy(rng, mdp), 800, seed=5)
+    long = {int(n) for n in traj.lengths if n >= 16}
+    assert len(long) >= 5 and len(set(traj.lengths.tolist()) - long) >= 5
+    disc = gamma ** np.arange(mdp.horizon)
     expected = np.array([[(traj.rewards[i, t:] * disc[: mdp.horizon - t]).sum() for t in range(mdp.horizon)] for i in range(traj.n)])
     expected[~traj.mask] = 0.0
     np.testing.assert_allclose(traj.reward_to_go(), expected, rtol=1e-12, atol=1e-12)

@@ -26,6 +26,7 @@
 #include "pgfast/mdp.hpp"
 #include "pgfast/parallel.hpp"
 #include "pgfast/policy.hpp"
+#include "pgfast/returns.hpp"
 
 namespace pgfast::est {
 
@@ -49,7 +50,6 @@ class TrajectoryScorer {
       : pol_(pol),
         per_traj_(per_trajectory),
         gz_(static_cast<std::size_t>(pol.S * pol.A), 0.0),
-        cs_(static_cast<std::size_t>(pol.S), 0.0),
         mark_(static_cast<std::size_t>(pol.S), 0),
         gp_(static_cast<std::size_t>(pol.map || pol.features ? pol.n_params() : 0), 0.0),
         sum(static_cast<std::size_t>(pol.n_params()), 0.0),
@@ -73,7 +73,6 @@ class TrajectoryScorer {
   void add(std::int32_t s, std::int32_t a, double w) {
     if (!per_traj_) {
       gz_[s * pol_.A + a] += w;
-      cs_[s] += w;
       return;
     }
     if (pol_.features && !pol_.map) {  // linear: the score row times w, O(p)
@@ -82,11 +81,21 @@ class TrajectoryScorer {
       return;
     }
     gz_[s * pol_.A + a] += w;
-    cs_[s] += w;
     if (!mark_[s]) {
       mark_[s] = 1;
       touched_.push_back(s);
     }
+  }
+
+  // add() over the steps t < len of one trajectory.
+  void add_steps(const std::int32_t* s, const std::int32_t* a, const double* w, std::int64_t len) {
+    if (!per_traj_) {  // the hot loop of the totals: pointers held locally (no reloads per step)
+      double* g = gz_.data();
+      const std::int64_t A = pol_.A;
+      for (std::int64_t t = 0; t < len; ++t) g[s[t] * A + a[t]] += w[t];
+      return;
+    }
+    for (std::int64_t t = 0; t < len; ++t) add(s[t], a[t], w[t]);
   }
 
   // Closes the current trajectory: adds its gradient to sum / sumsq (and writes it to `row`,
@@ -97,14 +106,13 @@ class TrajectoryScorer {
     if (pol_.map) {  // backpropagate each visited state's logit gradient
       u_.resize(static_cast<std::size_t>(A));
       for (const std::int32_t s : touched_) {
-        const double C = cs_[s];
+        const double C = row_sum(s);
         for (std::int64_t a = 0; a < A; ++a) {
           const std::int64_t k = s * A + a;
           u_[a] = gz_[k] - C * pol_.probs[k];
           gz_[k] = 0.0;
         }
         pol_.map->vjp_state(s, u_.data(), gp_.data(), scratch_);
-        cs_[s] = 0.0;
         mark_[s] = 0;
       }
       touched_.clear();
@@ -112,7 +120,7 @@ class TrajectoryScorer {
     } else if (!pol_.features) {
       if (row) std::fill(row, row + pol_.n_params(), 0.0);
       for (const std::int32_t s : touched_) {
-        const double C = cs_[s];
+        const double C = row_sum(s);
         for (std::int64_t a = 0; a < A; ++a) {
           const std::int64_t k = s * A + a;
           const double v = gz_[k] - C * pol_.probs[k];
@@ -121,7 +129,6 @@ class TrajectoryScorer {
           if (row) row[k] = v;
           gz_[k] = 0.0;
         }
-        cs_[s] = 0.0;
         mark_[s] = 0;
       }
       touched_.clear();
@@ -135,7 +142,7 @@ class TrajectoryScorer {
     if (per_traj_) return;
     const std::int64_t A = pol_.A;
     for (std::int64_t s = 0; s < pol_.S; ++s) {
-      const double C = cs_[s];
+      const double C = row_sum(s);
       for (std::int64_t a = 0; a < A; ++a) {
         const std::int64_t k = s * A + a;
         const double v = gz_[k] - C * pol_.probs[k];
@@ -166,7 +173,15 @@ class TrajectoryScorer {
 
   const PolicyTables& pol_;
   bool per_traj_;
-  std::vector<double> gz_, cs_, u_, scratch_;
+  // C(s) = sum_a c(s, a), summed when a row is closed (not kept per step: one store less per step).
+  double row_sum(std::int64_t s) const {
+    const double* c = gz_.data() + s * pol_.A;
+    double C = 0.0;
+    for (std::int64_t a = 0; a < pol_.A; ++a) C += c[a];
+    return C;
+  }
+
+  std::vector<double> gz_, u_, scratch_;
   std::vector<std::uint8_t> mark_;
   std::vector<std::int32_t> touched_;
   std::vector<double> gp_, centred_;
@@ -199,11 +214,7 @@ struct WeightSpec {
 // reward-to-go at t of the other trajectories still running at t (0 when there are none).
 inline double trajectory_weights(const std::int32_t* s, const double* r, std::int64_t len, const WeightSpec& ws,
                                  const double* gpow, double* w) {
-  double G = 0.0;
-  for (std::int64_t t = len - 1; t >= 0; --t) {
-    G = r[t] + ws.gamma * G;
-    w[t] = G;  // reward-to-go G_t for now
-  }
+  const double G = suffix_returns(r, len, ws.gamma, gpow, w);  // reward-to-go G_t for now
   const double loo_mean = ws.n > 1 ? (ws.return_sum - G) / static_cast<double>(ws.n - 1) : 0.0;
   if (ws.kind == WeightKind::RewardToGo) {
     switch (ws.baseline) {  // one loop per kind: no branch per step
@@ -313,7 +324,7 @@ inline bool score_batch(const std::int32_t* states, const std::int32_t* actions,
           }
           rsum[wk] += G;
           rsq[wk] += G * G;
-          for (std::int64_t t = 0; t < len; ++t) sc.add(s[t], a[t], w[t]);
+          sc.add_steps(s, a, w, len);
           sc.finish(per_traj ? per_traj + i * np : nullptr);
         }
         sc.total();
@@ -361,7 +372,7 @@ class FusedSink {
     return_sum += G;
     return_sumsq += G * G;
     steps += len;
-    for (std::int64_t t = 0; t < len; ++t) scorer.add(s[t], a[t], w_[t]);
+    scorer.add_steps(s, a, w_.data(), len);
     scorer.finish(nullptr);
     free_.push_back(k);
   }

@@ -7,8 +7,55 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace pgfast {
+
+// The reward-to-go of one trajectory: g[t] = G_t for t < len; returns G_0. gpow[k] = gamma^k
+// for k < len.
+//
+// The recursion G_t = r_t + gamma G_{t+1} waits a multiply and an add per step, so a long one is
+// cut in four segments whose recursions run interleaved (each from 0 at its segment's end); then,
+// from the last segment back, each segment adds gamma^(end - t) G_end, with G_end the finished
+// reward-to-go where the next segment starts. Same sums up to rounding (the sum is regrouped).
+inline double suffix_returns(const double* r, std::int64_t len, double gamma, const double* gpow, double* g) {
+  constexpr std::int64_t kSegments = 4, kMinLength = 16;
+  if (len < kMinLength) {
+    double acc = 0.0;
+    for (std::int64_t t = len - 1; t >= 0; --t) {
+      acc = r[t] + gamma * acc;
+      g[t] = acc;
+    }
+    return len > 0 ? g[0] : 0.0;
+  }
+  const std::int64_t m = (len + kSegments - 1) / kSegments;  // segments [k m, (k + 1) m), the last shorter
+  const std::int64_t tail = len - (kSegments - 1) * m;       // 1 <= tail <= m for len >= kMinLength
+  double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+  for (std::int64_t j = m - 1; j >= tail; --j) {
+    a0 = r[j] + gamma * a0;
+    g[j] = a0;
+    a1 = r[m + j] + gamma * a1;
+    g[m + j] = a1;
+    a2 = r[2 * m + j] + gamma * a2;
+    g[2 * m + j] = a2;
+  }
+  for (std::int64_t j = tail - 1; j >= 0; --j) {
+    a0 = r[j] + gamma * a0;
+    g[j] = a0;
+    a1 = r[m + j] + gamma * a1;
+    g[m + j] = a1;
+    a2 = r[2 * m + j] + gamma * a2;
+    g[2 * m + j] = a2;
+    a3 = r[3 * m + j] + gamma * a3;
+    g[3 * m + j] = a3;
+  }
+  for (std::int64_t k = kSegments - 2; k >= 0; --k) {  // segment 3 is already final
+    const std::int64_t end = (k + 1) * m;
+    const double next = g[end];
+    for (std::int64_t t = k * m; t < end; ++t) g[t] += gpow[end - t] * next;
+  }
+  return g[0];
+}
 
 inline void returns(const double* rewards, const std::int32_t* lengths, std::int64_t N,
                     std::int64_t H, double gamma, double* out) {
@@ -22,16 +69,14 @@ inline void returns(const double* rewards, const std::int32_t* lengths, std::int
 
 inline void reward_to_go(const double* rewards, const std::int32_t* lengths, std::int64_t N,
                          std::int64_t H, double gamma, double* out) {
+  std::vector<double> gpow(static_cast<std::size_t>(H > 0 ? H : 1), 1.0);
+  for (std::int64_t t = 1; t < H; ++t) gpow[t] = gpow[t - 1] * gamma;
   for (std::int64_t i = 0; i < N; ++i) {
     const double* r = rewards + i * H;
     double* g = out + i * H;
     const std::int64_t len = lengths[i];
     for (std::int64_t t = len; t < H; ++t) g[t] = 0.0;
-    double acc = 0.0;
-    for (std::int64_t t = len - 1; t >= 0; --t) {
-      acc = r[t] + gamma * acc;
-      g[t] = acc;
-    }
+    suffix_returns(r, len, gamma, gpow.data(), g);
   }
 }
 
