@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 namespace pgfast {
@@ -30,25 +31,15 @@ inline double suffix_returns(const double* r, std::int64_t len, double gamma, co
   }
   const std::int64_t m = (len + kSegments - 1) / kSegments;  // segments [k m, (k + 1) m), the last shorter
   const std::int64_t tail = len - (kSegments - 1) * m;       // 1 <= tail <= m for len >= kMinLength
-  double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
-  for (std::int64_t j = m - 1; j >= tail; --j) {
-    a0 = r[j] + gamma * a0;
-    g[j] = a0;
-    a1 = r[m + j] + gamma * a1;
-    g[m + j] = a1;
-    a2 = r[2 * m + j] + gamma * a2;
-    g[2 * m + j] = a2;
-  }
-  for (std::int64_t j = tail - 1; j >= 0; --j) {
-    a0 = r[j] + gamma * a0;
-    g[j] = a0;
-    a1 = r[m + j] + gamma * a1;
-    g[m + j] = a1;
-    a2 = r[2 * m + j] + gamma * a2;
-    g[2 * m + j] = a2;
-    a3 = r[3 * m + j] + gamma * a3;
-    g[3 * m + j] = a3;
-  }
+  double acc[kSegments] = {};
+  auto steps = [&](std::int64_t j, auto segments) {  // step j of the first `segments` recursions
+    for (int k = 0; k < decltype(segments)::value; ++k) {
+      acc[k] = r[k * m + j] + gamma * acc[k];
+      g[k * m + j] = acc[k];
+    }
+  };
+  for (std::int64_t j = m - 1; j >= tail; --j) steps(j, std::integral_constant<int, kSegments - 1>{});
+  for (std::int64_t j = tail - 1; j >= 0; --j) steps(j, std::integral_constant<int, kSegments>{});
   for (std::int64_t k = kSegments - 2; k >= 0; --k) {  // segment 3 is already final
     const std::int64_t end = (k + 1) * m;
     const double next = g[end];
