@@ -109,6 +109,35 @@ def test_sample_replays_documented_stream(rng: np.random.Generator, n_terminal: 
         assert traj.final_states[i] == final
 
 
+@pytest.mark.parametrize("horizon", [40, 37])
+def test_large_batch_streamed_rows_replay(rng: np.random.Generator, horizon: int) -> None:
+    # Rows past the first 8 MiB of output (16 bytes per step) are staged and written out with
+    # non-temporal stores when the episode ends (rollout.hpp, StoreSink); rows are unaligned to
+    # cache lines here (H * 4 bytes is not a multiple of 64) and episodes end early in terminal
+    # states, so the partial lines at both ends and the line where data turns into padding occur.
+    mdp = random_mdp(rng, S=9, A=3, successors=4, n_terminal=1, horizon=horizon, transition_rewards=True)
+    pi = random_policy(rng, mdp)
+    first_staged = (8 << 20) // (16 * horizon)  # first i with (i + 1) * H * 16 > 8 MiB
+    n = first_staged + 200
+    traj = mdp.sample(pi, n, seed=7, threads=2)
+    assert len(set(traj.lengths[first_staged:].tolist())) > 5  # early ends in the staged rows too
+    probs = pi.probs()
+    rows = list(range(first_staged - 5, first_staged + 40)) + list(range(n - 20, n))
+    for i in rows:
+        states, actions, rewards, final = _replay(mdp, probs, 7, i)
+        L = len(states)
+        assert traj.lengths[i] == L and traj.final_states[i] == final
+        assert traj.states[i, :L].tolist() == states
+        assert traj.actions[i, :L].tolist() == actions
+        assert traj.rewards[i, :L].tolist() == rewards
+    mask = traj.mask
+    assert (traj.states[~mask] == pg.PAD_INDEX).all() and (traj.actions[~mask] == pg.PAD_INDEX).all()
+    assert (traj.rewards[~mask] == 0.0).all()
+    one = mdp.sample(pi, n, seed=7, threads=1)
+    for name in ("states", "actions", "rewards", "lengths", "final_states"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(traj, name))
+
+
 def test_padding_lengths_and_final_states(rng: np.random.Generator) -> None:
     mdp = random_mdp(rng, S=8, A=2, successors=3, n_terminal=3, horizon=15)
     traj = mdp.sample(random_policy(rng, mdp), 2000, seed=1)
