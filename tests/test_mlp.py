@@ -49,6 +49,28 @@ def _numpy_logits(pi: pg.MLPSoftmax) -> np.ndarray:
 
 # -- 1. forward pass and score ----------------------------------------------------------------------
 
+def test_tanh_activation_accurate_over_the_whole_range() -> None:
+    # The C++ forward pass evaluates tanh with a vectorised exp and, near 0, a Taylor series
+    # (mlp.hpp, tanh_inplace): read it through a one-unit network whose hidden pre-activation is
+    # the feature itself, over normal, tiny, huge and boundary inputs.
+    rng = np.random.default_rng(0)
+    xs = np.concatenate([
+        rng.normal(0, 3, 4000), rng.normal(0, 0.03, 4000),
+        np.logspace(-300, 2.6, 500), -np.logspace(-300, 2.6, 500),
+        [0.0, -0.0, 1 / 32, -1 / 32, np.nextafter(1 / 32, 0), 20.0, 400.0, -400.0],
+    ])
+    pi = pg.MLPSoftmax(xs[:, None], 2, hidden=(1,), seed=0)
+    (W1, b1), (W2, b2) = pi.layers()
+    W1[:] = 1.0
+    b1[:] = 0.0
+    W2[:] = [[1.0, 0.0]]
+    b2[:] = 0.0
+    z = pi.logits()[:, 0]
+    ref = np.tanh(xs)
+    np.testing.assert_allclose(z, ref, rtol=4e-15, atol=0.0)
+    assert (np.signbit(z) == np.signbit(ref))[xs != 0].all()
+
+
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 @pytest.mark.parametrize("hidden", [(), (7,), (6, 5), (4, 3, 5)])
 def test_forward_matches_numpy(rng: np.random.Generator, activation: str, hidden: tuple[int, ...]) -> None:

@@ -31,6 +31,29 @@ namespace pgfast::mlp {
 
 enum class Activation { Tanh, Relu };
 
+// x <- tanh(x), elementwise, with Eigen's vectorised exp (Eigen 3.4 evaluates a double tanh one
+// element at a time; this is about 3x faster on the forward pass's activations):
+//   |x| >= 1/32:  sign(x) (1 - e) / (1 + e),  e = exp(-2 |x|) in (0, 1]   (no overflow)
+//   |x| <  1/32:  the Taylor series x - x^3/3 + 2x^5/15 - 17x^7/315 + 62x^9/2835, whose next term
+//                 is below 1e-17 |x| there (the quotient above loses relative accuracy near 0).
+// Error a few units in the last place; NaN stays NaN.
+inline void tanh_inplace(double* x, std::int64_t n) {
+  constexpr std::int64_t kChunk = 256;  // cache-resident temporaries on the stack
+  using Chunk = Eigen::Array<double, kChunk, 1>;
+  for (std::int64_t off = 0; off < n; off += kChunk) {
+    const std::int64_t m = std::min(kChunk, n - off);
+    Eigen::Map<Eigen::ArrayXd> a(x + off, m);
+    Chunk ax, e, x2;
+    ax.head(m) = a.abs();
+    e.head(m) = (-2.0 * ax.head(m)).exp();
+    e.head(m) = (1.0 - e.head(m)) / (1.0 + e.head(m));
+    x2.head(m) = a.square();
+    x2.head(m) = a * (1.0 + x2.head(m) * (-1.0 / 3.0 + x2.head(m) * (2.0 / 15.0 + x2.head(m) * (-17.0 / 315.0 +
+                                                                                        x2.head(m) * (62.0 / 2835.0)))));
+    a = (ax.head(m) < 1.0 / 32.0).select(x2.head(m), (a < 0.0).select(-e.head(m), e.head(m)));
+  }
+}
+
 // The architecture and the state features (copied): everything but the parameters.
 class Net {
  public:
@@ -93,7 +116,7 @@ class Forward final : public LogitMap {
       out.rowwise() += bias(l).transpose();
       if (l + 1 < L) {
         if (n.activation() == Activation::Tanh) {
-          out = out.array().tanh();
+          tanh_inplace(out.data(), out.size());
         } else {
           out = out.array().max(0.0);
         }
