@@ -94,8 +94,10 @@ def _replay(mdp: pg.FiniteMDP, probs: np.ndarray, seed: int, i: int) -> tuple[li
 
 
 @pytest.mark.parametrize("n_terminal", [0, 2])
-def test_sample_replays_documented_stream(rng: np.random.Generator, n_terminal: int) -> None:
-    mdp = random_mdp(rng, S=7, A=3, successors=4, n_terminal=n_terminal, horizon=12, transition_rewards=True)
+@pytest.mark.parametrize("transition_rewards", [True, False])  # R (S, A, S) / (S, A): two slot layouts
+def test_sample_replays_documented_stream(rng: np.random.Generator, n_terminal: int, transition_rewards: bool) -> None:
+    mdp = random_mdp(rng, S=7, A=3, successors=4, n_terminal=n_terminal, horizon=12,
+                     transition_rewards=transition_rewards)
     pi = random_policy(rng, mdp)
     traj = mdp.sample(pi, 300, seed=42, threads=2)
     probs = pi.probs()
@@ -109,13 +111,13 @@ def test_sample_replays_documented_stream(rng: np.random.Generator, n_terminal: 
         assert traj.final_states[i] == final
 
 
-@pytest.mark.parametrize("horizon", [40, 37])
-def test_large_batch_streamed_rows_replay(rng: np.random.Generator, horizon: int) -> None:
+@pytest.mark.parametrize(("horizon", "transition_rewards"), [(40, True), (37, False)])
+def test_large_batch_streamed_rows_replay(rng: np.random.Generator, horizon: int, transition_rewards: bool) -> None:
     # Rows past the first 8 MiB of output (16 bytes per step) are staged and written out with
     # non-temporal stores when the episode ends (rollout.hpp, StoreSink); rows are unaligned to
     # cache lines here (H * 4 bytes is not a multiple of 64) and episodes end early in terminal
     # states, so the partial lines at both ends and the line where data turns into padding occur.
-    mdp = random_mdp(rng, S=9, A=3, successors=4, n_terminal=1, horizon=horizon, transition_rewards=True)
+    mdp = random_mdp(rng, S=9, A=3, successors=4, n_terminal=1, horizon=horizon, transition_rewards=transition_rewards)
     pi = random_policy(rng, mdp)
     first_staged = (8 << 20) // (16 * horizon)  # first i with (i + 1) * H * 16 > 8 MiB
     n = first_staged + 200

@@ -75,6 +75,16 @@ class FiniteMDP {
                          (static_cast<std::uint32_t>(action_[e]) << kCodeActionShift);
       }
     }
+    // Rewards that depend on (s, a) only (the same on every entry of a row) are also kept as an
+    // (S, A) table, so that the sampler's slots need not carry them (rollout.hpp, SlimSlot).
+    sa_rewards_ = true;
+    sa_reward_.assign(static_cast<std::size_t>(S_) * A_, 0.0);
+    for (std::int64_t row = 0; row < static_cast<std::int64_t>(S_) * A_ && sa_rewards_; ++row) {
+      const std::int64_t beg = indptr_[row], end = indptr_[row + 1];
+      if (beg < end) sa_reward_[row] = reward_[beg];
+      for (std::int64_t e = beg; e < end; ++e) sa_rewards_ = sa_rewards_ && reward_[e] == reward_[beg];
+    }
+    if (!sa_rewards_) std::vector<double>().swap(sa_reward_);
   }
 
   std::int32_t n_states() const noexcept { return S_; }
@@ -97,6 +107,10 @@ class FiniteMDP {
   bool compact_sampling() const noexcept { return compact_; }
   const std::vector<StateRow>& state_rows() const noexcept { return state_rows_; }
   const std::vector<std::uint32_t>& entry_codes() const noexcept { return entry_code_; }
+  // True when every entry of each (s, a) row has the same reward; sa_reward() is then that (S, A)
+  // table (empty otherwise).
+  bool sa_rewards() const noexcept { return sa_rewards_; }
+  const std::vector<double>& sa_reward() const noexcept { return sa_reward_; }
 
   // s0 ~ mu0 from the random word x.
   inline std::int32_t draw_initial(std::uint64_t x) const noexcept {
@@ -215,6 +229,8 @@ class FiniteMDP {
   CategoricalRows initial_;
   std::vector<std::int32_t> init_states_;
   bool compact_ = false;
+  bool sa_rewards_ = false;
+  std::vector<double> sa_reward_;
   std::vector<StateRow> state_rows_;
   std::vector<std::uint32_t> entry_code_;
 };
