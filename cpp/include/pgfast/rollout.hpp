@@ -61,6 +61,7 @@ inline double select(std::uint64_t keep, double a, double b) noexcept {
 //
 // Compact layout (S <= 2^23, A <= 256, nnz < 2^31): one packed code per entry (mdp.hpp).
 struct alignas(32) PackedSlot {
+  static constexpr bool kPackedCodes = true;  // FiniteMDP::entry_codes exist
   std::uint64_t thr;
   std::uint32_t code0, code1;  // entry j / the alias entry: s' | terminal(s') << 23 | a << 24
   double reward0, reward1;
@@ -91,6 +92,7 @@ static_assert(sizeof(PackedSlot) == 32, "PackedSlot must fill half a cache line"
 // (FiniteMDP::sa_rewards): half the bytes to build, to keep in cache and to fetch cold after other
 // work has evicted them; a step reads its reward from the (S, A) table instead (RewardOf).
 struct alignas(16) SlimSlot {
+  static constexpr bool kPackedCodes = true;
   std::uint64_t thr;
   std::uint32_t code0, code1;
 
@@ -113,6 +115,7 @@ static_assert(sizeof(SlimSlot) == 16, "SlimSlot must fill a quarter of a cache l
 
 // General layout, for MDPs too large for the packed codes.
 struct WideSlot {
+  static constexpr bool kPackedCodes = false;
   std::uint64_t thr;
   std::int32_t next0, next1;       // successor of entry j / of the alias entry
   std::uint32_t action0, action1;  // action | terminal(successor) << 31
@@ -204,6 +207,7 @@ class JointTable {
     const std::int64_t* indptr = mdp_.indptr().data();
     const double* prob = mdp_.prob().data();
     const std::int32_t* action = mdp_.entry_action().data();
+    const std::uint32_t* code = mdp_.entry_codes().data();
     const std::uint8_t* terminal = mdp_.terminal().data();
     std::int32_t s = s_begin;
     while (s < s_end) {
@@ -229,7 +233,13 @@ class JointTable {
         off += n;
         for (std::int64_t k = 0; k < n; ++k) {  // branch-free partition: the test is a coin flip
           const std::int64_t e = beg + k;
-          jb.w[k] = (probs[st * A + action[e]] * prob[e]) * static_cast<double>(n);
+          std::int64_t act;
+          if constexpr (Slot::kPackedCodes) {
+            act = code[e] >> kCodeActionShift;  // the codes are read for the slots anyway
+          } else {
+            act = action[e];
+          }
+          jb.w[k] = (probs[st * A + act] * prob[e]) * static_cast<double>(n);
           const std::int64_t is_small = jb.w[k] < 1.0;
           jb.small[jb.n_small] = k;
           jb.large[jb.n_large] = k;
