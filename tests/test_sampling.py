@@ -140,6 +140,24 @@ def test_large_batch_streamed_rows_replay(rng: np.random.Generator, horizon: int
         np.testing.assert_array_equal(getattr(one, name), getattr(traj, name))
 
 
+def test_rewards_are_the_transitions_bit_for_bit(rng: np.random.Generator) -> None:
+    # Rewards that depend on (s, a) only are read from an (S, A) table, others from the slots
+    # (rollout.hpp): either way a step's reward is R[s, a, s'] exactly, the sign of a zero included.
+    S, A = 4, 2
+    P = rng.dirichlet(np.ones(S), size=(S, A))
+    R = np.repeat(rng.normal(size=(S, A, 1)), S, axis=2)
+    R[0] = 0.0
+    R[0, :, 1] = -0.0  # equal to 0.0, but not the same bits
+    mdp = pg.FiniteMDP(P, R, np.full(S, 1 / S), horizon=30)
+    traj = mdp.sample(pg.TabularSoftmax(S, A), 500, seed=3)
+    assert (traj.lengths == mdp.horizon).all()  # no terminal states: s' is the next column
+    nxt = np.concatenate([traj.states[:, 1:], traj.final_states[:, None]], axis=1)
+    m = traj.mask
+    expected = R[traj.states[m], traj.actions[m], nxt[m]]
+    assert expected.view(np.uint64).tolist() == traj.rewards[m].view(np.uint64).tolist()
+    assert np.signbit(traj.rewards[m]).any()
+
+
 def test_padding_lengths_and_final_states(rng: np.random.Generator) -> None:
     mdp = random_mdp(rng, S=8, A=2, successors=3, n_terminal=3, horizon=15)
     traj = mdp.sample(random_policy(rng, mdp), 2000, seed=1)

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
@@ -82,7 +83,9 @@ class FiniteMDP {
     for (std::int64_t row = 0; row < static_cast<std::int64_t>(S_) * A_ && sa_rewards_; ++row) {
       const std::int64_t beg = indptr_[row], end = indptr_[row + 1];
       if (beg < end) sa_reward_[row] = reward_[beg];
-      for (std::int64_t e = beg; e < end; ++e) sa_rewards_ = sa_rewards_ && reward_[e] == reward_[beg];
+      for (std::int64_t e = beg; e < end; ++e) {  // bitwise, so that a -0.0 reward stays -0.0
+        sa_rewards_ = sa_rewards_ && std::memcmp(&reward_[e], &reward_[beg], sizeof(double)) == 0;
+      }
     }
     if (!sa_rewards_) std::vector<double>().swap(sa_reward_);
   }
