@@ -29,12 +29,20 @@ repeats (medians in the JSON):
   does -- the forward pass and the manual backward pass over every visited step (in chunks of
   65536 steps), on the same sampled batch (timed once, sampling excluded).
 
-Checks (the run fails otherwise): the NumPy gradient on a pgfast batch equals
-``pg.policy_gradient(pi, traj, stderr=False)`` on it (relative 1e-9, max-norm) and so does the
-per-step NumPy gradient; the fused estimator equals the stored one for the same seed.
+- ``torch`` (only when PyTorch is importable; it is never a dependency of pgfast): one thread
+  (``torch.set_num_threads(1)``), what PyTorch code does naturally: the forward pass with autograd
+  (float64), the probabilities handed to ``_reference.sample_numpy`` (PyTorch has no finite-MDP
+  sampler), the per-step weights gamma^t G_t in NumPy, and the loss
+  (1/N) sum_steps w_t log pi(a_t|s_t) -- a gather of every visited step from the log-softmax
+  table -- differentiated by ``torch.autograd.grad``.
 
-Target (one thread): pg_1t >= 3x numpy at N = 16384 on both workloads. PyTorch is not measured:
-it is not a dependency and is not installed on the benchmark machine.
+Checks (the run fails otherwise): the NumPy gradient on a pgfast batch equals
+``pg.policy_gradient(pi, traj, stderr=False)`` on it (relative 1e-9, max-norm), and so do the
+per-step NumPy gradient and the PyTorch gradient; the fused estimator equals the stored one for the
+same seed.
+
+Target (one thread): pg_1t >= 3x numpy at N = 16384 on both workloads; the PyTorch ratio is
+reported beside it.
 """
 
 from __future__ import annotations
@@ -170,6 +178,51 @@ def numpy_per_step(layers: list[tuple[FloatArray, FloatArray]], X: FloatArray, t
     return total / traj.n
 
 
+# -- the PyTorch yardstick (optional) -------------------------------------------------------------
+
+
+def _torch() -> Any:
+    """The torch module, or None when PyTorch is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def torch_gradient(torch: Any, params: list[Any], X: Any, states: IntArray, actions: IntArray, rewards: FloatArray,
+                   lengths: IntArray, gamma: float) -> tuple[FloatArray, float]:
+    """Autograd of (1/N) sum_steps gamma^t G_t log pi(a_t|s_t) on a given batch: (flat gradient in
+    MLPSoftmax's layout, mean return)."""
+    n, H = rewards.shape
+    logp = _torch_log_probs(torch, params, X)
+    disc = rewards * gamma ** np.arange(H)[None, :]  # padding rewards are 0
+    w = np.cumsum(disc[:, ::-1], axis=1)[:, ::-1]  # gamma^t G_t
+    mask = np.arange(H)[None, :] < lengths[:, None]
+    s, a = torch.from_numpy(states[mask].astype(np.int64)), torch.from_numpy(actions[mask].astype(np.int64))
+    loss = (torch.from_numpy(np.ascontiguousarray(w[mask])) * logp[s, a]).sum() / n
+    grads = torch.autograd.grad(loss, params)
+    return np.concatenate([g.numpy().ravel() for g in grads]), float(w[:, 0].sum()) / n
+
+
+def _torch_log_probs(torch: Any, params: list[Any], X: Any) -> Any:
+    h = X
+    n_layers = len(params) // 2
+    for k in range(n_layers):
+        h = h @ params[2 * k] + params[2 * k + 1]
+        if k + 1 < n_layers:
+            h = torch.tanh(h)
+    return torch.log_softmax(h, dim=1)
+
+
+def torch_iteration(torch: Any, mdp: pg.FiniteMDP, tables: ref.SamplerTables, params: list[Any], X: Any, n: int,
+                    seed: int) -> tuple[FloatArray, float]:
+    with torch.no_grad():
+        probs = _torch_log_probs(torch, params, X).exp().numpy()
+    st, ac, rw, ln, _ = ref.sample_numpy(mdp, probs, n, np.random.default_rng(seed), tables=tables)
+    return torch_gradient(torch, params, X, st, ac, rw, ln, mdp.gamma)
+
+
 # -- one case -----------------------------------------------------------------------------------
 
 
@@ -198,6 +251,13 @@ def _bench_case(key: str, mdp: pg.FiniteMDP, n: int, quick: bool) -> dict[str, A
                              mdp.gamma)
     fused = pg.policy_gradient(pi, mdp=mdp, n=n, seed=1, threads=1, stderr=False).grad
     checks = {"numpy_vs_stored": _rel(g_np, stored), "fused_vs_stored": _rel(fused, stored)}
+    torch = _torch()
+    if torch is not None:
+        torch.set_num_threads(1)
+        params = [torch.tensor(a, requires_grad=True) for W, b in layers for a in (W, b)]
+        Xt = torch.from_numpy(X)
+        g_t, _ = torch_gradient(torch, params, Xt, traj.states, traj.actions, traj.rewards, traj.lengths, mdp.gamma)
+        checks["torch_vs_stored"] = _rel(g_t, stored)
     per_step_s = None
     if not quick:
         t0 = time.perf_counter()
@@ -217,6 +277,8 @@ def _bench_case(key: str, mdp: pg.FiniteMDP, n: int, quick: bool) -> dict[str, A
         "pg_1t": pg_call(1),
         "pg_2t": pg_call(2),
     }
+    if torch is not None:
+        calls["torch"] = lambda seed: torch_iteration(torch, mdp, tables, params, Xt, n, seed)
     times: dict[str, list[float]] = {k: [] for k in calls}
     for w in range(WARMUP[quick]):
         for f in calls.values():
@@ -235,6 +297,8 @@ def _bench_case(key: str, mdp: pg.FiniteMDP, n: int, quick: bool) -> dict[str, A
         "best_s": best, "median_s": med, "numpy_per_step_s": per_step_s,
         "ratio_1t": best["numpy"] / best["pg_1t"], "ratio_2t": best["numpy"] / best["pg_2t"],
         "scaling_2t": best["pg_1t"] / best["pg_2t"],
+        "ratio_1t_torch": best["torch"] / best["pg_1t"] if "torch" in best else None,
+        "torch_version": str(torch.__version__) if torch is not None else None,
         "target": TARGET if n == N_FULL else None, "checks": checks, "agree": agree,
     }
 
@@ -256,8 +320,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         "MLP softmax (hidden 64, 64, tanh): one policy-gradient iteration (forward, sample N, reward-to-go, backward)",
         "milliseconds (best of the repeats); ratios of best times",
         f"{'workload':<11}{'N':>7}{'d':>4}{'params':>8}{'steps':>11} |{'NumPy':>9}{'pg 1T':>9}{'pg 2T':>9}"
-        f" |{'1T/NumPy':>9} {'target':<11}|{'2T/1T':>7} |{'NumPy per-step':>15}",
-        "-" * 112,
+        f" |{'1T/NumPy':>9} {'target':<11}|{'2T/1T':>7} |{'NumPy per-step':>15} |{'PyTorch':>9}{'1T/PyTorch':>11}",
+        "-" * 135,
     ]
     for r in rows:
         b = r["best_s"]
@@ -267,10 +331,15 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"{r['workload']:<11}{r['n']:>7}{r['d']:>4}{r['n_params']:>8}{r['steps_per_call']:>11,} |"
             f"{b['numpy'] * 1e3:9.2f}{b['pg_1t'] * 1e3:9.2f}{b['pg_2t'] * 1e3:9.2f} |{r['ratio_1t']:9.2f} {verdict:<11}|"
-            f"{r['scaling_2t']:7.2f} |{ps}"
+            f"{r['scaling_2t']:7.2f} |{ps} |"
+            + (f"{b['torch'] * 1e3:9.2f}{r['ratio_1t_torch']:11.2f}" if r["ratio_1t_torch"] else f"{'-':>9}{'-':>11}")
         )
     lines.append("NumPy per-step: forward + manual backward over every visited step of one batch (sampling not "
                  "included; information, no target)")
+    torch_rows = [r for r in rows if r["ratio_1t_torch"]]
+    lines.append(f"PyTorch {torch_rows[0]['torch_version']}: autograd (float64, 1 thread) of the per-step loss, "
+                 "sampling by _reference.sample_numpy" if torch_rows else
+                 "PyTorch: not installed, not measured (optional; never a dependency)")
     return "\n".join(lines)
 
 
@@ -294,7 +363,9 @@ def main(argv: Sequence[str] | None = None, *, default_json: Path | None = DEFAU
             "iteration": "forward pass over the S states + sample N + reward-to-go (no baseline) + gradient",
             "numpy": "NumPy forward, _reference.sample_numpy, per-(s, a) weight sums, manual backward; one thread",
             "pgfast": "pg.policy_gradient(pi, mdp=mdp, n=N, seed=, threads=1 or 2, stderr=False), forward cache cleared",
-            "checks": f"same batch: NumPy (both forms) and fused vs stored pgfast within {EXACT_RTOL:g} relative",
+            "torch": "when importable: torch autograd of the per-step loss (float64, torch.set_num_threads(1)), "
+                     "_reference.sample_numpy for the sampling",
+            "checks": f"same batch: NumPy (both forms), PyTorch and fused vs stored pgfast within {EXACT_RTOL:g} relative",
         },
         "targets": {"pg_1t_vs_numpy_at_16384": TARGET},
         "rows": rows,
