@@ -593,7 +593,16 @@ Batch check_trajectories(const carray<std::int32_t>& states, const carray<std::i
   const std::int32_t* s = states.data();
   const std::int32_t* a = actions.data();
   const std::int32_t* len = lengths.data();
+  // One unsigned compare per index (negative values wrap above the bound), or-ed over the row
+  // without branches (vectorised); only a bad row is searched for its first bad step.
+  constexpr std::int64_t kMax = std::numeric_limits<std::uint32_t>::max();
+  const auto uS = static_cast<std::uint32_t>(std::min(S, kMax)), uA = static_cast<std::uint32_t>(std::min(A, kMax));
   for (py::ssize_t i = 0; i < N; ++i) {
+    const std::uint32_t* su = reinterpret_cast<const std::uint32_t*>(s + i * H);
+    const std::uint32_t* au = reinterpret_cast<const std::uint32_t*>(a + i * H);
+    std::uint32_t bad = 0;
+    for (py::ssize_t t = 0; t < len[i]; ++t) bad |= static_cast<std::uint32_t>(su[t] >= uS) | static_cast<std::uint32_t>(au[t] >= uA);
+    if (bad == 0) continue;
     for (py::ssize_t t = 0; t < len[i]; ++t) {
       const std::int32_t si = s[i * H + t], ai = a[i * H + t];
       if (si < 0 || si >= S || ai < 0 || ai >= A) {

@@ -271,15 +271,19 @@ inline void loo_statistics(const double* rewards, const std::int32_t* lengths, s
   return_sum = 0.0;
   rtg_sum.assign(static_cast<std::size_t>(H), 0.0);
   rtg_count.assign(static_cast<std::size_t>(H), 0);
+  const std::vector<double> gpow = powers(gamma, H);
+  std::vector<double> g(static_cast<std::size_t>(std::max<std::int64_t>(H, 1)));
+  std::vector<std::int64_t> ends(static_cast<std::size_t>(H + 1), 0);  // trajectories per length
   for (std::int64_t i = 0; i < N; ++i) {
-    const double* r = rewards + i * H;
-    double G = 0.0;
-    for (std::int64_t t = lengths[i] - 1; t >= 0; --t) {
-      G = r[t] + gamma * G;
-      rtg_sum[t] += G;
-      rtg_count[t] += 1;
-    }
-    return_sum += G;
+    const std::int64_t len = lengths[i];
+    return_sum += suffix_returns(rewards + i * H, len, gamma, gpow.data(), g.data());
+    for (std::int64_t t = 0; t < len; ++t) rtg_sum[t] += g[t];
+    ++ends[len];
+  }
+  std::int64_t running = 0;  // count_t = #{i : len_i > t}
+  for (std::int64_t t = H - 1; t >= 0; --t) {
+    running += ends[t + 1];
+    rtg_count[t] = running;
   }
 }
 
