@@ -138,8 +138,10 @@ def _result(
 ) -> PolicyGradient:
     mean = sums / n
     if n > 1:
-        var = np.maximum(sumsq - n * mean * mean, 0.0) / (n - 1)
-        se = np.sqrt(var / n) if with_stderr else np.full_like(mean, np.nan)
+        if with_stderr:
+            se = np.sqrt(np.maximum(sumsq - n * mean * mean, 0.0) / (n - 1) / n)
+        else:
+            se = np.full_like(mean, np.nan)
         vvar = max(rq - n * (rs / n) ** 2, 0.0) / (n - 1)
         vse = float(np.sqrt(vvar / n))
     else:
