@@ -79,6 +79,15 @@ def test_bench_quick_prints_the_table(capsys: pytest.CaptureFixture[str], tmp_pa
         assert json.loads((Path(str(tmp_path)) / f"bench-{suite}.json").read_text())["rows"]
     rows = json.loads((Path(str(tmp_path)) / "bench-sampler.json").read_text())["rows"]
     assert len(rows) == 4
+    # the MLP suite's PyTorch column: measured (and checked against pgfast) when torch imports
+    mlp_rows = json.loads((Path(str(tmp_path)) / "bench-mlp.json").read_text())["rows"]
+    try:
+        import torch  # noqa: F401
+        has_torch = True
+    except ImportError:
+        has_torch = False
+    assert all((r["ratio_1t_torch"] is not None) == has_torch for r in mlp_rows)
+    assert ("PyTorch: not installed" in out) != has_torch
     assert "== pgfast bench training ==" not in out  # opt-in: --only training
 
 
