@@ -694,7 +694,7 @@ void bind_estimators(py::module_& m) {
           py::gil_scoped_release release;
           if (spec.baseline == est::BaselineKind::LeaveOneOutMean || spec.baseline == est::BaselineKind::LeaveOneOutTime) {
             est::loo_statistics(b.rewards, b.lengths, b.N, b.H, gamma, spec.return_sum, rtg_sum, rtg_count);
-            est::loo_time_coefficients(rtg_sum, rtg_count, est::powers(gamma, b.H).data(), time_alpha, time_beta);
+            est::loo_time_coefficients(rtg_sum, rtg_count, powers(gamma, b.H).data(), time_alpha, time_beta);
             spec.time_alpha = time_alpha.data();
             spec.time_beta = time_beta.data();
           }
@@ -740,7 +740,7 @@ void bind_estimators(py::module_& m) {
         const std::int64_t np = pol.n_params();
         const std::int64_t blocks = (n + kTrajectoryBlock - 1) / kTrajectoryBlock;
         if (threads > blocks) threads = static_cast<int>(blocks);
-        const std::vector<double> gpow = est::powers(gamma, H);
+        const std::vector<double> gpow = powers(gamma, H);
         std::vector<std::unique_ptr<est::FusedSink<kLanes>>> sinks;
         for (int k = 0; k < threads; ++k) sinks.emplace_back(new est::FusedSink<kLanes>(pol, spec, gpow.data(), H, stderr_));
         StopToken stop(python_interrupted);

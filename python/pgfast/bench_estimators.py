@@ -70,11 +70,11 @@ from pgfast import exact as pg_exact
 from pgfast.benchmarks import (
     add_bench_arguments,
     frozenlake,
-    header_line,
     machine_info,
     random_mdp,
     result_envelope,
     reuse_freed_memory,
+    run_and_print,
     save_result,
 )
 
@@ -610,12 +610,7 @@ def main(
 
     info = machine_info()
     reused = False if args.default_malloc else reuse_freed_memory()
-    print(header_line(info, reused))
-    t0 = time.perf_counter()
-    rows = run(quick=args.quick, reuse_memory=False)
-    elapsed = time.perf_counter() - t0
-    print(format_table(rows))
-    print(f"\n({elapsed:.1f} s)")
+    rows = run_and_print(lambda: run(quick=args.quick, reuse_memory=False), format_table, info, reused)
 
     result = {
         **result_envelope("estimators", prog, argv, args.quick, info),

@@ -70,11 +70,11 @@ import pgfast as pg
 from pgfast import exact as pg_exact
 from pgfast.benchmarks import (
     add_bench_arguments,
-    header_line,
     machine_info,
     random_mdp,
     result_envelope,
     reuse_freed_memory,
+    run_and_print,
     save_result,
 )
 
@@ -685,11 +685,16 @@ def _finish_row(
     }
 
 
-def _bench_dense(w: Workload, objective: str, gamma: float, repeats: int, quick: bool, blas: _Blas) -> dict[str, Any]:
-    mdp = w.mdp
+def _random_policy(mdp: pg.FiniteMDP) -> tuple[pg.TabularSoftmax, FloatArray]:
+    """The benchmarked policy (N(0, 1) logits, seed 1) and a copy of its theta for the references."""
     S, A = mdp.n_states, mdp.n_actions
     pi = pg.TabularSoftmax(S, A, theta=np.random.default_rng(1).normal(size=(S, A)))
-    theta = pi.theta.copy()
+    return pi, pi.theta.copy()
+
+
+def _bench_dense(w: Workload, objective: str, gamma: float, repeats: int, quick: bool, blas: _Blas) -> dict[str, Any]:
+    mdp = w.mdp
+    pi, theta = _random_policy(mdp)
     tb = ReferenceTables.build(mdp, dense=True)
     if objective == "finite_horizon":
         methods = FINITE_METHODS if not quick else FINITE_METHODS[:1]
@@ -730,9 +735,7 @@ def _calibrate(solve: Callable[[float], ExactResult], hp: ExactResult) -> tuple[
 
 def _bench_sparse(w: Workload, objective: str, gamma: float, repeats: int, quick: bool, blas: _Blas) -> dict[str, Any]:
     mdp = w.mdp
-    S, A = mdp.n_states, mdp.n_actions
-    pi = pg.TabularSoftmax(S, A, theta=np.random.default_rng(1).normal(size=(S, A)))
-    theta = pi.theta.copy()
+    pi, theta = _random_policy(mdp)
     tb = ReferenceTables.build(mdp, dense=False)
     blas.set(REFERENCE_BLAS_THREADS)
     t0 = time.perf_counter()
@@ -878,13 +881,6 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _load_average() -> float:
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):  # pragma: no cover - not Unix
-        return float("nan")
-
-
 def main(argv: Sequence[str] | None = None, *, default_json: Path | None = DEFAULT_JSON,
          prog: str = "python -m pgfast.bench_exact") -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0] if __doc__ else None)
@@ -897,16 +893,8 @@ def main(argv: Sequence[str] | None = None, *, default_json: Path | None = DEFAU
     blas = _Blas()
     info["blas"] = {"openblas_libraries": blas.libraries, "default_threads": blas.get()}
     reused = False if args.default_malloc else reuse_freed_memory()
-    print(header_line(info, reused))
-    load_before = _load_average()
-    t0 = time.perf_counter()
-    rows = run(quick=args.quick, reuse_memory=False)
-    elapsed = time.perf_counter() - t0
-    load_after = _load_average()
-    print(format_table(rows))
-    print(f"\n({elapsed:.1f} s; 1-minute load average {load_before:.2f} before, {load_after:.2f} after: this run "
-          "counts about 1, more means other work on the machine, which shows up in the timings)")
-    info["load_average_1min"] = {"before": load_before, "after": load_after}
+    rows = run_and_print(lambda: run(quick=args.quick, reuse_memory=False), format_table, info, reused,
+                         load_share="about 1")
 
     result = {
         **result_envelope("exact", prog, argv, args.quick, info),

@@ -68,11 +68,11 @@ from pgfast.bench_estimators import _weight_sums_dense, softmax_numpy
 from pgfast.benchmarks import (
     add_bench_arguments,
     frozenlake,
-    header_line,
     machine_info,
     random_mdp,
     result_envelope,
     reuse_freed_memory,
+    run_and_print,
     save_result,
 )
 
@@ -350,11 +350,7 @@ def main(argv: Sequence[str] | None = None, *, default_json: Path | None = DEFAU
     args = parser.parse_args(argv)
     info = machine_info()
     reused = False if args.default_malloc else reuse_freed_memory()
-    print(header_line(info, reused))
-    t0 = time.perf_counter()
-    rows = run(quick=args.quick, reuse_memory=False)
-    print(format_table(rows))
-    print(f"\n({time.perf_counter() - t0:.1f} s)")
+    rows = run_and_print(lambda: run(quick=args.quick, reuse_memory=False), format_table, info, reused)
     result = {
         **result_envelope("mlp", prog, argv, args.quick, info),
         "protocol": {

@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +42,7 @@ import numpy as np
 import pgfast as pg
 from pgfast import __main__ as cli
 from pgfast._optimality import Reference
-from pgfast.benchmarks import add_bench_arguments, header_line, machine_info, result_envelope, save_result
+from pgfast.benchmarks import add_bench_arguments, machine_info, result_envelope, run_and_print, save_result
 
 TARGET = 0.95
 ESTIMATORS = (("reinforce", "return"), ("reward-to-go", "reward_to_go"))
@@ -254,16 +252,8 @@ def main(
         parser.error(f"--max-iterations must be >= 1, got {args.max_iterations}")
 
     info = machine_info()
-    print(header_line(info, False))
-    load_before = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    rows = run(quick=args.quick, seeds=args.seeds, max_iterations=args.max_iterations)
-    elapsed = time.perf_counter() - t0
-    load_after = os.getloadavg()[0]
-    print(format_table(rows))
-    print(f"\n({elapsed:.1f} s; 1-minute load average {load_before:.2f} before, {load_after:.2f} after: this run "
-          "counts about 2 (all threads), more means other work on the machine, which shows up in the seconds)")
-    info["load_average_1min"] = {"before": load_before, "after": load_after}
+    rows = run_and_print(lambda: run(quick=args.quick, seeds=args.seeds, max_iterations=args.max_iterations),
+                         format_table, info, False, load_share="about 2 (all threads)")
 
     result = {
         **result_envelope("training", prog, argv, args.quick, info),

@@ -374,6 +374,45 @@ def header_line(info: dict[str, Any], reused: bool) -> str:
             f"malloc: {'reuse freed memory' if reused else 'default'}")
 
 
+def load_average() -> float:
+    """The 1-minute load average (NaN where the platform has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover - not Unix
+        return float("nan")
+
+
+def run_and_print(
+    run: Callable[[], list[dict[str, Any]]],
+    format_table: Callable[[list[dict[str, Any]]], str],
+    info: dict[str, Any],
+    reused: bool,
+    *,
+    load_share: str | None = None,
+) -> list[dict[str, Any]]:
+    """What every benchmark's main does around its suite: prints the header line, runs the suite,
+    prints its table and the seconds it took, and returns the rows.
+
+    With ``load_share`` (what the run itself adds to the 1-minute load average, e.g. ``"about 1"``)
+    the load average before and after is printed too and recorded in ``info["load_average_1min"]``:
+    more than the run's share means other work on the machine, which shows up in the timings.
+    """
+    print(header_line(info, reused))
+    load_before = load_average()
+    t0 = time.perf_counter()
+    rows = run()
+    elapsed = time.perf_counter() - t0
+    load_after = load_average()
+    print(format_table(rows))
+    if load_share is None:
+        print(f"\n({elapsed:.1f} s)")
+    else:
+        print(f"\n({elapsed:.1f} s; 1-minute load average {load_before:.2f} before, {load_after:.2f} after: this run "
+              f"counts {load_share}, more means other work on the machine, which shows up in the timings)")
+        info["load_average_1min"] = {"before": load_before, "after": load_after}
+    return rows
+
+
 def result_envelope(
     name: str, prog: str, argv: Sequence[str] | None, quick: bool, info: dict[str, Any]
 ) -> dict[str, Any]:
@@ -401,12 +440,7 @@ def main(argv: Sequence[str] | None = None, *, default_json: Path | None = DEFAU
 
     info = machine_info()
     reused = False if args.default_malloc else reuse_freed_memory()
-    print(header_line(info, reused))
-    t0 = time.perf_counter()
-    rows = run(quick=args.quick, reuse_memory=False)
-    elapsed = time.perf_counter() - t0
-    print(format_table(rows))
-    print(f"\n({elapsed:.1f} s)")
+    rows = run_and_print(lambda: run(quick=args.quick, reuse_memory=False), format_table, info, reused)
 
     result = {
         **result_envelope("sampler", prog, argv, args.quick, info),

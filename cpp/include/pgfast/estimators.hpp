@@ -256,13 +256,6 @@ inline void loo_time_coefficients(const std::vector<double>& rtg_sum, const std:
   }
 }
 
-inline std::vector<double> powers(double gamma, std::int64_t H) {
-  std::vector<double> gp(static_cast<std::size_t>(std::max<std::int64_t>(H, 1)));
-  gp[0] = 1.0;
-  for (std::int64_t t = 1; t < H; ++t) gp[t] = gp[t - 1] * gamma;
-  return gp;
-}
-
 // Batch statistics for the leave-one-out baselines: sum of returns, per-t sums/counts of the
 // reward-to-go over running trajectories.
 inline void loo_statistics(const double* rewards, const std::int32_t* lengths, std::int64_t N, std::int64_t H,

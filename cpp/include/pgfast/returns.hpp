@@ -12,6 +12,14 @@
 
 namespace pgfast {
 
+// gamma^t for t < H (at least one entry).
+inline std::vector<double> powers(double gamma, std::int64_t H) {
+  std::vector<double> gp(static_cast<std::size_t>(H > 1 ? H : 1));
+  gp[0] = 1.0;
+  for (std::int64_t t = 1; t < H; ++t) gp[t] = gp[t - 1] * gamma;
+  return gp;
+}
+
 // The reward-to-go of one trajectory: g[t] = G_t for t < len; returns G_0. gpow[k] = gamma^k
 // for k < len.
 //
@@ -60,8 +68,7 @@ inline void returns(const double* rewards, const std::int32_t* lengths, std::int
 
 inline void reward_to_go(const double* rewards, const std::int32_t* lengths, std::int64_t N,
                          std::int64_t H, double gamma, double* out) {
-  std::vector<double> gpow(static_cast<std::size_t>(H > 0 ? H : 1), 1.0);
-  for (std::int64_t t = 1; t < H; ++t) gpow[t] = gpow[t - 1] * gamma;
+  const std::vector<double> gpow = powers(gamma, H);
   for (std::int64_t i = 0; i < N; ++i) {
     const double* r = rewards + i * H;
     double* g = out + i * H;
