@@ -191,6 +191,40 @@ def test_identical_for_any_thread_count_and_prefix(rng: np.random.Generator) -> 
     assert not np.array_equal(mdp.sample(pi, n, seed=2027).states, ref.states)
 
 
+def test_concurrent_python_threads_and_pool_wake_ups(rng: np.random.Generator) -> None:
+    """Calls from several Python threads at once (one gets the worker pool, the others spawn
+    threads) give the single-thread batches; waking the pool while other threads' jobs run
+    (it then does nothing) neither deadlocks nor changes a result."""
+    import threading
+
+    mdp = random_mdp(rng, S=30, A=4, successors=5, n_terminal=4, horizon=40)
+    pi = random_policy(rng, mdp)
+    seeds = [11, 12, 13, 14]
+    ref = {s: mdp.sample(pi, 2000, seed=s, threads=1) for s in seeds}
+    got: dict[int, pg.Trajectories] = {}
+    errors: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        try:
+            for _ in range(5):
+                got[seed] = mdp.sample(pi, 2000, seed=seed, threads=2)
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    workers = [threading.Thread(target=work, args=(s,)) for s in seeds]
+    for w in workers:
+        w.start()
+    for k in range(200):  # wake-ups from this thread while the others run jobs
+        _core.wake_workers(1 + k % 4)
+    for w in workers:
+        w.join(timeout=60)
+    assert not any(w.is_alive() for w in workers), "a sampling thread hung"
+    assert not errors, errors
+    for s in seeds:
+        for name in ("states", "actions", "rewards", "lengths", "final_states"):
+            np.testing.assert_array_equal(getattr(got[s], name), getattr(ref[s], name))
+
+
 def _chi2_pvalue(observed: np.ndarray, expected_probs: np.ndarray) -> float:
     """Pooled chi-square test over rows: observed counts (rows, k) against row probabilities."""
     totals = observed.sum(axis=1, keepdims=True)

@@ -822,6 +822,16 @@ void bind_estimators(py::module_& m) {
 
 void bind_info(py::module_& m) {
   m.def("hardware_threads", &hardware_threads);
+  m.def(
+      "wake_workers",
+      [](int threads) {
+        if (threads > 1) {
+          py::gil_scoped_release nogil;
+          WorkerPool::get().poke(threads - 1);
+        }
+      },
+      py::arg("threads"),
+      "Wake threads - 1 pool threads ahead of a parallel call (they spin for a few ms).");
   m.def("build_info", [] {
     py::dict d;
     d["version"] = PGFAST_VERSION_INFO;

@@ -253,6 +253,7 @@ class FiniteMDP:
         n = as_int(n, "n", minimum=1)
         seed = as_seed(seed)
         threads = as_threads(threads)
+        _core.wake_workers(threads)  # a parked pool thread wakes while the policy table is made
         probs = policy._probs_for(self)
         H = self.horizon
         # states + actions (int32) + rewards (float64) per step, lengths + final states per episode

@@ -219,7 +219,9 @@ inline double trajectory_weights(const std::int32_t* s, const double* r, std::in
   if (ws.kind == WeightKind::RewardToGo) {
     switch (ws.baseline) {  // one loop per kind: no branch per step
       case BaselineKind::None:
-        for (std::int64_t t = 0; t < len; ++t) w[t] *= gpow[t];
+        if (ws.gamma != 1.0) {  // gamma^t = 1 otherwise
+          for (std::int64_t t = 0; t < len; ++t) w[t] *= gpow[t];
+        }
         break;
       case BaselineKind::Table:
         for (std::int64_t t = 0; t < len; ++t) w[t] = gpow[t] * (w[t] - ws.table[t * ws.S + s[t]]);

@@ -87,14 +87,26 @@ class WorkerPool {
 
   std::mutex& submit_mutex() noexcept { return submit_; }
 
+  // Wakes `helpers` pool threads (starting them if need be) without giving them a job: they spin
+  // for a while, as after a job. A caller about to submit a job calls it first thing, so that a
+  // parked thread's wake-up (tens of microseconds on a VM) overlaps the caller's set-up work.
+  // Does nothing while another caller's job runs.
+  void poke(int helpers) {
+    std::unique_lock<std::mutex> submit(submit_, std::try_to_lock);
+    if (!submit.owns_lock()) return;
+    spawn(helpers);
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      if (parked_ == 0) return;
+      pokes_.fetch_add(1, std::memory_order_release);
+    }
+    wake_.notify_all();
+  }
+
   // Runs job(w) for w = 1..helpers on pool threads and returns without waiting; wait_done()
   // waits. Caller holds submit_mutex().
   void start(int helpers, const std::function<void(int)>* job) {
-    while (static_cast<int>(threads_.size()) < helpers) {
-      const int w = static_cast<int>(threads_.size()) + 1;
-      threads_.emplace_back([this, w] { loop(w); });
-      threads_.back().detach();
-    }
+    spawn(helpers);
     {
       std::lock_guard<std::mutex> lk(m_);
       job_ = job;
@@ -128,10 +140,18 @@ class WorkerPool {
 #endif
   }
 
+  void spawn(int helpers) {
+    while (static_cast<int>(threads_.size()) < helpers) {
+      const int w = static_cast<int>(threads_.size()) + 1;
+      threads_.emplace_back([this, w] { loop(w); });
+      threads_.back().detach();
+    }
+  }
+
   void loop(int w) {
     std::uint64_t seen = 0;
     for (;;) {
-      // Spin a little, then park until the next job.
+      // Spin a little, then park until the next job (or a poke, which starts another spin).
       const auto spin_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(2);
       while (generation_.load(std::memory_order_acquire) == seen &&
              std::chrono::steady_clock::now() < spin_until) {
@@ -141,7 +161,13 @@ class WorkerPool {
       int helpers;
       {
         std::unique_lock<std::mutex> lk(m_);
-        wake_.wait(lk, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+        const std::uint64_t pokes = pokes_.load(std::memory_order_relaxed);
+        ++parked_;
+        wake_.wait(lk, [&] {
+          return generation_.load(std::memory_order_acquire) != seen || pokes_.load(std::memory_order_relaxed) != pokes;
+        });
+        --parked_;
+        if (generation_.load(std::memory_order_acquire) == seen) continue;  // a poke: spin again
         seen = generation_.load(std::memory_order_acquire);
         job = job_;
         helpers = helpers_;
@@ -158,7 +184,8 @@ class WorkerPool {
   std::vector<std::thread> threads_;
   const std::function<void(int)>* job_ = nullptr;
   int helpers_ = 0, remaining_ = 0;
-  std::atomic<std::uint64_t> generation_{0};
+  int parked_ = 0;  // threads waiting on wake_ (under m_)
+  std::atomic<std::uint64_t> generation_{0}, pokes_{0};
 };
 
 // Fallback of run_workers: workers 1.. on new threads.
