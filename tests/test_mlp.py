@@ -13,6 +13,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -50,9 +53,21 @@ def _numpy_logits(pi: pg.MLPSoftmax) -> np.ndarray:
 # -- 1. forward pass and score ----------------------------------------------------------------------
 
 def test_tanh_activation_accurate_over_the_whole_range() -> None:
-    # The C++ forward pass evaluates tanh with a vectorised exp and, near 0, a Taylor series
+    # The C++ forward pass evaluates tanh with its own vectorised exp and, near 0, a Taylor series
     # (mlp.hpp, tanh_inplace): read it through a one-unit network whose hidden pre-activation is
     # the feature itself, over normal, tiny, huge and boundary inputs.
+    _check_tanh_activation()
+
+
+def test_tanh_activation_accurate_without_avx2() -> None:
+    # The same check on the code for any x86-64 (a machine with AVX2 + FMA runs a copy compiled
+    # for them unless PGFAST_NO_AVX2 is set), in a fresh interpreter.
+    code = "import sys; sys.path.insert(0, sys.argv[1]); import test_mlp; test_mlp._check_tanh_activation()"
+    env = dict(os.environ, PGFAST_NO_AVX2="1")
+    subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__)], env=env, check=True, timeout=120)
+
+
+def _check_tanh_activation() -> None:
     rng = np.random.default_rng(0)
     xs = np.concatenate([
         rng.normal(0, 3, 4000), rng.normal(0, 0.03, 4000),
