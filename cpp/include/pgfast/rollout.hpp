@@ -66,11 +66,15 @@ struct alignas(32) PackedSlot {
   std::uint32_t code0, code1;  // entry j / the alias entry: s' | terminal(s') << 23 | a << 24
   double reward0, reward1;
 
-  static PackedSlot make(const FiniteMDP& mdp, std::uint64_t thr, std::int64_t e, std::int64_t f) noexcept {
-    const std::uint32_t* code = mdp.entry_codes().data();
-    const double* reward = mdp.reward().data();
-    return {thr, code[e], code[f], reward[e], reward[f]};
-  }
+  // Makes the slots of one MDP (its arrays' pointers held once for a whole table build).
+  struct Maker {
+    const std::uint32_t* code;
+    const double* reward;
+    explicit Maker(const FiniteMDP& mdp) : code(mdp.entry_codes().data()), reward(mdp.reward().data()) {}
+    PackedSlot operator()(std::uint64_t thr, std::int64_t e, std::int64_t f) const noexcept {
+      return {thr, code[e], code[f], reward[e], reward[f]};
+    }
+  };
   struct Draw {
     std::uint32_t code;
     double reward;
@@ -96,10 +100,13 @@ struct alignas(16) SlimSlot {
   std::uint64_t thr;
   std::uint32_t code0, code1;
 
-  static SlimSlot make(const FiniteMDP& mdp, std::uint64_t thr, std::int64_t e, std::int64_t f) noexcept {
-    const std::uint32_t* code = mdp.entry_codes().data();
-    return {thr, code[e], code[f]};
-  }
+  struct Maker {
+    const std::uint32_t* code;
+    explicit Maker(const FiniteMDP& mdp) : code(mdp.entry_codes().data()) {}
+    SlimSlot operator()(std::uint64_t thr, std::int64_t e, std::int64_t f) const noexcept {
+      return {thr, code[e], code[f]};
+    }
+  };
   struct Draw {
     std::uint32_t code;
     std::int32_t next() const noexcept { return static_cast<std::int32_t>(code & kCodeStateMask); }
@@ -121,16 +128,21 @@ struct WideSlot {
   std::uint32_t action0, action1;  // action | terminal(successor) << 31
   double reward0, reward1;
 
-  static WideSlot make(const FiniteMDP& mdp, std::uint64_t thr, std::int64_t e, std::int64_t f) noexcept {
-    const std::int32_t* next = mdp.next().data();
-    const std::int32_t* action = mdp.entry_action().data();
-    const std::uint8_t* terminal = mdp.terminal().data();
-    const double* reward = mdp.reward().data();
-    auto act = [&](std::int64_t k) {
+  struct Maker {
+    const std::int32_t* next;
+    const std::int32_t* action;
+    const std::uint8_t* terminal;
+    const double* reward;
+    explicit Maker(const FiniteMDP& mdp)
+        : next(mdp.next().data()), action(mdp.entry_action().data()), terminal(mdp.terminal().data()),
+          reward(mdp.reward().data()) {}
+    std::uint32_t act(std::int64_t k) const noexcept {
       return static_cast<std::uint32_t>(action[k]) | (terminal[next[k]] ? 0x80000000u : 0u);
-    };
-    return {thr, next[e], next[f], act(e), act(f), reward[e], reward[f]};
-  }
+    }
+    WideSlot operator()(std::uint64_t thr, std::int64_t e, std::int64_t f) const noexcept {
+      return {thr, next[e], next[f], act(e), act(f), reward[e], reward[f]};
+    }
+  };
   struct Draw {
     std::int32_t sp;
     std::uint32_t act;
@@ -195,7 +207,7 @@ class JointTable {
   // Vose's pairing loop is a chain of dependent loads and additions, so kGroup states are built
   // together, their loops advanced in turn (each state's steps and result are unchanged).
   void build(const double* probs, std::int32_t s_begin, std::int32_t s_end) {
-    constexpr int kGroup = 4;
+    constexpr int kGroup = 8;
     struct Job {
       std::int64_t beg, n_small, n_large;
       double* w;
@@ -209,6 +221,9 @@ class JointTable {
     const std::int32_t* action = mdp_.entry_action().data();
     const std::uint32_t* code = mdp_.entry_codes().data();
     const std::uint8_t* terminal = mdp_.terminal().data();
+    const typename Slot::Maker make(mdp_);
+    Slot* out = slots_.data();
+    auto full = [&](std::int64_t e) { out[e] = make(std::numeric_limits<std::uint64_t>::max(), e, e); };
     std::int32_t s = s_begin;
     while (s < s_end) {
       std::int32_t states[kGroup];
@@ -254,7 +269,7 @@ class JointTable {
           if (jb.n_small == 0 || jb.n_large == 0) continue;
           ++live;
           const std::int64_t sm = jb.small[--jb.n_small], lg = jb.large[jb.n_large - 1];
-          set_partial(jb.beg, sm, jb.w[sm], lg);
+          out[jb.beg + sm] = make(threshold(jb.w[sm]), jb.beg + sm, jb.beg + lg);  // keeps sm w.p. w[sm] < 1
           jb.w[lg] = (jb.w[lg] + jb.w[sm]) - 1.0;
           const std::int64_t moves = jb.w[lg] < 1.0;  // the large column became small
           jb.n_large -= moves;
@@ -262,11 +277,11 @@ class JointTable {
           jb.n_small += moves;
         }
       }
-      // What is left is full up to rounding.
+      // What is left is full up to rounding: always its own entry.
       for (int g = 0; g < m; ++g) {
         Job& jb = jobs[g];
-        while (jb.n_large > 0) set_full(jb.beg + jb.large[--jb.n_large]);
-        while (jb.n_small > 0) set_full(jb.beg + jb.small[--jb.n_small]);
+        while (jb.n_large > 0) full(jb.beg + jb.large[--jb.n_large]);
+        while (jb.n_small > 0) full(jb.beg + jb.small[--jb.n_small]);
       }
     }
   }
@@ -274,14 +289,6 @@ class JointTable {
   const Slot* slots() const noexcept { return slots_.data(); }
 
  private:
-  // Column j keeps its entry with probability q (a small column: 0 <= q < 1), else takes `alias`.
-  void set_partial(std::int64_t beg, std::int64_t j, double q, std::int64_t alias) {
-    slots_[static_cast<std::size_t>(beg + j)] = Slot::make(mdp_, threshold(q), beg + j, beg + alias);
-  }
-  // A full column (what is left at the end, 1 up to rounding): always its own entry.
-  void set_full(std::int64_t e) {
-    slots_[static_cast<std::size_t>(e)] = Slot::make(mdp_, std::numeric_limits<std::uint64_t>::max(), e, e);
-  }
   // floor(q * 2^64) for 0 <= q < 1, without branches (q is a coin flip around 1/2, and the
   // double -> uint64 conversion of SSE2 code branches on 2^63): below 1/4 the product fits an
   // int64; from 1/4 on, q * 2^63 >= 2^61 is an integer, so floor(q * 2^64) = 2 * (q * 2^63).
