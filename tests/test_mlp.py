@@ -67,6 +67,36 @@ def test_tanh_activation_accurate_without_avx2() -> None:
     subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__)], env=env, check=True, timeout=120)
 
 
+def _mlp_outputs(path: str) -> None:
+    """Logits and the batch gradient (forward and backward products) of odd-sized MLPs, saved to path."""
+    rng = np.random.default_rng(5)
+    out = {}
+    for k, (S, d, hidden, A) in enumerate([(13, 5, (7, 9), 3), (64, 16, (64, 64), 8), (6, 3, (17,), 11)]):
+        pi = pg.MLPSoftmax(rng.normal(size=(S, d)), A, hidden=hidden, seed=k)
+        G = rng.normal(size=(S, A))
+        out[f"logits{k}"] = pi.logits()
+        out[f"vjp{k}"] = pi._forward().vjp(G)
+    np.savez(path, **out)
+
+
+def test_mlp_products_agree_with_and_without_avx2(tmp_path: Any) -> None:
+    # On a machine with AVX2 + FMA the forward and backward products run in pgfast's own kernels;
+    # the default code (PGFAST_NO_AVX2=1) uses Eigen's. Both must agree to rounding, edges of the
+    # 4 x 8 blocks included (sizes 13, 7, 9, 3, 17, 11).
+    code = "import sys; sys.path.insert(0, sys.argv[1]); import test_mlp; test_mlp._mlp_outputs(sys.argv[2])"
+    here = os.path.dirname(__file__)
+    paths = {flag: str(tmp_path / f"out{flag}.npz") for flag in ("0", "1")}
+    for flag, path in paths.items():
+        env = dict(os.environ)
+        env.pop("PGFAST_NO_AVX2", None)
+        if flag == "1":
+            env["PGFAST_NO_AVX2"] = "1"
+        subprocess.run([sys.executable, "-c", code, here, path], env=env, check=True, timeout=120)
+    a, b = np.load(paths["0"]), np.load(paths["1"])
+    for key in a.files:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-12, atol=1e-12 * np.abs(b[key]).max(), err_msg=key)
+
+
 def _check_tanh_activation() -> None:
     rng = np.random.default_rng(0)
     xs = np.concatenate([

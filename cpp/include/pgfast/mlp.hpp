@@ -100,7 +100,7 @@ PGFAST_ALWAYS_INLINE void tanh_loop(double* __restrict x, std::int64_t n) {
   }
 }
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(_M_X64)) && !defined(__AVX2__)
-#define PGFAST_TANH_AVX2 1
+#define PGFAST_AVX2_KERNELS 1
 __attribute__((target("avx2,fma"))) PGFAST_VECTORISABLE inline void tanh_avx2(double* x, std::int64_t n) { tanh_loop(x, n); }
 // The CPU has AVX2 and FMA, and the environment variable PGFAST_NO_AVX2 is not set (the tests
 // set it to run the default code on a machine that has them).
@@ -110,11 +110,73 @@ inline bool cpu_has_avx2_fma() {
   return yes;
 }
 #endif
+#ifdef PGFAST_AVX2_KERNELS
+// C (m, n) += A (m, k) B (k, n) for AVX2 + FMA: a(i, p) = A[i * a_row + p * a_col] (so A may be
+// a transpose), B and C row-major with leading dimensions n. Blocks of 4 rows x 8 columns of C
+// stay in eight 4-wide accumulators over the whole k loop (Eigen's kernel, compiled for the
+// default x86-64 target, has 2-wide SSE2 only); edges go element by element.
+__attribute__((target("avx2,fma"))) inline void gemm_acc_avx2(const double* A, std::int64_t a_row, std::int64_t a_col,
+                                                              const double* B, double* C, std::int64_t m,
+                                                              std::int64_t k, std::int64_t n) {
+  typedef double v4d __attribute__((vector_size(32)));  // (no lambdas: they would not inherit the target)
+  const std::int64_t m4 = m / 4 * 4, n8 = n / 8 * 8;
+  for (std::int64_t i = 0; i < m4; i += 4) {
+    for (std::int64_t j = 0; j < n8; j += 8) {
+      v4d c[4][2];
+      for (int r = 0; r < 4; ++r) std::memcpy(c[r], C + (i + r) * n + j, sizeof c[r]);
+      for (std::int64_t q = 0; q < k; ++q) {
+        v4d b0, b1;
+        std::memcpy(&b0, B + q * n + j, sizeof b0);
+        std::memcpy(&b1, B + q * n + j + 4, sizeof b1);
+        for (int r = 0; r < 4; ++r) {
+          const double a = A[(i + r) * a_row + q * a_col];
+          const v4d av = {a, a, a, a};
+          c[r][0] += av * b0;
+          c[r][1] += av * b1;
+        }
+      }
+      for (int r = 0; r < 4; ++r) std::memcpy(C + (i + r) * n + j, c[r], sizeof c[r]);
+    }
+    for (std::int64_t r = i; r < i + 4; ++r) {  // columns past the last block of 8
+      for (std::int64_t j = n8; j < n; ++j) {
+        double acc = C[r * n + j];
+        for (std::int64_t q = 0; q < k; ++q) acc += A[r * a_row + q * a_col] * B[q * n + j];
+        C[r * n + j] = acc;
+      }
+    }
+  }
+  for (std::int64_t r = m4; r < m; ++r) {  // rows past the last block of 4
+    for (std::int64_t q = 0; q < k; ++q) {
+      const double a = A[r * a_row + q * a_col];
+      for (std::int64_t j = 0; j < n; ++j) C[r * n + j] += a * B[q * n + j];
+    }
+  }
+}
+#endif
+
 PGFAST_VECTORISABLE inline void tanh_default(double* x, std::int64_t n) { tanh_loop(x, n); }
+#ifdef PGFAST_AVX2_KERNELS
+inline void gemm_acc(const double* A, std::int64_t a_row, std::int64_t a_col, const double* B, double* C,
+                     std::int64_t m, std::int64_t k, std::int64_t n) {
+  gemm_acc_avx2(A, a_row, a_col, B, C, m, k, n);
+}
+#else
+inline void gemm_acc(const double*, std::int64_t, std::int64_t, const double*, double*, std::int64_t, std::int64_t,
+                     std::int64_t) {}  // never called: use_avx2() is false
+#endif
 }  // namespace detail
 
+// True when the AVX2 + FMA kernels run (see tanh_inplace); otherwise Eigen's products do.
+inline bool use_avx2() {
+#ifdef PGFAST_AVX2_KERNELS
+  return detail::cpu_has_avx2_fma();
+#else
+  return false;
+#endif
+}
+
 inline void tanh_inplace(double* x, std::int64_t n) {
-#ifdef PGFAST_TANH_AVX2
+#ifdef PGFAST_AVX2_KERNELS
   if (detail::cpu_has_avx2_fma()) {
     detail::tanh_avx2(x, n);
     return;
@@ -177,12 +239,16 @@ class Forward final : public LogitMap {
     acts_.resize(static_cast<std::size_t>(L - 1));
     for (std::int64_t l = 0; l < L; ++l) {
       RowMatrixXd& out = l + 1 < L ? acts_[l] : logits_;
-      if (l == 0) {
-        out.noalias() = X * weight(l);
+      const double* in = l == 0 ? X.data() : acts_[l - 1].data();
+      const std::int64_t nin = n.sizes()[l], nout = n.sizes()[l + 1];
+      if (use_avx2()) {  // out = bias in every row, then += in W
+        out.resize(S, nout);
+        out.rowwise() = bias(l).transpose();
+        detail::gemm_acc(in, nin, 1, theta_.data() + n.w_offset(l), out.data(), S, nin, nout);
       } else {
-        out.noalias() = acts_[l - 1] * weight(l);
+        out.noalias() = Eigen::Map<const RowMatrixXd>(in, S, nin) * weight(l);
+        out.rowwise() += bias(l).transpose();
       }
-      out.rowwise() += bias(l).transpose();
       if (l + 1 < L) {
         if (n.activation() == Activation::Tanh) {
           tanh_inplace(out.data(), out.size());
@@ -208,14 +274,22 @@ class Forward final : public LogitMap {
       const std::int64_t nin = n.sizes()[l], nout = n.sizes()[l + 1];
       Eigen::Map<RowMatrixXd> gW(out + n.w_offset(l), nin, nout);
       Eigen::Map<Eigen::VectorXd> gb(out + n.b_offset(l), nout);
-      if (l == 0) {
-        gW.noalias() += X.transpose() * delta;
+      const double* in = l == 0 ? X.data() : acts_[l - 1].data();
+      if (use_avx2()) {  // gW += in^T delta; back = delta W^T (W^T copied: row-major for the kernel)
+        detail::gemm_acc(in, 1, nin, delta.data(), gW.data(), nin, S, nout);
       } else {
-        gW.noalias() += acts_[l - 1].transpose() * delta;
+        gW.noalias() += Eigen::Map<const RowMatrixXd>(in, S, nin).transpose() * delta;
       }
       gb += delta.colwise().sum().transpose();
       if (l > 0) {
-        RowMatrixXd back = delta * weight(l).transpose();
+        RowMatrixXd back;
+        if (use_avx2()) {
+          const RowMatrixXd wt = weight(l).transpose();
+          back.setZero(S, nin);
+          detail::gemm_acc(delta.data(), nout, 1, wt.data(), back.data(), S, nout, nin);
+        } else {
+          back.noalias() = delta * weight(l).transpose();
+        }
         apply_derivative(acts_[l - 1].data(), back.data(), back.size());
         delta.swap(back);
       }
