@@ -59,12 +59,20 @@ def test_tanh_activation_accurate_over_the_whole_range() -> None:
     _check_tanh_activation()
 
 
+def _run_fresh(helper: str, *args: str, avx2: bool) -> None:
+    """test_mlp.<helper>(*args) in a fresh interpreter, with the AVX2 + FMA code (when the CPU has
+    it) or with the default x86-64 code (PGFAST_NO_AVX2=1; read once per process)."""
+    env = {k: v for k, v in os.environ.items() if k != "PGFAST_NO_AVX2"}
+    if not avx2:
+        env["PGFAST_NO_AVX2"] = "1"
+    code = f"import sys; sys.path.insert(0, sys.argv[1]); import test_mlp; test_mlp.{helper}(*sys.argv[2:])"
+    subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__), *args], env=env, check=True, timeout=120)
+
+
 def test_tanh_activation_accurate_without_avx2() -> None:
     # The same check on the code for any x86-64 (a machine with AVX2 + FMA runs a copy compiled
-    # for them unless PGFAST_NO_AVX2 is set), in a fresh interpreter.
-    code = "import sys; sys.path.insert(0, sys.argv[1]); import test_mlp; test_mlp._check_tanh_activation()"
-    env = dict(os.environ, PGFAST_NO_AVX2="1")
-    subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__)], env=env, check=True, timeout=120)
+    # for them unless PGFAST_NO_AVX2 is set).
+    _run_fresh("_check_tanh_activation", avx2=False)
 
 
 def _mlp_outputs(path: str) -> None:
@@ -83,16 +91,10 @@ def test_mlp_products_agree_with_and_without_avx2(tmp_path: Any) -> None:
     # On a machine with AVX2 + FMA the forward and backward products run in pgfast's own kernels;
     # the default code (PGFAST_NO_AVX2=1) uses Eigen's. Both must agree to rounding, edges of the
     # 4 x 8 blocks included (sizes 13, 7, 9, 3, 17, 11).
-    code = "import sys; sys.path.insert(0, sys.argv[1]); import test_mlp; test_mlp._mlp_outputs(sys.argv[2])"
-    here = os.path.dirname(__file__)
-    paths = {flag: str(tmp_path / f"out{flag}.npz") for flag in ("0", "1")}
-    for flag, path in paths.items():
-        env = dict(os.environ)
-        env.pop("PGFAST_NO_AVX2", None)
-        if flag == "1":
-            env["PGFAST_NO_AVX2"] = "1"
-        subprocess.run([sys.executable, "-c", code, here, path], env=env, check=True, timeout=120)
-    a, b = np.load(paths["0"]), np.load(paths["1"])
+    fast, default = str(tmp_path / "avx2.npz"), str(tmp_path / "default.npz")
+    _run_fresh("_mlp_outputs", fast, avx2=True)
+    _run_fresh("_mlp_outputs", default, avx2=False)
+    a, b = np.load(fast), np.load(default)
     for key in a.files:
         np.testing.assert_allclose(a[key], b[key], rtol=1e-12, atol=1e-12 * np.abs(b[key]).max(), err_msg=key)
 

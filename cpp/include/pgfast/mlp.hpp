@@ -109,15 +109,13 @@ inline bool cpu_has_avx2_fma() {
       __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && std::getenv("PGFAST_NO_AVX2") == nullptr;
   return yes;
 }
-#endif
-#ifdef PGFAST_AVX2_KERNELS
 // C (m, n) += A (m, k) B (k, n) for AVX2 + FMA: a(i, p) = A[i * a_row + p * a_col] (so A may be
 // a transpose), B and C row-major with leading dimensions n. Blocks of 4 rows x 8 columns of C
 // stay in eight 4-wide accumulators over the whole k loop (Eigen's kernel, compiled for the
 // default x86-64 target, has 2-wide SSE2 only); edges go element by element.
-__attribute__((target("avx2,fma"))) inline void gemm_acc_avx2(const double* A, std::int64_t a_row, std::int64_t a_col,
-                                                              const double* B, double* C, std::int64_t m,
-                                                              std::int64_t k, std::int64_t n) {
+__attribute__((target("avx2,fma"))) inline void gemm_acc(const double* A, std::int64_t a_row, std::int64_t a_col,
+                                                         const double* B, double* C, std::int64_t m, std::int64_t k,
+                                                         std::int64_t n) {
   typedef double v4d __attribute__((vector_size(32)));  // (no lambdas: they would not inherit the target)
   const std::int64_t m4 = m / 4 * 4, n8 = n / 8 * 8;
   for (std::int64_t i = 0; i < m4; i += 4) {
@@ -152,18 +150,11 @@ __attribute__((target("avx2,fma"))) inline void gemm_acc_avx2(const double* A, s
     }
   }
 }
-#endif
-
-PGFAST_VECTORISABLE inline void tanh_default(double* x, std::int64_t n) { tanh_loop(x, n); }
-#ifdef PGFAST_AVX2_KERNELS
-inline void gemm_acc(const double* A, std::int64_t a_row, std::int64_t a_col, const double* B, double* C,
-                     std::int64_t m, std::int64_t k, std::int64_t n) {
-  gemm_acc_avx2(A, a_row, a_col, B, C, m, k, n);
-}
 #else
 inline void gemm_acc(const double*, std::int64_t, std::int64_t, const double*, double*, std::int64_t, std::int64_t,
                      std::int64_t) {}  // never called: use_avx2() is false
 #endif
+PGFAST_VECTORISABLE inline void tanh_default(double* x, std::int64_t n) { tanh_loop(x, n); }
 }  // namespace detail
 
 // True when the AVX2 + FMA kernels run (see tanh_inplace); otherwise Eigen's products do.
@@ -177,7 +168,7 @@ inline bool use_avx2() {
 
 inline void tanh_inplace(double* x, std::int64_t n) {
 #ifdef PGFAST_AVX2_KERNELS
-  if (detail::cpu_has_avx2_fma()) {
+  if (use_avx2()) {
     detail::tanh_avx2(x, n);
     return;
   }
