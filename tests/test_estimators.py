@@ -342,6 +342,33 @@ def test_variance_reduction_measured(rng: np.random.Generator) -> None:
 # -- 3. fused == two-step ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("gamma", [1.0, 0.95])
+@pytest.mark.parametrize("kind", ["tabular", "linear"])
+def test_fused_totals_on_long_episodes(rng: np.random.Generator, kind: str, gamma: float) -> None:
+    # Episodes of 1..40 steps: the fused totals' reward-to-go cuts an episode of 16 steps or more
+    # into segments (TrajectoryScorer::add_reward_to_go) and shorter ones not; both must give the
+    # two-step gradient, whose reward-to-go comes from a plain NumPy recursion here.
+    mdp = random_mdp(rng, S=16, A=3, successors=3, n_terminal=1, horizon=40, gamma=gamma)
+    pi = _policy(kind, mdp, rng, scale=0.5)
+    n, seed = 4000, 5
+    traj = mdp.sample(pi, n, seed=seed)
+    lengths = traj.lengths
+    assert (lengths < 16).any() and (lengths >= 16).any() and (lengths == 40).any()
+    G = np.zeros_like(traj.rewards)
+    acc = np.zeros(n)
+    for t in range(mdp.horizon - 1, -1, -1):
+        acc = np.where(t < lengths, traj.rewards[:, t] + gamma * acc, 0.0)
+        G[:, t] = acc
+    w = G * gamma ** np.arange(mdp.horizon)
+    two = pg.score(pi, traj, w, per_trajectory=True)
+    rows = two[1]
+    rms = np.sqrt((rows**2).mean(axis=0)).reshape(two[0].shape)
+    for threads in (1, 2):
+        fused = pg.policy_gradient(pi, mdp=mdp, n=n, seed=seed, threads=threads, stderr=False)
+        assert (np.abs(fused.grad - two[0]) <= 1e-12 * rms).all(), np.abs(fused.grad - two[0]).max()
+        assert abs(fused.value - G[:, 0].mean()) <= 1e-12 * np.sqrt((G[:, 0] ** 2).mean())
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("baseline", [None, "exact", "fitted"])
 @pytest.mark.parametrize("kind", ["tabular", "linear"])
@@ -371,6 +398,12 @@ def test_fused_equals_two_step(rng: np.random.Generator, kind: str, baseline: An
         # a relative ~sqrt(N) eps (1 + mean^2 / var) ~ 1e-13 of the variance here (mean^2 < var)
         np.testing.assert_allclose(fused.stderr, two.stderr, rtol=1e-9, atol=0)
         assert fused.value_stderr == pytest.approx(two.value_stderr, rel=1e-9)
+        # without standard errors the fused estimator keeps no per-trajectory rows and, for
+        # reward-to-go without a baseline, adds the weights as it forms them (a regrouped sum)
+        totals = pg.policy_gradient(pi, mdp=mdp, n=n, seed=seed, weights=weights, baseline=b, threads=threads,
+                                    stderr=False)
+        assert (np.abs(totals.grad - two.grad) <= 1e-12 * rms).all(), np.abs(totals.grad - two.grad).max()
+        assert abs(totals.value - two.value) <= 1e-12 * np.sqrt((G**2).mean())
 
 
 # -- 4. hand-computed cases ---------------------------------------------------------------------------

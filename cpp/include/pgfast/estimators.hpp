@@ -110,6 +110,20 @@ class TrajectoryScorer {
     for (std::int64_t t = 0; t < len; ++t) add(s[t], static_cast<std::int32_t>(sa[t] - s[t] * A), w[t]);
   }
 
+  // Totals only (no per-trajectory bookkeeping): adds the reward-to-go weights w_t = gamma^t G_t
+  // of one trajectory at its steps' flat indices sa[t], without writing G_t anywhere; returns G_0.
+  // Cut as suffix_returns cuts it: each segment's recursion L_t = r_t + gamma L_{t+1} starts from
+  // 0 at the segment's end e, the recursions run interleaved and add gamma^t L_t as they go; since
+  // G_t = L_t + gamma^(e - t) G_e, each step t of a segment that is not the last then still gets
+  // gamma^e G_e -- one constant per segment, added in a second pass over the segment's indices.
+  // The recursion and the scatter share one loop (two passes fewer than suffix_returns followed
+  // by add_indexed_steps); the sums are regrouped, so the result agrees up to rounding.
+  double add_reward_to_go(const std::int64_t* sa, const double* r, std::int64_t len, double gamma,
+                          const double* gpow) {
+    return gamma == 1.0 ? add_reward_to_go_impl<true>(sa, r, len, gamma, gpow)
+                        : add_reward_to_go_impl<false>(sa, r, len, gamma, gpow);
+  }
+
   // Closes the current trajectory: adds its gradient to sum / sumsq (and writes it to `row`,
   // n_params entries, when not null), then clears the scratch.
   void finish(double* row) {
@@ -185,6 +199,45 @@ class TrajectoryScorer {
 
   const PolicyTables& pol_;
   bool per_traj_;
+
+  template <bool kUnit>
+  double add_reward_to_go_impl(const std::int64_t* sa, const double* r, std::int64_t len, double gamma,
+                               const double* gpow) {
+    double* g = gz_.data();
+    if (len < kRtgMinLength) {  // one recursion
+      double acc = 0.0;
+      for (std::int64_t t = len - 1; t >= 0; --t) {
+        acc = kUnit ? r[t] + acc : r[t] + gamma * acc;
+        g[sa[t]] += kUnit ? acc : gpow[t] * acc;
+      }
+      return acc;
+    }
+    constexpr std::int64_t K = kRtgSegments;
+    const std::int64_t m = (len + K - 1) / K;  // segments [k m, (k + 1) m), the last shorter
+    const std::int64_t tail = len - (K - 1) * m;  // 1 <= tail <= m
+    double acc[K] = {};
+    auto steps = [&](std::int64_t j, auto segments) {  // step j of the first `segments` recursions
+      for (std::int64_t k = 0; k < decltype(segments)::value; ++k) {
+        const std::int64_t t = k * m + j;
+        acc[k] = kUnit ? r[t] + acc[k] : r[t] + gamma * acc[k];
+        g[sa[t]] += kUnit ? acc[k] : gpow[t] * acc[k];
+      }
+    };
+    for (std::int64_t j = m - 1; j >= tail; --j) steps(j, std::integral_constant<std::int64_t, K - 1>{});
+    for (std::int64_t j = tail - 1; j >= 0; --j) steps(j, std::integral_constant<std::int64_t, K>{});
+    // From the last segment back: G at the start of segment k + 1 is final once segment k + 1's
+    // own carry is known.
+    double next = acc[K - 1];  // G at the start of the last segment
+    for (std::int64_t k = K - 2; k >= 0; --k) {
+      const std::int64_t end = (k + 1) * m;
+      const double c = kUnit ? next : gpow[end] * next;  // gamma^end G_end
+      for (std::int64_t t = k * m; t < end; ++t) g[sa[t]] += c;
+      next = kUnit ? acc[k] + next : acc[k] + gpow[m] * next;  // G_{k m} = L_{k m} + gamma^m G_end
+    }
+    return next;
+  }
+  static constexpr std::int64_t kRtgMinLength = 16, kRtgSegments = 4;
+
   // C(s) = sum_a c(s, a), summed when a row is closed (not kept per step: one store less per step).
   double row_sum(std::int64_t s) const {
     const double* c = gz_.data() + s * pol_.A;
@@ -362,7 +415,8 @@ class FusedSink {
   FusedSink(const PolicyTables& pol, const WeightSpec& spec, const double* gpow, std::int64_t H, bool per_trajectory)
       : scorer(pol, per_trajectory), spec_(spec), gpow_(gpow), H_(H), A_(pol.A),
         s_(static_cast<std::size_t>(Lanes * H)), sa_(static_cast<std::size_t>(Lanes * H)),
-        r_(static_cast<std::size_t>(Lanes * H)), w_(static_cast<std::size_t>(H)) {
+        r_(static_cast<std::size_t>(Lanes * H)), w_(static_cast<std::size_t>(H)),
+        rtg_only_(!per_trajectory && spec.kind == WeightKind::RewardToGo && spec.baseline == BaselineKind::None) {
     for (int k = Lanes - 1; k >= 0; --k) free_.push_back(k);
   }
   int begin(std::int64_t, std::int32_t) {
@@ -379,12 +433,17 @@ class FusedSink {
   void end(int k, std::int64_t, std::int64_t len, std::int32_t) {
     const std::int32_t* s = s_.data() + k * H_;
     const std::int64_t* sa = sa_.data() + k * H_;
-    const double G = trajectory_weights(s, r_.data() + k * H_, len, spec_, gpow_, w_.data());
+    double G;
+    if (rtg_only_) {
+      G = scorer.add_reward_to_go(sa, r_.data() + k * H_, len, spec_.gamma, gpow_);
+    } else {
+      G = trajectory_weights(s, r_.data() + k * H_, len, spec_, gpow_, w_.data());
+      scorer.add_indexed_steps(s, sa, w_.data(), len);
+      scorer.finish(nullptr);
+    }
     return_sum += G;
     return_sumsq += G * G;
     steps += len;
-    scorer.add_indexed_steps(s, sa, w_.data(), len);
-    scorer.finish(nullptr);
     free_.push_back(k);
   }
 
@@ -400,6 +459,7 @@ class FusedSink {
   std::vector<std::int64_t> sa_;  // and their flat indices s * A + a
   std::vector<double> r_, w_;
   std::vector<int> free_;
+  bool rtg_only_;  // reward-to-go without baseline, totals only: TrajectoryScorer::add_reward_to_go
 };
 
 // Forwards a Sink's calls to an object that outlives the rollout (simulate() copies its sinks).
