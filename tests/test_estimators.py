@@ -344,10 +344,12 @@ def test_variance_reduction_measured(rng: np.random.Generator) -> None:
 
 @pytest.mark.parametrize("gamma", [1.0, 0.95])
 @pytest.mark.parametrize("kind", ["tabular", "linear"])
-def test_fused_totals_on_long_episodes(rng: np.random.Generator, kind: str, gamma: float) -> None:
-    # Episodes of 1..40 steps: the fused totals' reward-to-go cuts an episode of 16 steps or more
-    # into segments (TrajectoryScorer::add_reward_to_go) and shorter ones not; both must give the
-    # two-step gradient, whose reward-to-go comes from a plain NumPy recursion here.
+def test_totals_on_long_episodes(rng: np.random.Generator, kind: str, gamma: float) -> None:
+    # Episodes of 1..40 steps. Without standard errors, reward-to-go weights (no baseline; the time
+    # baseline on a stored batch) are added as they are formed, an episode of 16 steps or more cut
+    # into segments (TrajectoryScorer::add_reward_to_go), shorter ones not. Both must give the
+    # gradient of the explicit weights: here a reward-to-go from a plain NumPy recursion, and for
+    # the time baseline the per-trajectory path (stderr=True), which writes the weights out.
     mdp = random_mdp(rng, S=16, A=3, successors=3, n_terminal=1, horizon=40, gamma=gamma)
     pi = _policy(kind, mdp, rng, scale=0.5)
     n, seed = 4000, 5
@@ -367,6 +369,14 @@ def test_fused_totals_on_long_episodes(rng: np.random.Generator, kind: str, gamm
         fused = pg.policy_gradient(pi, mdp=mdp, n=n, seed=seed, threads=threads, stderr=False)
         assert (np.abs(fused.grad - two[0]) <= 1e-12 * rms).all(), np.abs(fused.grad - two[0]).max()
         assert abs(fused.value - G[:, 0].mean()) <= 1e-12 * np.sqrt((G[:, 0] ** 2).mean())
+        stored = pg.policy_gradient(pi, traj, threads=threads, stderr=False)
+        assert (np.abs(stored.grad - two[0]) <= 1e-12 * rms).all(), np.abs(stored.grad - two[0]).max()
+        with_rows = pg.policy_gradient(pi, traj, baseline="time", threads=threads, per_trajectory=True)
+        rows_t = with_rows.per_trajectory
+        assert rows_t is not None
+        rms_t = np.sqrt((rows_t**2).mean(axis=0)).reshape(with_rows.grad.shape)
+        totals = pg.policy_gradient(pi, traj, baseline="time", threads=threads, stderr=False)
+        assert (np.abs(totals.grad - with_rows.grad) <= 1e-12 * rms_t).all(), np.abs(totals.grad - with_rows.grad).max()
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -56,6 +56,38 @@ def test_extreme_logits_are_exact_and_finite() -> None:
     assert (acts == 0).all()
 
 
+def _check_softmax_accuracy() -> None:
+    """pgfast's softmax (its own vectorised exp) against NumPy's, logits 0.1 to 1000 apart: every
+    probability within a few units in the last place, the subnormal ones within one unit of
+    2^-1074, the ones below that exactly 0; log-probabilities exactly z - logsumexp(z)."""
+    rng = np.random.default_rng(3)
+    z = np.concatenate([rng.normal(size=(3000, 8)) * sc for sc in (0.1, 1.0, 30.0, 300.0, 1000.0)])
+    z[:, 1] = z[:, 0] - rng.uniform(700.0, 750.0, len(z))  # exp near and below the subnormal range
+    pi = pg.TabularSoftmax(*z.shape, theta=z)
+    p, q = pi.probs(), _np_softmax(z)
+    normal = q >= np.finfo(float).tiny
+    np.testing.assert_allclose(p[normal], q[normal], rtol=8 * np.finfo(float).eps, atol=0.0)
+    assert np.abs(p[~normal] - q[~normal]).max() <= 2 * 5e-324  # rounding of e and of e / sum
+    assert (p[q == 0.0] == 0.0).all() and (~normal).sum() > 1000 and (q == 0.0).sum() > 100
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=8 * np.finfo(float).eps)
+
+
+def test_softmax_accuracy() -> None:
+    _check_softmax_accuracy()
+
+
+def test_softmax_accuracy_without_avx2() -> None:
+    # The same on the code for any x86-64 (a CPU with AVX2 + FMA runs a copy compiled for them
+    # unless PGFAST_NO_AVX2 is set; read once per process, hence a fresh interpreter).
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PGFAST_NO_AVX2="1")
+    code = "import sys; sys.path.insert(0, sys.argv[1]); import test_policy; test_policy._check_softmax_accuracy()"
+    subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__)], env=env, check=True, timeout=120)
+
+
 def test_log_prob_gathers_any_shape(rng: np.random.Generator) -> None:
     pi = pg.TabularSoftmax(5, 3, theta=rng.normal(size=(5, 3)))
     s = rng.integers(0, 5, size=(4, 6))

@@ -49,7 +49,7 @@ def _joint_alias(mdp: pg.FiniteMDP, probs: np.ndarray, s: int) -> tuple[int, lis
 
     def put(j: int, q: float, other: int) -> None:
         full = q >= 1.0
-        thr[j] = 2**64 - 1 if full else (0 if q <= 0.0 else int(q * 2.0**64))
+        thr[j] = 2**64 - 1 if full else (0 if q <= 0.0 else 2 * int(q * 2.0**63))  # ~q 2^64, lowest bit 0
         alias[j] = beg + (j if full else other)
 
     while small and large:

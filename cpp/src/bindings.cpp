@@ -687,16 +687,17 @@ void bind_estimators(py::module_& m) {
         est::BatchResult res;
         std::vector<double> rtg_sum;
         std::vector<std::int64_t> rtg_count;
-        std::vector<double> time_alpha, time_beta;
+        std::vector<double> time_alpha, time_beta, time_u;
         StopToken stop(python_interrupted);
         bool ok;
         {
           py::gil_scoped_release release;
           if (spec.baseline == est::BaselineKind::LeaveOneOutMean || spec.baseline == est::BaselineKind::LeaveOneOutTime) {
             est::loo_statistics(b.rewards, b.lengths, b.N, b.H, gamma, spec.return_sum, rtg_sum, rtg_count);
-            est::loo_time_coefficients(rtg_sum, rtg_count, powers(gamma, b.H).data(), time_alpha, time_beta);
+            est::loo_time_coefficients(rtg_sum, rtg_count, powers(gamma, b.H).data(), time_alpha, time_beta, time_u);
             spec.time_alpha = time_alpha.data();
             spec.time_beta = time_beta.data();
+            spec.time_u = time_u.data();
           }
           ok = est::score_batch(b.states, b.actions, b.rewards, w, b.lengths, b.N, b.H, pol, spec, threads, stop, res,
                                 rows_ptr, sumsq || per_trajectory);

@@ -110,18 +110,29 @@ class TrajectoryScorer {
     for (std::int64_t t = 0; t < len; ++t) add(s[t], static_cast<std::int32_t>(sa[t] - s[t] * A), w[t]);
   }
 
-  // Totals only (no per-trajectory bookkeeping): adds the reward-to-go weights w_t = gamma^t G_t
-  // of one trajectory at its steps' flat indices sa[t], without writing G_t anywhere; returns G_0.
+  // Totals only (no per-trajectory bookkeeping): adds one trajectory's reward-to-go weights
+  //   w_t = gamma^t G_t                     (time = null: no baseline), or
+  //   w_t = gamma^t u_t G_t - time->beta_t  (the leave-one-out time baseline, u_t = 1 + k_t)
+  // at its steps' flat indices idx(t), without writing G_t anywhere; returns G_0.
   // Cut as suffix_returns cuts it: each segment's recursion L_t = r_t + gamma L_{t+1} starts from
-  // 0 at the segment's end e, the recursions run interleaved and add gamma^t L_t as they go; since
-  // G_t = L_t + gamma^(e - t) G_e, each step t of a segment that is not the last then still gets
-  // gamma^e G_e -- one constant per segment, added in a second pass over the segment's indices.
-  // The recursion and the scatter share one loop (two passes fewer than suffix_returns followed
-  // by add_indexed_steps); the sums are regrouped, so the result agrees up to rounding.
-  double add_reward_to_go(const std::int64_t* sa, const double* r, std::int64_t len, double gamma,
-                          const double* gpow) {
-    return gamma == 1.0 ? add_reward_to_go_impl<true>(sa, r, len, gamma, gpow)
-                        : add_reward_to_go_impl<false>(sa, r, len, gamma, gpow);
+  // 0 at the segment's end e, the recursions run interleaved and add gamma^t u_t L_t - beta_t as
+  // they go; since G_t = L_t + gamma^(e - t) G_e, each step t of a segment that is not the last
+  // then still gets u_t gamma^e G_e, one constant per segment times u_t, added in a second pass
+  // over the segment's indices. The recursion and the scatter share one loop (two passes fewer
+  // than suffix_returns, the weights and add_steps); the sums are regrouped, so the result agrees
+  // up to rounding.
+  struct TimeTerms {
+    const double *alpha, *u, *beta;  // alpha_t = gamma^t u_t
+  };
+  template <class Index>
+  double add_reward_to_go(Index idx, const double* r, std::int64_t len, double gamma, const double* gpow,
+                          const TimeTerms* time = nullptr) {
+    if (time) {
+      return gamma == 1.0 ? add_reward_to_go_impl<true, true>(idx, r, len, gamma, gpow, *time)
+                          : add_reward_to_go_impl<false, true>(idx, r, len, gamma, gpow, *time);
+    }
+    return gamma == 1.0 ? add_reward_to_go_impl<true, false>(idx, r, len, gamma, gpow, TimeTerms{})
+                        : add_reward_to_go_impl<false, false>(idx, r, len, gamma, gpow, TimeTerms{});
   }
 
   // Closes the current trajectory: adds its gradient to sum / sumsq (and writes it to `row`,
@@ -200,15 +211,23 @@ class TrajectoryScorer {
   const PolicyTables& pol_;
   bool per_traj_;
 
-  template <bool kUnit>
-  double add_reward_to_go_impl(const std::int64_t* sa, const double* r, std::int64_t len, double gamma,
-                               const double* gpow) {
+  template <bool kUnit, bool kTime, class Index>
+  double add_reward_to_go_impl(Index idx, const double* r, std::int64_t len, double gamma, const double* gpow,
+                               const TimeTerms& tt) {
     double* g = gz_.data();
+    auto weight = [&](std::int64_t t, double L) {  // gamma^t u_t L - beta_t
+      if constexpr (kTime) {
+        return tt.alpha[t] * L - tt.beta[t];
+      } else {
+        return kUnit ? L : gpow[t] * L;
+      }
+    };
+    auto times_gamma = [gamma](double x) { return kUnit ? x : gamma * x; };
     if (len < kRtgMinLength) {  // one recursion
       double acc = 0.0;
       for (std::int64_t t = len - 1; t >= 0; --t) {
-        acc = kUnit ? r[t] + acc : r[t] + gamma * acc;
-        g[sa[t]] += kUnit ? acc : gpow[t] * acc;
+        acc = r[t] + times_gamma(acc);
+        g[idx(t)] += weight(t, acc);
       }
       return acc;
     }
@@ -219,8 +238,8 @@ class TrajectoryScorer {
     auto steps = [&](std::int64_t j, auto segments) {  // step j of the first `segments` recursions
       for (std::int64_t k = 0; k < decltype(segments)::value; ++k) {
         const std::int64_t t = k * m + j;
-        acc[k] = kUnit ? r[t] + acc[k] : r[t] + gamma * acc[k];
-        g[sa[t]] += kUnit ? acc[k] : gpow[t] * acc[k];
+        acc[k] = r[t] + times_gamma(acc[k]);
+        g[idx(t)] += weight(t, acc[k]);
       }
     };
     for (std::int64_t j = m - 1; j >= tail; --j) steps(j, std::integral_constant<std::int64_t, K - 1>{});
@@ -231,7 +250,11 @@ class TrajectoryScorer {
     for (std::int64_t k = K - 2; k >= 0; --k) {
       const std::int64_t end = (k + 1) * m;
       const double c = kUnit ? next : gpow[end] * next;  // gamma^end G_end
-      for (std::int64_t t = k * m; t < end; ++t) g[sa[t]] += c;
+      if constexpr (kTime) {
+        for (std::int64_t t = k * m; t < end; ++t) g[idx(t)] += tt.u[t] * c;
+      } else {
+        for (std::int64_t t = k * m; t < end; ++t) g[idx(t)] += c;
+      }
       next = kUnit ? acc[k] + next : acc[k] + gpow[m] * next;  // G_{k m} = L_{k m} + gamma^m G_end
     }
     return next;
@@ -271,6 +294,7 @@ struct WeightSpec {
   std::int64_t n = 0;
   const double* time_alpha = nullptr;  // (H,) from loo_time_coefficients
   const double* time_beta = nullptr;
+  const double* time_u = nullptr;      // alpha_t / gamma^t
 };
 
 // Weights w[0..len) of one trajectory (states s, rewards r); returns its discounted return G_0.
@@ -309,42 +333,50 @@ inline double trajectory_weights(const std::int32_t* s, const double* r, std::in
 }
 
 // The leave-one-out time baseline as w_t = alpha_t G_t - beta_t: with k_t = 1 / (count_t - 1)
-// (0 when no other trajectory runs at t), alpha_t = gamma^t (1 + k_t), beta_t = gamma^t sum_t k_t.
+// (0 when no other trajectory runs at t), alpha_t = gamma^t u_t with u_t = 1 + k_t, beta_t = gamma^t sum_t k_t.
 inline void loo_time_coefficients(const std::vector<double>& rtg_sum, const std::vector<std::int64_t>& rtg_count,
-                                  const double* gpow, std::vector<double>& alpha, std::vector<double>& beta) {
+                                  const double* gpow, std::vector<double>& alpha, std::vector<double>& beta,
+                                  std::vector<double>& u) {
   const std::size_t H = rtg_sum.size();
   alpha.assign(H, 0.0);
   beta.assign(H, 0.0);
+  u.assign(H, 0.0);
   for (std::size_t t = 0; t < H; ++t) {
     const std::int64_t others = rtg_count[t] - 1;
     const double k = others > 0 ? 1.0 / static_cast<double>(others) : 0.0;
+    u[t] = 1.0 + k;
     alpha[t] = gpow[t] * (1.0 + k);
     beta[t] = gpow[t] * rtg_sum[t] * k;
   }
 }
 
 // Batch statistics for the leave-one-out baselines: sum of returns, per-t sums/counts of the
-// reward-to-go over running trajectories.
+// reward-to-go over running trajectories. No trajectory's reward-to-go is formed: a trajectory
+// that has ended by t has G_t = 0, so sum_i G_{i,t} = sum_{t' >= t} gamma^(t'-t) R_t' with
+// R_t' = sum_i r_{i,t'} over the trajectories running at t' (column sums: independent adds, where
+// per-trajectory recursions wait on each other), and sum_i G_i = rtg_sum[0].
 inline void loo_statistics(const double* rewards, const std::int32_t* lengths, std::int64_t N, std::int64_t H,
                            double gamma, double& return_sum, std::vector<double>& rtg_sum,
                            std::vector<std::int64_t>& rtg_count) {
-  return_sum = 0.0;
   rtg_sum.assign(static_cast<std::size_t>(H), 0.0);
   rtg_count.assign(static_cast<std::size_t>(H), 0);
-  const std::vector<double> gpow = powers(gamma, H);
-  std::vector<double> g(static_cast<std::size_t>(std::max<std::int64_t>(H, 1)));
   std::vector<std::int64_t> ends(static_cast<std::size_t>(H + 1), 0);  // trajectories per length
+  double* R = rtg_sum.data();  // column sums first
   for (std::int64_t i = 0; i < N; ++i) {
     const std::int64_t len = lengths[i];
-    return_sum += suffix_returns(rewards + i * H, len, gamma, gpow.data(), g.data());
-    for (std::int64_t t = 0; t < len; ++t) rtg_sum[t] += g[t];
+    const double* r = rewards + i * H;
+    for (std::int64_t t = 0; t < len; ++t) R[t] += r[t];
     ++ends[len];
   }
+  double acc = 0.0;
   std::int64_t running = 0;  // count_t = #{i : len_i > t}
   for (std::int64_t t = H - 1; t >= 0; --t) {
+    acc = R[t] + gamma * acc;
+    R[t] = acc;
     running += ends[t + 1];
     rtg_count[t] = running;
   }
+  return_sum = acc;
 }
 
 struct BatchResult {
@@ -369,6 +401,11 @@ inline bool score_batch(const std::int32_t* states, const std::int32_t* actions,
   for (int k = 0; k < threads; ++k) scorers.emplace_back(pol, sumsq);
   std::vector<double> rsum(static_cast<std::size_t>(threads), 0.0), rsq(static_cast<std::size_t>(threads), 0.0);
   const std::vector<double> gpow = powers(spec.gamma, H);
+  // Totals of reward-to-go weights without a baseline or with the time baseline: no weights array.
+  const bool rtg_totals = !sumsq && spec.kind == WeightKind::RewardToGo &&
+                          (spec.baseline == BaselineKind::None || spec.baseline == BaselineKind::LeaveOneOutTime);
+  const TrajectoryScorer::TimeTerms time{spec.time_alpha, spec.time_u, spec.time_beta};
+  const std::int64_t A = pol.A;
   const bool ok = run_workers(
       threads,
       [&](int wk, StopToken& st) {
@@ -383,6 +420,12 @@ inline bool score_batch(const std::int32_t* states, const std::int32_t* actions,
           double G = 0.0;
           if (spec.kind == WeightKind::Explicit) {
             for (std::int64_t t = len - 1; t >= 0; --t) G = rewards[i * H + t] + spec.gamma * G;
+          } else if (rtg_totals) {  // weights formed and added in one pass (add_reward_to_go)
+            G = sc.add_reward_to_go([s, a, A](std::int64_t t) { return s[t] * A + a[t]; }, rewards + i * H, len,
+                                    spec.gamma, gpow.data(), spec.baseline == BaselineKind::None ? nullptr : &time);
+            rsum[wk] += G;
+            rsq[wk] += G * G;
+            continue;
           } else {
             G = trajectory_weights(s, rewards + i * H, len, spec, gpow.data(), wbuf.data());
           }
@@ -435,7 +478,7 @@ class FusedSink {
     const std::int64_t* sa = sa_.data() + k * H_;
     double G;
     if (rtg_only_) {
-      G = scorer.add_reward_to_go(sa, r_.data() + k * H_, len, spec_.gamma, gpow_);
+      G = scorer.add_reward_to_go([sa](std::int64_t t) { return sa[t]; }, r_.data() + k * H_, len, spec_.gamma, gpow_);
     } else {
       G = trajectory_weights(s, r_.data() + k * H_, len, spec_, gpow_, w_.data());
       scorer.add_indexed_steps(s, sa, w_.data(), len);

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "pgfast/policy.hpp"
+#include "pgfast/vexp.hpp"
 
 namespace pgfast::mlp {
 
@@ -37,60 +38,18 @@ enum class Activation { Tanh, Relu };
 //   |x| >= 1/32:  sign(x) (1 - e) / (1 + e),  e = exp(-2 |x|) in (0, 1]   (no overflow)
 //   |x| <  1/32:  the Taylor series x - x^3/3 + 2x^5/15 - 17x^7/315 + 62x^9/2835, whose next term
 //                 is below 1e-17 |x| there (the quotient above loses relative accuracy near 0).
-//   exp(y), y = -2|x| clamped to [-80, 0] (below, e < 1e-34 and the quotient rounds to 1):
-//                 y = k ln 2 + r with k = round(y / ln 2), |r| <= ln(2) / 2 (ln 2 in two parts),
-//                 exp(y) = 2^k p(r), p the degree-13 Taylor polynomial of exp (truncation error
-//                 below 5e-18), 2^k built in the exponent bits.
+//   e with y = -2|x| clamped to [-80, 0] (below, e < 1e-34 and the quotient rounds to 1) by
+//                 vexp.hpp's exp.
 // Error a few units in the last place; NaN stays NaN. Branch-free, so that the compiler
-// vectorises the loop; on x86-64 a copy compiled for AVX2 + FMA runs when the CPU has them (the
-// default build targets any x86-64), chosen once at run time (PGFAST_NO_AVX2=1 in the
-// environment keeps the default code).
+// vectorises the loop; an AVX2 + FMA copy runs when the CPU has them (vexp.hpp's use_avx2()).
 namespace detail {
-// GCC if-converts (and so vectorises) the loop's selects only without -ftrapping-math; the
-// loop raises no floating-point exception anyone looks at.
-#if defined(__GNUC__) && !defined(__clang__)
-#define PGFAST_VECTORISABLE __attribute__((optimize("no-trapping-math")))
-#else
-#define PGFAST_VECTORISABLE
-#endif
-#if defined(__GNUC__)
-#define PGFAST_ALWAYS_INLINE inline __attribute__((always_inline)) PGFAST_VECTORISABLE
-#else
-#define PGFAST_ALWAYS_INLINE inline
-#endif
 PGFAST_ALWAYS_INLINE void tanh_loop(double* __restrict x, std::int64_t n) {
-  constexpr double kLog2e = 1.4426950408889634, kLn2Hi = 0.6931471803691238, kLn2Lo = 1.9082149292705877e-10;
-  constexpr double kShift = 0x1.8p52;  // adding it rounds to an integer held in the low mantissa bits
-  std::uint64_t shift_bits;
-  std::memcpy(&shift_bits, &kShift, sizeof shift_bits);
   for (std::int64_t i = 0; i < n; ++i) {
     const double v = x[i];
     const double a = std::fabs(v);
     double y = -2.0 * a;
     y = y < -80.0 ? -80.0 : y;  // NaN stays NaN
-    const double kd = y * kLog2e + kShift;
-    const double k = kd - kShift;
-    const double r = (y - k * kLn2Hi) - k * kLn2Lo;
-    double p = 1.0 / 6227020800.0;  // 1/13!
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
-    std::uint64_t kb;
-    std::memcpy(&kb, &kd, sizeof kb);
-    const std::uint64_t scale_bits = (kb - shift_bits + 1023u) << 52;  // 2^k, k in [-116, 0]
-    double scale;
-    std::memcpy(&scale, &scale_bits, sizeof scale);
-    const double e = p * scale;
+    const double e = pgfast::detail::exp_nonpositive(y);
     const double t = (1.0 - e) / (1.0 + e);
     const double x2 = v * v;
     const double taylor =
@@ -99,16 +58,8 @@ PGFAST_ALWAYS_INLINE void tanh_loop(double* __restrict x, std::int64_t n) {
     x[i] = a < 1.0 / 32.0 ? taylor : big;
   }
 }
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(_M_X64)) && !defined(__AVX2__)
-#define PGFAST_AVX2_KERNELS 1
+#ifdef PGFAST_AVX2_KERNELS
 __attribute__((target("avx2,fma"))) PGFAST_VECTORISABLE inline void tanh_avx2(double* x, std::int64_t n) { tanh_loop(x, n); }
-// The CPU has AVX2 and FMA, and the environment variable PGFAST_NO_AVX2 is not set (the tests
-// set it to run the default code on a machine that has them).
-inline bool cpu_has_avx2_fma() {
-  static const bool yes =
-      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && std::getenv("PGFAST_NO_AVX2") == nullptr;
-  return yes;
-}
 // C (m, n) += A (m, k) B (k, n) for AVX2 + FMA: a(i, p) = A[i * a_row + p * a_col] (so A may be
 // a transpose), B and C row-major with leading dimensions n. Blocks of 4 rows x 8 columns of C
 // stay in eight 4-wide accumulators over the whole k loop (Eigen's kernel, compiled for the
@@ -156,15 +107,6 @@ inline void gemm_acc(const double*, std::int64_t, std::int64_t, const double*, d
 #endif
 PGFAST_VECTORISABLE inline void tanh_default(double* x, std::int64_t n) { tanh_loop(x, n); }
 }  // namespace detail
-
-// True when the AVX2 + FMA kernels run (see tanh_inplace); otherwise Eigen's products do.
-inline bool use_avx2() {
-#ifdef PGFAST_AVX2_KERNELS
-  return detail::cpu_has_avx2_fma();
-#else
-  return false;
-#endif
-}
 
 inline void tanh_inplace(double* x, std::int64_t n) {
 #ifdef PGFAST_AVX2_KERNELS

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <sstream>
@@ -17,6 +18,7 @@
 
 #include "pgfast/categorical.hpp"
 #include "pgfast/rng.hpp"
+#include "pgfast/vexp.hpp"
 
 namespace pgfast {
 
@@ -36,17 +38,30 @@ inline void require_finite(const double* x, std::int64_t n, const char* what) {
 // Row-wise stable softmax of logits (S, A): probs and/or log-probs (either may be null).
 inline void softmax_rows(const double* logits, std::int64_t S, std::int64_t A, double* probs,
                          double* log_probs) {
-  std::vector<double> e(static_cast<std::size_t>(A));
+  // e = exp(z - max_a z) for the whole table at once (one vectorised pass of vexp.hpp's exp), in
+  // probs when wanted, then per row: the sum, the log-sum-exp and the normalisation.
+  std::vector<double> scratch(probs ? 0 : static_cast<std::size_t>(S * A));
+  double* e = probs ? probs : scratch.data();
+  std::vector<double> mx(static_cast<std::size_t>(S));
   for (std::int64_t s = 0; s < S; ++s) {
     const double* z = logits + s * A;
     double m = z[0];
-    for (std::int64_t a = 1; a < A; ++a) m = z[a] > m ? z[a] : m;
+    for (std::int64_t a = 1; a < A; ++a) m = std::max(m, z[a]);  // maxsd, no branch (finite logits)
+    mx[s] = m;
+    for (std::int64_t a = 0; a < A; ++a) e[s * A + a] = z[a] - m;
+  }
+  exp_nonpositive_inplace(e, S * A);
+  for (std::int64_t s = 0; s < S; ++s) {
+    const double* z = logits + s * A;
+    double* es = e + s * A;
     double sum = 0.0;
-    for (std::int64_t a = 0; a < A; ++a) sum += (e[a] = std::exp(z[a] - m));  // one exp per entry
-    const double lse = m + std::log(sum), inv = 1.0 / sum;
-    for (std::int64_t a = 0; a < A; ++a) {
-      if (log_probs) log_probs[s * A + a] = z[a] - lse;
-      if (probs) probs[s * A + a] = e[a] * inv;
+    for (std::int64_t a = 0; a < A; ++a) sum += es[a];
+    const double lse = mx[s] + std::log(sum), inv = 1.0 / sum;
+    if (log_probs) {
+      for (std::int64_t a = 0; a < A; ++a) log_probs[s * A + a] = z[a] - lse;
+    }
+    if (probs) {
+      for (std::int64_t a = 0; a < A; ++a) es[a] *= inv;
     }
   }
 }

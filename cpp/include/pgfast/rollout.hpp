@@ -289,22 +289,12 @@ class JointTable {
   const Slot* slots() const noexcept { return slots_.data(); }
 
  private:
-  // floor(q * 2^64) for 0 <= q < 1, without branches (q is a coin flip around 1/2, and the
-  // double -> uint64 conversion of SSE2 code branches on 2^63): below 1/4 the product fits an
-  // int64; from 1/4 on, q * 2^63 >= 2^61 is an integer, so floor(q * 2^64) = 2 * (q * 2^63).
+  // The column's threshold for keeping its own entry w.p. q, 0 <= q < 1: 2 floor(q 2^63), which
+  // is floor(q 2^64) except that its lowest bit is dropped (q 2^64 is an integer for q >= 2^-11,
+  // and then even); so P(low < thr) is q to within 2^-63. One multiplication and one conversion
+  // (q 2^63 < 2^63 fits an int64), no branch.
   static std::uint64_t threshold(double q) noexcept {
-#if defined(__SSE2__) || defined(_M_X64)
-    // Intrinsics, so that the compiler does not turn the selection back into a branch.
-    const __m128d v = _mm_set_sd(q), quarter = _mm_set_sd(0.25);
-    const auto lo = static_cast<std::uint64_t>(_mm_cvttsd_si64(_mm_mul_sd(_mm_min_sd(v, quarter), _mm_set_sd(0x1.0p64))));
-    const auto hi = static_cast<std::uint64_t>(_mm_cvttsd_si64(_mm_mul_sd(v, _mm_set_sd(0x1.0p63)))) << 1;
-    const auto below = static_cast<std::uint64_t>(_mm_cvtsi128_si64(_mm_castpd_si128(_mm_cmplt_sd(v, quarter))));
-    return (lo & below) | (hi & ~below);
-#else
-    const std::uint64_t lo = static_cast<std::uint64_t>(static_cast<std::int64_t>(std::min(q, 0.25) * 0x1.0p64));
-    const std::uint64_t hi = static_cast<std::uint64_t>(static_cast<std::int64_t>(q * 0x1.0p63)) << 1;
-    return q < 0.25 ? lo : hi;
-#endif
+    return static_cast<std::uint64_t>(static_cast<std::int64_t>(q * 0x1.0p63)) << 1;
   }
 
   const FiniteMDP& mdp_;
