@@ -114,13 +114,12 @@ class TrajectoryScorer {
   //   w_t = gamma^t G_t                     (time = null: no baseline), or
   //   w_t = gamma^t u_t G_t - time->beta_t  (the leave-one-out time baseline, u_t = 1 + k_t)
   // at its steps' flat indices idx(t), without writing G_t anywhere; returns G_0.
-  // Cut as suffix_returns cuts it: each segment's recursion L_t = r_t + gamma L_{t+1} starts from
-  // 0 at the segment's end e, the recursions run interleaved and add gamma^t u_t L_t - beta_t as
-  // they go; since G_t = L_t + gamma^(e - t) G_e, each step t of a segment that is not the last
-  // then still gets u_t gamma^e G_e, one constant per segment times u_t, added in a second pass
-  // over the segment's indices. The recursion and the scatter share one loop (two passes fewer
-  // than suffix_returns, the weights and add_steps); the sums are regrouped, so the result agrees
-  // up to rounding.
+  // On returns.hpp's segmented recursion: each step adds gamma^t u_t L_t - beta_t as its segment's
+  // recursion reaches it; since G_t = L_t + gamma^(e - t) G_e, each step t of a segment that is not
+  // the last then still gets u_t gamma^e G_e, one constant per segment times u_t, added in a second
+  // pass over the segment's indices. The recursion and the scatter share one loop (two passes
+  // fewer than suffix_returns, the weights and add_steps); the sums are regrouped, so the result
+  // agrees up to rounding.
   struct TimeTerms {
     const double *alpha, *u, *beta;  // alpha_t = gamma^t u_t
   };
@@ -215,51 +214,24 @@ class TrajectoryScorer {
   double add_reward_to_go_impl(Index idx, const double* r, std::int64_t len, double gamma, const double* gpow,
                                const TimeTerms& tt) {
     double* g = gz_.data();
-    auto weight = [&](std::int64_t t, double L) {  // gamma^t u_t L - beta_t
-      if constexpr (kTime) {
-        return tt.alpha[t] * L - tt.beta[t];
-      } else {
-        return kUnit ? L : gpow[t] * L;
-      }
-    };
-    auto times_gamma = [gamma](double x) { return kUnit ? x : gamma * x; };
-    if (len < kRtgMinLength) {  // one recursion
-      double acc = 0.0;
-      for (std::int64_t t = len - 1; t >= 0; --t) {
-        acc = r[t] + times_gamma(acc);
-        g[idx(t)] += weight(t, acc);
-      }
-      return acc;
-    }
-    constexpr std::int64_t K = kRtgSegments;
-    const std::int64_t m = (len + K - 1) / K;  // segments [k m, (k + 1) m), the last shorter
-    const std::int64_t tail = len - (K - 1) * m;  // 1 <= tail <= m
-    double acc[K] = {};
-    auto steps = [&](std::int64_t j, auto segments) {  // step j of the first `segments` recursions
-      for (std::int64_t k = 0; k < decltype(segments)::value; ++k) {
-        const std::int64_t t = k * m + j;
-        acc[k] = r[t] + times_gamma(acc[k]);
-        g[idx(t)] += weight(t, acc[k]);
-      }
-    };
-    for (std::int64_t j = m - 1; j >= tail; --j) steps(j, std::integral_constant<std::int64_t, K - 1>{});
-    for (std::int64_t j = tail - 1; j >= 0; --j) steps(j, std::integral_constant<std::int64_t, K>{});
-    // From the last segment back: G at the start of segment k + 1 is final once segment k + 1's
-    // own carry is known.
-    double next = acc[K - 1];  // G at the start of the last segment
-    for (std::int64_t k = K - 2; k >= 0; --k) {
-      const std::int64_t end = (k + 1) * m;
-      const double c = kUnit ? next : gpow[end] * next;  // gamma^end G_end
-      if constexpr (kTime) {
-        for (std::int64_t t = k * m; t < end; ++t) g[idx(t)] += tt.u[t] * c;
-      } else {
-        for (std::int64_t t = k * m; t < end; ++t) g[idx(t)] += c;
-      }
-      next = kUnit ? acc[k] + next : acc[k] + gpow[m] * next;  // G_{k m} = L_{k m} + gamma^m G_end
-    }
-    return next;
+    return detail::segmented_reward_to_go<kUnit>(
+        r, len, gamma, gpow,
+        [&](std::int64_t t, double L) {  // gamma^t u_t L - beta_t
+          if constexpr (kTime) {
+            g[idx(t)] += tt.alpha[t] * L - tt.beta[t];
+          } else {
+            g[idx(t)] += kUnit ? L : gpow[t] * L;
+          }
+        },
+        [&](std::int64_t begin, std::int64_t end, double G_end) {
+          const double c = kUnit ? G_end : gpow[end] * G_end;  // gamma^end G_end
+          if constexpr (kTime) {
+            for (std::int64_t t = begin; t < end; ++t) g[idx(t)] += tt.u[t] * c;
+          } else {
+            for (std::int64_t t = begin; t < end; ++t) g[idx(t)] += c;
+          }
+        });
   }
-  static constexpr std::int64_t kRtgMinLength = 16, kRtgSegments = 4;
 
   // C(s) = sum_a c(s, a), summed when a row is closed (not kept per step: one store less per step).
   double row_sum(std::int64_t s) const {
@@ -345,7 +317,7 @@ inline void loo_time_coefficients(const std::vector<double>& rtg_sum, const std:
     const std::int64_t others = rtg_count[t] - 1;
     const double k = others > 0 ? 1.0 / static_cast<double>(others) : 0.0;
     u[t] = 1.0 + k;
-    alpha[t] = gpow[t] * (1.0 + k);
+    alpha[t] = gpow[t] * u[t];
     beta[t] = gpow[t] * rtg_sum[t] * k;
   }
 }

@@ -101,21 +101,16 @@ __attribute__((target("avx2,fma"))) inline void gemm_acc(const double* A, std::i
     }
   }
 }
-#else
+#else  // never called: use_avx2() is false
+inline void tanh_avx2(double* x, std::int64_t n) { tanh_loop(x, n); }
 inline void gemm_acc(const double*, std::int64_t, std::int64_t, const double*, double*, std::int64_t, std::int64_t,
-                     std::int64_t) {}  // never called: use_avx2() is false
+                     std::int64_t) {}
 #endif
 PGFAST_VECTORISABLE inline void tanh_default(double* x, std::int64_t n) { tanh_loop(x, n); }
 }  // namespace detail
 
 inline void tanh_inplace(double* x, std::int64_t n) {
-#ifdef PGFAST_AVX2_KERNELS
-  if (use_avx2()) {
-    detail::tanh_avx2(x, n);
-    return;
-  }
-#endif
-  detail::tanh_default(x, n);
+  run_elementwise(detail::tanh_avx2, detail::tanh_default, x, n);
 }
 
 // The architecture and the state features (copied): everything but the parameters.

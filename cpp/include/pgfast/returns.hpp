@@ -20,49 +20,63 @@ inline std::vector<double> powers(double gamma, std::int64_t H) {
   return gp;
 }
 
-// The reward-to-go of one trajectory: g[t] = G_t for t < len; returns G_0. gpow[k] = gamma^k
-// for k < len.
+// The recursion G_t = r_t + gamma G_{t+1} of one trajectory, in the shape both its users want:
+// local(t, L) is called once per step t < len with L = L_t, the recursion of t's segment started
+// from 0 at the segment's end; then, from the last segment back, carry(begin, end, G_end) once per
+// segment [begin, end) that is not the last, with the finished G at its end, so that
+// G_t = L_t + gamma^(end - t) G_end. Returns G_0. gpow[k] = gamma^k for k < len.
 //
-// The recursion G_t = r_t + gamma G_{t+1} waits a multiply and an add per step, so a long one is
-// cut in four segments whose recursions run interleaved (each from 0 at its segment's end); then,
-// from the last segment back, each segment adds gamma^(end - t) G_end, with G_end the finished
-// reward-to-go where the next segment starts. Same sums up to rounding (the sum is regrouped).
-// gamma = 1 (undiscounted episodes, the common case) takes a copy of the loops without the
-// multiplications by 1, which are exact, so the result is bit for bit the same, in half the time.
+// The recursion waits a multiply and an add per step, so a long one is cut in kSegments segments
+// whose recursions run interleaved; a short one (below kMinLength) is one segment. gamma = 1
+// (undiscounted episodes, the common case) takes a copy of the loops without the multiplications
+// by 1, which are exact, so the result is bit for bit the same.
 namespace detail {
-template <bool kUnit>
-inline double suffix_returns(const double* r, std::int64_t len, double gamma, const double* gpow, double* g) {
-  constexpr std::int64_t kSegments = 4, kMinLength = 16;
+inline constexpr std::int64_t kSegments = 4, kMinLength = 16;
+
+template <bool kUnit, class Local, class Carry>
+inline double segmented_reward_to_go(const double* r, std::int64_t len, double gamma, const double* gpow,
+                                     Local&& local, Carry&& carry) {
   auto times_gamma = [gamma](double x) { return kUnit ? x : gamma * x; };
   if (len < kMinLength) {
     double acc = 0.0;
     for (std::int64_t t = len - 1; t >= 0; --t) {
       acc = r[t] + times_gamma(acc);
-      g[t] = acc;
+      local(t, acc);
     }
-    return len > 0 ? g[0] : 0.0;
+    return acc;
   }
   const std::int64_t m = (len + kSegments - 1) / kSegments;  // segments [k m, (k + 1) m), the last shorter
   const std::int64_t tail = len - (kSegments - 1) * m;       // 1 <= tail <= m for len >= kMinLength
   double acc[kSegments] = {};
   auto steps = [&](std::int64_t j, auto segments) {  // step j of the first `segments` recursions
     for (int k = 0; k < decltype(segments)::value; ++k) {
-      acc[k] = r[k * m + j] + times_gamma(acc[k]);
-      g[k * m + j] = acc[k];
+      const std::int64_t t = k * m + j;
+      acc[k] = r[t] + times_gamma(acc[k]);
+      local(t, acc[k]);
     }
   };
   for (std::int64_t j = m - 1; j >= tail; --j) steps(j, std::integral_constant<int, kSegments - 1>{});
   for (std::int64_t j = tail - 1; j >= 0; --j) steps(j, std::integral_constant<int, kSegments>{});
-  for (std::int64_t k = kSegments - 2; k >= 0; --k) {  // segment 3 is already final
-    const std::int64_t end = (k + 1) * m;
-    const double next = g[end];
-    if (kUnit) {
-      for (std::int64_t t = k * m; t < end; ++t) g[t] += next;  // gpow[.] = 1
-    } else {
-      for (std::int64_t t = k * m; t < end; ++t) g[t] += gpow[end - t] * next;
-    }
+  double next = acc[kSegments - 1];  // G at the start of the last segment: final
+  for (std::int64_t k = kSegments - 2; k >= 0; --k) {
+    carry(k * m, (k + 1) * m, next);
+    next = kUnit ? acc[k] + next : acc[k] + gpow[m] * next;  // G_{k m} = L_{k m} + gamma^m G_{(k+1) m}
   }
-  return g[0];
+  return next;
+}
+
+// The reward-to-go of one trajectory: g[t] = G_t for t < len; returns G_0.
+template <bool kUnit>
+inline double suffix_returns(const double* r, std::int64_t len, double gamma, const double* gpow, double* g) {
+  return segmented_reward_to_go<kUnit>(
+      r, len, gamma, gpow, [g](std::int64_t t, double L) { g[t] = L; },
+      [g, gpow](std::int64_t begin, std::int64_t end, double G_end) {
+        if (kUnit) {
+          for (std::int64_t t = begin; t < end; ++t) g[t] += G_end;  // gpow[.] = 1
+        } else {
+          for (std::int64_t t = begin; t < end; ++t) g[t] += gpow[end - t] * G_end;
+        }
+      });
 }
 }  // namespace detail
 

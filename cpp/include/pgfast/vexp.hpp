@@ -84,6 +84,11 @@ inline bool cpu_has_avx2_fma() {
 __attribute__((target("avx2,fma"))) PGFAST_VECTORISABLE inline void exp_avx2(double* x, std::int64_t n) { exp_loop(x, n); }
 #endif
 PGFAST_VECTORISABLE inline void exp_default(double* x, std::int64_t n) { exp_loop(x, n); }
+#ifndef PGFAST_AVX2_KERNELS
+inline void exp_avx2(double* x, std::int64_t n) { exp_default(x, n); }  // never called: use_avx2() is false
+#endif
+
+using ElementwiseKernel = void (*)(double*, std::int64_t);
 }  // namespace detail
 
 // True when the AVX2 + FMA copies of the kernels run (exp here, tanh and the matrix products of
@@ -96,15 +101,15 @@ inline bool use_avx2() {
 #endif
 }
 
+// Runs an elementwise kernel on x[0, n): its AVX2 + FMA copy when use_avx2(), else its default.
+inline void run_elementwise(detail::ElementwiseKernel avx2, detail::ElementwiseKernel fallback, double* x,
+                            std::int64_t n) {
+  (use_avx2() ? avx2 : fallback)(x, n);
+}
+
 // x <- exp(x) elementwise, for x <= 0 (the softmax's shifted logits).
 inline void exp_nonpositive_inplace(double* x, std::int64_t n) {
-#ifdef PGFAST_AVX2_KERNELS
-  if (use_avx2()) {
-    detail::exp_avx2(x, n);
-    return;
-  }
-#endif
-  detail::exp_default(x, n);
+  run_elementwise(detail::exp_avx2, detail::exp_default, x, n);
 }
 
 }  // namespace pgfast
