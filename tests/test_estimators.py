@@ -918,3 +918,28 @@ def test_out_of_range_states_in_a_hand_made_batch(entry: str, bad_state: int) ->
 def test_out_of_range_actions_in_a_hand_made_batch(entry: str, bad_action: int) -> None:
     with pytest.raises(ValueError, match="action"):
         _call_on_bad_batch(entry, "actions", bad_action)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("options", [{"stderr": False, "baseline": "time"}, {"stderr": False}, {"baseline": "mean"},
+                                     {"weights": "return", "stderr": False}, {"per_trajectory": True}])
+def test_out_of_range_steps_deep_in_a_large_batch(rng: np.random.Generator, threads: int, options: dict[str, Any]) -> None:
+    """score_batch range-checks each row as it reads it, on every worker: the error still names the
+    first bad step of the batch (whichever worker met a bad row first), and a clean copy of the
+    batch gives the same gradient as before."""
+    mdp = random_mdp(rng, S=6, A=3)
+    pi = random_policy(rng, mdp)
+    traj = mdp.sample(pi, 512, seed=5)
+    good = pg.policy_gradient(pi, traj, threads=threads, **options)
+    for field, rows, value, what in [("states", (200, 130), 6, "state"), ("actions", (400, 70), -1, "action")]:
+        arrays = {"states": traj.states.copy(), "actions": traj.actions.copy()}
+        for i in rows:
+            # the last real step; blocks of 64 rows alternate between the two workers, so the first
+            # bad row is worker 0's for the states (rows 130 | 200) and worker 1's for the actions (70 | 400)
+            arrays[field][i, traj.lengths[i] - 1] = value
+        bad = pg.Trajectories(mdp, arrays["states"], arrays["actions"], traj.rewards, traj.lengths, traj.final_states)
+        first = min(rows)
+        with pytest.raises(ValueError, match=f"trajectory {first}, step {traj.lengths[first] - 1}: .*{what}"):
+            pg.policy_gradient(pi, bad, threads=threads, **options)
+    again = pg.policy_gradient(pi, traj, threads=threads, **options)
+    np.testing.assert_array_equal(again.grad, good.grad)

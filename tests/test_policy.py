@@ -159,3 +159,36 @@ def test_nan_written_into_theta_is_caught() -> None:
     pi.theta[0, 0] = np.nan  # bypasses the setter, e.g. a diverged optimizer
     with pytest.raises(ValueError, match="non-finite"):
         pi.probs()
+
+
+@pytest.mark.parametrize("kind", ["tabular", "linear"])
+def test_the_internal_probability_table_follows_theta(rng: np.random.Generator, kind: str) -> None:
+    """Sampling and the estimators reuse one probability table while theta is unchanged; an
+    in-place update of theta (as the optimizers make) or an assignment must give a new one."""
+    mdp = random_mdp(rng, S=5, A=3)
+    if kind == "tabular":
+        pi: pg.SoftmaxPolicy = pg.TabularSoftmax(5, 3, theta=rng.normal(size=(5, 3)))
+    else:
+        pi = pg.LinearSoftmax(rng.normal(size=(5, 3, 4)), rng.normal(size=4))
+    t0 = pi._probs_table()
+    assert pi._probs_table() is t0  # reused
+    assert not t0.flags.writeable  # and nobody can change it behind theta's back
+    public = pi.probs()
+    assert public.flags.writeable and public is not t0
+    public[:] = 0.0  # the caller's own copy
+    np.testing.assert_array_equal(pi._probs_table(), t0)
+    traj0 = mdp.sample(pi, 50, seed=3)
+    pi.theta += 0.7 * rng.normal(size=pi.theta.shape)  # in place
+    t1 = pi._probs_table()
+    assert t1 is not t0
+    np.testing.assert_array_equal(t1, pi.probs())
+    assert not np.allclose(t1, t0)
+    fresh = pg.TabularSoftmax(5, 3, theta=pi.logits())  # same probabilities, no cache history
+    traj1 = mdp.sample(pi, 50, seed=3)
+    np.testing.assert_array_equal(traj1.actions, mdp.sample(fresh, 50, seed=3).actions)
+    assert not np.array_equal(traj1.actions, traj0.actions)
+    g = pg.policy_gradient(pi, traj1, stderr=False).grad
+    np.testing.assert_allclose(pg.score(pi, traj1, traj1.reward_to_go() * mdp.gamma ** np.arange(mdp.horizon)),
+                               g, rtol=1e-12, atol=1e-14)
+    pi.theta = np.zeros(pi.theta.shape)  # assignment copies into theta: also seen
+    np.testing.assert_allclose(pi._probs_table(), 1.0 / 3.0, rtol=1e-15)

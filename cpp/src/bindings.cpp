@@ -583,36 +583,38 @@ struct Batch {
   std::int64_t N, H;
 };
 
-Batch check_trajectories(const carray<std::int32_t>& states, const carray<std::int32_t>& actions,
-                         const carray<double>& rewards, const carray<std::int32_t>& lengths, std::int64_t S,
-                         std::int64_t A) {
+Batch batch_view(const carray<std::int32_t>& states, const carray<std::int32_t>& actions,
+                 const carray<double>& rewards, const carray<std::int32_t>& lengths) {
   check_batch(rewards, lengths);
   const py::ssize_t N = rewards.shape(0), H = rewards.shape(1);
   require_shape2(states, "states", N, H);
   require_shape2(actions, "actions", N, H);
-  const std::int32_t* s = states.data();
-  const std::int32_t* a = actions.data();
-  const std::int32_t* len = lengths.data();
-  // One unsigned compare per index (negative values wrap above the bound), or-ed over the row
-  // without branches (vectorised); only a bad row is searched for its first bad step.
-  constexpr std::int64_t kMax = std::numeric_limits<std::uint32_t>::max();
-  const auto uS = static_cast<std::uint32_t>(std::min(S, kMax)), uA = static_cast<std::uint32_t>(std::min(A, kMax));
-  for (py::ssize_t i = 0; i < N; ++i) {
-    const std::uint32_t* su = reinterpret_cast<const std::uint32_t*>(s + i * H);
-    const std::uint32_t* au = reinterpret_cast<const std::uint32_t*>(a + i * H);
-    std::uint32_t bad = 0;
-    for (py::ssize_t t = 0; t < len[i]; ++t) bad |= static_cast<std::uint32_t>(su[t] >= uS) | static_cast<std::uint32_t>(au[t] >= uA);
-    if (bad == 0) continue;
-    for (py::ssize_t t = 0; t < len[i]; ++t) {
-      const std::int32_t si = s[i * H + t], ai = a[i * H + t];
-      if (si < 0 || si >= S || ai < 0 || ai >= A) {
+  return {states.data(), actions.data(), rewards.data(), lengths.data(), N, H};
+}
+
+// Throws, naming the first step (in batch order) whose state or action is outside [0, S) x [0, A).
+void check_indices(const Batch& b, std::int64_t S, std::int64_t A) {
+  for (std::int64_t i = 0; i < b.N; ++i) {
+    const std::int32_t* s = b.states + i * b.H;
+    const std::int32_t* a = b.actions + i * b.H;
+    if (est::row_in_range(s, a, b.lengths[i], S, A)) continue;  // only a bad row is searched
+    for (std::int64_t t = 0; t < b.lengths[i]; ++t) {
+      if (s[t] < 0 || s[t] >= S || a[t] < 0 || a[t] >= A) {
         throw std::invalid_argument("trajectory " + std::to_string(i) + ", step " + std::to_string(t) + ": (state, action) = (" +
-                                    std::to_string(si) + ", " + std::to_string(ai) + ") is outside the policy's " +
+                                    std::to_string(s[t]) + ", " + std::to_string(a[t]) + ") is outside the policy's " +
                                     std::to_string(S) + " states and " + std::to_string(A) + " actions");
       }
     }
   }
-  return {s, a, rewards.data(), len, N, H};
+}
+
+// A batch checked for shape and range once.
+Batch check_trajectories(const carray<std::int32_t>& states, const carray<std::int32_t>& actions,
+                         const carray<double>& rewards, const carray<std::int32_t>& lengths, std::int64_t S,
+                         std::int64_t A) {
+  const Batch b = batch_view(states, actions, rewards, lengths);
+  check_indices(b, S, A);
+  return b;
 }
 
 est::PolicyTables policy_tables(const carray<double>& probs, const std::optional<carray<double>>& features,
@@ -661,7 +663,9 @@ void bind_estimators(py::module_& m) {
          const std::string& baseline, const std::optional<carray<double>>& table, bool per_trajectory, int threads,
          bool sumsq, const std::shared_ptr<mlp::Forward>& net) {
         const est::PolicyTables pol = policy_tables(probs, features, net);
-        const Batch b = check_trajectories(states, actions, rewards, lengths, pol.S, pol.A);
+        // Shapes here; the indices are range-checked row by row as score_batch reads them (one
+        // pass over the batch instead of two), and on a bad row check_indices names the first.
+        const Batch b = batch_view(states, actions, rewards, lengths);
         est::WeightSpec spec;
         spec.kind = parse_weights(weights_kind);
         spec.gamma = gamma;
@@ -689,7 +693,7 @@ void bind_estimators(py::module_& m) {
         std::vector<std::int64_t> rtg_count;
         std::vector<double> time_alpha, time_beta, time_u;
         StopToken stop(python_interrupted);
-        bool ok;
+        bool ok = true, out_of_range = false;
         {
           py::gil_scoped_release release;
           if (spec.baseline == est::BaselineKind::LeaveOneOutMean || spec.baseline == est::BaselineKind::LeaveOneOutTime) {
@@ -699,9 +703,14 @@ void bind_estimators(py::module_& m) {
             spec.time_beta = time_beta.data();
             spec.time_u = time_u.data();
           }
-          ok = est::score_batch(b.states, b.actions, b.rewards, w, b.lengths, b.N, b.H, pol, spec, threads, stop, res,
-                                rows_ptr, sumsq || per_trajectory);
+          try {
+            ok = est::score_batch(b.states, b.actions, b.rewards, w, b.lengths, b.N, b.H, pol, spec, threads, stop,
+                                  res, rows_ptr, sumsq || per_trajectory);
+          } catch (const est::IndexOutOfRange&) {
+            out_of_range = true;
+          }
         }
+        if (out_of_range) check_indices(b, pol.S, pol.A);  // throws, naming the first bad step
         if (!ok) throw py::error_already_set();
         py::object rows_obj = rows ? py::object(*rows) : py::none();
         return py::make_tuple(vector_to_numpy(std::move(res.sum), {np}), vector_to_numpy(std::move(res.sumsq), {np}),

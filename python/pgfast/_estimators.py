@@ -67,11 +67,11 @@ class _Tables(NamedTuple):
 def _policy_tables(policy: Any, name: str = "policy") -> _Tables:
     require_instance(policy, SoftmaxPolicy, name, "a pgfast policy (e.g. pgfast.TabularSoftmax)")
     if isinstance(policy, TabularSoftmax):
-        return _Tables(np.ascontiguousarray(policy.probs()), None, None)
+        return _Tables(policy._probs_table(), None, None)
     if isinstance(policy, LinearSoftmax):
-        return _Tables(np.ascontiguousarray(policy.probs()), policy.features, None)
+        return _Tables(policy._probs_table(), policy.features, None)
     if isinstance(policy, MLPSoftmax):
-        return _Tables(np.ascontiguousarray(policy.probs()), None, policy._forward())
+        return _Tables(policy._probs_table(), None, policy._forward())
     raise TypeError(f"estimators support TabularSoftmax, LinearSoftmax and MLPSoftmax, got {type(policy).__name__}")
 
 

@@ -30,6 +30,12 @@ class SoftmaxPolicy:
     _theta: NDArray[np.float64]
     _n_states: int
     _n_actions: int
+    # The probability table of the internal paths (sampling, estimators, exact), kept with a copy
+    # of the theta it was made from: one iteration samples and then estimates at the same theta,
+    # and the second softmax (plus, for a linear policy, the (S A, p) product) is then skipped.
+    # Only the built-in policies, whose logits depend on theta alone, set _caches_probs.
+    _caches_probs = False
+    _probs_cache: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
 
     @property
     def n_states(self) -> int:
@@ -138,7 +144,19 @@ class SoftmaxPolicy:
     def _probs_for(self, mdp: FiniteMDP) -> NDArray[np.float64]:
         """The probability table, after checking the policy fits ``mdp``."""
         self._check_fits(mdp)
-        return self.probs()
+        return self._probs_table()
+
+    def _probs_table(self) -> NDArray[np.float64]:
+        """``probs()`` as a C-contiguous read-only array, reused while theta is unchanged."""
+        if not self._caches_probs:
+            return np.ascontiguousarray(self.probs())
+        c = self._probs_cache
+        if c is not None and np.array_equal(c[0], self._theta):
+            return c[1]
+        p = np.ascontiguousarray(self.probs())
+        p.setflags(write=False)
+        self._probs_cache = (self._theta.copy(), p)
+        return p
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_states={self._n_states}, n_actions={self._n_actions}, n_params={self.n_params})"
@@ -151,6 +169,8 @@ class TabularSoftmax(SoftmaxPolicy):
 
     ``theta`` has shape (S, A); it defaults to zeros (the uniform policy).
     """
+
+    _caches_probs = True
 
     def __init__(self, n_states: int, n_actions: int, theta: ArrayLike | None = None) -> None:
         self._n_states = as_int(n_states, "n_states", minimum=1)
@@ -184,6 +204,8 @@ class LinearSoftmax(SoftmaxPolicy):
 
     ``features`` has shape (S, A, p) (copied, read-only); ``theta`` has shape (p,), zeros by default.
     """
+
+    _caches_probs = True
 
     def __init__(self, features: ArrayLike, theta: ArrayLike | None = None) -> None:
         phi = as_float_array(features, "features", ndim=3)
@@ -256,6 +278,8 @@ class MLPSoftmax(SoftmaxPolicy):
     for a tabular policy, and the estimators and :mod:`pgfast.exact` backpropagate a table of
     logit gradients once per call.
     """
+
+    _caches_probs = True
 
     def __init__(
         self,

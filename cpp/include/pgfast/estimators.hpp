@@ -41,6 +41,26 @@ struct PolicyTables {
   std::int64_t n_params() const { return map ? map->n_params() : features ? p : S * A; }
 };
 
+// Thrown by score_batch on a step whose state or action is outside the policy's tables (it checks
+// each row as it reads it); the caller then names the first bad step (the bindings' check_indices).
+struct IndexOutOfRange : std::invalid_argument {
+  IndexOutOfRange() : std::invalid_argument("a state or action of the batch is outside the policy's tables") {}
+};
+
+// True when 0 <= s[t] < S and 0 <= a[t] < A for every t < len: one unsigned compare per index
+// (negative values wrap above the bound), or-ed over the row without branches (vectorised).
+inline bool row_in_range(const std::int32_t* s, const std::int32_t* a, std::int64_t len, std::int64_t S,
+                         std::int64_t A) noexcept {
+  constexpr std::int64_t kMax = std::numeric_limits<std::uint32_t>::max();
+  const auto uS = static_cast<std::uint32_t>(std::min(S, kMax)), uA = static_cast<std::uint32_t>(std::min(A, kMax));
+  std::uint32_t bad = 0;
+  for (std::int64_t t = 0; t < len; ++t) {
+    bad |= static_cast<std::uint32_t>(static_cast<std::uint32_t>(s[t]) >= uS) |
+           static_cast<std::uint32_t>(static_cast<std::uint32_t>(a[t]) >= uA);
+  }
+  return bad == 0;
+}
+
 // Per-thread accumulator of per-trajectory gradients: sum, sum of squares, optional rows.
 class TrajectoryScorer {
  public:
@@ -356,7 +376,8 @@ struct BatchResult {
   double return_sum = 0.0, return_sumsq = 0.0;
 };
 
-// Per-trajectory gradients of a stored (N, H) batch, reduced over trajectories; `per_traj`
+// Per-trajectory gradients of a stored (N, H) batch, reduced over trajectories (each row's states
+// and actions are range-checked as it is read: IndexOutOfRange, after which nothing is returned); `per_traj`
 // (N, n_params) is written when not null. With `sumsq` = false only the sum is formed (no
 // per-trajectory bookkeeping; out.sumsq stays 0), which needs per_traj == null. Weights come from the rewards (WeightSpec), or from
 // `weights` (N, H) when spec.kind == Explicit.
@@ -388,6 +409,7 @@ inline bool score_batch(const std::int32_t* states, const std::int32_t* actions,
           const std::int32_t* s = states + i * H;
           const std::int32_t* a = actions + i * H;
           const std::int64_t len = lengths[i];
+          if (!row_in_range(s, a, len, pol.S, A)) throw IndexOutOfRange();  // before any of its steps is read
           const double* w = weights ? weights + i * H : wbuf.data();
           double G = 0.0;
           if (spec.kind == WeightKind::Explicit) {
