@@ -768,9 +768,9 @@ void bind_estimators(py::module_& m) {
         std::int64_t steps = 0;
         for (const auto& sk : sinks) {
           steps += sk->steps;
-          for (std::int64_t j = 0; j < np; ++j) {
-            sum[j] += sk->scorer.sum[j];
-            sumsq[j] += sk->scorer.sumsq[j];
+          for (std::int64_t j = 0; j < np; ++j) sum[j] += sk->scorer.sum[j];
+          if (stderr_) {
+            for (std::int64_t j = 0; j < np; ++j) sumsq[j] += sk->scorer.sumsq[j];
           }
           rs += sk->return_sum;
           rq += sk->return_sumsq;

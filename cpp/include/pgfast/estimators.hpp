@@ -73,7 +73,7 @@ class TrajectoryScorer {
         mark_(static_cast<std::size_t>(pol.S), 0),
         gp_(static_cast<std::size_t>(pol.map || pol.features ? pol.n_params() : 0), 0.0),
         sum(static_cast<std::size_t>(pol.n_params()), 0.0),
-        sumsq(static_cast<std::size_t>(pol.n_params()), 0.0) {
+        sumsq(static_cast<std::size_t>(per_trajectory ? pol.n_params() : 0), 0.0) {
     if (pol.features && per_trajectory) {
       // centred features phi(s,a) - sum_a' pi(a'|s) phi(s,a'): a linear score is one row of it
       const std::int64_t A = pol.A, p = pol.p;
@@ -202,17 +202,21 @@ class TrajectoryScorer {
       for (std::int64_t a = 0; a < A; ++a) {
         const std::int64_t k = s * A + a;
         const double v = gz_[k] - C * pol_.probs[k];
-        if (pol_.map) {
+        if (pol_.map || pol_.features) {
           gz_[k] = v;  // the logit gradient table, mapped below
-        } else if (!pol_.features) {
+        } else {
           sum[k] += v;
-        } else if (v != 0.0) {
-          const double* phi = pol_.features + k * pol_.p;
-          for (std::int64_t j = 0; j < pol_.p; ++j) sum[j] += v * phi[j];
         }
       }
     }
-    if (pol_.map) pol_.map->vjp_all(gz_.data(), sum.data());
+    if (pol_.map) {
+      pol_.map->vjp_all(gz_.data(), sum.data());
+    } else if (pol_.features) {  // sum += Phi^T g_z, Phi the (S A, p) feature matrix (one gemv)
+      using RowMajor = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+      const Eigen::Map<const RowMajor> phi(pol_.features, pol_.S * A, pol_.p);
+      Eigen::Map<Eigen::VectorXd>(sum.data(), pol_.p).noalias() +=
+          phi.transpose() * Eigen::Map<const Eigen::VectorXd>(gz_.data(), pol_.S * A);
+    }
   }
 
  private:
@@ -267,7 +271,7 @@ class TrajectoryScorer {
   std::vector<double> gp_, centred_;
 
  public:
-  std::vector<double> sum, sumsq;
+  std::vector<double> sum, sumsq;  // sumsq is empty without per-trajectory bookkeeping
 };
 
 // How the weight of step t of a trajectory is formed from its rewards.
@@ -434,9 +438,9 @@ inline bool score_batch(const std::int32_t* states, const std::int32_t* actions,
   out.sum.assign(static_cast<std::size_t>(np), 0.0);
   out.sumsq.assign(static_cast<std::size_t>(np), 0.0);
   for (int k = 0; k < threads; ++k) {
-    for (std::int64_t j = 0; j < np; ++j) {
-      out.sum[j] += scorers[k].sum[j];
-      out.sumsq[j] += scorers[k].sumsq[j];
+    for (std::int64_t j = 0; j < np; ++j) out.sum[j] += scorers[k].sum[j];
+    if (sumsq) {
+      for (std::int64_t j = 0; j < np; ++j) out.sumsq[j] += scorers[k].sumsq[j];
     }
     out.return_sum += rsum[k];
     out.return_sumsq += rsq[k];
