@@ -389,7 +389,7 @@ inline void store_fence() noexcept {
 // of microseconds to wake) builds fewer chunks instead of holding the others up at a barrier.
 class BuildChunks {
  public:
-  static constexpr std::int64_t kEntriesPerChunk = 4096;
+  static constexpr std::int64_t kEntriesPerChunk = 1024;
 
   BuildChunks(const FiniteMDP& mdp, int threads) {
     const std::int32_t S = mdp.n_states();
