@@ -751,32 +751,27 @@ void bind_estimators(py::module_& m) {
         const std::int64_t blocks = (n + kTrajectoryBlock - 1) / kTrajectoryBlock;
         if (threads > blocks) threads = static_cast<int>(blocks);
         const std::vector<double> gpow = powers(gamma, H);
-        std::vector<std::unique_ptr<est::FusedSink<kLanes>>> sinks;
-        for (int k = 0; k < threads; ++k) sinks.emplace_back(new est::FusedSink<kLanes>(pol, spec, gpow.data(), H, stderr_));
+        using Sink = est::FusedSink<kLanes>;
+        // Each worker makes its own sink, so that its buffers and tables are first touched (and
+        // cached) on the core that fills them; the sinks outlive the run for the reduction.
+        std::vector<std::unique_ptr<Sink>> sinks(static_cast<std::size_t>(threads));
         StopToken stop(python_interrupted);
         bool ok;
+        Sink::Totals res;
         {
           py::gil_scoped_release release;
-          ok = simulate(mdp, probs.data(), n, seed, threads,
-                        [&](int w) { return est::SinkRef<est::FusedSink<kLanes>>{sinks[w].get()}; }, stop,
-                        /*static_split=*/true);
+          ok = simulate(
+              mdp, probs.data(), n, seed, threads,
+              [&](int w) {
+                sinks[w] = std::make_unique<Sink>(pol, spec, gpow.data(), H, stderr_);
+                return est::SinkRef<Sink>{sinks[w].get()};
+              },
+              stop, /*static_split=*/true);
+          if (ok) res = Sink::reduce(sinks, np, stderr_);
         }
         if (!ok) throw py::error_already_set();
-        for (auto& sk : sinks) sk->scorer.total();
-        std::vector<double> sum(static_cast<std::size_t>(np), 0.0), sumsq(static_cast<std::size_t>(np), 0.0);
-        double rs = 0.0, rq = 0.0;
-        std::int64_t steps = 0;
-        for (const auto& sk : sinks) {
-          steps += sk->steps;
-          for (std::int64_t j = 0; j < np; ++j) sum[j] += sk->scorer.sum[j];
-          if (stderr_) {
-            for (std::int64_t j = 0; j < np; ++j) sumsq[j] += sk->scorer.sumsq[j];
-          }
-          rs += sk->return_sum;
-          rq += sk->return_sumsq;
-        }
-        return py::make_tuple(vector_to_numpy(std::move(sum), {np}), vector_to_numpy(std::move(sumsq), {np}), rs, rq,
-                              steps);
+        return py::make_tuple(vector_to_numpy(std::move(res.sum), {np}), vector_to_numpy(std::move(res.sumsq), {np}),
+                              res.return_sum, res.return_sumsq, res.steps);
       },
       py::arg("mdp"), py::arg("probs").noconvert(), py::arg("features").noconvert(), py::arg("n"), py::arg("seed"),
       py::arg("weights_kind"), py::arg("gamma"), py::arg("baseline"), py::arg("table").noconvert(), py::arg("threads"),

@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -191,6 +192,14 @@ class TrajectoryScorer {
     } else {
       flush_params(row);
     }
+  }
+
+  // Without per-trajectory bookkeeping: adds another scorer's accumulated logit table to this one's
+  // (before total()), so that a policy whose map is costly (the MLP's backward pass over all
+  // states) maps the workers' summed table once instead of once per worker.
+  void merge_logits(const TrajectoryScorer& other) {
+    if (per_traj_) return;
+    for (std::size_t k = 0; k < gz_.size(); ++k) gz_[k] += other.gz_[k];
   }
 
   // Without per-trajectory bookkeeping: maps the accumulated logit table to `sum`.
@@ -457,7 +466,8 @@ class FusedSink {
       : scorer(pol, per_trajectory), spec_(spec), gpow_(gpow), H_(H), A_(pol.A),
         s_(static_cast<std::size_t>(Lanes * H)), sa_(static_cast<std::size_t>(Lanes * H)),
         r_(static_cast<std::size_t>(Lanes * H)), w_(static_cast<std::size_t>(H)),
-        rtg_only_(!per_trajectory && spec.kind == WeightKind::RewardToGo && spec.baseline == BaselineKind::None) {
+        rtg_only_(!per_trajectory && spec.kind == WeightKind::RewardToGo && spec.baseline == BaselineKind::None),
+        maps_later_(!per_trajectory && pol.map != nullptr) {
     for (int k = Lanes - 1; k >= 0; --k) free_.push_back(k);
   }
   int begin(std::int64_t, std::int32_t) {
@@ -487,6 +497,45 @@ class FusedSink {
     steps += len;
     free_.push_back(k);
   }
+  // After the worker's last trajectory, on its thread: the totals of a tabular or linear policy
+  // (an MLP's are merged across workers first, FusedSink::reduce).
+  void close() {
+    if (!maps_later_) scorer.total();
+  }
+
+  // The sums of all workers' sinks (each closed): their totals, and for an MLP policy without
+  // per-trajectory bookkeeping the merged logit table mapped once.
+  struct Totals {
+    std::vector<double> sum, sumsq;
+    double return_sum = 0.0, return_sumsq = 0.0;
+    std::int64_t steps = 0;
+  };
+  static Totals reduce(const std::vector<std::unique_ptr<FusedSink>>& sinks, std::int64_t n_params, bool sumsq) {
+    Totals out;
+    out.sum.assign(static_cast<std::size_t>(n_params), 0.0);
+    out.sumsq.assign(static_cast<std::size_t>(n_params), 0.0);
+    FusedSink* first = nullptr;
+    for (const auto& sk : sinks) {
+      if (!sk) continue;
+      if (!first) {
+        first = sk.get();
+      } else if (sk->maps_later_) {
+        first->scorer.merge_logits(sk->scorer);
+      }
+    }
+    if (first && first->maps_later_) first->scorer.total();
+    for (const auto& sk : sinks) {
+      if (!sk) continue;
+      for (std::int64_t j = 0; j < n_params; ++j) out.sum[j] += sk->scorer.sum[j];
+      if (sumsq) {
+        for (std::int64_t j = 0; j < n_params; ++j) out.sumsq[j] += sk->scorer.sumsq[j];
+      }
+      out.return_sum += sk->return_sum;
+      out.return_sumsq += sk->return_sumsq;
+      out.steps += sk->steps;
+    }
+    return out;
+  }
 
   TrajectoryScorer scorer;
   double return_sum = 0.0, return_sumsq = 0.0;
@@ -501,6 +550,7 @@ class FusedSink {
   std::vector<double> r_, w_;
   std::vector<int> free_;
   bool rtg_only_;  // reward-to-go without baseline, totals only: TrajectoryScorer::add_reward_to_go
+  bool maps_later_;  // an MLP's totals: the logit table is mapped once, after the workers' are merged
 };
 
 // Forwards a Sink's calls to an object that outlives the rollout (simulate() copies its sinks).
@@ -512,6 +562,7 @@ struct SinkRef {
     target->step(k, i, t, s, a, r);
   }
   void end(int k, std::int64_t i, std::int64_t len, std::int32_t f) { target->end(k, i, len, f); }
+  void close() { target->close(); }
 };
 
 // Importance-sampling weights for data from a behaviour policy (section 4.3): from the per-step

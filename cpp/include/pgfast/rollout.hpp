@@ -16,7 +16,8 @@
 //
 // A Sink receives the steps: k = begin(i, s0) returns a slot number k < kLanes that identifies
 // trajectory i in the calls that follow, step(k, i, t, s, a, r), end(k, i, length, final_state).
-// A slot is free again once end() returns.
+// A slot is free again once end() returns; close() follows the worker's last end(), on the
+// worker's thread (a sink finishes its sums there, next to its data).
 // The storing sink writes the padded (N, H) batch; later sinks accumulate estimators instead.
 #pragma once
 
@@ -452,6 +453,7 @@ bool simulate_with(const FiniteMDP& mdp, const double* probs, std::int64_t n, st
         IndexStream source(queue, st, w);
         auto sink = make_sink(w);
         simulate_stream<Slot, Rows>(mdp, table.slots(), key, source, sink);
+        sink.close();
         store_fence();
       },
       stop);
@@ -575,6 +577,7 @@ struct StoreSink {
     final_states[i] = final_state;
     free_.push_back(k);
   }
+  void close() noexcept {}
 
   // Internal state (public so that StoreSink stays an aggregate: StoreSink{states, ..., H}).
   std::int32_t* ds_[kLanes] = {};  // where slot k's steps go: its output row or its staging row
