@@ -121,7 +121,7 @@ class TrajectoryScorer {
 
   // add_steps() with the steps' flat indices sa[t] = s[t] * A + a[t] (the fused estimator stores
   // those, which saves the totals' loop a load and a multiplication per step).
-  void add_indexed_steps(const std::int32_t* s, const std::int64_t* sa, const double* w, std::int64_t len) {
+  void add_indexed_steps(const std::int32_t* s, const std::uint32_t* sa, const double* w, std::int64_t len) {
     if (!per_traj_) {
       double* g = gz_.data();
       for (std::int64_t t = 0; t < len; ++t) g[sa[t]] += w[t];
@@ -459,15 +459,25 @@ inline bool score_batch(const std::int32_t* states, const std::int32_t* actions,
 
 // Fused estimator: a rollout sink that keeps each running trajectory in a slot buffer and, when
 // it ends, forms its weights and adds its gradient. Memory O(kLanes H + n_params) per worker.
+//
+// The buffers are written at every step of the rollout's tight loop and share the L1 cache with
+// the logit table the finished trajectories are added to, so they are kept small: flat indices
+// s * A + a as 32 bits, and the states only where the weights need them (not for reward-to-go
+// totals without a baseline). Random MDP, N = 1024: 0.86 -> 0.76 ms per call.
 template <int Lanes>
 class FusedSink {
  public:
   FusedSink(const PolicyTables& pol, const WeightSpec& spec, const double* gpow, std::int64_t H, bool per_trajectory)
       : scorer(pol, per_trajectory), spec_(spec), gpow_(gpow), H_(H), A_(pol.A),
-        s_(static_cast<std::size_t>(Lanes * H)), sa_(static_cast<std::size_t>(Lanes * H)),
-        r_(static_cast<std::size_t>(Lanes * H)), w_(static_cast<std::size_t>(H)),
         rtg_only_(!per_trajectory && spec.kind == WeightKind::RewardToGo && spec.baseline == BaselineKind::None),
         maps_later_(!per_trajectory && pol.map != nullptr) {
+    if (pol.S * pol.A > static_cast<std::int64_t>(std::numeric_limits<std::uint32_t>::max())) {
+      throw std::invalid_argument("the fused estimator needs n_states * n_actions < 2^32");
+    }
+    if (!rtg_only_) s_.resize(static_cast<std::size_t>(Lanes * H));
+    sa_.resize(static_cast<std::size_t>(Lanes * H));
+    r_.resize(static_cast<std::size_t>(Lanes * H));
+    w_.resize(static_cast<std::size_t>(H));
     for (int k = Lanes - 1; k >= 0; --k) free_.push_back(k);
   }
   int begin(std::int64_t, std::int32_t) {
@@ -477,17 +487,18 @@ class FusedSink {
   }
   void step(int k, std::int64_t, std::int64_t t, std::int32_t s, std::int32_t a, double r) {
     const std::int64_t o = k * H_ + t;
-    s_[o] = s;
-    sa_[o] = s * A_ + a;
+    if (!rtg_only_) s_[o] = s;
+    sa_[o] = static_cast<std::uint32_t>(s * A_ + a);
     r_[o] = r;
   }
   void end(int k, std::int64_t, std::int64_t len, std::int32_t) {
-    const std::int32_t* s = s_.data() + k * H_;
-    const std::int64_t* sa = sa_.data() + k * H_;
+    const std::uint32_t* sa = sa_.data() + k * H_;
     double G;
     if (rtg_only_) {
-      G = scorer.add_reward_to_go([sa](std::int64_t t) { return sa[t]; }, r_.data() + k * H_, len, spec_.gamma, gpow_);
+      G = scorer.add_reward_to_go([sa](std::int64_t t) { return static_cast<std::int64_t>(sa[t]); }, r_.data() + k * H_,
+                                  len, spec_.gamma, gpow_);
     } else {
+      const std::int32_t* s = s_.data() + k * H_;
       G = trajectory_weights(s, r_.data() + k * H_, len, spec_, gpow_, w_.data());
       scorer.add_indexed_steps(s, sa, w_.data(), len);
       scorer.finish(nullptr);
@@ -545,8 +556,8 @@ class FusedSink {
   const WeightSpec& spec_;
   const double* gpow_;
   std::int64_t H_, A_;
-  std::vector<std::int32_t> s_;   // states of the running trajectories
-  std::vector<std::int64_t> sa_;  // and their flat indices s * A + a
+  std::vector<std::int32_t> s_;   // states of the running trajectories (empty when rtg_only_)
+  std::vector<std::uint32_t> sa_;  // and their flat indices s * A + a
   std::vector<double> r_, w_;
   std::vector<int> free_;
   bool rtg_only_;  // reward-to-go without baseline, totals only: TrajectoryScorer::add_reward_to_go
