@@ -194,13 +194,26 @@ class TrajectoryScorer {
     }
   }
 
-  // Without per-trajectory bookkeeping: adds another scorer's accumulated logit table to this one's
-  // (before total()), so that a policy whose map is costly (the MLP's backward pass over all
-  // states) maps the workers' summed table once instead of once per worker.
-  void merge_logits(const TrajectoryScorer& other) {
-    if (per_traj_) return;
-    for (std::size_t k = 0; k < gz_.size(); ++k) gz_[k] += other.gz_[k];
+  // Per worker, on its thread, after its last trajectory: total(), except for an MLP policy
+  // without per-trajectory bookkeeping, whose map is a backward pass over all states: its
+  // workers' logit tables are summed and mapped once instead (merge_and_map).
+  void close() {
+    if (!maps_later()) total();
   }
+  // After the workers (each closed; null entries skipped): the deferred totals.
+  static void merge_and_map(const std::vector<TrajectoryScorer*>& scorers) {
+    TrajectoryScorer* first = nullptr;
+    for (TrajectoryScorer* sc : scorers) {
+      if (!sc || !sc->maps_later()) continue;
+      if (!first) {
+        first = sc;
+      } else {
+        for (std::size_t k = 0; k < first->gz_.size(); ++k) first->gz_[k] += sc->gz_[k];
+      }
+    }
+    if (first) first->total();
+  }
+  bool maps_later() const noexcept { return !per_traj_ && pol_.map != nullptr; }
 
   // Without per-trajectory bookkeeping: maps the accumulated logit table to `sum`.
   void total() {
@@ -402,9 +415,8 @@ inline bool score_batch(const std::int32_t* states, const std::int32_t* actions,
   if (per_traj && !sumsq) throw std::invalid_argument("per-trajectory rows need the per-trajectory mode");
   threads = std::max(1, std::min<int>(threads, static_cast<int>((N + 63) / 64)));
   BlockQueue queue(N, 64, threads);  // static split: the same sums on every run
-  std::vector<TrajectoryScorer> scorers;
-  scorers.reserve(static_cast<std::size_t>(threads));
-  for (int k = 0; k < threads; ++k) scorers.emplace_back(pol, sumsq);
+  // made by each worker on its own thread, so that its tables are first touched on that core
+  std::vector<std::unique_ptr<TrajectoryScorer>> scorers(static_cast<std::size_t>(threads));
   std::vector<double> rsum(static_cast<std::size_t>(threads), 0.0), rsq(static_cast<std::size_t>(threads), 0.0);
   const std::vector<double> gpow = powers(spec.gamma, H);
   // Totals of reward-to-go weights without a baseline or with the time baseline: no weights array.
@@ -415,7 +427,8 @@ inline bool score_batch(const std::int32_t* states, const std::int32_t* actions,
   const bool ok = run_workers(
       threads,
       [&](int wk, StopToken& st) {
-        TrajectoryScorer& sc = scorers[wk];
+        scorers[wk] = std::make_unique<TrajectoryScorer>(pol, sumsq);
+        TrajectoryScorer& sc = *scorers[wk];
         std::vector<double> wbuf(static_cast<std::size_t>(std::max<std::int64_t>(H, 1)));
         IndexStream source(queue, st, wk);
         for (std::int64_t i; (i = source.next()) >= 0;) {
@@ -441,15 +454,20 @@ inline bool score_batch(const std::int32_t* states, const std::int32_t* actions,
           sc.add_steps(s, a, w, len);
           sc.finish(per_traj ? per_traj + i * np : nullptr);
         }
-        sc.total();
+        sc.close();
       },
       stop);
   out.sum.assign(static_cast<std::size_t>(np), 0.0);
   out.sumsq.assign(static_cast<std::size_t>(np), 0.0);
+  if (!ok) return false;
+  std::vector<TrajectoryScorer*> all;
+  for (const auto& sc : scorers) all.push_back(sc.get());
+  TrajectoryScorer::merge_and_map(all);
   for (int k = 0; k < threads; ++k) {
-    for (std::int64_t j = 0; j < np; ++j) out.sum[j] += scorers[k].sum[j];
+    if (!scorers[k]) continue;
+    for (std::int64_t j = 0; j < np; ++j) out.sum[j] += scorers[k]->sum[j];
     if (sumsq) {
-      for (std::int64_t j = 0; j < np; ++j) out.sumsq[j] += scorers[k].sumsq[j];
+      for (std::int64_t j = 0; j < np; ++j) out.sumsq[j] += scorers[k]->sumsq[j];
     }
     out.return_sum += rsum[k];
     out.return_sumsq += rsq[k];
@@ -469,8 +487,7 @@ class FusedSink {
  public:
   FusedSink(const PolicyTables& pol, const WeightSpec& spec, const double* gpow, std::int64_t H, bool per_trajectory)
       : scorer(pol, per_trajectory), spec_(spec), gpow_(gpow), H_(H), A_(pol.A),
-        rtg_only_(!per_trajectory && spec.kind == WeightKind::RewardToGo && spec.baseline == BaselineKind::None),
-        maps_later_(!per_trajectory && pol.map != nullptr) {
+        rtg_only_(!per_trajectory && spec.kind == WeightKind::RewardToGo && spec.baseline == BaselineKind::None) {
     if (pol.S * pol.A > static_cast<std::int64_t>(std::numeric_limits<std::uint32_t>::max())) {
       throw std::invalid_argument("the fused estimator needs n_states * n_actions < 2^32");
     }
@@ -508,14 +525,10 @@ class FusedSink {
     steps += len;
     free_.push_back(k);
   }
-  // After the worker's last trajectory, on its thread: the totals of a tabular or linear policy
-  // (an MLP's are merged across workers first, FusedSink::reduce).
-  void close() {
-    if (!maps_later_) scorer.total();
-  }
+  // After the worker's last trajectory, on its thread (TrajectoryScorer::close).
+  void close() { scorer.close(); }
 
-  // The sums of all workers' sinks (each closed): their totals, and for an MLP policy without
-  // per-trajectory bookkeeping the merged logit table mapped once.
+  // The sums of all workers' sinks (each closed; null entries skipped).
   struct Totals {
     std::vector<double> sum, sumsq;
     double return_sum = 0.0, return_sumsq = 0.0;
@@ -525,16 +538,9 @@ class FusedSink {
     Totals out;
     out.sum.assign(static_cast<std::size_t>(n_params), 0.0);
     out.sumsq.assign(static_cast<std::size_t>(n_params), 0.0);
-    FusedSink* first = nullptr;
-    for (const auto& sk : sinks) {
-      if (!sk) continue;
-      if (!first) {
-        first = sk.get();
-      } else if (sk->maps_later_) {
-        first->scorer.merge_logits(sk->scorer);
-      }
-    }
-    if (first && first->maps_later_) first->scorer.total();
+    std::vector<TrajectoryScorer*> scorers;
+    for (const auto& sk : sinks) scorers.push_back(sk ? &sk->scorer : nullptr);
+    TrajectoryScorer::merge_and_map(scorers);
     for (const auto& sk : sinks) {
       if (!sk) continue;
       for (std::int64_t j = 0; j < n_params; ++j) out.sum[j] += sk->scorer.sum[j];
@@ -561,7 +567,6 @@ class FusedSink {
   std::vector<double> r_, w_;
   std::vector<int> free_;
   bool rtg_only_;  // reward-to-go without baseline, totals only: TrajectoryScorer::add_reward_to_go
-  bool maps_later_;  // an MLP's totals: the logit table is mapped once, after the workers' are merged
 };
 
 // Forwards a Sink's calls to an object that outlives the rollout (simulate() copies its sinks).
