@@ -28,10 +28,10 @@ Same work: the NumPy yardstick forms the gradient and the mean return, so the ti
 do too (``stderr=False``: no per-trajectory bookkeeping). For information (no target) the run
 also times ``stored_se`` and ``fused_1t_se``, the same calls with pgfast's default
 ``stderr=True`` (per-coordinate standard errors from per-trajectory sums of squares: more work
-than the yardstick does), ``fused_1t_warm`` and ``fused_2t_warm`` (the fused calls, each timed right
-after an untimed identical call, as consecutive training iterations run: the 2T call's pool thread
-is then awake, where in the round-robin it has parked and its idle vCPU takes 0.1-0.6 ms to wake
-on a VM) and, in full runs, the parts of the iterations: ``numpy_sample``
+than the yardstick does), ``fused_1t_warm``, ``fused_2t_warm`` and ``sample_warm`` (each timed
+right after an untimed identical call, as consecutive training iterations run: the 2T call's pool
+thread is then awake, where in the round-robin it has parked and its idle vCPU takes 0.1-0.6 ms
+to wake on a VM, and fused and sample meet the same cache state) and, in full runs, the parts of the iterations: ``numpy_sample``
 (``sample_numpy`` alone) and ``pgfast_score`` (the stored estimator on a batch sampled
 beforehand). (Until 2026-11-25 the targets were judged on the ``_se`` calls.)
 
@@ -105,12 +105,18 @@ DEFAULT_JSON: Path | None = None  # bench/bench_estimators.py saves to bench/res
 VARIANTS = ("numpy", "stored", "fused_1t", "fused_2t", "sample")
 # information, not targets: the same calls with standard errors, and, in full runs, the parts of
 # the iterations
-INFO_VARIANTS = ("stored_se", "fused_1t_se", "fused_1t_warm", "fused_2t_warm", "numpy_sample", "pgfast_score")
+INFO_VARIANTS = (
+    "stored_se", "fused_1t_se", "fused_1t_warm", "fused_2t_warm", "sample_warm", "numpy_sample", "pgfast_score",
+)
 # timed right after an untimed call of their own, as consecutive iterations of a training loop
 # (pgfast.train) run: the pool thread of a 2T call is then awake. In the round-robin the other
 # cases keep only the calling thread busy for milliseconds, and on a VM the idle vCPU of the pool
-# thread takes 0.1-0.6 ms to wake (measured), which the 2T call waits for.
-WARM_VARIANTS = ("fused_1t_warm", "fused_2t_warm")
+# thread takes 0.1-0.6 ms to wake (measured), which the 2T call waits for. The warm pair
+# fused 1T / sample also compares the two in the same cache state, as a check on the
+# round-robin's order (there fused 1T follows the stored iteration, which streams a whole batch
+# through the cache, and sample follows fused 2T): measured, both run ~0.1 ms faster warm on the
+# random MDP at N = 1024 and their ratio is the same (0.85-0.89 both ways, 2026-12-07).
+WARM_VARIANTS = ("fused_1t_warm", "fused_2t_warm", "sample_warm")
 
 
 def _has_stderr_switch() -> bool:
@@ -373,6 +379,7 @@ def _bench_case(
         "fused_1t_se": fused_call(1, True),
         "fused_1t_warm": fused_call(1, False),
         "fused_2t_warm": fused_call(2, False),
+        "sample_warm": sample_call,
     }
     if not quick:
         fixed = mdp.sample(pi, n, seed=7, threads=1)
@@ -471,6 +478,7 @@ def _bench_case(
         "fused_se_vs_numpy": best["numpy"] / best["fused_1t_se"],
         "stored_se_vs_numpy": best["numpy"] / best["stored_se"],
         "fused_2t_vs_1t_warm": best["fused_1t_warm"] / best["fused_2t_warm"],
+        "fused_vs_sample_warm": best["sample_warm"] / best["fused_1t_warm"],
     }
     return {
         "workload": key,
@@ -585,15 +593,17 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         )
     lines += [
         "",
-        ("fused on 1 and 2 threads, each timed call right after an untimed one (consecutive iterations, as in"
-         " pgfast.train: the pool thread is awake; information, not a target)"),
-        f"{'workload':<10} {'N':>6} {'policy':<7} | {'1T ms':>7} {'2T ms':>7} | {'2T/1T':>6}",
+        ("fused on 1 and 2 threads and sample, each timed call right after an untimed one (consecutive"
+         " iterations, as in pgfast.train: caches and the pool thread warm; information, not a target)"),
+        (f"{'workload':<10} {'N':>6} {'policy':<7} | {'1T ms':>7} {'2T ms':>7} {'sample':>7} | {'2T/1T':>6}"
+         f" {'fused/sample':>12}"),
     ]
     for r in rows:
         i, t = r["info_ratios"], r["timings"]
         lines.append(
             f"{r['workload']:<10} {r['n']:>6} {r['policy']:<7} | {_ms(t['fused_1t_warm']['best_seconds'])}"
-            f" {_ms(t['fused_2t_warm']['best_seconds'])} | {i['fused_2t_vs_1t_warm']:>6.2f}"
+            f" {_ms(t['fused_2t_warm']['best_seconds'])} {_ms(t['sample_warm']['best_seconds'])} |"
+            f" {i['fused_2t_vs_1t_warm']:>6.2f} {i['fused_vs_sample_warm']:>12.2f}"
         )
     if any("numpy_sample" in r["timings"] for r in rows):
         lines += [
@@ -649,8 +659,8 @@ def main(
             "baseline='time', threads=1, stderr=False)",
             "fused": "pg.policy_gradient(pi, mdp=mdp, n=N, seed=, threads=1 or 2, stderr=False), baseline None",
             "info_se": "stored_se / fused_1t_se: the same with stderr=True (per-coordinate standard errors; no target)",
-            "info_warm": "fused_1t_warm / fused_2t_warm: the fused calls, each timed right after an untimed identical "
-            "call (consecutive iterations: the pool thread is awake; no target)",
+            "info_warm": "fused_1t_warm / fused_2t_warm / sample_warm: the fused and sample calls, each timed right "
+            "after an untimed identical call (consecutive iterations: caches and the pool thread warm; no target)",
             "sample": "mdp.sample(pi, N, seed=, threads=1)",
             "setup": "per-call policy tables inside the timed calls; MDP-level tables built before timing "
             "(pgfast: with the FiniteMDP; NumPy: SamplerTables)",
