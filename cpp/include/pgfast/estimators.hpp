@@ -62,6 +62,21 @@ inline bool row_in_range(const std::int32_t* s, const std::int32_t* a, std::int6
   return bad == 0;
 }
 
+// row_in_range() that also writes the steps' flat indices idx[t] = s[t] * A + a[t] (S * A < 2^32),
+// in the same vectorised pass: a consumer that reads each index more than once (the reward-to-go
+// recursion and its per-segment pass) then loads one array instead of two and multiplies once.
+inline bool row_indices(const std::int32_t* s, const std::int32_t* a, std::int64_t len, std::int64_t S,
+                        std::int64_t A, std::uint32_t* idx) noexcept {
+  const auto uS = static_cast<std::uint32_t>(S), uA = static_cast<std::uint32_t>(A);
+  std::uint32_t bad = 0;
+  for (std::int64_t t = 0; t < len; ++t) {
+    const auto st = static_cast<std::uint32_t>(s[t]), at = static_cast<std::uint32_t>(a[t]);
+    bad |= static_cast<std::uint32_t>(st >= uS) | static_cast<std::uint32_t>(at >= uA);
+    idx[t] = st * uA + at;
+  }
+  return bad == 0;
+}
+
 // Per-thread accumulator of per-trajectory gradients: sum, sum of squares, optional rows.
 class TrajectoryScorer {
  public:
@@ -424,28 +439,40 @@ inline bool score_batch(const std::int32_t* states, const std::int32_t* actions,
                           (spec.baseline == BaselineKind::None || spec.baseline == BaselineKind::LeaveOneOutTime);
   const TrajectoryScorer::TimeTerms time{spec.time_alpha, spec.time_u, spec.time_beta};
   const std::int64_t A = pol.A;
+  const bool idx32 = pol.S * A <= static_cast<std::int64_t>(std::numeric_limits<std::uint32_t>::max());
   const bool ok = run_workers(
       threads,
       [&](int wk, StopToken& st) {
         scorers[wk] = std::make_unique<TrajectoryScorer>(pol, sumsq);
         TrajectoryScorer& sc = *scorers[wk];
         std::vector<double> wbuf(static_cast<std::size_t>(std::max<std::int64_t>(H, 1)));
+        std::vector<std::uint32_t> ibuf(rtg_totals && idx32 ? wbuf.size() : 0);
         IndexStream source(queue, st, wk);
         for (std::int64_t i; (i = source.next()) >= 0;) {
           const std::int32_t* s = states + i * H;
           const std::int32_t* a = actions + i * H;
           const std::int64_t len = lengths[i];
-          if (!row_in_range(s, a, len, pol.S, A)) throw IndexOutOfRange();  // before any of its steps is read
           const double* w = weights ? weights + i * H : wbuf.data();
           double G = 0.0;
-          if (spec.kind == WeightKind::Explicit) {
-            for (std::int64_t t = len - 1; t >= 0; --t) G = rewards[i * H + t] + spec.gamma * G;
-          } else if (rtg_totals) {  // weights formed and added in one pass (add_reward_to_go)
-            G = sc.add_reward_to_go([s, a, A](std::int64_t t) { return s[t] * A + a[t]; }, rewards + i * H, len,
-                                    spec.gamma, gpow.data(), spec.baseline == BaselineKind::None ? nullptr : &time);
+          if (rtg_totals) {  // weights formed and added in one pass (add_reward_to_go)
+            const TrajectoryScorer::TimeTerms* tt = spec.baseline == BaselineKind::None ? nullptr : &time;
+            if (idx32) {
+              std::uint32_t* ix = ibuf.data();
+              if (!row_indices(s, a, len, pol.S, A, ix)) throw IndexOutOfRange();  // before any step is used
+              G = sc.add_reward_to_go([ix](std::int64_t t) { return static_cast<std::int64_t>(ix[t]); }, rewards + i * H,
+                                      len, spec.gamma, gpow.data(), tt);
+            } else {
+              if (!row_in_range(s, a, len, pol.S, A)) throw IndexOutOfRange();
+              G = sc.add_reward_to_go([s, a, A](std::int64_t t) { return s[t] * A + a[t]; }, rewards + i * H, len,
+                                      spec.gamma, gpow.data(), tt);
+            }
             rsum[wk] += G;
             rsq[wk] += G * G;
             continue;
+          }
+          if (!row_in_range(s, a, len, pol.S, A)) throw IndexOutOfRange();  // before any of its steps is read
+          if (spec.kind == WeightKind::Explicit) {
+            for (std::int64_t t = len - 1; t >= 0; --t) G = rewards[i * H + t] + spec.gamma * G;
           } else {
             G = trajectory_weights(s, rewards + i * H, len, spec, gpow.data(), wbuf.data());
           }
