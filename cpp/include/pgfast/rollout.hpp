@@ -28,6 +28,7 @@
 #include <cstring>
 #include <limits>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "pgfast/mdp.hpp"
@@ -221,8 +222,11 @@ class JointTable {
     const typename Slot::Maker make(mdp_);
     Slot* out = slots_.data();
     auto full = [&](std::int64_t e) { out[e] = make(std::numeric_limits<std::uint64_t>::max(), e, e); };
+    // entry offsets within the state, in CSR order (32 bits where the packed codes already bound
+    // nnz below 2^31)
+    using Offset = std::conditional_t<Slot::kPackedCodes, std::int32_t, std::int64_t>;
     std::vector<double> w;
-    std::vector<std::int32_t> small, large;  // entry offsets within the state, in CSR order
+    std::vector<Offset> small, large;
     for (std::int32_t st = s_begin; st < s_end; ++st) {
       if (terminal[st]) continue;
       const std::int64_t beg = indptr[st * A], n = indptr[(st + 1) * A] - beg;
@@ -232,8 +236,8 @@ class JointTable {
         large.resize(static_cast<std::size_t>(n));
       }
       double* wv = w.data();
-      std::int32_t* sm0 = small.data();
-      std::int32_t* lg0 = large.data();
+      Offset* sm0 = small.data();
+      Offset* lg0 = large.data();
       const double dn = static_cast<double>(n);
       std::int64_t ns = 0, nl = 0, k = 0;
       for (std::int64_t a = 0; a < A; ++a) {  // the entries of row (s, a) all have action a
@@ -242,8 +246,8 @@ class JointTable {
           const double x = (pa * prob[beg + k]) * dn;
           wv[k] = x;
           const std::int64_t is_small = x < 1.0;  // branch-free partition: the test is a coin flip
-          sm0[ns] = static_cast<std::int32_t>(k);
-          lg0[nl] = static_cast<std::int32_t>(k);
+          sm0[ns] = static_cast<Offset>(k);
+          lg0[nl] = static_cast<Offset>(k);
           ns += is_small;
           nl += 1 - is_small;
         }
