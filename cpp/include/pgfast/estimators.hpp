@@ -106,44 +106,17 @@ class TrajectoryScorer {
     }
   }
 
-  void add(std::int32_t s, std::int32_t a, double w) {
-    if (!per_traj_) {
-      gz_[s * pol_.A + a] += w;
-      return;
-    }
-    if (pol_.features && !pol_.map) {  // linear: the score row times w, O(p)
-      const double* c = centred_.data() + (s * pol_.A + a) * pol_.p;
-      for (std::int64_t j = 0; j < pol_.p; ++j) gp_[j] += w * c[j];
-      return;
-    }
-    gz_[s * pol_.A + a] += w;
-    if (!mark_[s]) {
-      mark_[s] = 1;
-      touched_.push_back(s);
-    }
-  }
-
-  // add() over the steps t < len of one trajectory.
+  // Adds the steps t < len of one trajectory with weights w[t]: to the logit table (totals, and
+  // tabular or MLP rows, whose visited states are listed for finish()), or for a linear policy's
+  // rows the score row times the weight (O(p) per step).
   void add_steps(const std::int32_t* s, const std::int32_t* a, const double* w, std::int64_t len) {
-    if (!per_traj_) {  // the hot loop of the totals: pointers held locally (no reloads per step)
-      double* g = gz_.data();
-      const std::int64_t A = pol_.A;
-      for (std::int64_t t = 0; t < len; ++t) g[s[t] * A + a[t]] += w[t];
-      return;
-    }
-    for (std::int64_t t = 0; t < len; ++t) add(s[t], a[t], w[t]);
+    const std::int64_t A = pol_.A;
+    add_steps_at([s, a, A](std::int64_t t) { return s[t] * A + a[t]; }, s, w, len);
   }
-
   // add_steps() with the steps' flat indices sa[t] = s[t] * A + a[t] (the fused estimator stores
   // those, which saves the totals' loop a load and a multiplication per step).
   void add_indexed_steps(const std::int32_t* s, const std::uint32_t* sa, const double* w, std::int64_t len) {
-    if (!per_traj_) {
-      double* g = gz_.data();
-      for (std::int64_t t = 0; t < len; ++t) g[sa[t]] += w[t];
-      return;
-    }
-    const std::int64_t A = pol_.A;
-    for (std::int64_t t = 0; t < len; ++t) add(s[t], static_cast<std::int32_t>(sa[t] - s[t] * A), w[t]);
+    add_steps_at([sa](std::int64_t t) { return static_cast<std::int64_t>(sa[t]); }, s, w, len);
   }
 
   // Totals only (no per-trajectory bookkeeping): adds one trajectory's reward-to-go weights
@@ -191,17 +164,12 @@ class TrajectoryScorer {
       flush_params(row);
     } else if (!pol_.features) {
       if (row) std::fill(row, row + pol_.n_params(), 0.0);
+      double* g = gz_.data();
+      std::uint8_t* mark = mark_.data();
       for (const std::int32_t s : touched_) {
-        const double C = row_sum(s);
-        for (std::int64_t a = 0; a < A; ++a) {
-          const std::int64_t k = s * A + a;
-          const double v = gz_[k] - C * pol_.probs[k];
-          sum[k] += v;
-          sumsq[k] += v * v;
-          if (row) row[k] = v;
-          gz_[k] = 0.0;
-        }
-        mark_[s] = 0;
+        const std::int64_t o = s * A;
+        close_row(g + o, pol_.probs + o, sum.data() + o, sumsq.data() + o, row ? row + o : nullptr, A);
+        mark[s] = 0;
       }
       touched_.clear();
     } else {
@@ -295,11 +263,78 @@ class TrajectoryScorer {
   }
 
   // C(s) = sum_a c(s, a), summed when a row is closed (not kept per step: one store less per step).
-  double row_sum(std::int64_t s) const {
-    const double* c = gz_.data() + s * pol_.A;
-    double C = 0.0;
-    for (std::int64_t a = 0; a < pol_.A; ++a) C += c[a];
-    return C;
+  // add_steps() with the flat index of step t from idx(t); pointers held locally (no reloads per
+  // step), one loop per kind of row.
+  template <class Index>
+  void add_steps_at(Index idx, const std::int32_t* s, const double* w, std::int64_t len) {
+    double* g = gz_.data();
+    if (!per_traj_) {  // the hot loop of the totals
+      for (std::int64_t t = 0; t < len; ++t) g[idx(t)] += w[t];
+      return;
+    }
+    if (pol_.features && !pol_.map) {
+      for (std::int64_t t = 0; t < len; ++t) add_linear(idx(t), w[t]);
+      return;
+    }
+    std::uint8_t* mark = mark_.data();
+    for (std::int64_t t = 0; t < len; ++t) {
+      g[idx(t)] += w[t];
+      if (!mark[s[t]]) {
+        mark[s[t]] = 1;
+        touched_.push_back(s[t]);
+      }
+    }
+  }
+
+  // A linear policy's step (s, a) with flat index k = s * A + a: gp += w (phi(s,a) - E_pi phi(s,.)).
+  void add_linear(std::int64_t k, double w) noexcept { axpy(gp_.data(), w, centred_.data() + k * pol_.p, pol_.p); }
+  // y += w x over n entries, distinct arrays (restrict: vectorised without overlap checks).
+  static void axpy(double* __restrict y, double w, const double* __restrict x, std::int64_t n) noexcept {
+    for (std::int64_t j = 0; j < n; ++j) y[j] += w * x[j];
+  }
+
+  // One visited state's row of a trajectory's tabular gradient: v(a) = c(a) - C pi(a) with
+  // C = sum_a c(a), added to sum and sumsq (and written to row when not null); c is cleared.
+  // The arrays are distinct, and saying so (restrict parameters) lets the loops vectorise without
+  // the run-time overlap checks, which cost more than the loop itself for A = 8 (callgrind: ~190
+  // instructions per visited state before).
+  static void close_row(double* __restrict c, const double* __restrict pi, double* __restrict sum,
+                        double* __restrict sumsq, double* __restrict row, std::int64_t A) noexcept {
+    const double C = sum_of(c, A);
+    if (row) {
+      for (std::int64_t a = 0; a < A; ++a) {
+        const double v = c[a] - C * pi[a];
+        sum[a] += v;
+        sumsq[a] += v * v;
+        row[a] = v;
+        c[a] = 0.0;
+      }
+    } else {
+      for (std::int64_t a = 0; a < A; ++a) {
+        const double v = c[a] - C * pi[a];
+        sum[a] += v;
+        sumsq[a] += v * v;
+        c[a] = 0.0;
+      }
+    }
+  }
+
+  // C(s) of the accumulated logit table.
+  double row_sum(std::int64_t s) const { return sum_of(gz_.data() + s * pol_.A, pol_.A); }
+  // sum_a c[a] as four interleaved partial sums (c[0] + c[4] + ..., c[1] + c[5] + ..., ...) added
+  // pairwise: the per-trajectory path closes a row per visited state, and one running sum over
+  // A = 8 actions was a chain of eight dependent additions per row.
+  static double sum_of(const double* c, std::int64_t A) noexcept {
+    double p0 = 0.0, p1 = 0.0, p2 = 0.0, p3 = 0.0;
+    std::int64_t a = 0;
+    for (; a + 4 <= A; a += 4) {
+      p0 += c[a];
+      p1 += c[a + 1];
+      p2 += c[a + 2];
+      p3 += c[a + 3];
+    }
+    for (; a < A; ++a) p0 += c[a];
+    return (p0 + p1) + (p2 + p3);
   }
 
   std::vector<double> gz_, u_, scratch_;
