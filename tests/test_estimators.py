@@ -301,10 +301,13 @@ def test_variance_reduction_measured(rng: np.random.Generator) -> None:
     # - exact baseline: E[(G_t - b)^2 | s_t] is minimised by b = V_t(s_t) = E[G_t | s_t]; the
     #   reduction E[V_t(s_t)^2 F(s_t)] > 0 since V > 0;
     # - time baseline b_t ~ c_t = E[G_t]: reduction V^2 - (V - c)^2 = c (2 V - c) >= 0 because
-    #   V_t(s) / V_t(s') <= 2 when every reward lies in (1, 2) (plus an O(1/N) leave-one-out term).
+    #   V_t(s) / V_t(s') <= 2 when every reward lies in (1, 2) (plus an O(1/N) leave-one-out term);
+    # - mean baseline with return weights, b ~ c = E[G_0]: the same argument for G_0, whose
+    #   conditional means lie within a factor 2 of each other (G_0 in (H, 2H));
+    # - a ValueBaseline fitted on an independent batch: b_t(s) ~ V_t(s), as the exact baseline.
     # Measured on one batch: D_i = ||x_i^b - mean^b||^2 - ||x_i^a - mean^a||^2 (x the per-trajectory
     # gradients) has mean Var_b - Var_a (total variances); it must exceed k of its standard errors
-    # (one-sided z-test, Bonferroni over the 3 claims).
+    # (one-sided z-test, Bonferroni over the 5 claims).
     S, A, H = 5, 3, 10
     P0 = rng.dirichlet(np.ones(S), size=S)
     P = np.repeat(P0[:, None, :], A, axis=1)
@@ -324,19 +327,70 @@ def test_variance_reduction_measured(rng: np.random.Generator) -> None:
         assert total == pytest.approx(sq.sum() / (N - 1), rel=1e-9)
         return total, sq
 
-    k = _k_one_sided(3)
+    k = _k_one_sided(5)
     v_ret, sq_ret = run(weights="return")
     v_rtg, sq_rtg = run()
     v_exact, sq_exact = run(baseline="exact")
     v_time, sq_time = run(baseline="time")
+    v_mean, sq_mean = run(weights="return", baseline="mean")
+    fitted = pg.ValueBaseline(S, H).fit(mdp.sample(pi, 20_000, seed=32))  # an independent batch
+    v_fit, sq_fit = run(baseline=fitted)
     for label, (va, sa), (vb, sb) in [
         ("reward-to-go < return", (v_rtg, sq_rtg), (v_ret, sq_ret)),
         ("exact baseline < none", (v_exact, sq_exact), (v_rtg, sq_rtg)),
         ("time baseline < none", (v_time, sq_time), (v_rtg, sq_rtg)),
+        ("mean baseline < none (return weights)", (v_mean, sq_mean), (v_ret, sq_ret)),
+        ("fitted ValueBaseline < none", (v_fit, sq_fit), (v_rtg, sq_rtg)),
     ]:
         D = sb - sa
         zstat = D.mean() / (D.std(ddof=1) / np.sqrt(N))
         assert zstat > k, f"{label}: total variances {va:.4g} vs {vb:.4g} (ratio {va / vb:.3f}), z = {zstat:.2f} <= {k:.2f}"
+
+
+def test_leave_one_out_baselines_unbiased_for_batches_of_two(rng: np.random.Generator) -> None:
+    # "mean" and "time" are leave-one-out, so even N = 2 is unbiased: the mean over M independent
+    # pairs of each estimate must agree with the exact gradient within k standard errors of that
+    # mean (its spread over the pairs), Bonferroni over every coordinate of the three estimators.
+    # Power: the baseline that includes the trajectory itself, b = (G_1 + G_2) / 2, gives
+    # E[g] = grad J / 2 at N = 2 (half of each weight is the trajectory's own return), and the same
+    # check must reject it.
+    mdp = random_mdp(rng, S=3, A=2, successors=3, n_terminal=1, horizon=4)
+    pi = random_policy(rng, mdp)
+    exact = pg.exact.gradient(mdp, pi).ravel()
+    M = 6000
+    big = mdp.sample(pi, 2 * M, seed=41)
+    pairs = [pg.Trajectories(mdp, big.states[i : i + 2], big.actions[i : i + 2], big.rewards[i : i + 2],
+                             big.lengths[i : i + 2], big.final_states[i : i + 2]) for i in range(0, 2 * M, 2)]
+    estimates = {
+        name: np.array([pg.policy_gradient(pi, p, stderr=False, **kw).grad.ravel() for p in pairs])
+        for name, kw in {
+            "rtg+mean": {"baseline": "mean"},
+            "return+mean": {"weights": "return", "baseline": "mean"},
+            "rtg+time": {"baseline": "time"},
+        }.items()
+    }
+    rows = pg.policy_gradient(pi, big, weights="return", per_trajectory=True).per_trajectory  # G_i psi_i
+    psi_rows = pg.score(pi, big, np.where(big.mask, 1.0, 0.0), per_trajectory=True)[1]  # psi_i (N = 1 scale)
+    assert rows is not None
+    G = big.returns()
+    n_big = 2 * M
+    # per-trajectory rows of score() are sum_t w psi (not divided by N); the self-including baseline
+    # gives per pair (1/2) sum_i (G_i - (G_1 + G_2) / 2) psi_i
+    r = rows.reshape(M, 2, -1)
+    ps = psi_rows.reshape(M, 2, -1)
+    Gp = G.reshape(M, 2, 1)
+    naive = 0.5 * (r - 0.5 * Gp.sum(axis=1, keepdims=True) * ps).sum(axis=1)
+    assert n_big == rows.shape[0]
+    def max_z(est: np.ndarray) -> float:
+        se = est.std(axis=0, ddof=1) / np.sqrt(M)
+        never = se == 0.0  # parameters of the terminal state: never visited, exactly 0
+        np.testing.assert_array_equal(est.mean(axis=0)[never], exact[never])
+        return float(np.abs((est.mean(axis=0) - exact)[~never] / se[~never]).max())
+
+    k = _k_two_sided(len(estimates) * exact.size)
+    for name, est in estimates.items():
+        assert max_z(est) < k, f"{name} at N = 2: max |z| {max_z(est):.2f} >= {k:.2f}"
+    assert max_z(naive) > k, "the check cannot tell a self-including baseline from a leave-one-out one"
 
 
 # -- 3. fused == two-step ---------------------------------------------------------------------------
@@ -943,3 +997,108 @@ def test_out_of_range_steps_deep_in_a_large_batch(rng: np.random.Generator, thre
             pg.policy_gradient(pi, bad, threads=threads, **options)
     again = pg.policy_gradient(pi, traj, threads=threads, **options)
     np.testing.assert_array_equal(again.grad, good.grad)
+
+
+def test_hand_made_batches_are_checked_when_made() -> None:
+    """Trajectories(...) refuses what would otherwise wrap, truncate or mislead later, naming the array."""
+    mdp, pi, traj = _tiny()
+    parts = {"states": traj.states, "actions": traj.actions, "rewards": traj.rewards, "lengths": traj.lengths,
+             "final_states": traj.final_states}
+
+    def make(**change: Any) -> pg.Trajectories:
+        kw = {**parts, **change}
+        return pg.Trajectories(mdp, kw["states"], kw["actions"], kw["rewards"], kw["lengths"], kw["final_states"])
+
+    # integer input of another width or layout is fine and stored as int32 / float64, C order
+    ok = make(states=traj.states.astype(np.int64), lengths=traj.lengths.astype(np.uint8),
+              rewards=np.asfortranarray(traj.rewards.astype(np.float32)))
+    assert ok.states.dtype == np.int32 and ok.lengths.dtype == np.int32 and ok.rewards.dtype == np.float64
+    assert ok.rewards.flags.c_contiguous
+    _close(ok.returns(), traj.returns())
+    _close(ok.reward_to_go(), traj.reward_to_go())
+    np.testing.assert_array_equal(pg.policy_gradient(pi, ok).grad, pg.policy_gradient(pi, traj).grad)
+    wrapped = traj.states.astype(np.int64)
+    wrapped[0, 0] += 2**32  # would become state 0 again if cast to int32
+    cases: list[tuple[dict[str, Any], type[Exception], str]] = [
+        ({"states": wrapped}, ValueError, "states holds values outside the int32 range"),
+        ({"states": traj.states + 0.5}, TypeError, "states must be an integer array"),
+        ({"lengths": traj.lengths.astype(float)}, TypeError, "lengths must be an integer array"),
+        ({"actions": traj.actions[:, :2]}, ValueError, "actions must have the shape of states"),
+        ({"rewards": traj.rewards[:, :2]}, ValueError, r"rewards must have the shape of states \(N, H\) = \(3, 3\)"),
+        ({"rewards": traj.rewards.astype(str)}, TypeError, "rewards must be a real numeric array"),
+        ({"lengths": traj.lengths[:2]}, ValueError, r"lengths must have shape \(N,\) = \(3,\)"),
+        ({"lengths": np.array([3, 4, 1])}, ValueError, r"lengths\[1\] = 4 is out of range \[0, H = 3\]"),
+        ({"final_states": np.array([1, 2, 3])}, ValueError, r"final_states\[2\] = 3 is not a state"),
+        ({"states": traj.states[0]}, ValueError, "states must be 2-D"),
+    ]
+    nan = traj.rewards.copy()
+    nan[1, 1] = np.nan  # a real step (episode 1 has length 2)
+    cases.append(({"rewards": nan}, ValueError, r"rewards must be finite on the real steps.*trajectory 1, step 1"))
+    for change, exc, msg in cases:
+        with pytest.raises(exc, match=msg):
+            make(**change)
+    past = traj.rewards.copy()
+    past[2, 2] = np.nan  # past the end of episode 2: padding is never read
+    assert np.isfinite(make(rewards=past).returns()).all()
+    with pytest.raises(TypeError, match="mdp must be a pgfast.FiniteMDP"):
+        pg.Trajectories(None, traj.states, traj.actions, traj.rewards, traj.lengths, traj.final_states)  # type: ignore[arg-type]
+
+
+def test_empty_batch_and_other_bad_arguments(rng: np.random.Generator) -> None:
+    mdp, pi, traj = _tiny()
+    empty = pg.Trajectories(mdp, np.zeros((0, 3), np.int32), np.zeros((0, 3), np.int32), np.zeros((0, 3)),
+                            np.zeros(0, np.int32), np.zeros(0, np.int32))
+    beta = _tiny_behaviour()
+    for call in (lambda: pg.policy_gradient(pi, empty), lambda: pg.score(pi, empty, np.zeros((0, 3))),
+                 lambda: pg.off_policy_gradient(pi, beta, empty), lambda: pg.off_policy_value(pi, beta, empty)):
+        with pytest.raises(ValueError, match=r"traj holds no trajectories \(N = 0\)"):
+            call()
+    # flags are True or False, not truthy strings
+    for call in (lambda: pg.off_policy_gradient(pi, beta, traj, per_decision="no"),  # type: ignore[arg-type]
+                 lambda: pg.off_policy_value(pi, beta, traj, self_normalized=1),  # type: ignore[arg-type]
+                 lambda: pg.policy_gradient(pi, traj, stderr="yes"),  # type: ignore[arg-type]
+                 lambda: pg.log_likelihood(mdp, pi, traj, dynamics=0)):  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="must be True or False"):
+            call()
+    with pytest.raises(ValueError, match=r"n must be <= 2\*\*62|n must be <= 4611686018427387904"):
+        pg.policy_gradient(pi, mdp=mdp, n=2**64, seed=0)
+    # a batch whose horizon is not the MDP's cannot take a V_t(s) baseline of the MDP's horizon
+    short = pg.Trajectories(mdp, traj.states[:, :2], traj.actions[:, :2], traj.rewards[:, :2],
+                            np.minimum(traj.lengths, 2), np.array([1, 0, 2], np.int32))
+    for b in ("exact", pg.ValueBaseline(3, 3)):
+        with pytest.raises(ValueError, match="needs a batch of the MDP's horizon H = 3, got a batch of H = 2"):
+            pg.policy_gradient(pi, short, baseline=b)
+    # a linear ValueBaseline without ridge on collinear features
+    big = mdp.sample(pi, 200, seed=3)
+    collinear = np.array([[1.0, 2.0], [2.0, 4.0], [0.5, 1.0]])
+    with pytest.raises(ValueError, match="singular.*ridge > 0"):
+        pg.ValueBaseline(3, 3, features=collinear, ridge=0.0).fit(big)
+    assert pg.off_policy_gradient(pi, beta, traj).n_steps == traj.n_steps
+
+
+@pytest.mark.parametrize("per_decision", [False, True])
+def test_self_normalised_weights_of_ratios_that_underflow(per_decision: bool) -> None:
+    # Log-ratios of about -1500 per trajectory: exp underflows to 0, yet self-normalised weights
+    # are ratios of ratios, and so is the ESS. Reference: the same formulas in NumPy, in log space.
+    rng = np.random.default_rng(7)
+    S, A, H, N = 2, 2, 400, 200
+    P = np.full((S, A, S), 0.5)
+    mdp = pg.FiniteMDP(P, rng.normal(size=(S, A)), [0.5, 0.5], horizon=H)
+    beta = pg.TabularSoftmax(S, A, theta=[[0.0, -4.0], [0.0, -4.0]])
+    pi = pg.TabularSoftmax(S, A, theta=[[-4.0, 0.0], [-4.0, 0.0]])
+    off = mdp.sample(beta, N, seed=2)
+    lr = np.where(off.mask, pi.log_probs()[off.states, off.actions] - beta.log_probs()[off.states, off.actions], 0.0)
+    L = np.cumsum(lr, axis=1)  # (N, H); past the end the full log-ratio
+    assert L[:, -1].max() < -1000  # every ratio underflows
+    disc = np.where(off.mask, off.rewards, 0.0)  # gamma = 1
+    if per_decision:
+        log_norm = np.logaddexp.reduce(L, axis=0) - np.log(N)
+        ref = (disc * np.exp(L - log_norm)).sum(axis=1)
+    else:
+        ref = np.exp(L[:, -1] - (np.logaddexp.reduce(L[:, -1]) - np.log(N))) * disc.sum(axis=1)
+    v = pg.off_policy_value(pi, beta, off, per_decision=per_decision, self_normalized=True)
+    np.testing.assert_allclose(v.value, ref.mean(), rtol=1e-9)
+    np.testing.assert_allclose(v.stderr, ref.std(ddof=1) / np.sqrt(N), rtol=1e-9)
+    w = np.exp(L[:, -1] - L[:, -1].max())
+    np.testing.assert_allclose(v.ess, w.sum() ** 2 / (w * w).sum(), rtol=1e-12)
+    assert np.isfinite(pg.off_policy_gradient(pi, beta, off, per_decision=per_decision, self_normalized=True).grad).all()

@@ -98,6 +98,25 @@ def test_log_prob_gathers_any_shape(rng: np.random.Generator) -> None:
     assert pi.log_prob(np.int64(2), 1).shape == ()
 
 
+def test_log_prob_over_a_padded_batch(rng: np.random.Generator) -> None:
+    # episodes that end early are padded with PAD_INDEX in states and actions: those positions give
+    # 0, so the row sums are the policy part of each trajectory's log-likelihood
+    P = rng.dirichlet(np.ones(4), size=(4, 3))
+    mdp = pg.FiniteMDP(P, rng.normal(size=(4, 3)), [0.5, 0.5, 0.0, 0.0], horizon=12, terminal=[False, False, False, True])
+    pi = pg.TabularSoftmax(4, 3, theta=rng.normal(size=(4, 3)))
+    traj = mdp.sample(pi, 300, seed=1)
+    assert (traj.lengths < traj.horizon).any() and (traj.states == pg.PAD_INDEX).any()
+    lp = pi.log_prob(traj.states, traj.actions)
+    m = traj.mask
+    np.testing.assert_array_equal(lp[m], pi.log_probs()[traj.states[m], traj.actions[m]])
+    np.testing.assert_array_equal(lp[~m], 0.0)
+    np.testing.assert_allclose(lp.sum(axis=1), pg.log_likelihood(mdp, pi, traj, dynamics=False), rtol=1e-12)
+    # a lone -1 (state or action only) is not padding
+    for s, a in (([[0, -1]], [[1, 2]]), ([[0, 1]], [[-1, 2]])):
+        with pytest.raises(ValueError, match="must lie in"):
+            pi.log_prob(np.array(s), np.array(a))
+
+
 def test_theta_is_updated_in_place(rng: np.random.Generator) -> None:
     pi = pg.TabularSoftmax(4, 2)
     ref = pi.theta

@@ -785,21 +785,23 @@ void bind_estimators(py::module_& m) {
         check_batch(rewards, lengths);
         const py::ssize_t N = rewards.shape(0), H = rewards.shape(1);
         require_shape2(log_ratio, "log_ratio", N, H);
-        carray<double> w({N, H}), rho(N), value(N);
+        if (self_normalized && N == 0) throw std::invalid_argument("self-normalised weights need at least one trajectory");
+        carray<double> w({N, H}), log_rho(N), value(N);
         {
           py::gil_scoped_release release;
-          std::vector<double> norm;
-          double norm_rho = 0.0;
+          std::vector<double> log_norm;
+          double log_norm_rho = 0.0;
           if (self_normalized && per_decision) {
-            norm.assign(static_cast<std::size_t>(H), 0.0);
-            est::per_decision_norm(log_ratio.data(), lengths.data(), N, H, norm.data());
+            log_norm.assign(static_cast<std::size_t>(H), 0.0);
+            est::per_decision_log_norm(log_ratio.data(), lengths.data(), N, H, log_norm.data());
           }
-          if (self_normalized && !per_decision) norm_rho = est::mean_ratio(log_ratio.data(), lengths.data(), N, H);
+          if (self_normalized && !per_decision) log_norm_rho = est::log_mean_ratio(log_ratio.data(), lengths.data(), N, H);
           est::importance_weights(rewards.data(), log_ratio.data(), lengths.data(), N, H, gamma, reward_to_go,
-                                  per_decision, norm.empty() ? nullptr : norm.data(), norm_rho, w.mutable_data(),
-                                  rho.mutable_data(), value.mutable_data());
+                                  per_decision, log_norm.empty() ? nullptr : log_norm.data(),
+                                  self_normalized && !per_decision ? &log_norm_rho : nullptr, w.mutable_data(),
+                                  log_rho.mutable_data(), value.mutable_data());
         }
-        return py::make_tuple(w, rho, value);
+        return py::make_tuple(w, log_rho, value);
       },
       py::arg("rewards").noconvert(), py::arg("log_ratio").noconvert(), py::arg("lengths").noconvert(),
       py::arg("gamma"), py::arg("reward_to_go"), py::arg("per_decision"), py::arg("self_normalized"));

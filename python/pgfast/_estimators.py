@@ -18,8 +18,9 @@ from numpy.typing import ArrayLike, NDArray
 from . import _core
 from ._mdp import FiniteMDP
 from ._policy import LinearSoftmax, MLPSoftmax, SoftmaxPolicy, TabularSoftmax
-from ._trajectories import Trajectories
+from ._trajectories import Trajectories, _as_int32
 from ._validation import (
+    as_bool,
     as_float,
     as_float_array,
     as_gamma,
@@ -84,6 +85,8 @@ def _check_traj(traj: Any, policy: SoftmaxPolicy) -> None:
             f"the policy is sized for (n_states, n_actions) = ({policy.n_states}, {policy.n_actions}) "
             f"but the batch comes from an MDP with ({mdp.n_states}, {mdp.n_actions})"
         )
+    if traj.n == 0:
+        raise ValueError("traj holds no trajectories (N = 0); an estimate needs at least one")
     # indices are checked in C++ by score_batch; NumPy-indexed paths call _check_indices first
 
 
@@ -106,12 +109,10 @@ def _check_indices(traj: Trajectories, n_states: int, n_actions: int) -> None:
 
 
 def _batch(traj: Trajectories) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.float64], NDArray[np.int32]]:
-    return (
-        np.ascontiguousarray(traj.states, dtype=np.int32),
-        np.ascontiguousarray(traj.actions, dtype=np.int32),
-        np.ascontiguousarray(traj.rewards, dtype=np.float64),
-        np.ascontiguousarray(traj.lengths, dtype=np.int32),
-    )
+    # checked conversions (no copy for a batch as made): an attribute replaced after construction
+    # must not wrap or truncate silently
+    rewards, lengths = traj._rewards_and_lengths()
+    return _as_int32(traj.states, "states", 2), _as_int32(traj.actions, "actions", 2), rewards, lengths
 
 
 def _gamma(gamma: Any, mdp: FiniteMDP) -> float:
@@ -231,13 +232,19 @@ class ValueBaseline:
             )
         X = psi - psi_mean[t_idx]
         y = g - mean_t[t_idx]
-        w = np.linalg.solve(X.T @ X + self.ridge * np.eye(d), X.T @ y)
+        try:
+            w = np.linalg.solve(X.T @ X + self.ridge * np.eye(d), X.T @ y)
+        except np.linalg.LinAlgError:
+            raise ValueError(
+                "the ValueBaseline's least-squares system is singular (features collinear on the visited "
+                "states); pass ridge > 0"
+            ) from None
         c = mean_t - psi_mean @ w
         return np.ascontiguousarray(c[:, None] + (self.features @ w)[None, :])
 
 
 def _split(traj: Trajectories, idx: NDArray[np.int64]) -> Trajectories:
-    return Trajectories(
+    return Trajectories._trusted(
         traj.mdp,
         traj.states[idx],
         traj.actions[idx],
@@ -321,6 +328,7 @@ def score(
     if not np.all(np.isfinite(w[traj.mask])):
         raise ValueError("weights contains NaN or infinite values")
     w = np.ascontiguousarray(np.where(traj.mask, w, 0.0))
+    per_trajectory = as_bool(per_trajectory, "per_trajectory")
     if per_trajectory:
         check_allocation(8 * traj.n * policy.n_params, "per-trajectory gradients", "use per_trajectory=False")
     sums, _, rows, _, _ = _score_sums(
@@ -386,7 +394,8 @@ def policy_gradient(
     _core.wake_workers(nthreads)  # a parked pool thread wakes while the policy tables are made
     tables = _policy_tables(policy)
     kind = _weights_kind(weights)
-    with_se = bool(stderr)
+    with_se = as_bool(stderr, "stderr")
+    per_trajectory = as_bool(per_trajectory, "per_trajectory")
     if traj is None:
         if mdp is None or n is None:
             raise ValueError("pass a batch traj, or mdp=, n= and seed= for the fused estimator")
@@ -395,7 +404,7 @@ def policy_gradient(
         if per_trajectory:
             raise ValueError("per_trajectory=True needs a stored batch (the fused estimator keeps no trajectories)")
         g = _gamma(gamma, mdp)
-        nn = as_int(n, "n", minimum=1)
+        nn = as_int(n, "n", minimum=1, maximum=2**62)
         bkind, table = _baseline(baseline, policy, mdp, g, kind)
         if bkind in ("mean", "time"):
             raise ValueError(f"baseline={baseline!r} needs the whole batch; the fused estimator takes None, 'exact' or a fitted ValueBaseline")
@@ -409,6 +418,12 @@ def policy_gradient(
         raise ValueError("pass either a batch traj or mdp=, n=, seed= (fused), not both")
     _check_traj(traj, policy)
     g = _gamma(gamma, traj.mdp)
+    needs_table = isinstance(baseline, ValueBaseline) or (isinstance(baseline, str) and baseline == "exact")
+    if needs_table and traj.horizon != traj.mdp.horizon:  # V_t(s) tables have the MDP's horizon
+        raise ValueError(
+            f"baseline={baseline!r} needs a batch of the MDP's horizon H = {traj.mdp.horizon}, "
+            f"got a batch of H = {traj.horizon}"
+        )
     bkind, table = _baseline(baseline, policy, traj.mdp, g, kind)
     if bkind == "mean" and traj.n < 2:
         raise ValueError("baseline='mean' needs at least 2 trajectories (it is leave-one-out)")
@@ -458,7 +473,7 @@ def log_likelihood(mdp: FiniteMDP, policy: SoftmaxPolicy, traj: Trajectories, dy
     logp = np.ascontiguousarray(policy.log_probs())
     s, a, r, ln = _batch(traj)
     fin = np.ascontiguousarray(traj.final_states, dtype=np.int32)
-    return _core.log_likelihood(mdp._mdp, logp, s, a, ln, fin, r, bool(dynamics))
+    return _core.log_likelihood(mdp._mdp, logp, s, a, ln, fin, r, as_bool(dynamics, "dynamics"))
 
 
 def _log_ratio(target: SoftmaxPolicy, behavior: Any, traj: Trajectories) -> NDArray[np.float64]:
@@ -507,7 +522,9 @@ def importance_weights(
     _policy_tables(target, "target")
     _check_traj(traj, target)
     lr = _log_ratio(target, behavior, traj)
-    out: NDArray[np.float64] = np.exp(np.cumsum(lr, axis=1)) if per_decision else np.exp(lr.sum(axis=1))
+    out: NDArray[np.float64] = (
+        np.exp(np.cumsum(lr, axis=1)) if as_bool(per_decision, "per_decision") else np.exp(lr.sum(axis=1))
+    )
     return out
 
 
@@ -519,13 +536,16 @@ def _off_policy(
     kind = _weights_kind(weights)
     g = _gamma(gamma, traj.mdp)
     lr = _log_ratio(target, behavior, traj)
-    w, rho, value = _core.importance_weights(
-        np.ascontiguousarray(traj.rewards, dtype=np.float64), lr, np.ascontiguousarray(traj.lengths, dtype=np.int32),
-        g, kind == "reward_to_go", bool(per_decision), bool(self_normalized),
+    rewards, lengths = traj._rewards_and_lengths()
+    w, log_rho, value = _core.importance_weights(
+        rewards, lr, lengths, g, kind == "reward_to_go", as_bool(per_decision, "per_decision"),
+        as_bool(self_normalized, "self_normalized"),
     )
-    tot = float(rho.sum())
-    ess = tot * tot / float((rho * rho).sum()) if tot > 0 else 0.0
-    return w, rho, value, ess
+    # ESS (sum rho)^2 / sum rho^2 is scale-free: from the ratios over the largest, so that ratios
+    # that underflow (log rho of -1000) still give it
+    scaled = np.exp(log_rho - log_rho.max())
+    ess = float(scaled.sum() ** 2 / (scaled * scaled).sum())
+    return w, log_rho, value, ess
 
 
 def off_policy_gradient(
@@ -554,14 +574,16 @@ def off_policy_gradient(
     ``(N, H)``. The result's ``ess`` is :math:`(\sum\rho_i)^2/\sum\rho_i^2`; ``value`` the
     importance-weighted estimate of J.
     """
-    w, rho, value, ess = _off_policy(target, behavior, traj, weights, per_decision, self_normalized, gamma)
+    w, _, value, ess = _off_policy(target, behavior, traj, weights, per_decision, self_normalized, gamma)
     tables = _policy_tables(target, "target")
+    per_trajectory = as_bool(per_trajectory, "per_trajectory")
     if per_trajectory:
         check_allocation(8 * traj.n * target.n_params, "per-trajectory gradients", "use per_trajectory=False")
     sums, sumsq, rows, _, _ = _score_sums(
         traj, tables, "explicit", w, traj.mdp.gamma, "none", None, per_trajectory, as_threads(threads)
     )
-    return _result(target, traj.n, sums, sumsq, float(value.sum()), float((value * value).sum()), rows, ess)
+    return _result(target, traj.n, sums, sumsq, float(value.sum()), float((value * value).sum()), rows, ess,
+                   n_steps=traj.n_steps)
 
 
 @dataclass(frozen=True)

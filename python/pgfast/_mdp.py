@@ -250,7 +250,7 @@ class FiniteMDP:
         """
         from ._trajectories import Trajectories
 
-        n = as_int(n, "n", minimum=1)
+        n = as_int(n, "n", minimum=1, maximum=2**62)
         seed = as_seed(seed)
         threads = as_threads(threads)
         _core.wake_workers(threads)  # a parked pool thread wakes while the policy table is made
@@ -263,7 +263,7 @@ class FiniteMDP:
             "sample fewer trajectories per call",
         )
         states, actions, rewards, lengths, finals = _core.sample(self._mdp, probs, n, seed, threads)
-        return Trajectories(self, states, actions, rewards, lengths, finals, seed=seed)
+        return Trajectories._trusted(self, states, actions, rewards, lengths, finals, seed=seed)
 
 
 def _check_gamma(gamma: Any) -> float:

@@ -14,7 +14,15 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._validation import as_float_array, as_index_array, as_int, as_seed, check_allocation, require_finite
+from ._trajectories import PAD_INDEX
+from ._validation import (
+    as_float_array,
+    as_index_array,
+    as_int,
+    as_seed,
+    check_allocation,
+    require_finite,
+)
 
 if TYPE_CHECKING:
     from ._mdp import FiniteMDP
@@ -75,10 +83,21 @@ class SoftmaxPolicy:
         return _core.softmax(self.logits())[1]
 
     def log_prob(self, states: ArrayLike, actions: ArrayLike) -> NDArray[np.float64]:
-        r""":math:`\log \pi(a|s)` elementwise for integer arrays of one shape (e.g. a batch (N, H))."""
-        s, a = self._pairs(states, actions)
-        out = _core.gather_log_prob(self.log_probs(), s, a)
-        return out.reshape(np.shape(states))
+        r""":math:`\log \pi(a|s)` elementwise for integer arrays of one shape, e.g. a batch's
+        ``traj.states, traj.actions`` (N, H): positions where both are ``PAD_INDEX`` (-1, past an
+        episode's end) give 0.0, so ``log_prob(...).sum(axis=1)`` is each trajectory's
+        :math:`\sum_t \log\pi(a_t|s_t)`."""
+        s_arr, a_arr = np.asarray(states), np.asarray(actions)
+        if s_arr.shape != a_arr.shape:
+            raise ValueError(f"states and actions must have the same shape, got {s_arr.shape} and {a_arr.shape}")
+        pad = (s_arr == PAD_INDEX) & (a_arr == PAD_INDEX)
+        if pad.any():
+            s_arr, a_arr = np.where(pad, 0, s_arr), np.where(pad, 0, a_arr)  # dtype kept (checked below)
+        s, a = self._pairs(s_arr, a_arr)
+        out = _core.gather_log_prob(self.log_probs(), s, a).reshape(s_arr.shape)
+        if pad.any():
+            out[pad] = 0.0
+        return out
 
     def sample(self, states: ArrayLike, seed: int | None) -> NDArray[np.int32]:
         r"""Actions :math:`a_k \sim \pi(\cdot|s_k)` for an integer array of states (same shape).

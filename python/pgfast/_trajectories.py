@@ -8,7 +8,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _core
-from ._validation import as_gamma
+from ._validation import as_float_array, as_gamma
+
+_INT32 = np.iinfo(np.int32)
 
 if TYPE_CHECKING:
     from ._mdp import FiniteMDP
@@ -35,6 +37,12 @@ class Trajectories:
         The MDP that produced the batch (estimators read gamma and exact values from it).
     seed : int | None
         The seed of the batch, when it was sampled.
+
+    A batch built by hand is checked when it is made: integer states, actions, lengths and final
+    states (stored as int32; no value may wrap), real rewards (stored as float64) finite on the
+    real steps, shapes (N, H) and (N,), ``0 <= lengths <= H`` and final states of the MDP
+    (TypeError / ValueError naming the array). States and actions outside the MDP's range are
+    reported by the estimators, naming the trajectory and the step.
     """
 
     __slots__ = ("mdp", "states", "actions", "rewards", "lengths", "final_states", "seed")
@@ -49,6 +57,62 @@ class Trajectories:
         final_states: NDArray[np.int32],
         *,
         seed: int | None = None,
+    ) -> None:
+        from ._mdp import FiniteMDP  # at call time: _mdp imports this module
+
+        if not isinstance(mdp, FiniteMDP):
+            raise TypeError(f"mdp must be a pgfast.FiniteMDP, got {type(mdp).__name__}")
+        st = _as_int32(states, "states", 2)
+        ac = _as_int32(actions, "actions", 2)
+        if ac.shape != st.shape:
+            raise ValueError(f"actions must have the shape of states {st.shape}, got {ac.shape}")
+        n, h = st.shape
+        rw = as_float_array(rewards, "rewards", ndim=2)
+        if rw.shape != st.shape:
+            raise ValueError(f"rewards must have the shape of states (N, H) = {st.shape}, got {rw.shape}")
+        ln = _as_int32(lengths, "lengths", 1)
+        fin = _as_int32(final_states, "final_states", 1)
+        for name, arr in (("lengths", ln), ("final_states", fin)):
+            if arr.shape != (n,):
+                raise ValueError(f"{name} must have shape (N,) = ({n},), got {arr.shape}")
+        if n and (ln.min() < 0 or ln.max() > h):
+            i = int(np.argmax((ln < 0) | (ln > h)))
+            raise ValueError(f"lengths[{i}] = {ln[i]} is out of range [0, H = {h}]")
+        if n and (fin.min() < 0 or fin.max() >= mdp.n_states):
+            i = int(np.argmax((fin < 0) | (fin >= mdp.n_states)))
+            raise ValueError(f"final_states[{i}] = {fin[i]} is not a state of the MDP [0, {mdp.n_states})")
+        real = np.arange(h) < ln[:, None]
+        bad = real & ~np.isfinite(rw)
+        if bad.any():
+            i, t = map(int, np.argwhere(bad)[0])
+            raise ValueError(f"rewards must be finite on the real steps, found {rw[i, t]!r} (trajectory {i}, step {t})")
+        self._set(mdp, st, ac, rw, ln, fin, seed)
+
+    @classmethod
+    def _trusted(
+        cls,
+        mdp: FiniteMDP,
+        states: NDArray[np.int32],
+        actions: NDArray[np.int32],
+        rewards: NDArray[np.float64],
+        lengths: NDArray[np.int32],
+        final_states: NDArray[np.int32],
+        seed: int | None = None,
+    ) -> Trajectories:
+        """A batch from arrays the library made (the sampler's, or rows of a checked batch): no checks."""
+        out = cls.__new__(cls)
+        out._set(mdp, states, actions, rewards, lengths, final_states, seed)
+        return out
+
+    def _set(
+        self,
+        mdp: FiniteMDP,
+        states: NDArray[np.int32],
+        actions: NDArray[np.int32],
+        rewards: NDArray[np.float64],
+        lengths: NDArray[np.int32],
+        final_states: NDArray[np.int32],
+        seed: int | None,
     ) -> None:
         self.mdp = mdp
         self.states = states
@@ -94,14 +158,32 @@ class Trajectories:
 
         ``gamma`` defaults to the MDP's.
         """
-        return _core.returns(self.rewards, self.lengths, self._gamma(gamma))
+        rw, ln = self._rewards_and_lengths()
+        return _core.returns(rw, ln, self._gamma(gamma))
 
     def reward_to_go(self, gamma: float | None = None) -> NDArray[np.float64]:
         r"""Reward-to-go :math:`G_t = \sum_{t \le t' < \text{len}} \gamma^{t'-t} r_{t'}`, shape (N, H).
 
         Computed backwards as :math:`G_t = r_t + \gamma G_{t+1}` (seed 000, eq. 4.3); 0 on padding.
         """
-        return _core.reward_to_go(self.rewards, self.lengths, self._gamma(gamma))
+        rw, ln = self._rewards_and_lengths()
+        return _core.reward_to_go(rw, ln, self._gamma(gamma))
+
+    def _rewards_and_lengths(self) -> tuple[NDArray[np.float64], NDArray[np.int32]]:
+        # the arrays as the kernels take them (no copy unless an attribute was replaced since)
+        return as_float_array(self.rewards, "rewards", ndim=2), _as_int32(self.lengths, "lengths", 1)
 
     def __repr__(self) -> str:
         return f"Trajectories(n={self.n}, horizon={self.horizon}, steps={self.n_steps}, seed={self.seed})"
+
+
+def _as_int32(x: Any, name: str, ndim: int) -> NDArray[np.int32]:
+    """An integer array as C-contiguous int32, refusing other dtypes and values that would wrap."""
+    arr = np.asarray(x)
+    if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
+    if arr.dtype != np.int32 and arr.size and (int(arr.min()) < _INT32.min or int(arr.max()) > _INT32.max):
+        raise ValueError(f"{name} holds values outside the int32 range")
+    return np.ascontiguousarray(arr, dtype=np.int32)

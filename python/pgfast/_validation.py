@@ -47,6 +47,13 @@ def as_int(x: Any, name: str, *, minimum: int | None = None, maximum: int | None
     return value
 
 
+def as_bool(x: Any, name: str) -> bool:
+    """A flag: True or False (also NumPy's), not a string or a number that would be truthy."""
+    if not isinstance(x, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(x).__name__}")
+    return bool(x)
+
+
 def as_float(x: Any, name: str) -> float:
     if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a real number, got {type(x).__name__}")

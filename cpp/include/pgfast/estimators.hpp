@@ -645,18 +645,22 @@ struct SinkRef {
 
 // Importance-sampling weights for data from a behaviour policy (section 4.3): from the per-step
 // log-ratios lr_t = log pi(a_t|s_t) - log beta(a_t|s_t), in log space until the end.
-//   cumulative ratio   c_t = exp(sum_{t' <= t} lr_t')      (c_t = c_{len-1} for t >= len)
-//   trajectory ratio   rho = c_{len-1}
+//   cumulative ratio   c_t = exp(L_t), L_t = sum_{t' <= t} lr_t'   (L_t = L_{len-1} for t >= len)
+//   trajectory ratio   rho = exp(L),   L = L_{len-1}
 //   per_decision = false:  w_t = rho * gamma^t G_t (reward_to_go) | rho * G (return); value rho * G
 //   per_decision = true:   w_t = sum_{t' >= t} gamma^t' r_t' c_t'  (reward_to_go)
 //                          w_t = c_t sum_{t' < t} gamma^t' r_t' + sum_{t' >= t} gamma^t' r_t' c_t'  (return)
 //                          value sum_t gamma^t r_t c_t
-// With `norm` (H,) not null, c_t is divided by norm[t] (weighted per-decision importance sampling);
-// with `norm_rho` > 0, rho is divided by it. Writes weights (N, H) (0 past the end), rho (N,) and
-// the per-trajectory value estimate (N,).
+// Self-normalised weights divide by the batch mean of the ratios, taken in log space too: with
+// `log_norm` (H,) not null, c_t = exp(L_t - log_norm[t]) (weighted per-decision importance
+// sampling, log_norm from per_decision_log_norm); with `log_norm_rho` not null,
+// rho = exp(L - *log_norm_rho) (log_mean_ratio). So ratios of 1e-600 self-normalise as well as
+// ratios of 1. Writes weights (N, H) (0 past the end), log_rho (N,) = L and the per-trajectory
+// value estimate (N,).
 inline void importance_weights(const double* rewards, const double* log_ratio, const std::int32_t* lengths,
                                std::int64_t N, std::int64_t H, double gamma, bool reward_to_go, bool per_decision,
-                               const double* norm, double norm_rho, double* weights, double* rho, double* value) {
+                               const double* log_norm, const double* log_norm_rho, double* weights, double* log_rho,
+                               double* value) {
   std::vector<double> c(static_cast<std::size_t>(std::max<std::int64_t>(H, 1))), disc(c.size());
   for (std::int64_t i = 0; i < N; ++i) {
     const double* r = rewards + i * H;
@@ -666,13 +670,12 @@ inline void importance_weights(const double* rewards, const double* log_ratio, c
     double acc = 0.0;
     for (std::int64_t t = 0; t < len; ++t) {
       acc += lr[t];
-      c[t] = std::exp(acc);
+      c[t] = std::exp(log_norm ? acc - log_norm[t] : acc);
     }
-    const double ratio = std::exp(acc);
-    rho[i] = ratio;
+    log_rho[i] = acc;
     for (std::int64_t t = len; t < H; ++t) w[t] = 0.0;
     if (!per_decision) {
-      const double rr = norm_rho > 0.0 ? ratio / norm_rho : ratio;
+      const double rr = std::exp(log_norm_rho ? acc - *log_norm_rho : acc);
       double G = 0.0;
       for (std::int64_t t = len - 1; t >= 0; --t) {
         G = r[t] + gamma * G;
@@ -683,8 +686,6 @@ inline void importance_weights(const double* rewards, const double* log_ratio, c
       value[i] = rr * G;
       continue;
     }
-    if (norm)
-      for (std::int64_t t = 0; t < len; ++t) c[t] /= norm[t];
     double gp = 1.0, total = 0.0;
     for (std::int64_t t = 0; t < len; ++t, gp *= gamma) {
       disc[t] = gp * r[t];  // gamma^t r_t
@@ -706,31 +707,39 @@ inline void importance_weights(const double* rewards, const double* log_ratio, c
   }
 }
 
-// Mean trajectory ratio (1/N) sum_i exp(sum_{t < len_i} lr_{i,t}) (self-normalised IS).
-inline double mean_ratio(const double* log_ratio, const std::int32_t* lengths, std::int64_t N, std::int64_t H) {
+// log of sum_i exp(x_i) / n over x[0..n), shifted by the maximum (no overflow or underflow).
+inline double log_mean_exp(const double* x, std::int64_t n) {
+  double m = -std::numeric_limits<double>::infinity();
+  for (std::int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
+  if (!std::isfinite(m)) return m;
   double total = 0.0;
-  for (std::int64_t i = 0; i < N; ++i) {
-    double acc = 0.0;
-    for (std::int64_t t = 0; t < lengths[i]; ++t) acc += log_ratio[i * H + t];
-    total += std::exp(acc);
-  }
-  return total / static_cast<double>(N);
+  for (std::int64_t i = 0; i < n; ++i) total += std::exp(x[i] - m);
+  return m + std::log(total / static_cast<double>(n));
 }
 
-// Cumulative log-ratio means per step for weighted per-decision IS: norm[t] = mean_i c_{i,t}
-// (c_{i,t} = c_{i,len_i-1} past the end of trajectory i).
-inline void per_decision_norm(const double* log_ratio, const std::int32_t* lengths, std::int64_t N, std::int64_t H,
-                              double* norm) {
-  std::fill(norm, norm + H, 0.0);
+// log of the mean trajectory ratio, log (1/N) sum_i exp(L_i), L_i = sum_{t < len_i} lr_{i,t}
+// (self-normalised importance sampling, in log space).
+inline double log_mean_ratio(const double* log_ratio, const std::int32_t* lengths, std::int64_t N, std::int64_t H) {
+  std::vector<double> L(static_cast<std::size_t>(N), 0.0);
+  for (std::int64_t i = 0; i < N; ++i) {
+    for (std::int64_t t = 0; t < lengths[i]; ++t) L[i] += log_ratio[i * H + t];
+  }
+  return log_mean_exp(L.data(), N);
+}
+
+// Per step, the log of the mean cumulative ratio for weighted per-decision importance sampling:
+// log_norm[t] = log (1/N) sum_i exp(L_{i,t}) (L_{i,t} = L_{i,len_i-1} past the end of trajectory i).
+inline void per_decision_log_norm(const double* log_ratio, const std::int32_t* lengths, std::int64_t N,
+                                  std::int64_t H, double* log_norm) {
+  std::vector<double> L(static_cast<std::size_t>(N * H));  // (H, N): one row per step
   for (std::int64_t i = 0; i < N; ++i) {
     double acc = 0.0;
-    const std::int64_t len = lengths[i];
     for (std::int64_t t = 0; t < H; ++t) {
-      if (t < len) acc += log_ratio[i * H + t];
-      norm[t] += std::exp(acc);
+      if (t < lengths[i]) acc += log_ratio[i * H + t];
+      L[t * N + i] = acc;
     }
   }
-  for (std::int64_t t = 0; t < H; ++t) norm[t] /= static_cast<double>(N);
+  for (std::int64_t t = 0; t < H; ++t) log_norm[t] = log_mean_exp(L.data() + t * N, N);
 }
 
 // log p_theta(tau) = log mu0(s_0) + sum_t [log pi(a_t|s_t) + log P(s_{t+1}|s_t, a_t)] per
