@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -777,6 +778,51 @@ void bind_estimators(py::module_& m) {
       py::arg("weights_kind"), py::arg("gamma"), py::arg("baseline"), py::arg("table").noconvert(), py::arg("threads"),
       py::arg("stderr"), py::arg("net") = nullptr,
       "Sample n trajectories and accumulate their gradients without storing them: (sum, sumsq, return_sum, return_sumsq, steps).");
+
+  m.def(
+      "log_ratios",
+      [](const carray<double>& target_logp, const std::optional<carray<double>>& beta_logp,
+         const std::optional<carray<double>>& beta_probs, const std::optional<carray<double>>& logged,
+         const carray<std::int32_t>& states, const carray<std::int32_t>& actions, const carray<double>& rewards,
+         const carray<std::int32_t>& lengths) {
+        if (target_logp.ndim() != 2) throw std::invalid_argument("target log-probabilities must have shape (S, A)");
+        const std::int64_t S = target_logp.shape(0), A = target_logp.shape(1);
+        const Batch b = check_trajectories(states, actions, rewards, lengths, S, A);
+        if (beta_logp) {
+          require_shape2(*beta_logp, "behaviour log-probabilities", S, A);
+          if (!beta_probs) throw std::invalid_argument("behaviour probabilities missing");
+          require_shape2(*beta_probs, "behaviour probabilities", S, A);
+        } else {
+          if (!logged) throw std::invalid_argument("behaviour missing");
+          require_shape2(*logged, "behavior", b.N, b.H);
+        }
+        carray<double> out({b.N, b.H});
+        est::StepIndex bad;
+        {
+          py::gil_scoped_release release;
+          bad = est::log_ratios(target_logp.data(), beta_logp ? beta_logp->data() : nullptr,
+                                beta_probs ? beta_probs->data() : nullptr, logged ? logged->data() : nullptr, A,
+                                b.states, b.actions, b.lengths, b.N, b.H, out.mutable_data());
+        }
+        if (bad.i >= 0) {
+          const std::string where = "trajectory " + std::to_string(bad.i) + ", step " + std::to_string(bad.t);
+          if (!beta_logp && logged->data()[bad.i * b.H + bad.t] > 0.0) {
+            throw std::invalid_argument("behaviour log-probabilities must be <= 0, got " +
+                                        std::to_string(logged->data()[bad.i * b.H + bad.t]) + " at " + where);
+          }
+          const double v = beta_logp ? -std::numeric_limits<double>::infinity() : logged->data()[bad.i * b.H + bad.t];
+          std::ostringstream msg;
+          msg << (beta_logp ? "the behaviour policy" : "the logged behaviour log-probabilities")
+              << " gives zero probability (log-prob " << v << ") to the logged action of " << where
+              << ": the importance ratio is undefined";
+          throw std::invalid_argument(msg.str());
+        }
+        return out;
+      },
+      py::arg("target_logp").noconvert(), py::arg("beta_logp").noconvert(), py::arg("beta_probs").noconvert(),
+      py::arg("logged").noconvert(), py::arg("states").noconvert(), py::arg("actions").noconvert(),
+      py::arg("rewards").noconvert(), py::arg("lengths").noconvert(),
+      "Per-step log pi(a_t|s_t) - log beta(a_t|s_t) of a batch, 0 past each end: (N, H).");
 
   m.def(
       "importance_weights",

@@ -94,6 +94,10 @@ def fused_gradient(
     mdp: MDP, probs: F64, features: F64 | None, n: int, seed: int, weights_kind: str, gamma: float,
     baseline: str, table: F64 | None, threads: int, stderr: bool, net: MLPForward | None = None,
 ) -> tuple[F64, F64, float, float, int]: ...
+def log_ratios(
+    target_logp: F64, beta_logp: F64 | None, beta_probs: F64 | None, logged: F64 | None, states: I32, actions: I32,
+    rewards: F64, lengths: I32,
+) -> F64: ...
 def importance_weights(
     rewards: F64, log_ratio: F64, lengths: I32, gamma: float, reward_to_go: bool, per_decision: bool,
     self_normalized: bool,

@@ -477,35 +477,25 @@ def log_likelihood(mdp: FiniteMDP, policy: SoftmaxPolicy, traj: Trajectories, dy
 
 
 def _log_ratio(target: SoftmaxPolicy, behavior: Any, traj: Trajectories) -> NDArray[np.float64]:
-    """Per-step log pi(a_t|s_t) - log beta(a_t|s_t), 0 past the end; checks beta > 0 on logged actions."""
-    _check_indices(traj, target.n_states, target.n_actions)
-    mask = traj.mask
-    s = np.where(mask, traj.states, 0)
-    a = np.where(mask, traj.actions, 0)
-    lp = target.log_probs()[s, a]
+    """Per-step log pi(a_t|s_t) - log beta(a_t|s_t), 0 past the end (C++; it checks the batch's
+    indices and beta > 0 on the logged actions, naming the step)."""
+    st, ac, rw, ln = _batch(traj)
+    target_logp = np.ascontiguousarray(target.log_probs())
     if isinstance(behavior, SoftmaxPolicy):
         _check_traj(traj, behavior)
-        lb = behavior.log_probs()[s, a]
-        # a probability that underflows to 0 (logits 1e6 apart) has a finite log-prob: reject it too
-        lb = np.where(behavior.probs()[s, a] > 0.0, lb, -np.inf)
-        name = "the behaviour policy"
+        # a probability that underflows to 0 (logits 1e6 apart) has a finite log-prob: the
+        # kernel reads the probabilities too
+        out = _core.log_ratios(target_logp, np.ascontiguousarray(behavior.log_probs()),
+                               np.ascontiguousarray(behavior.probs()), None, st, ac, rw, ln)
     else:
         lb = as_float_array(behavior, "behavior")
-        if lb.shape != mask.shape:
+        if lb.shape != traj.rewards.shape:
             raise ValueError(
-                f"behavior must be a policy or logged log-probabilities log beta(a_t|s_t) of shape (N, H) = {mask.shape}, got {lb.shape}"
+                f"behavior must be a policy or logged log-probabilities log beta(a_t|s_t) of shape (N, H) = "
+                f"{traj.rewards.shape}, got {lb.shape}"
             )
-        name = "the logged behaviour log-probabilities"
-    bad = mask & ~np.isfinite(lb)  # -inf: zero probability; NaN: garbage
-    if bad.any():
-        i, t = map(int, np.argwhere(bad)[0])
-        raise ValueError(
-            f"{name} gives zero probability (log-prob {lb[i, t]}) to the logged action of trajectory {i}, "
-            f"step {t}: the importance ratio is undefined"
-        )
-    if (mask & (lb > 1e-12)).any():
-        raise ValueError("behaviour log-probabilities must be <= 0")
-    return np.ascontiguousarray(np.where(mask, lp - lb, 0.0))
+        out = _core.log_ratios(target_logp, None, None, lb, st, ac, rw, ln)
+    return out
 
 
 def importance_weights(

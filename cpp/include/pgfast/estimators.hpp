@@ -643,6 +643,42 @@ struct SinkRef {
   void close() { target->close(); }
 };
 
+// The per-step log-ratios lr_t = log pi(a_t|s_t) - log beta(a_t|s_t) of a batch (section 4.3's
+// rho / rho_theta: the dynamics cancel), 0 past each end. The target is a log-probability table
+// (S, A); the behaviour too (beta_logp, with its probabilities beta_probs: a logged action of
+// probability 0 -- a log-prob that is finite only because it underflowed -- has no ratio), or
+// logged log-probabilities (N, H) (beta_logp null). Returns the first step, in batch order, whose
+// behaviour log-prob is not finite, or exceeds 0 (logged), or {-1, -1}; out is then incomplete.
+// States and actions must be in range (the caller checks).
+struct StepIndex {
+  std::int64_t i = -1, t = -1;
+};
+inline StepIndex log_ratios(const double* target_logp, const double* beta_logp, const double* beta_probs,
+                            const double* logged, std::int64_t A, const std::int32_t* states,
+                            const std::int32_t* actions, const std::int32_t* lengths, std::int64_t N,
+                            std::int64_t H, double* out) {
+  for (std::int64_t i = 0; i < N; ++i) {
+    const std::int32_t* s = states + i * H;
+    const std::int32_t* a = actions + i * H;
+    double* lr = out + i * H;
+    const std::int64_t len = lengths[i];
+    for (std::int64_t t = 0; t < len; ++t) {
+      const std::int64_t k = s[t] * A + a[t];
+      double lb;
+      if (beta_logp) {
+        lb = beta_probs[k] > 0.0 ? beta_logp[k] : -std::numeric_limits<double>::infinity();
+      } else {
+        lb = logged[i * H + t];
+        if (lb > 1e-12) return {i, t};  // a log-probability above 0 (beyond rounding)
+      }
+      if (!std::isfinite(lb)) return {i, t};
+      lr[t] = target_logp[k] - lb;
+    }
+    for (std::int64_t t = len; t < H; ++t) lr[t] = 0.0;
+  }
+  return {};
+}
+
 // Importance-sampling weights for data from a behaviour policy (section 4.3): from the per-step
 // log-ratios lr_t = log pi(a_t|s_t) - log beta(a_t|s_t), in log space until the end.
 //   cumulative ratio   c_t = exp(L_t), L_t = sum_{t' <= t} lr_t'   (L_t = L_{len-1} for t >= len)
