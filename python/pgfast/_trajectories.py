@@ -86,41 +86,19 @@ class Trajectories:
         if bad.any():
             i, t = map(int, np.argwhere(bad)[0])
             raise ValueError(f"rewards must be finite on the real steps, found {rw[i, t]!r} (trajectory {i}, step {t})")
-        self._set(mdp, st, ac, rw, ln, fin, seed)
+        self.mdp = mdp
+        self.states, self.actions, self.rewards, self.lengths, self.final_states = st, ac, rw, ln, fin
+        self.seed = seed
 
     @classmethod
-    def _trusted(
-        cls,
-        mdp: FiniteMDP,
-        states: NDArray[np.int32],
-        actions: NDArray[np.int32],
-        rewards: NDArray[np.float64],
-        lengths: NDArray[np.int32],
-        final_states: NDArray[np.int32],
-        seed: int | None = None,
-    ) -> Trajectories:
-        """A batch from arrays the library made (the sampler's, or rows of a checked batch): no checks."""
+    def _trusted(cls, mdp: FiniteMDP, *arrays: NDArray[Any], seed: int | None = None) -> Trajectories:
+        """A batch from arrays the library made (the sampler's, or rows of a checked batch), in the
+        constructor's order (states, actions, rewards, lengths, final_states): no checks."""
         out = cls.__new__(cls)
-        out._set(mdp, states, actions, rewards, lengths, final_states, seed)
+        out.mdp = mdp
+        out.states, out.actions, out.rewards, out.lengths, out.final_states = arrays
+        out.seed = seed
         return out
-
-    def _set(
-        self,
-        mdp: FiniteMDP,
-        states: NDArray[np.int32],
-        actions: NDArray[np.int32],
-        rewards: NDArray[np.float64],
-        lengths: NDArray[np.int32],
-        final_states: NDArray[np.int32],
-        seed: int | None,
-    ) -> None:
-        self.mdp = mdp
-        self.states = states
-        self.actions = actions
-        self.rewards = rewards
-        self.lengths = lengths
-        self.final_states = final_states
-        self.seed = seed
 
     @property
     def n(self) -> int:
