@@ -472,7 +472,7 @@ def log_likelihood(mdp: FiniteMDP, policy: SoftmaxPolicy, traj: Trajectories, dy
     policy._check_fits(mdp)
     logp = np.ascontiguousarray(policy.log_probs())
     s, a, r, ln = _batch(traj)
-    fin = np.ascontiguousarray(traj.final_states, dtype=np.int32)
+    fin = _as_int32(traj.final_states, "final_states", 1)
     return _core.log_likelihood(mdp._mdp, logp, s, a, ln, fin, r, as_bool(dynamics, "dynamics"))
 
 
