@@ -211,3 +211,14 @@ def test_the_internal_probability_table_follows_theta(rng: np.random.Generator, 
                                g, rtol=1e-12, atol=1e-14)
     pi.theta = np.zeros(pi.theta.shape)  # assignment copies into theta: also seen
     np.testing.assert_allclose(pi._probs_table(), 1.0 / 3.0, rtol=1e-15)
+
+
+def test_log_probs_exact_at_any_scale_of_the_logits() -> None:
+    # log pi = (z - max z) - log sum exp(z - max z): equal logits give log(1/A) however large they
+    # are (z - (max + log sum) rounded it away: -0.75 at 1e15, 0.0 at 1e16)
+    for scale in (1.0, 1e6, 1e12, 1e15, 1e16, 1e300):
+        pi = pg.TabularSoftmax(2, 2, theta=[[scale, scale], [scale, scale - 1.0]])
+        lp = pi.log_probs()
+        np.testing.assert_allclose(lp[0], np.log(0.5), rtol=1e-15)
+        np.testing.assert_allclose(np.exp(lp), pi.probs(), rtol=1e-15)
+    assert pi.log_prob([], []).shape == (0,) and pi.sample([], seed=0).shape == (0,)  # [] is a float array to NumPy

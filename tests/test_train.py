@@ -743,3 +743,68 @@ def test_cli_train_error_exit_status_in_a_process() -> None:
     out = subprocess.run([sys.executable, "-m", "pgfast", "train", "CartPole-v1"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr and "no tabular" in out.stderr
+
+
+def test_a_rejected_step_leaves_theta_as_it_was(rng: np.random.Generator) -> None:
+    """A step that overflows theta or is NaN raises and leaves the policy usable, whether it comes
+    from an optimizer or from ``policy.theta += d`` (an in-place change the setter undoes)."""
+    mdp = random_mdp(rng, S=4, A=2, horizon=3)
+    pi = random_policy(rng, mdp)
+    before = pi.theta.copy()
+    with pytest.raises(ValueError, match="theta must be finite"):
+        pi.theta += np.inf
+    np.testing.assert_array_equal(pi.theta, before)
+    with np.errstate(over="ignore"):
+        with pytest.raises(ValueError, match="theta must be finite"):
+            pg.optim.GradientAscent(1e300).step(pi, np.full(pi.theta.shape, 1e300))
+    np.testing.assert_array_equal(pi.theta, before)
+    with pytest.raises(ValueError, match="visits must be finite and >= 0"):
+        pg.optim.NaturalGradient(fisher="sampled").step(pi, np.ones(pi.theta.shape), visits=np.full(4, np.nan))
+    np.testing.assert_array_equal(pi.theta, before)
+    pi.theta = before + 1.0  # an accepted value is the new fallback
+    with pytest.raises(ValueError):
+        pi.theta -= np.nan
+    np.testing.assert_array_equal(pi.theta, before + 1.0)
+
+
+def test_optimizer_arguments_and_states_are_checked(rng: np.random.Generator) -> None:
+    mdp = random_mdp(rng, S=4, A=2, horizon=3)
+    pi = random_policy(rng, mdp)
+    for rcond in (5.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match=r"rcond must be in \[0, 1\)"):
+            pg.optim.NaturalGradient(damping=0.0, rcond=rcond)
+    for betas in (0.9, (0.9,), "ab"):
+        with pytest.raises(TypeError, match="betas must be (a pair|a real number)"):
+            pg.optim.Adam(betas=betas)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"schedule\(1\) must be a real number"):
+        pg.optim.GradientAscent(schedule=lambda t: "x").step(pi, np.ones(pi.theta.shape))  # type: ignore[arg-type, return-value]
+    with pytest.raises(TypeError, match="traj must be a pgfast.Trajectories"):
+        pg.optim.NaturalGradient(fisher="sampled").step(pi, np.ones(pi.theta.shape), traj="x")  # type: ignore[arg-type]
+    bad_states: list[tuple[pg.optim.Optimizer, dict[str, Any], str]] = [
+        (pg.optim.GradientAscent(0.1), {"lr": 0.1, "schedule": "cosine", "t": 0}, "schedule must be"),
+        (pg.optim.Adam(), {"lr": 0.1, "betas": [1.0, 1.0], "eps": 1e-8, "t": 0, "m": None, "v": None}, "betas must be in"),
+        (pg.optim.Adam(), {"lr": 0.1, "betas": [0.9, 0.99], "eps": 1e-8, "t": 3, "m": [[0.0]], "v": [[-1.0]]}, "v finite and >= 0"),
+        (pg.optim.NaturalGradient(), {"lr": 1.0, "damping": -5.0, "fisher": "exact", "rcond": 1e-10, "t": 0}, "damping must be"),
+        (pg.optim.NaturalGradient(), {"lr": 1.0, "damping": 0.0, "fisher": "weird", "rcond": 1e-10, "t": 0}, "fisher must be"),
+        (pg.optim.NaturalGradient(), {"lr": 1.0, "damping": 0.0, "fisher": "exact", "rcond": 3.0, "t": 0}, "rcond must be"),
+    ]
+    for opt, state, msg in bad_states:
+        before = opt.state_dict()
+        with pytest.raises(ValueError, match=msg):
+            opt.load_state_dict(state)
+        assert opt.state_dict() == before  # a rejected state changes nothing
+    # Adam reused on another policy starts afresh (bias correction from t = 1), like a new Adam
+    other = pg.TabularSoftmax(3, 3)
+    adam = pg.optim.Adam(lr=0.1)
+    adam.step(pi, rng.normal(size=pi.theta.shape))
+    g = rng.normal(size=other.theta.shape)
+    np.testing.assert_allclose(adam.step(other, g), pg.optim.Adam(lr=0.1).step(pg.TabularSoftmax(3, 3), g), rtol=1e-15)
+    # flags are True or False
+    with pytest.raises(TypeError, match="exact_eval must be True or False"):
+        pg.train(mdp, pi, optimizer=pg.optim.Adam(), iterations=1, batch=8, seed=0, exact_eval="no")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="baseline must be None"):
+        pg.train(mdp, pi, optimizer=pg.optim.Adam(), iterations=1, batch=8, seed=0, baseline=np.zeros(4))
+    with pytest.raises(TypeError, match="return_evaluation must be True or False"):
+        pg.exact.gradient(mdp, pi, return_evaluation="no")  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="policy must be a pgfast policy"):
+        mdp.sample(np.ones((4, 2)) / 2, 10, seed=0)  # type: ignore[arg-type]

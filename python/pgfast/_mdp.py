@@ -248,8 +248,11 @@ class FiniteMDP:
         ``n`` equal a batch of ``m``. ``seed=None`` draws a fresh seed (kept in ``traj.seed``).
         Ctrl-C stops a long run with ``KeyboardInterrupt``.
         """
+        from ._policy import SoftmaxPolicy
         from ._trajectories import Trajectories
 
+        if not isinstance(policy, SoftmaxPolicy):
+            raise TypeError(f"policy must be a pgfast policy, got {type(policy).__name__}")
         n = as_int(n, "n", minimum=1, maximum=2**62)
         seed = as_seed(seed)
         threads = as_threads(threads)

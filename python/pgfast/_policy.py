@@ -44,6 +44,7 @@ class SoftmaxPolicy:
     # Only the built-in policies, whose logits depend on theta alone, set _caches_probs.
     _caches_probs = False
     _probs_cache: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
+    _theta_accepted: NDArray[np.float64] | None = None  # the last value the theta setter accepted
 
     @property
     def n_states(self) -> int:
@@ -60,11 +61,20 @@ class SoftmaxPolicy:
 
     @theta.setter
     def theta(self, value: ArrayLike) -> None:
+        # ``policy.theta += d`` changes the array in place before this runs: a rejected value is
+        # then undone from the last accepted one, so a failed update leaves theta as it was
         arr = as_float_array(value, "theta")
-        if arr.shape != self._theta.shape:
-            raise ValueError(f"theta must have shape {self._theta.shape}, got {arr.shape}")
-        require_finite(arr, "theta")
+        try:
+            if arr.shape != self._theta.shape:
+                raise ValueError(f"theta must have shape {self._theta.shape}, got {arr.shape}")
+            require_finite(arr, "theta")
+        except ValueError:
+            last = self._theta_accepted
+            if last is not None and np.shares_memory(arr, self._theta):
+                self._theta[...] = last
+            raise
         self._theta[...] = arr
+        self._theta_accepted = self._theta.copy()
 
     @property
     def n_params(self) -> int:
@@ -195,6 +205,7 @@ class TabularSoftmax(SoftmaxPolicy):
         self._n_states = as_int(n_states, "n_states", minimum=1)
         self._n_actions = as_int(n_actions, "n_actions", minimum=1)
         self._theta = np.zeros((self._n_states, self._n_actions))
+        self._theta_accepted = self._theta.copy()
         if theta is not None:
             self.theta = theta
 
@@ -237,6 +248,7 @@ class LinearSoftmax(SoftmaxPolicy):
         self._features = phi
         self._n_states, self._n_actions = S, A
         self._theta = np.zeros(p)
+        self._theta_accepted = self._theta.copy()
         if theta is not None:
             self.theta = theta
 
@@ -333,6 +345,7 @@ class MLPSoftmax(SoftmaxPolicy):
         self._net = _core.MLPNet(phi, list(self._hidden), self._n_actions, self._activation)
         assert self._net.n_params == n_params
         self._theta = _glorot(np.random.default_rng(as_seed(seed)), sizes)
+        self._theta_accepted = self._theta.copy()
         self._cache: tuple[NDArray[np.float64], Any] | None = None
         if theta is not None:
             self.theta = theta

@@ -18,7 +18,7 @@ from . import exact
 from ._estimators import ValueBaseline, policy_gradient
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy
-from ._validation import as_int, as_seed, require_instance
+from ._validation import as_bool, as_int, as_seed, require_instance
 from .optim import NaturalGradient, Optimizer
 
 FIELDS = ("iteration", "J_estimate", "J_stderr", "J_exact", "grad_norm", "seconds", "steps_per_s")
@@ -145,7 +145,11 @@ def train(
     n = as_int(batch, "batch", minimum=1)
     every = as_int(eval_every, "eval_every", minimum=1)
     base_seed = as_seed(seed)
-    do_exact = exact_eval if exact_eval is not None else mdp.horizon * max(mdp.nnz, 1) <= _EXACT_MAX_WORK
+    do_exact = (as_bool(exact_eval, "exact_eval") if exact_eval is not None
+                else mdp.horizon * max(mdp.nnz, 1) <= _EXACT_MAX_WORK)
+    progress = as_bool(progress, "progress")
+    if not (baseline is None or isinstance(baseline, (str, ValueBaseline))):
+        raise TypeError(f"baseline must be None, 'mean', 'time', 'exact' or a pgfast.ValueBaseline, got {type(baseline).__name__}")
     value_baseline = baseline if isinstance(baseline, ValueBaseline) else None
     hist = History(meta={"seed": base_seed, "batch": n, "iterations": iters, "weights": weights,
                          "baseline": baseline if isinstance(baseline, str) or baseline is None else "value",

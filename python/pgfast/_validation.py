@@ -79,6 +79,8 @@ def require_instance(x: Any, cls: type, name: str, what: str) -> None:
 def as_index_array(x: Any, name: str, upper: int) -> NDArray[np.int32]:
     """Integer array with values in [0, upper), as C-contiguous int32 (same shape)."""
     arr = np.asarray(x)
+    if arr.size == 0 and arr.dtype.kind == "f":  # [] is a float array to NumPy
+        arr = arr.astype(np.int32)
     if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
         raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}")
     if arr.size:

@@ -77,7 +77,7 @@ from numpy.typing import NDArray
 from . import _core
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy
-from ._validation import as_float, as_gamma, as_threads, check_allocation, require_instance
+from ._validation import as_bool, as_float, as_gamma, as_threads, check_allocation, require_instance
 
 __all__ = [
     "OBJECTIVES",
@@ -265,6 +265,7 @@ def gradient(
     With ``return_evaluation=True`` returns ``(gradient, evaluation)`` from one pass (the work of
     :func:`evaluate` is shared).
     """
+    return_evaluation = as_bool(return_evaluation, "return_evaluation")
     _, obj, g, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=return_evaluation, gradient=True)
     grad = policy._logit_vjp(out["logit_grad"])
     if not return_evaluation:

@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike, NDArray
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy
 from ._trajectories import Trajectories
-from ._validation import as_float, as_float_array
+from ._validation import as_float, as_float_array, as_int
 
 __all__ = ["Adam", "GradientAscent", "NaturalGradient", "Optimizer"]
 
@@ -37,6 +37,35 @@ def _grad(policy: SoftmaxPolicy, grad: ArrayLike) -> NDArray[np.float64]:
     if not np.all(np.isfinite(g)):
         raise ValueError("grad contains NaN or infinite values")
     return g
+
+
+def _apply(policy: SoftmaxPolicy, d: NDArray[np.float64]) -> NDArray[np.float64]:
+    """policy.theta + d, set through the checked setter: a step that overflows theta (inf) or is
+    NaN raises and leaves theta as it was."""
+    policy.theta = policy.theta + d
+    return d
+
+
+def _rcond(x: Any) -> float:
+    rc = as_float(x, "rcond")
+    if not 0.0 <= rc < 1.0:  # also NaN
+        raise ValueError(f"rcond must be in [0, 1), got {rc}")
+    return rc
+
+
+def _betas(betas: Any) -> tuple[float, float]:
+    try:
+        b1, b2 = betas
+    except (TypeError, ValueError):
+        raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}") from None
+    b1, b2 = as_float(b1, "betas"), as_float(b2, "betas")
+    if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
+        raise ValueError(f"betas must be in [0, 1), got {betas}")
+    return b1, b2
+
+
+def _state_t(state: dict[str, Any]) -> int:
+    return as_int(state["t"], "t", minimum=0)
 
 
 class Optimizer:
@@ -76,7 +105,7 @@ class GradientAscent(Optimizer):
         if self.schedule == "inv_sqrt":
             return self.lr / math.sqrt(t)
         assert callable(self.schedule)
-        f = float(self.schedule(t))
+        f = as_float(self.schedule(t), f"schedule({t})")
         if not (math.isfinite(f) and f >= 0.0):
             raise ValueError(f"schedule({t}) must be a finite number >= 0, got {f}")
         return self.lr * f
@@ -84,9 +113,7 @@ class GradientAscent(Optimizer):
     def step(self, policy: SoftmaxPolicy, grad: ArrayLike, **context: Any) -> NDArray[np.float64]:
         g = _grad(policy, grad)
         self.t += 1
-        d = self.learning_rate(self.t) * g
-        policy.theta += d
-        return d
+        return _apply(policy, self.learning_rate(self.t) * g)
 
     def state_dict(self) -> dict[str, Any]:
         if callable(self.schedule):
@@ -94,16 +121,18 @@ class GradientAscent(Optimizer):
         return {"type": "GradientAscent", "lr": self.lr, "schedule": self.schedule, "t": self.t}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.lr = _positive(state["lr"], "lr")
-        if state["schedule"] == "callable":
+        lr = _positive(state["lr"], "lr")
+        schedule = state["schedule"]
+        if schedule == "callable":
             if not callable(self.schedule):
                 raise ValueError(
                     "the saved GradientAscent used a callable schedule, which a state dict cannot hold: "
                     "construct GradientAscent(schedule=<the same callable>) before load_state_dict"
                 )
-        else:
-            self.schedule = state["schedule"]
-        self.t = int(state["t"])
+            schedule = self.schedule
+        elif schedule not in ("constant", "inv_sqrt"):
+            raise ValueError(f"schedule must be 'constant', 'inv_sqrt' or 'callable', got {schedule!r}")
+        self.lr, self.schedule, self.t = lr, schedule, _state_t(state)
 
 
 class Adam(Optimizer):
@@ -113,10 +142,7 @@ class Adam(Optimizer):
 
     def __init__(self, lr: float = 0.05, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
         self.lr = _positive(lr, "lr")
-        b1, b2 = (as_float(b, "betas") for b in betas)
-        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
-            raise ValueError(f"betas must be in [0, 1), got {betas}")
-        self.betas = (b1, b2)
+        self.betas = _betas(betas)
         self.eps = _positive(eps, "eps")
         self.t = 0
         self.m: NDArray[np.float64] | None = None
@@ -124,18 +150,17 @@ class Adam(Optimizer):
 
     def step(self, policy: SoftmaxPolicy, grad: ArrayLike, **context: Any) -> NDArray[np.float64]:
         g = _grad(policy, grad)
-        if self.m is None or self.v is None or self.m.shape != g.shape:
+        if self.m is None or self.v is None or self.m.shape != g.shape:  # first step (or another policy): start afresh
             self.m = np.zeros_like(g)
             self.v = np.zeros_like(g)
+            self.t = 0
         b1, b2 = self.betas
         self.t += 1
         self.m = b1 * self.m + (1 - b1) * g
         self.v = b2 * self.v + (1 - b2) * g * g
         mhat = self.m / (1 - b1**self.t)
         vhat = self.v / (1 - b2**self.t)
-        d = self.lr * mhat / (np.sqrt(vhat) + self.eps)
-        policy.theta += d
-        return d
+        return _apply(policy, self.lr * mhat / (np.sqrt(vhat) + self.eps))
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -144,12 +169,14 @@ class Adam(Optimizer):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.lr = _positive(state["lr"], "lr")
-        self.betas = (float(state["betas"][0]), float(state["betas"][1]))
-        self.eps = _positive(state["eps"], "eps")
-        self.t = int(state["t"])
-        self.m = None if state["m"] is None else np.asarray(state["m"], dtype=np.float64)
-        self.v = None if state["v"] is None else np.asarray(state["v"], dtype=np.float64)
+        lr, betas, eps, t = _positive(state["lr"], "lr"), _betas(state["betas"]), _positive(state["eps"], "eps"), _state_t(state)
+        m = None if state["m"] is None else as_float_array(state["m"], "m")
+        v = None if state["v"] is None else as_float_array(state["v"], "v")
+        if (m is None) != (v is None) or (m is not None and v is not None and m.shape != v.shape):
+            raise ValueError("the state's m and v must both be None or arrays of one shape")
+        if m is not None and v is not None and not (np.isfinite(m).all() and np.isfinite(v).all() and (v >= 0).all()):
+            raise ValueError("the state's m must be finite and v finite and >= 0")
+        self.lr, self.betas, self.eps, self.t, self.m, self.v = lr, betas, eps, t, m, v
 
 
 class NaturalGradient(Optimizer):
@@ -174,7 +201,7 @@ class NaturalGradient(Optimizer):
         if fisher not in ("exact", "sampled"):
             raise ValueError(f"fisher must be 'exact' or 'sampled', got {fisher!r}")
         self.fisher = fisher
-        self.rcond = as_float(rcond, "rcond")
+        self.rcond = _rcond(rcond)
         self.t = 0
 
     def direction(
@@ -197,7 +224,15 @@ class NaturalGradient(Optimizer):
                 w = np.ascontiguousarray(as_float_array(visits, "visits"))
                 if w.shape != (policy.n_states,):
                     raise ValueError(f"visits must have shape (S,) = ({policy.n_states},), got {w.shape}")
+                if not (np.isfinite(w).all() and (w >= 0).all()):
+                    raise ValueError("visits must be finite and >= 0 (mean visits per state and episode)")
             elif traj is not None:
+                if not isinstance(traj, Trajectories):
+                    raise TypeError(f"traj must be a pgfast.Trajectories batch, got {type(traj).__name__}")
+                if traj.mdp.n_states != policy.n_states:
+                    raise ValueError(
+                        f"traj comes from an MDP with {traj.mdp.n_states} states, the policy has {policy.n_states}"
+                    )
                 w = np.bincount(traj.states[traj.mask], minlength=policy.n_states).astype(np.float64) / traj.n
             else:
                 raise ValueError("NaturalGradient(fisher='sampled') needs step(..., traj=batch) or visits=")
@@ -207,19 +242,15 @@ class NaturalGradient(Optimizer):
     def step(self, policy: SoftmaxPolicy, grad: ArrayLike, **context: Any) -> NDArray[np.float64]:
         x = self.direction(policy, grad, **context)
         self.t += 1
-        d = self.lr * x
-        policy.theta += d
-        return d
+        return _apply(policy, self.lr * x)
 
     def state_dict(self) -> dict[str, Any]:
         return {"type": "NaturalGradient", "lr": self.lr, "damping": self.damping, "fisher": self.fisher, "rcond": self.rcond, "t": self.t}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.lr = _positive(state["lr"], "lr")
-        self.damping = float(state["damping"])
-        self.fisher = str(state["fisher"])
-        self.rcond = float(state["rcond"])
-        self.t = int(state["t"])
+        checked = NaturalGradient(state["lr"], state["damping"], state["fisher"], state["rcond"])  # the constructor's checks
+        self.lr, self.damping, self.fisher, self.rcond = checked.lr, checked.damping, checked.fisher, checked.rcond
+        self.t = _state_t(state)
 
 
 def _exact_visits(mdp: FiniteMDP, policy: SoftmaxPolicy) -> NDArray[np.float64]:

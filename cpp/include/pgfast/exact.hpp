@@ -259,8 +259,9 @@ SolveInfo gmres(const Op& op, const VectorXd& b, VectorXd& x, double tol, std::i
     if (info.iterations >= max_iter) {
       std::ostringstream os;
       os << what << ": GMRES did not reach the relative residual " << tol << " in " << max_iter
-         << " iterations (reached " << info.residual << ")";
-      throw std::runtime_error(os.str());
+         << " iterations (reached " << info.residual << "); the system is ill-conditioned (gamma close to 1?): "
+         << "method='dense' solves it directly";
+      throw std::domain_error(os.str());  // ValueError in Python: a property of the input
     }
     Vb.col(0) = rvec / beta;
     g.setZero();

@@ -56,9 +56,9 @@ inline void softmax_rows(const double* logits, std::int64_t S, std::int64_t A, d
     double* es = e + s * A;
     double sum = 0.0;
     for (std::int64_t a = 0; a < A; ++a) sum += es[a];
-    const double lse = mx[s] + std::log(sum), inv = 1.0 / sum;
-    if (log_probs) {
-      for (std::int64_t a = 0; a < A; ++a) log_probs[s * A + a] = z[a] - lse;
+    const double log_sum = std::log(sum), inv = 1.0 / sum;
+    if (log_probs) {  // (z - max) - log sum: exact at any scale of the logits, where z - (max + log sum) rounds
+      for (std::int64_t a = 0; a < A; ++a) log_probs[s * A + a] = (z[a] - mx[s]) - log_sum;
     }
     if (probs) {
       for (std::int64_t a = 0; a < A; ++a) es[a] *= inv;
