@@ -47,6 +47,10 @@ def test_info(capsys: pytest.CaptureFixture[str]) -> None:
         (["sample", "FrozenLake-v1", "--n", "0"], "n must be >= 1"),
         (["sample", "FrozenLake-v1", "--gamma", "2"], r"gamma must be in \[0, 1\]"),
         (["sample", "FrozenLake-v1", "--env-arg", "oops"], "KEY=VALUE"),
+        (["sample", "FrozenLake-v1", "--map-name", "5x5"], r"gymnasium.make\('FrozenLake-v1'\) with .*KeyError"),
+        (["sample", "!!!"], r"gymnasium.make\('!!!'\) failed"),
+        (["train", "FrozenLake-v1", "--save", "/nonexistent-pgfast/dir/x.npz"], "--save .*does not exist"),
+        (["train", "FrozenLake-v1", "--json", "/nonexistent-pgfast/h.json"], "--json .*does not exist"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:

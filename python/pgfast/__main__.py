@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -97,6 +98,15 @@ def _make_policy(args: argparse.Namespace, S: int, A: int) -> Any:
     return pg.LinearSoftmax(phi)
 
 
+def _check_output_path(path: str | None, flag: str) -> None:
+    """ValueError unless ``path``'s directory exists (a run's results must not be lost at the end)."""
+    if path is None:
+        return
+    parent = Path(path).expanduser().resolve().parent
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {path}: the directory {parent} does not exist")
+
+
 def _run_in_gymnasium(env_id: str, kwargs: dict[str, Any], horizon: int, probs: Any, episodes: int, seed: int) -> Any:
     import gymnasium as gym
 
@@ -130,6 +140,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             import matplotlib  # noqa: F401
         except ImportError:
             raise ValueError("--plot needs matplotlib: pip install matplotlib (or pgfast[plot])") from None
+    for flag in ("save", "json", "plot"):  # before the run, not after it
+        _check_output_path(getattr(args, flag), f"--{flag}")
     kwargs = _env_kwargs(args)
     mdp = pg.FiniteMDP.from_gymnasium(args.env, horizon=args.horizon, gamma=args.gamma, **kwargs)
     S, A = mdp.n_states, mdp.n_actions
@@ -275,7 +287,6 @@ _OPT_IN_SUITES = ("training",)  # about a minute: only with --only
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     import importlib
-    from pathlib import Path
 
     suites = _SUITES if not args.only else tuple(x.strip() for x in args.only.split(","))
     for name in suites:

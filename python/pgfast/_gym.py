@@ -81,6 +81,9 @@ def mdp_arrays_from_gymnasium(env_or_id: Any, make_kwargs: dict[str, Any]) -> tu
             env = gymnasium.make(env_id, **make_kwargs)
         except (gymnasium.error.UnregisteredEnv, gymnasium.error.DeprecatedEnv) as exc:
             raise ValueError(f"env_or_id: unknown gymnasium environment id {env_id!r} ({exc})") from exc
+        except (gymnasium.error.Error, KeyError) as exc:  # a malformed id, or an argument the env rejects
+            kw = f" with {make_kwargs}" if make_kwargs else ""
+            raise ValueError(f"gymnasium.make({env_id!r}){kw} failed: {type(exc).__name__}: {exc}") from exc
         try:
             return _read_tabular_env(env, env_id)
         finally:
