@@ -51,6 +51,8 @@ def test_info(capsys: pytest.CaptureFixture[str]) -> None:
         (["sample", "!!!"], r"gymnasium.make\('!!!'\) failed"),
         (["train", "FrozenLake-v1", "--save", "/nonexistent-pgfast/dir/x.npz"], "--save .*does not exist"),
         (["train", "FrozenLake-v1", "--json", "/nonexistent-pgfast/h.json"], "--json .*does not exist"),
+        (["sample", "FrozenLake-v1", "--policy", "random", "--policy-seed", "-1"], "--policy-seed must be >= 0"),
+        (["bench", "--only", ""], "--only takes a comma-separated list"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:

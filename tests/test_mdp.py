@@ -188,3 +188,11 @@ def test_dense_P_refuses_huge_arrays() -> None:
     assert mdp.nnz == S
     with pytest.raises(MemoryError, match="mdp.transitions"):
         _ = mdp.P
+
+
+def test_ragged_nested_lists_name_the_argument() -> None:
+    with pytest.raises(ValueError, match="P must be a rectangular array"):
+        pg.FiniteMDP([[[1.0]], [[0.5, 0.5]]], np.zeros((2, 1)), [0.5, 0.5], horizon=5)
+    mdp = pg.FiniteMDP(np.full((2, 1, 2), 0.5), np.zeros((2, 1)), [0.5, 0.5], horizon=2)
+    with pytest.raises(ValueError, match="states must be a rectangular array"):
+        pg.Trajectories(mdp, [[0, 1], [0]], [[0, 0], [0, 0]], np.zeros((2, 2)), [2, 2], [0, 0])

@@ -249,6 +249,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     if args.policy == "uniform":
         pi = pg.TabularSoftmax(S, A)
     else:
+        if args.policy_seed < 0:
+            raise ValueError(f"--policy-seed must be >= 0, got {args.policy_seed}")
         pi = pg.TabularSoftmax(S, A, theta=np.random.default_rng(args.policy_seed).normal(size=(S, A)))
     threads = args.threads
     t0 = time.perf_counter()
@@ -288,7 +290,7 @@ _OPT_IN_SUITES = ("training",)  # about a minute: only with --only
 def _cmd_bench(args: argparse.Namespace) -> int:
     import importlib
 
-    suites = _SUITES if not args.only else tuple(x.strip() for x in args.only.split(","))
+    suites = _SUITES if args.only is None else tuple(x.strip() for x in args.only.split(","))
     for name in suites:
         if name not in _SUITES + _OPT_IN_SUITES:
             raise ValueError(f"--only takes a comma-separated list of {', '.join(_SUITES + _OPT_IN_SUITES)}; got {name!r}")

@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _core
-from ._validation import as_float_array, as_gamma
+from ._validation import _asarray, as_float_array, as_gamma
 
 _INT32 = np.iinfo(np.int32)
 
@@ -157,7 +157,7 @@ class Trajectories:
 
 def _as_int32(x: Any, name: str, ndim: int) -> NDArray[np.int32]:
     """An integer array as C-contiguous int32, refusing other dtypes and values that would wrap."""
-    arr = np.asarray(x)
+    arr = _asarray(x, name)
     if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
         raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}")
     if arr.ndim != ndim:

@@ -14,7 +14,7 @@ _MAX_SEED = 2**64 - 1
 
 def as_float_array(x: Any, name: str, *, ndim: int | tuple[int, ...] | None = None) -> NDArray[np.float64]:
     """``x`` as a C-contiguous float64 array; TypeError for non-numeric data, ValueError for ndim."""
-    arr = np.asarray(x)
+    arr = _asarray(x, name)
     if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
     if ndim is not None:
@@ -23,6 +23,14 @@ def as_float_array(x: Any, name: str, *, ndim: int | tuple[int, ...] | None = No
             want = " or ".join(f"{d}-D" for d in allowed)
             raise ValueError(f"{name} must be {want}, got shape {arr.shape}")
     return np.asarray(arr, dtype=np.float64, order="C")
+
+
+def _asarray(x: Any, name: str) -> NDArray[Any]:
+    """np.asarray(x), a ragged nesting of lists reported as the argument's fault."""
+    try:
+        return np.asarray(x)
+    except ValueError as exc:  # "setting an array element with a sequence ... inhomogeneous shape"
+        raise ValueError(f"{name} must be a rectangular array (nested lists of equal lengths): {exc}") from None
 
 
 def require_finite(arr: NDArray[np.float64], name: str) -> None:
@@ -78,7 +86,7 @@ def require_instance(x: Any, cls: type, name: str, what: str) -> None:
 
 def as_index_array(x: Any, name: str, upper: int) -> NDArray[np.int32]:
     """Integer array with values in [0, upper), as C-contiguous int32 (same shape)."""
-    arr = np.asarray(x)
+    arr = _asarray(x, name)
     if arr.size == 0 and arr.dtype.kind == "f":  # [] is a float array to NumPy
         arr = arr.astype(np.int32)
     if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
