@@ -460,3 +460,21 @@ def test_step_and_reset_frequencies_match_the_mdp() -> None:
     env.reset(seed=3)
     starts = np.bincount([int(env.reset()[0]) for _ in range(30_000)], minlength=500)
     assert chi2_pvalue(starts, taxi.mu0) > ALPHA
+
+
+def test_malformed_entries_of_a_custom_table() -> None:
+    """A string flag 'False' would read as True (a terminal state); next states that mix scalars
+    and lists have no integer array: both are named errors."""
+    for bad in ("False", 2):
+        env = gymnasium.make("FrozenLake-v1", is_slippery=False)
+        P = env.unwrapped.P  # type: ignore[attr-defined]
+        p, s_next, r, _ = P[0][0][0]
+        P[0][0][0] = (p, s_next, r, bad)
+        with pytest.raises(ValueError, match=r"P\[0\]\[0\]: terminated must be True or False"):
+            pg.FiniteMDP.from_gymnasium(env)
+    env = gymnasium.make("FrozenLake-v1", is_slippery=False)
+    P = env.unwrapped.P  # type: ignore[attr-defined]
+    p, s_next, r, d = P[0][0][0]
+    P[0][0][0] = (p, [s_next, 1], r, d)
+    with pytest.raises(ValueError, match="next states must be integers"):
+        pg.FiniteMDP.from_gymnasium(env)

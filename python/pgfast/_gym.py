@@ -173,6 +173,8 @@ def _read_tabular_env(env: gymnasium.Env[Any, Any], name: str) -> tuple[MDPArray
                         f"env {name}: P[{s}][{a}] entries must be (prob, next_state, reward, "
                         f"terminated) tuples, got {entry!r}"
                     ) from None
+                if not isinstance(done, (bool, np.bool_)) and done not in (0, 1):  # 'False' would read as True
+                    raise ValueError(f"env {name}: P[{s}][{a}]: terminated must be True or False, got {done!r}")
                 probs.append(p)
                 nexts.append(s_next)
                 rewards.append(r)
@@ -190,7 +192,10 @@ def _read_tabular_env(env: gymnasium.Env[Any, Any], name: str) -> tuple[MDPArray
         reward = np.array(rewards, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"env {name}: P's probabilities and rewards must be real numbers ({exc})") from None
-    nxt_any = np.array(nexts)
+    try:
+        nxt_any = np.array(nexts)
+    except ValueError:  # a mix of scalars and sequences
+        raise ValueError(f"env {name}: P's next states must be integers (one per entry)") from None
     if nxt_any.size == 0:
         nxt_any = nxt_any.astype(np.int64)
     if nxt_any.dtype == np.bool_ or nxt_any.dtype.kind not in "iu" or nxt_any.ndim != 1:
