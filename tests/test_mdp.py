@@ -196,3 +196,14 @@ def test_ragged_nested_lists_name_the_argument() -> None:
     mdp = pg.FiniteMDP(np.full((2, 1, 2), 0.5), np.zeros((2, 1)), [0.5, 0.5], horizon=2)
     with pytest.raises(ValueError, match="states must be a rectangular array"):
         pg.Trajectories(mdp, [[0, 1], [0]], [[0, 0], [0, 0]], np.zeros((2, 2)), [2, 2], [0, 0])
+
+
+def test_sparse_rewards_complex_or_nan_are_named() -> None:
+    import scipy.sparse as sp  # a test requirement (pyproject: test extras)
+    P = sp.csr_matrix(np.full((4, 2), 0.5))
+    with pytest.raises(TypeError, match="R must be a real numeric matrix, got dtype complex128"):
+        pg.FiniteMDP(P, sp.csr_matrix(np.full((4, 2), 1 + 1j)), [0.5, 0.5], horizon=3)
+    R = np.ones((4, 2))
+    R[1, 0] = np.nan  # row 1 of the (S*A, S) matrix is (s, a) = (0, 1)
+    with pytest.raises(ValueError, match=r"R must be finite, found .*nan.* at \(s, a, s'\) = \(0, 1, 0\)"):
+        pg.FiniteMDP(P, sp.csr_matrix(R), [0.5, 0.5], horizon=3)

@@ -313,8 +313,14 @@ def _rewards_on_entries(R: Any, S: int, A: int, rows: NDArray[Any], nxt: NDArray
     if _is_scipy_sparse(R):
         if R.shape != (S * A, S):
             raise ValueError(f"sparse R must have shape (S*A, S) = ({S * A}, {S}), got {R.shape}")
+        if R.dtype.kind not in "iuf" or R.dtype == np.bool_:  # a complex R would lose its imaginary part
+            raise TypeError(f"R must be a real numeric matrix, got dtype {R.dtype}")
         vals = np.asarray(R.tocsr()[rows, nxt], dtype=np.float64).ravel()
-        require_finite(vals, "R")
+        bad = np.flatnonzero(~np.isfinite(vals))
+        if bad.size:
+            e = int(bad[0])
+            s_a = int(rows[e])
+            raise ValueError(f"R must be finite, found {vals[e]!r} at (s, a, s') = ({s_a // A}, {s_a % A}, {int(nxt[e])})")
         return np.ascontiguousarray(vals)
     Rd = as_float_array(R, "R", ndim=(2, 3))
     if Rd.shape not in ((S, A), (S, A, S)):
