@@ -295,6 +295,45 @@ def add_bench_arguments(parser: argparse.ArgumentParser, default_json: Path | No
                         help=f"where to save the results as JSON (default: {default_json or 'not saved'})")
 
 
+# Thread-count setters of the BLAS libraries NumPy wheels bundle (OpenBLAS, as scipy-openblas).
+_BLAS_SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads64_",
+                 "openblas_set_num_threads")
+
+
+def single_threaded_blas() -> bool:
+    """Runs NumPy's BLAS on one thread from now on; True if a loaded BLAS was told so.
+
+    The NumPy yardsticks are single-threaded, and a multi-threaded BLAS also leaves its threads
+    spinning on the other cores after each product, where they compete with pgfast's 2-thread
+    calls (measured: MLP 2T/1T 1.00 instead of 1.66). ``OPENBLAS_NUM_THREADS=1`` only works if set
+    before NumPy loads, which ``import pgfast`` has already done, so the loaded library's own
+    setter is called (Linux: the libraries mapped into this process; elsewhere nothing is done).
+    """
+    import ctypes
+
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")  # for child processes
+    try:
+        with open("/proc/self/maps", encoding="ascii", errors="replace") as f:
+            mapped = {fields[-1] for fields in (line.split() for line in f) if len(fields) >= 6}
+        libs = sorted(p for p in mapped if "blas" in os.path.basename(p).lower() and ".so" in p)
+    except OSError:
+        return False
+    done = False
+    for path in libs:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in _BLAS_SETTERS:
+            setter = getattr(lib, name, None)
+            if setter is not None:
+                setter(1)
+                done = True
+                break
+    return done
+
+
 def machine_info() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
@@ -397,6 +436,7 @@ def run_and_print(
     the load average before and after is printed too and recorded in ``info["load_average_1min"]``:
     more than the run's share means other work on the machine, which shows up in the timings.
     """
+    info["blas_single_threaded"] = single_threaded_blas()
     print(header_line(info, reused))
     load_before = load_average()
     t0 = time.perf_counter()
