@@ -520,7 +520,7 @@ def importance_weights(
 
 def _off_policy(
     target: SoftmaxPolicy, behavior: Any, traj: Trajectories, weights: str, per_decision: bool, self_normalized: bool, gamma: Any
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], float]:
+) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
     _policy_tables(target, "target")
     _check_traj(traj, target)
     kind = _weights_kind(weights)
@@ -535,7 +535,7 @@ def _off_policy(
     # that underflow (log rho of -1000) still give it
     scaled = np.exp(log_rho - log_rho.max())
     ess = float(scaled.sum() ** 2 / (scaled * scaled).sum())
-    return w, log_rho, value, ess
+    return w, value, ess
 
 
 def off_policy_gradient(
@@ -564,7 +564,7 @@ def off_policy_gradient(
     ``(N, H)``. The result's ``ess`` is :math:`(\sum\rho_i)^2/\sum\rho_i^2`; ``value`` the
     importance-weighted estimate of J.
     """
-    w, _, value, ess = _off_policy(target, behavior, traj, weights, per_decision, self_normalized, gamma)
+    w, value, ess = _off_policy(target, behavior, traj, weights, per_decision, self_normalized, gamma)
     tables = _policy_tables(target, "target")
     per_trajectory = as_bool(per_trajectory, "per_trajectory")
     if per_trajectory:
@@ -597,7 +597,7 @@ def off_policy_value(
     r"""Importance-sampling estimate of :math:`J(\pi)` from a batch of ``behavior``:
     :math:`\frac1N\sum_i \rho_i G_i`, or per-decision :math:`\frac1N\sum_i\sum_t \gamma^t r_{i,t}\rho_{i,0:t}`
     (``self_normalized`` divides the ratios by their batch mean)."""
-    _, _, value, ess = _off_policy(target, behavior, traj, "return", per_decision, self_normalized, gamma)
+    _, value, ess = _off_policy(target, behavior, traj, "return", per_decision, self_normalized, gamma)
     n = traj.n
     se = float(value.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
     return OffPolicyValue(float(value.mean()), se, ess)

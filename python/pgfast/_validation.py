@@ -68,6 +68,14 @@ def as_float(x: Any, name: str) -> float:
     return float(x)
 
 
+def as_rcond(x: Any) -> float:
+    """The relative eigenvalue cut-off of a pseudo-inverse, in [0, 1) (NaN refused)."""
+    rc = as_float(x, "rcond")
+    if not 0.0 <= rc < 1.0:
+        raise ValueError(f"rcond must be in [0, 1), got {rc}")
+    return rc
+
+
 def as_gamma(x: Any, default: float) -> float:
     """A discount factor in [0, 1]; None -> ``default`` (the MDP's)."""
     if x is None:

@@ -77,7 +77,7 @@ from numpy.typing import NDArray
 from . import _core
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy
-from ._validation import as_bool, as_float, as_gamma, as_threads, check_allocation, require_instance
+from ._validation import as_bool, as_float, as_gamma, as_rcond, as_threads, check_allocation, require_instance
 
 __all__ = [
     "OBJECTIVES",
@@ -340,11 +340,9 @@ def natural_gradient(
     :math:`K = M M^\top`), so F (n_params x n_params) is never formed.
     """
     lam = as_float(damping, "damping")
-    rc = as_float(rcond, "rcond")
+    rc = as_rcond(rcond)
     if not (np.isfinite(lam) and lam >= 0.0):
         raise ValueError(f"damping must be a finite number >= 0, got {lam}")
-    if not (0.0 <= rc < 1.0):
-        raise ValueError(f"rcond must be in [0, 1), got {rc}")
     probs, _, _, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=False, gradient=True, fisher=True)
     g = policy._logit_vjp(out["logit_grad"])
     return policy._natural(probs, out["fisher_w"], g, lam, rc)

@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike, NDArray
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy
 from ._trajectories import Trajectories
-from ._validation import as_float, as_float_array, as_int
+from ._validation import as_float, as_float_array, as_int, as_rcond
 
 __all__ = ["Adam", "GradientAscent", "NaturalGradient", "Optimizer"]
 
@@ -44,13 +44,6 @@ def _apply(policy: SoftmaxPolicy, d: NDArray[np.float64]) -> NDArray[np.float64]
     NaN raises and leaves theta as it was."""
     policy.theta = policy.theta + d
     return d
-
-
-def _rcond(x: Any) -> float:
-    rc = as_float(x, "rcond")
-    if not 0.0 <= rc < 1.0:  # also NaN
-        raise ValueError(f"rcond must be in [0, 1), got {rc}")
-    return rc
 
 
 def _betas(betas: Any) -> tuple[float, float]:
@@ -172,10 +165,11 @@ class Adam(Optimizer):
         lr, betas, eps, t = _positive(state["lr"], "lr"), _betas(state["betas"]), _positive(state["eps"], "eps"), _state_t(state)
         m = None if state["m"] is None else as_float_array(state["m"], "m")
         v = None if state["v"] is None else as_float_array(state["v"], "v")
-        if (m is None) != (v is None) or (m is not None and v is not None and m.shape != v.shape):
-            raise ValueError("the state's m and v must both be None or arrays of one shape")
-        if m is not None and v is not None and not (np.isfinite(m).all() and np.isfinite(v).all() and (v >= 0).all()):
-            raise ValueError("the state's m must be finite and v finite and >= 0")
+        if m is not None or v is not None:
+            if m is None or v is None or m.shape != v.shape:
+                raise ValueError("the state's m and v must both be None or arrays of one shape")
+            if not (np.isfinite(m).all() and np.isfinite(v).all() and (v >= 0).all()):
+                raise ValueError("the state's m must be finite and v finite and >= 0")
         self.lr, self.betas, self.eps, self.t, self.m, self.v = lr, betas, eps, t, m, v
 
 
@@ -201,7 +195,7 @@ class NaturalGradient(Optimizer):
         if fisher not in ("exact", "sampled"):
             raise ValueError(f"fisher must be 'exact' or 'sampled', got {fisher!r}")
         self.fisher = fisher
-        self.rcond = _rcond(rcond)
+        self.rcond = as_rcond(rcond)
         self.t = 0
 
     def direction(
