@@ -64,6 +64,17 @@ py::array readonly_view(const T* data, std::vector<py::ssize_t> shape, py::handl
   return out;
 }
 
+// Throws unless every entry of an index array lies in [0, upper), naming the first that does not.
+void check_range(const carray<std::int32_t>& idx, py::ssize_t upper, const char* name) {
+  const std::int32_t* v = idx.data();
+  for (py::ssize_t k = 0; k < idx.size(); ++k) {
+    if (v[k] < 0 || v[k] >= upper) {
+      throw std::invalid_argument(std::string(name) + "[" + std::to_string(k) + "] = " + std::to_string(v[k]) +
+                                  " is out of range [0, " + std::to_string(upper) + ")");
+    }
+  }
+}
+
 void require_shape2(const py::array& a, const char* name, py::ssize_t rows, py::ssize_t cols) {
   if (a.ndim() != 2 || a.shape(0) != rows || a.shape(1) != cols) {
     throw std::invalid_argument(std::string(name) + " must have shape (" + std::to_string(rows) + ", " +
@@ -205,6 +216,8 @@ void bind_policy(py::module_& m) {
         if (states.size() != actions.size()) {
           throw std::invalid_argument("states and actions must have the same number of entries");
         }
+        check_range(states, log_probs.shape(0), "states");
+        check_range(actions, log_probs.shape(1), "actions");
         carray<double> out(states.size());
         {
           py::gil_scoped_release release;
@@ -218,7 +231,9 @@ void bind_policy(py::module_& m) {
   m.def(
       "sample_actions",
       [](const carray<double>& probs, const carray<std::int32_t>& states, std::uint64_t seed) {
-        if (probs.ndim() != 2) throw std::invalid_argument("probs must have shape (S, A)");
+        if (probs.ndim() != 2 || probs.shape(0) < 1 || probs.shape(1) < 1)
+          throw std::invalid_argument("probs must have shape (S, A) with S, A >= 1");
+        check_range(states, probs.shape(0), "states");
         carray<std::int32_t> out(states.size());
         {
           py::gil_scoped_release release;

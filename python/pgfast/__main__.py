@@ -296,6 +296,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             raise ValueError(f"--only takes a comma-separated list of {', '.join(_SUITES + _OPT_IN_SUITES)}; got {name!r}")
     modules = {"sampler": "pgfast.benchmarks", "exact": "pgfast.bench_exact", "estimators": "pgfast.bench_estimators",
                "mlp": "pgfast.bench_mlp", "training": "pgfast.bench_training"}
+    _check_output_path(args.json, "--json")  # before the run, not after it
     status = 0
     for name in suites:
         argv = ["--quick"] if args.quick else []

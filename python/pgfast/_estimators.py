@@ -120,6 +120,8 @@ def _gamma(gamma: Any, mdp: FiniteMDP) -> float:
 
 
 def _weights_kind(weights: Any) -> str:
+    if not isinstance(weights, str):
+        raise TypeError(f"weights must be 'reward_to_go' or 'return', got {type(weights).__name__}")
     if weights not in ("reward_to_go", "return"):
         raise ValueError(f"weights must be 'reward_to_go' or 'return', got {weights!r}")
     return str(weights)
@@ -259,7 +261,7 @@ def _baseline(
     baseline: Any, policy: SoftmaxPolicy, mdp: FiniteMDP, gamma: float, weights: str
 ) -> tuple[str, NDArray[np.float64] | None]:
     """('none' | 'mean' | 'time' | 'table', table or None); 'cross' for an unfitted ValueBaseline."""
-    if baseline is None or baseline == "none":
+    if baseline is None or (isinstance(baseline, str) and baseline == "none"):
         return "none", None
     if isinstance(baseline, str):
         if baseline == "mean":

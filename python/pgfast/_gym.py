@@ -77,6 +77,8 @@ def mdp_arrays_from_gymnasium(env_or_id: Any, make_kwargs: dict[str, Any]) -> tu
     """
     if isinstance(env_or_id, str):
         env_id = env_or_id
+        if env_id.split("/")[-1].startswith("FrozenLake"):
+            _check_frozen_lake_desc(make_kwargs.get("desc"))
         try:
             env = gymnasium.make(env_id, **make_kwargs)
         except (gymnasium.error.UnregisteredEnv, gymnasium.error.DeprecatedEnv) as exc:
@@ -102,6 +104,27 @@ def mdp_arrays_from_gymnasium(env_or_id: Any, make_kwargs: dict[str, Any]) -> tu
         "env_or_id must be a gymnasium environment id (str) or a gymnasium.Env instance, "
         f"got {type(env_or_id).__name__}"
     )
+
+
+def _is_real(x: Any) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
+
+
+def _check_frozen_lake_desc(desc: Any) -> None:
+    """ValueError naming ``desc`` unless it is a FrozenLake map gymnasium can read: rows of equal
+    length over 'SFHG' with at least one start cell 'S' (gymnasium starts uniformly on them)."""
+    if desc is None:
+        return
+    if isinstance(desc, (str, bytes)) or not hasattr(desc, "__len__"):
+        raise ValueError(f"desc must be a list of map rows (strings over 'SFHG'), e.g. ['SF', 'HG'], got {desc!r}")
+    rows = [r.decode() if isinstance(r, bytes) else r if isinstance(r, str) else "".join(map(str, r)) for r in desc]
+    if not rows or not rows[0] or any(len(r) != len(rows[0]) for r in rows):
+        raise ValueError(f"desc must be a non-empty list of rows of one length, got {desc!r}")
+    bad = set("".join(rows)) - set("SFHG")
+    if bad:
+        raise ValueError(f"desc may only hold the cells 'S', 'F', 'H', 'G', got {sorted(bad)}")
+    if "S" not in "".join(rows):
+        raise ValueError(f"desc has no start cell 'S': {rows}")
 
 
 def _discrete_size(space: Any, what: str, name: str) -> int:
@@ -141,6 +164,8 @@ def _read_tabular_env(env: gymnasium.Env[Any, Any], name: str) -> tuple[MDPArray
         raise ValueError(f"env {name}: initial_state_distrib must be a numeric array ({exc})") from None
     if mu0.shape != (S,):
         raise ValueError(f"env {name}: initial_state_distrib must have shape (S,) = ({S},), got {mu0.shape}")
+    if not np.isfinite(mu0).all():
+        raise ValueError(f"env {name}: initial_state_distrib must be finite, got {mu0}")
     try:
         n_table = len(table)
     except TypeError:
@@ -175,6 +200,12 @@ def _read_tabular_env(env: gymnasium.Env[Any, Any], name: str) -> tuple[MDPArray
                     ) from None
                 if not isinstance(done, (bool, np.bool_)) and done not in (0, 1):  # 'False' would read as True
                     raise ValueError(f"env {name}: P[{s}][{a}]: terminated must be True or False, got {done!r}")
+                # nothing converted silently: True is not state 1, "0.5" is not a probability
+                if isinstance(s_next, (bool, np.bool_)) or not isinstance(s_next, (int, np.integer)):
+                    raise TypeError(f"env {name}: P[{s}][{a}]: next_state must be an integer, got {s_next!r}")
+                if not (_is_real(p) and _is_real(r)):
+                    what, v = ("probability", p) if not _is_real(p) else ("reward", r)
+                    raise TypeError(f"env {name}: P[{s}][{a}]: the {what} must be a real number, got {v!r}")
                 probs.append(p)
                 nexts.append(s_next)
                 rewards.append(r)

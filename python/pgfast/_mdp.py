@@ -288,16 +288,12 @@ def _terminal_mask(terminal: ArrayLike | None, S: int) -> NDArray[np.uint8]:
     return np.ascontiguousarray(t, dtype=np.uint8)
 
 
+_INT32_MAX = 2**31 - 1
+
+
 def _csr_from_sparse(P: Any) -> tuple[int, int, NDArray[np.int64], NDArray[np.int32], NDArray[np.float64], NDArray[np.int64]]:
-    if P.ndim != 2:
-        raise ValueError(f"sparse P must have shape (S*A, S), got {P.shape}")
-    rows_total, S = P.shape
-    if S < 1 or rows_total < S or rows_total % S:
-        raise ValueError(f"sparse P must have shape (S*A, S) with A >= 1, got {P.shape}")
-    A = rows_total // S
-    csr = P.tocsr(copy=True)
-    if csr.dtype.kind not in "iuf" or csr.dtype == np.bool_:
-        raise TypeError(f"P must be a real numeric matrix, got dtype {csr.dtype}")
+    S, A = _sparse_shape(P, "P")
+    csr = _checked_csr(P, "P")
     csr.sum_duplicates()
     csr.sort_indices()
     csr.eliminate_zeros()
@@ -308,14 +304,141 @@ def _csr_from_sparse(P: Any) -> tuple[int, int, NDArray[np.int64], NDArray[np.in
     return S, A, indptr, nxt, prob, rows
 
 
+def _sparse_shape(M: Any, name: str) -> tuple[int, int]:
+    """(S, A) of a SciPy sparse (S*A, S) matrix, its declared shape checked against the int32 index
+    limits and its real dtype checked, before anything is converted or allocated."""
+    shape = getattr(M, "shape", None)
+    if not isinstance(shape, tuple) or len(shape) != 2:
+        raise ValueError(f"sparse {name} must have shape (S*A, S), got {shape}")
+    rows_total, S = (int(d) for d in shape)
+    if S < 1 or rows_total < S or rows_total % S:
+        raise ValueError(f"sparse {name} must have shape (S*A, S) with A >= 1, got {shape}")
+    A = rows_total // S
+    if S > _INT32_MAX or A > _INT32_MAX:
+        raise ValueError(
+            f"sparse {name} of shape {shape} has S = {S} states and A = {A} actions; "
+            f"each must be at most 2**31 - 1 = {_INT32_MAX}"
+        )
+    dtype = getattr(M, "dtype", None)
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "iuf":  # a complex matrix would lose its imaginary part
+        raise TypeError(f"{name} must be a real numeric matrix, got dtype {dtype}")
+    return S, A
+
+
+def _int_array(x: Any, what: str, ndim: int = 1) -> NDArray[Any]:
+    arr = x if isinstance(x, np.ndarray) else None
+    if arr is None or arr.ndim != ndim or arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
+        desc = f"dtype {arr.dtype}, shape {arr.shape}" if arr is not None else type(x).__name__
+        raise ValueError(f"{what} must be a {ndim}-D integer array, got {desc}")
+    return arr
+
+
+def _check_range(idx: NDArray[Any], upper: int, what: str) -> None:
+    if idx.size:
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= upper:
+            k = int(np.argmax((idx < 0) | (idx >= upper)))
+            raise ValueError(f"{what}[{k}] = {int(idx[k])} is out of range [0, {upper})")
+
+
+def _check_compressed(indptr: Any, indices: Any, data: Any, major: int, minor: int, name: str) -> int:
+    """The CSR / CSC / BSR structure (SciPy does not check it); returns the number of stored entries."""
+    indptr = _int_array(indptr, f"{name}: indptr")
+    indices = _int_array(indices, f"{name}: indices")
+    if not isinstance(data, np.ndarray) or data.shape[:1] != indices.shape:
+        raise ValueError(f"{name}: data must have one entry (or block) per index, got {getattr(data, 'shape', None)} "
+                         f"for {indices.shape[0]} indices")
+    if indptr.shape != (major + 1,):
+        raise ValueError(f"{name}: indptr must have {major + 1} entries (rows + 1), got {indptr.shape[0]}")
+    if int(indptr[0]) != 0:
+        raise ValueError(f"{name}: indptr must start at 0, got indptr[0] = {int(indptr[0])}")
+    steps = np.diff(indptr)
+    if steps.size and int(steps.min()) < 0:
+        k = int(np.argmax(steps < 0))
+        raise ValueError(f"{name}: indptr must be non-decreasing, got indptr[{k}] = {int(indptr[k])} > "
+                         f"indptr[{k + 1}] = {int(indptr[k + 1])}")
+    nnz = int(indptr[-1])
+    if nnz > indices.shape[0]:
+        raise ValueError(f"{name}: indptr ends at {nnz}, beyond the {indices.shape[0]} stored indices")
+    _check_range(indices[:nnz], minor, f"{name}: column index indices")
+    return nnz
+
+
+def _check_sparse_structure(M: Any, name: str) -> None:
+    """Index arrays of a SciPy sparse matrix checked for structure and range before conversion."""
+    fmt = getattr(M, "format", None)
+    n_rows, n_cols = (int(d) for d in M.shape)
+    if fmt == "csr":
+        _check_compressed(M.indptr, M.indices, M.data, n_rows, n_cols, name)
+    elif fmt == "csc":
+        _check_compressed(M.indptr, M.indices, M.data, n_cols, n_rows, name)
+    elif fmt == "bsr":
+        data = M.data
+        if not isinstance(data, np.ndarray) or data.ndim != 3:
+            raise ValueError(f"{name}: BSR data must be 3-D (blocks, R, C), got {getattr(data, 'shape', None)}")
+        R, C = int(data.shape[1]), int(data.shape[2])
+        if R < 1 or C < 1 or n_rows % R or n_cols % C:
+            raise ValueError(f"{name}: BSR blocks of shape ({R}, {C}) do not tile the shape {M.shape}")
+        _check_compressed(M.indptr, M.indices, data, n_rows // R, n_cols // C, name)
+    elif fmt == "coo":
+        coords = getattr(M, "coords", None) or (M.row, M.col)
+        if len(coords) != 2:
+            raise ValueError(f"{name}: COO coordinates must be (row, col), got {len(coords)} arrays")
+        row = _int_array(coords[0], f"{name}: row")
+        col = _int_array(coords[1], f"{name}: col")
+        data = M.data
+        if row.shape != col.shape or not isinstance(data, np.ndarray) or data.shape != row.shape:
+            raise ValueError(f"{name}: COO row, col and data must have the same length, got "
+                             f"{row.shape}, {col.shape} and {getattr(data, 'shape', None)}")
+        _check_range(row, n_rows, f"{name}: row index row")
+        _check_range(col, n_cols, f"{name}: column index col")
+    elif fmt == "lil":
+        rows, data = M.rows, M.data
+        if not (isinstance(rows, np.ndarray) and isinstance(data, np.ndarray) and rows.shape == data.shape == (n_rows,)):
+            raise ValueError(f"{name}: LIL rows and data must be arrays of {n_rows} lists")
+        for i in range(n_rows):
+            if not isinstance(rows[i], list) or not isinstance(data[i], list) or len(rows[i]) != len(data[i]):
+                raise ValueError(f"{name}: LIL row {i} must have as many values as column indices")
+    elif fmt == "dia":
+        offsets = _int_array(M.offsets, f"{name}: offsets")
+        data = M.data
+        if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[0] != offsets.shape[0]:
+            raise ValueError(f"{name}: DIA data must be 2-D with one row per offset ({offsets.shape[0]}), "
+                             f"got {getattr(data, 'shape', None)}")
+    elif fmt != "dok":
+        raise TypeError(f"{name}: unsupported SciPy sparse format {fmt!r}")
+
+
+def _checked_csr(M: Any, name: str) -> Any:
+    """A validated CSR copy of a SciPy sparse matrix of any format (csr, csc, coo, bsr, dia, lil,
+    dok; matrix or array classes). The declared shape was checked by :func:`_sparse_shape`."""
+    n_rows = int(M.shape[0])
+    nnz = int(M.data.size) if isinstance(getattr(M, "data", None), np.ndarray) and M.format != "lil" else 0
+    # indptr (int64) twice over (conversion and copy), then 20 bytes per entry, a few times over
+    check_allocation(16 * (n_rows + 1) + 64 * max(nnz, 0), f"sparse {name} of shape {M.shape}",
+                     "pass a smaller matrix")
+    _check_sparse_structure(M, name)
+    if M.format in ("dia", "lil", "dok"):
+        # Their conversions build COO / CSR arrays without trusting an index structure; the result
+        # is checked like any other before it is used.
+        M = M.tocsr() if M.format == "lil" else M.tocoo()
+        _check_sparse_structure(M, name)
+    csr = M.tocsr(copy=True)
+    if csr.format != "csr":
+        raise TypeError(f"{name}: could not convert to CSR")
+    _check_compressed(csr.indptr, csr.indices, csr.data, int(csr.shape[0]), int(csr.shape[1]), name)
+    if csr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a real numeric matrix, got dtype {csr.dtype}")
+    return csr
+
+
 def _rewards_on_entries(R: Any, S: int, A: int, rows: NDArray[Any], nxt: NDArray[np.int32]) -> NDArray[np.float64]:
     """R(s, a, s') at every stored transition, from R (S, A), (S, A, S) or sparse (S*A, S)."""
     if _is_scipy_sparse(R):
-        if R.shape != (S * A, S):
+        if getattr(R, "shape", None) != (S * A, S):
             raise ValueError(f"sparse R must have shape (S*A, S) = ({S * A}, {S}), got {R.shape}")
-        if R.dtype.kind not in "iuf" or R.dtype == np.bool_:  # a complex R would lose its imaginary part
-            raise TypeError(f"R must be a real numeric matrix, got dtype {R.dtype}")
-        vals = np.asarray(R.tocsr()[rows, nxt], dtype=np.float64).ravel()
+        _sparse_shape(R, "R")
+        vals = np.asarray(_checked_csr(R, "R")[rows, nxt], dtype=np.float64).ravel()
         bad = np.flatnonzero(~np.isfinite(vals))
         if bad.size:
             e = int(bad[0])

@@ -28,6 +28,18 @@ if TYPE_CHECKING:
     from ._mdp import FiniteMDP
 
 
+MAX_SIZE = 2**31 - 1
+"""Upper bound of every state, action, feature and layer count (the C++ core's int32 indices)."""
+
+
+def _check_array_bytes(x: Any, name: str, owner: str) -> None:
+    """MemoryError before a large array argument is converted to float64 and copied."""
+    size = getattr(x, "size", None)
+    if isinstance(size, (int, np.integer)):
+        check_allocation(16 * int(size), f"{owner}'s {name} ({int(size)} values, converted and copied)",
+                         f"pass smaller {name}")
+
+
 class SoftmaxPolicy:
     """Base class: a softmax policy over ``n_states`` states and ``n_actions`` actions.
 
@@ -202,8 +214,12 @@ class TabularSoftmax(SoftmaxPolicy):
     _caches_probs = True
 
     def __init__(self, n_states: int, n_actions: int, theta: ArrayLike | None = None) -> None:
-        self._n_states = as_int(n_states, "n_states", minimum=1)
-        self._n_actions = as_int(n_actions, "n_actions", minimum=1)
+        self._n_states = as_int(n_states, "n_states", minimum=1, maximum=MAX_SIZE)
+        self._n_actions = as_int(n_actions, "n_actions", minimum=1, maximum=MAX_SIZE)
+        # theta and the copy of its last accepted value
+        check_allocation(16 * self._n_states * self._n_actions,
+                         f"TabularSoftmax(n_states={self._n_states}, n_actions={self._n_actions})'s theta",
+                         "use fewer states or actions, or a LinearSoftmax / MLPSoftmax")
         self._theta = np.zeros((self._n_states, self._n_actions))
         self._theta_accepted = self._theta.copy()
         if theta is not None:
@@ -238,6 +254,7 @@ class LinearSoftmax(SoftmaxPolicy):
     _caches_probs = True
 
     def __init__(self, features: ArrayLike, theta: ArrayLike | None = None) -> None:
+        _check_array_bytes(features, "features", "LinearSoftmax")
         phi = as_float_array(features, "features", ndim=3)
         S, A, p = phi.shape
         if S < 1 or A < 1 or p < 1:
@@ -322,18 +339,23 @@ class MLPSoftmax(SoftmaxPolicy):
         theta: ArrayLike | None = None,
     ) -> None:
         if isinstance(state_features, (int, np.integer)) and not isinstance(state_features, bool):
-            S = as_int(state_features, "state_features", minimum=1)
+            S = as_int(state_features, "state_features", minimum=1, maximum=MAX_SIZE)
+            check_allocation(8 * S * S, f"one-hot state features (S, S) for S = state_features = {S}",
+                             "pass a (S, d) array of state features instead")
             phi = np.eye(S)
         else:
+            _check_array_bytes(state_features, "state_features", "MLPSoftmax")
             phi = as_float_array(state_features, "state_features", ndim=2).copy()
             if phi.shape[0] < 1 or phi.shape[1] < 1:
                 raise ValueError(f"state_features must have shape (S, d) with S, d >= 1, got {phi.shape}")
             require_finite(phi, "state_features")
         phi.setflags(write=False)
-        self._n_actions = as_int(n_actions, "n_actions", minimum=1)
+        self._n_actions = as_int(n_actions, "n_actions", minimum=1, maximum=MAX_SIZE)
         if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
             raise TypeError(f"hidden must be a sequence of layer sizes, e.g. (64, 64), got {hidden!r}")
-        self._hidden = tuple(as_int(h, "hidden layer size", minimum=1) for h in hidden)
+        self._hidden = tuple(as_int(h, f"hidden[{i}] (a layer size)", minimum=1, maximum=MAX_SIZE) for i, h in enumerate(hidden))
+        if not isinstance(activation, str):
+            raise TypeError(f"activation must be 'tanh' or 'relu', got {type(activation).__name__}")
         if activation not in ("tanh", "relu"):
             raise ValueError(f"activation must be 'tanh' or 'relu', got {activation!r}")
         self._activation = str(activation)
@@ -342,6 +364,12 @@ class MLPSoftmax(SoftmaxPolicy):
         sizes = (int(phi.shape[1]),) + self._hidden + (self._n_actions,)
         n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
         check_allocation(8 * n_params, "the MLP's parameters", "use smaller hidden layers")
+        # the forward pass keeps every layer's activations for all S states; a backward pass adds
+        # two (S, widest layer) work arrays
+        S_ = self._n_states
+        check_allocation(8 * S_ * (sum(sizes[1:]) + 2 * max(sizes)),
+                         f"the MLP's activations for all S = {S_} states (hidden={self._hidden})",
+                         "use fewer states or smaller hidden layers")
         self._net = _core.MLPNet(phi, list(self._hidden), self._n_actions, self._activation)
         assert self._net.n_params == n_params
         self._theta = _glorot(np.random.default_rng(as_seed(seed)), sizes)

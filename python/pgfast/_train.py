@@ -15,14 +15,18 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import exact
-from ._estimators import ValueBaseline, policy_gradient
+from ._estimators import ValueBaseline, _weights_kind, policy_gradient
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy
-from ._validation import as_bool, as_int, as_seed, require_instance
+from ._validation import as_bool, as_gamma, as_int, as_seed, as_threads, require_instance
 from .optim import NaturalGradient, Optimizer
 
 FIELDS = ("iteration", "J_estimate", "J_stderr", "J_exact", "grad_norm", "seconds", "steps_per_s")
 _EXACT_MAX_WORK = 5 * 10**8  # evaluate exactly when H * nnz is below this
+MAX_ITERATIONS = 2**31 - 1
+"""Upper bound of :func:`train`'s ``iterations``."""
+MAX_BATCH = 2**62
+"""Upper bound of :func:`train`'s ``batch`` (also that of ``FiniteMDP.sample``'s ``n``)."""
 
 
 class History:
@@ -134,22 +138,31 @@ def train(
     Baselines ``None``, ``"exact"`` and a fitted ``ValueBaseline`` use the fused estimator (no
     trajectories stored); ``"mean"`` and ``"time"`` use a stored batch. ``exact_eval`` (default:
     when the MDP is small enough) records the exact J every ``eval_every`` iterations.
-    ``callback(iteration, record)`` may return True to stop early. The same seed gives the same
+    ``callback(iteration, record)`` may return True to stop early. ``iterations`` is at most
+    ``2**31 - 1`` and ``batch`` at most ``2**62``; every argument is checked before the first
+    iteration. The same seed gives the same
     History (except the wall-time fields).
     """
     require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
     require_instance(policy, SoftmaxPolicy, "policy", "a pgfast policy")
     require_instance(optimizer, Optimizer, "optimizer", "a pgfast.optim optimizer")
     policy._check_fits(mdp)
-    iters = as_int(iterations, "iterations", minimum=1)
-    n = as_int(batch, "batch", minimum=1)
+    iters = as_int(iterations, "iterations", minimum=1, maximum=MAX_ITERATIONS)
+    n = as_int(batch, "batch", minimum=1, maximum=MAX_BATCH)
     every = as_int(eval_every, "eval_every", minimum=1)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable (iteration, record) -> bool | None, or None, got {type(callback).__name__}")
+    as_threads(threads)  # checked before the first iteration
     base_seed = as_seed(seed)
     do_exact = (as_bool(exact_eval, "exact_eval") if exact_eval is not None
                 else mdp.horizon * max(mdp.nnz, 1) <= _EXACT_MAX_WORK)
     progress = as_bool(progress, "progress")
     if not (baseline is None or isinstance(baseline, (str, ValueBaseline))):
         raise TypeError(f"baseline must be None, 'mean', 'time', 'exact' or a pgfast.ValueBaseline, got {type(baseline).__name__}")
+    if isinstance(baseline, str) and baseline not in ("none", "mean", "time", "exact"):
+        raise ValueError(f"baseline must be None, 'mean', 'time', 'exact' or a pgfast.ValueBaseline, got {baseline!r}")
+    _weights_kind(weights)
+    as_gamma(gamma, mdp.gamma)
     value_baseline = baseline if isinstance(baseline, ValueBaseline) else None
     hist = History(meta={"seed": base_seed, "batch": n, "iterations": iters, "weights": weights,
                          "baseline": baseline if isinstance(baseline, str) or baseline is None else "value",

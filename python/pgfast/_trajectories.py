@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _core
-from ._validation import _asarray, as_float_array, as_gamma
+from ._validation import _asarray, as_float_array, as_gamma, as_seed
 
 _INT32 = np.iinfo(np.int32)
 
@@ -38,7 +38,9 @@ class Trajectories:
     seed : int | None
         The seed of the batch, when it was sampled.
 
-    A batch built by hand is checked when it is made: integer states, actions, lengths and final
+    A batch is immutable: its arrays are read-only (a batch built by hand keeps copies of the
+    arrays it was given) and its attributes cannot be assigned (AttributeError), so the
+    estimators trust a batch checked once. A batch built by hand is checked when it is made: integer states, actions, lengths and final
     states (stored as int32; no value may wrap), real rewards (stored as float64) finite on the
     real steps, shapes (N, H) and (N,), ``0 <= lengths <= H`` and final states of the MDP
     (TypeError / ValueError naming the array). States and actions outside the MDP's range are
@@ -86,18 +88,38 @@ class Trajectories:
         if bad.any():
             i, t = map(int, np.argwhere(bad)[0])
             raise ValueError(f"rewards must be finite on the real steps, found {rw[i, t]!r} (trajectory {i}, step {t})")
-        self.mdp = mdp
-        self.states, self.actions, self.rewards, self.lengths, self.final_states = st, ac, rw, ln, fin
-        self.seed = seed
+        if seed is not None:
+            seed = as_seed(seed)
+        given = (states, actions, rewards, lengths, final_states)
+        # the batch keeps its own read-only arrays: a caller's array is copied, never frozen
+        own = [a.copy() if isinstance(g, np.ndarray) and np.may_share_memory(a, g) else a
+               for a, g in zip((st, ac, rw, ln, fin), given)]
+        self._set(mdp, own, seed)
+
+    def _set(self, mdp: FiniteMDP, arrays: Any, seed: int | None) -> None:
+        for arr in arrays:
+            arr.setflags(write=False)
+        set_ = object.__setattr__
+        set_(self, "mdp", mdp)
+        for name, arr in zip(("states", "actions", "rewards", "lengths", "final_states"), arrays):
+            set_(self, name, arr)
+        set_(self, "seed", seed)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(
+            f"Trajectories batches are immutable: cannot set {name!r}; build a new "
+            "pgfast.Trajectories(mdp, states, actions, rewards, lengths, final_states) instead"
+        )
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Trajectories batches are immutable: cannot delete {name!r}")
 
     @classmethod
     def _trusted(cls, mdp: FiniteMDP, *arrays: NDArray[Any], seed: int | None = None) -> Trajectories:
         """A batch from arrays the library made (the sampler's, or rows of a checked batch), in the
         constructor's order (states, actions, rewards, lengths, final_states): no checks."""
         out = cls.__new__(cls)
-        out.mdp = mdp
-        out.states, out.actions, out.rewards, out.lengths, out.final_states = arrays
-        out.seed = seed
+        out._set(mdp, arrays, seed)
         return out
 
     @property

@@ -153,6 +153,6 @@ def check_allocation(nbytes: int, what: str, hint: str) -> None:
     avail = available_memory()
     if avail is not None and nbytes > avail:
         raise MemoryError(
-            f"{what} needs {nbytes / 2**30:.3g} GiB, more than the {avail / 2**30:.3g} GiB "
+            f"{what} needs {nbytes / 2**30:.3g} GiB ({nbytes} bytes), more than the {avail / 2**30:.3g} GiB "
             f"of memory available; {hint}"
         )

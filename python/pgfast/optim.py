@@ -57,6 +57,17 @@ def _betas(betas: Any) -> tuple[float, float]:
     return b1, b2
 
 
+def _check_state(state: Any, keys: tuple[str, ...], kind: str) -> None:
+    """TypeError unless ``state`` is a dict; ValueError naming missing keys or another optimizer's type."""
+    if not isinstance(state, dict):
+        raise TypeError(f"state must be a dict from {kind}.state_dict(), got {type(state).__name__}")
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise ValueError(f"state is missing the key(s) {', '.join(map(repr, missing))} of a {kind} state dict")
+    if "type" in state and state["type"] != kind:
+        raise ValueError(f"state is a state dict of {state['type']!r}, not of {kind!r}")
+
+
 def _state_t(state: dict[str, Any]) -> int:
     return as_int(state["t"], "t", minimum=0)
 
@@ -114,6 +125,7 @@ class GradientAscent(Optimizer):
         return {"type": "GradientAscent", "lr": self.lr, "schedule": self.schedule, "t": self.t}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        _check_state(state, ("lr", "schedule", "t"), "GradientAscent")
         lr = _positive(state["lr"], "lr")
         schedule = state["schedule"]
         if schedule == "callable":
@@ -162,6 +174,7 @@ class Adam(Optimizer):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        _check_state(state, ("lr", "betas", "eps", "t", "m", "v"), "Adam")
         lr, betas, eps, t = _positive(state["lr"], "lr"), _betas(state["betas"]), _positive(state["eps"], "eps"), _state_t(state)
         m = None if state["m"] is None else as_float_array(state["m"], "m")
         v = None if state["v"] is None else as_float_array(state["v"], "v")
@@ -242,6 +255,7 @@ class NaturalGradient(Optimizer):
         return {"type": "NaturalGradient", "lr": self.lr, "damping": self.damping, "fisher": self.fisher, "rcond": self.rcond, "t": self.t}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        _check_state(state, ("lr", "damping", "fisher", "rcond", "t"), "NaturalGradient")
         checked = NaturalGradient(state["lr"], state["damping"], state["fisher"], state["rcond"])  # the constructor's checks
         self.lr, self.damping, self.fisher, self.rcond = checked.lr, checked.damping, checked.fisher, checked.rcond
         self.t = _state_t(state)

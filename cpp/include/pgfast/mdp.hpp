@@ -160,11 +160,23 @@ class FiniteMDP {
     if (static_cast<std::int64_t>(prob_.size()) != nnz || static_cast<std::int64_t>(reward_.size()) != nnz) {
       fail("P: next, prob and reward must have the same number of entries");
     }
-    if (indptr_[0] != 0 || indptr_[rows] != nnz) fail("P: indptr must start at 0 and end at nnz");
+    // indptr in full first (0 = indptr[0] <= ... <= indptr[S*A] = nnz), so that the entry loop
+    // below never reads outside next, prob and reward.
+    if (indptr_[0] != 0) fail("P: indptr must start at 0, got indptr[0] = " + std::to_string(indptr_[0]));
+    if (indptr_[rows] != nnz) {
+      fail("P: indptr must end at nnz = " + std::to_string(nnz) + " (the length of next), got indptr[" +
+           std::to_string(rows) + "] = " + std::to_string(indptr_[rows]));
+    }
+    for (std::int64_t row = 0; row < rows; ++row) {
+      if (indptr_[row + 1] < indptr_[row]) {
+        fail("P: indptr must be non-decreasing, got indptr[" + std::to_string(row) + "] = " +
+             std::to_string(indptr_[row]) + " > indptr[" + std::to_string(row + 1) + "] = " +
+             std::to_string(indptr_[row + 1]));
+      }
+    }
     for (std::int64_t row = 0; row < rows; ++row) {
       const std::int64_t beg = indptr_[row], end = indptr_[row + 1];
       const std::int32_t s = static_cast<std::int32_t>(row / A_), a = static_cast<std::int32_t>(row % A_);
-      if (end < beg) fail("P: indptr must be non-decreasing");
       double total = 0.0;
       for (std::int64_t e = beg; e < end; ++e) {
         const std::int32_t sp = next_[e];
