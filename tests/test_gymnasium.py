@@ -464,7 +464,7 @@ def test_step_and_reset_frequencies_match_the_mdp() -> None:
 
 def test_malformed_entries_of_a_custom_table() -> None:
     """A string flag 'False' would read as True (a terminal state); next states that mix scalars
-    and lists have no integer array: both are named errors."""
+    and lists have no integer array: both are named errors (ValueError, TypeError)."""
     for bad in ("False", 2):
         env = gymnasium.make("FrozenLake-v1", is_slippery=False)
         P = env.unwrapped.P  # type: ignore[attr-defined]
@@ -476,5 +476,5 @@ def test_malformed_entries_of_a_custom_table() -> None:
     P = env.unwrapped.P  # type: ignore[attr-defined]
     p, s_next, r, d = P[0][0][0]
     P[0][0][0] = (p, [s_next, 1], r, d)
-    with pytest.raises(ValueError, match="next states must be integers"):
+    with pytest.raises(TypeError, match=r"P\[0\]\[0\]: next_state must be an integer"):
         pg.FiniteMDP.from_gymnasium(env)

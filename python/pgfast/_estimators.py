@@ -120,8 +120,8 @@ def _gamma(gamma: Any, mdp: FiniteMDP) -> float:
 
 
 def _weights_kind(weights: Any) -> str:
-    if not isinstance(weights, str):
-        raise TypeError(f"weights must be 'reward_to_go' or 'return', got {type(weights).__name__}")
+    if not isinstance(weights, str):  # not `in`: an array would compare elementwise
+        raise ValueError(f"weights must be 'reward_to_go' or 'return', got a {type(weights).__name__}")
     if weights not in ("reward_to_go", "return"):
         raise ValueError(f"weights must be 'reward_to_go' or 'return', got {weights!r}")
     return str(weights)

@@ -421,7 +421,11 @@ def _checked_csr(M: Any, name: str) -> Any:
     if M.format in ("dia", "lil", "dok"):
         # Their conversions build COO / CSR arrays without trusting an index structure; the result
         # is checked like any other before it is used.
-        M = M.tocsr() if M.format == "lil" else M.tocoo()
+        fmt = M.format
+        try:
+            M = M.tocsr() if fmt == "lil" else M.tocoo()
+        except (ValueError, IndexError, TypeError, KeyError) as exc:
+            raise ValueError(f"{name}: malformed {fmt.upper()} matrix ({type(exc).__name__}: {exc})") from None
         _check_sparse_structure(M, name)
     csr = M.tocsr(copy=True)
     if csr.format != "csr":

@@ -65,7 +65,7 @@ def _check_state(state: Any, keys: tuple[str, ...], kind: str) -> None:
     if missing:
         raise ValueError(f"state is missing the key(s) {', '.join(map(repr, missing))} of a {kind} state dict")
     if "type" in state and state["type"] != kind:
-        raise ValueError(f"state is a state dict of {state['type']!r}, not of {kind!r}")
+        raise ValueError(f"state['type'] is {state['type']!r}: a state dict of another optimizer, not of {kind!r}")
 
 
 def _state_t(state: dict[str, Any]) -> int:
