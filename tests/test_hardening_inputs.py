@@ -508,3 +508,15 @@ def test_array_layouts_and_dtypes_give_the_same_results(rng: np.random.Generator
     a, b = pg.exact.evaluate(m2, p2, "finite_horizon"), pg.exact.evaluate(ref_m, ref_p, "finite_horizon")
     assert a.J == b.J
     np.testing.assert_array_equal(a.V, b.V)
+
+
+@pytest.mark.parametrize("value", [np.zeros(3), None, 3, ["discounted"]], ids=["array", "none", "int", "list"])
+def test_string_choices_are_not_compared_elementwise(value: Any) -> None:
+    mdp, pi = _small()
+    _raises(ValueError, "objective", lambda: pg.exact.evaluate(mdp, pi, value))
+    _raises(ValueError, "objective", lambda: pg.exact.optimal(mdp, value))
+    _raises(ValueError, "method", lambda: pg.exact.evaluate(mdp, pi, "discounted", gamma=0.9, method=value))
+    _raises(ValueError, "schedule", lambda: pg.optim.GradientAscent(schedule=value))
+    _raises(ValueError, "fisher", lambda: pg.optim.NaturalGradient(fisher=value))
+    state = pg.optim.GradientAscent().state_dict()
+    _raises(ValueError, "schedule", lambda: pg.optim.GradientAscent().load_state_dict({**state, "schedule": value}))

@@ -138,6 +138,7 @@ class SoftmaxPolicy:
         Meant for inspection and tests; the estimators never form per-step scores.
         """
         s, a = self._pairs(states, actions)
+        check_allocation(8 * s.size * self.n_params, "the score rows", "pass fewer pairs at a time")
         probs = self.probs()
         out = np.empty((s.size, self.n_params))
         for k in range(s.size):

@@ -145,7 +145,7 @@ def _check(mdp: Any, policy: Any) -> NDArray[np.float64]:
 
 
 def _objective(objective: Any) -> str:
-    if objective not in OBJECTIVES:
+    if not isinstance(objective, str) or objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(map(repr, OBJECTIVES))}, got {objective!r}")
     return str(objective)
 
@@ -165,7 +165,7 @@ _MAX_TOL = 1e-2  # a looser GMRES residual gives values no better than a rough g
 
 
 def _solver(method: Any, tol: Any) -> tuple[str, float]:
-    if method not in _METHODS:
+    if not isinstance(method, str) or method not in _METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, _METHODS))}, got {method!r}")
     t = as_float(tol, "tol")
     if not 0.0 < t <= _MAX_TOL:
@@ -380,7 +380,7 @@ def optimal(
     evaluated exactly; an action changes only when it improves Q by more than a relative 1e-12.
     """
     require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
-    if objective not in ("finite_horizon", "discounted"):
+    if not isinstance(objective, str) or objective not in ("finite_horizon", "discounted"):
         raise ValueError(f"optimal supports objective='finite_horizon' or 'discounted', got {objective!r}")
     g = _gamma(mdp, gamma, objective)
     meth, t = _solver(method, tol)

@@ -98,7 +98,7 @@ class GradientAscent(Optimizer):
 
     def __init__(self, lr: float = 0.1, schedule: str | Callable[[int], float] = "constant") -> None:
         self.lr = _positive(lr, "lr")
-        if not (callable(schedule) or schedule in ("constant", "inv_sqrt")):
+        if not (callable(schedule) or (isinstance(schedule, str) and schedule in ("constant", "inv_sqrt"))):
             raise ValueError(f"schedule must be 'constant', 'inv_sqrt' or a callable, got {schedule!r}")
         self.schedule = schedule
         self.t = 0
@@ -128,14 +128,14 @@ class GradientAscent(Optimizer):
         _check_state(state, ("lr", "schedule", "t"), "GradientAscent")
         lr = _positive(state["lr"], "lr")
         schedule = state["schedule"]
-        if schedule == "callable":
+        if isinstance(schedule, str) and schedule == "callable":
             if not callable(self.schedule):
                 raise ValueError(
                     "the saved GradientAscent used a callable schedule, which a state dict cannot hold: "
                     "construct GradientAscent(schedule=<the same callable>) before load_state_dict"
                 )
             schedule = self.schedule
-        elif schedule not in ("constant", "inv_sqrt"):
+        elif not isinstance(schedule, str) or schedule not in ("constant", "inv_sqrt"):
             raise ValueError(f"schedule must be 'constant', 'inv_sqrt' or 'callable', got {schedule!r}")
         self.lr, self.schedule, self.t = lr, schedule, _state_t(state)
 
@@ -205,7 +205,7 @@ class NaturalGradient(Optimizer):
         self.damping = as_float(damping, "damping")
         if not (math.isfinite(self.damping) and self.damping >= 0.0):
             raise ValueError(f"damping must be a finite number >= 0, got {self.damping}")
-        if fisher not in ("exact", "sampled"):
+        if not isinstance(fisher, str) or fisher not in ("exact", "sampled"):
             raise ValueError(f"fisher must be 'exact' or 'sampled', got {fisher!r}")
         self.fisher = fisher
         self.rcond = as_rcond(rcond)
