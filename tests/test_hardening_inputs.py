@@ -520,3 +520,21 @@ def test_string_choices_are_not_compared_elementwise(value: Any) -> None:
     _raises(ValueError, "fisher", lambda: pg.optim.NaturalGradient(fisher=value))
     state = pg.optim.GradientAscent().state_dict()
     _raises(ValueError, "schedule", lambda: pg.optim.GradientAscent().load_state_dict({**state, "schedule": value}))
+
+
+@pytest.mark.parametrize("bad", ["nan", "negative", "row_sum"])
+def test_core_samplers_and_solvers_check_the_policy_table(bad: str) -> None:
+    mdp, _ = _small()
+    probs = np.full((2, 3), 1 / 3)
+    if bad == "nan":
+        probs[1, 2] = np.nan
+    elif bad == "negative":
+        probs[0] = [1.5, -0.5, 0.0]
+    else:
+        probs[0, 0] = 0.9
+    _raises(ValueError, "policy probabilities", lambda: _core.sample(mdp._mdp, probs, 4, 0, 1))
+    _raises(ValueError, "policy probabilities", lambda: _core.exact_evaluate(
+        mdp._mdp, probs, "discounted", 0.9, "dense", 1e-12, True, False, False, 1))
+    _raises(ValueError, "policy probabilities", lambda: _core.fused_gradient(
+        mdp._mdp, probs, None, 4, 0, "reward_to_go", 1.0, "none", None, 1, False))
+    _raises(ValueError, "probs", lambda: _core.sample_actions(probs, np.zeros(2, np.int32), 0))

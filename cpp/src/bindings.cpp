@@ -75,6 +75,30 @@ void check_range(const carray<std::int32_t>& idx, py::ssize_t upper, const char*
   }
 }
 
+// A policy table (S, A) as the samplers and solvers read it: finite entries >= 0, each row summing
+// to 1 (within 1e-6). O(S A), negligible beside the O(nnz) tables built from it.
+void check_policy_table(const carray<double>& probs, const char* name) {
+  const double* p = probs.data();
+  const py::ssize_t S = probs.shape(0), A = probs.shape(1);
+  for (py::ssize_t s = 0; s < S; ++s) {
+    double total = 0.0;
+    for (py::ssize_t a = 0; a < A; ++a) {
+      const double v = p[s * A + a];
+      if (!(v >= 0.0 && v <= 1.0)) {
+        std::ostringstream os;
+        os << name << "[" << s << ", " << a << "] = " << v << ": probabilities must lie in [0, 1]";
+        throw std::invalid_argument(os.str());
+      }
+      total += v;
+    }
+    if (!(std::abs(total - 1.0) <= 1e-6)) {
+      std::ostringstream os;
+      os << name << "[" << s << ", :] sums to " << total << "; each row must sum to 1";
+      throw std::invalid_argument(os.str());
+    }
+  }
+}
+
 void require_shape2(const py::array& a, const char* name, py::ssize_t rows, py::ssize_t cols) {
   if (a.ndim() != 2 || a.shape(0) != rows || a.shape(1) != cols) {
     throw std::invalid_argument(std::string(name) + " must have shape (" + std::to_string(rows) + ", " +
@@ -234,6 +258,7 @@ void bind_policy(py::module_& m) {
         if (probs.ndim() != 2 || probs.shape(0) < 1 || probs.shape(1) < 1)
           throw std::invalid_argument("probs must have shape (S, A) with S, A >= 1");
         check_range(states, probs.shape(0), "states");
+        check_policy_table(probs, "probs");
         carray<std::int32_t> out(states.size());
         {
           py::gil_scoped_release release;
@@ -353,6 +378,7 @@ void bind_rollout(py::module_& m) {
          int threads) {
         if (n < 1) throw std::invalid_argument("n must be >= 1, got " + std::to_string(n));
         require_shape2(probs, "policy probabilities", mdp.n_states(), mdp.n_actions());
+        check_policy_table(probs, "policy probabilities");
         threads = resolve_threads(threads);
         const std::int64_t H = mdp.horizon();
         carray<std::int32_t> states({n, H}), actions({n, H}), lengths(n), finals(n);
@@ -451,6 +477,7 @@ void bind_exact(py::module_& m) {
          const std::string& method, double tol, bool values, bool gradient, bool fisher, int threads) {
         threads = resolve_threads(threads);
         require_shape2(probs, "policy probabilities", mdp.n_states(), mdp.n_actions());
+        check_policy_table(probs, "policy probabilities");
         const exact::Method meth = parse_method(method);
         const exact::Request req{values, gradient, fisher};
         const py::ssize_t S = mdp.n_states(), A = mdp.n_actions(), H = mdp.horizon();
@@ -747,6 +774,7 @@ void bind_estimators(py::module_& m) {
          const std::optional<carray<double>>& table, int threads, bool stderr_, const std::shared_ptr<mlp::Forward>& net) {
         if (n < 1) throw std::invalid_argument("n must be >= 1, got " + std::to_string(n));
         require_shape2(probs, "policy probabilities", mdp.n_states(), mdp.n_actions());
+        check_policy_table(probs, "policy probabilities");
         const est::PolicyTables pol = policy_tables(probs, features, net);
         const std::int64_t H = mdp.horizon();
         est::WeightSpec spec;
