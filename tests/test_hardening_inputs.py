@@ -538,3 +538,17 @@ def test_core_samplers_and_solvers_check_the_policy_table(bad: str) -> None:
     _raises(ValueError, "policy probabilities", lambda: _core.fused_gradient(
         mdp._mdp, probs, None, 4, 0, "reward_to_go", 1.0, "none", None, 1, False))
     _raises(ValueError, "probs", lambda: _core.sample_actions(probs, np.zeros(2, np.int32), 0))
+
+
+def test_a_copied_batch_is_equal_and_still_immutable() -> None:
+    import copy
+
+    mdp, pi = _small()
+    traj = mdp.sample(pi, 3, seed=2)
+    dup = copy.copy(traj)
+    assert dup.seed == traj.seed and dup.mdp is traj.mdp
+    for name in ("states", "actions", "rewards", "lengths", "final_states"):
+        np.testing.assert_array_equal(getattr(dup, name), getattr(traj, name))
+        assert not getattr(dup, name).flags.writeable
+    _raises(AttributeError, "immutable", lambda: setattr(dup, "seed", 3))
+    np.testing.assert_array_equal(pg.policy_gradient(pi, dup).grad, pg.policy_gradient(pi, traj).grad)

@@ -114,6 +114,13 @@ class Trajectories:
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"Trajectories batches are immutable: cannot delete {name!r}")
 
+    def __setstate__(self, state: Any) -> None:
+        # copy and pickle restore the slots through here (the default would assign them)
+        slots = state[1] if isinstance(state, tuple) else state
+        names = ("states", "actions", "rewards", "lengths", "final_states")
+        self._set(slots["mdp"], [np.array(slots[n], copy=True) if slots[n].flags.writeable else slots[n] for n in names],
+                  slots["seed"])
+
     @classmethod
     def _trusted(cls, mdp: FiniteMDP, *arrays: NDArray[Any], seed: int | None = None) -> Trajectories:
         """A batch from arrays the library made (the sampler's, or rows of a checked batch), in the
