@@ -552,3 +552,16 @@ def test_a_copied_batch_is_equal_and_still_immutable() -> None:
         assert not getattr(dup, name).flags.writeable
     _raises(AttributeError, "immutable", lambda: setattr(dup, "seed", 3))
     np.testing.assert_array_equal(pg.policy_gradient(pi, dup).grad, pg.policy_gradient(pi, traj).grad)
+
+
+def test_history_records_and_files_are_checked(tmp_path: Path) -> None:
+    import json
+
+    h = pg.History()
+    _raises(ValueError, "J_estimate", lambda: h.append({"iteration": 1}))
+    _raises(TypeError, "record", lambda: h.append(3))  # type: ignore[arg-type]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"iteration": [1]}))
+    _raises(ValueError, "J_estimate", lambda: pg.History.load_json(bad))
+    bad.write_text(json.dumps([1, 2]))
+    _raises(ValueError, "iteration", lambda: pg.History.load_json(bad))

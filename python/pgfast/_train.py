@@ -40,6 +40,11 @@ class History:
         self.meta: dict[str, Any] = dict(meta or {})
 
     def append(self, record: dict[str, float]) -> None:
+        if not isinstance(record, dict):
+            raise TypeError(f"record must be a dict of the fields {FIELDS}, got {type(record).__name__}")
+        missing = [k for k in FIELDS if k not in record]
+        if missing:
+            raise ValueError(f"record is missing the field(s) {', '.join(map(repr, missing))}")
         self.records.append({k: float(record[k]) for k in FIELDS})
 
     def __len__(self) -> int:
@@ -71,7 +76,12 @@ class History:
     @classmethod
     def load_json(cls, path: str | Path) -> History:
         d = json.loads(Path(path).read_text())
+        missing = [f for f in FIELDS if not isinstance(d, dict) or not isinstance(d.get(f), list)]
+        if missing:
+            raise ValueError(f"{path}: not a saved History: the field(s) {', '.join(map(repr, missing))} are missing")
         n = len(d["iteration"])
+        if any(len(d[f]) != n for f in FIELDS):
+            raise ValueError(f"{path}: not a saved History: its fields have different lengths")
         recs = [{f: (math.nan if d[f][i] is None else float(d[f][i])) for f in FIELDS} for i in range(n)]
         return cls(recs, d.get("meta", {}))
 
