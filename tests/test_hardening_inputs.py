@@ -565,3 +565,23 @@ def test_history_records_and_files_are_checked(tmp_path: Path) -> None:
     _raises(ValueError, "J_estimate", lambda: pg.History.load_json(bad))
     bad.write_text(json.dumps([1, 2]))
     _raises(ValueError, "iteration", lambda: pg.History.load_json(bad))
+
+
+def test_core_scalars_are_checked_in_the_bindings() -> None:
+    mdp, _ = _small()
+    probs = np.full((2, 3), 1 / 3)
+    rw, ln = np.zeros((2, 3)), np.array([3, 1], np.int32)
+    for g in (float("nan"), -0.5, 1.5):
+        _raises(ValueError, "gamma", lambda: _core.returns(rw, ln, g))
+        _raises(ValueError, "gamma", lambda: _core.reward_to_go(rw, ln, g))
+        _raises(ValueError, "gamma", lambda: _core.exact_evaluate(mdp._mdp, probs, "discounted", g, "dense", 1e-12,
+                                                                  True, False, False, 1))
+        _raises(ValueError, "gamma", lambda: _core.exact_optimal(mdp._mdp, "discounted", g, "dense", 1e-12, 1))
+    for tol in (0.0, float("nan"), 1.0):
+        _raises(ValueError, "tol", lambda: _core.exact_evaluate(mdp._mdp, probs, "discounted", 0.9, "sparse", tol,
+                                                                True, False, False, 1))
+    F, g_ = np.eye(2), np.ones(2)
+    _raises(ValueError, "damping", lambda: _core.solve_fisher(F, g_, float("nan"), 0.0))
+    _raises(ValueError, "rcond", lambda: _core.solve_fisher(F, g_, 0.0, 1.0))
+    _raises(ValueError, "rcond", lambda: _core.natural_gradient_tabular(probs, np.ones(2), probs, 0.0, float("nan")))
+    _raises(ValueError, "hidden", lambda: _core.MLPNet(np.ones((2, 2)), [2**40], 2, "tanh"))

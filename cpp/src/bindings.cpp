@@ -75,6 +75,36 @@ void check_range(const carray<std::int32_t>& idx, py::ssize_t upper, const char*
   }
 }
 
+// Scalars every kernel assumes in range (Python checks them first; direct calls are checked here).
+void check_unit(double x, const char* name) {
+  if (!(x >= 0.0 && x <= 1.0)) {
+    std::ostringstream os;
+    os << name << " must be in [0, 1], got " << x;
+    throw std::invalid_argument(os.str());
+  }
+}
+
+void check_tol(double tol) {
+  if (!(tol > 0.0 && tol < 1.0)) {
+    std::ostringstream os;
+    os << "tol must be in (0, 1), got " << tol;
+    throw std::invalid_argument(os.str());
+  }
+}
+
+void check_damping_rcond(double damping, double rcond) {
+  if (!(std::isfinite(damping) && damping >= 0.0)) {
+    std::ostringstream os;
+    os << "damping must be a finite number >= 0, got " << damping;
+    throw std::invalid_argument(os.str());
+  }
+  if (!(rcond >= 0.0 && rcond < 1.0)) {
+    std::ostringstream os;
+    os << "rcond must be in [0, 1), got " << rcond;
+    throw std::invalid_argument(os.str());
+  }
+}
+
 // A policy table (S, A) as the samplers and solvers read it: finite entries >= 0, each row summing
 // to 1 (within 1e-6). O(S A), negligible beside the O(nnz) tables built from it.
 void check_policy_table(const carray<double>& probs, const char* name) {
@@ -278,6 +308,10 @@ void bind_mlp(py::module_& m) {
       .def(py::init([](const carray<double>& features, const std::vector<std::int64_t>& hidden, std::int64_t n_actions,
                        const std::string& activation) {
              if (features.ndim() != 2) throw std::invalid_argument("state_features must have shape (S, d)");
+             constexpr std::int64_t kMaxSize = std::numeric_limits<std::int32_t>::max();
+             if (n_actions > kMaxSize) throw std::invalid_argument("n_actions must be < 2**31");
+             for (const std::int64_t h : hidden)
+               if (h > kMaxSize) throw std::invalid_argument("hidden layer sizes must be < 2**31, got " + std::to_string(h));
              mlp::Activation act;
              if (activation == "tanh") {
                act = mlp::Activation::Tanh;
@@ -417,6 +451,7 @@ void bind_returns(py::module_& m) {
   m.def(
       "returns",
       [](const carray<double>& rewards, const carray<std::int32_t>& lengths, double gamma) {
+        check_unit(gamma, "gamma");
         check_batch(rewards, lengths);
         carray<double> out(rewards.shape(0));
         {
@@ -430,6 +465,7 @@ void bind_returns(py::module_& m) {
   m.def(
       "reward_to_go",
       [](const carray<double>& rewards, const carray<std::int32_t>& lengths, double gamma) {
+        check_unit(gamma, "gamma");
         check_batch(rewards, lengths);
         carray<double> out({rewards.shape(0), rewards.shape(1)});
         {
@@ -475,6 +511,8 @@ void bind_exact(py::module_& m) {
       "exact_evaluate",
       [](const FiniteMDP& mdp, const carray<double>& probs, const std::string& objective, double gamma,
          const std::string& method, double tol, bool values, bool gradient, bool fisher, int threads) {
+        check_unit(gamma, "gamma");
+        check_tol(tol);
         threads = resolve_threads(threads);
         require_shape2(probs, "policy probabilities", mdp.n_states(), mdp.n_actions());
         check_policy_table(probs, "policy probabilities");
@@ -511,6 +549,8 @@ void bind_exact(py::module_& m) {
       "exact_optimal",
       [](const FiniteMDP& mdp, const std::string& objective, double gamma, const std::string& method, double tol,
          int threads) {
+        check_unit(gamma, "gamma");
+        check_tol(tol);
         threads = resolve_threads(threads);
         const exact::Method meth = parse_method(method);
         const py::ssize_t S = mdp.n_states(), A = mdp.n_actions(), H = mdp.horizon();
@@ -585,6 +625,7 @@ void bind_exact(py::module_& m) {
   m.def(
       "solve_fisher",
       [](const carray<double>& F, const carray<double>& g, double damping, double rcond) {
+        check_damping_rcond(damping, rcond);
         if (F.ndim() != 2 || F.shape(0) != F.shape(1) || g.ndim() != 1 || g.shape(0) != F.shape(0))
           throw std::invalid_argument("F must be (n, n) and g (n,)");
         const py::ssize_t n = g.shape(0);
@@ -602,6 +643,7 @@ void bind_exact(py::module_& m) {
   m.def(
       "natural_gradient_tabular",
       [](const carray<double>& probs, const carray<double>& w, const carray<double>& g, double damping, double rcond) {
+        check_damping_rcond(damping, rcond);
         if (probs.ndim() != 2) throw std::invalid_argument("probs must have shape (S, A)");
         const py::ssize_t S = probs.shape(0), A = probs.shape(1);
         if (w.ndim() != 1 || w.shape(0) != S) throw std::invalid_argument("w must have shape (S,)");
@@ -705,6 +747,7 @@ void bind_estimators(py::module_& m) {
          const std::string& weights_kind, const std::optional<carray<double>>& weights, double gamma,
          const std::string& baseline, const std::optional<carray<double>>& table, bool per_trajectory, int threads,
          bool sumsq, const std::shared_ptr<mlp::Forward>& net) {
+        check_unit(gamma, "gamma");
         const est::PolicyTables pol = policy_tables(probs, features, net);
         // Shapes here; the indices are range-checked row by row as score_batch reads them (one
         // pass over the batch instead of two), and on a bad row check_indices names the first.
@@ -772,6 +815,7 @@ void bind_estimators(py::module_& m) {
       [](const FiniteMDP& mdp, const carray<double>& probs, const std::optional<carray<double>>& features,
          std::int64_t n, std::uint64_t seed, const std::string& weights_kind, double gamma, const std::string& baseline,
          const std::optional<carray<double>>& table, int threads, bool stderr_, const std::shared_ptr<mlp::Forward>& net) {
+        check_unit(gamma, "gamma");
         if (n < 1) throw std::invalid_argument("n must be >= 1, got " + std::to_string(n));
         require_shape2(probs, "policy probabilities", mdp.n_states(), mdp.n_actions());
         check_policy_table(probs, "policy probabilities");
@@ -871,6 +915,7 @@ void bind_estimators(py::module_& m) {
       "importance_weights",
       [](const carray<double>& rewards, const carray<double>& log_ratio, const carray<std::int32_t>& lengths,
          double gamma, bool reward_to_go, bool per_decision, bool self_normalized) {
+        check_unit(gamma, "gamma");
         check_batch(rewards, lengths);
         const py::ssize_t N = rewards.shape(0), H = rewards.shape(1);
         require_shape2(log_ratio, "log_ratio", N, H);
