@@ -585,3 +585,13 @@ def test_core_scalars_are_checked_in_the_bindings() -> None:
     _raises(ValueError, "rcond", lambda: _core.solve_fisher(F, g_, 0.0, 1.0))
     _raises(ValueError, "rcond", lambda: _core.natural_gradient_tabular(probs, np.ones(2), probs, 0.0, float("nan")))
     _raises(ValueError, "hidden", lambda: _core.MLPNet(np.ones((2, 2)), [2**40], 2, "tanh"))
+
+
+def test_dense_views_beyond_memory_are_refused_before_conversion() -> None:
+    S = 2**17  # a (S, 1, S) float32 view of one value: 2**34 entries, no memory of its own
+    P = np.broadcast_to(np.float32(1 / S), (S, 1, S))
+    msg = _raises(MemoryError, "P", lambda: pg.FiniteMDP(P, np.zeros((S, 1)), np.full(S, 1 / S), horizon=2))
+    assert f"{2**34 * 9} bytes" in msg
+    small = np.full((2, 1, 2), 0.5)
+    R = np.broadcast_to(np.float32(0), (2, 1, 2**40))
+    _raises(MemoryError, "R", lambda: pg.FiniteMDP(small, R, [0.5, 0.5], horizon=2))

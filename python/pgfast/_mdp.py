@@ -72,10 +72,13 @@ class FiniteMDP:
         if _is_scipy_sparse(P):
             S, A, indptr, nxt, prob, rows = _csr_from_sparse(P)
         else:
+            _check_dense_size(P, "P")
             P = as_float_array(P, "P", ndim=3)
             S, A, S2 = P.shape
             if S2 != S or S < 1 or A < 1:
                 raise ValueError(f"P must have shape (S, A, S) with S, A >= 1, got {P.shape}")
+            if S > _INT32_MAX or A > _INT32_MAX:
+                raise ValueError(f"P of shape {P.shape}: S and A must each be at most 2**31 - 1 = {_INT32_MAX}")
             flat = P.reshape(S * A, S)
             mask = flat != 0  # NaN entries are kept, so C++ reports them
             counts = mask.sum(axis=1)
@@ -269,6 +272,15 @@ class FiniteMDP:
         return Trajectories._trusted(self, states, actions, rewards, lengths, finals, seed=seed)
 
 
+def _check_dense_size(x: Any, name: str) -> None:
+    """MemoryError before a dense array (e.g. a broadcast view, which owns no memory) is converted
+    to float64 and scanned: a float64 copy unless it is one already, and a mask of its entries."""
+    if not isinstance(x, np.ndarray):
+        return  # nested lists: NumPy's own conversion is the allocation
+    copy = not (x.dtype == np.float64 and x.flags.c_contiguous)
+    check_allocation(x.size * (1 + 8 * copy), f"{name} of shape {x.shape} ({x.dtype})", f"pass a SciPy sparse {name}")
+
+
 def _check_gamma(gamma: Any) -> float:
     g = as_float(gamma, "gamma")
     if not (0.0 <= g <= 1.0):
@@ -449,6 +461,7 @@ def _rewards_on_entries(R: Any, S: int, A: int, rows: NDArray[Any], nxt: NDArray
             s_a = int(rows[e])
             raise ValueError(f"R must be finite, found {vals[e]!r} at (s, a, s') = ({s_a // A}, {s_a % A}, {int(nxt[e])})")
         return np.ascontiguousarray(vals)
+    _check_dense_size(R, "R")
     Rd = as_float_array(R, "R", ndim=(2, 3))
     if Rd.shape not in ((S, A), (S, A, S)):
         raise ValueError(f"R must have shape (S, A) = ({S}, {A}) or (S, A, S) = ({S}, {A}, {S}), got {Rd.shape}")
