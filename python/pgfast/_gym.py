@@ -117,7 +117,10 @@ def _check_frozen_lake_desc(desc: Any) -> None:
         return
     if isinstance(desc, (str, bytes)) or not hasattr(desc, "__len__"):
         raise ValueError(f"desc must be a list of map rows (strings over 'SFHG'), e.g. ['SF', 'HG'], got {desc!r}")
-    rows = [r.decode() if isinstance(r, bytes) else r if isinstance(r, str) else "".join(map(str, r)) for r in desc]
+    def cell(c: Any) -> str:
+        return c.decode() if isinstance(c, (bytes, np.bytes_)) else str(c)
+
+    rows = [cell(r) if isinstance(r, (str, bytes, np.str_, np.bytes_)) else "".join(map(cell, r)) for r in desc]
     if not rows or not rows[0] or any(len(r) != len(rows[0]) for r in rows):
         raise ValueError(f"desc must be a non-empty list of rows of one length, got {desc!r}")
     bad = set("".join(rows)) - set("SFHG")

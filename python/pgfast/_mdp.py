@@ -357,7 +357,7 @@ def _check_compressed(indptr: Any, indices: Any, data: Any, major: int, minor: i
     """The CSR / CSC / BSR structure (SciPy does not check it); returns the number of stored entries."""
     indptr = _int_array(indptr, f"{name}: indptr")
     indices = _int_array(indices, f"{name}: indices")
-    if not isinstance(data, np.ndarray) or data.shape[:1] != indices.shape:
+    if not isinstance(data, np.ndarray) or data.shape[:1] != indices.shape or data.ndim not in (1, 3):
         raise ValueError(f"{name}: data must have one entry (or block) per index, got {getattr(data, 'shape', None)} "
                          f"for {indices.shape[0]} indices")
     if indptr.shape != (major + 1,):

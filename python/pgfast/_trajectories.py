@@ -40,8 +40,8 @@ class Trajectories:
 
     A batch is immutable: its arrays are read-only (a batch built by hand keeps copies of the
     arrays it was given) and its attributes cannot be assigned (AttributeError), so the
-    estimators trust a batch checked once. A batch built by hand is checked when it is made: integer states, actions, lengths and final
-    states (stored as int32; no value may wrap), real rewards (stored as float64) finite on the
+    estimators trust a batch checked once. A batch built by hand is checked when it is made:
+    integer states, actions, lengths and final states (stored as int32; no value may wrap), real rewards (stored as float64) finite on the
     real steps, shapes (N, H) and (N,), ``0 <= lengths <= H`` and final states of the MDP
     (TypeError / ValueError naming the array). States and actions outside the MDP's range are
     reported by the estimators, naming the trajectory and the step.
@@ -177,7 +177,7 @@ class Trajectories:
         return _core.reward_to_go(rw, ln, self._gamma(gamma))
 
     def _rewards_and_lengths(self) -> tuple[NDArray[np.float64], NDArray[np.int32]]:
-        # the arrays as the kernels take them (no copy unless an attribute was replaced since)
+        # the arrays as the kernels take them (the batch's own: C-contiguous, no copy)
         return as_float_array(self.rewards, "rewards", ndim=2), _as_int32(self.lengths, "lengths", 1)
 
     def __repr__(self) -> str:

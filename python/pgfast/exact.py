@@ -59,8 +59,8 @@ network, batched over the states). The theorem holds for any differentiable soft
 exact gradient needs only this vector-Jacobian product of the logits.
 
 Solvers (``method=``): ``"dense"`` LU factorisation, ``"sparse"`` restarted GMRES(40) on the CSR
-transitions (memory O(nnz + 40 S); converged when the relative residual is at most ``tol``, in (0, 1e-2]), or
-``"auto"`` (dense up to 200 states; GMRES is the faster one beyond). The finite horizon needs no solver:
+transitions (memory O(nnz + 40 S); converged when the relative residual is at most ``tol``, in
+(0, 1e-2]), or ``"auto"`` (dense up to 200 states; GMRES is the faster one beyond). The finite horizon needs no solver:
 backward induction costs O(H nnz). ``threads`` (default: all cores) splits the sparse
 matrix-vector products of large MDPs (200 000 transitions or more); results do not depend on it
 beyond floating-point summation order.

@@ -64,7 +64,7 @@ def _check_state(state: Any, keys: tuple[str, ...], kind: str) -> None:
     missing = [k for k in keys if k not in state]
     if missing:
         raise ValueError(f"state is missing the key(s) {', '.join(map(repr, missing))} of a {kind} state dict")
-    if "type" in state and state["type"] != kind:
+    if "type" in state and not (isinstance(state["type"], str) and state["type"] == kind):
         raise ValueError(f"state['type'] is {state['type']!r}: a state dict of another optimizer, not of {kind!r}")
 
 
