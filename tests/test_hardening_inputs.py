@@ -595,3 +595,16 @@ def test_dense_views_beyond_memory_are_refused_before_conversion() -> None:
     small = np.full((2, 1, 2), 0.5)
     R = np.broadcast_to(np.float32(0), (2, 1, 2**40))
     _raises(MemoryError, "R", lambda: pg.FiniteMDP(small, R, [0.5, 0.5], horizon=2))
+
+
+def test_array_views_beyond_memory_are_refused_before_conversion() -> None:
+    mdp, pi = _small()
+    traj = mdp.sample(pi, 2, seed=0)
+    n, H = 2**20, 2**20  # int64 / float32 views of one value: no memory of their own
+    big_i = np.broadcast_to(np.int64(0), (n, H))
+    big_f = np.broadcast_to(np.float32(0), (n, H))
+    _raises(MemoryError, "states", lambda: pg.Trajectories(mdp, big_i, big_i, big_f, np.zeros(n, np.int32),
+                                                           np.zeros(n, np.int32)))
+    _raises(MemoryError, "weights", lambda: pg.score(pi, traj, big_f))
+    _raises(MemoryError, "states", lambda: pi.sample(big_i, seed=0))
+    _raises(MemoryError, "theta", lambda: pg.TabularSoftmax(2, 3, theta=np.broadcast_to(np.float32(0), (2**19, 2**19, 2**2))))

@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _core
-from ._validation import _asarray, as_float_array, as_gamma, as_seed
+from ._validation import _asarray, as_float_array, as_gamma, as_seed, check_allocation
 
 _INT32 = np.iinfo(np.int32)
 
@@ -191,6 +191,7 @@ def _as_int32(x: Any, name: str, ndim: int) -> NDArray[np.int32]:
         raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}")
     if arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
+    check_allocation(8 * arr.size, f"{name} of shape {arr.shape} as int32 (converted, then kept)", f"pass a smaller {name}")
     if arr.dtype != np.int32 and arr.size and (int(arr.min()) < _INT32.min or int(arr.max()) > _INT32.max):
         raise ValueError(f"{name} holds values outside the int32 range")
     return np.ascontiguousarray(arr, dtype=np.int32)

@@ -22,6 +22,8 @@ def as_float_array(x: Any, name: str, *, ndim: int | tuple[int, ...] | None = No
         if arr.ndim not in allowed:
             want = " or ".join(f"{d}-D" for d in allowed)
             raise ValueError(f"{name} must be {want}, got shape {arr.shape}")
+    if arr.dtype != np.float64 or not arr.flags.c_contiguous:  # a view may own far less memory
+        check_allocation(8 * arr.size, f"{name} of shape {arr.shape} as a float64 array", f"pass a smaller {name}")
     return np.asarray(arr, dtype=np.float64, order="C")
 
 
@@ -99,6 +101,8 @@ def as_index_array(x: Any, name: str, upper: int) -> NDArray[np.int32]:
         arr = arr.astype(np.int32)
     if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
         raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}")
+    if arr.dtype != np.int32 or not arr.flags.c_contiguous:
+        check_allocation(4 * arr.size, f"{name} of shape {arr.shape} as an int32 array", f"pass a smaller {name}")
     if arr.size:
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi >= upper:
