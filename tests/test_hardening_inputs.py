@@ -608,3 +608,13 @@ def test_array_views_beyond_memory_are_refused_before_conversion() -> None:
     _raises(MemoryError, "weights", lambda: pg.score(pi, traj, big_f))
     _raises(MemoryError, "states", lambda: pi.sample(big_i, seed=0))
     _raises(MemoryError, "theta", lambda: pg.TabularSoftmax(2, 3, theta=np.broadcast_to(np.float32(0), (2**19, 2**19, 2**2))))
+
+
+def test_value_baseline_sizes_and_ridge_are_bounded() -> None:
+    _raises(ValueError, "n_states", lambda: pg.ValueBaseline(2**31, 3))
+    _raises(ValueError, "horizon", lambda: pg.ValueBaseline(3, 2**40))
+    msg = _raises(MemoryError, "ValueBaseline", lambda: pg.ValueBaseline(2**30, 2**30))
+    assert f"{24 * 2**60} bytes" in msg
+    for ridge in (float("inf"), float("nan"), -1.0):
+        _raises(ValueError, "ridge", lambda: pg.ValueBaseline(3, 3, ridge=ridge))
+    _raises(TypeError, "ridge", lambda: pg.ValueBaseline(3, 3, ridge=True))

@@ -171,11 +171,15 @@ class ValueBaseline:
     """
 
     def __init__(self, n_states: int, horizon: int, features: ArrayLike | None = None, ridge: float = 1e-8) -> None:
-        self.n_states = as_int(n_states, "n_states", minimum=1)
-        self.horizon = as_int(horizon, "horizon", minimum=1)
+        self.n_states = as_int(n_states, "n_states", minimum=1, maximum=2**31 - 1)
+        self.horizon = as_int(horizon, "horizon", minimum=1, maximum=2**31 - 1)
+        # the (H, S) table and the per-(t, s) sums and counts of a fit
+        check_allocation(24 * self.horizon * self.n_states,
+                         f"a ValueBaseline table (horizon, n_states) = ({self.horizon}, {self.n_states})",
+                         "use a shorter horizon or fewer states")
         self.ridge = as_float(ridge, "ridge")
-        if not self.ridge >= 0.0:
-            raise ValueError(f"ridge must be >= 0, got {self.ridge}")
+        if not (self.ridge >= 0.0 and np.isfinite(self.ridge)):
+            raise ValueError(f"ridge must be a finite number >= 0, got {self.ridge}")
         self.features: NDArray[np.float64] | None = None
         if features is not None:
             f = as_float_array(features, "features", ndim=2)

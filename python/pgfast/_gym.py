@@ -135,6 +135,8 @@ def _discrete_size(space: Any, what: str, name: str) -> int:
         raise ValueError(f"env {name}: its {what} space must be Discrete, got {space!r}, which is not Discrete")
     if int(space.start) != 0:
         raise ValueError(f"env {name}: its {what} space must be Discrete starting at 0, got {space!r}")
+    if int(space.n) > 2**31 - 1:
+        raise ValueError(f"env {name}: its {what} space has {int(space.n)} elements, more than 2**31 - 1")
     return int(space.n)
 
 
