@@ -618,3 +618,13 @@ def test_value_baseline_sizes_and_ridge_are_bounded() -> None:
     for ridge in (float("inf"), float("nan"), -1.0):
         _raises(ValueError, "ridge", lambda: pg.ValueBaseline(3, 3, ridge=ridge))
     _raises(TypeError, "ridge", lambda: pg.ValueBaseline(3, 3, ridge=True))
+
+
+@pytest.mark.parametrize("array_class", [False, True])
+def test_sparse_P_without_entries_and_sparse_R_names_P(array_class: bool) -> None:
+    """No stored transitions select no entries of a sparse R (the sparse array classes return
+    that selection as a sparse array): the error is P's rows, not the lookup."""
+    make = sp.csr_array if array_class else sp.csr_matrix
+    msg = _raises(ValueError, "P", lambda: pg.FiniteMDP(make(np.zeros((2, 2))), make(np.zeros((2, 2))), [1.0, 0.0],
+                                                        horizon=3))
+    assert "sums to 0" in msg

@@ -454,7 +454,10 @@ def _rewards_on_entries(R: Any, S: int, A: int, rows: NDArray[Any], nxt: NDArray
         if getattr(R, "shape", None) != (S * A, S):
             raise ValueError(f"sparse R must have shape (S*A, S) = ({S * A}, {S}), got {R.shape}")
         _sparse_shape(R, "R")
-        vals = np.asarray(_checked_csr(R, "R")[rows, nxt], dtype=np.float64).ravel()
+        picked = _checked_csr(R, "R")[rows, nxt]
+        if _is_scipy_sparse(picked):  # the sparse array classes return an empty selection sparse
+            picked = picked.toarray()
+        vals = np.asarray(picked, dtype=np.float64).ravel()
         bad = np.flatnonzero(~np.isfinite(vals))
         if bad.size:
             e = int(bad[0])
