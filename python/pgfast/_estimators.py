@@ -396,12 +396,12 @@ def policy_gradient(
     for :class:`MLPSoftmax`, whose per-trajectory gradients each need a backward pass over the
     trajectory's visited states, while the batch gradient needs one backward pass in all.
     """
-    nthreads = as_threads(threads)
-    _core.wake_workers(nthreads)  # a parked pool thread wakes while the policy tables are made
-    tables = _policy_tables(policy)
     kind = _weights_kind(weights)
     with_se = as_bool(stderr, "stderr")
     per_trajectory = as_bool(per_trajectory, "per_trajectory")
+    nthreads = as_threads(threads)
+    _core.wake_workers(nthreads)  # a parked pool thread wakes while the policy tables are made
+    tables = _policy_tables(policy)
     if traj is None:
         if mdp is None or n is None:
             raise ValueError("pass a batch traj, or mdp=, n= and seed= for the fused estimator")
