@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _core
 from ._mdp import FiniteMDP
-from ._policy import LinearSoftmax, MLPSoftmax, SoftmaxPolicy, TabularSoftmax
+from ._policy import LinearSoftmax, MLPSoftmax, SoftmaxPolicy, TabularSoftmax, pinned
 from ._trajectories import Trajectories, _as_int32
 from ._validation import (
     as_bool,
@@ -72,7 +72,8 @@ def _policy_tables(policy: Any, name: str = "policy") -> _Tables:
     if isinstance(policy, LinearSoftmax):
         return _Tables(policy._probs_table(), policy.features, None)
     if isinstance(policy, MLPSoftmax):
-        return _Tables(policy._probs_table(), None, policy._forward())
+        snap = policy._snapshot()  # probabilities and forward pass of one theta
+        return _Tables(snap.probs, None, snap.net)
     raise TypeError(f"estimators support TabularSoftmax, LinearSoftmax and MLPSoftmax, got {type(policy).__name__}")
 
 
@@ -189,7 +190,7 @@ class ValueBaseline:
         return self._table is not None
 
     def values(self) -> NDArray[np.float64]:
-        """The table b_t(s), shape (H, S)."""
+        """The table b_t(s), shape (H, S), read-only."""
         if self._table is None:
             raise ValueError("the ValueBaseline is not fitted yet: call .fit(traj) first")
         return self._table
@@ -204,7 +205,9 @@ class ValueBaseline:
                 f"the batch has ({traj.mdp.n_states}, {traj.horizon})"
             )
         _check_indices(traj, traj.mdp.n_states, traj.mdp.n_actions)
-        self._table = self._fit_table(traj, _gamma(gamma, traj.mdp))
+        table = self._fit_table(traj, _gamma(gamma, traj.mdp))
+        table.setflags(write=False)  # replaced by the next fit, never changed in place
+        self._table = table
         return self
 
     def _fit_table(self, traj: Trajectories, gamma: float) -> NDArray[np.float64]:
@@ -392,6 +395,7 @@ def policy_gradient(
     """
     nthreads = as_threads(threads)
     _core.wake_workers(nthreads)  # a parked pool thread wakes while the policy tables are made
+    policy = pinned(policy)  # the tables and an exact baseline from one theta
     tables = _policy_tables(policy)
     kind = _weights_kind(weights)
     with_se = as_bool(stderr, "stderr")
@@ -482,6 +486,7 @@ def _log_ratio(target: SoftmaxPolicy, behavior: Any, traj: Trajectories) -> NDAr
     st, ac, rw, ln = _batch(traj)
     target_logp = np.ascontiguousarray(target.log_probs())
     if isinstance(behavior, SoftmaxPolicy):
+        behavior = pinned(behavior)  # its log-probabilities and probabilities from one theta
         _check_traj(traj, behavior)
         # a probability that underflows to 0 (logits 1e6 apart) has a finite log-prob: the
         # kernel reads the probabilities too
@@ -509,6 +514,7 @@ def importance_weights(
     with ``per_decision=True`` the cumulative ratios :math:`\rho_{i,0:t}`, shape (N, H) (past the
     end: the trajectory's full ratio).
     """
+    target = pinned(target)
     _policy_tables(target, "target")
     _check_traj(traj, target)
     lr = _log_ratio(target, behavior, traj)
@@ -564,6 +570,7 @@ def off_policy_gradient(
     ``(N, H)``. The result's ``ess`` is :math:`(\sum\rho_i)^2/\sum\rho_i^2`; ``value`` the
     importance-weighted estimate of J.
     """
+    target = pinned(target)  # the weights and the tables from one theta
     w, value, ess = _off_policy(target, behavior, traj, weights, per_decision, self_normalized, gamma)
     tables = _policy_tables(target, "target")
     per_trajectory = as_bool(per_trajectory, "per_trajectory")

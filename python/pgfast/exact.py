@@ -76,7 +76,7 @@ from numpy.typing import NDArray
 
 from . import _core
 from ._mdp import FiniteMDP
-from ._policy import SoftmaxPolicy
+from ._policy import SoftmaxPolicy, pinned
 from ._validation import as_bool, as_float, as_gamma, as_rcond, as_threads, check_allocation, require_instance
 
 __all__ = [
@@ -266,6 +266,7 @@ def gradient(
     :func:`evaluate` is shared).
     """
     return_evaluation = as_bool(return_evaluation, "return_evaluation")
+    policy = pinned(policy)  # the probabilities and the logit map from one theta
     _, obj, g, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=return_evaluation, gradient=True)
     grad = policy._logit_vjp(out["logit_grad"])
     if not return_evaluation:
@@ -291,6 +292,7 @@ def fisher(
     information of the trajectory distribution), the discounted visitation :math:`\rho` for
     ``"discounted"``, the stationary distribution :math:`d` for the average objectives.
     """
+    policy = pinned(policy)
     probs, _, _, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=False, fisher=True)
     n = policy.n_params
     check_allocation(8 * n * n, f"the Fisher matrix ({n} x {n})", "use natural_gradient, which is blockwise for tabular policies")
@@ -343,6 +345,7 @@ def natural_gradient(
     rc = as_rcond(rcond)
     if not (np.isfinite(lam) and lam >= 0.0):
         raise ValueError(f"damping must be a finite number >= 0, got {lam}")
+    policy = pinned(policy)
     probs, _, _, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=False, gradient=True, fisher=True)
     g = policy._logit_vjp(out["logit_grad"])
     return policy._natural(probs, out["fisher_w"], g, lam, rc)
