@@ -100,6 +100,11 @@ class Trajectories:
         out.seed = seed
         return out
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickles as the MDP, the five arrays (out of band with protocol 5) and the seed."""
+        return _rebuild_trajectories, (self.mdp, self.states, self.actions, self.rewards, self.lengths,
+                                       self.final_states, self.seed)
+
     @property
     def n(self) -> int:
         """Number of trajectories N."""
@@ -153,6 +158,19 @@ class Trajectories:
 
     def __repr__(self) -> str:
         return f"Trajectories(n={self.n}, horizon={self.horizon}, steps={self.n_steps}, seed={self.seed})"
+
+
+def _rebuild_trajectories(
+    mdp: FiniteMDP,
+    states: NDArray[np.int32],
+    actions: NDArray[np.int32],
+    rewards: NDArray[np.float64],
+    lengths: NDArray[np.int32],
+    final_states: NDArray[np.int32],
+    seed: int | None,
+) -> Trajectories:
+    """Unpickles a batch (its arrays may come back read-only: the kernels only read them)."""
+    return Trajectories._trusted(mdp, states, actions, rewards, lengths, final_states, seed=seed)
 
 
 def _as_int32(x: Any, name: str, ndim: int) -> NDArray[np.int32]:

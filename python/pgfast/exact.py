@@ -61,9 +61,10 @@ exact gradient needs only this vector-Jacobian product of the logits.
 Solvers (``method=``): ``"dense"`` LU factorisation, ``"sparse"`` restarted GMRES(40) on the CSR
 transitions (memory O(nnz + 40 S); converged when the relative residual is at most ``tol``), or
 ``"auto"`` (dense up to 200 states; GMRES is the faster one beyond). The finite horizon needs no solver:
-backward induction costs O(H nnz). ``threads`` (default: all cores) splits the sparse
-matrix-vector products of large MDPs (200 000 transitions or more); results do not depend on it
-beyond floating-point summation order.
+backward induction costs O(H nnz). ``threads`` (default: all usable cores; at most
+``pgfast.MAX_THREADS`` = 256, more raise ``ValueError``) splits the sparse matrix-vector products
+of large MDPs (200 000 transitions or more); results do not depend on it beyond floating-point
+summation order.
 """
 
 from __future__ import annotations
