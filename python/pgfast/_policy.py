@@ -99,7 +99,8 @@ class SoftmaxPolicy:
         except ValueError:
             last = self._theta_accepted
             if last is not None and np.shares_memory(arr, self._theta):
-                self._theta[...] = last
+                with _THETA_LOCK:
+                    self._theta[...] = last
             raise
         with _THETA_LOCK:
             self._theta[...] = arr
