@@ -287,3 +287,50 @@ def test_the_cap_is_shared_by_python_and_the_core() -> None:
     with pytest.raises(ValueError, match=r"threads must be in \[1, 256\]"):
         pg._core.sample(pg.FiniteMDP(np.ones((1, 1, 1)), np.zeros((1, 1)), [1.0], horizon=1)._mdp,
                         np.ones((1, 1)), 1, 0, 257)
+
+
+def test_baseline_refitted_while_other_threads_use_it() -> None:
+    """ValueBaseline.fit replaces its table whole: estimates made meanwhile use the old or the new fit."""
+    rng = np.random.default_rng(12)
+    mdp = _sparse_mdp(rng, 300, 4, horizon=8)
+    pi = pg.TabularSoftmax(300, 4, theta=rng.normal(size=(300, 4)))
+    fits = [mdp.sample(pi, 400, seed=k) for k in range(2)]
+    batch = mdp.sample(pi, 200, seed=7)
+    vb = pg.ValueBaseline(300, 8, features=rng.normal(size=(300, 5)))
+
+    def estimates() -> tuple[np.ndarray, np.ndarray]:
+        return (pg.policy_gradient(pi, batch, baseline=vb, threads=2).grad,
+                pg.policy_gradient(pi, mdp=mdp, n=200, seed=3, baseline=vb, threads=2).grad)
+
+    expected = []
+    for f in fits:
+        vb.fit(f)
+        expected.append(estimates())
+    assert not np.array_equal(expected[0][0], expected[1][0])
+    stop = threading.Event()
+    bad: list[str] = []
+
+    def refit() -> None:
+        k = 0
+        while not stop.is_set():
+            k += 1
+            vb.fit(fits[k % 2])
+
+    def use() -> None:
+        for _ in range(20):
+            stored, fused = estimates()
+            if not any(np.array_equal(stored, e[0]) for e in expected):
+                bad.append("stored")
+            if not any(np.array_equal(fused, e[1]) for e in expected):
+                bad.append("fused")
+
+    writer = threading.Thread(target=refit)
+    users = [threading.Thread(target=use) for _ in range(3)]
+    writer.start()
+    for t in users:
+        t.start()
+    for t in users:
+        t.join()
+    stop.set()
+    writer.join()
+    assert not bad, bad

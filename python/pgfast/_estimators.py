@@ -167,6 +167,9 @@ class ValueBaseline:
     A baseline fitted on earlier batches keeps the current estimate unbiased. One that is not
     fitted yet is *cross-fitted* by :func:`policy_gradient`: each half of the batch is weighted
     with a baseline fitted on the other half (the object itself is left unchanged).
+
+    :meth:`fit` replaces the table whole (it is read-only, never changed in place): calls using
+    the baseline in other threads meanwhile get the old or the new table.
     """
 
     def __init__(self, n_states: int, horizon: int, features: ArrayLike | None = None, ridge: float = 1e-8) -> None:

@@ -56,9 +56,9 @@ class SoftmaxPolicy:
     computes everything from that copy, so its result is the result at the old or at the new
     theta, never a mix. Changing the array ``policy.theta`` in place (``policy.theta += d``,
     ``policy.theta[0] = 1``) is not synchronised: readers running meanwhile may see part of the
-    change, so do it only while no other thread uses the policy. An optimizer's ``step`` and
-    :meth:`ValueBaseline.fit` change their own object: share those between threads only under
-    your own lock. Built-in policies pickle (protocol 5 sends big arrays out of band); an
+    change, so do it only while no other thread uses the policy. An optimizer's ``step`` updates
+    the optimizer's own state: share an optimizer between threads only under your own lock.
+    Built-in policies pickle (protocol 5 sends big arrays out of band); an
     unpickled policy owns a writable copy of theta even when the pickled buffers come back
     read-only.
     """
