@@ -324,3 +324,13 @@ def test_spawned_process_computes_the_same_gradient() -> None:
             _same_fields(pg.policy_gradient(pi, mdp=mdp, n=400, seed=3), fused.result(timeout=120))
             np.testing.assert_array_equal(pg.exact.gradient(mdp, pi), exact.result(timeout=120))
             _same_batch(mdp.sample(pi, 50, seed=4), sample.result(timeout=120))
+
+
+def test_gymnasium_env_pickles_mid_episode() -> None:
+    env = _mdp().to_gymnasium()
+    env.reset(seed=3)
+    for a in (0, 1, 2):
+        env.step(a)
+    copy = pickle.loads(pickle.dumps(env, protocol=5))
+    for a in (3, 0, 1, 1, 2):
+        assert repr(env.step(a)) == repr(copy.step(a))
