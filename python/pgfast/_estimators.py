@@ -324,7 +324,9 @@ def score(
 
     ``weights`` is ``(N, H)`` (entries past an episode's end are ignored). Returns the gradient in
     the shape of ``theta``; with ``per_trajectory=True`` also the per-trajectory gradients
-    ``(N, n_params)`` (their mean is the first result). ``threads`` (1 to ``pgfast.MAX_THREADS`` = 256, more raise ``ValueError``; default: every usable CPU) only changes the speed.
+    ``(N, n_params)`` (their mean is the first result). ``threads`` (1 to ``pgfast.MAX_THREADS``
+    = 256, more raise ``ValueError``; default: every usable CPU) changes only the speed and the
+    summation order.
     """
     tables = _policy_tables(policy)
     _check_traj(traj, policy)
@@ -396,8 +398,9 @@ def policy_gradient(
     for :class:`MLPSoftmax`, whose per-trajectory gradients each need a backward pass over the
     trajectory's visited states, while the batch gradient needs one backward pass in all.
 
-    ``threads`` (1 to ``pgfast.MAX_THREADS`` = 256, more raise ``ValueError``; default: every usable CPU) only changes the speed: the result is
-    the same, bit for bit, for any value.
+    ``threads`` (1 to ``pgfast.MAX_THREADS`` = 256, more raise ``ValueError``; default: every
+    usable CPU) changes only the speed and the order of the final summation (the last bits of the
+    result; the same ``threads`` gives the same bits on every run).
     """
     nthreads = as_threads(threads)
     _core.wake_workers(nthreads)  # a parked pool thread wakes while the policy tables are made
@@ -574,7 +577,8 @@ def off_policy_gradient(
     ``self_normalized=True`` divides the ratios by their batch mean (per step for per-decision
     weights): consistent, not unbiased. ``behavior`` is a policy or logged log-probabilities
     ``(N, H)``. The result's ``ess`` is :math:`(\sum\rho_i)^2/\sum\rho_i^2`; ``value`` the
-    importance-weighted estimate of J. ``threads`` (1 to ``pgfast.MAX_THREADS`` = 256, more raise ``ValueError``; default: every usable CPU) only changes the speed.
+    importance-weighted estimate of J. ``threads`` (1 to ``pgfast.MAX_THREADS`` = 256, more
+    raise ``ValueError``; default: every usable CPU) changes only the speed and the summation order.
     """
     target = pinned(target)  # the weights and the tables from one theta
     w, value, ess = _off_policy(target, behavior, traj, weights, per_decision, self_normalized, gamma)

@@ -253,8 +253,8 @@ class FiniteMDP:
         Trajectory ``i`` draws only from the counter-based random stream of ``(seed, i)``, so the
         batch is bit-identical for any ``threads``, and the first ``m`` trajectories of a batch of
         ``n`` equal a batch of ``m``. ``seed=None`` draws a fresh seed (kept in ``traj.seed``).
-        ``threads`` (1 to ``pgfast.MAX_THREADS`` = 256, more raise ``ValueError``; default: every usable CPU) only
-        changes the speed. Ctrl-C stops a long run with ``KeyboardInterrupt``.
+        ``threads`` (1 to ``pgfast.MAX_THREADS`` = 256, more raise ``ValueError``; default: every
+        usable CPU) only changes the speed. Ctrl-C stops a long run with ``KeyboardInterrupt``.
         """
         from ._policy import SoftmaxPolicy
         from ._trajectories import Trajectories

@@ -135,8 +135,9 @@ def train(
     trajectories stored); ``"mean"`` and ``"time"`` use a stored batch. ``exact_eval`` (default:
     when the MDP is small enough) records the exact J every ``eval_every`` iterations.
     ``callback(iteration, record)`` may return True to stop early. The same seed gives the same
-    History (except the wall-time fields), for any ``threads`` (1 to ``pgfast.MAX_THREADS`` = 256,
-    more raise ``ValueError``; default: every usable CPU).
+    History (except the wall-time fields) for the same ``threads`` (1 to ``pgfast.MAX_THREADS`` =
+    256, more raise ``ValueError``; default: every usable CPU; the batches do not depend on it, the
+    gradient sums only in their last bits).
     """
     require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
     require_instance(policy, SoftmaxPolicy, "policy", "a pgfast policy")

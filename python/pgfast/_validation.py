@@ -122,9 +122,10 @@ def available_cpus() -> int:
 
 
 MAX_THREADS = 256
-"""The most threads one call runs (``threads=`` above it is refused). Results never depend on
-the thread count, so more threads than CPUs only add start-up and switching costs; the cap keeps a
-typo (``threads=4096``) from starting thousands of OS threads. Of the threads a call starts,
+"""The most threads one call runs (``threads=`` above it is refused). Sampled batches do not
+depend on the thread count (estimator sums only in their last bits), and more threads than CPUs
+only add start-up and switching costs: the cap keeps a typo (``threads=4096``) from starting
+thousands of OS threads. Of the threads a call starts,
 pgfast keeps at most one per hardware thread (minus the caller's) parked for later calls; the
 others end with the call."""
 
