@@ -268,6 +268,7 @@ class SoftmaxPolicy:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_probs_cache", None)
+        state.pop("_theta_accepted", None)  # equal to theta; __setstate__ makes it again
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
