@@ -7,6 +7,7 @@ log-sum-exp.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -35,6 +36,15 @@ _P = TypeVar("_P", bound="SoftmaxPolicy")
 _THETA_LOCK = threading.Lock()
 
 
+def _new_lock_after_fork() -> None:  # a fork while another thread held the lock must not leave it held
+    global _THETA_LOCK
+    _THETA_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
+
+
 class _Snapshot(NamedTuple):
     """The tables of a policy at one value of theta, all computed from the copy ``theta``."""
 
@@ -46,8 +56,8 @@ class _Snapshot(NamedTuple):
 class SoftmaxPolicy:
     """Base class: a softmax policy over ``n_states`` states and ``n_actions`` actions.
 
-    ``theta`` is a float64 array owned by the policy. Optimizers update it in place
-    (``policy.theta += step``); assigning ``policy.theta = x`` copies ``x`` into it.
+    ``theta`` is a float64 array owned by the policy; assigning ``policy.theta = x`` (what the
+    optimizers do) copies ``x`` into it, in place.
 
     Threads: a policy may be shared by any number of threads that read it (``probs``,
     ``log_probs``, ``sample``, and every library call that takes the policy: ``mdp.sample``, the
