@@ -218,8 +218,8 @@ def test_large_thread_counts_leave_no_threads_behind() -> None:
     ref = mdp.sample(pi, n, seed=1, threads=1)
     ref_stored = pg.policy_gradient(pi, ref, threads=pg.MAX_THREADS)
     ref_fused = pg.policy_gradient(pi, mdp=mdp, n=n, seed=2, threads=pg.MAX_THREADS)
-    # the pool keeps at most one thread per hardware thread besides the caller's
-    limit = _os_threads() + pg._core.hardware_threads()
+    # the pool keeps at most one thread per usable CPU besides the caller's
+    limit = _os_threads() + pg._core.pooled_threads_max()
     for _ in range(3):
         traj = mdp.sample(pi, n, seed=1, threads=pg.MAX_THREADS)
         for name in ("states", "actions", "rewards", "lengths", "final_states"):
@@ -265,7 +265,7 @@ def test_many_workers_from_concurrent_callers() -> None:
         t.join()
     assert ok == [True] * 6
     if before:
-        assert _os_threads() <= before + pg._core.hardware_threads()
+        assert _os_threads() <= before + pg._core.pooled_threads_max()
 
 
 @pytest.mark.parametrize("threads", [0, -1, pg.MAX_THREADS + 1, 4096, 2**40])

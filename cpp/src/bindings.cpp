@@ -878,6 +878,8 @@ void bind_estimators(py::module_& m) {
 void bind_info(py::module_& m) {
   m.def("hardware_threads", &hardware_threads);
   m.attr("MAX_THREADS") = kMaxThreads;
+  m.def("pooled_threads_max", [] { return WorkerPool::get().max_pooled(); },
+        "The most worker threads the pool keeps between calls (usable CPUs - 1, at least 1).");
   m.def(
       "wake_workers",
       [](int threads) {

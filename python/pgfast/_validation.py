@@ -125,9 +125,8 @@ MAX_THREADS = 256
 """The most threads one call runs (``threads=`` above it is refused). Sampled batches do not
 depend on the thread count (estimator sums only in their last bits), and more threads than CPUs
 only add start-up and switching costs: the cap keeps a typo (``threads=4096``) from starting
-thousands of OS threads. Of the threads a call starts,
-pgfast keeps at most one per hardware thread (minus the caller's) parked for later calls; the
-others end with the call."""
+thousands of OS threads. Of the threads a call starts, pgfast keeps at most one per usable CPU
+(minus the caller's) parked for later calls; the others end with the call."""
 
 
 def as_threads(threads: Any) -> int:

@@ -1,7 +1,7 @@
 // A minimal fork-join runner whose calling thread works too and answers interrupts.
 //
 // run_workers(threads, body) runs body(worker, stop) for worker = 0..threads-1: worker 0 on the
-// calling thread, the others on pool threads (at most hardware_threads() - 1 are kept) and, beyond
+// calling thread, the others on pool threads (at most usable_cpus() - 1 are kept) and, beyond
 // those, on new threads that are joined before it returns. At most kMaxThreads workers run. Workers call stop(worker) at regular points (every
 // block of work, and every few thousand steps inside a long one). On the calling thread that
 // check also runs the poll function every poll period (the Python bindings check Ctrl-C there);
@@ -23,6 +23,9 @@
 #if defined(__unix__) || defined(__APPLE__)
 #include <unistd.h>
 #endif
+#if defined(__linux__)
+#include <sched.h>
+#endif
 
 namespace pgfast {
 
@@ -32,6 +35,19 @@ using PollFn = std::function<bool()>;
 inline int hardware_threads() noexcept {
   const unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : static_cast<int>(n);
+}
+
+// Number of CPUs this process may run on (its affinity mask on Linux; else hardware_threads()).
+inline int usable_cpus() noexcept {
+#if defined(__linux__) && defined(CPU_COUNT)
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+#endif
+  return hardware_threads();
 }
 
 // The most workers one parallel call runs (the Python API refuses more; run_workers clamps).
@@ -73,8 +89,9 @@ class StopToken {
 // start-up (tens to hundreds of microseconds, as much as a small batch takes). After a job the
 // workers spin (yielding) for a short while before parking, so consecutive calls find them awake.
 // One job at a time: a caller that finds the pool busy (another Python thread) spawns threads.
-// The pool keeps at most max_pooled() = hardware_threads() - 1 threads (with the calling thread,
-// one per hardware thread): a call asking for more runs the extra workers on threads of its own.
+// The pool keeps at most max_pooled() = usable_cpus() - 1 threads (with the calling thread, one
+// per CPU the process may use): a call asking for more runs the extra workers on threads of its
+// own, joined before it returns.
 class WorkerPool {
  public:
   // The pool of this process (re-created in a child after fork, whose copy has no threads).
@@ -93,11 +110,8 @@ class WorkerPool {
 
   std::mutex& submit_mutex() noexcept { return submit_; }
 
-  // The most threads the pool keeps (at least 1).
-  static int max_pooled() noexcept {
-    static const int n = std::max(1, hardware_threads() - 1);
-    return n;
-  }
+  // The most threads the pool keeps (at least 1; fixed when the pool is made).
+  int max_pooled() const noexcept { return max_pooled_; }
 
   // Wakes `helpers` pool threads (starting them if need be) without giving them a job: they spin
   // for a while, as after a job. A caller about to submit a job calls it first thing, so that a
@@ -149,7 +163,7 @@ class WorkerPool {
   }
 
  private:
-  WorkerPool() = default;
+  WorkerPool() : max_pooled_(std::max(1, usable_cpus() - 1)) {}
 
   static long current_pid() noexcept {
 #if defined(__unix__) || defined(__APPLE__)
@@ -201,6 +215,7 @@ class WorkerPool {
     }
   }
 
+  const int max_pooled_;
   std::mutex submit_, m_;
   std::condition_variable wake_, done_;
   std::vector<std::thread> threads_;
@@ -274,7 +289,7 @@ bool run_workers(int threads, Body&& body, StopToken& stop) {
     WorkerPool& pool = WorkerPool::get();
     std::unique_lock<std::mutex> job_lock(pool.submit_mutex(), std::try_to_lock);
     if (job_lock.owns_lock()) {
-      const int pooled = std::min(threads - 1, WorkerPool::max_pooled());
+      const int pooled = std::min(threads - 1, pool.max_pooled());
       const std::function<void(int)> job = guarded;
       pool.start(pooled, &job);
       try {
