@@ -8,6 +8,9 @@ never a probability table cached under a theta it was not computed from.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -334,3 +337,42 @@ def test_baseline_refitted_while_other_threads_use_it() -> None:
     stop.set()
     writer.join()
     assert not bad, bad
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through Linux's /proc")
+def test_ctrl_c_stops_a_run_with_more_workers_than_the_pool_keeps() -> None:
+    # In a child process: 16 workers (most on threads of the call's own), SIGINT after 0.5 s; the
+    # call raises KeyboardInterrupt within 1 s and its threads are joined.
+    code = textwrap.dedent(
+        """
+        import os, signal, threading, time
+        import numpy as np
+        import pgfast as pg
+        S, A = 64, 4
+        rng = np.random.default_rng(0)
+        P = rng.dirichlet(np.ones(S), size=(S, A))
+        mdp = pg.FiniteMDP(P, rng.normal(size=(S, A)), np.full(S, 1 / S), horizon=1000)
+        pi = pg.TabularSoftmax(S, A)
+        mdp.sample(pi, 64 * 16, seed=0, threads=16)  # starts the pool
+        before = len(os.listdir("/proc/self/task"))
+        sent = []
+        def interrupt():
+            sent.append(time.perf_counter())
+            os.kill(os.getpid(), signal.SIGINT)
+        timer = threading.Timer(0.5, interrupt)
+        timer.start()
+        try:
+            pg.policy_gradient(pi, mdp=mdp, n=2_000_000, seed=0, threads=16)
+            print("COMPLETED")
+        except KeyboardInterrupt:
+            late = time.perf_counter() - sent[0]
+            timer.join()
+            print("INTERRUPTED", late, len(os.listdir("/proc/self/task")) - before)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    word, *rest = out.stdout.split()
+    assert word == "INTERRUPTED", out.stdout
+    assert float(rest[0]) < 1.0
+    assert int(rest[1]) <= 0, "threads left behind by the interrupted call"
