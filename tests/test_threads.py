@@ -376,3 +376,20 @@ def test_ctrl_c_stops_a_run_with_more_workers_than_the_pool_keeps() -> None:
     assert word == "INTERRUPTED", out.stdout
     assert float(rest[0]) < 1.0
     assert int(rest[1]) <= 0, "threads left behind by the interrupted call"
+
+
+def test_a_subclass_with_its_own_logits_is_not_snapshotted() -> None:
+    """The snapshot computes logits from theta by the built-in rule; a subclass that redefines
+    logits() keeps its own rule everywhere (probs, sampling, exact)."""
+
+    class Sharper(pg.TabularSoftmax):
+        def logits(self) -> np.ndarray:
+            return 3.0 * self.theta
+
+    theta = np.random.default_rng(0).normal(size=(4, 3))
+    pi = Sharper(4, 3, theta=theta)
+    ref = pg.TabularSoftmax(4, 3, theta=3.0 * theta)
+    mdp = _sparse_mdp(np.random.default_rng(1), 4, 3, successors=2)
+    np.testing.assert_array_equal(pi.probs(), ref.probs())
+    np.testing.assert_array_equal(mdp.sample(pi, 50, seed=1).actions, mdp.sample(ref, 50, seed=1).actions)
+    assert pg.exact.evaluate(mdp, pi).J == pg.exact.evaluate(mdp, ref).J

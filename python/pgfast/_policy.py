@@ -84,6 +84,13 @@ class SoftmaxPolicy:
     _probs_cache: _Snapshot | None = None
     _theta_accepted: NDArray[np.float64] | None = None  # the last value the theta setter accepted
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # a subclass with logits of its own (and no _logits_and_net to match) computes every table
+        # through its logits(), without the snapshot
+        if "logits" in cls.__dict__ and "_logits_and_net" not in cls.__dict__:
+            cls._caches_probs = False
+
     @property
     def n_states(self) -> int:
         return self._n_states
