@@ -42,8 +42,10 @@ bool python_interrupted() {
 }
 
 int resolve_threads(int threads) {
-  if (threads < 0) throw std::invalid_argument("threads must be >= 1 or None, got " + std::to_string(threads));
-  return threads == 0 ? hardware_threads() : threads;
+  if (threads < 0 || threads > kMaxThreads)
+    throw std::invalid_argument("threads must be in [1, " + std::to_string(kMaxThreads) + "] or None, got " +
+                                std::to_string(threads));
+  return threads == 0 ? std::min(hardware_threads(), kMaxThreads) : threads;
 }
 
 template <class T>
@@ -963,6 +965,9 @@ void bind_estimators(py::module_& m) {
 
 void bind_info(py::module_& m) {
   m.def("hardware_threads", &hardware_threads);
+  m.attr("MAX_THREADS") = kMaxThreads;
+  m.def("pooled_threads_max", [] { return WorkerPool::get().max_pooled(); },
+        "The most worker threads the pool keeps between calls (usable CPUs - 1, at least 1).");
   m.def(
       "wake_workers",
       [](int threads) {

@@ -20,6 +20,7 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
 from ._mdp import FiniteMDP
 from ._policy import LinearSoftmax, MLPSoftmax, SoftmaxPolicy, TabularSoftmax
 from ._trajectories import PAD_INDEX, Trajectories
+from ._validation import MAX_THREADS
 from . import exact, optim
 from ._train import History, train
 from ._estimators import (
@@ -40,6 +41,7 @@ except PackageNotFoundError:  # pragma: no cover
     __version__ = "0+unknown"
 
 __all__ = [
+    "MAX_THREADS",
     "PAD_INDEX",
     "FiniteMDP",
     "History",

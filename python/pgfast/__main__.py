@@ -327,7 +327,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _add_env_options(p: argparse.ArgumentParser) -> None:
     """Options shared by the commands that run an environment."""
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--threads", type=int, default=None, help="worker threads (default: all CPUs)")
+    p.add_argument("--threads", type=int, default=None, help="worker threads, 1 to 256 (default: all CPUs)")
     p.add_argument("--horizon", type=int, default=None, help="episode length limit (default: the registered one)")
     p.add_argument("--gamma", type=float, default=1.0, help="discount factor in [0, 1] (default 1)")
     p.add_argument("--map-name", default=None, help="FrozenLake map, e.g. 4x4 or 8x8")

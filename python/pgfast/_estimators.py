@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _core
 from ._mdp import FiniteMDP
-from ._policy import LinearSoftmax, MLPSoftmax, SoftmaxPolicy, TabularSoftmax
+from ._policy import LinearSoftmax, MLPSoftmax, SoftmaxPolicy, TabularSoftmax, pinned
 from ._trajectories import Trajectories, _as_int32
 from ._validation import (
     as_bool,
@@ -72,7 +72,8 @@ def _policy_tables(policy: Any, name: str = "policy") -> _Tables:
     if isinstance(policy, LinearSoftmax):
         return _Tables(policy._probs_table(), policy.features, None)
     if isinstance(policy, MLPSoftmax):
-        return _Tables(policy._probs_table(), None, policy._forward())
+        snap = policy._snapshot()  # probabilities and forward pass of one theta
+        return _Tables(snap.probs, None, snap.net)
     raise TypeError(f"estimators support TabularSoftmax, LinearSoftmax and MLPSoftmax, got {type(policy).__name__}")
 
 
@@ -168,6 +169,9 @@ class ValueBaseline:
     A baseline fitted on earlier batches keeps the current estimate unbiased. One that is not
     fitted yet is *cross-fitted* by :func:`policy_gradient`: each half of the batch is weighted
     with a baseline fitted on the other half (the object itself is left unchanged).
+
+    :meth:`fit` replaces the table whole (it is read-only, never changed in place): calls using
+    the baseline in other threads meanwhile get the old or the new table.
     """
 
     def __init__(self, n_states: int, horizon: int, features: ArrayLike | None = None, ridge: float = 1e-8) -> None:
@@ -195,7 +199,7 @@ class ValueBaseline:
         return self._table is not None
 
     def values(self) -> NDArray[np.float64]:
-        """The table b_t(s), shape (H, S)."""
+        """The table b_t(s), shape (H, S), read-only."""
         if self._table is None:
             raise ValueError("the ValueBaseline is not fitted yet: call .fit(traj) first")
         return self._table
@@ -210,7 +214,9 @@ class ValueBaseline:
                 f"the batch has ({traj.mdp.n_states}, {traj.horizon})"
             )
         _check_indices(traj, traj.mdp.n_states, traj.mdp.n_actions)
-        self._table = self._fit_table(traj, _gamma(gamma, traj.mdp))
+        table = self._fit_table(traj, _gamma(gamma, traj.mdp))
+        table.setflags(write=False)  # replaced by the next fit, never changed in place
+        self._table = table
         return self
 
     def _fit_table(self, traj: Trajectories, gamma: float) -> NDArray[np.float64]:
@@ -324,7 +330,9 @@ def score(
 
     ``weights`` is ``(N, H)`` (entries past an episode's end are ignored). Returns the gradient in
     the shape of ``theta``; with ``per_trajectory=True`` also the per-trajectory gradients
-    ``(N, n_params)`` (their mean is the first result).
+    ``(N, n_params)`` (their mean is the first result). ``threads`` (1 to ``pgfast.MAX_THREADS``
+    = 256, more raise ``ValueError``; default: every usable CPU) changes only the speed and the
+    summation order.
     """
     tables = _policy_tables(policy)
     _check_traj(traj, policy)
@@ -395,12 +403,17 @@ def policy_gradient(
     summed straight into one logit table. That is what :func:`pgfast.train` uses; it matters most
     for :class:`MLPSoftmax`, whose per-trajectory gradients each need a backward pass over the
     trajectory's visited states, while the batch gradient needs one backward pass in all.
+
+    ``threads`` (1 to ``pgfast.MAX_THREADS`` = 256, more raise ``ValueError``; default: every
+    usable CPU) changes only the speed and the order of the final summation (the last bits of the
+    result; the same ``threads`` gives the same bits on every run).
     """
     kind = _weights_kind(weights)
     with_se = as_bool(stderr, "stderr")
     per_trajectory = as_bool(per_trajectory, "per_trajectory")
     nthreads = as_threads(threads)
     _core.wake_workers(nthreads)  # a parked pool thread wakes while the policy tables are made
+    policy = pinned(policy)  # the tables and an exact baseline from one theta
     tables = _policy_tables(policy)
     if traj is None:
         if mdp is None or n is None:
@@ -488,6 +501,7 @@ def _log_ratio(target: SoftmaxPolicy, behavior: Any, traj: Trajectories) -> NDAr
     st, ac, rw, ln = _batch(traj)
     target_logp = np.ascontiguousarray(target.log_probs())
     if isinstance(behavior, SoftmaxPolicy):
+        behavior = pinned(behavior)  # its log-probabilities and probabilities from one theta
         _check_traj(traj, behavior)
         # a probability that underflows to 0 (logits 1e6 apart) has a finite log-prob: the
         # kernel reads the probabilities too
@@ -515,6 +529,7 @@ def importance_weights(
     with ``per_decision=True`` the cumulative ratios :math:`\rho_{i,0:t}`, shape (N, H) (past the
     end: the trajectory's full ratio).
     """
+    target = pinned(target)
     _policy_tables(target, "target")
     _check_traj(traj, target)
     lr = _log_ratio(target, behavior, traj)
@@ -568,8 +583,10 @@ def off_policy_gradient(
     ``self_normalized=True`` divides the ratios by their batch mean (per step for per-decision
     weights): consistent, not unbiased. ``behavior`` is a policy or logged log-probabilities
     ``(N, H)``. The result's ``ess`` is :math:`(\sum\rho_i)^2/\sum\rho_i^2`; ``value`` the
-    importance-weighted estimate of J.
+    importance-weighted estimate of J. ``threads`` (1 to ``pgfast.MAX_THREADS`` = 256, more
+    raise ``ValueError``; default: every usable CPU) changes only the speed and the summation order.
     """
+    target = pinned(target)  # the weights and the tables from one theta
     w, value, ess = _off_policy(target, behavior, traj, weights, per_decision, self_normalized, gamma)
     tables = _policy_tables(target, "target")
     per_trajectory = as_bool(per_trajectory, "per_trajectory")

@@ -231,6 +231,13 @@ class FiniteMDP:
         r"""Expected immediate reward :math:`r(s, a) = \sum_{s'} P(s'|s,a) R(s,a,s')`, shape (S, A)."""
         return self._mdp.expected_reward()
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickles as the stored CSR arrays, ``mu0``, ``terminal``, ``horizon`` and ``gamma``
+        (with protocol 5 the arrays can travel out of band); unpickling rebuilds the same MDP."""
+        m = self._mdp
+        return _rebuild_mdp, (self.n_states, self.n_actions, m.indptr, m.next, m.prob, m.reward, m.mu0,
+                              self.terminal, self.horizon, self.gamma)
+
     def __repr__(self) -> str:
         return (
             f"FiniteMDP(n_states={self.n_states}, n_actions={self.n_actions}, nnz={self.nnz}, "
@@ -249,7 +256,8 @@ class FiniteMDP:
         Trajectory ``i`` draws only from the counter-based random stream of ``(seed, i)``, so the
         batch is bit-identical for any ``threads``, and the first ``m`` trajectories of a batch of
         ``n`` equal a batch of ``m``. ``seed=None`` draws a fresh seed (kept in ``traj.seed``).
-        Ctrl-C stops a long run with ``KeyboardInterrupt``.
+        ``threads`` (1 to ``pgfast.MAX_THREADS`` = 256, more raise ``ValueError``; default: every
+        usable CPU) only changes the speed. Ctrl-C stops a long run with ``KeyboardInterrupt``.
         """
         from ._policy import SoftmaxPolicy
         from ._trajectories import Trajectories
@@ -279,6 +287,23 @@ def _check_dense_size(x: Any, name: str) -> None:
         return  # nested lists: NumPy's own conversion is the allocation
     copy = not (x.dtype == np.float64 and x.flags.c_contiguous)
     check_allocation(x.size * (1 + 8 * copy), f"{name} of shape {x.shape} ({x.dtype})", f"pass a SciPy sparse {name}")
+
+
+def _rebuild_mdp(
+    n_states: int,
+    n_actions: int,
+    indptr: NDArray[np.int64],
+    next_states: NDArray[np.int32],
+    prob: NDArray[np.float64],
+    reward: NDArray[np.float64],
+    mu0: NDArray[np.float64],
+    terminal: NDArray[np.bool_],
+    horizon: int,
+    gamma: float,
+) -> FiniteMDP:
+    """Unpickles a FiniteMDP (the arrays may be read-only: they are copied into C++)."""
+    return FiniteMDP._from_csr(n_states, n_actions, indptr, next_states, prob, reward, mu0, terminal,
+                               horizon=horizon, gamma=gamma)
 
 
 def _check_gamma(gamma: Any) -> float:

@@ -7,8 +7,10 @@ log-sum-exp.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -27,6 +29,29 @@ from ._validation import (
 if TYPE_CHECKING:
     from ._mdp import FiniteMDP
 
+_P = TypeVar("_P", bound="SoftmaxPolicy")
+
+# Held while theta is written by the setter and while it is copied for a snapshot, so that a copy
+# never sees half of an assignment (NumPy may release the GIL inside a large copy).
+_THETA_LOCK = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:  # a fork while another thread held the lock must not leave it held
+    global _THETA_LOCK
+    _THETA_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
+
+
+class _Snapshot(NamedTuple):
+    """The tables of a policy at one value of theta, all computed from the copy ``theta``."""
+
+    theta: NDArray[np.float64]  # read-only copy
+    probs: NDArray[np.float64]  # (S, A), C-contiguous, read-only
+    net: Any  # the MLP forward pass at theta (MLPSoftmax), else None
+
 
 MAX_SIZE = 2**31 - 1
 """Upper bound of every state, action, feature and layer count (the C++ core's int32 indices)."""
@@ -43,20 +68,40 @@ def _check_array_bytes(x: Any, name: str, owner: str) -> None:
 class SoftmaxPolicy:
     """Base class: a softmax policy over ``n_states`` states and ``n_actions`` actions.
 
-    ``theta`` is a float64 array owned by the policy. Optimizers update it in place
-    (``policy.theta += step``); assigning ``policy.theta = x`` copies ``x`` into it.
+    ``theta`` is a float64 array owned by the policy; assigning ``policy.theta = x`` (what the
+    optimizers do) copies ``x`` into it, in place.
+
+    Threads: a policy may be shared by any number of threads that read it (``probs``,
+    ``log_probs``, ``sample``, and every library call that takes the policy: ``mdp.sample``, the
+    estimators, :mod:`pgfast.exact`), also while one thread *assigns* ``policy.theta = x`` (the
+    optimizers do so): each call copies theta once, under a lock the setter also takes, and
+    computes everything from that copy, so its result is the result at the old or at the new
+    theta, never a mix. Changing the array ``policy.theta`` in place (``policy.theta += d``,
+    ``policy.theta[0] = 1``) is not synchronised: readers running meanwhile may see part of the
+    change, so do it only while no other thread uses the policy. An optimizer's ``step`` updates
+    the optimizer's own state: share an optimizer between threads only under your own lock.
+    Built-in policies pickle (protocol 5 sends big arrays out of band); an
+    unpickled policy owns a writable copy of theta even when the pickled buffers come back
+    read-only.
     """
 
     _theta: NDArray[np.float64]
     _n_states: int
     _n_actions: int
-    # The probability table of the internal paths (sampling, estimators, exact), kept with a copy
-    # of the theta it was made from: one iteration samples and then estimates at the same theta,
-    # and the second softmax (plus, for a linear policy, the (S A, p) product) is then skipped.
-    # Only the built-in policies, whose logits depend on theta alone, set _caches_probs.
+    # The probability table of the internal paths (sampling, estimators, exact), kept with the
+    # copy of theta it was made from (_Snapshot): one iteration samples and then estimates at the
+    # same theta, and the second softmax (plus, for a linear policy, the (S A, p) product) is then
+    # skipped. Only the built-in policies, whose logits depend on theta alone, set _caches_probs.
     _caches_probs = False
-    _probs_cache: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
+    _probs_cache: _Snapshot | None = None
     _theta_accepted: NDArray[np.float64] | None = None  # the last value the theta setter accepted
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # a subclass with logits of its own (and no _logits_and_net to match) computes every table
+        # through its logits(), without the snapshot
+        if "logits" in cls.__dict__ and "_logits_and_net" not in cls.__dict__:
+            cls._caches_probs = False
 
     @property
     def n_states(self) -> int:
@@ -83,10 +128,12 @@ class SoftmaxPolicy:
         except ValueError:
             last = self._theta_accepted
             if last is not None and np.shares_memory(arr, self._theta):
-                self._theta[...] = last
+                with _THETA_LOCK:
+                    self._theta[...] = last
             raise
-        self._theta[...] = arr
-        self._theta_accepted = self._theta.copy()
+        with _THETA_LOCK:
+            self._theta[...] = arr
+            self._theta_accepted = self._theta.copy()
 
     @property
     def n_params(self) -> int:
@@ -98,10 +145,14 @@ class SoftmaxPolicy:
 
     def probs(self) -> NDArray[np.float64]:
         r"""The table :math:`\pi(a|s)`, shape (S, A); rows sum to 1."""
+        if self._caches_probs:
+            return self._snapshot().probs.copy()
         return _core.softmax(self.logits())[0]
 
     def log_probs(self) -> NDArray[np.float64]:
         r"""The table :math:`\log \pi(a|s) = z(s,a) - \log\sum_{a'} e^{z(s,a')}`, shape (S, A)."""
+        if self._caches_probs:
+            return _core.softmax(self._logits_at(self._snapshot()))[1]
         return _core.softmax(self.logits())[1]
 
     def log_prob(self, states: ArrayLike, actions: ArrayLike) -> NDArray[np.float64]:
@@ -192,16 +243,81 @@ class SoftmaxPolicy:
         """``probs()`` as a C-contiguous read-only array, reused while theta is unchanged."""
         if not self._caches_probs:
             return np.ascontiguousarray(self.probs())
+        return self._snapshot().probs
+
+    def _theta_copy(self) -> NDArray[np.float64]:
+        """A read-only copy of theta, taken under the lock of the setter (never half assigned)."""
+        with _THETA_LOCK:
+            th = self._theta.copy()
+        th.setflags(write=False)
+        return th
+
+    def _snapshot(self) -> _Snapshot:
+        """The tables at the current theta: theta is copied first and everything is computed from
+        the copy (the kernels run with the GIL released, so another thread may assign theta
+        meanwhile); reused while theta equals the copy."""
         c = self._probs_cache
-        if c is not None and np.array_equal(c[0], self._theta):
-            return c[1]
-        p = np.ascontiguousarray(self.probs())
+        if c is not None:
+            with _THETA_LOCK:
+                same = np.array_equal(c.theta, self._theta)
+            if same:
+                return c
+        th = self._theta_copy()
+        z, net = self._logits_and_net(th)
+        p = np.ascontiguousarray(_core.softmax(z)[0])
         p.setflags(write=False)
-        self._probs_cache = (self._theta.copy(), p)
-        return p
+        c = _Snapshot(th, p, net)
+        self._probs_cache = c
+        return c
+
+    def _logits_and_net(self, theta: NDArray[np.float64]) -> tuple[NDArray[np.float64], Any]:
+        """Logits (S, A) at ``theta`` (a copy the caller owns), and the MLP forward pass or None."""
+        raise NotImplementedError
+
+    def _logits_at(self, snap: _Snapshot) -> NDArray[np.float64]:
+        """The logits of a snapshot (recomputed from its theta, or the MLP's stored pass)."""
+        return self._logits_and_net(snap.theta)[0]
+
+    def _pinned(self: _P) -> _P:
+        """A shallow copy of this policy frozen at one snapshot of theta: every table a call
+        takes from it (probabilities, logits, the MLP forward pass) comes from that one theta,
+        whatever other threads assign to this policy meanwhile. Policies that keep no snapshot
+        (user subclasses) are returned as they are."""
+        if not self._caches_probs:
+            return self
+        snap = self._snapshot()
+        out = object.__new__(type(self))
+        out.__dict__.update(self.__dict__)
+        out._theta = snap.theta
+        out._theta_accepted = snap.theta
+        out._probs_cache = snap
+        return out
+
+    # -- pickling: the state without the snapshot; theta comes back as a writable array of its own
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_probs_cache", None)
+        state.pop("_theta_accepted", None)  # equal to theta; __setstate__ makes it again
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        theta = np.array(state["_theta"], dtype=np.float64, order="C", copy=True)  # may arrive read-only
+        features = state.get("_features")
+        if isinstance(features, np.ndarray) and features.flags.writeable:
+            features.setflags(write=False)  # read-only, as the constructor leaves it
+        self._theta = theta
+        self._theta_accepted = theta.copy()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_states={self._n_states}, n_actions={self._n_actions}, n_params={self.n_params})"
+
+
+def pinned(policy: Any) -> Any:
+    """``policy._pinned()`` for a pgfast policy; anything else as it is (for the type checks
+    that follow to report)."""
+    return policy._pinned() if isinstance(policy, SoftmaxPolicy) else policy
 
 
 class TabularSoftmax(SoftmaxPolicy):
@@ -228,6 +344,9 @@ class TabularSoftmax(SoftmaxPolicy):
 
     def logits(self) -> NDArray[np.float64]:
         return self._theta
+
+    def _logits_and_net(self, theta: NDArray[np.float64]) -> tuple[NDArray[np.float64], Any]:
+        return theta, None
 
     def _logit_vjp(self, W: NDArray[np.float64]) -> NDArray[np.float64]:
         return np.array(W, dtype=np.float64).reshape(self._theta.shape)
@@ -280,9 +399,12 @@ class LinearSoftmax(SoftmaxPolicy):
         return int(self._features.shape[2])
 
     def logits(self) -> NDArray[np.float64]:
+        return self._logits_and_net(self._theta_copy())[0]
+
+    def _logits_and_net(self, theta: NDArray[np.float64]) -> tuple[NDArray[np.float64], Any]:
         S, A, p = self._features.shape
-        z = _core.linear_logits(self._features.reshape(S * A, p), self._theta)
-        return z.reshape(S, A)
+        z = _core.linear_logits(self._features.reshape(S * A, p), theta)
+        return z.reshape(S, A), None
 
     def _logit_vjp(self, W: NDArray[np.float64]) -> NDArray[np.float64]:
         S, A, p = self._features.shape
@@ -375,7 +497,6 @@ class MLPSoftmax(SoftmaxPolicy):
         assert self._net.n_params == n_params
         self._theta = _glorot(np.random.default_rng(as_seed(seed)), sizes)
         self._theta_accepted = self._theta.copy()
-        self._cache: tuple[NDArray[np.float64], Any] | None = None
         if theta is not None:
             self.theta = theta
 
@@ -413,12 +534,15 @@ class MLPSoftmax(SoftmaxPolicy):
 
     def _forward(self) -> Any:
         """The C++ forward pass at the current theta (cached until theta changes)."""
-        c = self._cache
-        if c is not None and np.array_equal(c[0], self._theta):
-            return c[1]
-        f = self._net.forward(self._theta)
-        self._cache = (self._theta.copy(), f)
-        return f
+        return self._snapshot().net
+
+    def _logits_and_net(self, theta: NDArray[np.float64]) -> tuple[NDArray[np.float64], Any]:
+        f = self._net.forward(theta)
+        return f.logits, f
+
+    def _logits_at(self, snap: _Snapshot) -> NDArray[np.float64]:
+        z: NDArray[np.float64] = snap.net.logits
+        return z
 
     def logits(self) -> NDArray[np.float64]:
         z: NDArray[np.float64] = self._forward().logits
@@ -427,8 +551,18 @@ class MLPSoftmax(SoftmaxPolicy):
     def grad_log_prob(self, states: ArrayLike, actions: ArrayLike) -> NDArray[np.float64]:
         s, a = self._pairs(states, actions)
         check_allocation(8 * s.size * self.n_params, "the score rows", "pass fewer pairs at a time")
-        out: NDArray[np.float64] = self._forward().scores(np.ascontiguousarray(self.probs()), s, a)
+        snap = self._snapshot()
+        out: NDArray[np.float64] = snap.net.scores(snap.probs, s, a)
         return out
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_net", None)  # the C++ network is rebuilt from the features on unpickling
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._net = _core.MLPNet(np.ascontiguousarray(self._features), list(self._hidden), self._n_actions, self._activation)
 
     def _logit_vjp(self, W: NDArray[np.float64]) -> NDArray[np.float64]:
         out: NDArray[np.float64] = self._forward().vjp(np.ascontiguousarray(W, dtype=np.float64).reshape(self._n_states, self._n_actions))

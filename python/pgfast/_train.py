@@ -150,7 +150,9 @@ def train(
     when the MDP is small enough) records the exact J every ``eval_every`` iterations.
     ``callback(iteration, record)`` may return True to stop early. ``iterations`` is at most
     ``2**31 - 1`` and ``batch`` at most ``2**62``; every argument is checked before the first
-    iteration. The same seed gives the same History (except the wall-time fields).
+    iteration. The same seed gives the same History (except the wall-time fields) for the same
+    ``threads`` (1 to ``pgfast.MAX_THREADS`` = 256, more raise ``ValueError``; default: every usable
+    CPU; the batches do not depend on it, the gradient sums only in their last bits).
     """
     require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
     require_instance(policy, SoftmaxPolicy, "policy", "a pgfast policy")

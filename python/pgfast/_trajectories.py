@@ -114,13 +114,6 @@ class Trajectories:
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"Trajectories batches are immutable: cannot delete {name!r}")
 
-    def __setstate__(self, state: Any) -> None:
-        # copy and pickle restore the slots through here (the default would assign them)
-        slots = state[1] if isinstance(state, tuple) else state
-        names = ("states", "actions", "rewards", "lengths", "final_states")
-        self._set(slots["mdp"], [np.array(slots[n], copy=True) if slots[n].flags.writeable else slots[n] for n in names],
-                  slots["seed"])
-
     @classmethod
     def _trusted(cls, mdp: FiniteMDP, *arrays: NDArray[Any], seed: int | None = None) -> Trajectories:
         """A batch from arrays the library made (the sampler's, or rows of a checked batch), in the
@@ -128,6 +121,11 @@ class Trajectories:
         out = cls.__new__(cls)
         out._set(mdp, arrays, seed)
         return out
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickles as the MDP, the five arrays (out of band with protocol 5) and the seed."""
+        return _rebuild_trajectories, (self.mdp, self.states, self.actions, self.rewards, self.lengths,
+                                       self.final_states, self.seed)
 
     @property
     def n(self) -> int:
@@ -182,6 +180,19 @@ class Trajectories:
 
     def __repr__(self) -> str:
         return f"Trajectories(n={self.n}, horizon={self.horizon}, steps={self.n_steps}, seed={self.seed})"
+
+
+def _rebuild_trajectories(
+    mdp: FiniteMDP,
+    states: NDArray[np.int32],
+    actions: NDArray[np.int32],
+    rewards: NDArray[np.float64],
+    lengths: NDArray[np.int32],
+    final_states: NDArray[np.int32],
+    seed: int | None,
+) -> Trajectories:
+    """Unpickles a batch (its arrays may come back read-only: the kernels only read them)."""
+    return Trajectories._trusted(mdp, states, actions, rewards, lengths, final_states, seed=seed)
 
 
 def _as_int32(x: Any, name: str, ndim: int) -> NDArray[np.int32]:

@@ -125,11 +125,20 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+MAX_THREADS = 256
+"""The most threads one call runs (``threads=`` above it is refused). Sampled batches do not
+depend on the thread count (estimator sums only in their last bits), and more threads than CPUs
+only add start-up and switching costs: the cap keeps a typo (``threads=4096``) from starting
+thousands of OS threads. Of the threads a call starts, pgfast keeps at most one per usable CPU
+(minus the caller's) parked for later calls; the others end with the call."""
+
+
 def as_threads(threads: Any) -> int:
-    """None -> every CPU this process may use; otherwise an int >= 1."""
+    """None -> every CPU this process may use (at most MAX_THREADS); otherwise an int in
+    [1, MAX_THREADS]."""
     if threads is None:
-        return available_cpus()
-    return as_int(threads, "threads", minimum=1, maximum=4096)
+        return min(available_cpus(), MAX_THREADS)
+    return as_int(threads, "threads", minimum=1, maximum=MAX_THREADS)
 
 
 def available_memory() -> int | None:

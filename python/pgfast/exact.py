@@ -61,9 +61,10 @@ exact gradient needs only this vector-Jacobian product of the logits.
 Solvers (``method=``): ``"dense"`` LU factorisation, ``"sparse"`` restarted GMRES(40) on the CSR
 transitions (memory O(nnz + 40 S); converged when the relative residual is at most ``tol``, in
 (0, 1e-2]), or ``"auto"`` (dense up to 200 states; GMRES is the faster one beyond). The finite horizon needs no solver:
-backward induction costs O(H nnz). ``threads`` (default: all cores) splits the sparse
-matrix-vector products of large MDPs (200 000 transitions or more); results do not depend on it
-beyond floating-point summation order.
+backward induction costs O(H nnz). ``threads`` (default: all usable cores; at most
+``pgfast.MAX_THREADS`` = 256, more raise ``ValueError``) splits the sparse matrix-vector products
+of large MDPs (200 000 transitions or more); results do not depend on it beyond floating-point
+summation order.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ from numpy.typing import NDArray
 
 from . import _core
 from ._mdp import FiniteMDP
-from ._policy import SoftmaxPolicy
+from ._policy import SoftmaxPolicy, pinned
 from ._validation import as_bool, as_float, as_gamma, as_rcond, as_threads, check_allocation, require_instance
 
 __all__ = [
@@ -269,6 +270,7 @@ def gradient(
     :func:`evaluate` is shared).
     """
     return_evaluation = as_bool(return_evaluation, "return_evaluation")
+    policy = pinned(policy)  # the probabilities and the logit map from one theta
     _, obj, g, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=return_evaluation, gradient=True)
     grad = policy._logit_vjp(out["logit_grad"])
     if not return_evaluation:
@@ -294,6 +296,7 @@ def fisher(
     information of the trajectory distribution), the discounted visitation :math:`\rho` for
     ``"discounted"``, the stationary distribution :math:`d` for the average objectives.
     """
+    policy = pinned(policy)
     probs, _, _, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=False, fisher=True)
     n = policy.n_params
     check_allocation(8 * n * n, f"the Fisher matrix ({n} x {n})", "use natural_gradient, which is blockwise for tabular policies")
@@ -346,6 +349,7 @@ def natural_gradient(
     rc = as_rcond(rcond)
     if not (np.isfinite(lam) and lam >= 0.0):
         raise ValueError(f"damping must be a finite number >= 0, got {lam}")
+    policy = pinned(policy)
     probs, _, _, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=False, gradient=True, fisher=True)
     g = policy._logit_vjp(out["logit_grad"])
     return policy._natural(probs, out["fisher_w"], g, lam, rc)

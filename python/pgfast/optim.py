@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._mdp import FiniteMDP
-from ._policy import SoftmaxPolicy
+from ._policy import SoftmaxPolicy, pinned
 from ._trajectories import Trajectories
 from ._validation import as_float, as_float_array, as_int, as_rcond
 
@@ -222,6 +222,7 @@ class NaturalGradient(Optimizer):
     ) -> NDArray[np.float64]:
         """The natural direction :math:`(F + \\lambda I)^{-1} g` (no step taken)."""
         g = _grad(policy, grad)
+        policy = pinned(policy)  # the Fisher weights, probabilities and MLP pass from one theta
         if self.fisher == "exact":
             if mdp is None:
                 raise ValueError("NaturalGradient(fisher='exact') needs step(policy, grad, mdp=mdp)")

@@ -1,7 +1,8 @@
 // A minimal fork-join runner whose calling thread works too and answers interrupts.
 //
 // run_workers(threads, body) runs body(worker, stop) for worker = 0..threads-1: worker 0 on the
-// calling thread, the others on new threads. Workers call stop(worker) at regular points (every
+// calling thread, the others on pool threads (at most usable_cpus() - 1 are kept) and, beyond
+// those, on new threads that are joined before it returns. At most kMaxThreads workers run. Workers call stop(worker) at regular points (every
 // block of work, and every few thousand steps inside a long one). On the calling thread that
 // check also runs the poll function every poll period (the Python bindings check Ctrl-C there);
 // once it returns true, or a worker throws, every worker's next stop() returns true.
@@ -22,6 +23,9 @@
 #if defined(__unix__) || defined(__APPLE__)
 #include <unistd.h>
 #endif
+#if defined(__linux__)
+#include <sched.h>
+#endif
 
 namespace pgfast {
 
@@ -32,6 +36,22 @@ inline int hardware_threads() noexcept {
   const unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : static_cast<int>(n);
 }
+
+// Number of CPUs this process may run on (its affinity mask on Linux; else hardware_threads()).
+inline int usable_cpus() noexcept {
+#if defined(__linux__) && defined(CPU_COUNT)
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+#endif
+  return hardware_threads();
+}
+
+// The most workers one parallel call runs (the Python API refuses more; run_workers clamps).
+constexpr int kMaxThreads = 256;
 
 // Shared stop state of one parallel run.
 class StopToken {
@@ -69,6 +89,9 @@ class StopToken {
 // start-up (tens to hundreds of microseconds, as much as a small batch takes). After a job the
 // workers spin (yielding) for a short while before parking, so consecutive calls find them awake.
 // One job at a time: a caller that finds the pool busy (another Python thread) spawns threads.
+// The pool keeps at most max_pooled() = usable_cpus() - 1 threads (with the calling thread, one
+// per CPU the process may use): a call asking for more runs the extra workers on threads of its
+// own, joined before it returns.
 class WorkerPool {
  public:
   // The pool of this process (re-created in a child after fork, whose copy has no threads).
@@ -87,6 +110,9 @@ class WorkerPool {
 
   std::mutex& submit_mutex() noexcept { return submit_; }
 
+  // The most threads the pool keeps (at least 1; fixed when the pool is made).
+  int max_pooled() const noexcept { return max_pooled_; }
+
   // Wakes `helpers` pool threads (starting them if need be) without giving them a job: they spin
   // for a while, as after a job. A caller about to submit a job calls it first thing, so that a
   // parked thread's wake-up (tens of microseconds on a VM) overlaps the caller's set-up work.
@@ -104,8 +130,9 @@ class WorkerPool {
   }
 
   // Runs job(w) for w = 1..helpers on pool threads and returns without waiting; wait_done()
-  // waits. Caller holds submit_mutex().
+  // waits. Caller holds submit_mutex(); helpers <= max_pooled().
   void start(int helpers, const std::function<void(int)>* job) {
+    helpers = std::min(helpers, max_pooled());
     spawn(helpers);
     {
       std::lock_guard<std::mutex> lk(m_);
@@ -136,7 +163,7 @@ class WorkerPool {
   }
 
  private:
-  WorkerPool() = default;
+  WorkerPool() : max_pooled_(std::max(1, usable_cpus() - 1)) {}
 
   static long current_pid() noexcept {
 #if defined(__unix__) || defined(__APPLE__)
@@ -147,6 +174,7 @@ class WorkerPool {
   }
 
   void spawn(int helpers) {
+    helpers = std::min(helpers, max_pooled());
     while (static_cast<int>(threads_.size()) < helpers) {
       const int w = static_cast<int>(threads_.size()) + 1;
       threads_.emplace_back([this, w] { loop(w); });
@@ -187,6 +215,7 @@ class WorkerPool {
     }
   }
 
+  const int max_pooled_;
   std::mutex submit_, m_;
   std::condition_variable wake_, done_;
   std::vector<std::thread> threads_;
@@ -198,16 +227,17 @@ class WorkerPool {
   std::atomic<std::uint64_t> generation_{0}, pokes_{0};
 };
 
-// Fallback of run_workers: workers 1.. on new threads.
+// Part of run_workers: workers first..threads-1 on new threads and worker 0 on the calling thread,
+// which polls the stop token while it waits for the others; every new thread is joined.
 template <class Fn>
-void run_spawned(int threads, Fn& guarded, StopToken& stop) {
+void run_spawned(int first, int threads, Fn& guarded, StopToken& stop) {
   std::mutex m;
   std::condition_variable cv;
-  int remaining = threads - 1;
+  int remaining = threads - first;
   std::vector<std::thread> pool;
-  pool.reserve(static_cast<std::size_t>(threads - 1));
+  pool.reserve(static_cast<std::size_t>(threads - first));
   try {
-    for (int w = 1; w < threads; ++w) {
+    for (int w = first; w < threads; ++w) {
       pool.emplace_back([&, w] {
         guarded(w);
         std::lock_guard<std::mutex> lk(m);
@@ -234,12 +264,14 @@ void run_spawned(int threads, Fn& guarded, StopToken& stop) {
 }
 
 // Runs body(worker, stop) on `threads` workers (worker 0 is the calling thread, the others come
-// from the WorkerPool, or are new threads when the pool is busy). Returns false if the poll
-// function interrupted the run (the work is then incomplete); rethrows the first exception a
-// worker threw.
+// from the WorkerPool, or are new threads when the pool is busy or has fewer threads than asked
+// for; those are joined before returning, so a call leaves no thread behind beyond the pool's
+// max_pooled()). Returns false if the poll function interrupted the run (the work is then
+// incomplete); rethrows the first exception a worker threw. `threads` is clamped to
+// [1, kMaxThreads].
 template <class Body>
 bool run_workers(int threads, Body&& body, StopToken& stop) {
-  threads = std::max(threads, 1);
+  threads = std::min(std::max(threads, 1), kMaxThreads);
   std::mutex m;
   std::exception_ptr error;
   auto guarded = [&](int w) {
@@ -257,12 +289,23 @@ bool run_workers(int threads, Body&& body, StopToken& stop) {
     WorkerPool& pool = WorkerPool::get();
     std::unique_lock<std::mutex> job_lock(pool.submit_mutex(), std::try_to_lock);
     if (job_lock.owns_lock()) {
+      const int pooled = std::min(threads - 1, pool.max_pooled());
       const std::function<void(int)> job = guarded;
-      pool.start(threads - 1, &job);
-      guarded(0);
+      pool.start(pooled, &job);
+      try {
+        if (pooled + 1 < threads) {
+          run_spawned(pooled + 1, threads, guarded, stop);  // the workers the pool does not keep
+        } else {
+          guarded(0);
+        }
+      } catch (...) {  // a thread could not be started: the pool's workers still use `job`
+        stop.cancel();
+        pool.wait_done(stop.period(), [&] { stop(0); });
+        throw;
+      }
       pool.wait_done(stop.period(), [&] { stop(0); });
     } else {
-      run_spawned(threads, guarded, stop);
+      run_spawned(1, threads, guarded, stop);
     }
   }
   if (error) std::rethrow_exception(error);
