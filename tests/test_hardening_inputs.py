@@ -316,6 +316,7 @@ def test_train_checks_every_argument_before_the_first_iteration() -> None:
     _raises(ValueError, "baseline", lambda: run(baseline="meen"))
     _raises(ValueError, "weights", lambda: run(weights="rtg"))
     _raises(ValueError, "gamma", lambda: run(gamma=1.5))
+    _raises(ValueError, "batch", lambda: run(batch=1, baseline=pg.ValueBaseline(mdp.n_states, mdp.horizon)))
     assert calls == []
     assert len(run(iterations=2**31 - 1, callback=lambda it, rec: True)) == 1
 

@@ -175,6 +175,8 @@ def train(
     _weights_kind(weights)
     as_gamma(gamma, mdp.gamma)
     value_baseline = baseline if isinstance(baseline, ValueBaseline) else None
+    if value_baseline is not None and not value_baseline.fitted and n < 2:
+        raise ValueError("batch must be >= 2 with an unfitted ValueBaseline (the first iteration cross-fits it on two halves)")
     hist = History(meta={"seed": base_seed, "batch": n, "iterations": iters, "weights": weights,
                          "baseline": baseline if isinstance(baseline, str) or baseline is None else "value",
                          "optimizer": optimizer.state_dict().get("type")})
