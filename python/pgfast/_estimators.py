@@ -30,6 +30,9 @@ from ._validation import (
     check_allocation,
     require_instance,
 )
+from ._validation import check_finite_result
+
+_OVERFLOW = "rewards times the horizon, or the scores, exceed the float64 range"
 
 Weights = Literal["reward_to_go", "return"]
 
@@ -148,6 +151,12 @@ def _result(
     else:
         se = np.full_like(mean, np.nan)
         vse = float("nan")
+    check_finite_result(mean, "the policy gradient", _OVERFLOW)
+    check_finite_result(rs / n, "the estimated value J", _OVERFLOW)
+    if n > 1:
+        if with_stderr:
+            check_finite_result(se, "the policy gradient's standard error", _OVERFLOW)
+        check_finite_result(vse, "the value's standard error", _OVERFLOW)
     shape = policy.theta.shape
     return PolicyGradient(mean.reshape(shape), se.reshape(shape), n, rs / n, vse, rows, ess, n_steps)
 
@@ -221,8 +230,17 @@ class ValueBaseline:
             cnt = np.bincount(key, minlength=H * S).astype(np.float64)
             tot = np.bincount(key, weights=g, minlength=H * S)
             table = np.where(cnt > 0, tot / np.maximum(cnt, 1.0), np.repeat(mean_t, S))
+            check_finite_result(table, "the ValueBaseline fit", "rewards-to-go too large")
             return table.reshape(H, S)
-        psi = self.features[s_idx]
+        # Columns whose largest |feature| exceeds 2**255 are scaled by a power of two (exact) so
+        # that sums and X^T X cannot overflow; w is scaled back (ridge in the original units).
+        feats = self.features
+        big = np.abs(feats).max(axis=0) if feats.size else np.zeros(feats.shape[1])
+        col = np.where(big > 2.0**255, np.ldexp(1.0, -np.frexp(big)[1]), 1.0)
+        scaled = bool((col != 1.0).any())
+        if scaled:
+            feats = feats * col
+        psi = feats[s_idx]
         d = psi.shape[1]
         # demean within each step t (absorbs the intercepts c_t), then ridge least squares for w
         psi_mean = np.zeros((H, d))
@@ -233,14 +251,17 @@ class ValueBaseline:
         X = psi - psi_mean[t_idx]
         y = g - mean_t[t_idx]
         try:
-            w = np.linalg.solve(X.T @ X + self.ridge * np.eye(d), X.T @ y)
+            reg = self.ridge * np.eye(d) if not scaled else np.diag(self.ridge * col * col)
+            w = np.linalg.solve(X.T @ X + reg, X.T @ y)
         except np.linalg.LinAlgError:
             raise ValueError(
                 "the ValueBaseline's least-squares system is singular (features collinear on the visited "
                 "states); pass ridge > 0"
             ) from None
         c = mean_t - psi_mean @ w
-        return np.ascontiguousarray(c[:, None] + (self.features @ w)[None, :])
+        table = np.ascontiguousarray(c[:, None] + (feats @ w)[None, :])
+        check_finite_result(table, "the ValueBaseline fit", "rewards-to-go or features too large")
+        return table
 
 
 def _split(traj: Trajectories, idx: NDArray[np.int64]) -> Trajectories:
@@ -335,6 +356,7 @@ def score(
         traj, tables, "explicit", w, traj.mdp.gamma, "none", None, per_trajectory, as_threads(threads), sumsq=False
     )
     grad = (sums / traj.n).reshape(policy.theta.shape)
+    check_finite_result(grad, "the weighted score", "weights times scores exceed the float64 range")
     if per_trajectory:
         assert rows is not None
         return grad, rows
@@ -515,6 +537,7 @@ def importance_weights(
     out: NDArray[np.float64] = (
         np.exp(np.cumsum(lr, axis=1)) if as_bool(per_decision, "per_decision") else np.exp(lr.sum(axis=1))
     )
+    check_finite_result(out, "the importance ratios", "a sum of log-ratios log pi - log beta exceeds log(float64 max) = 709.8")
     return out
 
 
@@ -535,6 +558,9 @@ def _off_policy(
     # that underflow (log rho of -1000) still give it
     scaled = np.exp(log_rho - log_rho.max())
     ess = float(scaled.sum() ** 2 / (scaled * scaled).sum())
+    cause = "importance ratios times rewards exceed the float64 range"
+    check_finite_result(w, "the importance weights", cause)
+    check_finite_result(value, "the importance-weighted returns", cause)
     return w, value, ess
 
 
@@ -600,4 +626,7 @@ def off_policy_value(
     _, value, ess = _off_policy(target, behavior, traj, "return", per_decision, self_normalized, gamma)
     n = traj.n
     se = float(value.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    check_finite_result(value.mean(), "the off-policy value", "importance ratios times rewards exceed the float64 range")
+    if n > 1:
+        check_finite_result(se, "the off-policy value's standard error", "importance ratios times rewards exceed the float64 range")
     return OffPolicyValue(float(value.mean()), se, ess)

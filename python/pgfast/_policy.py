@@ -23,6 +23,7 @@ from ._validation import (
     check_allocation,
     require_finite,
 )
+from ._validation import check_finite_result
 
 if TYPE_CHECKING:
     from ._mdp import FiniteMDP
@@ -86,11 +87,15 @@ class SoftmaxPolicy:
 
     def probs(self) -> NDArray[np.float64]:
         r"""The table :math:`\pi(a|s)`, shape (S, A); rows sum to 1."""
-        return _core.softmax(self.logits())[0]
+        p = _core.softmax(self.logits())[0]
+        check_finite_result(p, "the policy's probabilities", "logits beyond the float64 range")
+        return p
 
     def log_probs(self) -> NDArray[np.float64]:
         r"""The table :math:`\log \pi(a|s) = z(s,a) - \log\sum_{a'} e^{z(s,a')}`, shape (S, A)."""
-        return _core.softmax(self.logits())[1]
+        lp = _core.softmax(self.logits())[1]
+        check_finite_result(lp, "the policy's log-probabilities", "logits of one state differ by more than the float64 range")
+        return lp
 
     def log_prob(self, states: ArrayLike, actions: ArrayLike) -> NDArray[np.float64]:
         r""":math:`\log \pi(a|s)` elementwise for integer arrays of one shape, e.g. a batch's
@@ -424,13 +429,23 @@ class MLPSoftmax(SoftmaxPolicy):
         # F = M^T M with M (m, n), m = A x (visited states). When m < n solve in the m-dimensional
         # row space: (F + lam I)^-1 g = (g - M^T (M M^T + lam I)^-1 M g) / lam, and for lam = 0
         # F^+ g = M^T (K^+)^2 M g with K = M M^T (same non-zero eigenvalues as F).
+        # The pseudo-inverse (damping = 0) works on c M, c a power of two that brings the largest
+        # |M| near 1 when it is outside [2**-200, 2**200] (a saturated or a huge network): scaling
+        # by c is exact, and F = M^T M, K = M M^T then neither underflow to 0 (which made every
+        # eigenvalue 0 and the result NaN) nor overflow. F^+ g for c M is c^-2 times the one for M.
         M = self._weighted_scores(probs, w)
         gv = np.ascontiguousarray(g, dtype=np.float64).ravel()
         m, n = M.shape
+        c = 1.0
+        if damping == 0 and M.size:
+            big = float(np.abs(M).max())
+            if big > 0 and not 2.0**-200 <= big <= 2.0**200:
+                c = float(np.ldexp(1.0, -int(np.frexp(big)[1])))
+                M = M * c
         if m >= n:
             F = M.T @ M
             x: NDArray[np.float64] = _core.solve_fisher(np.ascontiguousarray(F), gv, float(damping), float(rcond))
-            return x
+            return (x * c) * c if c != 1.0 else x
         K = M @ M.T
         Mg = M @ gv
         if damping > 0:
@@ -443,7 +458,7 @@ class MLPSoftmax(SoftmaxPolicy):
         inv2 = np.zeros_like(lam)
         inv2[keep] = 1.0 / lam[keep] ** 2
         res: NDArray[np.float64] = M.T @ (U @ (inv2 * (U.T @ Mg)))
-        return res
+        return (res * c) * c if c != 1.0 else res
 
     def __repr__(self) -> str:
         return (f"MLPSoftmax(n_states={self._n_states}, n_actions={self._n_actions}, sizes={self.sizes}, "
