@@ -304,10 +304,13 @@ void bind_mlp(py::module_& m) {
                 throw std::invalid_argument("actions[" + std::to_string(k) + "] is out of range");
             }
             carray<double> out({K, static_cast<py::ssize_t>(n.n_params())});
+            StopToken stop(python_interrupted);
+            bool done;
             {
               py::gil_scoped_release release;
-              f->scores(probs.data(), states.data(), actions.data(), K, out.mutable_data());
+              done = f->scores(probs.data(), states.data(), actions.data(), K, out.mutable_data(), &stop);
             }
+            if (!done) throw py::error_already_set();
             return out;
           },
           py::arg("probs").noconvert(), py::arg("states").noconvert(), py::arg("actions").noconvert(),
@@ -321,10 +324,13 @@ void bind_mlp(py::module_& m) {
             py::ssize_t rows = 0;
             for (py::ssize_t s = 0; s < w.shape(0); ++s) rows += w.data()[s] > 0.0 ? n.n_actions() : 0;
             carray<double> out({rows, static_cast<py::ssize_t>(n.n_params())});
+            StopToken stop(python_interrupted);
+            std::int64_t written;
             {
               py::gil_scoped_release release;
-              f->weighted_scores(probs.data(), w.data(), out.mutable_data());
+              written = f->weighted_scores(probs.data(), w.data(), out.mutable_data(), &stop);
             }
+            if (written < 0) throw py::error_already_set();
             return out;
           },
           py::arg("probs").noconvert(), py::arg("w").noconvert(),

@@ -7,8 +7,9 @@ log-sum-exp.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -24,6 +25,38 @@ from ._validation import (
     require_finite,
 )
 from ._validation import check_finite_result
+
+_T = TypeVar("_T")
+_INTERRUPTIBLE_WORK = 1e8  # flops above which a dense solve runs on a helper thread
+
+
+def _interruptible(fn: Callable[[], _T], work: float) -> _T:
+    """``fn()``, on a helper thread when ``work`` (its flop count) is large, so Ctrl-C is answered.
+
+    NumPy's LAPACK / BLAS calls (and ``_core.solve_fisher``) release the GIL but never check for
+    signals, and one eigendecomposition of a few thousand rows takes seconds. Run on a helper
+    thread, the main thread waits in 20 ms slices and a ``KeyboardInterrupt`` reaches the caller
+    at once; the abandoned dense call cannot be stopped mid-way, so it finishes in the background
+    and its result is dropped. Calls from other threads (which never receive signals) run inline.
+    """
+    if work < _INTERRUPTIBLE_WORK or threading.current_thread() is not threading.main_thread():
+        return fn()
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["out"] = fn()
+        except BaseException as exc:  # re-raised on the caller's thread
+            box["err"] = exc
+
+    worker = threading.Thread(target=run, name="pgfast-dense-solve", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.02)
+    if "err" in box:
+        raise box["err"]
+    out: _T = box["out"]
+    return out
 
 if TYPE_CHECKING:
     from ._mdp import FiniteMDP
@@ -164,7 +197,8 @@ class SoftmaxPolicy:
     ) -> NDArray[np.float64]:
         """Solves F x = g (pseudo-inverse, or F + damping I) for the Fisher of weighting w."""
         F = self._fisher(probs, w)
-        x = _core.solve_fisher(F, np.ascontiguousarray(g, dtype=np.float64).ravel(), float(damping), float(rcond))
+        gv = np.ascontiguousarray(g, dtype=np.float64).ravel()
+        x = _interruptible(lambda: _core.solve_fisher(F, gv, float(damping), float(rcond)), 10.0 * F.shape[0] ** 3)
         return x.reshape(self._theta.shape)
 
     def _check_fits(self, mdp: FiniteMDP) -> None:
@@ -420,7 +454,7 @@ class MLPSoftmax(SoftmaxPolicy):
     def _fisher(self, probs: NDArray[np.float64], w: NDArray[np.float64]) -> NDArray[np.float64]:
         check_allocation(8 * self.n_params**2, "the Fisher matrix (n_params x n_params)", "use natural_gradient, which never forms it")
         M = self._weighted_scores(probs, w)
-        F: NDArray[np.float64] = M.T @ M
+        F: NDArray[np.float64] = _interruptible(lambda: M.T @ M, 2.0 * M.shape[0] * M.shape[1] ** 2)
         return F
 
     def _natural(
@@ -442,6 +476,14 @@ class MLPSoftmax(SoftmaxPolicy):
             if big > 0 and not 2.0**-200 <= big <= 2.0**200:
                 c = float(np.ldexp(1.0, -int(np.frexp(big)[1])))
                 M = M * c
+        k = min(m, n)
+        return _interruptible(lambda: self._solve_rows(M, gv, c, damping, rcond), 2.0 * k * k * max(m, n) + 10.0 * k**3)
+
+    @staticmethod
+    def _solve_rows(
+        M: NDArray[np.float64], gv: NDArray[np.float64], c: float, damping: float, rcond: float
+    ) -> NDArray[np.float64]:
+        m, n = M.shape
         if m >= n:
             F = M.T @ M
             x: NDArray[np.float64] = _core.solve_fisher(np.ascontiguousarray(F), gv, float(damping), float(rcond))

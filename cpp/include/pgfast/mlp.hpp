@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "pgfast/parallel.hpp"
 #include "pgfast/policy.hpp"
 #include "pgfast/vexp.hpp"
 
@@ -260,28 +261,33 @@ class Forward final : public LogitMap {
   }
 
   // Rows of the softmax score grad log pi(a_k|s_k), k < K, into out (K, n_params), from probs (S, A).
-  void scores(const double* probs, const std::int32_t* states, const std::int32_t* actions, std::int64_t K,
-              double* out) const {
+  // Returns false when `stop` (polled once per row) asks to stop.
+  bool scores(const double* probs, const std::int32_t* states, const std::int32_t* actions, std::int64_t K,
+              double* out, StopToken* stop = nullptr) const {
     const std::int64_t A = net_->n_actions(), np = n_params();
     std::vector<double> u(static_cast<std::size_t>(A)), scratch;
     for (std::int64_t k = 0; k < K; ++k) {
+      if (stop && (*stop)(0)) return false;
       const std::int64_t s = states[k];
       for (std::int64_t a = 0; a < A; ++a) u[a] = (a == actions[k] ? 1.0 : 0.0) - probs[s * A + a];
       double* row = out + k * np;
       std::fill(row, row + np, 0.0);
       vjp_state(s, u.data(), row, scratch);
     }
+    return true;
   }
 
   // The centred, weighted Jacobian behind the Fisher information (one row per (s, a) with w(s) > 0):
   // row(s, a) = sqrt(w(s) pi(a|s)) grad log pi(a|s), so that sum_s w(s) sum_a pi psi psi^T = M^T M.
-  // Returns the number of rows written into out (at most S*A rows of n_params).
-  std::int64_t weighted_scores(const double* probs, const double* w, double* out) const {
+  // Returns the number of rows written into out (at most S*A rows of n_params), or -1 when `stop`
+  // (polled once per state) asks to stop.
+  std::int64_t weighted_scores(const double* probs, const double* w, double* out, StopToken* stop = nullptr) const {
     const std::int64_t S = net_->n_states(), A = net_->n_actions(), np = n_params();
     std::vector<double> u(static_cast<std::size_t>(A)), scratch;
     std::int64_t rows = 0;
     for (std::int64_t s = 0; s < S; ++s) {
       if (!(w[s] > 0.0)) continue;
+      if (stop && (*stop)(0)) return -1;
       for (std::int64_t a = 0; a < A; ++a) {
         const double c = std::sqrt(w[s] * probs[s * A + a]);
         double* row = out + rows * np;
