@@ -142,12 +142,14 @@ def _result(
 ) -> PolicyGradient:
     mean = sums / n
     if n > 1:
-        if with_stderr:
-            se = np.sqrt(np.maximum(sumsq - n * mean * mean, 0.0) / (n - 1) / n)
-        else:
-            se = np.full_like(mean, np.nan)
-        vvar = max(rq - n * (rs / n) ** 2, 0.0) / (n - 1)
-        vse = float(np.sqrt(vvar / n))
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
+            if with_stderr:
+                se = np.sqrt(np.maximum(sumsq - n * mean * mean, 0.0) / (n - 1) / n)
+            else:
+                se = np.full_like(mean, np.nan)
+            rmean = np.float64(rs) / n
+            vvar = max(float(rq - n * rmean * rmean), 0.0) / (n - 1)
+            vse = float(np.sqrt(vvar / n))
     else:
         se = np.full_like(mean, np.nan)
         vse = float("nan")
@@ -232,11 +234,13 @@ class ValueBaseline:
             table = np.where(cnt > 0, tot / np.maximum(cnt, 1.0), np.repeat(mean_t, S))
             check_finite_result(table, "the ValueBaseline fit", "rewards-to-go too large")
             return table.reshape(H, S)
-        # Columns whose largest |feature| exceeds 2**255 are scaled by a power of two (exact) so
-        # that sums and X^T X cannot overflow; w is scaled back (ridge in the original units).
+        # Columns whose largest |feature| is above 2**255 or below 2**-255 are scaled by a power of
+        # two (exact) so that sums and X^T X neither overflow nor underflow; the fit is the same
+        # (ridge in the original units, capped at 1e300 where that overflows).
         feats = self.features
         big = np.abs(feats).max(axis=0) if feats.size else np.zeros(feats.shape[1])
-        col = np.where(big > 2.0**255, np.ldexp(1.0, -np.frexp(big)[1]), 1.0)
+        extreme = (big > 2.0**255) | ((big > 0) & (big < 2.0**-255))
+        col = np.where(extreme, np.ldexp(1.0, -np.frexp(big)[1]), 1.0)
         scaled = bool((col != 1.0).any())
         if scaled:
             feats = feats * col
@@ -251,7 +255,8 @@ class ValueBaseline:
         X = psi - psi_mean[t_idx]
         y = g - mean_t[t_idx]
         try:
-            reg = self.ridge * np.eye(d) if not scaled else np.diag(self.ridge * col * col)
+            with np.errstate(over="ignore"):
+                reg = self.ridge * np.eye(d) if not scaled else np.diag(np.minimum(self.ridge * col * col, 1e300))
             w = np.linalg.solve(X.T @ X + reg, X.T @ y)
         except np.linalg.LinAlgError:
             raise ValueError(
@@ -534,9 +539,9 @@ def importance_weights(
     _policy_tables(target, "target")
     _check_traj(traj, target)
     lr = _log_ratio(target, behavior, traj)
-    out: NDArray[np.float64] = (
-        np.exp(np.cumsum(lr, axis=1)) if as_bool(per_decision, "per_decision") else np.exp(lr.sum(axis=1))
-    )
+    per_decision = as_bool(per_decision, "per_decision")
+    with np.errstate(over="ignore"):  # an overflow is reported below
+        out: NDArray[np.float64] = np.exp(np.cumsum(lr, axis=1)) if per_decision else np.exp(lr.sum(axis=1))
     check_finite_result(out, "the importance ratios", "a sum of log-ratios log pi - log beta exceeds log(float64 max) = 709.8")
     return out
 
@@ -598,7 +603,9 @@ def off_policy_gradient(
     sums, sumsq, rows, _, _ = _score_sums(
         traj, tables, "explicit", w, traj.mdp.gamma, "none", None, per_trajectory, as_threads(threads)
     )
-    return _result(target, traj.n, sums, sumsq, float(value.sum()), float((value * value).sum()), rows, ess,
+    with np.errstate(over="ignore"):  # an overflow is reported by _result
+        vsq = float((value * value).sum())
+    return _result(target, traj.n, sums, sumsq, float(value.sum()), vsq, rows, ess,
                    n_steps=traj.n_steps)
 
 
@@ -625,7 +632,8 @@ def off_policy_value(
     (``self_normalized`` divides the ratios by their batch mean)."""
     _, value, ess = _off_policy(target, behavior, traj, "return", per_decision, self_normalized, gamma)
     n = traj.n
-    se = float(value.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
+        se = float(value.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
     check_finite_result(value.mean(), "the off-policy value", "importance ratios times rewards exceed the float64 range")
     if n > 1:
         check_finite_result(se, "the off-policy value's standard error", "importance ratios times rewards exceed the float64 range")
