@@ -259,9 +259,12 @@ void bind_mlp(py::module_& m) {
               throw std::invalid_argument("theta must have shape (" + std::to_string(net->n_params()) + ",)");
             require_finite(theta.data(), theta.size(), "theta");
             std::shared_ptr<Forward> f;
-            {
+            StopToken stop(python_interrupted);
+            try {
               py::gil_scoped_release release;
-              f = std::make_shared<Forward>(net, theta.data());
+              f = std::make_shared<Forward>(net, theta.data(), &stop);
+            } catch (const mlp::Interrupted&) {
+              throw py::error_already_set();
             }
             return f;
           },

@@ -157,10 +157,18 @@ class Net {
   std::int64_t n_params_ = 0, max_width_ = 0;
 };
 
+// Thrown when the stop token of a forward pass reports Ctrl-C.
+struct Interrupted : std::exception {
+  const char* what() const noexcept override { return "interrupted"; }
+};
+
 // All states' activations and logits at one parameter vector (copied), and the backward passes.
 class Forward final : public LogitMap {
  public:
-  Forward(std::shared_ptr<const Net> net, const double* theta)
+  // With the AVX2 kernel each layer is computed in blocks of kStopRows states, `stop` (optional)
+  // polled between blocks (the blocks are multiples of the kernel's 4 rows: the same bits).
+  static constexpr std::int64_t kStopRows = 512;
+  Forward(std::shared_ptr<const Net> net, const double* theta, StopToken* stop = nullptr)
       : net_(std::move(net)), theta_(theta, theta + net_->n_params()) {
     const Net& n = *net_;
     const std::int64_t S = n.n_states(), L = n.n_layers();
@@ -173,7 +181,11 @@ class Forward final : public LogitMap {
       if (use_avx2()) {  // out = bias in every row, then += in W
         out.resize(S, nout);
         out.rowwise() = bias(l).transpose();
-        detail::gemm_acc(in, nin, 1, theta_.data() + n.w_offset(l), out.data(), S, nin, nout);
+        for (std::int64_t r = 0; r < S; r += kStopRows) {
+          if (stop && (*stop)(0)) throw Interrupted{};
+          detail::gemm_acc(in + r * nin, nin, 1, theta_.data() + n.w_offset(l), out.data() + r * nout,
+                           std::min(kStopRows, S - r), nin, nout);
+        }
       } else {
         out.noalias() = Eigen::Map<const RowMatrixXd>(in, S, nin) * weight(l);
         out.rowwise() += bias(l).transpose();
