@@ -162,3 +162,15 @@ def test_mlp_forward(check_mdp: pg.FiniteMDP) -> None:
     (W1, b1), (W2, b2) = small.layers()
     z = np.tanh(X[:50, :3] @ W1 + b1) @ W2 + b2
     np.testing.assert_allclose(p, np.exp(z) / np.exp(z).sum(axis=1, keepdims=True), rtol=1e-12)
+
+
+def test_mlp_policy_gradient(check_mdp: pg.FiniteMDP) -> None:
+    # the exact gradient's vector-Jacobian product through two layers of 1024 (about twice the
+    # forward pass, which is computed first; S small enough to keep the test short)
+    S = 800
+    X = np.random.default_rng(6).normal(size=(S, 256))
+    pi = pg.MLPSoftmax(X, 4, hidden=(1024, 1024))
+    pi.probs()  # the forward pass, cached
+    W = np.random.default_rng(7).normal(size=(S, 4))
+    assert_interrupts(lambda: pi._logit_vjp(W))
+    healthy(check_mdp)

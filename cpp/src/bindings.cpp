@@ -284,10 +284,13 @@ void bind_mlp(py::module_& m) {
             const Net& n = f->net();
             require_shape2(G, "W", n.n_states(), n.n_actions());
             carray<double> out(n.n_params());
-            {
+            StopToken stop(python_interrupted);
+            try {
               py::gil_scoped_release release;
               std::fill(out.mutable_data(), out.mutable_data() + out.size(), 0.0);
-              f->vjp_all(G.data(), out.mutable_data());
+              f->vjp_all(G.data(), out.mutable_data(), &stop);
+            } catch (const mlp::Interrupted&) {
+              throw py::error_already_set();
             }
             return out;
           },

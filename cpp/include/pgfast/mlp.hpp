@@ -206,7 +206,11 @@ class Forward final : public LogitMap {
   std::int64_t n_params() const override { return net_->n_params(); }
 
   // out += sum_{s,a} G(s,a) grad z(s,a); G is (S, A) row-major.
-  void vjp_all(const double* G, double* out) const override {
+  void vjp_all(const double* G, double* out) const override { vjp_all(G, out, nullptr); }
+
+  // The same with `stop` polled every kStopRows states (AVX2 kernel; the kernel accumulates each
+  // entry in state order, so blocks over states give the same bits). Throws Interrupted.
+  void vjp_all(const double* G, double* out, StopToken* stop) const {
     const Net& n = *net_;
     const std::int64_t S = n.n_states(), L = n.n_layers();
     Eigen::Map<const RowMatrixXd> X(n.features(), S, n.sizes()[0]);
@@ -217,7 +221,10 @@ class Forward final : public LogitMap {
       Eigen::Map<Eigen::VectorXd> gb(out + n.b_offset(l), nout);
       const double* in = l == 0 ? X.data() : acts_[l - 1].data();
       if (use_avx2()) {  // gW += in^T delta; back = delta W^T (W^T copied: row-major for the kernel)
-        detail::gemm_acc(in, 1, nin, delta.data(), gW.data(), nin, S, nout);
+        for (std::int64_t r = 0; r < S; r += kStopRows) {
+          if (stop && (*stop)(0)) throw Interrupted{};
+          detail::gemm_acc(in + r * nin, 1, nin, delta.data() + r * nout, gW.data(), nin, std::min(kStopRows, S - r), nout);
+        }
       } else {
         gW.noalias() += Eigen::Map<const RowMatrixXd>(in, S, nin).transpose() * delta;
       }
@@ -227,7 +234,11 @@ class Forward final : public LogitMap {
         if (use_avx2()) {
           const RowMatrixXd wt = weight(l).transpose();
           back.setZero(S, nin);
-          detail::gemm_acc(delta.data(), nout, 1, wt.data(), back.data(), S, nout, nin);
+          for (std::int64_t r = 0; r < S; r += kStopRows) {
+            if (stop && (*stop)(0)) throw Interrupted{};
+            detail::gemm_acc(delta.data() + r * nout, nout, 1, wt.data(), back.data() + r * nin, std::min(kStopRows, S - r),
+                             nout, nin);
+          }
         } else {
           back.noalias() = delta * weight(l).transpose();
         }
