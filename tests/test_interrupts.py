@@ -174,3 +174,13 @@ def test_mlp_policy_gradient(check_mdp: pg.FiniteMDP) -> None:
     W = np.random.default_rng(7).normal(size=(S, 4))
     assert_interrupts(lambda: pi._logit_vjp(W))
     healthy(check_mdp)
+
+
+def test_linear_fisher(check_mdp: pg.FiniteMDP) -> None:
+    # 8000 states x 4 actions of 300 features: O(S A p^2), seconds uninterrupted
+    rng = np.random.default_rng(8)
+    mdp = sparse_mdp(8000, 4, 4, horizon=20)
+    pi = pg.LinearSoftmax(rng.normal(size=(8000, 4, 300)))
+    w = pg.exact.fisher_weights(mdp, pi)
+    assert_interrupts(lambda: pi._fisher(np.ascontiguousarray(pi.probs()), w))
+    healthy(check_mdp)

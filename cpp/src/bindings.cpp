@@ -528,10 +528,10 @@ void bind_exact(py::module_& m) {
           throw std::invalid_argument("features must have shape (S, A, p)");
         const py::ssize_t p = features.shape(2);
         carray<double> F({p, p});
-        {
-          py::gil_scoped_release release;
-          exact::fisher_linear(probs.data(), w.data(), features.data(), S, A, p, F.mutable_data());
-        }
+        run_exact([&](StopToken& stop) {
+          exact::fisher_linear(probs.data(), w.data(), features.data(), S, A, p, F.mutable_data(), &stop);
+          return 0;
+        });
         return F;
       },
       py::arg("probs").noconvert(), py::arg("w").noconvert(), py::arg("features").noconvert());

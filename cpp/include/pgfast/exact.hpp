@@ -961,14 +961,16 @@ inline void fisher_tabular(const double* pi, const double* w, std::int64_t S, st
   }
 }
 
+// `stop` (optional) is polled once per state (each costs O(A p^2)); throws Interrupted.
 inline void fisher_linear(const double* pi, const double* w, const double* phi, std::int64_t S, std::int64_t A,
-                          std::int64_t p, double* F) {
+                          std::int64_t p, double* F, StopToken* stop = nullptr) {
   using RowMat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   Eigen::Map<RowMat> out(F, p, p);
   out.setZero();
   RowMat C(A, p);
   for (std::int64_t s = 0; s < S; ++s) {
     if (w[s] == 0.0) continue;
+    if (stop) check_stop(*stop);
     Eigen::Map<const RowMat> Phi(phi + s * A * p, A, p);
     Eigen::Map<const VectorXd> ps(pi + s * A, A);
     const Eigen::RowVectorXd mean = ps.transpose() * Phi;
@@ -1047,6 +1049,7 @@ inline Optimal optimal_finite_horizon(const FiniteMDP& mdp, std::int64_t H, doub
   for (std::int64_t t = H - 1; t >= 0; --t) {
     check_stop(stop);
     for (std::int64_t s = 0; s < S; ++s) {
+      if (s % kPollStates == kPollStates - 1) check_stop(stop);
       if (term[s]) continue;
       double best = -std::numeric_limits<double>::infinity();
       std::int32_t arg = 0;
