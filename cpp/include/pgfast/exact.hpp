@@ -69,8 +69,8 @@ struct PolicyChain {
   std::vector<double> w_alive;  // per entry: pi(a|s) P_e alive(next_e), 0 for terminal s
   std::vector<double> tau;      // per state: probability of entering a terminal state (1 on terminal s)
 
-  // `stop` (optional) is polled every kPollStates states of the construction.
-  PolicyChain(const FiniteMDP& m, const double* probs, StopToken* stop = nullptr)
+  // `poll` (optional) is polled every kPollStates states of the construction.
+  PolicyChain(const FiniteMDP& m, const double* probs, StopToken* poll = nullptr)
       : S(m.n_states()), A(m.n_actions()), mdp(&m), pi(probs) {
     const auto& indptr = m.indptr();
     const auto& next = m.next();
@@ -81,7 +81,7 @@ struct PolicyChain {
     w_alive.assign(prob.size(), 0.0);
     tau.assign(static_cast<std::size_t>(S), 0.0);
     for (std::int64_t s = 0; s < S; ++s) {
-      if (stop && s % kPollStates == 0) check_stop(*stop);
+      if (poll && s % kPollStates == 0) check_stop(*poll);
       if (term[s]) {
         tau[s] = 1.0;
         continue;
