@@ -184,3 +184,19 @@ def test_linear_fisher(check_mdp: pg.FiniteMDP) -> None:
     w = pg.exact.fisher_weights(mdp, pi)
     assert_interrupts(lambda: pi._fisher(np.ascontiguousarray(pi.probs()), w))
     healthy(check_mdp)
+
+
+def test_tabular_natural_gradient(check_mdp: pg.FiniteMDP) -> None:
+    # 20000 states of 40 actions: one 40 x 40 eigendecomposition per state, seconds in all
+    S, A = 20_000, 40
+    rng = np.random.default_rng(9)
+    pi = pg.TabularSoftmax(S, A, theta=rng.normal(size=(S, A)))
+    probs = np.ascontiguousarray(pi.probs())
+    g = rng.normal(size=(S, A))
+    assert_interrupts(lambda: pi._natural(probs, np.ones(S), g, 0.0, 1e-10))
+    healthy(check_mdp)
+    # the same solve on the first states: x_s = pseudo-inverse of diag(pi_s) - pi_s pi_s^T times g_s
+    x = pg.TabularSoftmax(3, A, theta=pi.theta[:3])._natural(probs[:3].copy(), np.ones(3), g[:3].copy(), 0.0, 1e-10)
+    for s in range(3):
+        B = np.diag(probs[s]) - np.outer(probs[s], probs[s])
+        np.testing.assert_allclose(x[s], np.linalg.pinv(B, rcond=1e-10, hermitian=True) @ g[s], rtol=1e-6, atol=1e-9)

@@ -577,10 +577,10 @@ void bind_exact(py::module_& m) {
         if (w.ndim() != 1 || w.shape(0) != S) throw std::invalid_argument("w must have shape (S,)");
         require_shape2(g, "g", S, A);
         carray<double> out({S, A});
-        {
-          py::gil_scoped_release release;
-          exact::natural_gradient_tabular(probs.data(), w.data(), g.data(), S, A, damping, rcond, out.mutable_data());
-        }
+        run_exact([&](StopToken& stop) {
+          exact::natural_gradient_tabular(probs.data(), w.data(), g.data(), S, A, damping, rcond, out.mutable_data(), &stop);
+          return 0;
+        });
         return out;
       },
       py::arg("probs").noconvert(), py::arg("w").noconvert(), py::arg("g").noconvert(), py::arg("damping"),

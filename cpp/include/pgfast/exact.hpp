@@ -996,13 +996,15 @@ inline VectorXd solve_fisher(const MatrixXd& F, const VectorXd& g, double dampin
 }
 
 // Tabular natural gradient block by block (F is block diagonal): x_s solves w(s) (diag pi - pi pi^T) x_s = g_s.
+// `stop` (optional) is polled once per state (each costs O(A^3)); throws Interrupted.
 inline void natural_gradient_tabular(const double* pi, const double* w, const double* g, std::int64_t S, std::int64_t A,
-                                     double damping, double rcond, double* x) {
+                                     double damping, double rcond, double* x, StopToken* stop = nullptr) {
   // Global eigenvalue cut-off, as for the dense solve.
   std::vector<Eigen::SelfAdjointEigenSolver<MatrixXd>> blocks(static_cast<std::size_t>(S));
   double lmax = 0.0;
   MatrixXd B(A, A);
   for (std::int64_t s = 0; s < S; ++s) {
+    if (stop) check_stop(*stop);
     Eigen::Map<const VectorXd> ps(pi + s * A, A);
     B = w[s] * (MatrixXd(ps.asDiagonal()) - ps * ps.transpose());
     if (damping > 0.0) {
