@@ -143,10 +143,10 @@ def test_mlp_natural_gradient(check_mdp: pg.FiniteMDP) -> None:
 
 
 def test_linear_natural_gradient(check_mdp: pg.FiniteMDP) -> None:
-    # p = 1500 features: the dense pseudo-inverse of the 1500 x 1500 Fisher matrix takes seconds
+    # p = 1200 features: the dense pseudo-inverse of the 1200 x 1200 Fisher matrix takes seconds
     rng = np.random.default_rng(3)
     mdp = sparse_mdp(60, 4, 4, horizon=20)
-    pi = pg.LinearSoftmax(rng.normal(size=(60, 4, 1500)))
+    pi = pg.LinearSoftmax(rng.normal(size=(60, 4, 1200)))
     assert_interrupts(lambda: pg.exact.natural_gradient(mdp, pi))
     healthy(check_mdp)
 
