@@ -335,9 +335,12 @@ void bind_mlp(py::module_& m) {
               throw std::invalid_argument("theta must have shape (" + std::to_string(net->n_params()) + ",)");
             require_finite(theta.data(), theta.size(), "theta");
             std::shared_ptr<Forward> f;
-            {
+            StopToken stop(python_interrupted);
+            try {
               py::gil_scoped_release release;
-              f = std::make_shared<Forward>(net, theta.data());
+              f = std::make_shared<Forward>(net, theta.data(), &stop);
+            } catch (const mlp::Interrupted&) {
+              throw py::error_already_set();
             }
             return f;
           },
@@ -357,10 +360,13 @@ void bind_mlp(py::module_& m) {
             const Net& n = f->net();
             require_shape2(G, "W", n.n_states(), n.n_actions());
             carray<double> out(n.n_params());
-            {
+            StopToken stop(python_interrupted);
+            try {
               py::gil_scoped_release release;
               std::fill(out.mutable_data(), out.mutable_data() + out.size(), 0.0);
-              f->vjp_all(G.data(), out.mutable_data());
+              f->vjp_all(G.data(), out.mutable_data(), &stop);
+            } catch (const mlp::Interrupted&) {
+              throw py::error_already_set();
             }
             return out;
           },
@@ -380,10 +386,13 @@ void bind_mlp(py::module_& m) {
                 throw std::invalid_argument("actions[" + std::to_string(k) + "] is out of range");
             }
             carray<double> out({K, static_cast<py::ssize_t>(n.n_params())});
+            StopToken stop(python_interrupted);
+            bool done;
             {
               py::gil_scoped_release release;
-              f->scores(probs.data(), states.data(), actions.data(), K, out.mutable_data());
+              done = f->scores(probs.data(), states.data(), actions.data(), K, out.mutable_data(), &stop);
             }
+            if (!done) throw py::error_already_set();
             return out;
           },
           py::arg("probs").noconvert(), py::arg("states").noconvert(), py::arg("actions").noconvert(),
@@ -397,10 +406,13 @@ void bind_mlp(py::module_& m) {
             py::ssize_t rows = 0;
             for (py::ssize_t s = 0; s < w.shape(0); ++s) rows += w.data()[s] > 0.0 ? n.n_actions() : 0;
             carray<double> out({rows, static_cast<py::ssize_t>(n.n_params())});
+            StopToken stop(python_interrupted);
+            std::int64_t written;
             {
               py::gil_scoped_release release;
-              f->weighted_scores(probs.data(), w.data(), out.mutable_data());
+              written = f->weighted_scores(probs.data(), w.data(), out.mutable_data(), &stop);
             }
+            if (written < 0) throw py::error_already_set();
             return out;
           },
           py::arg("probs").noconvert(), py::arg("w").noconvert(),
@@ -600,10 +612,10 @@ void bind_exact(py::module_& m) {
           throw std::invalid_argument("features must have shape (S, A, p)");
         const py::ssize_t p = features.shape(2);
         carray<double> F({p, p});
-        {
-          py::gil_scoped_release release;
-          exact::fisher_linear(probs.data(), w.data(), features.data(), S, A, p, F.mutable_data());
-        }
+        run_exact([&](StopToken& stop) {
+          exact::fisher_linear(probs.data(), w.data(), features.data(), S, A, p, F.mutable_data(), &stop);
+          return 0;
+        });
         return F;
       },
       py::arg("probs").noconvert(), py::arg("w").noconvert(), py::arg("features").noconvert());
@@ -651,10 +663,10 @@ void bind_exact(py::module_& m) {
         if (w.ndim() != 1 || w.shape(0) != S) throw std::invalid_argument("w must have shape (S,)");
         require_shape2(g, "g", S, A);
         carray<double> out({S, A});
-        {
-          py::gil_scoped_release release;
-          exact::natural_gradient_tabular(probs.data(), w.data(), g.data(), S, A, damping, rcond, out.mutable_data());
-        }
+        run_exact([&](StopToken& stop) {
+          exact::natural_gradient_tabular(probs.data(), w.data(), g.data(), S, A, damping, rcond, out.mutable_data(), &stop);
+          return 0;
+        });
         return out;
       },
       py::arg("probs").noconvert(), py::arg("w").noconvert(), py::arg("g").noconvert(), py::arg("damping"),

@@ -30,6 +30,9 @@ from ._validation import (
     check_allocation,
     require_instance,
 )
+from ._validation import check_finite_result
+
+_OVERFLOW = "rewards times the horizon, or the scores, exceed the float64 range"
 
 Weights = Literal["reward_to_go", "return"]
 
@@ -142,15 +145,23 @@ def _result(
 ) -> PolicyGradient:
     mean = sums / n
     if n > 1:
-        if with_stderr:
-            se = np.sqrt(np.maximum(sumsq - n * mean * mean, 0.0) / (n - 1) / n)
-        else:
-            se = np.full_like(mean, np.nan)
-        vvar = max(rq - n * (rs / n) ** 2, 0.0) / (n - 1)
-        vse = float(np.sqrt(vvar / n))
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
+            if with_stderr:
+                se = np.sqrt(np.maximum(sumsq - n * mean * mean, 0.0) / (n - 1) / n)
+            else:
+                se = np.full_like(mean, np.nan)
+            rmean = np.float64(rs) / n
+            vvar = max(float(rq - n * rmean * rmean), 0.0) / (n - 1)
+            vse = float(np.sqrt(vvar / n))
     else:
         se = np.full_like(mean, np.nan)
         vse = float("nan")
+    check_finite_result(mean, "the policy gradient", _OVERFLOW)
+    check_finite_result(rs / n, "the estimated value J", _OVERFLOW)
+    if n > 1:
+        if with_stderr:
+            check_finite_result(se, "the policy gradient's standard error", _OVERFLOW)
+        check_finite_result(vse, "the value's standard error", _OVERFLOW)
     shape = policy.theta.shape
     return PolicyGradient(mean.reshape(shape), se.reshape(shape), n, rs / n, vse, rows, ess, n_steps)
 
@@ -233,8 +244,19 @@ class ValueBaseline:
             cnt = np.bincount(key, minlength=H * S).astype(np.float64)
             tot = np.bincount(key, weights=g, minlength=H * S)
             table = np.where(cnt > 0, tot / np.maximum(cnt, 1.0), np.repeat(mean_t, S))
+            check_finite_result(table, "the ValueBaseline fit", "rewards-to-go too large")
             return table.reshape(H, S)
-        psi = self.features[s_idx]
+        # Columns whose largest |feature| is above 2**255 or below 2**-255 are scaled by a power of
+        # two (exact) so that sums and X^T X neither overflow nor underflow; the fit is the same
+        # (ridge in the original units, capped at 1e300 where that overflows).
+        feats = self.features
+        big = np.abs(feats).max(axis=0) if feats.size else np.zeros(feats.shape[1])
+        extreme = (big > 2.0**255) | ((big > 0) & (big < 2.0**-255))
+        col = np.where(extreme, np.ldexp(1.0, -np.frexp(big)[1]), 1.0)
+        scaled = bool((col != 1.0).any())
+        if scaled:
+            feats = feats * col
+        psi = feats[s_idx]
         d = psi.shape[1]
         # demean within each step t (absorbs the intercepts c_t), then ridge least squares for w
         psi_mean = np.zeros((H, d))
@@ -245,14 +267,18 @@ class ValueBaseline:
         X = psi - psi_mean[t_idx]
         y = g - mean_t[t_idx]
         try:
-            w = np.linalg.solve(X.T @ X + self.ridge * np.eye(d), X.T @ y)
+            with np.errstate(over="ignore"):
+                reg = self.ridge * np.eye(d) if not scaled else np.diag(np.minimum(self.ridge * col * col, 1e300))
+            w = np.linalg.solve(X.T @ X + reg, X.T @ y)
         except np.linalg.LinAlgError:
             raise ValueError(
                 "the ValueBaseline's least-squares system is singular (features collinear on the visited "
                 "states); pass ridge > 0"
             ) from None
         c = mean_t - psi_mean @ w
-        return np.ascontiguousarray(c[:, None] + (self.features @ w)[None, :])
+        table = np.ascontiguousarray(c[:, None] + (feats @ w)[None, :])
+        check_finite_result(table, "the ValueBaseline fit", "rewards-to-go or features too large")
+        return table
 
 
 def _split(traj: Trajectories, idx: NDArray[np.int64]) -> Trajectories:
@@ -349,6 +375,7 @@ def score(
         traj, tables, "explicit", w, traj.mdp.gamma, "none", None, per_trajectory, as_threads(threads), sumsq=False
     )
     grad = (sums / traj.n).reshape(policy.theta.shape)
+    check_finite_result(grad, "the weighted score", "weights times scores exceed the float64 range")
     if per_trajectory:
         assert rows is not None
         return grad, rows
@@ -533,9 +560,10 @@ def importance_weights(
     _policy_tables(target, "target")
     _check_traj(traj, target)
     lr = _log_ratio(target, behavior, traj)
-    out: NDArray[np.float64] = (
-        np.exp(np.cumsum(lr, axis=1)) if as_bool(per_decision, "per_decision") else np.exp(lr.sum(axis=1))
-    )
+    per_decision = as_bool(per_decision, "per_decision")
+    with np.errstate(over="ignore"):  # an overflow is reported below
+        out: NDArray[np.float64] = np.exp(np.cumsum(lr, axis=1)) if per_decision else np.exp(lr.sum(axis=1))
+    check_finite_result(out, "the importance ratios", "a sum of log-ratios log pi - log beta exceeds log(float64 max) = 709.8")
     return out
 
 
@@ -556,6 +584,9 @@ def _off_policy(
     # that underflow (log rho of -1000) still give it
     scaled = np.exp(log_rho - log_rho.max())
     ess = float(scaled.sum() ** 2 / (scaled * scaled).sum())
+    cause = "importance ratios times rewards exceed the float64 range"
+    check_finite_result(w, "the importance weights", cause)
+    check_finite_result(value, "the importance-weighted returns", cause)
     return w, value, ess
 
 
@@ -595,7 +626,9 @@ def off_policy_gradient(
     sums, sumsq, rows, _, _ = _score_sums(
         traj, tables, "explicit", w, traj.mdp.gamma, "none", None, per_trajectory, as_threads(threads)
     )
-    return _result(target, traj.n, sums, sumsq, float(value.sum()), float((value * value).sum()), rows, ess,
+    with np.errstate(over="ignore"):  # an overflow is reported by _result
+        vsq = float((value * value).sum())
+    return _result(target, traj.n, sums, sumsq, float(value.sum()), vsq, rows, ess,
                    n_steps=traj.n_steps)
 
 
@@ -622,5 +655,9 @@ def off_policy_value(
     (``self_normalized`` divides the ratios by their batch mean)."""
     _, value, ess = _off_policy(target, behavior, traj, "return", per_decision, self_normalized, gamma)
     n = traj.n
-    se = float(value.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
+        se = float(value.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    check_finite_result(value.mean(), "the off-policy value", "importance ratios times rewards exceed the float64 range")
+    if n > 1:
+        check_finite_result(se, "the off-policy value's standard error", "importance ratios times rewards exceed the float64 range")
     return OffPolicyValue(float(value.mean()), se, ess)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
@@ -25,6 +25,39 @@ from ._validation import (
     check_allocation,
     require_finite,
 )
+from ._validation import check_finite_result
+
+_T = TypeVar("_T")
+_INTERRUPTIBLE_WORK = 1e8  # flops above which a dense solve runs on a helper thread
+
+
+def _interruptible(fn: Callable[[], _T], work: float) -> _T:
+    """``fn()``, on a helper thread when ``work`` (its flop count) is large, so Ctrl-C is answered.
+
+    NumPy's LAPACK / BLAS calls (and ``_core.solve_fisher``) release the GIL but never check for
+    signals, and one eigendecomposition of a few thousand rows takes seconds. Run on a helper
+    thread, the main thread waits in 20 ms slices and a ``KeyboardInterrupt`` reaches the caller
+    at once; the abandoned dense call cannot be stopped mid-way, so it finishes in the background
+    and its result is dropped. Calls from other threads (which never receive signals) run inline.
+    """
+    if work < _INTERRUPTIBLE_WORK or threading.current_thread() is not threading.main_thread():
+        return fn()
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["out"] = fn()
+        except BaseException as exc:  # re-raised on the caller's thread
+            box["err"] = exc
+
+    worker = threading.Thread(target=run, name="pgfast-dense-solve", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.02)
+    if "err" in box:
+        raise box["err"]
+    out: _T = box["out"]
+    return out
 
 if TYPE_CHECKING:
     from ._mdp import FiniteMDP
@@ -146,14 +179,20 @@ class SoftmaxPolicy:
     def probs(self) -> NDArray[np.float64]:
         r"""The table :math:`\pi(a|s)`, shape (S, A); rows sum to 1."""
         if self._caches_probs:
-            return self._snapshot().probs.copy()
-        return _core.softmax(self.logits())[0]
+            p = self._snapshot().probs.copy()
+        else:
+            p = _core.softmax(self.logits())[0]
+        check_finite_result(p, "the policy's probabilities", "logits beyond the float64 range")
+        return p
 
     def log_probs(self) -> NDArray[np.float64]:
         r"""The table :math:`\log \pi(a|s) = z(s,a) - \log\sum_{a'} e^{z(s,a')}`, shape (S, A)."""
         if self._caches_probs:
-            return _core.softmax(self._logits_at(self._snapshot()))[1]
-        return _core.softmax(self.logits())[1]
+            lp = _core.softmax(self._logits_at(self._snapshot()))[1]
+        else:
+            lp = _core.softmax(self.logits())[1]
+        check_finite_result(lp, "the policy's log-probabilities", "logits of one state differ by more than the float64 range")
+        return lp
 
     def log_prob(self, states: ArrayLike, actions: ArrayLike) -> NDArray[np.float64]:
         r""":math:`\log \pi(a|s)` elementwise for integer arrays of one shape, e.g. a batch's
@@ -223,7 +262,8 @@ class SoftmaxPolicy:
     ) -> NDArray[np.float64]:
         """Solves F x = g (pseudo-inverse, or F + damping I) for the Fisher of weighting w."""
         F = self._fisher(probs, w)
-        x = _core.solve_fisher(F, np.ascontiguousarray(g, dtype=np.float64).ravel(), float(damping), float(rcond))
+        gv = np.ascontiguousarray(g, dtype=np.float64).ravel()
+        x = _interruptible(lambda: _core.solve_fisher(F, gv, float(damping), float(rcond)), 10.0 * F.shape[0] ** 3)
         return x.reshape(self._theta.shape)
 
     def _check_fits(self, mdp: FiniteMDP) -> None:
@@ -578,7 +618,7 @@ class MLPSoftmax(SoftmaxPolicy):
     def _fisher(self, probs: NDArray[np.float64], w: NDArray[np.float64]) -> NDArray[np.float64]:
         check_allocation(8 * self.n_params**2, "the Fisher matrix (n_params x n_params)", "use natural_gradient, which never forms it")
         M = self._weighted_scores(probs, w)
-        F: NDArray[np.float64] = M.T @ M
+        F: NDArray[np.float64] = _interruptible(lambda: M.T @ M, 2.0 * M.shape[0] * M.shape[1] ** 2)
         return F
 
     def _natural(
@@ -587,13 +627,31 @@ class MLPSoftmax(SoftmaxPolicy):
         # F = M^T M with M (m, n), m = A x (visited states). When m < n solve in the m-dimensional
         # row space: (F + lam I)^-1 g = (g - M^T (M M^T + lam I)^-1 M g) / lam, and for lam = 0
         # F^+ g = M^T (K^+)^2 M g with K = M M^T (same non-zero eigenvalues as F).
+        # The pseudo-inverse (damping = 0) works on c M, c a power of two that brings the largest
+        # |M| near 1 when it is outside [2**-200, 2**200] (a saturated or a huge network): scaling
+        # by c is exact, and F = M^T M, K = M M^T then neither underflow to 0 (which made every
+        # eigenvalue 0 and the result NaN) nor overflow. F^+ g for c M is c^-2 times the one for M.
         M = self._weighted_scores(probs, w)
         gv = np.ascontiguousarray(g, dtype=np.float64).ravel()
+        m, n = M.shape
+        c = 1.0
+        if damping == 0 and M.size:
+            big = float(np.abs(M).max())
+            if big > 0 and not 2.0**-200 <= big <= 2.0**200:
+                c = float(np.ldexp(1.0, -int(np.frexp(big)[1])))
+                M = M * c
+        k = min(m, n)
+        return _interruptible(lambda: self._solve_rows(M, gv, c, damping, rcond), 2.0 * k * k * max(m, n) + 10.0 * k**3)
+
+    @staticmethod
+    def _solve_rows(
+        M: NDArray[np.float64], gv: NDArray[np.float64], c: float, damping: float, rcond: float
+    ) -> NDArray[np.float64]:
         m, n = M.shape
         if m >= n:
             F = M.T @ M
             x: NDArray[np.float64] = _core.solve_fisher(np.ascontiguousarray(F), gv, float(damping), float(rcond))
-            return x
+            return (x * c) * c if c != 1.0 else x
         K = M @ M.T
         Mg = M @ gv
         if damping > 0:
@@ -606,7 +664,7 @@ class MLPSoftmax(SoftmaxPolicy):
         inv2 = np.zeros_like(lam)
         inv2[keep] = 1.0 / lam[keep] ** 2
         res: NDArray[np.float64] = M.T @ (U @ (inv2 * (U.T @ Mg)))
-        return res
+        return (res * c) * c if c != 1.0 else res
 
     def __repr__(self) -> str:
         return (f"MLPSoftmax(n_states={self._n_states}, n_actions={self._n_actions}, sizes={self.sizes}, "

@@ -19,6 +19,7 @@ from ._estimators import ValueBaseline, _weights_kind, policy_gradient
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy
 from ._validation import as_bool, as_gamma, as_int, as_seed, as_threads, require_instance
+from ._validation import check_finite_result
 from .optim import NaturalGradient, Optimizer
 
 FIELDS = ("iteration", "J_estimate", "J_stderr", "J_exact", "grad_norm", "seconds", "steps_per_s")
@@ -202,6 +203,7 @@ def train(
             if isinstance(optimizer, NaturalGradient) and optimizer.fisher == "exact":
                 context["mdp"] = mdp
             gnorm = float(np.linalg.norm(est.grad))
+            check_finite_result(gnorm, "the gradient norm", "the gradient's entries are too large to square")
             j_exact = math.nan  # of the policy that sampled this batch, like J_estimate
             if do_exact and (it % every == 0 or it == 1 or it == iters):
                 j_exact = exact.evaluate(mdp, policy, "finite_horizon", gamma=gamma).J

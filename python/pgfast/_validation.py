@@ -169,3 +169,17 @@ def check_allocation(nbytes: int, what: str, hint: str) -> None:
             f"{what} needs {nbytes / 2**30:.3g} GiB ({nbytes} bytes), more than the {avail / 2**30:.3g} GiB "
             f"of memory available; {hint}"
         )
+
+
+def check_finite_result(x: Any, what: str, cause: str) -> None:
+    """ValueError unless every entry of a public result ``x`` (an array or a number) is finite.
+
+    Inputs are checked finite on the way in, so a non-finite result is an overflow of float64 on
+    the way: ``what`` names the result and ``cause`` says what overflowed. Costs one
+    ``np.isfinite`` pass over the result.
+    """
+    arr = np.asarray(x)
+    if not np.isfinite(arr).all():
+        where = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0]) if arr.ndim else ()
+        at = f" at index {where}" if where else ""
+        raise ValueError(f"{what} overflowed float64 ({cause}): got {arr[where]!r}{at}")

@@ -79,6 +79,7 @@ from . import _core
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy, pinned
 from ._validation import as_bool, as_float, as_gamma, as_rcond, as_threads, check_allocation, require_instance
+from ._validation import check_finite_result
 
 __all__ = [
     "OBJECTIVES",
@@ -199,7 +200,17 @@ def _run(
     elif meth == "dense" or (meth == "auto" and S <= 200):
         check_allocation(3 * 8 * S * S, f"a dense {S} x {S} solve", "use method='sparse'")
     out = _core.exact_evaluate(mdp._mdp, probs, obj, g, meth, t, values, gradient, fisher, as_threads(threads))
+    _check_out(out, f"the exact {obj} evaluation")
     return probs, obj, g, out
+
+
+_OVERFLOW = "rewards times the horizon or the effective horizon 1 / (1 - gamma) exceed the float64 range"
+
+
+def _check_out(out: dict[str, Any], what: str) -> None:
+    """ValueError naming the first non-finite entry of a C++ result dict (overflowed values)."""
+    for key, v in out.items():
+        check_finite_result(v, f"{what} ({key})", _OVERFLOW)
 
 
 def evaluate(
@@ -273,6 +284,7 @@ def gradient(
     policy = pinned(policy)  # the probabilities and the logit map from one theta
     _, obj, g, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=return_evaluation, gradient=True)
     grad = policy._logit_vjp(out["logit_grad"])
+    check_finite_result(grad, "the exact policy gradient", "dJ/dz times the policy's logit Jacobian (features or weights too large)")
     if not return_evaluation:
         return grad
     return grad, _evaluation(obj, g, out)
@@ -300,7 +312,9 @@ def fisher(
     probs, _, _, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=False, fisher=True)
     n = policy.n_params
     check_allocation(8 * n * n, f"the Fisher matrix ({n} x {n})", "use natural_gradient, which is blockwise for tabular policies")
-    return policy._fisher(probs, out["fisher_w"])
+    F = policy._fisher(probs, out["fisher_w"])
+    check_finite_result(F, "the Fisher matrix", "the policy's features or logit Jacobian too large")
+    return F
 
 
 def fisher_weights(
@@ -352,7 +366,10 @@ def natural_gradient(
     policy = pinned(policy)
     probs, _, _, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=False, gradient=True, fisher=True)
     g = policy._logit_vjp(out["logit_grad"])
-    return policy._natural(probs, out["fisher_w"], g, lam, rc)
+    check_finite_result(g, "the exact policy gradient", "dJ/dz times the policy's logit Jacobian (features or weights too large)")
+    x = policy._natural(probs, out["fisher_w"], g, lam, rc)
+    check_finite_result(x, "the natural gradient", "F^+ g: the gradient is too large for the Fisher information's smallest kept eigenvalue")
+    return x
 
 
 def stationary_distribution(
@@ -391,4 +408,5 @@ def optimal(
     if objective == "finite_horizon":
         check_allocation(8 * mdp.horizon * mdp.n_states * (mdp.n_actions + 2), "optimal finite-horizon tables", "use a shorter horizon")
     out = _core.exact_optimal(mdp._mdp, objective, g, meth, t, as_threads(threads))
+    _check_out(out, f"the optimal {objective} values")
     return Optimal(objective, float(out["J"]), out["V"], out["Q"], out["actions"], int(out["iterations"]))

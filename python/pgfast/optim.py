@@ -17,6 +17,7 @@ from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy, pinned
 from ._trajectories import Trajectories
 from ._validation import as_float, as_float_array, as_int, as_rcond
+from ._validation import check_finite_result
 
 __all__ = ["Adam", "GradientAscent", "NaturalGradient", "Optimizer"]
 
@@ -245,7 +246,9 @@ class NaturalGradient(Optimizer):
             else:
                 raise ValueError("NaturalGradient(fisher='sampled') needs step(..., traj=batch) or visits=")
         probs = np.ascontiguousarray(policy.probs())
-        return policy._natural(probs, w, g, self.damping, self.rcond)
+        x = policy._natural(probs, w, g, self.damping, self.rcond)
+        check_finite_result(x, "the natural gradient direction", "the gradient is too large for the Fisher information's smallest kept eigenvalue")
+        return x
 
     def step(self, policy: SoftmaxPolicy, grad: ArrayLike, **context: Any) -> NDArray[np.float64]:
         x = self.direction(policy, grad, **context)

@@ -54,6 +54,9 @@ inline void check_stop(StopToken& stop) {
   if (stop(0)) throw Interrupted{};
 }
 
+// O(S) / O(nnz) passes poll the stop token every this many states (a clock read at most).
+inline constexpr std::int64_t kPollStates = 1 << 14;
+
 // ---------------------------------------------------------------------------------------------
 // The policy-weighted chain: per-entry weights pi(a|s) P(s'|s,a) and the expected rewards.
 
@@ -66,7 +69,9 @@ struct PolicyChain {
   std::vector<double> w_alive;  // per entry: pi(a|s) P_e alive(next_e), 0 for terminal s
   std::vector<double> tau;      // per state: probability of entering a terminal state (1 on terminal s)
 
-  PolicyChain(const FiniteMDP& m, const double* probs) : S(m.n_states()), A(m.n_actions()), mdp(&m), pi(probs) {
+  // `poll` (optional) is polled every kPollStates states of the construction.
+  PolicyChain(const FiniteMDP& m, const double* probs, StopToken* poll = nullptr)
+      : S(m.n_states()), A(m.n_actions()), mdp(&m), pi(probs) {
     const auto& indptr = m.indptr();
     const auto& next = m.next();
     const auto& prob = m.prob();
@@ -76,6 +81,7 @@ struct PolicyChain {
     w_alive.assign(prob.size(), 0.0);
     tau.assign(static_cast<std::size_t>(S), 0.0);
     for (std::int64_t s = 0; s < S; ++s) {
+      if (poll && s % kPollStates == 0) check_stop(*poll);
       if (term[s]) {
         tau[s] = 1.0;
         continue;
@@ -372,6 +378,80 @@ SolveInfo krylov_solve(const Op& op, const VectorXd& b, VectorXd& x, double tol,
   return g;
 }
 
+// Dense LU with partial pivoting, P M = L U, that answers Ctrl-C. It is Eigen's PartialPivLU
+// (the same recursive blocking: panels of max(8, min(256, 16 floor(S / 128))) columns, each factored
+// with panels of at most 16; the same kernels, so the same bits) with the stop token polled
+// between column chunks of every trailing update, so a large factorization (O(S^3): about 8 s at
+// S = 6000) stops within a few tens of milliseconds. It also skips the empty triangular solve that
+// Eigen's panel recursion runs on a zero-column block (a reference bound to its null data pointer,
+// reported by UndefinedBehaviorSanitizer for S >= 256).
+class DenseLU {
+ public:
+  DenseLU(MatrixXd m, StopToken& stop) : lu_(std::move(m)), stop_(stop) {
+    const Eigen::Index n = lu_.rows();
+    std::vector<int> tr(static_cast<std::size_t>(n));
+    if (n > 0) factor(lu_.data(), n, n, n, tr.data(), 256, true);
+    Eigen::Transpositions<Eigen::Dynamic, Eigen::Dynamic, int> t(n);
+    for (Eigen::Index i = 0; i < n; ++i) t.coeffRef(i) = tr[static_cast<std::size_t>(i)];
+    p_ = t;
+  }
+  // x with M x = b (PartialPivLU::solve).
+  VectorXd solve(const VectorXd& b) const {
+    VectorXd x = p_ * b;
+    lu_.triangularView<Eigen::UnitLower>().solveInPlace(x);
+    lu_.triangularView<Eigen::Upper>().solveInPlace(x);
+    return x;
+  }
+  // x with M^T x = b (PartialPivLU::transpose().solve).
+  VectorXd solve_transposed(const VectorXd& b) const {
+    VectorXd x = lu_.triangularView<Eigen::Upper>().transpose().solve(b);
+    lu_.triangularView<Eigen::UnitLower>().transpose().solveInPlace(x);
+    return p_.transpose() * x;
+  }
+
+ private:
+  using Impl = Eigen::internal::partial_lu_impl<double, Eigen::ColMajor, int>;
+  using Mat = Eigen::Map<MatrixXd, 0, Eigen::OuterStride<>>;
+  static constexpr Eigen::Index kChunk = 256;  // trailing-update columns between polls
+
+  // Eigen's partial_lu_impl::blocked_lu on the (rows x cols) column-major block at `data`.
+  void factor(double* data, Eigen::Index rows, Eigen::Index cols, Eigen::Index stride, int* tr,
+              Eigen::Index max_block, bool poll) {
+    const Eigen::Index size = std::min(rows, cols);
+    int nb = 0;
+    if (size <= Impl::UnBlockedBound) {
+      Impl::blocked_lu(rows, cols, data, stride, tr, nb, max_block);  // unblocked at this size
+      return;
+    }
+    const Eigen::Index block = std::min(std::max<Eigen::Index>((size / 8) / 16 * 16, 8), max_block);
+    Mat lu(data, rows, cols, Eigen::OuterStride<>(stride));
+    for (Eigen::Index k = 0; k < size; k += block) {
+      const Eigen::Index bs = std::min(size - k, block), trows = rows - k - bs, tsize = size - k - bs;
+      factor(&lu.coeffRef(k, k), trows + bs, bs, stride, tr + k, 16, false);
+      for (Eigen::Index i = k; i < k + bs; ++i) {
+        const Eigen::Index piv = (tr[i] += static_cast<int>(k));
+        if (k > 0) lu.block(0, 0, rows, k).row(i).swap(lu.block(0, 0, rows, k).row(piv));
+      }
+      if (trows == 0 || tsize == 0) continue;
+      auto A11 = lu.block(k, k, bs, bs);
+      auto A21 = lu.block(k + bs, k, trows, bs);
+      for (Eigen::Index j = 0; j < tsize; j += poll ? kChunk : tsize) {
+        const Eigen::Index w = std::min(tsize - j, poll ? kChunk : tsize);
+        auto A_2 = lu.block(0, k + bs + j, rows, w);
+        for (Eigen::Index i = k; i < k + bs; ++i) A_2.row(i).swap(A_2.row(tr[i]));
+        auto A12 = lu.block(k, k + bs + j, bs, w);
+        A11.triangularView<Eigen::UnitLower>().solveInPlace(A12);
+        lu.block(k + bs, k + bs + j, trows, w).noalias() -= A21 * A12;
+        if (poll) check_stop(stop_);
+      }
+    }
+  }
+
+  MatrixXd lu_;
+  StopToken& stop_;
+  Eigen::PermutationMatrix<Eigen::Dynamic, Eigen::Dynamic, int> p_;
+};
+
 enum class Method { Auto, Dense, Sparse };
 inline constexpr std::int64_t kDenseMaxStates = 200;
 
@@ -393,10 +473,10 @@ inline DiscountedSolution solve_discounted(const PolicyChain& c, double gamma, M
   Eigen::Map<const VectorXd> mu0(c.mdp->mu0().data(), S);
   if (use_dense(method, S)) {
     MatrixXd M = MatrixXd::Identity(S, S) - gamma * c.dense_alive();
-    Eigen::PartialPivLU<MatrixXd> lu(M);
+    const DenseLU lu(std::move(M), stop);
     out.V = lu.solve(rpi);
-    if (want_rho) out.rho = lu.transpose().solve(mu0);
-    if (start2) out.rho2 = lu.transpose().solve(*start2);
+    if (want_rho) out.rho = lu.solve_transposed(mu0);
+    if (start2) out.rho2 = lu.solve_transposed(*start2);
     return out;
   }
   auto op = [&](const double* x, double* y) {
@@ -430,7 +510,7 @@ struct ChainStructure {
 // Support graph of Pt_pi with a virtual "reset" node S: s -> next_e (live successors with weight
 // > 0), s -> S when tau(s) > 0, S -> supp(mu0). Edges into the reset node have length 1, edges out
 // of it length 0, so cycle lengths are numbers of steps of the chain.
-inline ChainStructure analyse_chain(const PolicyChain& c) {
+inline ChainStructure analyse_chain(const PolicyChain& c, StopToken& stop) {
   const std::int64_t S = c.S, Nn = S + 1;
   const auto& next = c.mdp->next();
   const auto& mu0 = c.mdp->mu0();
@@ -440,6 +520,7 @@ inline ChainStructure analyse_chain(const PolicyChain& c) {
   std::vector<std::uint8_t> len;
   to.reserve(c.w_alive.size() + static_cast<std::size_t>(S));
   for (std::int64_t s = 0; s < S; ++s) {
+    if (s % kPollStates == 0) check_stop(stop);
     for (std::int64_t e = c.row_begin(s); e < c.row_end(s); ++e) {
       if (c.w_alive[e] > 0.0) {
         to.push_back(next[e]);
@@ -466,6 +547,7 @@ inline ChainStructure analyse_chain(const PolicyChain& c) {
   std::vector<std::int64_t> stack, call;
   std::vector<std::uint8_t> on_stack(static_cast<std::size_t>(Nn), 0);
   std::int64_t counter = 0, n_comp = 0;
+  std::int64_t steps = 0;
   for (std::int64_t root = 0; root < Nn; ++root) {
     if (index[root] >= 0) continue;
     call.push_back(root);
@@ -474,6 +556,7 @@ inline ChainStructure analyse_chain(const PolicyChain& c) {
     stack.push_back(root);
     on_stack[root] = 1;
     while (!call.empty()) {
+      if (++steps % kPollStates == 0) check_stop(stop);
       const std::int64_t v = call.back();
       if (edge_pos[v] < start[v + 1]) {
         const std::int64_t u = to[edge_pos[v]++];
@@ -504,9 +587,11 @@ inline ChainStructure analyse_chain(const PolicyChain& c) {
   }
   // Closed components: no edge leaves them. The reset node alone is never closed (mu0 has support).
   std::vector<std::uint8_t> closed(static_cast<std::size_t>(n_comp), 1);
-  for (std::int64_t v = 0; v < Nn; ++v)
+  for (std::int64_t v = 0; v < Nn; ++v) {
+    if (v % kPollStates == 0) check_stop(stop);
     for (std::int64_t k = start[v]; k < start[v + 1]; ++k)
       if (comp[to[k]] != comp[v]) closed[comp[v]] = 0;
+  }
   std::vector<std::int64_t> closed_ids;
   for (std::int64_t k = 0; k < n_comp; ++k)
     if (closed[k]) closed_ids.push_back(k);
@@ -542,6 +627,7 @@ inline ChainStructure analyse_chain(const PolicyChain& c) {
   level[root] = 0;
   std::int64_t period = 0;
   for (std::size_t qi = 0; qi < queue.size(); ++qi) {
+    if (static_cast<std::int64_t>(qi) % kPollStates == 0) check_stop(stop);
     const std::int64_t v = queue[qi];
     for (std::int64_t k = start[v]; k < start[v + 1]; ++k) {
       const std::int64_t u = to[k];
@@ -569,7 +655,7 @@ inline ChainStructure analyse_chain(const PolicyChain& c) {
 
 // Stationary distribution d of the continuing chain (d Pt_pi = d, sum d = 1); zero off the closed class.
 inline VectorXd stationary(const PolicyChain& c, Method method, double tol, StopToken& stop) {
-  const ChainStructure st = analyse_chain(c);
+  const ChainStructure st = analyse_chain(c, stop);
   const std::int64_t S = c.S;
   VectorXd d;
   if (use_dense(method, S)) {
@@ -578,7 +664,7 @@ inline VectorXd stationary(const PolicyChain& c, Method method, double tol, Stop
     M.row(S - 1).setOnes();
     VectorXd rhs = VectorXd::Zero(S);
     rhs(S - 1) = 1.0;
-    d = M.partialPivLu().solve(rhs);
+    d = DenseLU(std::move(M), stop).solve(rhs);
   } else {
     // d (I - Pt + 1 u^T) = u^T with u uniform: nonsingular for a unichain.
     const double u = 1.0 / static_cast<double>(S);
@@ -608,7 +694,7 @@ inline VectorXd poisson(const PolicyChain& c, const VectorXd& d, const VectorXd&
   if (use_dense(method, S)) {
     MatrixXd M = MatrixXd::Identity(S, S) - c.dense_reset();
     M += VectorXd::Ones(S) * d.transpose();
-    g = M.partialPivLu().solve(b);
+    g = DenseLU(std::move(M), stop).solve(b);
   } else {
     auto op = [&](const double* x, double* y) {
       c.apply_reset(x, y);
@@ -682,6 +768,7 @@ inline Evaluation finite_horizon(const FiniteMDP& mdp, const double* pi, std::in
     const double* dt = d.data() + t * S;
     double* dn = d.data() + (t + 1) * S;
     for (std::int64_t sp = 0; sp < S; ++sp) {
+      if (sp % kPollStates == kPollStates - 1) check_stop(stop);
       double acc0 = 0.0, acc1 = 0.0, acc2 = 0.0, acc3 = 0.0;  // four chains of additions, not one
       std::int64_t k = in_ptr[sp];
       const std::int64_t end = in_ptr[sp + 1];
@@ -710,6 +797,7 @@ inline Evaluation finite_horizon(const FiniteMDP& mdp, const double* pi, std::in
     check_stop(stop);
     const double* dt = d.data() + t * S;
     for (std::int64_t s = 0; s < S; ++s) {
+      if (s % kPollStates == kPollStates - 1) check_stop(stop);
       if (term[s]) {
         Vcur[s] = 0.0;
         continue;
@@ -764,7 +852,7 @@ inline std::vector<double> to_std(const VectorXd& v) { return std::vector<double
 
 inline Evaluation discounted(const FiniteMDP& mdp, const double* pi, double gamma, Method method, double tol,
                              const Request& req, int threads, StopToken& stop) {
-  PolicyChain c(mdp, pi);
+  PolicyChain c(mdp, pi, &stop);
   c.parallelize(threads, stop);
   const std::int64_t S = c.S, A = c.A;
   const bool need_rho = req.values || req.gradient || req.fisher;
@@ -788,7 +876,7 @@ inline Evaluation discounted(const FiniteMDP& mdp, const double* pi, double gamm
 
 inline Evaluation average_reward(const FiniteMDP& mdp, const double* pi, Method method, double tol,
                                  const Request& req, int threads, StopToken& stop) {
-  PolicyChain c(mdp, pi);
+  PolicyChain c(mdp, pi, &stop);
   c.parallelize(threads, stop);
   const std::int64_t S = c.S, A = c.A;
   const VectorXd d = stationary(c, method, tol, stop);
@@ -821,7 +909,7 @@ inline Evaluation average_reward(const FiniteMDP& mdp, const double* pi, Method 
 // In logit coordinates: dJ/dz(s,a) = pi(a|s) [rho_d(s) (Q_gamma - V_gamma)(s,a) + d(s) (G(s,a) - sum_b pi(b|s) G(s,b))].
 inline Evaluation average_value(const FiniteMDP& mdp, const double* pi, double gamma, Method method, double tol,
                                 const Request& req, int threads, StopToken& stop) {
-  PolicyChain c(mdp, pi);
+  PolicyChain c(mdp, pi, &stop);
   c.parallelize(threads, stop);
   const std::int64_t S = c.S, A = c.A;
   const VectorXd d = stationary(c, method, tol, stop);
@@ -873,14 +961,16 @@ inline void fisher_tabular(const double* pi, const double* w, std::int64_t S, st
   }
 }
 
+// `stop` (optional) is polled once per state (each costs O(A p^2)); throws Interrupted.
 inline void fisher_linear(const double* pi, const double* w, const double* phi, std::int64_t S, std::int64_t A,
-                          std::int64_t p, double* F) {
+                          std::int64_t p, double* F, StopToken* stop = nullptr) {
   using RowMat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   Eigen::Map<RowMat> out(F, p, p);
   out.setZero();
   RowMat C(A, p);
   for (std::int64_t s = 0; s < S; ++s) {
     if (w[s] == 0.0) continue;
+    if (stop) check_stop(*stop);
     Eigen::Map<const RowMat> Phi(phi + s * A * p, A, p);
     Eigen::Map<const VectorXd> ps(pi + s * A, A);
     const Eigen::RowVectorXd mean = ps.transpose() * Phi;
@@ -906,13 +996,15 @@ inline VectorXd solve_fisher(const MatrixXd& F, const VectorXd& g, double dampin
 }
 
 // Tabular natural gradient block by block (F is block diagonal): x_s solves w(s) (diag pi - pi pi^T) x_s = g_s.
+// `stop` (optional) is polled once per state (each costs O(A^3)); throws Interrupted.
 inline void natural_gradient_tabular(const double* pi, const double* w, const double* g, std::int64_t S, std::int64_t A,
-                                     double damping, double rcond, double* x) {
+                                     double damping, double rcond, double* x, StopToken* stop = nullptr) {
   // Global eigenvalue cut-off, as for the dense solve.
   std::vector<Eigen::SelfAdjointEigenSolver<MatrixXd>> blocks(static_cast<std::size_t>(S));
   double lmax = 0.0;
   MatrixXd B(A, A);
   for (std::int64_t s = 0; s < S; ++s) {
+    if (stop) check_stop(*stop);
     Eigen::Map<const VectorXd> ps(pi + s * A, A);
     B = w[s] * (MatrixXd(ps.asDiagonal()) - ps * ps.transpose());
     if (damping > 0.0) {
@@ -959,6 +1051,7 @@ inline Optimal optimal_finite_horizon(const FiniteMDP& mdp, std::int64_t H, doub
   for (std::int64_t t = H - 1; t >= 0; --t) {
     check_stop(stop);
     for (std::int64_t s = 0; s < S; ++s) {
+      if (s % kPollStates == kPollStates - 1) check_stop(stop);
       if (term[s]) continue;
       double best = -std::numeric_limits<double>::infinity();
       std::int32_t arg = 0;

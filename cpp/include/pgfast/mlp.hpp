@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "pgfast/parallel.hpp"
 #include "pgfast/policy.hpp"
 #include "pgfast/vexp.hpp"
 
@@ -156,10 +157,18 @@ class Net {
   std::int64_t n_params_ = 0, max_width_ = 0;
 };
 
+// Thrown when the stop token of a forward pass reports Ctrl-C.
+struct Interrupted : std::exception {
+  const char* what() const noexcept override { return "interrupted"; }
+};
+
 // All states' activations and logits at one parameter vector (copied), and the backward passes.
 class Forward final : public LogitMap {
  public:
-  Forward(std::shared_ptr<const Net> net, const double* theta)
+  // With the AVX2 kernel each layer is computed in blocks of kStopRows states, `stop` (optional)
+  // polled between blocks (the blocks are multiples of the kernel's 4 rows: the same bits).
+  static constexpr std::int64_t kStopRows = 512;
+  Forward(std::shared_ptr<const Net> net, const double* theta, StopToken* stop = nullptr)
       : net_(std::move(net)), theta_(theta, theta + net_->n_params()) {
     const Net& n = *net_;
     const std::int64_t S = n.n_states(), L = n.n_layers();
@@ -172,7 +181,11 @@ class Forward final : public LogitMap {
       if (use_avx2()) {  // out = bias in every row, then += in W
         out.resize(S, nout);
         out.rowwise() = bias(l).transpose();
-        detail::gemm_acc(in, nin, 1, theta_.data() + n.w_offset(l), out.data(), S, nin, nout);
+        for (std::int64_t r = 0; r < S; r += kStopRows) {
+          if (stop && (*stop)(0)) throw Interrupted{};
+          detail::gemm_acc(in + r * nin, nin, 1, theta_.data() + n.w_offset(l), out.data() + r * nout,
+                           std::min(kStopRows, S - r), nin, nout);
+        }
       } else {
         out.noalias() = Eigen::Map<const RowMatrixXd>(in, S, nin) * weight(l);
         out.rowwise() += bias(l).transpose();
@@ -193,7 +206,11 @@ class Forward final : public LogitMap {
   std::int64_t n_params() const override { return net_->n_params(); }
 
   // out += sum_{s,a} G(s,a) grad z(s,a); G is (S, A) row-major.
-  void vjp_all(const double* G, double* out) const override {
+  void vjp_all(const double* G, double* out) const override { vjp_all(G, out, nullptr); }
+
+  // The same with `stop` polled every kStopRows states (AVX2 kernel; the kernel accumulates each
+  // entry in state order, so blocks over states give the same bits). Throws Interrupted.
+  void vjp_all(const double* G, double* out, StopToken* stop) const {
     const Net& n = *net_;
     const std::int64_t S = n.n_states(), L = n.n_layers();
     Eigen::Map<const RowMatrixXd> X(n.features(), S, n.sizes()[0]);
@@ -204,7 +221,10 @@ class Forward final : public LogitMap {
       Eigen::Map<Eigen::VectorXd> gb(out + n.b_offset(l), nout);
       const double* in = l == 0 ? X.data() : acts_[l - 1].data();
       if (use_avx2()) {  // gW += in^T delta; back = delta W^T (W^T copied: row-major for the kernel)
-        detail::gemm_acc(in, 1, nin, delta.data(), gW.data(), nin, S, nout);
+        for (std::int64_t r = 0; r < S; r += kStopRows) {
+          if (stop && (*stop)(0)) throw Interrupted{};
+          detail::gemm_acc(in + r * nin, 1, nin, delta.data() + r * nout, gW.data(), nin, std::min(kStopRows, S - r), nout);
+        }
       } else {
         gW.noalias() += Eigen::Map<const RowMatrixXd>(in, S, nin).transpose() * delta;
       }
@@ -214,7 +234,11 @@ class Forward final : public LogitMap {
         if (use_avx2()) {
           const RowMatrixXd wt = weight(l).transpose();
           back.setZero(S, nin);
-          detail::gemm_acc(delta.data(), nout, 1, wt.data(), back.data(), S, nout, nin);
+          for (std::int64_t r = 0; r < S; r += kStopRows) {
+            if (stop && (*stop)(0)) throw Interrupted{};
+            detail::gemm_acc(delta.data() + r * nout, nout, 1, wt.data(), back.data() + r * nin, std::min(kStopRows, S - r),
+                             nout, nin);
+          }
         } else {
           back.noalias() = delta * weight(l).transpose();
         }
@@ -260,28 +284,33 @@ class Forward final : public LogitMap {
   }
 
   // Rows of the softmax score grad log pi(a_k|s_k), k < K, into out (K, n_params), from probs (S, A).
-  void scores(const double* probs, const std::int32_t* states, const std::int32_t* actions, std::int64_t K,
-              double* out) const {
+  // Returns false when `stop` (polled once per row) asks to stop.
+  bool scores(const double* probs, const std::int32_t* states, const std::int32_t* actions, std::int64_t K,
+              double* out, StopToken* stop = nullptr) const {
     const std::int64_t A = net_->n_actions(), np = n_params();
     std::vector<double> u(static_cast<std::size_t>(A)), scratch;
     for (std::int64_t k = 0; k < K; ++k) {
+      if (stop && (*stop)(0)) return false;
       const std::int64_t s = states[k];
       for (std::int64_t a = 0; a < A; ++a) u[a] = (a == actions[k] ? 1.0 : 0.0) - probs[s * A + a];
       double* row = out + k * np;
       std::fill(row, row + np, 0.0);
       vjp_state(s, u.data(), row, scratch);
     }
+    return true;
   }
 
   // The centred, weighted Jacobian behind the Fisher information (one row per (s, a) with w(s) > 0):
   // row(s, a) = sqrt(w(s) pi(a|s)) grad log pi(a|s), so that sum_s w(s) sum_a pi psi psi^T = M^T M.
-  // Returns the number of rows written into out (at most S*A rows of n_params).
-  std::int64_t weighted_scores(const double* probs, const double* w, double* out) const {
+  // Returns the number of rows written into out (at most S*A rows of n_params), or -1 when `stop`
+  // (polled once per state) asks to stop.
+  std::int64_t weighted_scores(const double* probs, const double* w, double* out, StopToken* stop = nullptr) const {
     const std::int64_t S = net_->n_states(), A = net_->n_actions(), np = n_params();
     std::vector<double> u(static_cast<std::size_t>(A)), scratch;
     std::int64_t rows = 0;
     for (std::int64_t s = 0; s < S; ++s) {
       if (!(w[s] > 0.0)) continue;
+      if (stop && (*stop)(0)) return -1;
       for (std::int64_t a = 0; a < A; ++a) {
         const double c = std::sqrt(w[s] * probs[s * A + a]);
         double* row = out + rows * np;

@@ -1,0 +1,202 @@
+"""Ctrl-C: every long call answers SIGINT with KeyboardInterrupt within a second, and the process
+stays usable. Each test starts a call that would take several seconds, delivers SIGINT from a
+timer thread after INTERRUPT_AFTER seconds, and measures the time from the signal to the
+exception (the C++ kernels poll every 20 ms; the bound leaves room for sanitizer builds)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy import sparse
+
+import pgfast as pg
+
+INTERRUPT_AFTER = 0.25  # seconds from the start of the call to SIGINT
+MAX_LATENCY = 1.0  # seconds from SIGINT to KeyboardInterrupt
+
+
+def sparse_mdp(S: int, A: int, K: int, *, horizon: int = 10, gamma: float = 0.9, seed: int = 0) -> pg.FiniteMDP:
+    """S states, A actions, K successors per (s, a) (drawn with replacement, merged), uniform mu0."""
+    rng = np.random.default_rng(seed)
+    rows = S * A
+    P = sparse.csr_matrix(
+        (rng.dirichlet(np.ones(K), size=rows).ravel(), rng.integers(S, size=rows * K), np.arange(0, rows * K + 1, K)),
+        shape=(rows, S),
+    )
+    P.sum_duplicates()
+    return pg.FiniteMDP(P, rng.normal(size=(S, A)), np.full(S, 1.0 / S), horizon=horizon, gamma=gamma)
+
+
+def interrupt_latency(call: Callable[[], Any]) -> float:
+    """Runs call(), sends SIGINT to the main thread after INTERRUPT_AFTER s; returns the seconds
+    from the signal to the KeyboardInterrupt (fails if the call ended before the signal)."""
+    main = threading.main_thread().ident
+    assert main is not None and threading.current_thread() is threading.main_thread()
+    sent: list[float] = []
+
+    def fire() -> None:
+        sent.append(time.perf_counter())
+        signal.pthread_kill(main, signal.SIGINT)
+
+    timer = threading.Timer(INTERRUPT_AFTER, fire)
+    interrupted = False
+    try:
+        timer.start()
+        call()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        end = time.perf_counter()
+        timer.cancel()
+        timer.join()
+    if not interrupted:
+        try:  # a signal sent after the call returned must not leak into the next test
+            time.sleep(0.05)
+        except KeyboardInterrupt:
+            pass
+        pytest.fail(f"the call finished in less than {INTERRUPT_AFTER} s: the test input is too small")
+    assert sent, "KeyboardInterrupt without the signal"
+    return end - sent[0]
+
+
+def assert_interrupts(call: Callable[[], Any]) -> None:
+    latency = interrupt_latency(call)
+    assert latency < MAX_LATENCY, f"KeyboardInterrupt arrived {latency:.3f} s after SIGINT"
+
+
+@pytest.fixture(scope="module")
+def check_mdp() -> pg.FiniteMDP:
+    """A small MDP for the health check after an interrupt."""
+    return sparse_mdp(300, 3, 4, horizon=20, seed=1)
+
+
+def healthy(mdp: pg.FiniteMDP, objective: str = "discounted") -> None:
+    """A small call after the interrupt: dense and Krylov solvers agree (same objective)."""
+    pi = pg.TabularSoftmax(mdp.n_states, mdp.n_actions, theta=np.random.default_rng(2).normal(size=(mdp.n_states, mdp.n_actions)))
+    dense = pg.exact.gradient(mdp, pi, objective, method="dense", return_evaluation=True)
+    krylov = pg.exact.gradient(mdp, pi, objective, method="sparse", return_evaluation=True)
+    assert np.isfinite(dense[1].J)
+    np.testing.assert_allclose(dense[1].J, krylov[1].J, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(dense[0], krylov[0], rtol=1e-7, atol=1e-12)
+
+
+def test_dense_lu_discounted(check_mdp: pg.FiniteMDP) -> None:
+    # S = 4000: the dense LU alone is ~5 s uninterrupted
+    mdp = sparse_mdp(4000, 2, 4)
+    pi = pg.TabularSoftmax(4000, 2)
+    assert_interrupts(lambda: pg.exact.evaluate(mdp, pi, "discounted", method="dense"))
+    healthy(check_mdp)
+
+
+def test_dense_lu_average_reward(check_mdp: pg.FiniteMDP) -> None:
+    # stationary distribution and Poisson equation: two dense LUs of S = 4000
+    mdp = sparse_mdp(4000, 2, 4)
+    pi = pg.TabularSoftmax(4000, 2)
+    assert_interrupts(lambda: pg.exact.gradient(mdp, pi, "average_reward", method="dense"))
+    healthy(check_mdp, "average_reward")
+
+
+def test_dense_optimal_discounted(check_mdp: pg.FiniteMDP) -> None:
+    mdp = sparse_mdp(4000, 2, 4)
+    assert_interrupts(lambda: pg.exact.optimal(mdp, "discounted", method="dense"))
+    healthy(check_mdp)
+
+
+def test_finite_horizon_gradient(check_mdp: pg.FiniteMDP) -> None:
+    # H = 5000 steps over 160000 entries: ~3 s uninterrupted
+    mdp = sparse_mdp(10000, 4, 4, horizon=5000)
+    pi = pg.TabularSoftmax(10000, 4)
+    assert_interrupts(lambda: pg.exact.gradient(mdp, pi, "finite_horizon"))
+    healthy(check_mdp, "average_value")
+
+
+@pytest.mark.parametrize("objective", ["average_reward", "average_value"])
+def test_average_objectives_large(check_mdp: pg.FiniteMDP, objective: str) -> None:
+    # S = 4 * 10**5: building the chain and its closed-class analysis alone take ~0.5 s, the Krylov
+    # solves several seconds more; SIGINT lands early, in the polled construction
+    S = 400_000
+    mdp = sparse_mdp(S, 2, 2)
+    pi = pg.TabularSoftmax(S, 2)
+    assert_interrupts(lambda: pg.exact.gradient(mdp, pi, objective))
+    healthy(check_mdp, objective)
+
+
+def test_mlp_natural_gradient(check_mdp: pg.FiniteMDP) -> None:
+    # 1000 Fisher-factor rows x 16324 parameters: M M^T and its eigendecomposition take seconds
+    mdp = sparse_mdp(250, 4, 4, horizon=20)
+    pi = pg.MLPSoftmax(250, 4, hidden=(64,))
+    assert_interrupts(lambda: pg.exact.natural_gradient(mdp, pi))
+    healthy(check_mdp)
+    # the same call on a small network still gives F x = g (row-space pseudo-inverse)
+    tiny_mdp = sparse_mdp(5, 3, 2, horizon=6)
+    tiny = pg.MLPSoftmax(5, 3, hidden=(4,))
+    x = pg.exact.natural_gradient(tiny_mdp, tiny)
+    F = pg.exact.fisher(tiny_mdp, tiny)
+    g = pg.exact.gradient(tiny_mdp, tiny)
+    np.testing.assert_allclose(F @ x, g, atol=1e-10 * max(1.0, float(np.abs(g).max())))
+
+
+def test_linear_natural_gradient(check_mdp: pg.FiniteMDP) -> None:
+    # p = 1200 features: the dense pseudo-inverse of the 1200 x 1200 Fisher matrix takes seconds
+    rng = np.random.default_rng(3)
+    mdp = sparse_mdp(60, 4, 4, horizon=20)
+    pi = pg.LinearSoftmax(rng.normal(size=(60, 4, 1200)))
+    assert_interrupts(lambda: pg.exact.natural_gradient(mdp, pi))
+    healthy(check_mdp)
+
+
+def test_mlp_forward(check_mdp: pg.FiniteMDP) -> None:
+    # 10^4 states through two layers of 1024: ~26 GFlop, seconds uninterrupted
+    X = np.random.default_rng(5).normal(size=(10_000, 256))
+    pi = pg.MLPSoftmax(X, 4, hidden=(1024, 1024))
+    assert_interrupts(pi.probs)
+    healthy(check_mdp)
+    small = pg.MLPSoftmax(X[:50, :3], 4, hidden=(8,))
+    p = small.probs()
+    (W1, b1), (W2, b2) = small.layers()
+    z = np.tanh(X[:50, :3] @ W1 + b1) @ W2 + b2
+    np.testing.assert_allclose(p, np.exp(z) / np.exp(z).sum(axis=1, keepdims=True), rtol=1e-12)
+
+
+def test_mlp_policy_gradient(check_mdp: pg.FiniteMDP) -> None:
+    # the exact gradient's vector-Jacobian product through two layers of 1024 (about twice the
+    # forward pass, which is computed first; S small enough to keep the test short)
+    S = 800
+    X = np.random.default_rng(6).normal(size=(S, 256))
+    pi = pg.MLPSoftmax(X, 4, hidden=(1024, 1024))
+    pi.probs()  # the forward pass, cached
+    W = np.random.default_rng(7).normal(size=(S, 4))
+    assert_interrupts(lambda: pi._logit_vjp(W))
+    healthy(check_mdp)
+
+
+def test_linear_fisher(check_mdp: pg.FiniteMDP) -> None:
+    # 8000 states x 4 actions of 300 features: O(S A p^2), seconds uninterrupted
+    rng = np.random.default_rng(8)
+    mdp = sparse_mdp(8000, 4, 4, horizon=20)
+    pi = pg.LinearSoftmax(rng.normal(size=(8000, 4, 300)))
+    w = pg.exact.fisher_weights(mdp, pi)
+    assert_interrupts(lambda: pi._fisher(np.ascontiguousarray(pi.probs()), w))
+    healthy(check_mdp)
+
+
+def test_tabular_natural_gradient(check_mdp: pg.FiniteMDP) -> None:
+    # 20000 states of 40 actions: one 40 x 40 eigendecomposition per state, seconds in all
+    S, A = 20_000, 40
+    rng = np.random.default_rng(9)
+    pi = pg.TabularSoftmax(S, A, theta=rng.normal(size=(S, A)))
+    probs = np.ascontiguousarray(pi.probs())
+    g = rng.normal(size=(S, A))
+    assert_interrupts(lambda: pi._natural(probs, np.ones(S), g, 0.0, 1e-10))
+    healthy(check_mdp)
+    # the same solve on the first states: x_s = pseudo-inverse of diag(pi_s) - pi_s pi_s^T times g_s
+    x = pg.TabularSoftmax(3, A, theta=pi.theta[:3])._natural(probs[:3].copy(), np.ones(3), g[:3].copy(), 0.0, 1e-10)
+    for s in range(3):
+        B = np.diag(probs[s]) - np.outer(probs[s], probs[s])
+        np.testing.assert_allclose(x[s], np.linalg.pinv(B, rcond=1e-10, hermitian=True) @ g[s], rtol=1e-6, atol=1e-9)
