@@ -717,6 +717,15 @@ def _run_train(a: dict[str, Any]) -> Any:
         if isinstance(a["optimizer"], str) else a["optimizer"]
     cb = {"stop": (lambda it, rec: True), "none": (lambda it, rec: None)}.get(a["callback"], a["callback"]) \
         if isinstance(a["callback"], str) else a["callback"]
+    if cb is None or not isinstance(a["callback"], (int, float)) and callable(cb):
+        # A guard, so an accepted out-of-range iteration count fails instead of running for ever.
+        user_cb, ran = cb, [0]
+
+        def cb(it: int, rec: dict[str, float]) -> bool | None:
+            ran[0] += 1
+            if ran[0] > 2:
+                raise RuntimeError(f"train ran {ran[0]} iterations; iterations={a['iterations']!r} was accepted")
+            return user_cb(it, rec) if user_cb is not None else None
     b = pg.ValueBaseline(mdp.n_states, mdp.horizon) if a["baseline"] == "value" else a["baseline"]
     h = pg.train(mdp, pi, optimizer=opt, iterations=a["iterations"], batch=a["batch"], seed=a["seed"],
                  weights=a["weights"], baseline=b, eval_every=a["eval_every"], exact_eval=a["exact_eval"],
