@@ -83,6 +83,7 @@ def _run_chunk(args: argparse.Namespace, chunk_seed: int, n: int, wid: int, out:
         cmd = [sys.executable, __file__, "--worker", str(chunk_seed), str(n), str(skip), inflight, str(args.memory), args.target]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
         current: int | None = None
+        last = skip - 1
         fault = None
         assert proc.stdout is not None
         while True:
@@ -96,7 +97,7 @@ def _run_chunk(args: argparse.Namespace, chunk_seed: int, n: int, wid: int, out:
                 fault = "crash"
                 break
             if line.startswith("B "):
-                current = int(line[2:])
+                current = last = int(line[2:])
             elif line.startswith("E "):
                 rec = json.loads(line[2:])
                 made += 1
@@ -118,10 +119,24 @@ def _run_chunk(args: argparse.Namespace, chunk_seed: int, n: int, wid: int, out:
             if os.path.exists(inflight):
                 os.remove(inflight)
             return made
-        if current is None:  # died between calls (e.g. while drawing): report it, do not loop
-            log.append(f"worker {fault} outside a call (chunk {chunk_seed}, rc={proc.returncode}): {stderr[-300:]}")
+        if current is None and last < skip:  # died before its first call: report it, do not loop
             counts["crash"] += 1
+            log.append(f"worker {fault} before any call (chunk {chunk_seed}, rc={proc.returncode}): {stderr[-300:]}")
             return made
+        if current is None:
+            # Died between calls (a corrupted heap fails later, e.g. in the garbage collector):
+            # blame the last call, whose pickle is still in the in-flight file, and go on after it.
+            counts["crash"] += 1
+            path = out / f"{fault}-{chunk_seed}-{last}-after.pkl"
+            try:
+                os.replace(inflight, path)
+            except OSError:
+                pass
+            log.append(f"{fault:10s} rc={proc.returncode} after the call [{path.name}] {stderr.strip().splitlines()[-1][:200] if stderr.strip() else ''}")
+            skip = last + 1
+            if skip >= n:
+                return made
+            continue
         made += 1
         counts["calls"] += 1
         counts[fault] += 1
