@@ -518,7 +518,7 @@ def _run_traj(a: dict[str, Any]) -> Any:
         return {"returns": (tr.returns(g), (tr.n,)), "rtg": (tr.reward_to_go(g), (tr.n, tr.horizon))}
     if op in ("policy_gradient", "value_baseline"):
         b = a["baseline"]
-        if b == "value" or op == "value_baseline":
+        if isinstance(b, str) and b == "value" or op == "value_baseline":
             b = pg.ValueBaseline(mdp.n_states, mdp.horizon)
             if op == "value_baseline":
                 b.fit(tr, g)
@@ -573,7 +573,7 @@ STRATEGIES["policy_gradient.fused"] = _fused_call()
 def _run_fused(a: dict[str, Any]) -> Any:
     mdp, pi = build_mdp(a["mdp"]), build_policy(a["policy"])
     b = a["baseline"]
-    if b == "fitted":
+    if isinstance(b, str) and b == "fitted":
         b = pg.ValueBaseline(mdp.n_states, mdp.horizon).fit(mdp.sample(pi, 4, seed=1))
     res = pg.policy_gradient(pi, mdp=mdp, n=a["n"], seed=a["seed"], weights=a["weights"], baseline=b, gamma=a["gamma"],
                              threads=a["threads"], stderr=a["stderr"])
@@ -726,7 +726,7 @@ def _run_train(a: dict[str, Any]) -> Any:
             if ran[0] > 3:  # the strategy's valid counts are at most 3 (np.int8(3) included)
                 raise RuntimeError(f"train ran {ran[0]} iterations; iterations={a['iterations']!r} was accepted")
             return user_cb(it, rec) if user_cb is not None else None
-    b = pg.ValueBaseline(mdp.n_states, mdp.horizon) if a["baseline"] == "value" else a["baseline"]
+    b = pg.ValueBaseline(mdp.n_states, mdp.horizon) if isinstance(a["baseline"], str) and a["baseline"] == "value" else a["baseline"]
     h = pg.train(mdp, pi, optimizer=opt, iterations=a["iterations"], batch=a["batch"], seed=a["seed"],
                  weights=a["weights"], baseline=b, eval_every=a["eval_every"], exact_eval=a["exact_eval"],
                  progress=False, callback=cb)
