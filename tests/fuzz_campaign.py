@@ -8,7 +8,10 @@ subprocesses (``--workers``, default 2), each limited to ``--memory`` GB of addr
 allocation that is not checked first fails instead of swapping. A worker that dies (segfault,
 abort) counts a crash; a call that takes longer than ``--timeout`` seconds counts a hang (the
 worker is killed). Either way the call is pickled to ``--out`` (default ``fuzz-findings/``) and
-``python tests/fuzz_campaign.py --replay FILE`` runs it again in this process. Every other call
+``python tests/fuzz_campaign.py --replay FILE`` runs it again in this process. A worker that
+dies between calls (a corrupted heap often fails later, in the garbage collector) is blamed on
+its last call (``...-after.pkl``); heap corruption can surface a few calls later still, so replay
+a crash's reproducer alone to confirm it. Every other call
 is classified by ``fuzz_strategies.run_call`` (ok, documented error, silent NaN/inf, wrong
 shape, wrong exception type, message not naming the argument), and the first few of each bad
 kind are saved too. The summary prints the counts; the exit status is 1 if any bad count is > 0.
