@@ -8,10 +8,9 @@ subprocesses (``--workers``, default 2), each limited to ``--memory`` GB of addr
 allocation that is not checked first fails instead of swapping. A worker that dies (segfault,
 abort) counts a crash; a call that takes longer than ``--timeout`` seconds counts a hang (the
 worker is killed). Either way the call is pickled to ``--out`` (default ``fuzz-findings/``) and
-``python tests/fuzz_campaign.py --replay FILE`` runs it again in this process. A worker that
-dies between calls (a corrupted heap often fails later, in the garbage collector) is blamed on
-its last call (``...-after.pkl``); heap corruption can surface a few calls later still, so replay
-a crash's reproducer alone to confirm it. Every other call
+``python tests/fuzz_campaign.py --replay FILE`` runs it again in this process. Since a corrupted
+heap often fails a few calls later (or in the garbage collector, between calls: ``...-after.pkl``),
+a crash's or hang's file holds the worker's last 8 calls, and ``--replay`` runs them in order. Every other call
 is classified by ``fuzz_strategies.run_call`` (ok, documented error, silent NaN/inf, wrong
 shape, wrong exception type, message not naming the argument), and the first few of each bad
 kind are saved too. The summary prints the counts; the exit status is 1 if any bad count is > 0.
@@ -33,7 +32,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CHUNK = 500  # calls per worker process (a fresh interpreter per chunk)
-SAVE_PER_KIND = 20  # reproducers saved per bad kind and target
+RECENT = 8  # a crash's reproducer holds the worker's last calls (heap damage can surface later)
 
 
 def _worker(chunk_seed: int, n: int, skip: int, inflight: str, memory_gb: float, target: str) -> None:
@@ -51,6 +50,7 @@ def _worker(chunk_seed: int, n: int, skip: int, inflight: str, memory_gb: float,
     fs.CAMPAIGN = True
     out = sys.stdout
     state = {"i": 0}
+    recent: list[fs.Call] = []
 
     @seed(chunk_seed)
     @settings(max_examples=n, deadline=None, database=None, phases=[Phase.generate],
@@ -61,8 +61,10 @@ def _worker(chunk_seed: int, n: int, skip: int, inflight: str, memory_gb: float,
         state["i"] += 1
         if i < skip:
             return
+        recent.append(call)
+        del recent[:-RECENT]
         with open(inflight, "wb") as f:
-            pickle.dump(call, f)
+            pickle.dump(recent, f)
         out.write(f"B {i}\n")
         out.flush()
         cat, detail = fs.run_call(call)
@@ -161,11 +163,17 @@ def _replay(path: str) -> int:
     import fuzz_strategies as fs
 
     with open(path, "rb") as f:
-        call = pickle.load(f)
-    print(repr(call))
-    cat, detail = fs.run_call(call)
-    print(cat, detail)
-    return 0 if cat not in fs.BAD else 1
+        saved = pickle.load(f)
+    # a crash or hang holds the worker's last calls, run in order (the last one is the one that
+    # was running); other files hold one call
+    calls = saved if isinstance(saved, list) else [saved]
+    bad = False
+    for call in calls:
+        print(repr(call))
+        cat, detail = fs.run_call(call)
+        print("->", cat, detail)
+        bad |= cat in fs.BAD
+    return 1 if bad else 0
 
 
 def main(argv: list[str] | None = None) -> int:
