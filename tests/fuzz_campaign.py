@@ -7,7 +7,8 @@ draws calls from the Hypothesis strategies of ``tests/fuzz_strategies.py`` (the 
 subprocesses (``--workers``, default 2), each limited to ``--memory`` GB of address space so an
 allocation that is not checked first fails instead of swapping. A worker that dies (segfault,
 abort) counts a crash; a call that takes longer than ``--timeout`` seconds counts a hang (the
-worker is killed). Either way the call is pickled to ``--out`` (default ``fuzz-findings/``) and
+worker is killed). Either way the call is pickled to ``--out`` (with the worker's stderr, e.g. a
+sanitizer report, in ``*.stderr.txt``) (default ``fuzz-findings/``) and
 ``python tests/fuzz_campaign.py --replay FILE`` runs it again in this process. Since a corrupted
 heap often fails a few calls later (or in the garbage collector, between calls: ``...-after.pkl``),
 a crash's or hang's file holds the worker's last 8 calls, and ``--replay`` runs them in order. Every other call
@@ -63,8 +64,9 @@ def _worker(chunk_seed: int, n: int, skip: int, inflight: str, memory_gb: float,
             return
         recent.append(call)
         del recent[:-RECENT]
-        with open(inflight, "wb") as f:
-            pickle.dump(recent, f)
+        with open(inflight + ".tmp", "wb") as f:  # written whole, then renamed: a crash while
+            pickle.dump(recent, f)                # pickling leaves the previous file intact
+        os.replace(inflight + ".tmp", inflight)
         out.write(f"B {i}\n")
         out.flush()
         cat, detail = fs.run_call(call)
@@ -137,6 +139,7 @@ def _run_chunk(args: argparse.Namespace, chunk_seed: int, n: int, wid: int, out:
                 os.replace(inflight, path)
             except OSError:
                 pass
+            path.with_suffix(".stderr.txt").write_text(stderr)
             log.append(f"{fault:10s} rc={proc.returncode} after the call [{path.name}] {stderr.strip().splitlines()[-1][:200] if stderr.strip() else ''}")
             skip = last + 1
             if skip >= n:
@@ -150,6 +153,7 @@ def _run_chunk(args: argparse.Namespace, chunk_seed: int, n: int, wid: int, out:
             os.replace(inflight, path)
         except OSError:
             pass
+        path.with_suffix(".stderr.txt").write_text(stderr)
         log.append(f"{fault:10s} rc={proc.returncode} [{path.name}] {stderr.strip().splitlines()[-1][:200] if stderr.strip() else ''}")
         skip = current + 1
         if skip >= n:
