@@ -499,12 +499,11 @@ STRATEGIES["Trajectories"] = _traj_call()
 
 def _pg_result(g: Any, pi: pg.SoftmaxPolicy, n: int) -> dict[str, Any]:
     """grad and stderr have the shape of theta; stderr is NaN for n < 2 or stderr=False (documented)."""
-    n_params = pi.n_params
     out = {"grad": (g.grad, pi.theta.shape), "value": (g.value, ())}
     if n >= 2 and np.all(np.isfinite(g.stderr)):
         out["stderr"] = (g.stderr, pi.theta.shape)
     if g.per_trajectory is not None:
-        out["per_trajectory"] = (g.per_trajectory, (n, n_params))
+        out["per_trajectory"] = (g.per_trajectory, (n, pi.n_params))
     return out
 
 
@@ -731,8 +730,7 @@ def _run_train(a: dict[str, Any]) -> Any:
                  weights=a["weights"], baseline=b, eval_every=a["eval_every"], exact_eval=a["exact_eval"],
                  progress=False, callback=cb)
     out = {"theta": (pi.theta, None), "J_estimate": (h["J_estimate"], (len(h),)), "grad_norm": (h["grad_norm"], (len(h),))}
-    if a["batch"] >= 2:
-        pass  # J_stderr is NaN for one episode; not checked
+    # J_stderr is NaN for a batch of one episode (documented): not checked
     return out
 
 
