@@ -699,6 +699,19 @@ def test_importance_weights_by_hand() -> None:
     np.testing.assert_array_equal(pg.importance_weights(pi, pi, traj, per_decision=True), np.ones((3, 3)))
 
 
+@pytest.mark.parametrize("per_decision", [False, True])
+def test_importance_weights_that_overflow_are_an_error(per_decision: bool) -> None:
+    """A ratio beyond float64 (logged log beta of -1e300) is an error naming the trajectory, not an inf."""
+    mdp, pi, traj = _tiny()
+    logged = _logged_log_probs(_tiny_behaviour(), traj, pad=0.0)
+    logged[1, 1] = -1e300
+    with pytest.raises(ValueError, match=r"importance weights overflow float64: log rho = 1e\+300 > 709.783 on trajectory 1"
+                       + (", step 1" if per_decision else ";")):
+        pg.importance_weights(pi, logged, traj, per_decision=per_decision)
+    logged[1, 1] = -700.0  # large but representable: finite weights
+    assert np.isfinite(pg.importance_weights(pi, logged, traj, per_decision=per_decision)).all()
+
+
 @pytest.mark.parametrize("self_normalized", [False, True])
 @pytest.mark.parametrize("per_decision", [False, True])
 @pytest.mark.parametrize("weights", ["reward_to_go", "return"])

@@ -368,6 +368,7 @@ def test_seed_none_draws_and_records_a_seed(rng: np.random.Generator) -> None:
     np.testing.assert_array_equal(mdp.sample(pi, 50, seed=traj.seed).states, traj.states)
 
 
+@pytest.mark.timing
 def test_ctrl_c_interrupts_a_long_run_within_a_second() -> None:
     # In a child process: a 5e8-step run (about 8 GB if it completed: pages are only touched as
     # they are written), SIGINT after 0.5 s; the call must raise KeyboardInterrupt within 1 s.

@@ -1002,6 +1002,11 @@ void bind_info(py::module_& m) {
 #else
     d["native"] = false;
 #endif
+#ifdef PGFAST_SANITIZE_BUILD
+    d["sanitize"] = true;
+#else
+    d["sanitize"] = false;
+#endif
 #ifdef NDEBUG
     d["debug"] = false;
 #else

@@ -318,7 +318,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     info = pg.build_info()
     print(f"pgfast {pg.__version__}")
     print(f"  numpy {np.__version__}, python {sys.version.split()[0]}")
-    for key in ("compiler", "eigen", "eigen_simd", "native", "debug", "lanes", "trajectory_block"):
+    for key in ("compiler", "eigen", "eigen_simd", "native", "sanitize", "debug", "lanes", "trajectory_block"):
         print(f"  {key:17s} {info[key]}")
     print(f"  threads           {available_cpus()} usable (hardware: {info['hardware_threads']})")
     return 0

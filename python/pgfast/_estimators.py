@@ -560,11 +560,22 @@ def importance_weights(
     _policy_tables(target, "target")
     _check_traj(traj, target)
     lr = _log_ratio(target, behavior, traj)
-    per_decision = as_bool(per_decision, "per_decision")
-    with np.errstate(over="ignore"):  # an overflow is reported below
-        out: NDArray[np.float64] = np.exp(np.cumsum(lr, axis=1)) if per_decision else np.exp(lr.sum(axis=1))
-    check_finite_result(out, "the importance ratios", "a sum of log-ratios log pi - log beta exceeds log(float64 max) = 709.8")
+    log_rho = np.cumsum(lr, axis=1) if as_bool(per_decision, "per_decision") else lr.sum(axis=1)
+    # exp overflows past log rho = 709.78: such a ratio is not a float64 (a log-probability of the
+    # behavior near -1e300, or policies that far apart); the error names it instead of an inf
+    big = ~(log_rho <= _LOG_MAX)
+    if big.any():
+        where = tuple(int(i) for i in np.argwhere(big)[0])
+        at = f"trajectory {where[0]}" + (f", step {where[1]}" if len(where) > 1 else "")
+        raise ValueError(
+            f"importance weights overflow float64: log rho = {float(log_rho[where]):.6g} > {_LOG_MAX:.6g} on {at}; "
+            "the behavior's log-probabilities are too far below the target's"
+        )
+    out: NDArray[np.float64] = np.exp(log_rho)
     return out
+
+
+_LOG_MAX = float(np.log(np.finfo(np.float64).max))
 
 
 def _off_policy(
