@@ -7,6 +7,11 @@ import pytest
 
 import pgfast as pg
 
+# Seconds from SIGINT to KeyboardInterrupt that a long call may take. The kernels poll every
+# 20 ms; a sanitizer build (instrumented code, 2-5x slower) keeps the interrupt and health checks
+# with a looser bound, since there a late answer means slow code, not a missing poll.
+MAX_INTERRUPT_LATENCY = 5.0 if pg.build_info()["sanitize"] else 1.0
+
 
 def random_mdp(
     rng: np.random.Generator,

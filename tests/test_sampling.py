@@ -9,7 +9,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import random_mdp, random_policy
+from conftest import MAX_INTERRUPT_LATENCY, random_mdp, random_policy
 from scipy import stats
 
 import pgfast as pg
@@ -368,7 +368,6 @@ def test_seed_none_draws_and_records_a_seed(rng: np.random.Generator) -> None:
     np.testing.assert_array_equal(mdp.sample(pi, 50, seed=traj.seed).states, traj.states)
 
 
-@pytest.mark.timing
 def test_ctrl_c_interrupts_a_long_run_within_a_second() -> None:
     # In a child process: a 5e8-step run (about 8 GB if it completed: pages are only touched as
     # they are written), SIGINT after 0.5 s; the call must raise KeyboardInterrupt within 1 s.
@@ -398,4 +397,4 @@ def test_ctrl_c_interrupts_a_long_run_within_a_second() -> None:
     assert out.returncode == 0, out.stderr
     word, *rest = out.stdout.split()
     assert word == "INTERRUPTED", out.stdout
-    assert float(rest[0]) < 1.0
+    assert float(rest[0]) < MAX_INTERRUPT_LATENCY
