@@ -640,3 +640,28 @@ def test_sparse_P_without_entries_and_sparse_R_names_P(array_class: bool) -> Non
     msg = _raises(ValueError, "P", lambda: pg.FiniteMDP(make(np.zeros((2, 2))), make(np.zeros((2, 2))), [1.0, 0.0],
                                                         horizon=3))
     assert "sums to 0" in msg
+
+
+@pytest.mark.parametrize("make", [lambda: pg.optim.GradientAscent(lr=1.0), lambda: pg.optim.Adam(lr=1.0)])
+def test_an_update_that_would_overflow_names_the_step_and_changes_nothing(make: Any) -> None:
+    mdp, pi = _small()
+    opt = make()
+    opt.step(pi, np.ones_like(pi.theta))
+    theta, state = pi.theta.copy(), opt.state_dict()
+    huge = np.full_like(pi.theta, 1e308) if isinstance(opt, pg.optim.GradientAscent) else np.full_like(pi.theta, 1e200)
+    if isinstance(opt, pg.optim.GradientAscent):
+        pi.theta = np.full_like(theta, 1e308)  # theta + lr * grad leaves float64
+        theta = pi.theta.copy()
+        msg = _raises(ValueError, "overflowed", lambda: opt.step(pi, huge))
+    else:
+        msg = _raises(ValueError, "grad", lambda: opt.step(pi, huge))  # g**2 would leave float64
+    assert "theta must be finite" not in msg
+    np.testing.assert_array_equal(pi.theta, theta)
+    assert opt.state_dict() == state
+
+
+def test_ragged_states_or_actions_of_log_prob_are_named() -> None:
+    pi = pg.TabularSoftmax(4, 3)
+    _raises(ValueError, "actions", lambda: pi.log_prob([1, 2], [[1, 2], [3]]))
+    _raises(ValueError, "states", lambda: pi.log_prob([[1, 2], [3]], [1, 2]))
+    _raises(ValueError, "terminal", lambda: pg.FiniteMDP(np.full((2, 1, 2), 0.5), np.zeros((2, 1)), [1, 0], horizon=2, terminal=[[1, 2], [3]]))

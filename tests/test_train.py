@@ -754,9 +754,8 @@ def test_a_rejected_step_leaves_theta_as_it_was(rng: np.random.Generator) -> Non
     with pytest.raises(ValueError, match="theta must be finite"):
         pi.theta += np.inf
     np.testing.assert_array_equal(pi.theta, before)
-    with np.errstate(over="ignore"):
-        with pytest.raises(ValueError, match="theta must be finite"):
-            pg.optim.GradientAscent(1e300).step(pi, np.full(pi.theta.shape, 1e300))
+    with pytest.raises(ValueError, match="the update overflowed"):
+        pg.optim.GradientAscent(1e300).step(pi, np.full(pi.theta.shape, 1e300))
     np.testing.assert_array_equal(pi.theta, before)
     with pytest.raises(ValueError, match="visits must be finite and >= 0"):
         pg.optim.NaturalGradient(fisher="sampled").step(pi, np.ones(pi.theta.shape), visits=np.full(4, np.nan))

@@ -9,6 +9,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _core
 from ._validation import (
+    _asarray,
     as_float,
     as_float_array,
     as_int,
@@ -316,7 +317,7 @@ def _check_gamma(gamma: Any) -> float:
 def _terminal_mask(terminal: ArrayLike | None, S: int) -> NDArray[np.uint8]:
     if terminal is None:
         return np.zeros(S, dtype=np.uint8)
-    t = np.asarray(terminal)
+    t = _asarray(terminal, "terminal")
     if t.dtype != np.bool_:
         if t.dtype.kind not in "iu" or (t.size and not np.isin(t, (0, 1)).all()):
             raise TypeError(f"terminal must be a boolean mask of shape (S,), got dtype {t.dtype}")

@@ -18,6 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 from . import _core
 from ._trajectories import PAD_INDEX
 from ._validation import (
+    _asarray,
     as_float_array,
     as_index_array,
     as_int,
@@ -199,7 +200,7 @@ class SoftmaxPolicy:
         ``traj.states, traj.actions`` (N, H): positions where both are ``PAD_INDEX`` (-1, past an
         episode's end) give 0.0, so ``log_prob(...).sum(axis=1)`` is each trajectory's
         :math:`\sum_t \log\pi(a_t|s_t)`."""
-        s_arr, a_arr = np.asarray(states), np.asarray(actions)
+        s_arr, a_arr = _asarray(states, "states"), _asarray(actions, "actions")
         if s_arr.shape != a_arr.shape:
             raise ValueError(f"states and actions must have the same shape, got {s_arr.shape} and {a_arr.shape}")
         pad = (s_arr == PAD_INDEX) & (a_arr == PAD_INDEX)

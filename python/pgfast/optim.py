@@ -43,7 +43,14 @@ def _grad(policy: SoftmaxPolicy, grad: ArrayLike) -> NDArray[np.float64]:
 def _apply(policy: SoftmaxPolicy, d: NDArray[np.float64]) -> NDArray[np.float64]:
     """policy.theta + d, set through the checked setter: a step that overflows theta (inf) or is
     NaN raises and leaves theta as it was."""
-    policy.theta = policy.theta + d
+    with np.errstate(over="ignore", invalid="ignore"):  # reported below, naming the step
+        new = policy.theta + d
+    if not np.all(np.isfinite(new)):
+        raise ValueError(
+            "the update overflowed: theta + step is not finite (the step is the learning rate times "
+            "a gradient beyond the float64 range); lower lr or scale the rewards"
+        )
+    policy.theta = new
     return d
 
 
@@ -117,8 +124,11 @@ class GradientAscent(Optimizer):
 
     def step(self, policy: SoftmaxPolicy, grad: ArrayLike, **context: Any) -> NDArray[np.float64]:
         g = _grad(policy, grad)
-        self.t += 1
-        return _apply(policy, self.learning_rate(self.t) * g)
+        lr = self.learning_rate(self.t + 1)
+        with np.errstate(over="ignore"):  # an overflowing step is reported by _apply
+            d = _apply(policy, lr * g)
+        self.t += 1  # only after a step that was taken
+        return d
 
     def state_dict(self) -> dict[str, Any]:
         if callable(self.schedule):
@@ -141,6 +151,9 @@ class GradientAscent(Optimizer):
         self.lr, self.schedule, self.t = lr, schedule, _state_t(state)
 
 
+_ADAM_MAX_GRAD = 1e150  # (1 - beta2) g**2 stays finite in float64
+
+
 class Adam(Optimizer):
     r"""Adam (Kingma & Ba 2015) for ascent: :math:`m \leftarrow \beta_1 m + (1-\beta_1) g`,
     :math:`v \leftarrow \beta_2 v + (1-\beta_2) g^2`, :math:`\theta \mathrel{+}= \text{lr}\,\hat m/(\sqrt{\hat v}+\epsilon)`
@@ -156,17 +169,23 @@ class Adam(Optimizer):
 
     def step(self, policy: SoftmaxPolicy, grad: ArrayLike, **context: Any) -> NDArray[np.float64]:
         g = _grad(policy, grad)
-        if self.m is None or self.v is None or self.m.shape != g.shape:  # first step (or another policy): start afresh
-            self.m = np.zeros_like(g)
-            self.v = np.zeros_like(g)
-            self.t = 0
+        if np.max(np.abs(g), initial=0.0) > _ADAM_MAX_GRAD:  # g * g would overflow the second moment
+            raise ValueError(
+                f"grad must be at most {_ADAM_MAX_GRAD:g} in magnitude for Adam (its second moment holds "
+                f"g**2 in float64), got {float(np.max(np.abs(g))):g}; scale the rewards"
+            )
+        m0, v0, t0 = self.m, self.v, self.t
+        if m0 is None or v0 is None or m0.shape != g.shape:  # first step (or another policy): start afresh
+            m0, v0, t0 = np.zeros_like(g), np.zeros_like(g), 0
         b1, b2 = self.betas
-        self.t += 1
-        self.m = b1 * self.m + (1 - b1) * g
-        self.v = b2 * self.v + (1 - b2) * g * g
-        mhat = self.m / (1 - b1**self.t)
-        vhat = self.v / (1 - b2**self.t)
-        return _apply(policy, self.lr * mhat / (np.sqrt(vhat) + self.eps))
+        t = t0 + 1
+        m = b1 * m0 + (1 - b1) * g
+        v = b2 * v0 + (1 - b2) * g * g
+        mhat = m / (1 - b1**t)
+        vhat = v / (1 - b2**t)
+        d = _apply(policy, self.lr * mhat / (np.sqrt(vhat) + self.eps))
+        self.t, self.m, self.v = t, m, v  # the state moves only with a step that was taken
+        return d
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -252,8 +271,10 @@ class NaturalGradient(Optimizer):
 
     def step(self, policy: SoftmaxPolicy, grad: ArrayLike, **context: Any) -> NDArray[np.float64]:
         x = self.direction(policy, grad, **context)
+        with np.errstate(over="ignore"):  # an overflowing step is reported by _apply
+            d = _apply(policy, self.lr * x)
         self.t += 1
-        return _apply(policy, self.lr * x)
+        return d
 
     def state_dict(self) -> dict[str, Any]:
         return {"type": "NaturalGradient", "lr": self.lr, "damping": self.damping, "fisher": self.fisher, "rcond": self.rcond, "t": self.t}
