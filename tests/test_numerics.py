@@ -242,3 +242,17 @@ def test_off_policy_value_overflow_error() -> None:
     small = pg.FiniteMDP(np.full((2, 2, 2), 0.5), np.full((2, 2), 1e150), [0.5, 0.5], horizon=5)
     res = pg.off_policy_value(pol, pol, small.sample(pol, 20, seed=0))
     assert np.isfinite(res.value) and np.isfinite(res.stderr)
+
+
+def test_mlp_natural_gradient_with_a_denormal_damping_is_finite_or_named() -> None:
+    """K + damping I is singular in float64 for a denormal damping: the solve falls back to the
+    eigendecomposition, and the result is finite or a ValueError saying what overflowed."""
+    mdp = pg.FiniteMDP(np.full((2, 3, 2), 0.5), np.array([[0.0, 1, 2], [2, 1, 0]]), [0.5, 0.5], horizon=5)
+    for theta in ([0, 400, 0, 400, 0, 0, 0, 0, 0.0], np.zeros(9)):
+        pi = pg.MLPSoftmax(2, 3, hidden=(), theta=theta)
+        try:
+            x = pg.exact.natural_gradient(mdp, pi, damping=5e-324, rcond=0.0)
+        except ValueError as exc:
+            assert "overflowed" in str(exc)
+        else:
+            assert np.all(np.isfinite(x))

@@ -656,8 +656,13 @@ class MLPSoftmax(SoftmaxPolicy):
         K = M @ M.T
         Mg = M @ gv
         if damping > 0:
-            y = np.linalg.solve(K + damping * np.eye(m), Mg)
-            out: NDArray[np.float64] = (gv - M.T @ y) / damping
+            with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # the caller checks the result
+                try:
+                    y = np.linalg.solve(K + damping * np.eye(m), Mg)
+                except np.linalg.LinAlgError:  # K + damping I singular in float64 (a denormal damping)
+                    lam_d, U_d = np.linalg.eigh(K)
+                    y = U_d @ ((U_d.T @ Mg) / (np.maximum(lam_d, 0.0) + damping))
+                out: NDArray[np.float64] = (gv - M.T @ y) / damping
             return out
         lam, U = np.linalg.eigh(K)
         top = lam.max() if lam.size else 0.0
