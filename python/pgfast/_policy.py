@@ -668,8 +668,9 @@ class MLPSoftmax(SoftmaxPolicy):
         top = lam.max() if lam.size else 0.0
         keep = lam > rcond * top if top > 0 else np.zeros_like(lam, dtype=bool)
         inv2 = np.zeros_like(lam)
-        inv2[keep] = 1.0 / lam[keep] ** 2
-        res: NDArray[np.float64] = M.T @ (U @ (inv2 * (U.T @ Mg)))
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # the caller checks the result
+            inv2[keep] = (1.0 / lam[keep]) ** 2  # rcond = 0 keeps eigenvalues whose square underflows
+            res: NDArray[np.float64] = M.T @ (U @ (inv2 * (U.T @ Mg)))
         return (res * c) * c if c != 1.0 else res
 
     def __repr__(self) -> str:

@@ -368,7 +368,7 @@ def natural_gradient(
     g = policy._logit_vjp(out["logit_grad"])
     check_finite_result(g, "the exact policy gradient", "dJ/dz times the policy's logit Jacobian (features or weights too large)")
     x = policy._natural(probs, out["fisher_w"], g, lam, rc)
-    check_finite_result(x, "the natural gradient", "F^+ g: the gradient is too large for the Fisher information's smallest kept eigenvalue")
+    check_finite_result(x, "the natural gradient", "F^+ g: the gradient is too large for the Fisher information's smallest kept eigenvalue; raise damping or rcond")
     return x
 
 

@@ -266,7 +266,7 @@ class NaturalGradient(Optimizer):
                 raise ValueError("NaturalGradient(fisher='sampled') needs step(..., traj=batch) or visits=")
         probs = np.ascontiguousarray(policy.probs())
         x = policy._natural(probs, w, g, self.damping, self.rcond)
-        check_finite_result(x, "the natural gradient direction", "the gradient is too large for the Fisher information's smallest kept eigenvalue")
+        check_finite_result(x, "the natural gradient direction", "grad is too large for the Fisher information's smallest kept eigenvalue; raise damping or rcond")
         return x
 
     def step(self, policy: SoftmaxPolicy, grad: ArrayLike, **context: Any) -> NDArray[np.float64]:
