@@ -113,10 +113,15 @@ def _check_indices(traj: Trajectories, n_states: int, n_actions: int) -> None:
 
 
 def _batch(traj: Trajectories) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.float64], NDArray[np.int32]]:
-    # checked conversions (no copy for a batch as made): an attribute replaced after construction
-    # must not wrap or truncate silently
+    # a batch is immutable and holds C-contiguous int32 / float64 arrays (checked when made): they
+    # are passed as they are; anything else (a batch restored from a foreign pickle) is converted
+    # with the checks
+    st, ac, rw, ln = traj.states, traj.actions, traj.rewards, traj.lengths
+    if (st.dtype == ac.dtype == ln.dtype == np.int32 and rw.dtype == np.float64
+            and st.flags.c_contiguous and ac.flags.c_contiguous and rw.flags.c_contiguous and ln.flags.c_contiguous):
+        return st, ac, rw, ln
     rewards, lengths = traj._rewards_and_lengths()
-    return _as_int32(traj.states, "states", 2), _as_int32(traj.actions, "actions", 2), rewards, lengths
+    return _as_int32(st, "states", 2), _as_int32(ac, "actions", 2), rewards, lengths
 
 
 def _gamma(gamma: Any, mdp: FiniteMDP) -> float:

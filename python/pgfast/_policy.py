@@ -299,6 +299,8 @@ class SoftmaxPolicy:
         meanwhile); reused while theta equals the copy."""
         c = self._probs_cache
         if c is not None:
+            if c.theta is self._theta:  # a pinned copy: its theta is the snapshot's, read-only
+                return c
             with _THETA_LOCK:
                 same = np.array_equal(c.theta, self._theta)
             if same:
