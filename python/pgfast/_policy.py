@@ -1,4 +1,4 @@
-r"""Softmax policies over finite states and actions (seed 000, section 4.5).
+r"""Softmax policies over finite states and actions (see :doc:`/theory`, "Softmax policies and their scores").
 
 Every policy is a table of logits :math:`z(s, a)` computed from its parameters ``theta``;
 :math:`\pi(a|s) = \exp z(s,a) / \sum_{a'} \exp z(s,a')`, evaluated in C++ with a stable
@@ -362,11 +362,41 @@ def pinned(policy: Any) -> Any:
 
 
 class TabularSoftmax(SoftmaxPolicy):
-    r"""Tabular softmax: one preference per state-action pair (seed 000, section 4.5).
+    r"""Tabular softmax: one preference per state-action pair.
 
     .. math:: \pi_\theta(a|s) = \frac{\exp \theta_{s,a}}{\sum_{a'} \exp \theta_{s,a'}}
 
-    ``theta`` has shape (S, A); it defaults to zeros (the uniform policy).
+    ``theta`` has shape (S, A); it defaults to zeros (the uniform policy). Theory:
+    :doc:`/theory`, "Softmax policies and their scores".
+
+    Parameters
+    ----------
+    n_states, n_actions : int >= 1
+        Numbers of states S and actions A.
+    theta : array_like (S, A), optional
+        Initial preferences (copied; default zeros).
+
+    Raises
+    ------
+    ValueError
+        Sizes below 1, or a ``theta`` of another shape or not finite.
+    MemoryError
+        A table larger than memory (the message states the bytes requested).
+
+    Examples
+    --------
+    >>> pi = pg.TabularSoftmax(2, 3, theta=[[0.0, np.log(2), np.log(5)], [0.0, 0.0, 0.0]])
+    >>> pi.probs().round(4)
+    array([[0.125 , 0.25  , 0.625 ],
+           [0.3333, 0.3333, 0.3333]])
+    >>> pi.log_prob([0, 1], [2, 0]).round(6)
+    array([-0.470004, -1.098612])
+
+    The score of (s, a) = (0, 2) is :math:`\mathbb 1[a' = a] - \pi(a'|s)` on row 0:
+
+    >>> pi.grad_log_prob([0], [2]).round(4)
+    array([[[-0.125, -0.25 ,  0.375],
+            [ 0.   ,  0.   ,  0.   ]]])
     """
 
     _caches_probs = True
@@ -404,12 +434,40 @@ class TabularSoftmax(SoftmaxPolicy):
 
 
 class LinearSoftmax(SoftmaxPolicy):
-    r"""Softmax linear in features (seed 000, section 4.5.1).
+    r"""Softmax linear in features.
 
     .. math:: \pi_\theta(a|s) = \frac{\exp(\theta^\top \phi(s,a))}{\sum_{a'} \exp(\theta^\top \phi(s,a'))},
               \qquad \nabla_\theta \log \pi_\theta(a|s) = \phi(s,a) - \mathbb E_{a' \sim \pi(s)} \phi(s,a')
 
     ``features`` has shape (S, A, p) (copied, read-only); ``theta`` has shape (p,), zeros by default.
+    Theory: :doc:`/theory`, "Softmax policies and their scores".
+
+    Parameters
+    ----------
+    features : array_like (S, A, p)
+        The features :math:`\phi(s, a)`, finite.
+    theta : array_like (p,), optional
+        Initial weights (copied; default zeros).
+
+    Raises
+    ------
+    ValueError
+        ``features`` not 3-dimensional, empty or not finite; a ``theta`` of another shape.
+    MemoryError
+        Features larger than memory (the message states the bytes requested).
+
+    Examples
+    --------
+    Two actions with one-hot features, so :math:`\pi(1|s) = e^{\theta_1} / (e^{\theta_0} + e^{\theta_1})`:
+
+    >>> phi = np.zeros((2, 2, 2))
+    >>> phi[:, 0, 0] = phi[:, 1, 1] = 1.0
+    >>> pi = pg.LinearSoftmax(phi, theta=[0.0, np.log(3)])
+    >>> pi.probs()
+    array([[0.25, 0.75],
+           [0.25, 0.75]])
+    >>> pi.grad_log_prob([0], [1])  # phi(s, a) - E_pi phi(s, .)
+    array([[-0.25,  0.25]])
     """
 
     _caches_probs = True
@@ -466,8 +524,9 @@ def _glorot(rng: np.random.Generator, sizes: Sequence[int]) -> NDArray[np.float6
 
 
 class MLPSoftmax(SoftmaxPolicy):
-    r"""Neural softmax policy (seed 000, section 4.5.2): a multi-layer perceptron from state
-    features :math:`\phi(s) \in \mathbb R^d` to one logit per action.
+    r"""Neural softmax policy: a multi-layer perceptron from state features
+    :math:`\phi(s) \in \mathbb R^d` to one logit per action (see :doc:`/theory`, "Softmax
+    policies and their scores").
 
     .. math::
         h_0 = \phi(s), \quad h_l = \sigma(h_{l-1} W_l + b_l)\ (l < L), \quad
@@ -489,6 +548,40 @@ class MLPSoftmax(SoftmaxPolicy):
     logits of every state are computed once per parameter value, so sampling costs what it costs
     for a tabular policy, and the estimators and :mod:`pgfast.exact` backpropagate a table of
     logit gradients once per call.
+
+    Parameters
+    ----------
+    state_features : array_like (S, d) or int
+        State features, or the number of states S for one-hot features.
+    n_actions : int >= 1
+        Number of actions A (the output layer's width).
+    hidden : sequence of int
+        Hidden layer sizes (default ``(64, 64)``).
+    activation : {"tanh", "relu"}
+        Activation of the hidden layers.
+    seed : int or None
+        Seed of the Glorot-uniform initialisation (default 0).
+    theta : array_like (n_params,), optional
+        Initial parameters instead of the random initialisation.
+
+    Raises
+    ------
+    TypeError
+        ``hidden`` not a sequence of sizes, or ``activation`` not a string.
+    ValueError
+        Sizes below 1, an unknown ``activation``, non-finite features or a bad ``theta``.
+    MemoryError
+        Parameters or activations larger than memory (the message states the bytes requested).
+
+    Examples
+    --------
+    >>> net = pg.MLPSoftmax(4, 2, hidden=(8,), seed=0)  # one-hot features of 4 states
+    >>> net.sizes, net.n_params
+    ((4, 8, 2), 58)
+    >>> [W.shape for W, b in net.layers()]
+    [(4, 8), (8, 2)]
+    >>> net.probs().shape, net.probs().sum(axis=1).round(12)
+    ((4, 2), array([1., 1., 1., 1.]))
     """
 
     _caches_probs = True
