@@ -22,6 +22,23 @@ PAD_INDEX = -1
 class Trajectories:
     r"""N episodes padded to the horizon H, as produced by :meth:`FiniteMDP.sample`.
 
+    Parameters
+    ----------
+    mdp : FiniteMDP
+        The MDP the episodes come from.
+    states, actions, rewards, lengths, final_states : array_like
+        The arrays of the attributes below (copied, then read-only).
+    seed : int or None
+        The seed that produced the batch, if any.
+
+    Raises
+    ------
+    TypeError
+        Non-integer states, actions, lengths or final states, or non-real rewards.
+    ValueError
+        Shapes other than (N, H) and (N,), lengths outside [0, H], final states outside the
+        MDP, non-finite rewards on the real steps, or integers that do not fit int32.
+
     Attributes
     ----------
     states, actions : int32 (N, H)
