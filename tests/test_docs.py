@@ -212,3 +212,24 @@ def test_docstring_examples_run(test: doctest.DocTest) -> None:
     result = runner.run(test, out=report.append, clear_globs=True)
     assert result.attempted > 0
     assert result.failed == 0, "".join(report)
+
+
+# -- the code of the pages ------------------------------------------------------------------------
+
+_PY_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+_PAGES_WITH_CODE = [p for p in _doc_pages() if _PY_BLOCK.search(p.read_text(encoding="utf-8"))]
+
+
+def test_pages_have_code() -> None:
+    names = {p.name for p in _PAGES_WITH_CODE}
+    assert {"getting-started.md", "estimators.md", "exact.md", "learning.md"} <= names
+
+
+@pytest.mark.parametrize("page", _PAGES_WITH_CODE, ids=lambda p: p.relative_to(DOCS).as_posix())
+def test_page_code_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``python`` blocks of a page run in order in one namespace (files land in a temporary
+    directory)."""
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, Any] = {"__name__": "__docs__"}
+    for i, block in enumerate(_PY_BLOCK.findall(page.read_text(encoding="utf-8"))):
+        exec(compile(block, f"{page.name}, python block {i}", "exec"), namespace)  # noqa: S102
