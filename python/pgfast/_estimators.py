@@ -240,6 +240,7 @@ class ValueBaseline:
 
     @property
     def fitted(self) -> bool:
+        """Whether :meth:`fit` has been called."""
         return self._table is not None
 
     def values(self) -> NDArray[np.float64]:

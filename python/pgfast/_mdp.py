@@ -257,18 +257,22 @@ class FiniteMDP:
 
     @property
     def n_states(self) -> int:
+        """Number of states S."""
         return int(self._mdp.n_states)
 
     @property
     def n_actions(self) -> int:
+        """Number of actions A."""
         return int(self._mdp.n_actions)
 
     @property
     def horizon(self) -> int:
+        """Maximum episode length H."""
         return int(self._mdp.horizon)
 
     @property
     def gamma(self) -> float:
+        """Discount factor in [0, 1]."""
         return float(self._mdp.gamma)
 
     @property

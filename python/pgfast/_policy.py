@@ -139,10 +139,12 @@ class SoftmaxPolicy:
 
     @property
     def n_states(self) -> int:
+        """Number of states S."""
         return self._n_states
 
     @property
     def n_actions(self) -> int:
+        """Number of actions A."""
         return self._n_actions
 
     @property
@@ -171,6 +173,7 @@ class SoftmaxPolicy:
 
     @property
     def n_params(self) -> int:
+        """Number of parameters, ``theta.size``."""
         return int(self._theta.size)
 
     def logits(self) -> NDArray[np.float64]:
@@ -495,6 +498,7 @@ class LinearSoftmax(SoftmaxPolicy):
 
     @property
     def n_features(self) -> int:
+        """Number of features p."""
         return int(self._features.shape[2])
 
     def logits(self) -> NDArray[np.float64]:
@@ -641,10 +645,12 @@ class MLPSoftmax(SoftmaxPolicy):
 
     @property
     def hidden(self) -> tuple[int, ...]:
+        """The hidden layer sizes."""
         return self._hidden
 
     @property
     def activation(self) -> str:
+        """The hidden layers' activation, ``"tanh"`` or ``"relu"``."""
         return self._activation
 
     @property
