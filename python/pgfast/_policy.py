@@ -202,7 +202,29 @@ class SoftmaxPolicy:
         r""":math:`\log \pi(a|s)` elementwise for integer arrays of one shape, e.g. a batch's
         ``traj.states, traj.actions`` (N, H): positions where both are ``PAD_INDEX`` (-1, past an
         episode's end) give 0.0, so ``log_prob(...).sum(axis=1)`` is each trajectory's
-        :math:`\sum_t \log\pi(a_t|s_t)`."""
+        :math:`\sum_t \log\pi(a_t|s_t)`.
+
+        Parameters
+        ----------
+        states, actions : array_like of int, one shape
+            State and action indices (``PAD_INDEX`` in both marks padding).
+
+        Returns
+        -------
+        ndarray of float64, the shape of ``states``
+
+        Raises
+        ------
+        ValueError
+            Shapes that differ, or indices out of range.
+
+        Examples
+        --------
+        >>> pi = pg.TabularSoftmax(2, 3, theta=[[0.0, np.log(2), np.log(5)], [0.0, 0.0, 0.0]])
+        >>> pi.log_prob([[0, 1], [0, -1]], [[2, 0], [1, -1]]).round(6)  # -1: padding
+        array([[-0.470004, -1.098612],
+               [-1.386294,  0.      ]])
+        """
         s_arr, a_arr = _asarray(states, "states"), _asarray(actions, "actions")
         if s_arr.shape != a_arr.shape:
             raise ValueError(f"states and actions must have the same shape, got {s_arr.shape} and {a_arr.shape}")
@@ -219,6 +241,24 @@ class SoftmaxPolicy:
         r"""Actions :math:`a_k \sim \pi(\cdot|s_k)` for an integer array of states (same shape).
 
         Draw ``k`` (in C order) comes from counter ``k`` of the policy-sampling stream of ``seed``.
+
+        Parameters
+        ----------
+        states : array_like of int
+            State indices.
+        seed : int or None
+            Seed of the draws (``None``: a fresh one).
+
+        Returns
+        -------
+        ndarray of int32, the shape of ``states``
+
+        Examples
+        --------
+        >>> pi = pg.TabularSoftmax(2, 3, theta=[[0.0, np.log(2), np.log(5)], [0.0, 0.0, 0.0]])
+        >>> a = pi.sample(np.zeros(10_000, dtype=int), seed=1)
+        >>> np.bincount(a, minlength=3) / a.size  # about (1/8, 1/4, 5/8)
+        array([0.1244, 0.2468, 0.6288])
         """
         s = as_index_array(states, "states", self._n_states)
         out = _core.sample_actions(self.probs(), s.ravel(), as_seed(seed))

@@ -90,9 +90,25 @@ class Optimizer:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
+        """The optimizer's hyperparameters and state as a JSON-serialisable dict.
+
+        Examples
+        --------
+        >>> opt = pg.optim.Adam(lr=0.1)
+        >>> _ = opt.step(pg.TabularSoftmax(2, 2), [[1.0, 0.0], [0.0, 0.0]])
+        >>> state = opt.state_dict()
+        >>> state["type"], state["t"]
+        ('Adam', 1)
+        >>> resumed = pg.optim.Adam()
+        >>> resumed.load_state_dict(state)
+        >>> resumed.t, resumed.lr
+        (1, 0.1)
+        """
         raise NotImplementedError
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the state saved by :meth:`state_dict` (``ValueError`` naming a missing or bad
+        entry)."""
         raise NotImplementedError
 
 
