@@ -34,7 +34,22 @@ class History:
     """Per-iteration record of :func:`train`: ``iteration``, ``J_estimate`` (mean return of the
     batch) and ``J_stderr``, ``J_exact`` (NaN when not evaluated) — both for the policy that
     sampled the batch, before the iteration's update — ``grad_norm``, ``seconds``
-    (wall time of the iteration), ``steps_per_s``. ``history["J_exact"]`` is a NumPy array."""
+    (wall time of the iteration), ``steps_per_s``. ``history["J_exact"]`` is a NumPy array.
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> hist = pg.train(mdp, pg.TabularSoftmax(2, 2), optimizer=pg.optim.GradientAscent(lr=1.0),
+    ...                 iterations=3, batch=100, seed=0, progress=False)
+    >>> hist["iteration"], hist["J_exact"].round(4)
+    (array([1., 2., 3.]), array([0.875 , 0.9377, 0.9642]))
+    >>> hist.to_records().dtype.names[:3]
+    ('iteration', 'J_estimate', 'J_stderr')
+    """
 
     def __init__(self, records: list[dict[str, float]] | None = None, meta: dict[str, Any] | None = None) -> None:
         self.records: list[dict[str, float]] = list(records or [])
