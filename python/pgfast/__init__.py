@@ -1,7 +1,8 @@
 """pgfast: fast, exact-where-possible policy gradients for finite MDPs.
 
-Python holds the vocabulary of the seeds (policies, trajectories, returns); the hot loops live in
-the compiled ``pgfast._core`` (C++17 + Eigen).
+Python holds the vocabulary (MDPs, policies, trajectories, returns, estimators); the hot loops
+live in the compiled ``pgfast._core`` (C++17 + Eigen). The formulas are stated on the theory page
+of the documentation (:doc:`/theory`).
 """
 
 from __future__ import annotations
@@ -68,7 +69,20 @@ __all__ = [
 
 
 def build_info() -> dict[str, object]:
-    """How the compiled core was built: version, compiler, Eigen version and SIMD, threads."""
+    """How the compiled core was built: version, compiler, Eigen version and SIMD, threads.
+
+    Returns
+    -------
+    dict
+        ``version``, ``compiler``, ``eigen``, ``eigen_simd``, ``native``, ``sanitize``,
+        ``debug`` and the other build constants of the core, plus ``hardware_threads``.
+
+    Examples
+    --------
+    >>> info = pg.build_info()
+    >>> info["version"] == pg.__version__, sorted(info)[:3]
+    (True, ['compiler', 'debug', 'eigen'])
+    """
     info = dict(_core.build_info())
     info["hardware_threads"] = _core.hardware_threads()
     return info

@@ -1,4 +1,5 @@
-r"""Likelihood-ratio policy gradient estimators (seed 000 sections 4.3-4.5, seed 001 sections 3-4).
+r"""Likelihood-ratio policy gradient estimators (see :doc:`/theory`: the likelihood-ratio gradient,
+REINFORCE and reward-to-go, baselines, importance sampling).
 
 All of them are :math:`\hat g = \frac1N \sum_i \sum_t w_{i,t}\,\nabla_\theta \log\pi_\theta(a_{i,t}|s_{i,t})`
 with different weights :math:`w`, accumulated in C++ (``cpp/include/pgfast/estimators.hpp``)
@@ -172,7 +173,7 @@ def _result(
 
 
 class ValueBaseline:
-    r"""A fitted state-value baseline :math:`b_t(s) \approx V_t(s)` (section 4.4).
+    r"""A fitted state-value baseline :math:`b_t(s) \approx V_t(s)` (see :doc:`/theory`, "Baselines and advantages").
 
     Fitted by least squares to the reward-to-go :math:`G_{i,t}` of a batch:
 
@@ -188,6 +189,38 @@ class ValueBaseline:
 
     :meth:`fit` replaces the table whole (it is read-only, never changed in place): calls using
     the baseline in other threads meanwhile get the old or the new table.
+
+    Parameters
+    ----------
+    n_states : int >= 1
+        Number of states S of the MDP.
+    horizon : int >= 1
+        Horizon H of the batches it is fitted to.
+    features : array_like (S, d), optional
+        State features :math:`\psi(s)` for the linear fit (default: tabular).
+    ridge : float >= 0
+        Ridge added to the normal equations of the linear fit (default 1e-8).
+
+    Raises
+    ------
+    ValueError
+        Sizes below 1, features of another shape or not finite, a negative ``ridge``.
+    MemoryError
+        A table larger than memory (the message states the bytes requested).
+
+    Examples
+    --------
+    Fit on one batch, use on the next (the estimate stays unbiased):
+
+    >>> mdp = pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="4x4", horizon=50)
+    >>> pi = pg.TabularSoftmax(16, 4)
+    >>> traj = mdp.sample(pi, 4000, seed=0)
+    >>> baseline = pg.ValueBaseline(16, 50).fit(traj)
+    >>> baseline.values().shape
+    (50, 16)
+    >>> est = pg.policy_gradient(pi, mdp.sample(pi, 4000, seed=1), baseline=baseline)
+    >>> est.grad.shape
+    (16, 4)
     """
 
     def __init__(self, n_states: int, horizon: int, features: ArrayLike | None = None, ridge: float = 1e-8) -> None:
@@ -212,6 +245,7 @@ class ValueBaseline:
 
     @property
     def fitted(self) -> bool:
+        """Whether :meth:`fit` has been called."""
         return self._table is not None
 
     def values(self) -> NDArray[np.float64]:
@@ -221,7 +255,11 @@ class ValueBaseline:
         return self._table
 
     def fit(self, traj: Trajectories, gamma: float | None = None) -> ValueBaseline:
-        """Fit to the reward-to-go of ``traj`` (gamma defaults to the MDP's); returns self."""
+        """Fit to the reward-to-go of ``traj`` (gamma defaults to the MDP's); returns self.
+
+        Raises ``TypeError`` if ``traj`` is not a batch and ``ValueError`` if its MDP size or
+        horizon differ from the baseline's.
+        """
         if not isinstance(traj, Trajectories):
             raise TypeError(f"traj must be a pgfast.Trajectories batch, got {type(traj).__name__}")
         if traj.mdp.n_states != self.n_states or traj.horizon != self.horizon:
@@ -364,6 +402,47 @@ def score(
     ``(N, n_params)`` (their mean is the first result). ``threads`` (1 to ``pgfast.MAX_THREADS``
     = 256, more raise ``ValueError``; default: every usable CPU) changes only the speed and the
     summation order.
+
+    Parameters
+    ----------
+    policy : SoftmaxPolicy
+        The policy whose score is accumulated.
+    traj : Trajectories
+        A batch of the policy's MDP size.
+    weights : array_like (N, H)
+        The weights :math:`w_{i,t}`, finite on the real steps.
+    per_trajectory : bool
+        Also return the per-trajectory gradients.
+    threads : int, optional
+        Worker threads, 1 to ``pgfast.MAX_THREADS`` (default: every usable CPU).
+
+    Returns
+    -------
+    grad : ndarray, shape of ``theta``
+        The weighted score sum divided by N.
+    rows : ndarray (N, n_params)
+        The per-trajectory gradients (only with ``per_trajectory=True``).
+
+    Raises
+    ------
+    TypeError
+        ``policy`` or ``traj`` of the wrong type.
+    ValueError
+        Weights of another shape or not finite, a batch that does not fit the policy, or a
+        result beyond the float64 range.
+
+    Examples
+    --------
+    With the reward-to-go as weights (and :math:`\gamma = 1`) it is the REINFORCE estimate:
+
+    >>> mdp = pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="4x4", horizon=50)
+    >>> pi = pg.TabularSoftmax(16, 4)
+    >>> traj = mdp.sample(pi, 4000, seed=0)
+    >>> g = pg.score(pi, traj, traj.reward_to_go())
+    >>> g.shape
+    (16, 4)
+    >>> bool(np.allclose(g, pg.policy_gradient(pi, traj).grad))
+    True
     """
     tables = _policy_tables(policy)
     _check_traj(traj, policy)
@@ -407,11 +486,12 @@ def policy_gradient(
         \hat g = \frac1N \sum_i \sum_{t<\text{len}_i} w_{i,t}\,\nabla_\theta\log\pi_\theta(a_{i,t}|s_{i,t})
 
     ``weights="return"``: :math:`w_{i,t} = G_i - b_i` with :math:`G_i = \sum_t \gamma^t r_{i,t}`
-    (section 4.2). ``weights="reward_to_go"``: :math:`w_{i,t} = \gamma^t (G_{i,t} - b_{i,t})`,
-    :math:`G_{i,t} = \sum_{t' \ge t} \gamma^{t'-t} r_{i,t'}` (section 4.3; the :math:`\gamma^t`
-    makes it unbiased for :math:`J = \mathbb E \sum_t \gamma^t r_t`).
+    (REINFORCE). ``weights="reward_to_go"``: :math:`w_{i,t} = \gamma^t (G_{i,t} - b_{i,t})`,
+    :math:`G_{i,t} = \sum_{t' \ge t} \gamma^{t'-t} r_{i,t'}` (the :math:`\gamma^t` makes it
+    unbiased for :math:`J = \mathbb E \sum_t \gamma^t r_t`). See :doc:`/theory`, "REINFORCE and
+    reward-to-go" and "Baselines and advantages".
 
-    Baselines (section 4.4), all unbiased:
+    Baselines, all unbiased:
 
     - ``None``;
     - ``"mean"``: :math:`b_i` = mean return of the *other* trajectories of the batch
@@ -439,6 +519,70 @@ def policy_gradient(
     ``threads`` (1 to ``pgfast.MAX_THREADS`` = 256, more raise ``ValueError``; default: every
     usable CPU) changes only the speed and the order of the final summation (the last bits of the
     result; the same ``threads`` gives the same bits on every run).
+
+    Parameters
+    ----------
+    policy : SoftmaxPolicy
+        The policy that sampled the batch.
+    traj : Trajectories, optional
+        A stored batch; ``None`` for the fused form.
+    weights : {"reward_to_go", "return"}
+        The weights :math:`w_{i,t}` (default reward-to-go).
+    baseline : None, {"mean", "time", "exact"} or ValueBaseline
+        The baseline subtracted from the weights.
+    gamma : float in [0, 1], optional
+        Discount factor (default: the MDP's).
+    per_trajectory : bool
+        Keep the per-trajectory gradients (stored batch only).
+    mdp : FiniteMDP, optional
+        The MDP to sample (fused form).
+    n : int, optional
+        Number of episodes (fused form).
+    seed : int or None, optional
+        Seed of the sampled episodes (fused form).
+    threads : int, optional
+        Worker threads, 1 to ``pgfast.MAX_THREADS`` (default: every usable CPU).
+    stderr : bool
+        Compute the gradient's standard errors (default True).
+
+    Returns
+    -------
+    PolicyGradient
+        ``grad`` (shape of ``theta``), ``stderr``, ``n``, ``value`` (mean discounted return),
+        ``value_stderr``, ``per_trajectory``, ``n_steps``.
+
+    Raises
+    ------
+    TypeError
+        Arguments of the wrong type.
+    ValueError
+        An unknown ``weights`` or ``baseline``, a baseline the call form does not take, both or
+        neither of ``traj`` and ``mdp=, n=``, a batch that does not fit the policy, or a result
+        beyond the float64 range.
+
+    Examples
+    --------
+    >>> mdp = pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="4x4", horizon=50)
+    >>> pi = pg.TabularSoftmax(16, 4)
+    >>> traj = mdp.sample(pi, 4000, seed=0)
+    >>> est = pg.policy_gradient(pi, traj, baseline="time")
+    >>> est.grad.shape, est.n, est.n_steps
+    ((16, 4), 4000, 30105)
+    >>> round(est.value, 6), round(est.value_stderr, 6)
+    (0.01325, 0.001808)
+
+    The estimate is within a few standard errors of the exact gradient:
+
+    >>> exact = pg.exact.gradient(mdp, pi)
+    >>> z = np.abs(est.grad - exact) / np.where(est.stderr > 0, est.stderr, 1.0)
+    >>> bool(z.max() < 5)
+    True
+
+    Fused: the same episodes (same seed), sampled and accumulated without storing them:
+
+    >>> fused = pg.policy_gradient(pi, mdp=mdp, n=4000, seed=0)
+    >>> round(fused.value, 6), fused.n_steps
+    (0.01325, 30105)
     """
     kind = _weights_kind(weights)
     with_se = as_bool(stderr, "stderr")
@@ -509,12 +653,50 @@ def policy_gradient(
 
 
 def log_likelihood(mdp: FiniteMDP, policy: SoftmaxPolicy, traj: Trajectories, dynamics: bool = True) -> NDArray[np.float64]:
-    r"""Log-likelihood of each trajectory, shape (N,) (section 4.3):
+    r"""Log-likelihood of each trajectory, shape (N,) (see :doc:`/theory`, "The objective and the
+    likelihood of a trajectory"):
 
     .. math:: \log p_\theta(\tau) = \log\mu_0(s_0) + \sum_{t<\text{len}} \big[\log\pi_\theta(a_t|s_t) + \log P(s_{t+1}|s_t,a_t)\big]
 
     (:math:`s_{\text{len}}` is ``traj.final_states``). ``dynamics=False`` keeps only
     :math:`\sum_t \log\pi_\theta(a_t|s_t)`, the part that depends on :math:`\theta`.
+
+    Parameters
+    ----------
+    mdp : FiniteMDP
+        The MDP of the dynamics terms.
+    policy : SoftmaxPolicy
+        The policy of the action terms.
+    traj : Trajectories
+        The batch.
+    dynamics : bool
+        Include :math:`\log\mu_0` and :math:`\log P` (default True).
+
+    Returns
+    -------
+    ndarray of float64, shape (N,)
+
+    Raises
+    ------
+    TypeError
+        Arguments of the wrong type.
+    ValueError
+        A policy or batch that does not fit the MDP.
+
+    Examples
+    --------
+    On slippery FrozenLake each of the two steps of these episodes has probability
+    1/4 (action) times 1/3 (slip):
+
+    >>> mdp = pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="4x4", horizon=50)
+    >>> pi = pg.TabularSoftmax(16, 4)
+    >>> traj = mdp.sample(pi, 4000, seed=0)
+    >>> traj.lengths[:3]
+    array([2, 2, 2], dtype=int32)
+    >>> pg.log_likelihood(mdp, pi, traj)[:3].round(4)
+    array([-4.9698, -4.9698, -4.9698])
+    >>> pg.log_likelihood(mdp, pi, traj, dynamics=False)[:3].round(4)  # 2 log(1/4)
+    array([-2.7726, -2.7726, -2.7726])
     """
     require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
     require_instance(policy, SoftmaxPolicy, "policy", "a pgfast policy")
@@ -554,12 +736,46 @@ def importance_weights(
     target: SoftmaxPolicy, behavior: Any, traj: Trajectories, per_decision: bool = False
 ) -> NDArray[np.float64]:
     r"""Importance ratios of a batch sampled by ``behavior`` (a policy, or logged log-probabilities
-    :math:`\log\beta(a_t|s_t)` of shape (N, H)) for the ``target`` policy (section 4.3).
+    :math:`\log\beta(a_t|s_t)` of shape (N, H)) for the ``target`` policy (see :doc:`/theory`,
+    "Importance sampling").
 
     The dynamics cancel, so only policy terms are computed, in log space:
     :math:`\rho_i = \exp\sum_{t<\text{len}} [\log\pi(a_t|s_t) - \log\beta(a_t|s_t)]`, shape (N,);
     with ``per_decision=True`` the cumulative ratios :math:`\rho_{i,0:t}`, shape (N, H) (past the
     end: the trajectory's full ratio).
+
+    Parameters
+    ----------
+    target : SoftmaxPolicy
+        The policy to evaluate.
+    behavior : SoftmaxPolicy or array_like (N, H)
+        The policy that sampled the batch, or its logged log-probabilities.
+    traj : Trajectories
+        The batch sampled by ``behavior``.
+    per_decision : bool
+        Return the cumulative ratios per step (default False).
+
+    Returns
+    -------
+    ndarray of float64, shape (N,) or (N, H)
+
+    Raises
+    ------
+    TypeError
+        Arguments of the wrong type.
+    ValueError
+        Logged log-probabilities of another shape or not finite, or a ratio beyond the float64
+        range (the message names the trajectory and the step).
+
+    Examples
+    --------
+    >>> mdp = pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="4x4", horizon=50)
+    >>> behavior = pg.TabularSoftmax(16, 4)
+    >>> traj = mdp.sample(behavior, 4000, seed=0)
+    >>> target = pg.TabularSoftmax(16, 4, theta=np.tile([0.0, 0.5, 0.5, 0.0], (16, 1)))
+    >>> rho = pg.importance_weights(target, behavior, traj)
+    >>> rho.shape, round(float(rho.mean()), 4)  # E[rho] = 1
+    ((4000,), 1.0012)
     """
     target = pinned(target)
     _policy_tables(target, "target")
@@ -618,8 +834,8 @@ def off_policy_gradient(
     gamma: float | None = None,
     threads: int | None = None,
 ) -> PolicyGradient:
-    r"""Policy gradient of ``target`` from trajectories sampled by ``behavior`` (section 4.3's
-    :math:`\rho/\rho_\theta`): :math:`\frac1N\sum_i\sum_t w_{i,t}\nabla\log\pi(a_{i,t}|s_{i,t})` with
+    r"""Policy gradient of ``target`` from trajectories sampled by ``behavior`` (importance
+    ratios of the two policies): :math:`\frac1N\sum_i\sum_t w_{i,t}\nabla\log\pi(a_{i,t}|s_{i,t})` with
 
     - trajectory weights (``per_decision=False``): :math:`w_{i,t} = \rho_i\,\gamma^t G_{i,t}`
       (reward-to-go) or :math:`\rho_i G_i` (return);
@@ -632,6 +848,51 @@ def off_policy_gradient(
     ``(N, H)``. The result's ``ess`` is :math:`(\sum\rho_i)^2/\sum\rho_i^2`; ``value`` the
     importance-weighted estimate of J. ``threads`` (1 to ``pgfast.MAX_THREADS`` = 256, more
     raise ``ValueError``; default: every usable CPU) changes only the speed and the summation order.
+    See :doc:`/theory`, "Importance sampling".
+
+    Parameters
+    ----------
+    target : SoftmaxPolicy
+        The policy whose gradient is estimated.
+    behavior : SoftmaxPolicy or array_like (N, H)
+        The policy that sampled the batch, or its logged log-probabilities.
+    traj : Trajectories
+        The batch sampled by ``behavior``.
+    weights : {"reward_to_go", "return"}
+        Default reward-to-go.
+    per_decision : bool
+        Per-decision ratios (default True) or whole-trajectory ratios.
+    self_normalized : bool
+        Divide the ratios by their batch mean (default False).
+    per_trajectory : bool
+        Keep the per-trajectory gradients.
+    gamma : float in [0, 1], optional
+        Discount factor (default: the MDP's).
+    threads : int, optional
+        Worker threads, 1 to ``pgfast.MAX_THREADS`` (default: every usable CPU).
+
+    Returns
+    -------
+    PolicyGradient
+        As :func:`policy_gradient`, with ``ess`` set and ``value`` the importance-weighted J.
+
+    Raises
+    ------
+    TypeError
+        Arguments of the wrong type.
+    ValueError
+        An unknown ``weights``, logged log-probabilities of another shape, or importance ratios
+        or results beyond the float64 range.
+
+    Examples
+    --------
+    >>> mdp = pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="4x4", horizon=50)
+    >>> behavior = pg.TabularSoftmax(16, 4)
+    >>> traj = mdp.sample(behavior, 4000, seed=0)
+    >>> target = pg.TabularSoftmax(16, 4, theta=np.tile([0.0, 0.5, 0.5, 0.0], (16, 1)))
+    >>> est = pg.off_policy_gradient(target, behavior, traj)
+    >>> est.grad.shape, round(est.ess, 1)
+    ((16, 4), 2710.3)
     """
     target = pinned(target)  # the weights and the tables from one theta
     w, value, ess = _off_policy(target, behavior, traj, weights, per_decision, self_normalized, gamma)
@@ -668,7 +929,50 @@ def off_policy_value(
 ) -> OffPolicyValue:
     r"""Importance-sampling estimate of :math:`J(\pi)` from a batch of ``behavior``:
     :math:`\frac1N\sum_i \rho_i G_i`, or per-decision :math:`\frac1N\sum_i\sum_t \gamma^t r_{i,t}\rho_{i,0:t}`
-    (``self_normalized`` divides the ratios by their batch mean)."""
+    (``self_normalized`` divides the ratios by their batch mean). See :doc:`/theory`,
+    "Importance sampling".
+
+    Parameters
+    ----------
+    target : SoftmaxPolicy
+        The policy to evaluate.
+    behavior : SoftmaxPolicy or array_like (N, H)
+        The policy that sampled the batch, or its logged log-probabilities.
+    traj : Trajectories
+        The batch sampled by ``behavior``.
+    per_decision : bool
+        Per-decision ratios (default True) or whole-trajectory ratios.
+    self_normalized : bool
+        Divide the ratios by their batch mean (default False).
+    gamma : float in [0, 1], optional
+        Discount factor (default: the MDP's).
+
+    Returns
+    -------
+    OffPolicyValue
+        ``value``, its standard error ``stderr`` (NaN for one trajectory) and the effective
+        sample size ``ess``.
+
+    Raises
+    ------
+    TypeError
+        Arguments of the wrong type.
+    ValueError
+        Logged log-probabilities of another shape, or importance ratios or results beyond the
+        float64 range.
+
+    Examples
+    --------
+    >>> mdp = pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="4x4", horizon=50)
+    >>> behavior = pg.TabularSoftmax(16, 4)
+    >>> traj = mdp.sample(behavior, 4000, seed=0)
+    >>> target = pg.TabularSoftmax(16, 4, theta=np.tile([0.0, 0.5, 0.5, 0.0], (16, 1)))
+    >>> v = pg.off_policy_value(target, behavior, traj)
+    >>> round(v.value, 4), round(v.stderr, 4), round(v.ess, 1)
+    (0.0199, 0.0034, 2710.3)
+    >>> round(pg.exact.evaluate(mdp, target).J, 4)  # what it estimates
+    0.0189
+    """
     _, value, ess = _off_policy(target, behavior, traj, "return", per_decision, self_normalized, gamma)
     n = traj.n
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below

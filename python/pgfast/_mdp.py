@@ -37,7 +37,8 @@ class FiniteMDP:
 
     Episodes start from :math:`s_0 \sim \mu_0`, take :math:`a_t \sim \pi(\cdot|s_t)`, move to
     :math:`s_{t+1} \sim P(\cdot|s_t, a_t)` and earn :math:`r_t = R(s_t, a_t, s_{t+1})`; an
-    episode ends on *entering* a terminal state or after ``horizon`` steps (seed 000, eq. 4.1).
+    episode ends on *entering* a terminal state or after ``horizon`` steps (see :doc:`/theory`,
+    "The objective and the likelihood of a trajectory").
 
     Parameters
     ----------
@@ -51,9 +52,36 @@ class FiniteMDP:
     horizon : int >= 1
         Maximum episode length H.
     gamma : float in [0, 1]
-        Discount factor (1 = undiscounted, the seeds' default).
+        Discount factor (default 1: undiscounted).
     terminal : bool array (S,), optional
         Terminal states: entering one ends the episode.
+
+    Raises
+    ------
+    TypeError
+        An argument of the wrong type (the message names it).
+    ValueError
+        Shapes that do not match, probabilities that are negative or whose rows do not sum to 1,
+        non-finite rewards, ``mu0`` not a distribution or with mass on terminal states, ``horizon``
+        below 1 or ``gamma`` outside [0, 1].
+    MemoryError
+        A dense input too large to convert (the message states the bytes requested).
+
+    Examples
+    --------
+    A two-state chain: in state 0, action 0 stays (reward 0) and action 1 earns 1 and enters the
+    terminal state 1.
+
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> mdp
+    FiniteMDP(n_states=2, n_actions=2, nnz=4, horizon=3, gamma=1.0, terminal=1)
+    >>> mdp.R
+    array([[0., 1.],
+           [0., 0.]])
     """
 
     __slots__ = ("_mdp", "__weakref__")
@@ -146,6 +174,38 @@ class FiniteMDP:
         expected reward), states entered with ``terminated=True`` become terminal, rewards sit on
         transitions, ``mu0`` is ``initial_state_distrib``, and the horizon defaults to the
         registered ``max_episode_steps``.
+
+        Parameters
+        ----------
+        env_or_id : str or gymnasium.Env
+            An environment id or instance whose ``unwrapped`` has a tabular ``P``.
+        horizon : int, optional
+            Maximum episode length (default: the registered ``max_episode_steps``).
+        gamma : float in [0, 1]
+            Discount factor (default 1).
+        **make_kwargs
+            Keyword arguments for ``gymnasium.make`` when ``env_or_id`` is an id.
+
+        Returns
+        -------
+        FiniteMDP
+
+        Raises
+        ------
+        TypeError
+            An environment without a tabular ``P`` or with non-``Discrete`` spaces.
+        ValueError
+            An unknown id or arguments ``gymnasium.make`` rejects, an inconsistent ``P``
+            (probabilities, states out of range), or no ``horizon`` when the environment
+            registers none.
+
+        Examples
+        --------
+        >>> mdp = pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="4x4")
+        >>> mdp
+        FiniteMDP(n_states=16, n_actions=4, nnz=148, horizon=100, gamma=1.0, terminal=5)
+        >>> mdp.terminal.nonzero()[0]  # the four holes and the goal
+        array([ 5,  7, 11, 12, 15])
         """
         from ._gym import mdp_arrays_from_gymnasium
 
@@ -163,6 +223,31 @@ class FiniteMDP:
 
         ``terminated`` is True on entering a terminal state, ``truncated`` after ``horizon``
         steps; ``info`` carries ``{"prob": P(s'|s, a)}`` like gymnasium's toy-text environments.
+
+        Parameters
+        ----------
+        render_mode : {None, "ansi"}
+            ``"ansi"``: ``render()`` returns one line with the step and the state.
+
+        Returns
+        -------
+        gymnasium.Env
+            A ``pgfast._gym.FiniteMDPEnv`` over this MDP.
+
+        Examples
+        --------
+        >>> P = np.zeros((2, 2, 2))
+        >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+        >>> P[1, :, 1] = 1.0
+        >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+        ...                    terminal=[False, True])
+        >>> env = mdp.to_gymnasium()
+        >>> obs, info = env.reset(seed=0)
+        >>> int(obs), info
+        (0, {'prob': 1.0})
+        >>> obs, reward, terminated, truncated, info = env.step(1)
+        >>> int(obs), reward, terminated, truncated
+        (1, 1.0, True, False)
         """
         from ._gym import FiniteMDPEnv
 
@@ -172,18 +257,22 @@ class FiniteMDP:
 
     @property
     def n_states(self) -> int:
+        """Number of states S."""
         return int(self._mdp.n_states)
 
     @property
     def n_actions(self) -> int:
+        """Number of actions A."""
         return int(self._mdp.n_actions)
 
     @property
     def horizon(self) -> int:
+        """Maximum episode length H."""
         return int(self._mdp.horizon)
 
     @property
     def gamma(self) -> float:
+        """Discount factor in [0, 1]."""
         return float(self._mdp.gamma)
 
     @property
@@ -259,6 +348,49 @@ class FiniteMDP:
         ``n`` equal a batch of ``m``. ``seed=None`` draws a fresh seed (kept in ``traj.seed``).
         ``threads`` (1 to ``pgfast.MAX_THREADS`` = 256, more raise ``ValueError``; default: every
         usable CPU) only changes the speed. Ctrl-C stops a long run with ``KeyboardInterrupt``.
+
+        Parameters
+        ----------
+        policy : SoftmaxPolicy
+            The policy acting in every episode (its ``n_states`` and ``n_actions`` must match).
+        n : int >= 1
+            Number of episodes.
+        seed : int or None
+            Seed of the batch (keyword-only and required: pass ``None`` for a fresh one).
+        threads : int, optional
+            Worker threads, 1 to ``pgfast.MAX_THREADS`` (default: every usable CPU).
+
+        Returns
+        -------
+        Trajectories
+            The batch, padded to the horizon ``(n, H)``.
+
+        Raises
+        ------
+        TypeError
+            ``policy`` is not a pgfast policy.
+        ValueError
+            ``n`` below 1, a bad ``seed`` or ``threads``, or a policy of another size.
+        MemoryError
+            A batch larger than memory (the message states the bytes requested).
+
+        Examples
+        --------
+        >>> P = np.zeros((2, 2, 2))
+        >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+        >>> P[1, :, 1] = 1.0
+        >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+        ...                    terminal=[False, True])
+        >>> traj = mdp.sample(pg.TabularSoftmax(2, 2), 4, seed=0)
+        >>> traj
+        Trajectories(n=4, horizon=3, steps=6, seed=0)
+        >>> traj.actions  # -1 (PAD_INDEX) after an episode's end
+        array([[ 1, -1, -1],
+               [ 0,  1, -1],
+               [ 0,  1, -1],
+               [ 1, -1, -1]], dtype=int32)
+        >>> traj.lengths
+        array([1, 2, 2, 1], dtype=int32)
         """
         from ._policy import SoftmaxPolicy
         from ._trajectories import Trajectories

@@ -1,4 +1,4 @@
-r"""Softmax policies over finite states and actions (seed 000, section 4.5).
+r"""Softmax policies over finite states and actions (see :doc:`/theory`, "Softmax policies and their scores").
 
 Every policy is a table of logits :math:`z(s, a)` computed from its parameters ``theta``;
 :math:`\pi(a|s) = \exp z(s,a) / \sum_{a'} \exp z(s,a')`, evaluated in C++ with a stable
@@ -139,10 +139,12 @@ class SoftmaxPolicy:
 
     @property
     def n_states(self) -> int:
+        """Number of states S."""
         return self._n_states
 
     @property
     def n_actions(self) -> int:
+        """Number of actions A."""
         return self._n_actions
 
     @property
@@ -171,6 +173,7 @@ class SoftmaxPolicy:
 
     @property
     def n_params(self) -> int:
+        """Number of parameters, ``theta.size``."""
         return int(self._theta.size)
 
     def logits(self) -> NDArray[np.float64]:
@@ -199,7 +202,29 @@ class SoftmaxPolicy:
         r""":math:`\log \pi(a|s)` elementwise for integer arrays of one shape, e.g. a batch's
         ``traj.states, traj.actions`` (N, H): positions where both are ``PAD_INDEX`` (-1, past an
         episode's end) give 0.0, so ``log_prob(...).sum(axis=1)`` is each trajectory's
-        :math:`\sum_t \log\pi(a_t|s_t)`."""
+        :math:`\sum_t \log\pi(a_t|s_t)`.
+
+        Parameters
+        ----------
+        states, actions : array_like of int, one shape
+            State and action indices (``PAD_INDEX`` in both marks padding).
+
+        Returns
+        -------
+        ndarray of float64, the shape of ``states``
+
+        Raises
+        ------
+        ValueError
+            Shapes that differ, or indices out of range.
+
+        Examples
+        --------
+        >>> pi = pg.TabularSoftmax(2, 3, theta=[[0.0, np.log(2), np.log(5)], [0.0, 0.0, 0.0]])
+        >>> pi.log_prob([[0, 1], [0, -1]], [[2, 0], [1, -1]]).round(6)  # -1: padding
+        array([[-0.470004, -1.098612],
+               [-1.386294,  0.      ]])
+        """
         s_arr, a_arr = _asarray(states, "states"), _asarray(actions, "actions")
         if s_arr.shape != a_arr.shape:
             raise ValueError(f"states and actions must have the same shape, got {s_arr.shape} and {a_arr.shape}")
@@ -216,6 +241,24 @@ class SoftmaxPolicy:
         r"""Actions :math:`a_k \sim \pi(\cdot|s_k)` for an integer array of states (same shape).
 
         Draw ``k`` (in C order) comes from counter ``k`` of the policy-sampling stream of ``seed``.
+
+        Parameters
+        ----------
+        states : array_like of int
+            State indices.
+        seed : int or None
+            Seed of the draws (``None``: a fresh one).
+
+        Returns
+        -------
+        ndarray of int32, the shape of ``states``
+
+        Examples
+        --------
+        >>> pi = pg.TabularSoftmax(2, 3, theta=[[0.0, np.log(2), np.log(5)], [0.0, 0.0, 0.0]])
+        >>> a = pi.sample(np.zeros(10_000, dtype=int), seed=1)
+        >>> np.bincount(a, minlength=3) / a.size  # about (1/8, 1/4, 5/8)
+        array([0.1244, 0.2468, 0.6288])
         """
         s = as_index_array(states, "states", self._n_states)
         out = _core.sample_actions(self.probs(), s.ravel(), as_seed(seed))
@@ -364,11 +407,41 @@ def pinned(policy: Any) -> Any:
 
 
 class TabularSoftmax(SoftmaxPolicy):
-    r"""Tabular softmax: one preference per state-action pair (seed 000, section 4.5).
+    r"""Tabular softmax: one preference per state-action pair.
 
     .. math:: \pi_\theta(a|s) = \frac{\exp \theta_{s,a}}{\sum_{a'} \exp \theta_{s,a'}}
 
-    ``theta`` has shape (S, A); it defaults to zeros (the uniform policy).
+    ``theta`` has shape (S, A); it defaults to zeros (the uniform policy). Theory:
+    :doc:`/theory`, "Softmax policies and their scores".
+
+    Parameters
+    ----------
+    n_states, n_actions : int >= 1
+        Numbers of states S and actions A.
+    theta : array_like (S, A), optional
+        Initial preferences (copied; default zeros).
+
+    Raises
+    ------
+    ValueError
+        Sizes below 1, or a ``theta`` of another shape or not finite.
+    MemoryError
+        A table larger than memory (the message states the bytes requested).
+
+    Examples
+    --------
+    >>> pi = pg.TabularSoftmax(2, 3, theta=[[0.0, np.log(2), np.log(5)], [0.0, 0.0, 0.0]])
+    >>> pi.probs().round(4)
+    array([[0.125 , 0.25  , 0.625 ],
+           [0.3333, 0.3333, 0.3333]])
+    >>> pi.log_prob([0, 1], [2, 0]).round(6)
+    array([-0.470004, -1.098612])
+
+    The score of (s, a) = (0, 2) is :math:`\mathbb 1[a' = a] - \pi(a'|s)` on row 0:
+
+    >>> pi.grad_log_prob([0], [2]).round(4)
+    array([[[-0.125, -0.25 ,  0.375],
+            [ 0.   ,  0.   ,  0.   ]]])
     """
 
     _caches_probs = True
@@ -406,12 +479,40 @@ class TabularSoftmax(SoftmaxPolicy):
 
 
 class LinearSoftmax(SoftmaxPolicy):
-    r"""Softmax linear in features (seed 000, section 4.5.1).
+    r"""Softmax linear in features.
 
     .. math:: \pi_\theta(a|s) = \frac{\exp(\theta^\top \phi(s,a))}{\sum_{a'} \exp(\theta^\top \phi(s,a'))},
               \qquad \nabla_\theta \log \pi_\theta(a|s) = \phi(s,a) - \mathbb E_{a' \sim \pi(s)} \phi(s,a')
 
     ``features`` has shape (S, A, p) (copied, read-only); ``theta`` has shape (p,), zeros by default.
+    Theory: :doc:`/theory`, "Softmax policies and their scores".
+
+    Parameters
+    ----------
+    features : array_like (S, A, p)
+        The features :math:`\phi(s, a)`, finite.
+    theta : array_like (p,), optional
+        Initial weights (copied; default zeros).
+
+    Raises
+    ------
+    ValueError
+        ``features`` not 3-dimensional, empty or not finite; a ``theta`` of another shape.
+    MemoryError
+        Features larger than memory (the message states the bytes requested).
+
+    Examples
+    --------
+    Two actions with one-hot features, so :math:`\pi(1|s) = e^{\theta_1} / (e^{\theta_0} + e^{\theta_1})`:
+
+    >>> phi = np.zeros((2, 2, 2))
+    >>> phi[:, 0, 0] = phi[:, 1, 1] = 1.0
+    >>> pi = pg.LinearSoftmax(phi, theta=[0.0, np.log(3)])
+    >>> pi.probs()
+    array([[0.25, 0.75],
+           [0.25, 0.75]])
+    >>> pi.grad_log_prob([0], [1])  # phi(s, a) - E_pi phi(s, .)
+    array([[-0.25,  0.25]])
     """
 
     _caches_probs = True
@@ -439,6 +540,7 @@ class LinearSoftmax(SoftmaxPolicy):
 
     @property
     def n_features(self) -> int:
+        """Number of features p."""
         return int(self._features.shape[2])
 
     def logits(self) -> NDArray[np.float64]:
@@ -468,8 +570,9 @@ def _glorot(rng: np.random.Generator, sizes: Sequence[int]) -> NDArray[np.float6
 
 
 class MLPSoftmax(SoftmaxPolicy):
-    r"""Neural softmax policy (seed 000, section 4.5.2): a multi-layer perceptron from state
-    features :math:`\phi(s) \in \mathbb R^d` to one logit per action.
+    r"""Neural softmax policy: a multi-layer perceptron from state features
+    :math:`\phi(s) \in \mathbb R^d` to one logit per action (see :doc:`/theory`, "Softmax
+    policies and their scores").
 
     .. math::
         h_0 = \phi(s), \quad h_l = \sigma(h_{l-1} W_l + b_l)\ (l < L), \quad
@@ -491,6 +594,40 @@ class MLPSoftmax(SoftmaxPolicy):
     logits of every state are computed once per parameter value, so sampling costs what it costs
     for a tabular policy, and the estimators and :mod:`pgfast.exact` backpropagate a table of
     logit gradients once per call.
+
+    Parameters
+    ----------
+    state_features : array_like (S, d) or int
+        State features, or the number of states S for one-hot features.
+    n_actions : int >= 1
+        Number of actions A (the output layer's width).
+    hidden : sequence of int
+        Hidden layer sizes (default ``(64, 64)``).
+    activation : {"tanh", "relu"}
+        Activation of the hidden layers.
+    seed : int or None
+        Seed of the Glorot-uniform initialisation (default 0).
+    theta : array_like (n_params,), optional
+        Initial parameters instead of the random initialisation.
+
+    Raises
+    ------
+    TypeError
+        ``hidden`` not a sequence of sizes, or ``activation`` not a string.
+    ValueError
+        Sizes below 1, an unknown ``activation``, non-finite features or a bad ``theta``.
+    MemoryError
+        Parameters or activations larger than memory (the message states the bytes requested).
+
+    Examples
+    --------
+    >>> net = pg.MLPSoftmax(4, 2, hidden=(8,), seed=0)  # one-hot features of 4 states
+    >>> net.sizes, net.n_params
+    ((4, 8, 2), 58)
+    >>> [W.shape for W, b in net.layers()]
+    [(4, 8), (8, 2)]
+    >>> net.probs().shape, net.probs().sum(axis=1).round(12)
+    ((4, 2), array([1., 1., 1., 1.]))
     """
 
     _caches_probs = True
@@ -550,15 +687,17 @@ class MLPSoftmax(SoftmaxPolicy):
 
     @property
     def hidden(self) -> tuple[int, ...]:
+        """The hidden layer sizes."""
         return self._hidden
 
     @property
     def activation(self) -> str:
+        """The hidden layers' activation, ``"tanh"`` or ``"relu"``."""
         return self._activation
 
     @property
     def sizes(self) -> tuple[int, ...]:
-        """Layer widths (d, *hidden, A)."""
+        """Layer widths ``(d, *hidden, A)``."""
         return (int(self._features.shape[1]),) + self._hidden + (self._n_actions,)
 
     def layers(self, theta: ArrayLike | None = None) -> list[tuple[NDArray[np.float64], NDArray[np.float64]]]:

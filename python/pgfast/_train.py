@@ -1,4 +1,4 @@
-r"""Policy gradient ascent (seed 000 section 4.2): sample, estimate :math:`\nabla J`, step, repeat."""
+r"""Policy gradient ascent: sample, estimate :math:`\nabla J`, step, repeat (see :doc:`/theory`, "Gradient ascent")."""
 
 from __future__ import annotations
 
@@ -34,7 +34,22 @@ class History:
     """Per-iteration record of :func:`train`: ``iteration``, ``J_estimate`` (mean return of the
     batch) and ``J_stderr``, ``J_exact`` (NaN when not evaluated) — both for the policy that
     sampled the batch, before the iteration's update — ``grad_norm``, ``seconds``
-    (wall time of the iteration), ``steps_per_s``. ``history["J_exact"]`` is a NumPy array."""
+    (wall time of the iteration), ``steps_per_s``. ``history["J_exact"]`` is a NumPy array.
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> hist = pg.train(mdp, pg.TabularSoftmax(2, 2), optimizer=pg.optim.GradientAscent(lr=1.0),
+    ...                 iterations=3, batch=100, seed=0, progress=False)
+    >>> hist["iteration"], hist["J_exact"].round(4)
+    (array([1., 2., 3.]), array([0.875 , 0.9377, 0.9642]))
+    >>> hist.to_records().dtype.names[:3]
+    ('iteration', 'J_estimate', 'J_stderr')
+    """
 
     def __init__(self, records: list[dict[str, float]] | None = None, meta: dict[str, Any] | None = None) -> None:
         self.records: list[dict[str, float]] = list(records or [])
@@ -154,6 +169,61 @@ def train(
     iteration. The same seed gives the same History (except the wall-time fields) for the same
     ``threads`` (1 to ``pgfast.MAX_THREADS`` = 256, more raise ``ValueError``; default: every usable
     CPU; the batches do not depend on it, the gradient sums only in their last bits).
+
+    Parameters
+    ----------
+    mdp : FiniteMDP
+        The MDP to sample.
+    policy : SoftmaxPolicy
+        The policy, updated in place.
+    optimizer : pgfast.optim.Optimizer
+        The ascent rule (``NaturalGradient`` gets ``mdp=`` or the batch as it needs).
+    iterations : int >= 1
+        Number of updates.
+    batch : int >= 1
+        Episodes per iteration.
+    seed : int or None
+        Base seed; iteration ``k`` samples with a seed derived from ``(seed, k)``.
+    weights : {"reward_to_go", "return"}
+        Estimator weights (default reward-to-go).
+    baseline : None, {"mean", "time", "exact"} or ValueBaseline
+        Estimator baseline.
+    gamma : float in [0, 1], optional
+        Discount factor (default: the MDP's).
+    eval_every : int >= 1
+        Record the exact J every ``eval_every`` iterations (default 1).
+    exact_eval : bool, optional
+        Whether to record the exact J (default: when the MDP is small enough).
+    threads : int, optional
+        Worker threads, 1 to ``pgfast.MAX_THREADS`` (default: every usable CPU).
+    progress : bool
+        Print a one-line progress display (default True).
+    callback : callable, optional
+        ``callback(iteration, record)``; returning True stops the run.
+
+    Returns
+    -------
+    History
+        One record per iteration.
+
+    Raises
+    ------
+    TypeError
+        Arguments of the wrong type.
+    ValueError
+        Arguments out of range (checked before the first iteration), or an estimate or step
+        beyond the float64 range.
+
+    Examples
+    --------
+    >>> mdp = pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="4x4", horizon=50)
+    >>> pi = pg.TabularSoftmax(16, 4)
+    >>> hist = pg.train(mdp, pi, optimizer=pg.optim.Adam(lr=0.2), iterations=30, batch=1000,
+    ...                 seed=0, progress=False)
+    >>> len(hist), round(float(hist["J_exact"][0]), 4)  # J of the uniform policy first
+    (30, 0.0139)
+    >>> round(float(hist["J_exact"][-1]), 2), round(pg.exact.optimal(mdp).J, 2)
+    (0.51, 0.55)
     """
     require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
     require_instance(policy, SoftmaxPolicy, "policy", "a pgfast policy")

@@ -22,6 +22,23 @@ PAD_INDEX = -1
 class Trajectories:
     r"""N episodes padded to the horizon H, as produced by :meth:`FiniteMDP.sample`.
 
+    Parameters
+    ----------
+    mdp : FiniteMDP
+        The MDP the episodes come from.
+    states, actions, rewards, lengths, final_states : array_like
+        The arrays of the attributes below (copied, then read-only).
+    seed : int or None
+        The seed that produced the batch, if any.
+
+    Raises
+    ------
+    TypeError
+        Non-integer states, actions, lengths or final states, or non-real rewards.
+    ValueError
+        Shapes other than (N, H) and (N,), lengths outside [0, H], final states outside the
+        MDP, non-finite rewards on the real steps, or integers that do not fit int32.
+
     Attributes
     ----------
     states, actions : int32 (N, H)
@@ -45,6 +62,31 @@ class Trajectories:
     real steps, shapes (N, H) and (N,), ``0 <= lengths <= H`` and final states of the MDP
     (TypeError / ValueError naming the array). States and actions outside the MDP's range are
     reported by the estimators, naming the trajectory and the step.
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> traj = mdp.sample(pg.TabularSoftmax(2, 2), 4, seed=0)
+    >>> traj.n, traj.horizon, traj.n_steps
+    (4, 3, 6)
+    >>> traj.mask
+    array([[ True, False, False],
+           [ True,  True, False],
+           [ True,  True, False],
+           [ True, False, False]])
+    >>> traj.states.flags.writeable
+    False
+
+    A batch built by hand (here, logged episodes) is checked when it is made:
+
+    >>> logged = pg.Trajectories(mdp, states=[[0, 0, 0]], actions=[[0, 0, 1]],
+    ...                          rewards=[[0.0, 0.0, 1.0]], lengths=[3], final_states=[1])
+    >>> logged.returns()
+    array([1.])
     """
 
     __slots__ = ("mdp", "states", "actions", "rewards", "lengths", "final_states", "seed")
@@ -161,7 +203,29 @@ class Trajectories:
     def returns(self, gamma: float | None = None) -> NDArray[np.float64]:
         r"""Discounted return of each episode, :math:`G(\tau) = \sum_{t<\text{len}} \gamma^t r_t`, shape (N,).
 
-        ``gamma`` defaults to the MDP's.
+        Parameters
+        ----------
+        gamma : float in [0, 1], optional
+            Discount factor (default: the MDP's).
+
+        Returns
+        -------
+        ndarray of float64, shape (N,)
+
+        Raises
+        ------
+        ValueError
+            ``gamma`` outside [0, 1], or returns beyond the float64 range.
+
+        Examples
+        --------
+        >>> mdp = pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="4x4", horizon=50)
+        >>> traj = mdp.sample(pg.TabularSoftmax(16, 4), 1000, seed=0)
+        >>> G = traj.returns()
+        >>> G.shape, round(float(G.mean()), 6)  # the uniform policy reaches the goal 1.2 % of the time
+        ((1000,), 0.012)
+        >>> round(float(traj.returns(gamma=0.9).mean()), 6)
+        0.00347
         """
         rw, ln = self._rewards_and_lengths()
         return _core.returns(rw, ln, self._gamma(gamma))
@@ -169,7 +233,34 @@ class Trajectories:
     def reward_to_go(self, gamma: float | None = None) -> NDArray[np.float64]:
         r"""Reward-to-go :math:`G_t = \sum_{t \le t' < \text{len}} \gamma^{t'-t} r_{t'}`, shape (N, H).
 
-        Computed backwards as :math:`G_t = r_t + \gamma G_{t+1}` (seed 000, eq. 4.3); 0 on padding.
+        Computed backwards as :math:`G_t = r_t + \gamma G_{t+1}`; 0 on padding (see
+        :doc:`/theory`, "REINFORCE and reward-to-go").
+
+        Parameters
+        ----------
+        gamma : float in [0, 1], optional
+            Discount factor (default: the MDP's).
+
+        Returns
+        -------
+        ndarray of float64, shape (N, H)
+
+        Raises
+        ------
+        ValueError
+            ``gamma`` outside [0, 1], or sums beyond the float64 range.
+
+        Examples
+        --------
+        >>> P = np.zeros((2, 2, 2))
+        >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+        >>> P[1, :, 1] = 1.0
+        >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+        ...                    terminal=[False, True])
+        >>> traj = pg.Trajectories(mdp, states=[[0, 0, 0]], actions=[[0, 0, 1]],
+        ...                        rewards=[[0.0, 0.0, 1.0]], lengths=[3], final_states=[1])
+        >>> traj.reward_to_go(gamma=0.5)
+        array([[0.25, 0.5 , 1.  ]])
         """
         rw, ln = self._rewards_and_lengths()
         return _core.reward_to_go(rw, ln, self._gamma(gamma))

@@ -1,7 +1,9 @@
 r"""Exact analysis of a finite MDP under a softmax policy: values, visitation, the stationary
 distribution, exact policy gradients, Fisher information, natural gradients and optimal control.
 
-The yardstick every estimator of pgfast is tested against (seed 000 section 4.2, seed 001 section 2).
+The yardstick every estimator of pgfast is tested against. The formulas are stated on the theory
+page of the documentation (:doc:`/theory`: the three objectives, the policy gradient theorem, the
+natural gradient).
 Computed in C++ (``cpp/include/pgfast/exact.hpp``) on the sparse transitions of the MDP.
 
 Episodes follow :meth:`pgfast.FiniteMDP.sample`: :math:`s_0 \sim \mu_0`, :math:`a_t \sim \pi(\cdot|s_t)`,
@@ -227,6 +229,61 @@ def evaluate(
 
     ``gamma`` defaults to ``mdp.gamma``; ``"discounted"`` and ``"average_value"`` need gamma < 1.
     See the module docstring for the formulas of each objective.
+
+    Parameters
+    ----------
+    mdp : FiniteMDP
+        The MDP.
+    policy : SoftmaxPolicy
+        The policy (its sizes must match the MDP's).
+    objective : {"finite_horizon", "discounted", "average_reward", "average_value"}
+        The objective (default ``"finite_horizon"``; see the module docstring).
+    gamma : float in [0, 1], optional
+        Discount factor (default: ``mdp.gamma``); ``"discounted"`` and ``"average_value"`` need
+        gamma < 1.
+    method : {"auto", "dense", "sparse"}
+        Linear solver for the infinite-horizon objectives.
+    tol : float in (0, 1e-2]
+        Relative residual at which the sparse solver stops (default 1e-12).
+    threads : int, optional
+        Worker threads, 1 to ``pgfast.MAX_THREADS`` (default: every usable CPU).
+
+    Returns
+    -------
+    Evaluation
+        ``objective``, ``J``, ``V``, ``Q``, ``A``, ``d``, ``visitation`` and ``gamma``.
+
+    Raises
+    ------
+    TypeError
+        ``mdp`` or ``policy`` of the wrong type.
+    ValueError
+        An unknown objective or method, a gamma the objective does not take, a policy of another
+        size, a chain without a unique aperiodic stationary distribution (average objectives),
+        a solver that does not converge, or results beyond the float64 range.
+
+    Examples
+    --------
+    A two-state chain: in state 0, action 0 stays and action 1 earns 1 and ends the episode.
+    Under the uniform policy over H = 3 steps, :math:`J = 1 - 2^{-3}`:
+
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> pi = pg.TabularSoftmax(2, 2)
+    >>> ev = pg.exact.evaluate(mdp, pi)
+    >>> ev.J
+    0.875
+    >>> ev.V[:, 0]  # V_t(0) for t = 0, 1, 2
+    array([0.875, 0.75 , 0.5  ])
+    >>> ev.A[0, 0]  # advantage of staying (0) and of moving (1) at t = 0
+    array([-0.125,  0.125])
+    >>> round(pg.exact.evaluate(mdp, pi, "discounted", gamma=0.9).J, 6)  # 0.5 / (1 - 0.9 / 2)
+    0.909091
+    >>> pg.exact.evaluate(mdp, pi, "average_reward").J  # continuing: half the steps earn 1
+    0.5
     """
     _, obj, g, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=True)
     return _evaluation(obj, g, out)
@@ -279,6 +336,57 @@ def gradient(
     finite horizon :math:`\sum_t \gamma^t \sum_s d_t(s) \sum_a \pi(a|s)\nabla\log\pi(a|s) Q_t(s,a)`.
     With ``return_evaluation=True`` returns ``(gradient, evaluation)`` from one pass (the work of
     :func:`evaluate` is shared).
+
+    Parameters
+    ----------
+    mdp : FiniteMDP
+        The MDP.
+    policy : SoftmaxPolicy
+        The policy (its sizes must match the MDP's).
+    objective : {"finite_horizon", "discounted", "average_reward", "average_value"}
+        The objective (default ``"finite_horizon"``; see the module docstring).
+    gamma : float in [0, 1], optional
+        Discount factor (default: ``mdp.gamma``); ``"discounted"`` and ``"average_value"`` need
+        gamma < 1.
+    method : {"auto", "dense", "sparse"}
+        Linear solver for the infinite-horizon objectives.
+    tol : float in (0, 1e-2]
+        Relative residual at which the sparse solver stops (default 1e-12).
+    threads : int, optional
+        Worker threads, 1 to ``pgfast.MAX_THREADS`` (default: every usable CPU).
+    return_evaluation : bool
+        Also return the :class:`Evaluation` (default False).
+
+    Returns
+    -------
+    grad : ndarray, shape of ``policy.theta``
+        The exact gradient.
+    evaluation : Evaluation
+        Only with ``return_evaluation=True``.
+
+    Raises
+    ------
+    TypeError
+        ``mdp`` or ``policy`` of the wrong type.
+    ValueError
+        An unknown objective or method, a gamma the objective does not take, a policy of another
+        size, a chain without a unique aperiodic stationary distribution (average objectives),
+        a solver that does not converge, or results beyond the float64 range.
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> pi = pg.TabularSoftmax(2, 2)
+    >>> pg.exact.gradient(mdp, pi)
+    array([[-0.1875,  0.1875],
+           [ 0.    ,  0.    ]])
+    >>> grad, ev = pg.exact.gradient(mdp, pi, return_evaluation=True)
+    >>> ev.J
+    0.875
     """
     return_evaluation = as_bool(return_evaluation, "return_evaluation")
     policy = pinned(policy)  # the probabilities and the logit map from one theta
@@ -307,6 +415,53 @@ def fisher(
     :math:`F = \mathbb E[\sum_t \nabla\log\pi(a_t|s_t)\nabla\log\pi(a_t|s_t)^\top]`, the Fisher
     information of the trajectory distribution), the discounted visitation :math:`\rho` for
     ``"discounted"``, the stationary distribution :math:`d` for the average objectives.
+
+    Parameters
+    ----------
+    mdp : FiniteMDP
+        The MDP.
+    policy : SoftmaxPolicy
+        The policy (its sizes must match the MDP's).
+    objective : {"finite_horizon", "discounted", "average_reward", "average_value"}
+        The objective (default ``"finite_horizon"``; see the module docstring).
+    gamma : float in [0, 1], optional
+        Discount factor (default: ``mdp.gamma``); ``"discounted"`` and ``"average_value"`` need
+        gamma < 1.
+    method : {"auto", "dense", "sparse"}
+        Linear solver for the infinite-horizon objectives.
+    tol : float in (0, 1e-2]
+        Relative residual at which the sparse solver stops (default 1e-12).
+    threads : int, optional
+        Worker threads, 1 to ``pgfast.MAX_THREADS`` (default: every usable CPU).
+
+    Returns
+    -------
+    ndarray of float64, shape (n_params, n_params)
+
+    Raises
+    ------
+    TypeError
+        ``mdp`` or ``policy`` of the wrong type.
+    ValueError
+        An unknown objective or method, a gamma the objective does not take, a policy of another
+        size, a chain without a unique aperiodic stationary distribution (average objectives),
+        a solver that does not converge, or results beyond the float64 range.
+    MemoryError
+        A matrix larger than memory (the message states the bytes requested).
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> pi = pg.TabularSoftmax(2, 2)
+    >>> pg.exact.fisher(mdp, pi)  # theta is (2, 2): rows and columns in C order
+    array([[ 0.4375, -0.4375,  0.    ,  0.    ],
+           [-0.4375,  0.4375,  0.    ,  0.    ],
+           [ 0.    ,  0.    ,  0.    ,  0.    ],
+           [ 0.    ,  0.    ,  0.    ,  0.    ]])
     """
     policy = pinned(policy)
     probs, _, _, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=False, fisher=True)
@@ -327,7 +482,50 @@ def fisher_weights(
     tol: float = 1e-12,
     threads: int | None = None,
 ) -> NDArray[np.float64]:
-    """The state weighting w (S,) of :func:`fisher` for the objective, without the matrix."""
+    """The state weighting w (S,) of :func:`fisher` for the objective, without the matrix.
+
+    Parameters
+    ----------
+    mdp : FiniteMDP
+        The MDP.
+    policy : SoftmaxPolicy
+        The policy (its sizes must match the MDP's).
+    objective : {"finite_horizon", "discounted", "average_reward", "average_value"}
+        The objective (default ``"finite_horizon"``; see the module docstring).
+    gamma : float in [0, 1], optional
+        Discount factor (default: ``mdp.gamma``); ``"discounted"`` and ``"average_value"`` need
+        gamma < 1.
+    method : {"auto", "dense", "sparse"}
+        Linear solver for the infinite-horizon objectives.
+    tol : float in (0, 1e-2]
+        Relative residual at which the sparse solver stops (default 1e-12).
+    threads : int, optional
+        Worker threads, 1 to ``pgfast.MAX_THREADS`` (default: every usable CPU).
+
+    Returns
+    -------
+    ndarray of float64, shape (S,)
+
+    Raises
+    ------
+    TypeError
+        ``mdp`` or ``policy`` of the wrong type.
+    ValueError
+        An unknown objective or method, a gamma the objective does not take, a policy of another
+        size, a chain without a unique aperiodic stationary distribution (average objectives),
+        a solver that does not converge, or results beyond the float64 range.
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> pi = pg.TabularSoftmax(2, 2)
+    >>> pg.exact.fisher_weights(mdp, pi)  # expected visits of each state per episode
+    array([1.75, 0.  ])
+    """
     _, _, _, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=False, fisher=True)
     w: NDArray[np.float64] = out["fisher_w"]
     return w
@@ -358,6 +556,56 @@ def natural_gradient(
     (s, a); when M has fewer rows than there are parameters the system is solved in its row space
     (:math:`F^+ g = M^\top (K^+)^2 M g`, :math:`(F+\lambda I)^{-1}g = (g - M^\top(K+\lambda I)^{-1}Mg)/\lambda`,
     :math:`K = M M^\top`), so F (n_params x n_params) is never formed.
+
+    Parameters
+    ----------
+    mdp : FiniteMDP
+        The MDP.
+    policy : SoftmaxPolicy
+        The policy (its sizes must match the MDP's).
+    objective : {"finite_horizon", "discounted", "average_reward", "average_value"}
+        The objective (default ``"finite_horizon"``; see the module docstring).
+    damping : float >= 0
+        :math:`\lambda` (default 0: the pseudo-inverse).
+    rcond : float
+        Relative cut-off of the pseudo-inverse's eigenvalues (default 1e-10).
+    gamma : float in [0, 1], optional
+        Discount factor (default: ``mdp.gamma``).
+    method : {"auto", "dense", "sparse"}
+        Linear solver for the infinite-horizon objectives.
+    tol : float in (0, 1e-2]
+        Relative residual at which the sparse solver stops (default 1e-12).
+    threads : int, optional
+        Worker threads, 1 to ``pgfast.MAX_THREADS`` (default: every usable CPU).
+
+    Returns
+    -------
+    ndarray, shape of ``policy.theta``
+
+    Raises
+    ------
+    TypeError
+        ``mdp`` or ``policy`` of the wrong type.
+    ValueError
+        An unknown objective or method, a gamma the objective does not take, a policy of another
+        size, a chain without a unique aperiodic stationary distribution (average objectives),
+        a solver that does not converge, or results beyond the float64 range.
+        A negative or non-finite ``damping``, or an ``rcond`` outside its range.
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> pi = pg.TabularSoftmax(2, 2)
+    >>> pg.exact.natural_gradient(mdp, pi).round(6)
+    array([[-0.214286,  0.214286],
+           [ 0.      ,  0.      ]])
+    >>> pg.exact.natural_gradient(mdp, pi, damping=0.1).round(6)
+    array([[-0.192308,  0.192308],
+           [ 0.      ,  0.      ]])
     """
     lam = as_float(damping, "damping")
     rc = as_rcond(rcond)
@@ -378,7 +626,40 @@ def stationary_distribution(
     r"""The stationary distribution :math:`d` of the continuing chain (terminal states restart from
     :math:`\mu_0`): :math:`d \tilde P_\pi = d`, :math:`\sum_s d(s) = 1`, shape (S,).
 
-    Raises ``ValueError`` when it is not unique (two closed classes) or the chain is periodic.
+    Parameters
+    ----------
+    mdp : FiniteMDP
+        The MDP.
+    policy : SoftmaxPolicy
+        The policy.
+    method : {"auto", "dense", "sparse"}
+        Linear solver.
+    tol : float in (0, 1e-2]
+        Relative residual at which the sparse solver stops (default 1e-12).
+    threads : int, optional
+        Worker threads, 1 to ``pgfast.MAX_THREADS`` (default: every usable CPU).
+
+    Returns
+    -------
+    ndarray of float64, shape (S,)
+
+    Raises
+    ------
+    ValueError
+        When the distribution is not unique (two closed classes) or the chain is periodic.
+
+    Examples
+    --------
+    Entering the terminal state 1 restarts from state 0, so the chain lives in state 0:
+
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> pi = pg.TabularSoftmax(2, 2)
+    >>> pg.exact.stationary_distribution(mdp, pi)
+    array([1., 0.])
     """
     _, _, _, out = _run(mdp, policy, "average_reward", None, method, tol, threads, values=False)
     d: NDArray[np.float64] = out["d"]
@@ -399,6 +680,48 @@ def optimal(
     ``"finite_horizon"``: backward induction :math:`V^*_t(s) = \max_a Q^*_t(s,a)` (a time-dependent
     policy, lowest action index among exact ties). ``"discounted"``: policy iteration, each policy
     evaluated exactly; an action changes only when it improves Q by more than a relative 1e-12.
+
+    Parameters
+    ----------
+    mdp : FiniteMDP
+        The MDP.
+    objective : {"finite_horizon", "discounted"}
+        The objective (default ``"finite_horizon"``).
+    gamma : float in [0, 1], optional
+        Discount factor (default: ``mdp.gamma``; ``"discounted"`` needs gamma < 1).
+    method : {"auto", "dense", "sparse"}
+        Linear solver of the policy evaluations (discounted).
+    tol : float in (0, 1e-2]
+        Relative residual at which the sparse solver stops (default 1e-12).
+    threads : int, optional
+        Worker threads, 1 to ``pgfast.MAX_THREADS`` (default: every usable CPU).
+
+    Returns
+    -------
+    Optimal
+        ``J``, ``V``, ``Q``, greedy ``actions`` and ``iterations``.
+
+    Raises
+    ------
+    TypeError
+        ``mdp`` is not a FiniteMDP.
+    ValueError
+        An objective other than the two, a bad gamma, or values beyond the float64 range.
+    MemoryError
+        Tables larger than memory (the message states the bytes requested).
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> best = pg.exact.optimal(mdp)
+    >>> best.J
+    1.0
+    >>> best.actions[:, 0]  # in state 0: stay while there is time (lowest index on ties), then move
+    array([0, 0, 1], dtype=int32)
     """
     require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
     if not isinstance(objective, str) or objective not in ("finite_horizon", "discounted"):

@@ -1,4 +1,4 @@
-r"""Optimizers for policy gradient *ascent* (seed 000 section 4.2): :math:`\theta \leftarrow \theta + \eta_t\, d_t`.
+r"""Optimizers for policy gradient *ascent*: :math:`\theta \leftarrow \theta + \eta_t\, d_t` (see :doc:`/theory`, "Gradient ascent").
 
 Each optimizer updates ``policy.theta`` in place from a gradient estimate (or the exact
 gradient) and keeps its state in ``state_dict()`` for saving and resuming.
@@ -90,18 +90,63 @@ class Optimizer:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
+        """The optimizer's hyperparameters and state as a JSON-serialisable dict.
+
+        Examples
+        --------
+        >>> opt = pg.optim.Adam(lr=0.1)
+        >>> _ = opt.step(pg.TabularSoftmax(2, 2), [[1.0, 0.0], [0.0, 0.0]])
+        >>> state = opt.state_dict()
+        >>> state["type"], state["t"]
+        ('Adam', 1)
+        >>> resumed = pg.optim.Adam()
+        >>> resumed.load_state_dict(state)
+        >>> resumed.t, resumed.lr
+        (1, 0.1)
+        """
         raise NotImplementedError
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the state saved by :meth:`state_dict` (``ValueError`` naming a missing or bad
+        entry)."""
         raise NotImplementedError
 
 
 class GradientAscent(Optimizer):
-    r"""Plain gradient ascent :math:`\theta_{t} = \theta_{t-1} + \eta_t \hat g_t` (section 4.2).
+    r"""Plain gradient ascent :math:`\theta_{t} = \theta_{t-1} + \eta_t \hat g_t`.
 
     ``schedule``: ``"constant"`` (:math:`\eta_t = \text{lr}`), ``"inv_sqrt"``
     (:math:`\eta_t = \text{lr}/\sqrt t`, t = 1, 2, ...: the step sizes of the convergence result
-    in section 4.2), or a callable ``t -> factor`` (:math:`\eta_t = \text{lr} \cdot f(t)`).
+    of stochastic gradient ascent, see :doc:`/theory`, "Gradient ascent"), or a callable
+    ``t -> factor`` (:math:`\eta_t = \text{lr} \cdot f(t)`).
+
+    Parameters
+    ----------
+    lr : float > 0
+        Learning rate (default 0.1).
+    schedule : {"constant", "inv_sqrt"} or callable
+        Step-size schedule.
+
+    Raises
+    ------
+    ValueError
+        A non-positive ``lr`` or an unknown ``schedule``; from ``step``, a gradient of another
+        shape or not finite, or a step beyond the float64 range.
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> pi = pg.TabularSoftmax(2, 2)
+    >>> opt = pg.optim.GradientAscent(lr=1.0)
+    >>> opt.step(pi, pg.exact.gradient(mdp, pi))  # returns the step, adds it to pi.theta
+    array([[-0.1875,  0.1875],
+           [ 0.    ,  0.    ]])
+    >>> opt.state_dict()
+    {'type': 'GradientAscent', 'lr': 1.0, 'schedule': 'constant', 't': 1}
     """
 
     def __init__(self, lr: float = 0.1, schedule: str | Callable[[int], float] = "constant") -> None:
@@ -157,7 +202,40 @@ _ADAM_MAX_GRAD = 1e150  # (1 - beta2) g**2 stays finite in float64
 class Adam(Optimizer):
     r"""Adam (Kingma & Ba 2015) for ascent: :math:`m \leftarrow \beta_1 m + (1-\beta_1) g`,
     :math:`v \leftarrow \beta_2 v + (1-\beta_2) g^2`, :math:`\theta \mathrel{+}= \text{lr}\,\hat m/(\sqrt{\hat v}+\epsilon)`
-    with bias-corrected :math:`\hat m, \hat v`."""
+    with bias-corrected :math:`\hat m, \hat v`.
+
+    Parameters
+    ----------
+    lr : float > 0
+        Learning rate (default 0.05).
+    betas : (float, float) in [0, 1)
+        Decay rates of the first and second moments (default (0.9, 0.999)).
+    eps : float > 0
+        Added to :math:`\sqrt{\hat v}` (default 1e-8).
+
+    Raises
+    ------
+    ValueError
+        Bad hyperparameters; from ``step``, a gradient of another shape, not finite or whose
+        square overflows, or a step beyond the float64 range (the state is then unchanged).
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> pi = pg.TabularSoftmax(2, 2)
+    >>> opt = pg.optim.Adam(lr=0.1)
+    >>> opt.step(pi, pg.exact.gradient(mdp, pi)).round(6)  # the first step is lr * sign(g)
+    array([[-0.1,  0.1],
+           [ 0. ,  0. ]])
+    >>> for _ in range(50):
+    ...     _ = opt.step(pi, pg.exact.gradient(mdp, pi))
+    >>> round(pg.exact.evaluate(mdp, pi).J, 4)  # the optimum is 1
+    0.9999
+    """
 
     def __init__(self, lr: float = 0.05, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
         self.lr = _positive(lr, "lr")
@@ -217,7 +295,45 @@ class NaturalGradient(Optimizer):
     :math:`\mathbb E\sum_t\psi_t\psi_t^\top`). ``damping`` :math:`\lambda`; with ``damping=0`` the
     pseudo-inverse (eigenvalues below ``rcond`` times the largest dropped). MLP policies are solved
     in the row space of the visited state-action pairs (see :func:`pgfast.exact.natural_gradient`). Tabular policies are
-    solved state by state.
+    solved state by state. See :doc:`/theory`, "The natural gradient".
+
+    Parameters
+    ----------
+    lr : float > 0
+        Learning rate (default 0.1).
+    damping : float >= 0
+        :math:`\lambda` (default 1e-3).
+    fisher : {"exact", "sampled"}
+        Where F comes from (default ``"exact"``).
+    rcond : float
+        Relative eigenvalue cut-off of the pseudo-inverse when ``damping=0`` (default 1e-10).
+
+    Raises
+    ------
+    ValueError
+        Bad hyperparameters; from ``step``, a missing ``mdp=`` (exact) or ``traj=`` /
+        ``visits=`` (sampled), a gradient of another shape, or a direction or step beyond the
+        float64 range.
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> pi = pg.TabularSoftmax(2, 2)
+    >>> opt = pg.optim.NaturalGradient(lr=0.5)
+    >>> opt.step(pi, pg.exact.gradient(mdp, pi), mdp=mdp).round(6)
+    array([[-0.107021,  0.107021],
+           [ 0.      ,  0.      ]])
+
+    With the Fisher matrix estimated from the batch that gave the gradient:
+
+    >>> traj = mdp.sample(pi, 1000, seed=0)
+    >>> sampled = pg.optim.NaturalGradient(lr=0.5, fisher="sampled")
+    >>> sampled.step(pi, pg.policy_gradient(pi, traj).grad, traj=traj).shape
+    (2, 2)
     """
 
     def __init__(self, lr: float = 0.1, damping: float = 1e-3, fisher: str = "exact", rcond: float = 1e-10) -> None:

@@ -1,0 +1,48 @@
+"""Sphinx configuration of the pgfast documentation (MyST Markdown pages, numpydoc docstrings).
+
+Build: ``sphinx-build -W --keep-going -b html docs /tmp/docs-html`` (the package must be
+installed: the API reference is generated from the installed modules' docstrings).
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+project = "pgfast"
+author = "pgfast contributors"
+copyright = "pgfast contributors"
+try:
+    release = metadata.version("pgfast")
+except metadata.PackageNotFoundError:  # pragma: no cover - docs built without the package installed
+    release = "0+unknown"
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+]
+
+source_suffix = {".md": "markdown"}
+root_doc = "index"
+exclude_patterns = ["_build"]
+
+myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
+myst_heading_anchors = 3
+
+# numpydoc-style sections (Parameters, Returns, Raises, Examples) through napoleon
+napoleon_google_docstring = False
+napoleon_numpy_docstring = True
+napoleon_use_rtype = False
+napoleon_use_ivar = True
+
+autodoc_default_options = {"members": True, "undoc-members": False, "show-inheritance": True}
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+autodoc_typehints_format = "short"
+# type hints name NumPy aliases that are not documented here; do not try to cross-reference them
+nitpicky = False
+
+
+html_theme = "furo"
+html_title = f"pgfast {release}"
