@@ -665,3 +665,12 @@ def test_ragged_states_or_actions_of_log_prob_are_named() -> None:
     _raises(ValueError, "actions", lambda: pi.log_prob([1, 2], [[1, 2], [3]]))
     _raises(ValueError, "states", lambda: pi.log_prob([[1, 2], [3]], [1, 2]))
     _raises(ValueError, "terminal", lambda: pg.FiniteMDP(np.full((2, 1, 2), 0.5), np.zeros((2, 1)), [1, 0], horizon=2, terminal=[[1, 2], [3]]))
+
+
+@pytest.mark.parametrize("make", [pg.optim.GradientAscent, pg.optim.Adam, pg.optim.NaturalGradient])
+def test_a_refused_state_dict_changes_nothing(make: Any) -> None:
+    opt = make(lr=0.1)
+    before = opt.state_dict()
+    bad = {**before, "lr": 0.7, "t": -3}
+    _raises(ValueError, "t", lambda: opt.load_state_dict(bad))
+    assert opt.state_dict() == before

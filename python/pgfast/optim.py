@@ -398,8 +398,9 @@ class NaturalGradient(Optimizer):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         _check_state(state, ("lr", "damping", "fisher", "rcond", "t"), "NaturalGradient")
         checked = NaturalGradient(state["lr"], state["damping"], state["fisher"], state["rcond"])  # the constructor's checks
+        t = _state_t(state)  # every value checked before any is assigned
         self.lr, self.damping, self.fisher, self.rcond = checked.lr, checked.damping, checked.fisher, checked.rcond
-        self.t = _state_t(state)
+        self.t = t
 
 
 def _exact_visits(mdp: FiniteMDP, policy: SoftmaxPolicy) -> NDArray[np.float64]:
