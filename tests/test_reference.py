@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import random_mdp, random_policy
 
-from pgfast import _reference
+from pgfast.benchmarks import reference as _reference
 
 
 @pytest.mark.parametrize("method", ["joint", "alias", "cdf"])

@@ -1,6 +1,6 @@
 """Training benchmark: time to 95 % of optimal with the ``pgfast train`` defaults, per estimator and baseline.
 
-    python -m pgfast.bench_training [--quick] [--seeds 0,1,2] [--max-iterations 1000] [--json PATH]
+    python -m pgfast.benchmarks.training [--quick] [--seeds 0,1,2] [--max-iterations 1000] [--json PATH]
     python bench/bench_training.py [--quick]      # source tree: saves bench/results/training.json
     pgfast bench --only training [--quick]        # opt-in: not in the default `pgfast bench` set
 
@@ -42,7 +42,7 @@ import numpy as np
 import pgfast as pg
 from pgfast import __main__ as cli
 from pgfast._optimality import Reference
-from pgfast.benchmarks import add_bench_arguments, machine_info, result_envelope, run_and_print, save_result
+from ._harness import add_bench_arguments, machine_info, result_envelope, run_and_print, save_result
 
 TARGET = 0.95
 ESTIMATORS = (("reinforce", "return"), ("reward-to-go", "reward_to_go"))
@@ -238,7 +238,7 @@ def main(
     argv: Sequence[str] | None = None,
     *,
     default_json: Path | None = DEFAULT_JSON,
-    prog: str = "python -m pgfast.bench_training",
+    prog: str = "python -m pgfast.benchmarks.training",
 ) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0] if __doc__ else None)
     add_bench_arguments(parser, default_json, f"seed {SEEDS[True][0]} only, cap {MAX_ITERATIONS[True]} iterations: a "

@@ -58,6 +58,28 @@ def step_distributions(mdp: FiniteMDP, probs: NDArray[np.float64]) -> NDArray[np
     return d
 
 
+# -- policies ---------------------------------------------------------------------------------------
+
+
+def softmax(theta: NDArray[np.float64]) -> NDArray[np.float64]:
+    """pi(a|s) from logits (S, A), stable (row maximum subtracted), in NumPy: the one softmax of the
+    yardsticks (tabular, linear and MLP policies).
+
+    Column-wise maximum and a matrix-vector row sum: NumPy's reductions along a short last axis
+    are slow (at S = 100,000, A = 4: 1.8 ms here against 7.1 ms with ``max(axis=1)``/``sum(axis=1)``)."""
+    S, A = theta.shape
+    if A <= 32:
+        m = theta[:, 0].copy()
+        for a in range(1, A):
+            np.maximum(m, theta[:, a], out=m)
+    else:
+        m = theta.max(axis=1)
+    e: NDArray[np.float64] = theta - m[:, None]
+    np.exp(e, out=e)
+    e /= (e @ np.ones(A))[:, None]
+    return e
+
+
 # -- the vectorised NumPy sampler: the yardstick of bench/bench_sampler.py --------------------------
 
 _IntArray = NDArray[np.intp]

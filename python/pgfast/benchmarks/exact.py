@@ -1,6 +1,6 @@
 """Exact evaluation benchmark: ``pg.exact`` evaluation + gradient against NumPy / SciPy, same run.
 
-    python -m pgfast.bench_exact [--quick] [--json PATH]     # installed package
+    python -m pgfast.benchmarks.exact [--quick] [--json PATH]     # installed package
     python bench/bench_exact.py [--quick]                    # source tree: saves bench/results/exact.json
 
 Workloads (issue 3, item 8), each with a tabular softmax policy of N(0, 1) logits:
@@ -68,7 +68,9 @@ from numpy.typing import NDArray
 
 import pgfast as pg
 from pgfast import exact as pg_exact
-from pgfast.benchmarks import (
+
+from . import reference as ref
+from ._harness import (
     add_bench_arguments,
     machine_info,
     random_mdp,
@@ -76,6 +78,7 @@ from pgfast.benchmarks import (
     reuse_freed_memory,
     run_and_print,
     save_result,
+    single_thread_environment,
 )
 
 try:
@@ -243,24 +246,6 @@ class ReferenceTables:
         return tb
 
 
-def softmax_numpy(theta: FloatArray) -> FloatArray:
-    """pi(a|s) from logits (S, A), stable (row maximum subtracted), in NumPy.
-
-    Column-wise maximum and a matrix-vector row sum: NumPy's reductions along a short last axis
-    are slow (at S = 100,000, A = 4: 1.8 ms here against 7.1 ms with ``max(axis=1)``/``sum(axis=1)``)."""
-    S, A = theta.shape
-    if A <= 32:
-        m = theta[:, 0].copy()
-        for a in range(1, A):
-            np.maximum(m, theta[:, a], out=m)
-    else:
-        m = theta.max(axis=1)
-    e: FloatArray = theta - m[:, None]
-    np.exp(e, out=e)
-    e /= (e @ np.ones(A))[:, None]
-    return e
-
-
 def _dense_chain(tb: ReferenceTables, probs: FloatArray) -> FloatArray:
     """P_pi^alive (S, S), dense, from the CSR entries (one bincount)."""
     S = tb.n_states
@@ -286,7 +271,7 @@ def finite_horizon_numpy(tb: ReferenceTables, theta: FloatArray, gamma: float, m
       for V and for d (~0.2 ms each), Q by a gather (H, nnz) and ``np.add.reduceat``.
     """
     S, A, H = tb.n_states, tb.n_actions, tb.horizon
-    probs = softmax_numpy(theta)
+    probs = ref.softmax(theta)
     r_pi = np.einsum("sa,sa->s", probs, tb.r_live)
     V = np.empty((H + 1, S))
     V[H] = 0.0
@@ -352,7 +337,7 @@ def discounted_numpy(tb: ReferenceTables, theta: FloatArray, gamma: float, metho
     visitation); ``"solve"``: NumPy only, ``np.linalg.solve`` twice (two factorisations, ~6 ms).
     """
     S = tb.n_states
-    probs = softmax_numpy(theta)
+    probs = ref.softmax(theta)
     r_pi = np.einsum("sa,sa->s", probs, tb.r_live)
     M = _dense_chain(tb, probs)
     M *= -gamma
@@ -396,7 +381,7 @@ def discounted_scipy(tb: ReferenceTables, theta: FloatArray, gamma: float, solve
     sparse P_pi (memory O(nnz)), stopping at ||b - A x||_2 <= rtol ||b||_2 from the initial guesses
     r_pi and mu0 (pgfast's); then Q, A and the gradient as :func:`discounted_numpy`.
     ``solver``: ``"bicgstab"`` or ``"gmres"`` (restart 20, SciPy's default)."""
-    probs = softmax_numpy(theta)
+    probs = ref.softmax(theta)
     r_pi = np.einsum("sa,sa->s", probs, tb.r_live)
     op, opT = _sparse_operators(tb, probs, gamma)
     solve = {"bicgstab": spla.bicgstab, "gmres": spla.gmres}[solver]
@@ -432,7 +417,7 @@ def discounted_high_precision(
     (:func:`_refined_solve`), with certified errors from the final residuals r:
     :math:`\|V - V^*\|_\infty \le \|r\|_\infty / (1-\gamma)` since :math:`\|P_\pi\|_\infty \le 1`, and
     :math:`\|\rho - \rho^*\|_1 \le \|r\|_1 / (1-\gamma)` for the transposed system."""
-    probs = softmax_numpy(theta)
+    probs = ref.softmax(theta)
     r_pi = np.einsum("sa,sa->s", probs, tb.r_live)
     op, opT = _sparse_operators(tb, probs, gamma)
     V = _refined_solve(op, r_pi)
@@ -781,7 +766,7 @@ def _bench_sparse(w: Workload, objective: str, gamma: float, repeats: int, quick
 def run(quick: bool = False, *, reuse_memory: bool = True) -> list[dict[str, Any]]:
     """Run every workload and objective; one dict per row (the JSON's ``rows``).
 
-    ``reuse_memory`` calls :func:`pgfast.benchmarks.reuse_freed_memory` first (glibc only).
+    ``reuse_memory`` calls :func:`pgfast.benchmarks._harness.reuse_freed_memory` first (glibc only).
     Raises AssertionError if pgfast and a reference method disagree (J or gradient beyond 1e-6
     relative) or, on ``sparse``, if a side misses the accuracy 1e-8: then the sides did not do
     the same work.
@@ -882,11 +867,12 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None, *, default_json: Path | None = DEFAULT_JSON,
-         prog: str = "python -m pgfast.bench_exact") -> int:
+         prog: str = "python -m pgfast.benchmarks.exact") -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0] if __doc__ else None)
     add_bench_arguments(parser, default_json,
                         "small MDPs (S=100 and S=5000), 3 repeats, one method per reference: a smoke test")
     args = parser.parse_args(argv)
+    single_thread_environment()
 
     info = machine_info()
     info["scipy"] = scipy.__version__

@@ -1,6 +1,6 @@
 """Estimator benchmark: a REINFORCE iteration in pgfast against vectorised NumPy, same run.
 
-    python -m pgfast.bench_estimators [--quick] [--json PATH]     # installed package
+    python -m pgfast.benchmarks.estimators [--quick] [--json PATH]     # installed package
     python bench/bench_estimators.py [--quick]                    # source tree: saves bench/results/estimators.json
 
 One iteration (issue 4, item 7) samples N trajectories and forms the REINFORCE gradient with
@@ -14,7 +14,7 @@ H = 100), at N = 1024 and 16384, with a tabular softmax policy (N(0, 1) logits) 
 Timed per case, interleaved round-robin after warm-up calls, best of the repeats (medians in the
 JSON):
 
-- ``numpy``: :func:`numpy_iteration`, one thread: softmax in NumPy, ``_reference.sample_numpy``
+- ``numpy``: :func:`numpy_iteration`, one thread: softmax in NumPy, ``reference.sample_numpy``
   (its fastest method, ``"auto"``; MDP-level ``SamplerTables`` built before timing, like pgfast's
   tables built with the ``FiniteMDP``), then :func:`numpy_gradient`;
 - ``stored``: ``mdp.sample(pi, N, seed=, threads=1)`` then
@@ -49,11 +49,6 @@ sampling alone; stored >= 1.3x NumPy at N = 16384 and >= 3x at N = 1024; fused o
 
 from __future__ import annotations
 
-import os
-
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")  # the NumPy yardstick is single-threaded (its BLAS calls are tiny)
-
 import argparse
 import gc
 import inspect
@@ -68,9 +63,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 import pgfast as pg
-from pgfast import _reference as ref
+from . import reference as ref
 from pgfast import exact as pg_exact
-from pgfast.benchmarks import (
+from ._harness import (
     add_bench_arguments,
     frozenlake,
     machine_info,
@@ -79,6 +74,7 @@ from pgfast.benchmarks import (
     reuse_freed_memory,
     run_and_print,
     save_result,
+    single_thread_environment,
 )
 
 FloatArray = NDArray[np.float64]
@@ -127,24 +123,12 @@ def _has_stderr_switch() -> bool:
 # -- the NumPy yardstick ------------------------------------------------------------------------
 
 
-def softmax_numpy(z: FloatArray) -> FloatArray:
-    """pi(a|s) from logits (S, A), the row maximum subtracted (column loops: A is small)."""
-    S, A = z.shape
-    m = z[:, 0].copy()
-    for a in range(1, A):
-        np.maximum(m, z[:, a], out=m)
-    e: FloatArray = z - m[:, None]
-    np.exp(e, out=e)
-    e /= e.sum(axis=1, keepdims=True)
-    return e
-
-
 def numpy_probs(theta: FloatArray, features: FloatArray | None) -> FloatArray:
     """The policy table from the parameters: tabular (theta (S, A)) or linear (features (S, A, p))."""
     if features is None:
-        return softmax_numpy(theta)
+        return ref.softmax(theta)
     S, A, p = features.shape
-    return softmax_numpy((features.reshape(S * A, p) @ theta).reshape(S, A))
+    return ref.softmax((features.reshape(S * A, p) @ theta).reshape(S, A))
 
 
 def _transposed(a: NDArray[Any], dtype: type[np.generic]) -> NDArray[Any]:
@@ -514,7 +498,7 @@ def run(quick: bool = False, *, reuse_memory: bool = True) -> list[dict[str, Any
 
     ``quick``: 1 warm-up call and 3 repeats, no breakdown calls, 16,384 pooled trajectories for
     the statistical check (a smoke test). ``reuse_memory`` calls
-    :func:`pgfast.benchmarks.reuse_freed_memory` first (process-wide, glibc only). Raises
+    :func:`pgfast.benchmarks._harness.reuse_freed_memory` first (process-wide, glibc only). Raises
     AssertionError if a check fails: then the sides did not compute the same estimator.
     """
     if reuse_memory:
@@ -636,12 +620,13 @@ def main(
     argv: Sequence[str] | None = None,
     *,
     default_json: Path | None = DEFAULT_JSON,
-    prog: str = "python -m pgfast.bench_estimators",
+    prog: str = "python -m pgfast.benchmarks.estimators",
 ) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0] if __doc__ else None)
     add_bench_arguments(parser, default_json,
                         "1 warm-up, 3 repeats, no breakdown, smaller statistical check: a smoke test")
     args = parser.parse_args(argv)
+    single_thread_environment()
 
     info = machine_info()
     reused = False if args.default_malloc else reuse_freed_memory()
@@ -654,7 +639,7 @@ def main(
             f"{WARMUP[args.quick]} warm-up call(s) each",
             "statistic": "best (min) seconds over the repeats; medians also recorded; ratios of best times",
             "iteration": "sample N trajectories + reward-to-go + leave-one-out time baseline + gradient",
-            "numpy": "numpy_iteration: NumPy softmax, _reference.sample_numpy (method 'auto'), numpy_gradient; one thread",
+            "numpy": "numpy_iteration: NumPy softmax, reference.sample_numpy (method 'auto'), numpy_gradient; one thread",
             "stored": "mdp.sample(pi, N, seed=, threads=1) + pg.policy_gradient(pi, traj, weights='reward_to_go', "
             "baseline='time', threads=1, stderr=False)",
             "fused": "pg.policy_gradient(pi, mdp=mdp, n=N, seed=, threads=1 or 2, stderr=False), baseline None",
