@@ -13,6 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._train import (
+    DEFAULT_ADAM_BETAS,
+    DEFAULT_BASELINE,
+    DEFAULT_BATCH,
+    DEFAULT_HIDDEN,
+    DEFAULT_ITERATIONS,
+    DEFAULT_LR,
+    DEFAULT_LR_MLP,
+    DEFAULT_WEIGHTS,
+)
+
 if TYPE_CHECKING:
     from ._optimality import Reference
 
@@ -34,16 +45,8 @@ def _env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
-# `pgfast train` defaults: one setting for FrozenLake 4x4 and 8x8 and Taxi, chosen by the sweep
-# that README.md ("Training from the command line") records; bench_training runs with them.
-DEFAULT_LR = {"adam": 0.2, "sgd": 1.0, "natural": 1.0}
-DEFAULT_ADAM_BETAS = (0.9, 0.99)  # beta2 0.99, not Adam's 0.999: the step scale forgets the first, large gradients sooner
-DEFAULT_ESTIMATOR = "reward-to-go"
-DEFAULT_BASELINE = "time"
-DEFAULT_BATCH = 4096
-DEFAULT_ITERATIONS = 500
-DEFAULT_HIDDEN = (64, 64)
-DEFAULT_LR_MLP = {"adam": 0.01, "sgd": 1.0, "natural": 1.0}  # Adam at 0.2 saturates an MLP's softmax early
+# `pgfast train` defaults: those of pg.train's module, which the training benchmark reads too
+DEFAULT_ESTIMATOR = "reward-to-go" if DEFAULT_WEIGHTS == "reward_to_go" else "reinforce"
 
 
 def _make_optimizer(args: argparse.Namespace) -> Any:
