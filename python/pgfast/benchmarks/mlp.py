@@ -58,8 +58,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 import pgfast as pg
+
 from . import reference as ref
-from .estimators import _weight_sums_dense
 from ._harness import (
     add_bench_arguments,
     frozenlake,
@@ -106,53 +106,12 @@ def frozenlake_features(mdp: pg.FiniteMDP) -> FloatArray:
 # -- the NumPy yardstick ------------------------------------------------------------------------
 
 
-def numpy_forward(layers: list[tuple[FloatArray, FloatArray]], X: FloatArray) -> tuple[list[FloatArray], FloatArray]:
-    """tanh MLP: (hidden activations, logits) for the rows of X."""
-    acts = []
-    h = X
-    for k, (W, b) in enumerate(layers):
-        z = h @ W
-        z += b
-        if k + 1 < len(layers):
-            np.tanh(z, out=z)
-            acts.append(z)
-        h = z
-    return acts, h
-
-
-def numpy_backward(layers: list[tuple[FloatArray, FloatArray]], X: FloatArray, acts: list[FloatArray], G: FloatArray) -> FloatArray:
-    """sum over rows of G(row, a) grad z(row, a), as a flat vector in MLPSoftmax's layout."""
-    grads: list[FloatArray] = []
-    delta = G
-    for k in range(len(layers) - 1, -1, -1):
-        h = X if k == 0 else acts[k - 1]
-        grads.append(delta.sum(axis=0))
-        grads.append((h.T @ delta).ravel())
-        if k > 0:
-            delta = (delta @ layers[k][0].T) * (1.0 - h * h)
-    return np.concatenate(grads[::-1])
-
-
-def numpy_gradient(layers: list[tuple[FloatArray, FloatArray]], X: FloatArray, acts: list[FloatArray], probs: FloatArray,
-                   states: IntArray, actions: IntArray, rewards: FloatArray, lengths: IntArray,
-                   gamma: float) -> tuple[FloatArray, float]:
-    """Reward-to-go gradient without baseline: per-(s, a) weight sums (``estimators``'
-    time-major ``bincount``), the logit-gradient table, one backward pass."""
-    S, A = probs.shape
-    n = rewards.shape[0]
-    c, total = _weight_sums_dense(states, actions, rewards, lengths, S, A, gamma, time_baseline=False)
-    cz = c.reshape(S, A)
-    gz = cz - cz.sum(axis=1, keepdims=True) * probs
-    gz /= n
-    return numpy_backward(layers, X, acts, gz), total / n
-
-
 def numpy_iteration(mdp: pg.FiniteMDP, tables: ref.SamplerTables, layers: list[tuple[FloatArray, FloatArray]],
                     X: FloatArray, n: int, seed: int) -> tuple[FloatArray, float]:
-    acts, z = numpy_forward(layers, X)
+    acts, z = ref.mlp_forward(layers, X)
     probs = ref.softmax(z)
     st, ac, rw, ln, _ = ref.sample_numpy(mdp, probs, n, np.random.default_rng(seed), tables=tables)
-    return numpy_gradient(layers, X, acts, probs, st, ac, rw, ln, mdp.gamma)
+    return ref.mlp_gradient(layers, X, acts, probs, st, ac, rw, ln, mdp.gamma)
 
 
 def numpy_per_step(layers: list[tuple[FloatArray, FloatArray]], X: FloatArray, traj: pg.Trajectories,
@@ -165,12 +124,12 @@ def numpy_per_step(layers: list[tuple[FloatArray, FloatArray]], X: FloatArray, t
     for k in range(0, s.size, CHUNK):
         sk, ak, wk = s[k:k + CHUNK], a[k:k + CHUNK], w[k:k + CHUNK]
         Xk = X[sk]
-        acts, z = numpy_forward(layers, Xk)
+        acts, z = ref.mlp_forward(layers, Xk)
         p = ref.softmax(z)
         score = -p
         score[np.arange(sk.size), ak] += 1.0
         score *= wk[:, None]
-        total += numpy_backward(layers, Xk, acts, score)
+        total += ref.mlp_backward(layers, Xk, acts, score)
     return total / traj.n
 
 
@@ -242,8 +201,8 @@ def _bench_case(key: str, mdp: pg.FiniteMDP, n: int, quick: bool) -> dict[str, A
     # same work: NumPy's estimator on a pgfast batch equals pgfast's; fused equals stored
     traj = mdp.sample(pi, n, seed=1, threads=1)
     stored = pg.policy_gradient(pi, traj, stderr=False, threads=1).grad
-    acts, z = numpy_forward(layers, X)
-    g_np, _ = numpy_gradient(layers, X, acts, ref.softmax(z), traj.states, traj.actions, traj.rewards, traj.lengths,
+    acts, z = ref.mlp_forward(layers, X)
+    g_np, _ = ref.mlp_gradient(layers, X, acts, ref.softmax(z), traj.states, traj.actions, traj.rewards, traj.lengths,
                              mdp.gamma)
     fused = pg.policy_gradient(pi, mdp=mdp, n=n, seed=1, threads=1, stderr=False).grad
     checks = {"numpy_vs_stored": _rel(g_np, stored), "fused_vs_stored": _rel(fused, stored)}
