@@ -3,7 +3,7 @@
     python -m pgfast.benchmarks.estimators [--quick] [--json PATH]     # installed package
     python bench/bench_estimators.py [--quick]                    # source tree: saves bench/results/estimators.json
 
-One iteration (issue 4, item 7) samples N trajectories and forms the REINFORCE gradient with
+One iteration samples N trajectories and forms the REINFORCE gradient with
 reward-to-go weights and the leave-one-out time baseline,
 w_{i,t} = gamma^t (G_{i,t} - b_{i,t}), b_{i,t} = (sum_j G_{j,t} - G_{i,t}) / (count_t - 1) over the
 trajectories still running at t. Workloads: the sampler benchmark's (``benchmarks.frozenlake``:

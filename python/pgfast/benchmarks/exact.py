@@ -3,7 +3,7 @@
     python -m pgfast.benchmarks.exact [--quick] [--json PATH]     # installed package
     python bench/bench_exact.py [--quick]                    # source tree: saves bench/results/exact.json
 
-Workloads (issue 3, item 8), each with a tabular softmax policy of N(0, 1) logits:
+Workloads, each with a tabular softmax policy of N(0, 1) logits:
 
 - ``random``: the sampler benchmark's random MDP (``benchmarks.random_mdp``: S = 500, A = 8,
   10 distinct successors per (s, a), Dirichlet(1) probabilities, N(0, 1) rewards on (s, a),

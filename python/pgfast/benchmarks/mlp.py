@@ -1,4 +1,4 @@
-"""MLP policy benchmark (issue 6, item 4): a policy-gradient iteration with a neural softmax policy,
+"""MLP policy benchmark: a policy-gradient iteration with a neural softmax policy,
 pgfast's fused estimator against NumPy doing the same work, same run.
 
     python -m pgfast.benchmarks.mlp [--quick] [--json PATH]      # installed package

@@ -3,7 +3,7 @@
     pgfast bench [--quick] [--json PATH]          # installed package
     python bench/bench_sampler.py [--quick]       # source tree: saves bench/results/sampler.json
 
-Workloads (issue 2, item 7), each with a tabular softmax policy of N(0, 1) logits:
+Workloads, each with a tabular softmax policy of N(0, 1) logits:
 
 - ``frozenlake``: FrozenLake 8x8, slippery, imported with ``pg.FiniteMDP.from_gymnasium``
   (episodes end in the holes and at the goal), H = 200;

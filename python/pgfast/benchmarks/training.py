@@ -4,7 +4,7 @@
     python bench/bench_training.py [--quick]      # source tree: saves bench/results/training.json
     pgfast bench --only training [--quick]        # opt-in: not in the default `pgfast bench` set
 
-Issue 5, item 6. Environments: FrozenLake 8x8 (``FrozenLake-v1``, ``map_name="8x8"``, slippery,
+Environments: FrozenLake 8x8 (``FrozenLake-v1``, ``map_name="8x8"``, slippery,
 its registered 100-step limit) and Taxi (``Taxi-v4``, or ``Taxi-v3`` where that is the registered
 one; 200 steps). Settings: everything as ``pgfast train`` has it by default (tabular softmax from
 theta = 0, Adam with the CLI's lr and betas, the CLI's batch, all usable threads, seed k for the
