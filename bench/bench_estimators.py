@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Estimator benchmark (the code is pgfast.bench_estimators, so that the installed package runs it too).
+"""Estimator benchmark (the code is pgfast.benchmarks.estimators, which `pgfast bench` runs too).
 
     python bench/bench_estimators.py [--quick] [--default-malloc] [--json PATH]
 
@@ -9,11 +9,11 @@ Saves bench/results/estimators.json unless --json says otherwise; see bench/READ
 import sys
 from pathlib import Path
 
-from pgfast import bench_estimators
+from pgfast.benchmarks import estimators
 
 if __name__ == "__main__":
     sys.exit(
-        bench_estimators.main(
+        estimators.main(
             default_json=Path(__file__).resolve().parent / "results" / "estimators.json",
             prog="python bench/bench_estimators.py",
         )

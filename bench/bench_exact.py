@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Exact evaluation benchmark (the code is pgfast.bench_exact, so that the installed package runs it too).
+"""Exact evaluation benchmark (the code is pgfast.benchmarks.exact, which `pgfast bench` runs too).
 
     python bench/bench_exact.py [--quick] [--default-malloc] [--json PATH]
 
@@ -9,11 +9,11 @@ Saves bench/results/exact.json unless --json says otherwise; see bench/README.md
 import sys
 from pathlib import Path
 
-from pgfast import bench_exact
+from pgfast.benchmarks import exact
 
 if __name__ == "__main__":
     sys.exit(
-        bench_exact.main(
+        exact.main(
             default_json=Path(__file__).resolve().parent / "results" / "exact.json",
             prog="python bench/bench_exact.py",
         )

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Sampler benchmark (the code is pgfast.benchmarks, so that `pgfast bench` runs it too).
+"""Sampler benchmark (the code is pgfast.benchmarks.sampler, which `pgfast bench` runs too).
 
     python bench/bench_sampler.py [--quick] [--default-malloc] [--json PATH]
 
@@ -9,11 +9,11 @@ Saves bench/results/sampler.json unless --json says otherwise; see bench/README.
 import sys
 from pathlib import Path
 
-from pgfast import benchmarks
+from pgfast.benchmarks import sampler
 
 if __name__ == "__main__":
     sys.exit(
-        benchmarks.main(
+        sampler.main(
             default_json=Path(__file__).resolve().parent / "results" / "sampler.json",
             prog="python bench/bench_sampler.py",
         )

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Training benchmark (the code is pgfast.bench_training, so that the installed package runs it too).
+"""Training benchmark (the code is pgfast.benchmarks.training, which `pgfast bench` runs too).
 
     python bench/bench_training.py [--quick] [--seeds 0,1,2] [--max-iterations 1000] [--json PATH]
 
@@ -11,11 +11,11 @@ unless --json says otherwise; see bench/README.md.
 import sys
 from pathlib import Path
 
-from pgfast import bench_training
+from pgfast.benchmarks import training
 
 if __name__ == "__main__":
     sys.exit(
-        bench_training.main(
+        training.main(
             default_json=Path(__file__).resolve().parent / "results" / "training.json",
             prog="python bench/bench_training.py",
         )

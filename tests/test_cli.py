@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -127,7 +128,7 @@ def test_time_to_target_stops_at_the_first_update_that_reaches_it() -> None:
     import pgfast as pg
     from pgfast import __main__ as cli
     from pgfast._optimality import Reference
-    from pgfast.bench_training import time_to_target
+    from pgfast.benchmarks.training import time_to_target
 
     mdp = pg.FiniteMDP.from_gymnasium("FrozenLake-v1")
     ref = Reference.of(mdp)
@@ -146,3 +147,20 @@ def test_time_to_target_stops_at_the_first_update_that_reaches_it() -> None:
     miss = time_to_target(mdp, ref, "reward_to_go", "none", seed=4, max_iterations=3, target=0.99)
     assert not miss["reached"] and miss["iterations"] is None and miss["seconds"] is None and miss["steps"] is None
     assert miss["iterations_run"] == 3 and miss["steps_run"] > 0
+
+
+def test_the_benchmarks_are_outside_the_library_and_inert_on_import() -> None:
+    """`import pgfast` leaves pgfast.benchmarks alone; importing every suite changes no environment variable."""
+    code = (
+        "import os, sys\n"
+        "before = dict(os.environ)\n"
+        "import pgfast, pgfast.exact, pgfast.optim\n"
+        "assert not [m for m in sys.modules if m.startswith('pgfast.benchmarks')], sorted(sys.modules)\n"
+        "import pgfast.benchmarks.sampler, pgfast.benchmarks.exact, pgfast.benchmarks.estimators\n"
+        "import pgfast.benchmarks.mlp, pgfast.benchmarks.training, pgfast.benchmarks.reference\n"
+        "changed = {k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k)}\n"
+        "assert not changed, changed\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr

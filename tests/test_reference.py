@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import random_mdp, random_policy
 
-from pgfast import _reference
+from pgfast.benchmarks import reference as _reference
 
 
 @pytest.mark.parametrize("method", ["joint", "alias", "cdf"])
@@ -29,3 +29,14 @@ def test_reference_sampler_layout_and_mean_return(rng: np.random.Generator, meth
     # pgfast's sampler on the same MDP agrees within 4 combined standard errors
     G2 = mdp.sample(pi, 20000, seed=2).returns()
     assert abs(G.mean() - G2.mean()) < 4 * np.sqrt(G.var(ddof=1) / G.size + G2.var(ddof=1) / G2.size)
+
+
+@pytest.mark.parametrize("n_actions", [1, 4, 40])
+def test_reference_softmax_is_the_policies_softmax(rng: np.random.Generator, n_actions: int) -> None:
+    """The one NumPy softmax of the yardsticks (column loop up to 32 actions, row max beyond) gives pgfast's table."""
+    import pgfast as pg
+
+    theta = rng.normal(scale=30.0, size=(50, n_actions))
+    probs = _reference.softmax(theta.copy())
+    np.testing.assert_allclose(probs, pg.TabularSoftmax(50, n_actions, theta=theta).probs(), rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-14)

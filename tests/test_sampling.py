@@ -13,7 +13,8 @@ from conftest import MAX_INTERRUPT_LATENCY, random_mdp, random_policy
 from scipy import stats
 
 import pgfast as pg
-from pgfast import _core, _reference
+from pgfast import _core
+from pgfast.benchmarks import reference as _reference
 
 ALPHA = 1e-4  # significance level of the chi-square tests (fixed seeds: deterministic outcomes)
 

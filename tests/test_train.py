@@ -443,6 +443,16 @@ def test_cli_defaults_are_the_documented_ones() -> None:
     assert cli.DEFAULT_LR["adam"] == 0.2 and cli.DEFAULT_ADAM_BETAS == (0.9, 0.99)
     assert (cli.DEFAULT_ESTIMATOR, cli.DEFAULT_BASELINE) == ("reward-to-go", "time")
     assert (cli.DEFAULT_ITERATIONS, cli.DEFAULT_BATCH) == (500, 4096)
+    # the command line and the training benchmark read them from pg.train's module
+    from pgfast import _train
+    from pgfast.benchmarks import training
+
+    for name in ("DEFAULT_LR", "DEFAULT_LR_MLP", "DEFAULT_ADAM_BETAS", "DEFAULT_BASELINE", "DEFAULT_BATCH",
+                 "DEFAULT_ITERATIONS", "DEFAULT_HIDDEN"):
+        assert getattr(cli, name) is getattr(_train, name)
+    assert _train.DEFAULT_WEIGHTS == "reward_to_go"
+    assert training.cli_settings()["lr"] == _train.DEFAULT_LR["adam"]
+    assert training.cli_settings()["batch"] == _train.DEFAULT_BATCH
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._train import (
+    DEFAULT_ADAM_BETAS,
+    DEFAULT_BASELINE,
+    DEFAULT_BATCH,
+    DEFAULT_HIDDEN,
+    DEFAULT_ITERATIONS,
+    DEFAULT_LR,
+    DEFAULT_LR_MLP,
+    DEFAULT_WEIGHTS,
+)
+
 if TYPE_CHECKING:
     from ._optimality import Reference
-
-_EXACT_LIMIT_STATES = 2000  # the summary's exact J uses a dense dynamic program
 
 
 def _env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -36,16 +45,8 @@ def _env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
-# `pgfast train` defaults: one setting for FrozenLake 4x4 and 8x8 and Taxi, chosen by the sweep
-# that README.md ("Training from the command line") records; bench_training runs with them.
-DEFAULT_LR = {"adam": 0.2, "sgd": 1.0, "natural": 1.0}
-DEFAULT_ADAM_BETAS = (0.9, 0.99)  # beta2 0.99, not Adam's 0.999: the step scale forgets the first, large gradients sooner
-DEFAULT_ESTIMATOR = "reward-to-go"
-DEFAULT_BASELINE = "time"
-DEFAULT_BATCH = 4096
-DEFAULT_ITERATIONS = 500
-DEFAULT_HIDDEN = (64, 64)
-DEFAULT_LR_MLP = {"adam": 0.01, "sgd": 1.0, "natural": 1.0}  # Adam at 0.2 saturates an MLP's softmax early
+# `pgfast train` defaults: those of pg.train's module, which the training benchmark reads too
+DEFAULT_ESTIMATOR = "reward-to-go" if DEFAULT_WEIGHTS == "reward_to_go" else "reinforce"
 
 
 def _make_optimizer(args: argparse.Namespace) -> Any:
@@ -241,7 +242,6 @@ def _plot(hist: Any, optimal_J: float, path: str, title: str) -> None:
 
 def _cmd_sample(args: argparse.Namespace) -> int:
     import pgfast as pg
-    from pgfast import _reference
 
     kwargs = _env_kwargs(args)
     mdp = pg.FiniteMDP.from_gymnasium(args.env, horizon=args.horizon, gamma=args.gamma, **kwargs)
@@ -271,11 +271,10 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     )
     se = G.std(ddof=1) / np.sqrt(G.size) if G.size > 1 else float("nan")
     print(f"  mean return       {G.mean():.6f} +- {se:.6f} (standard error)")
-    if S <= _EXACT_LIMIT_STATES:
-        _, _, J = _reference.finite_horizon_values(mdp, pi.probs())
-        gap = G.mean() - J
-        where = f"{gap / se:+.2f} standard errors" if se > 0 else f"difference {gap:+.3g}"
-        print(f"  exact J           {J:.6f}   ({where})")
+    J = pg.exact.evaluate(mdp, pi).J
+    gap = G.mean() - J
+    where = f"{gap / se:+.2f} standard errors" if se > 0 else f"difference {gap:+.3g}"
+    print(f"  exact J           {J:.6f}   ({where})")
     print(f"  mean length       {traj.lengths.mean():.2f} steps")
     print(f"  terminated        {traj.terminated.mean():.2%} (the rest reached the horizon)")
     if np.isin(G, (0.0, 1.0)).all():
@@ -294,8 +293,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     for name in suites:
         if name not in _SUITES + _OPT_IN_SUITES:
             raise ValueError(f"--only takes a comma-separated list of {', '.join(_SUITES + _OPT_IN_SUITES)}; got {name!r}")
-    modules = {"sampler": "pgfast.benchmarks", "exact": "pgfast.bench_exact", "estimators": "pgfast.bench_estimators",
-               "mlp": "pgfast.bench_mlp", "training": "pgfast.bench_training"}
     _check_output_path(args.json, "--json")  # before the run, not after it
     status = 0
     for name in suites:
@@ -305,7 +302,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             if len(suites) > 1:
                 path = path.with_name(f"{path.stem}-{name}{path.suffix or '.json'}")
             argv += ["--json", str(path)]
-        module = importlib.import_module(modules[name])
+        module = importlib.import_module(f"pgfast.benchmarks.{name}")  # only here: the library never imports them
         print(f"== pgfast bench {name} ==", flush=True)
         status = max(status, int(module.main(argv, prog=f"pgfast bench --only {name}")))
     return status

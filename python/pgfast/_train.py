@@ -29,6 +29,26 @@ MAX_ITERATIONS = 2**31 - 1
 MAX_BATCH = 2**62
 """Upper bound of :func:`train`'s ``batch`` (also that of ``FiniteMDP.sample``'s ``n``)."""
 
+# The training defaults of `pgfast train` and of the training benchmark (pgfast.benchmarks.training):
+# one setting for FrozenLake 4x4 and 8x8 and Taxi, chosen by the sweep that README.md ("Training
+# from the command line") records.
+DEFAULT_LR = {"adam": 0.2, "sgd": 1.0, "natural": 1.0}
+"""Learning rate per optimizer (``pgfast.optim.Adam``, ``GradientAscent``, ``NaturalGradient``)."""
+DEFAULT_LR_MLP = {"adam": 0.01, "sgd": 1.0, "natural": 1.0}
+"""Learning rate per optimizer for an ``MLPSoftmax`` (Adam at 0.2 saturates its softmax early)."""
+DEFAULT_ADAM_BETAS = (0.9, 0.99)
+"""Adam's decay rates: beta2 0.99, not 0.999, so the step scale forgets the first, large gradients sooner."""
+DEFAULT_WEIGHTS = "reward_to_go"
+"""The estimator's weights (:func:`train`'s ``weights``)."""
+DEFAULT_BASELINE = "time"
+"""The baseline (:func:`train`'s ``baseline``): the leave-one-out mean reward-to-go per step."""
+DEFAULT_BATCH = 4096
+"""Episodes per iteration."""
+DEFAULT_ITERATIONS = 500
+"""Iterations of a run."""
+DEFAULT_HIDDEN = (64, 64)
+"""Hidden layer sizes of an ``MLPSoftmax``."""
+
 
 class History:
     """Per-iteration record of :func:`train`: ``iteration``, ``J_estimate`` (mean return of the

@@ -1,9 +1,9 @@
 """Exact evaluation benchmark: ``pg.exact`` evaluation + gradient against NumPy / SciPy, same run.
 
-    python -m pgfast.bench_exact [--quick] [--json PATH]     # installed package
+    python -m pgfast.benchmarks.exact [--quick] [--json PATH]     # installed package
     python bench/bench_exact.py [--quick]                    # source tree: saves bench/results/exact.json
 
-Workloads (issue 3, item 8), each with a tabular softmax policy of N(0, 1) logits:
+Workloads, each with a tabular softmax policy of N(0, 1) logits:
 
 - ``random``: the sampler benchmark's random MDP (``benchmarks.random_mdp``: S = 500, A = 8,
   10 distinct successors per (s, a), Dirichlet(1) probabilities, N(0, 1) rewards on (s, a),
@@ -68,7 +68,8 @@ from numpy.typing import NDArray
 
 import pgfast as pg
 from pgfast import exact as pg_exact
-from pgfast.benchmarks import (
+
+from ._harness import (
     add_bench_arguments,
     machine_info,
     random_mdp,
@@ -76,13 +77,20 @@ from pgfast.benchmarks import (
     reuse_freed_memory,
     run_and_print,
     save_result,
+    single_thread_environment,
+)
+from .reference import (
+    ExactResult,
+    ReferenceTables,
+    discounted_high_precision,
+    discounted_numpy,
+    discounted_scipy,
+    finite_horizon_numpy,
 )
 
 try:
     import scipy  # type: ignore[import-untyped,unused-ignore]
-    import scipy.linalg as sla  # type: ignore[import-untyped,unused-ignore]
     import scipy.sparse as sps  # type: ignore[import-untyped,unused-ignore]
-    import scipy.sparse.linalg as spla  # type: ignore[import-untyped,unused-ignore]
 except ImportError as exc:  # pragma: no cover - scipy is a test extra
     raise ImportError("the exact benchmark needs SciPy (pip install scipy, or pgfast[test])") from exc
 
@@ -93,16 +101,12 @@ TARGETS = {("random", "finite_horizon"): 2.0, ("random", "discounted"): 2.0, ("s
 AGREE_RTOL = 1e-6  # pgfast vs every reference method: J and gradient
 ACCURACY = 1e-8  # sparse: every side against the high-precision solution
 TOL_LADDER = (1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12, 1e-13)
-HIGH_PRECISION_REFINEMENTS = 4
 REFERENCE_BLAS_THREADS = 1  # the yardstick's BLAS threads, compared with pgfast threads=1 (the target)
 WARMUP = 2
 DEFAULT_JSON: Path | None = None  # bench/bench_exact.py saves to bench/results/exact.json
 FINITE_METHODS = ("dense", "csr")
 DISCOUNTED_METHODS = ("lu", "solve")
 SPARSE_SOLVERS = ("bicgstab", "gmres")
-# initial guesses r_pi and mu0 (pgfast's) or zeros (SciPy's default), whichever was faster here:
-# bicgstab 119 against 162 ms, gmres 202 against 185 ms (S = 100,000, both systems, rtol 1e-10)
-SCIPY_INITIAL_GUESS = {"bicgstab": True, "gmres": False}
 
 
 # -- workloads ----------------------------------------------------------------------------------
@@ -162,290 +166,6 @@ def workloads(quick: bool = False) -> list[Workload]:
         Workload("sparse", "sparse random MDP S=100000 A=4 4 successors", sparse_random_mdp(),
                  (("discounted", GAMMA),), True),
     ]
-
-
-# -- the references -----------------------------------------------------------------------------
-
-
-@dataclass
-class ExactResult:
-    """The outputs both sides produce: evaluation fields and the gradient (theta's shape)."""
-
-    J: float
-    V: FloatArray
-    Q: FloatArray
-    A: FloatArray
-    d: FloatArray
-    visitation: FloatArray
-    grad: FloatArray
-
-
-@dataclass
-class ReferenceTables:
-    """MDP-level arrays of the references, built once before timing (pgfast builds its CSR with
-    the ``FiniteMDP``). Transitions out of terminal states and into them are zeroed ("alive")."""
-
-    n_states: int
-    n_actions: int
-    horizon: int
-    mu0: FloatArray
-    rows: NDArray[np.int64]  # (s, a) row of every stored entry
-    src: NDArray[np.int64]  # s of every entry
-    nxt: NDArray[np.int32]
-    counts: NDArray[np.int64]  # entries per (s, a) row
-    starts: NDArray[np.int64]  # first entry of every row (for np.add.reduceat)
-    empty: NDArray[np.bool_]  # rows without entries
-    prob_live: FloatArray  # P(s'|s,a) alive(s') alive(s) per entry
-    r_live: FloatArray  # r(s, a), 0 on terminal s, (S, A)
-    pair: NDArray[np.int64] | None = None  # s * S + s' per entry (dense P_pi by bincount)
-    PT_live: FloatArray | None = None  # dense (S, S*A): PT[s', (s,a)] = prob_live
-    indptr_state: NDArray[Any] | None = None  # CSR of P_pi over states (sparse)
-    nxt_index: NDArray[Any] | None = None
-    P_live: Any = None  # SciPy CSR (S*A, S) of prob_live (sparse)
-
-    @classmethod
-    def build(cls, mdp: pg.FiniteMDP, *, dense: bool) -> ReferenceTables:
-        S, A = mdp.n_states, mdp.n_actions
-        indptr, nxt, prob, _ = mdp.transitions
-        counts = np.diff(indptr)
-        rows = np.repeat(np.arange(S * A, dtype=np.int64), counts)
-        src = rows // A
-        alive = 1.0 - mdp.terminal.astype(np.float64)
-        prob_live = prob * alive[nxt] * alive[src]
-        r_live = mdp.R * alive[:, None]
-        nnz = int(prob.size)
-        tb = cls(
-            n_states=S,
-            n_actions=A,
-            horizon=mdp.horizon,
-            mu0=np.array(mdp.mu0, dtype=np.float64),
-            rows=rows,
-            src=src,
-            nxt=np.array(nxt),
-            counts=counts,
-            starts=np.array(indptr[:-1], dtype=np.int64),
-            empty=counts == 0,
-            prob_live=prob_live,
-            r_live=r_live,
-        )
-        if dense:
-            tb.pair = src * S + nxt
-            PT = np.zeros((S, S * A))
-            PT[nxt, rows] = prob_live
-            tb.PT_live = PT
-        else:
-            idx = np.int32 if nnz < 2**31 else np.int64
-            tb.indptr_state = np.ascontiguousarray(indptr[::A], dtype=idx)
-            tb.nxt_index = np.ascontiguousarray(nxt, dtype=idx)
-            tb.P_live = sps.csr_matrix(
-                (prob_live, tb.nxt_index, np.ascontiguousarray(indptr, dtype=idx)), shape=(S * A, S)
-            )
-        return tb
-
-
-def softmax_numpy(theta: FloatArray) -> FloatArray:
-    """pi(a|s) from logits (S, A), stable (row maximum subtracted), in NumPy.
-
-    Column-wise maximum and a matrix-vector row sum: NumPy's reductions along a short last axis
-    are slow (at S = 100,000, A = 4: 1.8 ms here against 7.1 ms with ``max(axis=1)``/``sum(axis=1)``)."""
-    S, A = theta.shape
-    if A <= 32:
-        m = theta[:, 0].copy()
-        for a in range(1, A):
-            np.maximum(m, theta[:, a], out=m)
-    else:
-        m = theta.max(axis=1)
-    e: FloatArray = theta - m[:, None]
-    np.exp(e, out=e)
-    e /= (e @ np.ones(A))[:, None]
-    return e
-
-
-def _dense_chain(tb: ReferenceTables, probs: FloatArray) -> FloatArray:
-    """P_pi^alive (S, S), dense, from the CSR entries (one bincount)."""
-    S = tb.n_states
-    assert tb.pair is not None
-    w = tb.prob_live * probs.ravel()[tb.rows]
-    P_pi: FloatArray = np.bincount(tb.pair, weights=w, minlength=S * S).astype(np.float64, copy=False)
-    return P_pi.reshape(S, S)
-
-
-def finite_horizon_numpy(tb: ReferenceTables, theta: FloatArray, gamma: float, method: str = "dense") -> ExactResult:
-    r"""Backward induction for V, Q and forward recursion for d, then A and the gradient.
-
-    .. math:: V_t = r_\pi + \gamma P_\pi V_{t+1},\quad Q_t = r + \gamma P V_{t+1},\quad
-              d_{t+1} = d_t P_\pi,\quad \nabla_\theta J(s,a) = \pi(a|s) \sum_t \gamma^t d_t(s) A_t(s,a)
-
-    (P, P_pi with transitions into and out of terminal states zeroed). Methods:
-
-    - ``"dense"`` (the faster: 13-15 ms against ~50 ms on ``random``, one BLAS thread): P_pi
-      dense (S, S) by one ``bincount`` over the CSR entries, the two H-step recursions as BLAS
-      matrix-vector products (~30 us each at S = 500), and Q for all t at once as one matrix
-      product ``V[1:] @ P^T`` with the dense (S, S*A) transpose of P (H x S x SA flops, ~4.6 ms);
-    - ``"csr"``: no dense array: per step one gather and one ``bincount`` over the nnz entries
-      for V and for d (~0.2 ms each), Q by a gather (H, nnz) and ``np.add.reduceat``.
-    """
-    S, A, H = tb.n_states, tb.n_actions, tb.horizon
-    probs = softmax_numpy(theta)
-    r_pi = np.einsum("sa,sa->s", probs, tb.r_live)
-    V = np.empty((H + 1, S))
-    V[H] = 0.0
-    d = np.empty((H, S))
-    d[0] = tb.mu0
-    if method == "dense":
-        assert tb.PT_live is not None
-        P_pi = _dense_chain(tb, probs)
-        gP = P_pi * gamma if gamma != 1.0 else P_pi
-        V[H - 1] = r_pi
-        for t in range(H - 2, -1, -1):
-            np.dot(gP, V[t + 1], out=V[t])
-            V[t] += r_pi
-        for t in range(1, H):
-            np.dot(d[t - 1], P_pi, out=d[t])
-        Qf = V[1:] @ tb.PT_live  # (H, S*A): sum_s' P(s'|s,a) V_{t+1}(s')
-    elif method == "csr":
-        w = tb.prob_live * probs.ravel()[tb.rows]
-        for t in range(H - 1, -1, -1):
-            V[t] = np.bincount(tb.src, weights=w * V[t + 1][tb.nxt], minlength=S)
-            V[t] *= gamma
-            V[t] += r_pi
-        for t in range(1, H):
-            d[t] = np.bincount(tb.nxt, weights=w * d[t - 1][tb.src], minlength=S)
-        nnz = tb.nxt.size
-        G = np.empty((H, nnz + 1))  # a zero column past the end: rows may start at nnz
-        np.multiply(V[1:, tb.nxt], tb.prob_live, out=G[:, :nnz])
-        G[:, nnz] = 0.0
-        Qf = np.add.reduceat(G, tb.starts, axis=1)
-        Qf[:, tb.empty] = 0.0  # reduceat gives G[start] for an empty segment
-    else:
-        raise ValueError(f"unknown method {method!r}")
-    if gamma != 1.0:
-        Qf *= gamma
-    Qf += tb.r_live.reshape(S * A)
-    Q = Qf.reshape(H, S, A)
-    Adv = Q - V[:H, :, None]
-    wts = d * (gamma ** np.arange(H))[:, None] if gamma != 1.0 else d
-    grad = probs * np.einsum("ts,tsa->sa", wts, Adv)
-    return ExactResult(float(tb.mu0 @ V[0]), V[:H], Q, Adv, d, d.sum(axis=0), grad)
-
-
-def _discounted_fields(
-    tb: ReferenceTables, probs: FloatArray, gamma: float, V: FloatArray, rho: FloatArray
-) -> ExactResult:
-    S, A = tb.n_states, tb.n_actions
-    if tb.P_live is not None:
-        PV = tb.P_live @ V
-    else:
-        PV = np.bincount(tb.rows, weights=tb.prob_live * V[tb.nxt], minlength=S * A)
-    Q = tb.r_live + gamma * PV.reshape(S, A)
-    Adv = Q - V[:, None]
-    grad = probs * rho[:, None] * Adv
-    return ExactResult(float(tb.mu0 @ V), V, Q, Adv, rho / rho.sum(), rho, grad)
-
-
-def discounted_numpy(tb: ReferenceTables, theta: FloatArray, gamma: float, method: str = "lu") -> ExactResult:
-    r"""Dense direct solves: (I - gamma P_pi) V = r_pi and (I - gamma P_pi)^T rho = mu0, then
-    Q = r + gamma P V (CSR gather), A = Q - V, gradient rho(s) pi(a|s) A(s, a).
-
-    Methods: ``"lu"`` (the faster, 3.2-3.4 ms at S = 500): one LU factorisation
-    (``scipy.linalg.lu_factor``) used for both systems (``lu_solve``, ``trans=1`` for the
-    visitation); ``"solve"``: NumPy only, ``np.linalg.solve`` twice (two factorisations, ~6 ms).
-    """
-    S = tb.n_states
-    probs = softmax_numpy(theta)
-    r_pi = np.einsum("sa,sa->s", probs, tb.r_live)
-    M = _dense_chain(tb, probs)
-    M *= -gamma
-    M.flat[:: S + 1] += 1.0
-    if method == "lu":
-        lu = sla.lu_factor(M, overwrite_a=True, check_finite=False)
-        V = sla.lu_solve(lu, r_pi, check_finite=False)
-        rho = sla.lu_solve(lu, tb.mu0, trans=1, check_finite=False)
-    elif method == "solve":
-        V = np.linalg.solve(M, r_pi)
-        rho = np.linalg.solve(M.T, tb.mu0)
-    else:
-        raise ValueError(f"unknown method {method!r}")
-    return _discounted_fields(tb, probs, gamma, V, rho)
-
-
-def _sparse_operators(tb: ReferenceTables, probs: FloatArray, gamma: float) -> tuple[Any, Any]:
-    """LinearOperators x -> (I - gamma P_pi) x and x -> (I - gamma P_pi)^T x on a SciPy CSR P_pi
-    (nnz entries, duplicates across actions kept: SciPy's matvec sums them)."""
-    S = tb.n_states
-    w = tb.prob_live * np.repeat(probs.ravel(), tb.counts)
-    P_pi = sps.csr_matrix((w, tb.nxt_index, tb.indptr_state), shape=(S, S))
-    P_piT = P_pi.T  # CSC view, no copy
-
-    def mv(x: FloatArray) -> FloatArray:
-        y: FloatArray = x - gamma * (P_pi @ x)
-        return y
-
-    def mvT(x: FloatArray) -> FloatArray:
-        y: FloatArray = x - gamma * (P_piT @ x)
-        return y
-
-    op = spla.LinearOperator((S, S), matvec=mv, dtype=np.float64)
-    opT = spla.LinearOperator((S, S), matvec=mvT, dtype=np.float64)
-    return op, opT
-
-
-def discounted_scipy(tb: ReferenceTables, theta: FloatArray, gamma: float, solver: str = "bicgstab",
-                     rtol: float = 1e-9) -> ExactResult:
-    """SciPy Krylov solves of (I - gamma P_pi) V = r_pi and (I - gamma P_pi)^T rho = mu0 on a
-    sparse P_pi (memory O(nnz)), stopping at ||b - A x||_2 <= rtol ||b||_2 from the initial guesses
-    r_pi and mu0 (pgfast's); then Q, A and the gradient as :func:`discounted_numpy`.
-    ``solver``: ``"bicgstab"`` or ``"gmres"`` (restart 20, SciPy's default)."""
-    probs = softmax_numpy(theta)
-    r_pi = np.einsum("sa,sa->s", probs, tb.r_live)
-    op, opT = _sparse_operators(tb, probs, gamma)
-    solve = {"bicgstab": spla.bicgstab, "gmres": spla.gmres}[solver]
-    guess = SCIPY_INITIAL_GUESS[solver]
-    V, info_v = solve(op, r_pi, x0=r_pi.copy() if guess else None, rtol=rtol, atol=0.0)
-    rho, info_r = solve(opT, tb.mu0, x0=tb.mu0.copy() if guess else None, rtol=rtol, atol=0.0)
-    if info_v != 0 or info_r != 0:
-        raise RuntimeError(f"scipy {solver} did not converge to rtol={rtol:g} (info {info_v}, {info_r})")
-    return _discounted_fields(tb, probs, gamma, V, rho)
-
-
-def _refined_solve(op: Any, b: FloatArray) -> FloatArray:
-    """GMRES(50) to a relative residual of 1e-12, then iterative refinement (residual, correction
-    solve to 1e-8) while the residual keeps falling: down to the round-off of the residual itself."""
-    x, _ = spla.gmres(op, b, rtol=1e-12, atol=0.0, restart=50, maxiter=100)
-    res = float(np.abs(b - op.matvec(x)).max())
-    for _ in range(HIGH_PRECISION_REFINEMENTS):
-        r = b - op.matvec(x)
-        e, _ = spla.gmres(op, r, rtol=1e-8, atol=0.0, restart=50, maxiter=100)
-        y = x + e
-        res_y = float(np.abs(b - op.matvec(y)).max())
-        if res_y >= res:
-            break
-        x, res = y, res_y
-    out: FloatArray = x
-    return out
-
-
-def discounted_high_precision(
-    tb: ReferenceTables, theta: FloatArray, gamma: float
-) -> tuple[ExactResult, dict[str, float]]:
-    r"""The solutions the sides are checked against: GMRES plus iterative refinement
-    (:func:`_refined_solve`), with certified errors from the final residuals r:
-    :math:`\|V - V^*\|_\infty \le \|r\|_\infty / (1-\gamma)` since :math:`\|P_\pi\|_\infty \le 1`, and
-    :math:`\|\rho - \rho^*\|_1 \le \|r\|_1 / (1-\gamma)` for the transposed system."""
-    probs = softmax_numpy(theta)
-    r_pi = np.einsum("sa,sa->s", probs, tb.r_live)
-    op, opT = _sparse_operators(tb, probs, gamma)
-    V = _refined_solve(op, r_pi)
-    rho = _refined_solve(opT, tb.mu0)
-    res_v = r_pi - op.matvec(V)
-    res_r = tb.mu0 - opT.matvec(rho)
-    bound = {
-        "V_inf_rel": float(np.abs(res_v).max() / (1.0 - gamma) / np.abs(V).max()),
-        "rho_1_rel": float(np.abs(res_r).sum() / (1.0 - gamma) / np.abs(rho).sum()),
-        "V_residual_rel": float(np.linalg.norm(res_v) / np.linalg.norm(r_pi)),
-        "rho_residual_rel": float(np.linalg.norm(res_r) / np.linalg.norm(tb.mu0)),
-    }
-    return _discounted_fields(tb, probs, gamma, V, rho), bound
 
 
 # -- comparisons --------------------------------------------------------------------------------
@@ -781,7 +501,7 @@ def _bench_sparse(w: Workload, objective: str, gamma: float, repeats: int, quick
 def run(quick: bool = False, *, reuse_memory: bool = True) -> list[dict[str, Any]]:
     """Run every workload and objective; one dict per row (the JSON's ``rows``).
 
-    ``reuse_memory`` calls :func:`pgfast.benchmarks.reuse_freed_memory` first (glibc only).
+    ``reuse_memory`` calls :func:`pgfast.benchmarks._harness.reuse_freed_memory` first (glibc only).
     Raises AssertionError if pgfast and a reference method disagree (J or gradient beyond 1e-6
     relative) or, on ``sparse``, if a side misses the accuracy 1e-8: then the sides did not do
     the same work.
@@ -882,11 +602,12 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None, *, default_json: Path | None = DEFAULT_JSON,
-         prog: str = "python -m pgfast.bench_exact") -> int:
+         prog: str = "python -m pgfast.benchmarks.exact") -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0] if __doc__ else None)
     add_bench_arguments(parser, default_json,
                         "small MDPs (S=100 and S=5000), 3 repeats, one method per reference: a smoke test")
     args = parser.parse_args(argv)
+    single_thread_environment()
 
     info = machine_info()
     info["scipy"] = scipy.__version__

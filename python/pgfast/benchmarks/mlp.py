@@ -1,7 +1,7 @@
-"""MLP policy benchmark (issue 6, item 4): a policy-gradient iteration with a neural softmax policy,
+"""MLP policy benchmark: a policy-gradient iteration with a neural softmax policy,
 pgfast's fused estimator against NumPy doing the same work, same run.
 
-    python -m pgfast.bench_mlp [--quick] [--json PATH]      # installed package
+    python -m pgfast.benchmarks.mlp [--quick] [--json PATH]      # installed package
     python bench/bench_mlp.py [--quick]                     # source tree: saves bench/results/mlp.json
 
 Policy: ``pg.MLPSoftmax`` with hidden layers (64, 64), tanh, Glorot initialisation (seed 0).
@@ -18,7 +18,7 @@ reward-to-go weights without baseline, the gradient (1/N) sum_i sum_t G_{i,t} gr
 and the mean return. Timed per case, interleaved round-robin after warm-up calls, best of the
 repeats (medians in the JSON):
 
-- ``numpy``: one thread. Forward pass in NumPy, ``_reference.sample_numpy`` (its fastest method;
+- ``numpy``: one thread. Forward pass in NumPy, ``reference.sample_numpy`` (its fastest method;
   MDP-level ``SamplerTables`` built before timing), then the estimator with the per-state trick
   pgfast uses: the weights summed per (s, a) (one ``bincount``), the logit-gradient table
   g_z(s, a) = c(s, a) - C(s) pi(a|s), and one manual backward pass through the network;
@@ -31,7 +31,7 @@ repeats (medians in the JSON):
 
 - ``torch`` (only when PyTorch is importable; it is never a dependency of pgfast): one thread
   (``torch.set_num_threads(1)``), what PyTorch code does naturally: the forward pass with autograd
-  (float64), the probabilities handed to ``_reference.sample_numpy`` (PyTorch has no finite-MDP
+  (float64), the probabilities handed to ``reference.sample_numpy`` (PyTorch has no finite-MDP
   sampler), the per-step weights gamma^t G_t in NumPy, and the loss
   (1/N) sum_steps w_t log pi(a_t|s_t) -- a gather of every visited step from the log-softmax
   table -- differentiated by ``torch.autograd.grad``.
@@ -47,11 +47,6 @@ reported beside it.
 
 from __future__ import annotations
 
-import os
-
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")  # the NumPy yardstick is single-threaded
-
 import argparse
 import sys
 import time
@@ -63,9 +58,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 import pgfast as pg
-from pgfast import _reference as ref
-from pgfast.bench_estimators import _weight_sums_dense, softmax_numpy
-from pgfast.benchmarks import (
+
+from . import reference as ref
+from ._harness import (
     add_bench_arguments,
     frozenlake,
     machine_info,
@@ -74,6 +69,7 @@ from pgfast.benchmarks import (
     reuse_freed_memory,
     run_and_print,
     save_result,
+    single_thread_environment,
 )
 
 FloatArray = NDArray[np.float64]
@@ -110,53 +106,12 @@ def frozenlake_features(mdp: pg.FiniteMDP) -> FloatArray:
 # -- the NumPy yardstick ------------------------------------------------------------------------
 
 
-def numpy_forward(layers: list[tuple[FloatArray, FloatArray]], X: FloatArray) -> tuple[list[FloatArray], FloatArray]:
-    """tanh MLP: (hidden activations, logits) for the rows of X."""
-    acts = []
-    h = X
-    for k, (W, b) in enumerate(layers):
-        z = h @ W
-        z += b
-        if k + 1 < len(layers):
-            np.tanh(z, out=z)
-            acts.append(z)
-        h = z
-    return acts, h
-
-
-def numpy_backward(layers: list[tuple[FloatArray, FloatArray]], X: FloatArray, acts: list[FloatArray], G: FloatArray) -> FloatArray:
-    """sum over rows of G(row, a) grad z(row, a), as a flat vector in MLPSoftmax's layout."""
-    grads: list[FloatArray] = []
-    delta = G
-    for k in range(len(layers) - 1, -1, -1):
-        h = X if k == 0 else acts[k - 1]
-        grads.append(delta.sum(axis=0))
-        grads.append((h.T @ delta).ravel())
-        if k > 0:
-            delta = (delta @ layers[k][0].T) * (1.0 - h * h)
-    return np.concatenate(grads[::-1])
-
-
-def numpy_gradient(layers: list[tuple[FloatArray, FloatArray]], X: FloatArray, acts: list[FloatArray], probs: FloatArray,
-                   states: IntArray, actions: IntArray, rewards: FloatArray, lengths: IntArray,
-                   gamma: float) -> tuple[FloatArray, float]:
-    """Reward-to-go gradient without baseline: per-(s, a) weight sums (``bench_estimators``'
-    time-major ``bincount``), the logit-gradient table, one backward pass."""
-    S, A = probs.shape
-    n = rewards.shape[0]
-    c, total = _weight_sums_dense(states, actions, rewards, lengths, S, A, gamma, time_baseline=False)
-    cz = c.reshape(S, A)
-    gz = cz - cz.sum(axis=1, keepdims=True) * probs
-    gz /= n
-    return numpy_backward(layers, X, acts, gz), total / n
-
-
 def numpy_iteration(mdp: pg.FiniteMDP, tables: ref.SamplerTables, layers: list[tuple[FloatArray, FloatArray]],
                     X: FloatArray, n: int, seed: int) -> tuple[FloatArray, float]:
-    acts, z = numpy_forward(layers, X)
-    probs = softmax_numpy(z)
+    acts, z = ref.mlp_forward(layers, X)
+    probs = ref.softmax(z)
     st, ac, rw, ln, _ = ref.sample_numpy(mdp, probs, n, np.random.default_rng(seed), tables=tables)
-    return numpy_gradient(layers, X, acts, probs, st, ac, rw, ln, mdp.gamma)
+    return ref.mlp_gradient(layers, X, acts, probs, st, ac, rw, ln, mdp.gamma)
 
 
 def numpy_per_step(layers: list[tuple[FloatArray, FloatArray]], X: FloatArray, traj: pg.Trajectories,
@@ -169,12 +124,12 @@ def numpy_per_step(layers: list[tuple[FloatArray, FloatArray]], X: FloatArray, t
     for k in range(0, s.size, CHUNK):
         sk, ak, wk = s[k:k + CHUNK], a[k:k + CHUNK], w[k:k + CHUNK]
         Xk = X[sk]
-        acts, z = numpy_forward(layers, Xk)
-        p = softmax_numpy(z)
+        acts, z = ref.mlp_forward(layers, Xk)
+        p = ref.softmax(z)
         score = -p
         score[np.arange(sk.size), ak] += 1.0
         score *= wk[:, None]
-        total += numpy_backward(layers, Xk, acts, score)
+        total += ref.mlp_backward(layers, Xk, acts, score)
     return total / traj.n
 
 
@@ -246,8 +201,8 @@ def _bench_case(key: str, mdp: pg.FiniteMDP, n: int, quick: bool) -> dict[str, A
     # same work: NumPy's estimator on a pgfast batch equals pgfast's; fused equals stored
     traj = mdp.sample(pi, n, seed=1, threads=1)
     stored = pg.policy_gradient(pi, traj, stderr=False, threads=1).grad
-    acts, z = numpy_forward(layers, X)
-    g_np, _ = numpy_gradient(layers, X, acts, softmax_numpy(z), traj.states, traj.actions, traj.rewards, traj.lengths,
+    acts, z = ref.mlp_forward(layers, X)
+    g_np, _ = ref.mlp_gradient(layers, X, acts, ref.softmax(z), traj.states, traj.actions, traj.rewards, traj.lengths,
                              mdp.gamma)
     fused = pg.policy_gradient(pi, mdp=mdp, n=n, seed=1, threads=1, stderr=False).grad
     checks = {"numpy_vs_stored": _rel(g_np, stored), "fused_vs_stored": _rel(fused, stored)}
@@ -338,16 +293,17 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                  "included; information, no target)")
     torch_rows = [r for r in rows if r["ratio_1t_torch"]]
     lines.append(f"PyTorch {torch_rows[0]['torch_version']}: autograd (float64, 1 thread) of the per-step loss, "
-                 "sampling by _reference.sample_numpy" if torch_rows else
+                 "sampling by reference.sample_numpy" if torch_rows else
                  "PyTorch: not installed, not measured (optional; never a dependency)")
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None, *, default_json: Path | None = DEFAULT_JSON,
-         prog: str = "python -m pgfast.bench_mlp") -> int:
+         prog: str = "python -m pgfast.benchmarks.mlp") -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0] if __doc__ else None)
     add_bench_arguments(parser, default_json, f"N = {N_QUICK}, 1 warm-up, 2 repeats: a smoke test")
     args = parser.parse_args(argv)
+    single_thread_environment()
     info = machine_info()
     reused = False if args.default_malloc else reuse_freed_memory()
     rows = run_and_print(lambda: run(quick=args.quick, reuse_memory=False), format_table, info, reused)
@@ -357,10 +313,10 @@ def main(argv: Sequence[str] | None = None, *, default_json: Path | None = DEFAU
             "timer": f"time.perf_counter around one call; round-robin after {WARMUP[args.quick]} warm-up call(s)",
             "statistic": "best (min) seconds over the repeats; medians also recorded",
             "iteration": "forward pass over the S states + sample N + reward-to-go (no baseline) + gradient",
-            "numpy": "NumPy forward, _reference.sample_numpy, per-(s, a) weight sums, manual backward; one thread",
+            "numpy": "NumPy forward, reference.sample_numpy, per-(s, a) weight sums, manual backward; one thread",
             "pgfast": "pg.policy_gradient(pi, mdp=mdp, n=N, seed=, threads=1 or 2, stderr=False), forward cache cleared",
             "torch": "when importable: torch autograd of the per-step loss (float64, torch.set_num_threads(1)), "
-                     "_reference.sample_numpy for the sampling",
+                     "reference.sample_numpy for the sampling",
             "checks": f"same batch: NumPy (both forms), PyTorch and fused vs stored pgfast within {EXACT_RTOL:g} relative",
         },
         "targets": {"pg_1t_vs_numpy_at_16384": TARGET},

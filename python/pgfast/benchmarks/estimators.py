@@ -1,9 +1,9 @@
 """Estimator benchmark: a REINFORCE iteration in pgfast against vectorised NumPy, same run.
 
-    python -m pgfast.bench_estimators [--quick] [--json PATH]     # installed package
+    python -m pgfast.benchmarks.estimators [--quick] [--json PATH]     # installed package
     python bench/bench_estimators.py [--quick]                    # source tree: saves bench/results/estimators.json
 
-One iteration (issue 4, item 7) samples N trajectories and forms the REINFORCE gradient with
+One iteration samples N trajectories and forms the REINFORCE gradient with
 reward-to-go weights and the leave-one-out time baseline,
 w_{i,t} = gamma^t (G_{i,t} - b_{i,t}), b_{i,t} = (sum_j G_{j,t} - G_{i,t}) / (count_t - 1) over the
 trajectories still running at t. Workloads: the sampler benchmark's (``benchmarks.frozenlake``:
@@ -14,9 +14,9 @@ H = 100), at N = 1024 and 16384, with a tabular softmax policy (N(0, 1) logits) 
 Timed per case, interleaved round-robin after warm-up calls, best of the repeats (medians in the
 JSON):
 
-- ``numpy``: :func:`numpy_iteration`, one thread: softmax in NumPy, ``_reference.sample_numpy``
+- ``numpy``: :func:`numpy_iteration`, one thread: softmax in NumPy, ``reference.sample_numpy``
   (its fastest method, ``"auto"``; MDP-level ``SamplerTables`` built before timing, like pgfast's
-  tables built with the ``FiniteMDP``), then :func:`numpy_gradient`;
+  tables built with the ``FiniteMDP``), then :func:`~pgfast.benchmarks.reference.softmax_gradient`;
 - ``stored``: ``mdp.sample(pi, N, seed=, threads=1)`` then
   ``pg.policy_gradient(pi, traj, weights="reward_to_go", baseline="time", threads=1, stderr=False)``;
 - ``fused_1t`` / ``fused_2t``: ``pg.policy_gradient(pi, mdp=mdp, n=N, seed=, threads=1 | 2,
@@ -35,7 +35,7 @@ to wake on a VM, and fused and sample meet the same cache state) and, in full ru
 (``sample_numpy`` alone) and ``pgfast_score`` (the stored estimator on a batch sampled
 beforehand). (Until 2026-11-25 the targets were judged on the ``_se`` calls.)
 
-Checks (the run fails otherwise): :func:`numpy_gradient` on a pgfast batch equals
+Checks (the run fails otherwise): :func:`~pgfast.benchmarks.reference.softmax_gradient` on a pgfast batch equals
 ``pg.policy_gradient(..., baseline="time")`` on it (relative 1e-9, max-norm); the fused estimator
 equals the stored one with baseline None for the same seed, and on 1 and 2 threads (1e-9); and
 the NumPy, stored and fused estimates, pooled over at least ``CHECK_TRAJECTORIES`` trajectories,
@@ -48,11 +48,6 @@ sampling alone; stored >= 1.3x NumPy at N = 16384 and >= 3x at N = 1024; fused o
 """
 
 from __future__ import annotations
-
-import os
-
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")  # the NumPy yardstick is single-threaded (its BLAS calls are tiny)
 
 import argparse
 import gc
@@ -68,9 +63,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 import pgfast as pg
-from pgfast import _reference as ref
 from pgfast import exact as pg_exact
-from pgfast.benchmarks import (
+
+from . import reference as ref
+from ._harness import (
     add_bench_arguments,
     frozenlake,
     machine_info,
@@ -79,6 +75,7 @@ from pgfast.benchmarks import (
     reuse_freed_memory,
     run_and_print,
     save_result,
+    single_thread_environment,
 )
 
 FloatArray = NDArray[np.float64]
@@ -98,8 +95,6 @@ AGREE_SE = 5.0  # mean return against the exact J
 CHECK_TRAJECTORIES = {False: 65536, True: 16384}  # pooled per side for the statistical check (quick: True)
 WARMUP = {False: 2, True: 1}
 REPEATS = {False: 15, True: 3}
-FLAT_BELOW = 0.5  # numpy_gradient works on the real steps only when they fill less of the (N, H) batch
-TRANSPOSE_BLOCK = 512  # trajectories per block of the cache-blocked transposes
 DEFAULT_JSON: Path | None = None  # bench/bench_estimators.py saves to bench/results/estimators.json
 
 VARIANTS = ("numpy", "stored", "fused_1t", "fused_2t", "sample")
@@ -124,148 +119,7 @@ def _has_stderr_switch() -> bool:
     return "stderr" in inspect.signature(pg.policy_gradient).parameters
 
 
-# -- the NumPy yardstick ------------------------------------------------------------------------
-
-
-def softmax_numpy(z: FloatArray) -> FloatArray:
-    """pi(a|s) from logits (S, A), the row maximum subtracted (column loops: A is small)."""
-    S, A = z.shape
-    m = z[:, 0].copy()
-    for a in range(1, A):
-        np.maximum(m, z[:, a], out=m)
-    e: FloatArray = z - m[:, None]
-    np.exp(e, out=e)
-    e /= e.sum(axis=1, keepdims=True)
-    return e
-
-
-def numpy_probs(theta: FloatArray, features: FloatArray | None) -> FloatArray:
-    """The policy table from the parameters: tabular (theta (S, A)) or linear (features (S, A, p))."""
-    if features is None:
-        return softmax_numpy(theta)
-    S, A, p = features.shape
-    return softmax_numpy((features.reshape(S * A, p) @ theta).reshape(S, A))
-
-
-def _transposed(a: NDArray[Any], dtype: type[np.generic]) -> NDArray[Any]:
-    """``a.T`` (H, N) as a C-contiguous copy of ``dtype``, in blocks of trajectories: a plain
-    ``a.T.copy()`` of a 13 MB batch is 2x slower (cache misses on the strided side)."""
-    n, h = a.shape
-    out = np.empty((h, n), dtype=dtype)
-    for i in range(0, n, TRANSPOSE_BLOCK):
-        out[:, i : i + TRANSPOSE_BLOCK] = a[i : i + TRANSPOSE_BLOCK].T
-    return out
-
-
-def _time_baseline(sum_t: FloatArray, lengths: IntArray, n: int, gamma: float) -> tuple[FloatArray, FloatArray]:
-    """(alpha_t, beta_t) with w_{i,t} = alpha_t G_{i,t} - beta_t for the leave-one-out time baseline:
-    b_{i,t} = (sum_t - G_{i,t}) / (count_t - 1), 0 when no other trajectory runs at t."""
-    h = sum_t.size
-    count = n - np.cumsum(np.bincount(lengths, minlength=h + 1))[:h].astype(np.float64)  # running at t
-    others = count - 1.0
-    inv = np.divide(1.0, others, out=np.zeros(h), where=others > 0.0)
-    gpow = gamma ** np.arange(h, dtype=np.float64)
-    return gpow * (1.0 + inv), gpow * sum_t * inv
-
-
-def _weight_sums_dense(
-    states: IntArray, actions: IntArray, rewards: FloatArray, lengths: IntArray, n_states: int, n_actions: int,
-    gamma: float, time_baseline: bool = True,
-) -> tuple[FloatArray, float]:
-    """c(s, a) = sum of the weights of the steps (s, a), and the summed returns, over the whole
-    (N, H) batch, time-major: blocked transposes, the reward-to-go recursion over the H rows,
-    one ``bincount``. Padding (state and action -1) goes to a dropped bin. Weights
-    gamma^t (G_t - b_t) with the leave-one-out time baseline, or gamma^t G_t without it."""
-    n, h = rewards.shape
-    A = n_actions
-    G = _transposed(rewards, np.float64)  # (H, N)
-    if gamma == 1.0:
-        for t in range(h - 2, -1, -1):
-            G[t] += G[t + 1]
-    else:
-        for t in range(h - 2, -1, -1):
-            G[t] += gamma * G[t + 1]
-    total = float(G[0].sum())
-    if time_baseline:
-        alpha, beta = _time_baseline(G.sum(axis=1), lengths, n, gamma)
-        G *= alpha[:, None]
-        G -= beta[:, None]
-    elif gamma != 1.0:
-        G *= (gamma ** np.arange(h, dtype=np.float64))[:, None]
-    code = states * A
-    code += actions
-    padded = bool(lengths.min() < h)
-    if padded:
-        code += A + 1  # padding -1 * A - 1 -> bin 0; real pairs from A + 1
-    shift = A + 1 if padded else 0
-    c = np.bincount(_transposed(code, np.intp).ravel(), weights=G.ravel(), minlength=n_states * A + shift)
-    return c[shift:].astype(np.float64, copy=False), total
-
-
-def _weight_sums_flat(
-    states: IntArray, actions: IntArray, rewards: FloatArray, lengths: IntArray, n_states: int, n_actions: int
-) -> tuple[FloatArray, float]:
-    """The same for gamma = 1 on the real steps only (``states >= 0``), flattened trajectory by
-    trajectory: the reward-to-go is a suffix sum of the flat rewards minus the suffix sum after the
-    trajectory, sum_t and the weights by ``bincount`` and gathers over the step index t."""
-    n, h = rewards.shape
-    real = states >= 0
-    r = rewards[real]
-    code = states[real] * n_actions
-    code += actions[real]
-    L = lengths.astype(np.intp)
-    ends = np.cumsum(L)
-    starts = ends - L
-    t = np.arange(r.size) - np.repeat(starts, L)
-    suffix = np.cumsum(r[::-1])[::-1]
-    after = np.append(suffix, 0.0)[ends]
-    G = suffix - np.repeat(after, L)
-    total = float(suffix[0]) if r.size else 0.0
-    sum_t = np.bincount(t, weights=G, minlength=h).astype(np.float64, copy=False)
-    alpha, beta = _time_baseline(sum_t, lengths, n, 1.0)
-    G *= alpha[t]
-    G -= beta[t]
-    c = np.bincount(code, weights=G, minlength=n_states * n_actions).astype(np.float64, copy=False)
-    return c, total
-
-
-def numpy_gradient(
-    states: IntArray,
-    actions: IntArray,
-    rewards: FloatArray,
-    lengths: IntArray,
-    probs: FloatArray,
-    features: FloatArray | None,
-    gamma: float,
-) -> tuple[FloatArray, float]:
-    r"""REINFORCE with reward-to-go and the leave-one-out time baseline on a padded batch, in NumPy:
-    ``(gradient in theta's shape, mean return)``.
-
-    The softmax score is :math:`\nabla z(s,a) - \sum_{a'}\pi(a'|s)\nabla z(s,a')`, so the batch
-    gradient in logit coordinates is :math:`g_z(s,a) = (c(s,a) - C(s)\pi(a|s)) / N` with
-    :math:`c(s,a)` the summed weights of the steps (s, a) (one ``np.bincount`` over the codes
-    ``s*A + a``) and :math:`C(s) = \sum_a c(s,a)`; a linear policy's gradient is
-    :math:`\Phi^\top g_z`. Two layouts give the weight sums, the faster taken per batch: the
-    real steps flattened (:func:`_weight_sums_flat`, gamma = 1 and less than ``FLAT_BELOW`` of
-    the (N, H) cells real: FrozenLake, ~14 %: 9.6 against 39 ms at N = 16384) or the whole batch
-    time-major (:func:`_weight_sums_dense`: the random MDP, ~7 ms at N = 16384, where the flat
-    layout takes 27 ms and the plain (N, H) layout with a reversed ``cumsum`` 12 ms).
-    """
-    n, h = rewards.shape
-    S, A = probs.shape
-    steps = int(lengths.sum(dtype=np.int64))
-    if gamma == 1.0 and steps < FLAT_BELOW * n * h:
-        c, total = _weight_sums_flat(states, actions, rewards, lengths, S, A)
-    else:
-        c, total = _weight_sums_dense(states, actions, rewards, lengths, S, A, gamma)
-    cz = c.reshape(S, A)
-    gz = cz - cz.sum(axis=1, keepdims=True) * probs
-    gz /= n
-    if features is None:
-        return gz, total / n
-    p = features.shape[2]
-    grad: FloatArray = features.reshape(S * A, p).T @ gz.ravel()
-    return grad, total / n
+# -- one iteration ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -288,10 +142,10 @@ def numpy_iteration(
     seed: int,
 ) -> Estimate:
     """One REINFORCE iteration in NumPy: policy table, ``sample_numpy`` (method ``"auto"``),
-    :func:`numpy_gradient`."""
-    probs = numpy_probs(theta, features)
+    :func:`~pgfast.benchmarks.reference.softmax_gradient`."""
+    probs = ref.policy_probs(theta, features)
     st, ac, rw, ln, _ = ref.sample_numpy(mdp, probs, n, np.random.default_rng(seed), tables=tables)
-    grad, value = numpy_gradient(st, ac, rw, ln, probs, features, mdp.gamma)
+    grad, value = ref.softmax_gradient(st, ac, rw, ln, probs, features, mdp.gamma)
     return Estimate(grad, None, value, None)
 
 
@@ -385,7 +239,7 @@ def _bench_case(
         fixed = mdp.sample(pi, n, seed=7, threads=1)
 
         def numpy_sample_call(seed: int) -> None:
-            ref.sample_numpy(mdp, numpy_probs(theta, features), n, np.random.default_rng(seed), tables=tables)
+            ref.sample_numpy(mdp, ref.policy_probs(theta, features), n, np.random.default_rng(seed), tables=tables)
 
         def score_call(seed: int) -> None:
             pg.policy_gradient(pi, fixed, weights="reward_to_go", baseline="time", threads=1, **no_se)
@@ -426,8 +280,8 @@ def _bench_case(
     traj = mdp.sample(pi, n, seed=11, threads=1)
     steps_per_run = float(traj.lengths.mean()) * n
     pg_time = pg.policy_gradient(pi, traj, weights="reward_to_go", baseline="time", threads=1)
-    np_grad, np_value = numpy_gradient(
-        traj.states, traj.actions, traj.rewards, traj.lengths, numpy_probs(theta, features), features, mdp.gamma
+    np_grad, np_value = ref.softmax_gradient(
+        traj.states, traj.actions, traj.rewards, traj.lengths, ref.policy_probs(theta, features), features, mdp.gamma
     )
     checks["numpy_vs_stored_same_batch"] = max(_rel(np_grad, pg_time.grad), _rel(np.array([np_value]), np.array([pg_time.value])))
     pg_none = pg.policy_gradient(pi, traj, weights="reward_to_go", baseline=None, threads=1)
@@ -514,7 +368,7 @@ def run(quick: bool = False, *, reuse_memory: bool = True) -> list[dict[str, Any
 
     ``quick``: 1 warm-up call and 3 repeats, no breakdown calls, 16,384 pooled trajectories for
     the statistical check (a smoke test). ``reuse_memory`` calls
-    :func:`pgfast.benchmarks.reuse_freed_memory` first (process-wide, glibc only). Raises
+    :func:`pgfast.benchmarks._harness.reuse_freed_memory` first (process-wide, glibc only). Raises
     AssertionError if a check fails: then the sides did not compute the same estimator.
     """
     if reuse_memory:
@@ -636,12 +490,13 @@ def main(
     argv: Sequence[str] | None = None,
     *,
     default_json: Path | None = DEFAULT_JSON,
-    prog: str = "python -m pgfast.bench_estimators",
+    prog: str = "python -m pgfast.benchmarks.estimators",
 ) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0] if __doc__ else None)
     add_bench_arguments(parser, default_json,
                         "1 warm-up, 3 repeats, no breakdown, smaller statistical check: a smoke test")
     args = parser.parse_args(argv)
+    single_thread_environment()
 
     info = machine_info()
     reused = False if args.default_malloc else reuse_freed_memory()
@@ -654,7 +509,7 @@ def main(
             f"{WARMUP[args.quick]} warm-up call(s) each",
             "statistic": "best (min) seconds over the repeats; medians also recorded; ratios of best times",
             "iteration": "sample N trajectories + reward-to-go + leave-one-out time baseline + gradient",
-            "numpy": "numpy_iteration: NumPy softmax, _reference.sample_numpy (method 'auto'), numpy_gradient; one thread",
+            "numpy": "numpy_iteration: NumPy softmax, reference.sample_numpy (method 'auto'), reference.softmax_gradient; one thread",
             "stored": "mdp.sample(pi, N, seed=, threads=1) + pg.policy_gradient(pi, traj, weights='reward_to_go', "
             "baseline='time', threads=1, stderr=False)",
             "fused": "pg.policy_gradient(pi, mdp=mdp, n=N, seed=, threads=1 or 2, stderr=False), baseline None",
@@ -664,7 +519,7 @@ def main(
             "sample": "mdp.sample(pi, N, seed=, threads=1)",
             "setup": "per-call policy tables inside the timed calls; MDP-level tables built before timing "
             "(pgfast: with the FiniteMDP; NumPy: SamplerTables)",
-            "checks": f"same batch: numpy_gradient vs stored pgfast, fused vs stored with baseline None, fused 1T vs 2T "
+            "checks": f"same batch: reference.softmax_gradient vs stored pgfast, fused vs stored with baseline None, fused 1T vs 2T "
             f"within {EXACT_RTOL:g} relative; pooled estimates vs pg.exact.gradient: ||g - g*||^2 <= {AGREE_T:g} x summed "
             f"variances (pgfast's stderrs), mean return within {AGREE_SE:g} se of the exact J",
             "memory": "glibc malloc keeps freed memory (as the sampler benchmark)" if reused else "default allocator",

@@ -1,10 +1,10 @@
 """Training benchmark: time to 95 % of optimal with the ``pgfast train`` defaults, per estimator and baseline.
 
-    python -m pgfast.bench_training [--quick] [--seeds 0,1,2] [--max-iterations 1000] [--json PATH]
+    python -m pgfast.benchmarks.training [--quick] [--seeds 0,1,2] [--max-iterations 1000] [--json PATH]
     python bench/bench_training.py [--quick]      # source tree: saves bench/results/training.json
     pgfast bench --only training [--quick]        # opt-in: not in the default `pgfast bench` set
 
-Issue 5, item 6. Environments: FrozenLake 8x8 (``FrozenLake-v1``, ``map_name="8x8"``, slippery,
+Environments: FrozenLake 8x8 (``FrozenLake-v1``, ``map_name="8x8"``, slippery,
 its registered 100-step limit) and Taxi (``Taxi-v4``, or ``Taxi-v3`` where that is the registered
 one; 200 steps). Settings: everything as ``pgfast train`` has it by default (tabular softmax from
 theta = 0, Adam with the CLI's lr and betas, the CLI's batch, all usable threads, seed k for the
@@ -40,9 +40,17 @@ from typing import Any
 import numpy as np
 
 import pgfast as pg
-from pgfast import __main__ as cli
 from pgfast._optimality import Reference
-from pgfast.benchmarks import add_bench_arguments, machine_info, result_envelope, run_and_print, save_result
+from pgfast._train import (
+    DEFAULT_ADAM_BETAS,
+    DEFAULT_BASELINE,
+    DEFAULT_BATCH,
+    DEFAULT_ITERATIONS,
+    DEFAULT_LR,
+    DEFAULT_WEIGHTS,
+)
+
+from ._harness import add_bench_arguments, machine_info, result_envelope, run_and_print, save_result
 
 TARGET = 0.95
 ESTIMATORS = (("reinforce", "return"), ("reward-to-go", "reward_to_go"))
@@ -69,12 +77,12 @@ def cli_settings() -> dict[str, Any]:
     return {
         "policy": "tabular softmax, theta = 0",
         "optimizer": "adam",
-        "lr": cli.DEFAULT_LR["adam"],
-        "betas": list(cli.DEFAULT_ADAM_BETAS),
-        "batch": cli.DEFAULT_BATCH,
-        "cli_iterations": cli.DEFAULT_ITERATIONS,
-        "cli_estimator": cli.DEFAULT_ESTIMATOR,
-        "cli_baseline": cli.DEFAULT_BASELINE,
+        "lr": DEFAULT_LR["adam"],
+        "betas": list(DEFAULT_ADAM_BETAS),
+        "batch": DEFAULT_BATCH,
+        "cli_iterations": DEFAULT_ITERATIONS,
+        "cli_estimator": next(e for e, w in ESTIMATORS if w == DEFAULT_WEIGHTS),
+        "cli_baseline": DEFAULT_BASELINE,
         "threads": "all usable",
     }
 
@@ -83,7 +91,7 @@ def time_to_target(
     mdp: pg.FiniteMDP, ref: Reference, weights: str, baseline: str, seed: int, max_iterations: int,
     target: float = TARGET,
 ) -> dict[str, Any]:
-    """Train with the CLI defaults until the exact J reaches ``target`` of optimal; one run's record.
+    """Train with the training defaults until the exact J reaches ``target`` of optimal; one run's record.
 
     ``iterations`` / ``seconds`` / ``steps`` are up to and including the update that reached the
     target (None when it was not reached within ``max_iterations``); ``fraction`` is the fraction
@@ -91,7 +99,7 @@ def time_to_target(
     """
     S, A = mdp.n_states, mdp.n_actions
     pi = pg.TabularSoftmax(S, A)
-    opt = pg.optim.Adam(cli.DEFAULT_LR["adam"], betas=cli.DEFAULT_ADAM_BETAS)
+    opt = pg.optim.Adam(DEFAULT_LR["adam"], betas=DEFAULT_ADAM_BETAS)
     b: Any = pg.ValueBaseline(S, mdp.horizon) if baseline == "value" else None if baseline == "none" else baseline
     seconds, steps, fraction, its, reached_at = 0.0, 0, math.nan, 0, 0
 
@@ -106,7 +114,7 @@ def time_to_target(
             return True
         return False
 
-    pg.train(mdp, pi, optimizer=opt, iterations=max_iterations, batch=cli.DEFAULT_BATCH, seed=seed,
+    pg.train(mdp, pi, optimizer=opt, iterations=max_iterations, batch=DEFAULT_BATCH, seed=seed,
              weights=weights, baseline=b, exact_eval=False, progress=False, callback=check)
     reached = reached_at > 0
     return {
@@ -155,7 +163,7 @@ def run(quick: bool = False, seeds: Sequence[int] | None = None, max_iterations:
                     "env": key, "env_id": env_id, "env_kwargs": kwargs, "horizon": mdp.horizon,
                     "optimal_J": ref.optimal_J, "uniform_J": ref.uniform_J, "estimator": estimator,
                     "weights": weights, "baseline": baseline, "max_iterations": cap, "target": TARGET,
-                    "cli_default": estimator == cli.DEFAULT_ESTIMATOR and baseline == cli.DEFAULT_BASELINE,
+                    "cli_default": weights == DEFAULT_WEIGHTS and baseline == DEFAULT_BASELINE,
                     "status": "ok", "runs": [],
                 })
         for row in combos:  # warm-up; finds the combinations the library rejects
@@ -200,8 +208,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             f" {'M steps':<22} | {'% opt at stop':>13}")
     lines = [
         f"time to {TARGET:.0%} of optimal (exact J after each update), pgfast train defaults: Adam lr "
-        f"{cli.DEFAULT_LR['adam']:g} betas {cli.DEFAULT_ADAM_BETAS[0]:g},{cli.DEFAULT_ADAM_BETAS[1]:g}, "
-        f"{cli.DEFAULT_BATCH} episodes per iteration; cap {cap} iterations",
+        f"{DEFAULT_LR['adam']:g} betas {DEFAULT_ADAM_BETAS[0]:g},{DEFAULT_ADAM_BETAS[1]:g}, "
+        f"{DEFAULT_BATCH} episodes per iteration; cap {cap} iterations",
         f"median over {seeds} seed(s) [min-max of the runs that reached]; seconds: sampling + estimator + step, "
         "all threads; * = the CLI default estimator and baseline",
         head,
@@ -238,7 +246,7 @@ def main(
     argv: Sequence[str] | None = None,
     *,
     default_json: Path | None = DEFAULT_JSON,
-    prog: str = "python -m pgfast.bench_training",
+    prog: str = "python -m pgfast.benchmarks.training",
 ) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0] if __doc__ else None)
     add_bench_arguments(parser, default_json, f"seed {SEEDS[True][0]} only, cap {MAX_ITERATIONS[True]} iterations: a "

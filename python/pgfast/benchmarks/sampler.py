@@ -3,14 +3,14 @@
     pgfast bench [--quick] [--json PATH]          # installed package
     python bench/bench_sampler.py [--quick]       # source tree: saves bench/results/sampler.json
 
-Workloads (issue 2, item 7), each with a tabular softmax policy of N(0, 1) logits:
+Workloads, each with a tabular softmax policy of N(0, 1) logits:
 
 - ``frozenlake``: FrozenLake 8x8, slippery, imported with ``pg.FiniteMDP.from_gymnasium``
   (episodes end in the holes and at the goal), H = 200;
 - ``random``: a random MDP, S = 500, A = 8, 10 distinct successors per (s, a) with Dirichlet(1)
   probabilities, rewards N(0, 1) on (s, a), uniform mu0, no terminal states, H = 100;
 
-at N = 1024 and N = 16384 episodes. Timed: ``pgfast_reference.sample_numpy`` (NumPy, one thread,
+at N = 1024 and N = 16384 episodes. Timed: ``pgfast.benchmarks.reference.sample_numpy`` (NumPy, one thread,
 its fastest method for the case), ``mdp.sample(pi, N, threads=1)`` and ``threads=2``. Both sides
 build their per-call policy tables inside the timed call; both have their MDP-level tables built
 beforehand (pgfast when the MDP is constructed, NumPy in ``SamplerTables(mdp)``). Calls are
@@ -25,19 +25,8 @@ pgfast's own 1-thread rate.
 
 from __future__ import annotations
 
-import os
-
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")  # NumPy's reference is single-threaded anyway (no BLAS calls)
-
 import argparse
-import ctypes
-import ctypes.util
-import datetime
 import gc
-import json
-import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -47,7 +36,19 @@ from typing import Any
 import numpy as np
 
 import pgfast as pg
-from pgfast import _reference as ref
+
+from . import reference as ref
+from ._harness import (
+    add_bench_arguments,
+    frozenlake,
+    machine_info,
+    random_mdp,
+    result_envelope,
+    reuse_freed_memory,
+    run_and_print,
+    save_result,
+    single_thread_environment,
+)
 
 SIZES = (1024, 16384)
 TARGET_VS_NUMPY = {1024: 3.0, 16384: 1.5}  # pgfast 1 thread / NumPy
@@ -58,25 +59,6 @@ NUMPY_METHODS = ("joint", "alias", "cdf")
 
 
 # -- workloads ----------------------------------------------------------------------------------
-
-
-def frozenlake(horizon: int = 200) -> pg.FiniteMDP:
-    """FrozenLake 8x8, slippery (gymnasium's default), holes and goal terminal."""
-    return pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="8x8", horizon=horizon)
-
-
-def random_mdp(
-    n_states: int = 500, n_actions: int = 8, n_successors: int = 10, horizon: int = 100, seed: int = 0
-) -> pg.FiniteMDP:
-    """S states, A actions, ``n_successors`` distinct successors per (s, a) with Dirichlet(1)
-    probabilities, rewards N(0, 1) on (s, a), uniform mu0, no terminal states."""
-    rng = np.random.default_rng(seed)
-    S, A, K = n_states, n_actions, n_successors
-    succ = np.argsort(rng.random((S * A, S)), axis=1)[:, :K]  # K distinct successors per row
-    P = np.zeros((S * A, S))
-    P[np.arange(S * A)[:, None], succ] = rng.dirichlet(np.ones(K), size=S * A)
-    R = rng.normal(size=(S, A))
-    return pg.FiniteMDP(P.reshape(S, A, S), R, np.full(S, 1.0 / S), horizon=horizon)
 
 
 def workloads() -> list[tuple[str, str, pg.FiniteMDP]]:
@@ -224,24 +206,6 @@ def _bench_case(mdp: pg.FiniteMDP, n: int, repeats: int, methods: Sequence[str])
     }
 
 
-def reuse_freed_memory() -> bool:
-    """Make glibc's malloc keep and reuse freed memory: no fresh mmap for blocks up to 32 MiB
-    (the largest output here is 26 MB) and no trimming of the heap.
-
-    Each call of either sampler allocates its (N, H) outputs; by default glibc hands large
-    blocks back to the kernel on free, so the next call pays first-touch page faults (for
-    FrozenLake N = 16384, 52 MB of outputs: pgfast 1T fell from ~91 to ~56 M steps/s and 2T
-    from ~174 to ~85, and the figures depended on the order of the calls). With reuse the
-    benchmark measures the samplers, not the kernel. False if this is not glibc.
-    """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
-    except (OSError, AttributeError):  # pragma: no cover - not glibc
-        return False
-
-
 def run(quick: bool = False, *, reuse_memory: bool = True) -> list[dict[str, Any]]:
     """Run every workload and size; one dict per row (the JSON's ``rows``).
 
@@ -268,104 +232,6 @@ def run(quick: bool = False, *, reuse_memory: bool = True) -> list[dict[str, Any
 
 
 # -- report -------------------------------------------------------------------------------------
-
-
-def git_state() -> str | None:
-    """``git describe --always --dirty`` of the source tree this module runs from, if it is one."""
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty"], cwd=Path(__file__).resolve().parent,
-            capture_output=True, text=True, timeout=5, check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def add_bench_arguments(parser: argparse.ArgumentParser, default_json: Path | None, quick_help: str,
-                        *, malloc: bool = True) -> None:
-    """The options every benchmark takes: --quick, --default-malloc (unless ``malloc=False``), --json."""
-    parser.add_argument("--quick", action="store_true", help=quick_help)
-    if malloc:
-        parser.add_argument(
-            "--default-malloc", action="store_true",
-            help="leave glibc's malloc as it is (freed outputs go back to the kernel: page faults timed)",
-        )
-    parser.add_argument("--json", type=Path, default=default_json,
-                        help=f"where to save the results as JSON (default: {default_json or 'not saved'})")
-
-
-# Thread-count setters of the BLAS libraries NumPy wheels bundle (OpenBLAS, as scipy-openblas).
-_BLAS_SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads64_",
-                 "openblas_set_num_threads")
-
-
-def single_threaded_blas() -> bool:
-    """Runs NumPy's BLAS on one thread from now on; True if a loaded BLAS was told so.
-
-    The NumPy yardsticks are single-threaded, and a multi-threaded BLAS also leaves its threads
-    spinning on the other cores after each product, where they compete with pgfast's 2-thread
-    calls (measured: MLP 2T/1T 1.00 instead of 1.66). ``OPENBLAS_NUM_THREADS=1`` only works if set
-    before NumPy loads, which ``import pgfast`` has already done, so the loaded library's own
-    setter is called (Linux: the libraries mapped into this process; elsewhere nothing is done).
-    """
-    import ctypes
-
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")  # for child processes
-    try:
-        with open("/proc/self/maps", encoding="ascii", errors="replace") as f:
-            mapped = {fields[-1] for fields in (line.split() for line in f) if len(fields) >= 6}
-        libs = sorted(p for p in mapped if "blas" in os.path.basename(p).lower() and ".so" in p)
-    except OSError:
-        return False
-    done = False
-    for path in libs:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name in _BLAS_SETTERS:
-            setter = getattr(lib, name, None)
-            if setter is not None:
-                setter(1)
-                done = True
-                break
-    return done
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        usable = os.cpu_count() or 1
-    try:
-        import gymnasium
-
-        gym_version = gymnasium.__version__
-    except ImportError:  # pragma: no cover
-        gym_version = None
-    return {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "usable_cpus": usable,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "gymnasium": gym_version,
-        "pgfast": pg.__version__,
-        "build_info": pg.build_info(),
-        "git": git_state(),
-    }
 
 
 def _m(rate: float) -> str:
@@ -406,78 +272,12 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def header_line(info: dict[str, Any], reused: bool) -> str:
-    """The first line every benchmark prints: versions, CPU, allocator mode."""
-    libs = " | ".join(f"{k} {info[k]}" for k in ("pgfast", "numpy", "scipy", "python") if k in info)
-    return (f"{libs} | {info['cpu']} ({info['usable_cpus']} usable CPUs) | "
-            f"malloc: {'reuse freed memory' if reused else 'default'}")
-
-
-def load_average() -> float:
-    """The 1-minute load average (NaN where the platform has none)."""
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):  # pragma: no cover - not Unix
-        return float("nan")
-
-
-def run_and_print(
-    run: Callable[[], list[dict[str, Any]]],
-    format_table: Callable[[list[dict[str, Any]]], str],
-    info: dict[str, Any],
-    reused: bool,
-    *,
-    load_share: str | None = None,
-) -> list[dict[str, Any]]:
-    """What every benchmark's main does around its suite: prints the header line, runs the suite,
-    prints its table and the seconds it took, and returns the rows.
-
-    With ``load_share`` (what the run itself adds to the 1-minute load average, e.g. ``"about 1"``)
-    the load average before and after is printed too and recorded in ``info["load_average_1min"]``:
-    more than the run's share means other work on the machine, which shows up in the timings.
-    """
-    info["blas_single_threaded"] = single_threaded_blas()
-    print(header_line(info, reused))
-    load_before = load_average()
-    t0 = time.perf_counter()
-    rows = run()
-    elapsed = time.perf_counter() - t0
-    load_after = load_average()
-    print(format_table(rows))
-    if load_share is None:
-        print(f"\n({elapsed:.1f} s)")
-    else:
-        print(f"\n({elapsed:.1f} s; 1-minute load average {load_before:.2f} before, {load_after:.2f} after: this run "
-              f"counts {load_share}, more means other work on the machine, which shows up in the timings)")
-        info["load_average_1min"] = {"before": load_before, "after": load_after}
-    return rows
-
-
-def result_envelope(
-    name: str, prog: str, argv: Sequence[str] | None, quick: bool, info: dict[str, Any]
-) -> dict[str, Any]:
-    """The JSON fields every benchmark records before its protocol, targets and rows."""
-    return {
-        "benchmark": name,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([prog, *(argv if argv is not None else sys.argv[1:])]),
-        "quick": quick,
-        "machine": info,
-    }
-
-
-def save_result(path: Path | None, result: dict[str, Any]) -> None:
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2, default=float) + "\n")
-        print(f"saved {path}")
-
-
 def main(argv: Sequence[str] | None = None, *, default_json: Path | None = DEFAULT_JSON, prog: str = "pgfast bench") -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0] if __doc__ else None)
     add_bench_arguments(parser, default_json, "3 repeats instead of 15, no per-method NumPy table")
     args = parser.parse_args(argv)
 
+    single_thread_environment()
     info = machine_info()
     reused = False if args.default_malloc else reuse_freed_memory()
     rows = run_and_print(lambda: run(quick=args.quick, reuse_memory=False), format_table, info, reused)
@@ -490,7 +290,7 @@ def main(argv: Sequence[str] | None = None, *, default_json: Path | None = DEFAU
             "rate": "simulated steps (lengths.sum()) per second",
             "setup": "per-call policy tables inside the timed call on both sides; MDP-level tables "
             "built before timing on both sides (pgfast: with the FiniteMDP; NumPy: SamplerTables)",
-            "numpy": "pgfast._reference.sample_numpy, method chosen by its 'auto' rule, one thread",
+            "numpy": "pgfast.benchmarks.reference.sample_numpy, method chosen by its 'auto' rule, one thread",
             "agreement": f"mean return and mean length within {AGREE_SE:g} combined standard errors",
             "memory": "glibc malloc keeps freed memory (mallopt M_MMAP_THRESHOLD=32 MiB, "
             "M_TRIM_THRESHOLD=1 GiB): outputs reuse warm pages"
