@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 import pgfast as pg
-from pgfast import __main__ as cli
+from pgfast import cli
 from pgfast._optimality import Reference
 from pgfast.benchmarks import add_bench_arguments, machine_info, result_envelope, run_and_print, save_result
 
