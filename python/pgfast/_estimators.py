@@ -28,9 +28,9 @@ from ._validation import (
     as_seed,
     as_threads,
     check_allocation,
+    check_finite_result,
     require_instance,
 )
-from ._validation import check_finite_result
 
 _OVERFLOW = "rewards times the horizon, or the scores, exceed the float64 range"
 
