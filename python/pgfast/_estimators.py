@@ -15,7 +15,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _core
+from . import _core, exact
 from ._mdp import FiniteMDP
 from ._policy import LinearSoftmax, MLPSoftmax, SoftmaxPolicy, TabularSoftmax, pinned
 from ._trajectories import Trajectories, _as_int32
@@ -307,8 +307,6 @@ def _baseline(
                 raise ValueError("baseline='time' needs weights='reward_to_go' (the return has no time index)")
             return "time", None
         if baseline == "exact":
-            from . import exact
-
             V = exact.evaluate(mdp, policy, "finite_horizon", gamma=gamma).V
             return "table", np.ascontiguousarray(V)
         raise ValueError(f"baseline must be None, 'mean', 'time', 'exact' or a pgfast.ValueBaseline, got {baseline!r}")

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from . import _core
 from ._constants import PAD_INDEX as PAD_INDEX  # re-exported: pgfast.PAD_INDEX
+from ._mdp import FiniteMDP
 from ._validation import _asarray, as_float_array, as_gamma, as_seed, check_allocation
 
 _INT32 = np.iinfo(np.int32)
-
-if TYPE_CHECKING:
-    from ._mdp import FiniteMDP
 
 
 class Trajectories:
@@ -65,8 +63,6 @@ class Trajectories:
         *,
         seed: int | None = None,
     ) -> None:
-        from ._mdp import FiniteMDP  # at call time: _mdp imports this module
-
         if not isinstance(mdp, FiniteMDP):
             raise TypeError(f"mdp must be a pgfast.FiniteMDP, got {type(mdp).__name__}")
         st = _as_int32(states, "states", 2)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from . import exact
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy, pinned
 from ._trajectories import Trajectories
@@ -287,6 +288,4 @@ class NaturalGradient(Optimizer):
 
 def _exact_visits(mdp: FiniteMDP, policy: SoftmaxPolicy) -> NDArray[np.float64]:
     """State weighting of the exact finite-horizon Fisher: sum_t d_t(s) (no value tables built)."""
-    from . import exact
-
     return exact.fisher_weights(mdp, policy, "finite_horizon")
