@@ -25,7 +25,8 @@ import dataclasses
 import math
 import re
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
@@ -673,9 +674,7 @@ def _run_optim(a: dict[str, Any]) -> Any:
     mut, key = a["state_mut"], a["state_key"]
     if mut == "drop":
         state.pop(key, None)
-    elif mut == "type":
-        state[key] = a["state_val"]
-    elif mut == "value":
+    elif mut in ("type", "value"):
         state[key] = a["state_val"]
     elif mut == "list":
         state = list(state.items())  # type: ignore[assignment]

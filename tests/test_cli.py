@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pgfast.__main__ import main
+from pgfast.cli import main
 
 
 def test_sample_frozenlake_agrees_with_exact_value(capsys: pytest.CaptureFixture[str]) -> None:
@@ -126,7 +126,7 @@ def test_bench_training_quick(capsys: pytest.CaptureFixture[str], tmp_path: Path
 def test_time_to_target_stops_at_the_first_update_that_reaches_it() -> None:
     """The benchmark's reach logic against a plain pg.train run with the same seed and settings."""
     import pgfast as pg
-    from pgfast import __main__ as cli
+    from pgfast import cli
     from pgfast._optimality import Reference
     from pgfast.benchmarks.training import time_to_target
 

@@ -393,7 +393,7 @@ def test_exact_tol_is_bounded() -> None:
 
 
 def test_bench_json_refuses_a_missing_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pgfast.__main__ import main
+    from pgfast.cli import main
 
     target = tmp_path / "missing" / "out.json"
     assert main(["bench", "--quick", "--only", "sampler", "--json", str(target)]) == 2

@@ -431,7 +431,7 @@ def test_mlp_on_frozenlake_8x8_reaches_90_percent_of_optimal() -> None:
 # -- 6. the command line -----------------------------------------------------------------------------
 
 def test_cli_train_mlp(capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
-    from pgfast.__main__ import main
+    from pgfast.cli import main
 
     out_npz = tmp_path / "mlp.npz"
     argv = ["train", "FrozenLake-v1", "--policy", "mlp", "--hidden", "16,8", "--activation", "relu",
@@ -454,7 +454,7 @@ def test_cli_train_mlp(capsys: pytest.CaptureFixture[str], tmp_path: Any) -> Non
     ],
 )
 def test_cli_bad_mlp_arguments_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
-    from pgfast.__main__ import main
+    from pgfast.cli import main
 
     try:  # argparse's own checks exit; pgfast's return 2
         code = main(["train", "FrozenLake-v1", "--iterations", "1", "--batch", "8", "--episodes", "0", *argv])

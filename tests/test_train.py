@@ -41,8 +41,8 @@ import pytest
 from conftest import random_mdp, random_policy
 
 import pgfast as pg
-from pgfast import __main__ as cli
-from pgfast.__main__ import main
+from pgfast import cli
+from pgfast.cli import main
 from pgfast._optimality import Reference, fraction_of_optimal, normalized_score
 from pgfast._train import FIELDS
 

@@ -890,11 +890,11 @@ void bind_estimators(py::module_& m) {
         const std::int64_t S = target_logp.shape(0), A = target_logp.shape(1);
         const Batch b = check_trajectories(states, actions, rewards, lengths, S, A);
         if (beta_logp) {
-          require_shape2(*beta_logp, "behaviour log-probabilities", S, A);
-          if (!beta_probs) throw std::invalid_argument("behaviour probabilities missing");
-          require_shape2(*beta_probs, "behaviour probabilities", S, A);
+          require_shape2(*beta_logp, "behavior log-probabilities", S, A);
+          if (!beta_probs) throw std::invalid_argument("behavior probabilities missing");
+          require_shape2(*beta_probs, "behavior probabilities", S, A);
         } else {
-          if (!logged) throw std::invalid_argument("behaviour missing");
+          if (!logged) throw std::invalid_argument("behavior missing");
           require_shape2(*logged, "behavior", b.N, b.H);
         }
         carray<double> out({b.N, b.H});
@@ -908,12 +908,12 @@ void bind_estimators(py::module_& m) {
         if (bad.i >= 0) {
           const std::string where = "trajectory " + std::to_string(bad.i) + ", step " + std::to_string(bad.t);
           if (!beta_logp && logged->data()[bad.i * b.H + bad.t] > 0.0) {
-            throw std::invalid_argument("behaviour log-probabilities must be <= 0, got " +
+            throw std::invalid_argument("behavior log-probabilities must be <= 0, got " +
                                         std::to_string(logged->data()[bad.i * b.H + bad.t]) + " at " + where);
           }
           const double v = beta_logp ? -std::numeric_limits<double>::infinity() : logged->data()[bad.i * b.H + bad.t];
           std::ostringstream msg;
-          msg << (beta_logp ? "the behaviour policy" : "the logged behaviour log-probabilities")
+          msg << (beta_logp ? "the behavior policy" : "the logged behavior log-probabilities")
               << " gives zero probability (log-prob " << v << ") to the logged action of " << where
               << ": the importance ratio is undefined";
           throw std::invalid_argument(msg.str());

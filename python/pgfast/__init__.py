@@ -18,12 +18,7 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
         "install a wheel. Original error: " + str(exc)
     ) from exc
 
-from ._mdp import FiniteMDP
-from ._policy import LinearSoftmax, MLPSoftmax, SoftmaxPolicy, TabularSoftmax
-from ._trajectories import PAD_INDEX, Trajectories
-from ._validation import MAX_THREADS
 from . import exact, optim
-from ._train import History, train
 from ._estimators import (
     OffPolicyValue,
     PolicyGradient,
@@ -35,6 +30,11 @@ from ._estimators import (
     policy_gradient,
     score,
 )
+from ._mdp import FiniteMDP
+from ._policy import LinearSoftmax, MLPSoftmax, SoftmaxPolicy, TabularSoftmax
+from ._train import History, train
+from ._trajectories import PAD_INDEX, Trajectories
+from ._validation import MAX_THREADS
 
 try:
     __version__ = version("pgfast")

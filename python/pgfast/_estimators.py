@@ -16,7 +16,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _core
+from . import _core, exact
 from ._mdp import FiniteMDP
 from ._policy import LinearSoftmax, MLPSoftmax, SoftmaxPolicy, TabularSoftmax, pinned
 from ._trajectories import Trajectories, _as_int32
@@ -29,9 +29,9 @@ from ._validation import (
     as_seed,
     as_threads,
     check_allocation,
+    check_finite_result,
     require_instance,
 )
-from ._validation import check_finite_result
 
 _OVERFLOW = "rewards times the horizon, or the scores, exceed the float64 range"
 
@@ -350,8 +350,6 @@ def _baseline(
                 raise ValueError("baseline='time' needs weights='reward_to_go' (the return has no time index)")
             return "time", None
         if baseline == "exact":
-            from . import exact
-
             V = exact.evaluate(mdp, policy, "finite_horizon", gamma=gamma).V
             return "table", np.ascontiguousarray(V)
         raise ValueError(f"baseline must be None, 'mean', 'time', 'exact' or a pgfast.ValueBaseline, got {baseline!r}")

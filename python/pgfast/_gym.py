@@ -12,7 +12,7 @@ Two directions, both exact:
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -20,8 +20,7 @@ from gymnasium import spaces
 from gymnasium.envs.registration import EnvSpec
 from numpy.typing import NDArray
 
-if TYPE_CHECKING:
-    from ._mdp import FiniteMDP
+from ._mdp import FiniteMDP
 
 __all__ = ["FiniteMDPEnv", "mdp_arrays_from_gymnasium"]
 
@@ -394,8 +393,6 @@ class FiniteMDPEnv(gymnasium.Env[np.int64, np.int64]):
     metadata: dict[str, Any] = {"render_modes": ["ansi"], "render_fps": 4}
 
     def __init__(self, mdp: FiniteMDP, render_mode: str | None = None) -> None:
-        from ._mdp import FiniteMDP
-
         if not isinstance(mdp, FiniteMDP):
             raise TypeError(f"mdp must be a pgfast.FiniteMDP, got {type(mdp).__name__}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:

@@ -450,9 +450,8 @@ def _terminal_mask(terminal: ArrayLike | None, S: int) -> NDArray[np.uint8]:
     if terminal is None:
         return np.zeros(S, dtype=np.uint8)
     t = _asarray(terminal, "terminal")
-    if t.dtype != np.bool_:
-        if t.dtype.kind not in "iu" or (t.size and not np.isin(t, (0, 1)).all()):
-            raise TypeError(f"terminal must be a boolean mask of shape (S,), got dtype {t.dtype}")
+    if t.dtype != np.bool_ and (t.dtype.kind not in "iu" or (t.size and not np.isin(t, (0, 1)).all())):
+        raise TypeError(f"terminal must be a boolean mask of shape (S,), got dtype {t.dtype}")
     if t.shape != (S,):
         raise ValueError(f"terminal must have shape (S,) = ({S},), got {t.shape}")
     return np.ascontiguousarray(t, dtype=np.uint8)

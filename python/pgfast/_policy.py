@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._trajectories import PAD_INDEX
+from ._constants import PAD_INDEX
 from ._validation import (
     _asarray,
     as_float_array,
@@ -24,9 +24,9 @@ from ._validation import (
     as_int,
     as_seed,
     check_allocation,
+    check_finite_result,
     require_finite,
 )
-from ._validation import check_finite_result
 
 _T = TypeVar("_T")
 _INTERRUPTIBLE_WORK = 1e8  # flops above which a dense solve runs on a helper thread
@@ -562,7 +562,7 @@ class LinearSoftmax(SoftmaxPolicy):
 
 def _glorot(rng: np.random.Generator, sizes: Sequence[int]) -> NDArray[np.float64]:
     parts = []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
         a = np.sqrt(6.0 / (n_in + n_out))
         parts.append(rng.uniform(-a, a, size=n_in * n_out))
         parts.append(np.zeros(n_out))
@@ -665,7 +665,7 @@ class MLPSoftmax(SoftmaxPolicy):
         self._features = phi
         self._n_states = int(phi.shape[0])
         sizes = (int(phi.shape[1]),) + self._hidden + (self._n_actions,)
-        n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+        n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
         check_allocation(8 * n_params, "the MLP's parameters", "use smaller hidden layers")
         # the forward pass keeps every layer's activations for all S states; a backward pass adds
         # two (S, widest layer) work arrays
@@ -707,7 +707,7 @@ class MLPSoftmax(SoftmaxPolicy):
             raise ValueError(f"theta must have shape {self._theta.shape}, got {th.shape}")
         out, off = [], 0
         sizes = self.sizes
-        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
             W = th[off:off + n_in * n_out].reshape(n_in, n_out)
             off += n_in * n_out
             out.append((W, th[off:off + n_out]))

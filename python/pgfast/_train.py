@@ -18,8 +18,7 @@ from . import exact
 from ._estimators import ValueBaseline, _weights_kind, policy_gradient
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy
-from ._validation import as_bool, as_gamma, as_int, as_seed, as_threads, require_instance
-from ._validation import check_finite_result
+from ._validation import as_bool, as_gamma, as_int, as_seed, as_threads, check_finite_result, require_instance
 from .optim import NaturalGradient, Optimizer
 
 FIELDS = ("iteration", "J_estimate", "J_stderr", "J_exact", "grad_norm", "seconds", "steps_per_s")

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from . import _core
+from ._constants import PAD_INDEX as PAD_INDEX  # re-exported: pgfast.PAD_INDEX
+from ._mdp import FiniteMDP
 from ._validation import _asarray, as_float_array, as_gamma, as_seed, check_allocation
 
 _INT32 = np.iinfo(np.int32)
-
-if TYPE_CHECKING:
-    from ._mdp import FiniteMDP
-
-PAD_INDEX = -1
-"""Value of ``states`` and ``actions`` at positions past an episode's end (rewards are 0.0)."""
 
 
 class Trajectories:
@@ -90,6 +86,13 @@ class Trajectories:
     """
 
     __slots__ = ("mdp", "states", "actions", "rewards", "lengths", "final_states", "seed")
+    mdp: FiniteMDP
+    states: NDArray[np.int32]
+    actions: NDArray[np.int32]
+    rewards: NDArray[np.float64]
+    lengths: NDArray[np.int32]
+    final_states: NDArray[np.int32]
+    seed: int | None
 
     def __init__(
         self,
@@ -102,8 +105,6 @@ class Trajectories:
         *,
         seed: int | None = None,
     ) -> None:
-        from ._mdp import FiniteMDP  # at call time: _mdp imports this module
-
         if not isinstance(mdp, FiniteMDP):
             raise TypeError(f"mdp must be a pgfast.FiniteMDP, got {type(mdp).__name__}")
         st = _as_int32(states, "states", 2)
@@ -134,8 +135,9 @@ class Trajectories:
             seed = as_seed(seed)
         given = (states, actions, rewards, lengths, final_states)
         # the batch keeps its own read-only arrays: a caller's array is copied, never frozen
+        checked: tuple[NDArray[Any], ...] = (st, ac, rw, ln, fin)
         own = [a.copy() if isinstance(g, np.ndarray) and np.may_share_memory(a, g) else a
-               for a, g in zip((st, ac, rw, ln, fin), given)]
+               for a, g in zip(checked, given, strict=True)]
         self._set(mdp, own, seed)
 
     def _set(self, mdp: FiniteMDP, arrays: Any, seed: int | None) -> None:
@@ -143,7 +145,7 @@ class Trajectories:
             arr.setflags(write=False)
         set_ = object.__setattr__
         set_(self, "mdp", mdp)
-        for name, arr in zip(("states", "actions", "rewards", "lengths", "final_states"), arrays):
+        for name, arr in zip(("states", "actions", "rewards", "lengths", "final_states"), arrays, strict=True):
             set_(self, name, arr)
         set_(self, "seed", seed)
 

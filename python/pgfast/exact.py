@@ -80,8 +80,16 @@ from numpy.typing import NDArray
 from . import _core
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy, pinned
-from ._validation import as_bool, as_float, as_gamma, as_rcond, as_threads, check_allocation, require_instance
-from ._validation import check_finite_result
+from ._validation import (
+    as_bool,
+    as_float,
+    as_gamma,
+    as_rcond,
+    as_threads,
+    check_allocation,
+    check_finite_result,
+    require_instance,
+)
 
 __all__ = [
     "OBJECTIVES",

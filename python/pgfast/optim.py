@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from . import exact
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy, pinned
 from ._trajectories import Trajectories
-from ._validation import as_float, as_float_array, as_int, as_rcond
-from ._validation import check_finite_result
+from ._validation import as_float, as_float_array, as_int, as_rcond, check_finite_result
 
 __all__ = ["Adam", "GradientAscent", "NaturalGradient", "Optimizer"]
 
@@ -405,6 +405,4 @@ class NaturalGradient(Optimizer):
 
 def _exact_visits(mdp: FiniteMDP, policy: SoftmaxPolicy) -> NDArray[np.float64]:
     """State weighting of the exact finite-horizon Fisher: sum_t d_t(s) (no value tables built)."""
-    from . import exact
-
     return exact.fisher_weights(mdp, policy, "finite_horizon")

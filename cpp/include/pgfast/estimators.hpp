@@ -645,10 +645,10 @@ struct SinkRef {
 
 // The per-step log-ratios lr_t = log pi(a_t|s_t) - log beta(a_t|s_t) of a batch (section 4.3's
 // rho / rho_theta: the dynamics cancel), 0 past each end. The target is a log-probability table
-// (S, A); the behaviour too (beta_logp, with its probabilities beta_probs: a logged action of
+// (S, A); the behavior too (beta_logp, with its probabilities beta_probs: a logged action of
 // probability 0 -- a log-prob that is finite only because it underflowed -- has no ratio), or
 // logged log-probabilities (N, H) (beta_logp null). Returns the first step, in batch order, whose
-// behaviour log-prob is not finite, or exceeds 0 (logged), or {-1, -1}; out is then incomplete.
+// behavior log-prob is not finite, or exceeds 0 (logged), or {-1, -1}; out is then incomplete.
 // States and actions must be in range (the caller checks).
 struct StepIndex {
   std::int64_t i = -1, t = -1;
@@ -679,7 +679,7 @@ inline StepIndex log_ratios(const double* target_logp, const double* beta_logp, 
   return {};
 }
 
-// Importance-sampling weights for data from a behaviour policy (section 4.3): from the per-step
+// Importance-sampling weights for data from a behavior policy (section 4.3): from the per-step
 // log-ratios lr_t = log pi(a_t|s_t) - log beta(a_t|s_t), in log space until the end.
 //   cumulative ratio   c_t = exp(L_t), L_t = sum_{t' <= t} lr_t'   (L_t = L_{len-1} for t >= len)
 //   trajectory ratio   rho = exp(L),   L = L_{len-1}

@@ -223,7 +223,7 @@ def _bench_case(key: str, mdp: pg.FiniteMDP, n: int, quick: bool) -> dict[str, A
 
     def pg_call(threads: int) -> Callable[[int], None]:
         def call(seed: int) -> None:
-            pi._cache = None  # time the forward pass too
+            pi._probs_cache = None  # time the forward pass too
             pg.policy_gradient(pi, mdp=mdp, n=n, seed=seed, threads=threads, stderr=False)
         return call
 
