@@ -233,3 +233,12 @@ def test_page_code_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     namespace: dict[str, Any] = {"__name__": "__docs__"}
     for i, block in enumerate(_PY_BLOCK.findall(page.read_text(encoding="utf-8"))):
         exec(compile(block, f"{page.name}, python block {i}", "exec"), namespace)  # noqa: S102
+
+
+def test_readme_main_loop_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's example trains, and its sampled gradient agrees with the exact one."""
+    blocks = _PY_BLOCK.findall((DOCS.parent / "README.md").read_text(encoding="utf-8"))
+    assert len(blocks) == 1
+    monkeypatch.chdir(tmp_path)
+    exec(compile(blocks[0], "README.md", "exec"), {"__name__": "__readme__"})  # noqa: S102
+    assert capsys.readouterr().out.splitlines()[-1] == "True"

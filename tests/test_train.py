@@ -439,7 +439,7 @@ def _train_frozenlake(seed: int) -> tuple[pg.FiniteMDP, pg.TabularSoftmax, pg.Hi
 
 
 def test_cli_defaults_are_the_documented_ones() -> None:
-    """README.md ("Training from the command line") and bench/README.md quote these figures."""
+    """docs/guide/cli.md ("Training: defaults and measured results") and bench/README.md quote these figures."""
     assert cli.DEFAULT_LR["adam"] == 0.2 and cli.DEFAULT_ADAM_BETAS == (0.9, 0.99)
     assert (cli.DEFAULT_ESTIMATOR, cli.DEFAULT_BASELINE) == ("reward-to-go", "time")
     assert (cli.DEFAULT_ITERATIONS, cli.DEFAULT_BATCH) == (500, 4096)
