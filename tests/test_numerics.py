@@ -256,3 +256,14 @@ def test_mlp_natural_gradient_with_a_denormal_damping_is_finite_or_named() -> No
             assert "overflowed" in str(exc)
         else:
             assert np.all(np.isfinite(x))
+
+
+def test_natural_gradient_of_a_saturated_mlp_with_a_huge_gradient_is_named() -> None:
+    """The pseudo-inverse of a saturated MLP works on a scaled-up Fisher factor; undoing the scale
+    for a gradient near the float64 limit overflows, which is reported, not warned about."""
+    pi = pg.MLPSoftmax(2, 3, hidden=(), theta=[0, 400, 0, 400, 0, 0, 0, 0, 0.0])
+    opt = pg.optim.NaturalGradient(lr=1e-300, damping=0.0, fisher="sampled")
+    theta = pi.theta.copy()
+    with pytest.raises(ValueError, match="overflowed"):
+        opt.step(pi, np.full(pi.n_params, -5e299), visits=np.array([0.5, 0.5]))
+    np.testing.assert_array_equal(pi.theta, theta)

@@ -793,7 +793,10 @@ class MLPSoftmax(SoftmaxPolicy):
         if m >= n:
             F = M.T @ M
             x: NDArray[np.float64] = _core.solve_fisher(np.ascontiguousarray(F), gv, float(damping), float(rcond))
-            return (x * c) * c if c != 1.0 else x
+            if c == 1.0:
+                return x
+            with np.errstate(over="ignore"):  # undoing the scale may overflow: the caller checks the result
+                return (x * c) * c
         K = M @ M.T
         Mg = M @ gv
         if damping > 0:
@@ -812,7 +815,10 @@ class MLPSoftmax(SoftmaxPolicy):
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # the caller checks the result
             inv2[keep] = (1.0 / lam[keep]) ** 2  # rcond = 0 keeps eigenvalues whose square underflows
             res: NDArray[np.float64] = M.T @ (U @ (inv2 * (U.T @ Mg)))
-        return (res * c) * c if c != 1.0 else res
+        if c == 1.0:
+            return res
+        with np.errstate(over="ignore"):  # undoing the scale may overflow: the caller checks the result
+            return (res * c) * c
 
     def __repr__(self) -> str:
         return (f"MLPSoftmax(n_states={self._n_states}, n_actions={self._n_actions}, sizes={self.sizes}, "
