@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from . import _core
+
 _MAX_SEED = 2**64 - 1
 
 
@@ -125,7 +127,7 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-MAX_THREADS = 256
+MAX_THREADS: int = int(_core.MAX_THREADS)  # 256, the core's own cap (run_workers clamps to it)
 """The most threads one call runs (``threads=`` above it is refused). Sampled batches do not
 depend on the thread count (estimator sums only in their last bits), and more threads than CPUs
 only add start-up and switching costs: the cap keeps a typo (``threads=4096``) from starting
