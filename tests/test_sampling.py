@@ -115,7 +115,7 @@ def test_sample_replays_documented_stream(rng: np.random.Generator, n_terminal: 
 @pytest.mark.parametrize(("horizon", "transition_rewards"), [(40, True), (37, False)])
 def test_large_batch_streamed_rows_replay(rng: np.random.Generator, horizon: int, transition_rewards: bool) -> None:
     # Rows past the first 8 MiB of output (16 bytes per step) are staged and written out with
-    # non-temporal stores when the episode ends (rollout.hpp, StoreSink); rows are unaligned to
+    # non-temporal stores when the episode ends (sampling.hpp, StoreSink); rows are unaligned to
     # cache lines here (H * 4 bytes is not a multiple of 64) and episodes end early in terminal
     # states, so the partial lines at both ends and the line where data turns into padding occur.
     mdp = random_mdp(rng, S=9, A=3, successors=4, n_terminal=1, horizon=horizon, transition_rewards=transition_rewards)
@@ -143,7 +143,7 @@ def test_large_batch_streamed_rows_replay(rng: np.random.Generator, horizon: int
 
 def test_rewards_are_the_transitions_bit_for_bit(rng: np.random.Generator) -> None:
     # Rewards that depend on (s, a) only are read from an (S, A) table, others from the slots
-    # (rollout.hpp): either way a step's reward is R[s, a, s'] exactly, the sign of a zero included.
+    # (sampling.hpp): either way a step's reward is R[s, a, s'] exactly, the sign of a zero included.
     S, A = 4, 2
     P = rng.dirichlet(np.ones(S), size=(S, A))
     R = np.repeat(rng.normal(size=(S, A, 1)), S, axis=2)

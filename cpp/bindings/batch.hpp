@@ -6,7 +6,7 @@
 #include <string>
 
 #include "common.hpp"
-#include "pgfast/estimators.hpp"
+#include "pgfast/estimators/score.hpp"
 
 namespace pgfast::bindings {
 

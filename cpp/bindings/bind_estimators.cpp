@@ -1,11 +1,14 @@
 // Score-function gradient estimators (stored batch and fused) and the log-likelihood of a batch.
 #include "common.hpp"
 #include "batch.hpp"
-#include "pgfast/estimators.hpp"
+#include "pgfast/estimators/baselines.hpp"
+#include "pgfast/estimators/fused.hpp"
+#include "pgfast/estimators/likelihood.hpp"
+#include "pgfast/estimators/score.hpp"
 #include "pgfast/mdp.hpp"
 #include "pgfast/mlp.hpp"
 #include "pgfast/returns.hpp"
-#include "pgfast/rollout.hpp"
+#include "pgfast/sampling.hpp"
 
 namespace pgfast::bindings {
 

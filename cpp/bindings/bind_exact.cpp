@@ -1,6 +1,9 @@
 // Exact evaluation, optimal control, Fisher information and natural gradients (pg.exact).
 #include "common.hpp"
-#include "pgfast/exact.hpp"
+#include "pgfast/exact/fisher.hpp"
+#include "pgfast/exact/objectives.hpp"
+#include "pgfast/exact/optimal.hpp"
+#include "pgfast/interrupt.hpp"
 #include "pgfast/mdp.hpp"
 #include "pgfast/policy.hpp"
 
@@ -37,14 +40,14 @@ exact::Method parse_method(const std::string& method) {
   throw std::invalid_argument("method must be 'auto', 'dense' or 'sparse', got '" + method + "'");
 }
 
-// Runs f() with the GIL released and Ctrl-C polled; exact::Interrupted becomes KeyboardInterrupt.
+// Runs f() with the GIL released and Ctrl-C polled; Interrupted becomes KeyboardInterrupt.
 template <class F>
 auto run_exact(F&& f) {
   StopToken stop(python_interrupted);
   try {
     py::gil_scoped_release release;
     return f(stop);
-  } catch (const exact::Interrupted&) {
+  } catch (const Interrupted&) {
     throw py::error_already_set();
   }
 }

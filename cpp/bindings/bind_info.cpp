@@ -3,7 +3,7 @@
 
 #include "common.hpp"
 #include "pgfast/parallel.hpp"
-#include "pgfast/rollout.hpp"
+#include "pgfast/sampling.hpp"
 
 namespace pgfast::bindings {
 

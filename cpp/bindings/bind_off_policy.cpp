@@ -1,7 +1,7 @@
 // Off-policy estimation: per-step log importance ratios and importance weights.
 #include "common.hpp"
 #include "batch.hpp"
-#include "pgfast/estimators.hpp"
+#include "pgfast/off_policy.hpp"
 
 namespace pgfast::bindings {
 
@@ -24,10 +24,10 @@ void bind_off_policy(py::module_& m) {
           require_shape2(*logged, "behavior", b.N, b.H);
         }
         carray<double> out({b.N, b.H});
-        est::StepIndex bad;
+        off_policy::StepIndex bad;
         {
           py::gil_scoped_release release;
-          bad = est::log_ratios(target_logp.data(), beta_logp ? beta_logp->data() : nullptr,
+          bad = off_policy::log_ratios(target_logp.data(), beta_logp ? beta_logp->data() : nullptr,
                                 beta_probs ? beta_probs->data() : nullptr, logged ? logged->data() : nullptr, A,
                                 b.states, b.actions, b.lengths, b.N, b.H, out.mutable_data());
         }
@@ -67,10 +67,10 @@ void bind_off_policy(py::module_& m) {
           double log_norm_rho = 0.0;
           if (self_normalized && per_decision) {
             log_norm.assign(static_cast<std::size_t>(H), 0.0);
-            est::per_decision_log_norm(log_ratio.data(), lengths.data(), N, H, log_norm.data());
+            off_policy::per_decision_log_norm(log_ratio.data(), lengths.data(), N, H, log_norm.data());
           }
-          if (self_normalized && !per_decision) log_norm_rho = est::log_mean_ratio(log_ratio.data(), lengths.data(), N, H);
-          est::importance_weights(rewards.data(), log_ratio.data(), lengths.data(), N, H, gamma, reward_to_go,
+          if (self_normalized && !per_decision) log_norm_rho = off_policy::log_mean_ratio(log_ratio.data(), lengths.data(), N, H);
+          off_policy::importance_weights(rewards.data(), log_ratio.data(), lengths.data(), N, H, gamma, reward_to_go,
                                   per_decision, log_norm.empty() ? nullptr : log_norm.data(),
                                   self_normalized && !per_decision ? &log_norm_rho : nullptr, w.mutable_data(),
                                   log_rho.mutable_data(), value.mutable_data());

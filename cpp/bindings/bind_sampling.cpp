@@ -2,7 +2,7 @@
 #include "common.hpp"
 #include "pgfast/mdp.hpp"
 #include "pgfast/rng.hpp"
-#include "pgfast/rollout.hpp"
+#include "pgfast/sampling.hpp"
 
 namespace pgfast::bindings {
 

@@ -77,7 +77,7 @@ class FiniteMDP {
       }
     }
     // Rewards that depend on (s, a) only (the same on every entry of a row) are also kept as an
-    // (S, A) table, so that the sampler's slots need not carry them (rollout.hpp, SlimSlot).
+    // (S, A) table, so that the sampler's slots need not carry them (sampling.hpp, SlimSlot).
     sa_rewards_ = true;
     sa_reward_.assign(static_cast<std::size_t>(S_) * A_, 0.0);
     for (std::int64_t row = 0; row < static_cast<std::int64_t>(S_) * A_ && sa_rewards_; ++row) {
@@ -105,7 +105,7 @@ class FiniteMDP {
   // The action of each stored entry (entry e lies in row s*A + action[e]).
   const std::vector<std::int32_t>& entry_action() const noexcept { return action_; }
 
-  // Compact sampling tables (rollout.hpp), present when S <= 2^23, A <= 256 and nnz < 2^31:
+  // Compact sampling tables (sampling.hpp), present when S <= 2^23, A <= 256 and nnz < 2^31:
   // per state its entries' range, per entry its packed code (see kCodeStateBits).
   bool compact_sampling() const noexcept { return compact_; }
   const std::vector<StateRow>& state_rows() const noexcept { return state_rows_; }

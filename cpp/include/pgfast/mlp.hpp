@@ -1,5 +1,6 @@
-// Neural softmax policy (seed 000, section 4.5.2): pi(a|s) = softmax_a f_theta(phi(s))_a with f a
-// multi-layer perceptron from state features phi(s) in R^d to A logits.
+// Neural softmax policy (docs/theory.md, "Softmax policies and their scores"):
+// pi(a|s) = softmax_a f_theta(phi(s))_a with f a multi-layer perceptron from state features
+// phi(s) in R^d to A logits.
 //
 //   h_0 = phi(s),   h_l = act(h_{l-1} W_l + b_l)  (l = 1..L-1),   z(s, .) = h_{L-1} W_L + b_L
 //   act = tanh (act' = 1 - h^2) or relu (act' = [h > 0])

@@ -1,7 +1,8 @@
-// Softmax policies over a finite state space (seed 000, section 4.5).
+// Softmax policies over a finite state space (docs/theory.md, "Softmax policies and
+// their scores").
 //
 //   tabular:  pi(a|s) = exp(theta[s, a]) / sum_a' exp(theta[s, a'])
-//   linear:   pi(a|s) = exp(theta . phi(s, a)) / sum_a' exp(theta . phi(s, a'))     (4.5.1)
+//   linear:   pi(a|s) = exp(theta . phi(s, a)) / sum_a' exp(theta . phi(s, a'))
 //
 // Every policy reduces to a table of logits (S, A); the softmax is computed with a stable
 // log-sum-exp, so logits of +-1e6 give probabilities of exactly 0 and 1 and finite log-probs.

@@ -1,4 +1,5 @@
-// Returns and reward-to-go of a padded (N, H) batch (seed 000, sections 4.2-4.3).
+// Returns and reward-to-go of a padded (N, H) batch (docs/theory.md, "The objective and
+// the likelihood of a trajectory" and "REINFORCE and reward-to-go").
 //
 //   return          G(tau)  = sum_{t < len} gamma^t r_t
 //   reward-to-go    G_t     = sum_{t <= t' < len} gamma^(t'-t) r_t'   (G_t = r_t + gamma G_{t+1})

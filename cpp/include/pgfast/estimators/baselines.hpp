@@ -1,0 +1,122 @@
+// The weights of the likelihood-ratio estimators, formed from each trajectory's rewards, and the
+// batch statistics of the leave-one-out baselines (docs/theory.md, "REINFORCE and reward-to-go"
+// and "Baselines and advantages").
+//
+//   "return":        w_{i,t} = G_i - b_i,                   G_i = sum_t gamma^t r_t
+//   "reward_to_go":  w_{i,t} = gamma^t (G_{i,t} - b_{i,t}), G_{i,t} = sum_{t'>=t} gamma^(t'-t) r_t'
+//
+//   baselines   none    b = 0
+//               table   b_{i,t} = V_t(s_t)  (return weights: V_0(s_0))
+//               mean    b_i = (sum_{j != i} G_j) / (N - 1)
+//               time    b_{i,t} = (sum_{j != i, len_j > t} G_{j,t}) / (count_t - 1),  count_t = #{j : len_j > t}
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "pgfast/returns.hpp"
+
+namespace pgfast::est {
+
+// How the weight of step t of a trajectory is formed from its rewards.
+enum class WeightKind { Return, RewardToGo, Explicit };
+enum class BaselineKind { None, Table, LeaveOneOutMean, LeaveOneOutTime };
+
+struct WeightSpec {
+  WeightKind kind = WeightKind::RewardToGo;
+  double gamma = 1.0;
+  BaselineKind baseline = BaselineKind::None;
+  const double* table = nullptr;  // (H, S) baseline values V_t(s) for BaselineKind::Table
+  std::int64_t S = 0;
+  // Leave-one-out statistics of the batch: the sum of the returns (baseline "mean") and the
+  // per-t coefficients of the time baseline (from the reward-to-go sums and counts, loo_statistics).
+  double return_sum = 0.0;
+  std::int64_t n = 0;
+  const double* time_alpha = nullptr;  // (H,) from loo_time_coefficients
+  const double* time_beta = nullptr;
+  const double* time_u = nullptr;      // alpha_t / gamma^t
+};
+
+// Weights w[0..len) of one trajectory (states s, rewards r); returns its discounted return G_0.
+// `gpow[t]` = gamma^t. Baselines: Table -> b_t = V_t(s_t) (return weights: V_0(s_0));
+// LeaveOneOutMean -> the mean return of the other trajectories; LeaveOneOutTime -> the mean
+// reward-to-go at t of the other trajectories still running at t (0 when there are none).
+inline double trajectory_weights(const std::int32_t* s, const double* r, std::int64_t len, const WeightSpec& ws,
+                                 const double* gpow, double* w) {
+  const double G = suffix_returns(r, len, ws.gamma, gpow, w);  // reward-to-go G_t for now
+  const double loo_mean = ws.n > 1 ? (ws.return_sum - G) / static_cast<double>(ws.n - 1) : 0.0;
+  if (ws.kind == WeightKind::RewardToGo) {
+    switch (ws.baseline) {  // one loop per kind: no branch per step
+      case BaselineKind::None:
+        if (ws.gamma != 1.0) {  // gamma^t = 1 otherwise
+          for (std::int64_t t = 0; t < len; ++t) w[t] *= gpow[t];
+        }
+        break;
+      case BaselineKind::Table:
+        for (std::int64_t t = 0; t < len; ++t) w[t] = gpow[t] * (w[t] - ws.table[t * ws.S + s[t]]);
+        break;
+      case BaselineKind::LeaveOneOutMean:
+        for (std::int64_t t = 0; t < len; ++t) w[t] = gpow[t] * (w[t] - loo_mean);
+        break;
+      case BaselineKind::LeaveOneOutTime:
+        // gamma^t (G_t - (sum_t - G_t) / (count_t - 1)) = alpha_t G_t - beta_t (loo_time_coefficients)
+        for (std::int64_t t = 0; t < len; ++t) w[t] = ws.time_alpha[t] * w[t] - ws.time_beta[t];
+        break;
+    }
+  } else if (ws.kind == WeightKind::Return) {
+    double b = 0.0;
+    if (ws.baseline == BaselineKind::Table && len > 0) b = ws.table[s[0]];
+    if (ws.baseline == BaselineKind::LeaveOneOutMean) b = loo_mean;
+    for (std::int64_t t = 0; t < len; ++t) w[t] = G - b;
+  }
+  return G;
+}
+
+// The leave-one-out time baseline as w_t = alpha_t G_t - beta_t: with k_t = 1 / (count_t - 1)
+// (0 when no other trajectory runs at t), alpha_t = gamma^t u_t with u_t = 1 + k_t, beta_t = gamma^t sum_t k_t.
+inline void loo_time_coefficients(const std::vector<double>& rtg_sum, const std::vector<std::int64_t>& rtg_count,
+                                  const double* gpow, std::vector<double>& alpha, std::vector<double>& beta,
+                                  std::vector<double>& u) {
+  const std::size_t H = rtg_sum.size();
+  alpha.assign(H, 0.0);
+  beta.assign(H, 0.0);
+  u.assign(H, 0.0);
+  for (std::size_t t = 0; t < H; ++t) {
+    const std::int64_t others = rtg_count[t] - 1;
+    const double k = others > 0 ? 1.0 / static_cast<double>(others) : 0.0;
+    u[t] = 1.0 + k;
+    alpha[t] = gpow[t] * u[t];
+    beta[t] = gpow[t] * rtg_sum[t] * k;
+  }
+}
+
+// Batch statistics for the leave-one-out baselines: sum of returns, per-t sums/counts of the
+// reward-to-go over running trajectories. No trajectory's reward-to-go is formed: a trajectory
+// that has ended by t has G_t = 0, so sum_i G_{i,t} = sum_{t' >= t} gamma^(t'-t) R_t' with
+// R_t' = sum_i r_{i,t'} over the trajectories running at t' (column sums: independent adds, where
+// per-trajectory recursions wait on each other), and sum_i G_i = rtg_sum[0].
+inline void loo_statistics(const double* rewards, const std::int32_t* lengths, std::int64_t N, std::int64_t H,
+                           double gamma, double& return_sum, std::vector<double>& rtg_sum,
+                           std::vector<std::int64_t>& rtg_count) {
+  rtg_sum.assign(static_cast<std::size_t>(H), 0.0);
+  rtg_count.assign(static_cast<std::size_t>(H), 0);
+  std::vector<std::int64_t> ends(static_cast<std::size_t>(H + 1), 0);  // trajectories per length
+  double* R = rtg_sum.data();  // column sums first
+  for (std::int64_t i = 0; i < N; ++i) {
+    const std::int64_t len = lengths[i];
+    const double* r = rewards + i * H;
+    for (std::int64_t t = 0; t < len; ++t) R[t] += r[t];
+    ++ends[len];
+  }
+  double acc = 0.0;
+  std::int64_t running = 0;  // count_t = #{i : len_i > t}
+  for (std::int64_t t = H - 1; t >= 0; --t) {
+    acc = R[t] + gamma * acc;
+    R[t] = acc;
+    running += ends[t + 1];
+    rtg_count[t] = running;
+  }
+  return_sum = acc;
+}
+
+}  // namespace pgfast::est

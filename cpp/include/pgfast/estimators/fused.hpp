@@ -1,0 +1,128 @@
+// The fused estimator: the likelihood-ratio gradient of score.hpp formed while the trajectories
+// are sampled (sampling.hpp), without storing the (N, H) batch (docs/theory.md, "The
+// likelihood-ratio gradient").
+//
+//   g = (1/N) sum_i sum_t w_{i,t} grad log pi(a_t|s_t),   w from the rewards (baselines.hpp)
+//
+// Each trajectory's weights are formed when it ends, from its own steps only, so the baselines
+// are those that need no other trajectory (none, table).
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+#include "pgfast/estimators/baselines.hpp"
+#include "pgfast/estimators/score.hpp"
+
+namespace pgfast::est {
+
+// Fused estimator: a rollout sink that keeps each running trajectory in a slot buffer and, when
+// it ends, forms its weights and adds its gradient. Memory O(kLanes H + n_params) per worker.
+//
+// The buffers are written at every step of the rollout's tight loop and share the L1 cache with
+// the logit table the finished trajectories are added to, so they are kept small: flat indices
+// s * A + a as 32 bits, and the states only where the weights need them (not for reward-to-go
+// totals without a baseline). Random MDP, N = 1024: 0.86 -> 0.76 ms per call.
+template <int Lanes>
+class FusedSink {
+ public:
+  FusedSink(const PolicyTables& pol, const WeightSpec& spec, const double* gpow, std::int64_t H, bool per_trajectory)
+      : scorer(pol, per_trajectory), spec_(spec), gpow_(gpow), H_(H), A_(pol.A),
+        rtg_only_(!per_trajectory && spec.kind == WeightKind::RewardToGo && spec.baseline == BaselineKind::None) {
+    if (pol.S * pol.A > static_cast<std::int64_t>(std::numeric_limits<std::uint32_t>::max())) {
+      throw std::invalid_argument("the fused estimator needs n_states * n_actions < 2^32");
+    }
+    if (!rtg_only_) s_.resize(static_cast<std::size_t>(Lanes * H));
+    sa_.resize(static_cast<std::size_t>(Lanes * H));
+    r_.resize(static_cast<std::size_t>(Lanes * H));
+    w_.resize(static_cast<std::size_t>(H));
+    for (int k = Lanes - 1; k >= 0; --k) free_.push_back(k);
+  }
+  int begin(std::int64_t, std::int32_t) {
+    const int k = free_.back();
+    free_.pop_back();
+    return k;
+  }
+  void step(int k, std::int64_t, std::int64_t t, std::int32_t s, std::int32_t a, double r) {
+    const std::int64_t o = k * H_ + t;
+    if (!rtg_only_) s_[o] = s;
+    sa_[o] = static_cast<std::uint32_t>(s * A_ + a);
+    r_[o] = r;
+  }
+  void end(int k, std::int64_t, std::int64_t len, std::int32_t) {
+    const std::uint32_t* sa = sa_.data() + k * H_;
+    double G;
+    if (rtg_only_) {
+      G = scorer.add_reward_to_go([sa](std::int64_t t) { return static_cast<std::int64_t>(sa[t]); }, r_.data() + k * H_,
+                                  len, spec_.gamma, gpow_);
+    } else {
+      const std::int32_t* s = s_.data() + k * H_;
+      G = trajectory_weights(s, r_.data() + k * H_, len, spec_, gpow_, w_.data());
+      scorer.add_indexed_steps(s, sa, w_.data(), len);
+      scorer.finish(nullptr);
+    }
+    return_sum += G;
+    return_sumsq += G * G;
+    steps += len;
+    free_.push_back(k);
+  }
+  // After the worker's last trajectory, on its thread (TrajectoryScorer::close).
+  void close() { scorer.close(); }
+
+  // The sums of all workers' sinks (each closed; null entries skipped).
+  struct Totals {
+    std::vector<double> sum, sumsq;
+    double return_sum = 0.0, return_sumsq = 0.0;
+    std::int64_t steps = 0;
+  };
+  static Totals reduce(const std::vector<std::unique_ptr<FusedSink>>& sinks, std::int64_t n_params, bool sumsq) {
+    Totals out;
+    out.sum.assign(static_cast<std::size_t>(n_params), 0.0);
+    out.sumsq.assign(static_cast<std::size_t>(n_params), 0.0);
+    std::vector<TrajectoryScorer*> scorers;
+    for (const auto& sk : sinks) scorers.push_back(sk ? &sk->scorer : nullptr);
+    TrajectoryScorer::merge_and_map(scorers);
+    for (const auto& sk : sinks) {
+      if (!sk) continue;
+      for (std::int64_t j = 0; j < n_params; ++j) out.sum[j] += sk->scorer.sum[j];
+      if (sumsq) {
+        for (std::int64_t j = 0; j < n_params; ++j) out.sumsq[j] += sk->scorer.sumsq[j];
+      }
+      out.return_sum += sk->return_sum;
+      out.return_sumsq += sk->return_sumsq;
+      out.steps += sk->steps;
+    }
+    return out;
+  }
+
+  TrajectoryScorer scorer;
+  double return_sum = 0.0, return_sumsq = 0.0;
+  std::int64_t steps = 0;
+
+ private:
+  const WeightSpec& spec_;
+  const double* gpow_;
+  std::int64_t H_, A_;
+  std::vector<std::int32_t> s_;   // states of the running trajectories (empty when rtg_only_)
+  std::vector<std::uint32_t> sa_;  // and their flat indices s * A + a
+  std::vector<double> r_, w_;
+  std::vector<int> free_;
+  bool rtg_only_;  // reward-to-go without baseline, totals only: TrajectoryScorer::add_reward_to_go
+};
+
+// Forwards a Sink's calls to an object that outlives the rollout (simulate() copies its sinks).
+template <class T>
+struct SinkRef {
+  T* target;
+  int begin(std::int64_t i, std::int32_t s0) { return target->begin(i, s0); }
+  void step(int k, std::int64_t i, std::int64_t t, std::int32_t s, std::int32_t a, double r) {
+    target->step(k, i, t, s, a, r);
+  }
+  void end(int k, std::int64_t i, std::int64_t len, std::int32_t f) { target->end(k, i, len, f); }
+  void close() { target->close(); }
+};
+
+}  // namespace pgfast::est
