@@ -19,21 +19,13 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
     ) from exc
 
 from . import exact, optim
-from ._estimators import (
-    OffPolicyValue,
-    PolicyGradient,
-    ValueBaseline,
-    importance_weights,
-    log_likelihood,
-    off_policy_gradient,
-    off_policy_value,
-    policy_gradient,
-    score,
-)
+from ._estimators import PolicyGradient, ValueBaseline, log_likelihood, policy_gradient, score
 from ._mdp import FiniteMDP
-from ._policy import LinearSoftmax, MLPSoftmax, SoftmaxPolicy, TabularSoftmax
+from ._mlp import MLPSoftmax
+from ._off_policy import OffPolicyValue, importance_weights, off_policy_gradient, off_policy_value
+from ._policy import LinearSoftmax, SoftmaxPolicy, TabularSoftmax
+from ._sampling import PAD_INDEX, Trajectories
 from ._train import History, train
-from ._trajectories import PAD_INDEX, Trajectories
 from ._validation import MAX_THREADS
 
 try:

@@ -18,14 +18,16 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _core, exact
 from ._mdp import FiniteMDP
-from ._policy import LinearSoftmax, MLPSoftmax, SoftmaxPolicy, TabularSoftmax, pinned
-from ._trajectories import Trajectories, _as_int32
+from ._mlp import MLPSoftmax
+from ._policy import LinearSoftmax, SoftmaxPolicy, TabularSoftmax, pinned
+from ._sampling import Trajectories
 from ._validation import (
     as_bool,
     as_float,
     as_float_array,
     as_gamma,
     as_int,
+    as_int32_array,
     as_seed,
     as_threads,
     check_allocation,
@@ -69,7 +71,7 @@ class _Tables(NamedTuple):
     net: Any
 
 
-def _policy_tables(policy: Any, name: str = "policy") -> _Tables:
+def policy_tables(policy: Any, name: str = "policy") -> _Tables:
     require_instance(policy, SoftmaxPolicy, name, "a pgfast policy (e.g. pgfast.TabularSoftmax)")
     if isinstance(policy, TabularSoftmax):
         return _Tables(policy._probs_table(), None, None)
@@ -81,7 +83,7 @@ def _policy_tables(policy: Any, name: str = "policy") -> _Tables:
     raise TypeError(f"estimators support TabularSoftmax, LinearSoftmax and MLPSoftmax, got {type(policy).__name__}")
 
 
-def _check_traj(traj: Any, policy: SoftmaxPolicy) -> None:
+def check_traj(traj: Any, policy: SoftmaxPolicy) -> None:
     if not isinstance(traj, Trajectories):
         raise TypeError(f"traj must be a pgfast.Trajectories batch, got {type(traj).__name__}")
     mdp = traj.mdp
@@ -113,7 +115,7 @@ def _check_indices(traj: Trajectories, n_states: int, n_actions: int) -> None:
             raise ValueError(f"{name}[{i}, {t}] = {arr[i, t]} is out of range [0, {upper}) (trajectory {i}, step {t})")
 
 
-def _batch(traj: Trajectories) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.float64], NDArray[np.int32]]:
+def batch_arrays(traj: Trajectories) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.float64], NDArray[np.int32]]:
     # a batch is immutable and holds C-contiguous int32 / float64 arrays (checked when made): they
     # are passed as they are; anything else (a batch restored from a foreign pickle) is converted
     # with the checks
@@ -122,14 +124,14 @@ def _batch(traj: Trajectories) -> tuple[NDArray[np.int32], NDArray[np.int32], ND
             and st.flags.c_contiguous and ac.flags.c_contiguous and rw.flags.c_contiguous and ln.flags.c_contiguous):
         return st, ac, rw, ln
     rewards, lengths = traj._rewards_and_lengths()
-    return _as_int32(st, "states", 2), _as_int32(ac, "actions", 2), rewards, lengths
+    return as_int32_array(st, "states", 2), as_int32_array(ac, "actions", 2), rewards, lengths
 
 
-def _gamma(gamma: Any, mdp: FiniteMDP) -> float:
+def batch_gamma(gamma: Any, mdp: FiniteMDP) -> float:
     return as_gamma(gamma, mdp.gamma)
 
 
-def _weights_kind(weights: Any) -> str:
+def weights_kind(weights: Any) -> str:
     if not isinstance(weights, str):  # not `in`: an array would compare elementwise
         raise ValueError(f"weights must be 'reward_to_go' or 'return', got a {type(weights).__name__}")
     if weights not in ("reward_to_go", "return"):
@@ -137,7 +139,7 @@ def _weights_kind(weights: Any) -> str:
     return str(weights)
 
 
-def _result(
+def gradient_result(
     policy: SoftmaxPolicy,
     n: int,
     sums: NDArray[np.float64],
@@ -268,7 +270,7 @@ class ValueBaseline:
                 f"the batch has ({traj.mdp.n_states}, {traj.horizon})"
             )
         _check_indices(traj, traj.mdp.n_states, traj.mdp.n_actions)
-        table = self._fit_table(traj, _gamma(gamma, traj.mdp))
+        table = self._fit_table(traj, batch_gamma(gamma, traj.mdp))
         table.setflags(write=False)  # replaced by the next fit, never changed in place
         self._table = table
         return self
@@ -365,7 +367,7 @@ def _baseline(
     raise TypeError(f"baseline must be None, 'mean', 'time', 'exact' or a pgfast.ValueBaseline, got {type(baseline).__name__}")
 
 
-def _score_sums(
+def score_sums(
     traj: Trajectories,
     tables: _Tables,
     kind: str,
@@ -377,7 +379,7 @@ def _score_sums(
     threads: int,
     sumsq: bool = True,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None, float, float]:
-    s, a, r, ln = _batch(traj)
+    s, a, r, ln = batch_arrays(traj)
     out: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None, float, float] = _core.score_batch(
         s, a, r, ln, tables.probs, tables.features, kind, explicit, gamma, baseline, table, per_trajectory, threads,
         sumsq, tables.net
@@ -442,8 +444,8 @@ def score(
     >>> bool(np.allclose(g, pg.policy_gradient(pi, traj).grad))
     True
     """
-    tables = _policy_tables(policy)
-    _check_traj(traj, policy)
+    tables = policy_tables(policy)
+    check_traj(traj, policy)
     w = as_float_array(weights, "weights")
     if w.shape != traj.rewards.shape:
         raise ValueError(f"weights must have shape (N, H) = {traj.rewards.shape}, got {w.shape}")
@@ -453,7 +455,7 @@ def score(
     per_trajectory = as_bool(per_trajectory, "per_trajectory")
     if per_trajectory:
         check_allocation(8 * traj.n * policy.n_params, "per-trajectory gradients", "use per_trajectory=False")
-    sums, _, rows, _, _ = _score_sums(
+    sums, _, rows, _, _ = score_sums(
         traj, tables, "explicit", w, traj.mdp.gamma, "none", None, per_trajectory, as_threads(threads), sumsq=False
     )
     grad = (sums / traj.n).reshape(policy.theta.shape)
@@ -582,13 +584,13 @@ def policy_gradient(
     >>> round(fused.value, 6), fused.n_steps
     (0.01325, 30105)
     """
-    kind = _weights_kind(weights)
+    kind = weights_kind(weights)
     with_se = as_bool(stderr, "stderr")
     per_trajectory = as_bool(per_trajectory, "per_trajectory")
     nthreads = as_threads(threads)
     _core.wake_workers(nthreads)  # a parked pool thread wakes while the policy tables are made
     policy = pinned(policy)  # the tables and an exact baseline from one theta
-    tables = _policy_tables(policy)
+    tables = policy_tables(policy)
     if traj is None:
         if mdp is None or n is None:
             raise ValueError("pass a batch traj, or mdp=, n= and seed= for the fused estimator")
@@ -596,7 +598,7 @@ def policy_gradient(
         policy._check_fits(mdp)
         if per_trajectory:
             raise ValueError("per_trajectory=True needs a stored batch (the fused estimator keeps no trajectories)")
-        g = _gamma(gamma, mdp)
+        g = batch_gamma(gamma, mdp)
         nn = as_int(n, "n", minimum=1, maximum=2**62)
         bkind, table = _baseline(baseline, policy, mdp, g, kind)
         if bkind in ("mean", "time"):
@@ -606,11 +608,11 @@ def policy_gradient(
         sums, sumsq, rs, rq, steps = _core.fused_gradient(
             mdp._mdp, tables.probs, tables.features, nn, as_seed(seed), kind, g, bkind, table, nthreads, with_se, tables.net
         )
-        return _result(policy, nn, sums, sumsq, rs, rq, n_steps=int(steps), with_stderr=with_se)
+        return gradient_result(policy, nn, sums, sumsq, rs, rq, n_steps=int(steps), with_stderr=with_se)
     if mdp is not None or n is not None or seed is not None:
         raise ValueError("pass either a batch traj or mdp=, n=, seed= (fused), not both")
-    _check_traj(traj, policy)
-    g = _gamma(gamma, traj.mdp)
+    check_traj(traj, policy)
+    g = batch_gamma(gamma, traj.mdp)
     needs_table = isinstance(baseline, ValueBaseline) or (isinstance(baseline, str) and baseline == "exact")
     if needs_table and traj.horizon != traj.mdp.horizon:  # V_t(s) tables have the MDP's horizon
         raise ValueError(
@@ -623,8 +625,8 @@ def policy_gradient(
     if per_trajectory:
         check_allocation(8 * traj.n * policy.n_params, "per-trajectory gradients", "use per_trajectory=False")
     if bkind != "cross":
-        sums, sumsq, rows, rs, rq = _score_sums(traj, tables, kind, None, g, bkind, table, per_trajectory, nthreads, with_se)
-        return _result(policy, traj.n, sums, sumsq, rs, rq, rows, n_steps=traj.n_steps, with_stderr=with_se)
+        sums, sumsq, rows, rs, rq = score_sums(traj, tables, kind, None, g, bkind, table, per_trajectory, nthreads, with_se)
+        return gradient_result(policy, traj.n, sums, sumsq, rs, rq, rows, n_steps=traj.n_steps, with_stderr=with_se)
     # Cross-fitting: halves (even / odd trajectories), each weighted by a baseline fitted on the other.
     if traj.n < 2:
         raise ValueError("cross-fitting a ValueBaseline needs at least 2 trajectories")
@@ -638,7 +640,7 @@ def policy_gradient(
     rows_all = np.empty((traj.n, policy.n_params)) if per_trajectory else None
     rs = rq = 0.0
     for k in (0, 1):
-        s_k, q_k, rows_k, rs_k, rq_k = _score_sums(
+        s_k, q_k, rows_k, rs_k, rq_k = score_sums(
             halves[k], tables, kind, None, g, "table", np.ascontiguousarray(fits[1 - k]), per_trajectory, nthreads, with_se
         )
         sums += s_k
@@ -647,7 +649,7 @@ def policy_gradient(
         rq += rq_k
         if rows_all is not None and rows_k is not None:
             rows_all[idx[k]] = rows_k
-    return _result(policy, traj.n, sums, sumsq, rs, rq, rows_all, n_steps=traj.n_steps, with_stderr=with_se)
+    return gradient_result(policy, traj.n, sums, sumsq, rs, rq, rows_all, n_steps=traj.n_steps, with_stderr=with_se)
 
 
 def log_likelihood(mdp: FiniteMDP, policy: SoftmaxPolicy, traj: Trajectories, dynamics: bool = True) -> NDArray[np.float64]:
@@ -702,280 +704,6 @@ def log_likelihood(mdp: FiniteMDP, policy: SoftmaxPolicy, traj: Trajectories, dy
         raise TypeError(f"traj must be a pgfast.Trajectories batch, got {type(traj).__name__}")
     policy._check_fits(mdp)
     logp = np.ascontiguousarray(policy.log_probs())
-    s, a, r, ln = _batch(traj)
-    fin = _as_int32(traj.final_states, "final_states", 1)
+    s, a, r, ln = batch_arrays(traj)
+    fin = as_int32_array(traj.final_states, "final_states", 1)
     return _core.log_likelihood(mdp._mdp, logp, s, a, ln, fin, r, as_bool(dynamics, "dynamics"))
-
-
-def _log_ratio(target: SoftmaxPolicy, behavior: Any, traj: Trajectories) -> NDArray[np.float64]:
-    """Per-step log pi(a_t|s_t) - log beta(a_t|s_t), 0 past the end (C++; it checks the batch's
-    indices and beta > 0 on the logged actions, naming the step)."""
-    st, ac, rw, ln = _batch(traj)
-    target_logp = np.ascontiguousarray(target.log_probs())
-    if isinstance(behavior, SoftmaxPolicy):
-        behavior = pinned(behavior)  # its log-probabilities and probabilities from one theta
-        _check_traj(traj, behavior)
-        # a probability that underflows to 0 (logits 1e6 apart) has a finite log-prob: the
-        # kernel reads the probabilities too
-        out = _core.log_ratios(target_logp, np.ascontiguousarray(behavior.log_probs()),
-                               np.ascontiguousarray(behavior.probs()), None, st, ac, rw, ln)
-    else:
-        lb = as_float_array(behavior, "behavior")
-        if lb.shape != traj.rewards.shape:
-            raise ValueError(
-                f"behavior must be a policy or logged log-probabilities log beta(a_t|s_t) of shape (N, H) = "
-                f"{traj.rewards.shape}, got {lb.shape}"
-            )
-        out = _core.log_ratios(target_logp, None, None, lb, st, ac, rw, ln)
-    return out
-
-
-def importance_weights(
-    target: SoftmaxPolicy, behavior: Any, traj: Trajectories, per_decision: bool = False
-) -> NDArray[np.float64]:
-    r"""Importance ratios of a batch sampled by ``behavior`` (a policy, or logged log-probabilities
-    :math:`\log\beta(a_t|s_t)` of shape (N, H)) for the ``target`` policy (see :doc:`/theory`,
-    "Importance sampling").
-
-    The dynamics cancel, so only policy terms are computed, in log space:
-    :math:`\rho_i = \exp\sum_{t<\text{len}} [\log\pi(a_t|s_t) - \log\beta(a_t|s_t)]`, shape (N,);
-    with ``per_decision=True`` the cumulative ratios :math:`\rho_{i,0:t}`, shape (N, H) (past the
-    end: the trajectory's full ratio).
-
-    Parameters
-    ----------
-    target : SoftmaxPolicy
-        The policy to evaluate.
-    behavior : SoftmaxPolicy or array_like (N, H)
-        The policy that sampled the batch, or its logged log-probabilities.
-    traj : Trajectories
-        The batch sampled by ``behavior``.
-    per_decision : bool
-        Return the cumulative ratios per step (default False).
-
-    Returns
-    -------
-    ndarray of float64, shape (N,) or (N, H)
-
-    Raises
-    ------
-    TypeError
-        Arguments of the wrong type.
-    ValueError
-        Logged log-probabilities of another shape or not finite, or a ratio beyond the float64
-        range (the message names the trajectory and the step).
-
-    Examples
-    --------
-    >>> mdp = pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="4x4", horizon=50)
-    >>> behavior = pg.TabularSoftmax(16, 4)
-    >>> traj = mdp.sample(behavior, 4000, seed=0)
-    >>> target = pg.TabularSoftmax(16, 4, theta=np.tile([0.0, 0.5, 0.5, 0.0], (16, 1)))
-    >>> rho = pg.importance_weights(target, behavior, traj)
-    >>> rho.shape, round(float(rho.mean()), 4)  # E[rho] = 1
-    ((4000,), 1.0012)
-    """
-    target = pinned(target)
-    _policy_tables(target, "target")
-    _check_traj(traj, target)
-    lr = _log_ratio(target, behavior, traj)
-    log_rho = np.cumsum(lr, axis=1) if as_bool(per_decision, "per_decision") else lr.sum(axis=1)
-    # exp overflows past log rho = 709.78: such a ratio is not a float64 (a log-probability of the
-    # behavior near -1e300, or policies that far apart); the error names it instead of an inf
-    big = ~(log_rho <= _LOG_MAX)
-    if big.any():
-        where = tuple(int(i) for i in np.argwhere(big)[0])
-        at = f"trajectory {where[0]}" + (f", step {where[1]}" if len(where) > 1 else "")
-        raise ValueError(
-            f"importance weights overflow float64: log rho = {float(log_rho[where]):.6g} > {_LOG_MAX:.6g} on {at}; "
-            "the behavior's log-probabilities are too far below the target's"
-        )
-    out: NDArray[np.float64] = np.exp(log_rho)
-    return out
-
-
-_LOG_MAX = float(np.log(np.finfo(np.float64).max))
-
-
-def _off_policy(
-    target: SoftmaxPolicy, behavior: Any, traj: Trajectories, weights: str, per_decision: bool, self_normalized: bool, gamma: Any
-) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
-    _policy_tables(target, "target")
-    _check_traj(traj, target)
-    kind = _weights_kind(weights)
-    g = _gamma(gamma, traj.mdp)
-    lr = _log_ratio(target, behavior, traj)
-    rewards, lengths = traj._rewards_and_lengths()
-    w, log_rho, value = _core.importance_weights(
-        rewards, lr, lengths, g, kind == "reward_to_go", as_bool(per_decision, "per_decision"),
-        as_bool(self_normalized, "self_normalized"),
-    )
-    # ESS (sum rho)^2 / sum rho^2 is scale-free: from the ratios over the largest, so that ratios
-    # that underflow (log rho of -1000) still give it
-    scaled = np.exp(log_rho - log_rho.max())
-    ess = float(scaled.sum() ** 2 / (scaled * scaled).sum())
-    cause = "importance ratios times rewards exceed the float64 range"
-    check_finite_result(w, "the importance weights", cause)
-    check_finite_result(value, "the importance-weighted returns", cause)
-    return w, value, ess
-
-
-def off_policy_gradient(
-    target: SoftmaxPolicy,
-    behavior: Any,
-    traj: Trajectories,
-    *,
-    weights: Weights = "reward_to_go",
-    per_decision: bool = True,
-    self_normalized: bool = False,
-    per_trajectory: bool = False,
-    gamma: float | None = None,
-    threads: int | None = None,
-) -> PolicyGradient:
-    r"""Policy gradient of ``target`` from trajectories sampled by ``behavior`` (importance
-    ratios of the two policies): :math:`\frac1N\sum_i\sum_t w_{i,t}\nabla\log\pi(a_{i,t}|s_{i,t})` with
-
-    - trajectory weights (``per_decision=False``): :math:`w_{i,t} = \rho_i\,\gamma^t G_{i,t}`
-      (reward-to-go) or :math:`\rho_i G_i` (return);
-    - per-decision weights: :math:`w_{i,t} = \sum_{t'\ge t}\gamma^{t'} r_{t'}\rho_{0:t'}` (reward-to-go;
-      each reward is weighted by the ratio of the actions before it), or, for the return,
-      :math:`\rho_{0:t}\sum_{t'<t}\gamma^{t'}r_{t'} + \sum_{t'\ge t}\gamma^{t'}r_{t'}\rho_{0:t'}`.
-
-    ``self_normalized=True`` divides the ratios by their batch mean (per step for per-decision
-    weights): consistent, not unbiased. ``behavior`` is a policy or logged log-probabilities
-    ``(N, H)``. The result's ``ess`` is :math:`(\sum\rho_i)^2/\sum\rho_i^2`; ``value`` the
-    importance-weighted estimate of J. ``threads`` (1 to ``pgfast.MAX_THREADS`` = 256, more
-    raise ``ValueError``; default: every usable CPU) changes only the speed and the summation order.
-    See :doc:`/theory`, "Importance sampling".
-
-    Parameters
-    ----------
-    target : SoftmaxPolicy
-        The policy whose gradient is estimated.
-    behavior : SoftmaxPolicy or array_like (N, H)
-        The policy that sampled the batch, or its logged log-probabilities.
-    traj : Trajectories
-        The batch sampled by ``behavior``.
-    weights : {"reward_to_go", "return"}
-        Default reward-to-go.
-    per_decision : bool
-        Per-decision ratios (default True) or whole-trajectory ratios.
-    self_normalized : bool
-        Divide the ratios by their batch mean (default False).
-    per_trajectory : bool
-        Keep the per-trajectory gradients.
-    gamma : float in [0, 1], optional
-        Discount factor (default: the MDP's).
-    threads : int, optional
-        Worker threads, 1 to ``pgfast.MAX_THREADS`` (default: every usable CPU).
-
-    Returns
-    -------
-    PolicyGradient
-        As :func:`policy_gradient`, with ``ess`` set and ``value`` the importance-weighted J.
-
-    Raises
-    ------
-    TypeError
-        Arguments of the wrong type.
-    ValueError
-        An unknown ``weights``, logged log-probabilities of another shape, or importance ratios
-        or results beyond the float64 range.
-
-    Examples
-    --------
-    >>> mdp = pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="4x4", horizon=50)
-    >>> behavior = pg.TabularSoftmax(16, 4)
-    >>> traj = mdp.sample(behavior, 4000, seed=0)
-    >>> target = pg.TabularSoftmax(16, 4, theta=np.tile([0.0, 0.5, 0.5, 0.0], (16, 1)))
-    >>> est = pg.off_policy_gradient(target, behavior, traj)
-    >>> est.grad.shape, round(est.ess, 1)
-    ((16, 4), 2710.3)
-    """
-    target = pinned(target)  # the weights and the tables from one theta
-    w, value, ess = _off_policy(target, behavior, traj, weights, per_decision, self_normalized, gamma)
-    tables = _policy_tables(target, "target")
-    per_trajectory = as_bool(per_trajectory, "per_trajectory")
-    if per_trajectory:
-        check_allocation(8 * traj.n * target.n_params, "per-trajectory gradients", "use per_trajectory=False")
-    sums, sumsq, rows, _, _ = _score_sums(
-        traj, tables, "explicit", w, traj.mdp.gamma, "none", None, per_trajectory, as_threads(threads)
-    )
-    with np.errstate(over="ignore"):  # an overflow is reported by _result
-        vsq = float((value * value).sum())
-    return _result(target, traj.n, sums, sumsq, float(value.sum()), vsq, rows, ess,
-                   n_steps=traj.n_steps)
-
-
-@dataclass(frozen=True)
-class OffPolicyValue:
-    """Importance-sampling estimate of J for the target policy: ``value``, ``stderr``, ``ess``."""
-
-    value: float
-    stderr: float
-    ess: float
-
-
-def off_policy_value(
-    target: SoftmaxPolicy,
-    behavior: Any,
-    traj: Trajectories,
-    *,
-    per_decision: bool = True,
-    self_normalized: bool = False,
-    gamma: float | None = None,
-) -> OffPolicyValue:
-    r"""Importance-sampling estimate of :math:`J(\pi)` from a batch of ``behavior``:
-    :math:`\frac1N\sum_i \rho_i G_i`, or per-decision :math:`\frac1N\sum_i\sum_t \gamma^t r_{i,t}\rho_{i,0:t}`
-    (``self_normalized`` divides the ratios by their batch mean). See :doc:`/theory`,
-    "Importance sampling".
-
-    Parameters
-    ----------
-    target : SoftmaxPolicy
-        The policy to evaluate.
-    behavior : SoftmaxPolicy or array_like (N, H)
-        The policy that sampled the batch, or its logged log-probabilities.
-    traj : Trajectories
-        The batch sampled by ``behavior``.
-    per_decision : bool
-        Per-decision ratios (default True) or whole-trajectory ratios.
-    self_normalized : bool
-        Divide the ratios by their batch mean (default False).
-    gamma : float in [0, 1], optional
-        Discount factor (default: the MDP's).
-
-    Returns
-    -------
-    OffPolicyValue
-        ``value``, its standard error ``stderr`` (NaN for one trajectory) and the effective
-        sample size ``ess``.
-
-    Raises
-    ------
-    TypeError
-        Arguments of the wrong type.
-    ValueError
-        Logged log-probabilities of another shape, or importance ratios or results beyond the
-        float64 range.
-
-    Examples
-    --------
-    >>> mdp = pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="4x4", horizon=50)
-    >>> behavior = pg.TabularSoftmax(16, 4)
-    >>> traj = mdp.sample(behavior, 4000, seed=0)
-    >>> target = pg.TabularSoftmax(16, 4, theta=np.tile([0.0, 0.5, 0.5, 0.0], (16, 1)))
-    >>> v = pg.off_policy_value(target, behavior, traj)
-    >>> round(v.value, 4), round(v.stderr, 4), round(v.ess, 1)
-    (0.0199, 0.0034, 2710.3)
-    >>> round(pg.exact.evaluate(mdp, target).J, 4)  # what it estimates
-    0.0189
-    """
-    _, value, ess = _off_policy(target, behavior, traj, "return", per_decision, self_normalized, gamma)
-    n = traj.n
-    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
-        se = float(value.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
-    check_finite_result(value.mean(), "the off-policy value", "importance ratios times rewards exceed the float64 range")
-    if n > 1:
-        check_finite_result(se, "the off-policy value's standard error", "importance ratios times rewards exceed the float64 range")
-    return OffPolicyValue(float(value.mean()), se, ess)

@@ -9,12 +9,10 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _core
 from ._validation import (
-    _asarray,
+    as_array,
     as_float,
     as_float_array,
     as_int,
-    as_seed,
-    as_threads,
     check_allocation,
     require_finite,
 )
@@ -23,7 +21,7 @@ if TYPE_CHECKING:
     import gymnasium
 
     from ._policy import SoftmaxPolicy
-    from ._trajectories import Trajectories
+    from ._sampling import Trajectories
 
 _DENSE_LIMIT_BYTES = 2**31  # mdp.P refuses to densify beyond this
 
@@ -392,25 +390,9 @@ class FiniteMDP:
         >>> traj.lengths
         array([1, 2, 2, 1], dtype=int32)
         """
-        from ._policy import SoftmaxPolicy
-        from ._trajectories import Trajectories
+        from ._sampling import sample  # the sampler sits above the model (it needs policies)
 
-        if not isinstance(policy, SoftmaxPolicy):
-            raise TypeError(f"policy must be a pgfast policy, got {type(policy).__name__}")
-        n = as_int(n, "n", minimum=1, maximum=2**62)
-        seed = as_seed(seed)
-        threads = as_threads(threads)
-        _core.wake_workers(threads)  # a parked pool thread wakes while the policy table is made
-        probs = policy._probs_for(self)
-        H = self.horizon
-        # states + actions (int32) + rewards (float64) per step, lengths + final states per episode
-        check_allocation(
-            n * (H * 16 + 8),
-            f"a batch of n={n} trajectories of horizon H={H}",
-            "sample fewer trajectories per call",
-        )
-        states, actions, rewards, lengths, finals = _core.sample(self._mdp, probs, n, seed, threads)
-        return Trajectories._trusted(self, states, actions, rewards, lengths, finals, seed=seed)
+        return sample(self, policy, n, seed=seed, threads=threads)
 
 
 def _check_dense_size(x: Any, name: str) -> None:
@@ -449,7 +431,7 @@ def _check_gamma(gamma: Any) -> float:
 def _terminal_mask(terminal: ArrayLike | None, S: int) -> NDArray[np.uint8]:
     if terminal is None:
         return np.zeros(S, dtype=np.uint8)
-    t = _asarray(terminal, "terminal")
+    t = as_array(terminal, "terminal")
     if t.dtype != np.bool_ and (t.dtype.kind not in "iu" or (t.size and not np.isin(t, (0, 1)).all())):
         raise TypeError(f"terminal must be a boolean mask of shape (S,), got dtype {t.dtype}")
     if t.shape != (S,):

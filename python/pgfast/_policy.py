@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
@@ -18,12 +18,14 @@ from numpy.typing import ArrayLike, NDArray
 from . import _core
 from ._constants import PAD_INDEX
 from ._validation import (
-    _asarray,
+    MAX_SIZE,
+    as_array,
     as_float_array,
     as_index_array,
     as_int,
     as_seed,
     check_allocation,
+    check_array_bytes,
     check_finite_result,
     require_finite,
 )
@@ -32,7 +34,7 @@ _T = TypeVar("_T")
 _INTERRUPTIBLE_WORK = 1e8  # flops above which a dense solve runs on a helper thread
 
 
-def _interruptible(fn: Callable[[], _T], work: float) -> _T:
+def interruptible(fn: Callable[[], _T], work: float) -> _T:
     """``fn()``, on a helper thread when ``work`` (its flop count) is large, so Ctrl-C is answered.
 
     NumPy's LAPACK / BLAS calls (and ``_core.solve_fisher``) release the GIL but never check for
@@ -60,6 +62,7 @@ def _interruptible(fn: Callable[[], _T], work: float) -> _T:
     out: _T = box["out"]
     return out
 
+
 if TYPE_CHECKING:
     from ._mdp import FiniteMDP
 
@@ -79,7 +82,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
-class _Snapshot(NamedTuple):
+class Snapshot(NamedTuple):
     """The tables of a policy at one value of theta, all computed from the copy ``theta``."""
 
     theta: NDArray[np.float64]  # read-only copy
@@ -87,16 +90,7 @@ class _Snapshot(NamedTuple):
     net: Any  # the MLP forward pass at theta (MLPSoftmax), else None
 
 
-MAX_SIZE = 2**31 - 1
-"""Upper bound of every state, action, feature and layer count (the C++ core's int32 indices)."""
 
-
-def _check_array_bytes(x: Any, name: str, owner: str) -> None:
-    """MemoryError before a large array argument is converted to float64 and copied."""
-    size = getattr(x, "size", None)
-    if isinstance(size, (int, np.integer)):
-        check_allocation(16 * int(size), f"{owner}'s {name} ({int(size)} values, converted and copied)",
-                         f"pass smaller {name}")
 
 
 class SoftmaxPolicy:
@@ -123,11 +117,11 @@ class SoftmaxPolicy:
     _n_states: int
     _n_actions: int
     # The probability table of the internal paths (sampling, estimators, exact), kept with the
-    # copy of theta it was made from (_Snapshot): one iteration samples and then estimates at the
+    # copy of theta it was made from (Snapshot): one iteration samples and then estimates at the
     # same theta, and the second softmax (plus, for a linear policy, the (S A, p) product) is then
     # skipped. Only the built-in policies, whose logits depend on theta alone, set _caches_probs.
     _caches_probs = False
-    _probs_cache: _Snapshot | None = None
+    _probs_cache: Snapshot | None = None
     _theta_accepted: NDArray[np.float64] | None = None  # the last value the theta setter accepted
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -225,7 +219,7 @@ class SoftmaxPolicy:
         array([[-0.470004, -1.098612],
                [-1.386294,  0.      ]])
         """
-        s_arr, a_arr = _asarray(states, "states"), _asarray(actions, "actions")
+        s_arr, a_arr = as_array(states, "states"), as_array(actions, "actions")
         if s_arr.shape != a_arr.shape:
             raise ValueError(f"states and actions must have the same shape, got {s_arr.shape} and {a_arr.shape}")
         pad = (s_arr == PAD_INDEX) & (a_arr == PAD_INDEX)
@@ -307,7 +301,7 @@ class SoftmaxPolicy:
         """Solves F x = g (pseudo-inverse, or F + damping I) for the Fisher of weighting w."""
         F = self._fisher(probs, w)
         gv = np.ascontiguousarray(g, dtype=np.float64).ravel()
-        x = _interruptible(lambda: _core.solve_fisher(F, gv, float(damping), float(rcond)), 10.0 * F.shape[0] ** 3)
+        x = interruptible(lambda: _core.solve_fisher(F, gv, float(damping), float(rcond)), 10.0 * F.shape[0] ** 3)
         return x.reshape(self._theta.shape)
 
     def _check_fits(self, mdp: FiniteMDP) -> None:
@@ -336,7 +330,7 @@ class SoftmaxPolicy:
         th.setflags(write=False)
         return th
 
-    def _snapshot(self) -> _Snapshot:
+    def _snapshot(self) -> Snapshot:
         """The tables at the current theta: theta is copied first and everything is computed from
         the copy (the kernels run with the GIL released, so another thread may assign theta
         meanwhile); reused while theta equals the copy."""
@@ -352,7 +346,7 @@ class SoftmaxPolicy:
         z, net = self._logits_and_net(th)
         p = np.ascontiguousarray(_core.softmax(z)[0])
         p.setflags(write=False)
-        c = _Snapshot(th, p, net)
+        c = Snapshot(th, p, net)
         self._probs_cache = c
         return c
 
@@ -360,7 +354,7 @@ class SoftmaxPolicy:
         """Logits (S, A) at ``theta`` (a copy the caller owns), and the MLP forward pass or None."""
         raise NotImplementedError
 
-    def _logits_at(self, snap: _Snapshot) -> NDArray[np.float64]:
+    def _logits_at(self, snap: Snapshot) -> NDArray[np.float64]:
         """The logits of a snapshot (recomputed from its theta, or the MLP's stored pass)."""
         return self._logits_and_net(snap.theta)[0]
 
@@ -518,7 +512,7 @@ class LinearSoftmax(SoftmaxPolicy):
     _caches_probs = True
 
     def __init__(self, features: ArrayLike, theta: ArrayLike | None = None) -> None:
-        _check_array_bytes(features, "features", "LinearSoftmax")
+        check_array_bytes(features, "features", "LinearSoftmax")
         phi = as_float_array(features, "features", ndim=3)
         S, A, p = phi.shape
         if S < 1 or A < 1 or p < 1:
@@ -557,269 +551,3 @@ class LinearSoftmax(SoftmaxPolicy):
 
     def _fisher(self, probs: NDArray[np.float64], w: NDArray[np.float64]) -> NDArray[np.float64]:
         return _core.fisher_linear(probs, w, self._features)
-
-
-
-def _glorot(rng: np.random.Generator, sizes: Sequence[int]) -> NDArray[np.float64]:
-    parts = []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
-        a = np.sqrt(6.0 / (n_in + n_out))
-        parts.append(rng.uniform(-a, a, size=n_in * n_out))
-        parts.append(np.zeros(n_out))
-    return np.concatenate(parts)
-
-
-class MLPSoftmax(SoftmaxPolicy):
-    r"""Neural softmax policy: a multi-layer perceptron from state features
-    :math:`\phi(s) \in \mathbb R^d` to one logit per action (see :doc:`/theory`, "Softmax
-    policies and their scores").
-
-    .. math::
-        h_0 = \phi(s), \quad h_l = \sigma(h_{l-1} W_l + b_l)\ (l < L), \quad
-        f_\theta(s, \cdot) = h_{L-1} W_L + b_L, \qquad
-        \pi_\theta(a|s) = \frac{\exp f_\theta(s,a)}{\sum_{a'}\exp f_\theta(s,a')}
-
-    with :math:`\sigma` = ``tanh`` or ``relu``, and score
-    :math:`\nabla_\theta\log\pi_\theta(a|s) = \nabla f_\theta(s,a) - \mathbb E_{a'\sim\pi(s)}\nabla f_\theta(s,a')`.
-
-    - ``state_features``: an ``(S, d)`` array, or an int ``S`` for one-hot features (d = S).
-    - ``hidden``: the hidden layer sizes (``()`` gives a linear-in-state-features softmax).
-    - ``theta`` is one flat float64 vector, so every optimizer works unchanged. Layout, for
-      :math:`l = 1..L` with :math:`n_0 = d,\ n_L = A`: :math:`W_l` as an :math:`(n_{l-1}, n_l)`
-      row-major block, then :math:`b_l` (:math:`n_l`). :meth:`layers` returns views of the blocks.
-    - Initialisation from ``seed``: Glorot-uniform weights
-      :math:`U(\pm\sqrt{6/(n_{l-1}+n_l)})`, zero biases (or pass ``theta``).
-
-    The forward and backward passes run in C++ (Eigen), batched over the finite state space: the
-    logits of every state are computed once per parameter value, so sampling costs what it costs
-    for a tabular policy, and the estimators and :mod:`pgfast.exact` backpropagate a table of
-    logit gradients once per call.
-
-    Parameters
-    ----------
-    state_features : array_like (S, d) or int
-        State features, or the number of states S for one-hot features.
-    n_actions : int >= 1
-        Number of actions A (the output layer's width).
-    hidden : sequence of int
-        Hidden layer sizes (default ``(64, 64)``).
-    activation : {"tanh", "relu"}
-        Activation of the hidden layers.
-    seed : int or None
-        Seed of the Glorot-uniform initialisation (default 0).
-    theta : array_like (n_params,), optional
-        Initial parameters instead of the random initialisation.
-
-    Raises
-    ------
-    TypeError
-        ``hidden`` not a sequence of sizes, or ``activation`` not a string.
-    ValueError
-        Sizes below 1, an unknown ``activation``, non-finite features or a bad ``theta``.
-    MemoryError
-        Parameters or activations larger than memory (the message states the bytes requested).
-
-    Examples
-    --------
-    >>> net = pg.MLPSoftmax(4, 2, hidden=(8,), seed=0)  # one-hot features of 4 states
-    >>> net.sizes, net.n_params
-    ((4, 8, 2), 58)
-    >>> [W.shape for W, b in net.layers()]
-    [(4, 8), (8, 2)]
-    >>> net.probs().shape, net.probs().sum(axis=1).round(12)
-    ((4, 2), array([1., 1., 1., 1.]))
-    """
-
-    _caches_probs = True
-
-    def __init__(
-        self,
-        state_features: ArrayLike | int,
-        n_actions: int,
-        hidden: Sequence[int] = (64, 64),
-        activation: str = "tanh",
-        seed: int | None = 0,
-        theta: ArrayLike | None = None,
-    ) -> None:
-        if isinstance(state_features, (int, np.integer)) and not isinstance(state_features, bool):
-            S = as_int(state_features, "state_features", minimum=1, maximum=MAX_SIZE)
-            check_allocation(8 * S * S, f"one-hot state features (S, S) for S = state_features = {S}",
-                             "pass a (S, d) array of state features instead")
-            phi = np.eye(S)
-        else:
-            _check_array_bytes(state_features, "state_features", "MLPSoftmax")
-            phi = as_float_array(state_features, "state_features", ndim=2).copy()
-            if phi.shape[0] < 1 or phi.shape[1] < 1:
-                raise ValueError(f"state_features must have shape (S, d) with S, d >= 1, got {phi.shape}")
-            require_finite(phi, "state_features")
-        phi.setflags(write=False)
-        self._n_actions = as_int(n_actions, "n_actions", minimum=1, maximum=MAX_SIZE)
-        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
-            raise TypeError(f"hidden must be a sequence of layer sizes, e.g. (64, 64), got {hidden!r}")
-        self._hidden = tuple(as_int(h, f"hidden[{i}] (a layer size)", minimum=1, maximum=MAX_SIZE) for i, h in enumerate(hidden))
-        if not isinstance(activation, str):
-            raise TypeError(f"activation must be 'tanh' or 'relu', got {type(activation).__name__}")
-        if activation not in ("tanh", "relu"):
-            raise ValueError(f"activation must be 'tanh' or 'relu', got {activation!r}")
-        self._activation = str(activation)
-        self._features = phi
-        self._n_states = int(phi.shape[0])
-        sizes = (int(phi.shape[1]),) + self._hidden + (self._n_actions,)
-        n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
-        check_allocation(8 * n_params, "the MLP's parameters", "use smaller hidden layers")
-        # the forward pass keeps every layer's activations for all S states; a backward pass adds
-        # two (S, widest layer) work arrays
-        S_ = self._n_states
-        check_allocation(8 * S_ * (sum(sizes[1:]) + 2 * max(sizes)),
-                         f"the MLP's activations for all S = {S_} states (hidden={self._hidden})",
-                         "use fewer states or smaller hidden layers")
-        self._net = _core.MLPNet(phi, list(self._hidden), self._n_actions, self._activation)
-        assert self._net.n_params == n_params
-        self._theta = _glorot(np.random.default_rng(as_seed(seed)), sizes)
-        self._theta_accepted = self._theta.copy()
-        if theta is not None:
-            self.theta = theta
-
-    @property
-    def state_features(self) -> NDArray[np.float64]:
-        """The state features phi(s), shape (S, d), read-only."""
-        return self._features
-
-    @property
-    def hidden(self) -> tuple[int, ...]:
-        """The hidden layer sizes."""
-        return self._hidden
-
-    @property
-    def activation(self) -> str:
-        """The hidden layers' activation, ``"tanh"`` or ``"relu"``."""
-        return self._activation
-
-    @property
-    def sizes(self) -> tuple[int, ...]:
-        """Layer widths ``(d, *hidden, A)``."""
-        return (int(self._features.shape[1]),) + self._hidden + (self._n_actions,)
-
-    def layers(self, theta: ArrayLike | None = None) -> list[tuple[NDArray[np.float64], NDArray[np.float64]]]:
-        """``[(W_1, b_1), ..., (W_L, b_L)]`` as views into ``theta`` (default: the policy's own)."""
-        th = self._theta if theta is None else as_float_array(theta, "theta", ndim=1)
-        if th.shape != self._theta.shape:
-            raise ValueError(f"theta must have shape {self._theta.shape}, got {th.shape}")
-        out, off = [], 0
-        sizes = self.sizes
-        for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
-            W = th[off:off + n_in * n_out].reshape(n_in, n_out)
-            off += n_in * n_out
-            out.append((W, th[off:off + n_out]))
-            off += n_out
-        return out
-
-    def _forward(self) -> Any:
-        """The C++ forward pass at the current theta (cached until theta changes)."""
-        return self._snapshot().net
-
-    def _logits_and_net(self, theta: NDArray[np.float64]) -> tuple[NDArray[np.float64], Any]:
-        f = self._net.forward(theta)
-        return f.logits, f
-
-    def _logits_at(self, snap: _Snapshot) -> NDArray[np.float64]:
-        z: NDArray[np.float64] = snap.net.logits
-        return z
-
-    def logits(self) -> NDArray[np.float64]:
-        z: NDArray[np.float64] = self._forward().logits
-        return z
-
-    def grad_log_prob(self, states: ArrayLike, actions: ArrayLike) -> NDArray[np.float64]:
-        s, a = self._pairs(states, actions)
-        check_allocation(8 * s.size * self.n_params, "the score rows", "pass fewer pairs at a time")
-        snap = self._snapshot()
-        out: NDArray[np.float64] = snap.net.scores(snap.probs, s, a)
-        return out
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        state.pop("_net", None)  # the C++ network is rebuilt from the features on unpickling
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        self._net = _core.MLPNet(np.ascontiguousarray(self._features), list(self._hidden), self._n_actions, self._activation)
-
-    def _logit_vjp(self, W: NDArray[np.float64]) -> NDArray[np.float64]:
-        out: NDArray[np.float64] = self._forward().vjp(np.ascontiguousarray(W, dtype=np.float64).reshape(self._n_states, self._n_actions))
-        return out
-
-    def _weighted_scores(self, probs: NDArray[np.float64], w: NDArray[np.float64]) -> NDArray[np.float64]:
-        w = np.ascontiguousarray(w, dtype=np.float64)
-        rows = int(np.count_nonzero(w > 0)) * self._n_actions
-        check_allocation(8 * rows * self.n_params, "the Fisher factor of the MLP policy", "use a smaller network")
-        M: NDArray[np.float64] = self._forward().weighted_scores(np.ascontiguousarray(probs, dtype=np.float64), w)
-        return M
-
-    def _fisher(self, probs: NDArray[np.float64], w: NDArray[np.float64]) -> NDArray[np.float64]:
-        check_allocation(8 * self.n_params**2, "the Fisher matrix (n_params x n_params)", "use natural_gradient, which never forms it")
-        M = self._weighted_scores(probs, w)
-        F: NDArray[np.float64] = _interruptible(lambda: M.T @ M, 2.0 * M.shape[0] * M.shape[1] ** 2)
-        return F
-
-    def _natural(
-        self, probs: NDArray[np.float64], w: NDArray[np.float64], g: NDArray[np.float64], damping: float, rcond: float
-    ) -> NDArray[np.float64]:
-        # F = M^T M with M (m, n), m = A x (visited states). When m < n solve in the m-dimensional
-        # row space: (F + lam I)^-1 g = (g - M^T (M M^T + lam I)^-1 M g) / lam, and for lam = 0
-        # F^+ g = M^T (K^+)^2 M g with K = M M^T (same non-zero eigenvalues as F).
-        # The pseudo-inverse (damping = 0) works on c M, c a power of two that brings the largest
-        # |M| near 1 when it is outside [2**-200, 2**200] (a saturated or a huge network): scaling
-        # by c is exact, and F = M^T M, K = M M^T then neither underflow to 0 (which made every
-        # eigenvalue 0 and the result NaN) nor overflow. F^+ g for c M is c^-2 times the one for M.
-        M = self._weighted_scores(probs, w)
-        gv = np.ascontiguousarray(g, dtype=np.float64).ravel()
-        m, n = M.shape
-        c = 1.0
-        if damping == 0 and M.size:
-            big = float(np.abs(M).max())
-            if big > 0 and not 2.0**-200 <= big <= 2.0**200:
-                c = float(np.ldexp(1.0, -int(np.frexp(big)[1])))
-                M = M * c
-        k = min(m, n)
-        return _interruptible(lambda: self._solve_rows(M, gv, c, damping, rcond), 2.0 * k * k * max(m, n) + 10.0 * k**3)
-
-    @staticmethod
-    def _solve_rows(
-        M: NDArray[np.float64], gv: NDArray[np.float64], c: float, damping: float, rcond: float
-    ) -> NDArray[np.float64]:
-        m, n = M.shape
-        if m >= n:
-            F = M.T @ M
-            x: NDArray[np.float64] = _core.solve_fisher(np.ascontiguousarray(F), gv, float(damping), float(rcond))
-            if c == 1.0:
-                return x
-            with np.errstate(over="ignore"):  # undoing the scale may overflow: the caller checks the result
-                return (x * c) * c
-        K = M @ M.T
-        Mg = M @ gv
-        if damping > 0:
-            with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # the caller checks the result
-                try:
-                    y = np.linalg.solve(K + damping * np.eye(m), Mg)
-                except np.linalg.LinAlgError:  # K + damping I singular in float64 (a denormal damping)
-                    lam_d, U_d = np.linalg.eigh(K)
-                    y = U_d @ ((U_d.T @ Mg) / (np.maximum(lam_d, 0.0) + damping))
-                out: NDArray[np.float64] = (gv - M.T @ y) / damping
-            return out
-        lam, U = np.linalg.eigh(K)
-        top = lam.max() if lam.size else 0.0
-        keep = lam > rcond * top if top > 0 else np.zeros_like(lam, dtype=bool)
-        inv2 = np.zeros_like(lam)
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # the caller checks the result
-            inv2[keep] = (1.0 / lam[keep]) ** 2  # rcond = 0 keeps eigenvalues whose square underflows
-            res: NDArray[np.float64] = M.T @ (U @ (inv2 * (U.T @ Mg)))
-        if c == 1.0:
-            return res
-        with np.errstate(over="ignore"):  # undoing the scale may overflow: the caller checks the result
-            return (res * c) * c
-
-    def __repr__(self) -> str:
-        return (f"MLPSoftmax(n_states={self._n_states}, n_actions={self._n_actions}, sizes={self.sizes}, "
-                f"activation={self._activation!r}, n_params={self.n_params})")

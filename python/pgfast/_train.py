@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import exact
-from ._estimators import ValueBaseline, _weights_kind, policy_gradient
+from ._estimators import ValueBaseline, policy_gradient, weights_kind
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy
 from ._validation import as_bool, as_gamma, as_int, as_seed, as_threads, check_finite_result, require_instance
@@ -262,7 +262,7 @@ def train(
         raise TypeError(f"baseline must be None, 'mean', 'time', 'exact' or a pgfast.ValueBaseline, got {type(baseline).__name__}")
     if isinstance(baseline, str) and baseline not in ("none", "mean", "time", "exact"):
         raise ValueError(f"baseline must be None, 'mean', 'time', 'exact' or a pgfast.ValueBaseline, got {baseline!r}")
-    _weights_kind(weights)
+    weights_kind(weights)
     as_gamma(gamma, mdp.gamma)
     value_baseline = baseline if isinstance(baseline, ValueBaseline) else None
     if value_baseline is not None and not value_baseline.fitted and n < 2:

@@ -16,7 +16,7 @@ _MAX_SEED = 2**64 - 1
 
 def as_float_array(x: Any, name: str, *, ndim: int | tuple[int, ...] | None = None) -> NDArray[np.float64]:
     """``x`` as a C-contiguous float64 array; TypeError for non-numeric data, ValueError for ndim."""
-    arr = _asarray(x, name)
+    arr = as_array(x, name)
     if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
     if ndim is not None:
@@ -29,7 +29,7 @@ def as_float_array(x: Any, name: str, *, ndim: int | tuple[int, ...] | None = No
     return np.asarray(arr, dtype=np.float64, order="C")
 
 
-def _asarray(x: Any, name: str) -> NDArray[Any]:
+def as_array(x: Any, name: str) -> NDArray[Any]:
     """np.asarray(x), a ragged nesting of lists reported as the argument's fault."""
     try:
         return np.asarray(x)
@@ -98,7 +98,7 @@ def require_instance(x: Any, cls: type, name: str, what: str) -> None:
 
 def as_index_array(x: Any, name: str, upper: int) -> NDArray[np.int32]:
     """Integer array with values in [0, upper), as C-contiguous int32 (same shape)."""
-    arr = _asarray(x, name)
+    arr = as_array(x, name)
     if arr.size == 0 and arr.dtype.kind == "f":  # [] is a float array to NumPy
         arr = arr.astype(np.int32)
     if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
@@ -185,3 +185,29 @@ def check_finite_result(x: Any, what: str, cause: str) -> None:
         where = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0]) if arr.ndim else ()
         at = f" at index {where}" if where else ""
         raise ValueError(f"{what} overflowed float64 ({cause}): got {arr[where]!r}{at}")
+
+
+_INT32 = np.iinfo(np.int32)
+
+def as_int32_array(x: Any, name: str, ndim: int) -> NDArray[np.int32]:
+    """An integer array as C-contiguous int32, refusing other dtypes and values that would wrap."""
+    arr = as_array(x, name)
+    if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
+    check_allocation(8 * arr.size, f"{name} of shape {arr.shape} as int32 (converted, then kept)", f"pass a smaller {name}")
+    if arr.dtype != np.int32 and arr.size and (int(arr.min()) < _INT32.min or int(arr.max()) > _INT32.max):
+        raise ValueError(f"{name} holds values outside the int32 range")
+    return np.ascontiguousarray(arr, dtype=np.int32)
+
+MAX_SIZE = 2**31 - 1
+"""Upper bound of every state, action, feature and layer count (the C++ core's int32 indices)."""
+
+
+def check_array_bytes(x: Any, name: str, owner: str) -> None:
+    """MemoryError before a large array argument is converted to float64 and copied."""
+    size = getattr(x, "size", None)
+    if isinstance(size, (int, np.integer)):
+        check_allocation(16 * int(size), f"{owner}'s {name} ({int(size)} values, converted and copied)",
+                         f"pass smaller {name}")

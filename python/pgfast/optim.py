@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike, NDArray
 from . import exact
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy, pinned
-from ._trajectories import Trajectories
+from ._sampling import Trajectories
 from ._validation import as_float, as_float_array, as_int, as_rcond, check_finite_result
 
 __all__ = ["Adam", "GradientAscent", "NaturalGradient", "Optimizer"]

@@ -1,4 +1,5 @@
-"""A batch of sampled episodes, padded to (N, H)."""
+"""Sampling: the sampler that simulates episodes of a policy in a FiniteMDP, and the padded (N, H)
+batch of episodes it returns."""
 
 from __future__ import annotations
 
@@ -7,12 +8,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from . import _core
+from . import _core, _returns
 from ._constants import PAD_INDEX as PAD_INDEX  # re-exported: pgfast.PAD_INDEX
 from ._mdp import FiniteMDP
-from ._validation import _asarray, as_float_array, as_gamma, as_seed, check_allocation
-
-_INT32 = np.iinfo(np.int32)
+from ._policy import SoftmaxPolicy
+from ._validation import as_float_array, as_gamma, as_int, as_int32_array, as_seed, as_threads, check_allocation
 
 
 class Trajectories:
@@ -107,16 +107,16 @@ class Trajectories:
     ) -> None:
         if not isinstance(mdp, FiniteMDP):
             raise TypeError(f"mdp must be a pgfast.FiniteMDP, got {type(mdp).__name__}")
-        st = _as_int32(states, "states", 2)
-        ac = _as_int32(actions, "actions", 2)
+        st = as_int32_array(states, "states", 2)
+        ac = as_int32_array(actions, "actions", 2)
         if ac.shape != st.shape:
             raise ValueError(f"actions must have the shape of states {st.shape}, got {ac.shape}")
         n, h = st.shape
         rw = as_float_array(rewards, "rewards", ndim=2)
         if rw.shape != st.shape:
             raise ValueError(f"rewards must have the shape of states (N, H) = {st.shape}, got {rw.shape}")
-        ln = _as_int32(lengths, "lengths", 1)
-        fin = _as_int32(final_states, "final_states", 1)
+        ln = as_int32_array(lengths, "lengths", 1)
+        fin = as_int32_array(final_states, "final_states", 1)
         for name, arr in (("lengths", ln), ("final_states", fin)):
             if arr.shape != (n,):
                 raise ValueError(f"{name} must have shape (N,) = ({n},), got {arr.shape}")
@@ -230,7 +230,7 @@ class Trajectories:
         0.00347
         """
         rw, ln = self._rewards_and_lengths()
-        return _core.returns(rw, ln, self._gamma(gamma))
+        return _returns.returns(rw, ln, self._gamma(gamma))
 
     def reward_to_go(self, gamma: float | None = None) -> NDArray[np.float64]:
         r"""Reward-to-go :math:`G_t = \sum_{t \le t' < \text{len}} \gamma^{t'-t} r_{t'}`, shape (N, H).
@@ -265,11 +265,11 @@ class Trajectories:
         array([[0.25, 0.5 , 1.  ]])
         """
         rw, ln = self._rewards_and_lengths()
-        return _core.reward_to_go(rw, ln, self._gamma(gamma))
+        return _returns.reward_to_go(rw, ln, self._gamma(gamma))
 
     def _rewards_and_lengths(self) -> tuple[NDArray[np.float64], NDArray[np.int32]]:
         # the arrays as the kernels take them (the batch's own: C-contiguous, no copy)
-        return as_float_array(self.rewards, "rewards", ndim=2), _as_int32(self.lengths, "lengths", 1)
+        return as_float_array(self.rewards, "rewards", ndim=2), as_int32_array(self.lengths, "lengths", 1)
 
     def __repr__(self) -> str:
         return f"Trajectories(n={self.n}, horizon={self.horizon}, steps={self.n_steps}, seed={self.seed})"
@@ -288,14 +288,22 @@ def _rebuild_trajectories(
     return Trajectories._trusted(mdp, states, actions, rewards, lengths, final_states, seed=seed)
 
 
-def _as_int32(x: Any, name: str, ndim: int) -> NDArray[np.int32]:
-    """An integer array as C-contiguous int32, refusing other dtypes and values that would wrap."""
-    arr = _asarray(x, name)
-    if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}")
-    if arr.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
-    check_allocation(8 * arr.size, f"{name} of shape {arr.shape} as int32 (converted, then kept)", f"pass a smaller {name}")
-    if arr.dtype != np.int32 and arr.size and (int(arr.min()) < _INT32.min or int(arr.max()) > _INT32.max):
-        raise ValueError(f"{name} holds values outside the int32 range")
-    return np.ascontiguousarray(arr, dtype=np.int32)
+def sample(mdp: FiniteMDP, policy: SoftmaxPolicy, n: int, *, seed: int | None, threads: int | None = None) -> Trajectories:
+    """Simulate ``n`` episodes of ``policy`` in ``mdp`` (the body of :meth:`FiniteMDP.sample`,
+    which documents it): trajectory ``i`` draws only from the counter-based stream ``(seed, i)``."""
+    if not isinstance(policy, SoftmaxPolicy):
+        raise TypeError(f"policy must be a pgfast policy, got {type(policy).__name__}")
+    n = as_int(n, "n", minimum=1, maximum=2**62)
+    seed = as_seed(seed)
+    threads = as_threads(threads)
+    _core.wake_workers(threads)  # a parked pool thread wakes while the policy table is made
+    probs = policy._probs_for(mdp)
+    H = mdp.horizon
+    # states + actions (int32) + rewards (float64) per step, lengths + final states per episode
+    check_allocation(
+        n * (H * 16 + 8),
+        f"a batch of n={n} trajectories of horizon H={H}",
+        "sample fewer trajectories per call",
+    )
+    states, actions, rewards, lengths, finals = _core.sample(mdp._mdp, probs, n, seed, threads)
+    return Trajectories._trusted(mdp, states, actions, rewards, lengths, finals, seed=seed)
