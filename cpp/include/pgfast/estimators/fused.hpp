@@ -16,6 +16,7 @@
 
 #include "pgfast/estimators/baselines.hpp"
 #include "pgfast/estimators/score.hpp"
+#include "pgfast/reduce.hpp"
 
 namespace pgfast::est {
 
@@ -64,45 +65,51 @@ class FusedSink {
       scorer.add_indexed_steps(s, sa, w_.data(), len);
       scorer.finish(nullptr);
     }
-    return_sum += G;
-    return_sumsq += G * G;
-    steps += len;
+    return_sum_ += G;
+    return_sumsq_ += G * G;
+    steps_ += len;
     free_.push_back(k);
   }
-  // After the worker's last trajectory, on its thread (TrajectoryScorer::close).
-  void close() { scorer.close(); }
+  // After block b (reduce.hpp): its statistic joins this worker's nodes of the canonical tree.
+  void block_done(std::int64_t b) {
+    TrajectoryScorer::Partial part = scorer.take();
+    part.return_sum = return_sum_;
+    part.return_sumsq = return_sumsq_;
+    part.steps = steps_;
+    return_sum_ = return_sumsq_ = 0.0;
+    steps_ = 0;
+    nodes.push(b, std::move(part), TrajectoryScorer::combine);
+  }
 
-  // The sums of all workers' sinks (each closed; null entries skipped).
+  // The sums of all workers' sinks (null entries skipped), reduced along the canonical tree.
   struct Totals {
     std::vector<double> sum, sumsq;
     double return_sum = 0.0, return_sumsq = 0.0;
     std::int64_t steps = 0;
   };
-  static Totals reduce(const std::vector<std::unique_ptr<FusedSink>>& sinks, std::int64_t n_params, bool sumsq) {
-    Totals out;
-    out.sum.assign(static_cast<std::size_t>(n_params), 0.0);
-    out.sumsq.assign(static_cast<std::size_t>(n_params), 0.0);
-    std::vector<TrajectoryScorer*> scorers;
-    for (const auto& sk : sinks) scorers.push_back(sk ? &sk->scorer : nullptr);
-    TrajectoryScorer::merge_and_map(scorers);
+  static Totals reduce(const std::vector<std::unique_ptr<FusedSink>>& sinks, const PolicyTables& pol,
+                       std::int64_t blocks, bool per_trajectory) {
+    std::vector<reduce::Part<TrajectoryScorer::Partial>> parts;
     for (const auto& sk : sinks) {
       if (!sk) continue;
-      for (std::int64_t j = 0; j < n_params; ++j) out.sum[j] += sk->scorer.sum[j];
-      if (sumsq) {
-        for (std::int64_t j = 0; j < n_params; ++j) out.sumsq[j] += sk->scorer.sumsq[j];
-      }
-      out.return_sum += sk->return_sum;
-      out.return_sumsq += sk->return_sumsq;
-      out.steps += sk->steps;
+      for (auto& p : sk->nodes.parts()) parts.push_back(std::move(p));
     }
+    TrajectoryScorer::Partial root =
+        reduce::merge_nodes(std::move(parts), blocks, TrajectoryScorer::combine, "the fused estimator");
+    Totals out;
+    TrajectoryScorer::to_params(pol, per_trajectory, root, out.sum, out.sumsq);
+    out.return_sum = root.return_sum;
+    out.return_sumsq = root.return_sumsq;
+    out.steps = root.steps;
     return out;
   }
 
   TrajectoryScorer scorer;
-  double return_sum = 0.0, return_sumsq = 0.0;
-  std::int64_t steps = 0;
+  reduce::NodeStack<TrajectoryScorer::Partial> nodes;
 
  private:
+  double return_sum_ = 0.0, return_sumsq_ = 0.0;
+  std::int64_t steps_ = 0;
   const WeightSpec& spec_;
   const double* gpow_;
   std::int64_t H_, A_;
@@ -122,7 +129,7 @@ struct SinkRef {
     target->step(k, i, t, s, a, r);
   }
   void end(int k, std::int64_t i, std::int64_t len, std::int32_t f) { target->end(k, i, len, f); }
-  void close() { target->close(); }
+  void block_done(std::int64_t b) { target->block_done(b); }
 };
 
 }  // namespace pgfast::est
