@@ -135,7 +135,40 @@ class Evaluation:
 @dataclass(frozen=True)
 class Optimal:
     """Optimal control: ``V``, ``Q`` and greedy ``actions`` ((H, S) for the finite horizon, with
-    ``actions[t, s]`` the action at step t; (S,) for the discounted objective), and ``J = mu0 @ V[0]``."""
+    ``actions[t, s]`` the action at step t; (S,) for the discounted objective), and ``J = mu0 @ V[0]``.
+
+    Returned by :func:`optimal`, not made by hand (see :doc:`/theory`, "Optimal control").
+
+    Attributes
+    ----------
+    objective : str
+        ``"finite_horizon"`` or ``"discounted"``.
+    J : float
+        The optimal value :math:`\\mu_0^\\top V^*` (of the first step for the finite horizon).
+    V : ndarray of float64
+        :math:`V^*_t(s)`, shape (H, S), or :math:`V^*(s)`, shape (S,).
+    Q : ndarray of float64
+        :math:`Q^*_t(s, a)`, shape (H, S, A), or :math:`Q^*(s, a)`, shape (S, A).
+    actions : ndarray of int32
+        The greedy actions, shape (H, S) or (S,).
+    iterations : int
+        Backward-induction steps (H) for the finite horizon, policy-iteration rounds for the
+        discounted objective.
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> best = pg.exact.optimal(mdp, "discounted", gamma=0.9)
+    >>> best.J, best.V, best.actions  # move at once in state 0
+    (1.0, array([1., 0.]), array([1, 0], dtype=int32))
+    >>> best.Q
+    array([[0.9, 1. ],
+           [0. , 0. ]])
+    """
 
     objective: str
     J: float
@@ -145,7 +178,25 @@ class Optimal:
     iterations: int
 
     def probs(self) -> NDArray[np.float64]:
-        """The greedy policy as one-hot tables, (H, S, A) or (S, A)."""
+        """The greedy policy as one-hot tables, (H, S, A) or (S, A).
+
+        Returns
+        -------
+        ndarray of float64, shape (H, S, A) or (S, A)
+            ``probs[..., s, a]`` is 1 for the greedy action ``a`` of ``s``, else 0.
+
+        Examples
+        --------
+        >>> P = np.zeros((2, 2, 2))
+        >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+        >>> P[1, :, 1] = 1.0
+        >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+        ...                    terminal=[False, True])
+        >>> pg.exact.optimal(mdp).probs()[:, 0]  # state 0 at t = 0, 1, 2: stay, stay, move
+        array([[1., 0.],
+               [1., 0.],
+               [0., 1.]])
+        """
         A = self.Q.shape[-1]
         return np.eye(A)[self.actions]
 
