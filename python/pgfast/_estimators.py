@@ -1,5 +1,5 @@
-r"""Likelihood-ratio policy gradient estimators (see :doc:`/theory`: the likelihood-ratio gradient,
-REINFORCE and reward-to-go, baselines, importance sampling).
+r"""Likelihood-ratio policy gradient estimators (see :doc:`/theory`, "The likelihood-ratio gradient",
+"REINFORCE and reward-to-go", "Baselines and advantages" and "Importance sampling").
 
 All of them are :math:`\hat g = \frac1N \sum_i \sum_t w_{i,t}\,\nabla_\theta \log\pi_\theta(a_{i,t}|s_{i,t})`
 with different weights :math:`w`, accumulated in C++ (``cpp/include/pgfast/estimators.hpp``)
@@ -513,7 +513,7 @@ def score(
     the shape of ``theta``; with ``per_trajectory=True`` also the per-trajectory gradients
     ``(N, n_params)`` (their mean is the first result). ``threads`` (1 to ``pgfast.MAX_THREADS``
     = 256, more raise ``ValueError``; default: every usable CPU) changes only the speed and the
-    summation order.
+    summation order. See :doc:`/theory`, "The likelihood-ratio gradient".
 
     Parameters
     ----------

@@ -2,8 +2,8 @@ r"""Exact analysis of a finite MDP under a softmax policy: values, visitation, t
 distribution, exact policy gradients, Fisher information, natural gradients and optimal control.
 
 The yardstick every estimator of pgfast is tested against. The formulas are stated on the theory
-page of the documentation (:doc:`/theory`: the three objectives, the policy gradient theorem, the
-natural gradient).
+page of the documentation (:doc:`/theory`, "The three objectives", "The policy gradient theorem"
+and "The natural gradient").
 Computed in C++ (``cpp/include/pgfast/exact.hpp``) on the sparse transitions of the MDP.
 
 Episodes follow :meth:`pgfast.FiniteMDP.sample`: :math:`s_0 \sim \mu_0`, :math:`a_t \sim \pi(\cdot|s_t)`,
@@ -287,7 +287,8 @@ def evaluate(
     """Exact ``J``, ``V``, ``Q``, ``A = Q - V`` and state distributions of ``policy`` on ``mdp``.
 
     ``gamma`` defaults to ``mdp.gamma``; ``"discounted"`` and ``"average_value"`` need gamma < 1.
-    See the module docstring for the formulas of each objective.
+    The formulas of each objective are in the description of :mod:`pgfast.exact` (see also
+    :doc:`/theory`, "The three objectives").
 
     Parameters
     ----------
@@ -391,7 +392,8 @@ def gradient(
 ) -> NDArray[np.float64] | tuple[NDArray[np.float64], Evaluation]:
     r"""The exact policy gradient :math:`\nabla_\theta J`, in the shape of ``policy.theta``.
 
-    By the policy gradient theorem for the chosen objective (module docstring), e.g. for the
+    By the policy gradient theorem for the chosen objective (:doc:`/theory`, "The policy gradient
+    theorem"; the description of :mod:`pgfast.exact` gives it for each objective), e.g. for the
     finite horizon :math:`\sum_t \gamma^t \sum_s d_t(s) \sum_a \pi(a|s)\nabla\log\pi(a|s) Q_t(s,a)`.
     With ``return_evaluation=True`` returns ``(gradient, evaluation)`` from one pass (the work of
     :func:`evaluate` is shared).
@@ -473,7 +475,8 @@ def fisher(
     The state weighting ``w`` is the objective's: :math:`\sum_t d_t` for the finite horizon (so
     :math:`F = \mathbb E[\sum_t \nabla\log\pi(a_t|s_t)\nabla\log\pi(a_t|s_t)^\top]`, the Fisher
     information of the trajectory distribution), the discounted visitation :math:`\rho` for
-    ``"discounted"``, the stationary distribution :math:`d` for the average objectives.
+    ``"discounted"``, the stationary distribution :math:`d` for the average objectives (see
+    :doc:`/theory`, "The natural gradient").
 
     Parameters
     ----------
@@ -614,7 +617,8 @@ def natural_gradient(
     :math:`F = M^\top M` with one row :math:`\sqrt{w(s)\pi(a|s)}\,\nabla\log\pi(a|s)` per visited
     (s, a); when M has fewer rows than there are parameters the system is solved in its row space
     (:math:`F^+ g = M^\top (K^+)^2 M g`, :math:`(F+\lambda I)^{-1}g = (g - M^\top(K+\lambda I)^{-1}Mg)/\lambda`,
-    :math:`K = M M^\top`), so F (n_params x n_params) is never formed.
+    :math:`K = M M^\top`), so F (n_params x n_params) is never formed. See :doc:`/theory`, "The
+    natural gradient".
 
     Parameters
     ----------
@@ -683,7 +687,8 @@ def stationary_distribution(
     mdp: FiniteMDP, policy: SoftmaxPolicy, *, method: Method = "auto", tol: float = 1e-12, threads: int | None = None
 ) -> NDArray[np.float64]:
     r"""The stationary distribution :math:`d` of the continuing chain (terminal states restart from
-    :math:`\mu_0`): :math:`d \tilde P_\pi = d`, :math:`\sum_s d(s) = 1`, shape (S,).
+    :math:`\mu_0`): :math:`d \tilde P_\pi = d`, :math:`\sum_s d(s) = 1`, shape (S,) (see
+    :doc:`/theory`, "The three objectives").
 
     Parameters
     ----------
@@ -739,6 +744,7 @@ def optimal(
     ``"finite_horizon"``: backward induction :math:`V^*_t(s) = \max_a Q^*_t(s,a)` (a time-dependent
     policy, lowest action index among exact ties). ``"discounted"``: policy iteration, each policy
     evaluated exactly; an action changes only when it improves Q by more than a relative 1e-12.
+    See :doc:`/theory`, "Optimal control".
 
     Parameters
     ----------
