@@ -709,8 +709,12 @@ def stationary_distribution(
 
     Raises
     ------
+    TypeError
+        ``mdp`` or ``policy`` of the wrong type.
     ValueError
-        When the distribution is not unique (two closed classes) or the chain is periodic.
+        When the distribution is not unique (two closed classes) or the chain is periodic; an
+        unknown method, a ``tol`` out of range, a policy of another size, or a solver that does
+        not converge.
 
     Examples
     --------
