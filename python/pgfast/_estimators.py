@@ -1,5 +1,5 @@
-r"""Likelihood-ratio policy gradient estimators (see :doc:`/theory`: the likelihood-ratio gradient,
-REINFORCE and reward-to-go, baselines, importance sampling).
+r"""Likelihood-ratio policy gradient estimators (see :doc:`/theory`, "The likelihood-ratio gradient",
+"REINFORCE and reward-to-go", "Baselines and advantages" and "Importance sampling").
 
 All of them are :math:`\hat g = \frac1N \sum_i \sum_t w_{i,t}\,\nabla_\theta \log\pi_\theta(a_{i,t}|s_{i,t})`
 with different weights :math:`w`, accumulated in C++ (``cpp/include/pgfast/estimators.hpp``)
@@ -49,7 +49,47 @@ class PolicyGradient:
     mean discounted return (an estimate of J; for off-policy estimates the importance-weighted
     value) with its standard error. ``per_trajectory`` is ``(N, n_params)`` when requested.
     ``ess`` is the effective sample size :math:`(\\sum\\rho)^2 / \\sum\\rho^2` of off-policy estimates;
-    ``n_steps`` the number of simulated steps behind the estimate.
+    ``n_steps`` the number of simulated steps behind the estimate. Returned by
+    :func:`policy_gradient` and :func:`off_policy_gradient`, not made by hand.
+
+    Attributes
+    ----------
+    grad : ndarray of float64, shape of ``theta``
+        The estimate :math:`\\hat g`, the mean of the per-trajectory gradients.
+    stderr : ndarray of float64, shape of ``theta``
+        The standard error of each coordinate (NaN for N = 1, or when the estimator was called
+        with ``stderr=False``).
+    n : int
+        Number of trajectories N.
+    value : float
+        The mean discounted return, an estimate of J (importance-weighted for off-policy
+        estimates).
+    value_stderr : float
+        The standard error of ``value`` (NaN for N = 1).
+    per_trajectory : ndarray of float64 (N, n_params) or None
+        The per-trajectory gradients, when requested with ``per_trajectory=True``.
+    ess : float or None
+        The effective sample size of the importance ratios (off-policy estimates only).
+    n_steps : int
+        Number of simulated steps behind the estimate.
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> pi = pg.TabularSoftmax(2, 2)
+    >>> est = pg.policy_gradient(pi, mdp.sample(pi, 1000, seed=0), per_trajectory=True)
+    >>> est.grad.round(3)  # the exact gradient is [[-0.1875, 0.1875], [0, 0]]
+    array([[-0.179,  0.179],
+           [ 0.   ,  0.   ]])
+    >>> est.stderr.round(3)
+    array([[0.011, 0.011],
+           [0.   , 0.   ]])
+    >>> est.n, est.n_steps, round(est.value, 3), est.ess, est.per_trajectory.shape
+    (1000, 1758, 0.884, None, (1000, 4))
     """
 
     grad: NDArray[np.float64]
@@ -210,6 +250,17 @@ class ValueBaseline:
     MemoryError
         A table larger than memory (the message states the bytes requested).
 
+    Attributes
+    ----------
+    n_states : int
+        Number of states S.
+    horizon : int
+        Horizon H of the table.
+    features : ndarray of float64 (S, d) or None
+        The state features of the linear fit (None: tabular).
+    ridge : float
+        The ridge of the linear fit.
+
     Examples
     --------
     Fit on one batch, use on the next (the estimate stays unbiased):
@@ -247,20 +298,81 @@ class ValueBaseline:
 
     @property
     def fitted(self) -> bool:
-        """Whether :meth:`fit` has been called."""
+        """Whether :meth:`fit` has been called (an unfitted baseline is cross-fitted by the estimators)."""
         return self._table is not None
 
     def values(self) -> NDArray[np.float64]:
-        """The table b_t(s), shape (H, S), read-only."""
+        r"""The fitted table :math:`b_t(s)`, shape (H, S), read-only.
+
+        Returns
+        -------
+        ndarray of float64, shape (H, S)
+            Row ``t`` holds :math:`b_t(s)` for every state.
+
+        Raises
+        ------
+        ValueError
+            The baseline is not fitted yet.
+
+        Examples
+        --------
+        >>> P = np.zeros((2, 2, 2))
+        >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+        >>> P[1, :, 1] = 1.0
+        >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+        ...                    terminal=[False, True])
+        >>> baseline = pg.ValueBaseline(2, 3)
+        >>> baseline.fitted
+        False
+        >>> table = baseline.fit(mdp.sample(pg.TabularSoftmax(2, 2), 1000, seed=0)).values()
+        >>> table[:, 0].round(3)  # V_t(0) = 0.875, 0.75, 0.5 exactly
+        array([0.884, 0.773, 0.528])
+        >>> table.flags.writeable
+        False
+        """
         if self._table is None:
             raise ValueError("the ValueBaseline is not fitted yet: call .fit(traj) first")
         return self._table
 
     def fit(self, traj: Trajectories, gamma: float | None = None) -> ValueBaseline:
-        """Fit to the reward-to-go of ``traj`` (gamma defaults to the MDP's); returns self.
+        r"""Fit to the reward-to-go :math:`G_{i,t}` of ``traj``; returns self.
 
-        Raises ``TypeError`` if ``traj`` is not a batch and ``ValueError`` if its MDP size or
-        horizon differ from the baseline's.
+        The new table replaces the previous fit whole (see the class description for the tabular
+        and the linear fit).
+
+        Parameters
+        ----------
+        traj : Trajectories
+            A batch of the baseline's number of states and horizon.
+        gamma : float in [0, 1], optional
+            Discount factor of the reward-to-go (default: the MDP's).
+
+        Returns
+        -------
+        ValueBaseline
+            ``self``, fitted (so that ``ValueBaseline(S, H).fit(traj)`` reads as one expression).
+
+        Raises
+        ------
+        TypeError
+            ``traj`` is not a :class:`Trajectories` batch.
+        ValueError
+            A batch whose MDP size or horizon differ from the baseline's, states or actions out of
+            range, a ``gamma`` outside [0, 1], or a singular linear fit with ``ridge=0``.
+
+        Examples
+        --------
+        >>> P = np.zeros((2, 2, 2))
+        >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+        >>> P[1, :, 1] = 1.0
+        >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+        ...                    terminal=[False, True])
+        >>> traj = mdp.sample(pg.TabularSoftmax(2, 2), 1000, seed=0)
+        >>> baseline = pg.ValueBaseline(2, 3)
+        >>> baseline.fit(traj) is baseline, baseline.fitted
+        (True, True)
+        >>> baseline.fit(traj, gamma=0.5).values()[:, 0].round(3)  # exactly 0.656, 0.625, 0.5
+        array([0.654, 0.646, 0.528])
         """
         if not isinstance(traj, Trajectories):
             raise TypeError(f"traj must be a pgfast.Trajectories batch, got {type(traj).__name__}")
@@ -401,7 +513,7 @@ def score(
     the shape of ``theta``; with ``per_trajectory=True`` also the per-trajectory gradients
     ``(N, n_params)`` (their mean is the first result). ``threads`` (1 to ``pgfast.MAX_THREADS``
     = 256, more raise ``ValueError``; default: every usable CPU) changes only the speed and the
-    summation order.
+    summation order. See :doc:`/theory`, "The likelihood-ratio gradient".
 
     Parameters
     ----------

@@ -53,7 +53,24 @@ class History:
     """Per-iteration record of :func:`train`: ``iteration``, ``J_estimate`` (mean return of the
     batch) and ``J_stderr``, ``J_exact`` (NaN when not evaluated) — both for the policy that
     sampled the batch, before the iteration's update — ``grad_norm``, ``seconds``
-    (wall time of the iteration), ``steps_per_s``. ``history["J_exact"]`` is a NumPy array.
+    (wall time of the iteration), ``steps_per_s``. ``history["J_exact"]`` is a NumPy array
+    (``KeyError`` for another name); ``len(history)`` is the number of iterations.
+
+    Parameters
+    ----------
+    records : list of dict, optional
+        Records with the seven fields above, kept as they are (:meth:`append` checks and
+        converts one).
+    meta : dict, optional
+        What describes the run (:func:`train` stores its seed, batch, iterations, weights,
+        baseline and optimizer); saved with the records.
+
+    Attributes
+    ----------
+    records : list of dict
+        One ``{field: value}`` dict per iteration.
+    meta : dict
+        The run's description.
 
     Examples
     --------
@@ -75,6 +92,33 @@ class History:
         self.meta: dict[str, Any] = dict(meta or {})
 
     def append(self, record: dict[str, float]) -> None:
+        """Add one iteration's record (its seven fields, as floats; other keys are dropped).
+
+        Parameters
+        ----------
+        record : dict
+            ``iteration``, ``J_estimate``, ``J_stderr``, ``J_exact``, ``grad_norm``, ``seconds``
+            and ``steps_per_s``.
+
+        Raises
+        ------
+        TypeError
+            ``record`` is not a dict, or a value is not a number.
+        ValueError
+            A field is missing.
+
+        Examples
+        --------
+        >>> hist = pg.History(meta={"seed": 0})
+        >>> hist.append({"iteration": 1, "J_estimate": 0.25, "J_stderr": 0.01, "J_exact": np.nan,
+        ...              "grad_norm": 0.5, "seconds": 0.1, "steps_per_s": 2e5})
+        >>> len(hist), hist["J_estimate"]
+        (1, array([0.25]))
+        >>> hist.append({"iteration": 2, "J_estimate": 0.5})
+        Traceback (most recent call last):
+        ...
+        ValueError: record is missing the field(s) 'J_stderr', 'J_exact', 'grad_norm', 'seconds', 'steps_per_s'
+        """
         if not isinstance(record, dict):
             raise TypeError(f"record must be a dict of the fields {FIELDS}, got {type(record).__name__}")
         missing = [k for k in FIELDS if k not in record]
@@ -91,7 +135,23 @@ class History:
         return np.array([r[field] for r in self.records], dtype=np.float64)
 
     def to_records(self) -> np.recarray[Any, Any]:
-        """A NumPy record array with one row per iteration."""
+        """A NumPy record array with one row per iteration.
+
+        Returns
+        -------
+        numpy.recarray
+            One float64 column per field, in the order ``iteration``, ``J_estimate``,
+            ``J_stderr``, ``J_exact``, ``grad_norm``, ``seconds``, ``steps_per_s``.
+
+        Examples
+        --------
+        >>> hist = pg.History(meta={"seed": 0})
+        >>> hist.append({"iteration": 1, "J_estimate": 0.25, "J_stderr": 0.01, "J_exact": np.nan,
+        ...              "grad_norm": 0.5, "seconds": 0.1, "steps_per_s": 2e5})
+        >>> rec = hist.to_records()
+        >>> rec.J_estimate, rec.dtype.names[:3]
+        (array([0.25]), ('iteration', 'J_estimate', 'J_stderr'))
+        """
         dtype = np.dtype([(f, np.float64) for f in FIELDS])
         arr = np.zeros(len(self), dtype=dtype)
         for f in FIELDS:
@@ -99,17 +159,82 @@ class History:
         return arr.view(np.recarray)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict: ``{"meta": {...}, field: [values...]}`` (JSON-safe; NaN becomes None)."""
+        """Plain dict: ``{"meta": {...}, field: [values...]}`` (JSON-safe; NaN becomes None).
+
+        Returns
+        -------
+        dict
+            ``"meta"`` and one list per field.
+
+        Examples
+        --------
+        >>> hist = pg.History(meta={"seed": 0})
+        >>> hist.append({"iteration": 1, "J_estimate": 0.25, "J_stderr": 0.01, "J_exact": np.nan,
+        ...              "grad_norm": 0.5, "seconds": 0.1, "steps_per_s": 2e5})
+        >>> d = hist.to_dict()
+        >>> d["meta"], d["J_estimate"], d["J_exact"]
+        ({'seed': 0}, [0.25], [None])
+        """
         out: dict[str, Any] = {"meta": self.meta}
         for f in FIELDS:
             out[f] = [None if math.isnan(r[f]) else r[f] for r in self.records]
         return out
 
     def save_json(self, path: str | Path) -> None:
+        """Write :meth:`to_dict` to ``path`` as JSON (read back with :meth:`load_json`).
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The file to write (replaced if it exists).
+
+        Raises
+        ------
+        OSError
+            The file cannot be written.
+
+        Examples
+        --------
+        >>> hist = pg.History(meta={"seed": 0})
+        >>> hist.append({"iteration": 1, "J_estimate": 0.25, "J_stderr": 0.01, "J_exact": np.nan,
+        ...              "grad_norm": 0.5, "seconds": 0.1, "steps_per_s": 2e5})
+        >>> hist.save_json("run.json")
+        >>> pg.History.load_json("run.json").meta
+        {'seed': 0}
+        """
         Path(path).write_text(json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def load_json(cls, path: str | Path) -> History:
+        """Read a History written by :meth:`save_json` (None becomes NaN again).
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The JSON file.
+
+        Returns
+        -------
+        History
+
+        Raises
+        ------
+        OSError
+            The file cannot be read.
+        ValueError
+            The file is not JSON, or not a saved History (a field missing, or fields of different
+            lengths).
+
+        Examples
+        --------
+        >>> hist = pg.History(meta={"seed": 0})
+        >>> hist.append({"iteration": 1, "J_estimate": 0.25, "J_stderr": 0.01, "J_exact": np.nan,
+        ...              "grad_norm": 0.5, "seconds": 0.1, "steps_per_s": 2e5})
+        >>> hist.save_json("run.json")
+        >>> loaded = pg.History.load_json("run.json")
+        >>> len(loaded), loaded["J_estimate"], loaded["J_exact"]
+        (1, array([0.25]), array([nan]))
+        """
         d = json.loads(Path(path).read_text())
         missing = [f for f in FIELDS if not isinstance(d, dict) or not isinstance(d.get(f), list)]
         if missing:
@@ -121,6 +246,29 @@ class History:
         return cls(recs, d.get("meta", {}))
 
     def save_csv(self, path: str | Path) -> None:
+        """Write the records to ``path`` as CSV: a header of the field names, one row per iteration.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The file to write (replaced if it exists).
+
+        Raises
+        ------
+        OSError
+            The file cannot be written.
+
+        Examples
+        --------
+        >>> hist = pg.History(meta={"seed": 0})
+        >>> hist.append({"iteration": 1, "J_estimate": 0.25, "J_stderr": 0.01, "J_exact": np.nan,
+        ...              "grad_norm": 0.5, "seconds": 0.1, "steps_per_s": 2e5})
+        >>> hist.save_csv("run.csv")
+        >>> from pathlib import Path
+        >>> print(Path("run.csv").read_text(), end="")
+        iteration,J_estimate,J_stderr,J_exact,grad_norm,seconds,steps_per_s
+        1.0,0.25,0.01,nan,0.5,0.1,200000.0
+        """
         with open(path, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(FIELDS)

@@ -2,8 +2,8 @@ r"""Exact analysis of a finite MDP under a softmax policy: values, visitation, t
 distribution, exact policy gradients, Fisher information, natural gradients and optimal control.
 
 The yardstick every estimator of pgfast is tested against. The formulas are stated on the theory
-page of the documentation (:doc:`/theory`: the three objectives, the policy gradient theorem, the
-natural gradient).
+page of the documentation (:doc:`/theory`, "The three objectives", "The policy gradient theorem"
+and "The natural gradient").
 Computed in C++ (``cpp/include/pgfast/exact.hpp``) on the sparse transitions of the MDP.
 
 Episodes follow :meth:`pgfast.FiniteMDP.sample`: :math:`s_0 \sim \mu_0`, :math:`a_t \sim \pi(\cdot|s_t)`,
@@ -135,7 +135,40 @@ class Evaluation:
 @dataclass(frozen=True)
 class Optimal:
     """Optimal control: ``V``, ``Q`` and greedy ``actions`` ((H, S) for the finite horizon, with
-    ``actions[t, s]`` the action at step t; (S,) for the discounted objective), and ``J = mu0 @ V[0]``."""
+    ``actions[t, s]`` the action at step t; (S,) for the discounted objective), and ``J = mu0 @ V[0]``.
+
+    Returned by :func:`optimal`, not made by hand (see :doc:`/theory`, "Optimal control").
+
+    Attributes
+    ----------
+    objective : str
+        ``"finite_horizon"`` or ``"discounted"``.
+    J : float
+        The optimal value :math:`\\mu_0^\\top V^*` (of the first step for the finite horizon).
+    V : ndarray of float64
+        :math:`V^*_t(s)`, shape (H, S), or :math:`V^*(s)`, shape (S,).
+    Q : ndarray of float64
+        :math:`Q^*_t(s, a)`, shape (H, S, A), or :math:`Q^*(s, a)`, shape (S, A).
+    actions : ndarray of int32
+        The greedy actions, shape (H, S) or (S,).
+    iterations : int
+        Backward-induction steps (H) for the finite horizon, policy-iteration rounds for the
+        discounted objective.
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> best = pg.exact.optimal(mdp, "discounted", gamma=0.9)
+    >>> best.J, best.V, best.actions  # move at once in state 0
+    (1.0, array([1., 0.]), array([1, 0], dtype=int32))
+    >>> best.Q
+    array([[0.9, 1. ],
+           [0. , 0. ]])
+    """
 
     objective: str
     J: float
@@ -145,7 +178,25 @@ class Optimal:
     iterations: int
 
     def probs(self) -> NDArray[np.float64]:
-        """The greedy policy as one-hot tables, (H, S, A) or (S, A)."""
+        """The greedy policy as one-hot tables, (H, S, A) or (S, A).
+
+        Returns
+        -------
+        ndarray of float64, shape (H, S, A) or (S, A)
+            ``probs[..., s, a]`` is 1 for the greedy action ``a`` of ``s``, else 0.
+
+        Examples
+        --------
+        >>> P = np.zeros((2, 2, 2))
+        >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+        >>> P[1, :, 1] = 1.0
+        >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+        ...                    terminal=[False, True])
+        >>> pg.exact.optimal(mdp).probs()[:, 0]  # state 0 at t = 0, 1, 2: stay, stay, move
+        array([[1., 0.],
+               [1., 0.],
+               [0., 1.]])
+        """
         A = self.Q.shape[-1]
         return np.eye(A)[self.actions]
 
@@ -236,7 +287,8 @@ def evaluate(
     """Exact ``J``, ``V``, ``Q``, ``A = Q - V`` and state distributions of ``policy`` on ``mdp``.
 
     ``gamma`` defaults to ``mdp.gamma``; ``"discounted"`` and ``"average_value"`` need gamma < 1.
-    See the module docstring for the formulas of each objective.
+    The formulas of each objective are in the description of :mod:`pgfast.exact` (see also
+    :doc:`/theory`, "The three objectives").
 
     Parameters
     ----------
@@ -340,7 +392,8 @@ def gradient(
 ) -> NDArray[np.float64] | tuple[NDArray[np.float64], Evaluation]:
     r"""The exact policy gradient :math:`\nabla_\theta J`, in the shape of ``policy.theta``.
 
-    By the policy gradient theorem for the chosen objective (module docstring), e.g. for the
+    By the policy gradient theorem for the chosen objective (:doc:`/theory`, "The policy gradient
+    theorem"; the description of :mod:`pgfast.exact` gives it for each objective), e.g. for the
     finite horizon :math:`\sum_t \gamma^t \sum_s d_t(s) \sum_a \pi(a|s)\nabla\log\pi(a|s) Q_t(s,a)`.
     With ``return_evaluation=True`` returns ``(gradient, evaluation)`` from one pass (the work of
     :func:`evaluate` is shared).
@@ -422,7 +475,8 @@ def fisher(
     The state weighting ``w`` is the objective's: :math:`\sum_t d_t` for the finite horizon (so
     :math:`F = \mathbb E[\sum_t \nabla\log\pi(a_t|s_t)\nabla\log\pi(a_t|s_t)^\top]`, the Fisher
     information of the trajectory distribution), the discounted visitation :math:`\rho` for
-    ``"discounted"``, the stationary distribution :math:`d` for the average objectives.
+    ``"discounted"``, the stationary distribution :math:`d` for the average objectives (see
+    :doc:`/theory`, "The natural gradient").
 
     Parameters
     ----------
@@ -563,7 +617,8 @@ def natural_gradient(
     :math:`F = M^\top M` with one row :math:`\sqrt{w(s)\pi(a|s)}\,\nabla\log\pi(a|s)` per visited
     (s, a); when M has fewer rows than there are parameters the system is solved in its row space
     (:math:`F^+ g = M^\top (K^+)^2 M g`, :math:`(F+\lambda I)^{-1}g = (g - M^\top(K+\lambda I)^{-1}Mg)/\lambda`,
-    :math:`K = M M^\top`), so F (n_params x n_params) is never formed.
+    :math:`K = M M^\top`), so F (n_params x n_params) is never formed. See :doc:`/theory`, "The
+    natural gradient".
 
     Parameters
     ----------
@@ -632,7 +687,8 @@ def stationary_distribution(
     mdp: FiniteMDP, policy: SoftmaxPolicy, *, method: Method = "auto", tol: float = 1e-12, threads: int | None = None
 ) -> NDArray[np.float64]:
     r"""The stationary distribution :math:`d` of the continuing chain (terminal states restart from
-    :math:`\mu_0`): :math:`d \tilde P_\pi = d`, :math:`\sum_s d(s) = 1`, shape (S,).
+    :math:`\mu_0`): :math:`d \tilde P_\pi = d`, :math:`\sum_s d(s) = 1`, shape (S,) (see
+    :doc:`/theory`, "The three objectives").
 
     Parameters
     ----------
@@ -653,8 +709,12 @@ def stationary_distribution(
 
     Raises
     ------
+    TypeError
+        ``mdp`` or ``policy`` of the wrong type.
     ValueError
-        When the distribution is not unique (two closed classes) or the chain is periodic.
+        When the distribution is not unique (two closed classes) or the chain is periodic; an
+        unknown method, a ``tol`` out of range, a policy of another size, or a solver that does
+        not converge.
 
     Examples
     --------
@@ -688,6 +748,7 @@ def optimal(
     ``"finite_horizon"``: backward induction :math:`V^*_t(s) = \max_a Q^*_t(s,a)` (a time-dependent
     policy, lowest action index among exact ties). ``"discounted"``: policy iteration, each policy
     evaluated exactly; an action changes only when it improves Q by more than a relative 1e-12.
+    See :doc:`/theory`, "Optimal control".
 
     Parameters
     ----------
