@@ -4,8 +4,10 @@
 //
 //   g = (1/N) sum_i sum_t w_{i,t} grad log pi(a_t|s_t),   w from the rewards (baselines.hpp)
 //
-// Each trajectory's weights are formed when it ends, from its own steps only, so the baselines
-// are those that need no other trajectory (none, table).
+// Each trajectory's weights are formed when it ends. The leave-one-out baselines ("mean", "time")
+// need statistics of the whole batch: a first pass simulates the batch into LooSink (the per-t
+// column sums of the rewards and the lengths: O(H) memory), and the second pass, the same
+// trajectories again (counter-based streams), forms the weights as the stored path does.
 #pragma once
 
 #include <cstdint>
@@ -32,7 +34,9 @@ class FusedSink {
  public:
   FusedSink(const PolicyTables& pol, const WeightSpec& spec, const double* gpow, std::int64_t H, bool per_trajectory)
       : scorer(pol, per_trajectory), spec_(spec), gpow_(gpow), H_(H), A_(pol.A),
-        rtg_only_(!per_trajectory && spec.kind == WeightKind::RewardToGo && spec.baseline == BaselineKind::None) {
+        rtg_only_(!per_trajectory && spec.kind == WeightKind::RewardToGo &&
+                  (spec.baseline == BaselineKind::None || spec.baseline == BaselineKind::LeaveOneOutTime)),
+        time_{spec.time_alpha, spec.time_u, spec.time_beta} {
     if (pol.S * pol.A > static_cast<std::int64_t>(std::numeric_limits<std::uint32_t>::max())) {
       throw std::invalid_argument("the fused estimator needs n_states * n_actions < 2^32");
     }
@@ -58,7 +62,8 @@ class FusedSink {
     double G;
     if (rtg_only_) {
       G = scorer.add_reward_to_go([sa](std::int64_t t) { return static_cast<std::int64_t>(sa[t]); }, r_.data() + k * H_,
-                                  len, spec_.gamma, gpow_);
+                                  len, spec_.gamma, gpow_,
+                                  spec_.baseline == BaselineKind::LeaveOneOutTime ? &time_ : nullptr);
     } else {
       const std::int32_t* s = s_.data() + k * H_;
       G = trajectory_weights(s, r_.data() + k * H_, len, spec_, gpow_, w_.data());
@@ -117,7 +122,8 @@ class FusedSink {
   std::vector<std::uint32_t> sa_;  // and their flat indices s * A + a
   std::vector<double> r_, w_;
   std::vector<int> free_;
-  bool rtg_only_;  // reward-to-go without baseline, totals only: TrajectoryScorer::add_reward_to_go
+  bool rtg_only_;  // reward-to-go totals without a baseline or with the time baseline: add_reward_to_go
+  TrajectoryScorer::TimeTerms time_;
 };
 
 // Forwards a Sink's calls to an object that outlives the rollout (simulate() copies its sinks).

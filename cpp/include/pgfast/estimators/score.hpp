@@ -368,11 +368,6 @@ class TrajectoryScorer {
   std::vector<double> sum, sumsq;  // sumsq is empty without per-trajectory bookkeeping
 };
 
-// The block grid of every estimator's reduction over n trajectories (reduce.hpp): blocks of at
-// least 256 trajectories, at most 64 of them; it depends on n only, so the sums are the same for
-// any thread count and any split of [0, n) at block boundaries.
-inline reduce::Grid estimator_grid(std::int64_t n) { return reduce::Grid::make(n, 256, 64); }
-
 struct BatchResult {
   std::vector<double> sum, sumsq;  // over trajectories of the per-trajectory gradient (n_params)
   double return_sum = 0.0, return_sumsq = 0.0;
