@@ -27,30 +27,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import random_mdp, random_policy
+from helpers import ALPHA, N_FEATURES, Family, k_two_sided, random_mdp, random_policy, random_softmax, z_scores
 
 import pgfast as pg
 
 EPS = float(np.finfo(np.float64).eps)
-ALPHA = 1e-3  # family-wise false-alarm rate of every statistical test (fixed seeds: deterministic)
-N_FEATURES = 4
 N_BIG = 100_000  # trajectories of the large batches (H <= 6: 6e5 steps, milliseconds to sample)
-
-
-def _k_two_sided(m: int, alpha: float = ALPHA) -> float:
-    """Bonferroni critical value for m two-sided z-tests at family-wise level alpha."""
-    return NormalDist().inv_cdf(1.0 - alpha / (2.0 * m))
 
 
 def _k_one_sided(m: int, alpha: float = ALPHA) -> float:
     return NormalDist().inv_cdf(1.0 - alpha / m)
-
-
-def _policy(kind: str, mdp: pg.FiniteMDP, rng: np.random.Generator, scale: float = 1.0) -> pg.SoftmaxPolicy:
-    if kind == "tabular":
-        return random_policy(rng, mdp, scale)
-    phi = rng.normal(size=(mdp.n_states, mdp.n_actions, N_FEATURES))
-    return pg.LinearSoftmax(phi, theta=scale * rng.normal(size=N_FEATURES))
 
 
 def _nearby_behaviour(pi: pg.SoftmaxPolicy, rng: np.random.Generator, spread: float = 0.5) -> pg.TabularSoftmax:
@@ -66,50 +52,6 @@ def _logged_log_probs(beta: pg.SoftmaxPolicy, traj: pg.Trajectories, pad: float 
     mask = traj.mask
     lp = beta.log_probs()[np.where(mask, traj.states, 0), np.where(mask, traj.actions, 0)]
     return np.where(mask, lp, pad)
-
-
-def _z(est: np.ndarray, se: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """|est - ref| / se, with 0 where se == 0 and est == ref and inf where se == 0 and est != ref."""
-    est, se, ref = (np.asarray(x, dtype=np.float64) for x in (est, se, ref))
-    assert np.all(np.isfinite(est)) and np.all(np.isfinite(se)) and np.all(se >= 0)
-    diff = np.abs(est - ref)
-    z = np.zeros_like(diff)
-    pos = se > 0
-    np.divide(diff, se, out=z, where=pos)
-    z[~pos & (diff != 0)] = np.inf
-    return z
-
-
-class Family:
-    """Collects (name, estimate, stderr, reference) checks and tests them together, Bonferroni-
-    corrected over every scalar in the family."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
-
-    def add(self, name: str, est: Any, se: Any, ref: Any) -> None:
-        self.items.append((name, np.atleast_1d(np.asarray(est, float)), np.atleast_1d(np.asarray(se, float)),
-                           np.atleast_1d(np.asarray(ref, float))))
-
-    def grad(self, name: str, est: pg.PolicyGradient, exact: np.ndarray, J: float) -> None:
-        assert est.grad.shape == est.stderr.shape == exact.shape
-        self.add(name, est.grad, est.stderr, exact)
-        self.add(name + " value", est.value, est.value_stderr, J)
-
-    @property
-    def m(self) -> int:
-        return sum(int(e.size) for _, e, _, _ in self.items)
-
-    def check(self) -> float:
-        k = _k_two_sided(self.m)
-        bad = []
-        for name, est, se, ref in self.items:
-            z = _z(est, se, ref)
-            for idx in np.argwhere(z > k):
-                i = tuple(int(j) for j in idx)
-                bad.append(f"{name}{list(i)}: est {est[i]:.6g} ref {ref[i]:.6g} se {se[i]:.3g} z {z[i]:.2f}")
-        assert not bad, f"k = {k:.3f} over m = {self.m} scalars:\n" + "\n".join(bad)
-        return k
 
 
 # -- 1. unbiasedness ------------------------------------------------------------------------------
@@ -133,7 +75,7 @@ def test_estimators_are_unbiased(
 ) -> None:
     mdp = random_mdp(rng, S=S, A=A, successors=4, n_terminal=n_terminal, horizon=H, gamma=gamma,
                      transition_rewards=transition_rewards)
-    pi = _policy(kind, mdp, rng)
+    pi = random_softmax(kind, mdp, rng)
     exact = pg.exact.gradient(mdp, pi)
     J = pg.exact.evaluate(mdp, pi).J
     g_alt = 0.5  # the gamma= keyword overrides the MDP's gamma: compared with exact values at 0.5
@@ -225,9 +167,9 @@ def test_unbiasedness_check_has_power(rng: np.random.Generator) -> None:
     psi0[:, 0] += 1.0  # grad_theta(s, .) log pi(0|s) = e_0 - pi(.|s)
     bias = c * (d * probs[:, 0])[:, None] * psi0
     exact = pg.exact.gradient(mdp, pi)
-    k = _k_two_sided(grad.size)
-    assert _z(grad, se, exact + bias).max() <= k
-    assert _z(grad, se, exact).max() > 10 * k  # a bias of this size is detected with a wide margin
+    k = k_two_sided(grad.size)
+    assert z_scores(grad, se, exact + bias).max() <= k
+    assert z_scores(grad, se, exact).max() > 10 * k  # a bias of this size is detected with a wide margin
 
 
 def _influence_se(infl: np.ndarray) -> np.ndarray:
@@ -387,7 +329,7 @@ def test_leave_one_out_baselines_unbiased_for_batches_of_two(rng: np.random.Gene
         np.testing.assert_array_equal(est.mean(axis=0)[never], exact[never])
         return float(np.abs((est.mean(axis=0) - exact)[~never] / se[~never]).max())
 
-    k = _k_two_sided(len(estimates) * exact.size)
+    k = k_two_sided(len(estimates) * exact.size)
     for name, est in estimates.items():
         assert max_z(est) < k, f"{name} at N = 2: max |z| {max_z(est):.2f} >= {k:.2f}"
     assert max_z(naive) > k, "the check cannot tell a self-including baseline from a leave-one-out one"
@@ -405,7 +347,7 @@ def test_totals_on_long_episodes(rng: np.random.Generator, kind: str, gamma: flo
     # gradient of the explicit weights: here a reward-to-go from a plain NumPy recursion, and for
     # the time baseline the per-trajectory path (stderr=True), which writes the weights out.
     mdp = random_mdp(rng, S=16, A=3, successors=3, n_terminal=1, horizon=40, gamma=gamma)
-    pi = _policy(kind, mdp, rng, scale=0.5)
+    pi = random_softmax(kind, mdp, rng, scale=0.5)
     n, seed = 4000, 5
     traj = mdp.sample(pi, n, seed=seed)
     lengths = traj.lengths
@@ -442,7 +384,7 @@ def test_fused_equals_two_step(rng: np.random.Generator, kind: str, baseline: An
     # sqrt(N) eps times the RMS term (worst case N eps); with N = 20000 that is ~3e-14 of the
     # RMS per-trajectory gradient, so 1e-12 of the RMS is a 30x margin.
     mdp = random_mdp(rng, S=6, A=3, successors=4, n_terminal=2, horizon=6, gamma=0.9, transition_rewards=True)
-    pi = _policy(kind, mdp, rng)
+    pi = random_softmax(kind, mdp, rng)
     n, seed = 20_000, 77
     b: Any = baseline
     if baseline == "fitted":
@@ -667,7 +609,7 @@ def test_score_with_explicit_weights_by_hand(rng: np.random.Generator, kind: str
 @pytest.mark.parametrize("kind", ["tabular", "linear"])
 def test_per_trajectory_rows_mean_is_grad(rng: np.random.Generator, kind: str) -> None:
     mdp = random_mdp(rng, S=5, A=3, successors=3, n_terminal=1, horizon=6, gamma=0.9)
-    pi = _policy(kind, mdp, rng)
+    pi = random_softmax(kind, mdp, rng)
     traj = mdp.sample(pi, 3000, seed=9)
     for kw in ({}, {"weights": "return"}, {"baseline": "mean"}, {"baseline": "time"}, {"baseline": "exact"},
                {"baseline": pg.ValueBaseline(5, 6)}):
@@ -766,7 +708,7 @@ def test_off_policy_with_behaviour_equal_to_target_is_on_policy(rng: np.random.G
     # suffix for the return): each weight within 2 H eps sum_t |r_t|, each step's score within
     # max |psi|, so the mean gradient within H * 2 H eps max_i sum_t |r_it| max |psi| (x 10).
     mdp = random_mdp(rng, S=5, A=3, successors=3, n_terminal=1, horizon=6, gamma=gamma, transition_rewards=True)
-    pi = _policy(kind, mdp, rng)
+    pi = random_softmax(kind, mdp, rng)
     traj = mdp.sample(pi, 2000, seed=13)
     logged = _logged_log_probs(pi, traj)
     H = mdp.horizon

@@ -20,8 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import random_mdp
-from test_estimators import Family
+from helpers import Family, random_mdp
 
 import pgfast as pg
 

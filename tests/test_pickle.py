@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import pgfast as pg
-from conftest import random_mdp
+from helpers import random_mdp
 
 
 def _mdp() -> pg.FiniteMDP:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import random_mdp
+from helpers import random_mdp
 from scipy import stats
 
 import pgfast as pg

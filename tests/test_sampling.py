@@ -9,7 +9,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import MAX_INTERRUPT_LATENCY, random_mdp, random_policy
+from helpers import MAX_INTERRUPT_LATENCY, random_mdp, random_policy
 from scipy import stats
 
 import pgfast as pg

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import random_mdp, random_policy
+from helpers import random_mdp, random_policy
 
 import pgfast as pg
 from pgfast import cli
