@@ -117,3 +117,75 @@ class Family:
                 bad.append(f"{name}{list(i)}: est {est[i]:.6g} ref {ref[i]:.6g} se {se[i]:.3g} z {z[i]:.2f}")
         assert not bad, f"k = {k:.3f} over m = {self.m} scalars:\n" + "\n".join(bad)
         return k
+
+
+# -- policies, batches and scores for the estimator tests -----------------------------------------
+
+
+def nearby_behavior(pi: pg.SoftmaxPolicy, rng: np.random.Generator, spread: float = 0.5) -> pg.TabularSoftmax:
+    """Another random softmax policy: the target's log-probabilities plus noise eps ~ N(0, spread^2),
+    so each step's ratio pi(a|s)/beta(a|s) = exp(-eps_sa) sum_b pi(b|s) exp(eps_sb) lies within
+    exp(+-2 max|eps|) (about exp(+-2.5) here): bounded ratios, finite moments of every order."""
+    logits = pi.log_probs() + spread * rng.normal(size=(pi.n_states, pi.n_actions))
+    return pg.TabularSoftmax(pi.n_states, pi.n_actions, theta=logits)
+
+
+def logged_log_probs(beta: pg.SoftmaxPolicy, traj: pg.Trajectories, pad: float = np.nan) -> np.ndarray:
+    """log beta(a_t|s_t) of a batch as logged data (N, H); `pad` past the end of each episode."""
+    mask = traj.mask
+    lp = beta.log_probs()[np.where(mask, traj.states, 0), np.where(mask, traj.actions, 0)]
+    return np.where(mask, lp, pad)
+
+
+def tiny_problem() -> tuple[pg.FiniteMDP, pg.TabularSoftmax, pg.Trajectories]:
+    """Three states (state 2 terminal), two actions, H = 3, gamma = 0.5, and a hand-written batch:
+    episode 0 runs to the horizon, 1 enters the terminal state at step 1, 2 at step 0."""
+    P = np.zeros((3, 2, 3))
+    P[0, 0] = [0.5, 0.3, 0.2]
+    P[0, 1] = [0.1, 0.6, 0.3]
+    P[1, 0] = [0.2, 0.2, 0.6]
+    P[1, 1] = [0.7, 0.3, 0.0]
+    P[2, :, 2] = 1.0
+    R = np.array([[1.0, 2.0], [3.0, -1.0], [0.0, 0.0]])
+    mdp = pg.FiniteMDP(P, R, [0.6, 0.4, 0.0], horizon=3, gamma=0.5, terminal=[False, False, True])
+    pi = pg.TabularSoftmax(3, 2, theta=[[0.2, -0.3], [1.0, 0.0], [0.0, 0.0]])
+    states = np.array([[0, 1, 0], [1, 0, -1], [0, -1, -1]], dtype=np.int32)
+    actions = np.array([[1, 0, 0], [1, 0, -1], [1, -1, -1]], dtype=np.int32)
+    rewards = np.array([[2.0, 3.0, 1.0], [-1.0, 1.0, 0.0], [2.0, 0.0, 0.0]])
+    lengths = np.array([3, 2, 1], dtype=np.int32)
+    finals = np.array([1, 2, 2], dtype=np.int32)
+    return mdp, pi, pg.Trajectories(mdp, states, actions, rewards, lengths, finals)
+
+
+def tiny_behavior() -> pg.TabularSoftmax:
+    return pg.TabularSoftmax(3, 2, theta=[[-0.5, 0.4], [0.2, 0.3], [0.0, 0.0]])
+
+
+def score_by_definition(pi: pg.SoftmaxPolicy, s: int, a: int) -> np.ndarray:
+    """grad_theta log pi(a|s) from its definition, in the shape of theta."""
+    probs = pi.probs()
+    if isinstance(pi, pg.LinearSoftmax):
+        phi = pi.features
+        out: np.ndarray = phi[s, a] - probs[s] @ phi[s]
+        return out
+    g = np.zeros((pi.n_states, pi.n_actions))
+    g[s] -= probs[s]
+    g[s, a] += 1.0
+    return g
+
+
+def hand_rows(pi: pg.SoftmaxPolicy, traj: pg.Trajectories, W: np.ndarray) -> np.ndarray:
+    """Per-trajectory sum_{t < len} W[i, t] grad log pi(a_t|s_t), (N, n_params), by loops."""
+    rows = np.zeros((traj.n, pi.n_params))
+    for i in range(traj.n):
+        for t in range(int(traj.lengths[i])):
+            rows[i] += W[i, t] * score_by_definition(pi, int(traj.states[i, t]), int(traj.actions[i, t])).ravel()
+    return rows
+
+
+def hand_grad(pi: pg.SoftmaxPolicy, traj: pg.Trajectories, W: np.ndarray) -> np.ndarray:
+    return hand_rows(pi, traj, W).mean(axis=0).reshape(pi.theta.shape)
+
+
+def assert_close(a: Any, b: Any) -> None:
+    np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)

@@ -222,7 +222,7 @@ _PAGES_WITH_CODE = [p for p in _doc_pages() if _PY_BLOCK.search(p.read_text(enco
 
 def test_pages_have_code() -> None:
     names = {p.name for p in _PAGES_WITH_CODE}
-    assert {"getting-started.md", "estimators.md", "exact.md", "learning.md"} <= names
+    assert {"getting-started.md", "estimators.md", "exact.md", "train.md"} <= names
 
 
 @pytest.mark.parametrize("page", _PAGES_WITH_CODE, ids=lambda p: p.relative_to(DOCS).as_posix())

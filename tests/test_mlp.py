@@ -274,7 +274,7 @@ def test_estimators_are_unbiased(rng: np.random.Generator, n_terminal: int, gamm
         fam.grad(name, pg.policy_gradient(pi, traj, **kw), exact, J)
     for name, kw in {"fused rtg": {}, "fused return+exact": {"weights": "return", "baseline": "exact"}}.items():
         fam.grad(name, pg.policy_gradient(pi, mdp=mdp, n=N_BIG, seed=203, **kw), exact, J)
-    # off-policy: data from a tabular behaviour policy near the MLP
+    # off-policy: data from a tabular behavior policy near the MLP
     beta = pg.TabularSoftmax(S, A, theta=pi.log_probs() + 0.5 * rng.normal(size=(S, A)))
     off = mdp.sample(beta, N_BIG, seed=204)
     for per_decision in (False, True):
