@@ -8,6 +8,7 @@ from helpers import random_mdp
 from scipy import stats
 
 import pgfast as pg
+from pgfast._policy import KernelTables
 
 
 def _np_softmax(z: np.ndarray) -> np.ndarray:
@@ -222,3 +223,65 @@ def test_log_probs_exact_at_any_scale_of_the_logits() -> None:
         np.testing.assert_allclose(lp[0], np.log(0.5), rtol=1e-15)
         np.testing.assert_allclose(np.exp(lp), pi.probs(), rtol=1e-15)
     assert pi.log_prob([], []).shape == (0,) and pi.sample([], seed=0).shape == (0,)  # [] is a float array to NumPy
+
+
+# -- policy classes of one's own -------------------------------------------------------------------
+
+
+class _LogitsOnly(pg.SoftmaxPolicy):
+    """A policy class derived from SoftmaxPolicy with its logits and nothing else."""
+
+    def __init__(self, theta: np.ndarray) -> None:
+        self._n_states, self._n_actions = theta.shape
+        self._theta = np.array(theta, dtype=np.float64)
+
+    def logits(self) -> np.ndarray:
+        return 2.0 * self._theta
+
+
+class _Scaled(_LogitsOnly):
+    """Logits c theta (c = 2), with the hooks the estimators and pg.exact use: the logit Jacobian
+    c I given to the estimators as features phi(s, a) = c e_(s, a) over the flattened theta."""
+
+    def _kernel_tables(self) -> KernelTables:
+        S, A = self._theta.shape
+        return KernelTables(np.ascontiguousarray(self.probs()), 2.0 * np.eye(S * A).reshape(S, A, S * A), None)
+
+    def _logit_vjp(self, W: np.ndarray) -> np.ndarray:
+        return 2.0 * np.asarray(W, dtype=np.float64)
+
+
+def test_a_policy_class_without_the_hooks_is_refused_by_name(rng: np.random.Generator) -> None:
+    """Probabilities, sampling and exact values need only the logits; the estimators and exact
+    gradients need the policy's hooks, and say which one is missing."""
+    mdp = random_mdp(rng, S=4, A=3, successors=3, n_terminal=1, horizon=5)
+    theta = rng.normal(size=(4, 3))
+    pi, ref = _LogitsOnly(theta), pg.TabularSoftmax(4, 3, theta=2.0 * theta)
+    np.testing.assert_array_equal(pi.probs(), ref.probs())
+    traj = mdp.sample(pi, 200, seed=1)
+    np.testing.assert_array_equal(traj.actions, mdp.sample(ref, 200, seed=1).actions)
+    assert pg.exact.evaluate(mdp, pi).J == pg.exact.evaluate(mdp, ref).J
+    for call in (lambda: pg.policy_gradient(pi, traj), lambda: pg.policy_gradient(pi, mdp=mdp, n=10, seed=0),
+                 lambda: pg.score(pi, traj, traj.reward_to_go()), lambda: pg.off_policy_gradient(pi, ref, traj),
+                 lambda: pg.off_policy_value(pi, ref, traj), lambda: pg.importance_weights(pi, ref, traj)):
+        with pytest.raises(TypeError, match=r"_LogitsOnly does not implement _kernel_tables\(\), which the estimators need"):
+            call()
+    for call, hook in ((lambda: pg.exact.gradient(mdp, pi), "_logit_vjp"), (lambda: pg.exact.fisher(mdp, pi), "_fisher")):
+        with pytest.raises(TypeError, match=rf"_LogitsOnly does not implement {hook}\(\).*derive the policy from TabularSoftmax"):
+            call()
+
+
+def test_a_policy_class_with_its_own_hooks_is_estimated(rng: np.random.Generator) -> None:
+    """With logits 2 theta, every gradient with respect to theta is twice the one of the tabular
+    policy with theta' = 2 theta with respect to theta', on the same episodes."""
+    mdp = random_mdp(rng, S=4, A=3, successors=3, n_terminal=1, horizon=5, gamma=0.9)
+    theta = rng.normal(size=(4, 3))
+    pi, ref = _Scaled(theta), pg.TabularSoftmax(4, 3, theta=2.0 * theta)
+    traj = mdp.sample(pi, 500, seed=2)
+    close = {"rtol": 1e-12, "atol": 1e-12}
+    for kw in ({}, {"weights": "return", "baseline": "mean"}, {"baseline": "exact"}):
+        np.testing.assert_allclose(pg.policy_gradient(pi, traj, **kw).grad, 2.0 * pg.policy_gradient(ref, traj, **kw).grad, **close)
+    np.testing.assert_allclose(pg.policy_gradient(pi, mdp=mdp, n=500, seed=3).grad,
+                               2.0 * pg.policy_gradient(ref, mdp=mdp, n=500, seed=3).grad, **close)
+    np.testing.assert_allclose(pg.off_policy_gradient(pi, ref, traj).grad, 2.0 * pg.policy_gradient(ref, traj).grad, **close)
+    np.testing.assert_allclose(pg.exact.gradient(mdp, pi), 2.0 * pg.exact.gradient(mdp, ref), **close)

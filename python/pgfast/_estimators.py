@@ -11,15 +11,14 @@ formed from per-state sums of its weights.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core, exact
 from ._mdp import FiniteMDP
-from ._mlp import MLPSoftmax
-from ._policy import LinearSoftmax, SoftmaxPolicy, TabularSoftmax, pinned
+from ._policy import KernelTables, SoftmaxPolicy, pinned
 from ._sampling import Trajectories
 from ._validation import (
     as_bool,
@@ -62,25 +61,12 @@ class PolicyGradient:
     n_steps: int = 0
 
 
-class _Tables(NamedTuple):
-    """What the C++ estimators take of a policy: probabilities, and features (linear) or the
-    forward pass (MLP) that maps logit gradients to parameters."""
-
-    probs: NDArray[np.float64]
-    features: NDArray[np.float64] | None
-    net: Any
-
-
-def policy_tables(policy: Any, name: str = "policy") -> _Tables:
+def policy_tables(policy: Any, name: str = "policy") -> KernelTables:
+    """The tables the C++ estimators take of ``policy`` (TypeError unless it is a pgfast policy;
+    each policy class describes its own tables)."""
     require_instance(policy, SoftmaxPolicy, name, "a pgfast policy (e.g. pgfast.TabularSoftmax)")
-    if isinstance(policy, TabularSoftmax):
-        return _Tables(policy._probs_table(), None, None)
-    if isinstance(policy, LinearSoftmax):
-        return _Tables(policy._probs_table(), policy.features, None)
-    if isinstance(policy, MLPSoftmax):
-        snap = policy._snapshot()  # probabilities and forward pass of one theta
-        return _Tables(snap.probs, None, snap.net)
-    raise TypeError(f"estimators support TabularSoftmax, LinearSoftmax and MLPSoftmax, got {type(policy).__name__}")
+    tables: KernelTables = policy._kernel_tables()
+    return tables
 
 
 def check_traj(traj: Any, policy: SoftmaxPolicy) -> None:
@@ -369,7 +355,7 @@ def _baseline(
 
 def score_sums(
     traj: Trajectories,
-    tables: _Tables,
+    tables: KernelTables,
     kind: str,
     explicit: NDArray[np.float64] | None,
     gamma: float,
