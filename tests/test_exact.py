@@ -13,6 +13,7 @@ everything else (sums of S*A terms, H steps of a recursion) is bounded by a coun
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -729,6 +730,28 @@ def test_optimal_discounted(rng: np.random.Generator, n_terminal: int) -> None:
     for k in range(60):
         pi = random_policy(rng, mdp, scale=[0.3, 1.0, 5.0][k % 3])
         assert pg.exact.evaluate(mdp, pi, "discounted").J <= opt.J + 1e-9
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_results_have_full_field_names_and_the_symbols_as_aliases(rng: np.random.Generator, objective: Any) -> None:
+    mdp = random_mdp(rng, S=5, A=3, successors=3, n_terminal=1, horizon=6, gamma=0.9)
+    pi = random_policy(rng, mdp)
+    _, ev_from_gradient = pg.exact.gradient(mdp, pi, objective, return_evaluation=True)
+    for ev in (pg.exact.evaluate(mdp, pi, objective), ev_from_gradient):
+        assert [f.name for f in dataclasses.fields(ev)] == [
+            "objective", "value", "state_values", "action_values", "advantages", "state_distribution", "visitation", "gamma"]
+        assert ev.J == ev.value and ev.V is ev.state_values and ev.Q is ev.action_values
+        assert ev.A is ev.advantages and ev.d is ev.state_distribution
+        np.testing.assert_allclose(ev.advantages, ev.action_values - ev.state_values[..., None], rtol=0, atol=1e-12)
+        for name in ("J", "V", "Q", "A", "d", "value", "state_values"):
+            with pytest.raises(AttributeError):
+                setattr(ev, name, 0.0)
+    if objective in ("finite_horizon", "discounted"):
+        opt = pg.exact.optimal(mdp, objective)
+        assert [f.name for f in dataclasses.fields(opt)] == [
+            "objective", "value", "state_values", "action_values", "actions", "iterations"]
+        assert opt.J == opt.value and opt.V is opt.state_values and opt.Q is opt.action_values
+        assert opt.value >= pg.exact.evaluate(mdp, pi, objective).value - 1e-12
 
 
 # -- 8. errors --------------------------------------------------------------------------------

@@ -338,7 +338,7 @@ def _baseline(
                 raise ValueError("baseline='time' needs weights='reward_to_go' (the return has no time index)")
             return "time", None
         if baseline == "exact":
-            V = exact.evaluate(mdp, policy, "finite_horizon", gamma=gamma).V
+            V = exact.evaluate(mdp, policy, "finite_horizon", gamma=gamma).state_values
             return "table", np.ascontiguousarray(V)
         raise ValueError(f"baseline must be None, 'mean', 'time', 'exact' or a pgfast.ValueBaseline, got {baseline!r}")
     if isinstance(baseline, ValueBaseline):

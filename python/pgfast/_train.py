@@ -241,7 +241,7 @@ def train(
     ...                 seed=0, progress=False)
     >>> len(hist), round(float(hist["J_exact"][0]), 4)  # J of the uniform policy first
     (30, 0.0139)
-    >>> round(float(hist["J_exact"][-1]), 2), round(pg.exact.optimal(mdp).J, 2)
+    >>> round(float(hist["J_exact"][-1]), 2), round(pg.exact.optimal(mdp).value, 2)
     (0.51, 0.55)
     """
     require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
@@ -295,7 +295,7 @@ def train(
             check_finite_result(gnorm, "the gradient norm", "the gradient's entries are too large to square")
             j_exact = math.nan  # of the policy that sampled this batch, like J_estimate
             if do_exact and (it % every == 0 or it == 1 or it == iters):
-                j_exact = exact.evaluate(mdp, policy, "finite_horizon", gamma=gamma).J
+                j_exact = exact.evaluate(mdp, policy, "finite_horizon", gamma=gamma).value
             optimizer.step(policy, est.grad, **context)
             dt = time.perf_counter() - t0
             rec = {"iteration": it, "J_estimate": est.value, "J_stderr": est.value_stderr, "J_exact": j_exact,
