@@ -23,6 +23,7 @@ exactly 0 (parameters of never-visited states) must equal the exact value exactl
 
 from __future__ import annotations
 
+import pickle
 from statistics import NormalDist
 from typing import Any
 
@@ -464,14 +465,44 @@ def test_log_likelihood_by_hand() -> None:
         log(0.4) + lp[1, 1] + log(0.7) + lp[0, 0] + log(0.2),
         log(0.6) + lp[0, 1] + log(0.3),
     ]
-    assert_close(pg.log_likelihood(mdp, pi, traj), expected)
+    assert_close(pg.log_likelihood(pi, traj), expected)
     policy_only = [lp[0, 1] + lp[1, 0] + lp[0, 0], lp[1, 1] + lp[0, 0], lp[0, 1]]
-    assert_close(pg.log_likelihood(mdp, pi, traj, dynamics=False), policy_only)
+    assert_close(pg.log_likelihood(pi, traj, dynamics=False), policy_only)
     # an impossible transition (P(2 | 1, 1) = 0) has log-likelihood -inf
     bad = pg.Trajectories(mdp, np.array([[1, -1, -1]], np.int32), np.array([[1, -1, -1]], np.int32),
                           np.array([[-1.0, 0.0, 0.0]]), np.array([1], np.int32), np.array([2], np.int32))
-    assert pg.log_likelihood(mdp, pi, bad)[0] == -np.inf
-    assert pg.log_likelihood(mdp, pi, bad, dynamics=False)[0] == pytest.approx(lp[1, 1], rel=1e-15)
+    assert pg.log_likelihood(pi, bad)[0] == -np.inf
+    assert pg.log_likelihood(pi, bad, dynamics=False)[0] == pytest.approx(lp[1, 1], rel=1e-15)
+
+
+def test_log_likelihood_in_the_deprecated_order_warns_and_agrees(rng: np.random.Generator) -> None:
+    """log_likelihood(mdp, policy, traj, dynamics), the order before policy-first, still gives the
+    same bits, with a DeprecationWarning that shows the new call and points at the caller."""
+    mdp, pi, traj = tiny_problem()
+    rebuilt = pickle.loads(pickle.dumps(mdp))  # another object with the same dynamics
+    for dynamics in (True, False):
+        new = pg.log_likelihood(pi, traj, dynamics=dynamics)
+        old_calls = [lambda: pg.log_likelihood(mdp, pi, traj, dynamics),  # type: ignore[call-arg]
+                     lambda: pg.log_likelihood(mdp, pi, traj, dynamics=dynamics),  # type: ignore[call-arg]
+                     lambda: pg.log_likelihood(rebuilt, pi, traj=traj, dynamics=dynamics)]  # type: ignore[call-arg]
+        if dynamics:
+            old_calls.append(lambda: pg.log_likelihood(mdp, pi, traj))  # type: ignore[call-arg]
+        for call in old_calls:
+            with pytest.warns(DeprecationWarning, match=r"log_likelihood\(mdp, policy, traj, dynamics\) is deprecated: "
+                              r"call log_likelihood\(policy, traj, dynamics=\.\.\.\)") as record:
+                old = call()
+            assert len(record) == 1 and record[0].filename == __file__
+            np.testing.assert_array_equal(old, new)
+        for same in (mdp, rebuilt):
+            np.testing.assert_array_equal(pg.log_likelihood(pi, traj, dynamics=dynamics, mdp=same), new)
+    # an MDP with other dynamics is refused, whichever order names it
+    other = random_mdp(rng, S=3, A=2, horizon=3)
+    with pytest.raises(ValueError, match=r"mdp must be the batch's MDP traj.mdp \(or one with the same mu0 and transitions\)"):
+        pg.log_likelihood(pi, traj, mdp=other)
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="mdp must be the batch's MDP"):
+        pg.log_likelihood(other, pi, traj)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="multiple values for argument 'traj'"):  # fits neither order
+        pg.log_likelihood(mdp, pi, traj, traj=traj)  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize("kind", ["tabular", "linear"])
@@ -544,7 +575,7 @@ def test_policy_and_batch_of_different_sizes(small: Any, rng: np.random.Generato
         for call in (lambda: pg.policy_gradient(bad, traj),
                      lambda: pg.policy_gradient(bad, mdp=mdp, n=10, seed=0),
                      lambda: pg.score(bad, traj, W),
-                     lambda: pg.log_likelihood(mdp, bad, traj),
+                     lambda: pg.log_likelihood(bad, traj),
                      lambda: pg.importance_weights(bad, pi, traj),
                      lambda: pg.importance_weights(pi, bad, traj),
                      lambda: pg.off_policy_gradient(bad, pi, traj),
@@ -609,7 +640,7 @@ def test_non_policy_and_non_batch_arguments(small: Any) -> None:
     for call in (lambda: pg.policy_gradient(logits, traj),  # type: ignore[arg-type]
                  lambda: pg.policy_gradient(logits, mdp=mdp, n=10, seed=0),  # type: ignore[arg-type]
                  lambda: pg.score(logits, traj, W),  # type: ignore[arg-type]
-                 lambda: pg.log_likelihood(mdp, logits, traj),  # type: ignore[arg-type]
+                 lambda: pg.log_likelihood(logits, traj),  # type: ignore[arg-type]
                  lambda: pg.importance_weights(logits, pi, traj),  # type: ignore[arg-type]
                  lambda: pg.off_policy_gradient(logits, pi, traj),  # type: ignore[arg-type]
                  lambda: pg.off_policy_value(logits, pi, traj)):  # type: ignore[arg-type]
@@ -617,12 +648,14 @@ def test_non_policy_and_non_batch_arguments(small: Any) -> None:
             call()
     for call_ in (lambda: pg.policy_gradient(pi, traj.states),  # type: ignore[arg-type]
                  lambda: pg.score(pi, traj.states, W),  # type: ignore[arg-type]
-                 lambda: pg.log_likelihood(mdp, pi, traj.states),  # type: ignore[arg-type]
+                 lambda: pg.log_likelihood(pi, traj.states),  # type: ignore[arg-type]
                  lambda: pg.off_policy_gradient(pi, pi, traj.states),  # type: ignore[arg-type]
                  lambda: pg.ValueBaseline(mdp.n_states, mdp.horizon).fit(traj.states)):  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="Trajectories"):
             call_()
     with pytest.raises(TypeError, match="mdp must be"):
+        pg.log_likelihood(pi, traj, mdp=traj)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="2 positional arguments but 3 were given"):
         pg.log_likelihood(traj, pi, traj)  # type: ignore[arg-type]
 
 
@@ -642,7 +675,7 @@ def _call_on_bad_batch(entry: str, field: str, value: int) -> None:
         "policy_gradient": lambda: pg.policy_gradient(pi, bad),
         "policy_gradient cross-fitted": lambda: pg.policy_gradient(pi, bad, baseline=pg.ValueBaseline(3, 3)),
         "score": lambda: pg.score(pi, bad, np.ones((3, 3))),
-        "log_likelihood": lambda: pg.log_likelihood(mdp, pi, bad),
+        "log_likelihood": lambda: pg.log_likelihood(pi, bad),
         "importance_weights": lambda: pg.importance_weights(pi, beta, bad),
         "off_policy_gradient": lambda: pg.off_policy_gradient(pi, beta, bad),
         "off_policy_value": lambda: pg.off_policy_value(pi, beta, bad),
@@ -748,7 +781,7 @@ def test_empty_batch_and_other_bad_arguments(rng: np.random.Generator) -> None:
     for call in (lambda: pg.off_policy_gradient(pi, beta, traj, per_decision="no"),  # type: ignore[arg-type]
                  lambda: pg.off_policy_value(pi, beta, traj, self_normalized=1),  # type: ignore[arg-type]
                  lambda: pg.policy_gradient(pi, traj, stderr="yes"),  # type: ignore[arg-type]
-                 lambda: pg.log_likelihood(mdp, pi, traj, dynamics=0)):  # type: ignore[arg-type]
+                 lambda: pg.log_likelihood(pi, traj, dynamics=0)):  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="must be True or False"):
             call()
     with pytest.raises(ValueError, match=r"n must be <= 2\*\*62|n must be <= 4611686018427387904"):

@@ -319,7 +319,7 @@ def test_score_log_likelihood_and_sampling(rng: np.random.Generator) -> None:
     g = pg.score(pi, traj, w)
     psi = pi.grad_log_prob(traj.states[traj.mask], traj.actions[traj.mask])
     np.testing.assert_allclose(g, (w[traj.mask] @ psi) / traj.n, rtol=1e-10, atol=1e-13)
-    ll = pg.log_likelihood(mdp, pi, traj, dynamics=False)
+    ll = pg.log_likelihood(pi, traj, dynamics=False)
     lp = np.where(traj.mask, pi.log_prob(np.where(traj.mask, traj.states, 0), np.where(traj.mask, traj.actions, 0)), 0.0)
     np.testing.assert_allclose(ll, lp.sum(axis=1), rtol=1e-12, atol=1e-12)
     # mdp.sample uses the policy's table: the same batch as a tabular policy with the same logits

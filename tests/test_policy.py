@@ -111,7 +111,7 @@ def test_log_prob_over_a_padded_batch(rng: np.random.Generator) -> None:
     m = traj.mask
     np.testing.assert_array_equal(lp[m], pi.log_probs()[traj.states[m], traj.actions[m]])
     np.testing.assert_array_equal(lp[~m], 0.0)
-    np.testing.assert_allclose(lp.sum(axis=1), pg.log_likelihood(mdp, pi, traj, dynamics=False), rtol=1e-12)
+    np.testing.assert_allclose(lp.sum(axis=1), pg.log_likelihood(pi, traj, dynamics=False), rtol=1e-12)
     # a lone -1 (state or action only) is not padding
     for s, a in (([[0, -1]], [[1, 2]]), ([[0, 1]], [[-1, 2]])):
         with pytest.raises(ValueError, match="must lie in"):
