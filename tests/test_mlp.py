@@ -1,4 +1,4 @@
-"""pg.MLPSoftmax (seed 000, section 4.5.2): a neural softmax policy everywhere the other policies go.
+"""pg.MLPSoftmax: a neural softmax policy everywhere the other policies go.
 
 1. The C++ forward pass equals a NumPy forward written here; the C++ score equals central finite
    differences of log pi in every parameter (relative error < 1e-6).
