@@ -142,9 +142,14 @@ class SoftmaxPolicy:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         # a subclass with logits of its own (and no _logits_and_net to match) computes every table
-        # through its logits(), without the snapshot
+        # through its logits(), without the snapshot; the hooks it inherits describe the parent's
+        # logits, not these, so those it does not define itself are the base's (which raise
+        # a TypeError naming the hook, or work through the class's own _logit_vjp and _fisher)
         if "logits" in cls.__dict__ and "_logits_and_net" not in cls.__dict__:
             cls._caches_probs = False
+            for hook in ("_kernel_tables", "_logit_vjp", "_fisher", "_natural", "grad_log_prob"):
+                if hook not in cls.__dict__:
+                    setattr(cls, hook, getattr(SoftmaxPolicy, hook))
 
     @property
     def n_states(self) -> int:
@@ -301,10 +306,11 @@ class SoftmaxPolicy:
     # -- hooks used by pgfast.exact and the estimators -----------------------------------------
     # A policy is its logit table z(s, a); everything the algorithms need from the parameters is
     # the vector-Jacobian product of z (dJ/dtheta from dJ/dz), the Fisher information, and for the
-    # C++ estimators the tables of _kernel_tables. Each built-in class implements them; a class
-    # derived from SoftmaxPolicy directly implements those it is used with (_kernel_tables: the
-    # estimators; _logit_vjp: exact and natural gradients; _fisher: the Fisher information), and
-    # the base versions raise a TypeError naming the missing hook.
+    # C++ estimators the tables of _kernel_tables. Each built-in class implements them for its
+    # logits; a class with logits() of its own (derived from SoftmaxPolicy or from a built-in one)
+    # implements those it is used with (_kernel_tables: the estimators; _logit_vjp: exact and
+    # natural gradients; _fisher: the Fisher information), and the base versions raise a TypeError
+    # naming the missing hook.
 
     def _kernel_tables(self) -> KernelTables:
         """The tables the C++ estimators take of the policy, all at one theta."""
@@ -320,8 +326,9 @@ class SoftmaxPolicy:
 
     def _missing_hook(self, hook: str, needed_by: str) -> TypeError:
         return TypeError(
-            f"{type(self).__name__} does not implement {hook}(), which {needed_by} need of a policy: derive the "
-            f"policy from TabularSoftmax, LinearSoftmax or MLPSoftmax, or implement {hook}() as they do"
+            f"{type(self).__name__} does not implement {hook}() for its logits(), which {needed_by} need of a "
+            f"policy: implement {hook}() as TabularSoftmax, LinearSoftmax and MLPSoftmax do, or derive the policy "
+            "from one of them without redefining logits()"
         )
 
     def _natural(
