@@ -16,7 +16,7 @@ import pytest
 from scipy import sparse
 
 import pgfast as pg
-from conftest import MAX_INTERRUPT_LATENCY
+from helpers import MAX_INTERRUPT_LATENCY
 
 INTERRUPT_AFTER = 0.25  # seconds from the start of the call to SIGINT
 MAX_LATENCY = MAX_INTERRUPT_LATENCY  # seconds from SIGINT to KeyboardInterrupt (1 s; 5 s in a sanitizer build)

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._policy import Snapshot, SoftmaxPolicy, interruptible
+from ._policy import KernelTables, Snapshot, SoftmaxPolicy, interruptible
 from ._validation import MAX_SIZE, as_float_array, as_int, as_seed, check_allocation, check_array_bytes, require_finite
 
 
@@ -215,6 +215,10 @@ class MLPSoftmax(SoftmaxPolicy):
     def _logits_at(self, snap: Snapshot) -> NDArray[np.float64]:
         z: NDArray[np.float64] = snap.net.logits
         return z
+
+    def _kernel_tables(self) -> KernelTables:
+        snap = self._snapshot()  # probabilities and forward pass of one theta
+        return KernelTables(snap.probs, None, snap.net)
 
     def logits(self) -> NDArray[np.float64]:
         z: NDArray[np.float64] = self._forward().logits

@@ -90,6 +90,21 @@ class Snapshot(NamedTuple):
     net: Any  # the MLP forward pass at theta (MLPSoftmax), else None
 
 
+class KernelTables(NamedTuple):
+    r"""What the C++ estimators take of a policy (its ``_kernel_tables()``): the probabilities
+    :math:`\pi(a|s)` and the map from logit gradients to ``theta``.
+
+    The kernels accumulate :math:`\partial/\partial z(s,a)` and map it to ``theta`` by the
+    policy's logit Jacobian: the identity when both are None (tabular: theta is the logit table),
+    the features :math:`\phi(s,a)` (linear: :math:`\sum_{s,a} \cdot\,\phi(s,a)`), or the
+    network's forward pass, whose backward pass the kernels run (MLP).
+    """
+
+    probs: NDArray[np.float64]  # (S, A), C-contiguous
+    features: NDArray[np.float64] | None  # (S, A, p) of a linear policy, else None
+    net: Any  # the MLP forward pass at the theta of probs, else None
+
+
 
 
 
@@ -152,9 +167,14 @@ class SoftmaxPolicy:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         # a subclass with logits of its own (and no _logits_and_net to match) computes every table
-        # through its logits(), without the snapshot
+        # through its logits(), without the snapshot; the hooks it inherits describe the parent's
+        # logits, not these, so those it does not define itself are the base's (which raise
+        # a TypeError naming the hook, or work through the class's own _logit_vjp and _fisher)
         if "logits" in cls.__dict__ and "_logits_and_net" not in cls.__dict__:
             cls._caches_probs = False
+            for hook in ("_kernel_tables", "_logit_vjp", "_fisher", "_natural", "grad_log_prob"):
+                if hook not in cls.__dict__:
+                    setattr(cls, hook, getattr(SoftmaxPolicy, hook))
 
     @property
     def n_states(self) -> int:
@@ -415,15 +435,31 @@ class SoftmaxPolicy:
 
     # -- hooks used by pgfast.exact and the estimators -----------------------------------------
     # A policy is its logit table z(s, a); everything the algorithms need from the parameters is
-    # the vector-Jacobian product of z (dJ/dtheta from dJ/dz) and the Fisher information.
+    # the vector-Jacobian product of z (dJ/dtheta from dJ/dz), the Fisher information, and for the
+    # C++ estimators the tables of _kernel_tables. Each built-in class implements them for its
+    # logits; a class with logits() of its own (derived from SoftmaxPolicy or from a built-in one)
+    # implements those it is used with (_kernel_tables: the estimators; _logit_vjp: exact and
+    # natural gradients; _fisher: the Fisher information), and the base versions raise a TypeError
+    # naming the missing hook.
+
+    def _kernel_tables(self) -> KernelTables:
+        """The tables the C++ estimators take of the policy, all at one theta."""
+        raise self._missing_hook("_kernel_tables", "the estimators")
 
     def _logit_vjp(self, W: NDArray[np.float64]) -> NDArray[np.float64]:
         r""":math:`\sum_{s,a} W(s,a)\, \nabla_\theta z(s,a)`, in the shape of ``theta``."""
-        raise NotImplementedError
+        raise self._missing_hook("_logit_vjp", "exact and natural gradients")
 
     def _fisher(self, probs: NDArray[np.float64], w: NDArray[np.float64]) -> NDArray[np.float64]:
         r""":math:`\sum_s w(s) \sum_a \pi(a|s)\, \psi\psi^\top`, :math:`\psi = \nabla_\theta\log\pi(a|s)`."""
-        raise NotImplementedError
+        raise self._missing_hook("_fisher", "the Fisher information")
+
+    def _missing_hook(self, hook: str, needed_by: str) -> TypeError:
+        return TypeError(
+            f"{type(self).__name__} does not implement {hook}() for its logits(), which {needed_by} need of a "
+            f"policy: implement {hook}() as TabularSoftmax, LinearSoftmax and MLPSoftmax do, or derive the policy "
+            "from one of them without redefining logits()"
+        )
 
     def _natural(
         self, probs: NDArray[np.float64], w: NDArray[np.float64], g: NDArray[np.float64], damping: float, rcond: float
@@ -588,6 +624,9 @@ class TabularSoftmax(SoftmaxPolicy):
     def _logits_and_net(self, theta: NDArray[np.float64]) -> tuple[NDArray[np.float64], Any]:
         return theta, None
 
+    def _kernel_tables(self) -> KernelTables:
+        return KernelTables(self._probs_table(), None, None)
+
     def _logit_vjp(self, W: NDArray[np.float64]) -> NDArray[np.float64]:
         return np.array(W, dtype=np.float64).reshape(self._theta.shape)
 
@@ -674,6 +713,9 @@ class LinearSoftmax(SoftmaxPolicy):
         S, A, p = self._features.shape
         z = _core.linear_logits(self._features.reshape(S * A, p), theta)
         return z.reshape(S, A), None
+
+    def _kernel_tables(self) -> KernelTables:
+        return KernelTables(self._probs_table(), self._features, None)
 
     def _logit_vjp(self, W: NDArray[np.float64]) -> NDArray[np.float64]:
         S, A, p = self._features.shape

@@ -284,26 +284,86 @@ def _iteration_seed(seed: int, it: int) -> int:
 
 
 class _Progress:
-    """A one-line progress display on a terminal's stderr (no dependency; silent otherwise)."""
+    """No progress display; the base of the two displays below."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total = total
-        self.enabled = enabled and sys.stderr.isatty()
+    def update(self, it: int, rec: dict[str, float]) -> None:
+        """After iteration ``it`` (1, 2, ...) of this run, whose record is ``rec``."""
+
+    def close(self) -> None:
+        """At the end of the run (also when it stops on an exception)."""
+
+
+class _LineProgress(_Progress):
+    """The one-line display on stderr, when tqdm is not installed."""
+
+    def __init__(self, total: int, initial: int) -> None:
+        self.total, self.initial = total, initial
         self.start = time.perf_counter()
 
     def update(self, it: int, rec: dict[str, float]) -> None:
-        if not self.enabled:
-            return
         el = time.perf_counter() - self.start
         width = 24
-        done = int(width * it / self.total)
-        j = rec["J_exact"] if not math.isnan(rec["J_exact"]) else rec["J_estimate"]
-        sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {it}/{self.total}  J={j:.4f}  {el:.1f}s ")
+        pos = self.initial + it
+        done = int(width * pos / self.total)
+        sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {pos}/{self.total}  J={_shown_J(rec):.4f}  {el:.1f}s ")
         sys.stderr.flush()
 
     def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+class _TqdmProgress(_Progress):
+    """A ``tqdm.auto`` bar: a widget in a Jupyter notebook, a text bar on stderr elsewhere."""
+
+    def __init__(self, tqdm: Any, total: int, initial: int) -> None:
+        self.bar = tqdm(total=total, initial=initial, desc="pgfast.train", unit="it", dynamic_ncols=True)
+
+    def update(self, it: int, rec: dict[str, float]) -> None:
+        self.bar.set_postfix_str(f"J={_shown_J(rec):.4f}", refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _shown_J(rec: dict[str, float]) -> float:
+    return rec["J_exact"] if not math.isnan(rec["J_exact"]) else rec["J_estimate"]
+
+
+def _stderr_is_a_terminal() -> bool:
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a stream without isatty, or a closed one
+        return False
+
+
+def _in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (the test ``tqdm.auto`` makes to choose its widget)."""
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    shell = get_ipython() if callable(get_ipython) else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def _progress(show: bool | None, total: int, initial: int) -> _Progress:
+    """The display of a run: ``show=None`` means on a terminal or in a notebook; with tqdm installed
+    a ``tqdm.auto`` bar, else the one-line display."""
+    if show is None:
+        show = _stderr_is_a_terminal() or _in_notebook()
+    if not show:
+        return _Progress()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _LineProgress(total, initial)
+    return _TqdmProgress(tqdm, total, initial)
+
+
+def _steps_taken(optimizer: Optimizer) -> int:
+    """The optimizer's step count ``t`` (restored by ``load_state_dict`` on a resumed run), or 0."""
+    t = getattr(optimizer, "t", 0)
+    return int(t) if isinstance(t, (int, np.integer)) and not isinstance(t, bool) and t > 0 else 0
 
 
 def train(
@@ -320,7 +380,7 @@ def train(
     eval_every: int = 1,
     exact_eval: bool | None = None,
     threads: int | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     callback: Callable[[int, dict[str, float]], bool | None] | None = None,
 ) -> History:
     r"""Policy gradient ascent: for each iteration, sample ``batch`` episodes with seed
@@ -363,8 +423,13 @@ def train(
         Whether to record the exact J (default: when the MDP is small enough).
     threads : int, optional
         Worker threads, 1 to ``pgfast.MAX_THREADS`` (default: every usable CPU).
-    progress : bool
-        Print a one-line progress display (default True).
+    progress : bool or None
+        A progress bar on stderr. ``None`` (default): shown when stderr is a terminal or the code
+        runs in a Jupyter notebook, not otherwise (a pipe, a file, a CI log); ``True``: always;
+        ``False``: never. With tqdm installed (``pip install pgfast[progress]``) it is a
+        ``tqdm.auto`` bar (a widget in a notebook), else a one-line display. It counts the
+        optimizer's steps, so a resumed run (an optimizer restored with ``load_state_dict``)
+        starts at the step reached, ``optimizer.t``.
     callback : callable, optional
         ``callback(iteration, record)``; returning True stops the run.
 
@@ -389,7 +454,7 @@ def train(
     ...                 seed=0, progress=False)
     >>> len(hist), round(float(hist["J_exact"][0]), 4)  # J of the uniform policy first
     (30, 0.0139)
-    >>> round(float(hist["J_exact"][-1]), 2), round(pg.exact.optimal(mdp).J, 2)
+    >>> round(float(hist["J_exact"][-1]), 2), round(pg.exact.optimal(mdp).value, 2)
     (0.51, 0.55)
     """
     require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
@@ -405,7 +470,8 @@ def train(
     base_seed = as_seed(seed)
     do_exact = (as_bool(exact_eval, "exact_eval") if exact_eval is not None
                 else mdp.horizon * max(mdp.nnz, 1) <= _EXACT_MAX_WORK)
-    progress = as_bool(progress, "progress")
+    if progress is not None and not isinstance(progress, (bool, np.bool_)):
+        raise TypeError(f"progress must be None (a bar on a terminal or in a notebook), True or False, got {type(progress).__name__}")
     if not (baseline is None or isinstance(baseline, (str, ValueBaseline))):
         raise TypeError(f"baseline must be None, 'mean', 'time', 'exact' or a pgfast.ValueBaseline, got {type(baseline).__name__}")
     if isinstance(baseline, str) and baseline not in ("none", "mean", "time", "exact"):
@@ -418,7 +484,8 @@ def train(
     hist = History(meta={"seed": base_seed, "batch": n, "iterations": iters, "weights": weights,
                          "baseline": baseline if isinstance(baseline, str) or baseline is None else "value",
                          "optimizer": optimizer.state_dict().get("type")})
-    bar = _Progress(iters, progress)
+    start = _steps_taken(optimizer)
+    bar = _progress(None if progress is None else bool(progress), start + iters, start)
     try:
         for it in range(1, iters + 1):
             t0 = time.perf_counter()
@@ -443,7 +510,7 @@ def train(
             check_finite_result(gnorm, "the gradient norm", "the gradient's entries are too large to square")
             j_exact = math.nan  # of the policy that sampled this batch, like J_estimate
             if do_exact and (it % every == 0 or it == 1 or it == iters):
-                j_exact = exact.evaluate(mdp, policy, "finite_horizon", gamma=gamma).J
+                j_exact = exact.evaluate(mdp, policy, "finite_horizon", gamma=gamma).value
             optimizer.step(policy, est.grad, **context)
             dt = time.perf_counter() - t0
             rec = {"iteration": it, "J_estimate": est.value, "J_stderr": est.value_stderr, "J_exact": j_exact,

@@ -176,7 +176,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                     weights=weights, baseline=baseline, eval_every=every, threads=args.threads,
                     progress=False, callback=show)
     dt = time.perf_counter() - t0
-    J = pg.exact.evaluate(mdp, pi).J
+    J = pg.exact.evaluate(mdp, pi).value
     print(f"trained in {dt:.2f} s")
     fraction, score = ref.fraction(J), ref.score(J)
     print(f"  exact J of the trained policy  {J:.6f}")
@@ -271,7 +271,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     )
     se = G.std(ddof=1) / np.sqrt(G.size) if G.size > 1 else float("nan")
     print(f"  mean return       {G.mean():.6f} +- {se:.6f} (standard error)")
-    J = pg.exact.evaluate(mdp, pi).J
+    J = pg.exact.evaluate(mdp, pi).value
     gap = G.mean() - J
     where = f"{gap / se:+.2f} standard errors" if se > 0 else f"difference {gap:+.3g}"
     print(f"  exact J           {J:.6f}   ({where})")

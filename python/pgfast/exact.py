@@ -112,48 +112,110 @@ _METHODS = ("auto", "dense", "sparse")
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Exact values of a policy under one objective (see the module docstring for each objective).
+    r"""Exact values of a policy under one objective (see the module docstring for each objective).
 
-    ``finite_horizon``: ``V`` (H, S), ``Q`` and ``A`` (H, S, A), ``d`` (H, S) with
-    ``d[t, s] = Pr(s_t = s, episode running)``, ``visitation = d.sum(0)``.
-    ``discounted``: ``V`` (S,), ``Q``, ``A`` (S, A), ``visitation`` :math:`\\rho` (S,) and ``d`` its
-    normalisation. ``average_reward``: ``d`` the stationary distribution, ``V`` the differential
-    values (``d @ V == 0``), ``Q``, ``A`` differential. ``average_value``: ``d`` stationary, ``V``,
-    ``Q``, ``A`` discounted. ``A = Q - V``; on terminal states V = Q = 0 (finite horizon, discounted).
+    Every field has a full name; the symbols of the formulas are read-only aliases of the same
+    objects: ``J`` = ``value``, ``V`` = ``state_values``, ``Q`` = ``action_values``, ``A`` =
+    ``advantages``, ``d`` = ``state_distribution``.
+
+    Attributes
+    ----------
+    objective : str
+        The objective evaluated.
+    value : float
+        The objective :math:`J` (alias ``J``).
+    state_values : ndarray
+        :math:`V` (alias ``V``): (H, S) for ``finite_horizon`` (``state_values[t, s]`` is
+        :math:`V_t(s)`), (S,) otherwise: the discounted values (``discounted``, ``average_value``)
+        or the differential values of ``average_reward`` (``state_distribution @ V == 0``). On
+        terminal states V = Q = 0 (finite horizon, discounted).
+    action_values : ndarray
+        :math:`Q` (alias ``Q``): (H, S, A) for ``finite_horizon``, (S, A) otherwise; discounted,
+        or differential for ``average_reward``.
+    advantages : ndarray
+        :math:`A = Q - V` (alias ``A``), shaped as ``action_values``.
+    state_distribution : ndarray
+        :math:`d` (alias ``d``): for ``finite_horizon`` (H, S) with
+        ``d[t, s] = Pr(s_t = s, episode running)``; for ``discounted`` the normalised visitation;
+        for the average objectives the stationary distribution (S,).
+    visitation : ndarray (S,)
+        The expected visits: ``d.sum(0)`` (finite horizon), the discounted visitation
+        :math:`\rho(s) = \sum_t \gamma^t \Pr(s_t = s)` (``discounted``), the stationary
+        distribution (average objectives).
+    gamma : float
+        The discount factor used.
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> ev = pg.exact.evaluate(mdp, pg.TabularSoftmax(2, 2), "discounted", gamma=0.5)
+    >>> round(ev.value, 6), ev.state_values.round(6)
+    (0.666667, array([0.666667, 0.      ]))
+    >>> ev.advantages[0].round(6), ev.J == ev.value
+    (array([-0.333333,  0.333333]), True)
     """
 
     objective: str
-    J: float
-    V: NDArray[np.float64]
-    Q: NDArray[np.float64]
-    A: NDArray[np.float64]
-    d: NDArray[np.float64]
+    value: float
+    state_values: NDArray[np.float64]
+    action_values: NDArray[np.float64]
+    advantages: NDArray[np.float64]
+    state_distribution: NDArray[np.float64]
     visitation: NDArray[np.float64]
     gamma: float
+
+    @property
+    def J(self) -> float:
+        """Alias of ``value``."""
+        return self.value
+
+    @property
+    def V(self) -> NDArray[np.float64]:
+        """Alias of ``state_values``."""
+        return self.state_values
+
+    @property
+    def Q(self) -> NDArray[np.float64]:
+        """Alias of ``action_values``."""
+        return self.action_values
+
+    @property
+    def A(self) -> NDArray[np.float64]:
+        """Alias of ``advantages``."""
+        return self.advantages
+
+    @property
+    def d(self) -> NDArray[np.float64]:
+        """Alias of ``state_distribution``."""
+        return self.state_distribution
 
 
 @dataclass(frozen=True)
 class Optimal:
-    """Optimal control: ``V``, ``Q`` and greedy ``actions`` ((H, S) for the finite horizon, with
-    ``actions[t, s]`` the action at step t; (S,) for the discounted objective), and ``J = mu0 @ V[0]``.
+    """Optimal control (:func:`optimal`; see :doc:`/theory`, "Optimal control").
 
-    Returned by :func:`optimal`, not made by hand (see :doc:`/theory`, "Optimal control").
+    Every field has a full name; ``J``, ``V`` and ``Q`` are read-only aliases of ``value``,
+    ``state_values`` and ``action_values``, as in :class:`Evaluation`.
 
     Attributes
     ----------
     objective : str
         ``"finite_horizon"`` or ``"discounted"``.
-    J : float
-        The optimal value :math:`\\mu_0^\\top V^*` (of the first step for the finite horizon).
-    V : ndarray of float64
-        :math:`V^*_t(s)`, shape (H, S), or :math:`V^*(s)`, shape (S,).
-    Q : ndarray of float64
-        :math:`Q^*_t(s, a)`, shape (H, S, A), or :math:`Q^*(s, a)`, shape (S, A).
+    value : float
+        The optimal :math:`J^* = \\mu_0^\\top V^*_0` (alias ``J``).
+    state_values : ndarray
+        :math:`V^*`, (H, S) for the finite horizon, (S,) discounted (alias ``V``).
+    action_values : ndarray
+        :math:`Q^*`, (H, S, A) or (S, A) (alias ``Q``).
     actions : ndarray of int32
-        The greedy actions, shape (H, S) or (S,).
+        The greedy actions: (H, S) for the finite horizon, with ``actions[t, s]`` the action at
+        step t; (S,) for the discounted objective.
     iterations : int
-        Backward-induction steps (H) for the finite horizon, policy-iteration rounds for the
-        discounted objective.
+        Policy-iteration steps (discounted), or the H steps of backward induction (finite horizon).
 
     Examples
     --------
@@ -163,19 +225,34 @@ class Optimal:
     >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
     ...                    terminal=[False, True])
     >>> best = pg.exact.optimal(mdp, "discounted", gamma=0.9)
-    >>> best.J, best.V, best.actions  # move at once in state 0
+    >>> best.value, best.state_values, best.actions  # move at once in state 0
     (1.0, array([1., 0.]), array([1, 0], dtype=int32))
-    >>> best.Q
+    >>> best.action_values
     array([[0.9, 1. ],
            [0. , 0. ]])
     """
 
     objective: str
-    J: float
-    V: NDArray[np.float64]
-    Q: NDArray[np.float64]
+    value: float
+    state_values: NDArray[np.float64]
+    action_values: NDArray[np.float64]
     actions: NDArray[np.int32]
     iterations: int
+
+    @property
+    def J(self) -> float:
+        """Alias of ``value``."""
+        return self.value
+
+    @property
+    def V(self) -> NDArray[np.float64]:
+        """Alias of ``state_values``."""
+        return self.state_values
+
+    @property
+    def Q(self) -> NDArray[np.float64]:
+        """Alias of ``action_values``."""
+        return self.action_values
 
     def probs(self) -> NDArray[np.float64]:
         """The greedy policy as one-hot tables, (H, S, A) or (S, A).
@@ -197,7 +274,7 @@ class Optimal:
                [1., 0.],
                [0., 1.]])
         """
-        A = self.Q.shape[-1]
+        A = self.action_values.shape[-1]
         return np.eye(A)[self.actions]
 
 
@@ -284,7 +361,8 @@ def evaluate(
     tol: float = 1e-12,
     threads: int | None = None,
 ) -> Evaluation:
-    """Exact ``J``, ``V``, ``Q``, ``A = Q - V`` and state distributions of ``policy`` on ``mdp``.
+    """Exact value ``J``, state and action values ``V`` and ``Q``, advantages ``A = Q - V`` and state
+    distributions of ``policy`` on ``mdp``.
 
     ``gamma`` defaults to ``mdp.gamma``; ``"discounted"`` and ``"average_value"`` need gamma < 1.
     The formulas of each objective are in the description of :mod:`pgfast.exact` (see also
@@ -311,7 +389,9 @@ def evaluate(
     Returns
     -------
     Evaluation
-        ``objective``, ``J``, ``V``, ``Q``, ``A``, ``d``, ``visitation`` and ``gamma``.
+        ``objective``, ``value``, ``state_values``, ``action_values``, ``advantages``,
+        ``state_distribution``, ``visitation`` and ``gamma`` (aliases ``J``, ``V``, ``Q``, ``A``,
+        ``d``).
 
     Raises
     ------
@@ -334,15 +414,17 @@ def evaluate(
     ...                    terminal=[False, True])
     >>> pi = pg.TabularSoftmax(2, 2)
     >>> ev = pg.exact.evaluate(mdp, pi)
-    >>> ev.J
+    >>> ev.value  # J
     0.875
-    >>> ev.V[:, 0]  # V_t(0) for t = 0, 1, 2
+    >>> ev.state_values[:, 0]  # V_t(0) for t = 0, 1, 2
     array([0.875, 0.75 , 0.5  ])
-    >>> ev.A[0, 0]  # advantage of staying (0) and of moving (1) at t = 0
+    >>> ev.advantages[0, 0]  # A_0(0, .): staying (0) and moving (1) at t = 0
     array([-0.125,  0.125])
-    >>> round(pg.exact.evaluate(mdp, pi, "discounted", gamma=0.9).J, 6)  # 0.5 / (1 - 0.9 / 2)
+    >>> ev.J == ev.value and ev.V is ev.state_values  # the symbols are aliases
+    True
+    >>> round(pg.exact.evaluate(mdp, pi, "discounted", gamma=0.9).value, 6)  # 0.5 / (1 - 0.9 / 2)
     0.909091
-    >>> pg.exact.evaluate(mdp, pi, "average_reward").J  # continuing: half the steps earn 1
+    >>> pg.exact.evaluate(mdp, pi, "average_reward").value  # continuing: half the steps earn 1
     0.5
     """
     _, obj, g, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=True)
@@ -446,7 +528,7 @@ def gradient(
     array([[-0.1875,  0.1875],
            [ 0.    ,  0.    ]])
     >>> grad, ev = pg.exact.gradient(mdp, pi, return_evaluation=True)
-    >>> ev.J
+    >>> ev.value
     0.875
     """
     return_evaluation = as_bool(return_evaluation, "return_evaluation")
@@ -768,7 +850,8 @@ def optimal(
     Returns
     -------
     Optimal
-        ``J``, ``V``, ``Q``, greedy ``actions`` and ``iterations``.
+        ``value``, ``state_values``, ``action_values`` (aliases ``J``, ``V``, ``Q``), greedy
+        ``actions`` and ``iterations``.
 
     Raises
     ------
@@ -787,7 +870,7 @@ def optimal(
     >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
     ...                    terminal=[False, True])
     >>> best = pg.exact.optimal(mdp)
-    >>> best.J
+    >>> best.value
     1.0
     >>> best.actions[:, 0]  # in state 0: stay while there is time (lowest index on ties), then move
     array([0, 0, 1], dtype=int32)
