@@ -81,9 +81,16 @@ def _state_t(state: dict[str, Any]) -> int:
 
 
 class Optimizer:
-    """Base class: ``step(policy, grad, **context)`` adds the ascent step to ``policy.theta``."""
+    """Base class: ``step(policy, grad, **context)`` adds the ascent step to ``policy.theta``.
+
+    ``hyperparameters`` names the entries of :meth:`state_dict` that are settings rather than
+    state (learning rate, decay rates, ...): :func:`pgfast.train` records them in a checkpoint
+    and refuses to resume with other values. A subclass lists its own (default: none, so only
+    the class is compared).
+    """
 
     t: int = 0
+    hyperparameters: tuple[str, ...] = ()
 
     def step(self, policy: SoftmaxPolicy, grad: ArrayLike, **context: Any) -> NDArray[np.float64]:
         """Updates ``policy.theta`` in place; returns the step taken."""
@@ -110,6 +117,11 @@ class Optimizer:
         """Restore the state saved by :meth:`state_dict` (``ValueError`` naming a missing or bad
         entry)."""
         raise NotImplementedError
+
+    def _snapshot(self) -> dict[str, Any]:
+        """The state for :meth:`load_state_dict`, taken cheaply (arrays stay arrays): what
+        :func:`pgfast.train` saves in a checkpoint and restores after a Ctrl-C mid-iteration."""
+        return self.state_dict()
 
 
 class GradientAscent(Optimizer):
@@ -148,6 +160,8 @@ class GradientAscent(Optimizer):
     >>> opt.state_dict()
     {'type': 'GradientAscent', 'lr': 1.0, 'schedule': 'constant', 't': 1}
     """
+
+    hyperparameters = ("lr", "schedule")
 
     def __init__(self, lr: float = 0.1, schedule: str | Callable[[int], float] = "constant") -> None:
         self.lr = _positive(lr, "lr")
@@ -237,6 +251,8 @@ class Adam(Optimizer):
     0.9999
     """
 
+    hyperparameters = ("lr", "betas", "eps")
+
     def __init__(self, lr: float = 0.05, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
         self.lr = _positive(lr, "lr")
         self.betas = _betas(betas)
@@ -266,9 +282,13 @@ class Adam(Optimizer):
         return d
 
     def state_dict(self) -> dict[str, Any]:
+        state = self._snapshot()
+        return {**state, "m": None if self.m is None else self.m.tolist(), "v": None if self.v is None else self.v.tolist()}
+
+    def _snapshot(self) -> dict[str, Any]:  # the moments as array copies, not lists
         return {
             "type": "Adam", "lr": self.lr, "betas": list(self.betas), "eps": self.eps, "t": self.t,
-            "m": None if self.m is None else self.m.tolist(), "v": None if self.v is None else self.v.tolist(),
+            "m": None if self.m is None else self.m.copy(), "v": None if self.v is None else self.v.copy(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -335,6 +355,8 @@ class NaturalGradient(Optimizer):
     >>> sampled.step(pi, pg.policy_gradient(pi, traj).grad, traj=traj).shape
     (2, 2)
     """
+
+    hyperparameters = ("lr", "damping", "fisher", "rcond")
 
     def __init__(self, lr: float = 0.1, damping: float = 1e-3, fisher: str = "exact", rcond: float = 1e-10) -> None:
         self.lr = _positive(lr, "lr")
