@@ -236,16 +236,19 @@ def load(path: Any, fields: tuple[str, ...]) -> Loaded:
     if not p.is_file():
         raise ValueError(f"{where}: no such file")
     try:
-        archive = np.load(p, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError("an .npy array, not an .npz archive")
-        with archive:
-            if _DOC not in archive.files:
-                raise ValueError(f"the archive has no {_DOC} entry")
-            doc = json.loads(archive[_DOC].tobytes().decode())
-            arrays = {k: archive[k] for k in archive.files if k != _DOC}
+        with open(p, "rb") as fh:
+            archive = np.load(fh, allow_pickle=False)
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise ValueError("an .npy array, not an .npz archive")
+            with archive:
+                if _DOC not in archive.files:
+                    raise ValueError(f"the archive has no {_DOC} entry")
+                doc = json.loads(archive[_DOC].tobytes().decode())
+                arrays = {k: archive[k] for k in archive.files if k != _DOC}
         return _parse(doc, arrays, fields)
-    except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+    except KeyError as exc:
+        raise ValueError(f"{where}: not a readable pgfast train checkpoint (it lacks the entry {exc})") from None
+    except (OSError, ValueError, TypeError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
         raise ValueError(f"{where}: not a readable pgfast train checkpoint ({exc})") from None
 
 
