@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 from ._estimators import ValueBaseline
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy
+from ._validation import as_seed
 from .optim import Optimizer
 
 FORMAT = "pgfast.train checkpoint"
@@ -64,6 +65,11 @@ def seed_spec(seed: Seed) -> int | dict[str, Any]:
         entropy = int(e) if isinstance(e, (int, np.integer)) else [int(x) for x in np.asarray(e).ravel().tolist()]
         return {"entropy": entropy, "spawn_key": [int(k) for k in seed.spawn_key], "pool_size": int(seed.pool_size)}
     return int(seed)
+
+
+def as_train_seed(seed: Any) -> Seed:
+    """A SeedSequence as it is, or an int seed in [0, 2**64) (None: fresh entropy from the system)."""
+    return seed if isinstance(seed, np.random.SeedSequence) else as_seed(seed)
 
 
 def _seed_from_spec(spec: Any) -> Seed:
@@ -180,6 +186,22 @@ def restore(state: State, policy: SoftmaxPolicy, optimizer: Optimizer, value_bas
 # -- the file ---------------------------------------------------------------------------------
 
 
+def _as_path(x: Any, name: str) -> Path:
+    if not isinstance(x, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path (str or os.PathLike) or None, got {type(x).__name__}")
+    return Path(x)
+
+
+def as_output_path(checkpoint: Any) -> Path | None:
+    """``checkpoint`` as a Path whose directory exists and is writable (None stays None)."""
+    if checkpoint is None:
+        return None
+    path = _as_path(checkpoint, "checkpoint")
+    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+        raise ValueError(f"checkpoint={str(checkpoint)!r}: the directory {str(path.parent)!r} does not exist or is not writable")
+    return path
+
+
 def _pgfast_version() -> str:
     try:
         return version("pgfast")
@@ -229,10 +251,26 @@ def _write_atomic(path: Path, arrays: dict[str, NDArray[Any]]) -> None:
             os.close(fd)
 
 
+def load_to_resume(path: Any, *, options: dict[str, Any], seed: Any, iterations: int, fields: tuple[str, ...]) -> Loaded:
+    """The checkpoint ``path``, checked against the run that resumes it: the same options and
+    seed (None: the checkpoint's), and ``iterations`` at least the iteration it reached."""
+    loaded = load(path, fields)
+    check_options(loaded.options, options, path)
+    if seed is not None:
+        given, saved = seed_spec(as_train_seed(seed)), seed_spec(loaded.seed)
+        if given != saved:
+            raise ValueError(f"resume={str(path)!r}: seed is {given!r} here, {saved!r} in the checkpoint "
+                             "(pass seed=None to take the checkpoint's)")
+    if loaded.state.iteration > iterations:
+        raise ValueError(f"iterations must be >= {loaded.state.iteration}, the iteration the checkpoint {str(path)!r} "
+                         f"reached, got {iterations}")
+    return loaded
+
+
 def load(path: Any, fields: tuple[str, ...]) -> Loaded:
     """Read and check a checkpoint; ValueError naming ``resume`` if it is missing or not one."""
     where = f"resume={str(path)!r}"
-    p = Path(path)
+    p = _as_path(path, "resume")
     if not p.is_file():
         raise ValueError(f"{where}: no such file")
     try:

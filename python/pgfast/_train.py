@@ -20,7 +20,7 @@ from ._checkpoint import Seed
 from ._estimators import ValueBaseline, policy_gradient, weights_kind
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy
-from ._validation import as_bool, as_float, as_gamma, as_int, as_seed, as_threads, check_finite_result, require_instance
+from ._validation import as_bool, as_float, as_gamma, as_int, as_threads, check_finite_result, require_instance
 from .optim import NaturalGradient, Optimizer
 
 FIELDS = ("iteration", "J_estimate", "J_stderr", "J_exact", "grad_norm", "seconds", "steps_per_s")
@@ -142,18 +142,6 @@ def _iteration_seed(seed: Seed, it: int) -> int:
     else:
         ss = np.random.SeedSequence([seed, it])
     return int(ss.generate_state(1, dtype=np.uint64)[0])
-
-
-def _train_seed(seed: Any) -> Seed:
-    if isinstance(seed, np.random.SeedSequence):
-        return seed
-    return as_seed(seed)
-
-
-def _path(x: Any, name: str) -> Path:
-    if not isinstance(x, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a path (str or os.PathLike) or None, got {type(x).__name__}")
-    return Path(x)
 
 
 def _evaluated(it: int, every: int, iters: int) -> bool:
@@ -336,29 +324,19 @@ def train(
     value_baseline = baseline if isinstance(baseline, ValueBaseline) else None
     if value_baseline is not None and not value_baseline.fitted and n < 2:
         raise ValueError("batch must be >= 2 with an unfitted ValueBaseline (the first iteration cross-fits it on two halves)")
-    ckpt_path = None if checkpoint is None else _path(checkpoint, "checkpoint")
-    if ckpt_path is not None:
-        every_s = as_float(checkpoint_every, "checkpoint_every")
-        if not every_s >= 0.0:
-            raise ValueError(f"checkpoint_every must be a number of seconds >= 0, got {every_s}")
-        if not ckpt_path.parent.is_dir() or not os.access(ckpt_path.parent, os.W_OK):
-            raise ValueError(f"checkpoint={str(checkpoint)!r}: the directory {str(ckpt_path.parent)!r} does not exist or is not writable")
+    ckpt_path = _checkpoint.as_output_path(checkpoint)
+    every_s = as_float(checkpoint_every, "checkpoint_every")
+    if not every_s >= 0.0:
+        raise ValueError(f"checkpoint_every must be a number of seconds >= 0, got {every_s}")
     options: dict[str, Any] = {}
     if ckpt_path is not None or resume is not None:
         options = _checkpoint.fingerprint(mdp, policy, optimizer, batch=n, weights=weights, baseline=baseline,
                                           gamma=gamma_value, exact_eval=do_exact, eval_every=every)
-    loaded = None if resume is None else _checkpoint.load(_path(resume, "resume"), FIELDS)
-    if loaded is None:
-        base_seed = _train_seed(seed)
+    if resume is None:
+        loaded, base_seed = None, _checkpoint.as_train_seed(seed)
     else:
-        _checkpoint.check_options(loaded.options, options, resume)
-        base_seed = loaded.seed if seed is None else _train_seed(seed)
-        if _checkpoint.seed_spec(base_seed) != _checkpoint.seed_spec(loaded.seed):
-            raise ValueError(f"resume={str(resume)!r}: seed is {_checkpoint.seed_spec(base_seed)!r} here, "
-                             f"{_checkpoint.seed_spec(loaded.seed)!r} in the checkpoint (pass seed=None to take the checkpoint's)")
-        if loaded.state.iteration > iters:
-            raise ValueError(f"iterations must be >= {loaded.state.iteration}, the iteration the checkpoint {str(resume)!r} "
-                             f"reached, got {iters}")
+        loaded = _checkpoint.load_to_resume(resume, options=options, seed=seed, iterations=iters, fields=FIELDS)
+        base_seed = loaded.seed
     hist = History(meta={"seed": _checkpoint.seed_spec(base_seed), "batch": n, "iterations": iters, "weights": weights,
                          "baseline": baseline if isinstance(baseline, str) or baseline is None else "value",
                          "optimizer": optimizer.state_dict().get("type")})
