@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -14,11 +15,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from . import exact
+from . import _checkpoint, exact
+from ._checkpoint import Seed
 from ._estimators import ValueBaseline, policy_gradient, weights_kind
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy
-from ._validation import as_bool, as_gamma, as_int, as_seed, as_threads, check_finite_result, require_instance
+from ._validation import as_bool, as_float, as_gamma, as_int, as_threads, check_finite_result, require_instance
 from .optim import NaturalGradient, Optimizer
 
 FIELDS = ("iteration", "J_estimate", "J_stderr", "J_exact", "grad_norm", "seconds", "steps_per_s")
@@ -47,6 +49,8 @@ DEFAULT_ITERATIONS = 500
 """Iterations of a run."""
 DEFAULT_HIDDEN = (64, 64)
 """Hidden layer sizes of an ``MLPSoftmax``."""
+DEFAULT_CHECKPOINT_EVERY = 5.0
+"""Seconds of wall time between two checkpoints (:func:`train`'s ``checkpoint_every``)."""
 
 
 class History:
@@ -279,8 +283,18 @@ class History:
         return f"History({len(self)} iterations)"
 
 
-def _iteration_seed(seed: int, it: int) -> int:
-    return int(np.random.SeedSequence([seed, it]).generate_state(1, dtype=np.uint64)[0])
+def _iteration_seed(seed: Seed, it: int) -> int:
+    """The sampling seed of iteration ``it`` (counter-based; :func:`train`'s docstring states it)."""
+    if isinstance(seed, np.random.SeedSequence):
+        ss = np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, it), pool_size=seed.pool_size)
+    else:
+        ss = np.random.SeedSequence([seed, it])
+    return int(ss.generate_state(1, dtype=np.uint64)[0])
+
+
+def _evaluated(it: int, every: int, iters: int) -> bool:
+    """Whether iteration ``it`` of a run of ``iters`` records the exact J."""
+    return it % every == 0 or it == 1 or it == iters
 
 
 class _Progress:
@@ -373,7 +387,7 @@ def train(
     optimizer: Optimizer,
     iterations: int,
     batch: int,
-    seed: int | None,
+    seed: int | np.random.SeedSequence | None,
     weights: str = "reward_to_go",
     baseline: Any = None,
     gamma: float | None = None,
@@ -382,9 +396,12 @@ def train(
     threads: int | None = None,
     progress: bool | None = None,
     callback: Callable[[int, dict[str, float]], bool | None] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY,
+    resume: str | os.PathLike[str] | None = None,
 ) -> History:
-    r"""Policy gradient ascent: for each iteration, sample ``batch`` episodes with seed
-    ``(seed, iteration)``, estimate :math:`\nabla J` with :func:`pgfast.policy_gradient`
+    r"""Policy gradient ascent: for each iteration, sample ``batch`` episodes with a seed derived
+    from ``(seed, iteration)``, estimate :math:`\nabla J` with :func:`pgfast.policy_gradient`
     (``weights``, ``baseline``; a ``ValueBaseline`` is fitted on each batch and used on the next,
     cross-fitted on the first), and let ``optimizer`` step ``policy.theta`` in place.
 
@@ -393,9 +410,37 @@ def train(
     when the MDP is small enough) records the exact J every ``eval_every`` iterations.
     ``callback(iteration, record)`` may return True to stop early. ``iterations`` is at most
     ``2**31 - 1`` and ``batch`` at most ``2**62``; every argument is checked before the first
-    iteration. The same seed gives the same History (except the wall-time fields) for the same
-    ``threads`` (1 to ``pgfast.MAX_THREADS`` = 256, more raise ``ValueError``; default: every usable
-    CPU; the batches do not depend on it, the gradient sums only in their last bits).
+    iteration.
+
+    Reproducibility: the same seed gives the same ``theta`` and the same History, bit for bit
+    (except the wall-time fields ``seconds`` and ``steps_per_s``), for any ``threads`` (1 to
+    ``pgfast.MAX_THREADS`` = 256, more raise ``ValueError``; default: every usable CPU).
+    Iteration ``k`` (1, 2, ...) samples with a seed drawn from its own
+    ``numpy.random.SeedSequence``, a function of the training seed and ``k`` only (a counter, so
+    any iteration's seed is known without running the others, and two training seeds never
+    share an iteration's seed the way ``seed + k`` would): for an int ``seed``,
+    ``SeedSequence([seed, k])``; for a ``SeedSequence`` ``ss``,
+    ``SeedSequence(ss.entropy, spawn_key=ss.spawn_key + (k,), pool_size=ss.pool_size)``
+    (``ss.spawn(k + 1)[k]`` of an ``ss`` that has spawned nothing yet; what ``ss`` spawned
+    before does not matter). The sampling seed is the first 64-bit word of its
+    ``generate_state``.
+
+    Checkpoints: with ``checkpoint=PATH`` the run writes its state to ``PATH`` every
+    ``checkpoint_every`` seconds, at its end (also when ``callback`` stops it) and on Ctrl-C: a
+    ``KeyboardInterrupt`` writes the state after the last completed iteration (undoing a
+    half-done one in ``policy``, ``optimizer`` and ``baseline``) and is raised again. The state is
+    ``theta``, the optimizer's full state, a ``ValueBaseline``'s fitted table, the iteration
+    reached, the seed, the History so far and a fingerprint of the options. ``resume=PATH``
+    restores all of it into ``policy``, ``optimizer`` and ``baseline`` and runs iterations
+    ``k + 1`` to ``iterations``: the result equals, bit for bit, that of one uninterrupted run to
+    ``iterations`` (wall-time fields aside). The resumed run must be given the same MDP, policy
+    class and structure, optimizer class and hyper-parameters, ``batch``, ``weights``,
+    ``baseline``, ``gamma``, ``eval_every``, ``exact_eval`` and seed (``seed=None`` takes the
+    checkpoint's); ``iterations`` and ``threads`` may differ. ``PATH`` is a NumPy ``.npz``
+    archive whatever its name (loaded without pickle; see :doc:`/guide/learning`), written to a
+    temporary file in the same directory and renamed over the previous checkpoint, so an
+    interrupted write leaves the previous one whole. ``resume`` and ``checkpoint`` may be the
+    same path.
 
     Parameters
     ----------
@@ -409,8 +454,10 @@ def train(
         Number of updates.
     batch : int >= 1
         Episodes per iteration.
-    seed : int or None
-        Base seed; iteration ``k`` samples with a seed derived from ``(seed, k)``.
+    seed : int, numpy.random.SeedSequence or None
+        Training seed; iteration ``k`` samples with a seed derived from ``(seed, k)`` as stated
+        above (None: fresh entropy from the operating system, an int recorded in
+        ``History.meta["seed"]``).
     weights : {"reward_to_go", "return"}
         Estimator weights (default reward-to-go).
     baseline : None, {"mean", "time", "exact"} or ValueBaseline
@@ -432,11 +479,18 @@ def train(
         starts at the step reached, ``optimizer.t``.
     callback : callable, optional
         ``callback(iteration, record)``; returning True stops the run.
+    checkpoint : str or os.PathLike, optional
+        Where to write checkpoints (its directory must exist).
+    checkpoint_every : float >= 0
+        Seconds of wall time between two checkpoints, counted from the end of the previous write
+        (default 5; 0 writes after every iteration; ``math.inf`` only at the end and on Ctrl-C).
+    resume : str or os.PathLike, optional
+        A checkpoint to continue from.
 
     Returns
     -------
     History
-        One record per iteration.
+        One record per iteration (from the first one when resuming).
 
     Raises
     ------
@@ -444,7 +498,11 @@ def train(
         Arguments of the wrong type.
     ValueError
         Arguments out of range (checked before the first iteration), or an estimate or step
-        beyond the float64 range.
+        beyond the float64 range; with ``resume``, a file that is not a checkpoint, options or a
+        seed that differ from the checkpoint's (the message names each), or ``iterations`` below
+        the iteration it reached.
+    KeyboardInterrupt
+        Ctrl-C, after writing the checkpoint when ``checkpoint`` is given.
 
     Examples
     --------
@@ -467,7 +525,6 @@ def train(
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable (iteration, record) -> bool | None, or None, got {type(callback).__name__}")
     as_threads(threads)  # checked before the first iteration
-    base_seed = as_seed(seed)
     do_exact = (as_bool(exact_eval, "exact_eval") if exact_eval is not None
                 else mdp.horizon * max(mdp.nnz, 1) <= _EXACT_MAX_WORK)
     if progress is not None and not isinstance(progress, (bool, np.bool_)):
@@ -477,17 +534,47 @@ def train(
     if isinstance(baseline, str) and baseline not in ("none", "mean", "time", "exact"):
         raise ValueError(f"baseline must be None, 'mean', 'time', 'exact' or a pgfast.ValueBaseline, got {baseline!r}")
     weights_kind(weights)
-    as_gamma(gamma, mdp.gamma)
+    gamma_value = as_gamma(gamma, mdp.gamma)
     value_baseline = baseline if isinstance(baseline, ValueBaseline) else None
     if value_baseline is not None and not value_baseline.fitted and n < 2:
         raise ValueError("batch must be >= 2 with an unfitted ValueBaseline (the first iteration cross-fits it on two halves)")
-    hist = History(meta={"seed": base_seed, "batch": n, "iterations": iters, "weights": weights,
+    ckpt_path = _checkpoint.as_output_path(checkpoint)
+    every_s = as_float(checkpoint_every, "checkpoint_every")
+    if not every_s >= 0.0:
+        raise ValueError(f"checkpoint_every must be a number of seconds >= 0, got {every_s}")
+    options: dict[str, Any] = {}
+    if ckpt_path is not None or resume is not None:
+        options = _checkpoint.fingerprint(mdp, policy, optimizer, batch=n, weights=weights, baseline=baseline,
+                                          gamma=gamma_value, exact_eval=do_exact, eval_every=every)
+    if resume is None:
+        loaded, base_seed = None, _checkpoint.as_train_seed(seed)
+    else:
+        loaded = _checkpoint.load_to_resume(resume, options=options, seed=seed, iterations=iters, fields=FIELDS)
+        base_seed = loaded.seed
+    hist = History(meta={"seed": _checkpoint.seed_spec(base_seed), "batch": n, "iterations": iters, "weights": weights,
                          "baseline": baseline if isinstance(baseline, str) or baseline is None else "value",
                          "optimizer": optimizer.state_dict().get("type")})
-    start = _steps_taken(optimizer)
-    bar = _progress(None if progress is None else bool(progress), start + iters, start)
+    start = 0
+    if loaded is not None:  # the state and History of the checkpoint's last iteration
+        _checkpoint.restore(loaded.state, policy, optimizer, value_baseline)
+        start = loaded.state.iteration
+        hist.records = [dict(zip(FIELDS, map(float, row), strict=True)) for row in loaded.history.tolist()]
+        if start and not _evaluated(start, every, iters):  # a run that ended there evaluated it; this one does not
+            hist.records[-1]["J_exact"] = math.nan
+    saver = None
+    if ckpt_path is not None:
+        saver = _checkpoint.Saver(ckpt_path, every_s, base_seed, options, FIELDS)
+    last: _checkpoint.State | None = None  # while an iteration runs: the state after the previous one
+    show = None if progress is None else bool(progress)
+    if loaded is not None:  # the bar counts from the checkpoint's iteration to `iterations`
+        bar = _progress(show, iters, start)
+    else:  # an optimizer restored by hand (load_state_dict) continues from the steps it took
+        steps = _steps_taken(optimizer)
+        bar = _progress(show, steps + iters, steps)
     try:
-        for it in range(1, iters + 1):
+        for it in range(start + 1, iters + 1):
+            if saver is not None:
+                last = _checkpoint.capture(it - 1, policy, optimizer, value_baseline)
             t0 = time.perf_counter()
             s = _iteration_seed(base_seed, it)
             context: dict[str, Any] = {}
@@ -509,16 +596,28 @@ def train(
             gnorm = float(np.linalg.norm(est.grad))
             check_finite_result(gnorm, "the gradient norm", "the gradient's entries are too large to square")
             j_exact = math.nan  # of the policy that sampled this batch, like J_estimate
-            if do_exact and (it % every == 0 or it == 1 or it == iters):
+            if do_exact and _evaluated(it, every, iters):
                 j_exact = exact.evaluate(mdp, policy, "finite_horizon", gamma=gamma).value
             optimizer.step(policy, est.grad, **context)
             dt = time.perf_counter() - t0
             rec = {"iteration": it, "J_estimate": est.value, "J_stderr": est.value_stderr, "J_exact": j_exact,
                    "grad_norm": gnorm, "seconds": dt, "steps_per_s": est.n_steps / dt if dt > 0 else math.nan}
             hist.append(rec)
-            bar.update(it, rec)
+            bar.update(it - start, rec)  # the iteration of this run (the bar began at `start`)
             if callback is not None and callback(it, rec):
                 break
+            if saver is not None and saver.due():
+                saver.save(_checkpoint.capture(it, policy, optimizer, value_baseline), hist.records)
+        if saver is not None and saver.saved != len(hist):
+            saver.save(_checkpoint.capture(len(hist), policy, optimizer, value_baseline), hist.records)
+    except KeyboardInterrupt:
+        if saver is not None:  # the checkpoint of the last completed iteration
+            if last is not None and last.iteration == len(hist):  # interrupted mid-iteration: undo its changes
+                _checkpoint.restore(last, policy, optimizer, value_baseline)
+            else:
+                last = _checkpoint.capture(len(hist), policy, optimizer, value_baseline)
+            saver.save(last, hist.records)
+        raise
     finally:
         bar.close()
     return hist

@@ -88,10 +88,17 @@ class Optimizer:
     round-trips through :meth:`state_dict` and :meth:`load_state_dict`, so a run can be saved
     and resumed.
 
+    ``hyperparameters`` names the entries of :meth:`state_dict` that are settings rather than
+    state (learning rate, decay rates, ...): :func:`pgfast.train` records them in a checkpoint
+    and refuses to resume with other values. A subclass lists its own (default: none, so only
+    the class is compared).
+
     Attributes
     ----------
     t : int
         Number of steps taken.
+    hyperparameters : tuple of str
+        The :meth:`state_dict` entries that are settings, not state.
 
     Examples
     --------
@@ -103,6 +110,7 @@ class Optimizer:
     """
 
     t: int = 0
+    hyperparameters: tuple[str, ...] = ()
 
     def step(self, policy: SoftmaxPolicy, grad: ArrayLike, **context: Any) -> NDArray[np.float64]:
         """Updates ``policy.theta`` in place; returns the step taken.
@@ -211,6 +219,11 @@ class Optimizer:
         """
         raise NotImplementedError
 
+    def _snapshot(self) -> dict[str, Any]:
+        """The state for :meth:`load_state_dict`, taken cheaply (arrays stay arrays): what
+        :func:`pgfast.train` saves in a checkpoint and restores after a Ctrl-C mid-iteration."""
+        return self.state_dict()
+
 
 class GradientAscent(Optimizer):
     r"""Plain gradient ascent :math:`\theta_{t} = \theta_{t-1} + \eta_t \hat g_t`.
@@ -257,6 +270,8 @@ class GradientAscent(Optimizer):
     >>> opt.state_dict()
     {'type': 'GradientAscent', 'lr': 1.0, 'schedule': 'constant', 't': 1}
     """
+
+    hyperparameters = ("lr", "schedule")
 
     def __init__(self, lr: float = 0.1, schedule: str | Callable[[int], float] = "constant") -> None:
         self.lr = _positive(lr, "lr")
@@ -385,6 +400,8 @@ class Adam(Optimizer):
     0.9999
     """
 
+    hyperparameters = ("lr", "betas", "eps")
+
     def __init__(self, lr: float = 0.05, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
         self.lr = _positive(lr, "lr")
         self.betas = _betas(betas)
@@ -414,9 +431,13 @@ class Adam(Optimizer):
         return d
 
     def state_dict(self) -> dict[str, Any]:
+        state = self._snapshot()
+        return {**state, "m": None if self.m is None else self.m.tolist(), "v": None if self.v is None else self.v.tolist()}
+
+    def _snapshot(self) -> dict[str, Any]:  # the moments as array copies, not lists
         return {
             "type": "Adam", "lr": self.lr, "betas": list(self.betas), "eps": self.eps, "t": self.t,
-            "m": None if self.m is None else self.m.tolist(), "v": None if self.v is None else self.v.tolist(),
+            "m": None if self.m is None else self.m.copy(), "v": None if self.v is None else self.v.copy(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -496,6 +517,8 @@ class NaturalGradient(Optimizer):
     >>> sampled.step(pi, pg.policy_gradient(pi, traj).grad, traj=traj).shape
     (2, 2)
     """
+
+    hyperparameters = ("lr", "damping", "fisher", "rcond")
 
     def __init__(self, lr: float = 0.1, damping: float = 1e-3, fisher: str = "exact", rcond: float = 1e-10) -> None:
         self.lr = _positive(lr, "lr")
