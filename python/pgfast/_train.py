@@ -437,7 +437,7 @@ def train(
     class and structure, optimizer class and hyper-parameters, ``batch``, ``weights``,
     ``baseline``, ``gamma``, ``eval_every``, ``exact_eval`` and seed (``seed=None`` takes the
     checkpoint's); ``iterations`` and ``threads`` may differ. ``PATH`` is a NumPy ``.npz``
-    archive whatever its name (loaded without pickle; see :doc:`/guide/learning`), written to a
+    archive whatever its name (loaded without pickle; see :doc:`/guide/train`), written to a
     temporary file in the same directory and renamed over the previous checkpoint, so an
     interrupted write leaves the previous one whole. ``resume`` and ``checkpoint`` may be the
     same path.
