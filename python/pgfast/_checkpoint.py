@@ -1,4 +1,4 @@
-"""Checkpoints of :func:`pgfast.train` (see :doc:`/guide/learning`, "Checkpoints and resuming").
+"""Checkpoints of :func:`pgfast.train` (see :doc:`/guide/train`, "Checkpoints and resuming").
 
 A checkpoint is one NumPy ``.npz`` archive that loads with ``allow_pickle=False``: the arrays
 (``theta``, the History so far, the array entries of the optimizer's state such as Adam's
