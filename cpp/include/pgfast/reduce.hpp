@@ -93,6 +93,37 @@ class NodeStack {
   std::vector<Part<P>> parts_;
 };
 
+// Combines the sibling pairs among `parts` bottom-up (the same additions merge_nodes makes), so
+// that the nodes of contiguous blocks computed by several workers become the largest aligned
+// nodes of their range: a shard's partial result. Nodes without their sibling stay as they are.
+template <class P, class Combine>
+std::vector<Part<P>> combine_siblings(std::vector<Part<P>>&& parts, Combine&& combine) {
+  std::map<Node, P> nodes;
+  for (Part<P>& p : parts) nodes.emplace(p.node, std::move(p.value));
+  bool merged = true;
+  while (merged) {
+    merged = false;
+    for (auto it = nodes.begin(); it != nodes.end();) {
+      auto sib = std::next(it);
+      if (sib != nodes.end() && (it->first.index & 1) == 0 && sib->first.level == it->first.level &&
+          sib->first.index == it->first.index + 1) {
+        const Node parent{it->first.level + 1, it->first.index / 2};
+        combine(it->second, sib->second);
+        P value = std::move(it->second);
+        nodes.erase(sib);
+        nodes.erase(it);
+        nodes.emplace(parent, std::move(value));
+        merged = true;
+        break;  // the map changed: start again from the lowest level
+      }
+      ++it;
+    }
+  }
+  std::vector<Part<P>> out;
+  for (auto& kv : nodes) out.push_back(Part<P>{kv.first, std::move(kv.second)});
+  return out;
+}
+
 // Combines nodes that tile [0, blocks) exactly once into the root's value, bottom-up by level and
 // index. Throws std::invalid_argument (with `what` naming the statistic) when the nodes overlap or
 // leave a gap: partial results that do not cover the range once.
