@@ -530,7 +530,7 @@ def _run_traj(a: dict[str, Any]) -> Any:
         res = pg.score(pi, tr, per_trajectory=a["per_trajectory"], threads=a["threads"])
         return {"score": (res, None)}
     if op == "log_likelihood":
-        ll = pg.log_likelihood(mdp, pi, tr, dynamics=a["per_decision"])
+        ll = pg.log_likelihood(pi, tr, dynamics=a["per_decision"])
         # -inf is documented for a step the MDP cannot take; only NaN and +inf are bad.
         return {"ll": (np.nan_to_num(ll, neginf=0.0), (tr.n,))}
     beh = build_policy(a["behavior_spec"]) if a["behavior"] == "policy" else real(a["logp"])

@@ -13,12 +13,13 @@ everything else (sums of S*A terms, H steps of a recursion) is bounded by a coun
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import random_mdp, random_policy
+from helpers import random_mdp, random_policy, random_softmax
 from scipy import sparse
 
 import pgfast as pg
@@ -26,7 +27,6 @@ import pgfast as pg
 EPS = float(np.finfo(np.float64).eps)
 OBJECTIVES = ("finite_horizon", "discounted", "average_reward", "average_value")
 KINDS = ("tabular", "linear")
-N_FEATURES = 4
 TOL = 1e-12  # the documented default tolerance of the iterative (sparse) solver
 
 # -- plain NumPy references -------------------------------------------------------------------
@@ -141,13 +141,6 @@ def _rel_bound(cond: float, tol: float = 0.0, n: int = 8) -> float:
 # -- policies ---------------------------------------------------------------------------------
 
 
-def _policy(kind: str, mdp: pg.FiniteMDP, rng: np.random.Generator, scale: float = 1.0) -> pg.SoftmaxPolicy:
-    if kind == "tabular":
-        return random_policy(rng, mdp, scale)
-    phi = rng.normal(size=(mdp.n_states, mdp.n_actions, N_FEATURES))
-    return pg.LinearSoftmax(phi, theta=scale * rng.normal(size=N_FEATURES))
-
-
 def _with_theta(pi: pg.SoftmaxPolicy, theta: np.ndarray) -> pg.SoftmaxPolicy:
     if isinstance(pi, pg.LinearSoftmax):
         return pg.LinearSoftmax(pi.features, theta=theta)
@@ -211,7 +204,7 @@ def test_gradient_matches_central_differences(
     # |J'''| (|J'''| = O(10-100) here) plus rounding cond * eps * |J| / h ~ 1e-9: both well under
     # the required 1e-6 * ||fd||, and ||fd|| = O(1) (checked, so the floor never decides).
     mdp = _case_mdp(rng, objective, n_terminal, transition_rewards)
-    pi = _policy(kind, mdp, rng)
+    pi = random_softmax(kind, mdp, rng)
     theta0 = pi.theta.copy()
     g = pg.exact.gradient(mdp, pi, objective, method="dense")
     assert isinstance(g, np.ndarray) and g.shape == pi.theta.shape and g.dtype == np.float64
@@ -229,7 +222,7 @@ def test_gradient_matches_central_differences(
 @pytest.mark.parametrize("kind", KINDS)
 def test_finite_horizon_gradient_undiscounted_longer_horizon(rng: np.random.Generator, kind: str) -> None:
     mdp = random_mdp(rng, S=5, A=2, successors=3, n_terminal=1, horizon=20, gamma=1.0, transition_rewards=True)
-    pi = _policy(kind, mdp, rng)
+    pi = random_softmax(kind, mdp, rng)
     g = pg.exact.gradient(mdp, pi)  # objective defaults to finite_horizon, gamma to mdp.gamma
     fd = _fd_gradient(mdp, pi, "finite_horizon")
     nfd = float(np.linalg.norm(fd))
@@ -241,7 +234,7 @@ def test_finite_horizon_gradient_undiscounted_longer_horizon(rng: np.random.Gene
 @pytest.mark.parametrize("kind", KINDS)
 def test_sparse_dense_and_auto_agree(rng: np.random.Generator, objective: Any, kind: str) -> None:
     mdp = _case_mdp(rng, objective, 2, True)
-    pi = _policy(kind, mdp, rng)
+    pi = random_softmax(kind, mdp, rng)
     probs = pi.probs()
     # an iterative solve stopped at relative residual tol is off by at most cond * tol
     bound = _rel_bound(_cond(mdp, probs, objective, mdp.gamma), TOL)
@@ -407,7 +400,7 @@ def test_average_value_is_average_reward_over_one_minus_gamma_without_terminals(
     # d Pt = d and Pt = P_pi when nothing resets, so d (I - gamma P_pi)^-1 = d / (1 - gamma):
     # J_av = d . V_gamma = d . r_pi / (1 - gamma), for every theta, so the gradients agree too
     mdp = _average_mdp(rng, 0, True, gamma=0.8)
-    pi = _policy(kind, mdp, rng)
+    pi = random_softmax(kind, mdp, rng)
     bound = _rel_bound(_cond(mdp, pi.probs(), "average_value", 0.8))
     ar = pg.exact.evaluate(mdp, pi, "average_reward", method="dense")
     av = pg.exact.evaluate(mdp, pi, "average_value", method="dense")
@@ -594,7 +587,7 @@ def _weights(mdp: pg.FiniteMDP, probs: np.ndarray, objective: Any) -> np.ndarray
 @pytest.mark.parametrize("kind", KINDS)
 def test_fisher_matches_weighted_score_covariance(rng: np.random.Generator, objective: Any, kind: str) -> None:
     mdp = _case_mdp(rng, objective, 2, False)
-    pi = _policy(kind, mdp, rng)
+    pi = random_softmax(kind, mdp, rng)
     probs = pi.probs()
     F = pg.exact.fisher(mdp, pi, objective, method="dense")
     n = pi.n_params
@@ -623,7 +616,7 @@ def test_fisher_matches_weighted_score_covariance(rng: np.random.Generator, obje
 @pytest.mark.parametrize("kind", KINDS)
 def test_natural_gradient_solves_fisher_system(rng: np.random.Generator, objective: Any, kind: str) -> None:
     mdp = _case_mdp(rng, objective, 2, True)
-    pi = _policy(kind, mdp, rng)
+    pi = random_softmax(kind, mdp, rng)
     g = pg.exact.gradient(mdp, pi, objective, method="dense")
     F = pg.exact.fisher(mdp, pi, objective, method="dense")
     x = pg.exact.natural_gradient(mdp, pi, objective, method="dense")
@@ -737,6 +730,28 @@ def test_optimal_discounted(rng: np.random.Generator, n_terminal: int) -> None:
     for k in range(60):
         pi = random_policy(rng, mdp, scale=[0.3, 1.0, 5.0][k % 3])
         assert pg.exact.evaluate(mdp, pi, "discounted").J <= opt.J + 1e-9
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_results_have_full_field_names_and_the_symbols_as_aliases(rng: np.random.Generator, objective: Any) -> None:
+    mdp = random_mdp(rng, S=5, A=3, successors=3, n_terminal=1, horizon=6, gamma=0.9)
+    pi = random_policy(rng, mdp)
+    _, ev_from_gradient = pg.exact.gradient(mdp, pi, objective, return_evaluation=True)
+    for ev in (pg.exact.evaluate(mdp, pi, objective), ev_from_gradient):
+        assert [f.name for f in dataclasses.fields(ev)] == [
+            "objective", "value", "state_values", "action_values", "advantages", "state_distribution", "visitation", "gamma"]
+        assert ev.J == ev.value and ev.V is ev.state_values and ev.Q is ev.action_values
+        assert ev.A is ev.advantages and ev.d is ev.state_distribution
+        np.testing.assert_allclose(ev.advantages, ev.action_values - ev.state_values[..., None], rtol=0, atol=1e-12)
+        for name in ("J", "V", "Q", "A", "d", "value", "state_values"):
+            with pytest.raises(AttributeError):
+                setattr(ev, name, 0.0)
+    if objective in ("finite_horizon", "discounted"):
+        opt = pg.exact.optimal(mdp, objective)
+        assert [f.name for f in dataclasses.fields(opt)] == [
+            "objective", "value", "state_values", "action_values", "actions", "iterations"]
+        assert opt.J == opt.value and opt.V is opt.state_values and opt.Q is opt.action_values
+        assert opt.value >= pg.exact.evaluate(mdp, pi, objective).value - 1e-12
 
 
 # -- 8. errors --------------------------------------------------------------------------------

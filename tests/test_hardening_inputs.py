@@ -15,7 +15,7 @@ import scipy.sparse as sp
 import pgfast as pg
 from pgfast import _core
 
-from conftest import random_mdp, random_policy
+from helpers import random_mdp, random_policy
 
 
 @pytest.fixture(autouse=True)

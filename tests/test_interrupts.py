@@ -5,10 +5,13 @@ exception (the C++ kernels poll every 20 ms; the bound leaves room for sanitizer
 
 from __future__ import annotations
 
+import json
+import math
 import signal
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +19,7 @@ import pytest
 from scipy import sparse
 
 import pgfast as pg
-from conftest import MAX_INTERRUPT_LATENCY
+from helpers import MAX_INTERRUPT_LATENCY
 
 INTERRUPT_AFTER = 0.25  # seconds from the start of the call to SIGINT
 MAX_LATENCY = MAX_INTERRUPT_LATENCY  # seconds from SIGINT to KeyboardInterrupt (1 s; 5 s in a sanitizer build)
@@ -201,3 +204,29 @@ def test_tabular_natural_gradient(check_mdp: pg.FiniteMDP) -> None:
     for s in range(3):
         B = np.diag(probs[s]) - np.outer(probs[s], probs[s])
         np.testing.assert_allclose(x[s], np.linalg.pinv(B, rcond=1e-10, hermitian=True) @ g[s], rtol=1e-6, atol=1e-9)
+
+
+def test_train_writes_its_checkpoint_on_ctrl_c(check_mdp: pg.FiniteMDP, tmp_path: Path) -> None:
+    """pg.train(checkpoint=...) answers SIGINT by writing the state after the last completed
+    iteration (checkpoint_every=inf: this is the only write) and raising KeyboardInterrupt; the
+    policy and optimizer are left in that state, and resuming from it to iteration k + 5 gives
+    the run that was never interrupted, bit for bit."""
+    mdp = sparse_mdp(60, 3, 4, horizon=20, seed=2)
+    kw: dict[str, Any] = dict(batch=1000, seed=1, baseline="time", eval_every=3, progress=False)
+    path = tmp_path / "run.ckpt"
+    pi, opt = pg.TabularSoftmax(60, 3), pg.optim.Adam(0.1)
+    assert_interrupts(lambda: pg.train(mdp, pi, optimizer=opt, iterations=10**6, checkpoint=path, checkpoint_every=math.inf, **kw))
+    healthy(check_mdp)
+    with np.load(path, allow_pickle=False) as z:
+        k = json.loads(z["checkpoint.json"].tobytes())["iteration"]
+        theta, m = z["theta"], z["optimizer.m"]
+    assert k >= 1 and opt.t == k
+    np.testing.assert_array_equal(pi.theta, theta)
+    np.testing.assert_array_equal(opt.m, m)
+    resumed_pi = pg.TabularSoftmax(60, 3)
+    resumed = pg.train(mdp, resumed_pi, optimizer=pg.optim.Adam(0.1), iterations=k + 5, resume=path, **kw)
+    straight_pi = pg.TabularSoftmax(60, 3)
+    straight = pg.train(mdp, straight_pi, optimizer=pg.optim.Adam(0.1), iterations=k + 5, **kw)
+    for f in ("iteration", "J_estimate", "J_stderr", "J_exact", "grad_norm"):
+        np.testing.assert_array_equal(resumed[f], straight[f])
+    np.testing.assert_array_equal(resumed_pi.theta, straight_pi.theta)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import random_mdp
+from helpers import random_mdp
 
 import pgfast as pg
 

@@ -217,7 +217,7 @@ def test_importance_ratios_overflow_error() -> None:
     mdp = pg.FiniteMDP(np.full((2, 2, 2), 0.5), np.ones((2, 2)), [0.5, 0.5], horizon=3)
     pol = pg.TabularSoftmax(2, 2)
     traj = mdp.sample(pol, 4, seed=0)
-    logged = np.where(traj.mask, -800.0, 0.0)  # behaviour log-probabilities: ratios e^(800 * len)
+    logged = np.where(traj.mask, -800.0, 0.0)  # behavior log-probabilities: ratios e^(800 * len)
     with pytest.raises(ValueError, match="importance weights overflow"):
         pg.importance_weights(pol, logged, traj)
     # moderate ratios are fine

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import pgfast as pg
-from conftest import random_mdp
+from helpers import random_mdp
 
 
 def _mdp() -> pg.FiniteMDP:
@@ -98,7 +98,7 @@ def _same_batch(a: pg.Trajectories, b: pg.Trajectories) -> None:
     for kw in ({}, {"baseline": "time"}, {"baseline": "exact", "weights": "return"}, {"baseline": cross}):
         np.testing.assert_array_equal(pg.policy_gradient(pi, a, **kw).grad, pg.policy_gradient(pi, b, **kw).grad)
     np.testing.assert_array_equal(a.reward_to_go(), b.reward_to_go())
-    np.testing.assert_array_equal(pg.log_likelihood(a.mdp, pi, a), pg.log_likelihood(b.mdp, pi, b))
+    np.testing.assert_array_equal(pg.log_likelihood(pi, a), pg.log_likelihood(pi, b))
     beta = pg.TabularSoftmax(a.mdp.n_states, a.mdp.n_actions, theta=np.ones((a.mdp.n_states, a.mdp.n_actions)))
     assert pg.off_policy_value(pi, beta, a) == pg.off_policy_value(pi, beta, b)
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
-from conftest import random_mdp
+from helpers import random_mdp
 from scipy import stats
 
 import pgfast as pg
+from pgfast._policy import KernelTables
 
 
 def _np_softmax(z: np.ndarray) -> np.ndarray:
@@ -110,7 +113,7 @@ def test_log_prob_over_a_padded_batch(rng: np.random.Generator) -> None:
     m = traj.mask
     np.testing.assert_array_equal(lp[m], pi.log_probs()[traj.states[m], traj.actions[m]])
     np.testing.assert_array_equal(lp[~m], 0.0)
-    np.testing.assert_allclose(lp.sum(axis=1), pg.log_likelihood(mdp, pi, traj, dynamics=False), rtol=1e-12)
+    np.testing.assert_allclose(lp.sum(axis=1), pg.log_likelihood(pi, traj, dynamics=False), rtol=1e-12)
     # a lone -1 (state or action only) is not padding
     for s, a in (([[0, -1]], [[1, 2]]), ([[0, 1]], [[-1, 2]])):
         with pytest.raises(ValueError, match="must lie in"):
@@ -222,3 +225,96 @@ def test_log_probs_exact_at_any_scale_of_the_logits() -> None:
         np.testing.assert_allclose(lp[0], np.log(0.5), rtol=1e-15)
         np.testing.assert_allclose(np.exp(lp), pi.probs(), rtol=1e-15)
     assert pi.log_prob([], []).shape == (0,) and pi.sample([], seed=0).shape == (0,)  # [] is a float array to NumPy
+
+
+# -- policy classes of one's own -------------------------------------------------------------------
+
+
+class _LogitsOnly(pg.SoftmaxPolicy):
+    """A policy class derived from SoftmaxPolicy with its logits, 2 theta, and nothing else."""
+
+    def __init__(self, n_states: int, n_actions: int, theta: np.ndarray) -> None:
+        self._n_states, self._n_actions = n_states, n_actions
+        self._theta = np.array(theta, dtype=np.float64)
+
+    def logits(self) -> np.ndarray:
+        return 2.0 * self._theta
+
+
+class _Sharper(pg.TabularSoftmax):
+    """A tabular policy whose logits are redefined as 2 theta: the tabular hooks no longer hold."""
+
+    def logits(self) -> np.ndarray:
+        return 2.0 * self.theta
+
+
+class _Hooks:
+    """The hooks for logits 2 theta: the logit Jacobian 2 I, given to the estimators as features
+    phi(s, a) = 2 e_(s, a) over the flattened theta."""
+
+    def _kernel_tables(self) -> KernelTables:
+        probs = np.ascontiguousarray(self.probs())  # type: ignore[attr-defined]
+        S, A = probs.shape
+        return KernelTables(probs, 2.0 * np.eye(S * A).reshape(S, A, S * A), None)
+
+    def _logit_vjp(self, W: np.ndarray) -> np.ndarray:
+        return 2.0 * np.asarray(W, dtype=np.float64)
+
+
+class _Scaled(_Hooks, _LogitsOnly):  # type: ignore[misc]
+    pass
+
+
+class _SharperWithHooks(_Hooks, _Sharper):  # type: ignore[misc]
+    pass
+
+
+@pytest.mark.parametrize("cls", [_LogitsOnly, _Sharper], ids=lambda c: c.__name__)
+def test_a_policy_class_without_the_hooks_is_refused_by_name(rng: np.random.Generator, cls: Any) -> None:
+    """Probabilities, sampling and exact values need only the logits; the estimators and exact
+    gradients need the policy's hooks for those logits, and say which one is missing (a class
+    that redefines the logits of a built-in one does not keep the built-in hooks, which would
+    give gradients of other logits)."""
+    mdp = random_mdp(rng, S=4, A=3, successors=3, n_terminal=1, horizon=5)
+    theta = rng.normal(size=(4, 3))
+    pi, ref = cls(4, 3, theta=theta), pg.TabularSoftmax(4, 3, theta=2.0 * theta)
+    np.testing.assert_array_equal(pi.probs(), ref.probs())
+    traj = mdp.sample(pi, 200, seed=1)
+    np.testing.assert_array_equal(traj.actions, mdp.sample(ref, 200, seed=1).actions)
+    assert pg.exact.evaluate(mdp, pi).J == pg.exact.evaluate(mdp, ref).J
+    name = cls.__name__
+    for call in (lambda: pg.policy_gradient(pi, traj), lambda: pg.policy_gradient(pi, mdp=mdp, n=10, seed=0),
+                 lambda: pg.score(pi, traj, traj.reward_to_go()), lambda: pg.off_policy_gradient(pi, ref, traj),
+                 lambda: pg.off_policy_value(pi, ref, traj), lambda: pg.importance_weights(pi, ref, traj)):
+        with pytest.raises(TypeError, match=rf"{name} does not implement _kernel_tables\(\) for its logits\(\), which the estimators need"):
+            call()
+    for call, hook in ((lambda: pg.exact.gradient(mdp, pi), "_logit_vjp"), (lambda: pi.grad_log_prob([0], [1]), "_logit_vjp"),
+                       (lambda: pg.exact.fisher(mdp, pi), "_fisher"), (lambda: pg.exact.natural_gradient(mdp, pi), "_logit_vjp")):
+        with pytest.raises(TypeError, match=rf"{name} does not implement {hook}\(\) for its logits\(\).*implement {hook}\(\) as "):
+            call()
+
+
+@pytest.mark.parametrize("cls", [_Scaled, _SharperWithHooks], ids=lambda c: c.__name__)
+def test_a_policy_class_with_its_own_hooks_is_estimated(rng: np.random.Generator, cls: Any) -> None:
+    """With logits 2 theta, every gradient with respect to theta is twice the one of the tabular
+    policy with theta' = 2 theta with respect to theta', on the same episodes; the exact one is
+    the derivative of the exact J."""
+    mdp = random_mdp(rng, S=4, A=3, successors=3, n_terminal=1, horizon=5, gamma=0.9)
+    theta = rng.normal(size=(4, 3))
+    pi, ref = cls(4, 3, theta=theta), pg.TabularSoftmax(4, 3, theta=2.0 * theta)
+    traj = mdp.sample(pi, 500, seed=2)
+    close = {"rtol": 1e-12, "atol": 1e-12}
+    for kw in ({}, {"weights": "return", "baseline": "mean"}, {"baseline": "exact"}):
+        np.testing.assert_allclose(pg.policy_gradient(pi, traj, **kw).grad, 2.0 * pg.policy_gradient(ref, traj, **kw).grad, **close)
+    np.testing.assert_allclose(pg.policy_gradient(pi, mdp=mdp, n=500, seed=3).grad,
+                               2.0 * pg.policy_gradient(ref, mdp=mdp, n=500, seed=3).grad, **close)
+    np.testing.assert_allclose(pg.off_policy_gradient(pi, ref, traj).grad, 2.0 * pg.policy_gradient(ref, traj).grad, **close)
+    grad = pg.exact.gradient(mdp, pi)
+    np.testing.assert_allclose(grad, 2.0 * pg.exact.gradient(mdp, ref), **close)
+    h = 1e-6
+    for i in np.ndindex(theta.shape):
+        tp, tm = theta.copy(), theta.copy()
+        tp[i] += h
+        tm[i] -= h
+        fd = (pg.exact.evaluate(mdp, cls(4, 3, theta=tp)).J - pg.exact.evaluate(mdp, cls(4, 3, theta=tm)).J) / (2 * h)
+        assert fd == pytest.approx(grad[i], rel=1e-6, abs=1e-8)

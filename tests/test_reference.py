@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import random_mdp, random_policy
+from helpers import random_mdp, random_policy
 
 from pgfast.benchmarks import reference as _reference
 

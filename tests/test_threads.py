@@ -21,7 +21,7 @@ import pytest
 import scipy.sparse as sp
 
 import pgfast as pg
-from conftest import MAX_INTERRUPT_LATENCY
+from helpers import MAX_INTERRUPT_LATENCY
 
 K = 4  # candidate values of theta the writer thread cycles through
 CALLS_PER_WORKER = 40

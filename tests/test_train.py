@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import random_mdp, random_policy
+from helpers import random_mdp, random_policy
 
 import pgfast as pg
 from pgfast import cli
@@ -604,6 +604,119 @@ def test_train_argument_errors() -> None:
         pg.train(mdp, pi, **{**ok, "optimizer": "adam"})
     with pytest.raises(ValueError, match="sized"):
         pg.train(mdp, pg.TabularSoftmax(5, 2), **ok)
+
+
+# -- progress display -------------------------------------------------------------------------------
+
+
+def _progress_run(progress: Any, iterations: int = 3, optimizer: Any = None) -> pg.History:
+    P = np.zeros((2, 2, 2))
+    P[0, 0, 0] = P[0, 1, 1] = 1.0
+    P[1, :, 1] = 1.0
+    mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3, terminal=[False, True])
+    return pg.train(mdp, pg.TabularSoftmax(2, 2), optimizer=optimizer or pg.optim.GradientAscent(lr=1.0),
+                    iterations=iterations, batch=50, seed=0, progress=progress)
+
+
+def _without_tqdm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if tqdm were not installed: importing it raises ImportError."""
+    for name in ("tqdm", "tqdm.auto"):
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+class _Terminal:
+    """A stand-in for a terminal's stderr: records what is written, and isatty() is True."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+
+def _same_records(a: pg.History, b: pg.History) -> None:
+    for f in FIELDS:
+        if f not in ("seconds", "steps_per_s"):
+            np.testing.assert_array_equal(a[f], b[f])
+
+
+@pytest.mark.parametrize("tqdm_installed", [True, False])
+def test_progress_true_shows_a_bar_and_false_none(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tqdm_installed: bool
+) -> None:
+    if not tqdm_installed:
+        _without_tqdm(monkeypatch)
+    quiet = _progress_run(False)
+    assert capsys.readouterr().err == ""
+    shown = _progress_run(True)  # forced, although the captured stderr is no terminal
+    err = capsys.readouterr().err
+    J_last = f"J={shown['J_exact'][-1]:.4f}"
+    if tqdm_installed:
+        assert "pgfast.train" in err and "3/3" in err and J_last in err
+    else:  # the one-line display: 3 updates, then a newline
+        assert re.fullmatch(r"(\r\[#*\.*\] [123]/3  J=-?\d\.\d{4}  \d+\.\ds ){3}\n", err), repr(err)
+        assert "\r[" + "#" * 24 + "] 3/3  " + J_last in err
+    _same_records(quiet, shown)  # the display changes nothing
+
+
+@pytest.mark.parametrize("tqdm_installed", [True, False])
+def test_progress_auto_shows_on_a_terminal_or_in_a_notebook_only(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tqdm_installed: bool
+) -> None:
+    if not tqdm_installed:
+        _without_tqdm(monkeypatch)
+    _progress_run(None)  # stderr is pytest's capture, no terminal
+    assert capsys.readouterr().err == ""
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    _progress_run(None)
+    assert "3/3" in terminal.text
+    monkeypatch.undo()
+    if tqdm_installed:
+        return  # tqdm.auto would show a notebook widget: the notebook case runs without tqdm below
+
+    class Kernel:
+        config: dict[str, Any] = {"IPKernelApp": {}}
+
+    fake_ipython = type(sys)("IPython")
+    fake_ipython.get_ipython = Kernel  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "IPython", fake_ipython)
+    _progress_run(None)
+    assert "3/3" in capsys.readouterr().err
+    Kernel.config = {"TerminalIPythonApp": {}}  # IPython in a terminal, not a notebook kernel
+    _progress_run(None)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("tqdm_installed", [True, False])
+def test_progress_of_a_resumed_run_starts_at_the_step_reached(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tqdm_installed: bool
+) -> None:
+    if not tqdm_installed:
+        _without_tqdm(monkeypatch)
+    first = pg.optim.Adam(lr=0.1)
+    _progress_run(False, iterations=3, optimizer=first)
+    resumed = pg.optim.Adam()
+    resumed.load_state_dict(first.state_dict())
+    assert resumed.t == 3
+    _progress_run(True, iterations=2, optimizer=resumed)
+    err = capsys.readouterr().err
+    counts = re.findall(r"\b(\d)/5\b", err)
+    assert counts and counts[-1] == "5" and "1" not in counts and "2" not in counts, err
+    assert counts[0] == ("3" if tqdm_installed else "4")  # a tqdm bar shows its initial count first
+
+
+def test_progress_must_be_none_true_or_false() -> None:
+    for bad in ("yes", 1, 0.0):
+        with pytest.raises(TypeError, match="progress must be None .*, True or False"):
+            _progress_run(bad)
 
 
 # -- 6 and 7. the command line ------------------------------------------------------------------

@@ -181,8 +181,8 @@ void bind_estimators(py::module_ m) {
         }
         int threads = resolve_threads(es.threads);
         const std::int64_t np = pol.n_params();
-        const std::int64_t blocks = (n + kTrajectoryBlock - 1) / kTrajectoryBlock;
-        if (threads > blocks) threads = static_cast<int>(blocks);
+        const reduce::Grid grid = est::estimator_grid(n);
+        threads = static_cast<int>(std::min<std::int64_t>(threads, grid.blocks));
         const std::vector<double> gpow = powers(gamma, H);
         using Sink = est::FusedSink<kLanes>;
         // Each worker makes its own sink, so that its buffers and tables are first touched (and
@@ -193,14 +193,14 @@ void bind_estimators(py::module_ m) {
         Sink::Totals res;
         {
           py::gil_scoped_release release;
-          ok = simulate(
-              mdp, probs.data(), n, seed, threads,
+          ok = simulate_blocks(
+              mdp, probs.data(), grid, seed, threads,
               [&](int w) {
                 sinks[w] = std::make_unique<Sink>(pol, spec, gpow.data(), H, stderr_);
                 return est::SinkRef<Sink>{sinks[w].get()};
               },
-              stop, /*static_split=*/true);
-          if (ok) res = Sink::reduce(sinks, np, stderr_);
+              stop);
+          if (ok) res = Sink::reduce(sinks, pol, grid.blocks, stderr_);
         }
         if (!ok) throw py::error_already_set();
         return py::make_tuple(vector_to_numpy(std::move(res.sum), {np}), vector_to_numpy(std::move(res.sumsq), {np}),

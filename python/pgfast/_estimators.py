@@ -1,5 +1,5 @@
-r"""Likelihood-ratio policy gradient estimators (see :doc:`/theory`: the likelihood-ratio gradient,
-REINFORCE and reward-to-go, baselines, importance sampling).
+r"""Likelihood-ratio policy gradient estimators (see :doc:`/theory`, "The likelihood-ratio gradient",
+"REINFORCE and reward-to-go", "Baselines and advantages" and "Importance sampling").
 
 All of them are :math:`\hat g = \frac1N \sum_i \sum_t w_{i,t}\,\nabla_\theta \log\pi_\theta(a_{i,t}|s_{i,t})`
 with different weights :math:`w`, accumulated in C++ (``cpp/include/pgfast/estimators.hpp``)
@@ -10,16 +10,19 @@ formed from per-state sums of its weights.
 
 from __future__ import annotations
 
+import functools
+import inspect
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, ParamSpec, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core, exact
 from ._mdp import FiniteMDP
-from ._mlp import MLPSoftmax
-from ._policy import LinearSoftmax, SoftmaxPolicy, TabularSoftmax, pinned
+from ._policy import KernelTables, SoftmaxPolicy, pinned
 from ._sampling import Trajectories
 from ._validation import (
     as_bool,
@@ -49,7 +52,47 @@ class PolicyGradient:
     mean discounted return (an estimate of J; for off-policy estimates the importance-weighted
     value) with its standard error. ``per_trajectory`` is ``(N, n_params)`` when requested.
     ``ess`` is the effective sample size :math:`(\\sum\\rho)^2 / \\sum\\rho^2` of off-policy estimates;
-    ``n_steps`` the number of simulated steps behind the estimate.
+    ``n_steps`` the number of simulated steps behind the estimate. Returned by
+    :func:`policy_gradient` and :func:`off_policy_gradient`, not made by hand.
+
+    Attributes
+    ----------
+    grad : ndarray of float64, shape of ``theta``
+        The estimate :math:`\\hat g`, the mean of the per-trajectory gradients.
+    stderr : ndarray of float64, shape of ``theta``
+        The standard error of each coordinate (NaN for N = 1, or when the estimator was called
+        with ``stderr=False``).
+    n : int
+        Number of trajectories N.
+    value : float
+        The mean discounted return, an estimate of J (importance-weighted for off-policy
+        estimates).
+    value_stderr : float
+        The standard error of ``value`` (NaN for N = 1).
+    per_trajectory : ndarray of float64 (N, n_params) or None
+        The per-trajectory gradients, when requested with ``per_trajectory=True``.
+    ess : float or None
+        The effective sample size of the importance ratios (off-policy estimates only).
+    n_steps : int
+        Number of simulated steps behind the estimate.
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> pi = pg.TabularSoftmax(2, 2)
+    >>> est = pg.policy_gradient(pi, mdp.sample(pi, 1000, seed=0), per_trajectory=True)
+    >>> est.grad.round(3)  # the exact gradient is [[-0.1875, 0.1875], [0, 0]]
+    array([[-0.179,  0.179],
+           [ 0.   ,  0.   ]])
+    >>> est.stderr.round(3)
+    array([[0.011, 0.011],
+           [0.   , 0.   ]])
+    >>> est.n, est.n_steps, round(est.value, 3), est.ess, est.per_trajectory.shape
+    (1000, 1758, 0.884, None, (1000, 4))
     """
 
     grad: NDArray[np.float64]
@@ -62,25 +105,12 @@ class PolicyGradient:
     n_steps: int = 0
 
 
-class _Tables(NamedTuple):
-    """What the C++ estimators take of a policy: probabilities, and features (linear) or the
-    forward pass (MLP) that maps logit gradients to parameters."""
-
-    probs: NDArray[np.float64]
-    features: NDArray[np.float64] | None
-    net: Any
-
-
-def policy_tables(policy: Any, name: str = "policy") -> _Tables:
+def policy_tables(policy: Any, name: str = "policy") -> KernelTables:
+    """The tables the C++ estimators take of ``policy`` (TypeError unless it is a pgfast policy;
+    each policy class describes its own tables)."""
     require_instance(policy, SoftmaxPolicy, name, "a pgfast policy (e.g. pgfast.TabularSoftmax)")
-    if isinstance(policy, TabularSoftmax):
-        return _Tables(policy._probs_table(), None, None)
-    if isinstance(policy, LinearSoftmax):
-        return _Tables(policy._probs_table(), policy.features, None)
-    if isinstance(policy, MLPSoftmax):
-        snap = policy._snapshot()  # probabilities and forward pass of one theta
-        return _Tables(snap.probs, None, snap.net)
-    raise TypeError(f"estimators support TabularSoftmax, LinearSoftmax and MLPSoftmax, got {type(policy).__name__}")
+    tables: KernelTables = policy._kernel_tables()
+    return tables
 
 
 def check_traj(traj: Any, policy: SoftmaxPolicy) -> None:
@@ -146,7 +176,7 @@ _BASELINE_KINDS = {
 
 
 def _estimator_spec(
-    tables: _Tables,
+    tables: KernelTables,
     kind: str,
     explicit: NDArray[np.float64] | None,
     gamma: float,
@@ -239,6 +269,17 @@ class ValueBaseline:
     MemoryError
         A table larger than memory (the message states the bytes requested).
 
+    Attributes
+    ----------
+    n_states : int
+        Number of states S.
+    horizon : int
+        Horizon H of the table.
+    features : ndarray of float64 (S, d) or None
+        The state features of the linear fit (None: tabular).
+    ridge : float
+        The ridge of the linear fit.
+
     Examples
     --------
     Fit on one batch, use on the next (the estimate stays unbiased):
@@ -276,20 +317,81 @@ class ValueBaseline:
 
     @property
     def fitted(self) -> bool:
-        """Whether :meth:`fit` has been called."""
+        """Whether :meth:`fit` has been called (an unfitted baseline is cross-fitted by the estimators)."""
         return self._table is not None
 
     def values(self) -> NDArray[np.float64]:
-        """The table b_t(s), shape (H, S), read-only."""
+        r"""The fitted table :math:`b_t(s)`, shape (H, S), read-only.
+
+        Returns
+        -------
+        ndarray of float64, shape (H, S)
+            Row ``t`` holds :math:`b_t(s)` for every state.
+
+        Raises
+        ------
+        ValueError
+            The baseline is not fitted yet.
+
+        Examples
+        --------
+        >>> P = np.zeros((2, 2, 2))
+        >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+        >>> P[1, :, 1] = 1.0
+        >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+        ...                    terminal=[False, True])
+        >>> baseline = pg.ValueBaseline(2, 3)
+        >>> baseline.fitted
+        False
+        >>> table = baseline.fit(mdp.sample(pg.TabularSoftmax(2, 2), 1000, seed=0)).values()
+        >>> table[:, 0].round(3)  # V_t(0) = 0.875, 0.75, 0.5 exactly
+        array([0.884, 0.773, 0.528])
+        >>> table.flags.writeable
+        False
+        """
         if self._table is None:
             raise ValueError("the ValueBaseline is not fitted yet: call .fit(traj) first")
         return self._table
 
     def fit(self, traj: Trajectories, gamma: float | None = None) -> ValueBaseline:
-        """Fit to the reward-to-go of ``traj`` (gamma defaults to the MDP's); returns self.
+        r"""Fit to the reward-to-go :math:`G_{i,t}` of ``traj``; returns self.
 
-        Raises ``TypeError`` if ``traj`` is not a batch and ``ValueError`` if its MDP size or
-        horizon differ from the baseline's.
+        The new table replaces the previous fit whole (see the class description for the tabular
+        and the linear fit).
+
+        Parameters
+        ----------
+        traj : Trajectories
+            A batch of the baseline's number of states and horizon.
+        gamma : float in [0, 1], optional
+            Discount factor of the reward-to-go (default: the MDP's).
+
+        Returns
+        -------
+        ValueBaseline
+            ``self``, fitted (so that ``ValueBaseline(S, H).fit(traj)`` reads as one expression).
+
+        Raises
+        ------
+        TypeError
+            ``traj`` is not a :class:`Trajectories` batch.
+        ValueError
+            A batch whose MDP size or horizon differ from the baseline's, states or actions out of
+            range, a ``gamma`` outside [0, 1], or a singular linear fit with ``ridge=0``.
+
+        Examples
+        --------
+        >>> P = np.zeros((2, 2, 2))
+        >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+        >>> P[1, :, 1] = 1.0
+        >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+        ...                    terminal=[False, True])
+        >>> traj = mdp.sample(pg.TabularSoftmax(2, 2), 1000, seed=0)
+        >>> baseline = pg.ValueBaseline(2, 3)
+        >>> baseline.fit(traj) is baseline, baseline.fitted
+        (True, True)
+        >>> baseline.fit(traj, gamma=0.5).values()[:, 0].round(3)  # exactly 0.656, 0.625, 0.5
+        array([0.654, 0.646, 0.528])
         """
         if not isinstance(traj, Trajectories):
             raise TypeError(f"traj must be a pgfast.Trajectories batch, got {type(traj).__name__}")
@@ -381,7 +483,7 @@ def _baseline(
                 raise ValueError("baseline='time' needs weights='reward_to_go' (the return has no time index)")
             return "time", None
         if baseline == "exact":
-            V = exact.evaluate(mdp, policy, "finite_horizon", gamma=gamma).V
+            V = exact.evaluate(mdp, policy, "finite_horizon", gamma=gamma).state_values
             return "table", np.ascontiguousarray(V)
         raise ValueError(f"baseline must be None, 'mean', 'time', 'exact' or a pgfast.ValueBaseline, got {baseline!r}")
     if isinstance(baseline, ValueBaseline):
@@ -398,7 +500,7 @@ def _baseline(
 
 def score_sums(
     traj: Trajectories,
-    tables: _Tables,
+    tables: KernelTables,
     kind: str,
     explicit: NDArray[np.float64] | None,
     gamma: float,
@@ -430,7 +532,7 @@ def score(
     the shape of ``theta``; with ``per_trajectory=True`` also the per-trajectory gradients
     ``(N, n_params)`` (their mean is the first result). ``threads`` (1 to ``pgfast.MAX_THREADS``
     = 256, more raise ``ValueError``; default: every usable CPU) changes only the speed and the
-    summation order.
+    summation order. See :doc:`/theory`, "The likelihood-ratio gradient".
 
     Parameters
     ----------
@@ -680,25 +782,80 @@ def policy_gradient(
     return gradient_result(policy, traj.n, sums, sumsq, rs, rq, rows_all, n_steps=traj.n_steps, with_stderr=with_se)
 
 
-def log_likelihood(mdp: FiniteMDP, policy: SoftmaxPolicy, traj: Trajectories, dynamics: bool = True) -> NDArray[np.float64]:
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+# log_likelihood's first order, before the estimator family took one (policy first, then data)
+_MDP_FIRST = inspect.Signature([
+    inspect.Parameter("mdp", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+    inspect.Parameter("policy", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+    inspect.Parameter("traj", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+    inspect.Parameter("dynamics", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=True),
+])
+
+
+def _also_mdp_first(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``fn(policy, traj, *, dynamics, mdp)`` that also takes the deprecated order
+    ``(mdp, policy, traj, dynamics)`` (recognised by an MDP as first argument), with a
+    DeprecationWarning that shows the new call."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not (args and isinstance(args[0], FiniteMDP)):
+            return fn(*args, **kwargs)
+        old = _MDP_FIRST.bind(*args, **kwargs)  # TypeError for arguments that fit neither order
+        old.apply_defaults()
+        warnings.warn(
+            f"{fn.__name__}(mdp, policy, traj, dynamics) is deprecated: call {fn.__name__}(policy, traj, "
+            "dynamics=...); the MDP is the batch's, traj.mdp",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        a = old.arguments
+        return fn(a["policy"], a["traj"], dynamics=a["dynamics"], mdp=a["mdp"])
+
+    return wrapper
+
+
+def _same_dynamics(a: FiniteMDP, b: FiniteMDP) -> bool:
+    """Whether two MDPs give every trajectory the same likelihood: equal mu0 and transitions."""
+    if a is b:
+        return True
+    if (a.n_states, a.n_actions, a.nnz) != (b.n_states, b.n_actions, b.nnz):
+        return False
+    (ip_a, next_a, prob_a, _), (ip_b, next_b, prob_b, _) = a.transitions, b.transitions
+    return bool(np.array_equal(a.mu0, b.mu0) and np.array_equal(ip_a, ip_b) and np.array_equal(next_a, next_b)
+                and np.array_equal(prob_a, prob_b))
+
+
+@_also_mdp_first
+def log_likelihood(
+    policy: SoftmaxPolicy, traj: Trajectories, *, dynamics: bool = True, mdp: FiniteMDP | None = None
+) -> NDArray[np.float64]:
     r"""Log-likelihood of each trajectory, shape (N,) (see :doc:`/theory`, "The objective and the
     likelihood of a trajectory"):
 
     .. math:: \log p_\theta(\tau) = \log\mu_0(s_0) + \sum_{t<\text{len}} \big[\log\pi_\theta(a_t|s_t) + \log P(s_{t+1}|s_t,a_t)\big]
 
-    (:math:`s_{\text{len}}` is ``traj.final_states``). ``dynamics=False`` keeps only
-    :math:`\sum_t \log\pi_\theta(a_t|s_t)`, the part that depends on :math:`\theta`.
+    (:math:`s_{\text{len}}` is ``traj.final_states``), under the batch's MDP ``traj.mdp``.
+    ``dynamics=False`` keeps only :math:`\sum_t \log\pi_\theta(a_t|s_t)`, the part that depends on
+    :math:`\theta`.
+
+    The policy comes first and the batch second, as in every estimator. The earlier order
+    ``log_likelihood(mdp, policy, traj, dynamics)`` still works and gives the same result, with a
+    ``DeprecationWarning``.
 
     Parameters
     ----------
-    mdp : FiniteMDP
-        The MDP of the dynamics terms.
     policy : SoftmaxPolicy
         The policy of the action terms.
     traj : Trajectories
-        The batch.
+        The batch; its MDP ``traj.mdp`` gives the dynamics terms.
     dynamics : bool
         Include :math:`\log\mu_0` and :math:`\log P` (default True).
+    mdp : FiniteMDP, optional
+        Needs no passing: if given, it must be ``traj.mdp`` or an MDP with the same ``mu0`` and
+        transitions.
 
     Returns
     -------
@@ -709,7 +866,8 @@ def log_likelihood(mdp: FiniteMDP, policy: SoftmaxPolicy, traj: Trajectories, dy
     TypeError
         Arguments of the wrong type.
     ValueError
-        A policy or batch that does not fit the MDP.
+        A policy that does not fit the batch's MDP, or an ``mdp`` with other dynamics than
+        ``traj.mdp``.
 
     Examples
     --------
@@ -721,17 +879,23 @@ def log_likelihood(mdp: FiniteMDP, policy: SoftmaxPolicy, traj: Trajectories, dy
     >>> traj = mdp.sample(pi, 4000, seed=0)
     >>> traj.lengths[:3]
     array([2, 2, 2], dtype=int32)
-    >>> pg.log_likelihood(mdp, pi, traj)[:3].round(4)
+    >>> pg.log_likelihood(pi, traj)[:3].round(4)
     array([-4.9698, -4.9698, -4.9698])
-    >>> pg.log_likelihood(mdp, pi, traj, dynamics=False)[:3].round(4)  # 2 log(1/4)
+    >>> pg.log_likelihood(pi, traj, dynamics=False)[:3].round(4)  # 2 log(1/4)
     array([-2.7726, -2.7726, -2.7726])
     """
-    require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
     require_instance(policy, SoftmaxPolicy, "policy", "a pgfast policy")
     if not isinstance(traj, Trajectories):
         raise TypeError(f"traj must be a pgfast.Trajectories batch, got {type(traj).__name__}")
-    policy._check_fits(mdp)
+    if mdp is not None:
+        require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
+        if not _same_dynamics(mdp, traj.mdp):
+            raise ValueError(
+                "mdp must be the batch's MDP traj.mdp (or one with the same mu0 and transitions): the likelihood "
+                "is that of traj.mdp; leave mdp out"
+            )
+    policy._check_fits(traj.mdp)
     logp = np.ascontiguousarray(policy.log_probs())
     s, a, r, ln = batch_arrays(traj)
     fin = as_int32_array(traj.final_states, "final_states", 1)
-    return _core.estimators.log_likelihood(mdp._mdp, logp, s, a, ln, fin, r, as_bool(dynamics, "dynamics"))
+    return _core.estimators.log_likelihood(traj.mdp._mdp, logp, s, a, ln, fin, r, as_bool(dynamics, "dynamics"))

@@ -379,8 +379,9 @@ class FiniteMDPEnv(gymnasium.Env[np.int64, np.int64]):
     * ``step(a)`` draws :math:`s' \sim P(\cdot|s, a)` and returns ``(s', R(s, a, s'),
       terminated, truncated, {"prob": P(s'|s, a)})`` with ``terminated = terminal[s']`` and
       ``truncated = (t >= horizon and not terminated)``, ``t`` the number of steps since the reset.
-      Episodes therefore have the law of ``mdp.sample`` (see :doc:`/theory`), but not its random
-      streams: use ``mdp.sample`` for batches, this class for gymnasium tooling.
+      Episodes therefore have the law of ``mdp.sample`` (see :doc:`/theory`, "The objective and the
+      likelihood of a trajectory"), but not its random streams: use ``mdp.sample`` for batches,
+      this class for gymnasium tooling.
     * After ``terminated`` or ``truncated``, and before the first ``reset``, ``step`` raises
       ``gymnasium.error.ResetNeeded``. Actions outside ``[0, A)`` raise ``ValueError``.
     * ``render_mode="ansi"``: ``render()`` returns one line, ``"t=3 s=5"``.

@@ -233,6 +233,11 @@ class FiniteMDP:
         gymnasium.Env
             A ``pgfast._gym.FiniteMDPEnv`` over this MDP.
 
+        Raises
+        ------
+        ValueError
+            A ``render_mode`` other than None and ``"ansi"``.
+
         Examples
         --------
         >>> P = np.zeros((2, 2, 2))
@@ -301,7 +306,8 @@ class FiniteMDP:
 
     @property
     def P(self) -> NDArray[np.float64]:
-        """Dense transition array (S, A, S) (a new array; see ``transitions`` for the sparse form)."""
+        """Dense transition array (S, A, S) (a new array; see ``transitions`` for the sparse form);
+        ``MemoryError`` beyond 2 GiB."""
         S, A = self.n_states, self.n_actions
         nbytes = S * A * S * 8
         if nbytes > _DENSE_LIMIT_BYTES:

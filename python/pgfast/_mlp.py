@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._policy import Snapshot, SoftmaxPolicy, interruptible
+from ._policy import KernelTables, Snapshot, SoftmaxPolicy, interruptible
 from ._validation import MAX_SIZE, as_float_array, as_int, as_seed, check_allocation, check_array_bytes, require_finite
 
 _ACTIVATIONS = {"tanh": _core.mlp.Activation.TANH, "relu": _core.mlp.Activation.RELU}
@@ -162,7 +162,38 @@ class MLPSoftmax(SoftmaxPolicy):
         return (int(self._features.shape[1]),) + self._hidden + (self._n_actions,)
 
     def layers(self, theta: ArrayLike | None = None) -> list[tuple[NDArray[np.float64], NDArray[np.float64]]]:
-        """``[(W_1, b_1), ..., (W_L, b_L)]`` as views into ``theta`` (default: the policy's own)."""
+        """``[(W_1, b_1), ..., (W_L, b_L)]`` as views into ``theta`` (default: the policy's own).
+
+        ``W_l`` has shape :math:`(n_{l-1}, n_l)` and ``b_l`` shape :math:`(n_l,)` for the layer
+        widths :attr:`sizes`; they share memory with ``theta``, so writing into them changes it.
+
+        Parameters
+        ----------
+        theta : array_like (n_params,), optional
+            A flat parameter vector to split (default: the policy's ``theta``).
+
+        Returns
+        -------
+        list of (ndarray, ndarray)
+            One ``(W, b)`` pair per layer.
+
+        Raises
+        ------
+        ValueError
+            A ``theta`` that is not a vector of ``n_params`` entries.
+
+        Examples
+        --------
+        >>> net = pg.MLPSoftmax(3, 2, hidden=(4,), seed=0)
+        >>> [(W.shape, b.shape) for W, b in net.layers()]
+        [((3, 4), (4,)), ((4, 2), (2,))]
+        >>> W1, b1 = net.layers()[0]
+        >>> np.shares_memory(W1, net.theta), b1  # biases start at zero
+        (True, array([0., 0., 0., 0.]))
+        >>> theta = np.arange(net.n_params, dtype=float)
+        >>> net.layers(theta)[1][1]  # the last two entries: the output bias
+        array([24., 25.])
+        """
         th = self._theta if theta is None else as_float_array(theta, "theta", ndim=1)
         if th.shape != self._theta.shape:
             raise ValueError(f"theta must have shape {self._theta.shape}, got {th.shape}")
@@ -186,6 +217,10 @@ class MLPSoftmax(SoftmaxPolicy):
     def _logits_at(self, snap: Snapshot) -> NDArray[np.float64]:
         z: NDArray[np.float64] = snap.net.logits
         return z
+
+    def _kernel_tables(self) -> KernelTables:
+        snap = self._snapshot()  # probabilities and forward pass of one theta
+        return KernelTables(snap.probs, None, snap.net)
 
     def logits(self) -> NDArray[np.float64]:
         z: NDArray[np.float64] = self._forward().logits

@@ -50,7 +50,7 @@ class Reference:
     @classmethod
     def of(cls, mdp: FiniteMDP) -> Reference:
         uniform = TabularSoftmax(mdp.n_states, mdp.n_actions)
-        return cls(float(exact.optimal(mdp).J), float(exact.evaluate(mdp, uniform).J))
+        return cls(float(exact.optimal(mdp).value), float(exact.evaluate(mdp, uniform).value))
 
     def fraction(self, J: float) -> float:
         return fraction_of_optimal(J, self.optimal_J)

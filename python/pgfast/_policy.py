@@ -90,6 +90,21 @@ class Snapshot(NamedTuple):
     net: Any  # the MLP forward pass at theta (MLPSoftmax), else None
 
 
+class KernelTables(NamedTuple):
+    r"""What the C++ estimators take of a policy (its ``_kernel_tables()``): the probabilities
+    :math:`\pi(a|s)` and the map from logit gradients to ``theta``.
+
+    The kernels accumulate :math:`\partial/\partial z(s,a)` and map it to ``theta`` by the
+    policy's logit Jacobian: the identity when both are None (tabular: theta is the logit table),
+    the features :math:`\phi(s,a)` (linear: :math:`\sum_{s,a} \cdot\,\phi(s,a)`), or the
+    network's forward pass, whose backward pass the kernels run (MLP).
+    """
+
+    probs: NDArray[np.float64]  # (S, A), C-contiguous
+    features: NDArray[np.float64] | None  # (S, A, p) of a linear policy, else None
+    net: Any  # the MLP forward pass at the theta of probs, else None
+
+
 
 
 
@@ -111,6 +126,31 @@ class SoftmaxPolicy:
     Built-in policies pickle (protocol 5 sends big arrays out of band); an
     unpickled policy owns a writable copy of theta even when the pickled buffers come back
     read-only.
+
+    The concrete policies are :class:`TabularSoftmax`, :class:`LinearSoftmax` and
+    :class:`MLPSoftmax` (see :doc:`/theory`, "Softmax policies and their scores"); this class
+    holds what they share and is not instantiated itself.
+
+    Examples
+    --------
+    Every policy offers the same tables and methods, whatever its parameters:
+
+    >>> policies = [pg.TabularSoftmax(3, 2), pg.LinearSoftmax(np.ones((3, 2, 4))),
+    ...             pg.MLPSoftmax(3, 2, hidden=(8,))]
+    >>> [isinstance(p, pg.SoftmaxPolicy) for p in policies]
+    [True, True, True]
+    >>> [(p.n_states, p.n_actions, p.n_params) for p in policies]
+    [(3, 2, 6), (3, 2, 4), (3, 2, 50)]
+    >>> [p.probs().shape for p in policies]
+    [(3, 2), (3, 2), (3, 2)]
+
+    Assigning ``theta`` copies the value into the policy's own array:
+
+    >>> pi = pg.TabularSoftmax(1, 2)
+    >>> own = pi.theta
+    >>> pi.theta = [[0.0, np.log(3)]]
+    >>> own is pi.theta, pi.probs().round(4)
+    (True, array([[0.25, 0.75]]))
     """
 
     _theta: NDArray[np.float64]
@@ -127,9 +167,14 @@ class SoftmaxPolicy:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         # a subclass with logits of its own (and no _logits_and_net to match) computes every table
-        # through its logits(), without the snapshot
+        # through its logits(), without the snapshot; the hooks it inherits describe the parent's
+        # logits, not these, so those it does not define itself are the base's (which raise
+        # a TypeError naming the hook, or work through the class's own _logit_vjp and _fisher)
         if "logits" in cls.__dict__ and "_logits_and_net" not in cls.__dict__:
             cls._caches_probs = False
+            for hook in ("_kernel_tables", "_logit_vjp", "_fisher", "_natural", "grad_log_prob"):
+                if hook not in cls.__dict__:
+                    setattr(cls, hook, getattr(SoftmaxPolicy, hook))
 
     @property
     def n_states(self) -> int:
@@ -143,7 +188,8 @@ class SoftmaxPolicy:
 
     @property
     def theta(self) -> NDArray[np.float64]:
-        """The parameters (float64, updated in place by optimizers)."""
+        """The parameters (float64, updated in place by optimizers); assigning a value of another
+        shape or not finite raises ``ValueError`` and leaves theta as it was."""
         return self._theta
 
     @theta.setter
@@ -171,11 +217,44 @@ class SoftmaxPolicy:
         return int(self._theta.size)
 
     def logits(self) -> NDArray[np.float64]:
-        """Logits z(s, a), shape (S, A)."""
+        r"""The logits :math:`z_\theta(s, a)` whose softmax over each row is the policy, shape (S, A).
+
+        Returns
+        -------
+        ndarray of float64, shape (S, A)
+
+        Examples
+        --------
+        >>> phi = np.zeros((2, 2, 2))
+        >>> phi[:, 0, 0] = phi[:, 1, 1] = 1.0
+        >>> pg.LinearSoftmax(phi, theta=[0.5, 2.0]).logits()  # z(s, a) = theta . phi(s, a)
+        array([[0.5, 2. ],
+               [0.5, 2. ]])
+        >>> pg.MLPSoftmax(3, 2, hidden=(4,), seed=0).logits().shape
+        (3, 2)
+        """
         raise NotImplementedError
 
     def probs(self) -> NDArray[np.float64]:
-        r"""The table :math:`\pi(a|s)`, shape (S, A); rows sum to 1."""
+        r"""The table :math:`\pi(a|s)`, shape (S, A); rows sum to 1.
+
+        Returns
+        -------
+        ndarray of float64, shape (S, A)
+            A new array (changing it does not change the policy).
+
+        Raises
+        ------
+        ValueError
+            Logits beyond the float64 range (the probabilities would not be finite).
+
+        Examples
+        --------
+        >>> pi = pg.TabularSoftmax(2, 3, theta=[[0.0, np.log(2), np.log(5)], [0.0, 0.0, 0.0]])
+        >>> pi.probs().round(4)
+        array([[0.125 , 0.25  , 0.625 ],
+               [0.3333, 0.3333, 0.3333]])
+        """
         if self._caches_probs:
             p = self._snapshot().probs.copy()
         else:
@@ -184,7 +263,30 @@ class SoftmaxPolicy:
         return p
 
     def log_probs(self) -> NDArray[np.float64]:
-        r"""The table :math:`\log \pi(a|s) = z(s,a) - \log\sum_{a'} e^{z(s,a')}`, shape (S, A)."""
+        r"""The table :math:`\log \pi(a|s) = z(s,a) - \log\sum_{a'} e^{z(s,a')}`, shape (S, A).
+
+        Computed with a stable log-sum-exp, so it stays finite where ``np.log(policy.probs())``
+        would give ``-inf`` (a probability that underflows to 0).
+
+        Returns
+        -------
+        ndarray of float64, shape (S, A)
+
+        Raises
+        ------
+        ValueError
+            Logits of one state that differ by more than the float64 range.
+
+        Examples
+        --------
+        >>> pi = pg.TabularSoftmax(2, 3, theta=[[0.0, np.log(2), np.log(5)], [0.0, 0.0, 0.0]])
+        >>> pi.log_probs().round(4)  # log(1/8), log(1/4), log(5/8); log(1/3)
+        array([[-2.0794, -1.3863, -0.47  ],
+               [-1.0986, -1.0986, -1.0986]])
+        >>> far = pg.TabularSoftmax(1, 2, theta=[[0.0, 1000.0]])
+        >>> far.probs(), far.log_probs()
+        (array([[0., 1.]]), array([[-1000.,     0.]]))
+        """
         if self._caches_probs:
             lp = _core.policy.softmax(self._logits_at(self._snapshot()))[1]
         else:
@@ -209,6 +311,8 @@ class SoftmaxPolicy:
 
         Raises
         ------
+        TypeError
+            Non-integer states or actions.
         ValueError
             Shapes that differ, or indices out of range.
 
@@ -247,6 +351,13 @@ class SoftmaxPolicy:
         -------
         ndarray of int32, the shape of ``states``
 
+        Raises
+        ------
+        TypeError
+            Non-integer states or seed.
+        ValueError
+            States out of range, or a negative seed.
+
         Examples
         --------
         >>> pi = pg.TabularSoftmax(2, 3, theta=[[0.0, np.log(2), np.log(5)], [0.0, 0.0, 0.0]])
@@ -262,8 +373,47 @@ class SoftmaxPolicy:
         r"""The score :math:`\nabla_\theta \log\pi(a_k|s_k)` for each pair, shape ``(K,) + theta.shape``
         for K = ``states.size`` (flattened in C order).
 
-        For a softmax, :math:`\nabla_\theta\log\pi(a|s) = \nabla_\theta z(s,a) - \sum_{a'}\pi(a'|s)\nabla_\theta z(s,a')`.
+        For a softmax, :math:`\nabla_\theta\log\pi(a|s) = \nabla_\theta z(s,a) - \sum_{a'}\pi(a'|s)\nabla_\theta z(s,a')`
+        (see :doc:`/theory`, "Softmax policies and their scores").
         Meant for inspection and tests; the estimators never form per-step scores.
+
+        Parameters
+        ----------
+        states, actions : array_like of int, one shape
+            State and action indices.
+
+        Returns
+        -------
+        ndarray of float64, shape ``(K,) + theta.shape``
+            Row ``k`` is the score of the pair ``(states.flat[k], actions.flat[k])``.
+
+        Raises
+        ------
+        TypeError
+            Non-integer states or actions.
+        ValueError
+            Shapes that differ, or indices out of range.
+        MemoryError
+            Score rows larger than memory (the message states the bytes requested).
+
+        Examples
+        --------
+        >>> pi = pg.TabularSoftmax(2, 3, theta=[[0.0, np.log(2), np.log(5)], [0.0, 0.0, 0.0]])
+        >>> pi.grad_log_prob([0, 1], [2, 0]).round(4)  # one-hot(a) - pi(.|s), on row s
+        array([[[-0.125 , -0.25  ,  0.375 ],
+                [ 0.    ,  0.    ,  0.    ]],
+        <BLANKLINE>
+               [[ 0.    ,  0.    ,  0.    ],
+                [ 0.6667, -0.3333, -0.3333]]])
+
+        The expected score under the policy is zero in every state:
+
+        >>> net = pg.MLPSoftmax(3, 2, hidden=(4,), seed=0)
+        >>> s, a = np.repeat(np.arange(3), 2), np.tile(np.arange(2), 3)
+        >>> psi = net.grad_log_prob(s, a)  # (6, n_params)
+        >>> w = net.probs().ravel()  # pi(a|s) in the same order
+        >>> bool(np.allclose((w[:, None] * psi).reshape(3, 2, -1).sum(axis=1), 0.0))
+        True
         """
         s, a = self._pairs(states, actions)
         check_allocation(8 * s.size * self.n_params, "the score rows", "pass fewer pairs at a time")
@@ -285,15 +435,31 @@ class SoftmaxPolicy:
 
     # -- hooks used by pgfast.exact and the estimators -----------------------------------------
     # A policy is its logit table z(s, a); everything the algorithms need from the parameters is
-    # the vector-Jacobian product of z (dJ/dtheta from dJ/dz) and the Fisher information.
+    # the vector-Jacobian product of z (dJ/dtheta from dJ/dz), the Fisher information, and for the
+    # C++ estimators the tables of _kernel_tables. Each built-in class implements them for its
+    # logits; a class with logits() of its own (derived from SoftmaxPolicy or from a built-in one)
+    # implements those it is used with (_kernel_tables: the estimators; _logit_vjp: exact and
+    # natural gradients; _fisher: the Fisher information), and the base versions raise a TypeError
+    # naming the missing hook.
+
+    def _kernel_tables(self) -> KernelTables:
+        """The tables the C++ estimators take of the policy, all at one theta."""
+        raise self._missing_hook("_kernel_tables", "the estimators")
 
     def _logit_vjp(self, W: NDArray[np.float64]) -> NDArray[np.float64]:
         r""":math:`\sum_{s,a} W(s,a)\, \nabla_\theta z(s,a)`, in the shape of ``theta``."""
-        raise NotImplementedError
+        raise self._missing_hook("_logit_vjp", "exact and natural gradients")
 
     def _fisher(self, probs: NDArray[np.float64], w: NDArray[np.float64]) -> NDArray[np.float64]:
         r""":math:`\sum_s w(s) \sum_a \pi(a|s)\, \psi\psi^\top`, :math:`\psi = \nabla_\theta\log\pi(a|s)`."""
-        raise NotImplementedError
+        raise self._missing_hook("_fisher", "the Fisher information")
+
+    def _missing_hook(self, hook: str, needed_by: str) -> TypeError:
+        return TypeError(
+            f"{type(self).__name__} does not implement {hook}() for its logits(), which {needed_by} need of a "
+            f"policy: implement {hook}() as TabularSoftmax, LinearSoftmax and MLPSoftmax do, or derive the policy "
+            "from one of them without redefining logits()"
+        )
 
     def _natural(
         self, probs: NDArray[np.float64], w: NDArray[np.float64], g: NDArray[np.float64], damping: float, rcond: float
@@ -458,6 +624,9 @@ class TabularSoftmax(SoftmaxPolicy):
     def _logits_and_net(self, theta: NDArray[np.float64]) -> tuple[NDArray[np.float64], Any]:
         return theta, None
 
+    def _kernel_tables(self) -> KernelTables:
+        return KernelTables(self._probs_table(), None, None)
+
     def _logit_vjp(self, W: NDArray[np.float64]) -> NDArray[np.float64]:
         return np.array(W, dtype=np.float64).reshape(self._theta.shape)
 
@@ -544,6 +713,9 @@ class LinearSoftmax(SoftmaxPolicy):
         S, A, p = self._features.shape
         z = _core.policy.linear_logits(self._features.reshape(S * A, p), theta)
         return z.reshape(S, A), None
+
+    def _kernel_tables(self) -> KernelTables:
+        return KernelTables(self._probs_table(), self._features, None)
 
     def _logit_vjp(self, W: NDArray[np.float64]) -> NDArray[np.float64]:
         S, A, p = self._features.shape

@@ -205,6 +205,8 @@ class Trajectories:
     def returns(self, gamma: float | None = None) -> NDArray[np.float64]:
         r"""Discounted return of each episode, :math:`G(\tau) = \sum_{t<\text{len}} \gamma^t r_t`, shape (N,).
 
+        See :doc:`/theory`, "The objective and the likelihood of a trajectory".
+
         Parameters
         ----------
         gamma : float in [0, 1], optional

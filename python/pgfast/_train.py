@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -14,11 +15,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from . import exact
+from . import _checkpoint, exact
+from ._checkpoint import Seed
 from ._estimators import ValueBaseline, policy_gradient, weights_kind
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy
-from ._validation import as_bool, as_gamma, as_int, as_seed, as_threads, check_finite_result, require_instance
+from ._validation import as_bool, as_float, as_gamma, as_int, as_threads, check_finite_result, require_instance
 from .optim import NaturalGradient, Optimizer
 
 FIELDS = ("iteration", "J_estimate", "J_stderr", "J_exact", "grad_norm", "seconds", "steps_per_s")
@@ -47,13 +49,32 @@ DEFAULT_ITERATIONS = 500
 """Iterations of a run."""
 DEFAULT_HIDDEN = (64, 64)
 """Hidden layer sizes of an ``MLPSoftmax``."""
+DEFAULT_CHECKPOINT_EVERY = 5.0
+"""Seconds of wall time between two checkpoints (:func:`train`'s ``checkpoint_every``)."""
 
 
 class History:
     """Per-iteration record of :func:`train`: ``iteration``, ``J_estimate`` (mean return of the
     batch) and ``J_stderr``, ``J_exact`` (NaN when not evaluated) — both for the policy that
     sampled the batch, before the iteration's update — ``grad_norm``, ``seconds``
-    (wall time of the iteration), ``steps_per_s``. ``history["J_exact"]`` is a NumPy array.
+    (wall time of the iteration), ``steps_per_s``. ``history["J_exact"]`` is a NumPy array
+    (``KeyError`` for another name); ``len(history)`` is the number of iterations.
+
+    Parameters
+    ----------
+    records : list of dict, optional
+        Records with the seven fields above, kept as they are (:meth:`append` checks and
+        converts one).
+    meta : dict, optional
+        What describes the run (:func:`train` stores its seed, batch, iterations, weights,
+        baseline and optimizer); saved with the records.
+
+    Attributes
+    ----------
+    records : list of dict
+        One ``{field: value}`` dict per iteration.
+    meta : dict
+        The run's description.
 
     Examples
     --------
@@ -75,6 +96,33 @@ class History:
         self.meta: dict[str, Any] = dict(meta or {})
 
     def append(self, record: dict[str, float]) -> None:
+        """Add one iteration's record (its seven fields, as floats; other keys are dropped).
+
+        Parameters
+        ----------
+        record : dict
+            ``iteration``, ``J_estimate``, ``J_stderr``, ``J_exact``, ``grad_norm``, ``seconds``
+            and ``steps_per_s``.
+
+        Raises
+        ------
+        TypeError
+            ``record`` is not a dict, or a value is not a number.
+        ValueError
+            A field is missing.
+
+        Examples
+        --------
+        >>> hist = pg.History(meta={"seed": 0})
+        >>> hist.append({"iteration": 1, "J_estimate": 0.25, "J_stderr": 0.01, "J_exact": np.nan,
+        ...              "grad_norm": 0.5, "seconds": 0.1, "steps_per_s": 2e5})
+        >>> len(hist), hist["J_estimate"]
+        (1, array([0.25]))
+        >>> hist.append({"iteration": 2, "J_estimate": 0.5})
+        Traceback (most recent call last):
+        ...
+        ValueError: record is missing the field(s) 'J_stderr', 'J_exact', 'grad_norm', 'seconds', 'steps_per_s'
+        """
         if not isinstance(record, dict):
             raise TypeError(f"record must be a dict of the fields {FIELDS}, got {type(record).__name__}")
         missing = [k for k in FIELDS if k not in record]
@@ -91,7 +139,23 @@ class History:
         return np.array([r[field] for r in self.records], dtype=np.float64)
 
     def to_records(self) -> np.recarray[Any, Any]:
-        """A NumPy record array with one row per iteration."""
+        """A NumPy record array with one row per iteration.
+
+        Returns
+        -------
+        numpy.recarray
+            One float64 column per field, in the order ``iteration``, ``J_estimate``,
+            ``J_stderr``, ``J_exact``, ``grad_norm``, ``seconds``, ``steps_per_s``.
+
+        Examples
+        --------
+        >>> hist = pg.History(meta={"seed": 0})
+        >>> hist.append({"iteration": 1, "J_estimate": 0.25, "J_stderr": 0.01, "J_exact": np.nan,
+        ...              "grad_norm": 0.5, "seconds": 0.1, "steps_per_s": 2e5})
+        >>> rec = hist.to_records()
+        >>> rec.J_estimate, rec.dtype.names[:3]
+        (array([0.25]), ('iteration', 'J_estimate', 'J_stderr'))
+        """
         dtype = np.dtype([(f, np.float64) for f in FIELDS])
         arr = np.zeros(len(self), dtype=dtype)
         for f in FIELDS:
@@ -99,17 +163,82 @@ class History:
         return arr.view(np.recarray)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict: ``{"meta": {...}, field: [values...]}`` (JSON-safe; NaN becomes None)."""
+        """Plain dict: ``{"meta": {...}, field: [values...]}`` (JSON-safe; NaN becomes None).
+
+        Returns
+        -------
+        dict
+            ``"meta"`` and one list per field.
+
+        Examples
+        --------
+        >>> hist = pg.History(meta={"seed": 0})
+        >>> hist.append({"iteration": 1, "J_estimate": 0.25, "J_stderr": 0.01, "J_exact": np.nan,
+        ...              "grad_norm": 0.5, "seconds": 0.1, "steps_per_s": 2e5})
+        >>> d = hist.to_dict()
+        >>> d["meta"], d["J_estimate"], d["J_exact"]
+        ({'seed': 0}, [0.25], [None])
+        """
         out: dict[str, Any] = {"meta": self.meta}
         for f in FIELDS:
             out[f] = [None if math.isnan(r[f]) else r[f] for r in self.records]
         return out
 
     def save_json(self, path: str | Path) -> None:
+        """Write :meth:`to_dict` to ``path`` as JSON (read back with :meth:`load_json`).
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The file to write (replaced if it exists).
+
+        Raises
+        ------
+        OSError
+            The file cannot be written.
+
+        Examples
+        --------
+        >>> hist = pg.History(meta={"seed": 0})
+        >>> hist.append({"iteration": 1, "J_estimate": 0.25, "J_stderr": 0.01, "J_exact": np.nan,
+        ...              "grad_norm": 0.5, "seconds": 0.1, "steps_per_s": 2e5})
+        >>> hist.save_json("run.json")
+        >>> pg.History.load_json("run.json").meta
+        {'seed': 0}
+        """
         Path(path).write_text(json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def load_json(cls, path: str | Path) -> History:
+        """Read a History written by :meth:`save_json` (None becomes NaN again).
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The JSON file.
+
+        Returns
+        -------
+        History
+
+        Raises
+        ------
+        OSError
+            The file cannot be read.
+        ValueError
+            The file is not JSON, or not a saved History (a field missing, or fields of different
+            lengths).
+
+        Examples
+        --------
+        >>> hist = pg.History(meta={"seed": 0})
+        >>> hist.append({"iteration": 1, "J_estimate": 0.25, "J_stderr": 0.01, "J_exact": np.nan,
+        ...              "grad_norm": 0.5, "seconds": 0.1, "steps_per_s": 2e5})
+        >>> hist.save_json("run.json")
+        >>> loaded = pg.History.load_json("run.json")
+        >>> len(loaded), loaded["J_estimate"], loaded["J_exact"]
+        (1, array([0.25]), array([nan]))
+        """
         d = json.loads(Path(path).read_text())
         missing = [f for f in FIELDS if not isinstance(d, dict) or not isinstance(d.get(f), list)]
         if missing:
@@ -121,6 +250,29 @@ class History:
         return cls(recs, d.get("meta", {}))
 
     def save_csv(self, path: str | Path) -> None:
+        """Write the records to ``path`` as CSV: a header of the field names, one row per iteration.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The file to write (replaced if it exists).
+
+        Raises
+        ------
+        OSError
+            The file cannot be written.
+
+        Examples
+        --------
+        >>> hist = pg.History(meta={"seed": 0})
+        >>> hist.append({"iteration": 1, "J_estimate": 0.25, "J_stderr": 0.01, "J_exact": np.nan,
+        ...              "grad_norm": 0.5, "seconds": 0.1, "steps_per_s": 2e5})
+        >>> hist.save_csv("run.csv")
+        >>> from pathlib import Path
+        >>> print(Path("run.csv").read_text(), end="")
+        iteration,J_estimate,J_stderr,J_exact,grad_norm,seconds,steps_per_s
+        1.0,0.25,0.01,nan,0.5,0.1,200000.0
+        """
         with open(path, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(FIELDS)
@@ -131,31 +283,101 @@ class History:
         return f"History({len(self)} iterations)"
 
 
-def _iteration_seed(seed: int, it: int) -> int:
-    return int(np.random.SeedSequence([seed, it]).generate_state(1, dtype=np.uint64)[0])
+def _iteration_seed(seed: Seed, it: int) -> int:
+    """The sampling seed of iteration ``it`` (counter-based; :func:`train`'s docstring states it)."""
+    if isinstance(seed, np.random.SeedSequence):
+        ss = np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, it), pool_size=seed.pool_size)
+    else:
+        ss = np.random.SeedSequence([seed, it])
+    return int(ss.generate_state(1, dtype=np.uint64)[0])
+
+
+def _evaluated(it: int, every: int, iters: int) -> bool:
+    """Whether iteration ``it`` of a run of ``iters`` records the exact J."""
+    return it % every == 0 or it == 1 or it == iters
 
 
 class _Progress:
-    """A one-line progress display on a terminal's stderr (no dependency; silent otherwise)."""
+    """No progress display; the base of the two displays below."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total = total
-        self.enabled = enabled and sys.stderr.isatty()
+    def update(self, it: int, rec: dict[str, float]) -> None:
+        """After iteration ``it`` (1, 2, ...) of this run, whose record is ``rec``."""
+
+    def close(self) -> None:
+        """At the end of the run (also when it stops on an exception)."""
+
+
+class _LineProgress(_Progress):
+    """The one-line display on stderr, when tqdm is not installed."""
+
+    def __init__(self, total: int, initial: int) -> None:
+        self.total, self.initial = total, initial
         self.start = time.perf_counter()
 
     def update(self, it: int, rec: dict[str, float]) -> None:
-        if not self.enabled:
-            return
         el = time.perf_counter() - self.start
         width = 24
-        done = int(width * it / self.total)
-        j = rec["J_exact"] if not math.isnan(rec["J_exact"]) else rec["J_estimate"]
-        sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {it}/{self.total}  J={j:.4f}  {el:.1f}s ")
+        pos = self.initial + it
+        done = int(width * pos / self.total)
+        sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {pos}/{self.total}  J={_shown_J(rec):.4f}  {el:.1f}s ")
         sys.stderr.flush()
 
     def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+class _TqdmProgress(_Progress):
+    """A ``tqdm.auto`` bar: a widget in a Jupyter notebook, a text bar on stderr elsewhere."""
+
+    def __init__(self, tqdm: Any, total: int, initial: int) -> None:
+        self.bar = tqdm(total=total, initial=initial, desc="pgfast.train", unit="it", dynamic_ncols=True)
+
+    def update(self, it: int, rec: dict[str, float]) -> None:
+        self.bar.set_postfix_str(f"J={_shown_J(rec):.4f}", refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _shown_J(rec: dict[str, float]) -> float:
+    return rec["J_exact"] if not math.isnan(rec["J_exact"]) else rec["J_estimate"]
+
+
+def _stderr_is_a_terminal() -> bool:
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a stream without isatty, or a closed one
+        return False
+
+
+def _in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (the test ``tqdm.auto`` makes to choose its widget)."""
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    shell = get_ipython() if callable(get_ipython) else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def _progress(show: bool | None, total: int, initial: int) -> _Progress:
+    """The display of a run: ``show=None`` means on a terminal or in a notebook; with tqdm installed
+    a ``tqdm.auto`` bar, else the one-line display."""
+    if show is None:
+        show = _stderr_is_a_terminal() or _in_notebook()
+    if not show:
+        return _Progress()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _LineProgress(total, initial)
+    return _TqdmProgress(tqdm, total, initial)
+
+
+def _steps_taken(optimizer: Optimizer) -> int:
+    """The optimizer's step count ``t`` (restored by ``load_state_dict`` on a resumed run), or 0."""
+    t = getattr(optimizer, "t", 0)
+    return int(t) if isinstance(t, (int, np.integer)) and not isinstance(t, bool) and t > 0 else 0
 
 
 def train(
@@ -165,18 +387,21 @@ def train(
     optimizer: Optimizer,
     iterations: int,
     batch: int,
-    seed: int | None,
+    seed: int | np.random.SeedSequence | None,
     weights: str = "reward_to_go",
     baseline: Any = None,
     gamma: float | None = None,
     eval_every: int = 1,
     exact_eval: bool | None = None,
     threads: int | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     callback: Callable[[int, dict[str, float]], bool | None] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY,
+    resume: str | os.PathLike[str] | None = None,
 ) -> History:
-    r"""Policy gradient ascent: for each iteration, sample ``batch`` episodes with seed
-    ``(seed, iteration)``, estimate :math:`\nabla J` with :func:`pgfast.policy_gradient`
+    r"""Policy gradient ascent: for each iteration, sample ``batch`` episodes with a seed derived
+    from ``(seed, iteration)``, estimate :math:`\nabla J` with :func:`pgfast.policy_gradient`
     (``weights``, ``baseline``; a ``ValueBaseline`` is fitted on each batch and used on the next,
     cross-fitted on the first), and let ``optimizer`` step ``policy.theta`` in place.
 
@@ -185,9 +410,37 @@ def train(
     when the MDP is small enough) records the exact J every ``eval_every`` iterations.
     ``callback(iteration, record)`` may return True to stop early. ``iterations`` is at most
     ``2**31 - 1`` and ``batch`` at most ``2**62``; every argument is checked before the first
-    iteration. The same seed gives the same History (except the wall-time fields) for the same
-    ``threads`` (1 to ``pgfast.MAX_THREADS`` = 256, more raise ``ValueError``; default: every usable
-    CPU; the batches do not depend on it, the gradient sums only in their last bits).
+    iteration.
+
+    Reproducibility: the same seed gives the same ``theta`` and the same History, bit for bit
+    (except the wall-time fields ``seconds`` and ``steps_per_s``), for any ``threads`` (1 to
+    ``pgfast.MAX_THREADS`` = 256, more raise ``ValueError``; default: every usable CPU).
+    Iteration ``k`` (1, 2, ...) samples with a seed drawn from its own
+    ``numpy.random.SeedSequence``, a function of the training seed and ``k`` only (a counter, so
+    any iteration's seed is known without running the others, and two training seeds never
+    share an iteration's seed the way ``seed + k`` would): for an int ``seed``,
+    ``SeedSequence([seed, k])``; for a ``SeedSequence`` ``ss``,
+    ``SeedSequence(ss.entropy, spawn_key=ss.spawn_key + (k,), pool_size=ss.pool_size)``
+    (``ss.spawn(k + 1)[k]`` of an ``ss`` that has spawned nothing yet; what ``ss`` spawned
+    before does not matter). The sampling seed is the first 64-bit word of its
+    ``generate_state``.
+
+    Checkpoints: with ``checkpoint=PATH`` the run writes its state to ``PATH`` every
+    ``checkpoint_every`` seconds, at its end (also when ``callback`` stops it) and on Ctrl-C: a
+    ``KeyboardInterrupt`` writes the state after the last completed iteration (undoing a
+    half-done one in ``policy``, ``optimizer`` and ``baseline``) and is raised again. The state is
+    ``theta``, the optimizer's full state, a ``ValueBaseline``'s fitted table, the iteration
+    reached, the seed, the History so far and a fingerprint of the options. ``resume=PATH``
+    restores all of it into ``policy``, ``optimizer`` and ``baseline`` and runs iterations
+    ``k + 1`` to ``iterations``: the result equals, bit for bit, that of one uninterrupted run to
+    ``iterations`` (wall-time fields aside). The resumed run must be given the same MDP, policy
+    class and structure, optimizer class and hyper-parameters, ``batch``, ``weights``,
+    ``baseline``, ``gamma``, ``eval_every``, ``exact_eval`` and seed (``seed=None`` takes the
+    checkpoint's); ``iterations`` and ``threads`` may differ. ``PATH`` is a NumPy ``.npz``
+    archive whatever its name (loaded without pickle; see :doc:`/guide/train`), written to a
+    temporary file in the same directory and renamed over the previous checkpoint, so an
+    interrupted write leaves the previous one whole. ``resume`` and ``checkpoint`` may be the
+    same path.
 
     Parameters
     ----------
@@ -201,8 +454,10 @@ def train(
         Number of updates.
     batch : int >= 1
         Episodes per iteration.
-    seed : int or None
-        Base seed; iteration ``k`` samples with a seed derived from ``(seed, k)``.
+    seed : int, numpy.random.SeedSequence or None
+        Training seed; iteration ``k`` samples with a seed derived from ``(seed, k)`` as stated
+        above (None: fresh entropy from the operating system, an int recorded in
+        ``History.meta["seed"]``).
     weights : {"reward_to_go", "return"}
         Estimator weights (default reward-to-go).
     baseline : None, {"mean", "time", "exact"} or ValueBaseline
@@ -215,15 +470,27 @@ def train(
         Whether to record the exact J (default: when the MDP is small enough).
     threads : int, optional
         Worker threads, 1 to ``pgfast.MAX_THREADS`` (default: every usable CPU).
-    progress : bool
-        Print a one-line progress display (default True).
+    progress : bool or None
+        A progress bar on stderr. ``None`` (default): shown when stderr is a terminal or the code
+        runs in a Jupyter notebook, not otherwise (a pipe, a file, a CI log); ``True``: always;
+        ``False``: never. With tqdm installed (``pip install pgfast[progress]``) it is a
+        ``tqdm.auto`` bar (a widget in a notebook), else a one-line display. It counts the
+        optimizer's steps, so a resumed run (an optimizer restored with ``load_state_dict``)
+        starts at the step reached, ``optimizer.t``.
     callback : callable, optional
         ``callback(iteration, record)``; returning True stops the run.
+    checkpoint : str or os.PathLike, optional
+        Where to write checkpoints (its directory must exist).
+    checkpoint_every : float >= 0
+        Seconds of wall time between two checkpoints, counted from the end of the previous write
+        (default 5; 0 writes after every iteration; ``math.inf`` only at the end and on Ctrl-C).
+    resume : str or os.PathLike, optional
+        A checkpoint to continue from.
 
     Returns
     -------
     History
-        One record per iteration.
+        One record per iteration (from the first one when resuming).
 
     Raises
     ------
@@ -231,7 +498,11 @@ def train(
         Arguments of the wrong type.
     ValueError
         Arguments out of range (checked before the first iteration), or an estimate or step
-        beyond the float64 range.
+        beyond the float64 range; with ``resume``, a file that is not a checkpoint, options or a
+        seed that differ from the checkpoint's (the message names each), or ``iterations`` below
+        the iteration it reached.
+    KeyboardInterrupt
+        Ctrl-C, after writing the checkpoint when ``checkpoint`` is given.
 
     Examples
     --------
@@ -241,7 +512,7 @@ def train(
     ...                 seed=0, progress=False)
     >>> len(hist), round(float(hist["J_exact"][0]), 4)  # J of the uniform policy first
     (30, 0.0139)
-    >>> round(float(hist["J_exact"][-1]), 2), round(pg.exact.optimal(mdp).J, 2)
+    >>> round(float(hist["J_exact"][-1]), 2), round(pg.exact.optimal(mdp).value, 2)
     (0.51, 0.55)
     """
     require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
@@ -254,25 +525,56 @@ def train(
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable (iteration, record) -> bool | None, or None, got {type(callback).__name__}")
     as_threads(threads)  # checked before the first iteration
-    base_seed = as_seed(seed)
     do_exact = (as_bool(exact_eval, "exact_eval") if exact_eval is not None
                 else mdp.horizon * max(mdp.nnz, 1) <= _EXACT_MAX_WORK)
-    progress = as_bool(progress, "progress")
+    if progress is not None and not isinstance(progress, (bool, np.bool_)):
+        raise TypeError(f"progress must be None (a bar on a terminal or in a notebook), True or False, got {type(progress).__name__}")
     if not (baseline is None or isinstance(baseline, (str, ValueBaseline))):
         raise TypeError(f"baseline must be None, 'mean', 'time', 'exact' or a pgfast.ValueBaseline, got {type(baseline).__name__}")
     if isinstance(baseline, str) and baseline not in ("none", "mean", "time", "exact"):
         raise ValueError(f"baseline must be None, 'mean', 'time', 'exact' or a pgfast.ValueBaseline, got {baseline!r}")
     weights_kind(weights)
-    as_gamma(gamma, mdp.gamma)
+    gamma_value = as_gamma(gamma, mdp.gamma)
     value_baseline = baseline if isinstance(baseline, ValueBaseline) else None
     if value_baseline is not None and not value_baseline.fitted and n < 2:
         raise ValueError("batch must be >= 2 with an unfitted ValueBaseline (the first iteration cross-fits it on two halves)")
-    hist = History(meta={"seed": base_seed, "batch": n, "iterations": iters, "weights": weights,
+    ckpt_path = _checkpoint.as_output_path(checkpoint)
+    every_s = as_float(checkpoint_every, "checkpoint_every")
+    if not every_s >= 0.0:
+        raise ValueError(f"checkpoint_every must be a number of seconds >= 0, got {every_s}")
+    options: dict[str, Any] = {}
+    if ckpt_path is not None or resume is not None:
+        options = _checkpoint.fingerprint(mdp, policy, optimizer, batch=n, weights=weights, baseline=baseline,
+                                          gamma=gamma_value, exact_eval=do_exact, eval_every=every)
+    if resume is None:
+        loaded, base_seed = None, _checkpoint.as_train_seed(seed)
+    else:
+        loaded = _checkpoint.load_to_resume(resume, options=options, seed=seed, iterations=iters, fields=FIELDS)
+        base_seed = loaded.seed
+    hist = History(meta={"seed": _checkpoint.seed_spec(base_seed), "batch": n, "iterations": iters, "weights": weights,
                          "baseline": baseline if isinstance(baseline, str) or baseline is None else "value",
                          "optimizer": optimizer.state_dict().get("type")})
-    bar = _Progress(iters, progress)
+    start = 0
+    if loaded is not None:  # the state and History of the checkpoint's last iteration
+        _checkpoint.restore(loaded.state, policy, optimizer, value_baseline)
+        start = loaded.state.iteration
+        hist.records = [dict(zip(FIELDS, map(float, row), strict=True)) for row in loaded.history.tolist()]
+        if start and not _evaluated(start, every, iters):  # a run that ended there evaluated it; this one does not
+            hist.records[-1]["J_exact"] = math.nan
+    saver = None
+    if ckpt_path is not None:
+        saver = _checkpoint.Saver(ckpt_path, every_s, base_seed, options, FIELDS)
+    last: _checkpoint.State | None = None  # while an iteration runs: the state after the previous one
+    show = None if progress is None else bool(progress)
+    if loaded is not None:  # the bar counts from the checkpoint's iteration to `iterations`
+        bar = _progress(show, iters, start)
+    else:  # an optimizer restored by hand (load_state_dict) continues from the steps it took
+        steps = _steps_taken(optimizer)
+        bar = _progress(show, steps + iters, steps)
     try:
-        for it in range(1, iters + 1):
+        for it in range(start + 1, iters + 1):
+            if saver is not None:
+                last = _checkpoint.capture(it - 1, policy, optimizer, value_baseline)
             t0 = time.perf_counter()
             s = _iteration_seed(base_seed, it)
             context: dict[str, Any] = {}
@@ -294,16 +596,28 @@ def train(
             gnorm = float(np.linalg.norm(est.grad))
             check_finite_result(gnorm, "the gradient norm", "the gradient's entries are too large to square")
             j_exact = math.nan  # of the policy that sampled this batch, like J_estimate
-            if do_exact and (it % every == 0 or it == 1 or it == iters):
-                j_exact = exact.evaluate(mdp, policy, "finite_horizon", gamma=gamma).J
+            if do_exact and _evaluated(it, every, iters):
+                j_exact = exact.evaluate(mdp, policy, "finite_horizon", gamma=gamma).value
             optimizer.step(policy, est.grad, **context)
             dt = time.perf_counter() - t0
             rec = {"iteration": it, "J_estimate": est.value, "J_stderr": est.value_stderr, "J_exact": j_exact,
                    "grad_norm": gnorm, "seconds": dt, "steps_per_s": est.n_steps / dt if dt > 0 else math.nan}
             hist.append(rec)
-            bar.update(it, rec)
+            bar.update(it - start, rec)  # the iteration of this run (the bar began at `start`)
             if callback is not None and callback(it, rec):
                 break
+            if saver is not None and saver.due():
+                saver.save(_checkpoint.capture(it, policy, optimizer, value_baseline), hist.records)
+        if saver is not None and saver.saved != len(hist):
+            saver.save(_checkpoint.capture(len(hist), policy, optimizer, value_baseline), hist.records)
+    except KeyboardInterrupt:
+        if saver is not None:  # the checkpoint of the last completed iteration
+            if last is not None and last.iteration == len(hist):  # interrupted mid-iteration: undo its changes
+                _checkpoint.restore(last, policy, optimizer, value_baseline)
+            else:
+                last = _checkpoint.capture(len(hist), policy, optimizer, value_baseline)
+            saver.save(last, hist.records)
+        raise
     finally:
         bar.close()
     return hist

@@ -17,6 +17,7 @@ from ._train import (
     DEFAULT_ADAM_BETAS,
     DEFAULT_BASELINE,
     DEFAULT_BATCH,
+    DEFAULT_CHECKPOINT_EVERY,
     DEFAULT_HIDDEN,
     DEFAULT_ITERATIONS,
     DEFAULT_LR,
@@ -136,12 +137,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     for name in ("iterations", "batch", "episodes", "eval_every"):
         if getattr(args, name) < (0 if name == "episodes" else 1):
             raise ValueError(f"--{name.replace('_', '-')} must be >= {0 if name == 'episodes' else 1}, got {getattr(args, name)}")
+    if not args.checkpoint_every >= 0:
+        raise ValueError(f"--checkpoint-every must be a number of seconds >= 0, got {args.checkpoint_every}")
     if args.plot:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             raise ValueError("--plot needs matplotlib: pip install matplotlib (or pgfast[plot])") from None
-    for flag in ("save", "json", "plot"):  # before the run, not after it
+    for flag in ("save", "json", "plot", "checkpoint"):  # before the run, not after it
         _check_output_path(getattr(args, flag), f"--{flag}")
     kwargs = _env_kwargs(args)
     mdp = pg.FiniteMDP.from_gymnasium(args.env, horizon=args.horizon, gamma=args.gamma, **kwargs)
@@ -160,6 +163,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"  {args.policy} softmax ({pi.n_params} parameters) | {args.estimator}, baseline {args.baseline} | "
           f"{args.optimizer} lr {opt.lr:g}{betas} | {args.iterations} iterations x {args.batch} episodes | seed {args.seed}")
     print(f"  optimal J = {ref.optimal_J:.6f}, uniform policy J = {ref.uniform_J:.6f}; % opt = {_fraction_formula(ref)}")
+    if args.resume or args.checkpoint:
+        print("  " + " | ".join(([f"resuming from {args.resume}"] if args.resume else [])
+                                + ([f"checkpoint {args.checkpoint} every {args.checkpoint_every:g} s and on Ctrl-C"]
+                                   if args.checkpoint else [])))
     print(f"{'iter':>6} {'J (batch)':>12} {'+-se':>9} {'J exact':>10} {'% opt':>8} {'|grad|':>10} {'Msteps/s':>9}")
     every = args.eval_every
 
@@ -172,11 +179,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return False
 
     t0 = time.perf_counter()
-    hist = pg.train(mdp, pi, optimizer=opt, iterations=args.iterations, batch=args.batch, seed=args.seed,
-                    weights=weights, baseline=baseline, eval_every=every, threads=args.threads,
-                    progress=False, callback=show)
+    try:
+        hist = pg.train(mdp, pi, optimizer=opt, iterations=args.iterations, batch=args.batch, seed=args.seed,
+                        weights=weights, baseline=baseline, eval_every=every, threads=args.threads,
+                        progress=False, callback=show, checkpoint=args.checkpoint,
+                        checkpoint_every=args.checkpoint_every, resume=args.resume)
+    except KeyboardInterrupt:
+        if args.checkpoint and Path(args.checkpoint).is_file():
+            print(f"pgfast train: the checkpoint {args.checkpoint} holds the last completed iteration; "
+                  f"continue with --resume {args.checkpoint}", file=sys.stderr)
+        raise
     dt = time.perf_counter() - t0
-    J = pg.exact.evaluate(mdp, pi).J
+    J = pg.exact.evaluate(mdp, pi).value
     print(f"trained in {dt:.2f} s")
     fraction, score = ref.fraction(J), ref.score(J)
     print(f"  exact J of the trained policy  {J:.6f}")
@@ -271,7 +285,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     )
     se = G.std(ddof=1) / np.sqrt(G.size) if G.size > 1 else float("nan")
     print(f"  mean return       {G.mean():.6f} +- {se:.6f} (standard error)")
-    J = pg.exact.evaluate(mdp, pi).J
+    J = pg.exact.evaluate(mdp, pi).value
     gap = G.mean() - J
     where = f"{gap / se:+.2f} standard errors" if se > 0 else f"difference {gap:+.3g}"
     print(f"  exact J           {J:.6f}   ({where})")
@@ -377,6 +391,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--save", default=None, metavar="PATH.npz", help="save theta (key 'theta')")
     t.add_argument("--json", default=None, metavar="PATH", help="save the training history as JSON")
     t.add_argument("--plot", default=None, metavar="PATH.png", help="learning curve (needs matplotlib)")
+    t.add_argument("--checkpoint", default=None, metavar="PATH",
+                   help="write the training state (theta, optimizer, iteration, seed, history) to PATH every "
+                   "--checkpoint-every seconds, at the end and on Ctrl-C (an .npz archive)")
+    t.add_argument("--checkpoint-every", type=float, default=DEFAULT_CHECKPOINT_EVERY, metavar="SECONDS",
+                   help=f"seconds between two checkpoints (default {DEFAULT_CHECKPOINT_EVERY:g})")
+    t.add_argument("--resume", default=None, metavar="PATH",
+                   help="continue the run saved in the checkpoint PATH up to --iterations (give the options of "
+                   "the run that wrote it; the result equals one uninterrupted run)")
     _add_env_options(t)
     t.set_defaults(func=_cmd_train)
 

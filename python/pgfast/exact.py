@@ -2,8 +2,8 @@ r"""Exact analysis of a finite MDP under a softmax policy: values, visitation, t
 distribution, exact policy gradients, Fisher information, natural gradients and optimal control.
 
 The yardstick every estimator of pgfast is tested against. The formulas are stated on the theory
-page of the documentation (:doc:`/theory`: the three objectives, the policy gradient theorem, the
-natural gradient).
+page of the documentation (:doc:`/theory`, "The three objectives", "The policy gradient theorem"
+and "The natural gradient").
 Computed in C++ (``cpp/include/pgfast/exact.hpp``) on the sparse transitions of the MDP.
 
 Episodes follow :meth:`pgfast.FiniteMDP.sample`: :math:`s_0 \sim \mu_0`, :math:`a_t \sim \pi(\cdot|s_t)`,
@@ -119,41 +119,169 @@ OBJECTIVES: tuple[str, ...] = tuple(_OBJECTIVES)
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Exact values of a policy under one objective (see the module docstring for each objective).
+    r"""Exact values of a policy under one objective (see the module docstring for each objective).
 
-    ``finite_horizon``: ``V`` (H, S), ``Q`` and ``A`` (H, S, A), ``d`` (H, S) with
-    ``d[t, s] = Pr(s_t = s, episode running)``, ``visitation = d.sum(0)``.
-    ``discounted``: ``V`` (S,), ``Q``, ``A`` (S, A), ``visitation`` :math:`\\rho` (S,) and ``d`` its
-    normalisation. ``average_reward``: ``d`` the stationary distribution, ``V`` the differential
-    values (``d @ V == 0``), ``Q``, ``A`` differential. ``average_value``: ``d`` stationary, ``V``,
-    ``Q``, ``A`` discounted. ``A = Q - V``; on terminal states V = Q = 0 (finite horizon, discounted).
+    Every field has a full name; the symbols of the formulas are read-only aliases of the same
+    objects: ``J`` = ``value``, ``V`` = ``state_values``, ``Q`` = ``action_values``, ``A`` =
+    ``advantages``, ``d`` = ``state_distribution``.
+
+    Attributes
+    ----------
+    objective : str
+        The objective evaluated.
+    value : float
+        The objective :math:`J` (alias ``J``).
+    state_values : ndarray
+        :math:`V` (alias ``V``): (H, S) for ``finite_horizon`` (``state_values[t, s]`` is
+        :math:`V_t(s)`), (S,) otherwise: the discounted values (``discounted``, ``average_value``)
+        or the differential values of ``average_reward`` (``state_distribution @ V == 0``). On
+        terminal states V = Q = 0 (finite horizon, discounted).
+    action_values : ndarray
+        :math:`Q` (alias ``Q``): (H, S, A) for ``finite_horizon``, (S, A) otherwise; discounted,
+        or differential for ``average_reward``.
+    advantages : ndarray
+        :math:`A = Q - V` (alias ``A``), shaped as ``action_values``.
+    state_distribution : ndarray
+        :math:`d` (alias ``d``): for ``finite_horizon`` (H, S) with
+        ``d[t, s] = Pr(s_t = s, episode running)``; for ``discounted`` the normalised visitation;
+        for the average objectives the stationary distribution (S,).
+    visitation : ndarray (S,)
+        The expected visits: ``d.sum(0)`` (finite horizon), the discounted visitation
+        :math:`\rho(s) = \sum_t \gamma^t \Pr(s_t = s)` (``discounted``), the stationary
+        distribution (average objectives).
+    gamma : float
+        The discount factor used.
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> ev = pg.exact.evaluate(mdp, pg.TabularSoftmax(2, 2), "discounted", gamma=0.5)
+    >>> round(ev.value, 6), ev.state_values.round(6)
+    (0.666667, array([0.666667, 0.      ]))
+    >>> ev.advantages[0].round(6), ev.J == ev.value
+    (array([-0.333333,  0.333333]), True)
     """
 
     objective: str
-    J: float
-    V: NDArray[np.float64]
-    Q: NDArray[np.float64]
-    A: NDArray[np.float64]
-    d: NDArray[np.float64]
+    value: float
+    state_values: NDArray[np.float64]
+    action_values: NDArray[np.float64]
+    advantages: NDArray[np.float64]
+    state_distribution: NDArray[np.float64]
     visitation: NDArray[np.float64]
     gamma: float
+
+    @property
+    def J(self) -> float:
+        """Alias of ``value``."""
+        return self.value
+
+    @property
+    def V(self) -> NDArray[np.float64]:
+        """Alias of ``state_values``."""
+        return self.state_values
+
+    @property
+    def Q(self) -> NDArray[np.float64]:
+        """Alias of ``action_values``."""
+        return self.action_values
+
+    @property
+    def A(self) -> NDArray[np.float64]:
+        """Alias of ``advantages``."""
+        return self.advantages
+
+    @property
+    def d(self) -> NDArray[np.float64]:
+        """Alias of ``state_distribution``."""
+        return self.state_distribution
 
 
 @dataclass(frozen=True)
 class Optimal:
-    """Optimal control: ``V``, ``Q`` and greedy ``actions`` ((H, S) for the finite horizon, with
-    ``actions[t, s]`` the action at step t; (S,) for the discounted objective), and ``J = mu0 @ V[0]``."""
+    """Optimal control (:func:`optimal`; see :doc:`/theory`, "Optimal control").
+
+    Every field has a full name; ``J``, ``V`` and ``Q`` are read-only aliases of ``value``,
+    ``state_values`` and ``action_values``, as in :class:`Evaluation`.
+
+    Attributes
+    ----------
+    objective : str
+        ``"finite_horizon"`` or ``"discounted"``.
+    value : float
+        The optimal :math:`J^* = \\mu_0^\\top V^*_0` (alias ``J``).
+    state_values : ndarray
+        :math:`V^*`, (H, S) for the finite horizon, (S,) discounted (alias ``V``).
+    action_values : ndarray
+        :math:`Q^*`, (H, S, A) or (S, A) (alias ``Q``).
+    actions : ndarray of int32
+        The greedy actions: (H, S) for the finite horizon, with ``actions[t, s]`` the action at
+        step t; (S,) for the discounted objective.
+    iterations : int
+        Policy-iteration steps (discounted), or the H steps of backward induction (finite horizon).
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> best = pg.exact.optimal(mdp, "discounted", gamma=0.9)
+    >>> best.value, best.state_values, best.actions  # move at once in state 0
+    (1.0, array([1., 0.]), array([1, 0], dtype=int32))
+    >>> best.action_values
+    array([[0.9, 1. ],
+           [0. , 0. ]])
+    """
 
     objective: str
-    J: float
-    V: NDArray[np.float64]
-    Q: NDArray[np.float64]
+    value: float
+    state_values: NDArray[np.float64]
+    action_values: NDArray[np.float64]
     actions: NDArray[np.int32]
     iterations: int
 
+    @property
+    def J(self) -> float:
+        """Alias of ``value``."""
+        return self.value
+
+    @property
+    def V(self) -> NDArray[np.float64]:
+        """Alias of ``state_values``."""
+        return self.state_values
+
+    @property
+    def Q(self) -> NDArray[np.float64]:
+        """Alias of ``action_values``."""
+        return self.action_values
+
     def probs(self) -> NDArray[np.float64]:
-        """The greedy policy as one-hot tables, (H, S, A) or (S, A)."""
-        A = self.Q.shape[-1]
+        """The greedy policy as one-hot tables, (H, S, A) or (S, A).
+
+        Returns
+        -------
+        ndarray of float64, shape (H, S, A) or (S, A)
+            ``probs[..., s, a]`` is 1 for the greedy action ``a`` of ``s``, else 0.
+
+        Examples
+        --------
+        >>> P = np.zeros((2, 2, 2))
+        >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+        >>> P[1, :, 1] = 1.0
+        >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+        ...                    terminal=[False, True])
+        >>> pg.exact.optimal(mdp).probs()[:, 0]  # state 0 at t = 0, 1, 2: stay, stay, move
+        array([[1., 0.],
+               [1., 0.],
+               [0., 1.]])
+        """
+        A = self.action_values.shape[-1]
         return np.eye(A)[self.actions]
 
 
@@ -256,10 +384,12 @@ def evaluate(
     tol: float = 1e-12,
     threads: int | None = None,
 ) -> Evaluation:
-    """Exact ``J``, ``V``, ``Q``, ``A = Q - V`` and state distributions of ``policy`` on ``mdp``.
+    """Exact value ``J``, state and action values ``V`` and ``Q``, advantages ``A = Q - V`` and state
+    distributions of ``policy`` on ``mdp``.
 
     ``gamma`` defaults to ``mdp.gamma``; ``"discounted"`` and ``"average_value"`` need gamma < 1.
-    See the module docstring for the formulas of each objective.
+    The formulas of each objective are in the description of :mod:`pgfast.exact` (see also
+    :doc:`/theory`, "The three objectives").
 
     Parameters
     ----------
@@ -282,7 +412,9 @@ def evaluate(
     Returns
     -------
     Evaluation
-        ``objective``, ``J``, ``V``, ``Q``, ``A``, ``d``, ``visitation`` and ``gamma``.
+        ``objective``, ``value``, ``state_values``, ``action_values``, ``advantages``,
+        ``state_distribution``, ``visitation`` and ``gamma`` (aliases ``J``, ``V``, ``Q``, ``A``,
+        ``d``).
 
     Raises
     ------
@@ -305,15 +437,17 @@ def evaluate(
     ...                    terminal=[False, True])
     >>> pi = pg.TabularSoftmax(2, 2)
     >>> ev = pg.exact.evaluate(mdp, pi)
-    >>> ev.J
+    >>> ev.value  # J
     0.875
-    >>> ev.V[:, 0]  # V_t(0) for t = 0, 1, 2
+    >>> ev.state_values[:, 0]  # V_t(0) for t = 0, 1, 2
     array([0.875, 0.75 , 0.5  ])
-    >>> ev.A[0, 0]  # advantage of staying (0) and of moving (1) at t = 0
+    >>> ev.advantages[0, 0]  # A_0(0, .): staying (0) and moving (1) at t = 0
     array([-0.125,  0.125])
-    >>> round(pg.exact.evaluate(mdp, pi, "discounted", gamma=0.9).J, 6)  # 0.5 / (1 - 0.9 / 2)
+    >>> ev.J == ev.value and ev.V is ev.state_values  # the symbols are aliases
+    True
+    >>> round(pg.exact.evaluate(mdp, pi, "discounted", gamma=0.9).value, 6)  # 0.5 / (1 - 0.9 / 2)
     0.909091
-    >>> pg.exact.evaluate(mdp, pi, "average_reward").J  # continuing: half the steps earn 1
+    >>> pg.exact.evaluate(mdp, pi, "average_reward").value  # continuing: half the steps earn 1
     0.5
     """
     _, obj, g, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=True)
@@ -363,7 +497,8 @@ def gradient(
 ) -> NDArray[np.float64] | tuple[NDArray[np.float64], Evaluation]:
     r"""The exact policy gradient :math:`\nabla_\theta J`, in the shape of ``policy.theta``.
 
-    By the policy gradient theorem for the chosen objective (module docstring), e.g. for the
+    By the policy gradient theorem for the chosen objective (:doc:`/theory`, "The policy gradient
+    theorem"; the description of :mod:`pgfast.exact` gives it for each objective), e.g. for the
     finite horizon :math:`\sum_t \gamma^t \sum_s d_t(s) \sum_a \pi(a|s)\nabla\log\pi(a|s) Q_t(s,a)`.
     With ``return_evaluation=True`` returns ``(gradient, evaluation)`` from one pass (the work of
     :func:`evaluate` is shared).
@@ -416,7 +551,7 @@ def gradient(
     array([[-0.1875,  0.1875],
            [ 0.    ,  0.    ]])
     >>> grad, ev = pg.exact.gradient(mdp, pi, return_evaluation=True)
-    >>> ev.J
+    >>> ev.value
     0.875
     """
     return_evaluation = as_bool(return_evaluation, "return_evaluation")
@@ -445,7 +580,8 @@ def fisher(
     The state weighting ``w`` is the objective's: :math:`\sum_t d_t` for the finite horizon (so
     :math:`F = \mathbb E[\sum_t \nabla\log\pi(a_t|s_t)\nabla\log\pi(a_t|s_t)^\top]`, the Fisher
     information of the trajectory distribution), the discounted visitation :math:`\rho` for
-    ``"discounted"``, the stationary distribution :math:`d` for the average objectives.
+    ``"discounted"``, the stationary distribution :math:`d` for the average objectives (see
+    :doc:`/theory`, "The natural gradient").
 
     Parameters
     ----------
@@ -586,7 +722,8 @@ def natural_gradient(
     :math:`F = M^\top M` with one row :math:`\sqrt{w(s)\pi(a|s)}\,\nabla\log\pi(a|s)` per visited
     (s, a); when M has fewer rows than there are parameters the system is solved in its row space
     (:math:`F^+ g = M^\top (K^+)^2 M g`, :math:`(F+\lambda I)^{-1}g = (g - M^\top(K+\lambda I)^{-1}Mg)/\lambda`,
-    :math:`K = M M^\top`), so F (n_params x n_params) is never formed.
+    :math:`K = M M^\top`), so F (n_params x n_params) is never formed. See :doc:`/theory`, "The
+    natural gradient".
 
     Parameters
     ----------
@@ -655,7 +792,8 @@ def stationary_distribution(
     mdp: FiniteMDP, policy: SoftmaxPolicy, *, method: Method = "auto", tol: float = 1e-12, threads: int | None = None
 ) -> NDArray[np.float64]:
     r"""The stationary distribution :math:`d` of the continuing chain (terminal states restart from
-    :math:`\mu_0`): :math:`d \tilde P_\pi = d`, :math:`\sum_s d(s) = 1`, shape (S,).
+    :math:`\mu_0`): :math:`d \tilde P_\pi = d`, :math:`\sum_s d(s) = 1`, shape (S,) (see
+    :doc:`/theory`, "The three objectives").
 
     Parameters
     ----------
@@ -676,8 +814,12 @@ def stationary_distribution(
 
     Raises
     ------
+    TypeError
+        ``mdp`` or ``policy`` of the wrong type.
     ValueError
-        When the distribution is not unique (two closed classes) or the chain is periodic.
+        When the distribution is not unique (two closed classes) or the chain is periodic; an
+        unknown method, a ``tol`` out of range, a policy of another size, or a solver that does
+        not converge.
 
     Examples
     --------
@@ -711,6 +853,7 @@ def optimal(
     ``"finite_horizon"``: backward induction :math:`V^*_t(s) = \max_a Q^*_t(s,a)` (a time-dependent
     policy, lowest action index among exact ties). ``"discounted"``: policy iteration, each policy
     evaluated exactly; an action changes only when it improves Q by more than a relative 1e-12.
+    See :doc:`/theory`, "Optimal control".
 
     Parameters
     ----------
@@ -730,7 +873,8 @@ def optimal(
     Returns
     -------
     Optimal
-        ``J``, ``V``, ``Q``, greedy ``actions`` and ``iterations``.
+        ``value``, ``state_values``, ``action_values`` (aliases ``J``, ``V``, ``Q``), greedy
+        ``actions`` and ``iterations``.
 
     Raises
     ------
@@ -749,7 +893,7 @@ def optimal(
     >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
     ...                    terminal=[False, True])
     >>> best = pg.exact.optimal(mdp)
-    >>> best.J
+    >>> best.value
     1.0
     >>> best.actions[:, 0]  # in state 0: stay while there is time (lowest index on ties), then move
     array([0, 0, 1], dtype=int32)

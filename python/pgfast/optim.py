@@ -81,16 +81,92 @@ def _state_t(state: dict[str, Any]) -> int:
 
 
 class Optimizer:
-    """Base class: ``step(policy, grad, **context)`` adds the ascent step to ``policy.theta``."""
+    """Base class: ``step(policy, grad, **context)`` adds the ascent step to ``policy.theta``.
+
+    The optimizers are :class:`GradientAscent`, :class:`Adam` and :class:`NaturalGradient`;
+    :func:`pgfast.train` takes any of them. Their state (hyperparameters, step count, moments)
+    round-trips through :meth:`state_dict` and :meth:`load_state_dict`, so a run can be saved
+    and resumed.
+
+    ``hyperparameters`` names the entries of :meth:`state_dict` that are settings rather than
+    state (learning rate, decay rates, ...): :func:`pgfast.train` records them in a checkpoint
+    and refuses to resume with other values. A subclass lists its own (default: none, so only
+    the class is compared).
+
+    Attributes
+    ----------
+    t : int
+        Number of steps taken.
+    hyperparameters : tuple of str
+        The :meth:`state_dict` entries that are settings, not state.
+
+    Examples
+    --------
+    >>> opts = [pg.optim.GradientAscent(lr=0.5), pg.optim.Adam(lr=0.1), pg.optim.NaturalGradient(lr=0.5)]
+    >>> all(isinstance(o, pg.optim.Optimizer) for o in opts)
+    True
+    >>> [(o.state_dict()["type"], o.t) for o in opts]
+    [('GradientAscent', 0), ('Adam', 0), ('NaturalGradient', 0)]
+    """
 
     t: int = 0
+    hyperparameters: tuple[str, ...] = ()
 
     def step(self, policy: SoftmaxPolicy, grad: ArrayLike, **context: Any) -> NDArray[np.float64]:
-        """Updates ``policy.theta`` in place; returns the step taken."""
+        """Updates ``policy.theta`` in place; returns the step taken.
+
+        The new theta (old theta plus the step) is assigned through the policy's checked setter.
+
+        Parameters
+        ----------
+        policy : SoftmaxPolicy
+            The policy to update.
+        grad : array_like, shape of ``policy.theta``
+            An estimate of the gradient of J (or the exact gradient), finite.
+        **context
+            What the optimizer needs besides the gradient: :class:`NaturalGradient` takes
+            ``mdp=`` (``fisher="exact"``), or ``traj=`` or ``visits=`` (``fisher="sampled"``);
+            :class:`GradientAscent` and :class:`Adam` ignore it.
+
+        Returns
+        -------
+        ndarray of float64, shape of ``policy.theta``
+            The step added to theta.
+
+        Raises
+        ------
+        TypeError
+            ``policy`` is not a pgfast policy.
+        ValueError
+            A gradient of another shape or not finite, a missing context, or a step beyond the
+            float64 range (theta and the optimizer's state are then unchanged).
+
+        Examples
+        --------
+        >>> pi = pg.TabularSoftmax(1, 2)
+        >>> opt = pg.optim.GradientAscent(lr=0.5)
+        >>> opt.step(pi, [[1.0, -1.0]])
+        array([[ 0.5, -0.5]])
+        >>> pi.theta, opt.t
+        (array([[ 0.5, -0.5]]), 1)
+        >>> opt.step(pi, [[np.nan, 0.0]])
+        Traceback (most recent call last):
+        ...
+        ValueError: grad contains NaN or infinite values
+        >>> pi.theta, opt.t  # unchanged by the failed step
+        (array([[ 0.5, -0.5]]), 1)
+        """
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
         """The optimizer's hyperparameters and state as a JSON-serialisable dict.
+
+        Returns
+        -------
+        dict
+            ``"type"`` (the class name), the hyperparameters, the step count ``"t"`` and, for
+            :class:`Adam`, the moments ``"m"`` and ``"v"`` as nested lists. A callable schedule of
+            :class:`GradientAscent` is saved as ``"callable"`` (it cannot be serialised).
 
         Examples
         --------
@@ -108,8 +184,45 @@ class Optimizer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the state saved by :meth:`state_dict` (``ValueError`` naming a missing or bad
-        entry)."""
+        entry).
+
+        Every entry is checked before any is assigned, so a rejected state leaves the optimizer
+        as it was.
+
+        Parameters
+        ----------
+        state : dict
+            A dict from ``state_dict()`` of the same optimizer class.
+
+        Raises
+        ------
+        TypeError
+            ``state`` is not a dict.
+        ValueError
+            A missing or bad entry, the state of another optimizer, or a callable schedule saved
+            by a :class:`GradientAscent` built without one.
+
+        Examples
+        --------
+        >>> opt = pg.optim.GradientAscent(lr=0.5, schedule="inv_sqrt")
+        >>> _ = opt.step(pg.TabularSoftmax(1, 2), [[1.0, 0.0]])
+        >>> resumed = pg.optim.GradientAscent()
+        >>> resumed.load_state_dict(opt.state_dict())
+        >>> resumed.lr, resumed.schedule, resumed.t
+        (0.5, 'inv_sqrt', 1)
+        >>> resumed.load_state_dict({"type": "GradientAscent", "lr": -1.0, "schedule": "constant", "t": 0})
+        Traceback (most recent call last):
+        ...
+        ValueError: lr must be a finite number > 0, got -1.0
+        >>> resumed.lr  # unchanged
+        0.5
+        """
         raise NotImplementedError
+
+    def _snapshot(self) -> dict[str, Any]:
+        """The state for :meth:`load_state_dict`, taken cheaply (arrays stay arrays): what
+        :func:`pgfast.train` saves in a checkpoint and restores after a Ctrl-C mid-iteration."""
+        return self.state_dict()
 
 
 class GradientAscent(Optimizer):
@@ -133,6 +246,15 @@ class GradientAscent(Optimizer):
         A non-positive ``lr`` or an unknown ``schedule``; from ``step``, a gradient of another
         shape or not finite, or a step beyond the float64 range.
 
+    Attributes
+    ----------
+    lr : float
+        The learning rate.
+    schedule : str or callable
+        The step-size schedule.
+    t : int
+        Number of steps taken.
+
     Examples
     --------
     >>> P = np.zeros((2, 2, 2))
@@ -149,6 +271,8 @@ class GradientAscent(Optimizer):
     {'type': 'GradientAscent', 'lr': 1.0, 'schedule': 'constant', 't': 1}
     """
 
+    hyperparameters = ("lr", "schedule")
+
     def __init__(self, lr: float = 0.1, schedule: str | Callable[[int], float] = "constant") -> None:
         self.lr = _positive(lr, "lr")
         if not (callable(schedule) or (isinstance(schedule, str) and schedule in ("constant", "inv_sqrt"))):
@@ -157,6 +281,31 @@ class GradientAscent(Optimizer):
         self.t = 0
 
     def learning_rate(self, t: int) -> float:
+        r"""The learning rate :math:`\eta_t` of step ``t`` under the schedule (the first step is t = 1).
+
+        Parameters
+        ----------
+        t : int >= 1
+            The step number.
+
+        Returns
+        -------
+        float
+
+        Raises
+        ------
+        ValueError
+            A callable schedule whose factor is negative or not finite.
+
+        Examples
+        --------
+        >>> opt = pg.optim.GradientAscent(lr=0.5, schedule="inv_sqrt")
+        >>> [opt.learning_rate(t) for t in (1, 4, 16)]
+        [0.5, 0.25, 0.125]
+        >>> halving = pg.optim.GradientAscent(lr=0.5, schedule=lambda t: 0.5 ** (t - 1))
+        >>> [halving.learning_rate(t) for t in (1, 2, 3)]
+        [0.5, 0.25, 0.125]
+        """
         if self.schedule == "constant":
             return self.lr
         if self.schedule == "inv_sqrt":
@@ -219,6 +368,20 @@ class Adam(Optimizer):
         Bad hyperparameters; from ``step``, a gradient of another shape, not finite or whose
         square overflows, or a step beyond the float64 range (the state is then unchanged).
 
+    Attributes
+    ----------
+    lr : float
+        The learning rate.
+    betas : (float, float)
+        The decay rates.
+    eps : float
+        The term added to :math:`\sqrt{\hat v}`.
+    t : int
+        Number of steps taken.
+    m, v : ndarray of float64 or None
+        The first and second moment estimates, in the shape of the gradient (None before the
+        first step).
+
     Examples
     --------
     >>> P = np.zeros((2, 2, 2))
@@ -236,6 +399,8 @@ class Adam(Optimizer):
     >>> round(pg.exact.evaluate(mdp, pi).J, 4)  # the optimum is 1
     0.9999
     """
+
+    hyperparameters = ("lr", "betas", "eps")
 
     def __init__(self, lr: float = 0.05, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
         self.lr = _positive(lr, "lr")
@@ -266,9 +431,13 @@ class Adam(Optimizer):
         return d
 
     def state_dict(self) -> dict[str, Any]:
+        state = self._snapshot()
+        return {**state, "m": None if self.m is None else self.m.tolist(), "v": None if self.v is None else self.v.tolist()}
+
+    def _snapshot(self) -> dict[str, Any]:  # the moments as array copies, not lists
         return {
             "type": "Adam", "lr": self.lr, "betas": list(self.betas), "eps": self.eps, "t": self.t,
-            "m": None if self.m is None else self.m.tolist(), "v": None if self.v is None else self.v.tolist(),
+            "m": None if self.m is None else self.m.copy(), "v": None if self.v is None else self.v.copy(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -315,6 +484,19 @@ class NaturalGradient(Optimizer):
         ``visits=`` (sampled), a gradient of another shape, or a direction or step beyond the
         float64 range.
 
+    Attributes
+    ----------
+    lr : float
+        The learning rate.
+    damping : float
+        :math:`\lambda`.
+    fisher : str
+        ``"exact"`` or ``"sampled"``.
+    rcond : float
+        The pseudo-inverse's relative cut-off.
+    t : int
+        Number of steps taken.
+
     Examples
     --------
     >>> P = np.zeros((2, 2, 2))
@@ -336,6 +518,8 @@ class NaturalGradient(Optimizer):
     (2, 2)
     """
 
+    hyperparameters = ("lr", "damping", "fisher", "rcond")
+
     def __init__(self, lr: float = 0.1, damping: float = 1e-3, fisher: str = "exact", rcond: float = 1e-10) -> None:
         self.lr = _positive(lr, "lr")
         self.damping = as_float(damping, "damping")
@@ -356,7 +540,52 @@ class NaturalGradient(Optimizer):
         traj: Trajectories | None = None,
         visits: ArrayLike | None = None,
     ) -> NDArray[np.float64]:
-        """The natural direction :math:`(F + \\lambda I)^{-1} g` (no step taken)."""
+        """The natural direction :math:`(F + \\lambda I)^{-1} g` (no step taken).
+
+        Parameters
+        ----------
+        policy : SoftmaxPolicy
+            The policy whose Fisher information is used.
+        grad : array_like, shape of ``policy.theta``
+            The gradient g, finite.
+        mdp : FiniteMDP, optional
+            The MDP of the exact Fisher matrix (required with ``fisher="exact"``).
+        traj : Trajectories, optional
+            A batch whose visit counts weight the sampled Fisher matrix (``fisher="sampled"``).
+        visits : array_like (S,), optional
+            Mean visits per state and episode, used instead of ``traj`` (``fisher="sampled"``).
+
+        Returns
+        -------
+        ndarray of float64, shape of ``policy.theta``
+
+        Raises
+        ------
+        TypeError
+            ``policy`` or ``traj`` of the wrong type.
+        ValueError
+            The context ``fisher`` needs is missing, a gradient of another shape or not finite,
+            ``visits`` of another shape, negative or not finite, a batch or MDP of another size,
+            or a direction beyond the float64 range.
+
+        Examples
+        --------
+        >>> P = np.zeros((2, 2, 2))
+        >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+        >>> P[1, :, 1] = 1.0
+        >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+        ...                    terminal=[False, True])
+        >>> pi = pg.TabularSoftmax(2, 2)
+        >>> opt = pg.optim.NaturalGradient(lr=0.5, damping=1e-3)
+        >>> d = opt.direction(pi, pg.exact.gradient(mdp, pi), mdp=mdp)
+        >>> d.round(6)
+        array([[-0.214041,  0.214041],
+               [ 0.      ,  0.      ]])
+        >>> bool(np.allclose(d, pg.exact.natural_gradient(mdp, pi, damping=1e-3)))
+        True
+        >>> opt.t, bool(pi.theta.any())  # no step was taken
+        (0, False)
+        """
         g = _grad(policy, grad)
         policy = pinned(policy)  # the Fisher weights, probabilities and MLP pass from one theta
         if self.fisher == "exact":

@@ -43,7 +43,8 @@ enum class Activation { Tanh, Relu };
 //   e with y = -2|x| clamped to [-80, 0] (below, e < 1e-34 and the quotient rounds to 1) by
 //                 vexp.hpp's exp.
 // Error a few units in the last place; NaN stays NaN. Branch-free, so that the compiler
-// vectorises the loop; an AVX2 + FMA copy runs when the CPU has them (vexp.hpp's use_avx2()).
+// vectorises the loop; an AVX2 + FMA copy runs when the CPU has them (vexp.hpp's use_avx2()), with
+// the same bits (no floating-point contraction in the build).
 namespace detail {
 PGFAST_ALWAYS_INLINE void tanh_loop(double* __restrict x, std::int64_t n) {
   for (std::int64_t i = 0; i < n; ++i) {
@@ -60,15 +61,14 @@ PGFAST_ALWAYS_INLINE void tanh_loop(double* __restrict x, std::int64_t n) {
     x[i] = a < 1.0 / 32.0 ? taylor : big;
   }
 }
-#ifdef PGFAST_AVX2_KERNELS
-__attribute__((target("avx2,fma"))) PGFAST_VECTORISABLE inline void tanh_avx2(double* x, std::int64_t n) { tanh_loop(x, n); }
-// C (m, n) += A (m, k) B (k, n) for AVX2 + FMA: a(i, p) = A[i * a_row + p * a_col] (so A may be
-// a transpose), B and C row-major with leading dimensions n. Blocks of 4 rows x 8 columns of C
-// stay in eight 4-wide accumulators over the whole k loop (Eigen's kernel, compiled for the
-// default x86-64 target, has 2-wide SSE2 only); edges go element by element.
-__attribute__((target("avx2,fma"))) inline void gemm_acc(const double* A, std::int64_t a_row, std::int64_t a_col,
-                                                         const double* B, double* C, std::int64_t m, std::int64_t k,
-                                                         std::int64_t n) {
+// C (m, n) += A (m, k) B (k, n): a(i, p) = A[i * a_row + p * a_col] (so A may be a transpose), B
+// and C row-major with leading dimensions n. Blocks of 4 rows x 8 columns of C stay in eight
+// 4-wide accumulators over the whole k loop; edges go element by element. Every entry of C is
+// accumulated in the same order, c += a(i, q) b(q, j) for q = 0..k-1, by both compiled copies
+// (the build turns off floating-point contraction, so the AVX2 copy's products and sums round as
+// the default copy's do): the MLP's outputs are the same bits on every x86-64 CPU.
+PGFAST_ALWAYS_INLINE void gemm_acc_loop(const double* A, std::int64_t a_row, std::int64_t a_col, const double* B,
+                                        double* C, std::int64_t m, std::int64_t k, std::int64_t n) {
   typedef double v4d __attribute__((vector_size(32)));  // (no lambdas: they would not inherit the target)
   const std::int64_t m4 = m / 4 * 4, n8 = n / 8 * 8;
   for (std::int64_t i = 0; i < m4; i += 4) {
@@ -103,11 +103,27 @@ __attribute__((target("avx2,fma"))) inline void gemm_acc(const double* A, std::i
     }
   }
 }
+#ifdef PGFAST_AVX2_KERNELS
+__attribute__((target("avx2,fma"))) PGFAST_VECTORISABLE inline void tanh_avx2(double* x, std::int64_t n) { tanh_loop(x, n); }
+__attribute__((target("avx2,fma"))) inline void gemm_acc_avx2(const double* A, std::int64_t a_row, std::int64_t a_col,
+                                                              const double* B, double* C, std::int64_t m,
+                                                              std::int64_t k, std::int64_t n) {
+  gemm_acc_loop(A, a_row, a_col, B, C, m, k, n);
+}
 #else  // never called: use_avx2() is false
 inline void tanh_avx2(double* x, std::int64_t n) { tanh_loop(x, n); }
-inline void gemm_acc(const double*, std::int64_t, std::int64_t, const double*, double*, std::int64_t, std::int64_t,
-                     std::int64_t) {}
+inline void gemm_acc_avx2(const double*, std::int64_t, std::int64_t, const double*, double*, std::int64_t,
+                          std::int64_t, std::int64_t) {}
 #endif
+inline void gemm_acc_default(const double* A, std::int64_t a_row, std::int64_t a_col, const double* B, double* C,
+                             std::int64_t m, std::int64_t k, std::int64_t n) {
+  gemm_acc_loop(A, a_row, a_col, B, C, m, k, n);
+}
+// gemm_acc_loop, its AVX2 + FMA copy when the CPU has them (the same bits either way).
+inline void gemm_acc(const double* A, std::int64_t a_row, std::int64_t a_col, const double* B, double* C,
+                     std::int64_t m, std::int64_t k, std::int64_t n) {
+  (use_avx2() ? gemm_acc_avx2 : gemm_acc_default)(A, a_row, a_col, B, C, m, k, n);
+}
 PGFAST_VECTORISABLE inline void tanh_default(double* x, std::int64_t n) { tanh_loop(x, n); }
 }  // namespace detail
 
@@ -179,17 +195,12 @@ class Forward final : public LogitMap {
       RowMatrixXd& out = l + 1 < L ? acts_[l] : logits_;
       const double* in = l == 0 ? X.data() : acts_[l - 1].data();
       const std::int64_t nin = n.sizes()[l], nout = n.sizes()[l + 1];
-      if (use_avx2()) {  // out = bias in every row, then += in W
-        out.resize(S, nout);
-        out.rowwise() = bias(l).transpose();
-        for (std::int64_t r = 0; r < S; r += kStopRows) {
-          if (stop && (*stop)(0)) throw Interrupted{};
-          detail::gemm_acc(in + r * nin, nin, 1, theta_.data() + n.w_offset(l), out.data() + r * nout,
-                           std::min(kStopRows, S - r), nin, nout);
-        }
-      } else {
-        out.noalias() = Eigen::Map<const RowMatrixXd>(in, S, nin) * weight(l);
-        out.rowwise() += bias(l).transpose();
+      out.resize(S, nout);  // out = bias in every row, then += in W
+      out.rowwise() = bias(l).transpose();
+      for (std::int64_t r = 0; r < S; r += kStopRows) {
+        if (stop && (*stop)(0)) throw Interrupted{};
+        detail::gemm_acc(in + r * nin, nin, 1, theta_.data() + n.w_offset(l), out.data() + r * nout,
+                         std::min(kStopRows, S - r), nin, nout);
       }
       if (l + 1 < L) {
         if (n.activation() == Activation::Tanh) {
@@ -221,27 +232,20 @@ class Forward final : public LogitMap {
       Eigen::Map<RowMatrixXd> gW(out + n.w_offset(l), nin, nout);
       Eigen::Map<Eigen::VectorXd> gb(out + n.b_offset(l), nout);
       const double* in = l == 0 ? X.data() : acts_[l - 1].data();
-      if (use_avx2()) {  // gW += in^T delta; back = delta W^T (W^T copied: row-major for the kernel)
-        for (std::int64_t r = 0; r < S; r += kStopRows) {
-          if (stop && (*stop)(0)) throw Interrupted{};
-          detail::gemm_acc(in + r * nin, 1, nin, delta.data() + r * nout, gW.data(), nin, std::min(kStopRows, S - r), nout);
-        }
-      } else {
-        gW.noalias() += Eigen::Map<const RowMatrixXd>(in, S, nin).transpose() * delta;
+      // gW += in^T delta; back = delta W^T (W^T copied: row-major for the kernel)
+      for (std::int64_t r = 0; r < S; r += kStopRows) {
+        if (stop && (*stop)(0)) throw Interrupted{};
+        detail::gemm_acc(in + r * nin, 1, nin, delta.data() + r * nout, gW.data(), nin, std::min(kStopRows, S - r), nout);
       }
       gb += delta.colwise().sum().transpose();
       if (l > 0) {
         RowMatrixXd back;
-        if (use_avx2()) {
-          const RowMatrixXd wt = weight(l).transpose();
-          back.setZero(S, nin);
-          for (std::int64_t r = 0; r < S; r += kStopRows) {
-            if (stop && (*stop)(0)) throw Interrupted{};
-            detail::gemm_acc(delta.data() + r * nout, nout, 1, wt.data(), back.data() + r * nin, std::min(kStopRows, S - r),
-                             nout, nin);
-          }
-        } else {
-          back.noalias() = delta * weight(l).transpose();
+        const RowMatrixXd wt = weight(l).transpose();
+        back.setZero(S, nin);
+        for (std::int64_t r = 0; r < S; r += kStopRows) {
+          if (stop && (*stop)(0)) throw Interrupted{};
+          detail::gemm_acc(delta.data() + r * nout, nout, 1, wt.data(), back.data() + r * nin, std::min(kStopRows, S - r),
+                           nout, nin);
         }
         apply_derivative(acts_[l - 1].data(), back.data(), back.size());
         delta.swap(back);

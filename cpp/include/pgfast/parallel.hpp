@@ -313,27 +313,24 @@ bool run_workers(int threads, Body&& body, StopToken& stop) {
 }
 
 // Hands out fixed blocks [b*block, min(n, (b+1)*block)) of an index range to many threads.
-// Block boundaries depend only on n, never on the number of threads.
-//
-// With `static_workers` = T > 0 the hand-out is static instead: worker w gets blocks w, w + T,
-// w + 2T, ... in that order, so what each worker accumulates does not depend on timing (the
-// estimators use it for run-to-run reproducible sums).
+// Block boundaries depend only on n, never on the number of threads; a block goes to whichever
+// worker asks first (the sums of the estimators use the fixed shares of reduce.hpp instead).
 class BlockQueue {
  public:
-  BlockQueue(std::int64_t n, std::int64_t block, int static_workers = 0)
-      : n_(n), block_(block), static_(static_workers) {}
+  BlockQueue(std::int64_t n, std::int64_t block) : n_(n), block_(block) {}
   std::int64_t n() const noexcept { return n_; }
   std::int64_t block() const noexcept { return block_; }
   std::int64_t n_blocks() const noexcept { return (n_ + block_ - 1) / block_; }
   // Next block index, or -1 when all are taken.
   std::int64_t take(int worker, std::int64_t& taken) noexcept {
-    const std::int64_t b = static_ > 0 ? worker + (taken++) * static_ : next_.fetch_add(1, std::memory_order_relaxed);
+    (void)worker;
+    (void)taken;
+    const std::int64_t b = next_.fetch_add(1, std::memory_order_relaxed);
     return b < n_blocks() ? b : -1;
   }
 
  private:
   std::int64_t n_, block_;
-  int static_;
   std::atomic<std::int64_t> next_{0};
 };
 

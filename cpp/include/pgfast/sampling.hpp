@@ -33,6 +33,7 @@
 
 #include "pgfast/mdp.hpp"
 #include "pgfast/parallel.hpp"
+#include "pgfast/reduce.hpp"
 #include "pgfast/rng.hpp"
 
 #if defined(__SSE2__) || defined(_M_X64)
@@ -312,9 +313,8 @@ class JointTable {
 // previous sweep; the pass reads it, emits the step, and at once draws the next step's random
 // word and alias column and prefetches that slot (for a lane that has just ended the draw is
 // wasted and harmless: the lane is refilled with a new trajectory and its own stream).
-template <class Slot, class Rows, class Sink>
-void simulate_stream(const FiniteMDP& mdp, const Slot* slots, std::uint64_t key, IndexStream& source,
-                     Sink& sink) {
+template <class Slot, class Rows, class Sink, class Source>
+void simulate_stream(const FiniteMDP& mdp, const Slot* slots, std::uint64_t key, Source& source, Sink& sink) {
   const std::int64_t H = mdp.horizon();
   const Rows rows(mdp);
   const RewardOf<Slot> reward_of(mdp);
@@ -436,14 +436,30 @@ class BuildChunks {
   std::atomic<int> next_{0}, done_{0};
 };
 
-template <class Slot, class Rows, class MakeSink>
-bool simulate_with(const FiniteMDP& mdp, const double* probs, std::int64_t n, std::uint64_t seed,
-                   int threads, MakeSink& make_sink, StopToken& stop, bool static_split) {
+// The trajectories [begin, end) for simulate_stream, a stream that ends early when the run is stopped.
+class RangeStream {
+ public:
+  RangeStream(std::int64_t begin, std::int64_t end, StopToken& stop, int worker)
+      : cur_(begin), end_(end), stop_(stop), worker_(worker) {}
+  std::int64_t next() {
+    if (cur_ >= end_ || ((++handed_ & 63u) == 0 && stop_(worker_))) return -1;
+    return cur_++;
+  }
+  bool stopped() { return stop_(worker_); }
+
+ private:
+  std::int64_t cur_, end_;
+  StopToken& stop_;
+  int worker_;
+  std::uint32_t handed_ = 0;
+};
+
+// The workers' part of a simulation: build the joint table together (BuildChunks), then each runs
+// work(worker, stop, slots, key).
+template <class Slot, class Work>
+bool simulate_workers(const FiniteMDP& mdp, const double* probs, std::uint64_t seed, int threads, Work&& work,
+                      StopToken& stop) {
   const std::uint64_t key = stream_key(seed, Domain::Rollout);
-  const std::int64_t blocks = (n + kTrajectoryBlock - 1) / kTrajectoryBlock;
-  if (threads > blocks) threads = static_cast<int>(blocks);
-  if (threads < 1) threads = 1;
-  BlockQueue queue(n, kTrajectoryBlock, static_split ? threads : 0);
   // The calling thread's table storage, reused across calls; one-thread runs keep their own, so
   // that their build does not have to fetch back the lines another core wrote in a parallel run
   // (a 1-thread call right after a 2-thread one was otherwise ~15 % slower on the random MDP).
@@ -454,28 +470,74 @@ bool simulate_with(const FiniteMDP& mdp, const double* probs, std::int64_t n, st
       threads,
       [&](int w, StopToken& st) {
         if (!chunks.build(table, probs, w, st)) return;
-        IndexStream source(queue, st, w);
-        auto sink = make_sink(w);
-        simulate_stream<Slot, Rows>(mdp, table.slots(), key, source, sink);
-        sink.close();
+        work(w, st, table.slots(), key);
         store_fence();
       },
       stop);
 }
 
+// The slot layout and row view an MDP samples with, as a type: f(Layout<Slot, Rows>{}).
+template <class S, class R>
+struct Layout {
+  using Slot = S;
+  using Rows = R;
+};
+template <class F>
+bool with_layout(const FiniteMDP& mdp, F&& f) {
+  if (mdp.compact_sampling() && mdp.sa_rewards()) return f(Layout<SlimSlot, CompactRows>{});
+  if (mdp.compact_sampling()) return f(Layout<PackedSlot, CompactRows>{});
+  return f(Layout<WideSlot, IndptrRows>{});
+}
+
 // Runs simulate_stream over trajectories 0..n-1 on `threads` workers, one Sink per worker made by
-// make_sink(worker). The workers first build the joint table together (BuildChunks).
+// make_sink(worker), the blocks of kTrajectoryBlock trajectories handed out as workers ask.
 // Returns false if the stop token's poll interrupted the run.
 template <class MakeSink>
-bool simulate(const FiniteMDP& mdp, const double* probs, std::int64_t n, std::uint64_t seed,
-              int threads, MakeSink&& make_sink, StopToken& stop, bool static_split = false) {
-  if (mdp.compact_sampling() && mdp.sa_rewards()) {
-    return simulate_with<SlimSlot, CompactRows>(mdp, probs, n, seed, threads, make_sink, stop, static_split);
-  }
-  if (mdp.compact_sampling()) {
-    return simulate_with<PackedSlot, CompactRows>(mdp, probs, n, seed, threads, make_sink, stop, static_split);
-  }
-  return simulate_with<WideSlot, IndptrRows>(mdp, probs, n, seed, threads, make_sink, stop, static_split);
+bool simulate(const FiniteMDP& mdp, const double* probs, std::int64_t n, std::uint64_t seed, int threads,
+              MakeSink&& make_sink, StopToken& stop) {
+  const std::int64_t blocks = (n + kTrajectoryBlock - 1) / kTrajectoryBlock;
+  threads = static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(threads, blocks)));
+  BlockQueue queue(n, kTrajectoryBlock);
+  return with_layout(mdp, [&](auto layout) {
+    using Slot = typename decltype(layout)::Slot;
+    using Rows = typename decltype(layout)::Rows;
+    return simulate_workers<Slot>(
+        mdp, probs, seed, threads,
+        [&](int w, StopToken& st, const Slot* slots, std::uint64_t key) {
+          IndexStream source(queue, st, w);
+          auto sink = make_sink(w);
+          simulate_stream<Slot, Rows>(mdp, slots, key, source, sink);
+          sink.close();
+        },
+        stop);
+  });
+}
+
+// simulate() for the canonical reductions (reduce.hpp): worker w simulates its contiguous share
+// of the grid's blocks, each block on its own (its trajectories start on fresh lanes and all end
+// before the next block starts, so the order in which they reach the sink depends on the block
+// alone), and calls sink.block_done(b) after block b. Returns false if the run was interrupted.
+template <class MakeSink>
+bool simulate_blocks(const FiniteMDP& mdp, const double* probs, const reduce::Grid& grid, std::uint64_t seed,
+                     int threads, MakeSink&& make_sink, StopToken& stop) {
+  threads = static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(threads, grid.blocks)));
+  return with_layout(mdp, [&](auto layout) {
+    using Slot = typename decltype(layout)::Slot;
+    using Rows = typename decltype(layout)::Rows;
+    return simulate_workers<Slot>(
+        mdp, probs, seed, threads,
+        [&](int w, StopToken& st, const Slot* slots, std::uint64_t key) {
+          auto sink = make_sink(w);
+          const auto [b0, b1] = grid.share(w, threads);
+          for (std::int64_t b = b0; b < b1; ++b) {
+            RangeStream source(grid.begin(b), grid.end(b), st, w);
+            simulate_stream<Slot, Rows>(mdp, slots, key, source, sink);
+            if (source.stopped()) return;
+            sink.block_done(b);
+          }
+        },
+        stop);
+  });
 }
 
 // Row writers of StoreSink: dst[0, len) = src[0, len), dst[len, H) = pad. With `stream`, the

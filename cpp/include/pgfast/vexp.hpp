@@ -7,7 +7,8 @@
 //     Taylor polynomial of exp (truncation error below 5e-18); 2^k is built in the exponent bits,
 //     as 2^(k + 200) 2^-200 when 2^k is below the normal range (k < -1022: a subnormal result).
 // Error a few units in the last place (glibc's exp: below one); exp(0) = 1 exactly; NaN stays
-// NaN. On x86-64 a copy compiled for AVX2 + FMA runs when the CPU has them (the default build
+// NaN. On x86-64 a copy compiled for AVX2 + FMA runs when the CPU has them (the same bits: the build
+// turns off floating-point contraction, so it rounds as the default copy does; the default build
 // targets any x86-64), chosen once at run time; PGFAST_NO_AVX2=1 in the environment keeps the
 // default code.
 #pragma once

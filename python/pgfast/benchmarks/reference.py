@@ -807,8 +807,8 @@ def sample_numpy(
       successor (MDP-level tables): two uniforms and 17 calls per step, but no per-call table
       over A*K columns.
     - ``method="cdf"``: CDF columns (padded with 2.0, never reached) and
-      ``a = sum_k [CDF_k(s) <= u]`` column by column with 1-D ``take`` (the technique the
-      benchmark issue names), then the same for the successor: (A + K) * 3 calls per step.
+      ``a = sum_k [CDF_k(s) <= u]`` column by column with 1-D ``take`` (inverse-CDF sampling by
+      comparisons), then the same for the successor: (A + K) * 3 calls per step.
     - ``"auto"`` (default, :func:`auto_method`) takes ``joint`` when the work ``n * H`` is at
       least 8 times the per-call table ``S * A * K``, else ``alias``: the faster of the two in
       bench/bench_sampler.py.

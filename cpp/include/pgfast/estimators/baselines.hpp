@@ -12,11 +12,18 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
+#include "pgfast/reduce.hpp"
 #include "pgfast/returns.hpp"
 
 namespace pgfast::est {
+
+// The block grid of every estimator's reduction over n trajectories (reduce.hpp): blocks of at
+// least 256 trajectories, at most 64 of them; it depends on n only, so the sums are the same for
+// any thread count and any split of [0, n) at block boundaries.
+inline reduce::Grid estimator_grid(std::int64_t n) { return reduce::Grid::make(n, 256, 64); }
 
 // How the weight of step t of a trajectory is formed from its rewards.
 enum class WeightKind { Return, RewardToGo, Explicit };
@@ -90,33 +97,83 @@ inline void loo_time_coefficients(const std::vector<double>& rtg_sum, const std:
   }
 }
 
-// Batch statistics for the leave-one-out baselines: sum of returns, per-t sums/counts of the
-// reward-to-go over running trajectories. No trajectory's reward-to-go is formed: a trajectory
-// that has ended by t has G_t = 0, so sum_i G_{i,t} = sum_{t' >= t} gamma^(t'-t) R_t' with
-// R_t' = sum_i r_{i,t'} over the trajectories running at t' (column sums: independent adds, where
-// per-trajectory recursions wait on each other), and sum_i G_i = rtg_sum[0].
-inline void loo_statistics(const double* rewards, const std::int32_t* lengths, std::int64_t N, std::int64_t H,
-                           double gamma, double& return_sum, std::vector<double>& rtg_sum,
-                           std::vector<std::int64_t>& rtg_count) {
+// Batch statistics for the leave-one-out baselines, by block (reduced along reduce.hpp's tree):
+// per-t column sums of the rewards of the trajectories running at t, and the number of
+// trajectories of each length. No trajectory's reward-to-go is formed: a trajectory that has
+// ended by t has G_t = 0, so sum_i G_{i,t} = sum_{t' >= t} gamma^(t'-t) R_t' with R_t' the column
+// sum at t' (loo_finish), and sum_i G_i = rtg_sum[0].
+struct LooPartial {
+  std::vector<double> colsum;      // (H)
+  std::vector<std::int64_t> ends;  // (H + 1): trajectories per length
+  explicit LooPartial(std::int64_t H = 0)
+      : colsum(static_cast<std::size_t>(H), 0.0), ends(static_cast<std::size_t>(H + 1), 0) {}
+  void add_step(std::int64_t t, double r) noexcept { colsum[static_cast<std::size_t>(t)] += r; }
+  void end(std::int64_t len) noexcept { ++ends[static_cast<std::size_t>(len)]; }
+  void add(const LooPartial& o) {
+    for (std::size_t t = 0; t < colsum.size(); ++t) colsum[t] += o.colsum[t];
+    for (std::size_t t = 0; t < ends.size(); ++t) ends[t] += o.ends[t];
+  }
+  static constexpr auto combine = [](LooPartial& left, LooPartial& right) { left.add(right); };
+};
+
+// The reward-to-go sums and running counts of the root: rtg_sum[t] = sum_i G_{i,t},
+// rtg_count[t] = #{i : len_i > t}, return_sum = sum_i G_i.
+inline void loo_finish(const LooPartial& root, double gamma, double& return_sum, std::vector<double>& rtg_sum,
+                       std::vector<std::int64_t>& rtg_count) {
+  const std::int64_t H = static_cast<std::int64_t>(root.colsum.size());
   rtg_sum.assign(static_cast<std::size_t>(H), 0.0);
   rtg_count.assign(static_cast<std::size_t>(H), 0);
-  std::vector<std::int64_t> ends(static_cast<std::size_t>(H + 1), 0);  // trajectories per length
-  double* R = rtg_sum.data();  // column sums first
-  for (std::int64_t i = 0; i < N; ++i) {
-    const std::int64_t len = lengths[i];
-    const double* r = rewards + i * H;
-    for (std::int64_t t = 0; t < len; ++t) R[t] += r[t];
-    ++ends[len];
-  }
   double acc = 0.0;
   std::int64_t running = 0;  // count_t = #{i : len_i > t}
   for (std::int64_t t = H - 1; t >= 0; --t) {
-    acc = R[t] + gamma * acc;
-    R[t] = acc;
-    running += ends[t + 1];
-    rtg_count[t] = running;
+    acc = root.colsum[static_cast<std::size_t>(t)] + gamma * acc;
+    rtg_sum[static_cast<std::size_t>(t)] = acc;
+    running += root.ends[static_cast<std::size_t>(t + 1)];
+    rtg_count[static_cast<std::size_t>(t)] = running;
   }
   return_sum = acc;
 }
+
+// The statistics of a stored (N, H) batch: each block's trajectories in index order, the blocks
+// along the canonical tree (the fused estimator's first pass gives the same sums up to the order
+// of the additions inside a block).
+inline void loo_statistics(const double* rewards, const std::int32_t* lengths, std::int64_t N, std::int64_t H,
+                           double gamma, double& return_sum, std::vector<double>& rtg_sum,
+                           std::vector<std::int64_t>& rtg_count) {
+  const reduce::Grid grid = estimator_grid(N);
+  reduce::NodeStack<LooPartial> nodes;
+  for (std::int64_t b = 0; b < grid.blocks; ++b) {
+    LooPartial part(H);
+    for (std::int64_t i = grid.begin(b); i < grid.end(b); ++i) {
+      const std::int64_t len = lengths[i];
+      const double* r = rewards + i * H;
+      for (std::int64_t t = 0; t < len; ++t) part.colsum[static_cast<std::size_t>(t)] += r[t];
+      part.end(len);
+    }
+    nodes.push(b, std::move(part), LooPartial::combine);
+  }
+  const LooPartial root = reduce::merge_nodes(std::move(nodes.parts()), grid.blocks, LooPartial::combine,
+                                              "the leave-one-out statistics");
+  loo_finish(root, gamma, return_sum, rtg_sum, rtg_count);
+}
+
+// The fused estimator's first pass for the leave-one-out baselines: a rollout sink that adds each
+// step's reward to its block's column sums (no trajectory is stored).
+class LooSink {
+ public:
+  explicit LooSink(std::int64_t H) : H_(H), part_(H) {}
+  int begin(std::int64_t, std::int32_t) { return 0; }
+  void step(int, std::int64_t, std::int64_t t, std::int32_t, std::int32_t, double r) noexcept { part_.add_step(t, r); }
+  void end(int, std::int64_t, std::int64_t len, std::int32_t) noexcept { part_.end(len); }
+  void block_done(std::int64_t b) {
+    nodes.push(b, std::move(part_), LooPartial::combine);
+    part_ = LooPartial(H_);
+  }
+  reduce::NodeStack<LooPartial> nodes;
+
+ private:
+  std::int64_t H_;
+  LooPartial part_;
+};
 
 }  // namespace pgfast::est

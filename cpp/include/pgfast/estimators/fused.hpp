@@ -4,8 +4,10 @@
 //
 //   g = (1/N) sum_i sum_t w_{i,t} grad log pi(a_t|s_t),   w from the rewards (baselines.hpp)
 //
-// Each trajectory's weights are formed when it ends, from its own steps only, so the baselines
-// are those that need no other trajectory (none, table).
+// Each trajectory's weights are formed when it ends. The leave-one-out baselines ("mean", "time")
+// need statistics of the whole batch: a first pass simulates the batch into LooSink (the per-t
+// column sums of the rewards and the lengths: O(H) memory), and the second pass, the same
+// trajectories again (counter-based streams), forms the weights as the stored path does.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +18,7 @@
 
 #include "pgfast/estimators/baselines.hpp"
 #include "pgfast/estimators/score.hpp"
+#include "pgfast/reduce.hpp"
 
 namespace pgfast::est {
 
@@ -31,7 +34,9 @@ class FusedSink {
  public:
   FusedSink(const PolicyTables& pol, const WeightSpec& spec, const double* gpow, std::int64_t H, bool per_trajectory)
       : scorer(pol, per_trajectory), spec_(spec), gpow_(gpow), H_(H), A_(pol.A),
-        rtg_only_(!per_trajectory && spec.kind == WeightKind::RewardToGo && spec.baseline == BaselineKind::None) {
+        rtg_only_(!per_trajectory && spec.kind == WeightKind::RewardToGo &&
+                  (spec.baseline == BaselineKind::None || spec.baseline == BaselineKind::LeaveOneOutTime)),
+        time_{spec.time_alpha, spec.time_u, spec.time_beta} {
     if (pol.S * pol.A > static_cast<std::int64_t>(std::numeric_limits<std::uint32_t>::max())) {
       throw std::invalid_argument("the fused estimator needs n_states * n_actions < 2^32");
     }
@@ -57,52 +62,59 @@ class FusedSink {
     double G;
     if (rtg_only_) {
       G = scorer.add_reward_to_go([sa](std::int64_t t) { return static_cast<std::int64_t>(sa[t]); }, r_.data() + k * H_,
-                                  len, spec_.gamma, gpow_);
+                                  len, spec_.gamma, gpow_,
+                                  spec_.baseline == BaselineKind::LeaveOneOutTime ? &time_ : nullptr);
     } else {
       const std::int32_t* s = s_.data() + k * H_;
       G = trajectory_weights(s, r_.data() + k * H_, len, spec_, gpow_, w_.data());
       scorer.add_indexed_steps(s, sa, w_.data(), len);
       scorer.finish(nullptr);
     }
-    return_sum += G;
-    return_sumsq += G * G;
-    steps += len;
+    return_sum_ += G;
+    return_sumsq_ += G * G;
+    steps_ += len;
     free_.push_back(k);
   }
-  // After the worker's last trajectory, on its thread (TrajectoryScorer::close).
-  void close() { scorer.close(); }
+  // After block b (reduce.hpp): its statistic joins this worker's nodes of the canonical tree.
+  void block_done(std::int64_t b) {
+    TrajectoryScorer::Partial part = scorer.take();
+    part.return_sum = return_sum_;
+    part.return_sumsq = return_sumsq_;
+    part.steps = steps_;
+    return_sum_ = return_sumsq_ = 0.0;
+    steps_ = 0;
+    nodes.push(b, std::move(part), TrajectoryScorer::combine);
+  }
 
-  // The sums of all workers' sinks (each closed; null entries skipped).
+  // The sums of all workers' sinks (null entries skipped), reduced along the canonical tree.
   struct Totals {
     std::vector<double> sum, sumsq;
     double return_sum = 0.0, return_sumsq = 0.0;
     std::int64_t steps = 0;
   };
-  static Totals reduce(const std::vector<std::unique_ptr<FusedSink>>& sinks, std::int64_t n_params, bool sumsq) {
-    Totals out;
-    out.sum.assign(static_cast<std::size_t>(n_params), 0.0);
-    out.sumsq.assign(static_cast<std::size_t>(n_params), 0.0);
-    std::vector<TrajectoryScorer*> scorers;
-    for (const auto& sk : sinks) scorers.push_back(sk ? &sk->scorer : nullptr);
-    TrajectoryScorer::merge_and_map(scorers);
+  static Totals reduce(const std::vector<std::unique_ptr<FusedSink>>& sinks, const PolicyTables& pol,
+                       std::int64_t blocks, bool per_trajectory) {
+    std::vector<reduce::Part<TrajectoryScorer::Partial>> parts;
     for (const auto& sk : sinks) {
       if (!sk) continue;
-      for (std::int64_t j = 0; j < n_params; ++j) out.sum[j] += sk->scorer.sum[j];
-      if (sumsq) {
-        for (std::int64_t j = 0; j < n_params; ++j) out.sumsq[j] += sk->scorer.sumsq[j];
-      }
-      out.return_sum += sk->return_sum;
-      out.return_sumsq += sk->return_sumsq;
-      out.steps += sk->steps;
+      for (auto& p : sk->nodes.parts()) parts.push_back(std::move(p));
     }
+    TrajectoryScorer::Partial root =
+        reduce::merge_nodes(std::move(parts), blocks, TrajectoryScorer::combine, "the fused estimator");
+    Totals out;
+    TrajectoryScorer::to_params(pol, per_trajectory, root, out.sum, out.sumsq);
+    out.return_sum = root.return_sum;
+    out.return_sumsq = root.return_sumsq;
+    out.steps = root.steps;
     return out;
   }
 
   TrajectoryScorer scorer;
-  double return_sum = 0.0, return_sumsq = 0.0;
-  std::int64_t steps = 0;
+  reduce::NodeStack<TrajectoryScorer::Partial> nodes;
 
  private:
+  double return_sum_ = 0.0, return_sumsq_ = 0.0;
+  std::int64_t steps_ = 0;
   const WeightSpec& spec_;
   const double* gpow_;
   std::int64_t H_, A_;
@@ -110,7 +122,8 @@ class FusedSink {
   std::vector<std::uint32_t> sa_;  // and their flat indices s * A + a
   std::vector<double> r_, w_;
   std::vector<int> free_;
-  bool rtg_only_;  // reward-to-go without baseline, totals only: TrajectoryScorer::add_reward_to_go
+  bool rtg_only_;  // reward-to-go totals without a baseline or with the time baseline: add_reward_to_go
+  TrajectoryScorer::TimeTerms time_;
 };
 
 // Forwards a Sink's calls to an object that outlives the rollout (simulate() copies its sinks).
@@ -122,7 +135,7 @@ struct SinkRef {
     target->step(k, i, t, s, a, r);
   }
   void end(int k, std::int64_t i, std::int64_t len, std::int32_t f) { target->end(k, i, len, f); }
-  void close() { target->close(); }
+  void block_done(std::int64_t b) { target->block_done(b); }
 };
 
 }  // namespace pgfast::est

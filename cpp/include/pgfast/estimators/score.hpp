@@ -24,6 +24,7 @@
 #include "pgfast/estimators/baselines.hpp"
 #include "pgfast/parallel.hpp"
 #include "pgfast/policy.hpp"
+#include "pgfast/reduce.hpp"
 #include "pgfast/returns.hpp"
 
 namespace pgfast::est {
@@ -78,7 +79,7 @@ inline bool row_indices(const std::int32_t* s, const std::int32_t* a, std::int64
 class TrajectoryScorer {
  public:
   // per_trajectory = false: only the total is needed (no standard errors), so steps are added
-  // straight into one logit table and mapped to the parameters once, in total().
+  // straight into one logit table and mapped to the parameters once, at the root of the reduction (to_params()).
   TrajectoryScorer(const PolicyTables& pol, bool per_trajectory = true)
       : pol_(pol),
         per_traj_(per_trajectory),
@@ -174,50 +175,74 @@ class TrajectoryScorer {
     }
   }
 
-  // Per worker, on its thread, after its last trajectory: total(), except for an MLP policy
-  // without per-trajectory bookkeeping, whose map is a backward pass over all states: its
-  // workers' logit tables are summed and mapped once instead (merge_and_map).
-  void close() {
-    if (!maps_later()) total();
-  }
-  // After the workers (each closed; null entries skipped): the deferred totals.
-  static void merge_and_map(const std::vector<TrajectoryScorer*>& scorers) {
-    TrajectoryScorer* first = nullptr;
-    for (TrajectoryScorer* sc : scorers) {
-      if (!sc || !sc->maps_later()) continue;
-      if (!first) {
-        first = sc;
-      } else {
-        for (std::size_t k = 0; k < first->gz_.size(); ++k) first->gz_[k] += sc->gz_[k];
-      }
+  // One block's statistic, reduced over the canonical tree of reduce.hpp: in totals mode the
+  // accumulated logit table (S A; mapped to the parameters once, at the root, by to_params()),
+  // else the sums of the per-trajectory gradients and of their squares (n_params each); with the
+  // block's return sums and step count.
+  struct Partial {
+    std::vector<double> table, sumsq;
+    double return_sum = 0.0, return_sumsq = 0.0;
+    std::int64_t steps = 0;
+    // left.add(right): elementwise left + right, the only arithmetic of the reduction tree.
+    void add(const Partial& o) {
+      for (std::size_t k = 0; k < table.size(); ++k) table[k] += o.table[k];
+      for (std::size_t k = 0; k < sumsq.size(); ++k) sumsq[k] += o.sumsq[k];
+      return_sum += o.return_sum;
+      return_sumsq += o.return_sumsq;
+      steps += o.steps;
     }
-    if (first) first->total();
-  }
-  bool maps_later() const noexcept { return !per_traj_ && pol_.map != nullptr; }
+  };
+  static constexpr auto combine = [](Partial& left, Partial& right) { left.add(right); };
 
-  // Without per-trajectory bookkeeping: maps the accumulated logit table to `sum`.
-  void total() {
-    if (per_traj_) return;
-    const std::int64_t A = pol_.A;
-    for (std::int64_t s = 0; s < pol_.S; ++s) {
-      const double C = row_sum(s);
+  // Moves the trajectories added since the last take() out as a Partial (the caller fills in its
+  // return sums and steps) and starts again from zero.
+  Partial take() {
+    Partial p;
+    if (per_traj_) {
+      p.table.swap(sum);
+      p.sumsq.swap(sumsq);
+      sum.assign(p.table.size(), 0.0);
+      sumsq.assign(p.sumsq.size(), 0.0);
+    } else {
+      p.table.swap(gz_);
+      gz_.assign(p.table.size(), 0.0);
+    }
+    return p;
+  }
+
+  // The root of the reduction as parameter-space sums: `sum` and `sumsq` (n_params; sumsq zero in
+  // totals mode). In totals mode the logit table is centred per state and mapped once.
+  static void to_params(const PolicyTables& pol, bool per_trajectory, Partial& root, std::vector<double>& sum,
+                        std::vector<double>& sumsq) {
+    const std::int64_t np = pol.n_params();
+    if (per_trajectory) {
+      sum = std::move(root.table);
+      sumsq = std::move(root.sumsq);
+      return;
+    }
+    sum.assign(static_cast<std::size_t>(np), 0.0);
+    sumsq.assign(static_cast<std::size_t>(np), 0.0);
+    double* gz = root.table.data();
+    const std::int64_t A = pol.A;
+    for (std::int64_t s = 0; s < pol.S; ++s) {
+      const double C = sum_of(gz + s * A, A);
       for (std::int64_t a = 0; a < A; ++a) {
         const std::int64_t k = s * A + a;
-        const double v = gz_[k] - C * pol_.probs[k];
-        if (pol_.map || pol_.features) {
-          gz_[k] = v;  // the logit gradient table, mapped below
+        const double v = gz[k] - C * pol.probs[k];
+        if (pol.map || pol.features) {
+          gz[k] = v;  // the logit gradient table, mapped below
         } else {
           sum[k] += v;
         }
       }
     }
-    if (pol_.map) {
-      pol_.map->vjp_all(gz_.data(), sum.data());
-    } else if (pol_.features) {  // sum += Phi^T g_z, Phi the (S A, p) feature matrix (one gemv)
+    if (pol.map) {
+      pol.map->vjp_all(gz, sum.data());
+    } else if (pol.features) {  // sum += Phi^T g_z, Phi the (S A, p) feature matrix (one gemv)
       using RowMajor = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-      const Eigen::Map<const RowMajor> phi(pol_.features, pol_.S * A, pol_.p);
-      Eigen::Map<Eigen::VectorXd>(sum.data(), pol_.p).noalias() +=
-          phi.transpose() * Eigen::Map<const Eigen::VectorXd>(gz_.data(), pol_.S * A);
+      const Eigen::Map<const RowMajor> phi(pol.features, pol.S * A, pol.p);
+      Eigen::Map<Eigen::VectorXd>(sum.data(), pol.p).noalias() +=
+          phi.transpose() * Eigen::Map<const Eigen::VectorXd>(gz, pol.S * A);
     }
   }
 
@@ -359,11 +384,10 @@ inline bool score_batch(const std::int32_t* states, const std::int32_t* actions,
                         BatchResult& out, double* per_traj, bool sumsq = true) {
   const std::int64_t np = pol.n_params();
   if (per_traj && !sumsq) throw std::invalid_argument("per-trajectory rows need the per-trajectory mode");
-  threads = std::max(1, std::min<int>(threads, static_cast<int>((N + 63) / 64)));
-  BlockQueue queue(N, 64, threads);  // static split: the same sums on every run
-  // made by each worker on its own thread, so that its tables are first touched on that core
-  std::vector<std::unique_ptr<TrajectoryScorer>> scorers(static_cast<std::size_t>(threads));
-  std::vector<double> rsum(static_cast<std::size_t>(threads), 0.0), rsq(static_cast<std::size_t>(threads), 0.0);
+  const reduce::Grid grid = estimator_grid(N);
+  threads = std::max(1, std::min<int>(threads, static_cast<int>(grid.blocks)));
+  // each worker's nodes of the canonical tree over its contiguous share of the blocks
+  std::vector<reduce::NodeStack<TrajectoryScorer::Partial>> nodes(static_cast<std::size_t>(threads));
   const std::vector<double> gpow = powers(spec.gamma, H);
   // Totals of reward-to-go weights without a baseline or with the time baseline: no weights array.
   const bool rtg_totals = !sumsq && spec.kind == WeightKind::RewardToGo &&
@@ -374,63 +398,67 @@ inline bool score_batch(const std::int32_t* states, const std::int32_t* actions,
   const bool ok = run_workers(
       threads,
       [&](int wk, StopToken& st) {
-        scorers[wk] = std::make_unique<TrajectoryScorer>(pol, sumsq);
-        TrajectoryScorer& sc = *scorers[wk];
+        // made by each worker on its own thread, so that its tables are first touched on that core
+        TrajectoryScorer sc(pol, sumsq);
         std::vector<double> wbuf(static_cast<std::size_t>(std::max<std::int64_t>(H, 1)));
         std::vector<std::uint32_t> ibuf(rtg_totals && idx32 ? wbuf.size() : 0);
-        IndexStream source(queue, st, wk);
-        for (std::int64_t i; (i = source.next()) >= 0;) {
-          const std::int32_t* s = states + i * H;
-          const std::int32_t* a = actions + i * H;
-          const std::int64_t len = lengths[i];
-          const double* w = weights ? weights + i * H : wbuf.data();
-          double G = 0.0;
-          if (rtg_totals) {  // weights formed and added in one pass (add_reward_to_go)
-            const TrajectoryScorer::TimeTerms* tt = spec.baseline == BaselineKind::None ? nullptr : &time;
-            if (idx32) {
-              std::uint32_t* ix = ibuf.data();
-              if (!row_indices(s, a, len, pol.S, A, ix)) throw IndexOutOfRange();  // before any step is used
-              G = sc.add_reward_to_go([ix](std::int64_t t) { return static_cast<std::int64_t>(ix[t]); }, rewards + i * H,
-                                      len, spec.gamma, gpow.data(), tt);
-            } else {
-              if (!row_in_range(s, a, len, pol.S, A)) throw IndexOutOfRange();
-              G = sc.add_reward_to_go([s, a, A](std::int64_t t) { return s[t] * A + a[t]; }, rewards + i * H, len,
-                                      spec.gamma, gpow.data(), tt);
+        const auto [b0, b1] = grid.share(wk, threads);
+        for (std::int64_t b = b0; b < b1; ++b) {
+          double rsum = 0.0, rsq = 0.0;
+          std::int64_t steps = 0;
+          for (std::int64_t i = grid.begin(b); i < grid.end(b); ++i) {
+            if (((i - grid.begin(b)) & 63) == 0 && st(wk)) return;
+            const std::int32_t* s = states + i * H;
+            const std::int32_t* a = actions + i * H;
+            const std::int64_t len = lengths[i];
+            const double* w = weights ? weights + i * H : wbuf.data();
+            double G = 0.0;
+            steps += len;
+            if (rtg_totals) {  // weights formed and added in one pass (add_reward_to_go)
+              const TrajectoryScorer::TimeTerms* tt = spec.baseline == BaselineKind::None ? nullptr : &time;
+              if (idx32) {
+                std::uint32_t* ix = ibuf.data();
+                if (!row_indices(s, a, len, pol.S, A, ix)) throw IndexOutOfRange();  // before any step is used
+                G = sc.add_reward_to_go([ix](std::int64_t t) { return static_cast<std::int64_t>(ix[t]); },
+                                        rewards + i * H, len, spec.gamma, gpow.data(), tt);
+              } else {
+                if (!row_in_range(s, a, len, pol.S, A)) throw IndexOutOfRange();
+                G = sc.add_reward_to_go([s, a, A](std::int64_t t) { return s[t] * A + a[t]; }, rewards + i * H, len,
+                                        spec.gamma, gpow.data(), tt);
+              }
+              rsum += G;
+              rsq += G * G;
+              continue;
             }
-            rsum[wk] += G;
-            rsq[wk] += G * G;
-            continue;
+            if (!row_in_range(s, a, len, pol.S, A)) throw IndexOutOfRange();  // before any of its steps is read
+            if (spec.kind == WeightKind::Explicit) {
+              for (std::int64_t t = len - 1; t >= 0; --t) G = rewards[i * H + t] + spec.gamma * G;
+            } else {
+              G = trajectory_weights(s, rewards + i * H, len, spec, gpow.data(), wbuf.data());
+            }
+            rsum += G;
+            rsq += G * G;
+            sc.add_steps(s, a, w, len);
+            sc.finish(per_traj ? per_traj + i * np : nullptr);
           }
-          if (!row_in_range(s, a, len, pol.S, A)) throw IndexOutOfRange();  // before any of its steps is read
-          if (spec.kind == WeightKind::Explicit) {
-            for (std::int64_t t = len - 1; t >= 0; --t) G = rewards[i * H + t] + spec.gamma * G;
-          } else {
-            G = trajectory_weights(s, rewards + i * H, len, spec, gpow.data(), wbuf.data());
-          }
-          rsum[wk] += G;
-          rsq[wk] += G * G;
-          sc.add_steps(s, a, w, len);
-          sc.finish(per_traj ? per_traj + i * np : nullptr);
+          TrajectoryScorer::Partial part = sc.take();
+          part.return_sum = rsum;
+          part.return_sumsq = rsq;
+          part.steps = steps;
+          nodes[static_cast<std::size_t>(wk)].push(b, std::move(part), TrajectoryScorer::combine);
         }
-        sc.close();
       },
       stop);
-  out.sum.assign(static_cast<std::size_t>(np), 0.0);
-  out.sumsq.assign(static_cast<std::size_t>(np), 0.0);
   if (!ok) return false;
-  std::vector<TrajectoryScorer*> all;
-  for (const auto& sc : scorers) all.push_back(sc.get());
-  TrajectoryScorer::merge_and_map(all);
-  for (int k = 0; k < threads; ++k) {
-    if (!scorers[k]) continue;
-    for (std::int64_t j = 0; j < np; ++j) out.sum[j] += scorers[k]->sum[j];
-    if (sumsq) {
-      for (std::int64_t j = 0; j < np; ++j) out.sumsq[j] += scorers[k]->sumsq[j];
-    }
-    out.return_sum += rsum[k];
-    out.return_sumsq += rsq[k];
+  std::vector<reduce::Part<TrajectoryScorer::Partial>> parts;
+  for (auto& ns : nodes) {
+    for (auto& p : ns.parts()) parts.push_back(std::move(p));
   }
-  return ok;
+  TrajectoryScorer::Partial root = reduce::merge_nodes(std::move(parts), grid.blocks, TrajectoryScorer::combine, "score");
+  TrajectoryScorer::to_params(pol, sumsq, root, out.sum, out.sumsq);
+  out.return_sum = root.return_sum;
+  out.return_sumsq = root.return_sumsq;
+  return true;
 }
 
 }  // namespace pgfast::est
