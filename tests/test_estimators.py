@@ -127,6 +127,8 @@ def test_estimators_are_unbiased(
     fused: dict[str, dict[str, Any]] = {
         "fused rtg": {}, "fused return": {"weights": "return"}, "fused rtg+exact": {"baseline": "exact"},
         "fused rtg+fitted": {"baseline": fitted}, "fused return+fitted linear": {"weights": "return", "baseline": fitted_lin},
+        "fused rtg+mean": {"baseline": "mean"}, "fused rtg+time": {"baseline": "time"},
+        "fused return+mean": {"weights": "return", "baseline": "mean"},
     }
     for name, kw in fused.items():
         fam.grad(name, pg.policy_gradient(pi, mdp=mdp, n=N_BIG, seed=103, **kw), exact, J)
@@ -321,7 +323,7 @@ def test_totals_on_long_episodes(rng: np.random.Generator, kind: str, gamma: flo
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("baseline", [None, "exact", "fitted"])
+@pytest.mark.parametrize("baseline", [None, "exact", "fitted", "mean", "time"])
 @pytest.mark.parametrize("kind", ["tabular", "linear"])
 def test_fused_equals_two_step(rng: np.random.Generator, kind: str, baseline: Any, threads: int) -> None:
     # Same seed, same trajectories, same per-trajectory gradients: only the order of the final
@@ -335,7 +337,9 @@ def test_fused_equals_two_step(rng: np.random.Generator, kind: str, baseline: An
     if baseline == "fitted":
         b = pg.ValueBaseline(6, 6).fit(mdp.sample(pi, 2000, seed=1))
     traj = mdp.sample(pi, n, seed=seed)
-    for weights in ("reward_to_go", "return"):
+    # the leave-one-out baselines: the fused estimator's first pass sums the batch's statistics in
+    # another order than the stored batch's, which moves the baselines by ~eps relative
+    for weights in ("reward_to_go",) if baseline == "time" else ("reward_to_go", "return"):
         two = pg.policy_gradient(pi, traj, weights=weights, baseline=b, threads=threads, per_trajectory=True)
         fused = pg.policy_gradient(pi, mdp=mdp, n=n, seed=seed, weights=weights, baseline=b, threads=threads)
         assert fused.n == two.n == n and fused.per_trajectory is None
@@ -616,9 +620,8 @@ def test_bad_baselines_and_weights(small: Any) -> None:
 
 def test_bad_fused_calls(small: Any) -> None:
     mdp, pi, traj = small
-    for b in ("mean", "time"):
-        with pytest.raises(ValueError, match="whole batch"):
-            pg.policy_gradient(pi, mdp=mdp, n=100, seed=0, baseline=b)
+    with pytest.raises(ValueError, match="weights='reward_to_go'"):
+        pg.policy_gradient(pi, mdp=mdp, n=100, seed=0, baseline="time", weights="return")
     with pytest.raises(ValueError, match="fitted ValueBaseline"):
         pg.policy_gradient(pi, mdp=mdp, n=100, seed=0, baseline=pg.ValueBaseline(mdp.n_states, mdp.horizon))
     with pytest.raises(ValueError, match="per_trajectory"):

@@ -171,36 +171,39 @@ void bind_estimators(py::module_ m) {
         if (spec.kind == est::WeightKind::Explicit) throw std::invalid_argument("explicit weights need a stored batch");
         spec.gamma = gamma;
         spec.baseline = es.baseline;
-        if (spec.baseline != est::BaselineKind::None && spec.baseline != est::BaselineKind::Table)
-          throw std::invalid_argument("the fused estimator takes baseline None, 'exact' or a ValueBaseline");
         spec.S = pol.S;
         if (spec.baseline == est::BaselineKind::Table) {
           if (!table) throw std::invalid_argument("baseline table missing");
           require_shape2(*table, "baseline values", H, pol.S);
           spec.table = table->data();
         }
-        int threads = resolve_threads(es.threads);
+        const int threads = resolve_threads(es.threads);
         const std::int64_t np = pol.n_params();
         const reduce::Grid grid = est::estimator_grid(n);
-        threads = static_cast<int>(std::min<std::int64_t>(threads, grid.blocks));
-        const std::vector<double> gpow = powers(gamma, H);
-        using Sink = est::FusedSink<kLanes>;
-        // Each worker makes its own sink, so that its buffers and tables are first touched (and
-        // cached) on the core that fills them; the sinks outlive the run for the reduction.
-        std::vector<std::unique_ptr<Sink>> sinks(static_cast<std::size_t>(threads));
         StopToken stop(python_interrupted);
         bool ok;
-        Sink::Totals res;
+        est::FusedSink<kLanes>::Totals res;
+        std::vector<double> rtg_sum, time_alpha, time_beta, time_u;
+        std::vector<std::int64_t> rtg_count;
         {
           py::gil_scoped_release release;
-          ok = simulate_blocks(
-              mdp, probs.data(), grid, seed, threads,
-              [&](int w) {
-                sinks[w] = std::make_unique<Sink>(pol, spec, gpow.data(), H, stderr_);
-                return est::SinkRef<Sink>{sinks[w].get()};
-              },
-              stop);
-          if (ok) res = Sink::reduce(sinks, pol, grid.blocks, stderr_);
+          ok = true;
+          if (spec.baseline == est::BaselineKind::LeaveOneOutMean || spec.baseline == est::BaselineKind::LeaveOneOutTime) {
+            // first pass: the batch's leave-one-out statistics (the same trajectories are drawn again)
+            est::LooPartial root;
+            ok = est::fused_loo_statistics(mdp, probs.data(), grid, seed, threads, stop, root);
+            if (ok) {
+              est::loo_finish(root, gamma, spec.return_sum, rtg_sum, rtg_count);
+              est::loo_time_coefficients(rtg_sum, rtg_count, powers(gamma, H).data(), time_alpha, time_beta, time_u);
+              spec.n = n;
+              spec.time_alpha = time_alpha.data();
+              spec.time_beta = time_beta.data();
+              spec.time_u = time_u.data();
+            }
+          }
+          std::vector<reduce::Part<est::TrajectoryScorer::Partial>> nodes;
+          if (ok) ok = est::fused_nodes(mdp, pol, spec, grid, 0, grid.blocks, seed, threads, stderr_, stop, nodes);
+          if (ok) res = est::fused_totals(std::move(nodes), pol, grid.blocks, stderr_);
         }
         if (!ok) throw py::error_already_set();
         return py::make_tuple(vector_to_numpy(std::move(res.sum), {np}), vector_to_numpy(std::move(res.sumsq), {np}),

@@ -637,9 +637,15 @@ def policy_gradient(
 
     Two ways to call it: with a stored batch ``traj`` (from :meth:`FiniteMDP.sample`), or fused
     with ``mdp=, n=, seed=`` (and ``traj=None``): sampling and accumulation in one pass without
-    storing trajectories (memory O(n_params x threads + H)); for the same seed it equals the
-    two-step result up to floating-point summation order. The fused form takes baseline
-    ``None``, ``"exact"`` or a fitted :class:`ValueBaseline`.
+    storing trajectories; for the same seed it equals the two-step result up to floating-point
+    summation order (about 1e-15 relative). The fused form takes every baseline but the
+    cross-fitted one (a :class:`ValueBaseline` must be fitted). The leave-one-out baselines
+    ``"mean"`` and ``"time"`` need statistics of the whole batch: a first pass simulates the batch
+    and sums its rewards per step and its lengths, and the second pass draws the same trajectories
+    again (their streams are keyed by ``(seed, i)``) and forms the weights as the stored form does,
+    so these two cost about two simulations. Memory of the fused form, per worker thread:
+    O(16 H) for the running trajectories, O(S A + n_params) for the sums (twice as much with
+    ``stderr``), and O(H) for the leave-one-out statistics; it does not grow with ``n``.
 
     ``stderr=False`` (either form) skips the per-trajectory bookkeeping behind the standard errors
     of the gradient (``stderr`` is then NaN; ``value_stderr`` is still computed): the steps are
@@ -648,8 +654,9 @@ def policy_gradient(
     trajectory's visited states, while the batch gradient needs one backward pass in all.
 
     ``threads`` (1 to ``pgfast.MAX_THREADS`` = 256, more raise ``ValueError``; default: every
-    usable CPU) changes only the speed and the order of the final summation (the last bits of the
-    result; the same ``threads`` gives the same bits on every run).
+    usable CPU) changes only the speed: the sums over trajectories go over a fixed grid of blocks
+    combined in one fixed order, so every ``threads`` gives the same bits (the rule is stated in
+    :doc:`/guide/sampling`, "Reproducibility").
 
     Parameters
     ----------
@@ -732,8 +739,6 @@ def policy_gradient(
         g = batch_gamma(gamma, mdp)
         nn = as_int(n, "n", minimum=1, maximum=2**62)
         bkind, table = _baseline(baseline, policy, mdp, g, kind)
-        if bkind in ("mean", "time"):
-            raise ValueError(f"baseline={baseline!r} needs the whole batch; the fused estimator takes None, 'exact' or a fitted ValueBaseline")
         if bkind == "cross":
             raise ValueError("the fused estimator needs a fitted ValueBaseline (call .fit(traj) on an earlier batch)")
         spec = _estimator_spec(tables, kind, None, g, bkind, table, nthreads)

@@ -405,8 +405,10 @@ def train(
     (``weights``, ``baseline``; a ``ValueBaseline`` is fitted on each batch and used on the next,
     cross-fitted on the first), and let ``optimizer`` step ``policy.theta`` in place.
 
-    Baselines ``None``, ``"exact"`` and a fitted ``ValueBaseline`` use the fused estimator (no
-    trajectories stored); ``"mean"`` and ``"time"`` use a stored batch. ``exact_eval`` (default:
+    Each iteration uses the fused estimator (no trajectories stored, see
+    :func:`pgfast.policy_gradient`), except with a ``ValueBaseline`` (fitted on each batch) and the
+    natural gradient with a sampled Fisher matrix (which reads the batch's visits): those sample
+    and store the batch. ``exact_eval`` (default:
     when the MDP is small enough) records the exact J every ``eval_every`` iterations.
     ``callback(iteration, record)`` may return True to stop early. ``iterations`` is at most
     ``2**31 - 1`` and ``batch`` at most ``2**62``; every argument is checked before the first
@@ -578,7 +580,9 @@ def train(
             t0 = time.perf_counter()
             s = _iteration_seed(base_seed, it)
             context: dict[str, Any] = {}
-            stored = baseline in ("mean", "time") or (value_baseline is not None) or (
+            # a stored batch only where per-trajectory data is needed (a ValueBaseline is fitted on
+            # it; the sampled Fisher matrix reads its visits); otherwise the fused estimator
+            stored = (value_baseline is not None) or (
                 isinstance(optimizer, NaturalGradient) and optimizer.fisher == "sampled"
             )
             if stored:

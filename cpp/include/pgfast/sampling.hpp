@@ -517,10 +517,15 @@ bool simulate(const FiniteMDP& mdp, const double* probs, std::int64_t n, std::ui
 // of the grid's blocks, each block on its own (its trajectories start on fresh lanes and all end
 // before the next block starts, so the order in which they reach the sink depends on the block
 // alone), and calls sink.block_done(b) after block b. Returns false if the run was interrupted.
+// Only the blocks [block_lo, block_hi) are simulated (a shard of the batch), shared out in the same
+// contiguous way.
 template <class MakeSink>
 bool simulate_blocks(const FiniteMDP& mdp, const double* probs, const reduce::Grid& grid, std::uint64_t seed,
-                     int threads, MakeSink&& make_sink, StopToken& stop) {
-  threads = static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(threads, grid.blocks)));
+                     int threads, MakeSink&& make_sink, StopToken& stop, std::int64_t block_lo = 0,
+                     std::int64_t block_hi = -1) {
+  if (block_hi < 0) block_hi = grid.blocks;
+  const std::int64_t nb = block_hi - block_lo;
+  threads = static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(threads, nb)));
   return with_layout(mdp, [&](auto layout) {
     using Slot = typename decltype(layout)::Slot;
     using Rows = typename decltype(layout)::Rows;
@@ -528,7 +533,7 @@ bool simulate_blocks(const FiniteMDP& mdp, const double* probs, const reduce::Gr
         mdp, probs, seed, threads,
         [&](int w, StopToken& st, const Slot* slots, std::uint64_t key) {
           auto sink = make_sink(w);
-          const auto [b0, b1] = grid.share(w, threads);
+          const std::int64_t b0 = block_lo + nb * w / threads, b1 = block_lo + nb * (w + 1) / threads;
           for (std::int64_t b = b0; b < b1; ++b) {
             RangeStream source(grid.begin(b), grid.end(b), st, w);
             simulate_stream<Slot, Rows>(mdp, slots, key, source, sink);

@@ -19,6 +19,7 @@
 #include "pgfast/estimators/baselines.hpp"
 #include "pgfast/estimators/score.hpp"
 #include "pgfast/reduce.hpp"
+#include "pgfast/sampling.hpp"
 
 namespace pgfast::est {
 
@@ -86,28 +87,12 @@ class FusedSink {
     nodes.push(b, std::move(part), TrajectoryScorer::combine);
   }
 
-  // The sums of all workers' sinks (null entries skipped), reduced along the canonical tree.
+  // The parameter-space sums of a run (fused_totals).
   struct Totals {
     std::vector<double> sum, sumsq;
     double return_sum = 0.0, return_sumsq = 0.0;
     std::int64_t steps = 0;
   };
-  static Totals reduce(const std::vector<std::unique_ptr<FusedSink>>& sinks, const PolicyTables& pol,
-                       std::int64_t blocks, bool per_trajectory) {
-    std::vector<reduce::Part<TrajectoryScorer::Partial>> parts;
-    for (const auto& sk : sinks) {
-      if (!sk) continue;
-      for (auto& p : sk->nodes.parts()) parts.push_back(std::move(p));
-    }
-    TrajectoryScorer::Partial root =
-        reduce::merge_nodes(std::move(parts), blocks, TrajectoryScorer::combine, "the fused estimator");
-    Totals out;
-    TrajectoryScorer::to_params(pol, per_trajectory, root, out.sum, out.sumsq);
-    out.return_sum = root.return_sum;
-    out.return_sumsq = root.return_sumsq;
-    out.steps = root.steps;
-    return out;
-  }
 
   TrajectoryScorer scorer;
   reduce::NodeStack<TrajectoryScorer::Partial> nodes;
@@ -137,5 +122,72 @@ struct SinkRef {
   void end(int k, std::int64_t i, std::int64_t len, std::int32_t f) { target->end(k, i, len, f); }
   void block_done(std::int64_t b) { target->block_done(b); }
 };
+
+// The fused estimator's tree nodes (reduce.hpp) for the blocks [block_lo, block_hi) of the grid of
+// n = grid.n trajectories: a shard's partial result, or all of them. With a leave-one-out
+// baseline, `spec` must already hold the whole batch's statistics (fused_loo_statistics).
+// Returns false if the run was interrupted (the nodes are then incomplete).
+inline bool fused_nodes(const FiniteMDP& mdp, const PolicyTables& pol, const WeightSpec& spec,
+                        const reduce::Grid& grid, std::int64_t block_lo, std::int64_t block_hi, std::uint64_t seed,
+                        int threads, bool per_trajectory, StopToken& stop,
+                        std::vector<reduce::Part<TrajectoryScorer::Partial>>& nodes) {
+  using Sink = FusedSink<kLanes>;
+  const std::int64_t H = mdp.horizon();
+  const std::vector<double> gpow = powers(spec.gamma, H);
+  threads = static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(threads, block_hi - block_lo)));
+  // Each worker makes its own sink, so that its buffers and tables are first touched (and cached)
+  // on the core that fills them; the sinks outlive the run for the reduction.
+  std::vector<std::unique_ptr<Sink>> sinks(static_cast<std::size_t>(threads));
+  const bool ok = simulate_blocks(
+      mdp, pol.probs, grid, seed, threads,
+      [&](int w) {
+        sinks[w] = std::make_unique<Sink>(pol, spec, gpow.data(), H, per_trajectory);
+        return SinkRef<Sink>{sinks[w].get()};
+      },
+      stop, block_lo, block_hi);
+  if (!ok) return false;
+  for (const auto& sk : sinks) {
+    if (!sk) continue;
+    for (auto& p : sk->nodes.parts()) nodes.push_back(std::move(p));
+  }
+  return true;
+}
+
+// The first pass of a fused estimator with a leave-one-out baseline: the batch's per-t column sums
+// of the rewards and its lengths (O(H) per worker), reduced along the canonical tree.
+inline bool fused_loo_statistics(const FiniteMDP& mdp, const double* probs, const reduce::Grid& grid,
+                                 std::uint64_t seed, int threads, StopToken& stop, LooPartial& root) {
+  const std::int64_t H = mdp.horizon();
+  threads = static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(threads, grid.blocks)));
+  std::vector<std::unique_ptr<LooSink>> sinks(static_cast<std::size_t>(threads));
+  const bool ok = simulate_blocks(
+      mdp, probs, grid, seed, threads,
+      [&](int w) {
+        sinks[w] = std::make_unique<LooSink>(H);
+        return SinkRef<LooSink>{sinks[w].get()};
+      },
+      stop);
+  if (!ok) return false;
+  std::vector<reduce::Part<LooPartial>> parts;
+  for (const auto& sk : sinks) {
+    if (!sk) continue;
+    for (auto& p : sk->nodes.parts()) parts.push_back(std::move(p));
+  }
+  root = reduce::merge_nodes(std::move(parts), grid.blocks, LooPartial::combine, "the leave-one-out statistics");
+  return true;
+}
+
+// The nodes of the whole batch (or of shards that tile it) as parameter-space sums.
+inline FusedSink<kLanes>::Totals fused_totals(std::vector<reduce::Part<TrajectoryScorer::Partial>>&& nodes,
+                                             const PolicyTables& pol, std::int64_t blocks, bool per_trajectory) {
+  TrajectoryScorer::Partial root =
+      reduce::merge_nodes(std::move(nodes), blocks, TrajectoryScorer::combine, "the fused estimator");
+  FusedSink<kLanes>::Totals out;
+  TrajectoryScorer::to_params(pol, per_trajectory, root, out.sum, out.sumsq);
+  out.return_sum = root.return_sum;
+  out.return_sumsq = root.return_sumsq;
+  out.steps = root.steps;
+  return out;
+}
 
 }  // namespace pgfast::est
