@@ -164,7 +164,14 @@ def test_sparse_P_of_a_non_real_dtype_is_a_type_error(dtype: Any) -> None:
 # -- the C++ constructor checks the CSR itself ---------------------------------------------------
 
 
-def _csr_args(**change: Any) -> list[Any]:
+def _exact_spec(gamma: float, tol: float, method: str = "DENSE") -> Any:
+    """The arguments of a discounted exact evaluation as the core takes them."""
+    return _core.exact.EvaluationSpec(objective=_core.exact.Objective.DISCOUNTED, gamma=gamma,
+                                      method=_core.exact.Method[method], tol=tol, threads=1, values=True,
+                                      gradient=False, fisher=False)
+
+
+def _csr_args(**change: Any) -> dict[str, Any]:
     S, A = 3, 1
     args = {
         "n_states": S, "n_actions": A,
@@ -173,11 +180,11 @@ def _csr_args(**change: Any) -> list[Any]:
         "mu0": np.array([1.0, 0, 0]), "horizon": 5, "gamma": 1.0,
     }
     args.update(change)
-    return list(args.values())
+    return args
 
 
 def test_core_mdp_accepts_a_valid_csr() -> None:
-    assert _core.MDP(*_csr_args()).nnz == 3
+    assert _core.mdp.MDP(**_csr_args()).nnz == 3
 
 
 @pytest.mark.parametrize(
@@ -197,7 +204,7 @@ def test_core_mdp_accepts_a_valid_csr() -> None:
     ],
 )
 def test_core_mdp_refuses_a_malformed_csr(change: dict[str, Any], word: str) -> None:
-    _raises(ValueError, word, lambda: _core.MDP(*_csr_args(**change)))
+    _raises(ValueError, word, lambda: _core.mdp.MDP(**_csr_args(**change)))
 
 
 def test_from_csr_with_a_decreasing_indptr_names_indptr() -> None:
@@ -208,9 +215,9 @@ def test_from_csr_with_a_decreasing_indptr_names_indptr() -> None:
 
 def test_core_index_kernels_check_ranges() -> None:
     logp = np.log(np.full((2, 3), 1 / 3))
-    _raises(ValueError, "states", lambda: _core.gather_log_prob(logp, np.array([0, 2], np.int32), np.array([0, 0], np.int32)))
-    _raises(ValueError, "actions", lambda: _core.gather_log_prob(logp, np.array([0, 1], np.int32), np.array([0, 3], np.int32)))
-    _raises(ValueError, "states", lambda: _core.sample_actions(np.exp(logp), np.array([-1], np.int32), 0))
+    _raises(ValueError, "states", lambda: _core.policy.gather_log_prob(logp, np.array([0, 2], np.int32), np.array([0, 0], np.int32)))
+    _raises(ValueError, "actions", lambda: _core.policy.gather_log_prob(logp, np.array([0, 1], np.int32), np.array([0, 3], np.int32)))
+    _raises(ValueError, "states", lambda: _core.policy.sample_actions(np.exp(logp), np.array([-1], np.int32), 0))
 
 
 # -- sizes ---------------------------------------------------------------------------------------
@@ -544,12 +551,13 @@ def test_core_samplers_and_solvers_check_the_policy_table(bad: str) -> None:
         probs[0] = [1.5, -0.5, 0.0]
     else:
         probs[0, 0] = 0.9
-    _raises(ValueError, "policy probabilities", lambda: _core.sample(mdp._mdp, probs, 4, 0, 1))
-    _raises(ValueError, "policy probabilities", lambda: _core.exact_evaluate(
-        mdp._mdp, probs, "discounted", 0.9, "dense", 1e-12, True, False, False, 1))
-    _raises(ValueError, "policy probabilities", lambda: _core.fused_gradient(
-        mdp._mdp, probs, None, 4, 0, "reward_to_go", 1.0, "none", None, 1, False))
-    _raises(ValueError, "probs", lambda: _core.sample_actions(probs, np.zeros(2, np.int32), 0))
+    _raises(ValueError, "policy probabilities", lambda: _core.sampling.sample(mdp._mdp, probs, 4, 0, 1))
+    _raises(ValueError, "policy probabilities", lambda: _core.exact.evaluate(mdp._mdp, probs, _exact_spec(0.9, 1e-12)))
+    spec = _core.estimators.EstimatorSpec(
+        probs=probs, features=None, net=None, weights=_core.estimators.WeightKind.REWARD_TO_GO, explicit_weights=None,
+        gamma=1.0, baseline=_core.estimators.BaselineKind.NONE, table=None, threads=1)
+    _raises(ValueError, "policy probabilities", lambda: _core.estimators.fused_gradient(spec, mdp._mdp, 4, 0, False))
+    _raises(ValueError, "probs", lambda: _core.policy.sample_actions(probs, np.zeros(2, np.int32), 0))
 
 
 def test_a_copied_batch_is_equal_and_still_immutable() -> None:
@@ -584,19 +592,18 @@ def test_core_scalars_are_checked_in_the_bindings() -> None:
     probs = np.full((2, 3), 1 / 3)
     rw, ln = np.zeros((2, 3)), np.array([3, 1], np.int32)
     for g in (float("nan"), -0.5, 1.5):
-        _raises(ValueError, "gamma", lambda: _core.returns(rw, ln, g))
-        _raises(ValueError, "gamma", lambda: _core.reward_to_go(rw, ln, g))
-        _raises(ValueError, "gamma", lambda: _core.exact_evaluate(mdp._mdp, probs, "discounted", g, "dense", 1e-12,
-                                                                  True, False, False, 1))
-        _raises(ValueError, "gamma", lambda: _core.exact_optimal(mdp._mdp, "discounted", g, "dense", 1e-12, 1))
+        _raises(ValueError, "gamma", lambda: _core.returns.returns(rw, ln, g))
+        _raises(ValueError, "gamma", lambda: _core.returns.reward_to_go(rw, ln, g))
+        _raises(ValueError, "gamma", lambda: _core.exact.evaluate(mdp._mdp, probs, _exact_spec(g, 1e-12)))
+        _raises(ValueError, "gamma", lambda: _core.exact.optimal(mdp._mdp, _core.exact.Objective.DISCOUNTED, g,
+                                                                 _core.exact.Method.DENSE, 1e-12, 1))
     for tol in (0.0, float("nan"), 1.0):
-        _raises(ValueError, "tol", lambda: _core.exact_evaluate(mdp._mdp, probs, "discounted", 0.9, "sparse", tol,
-                                                                True, False, False, 1))
+        _raises(ValueError, "tol", lambda: _core.exact.evaluate(mdp._mdp, probs, _exact_spec(0.9, tol, "SPARSE")))
     F, g_ = np.eye(2), np.ones(2)
-    _raises(ValueError, "damping", lambda: _core.solve_fisher(F, g_, float("nan"), 0.0))
-    _raises(ValueError, "rcond", lambda: _core.solve_fisher(F, g_, 0.0, 1.0))
-    _raises(ValueError, "rcond", lambda: _core.natural_gradient_tabular(probs, np.ones(2), probs, 0.0, float("nan")))
-    _raises(ValueError, "hidden", lambda: _core.MLPNet(np.ones((2, 2)), [2**40], 2, "tanh"))
+    _raises(ValueError, "damping", lambda: _core.exact.solve_fisher(F, g_, float("nan"), 0.0))
+    _raises(ValueError, "rcond", lambda: _core.exact.solve_fisher(F, g_, 0.0, 1.0))
+    _raises(ValueError, "rcond", lambda: _core.exact.natural_gradient_tabular(probs, np.ones(2), probs, 0.0, float("nan")))
+    _raises(ValueError, "hidden", lambda: _core.mlp.MLPNet(np.ones((2, 2)), [2**40], 2, _core.mlp.Activation.TANH))
 
 
 def test_dense_views_beyond_memory_are_refused_before_conversion() -> None:

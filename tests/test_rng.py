@@ -19,7 +19,7 @@ PHILOX_KAT = [
 
 @pytest.mark.parametrize(("inputs", "expected"), PHILOX_KAT)
 def test_philox_known_answers(inputs: tuple[int, int, int], expected: tuple[int, int]) -> None:
-    assert _core.philox2x64(*inputs) == expected
+    assert _core.sampling.philox2x64(*inputs) == expected
 
 
 def _rotl(x: int, k: int) -> int:
@@ -42,14 +42,14 @@ def _xoroshiro128pp(s0: int, s1: int, count: int) -> list[int]:
 @pytest.mark.parametrize("seed", [0, 1, 12345, M64])
 @pytest.mark.parametrize("item", [0, 1, 7, 2**40 + 3])
 def test_stream_is_xoroshiro_seeded_by_philox(seed: int, item: int) -> None:
-    key = _core.stream_key(seed, "rollout")
-    s0, s1 = _core.philox2x64(0, item, key)
-    assert _core.stream_words(seed, "rollout", item, 12) == _xoroshiro128pp(s0, s1, 12)
+    key = _core.sampling.stream_key(seed, "rollout")
+    s0, s1 = _core.sampling.philox2x64(0, item, key)
+    assert _core.sampling.stream_words(seed, "rollout", item, 12) == _xoroshiro128pp(s0, s1, 12)
 
 
 def test_streams_differ_across_items_seeds_and_domains() -> None:
     words = {
-        tuple(_core.stream_words(seed, domain, item, 4))
+        tuple(_core.sampling.stream_words(seed, domain, item, 4))
         for seed in range(3)
         for item in range(50)
         for domain in ("rollout", "policy_sample")
@@ -60,7 +60,7 @@ def test_streams_differ_across_items_seeds_and_domains() -> None:
 def test_stream_uniforms_look_uniform() -> None:
     # 64 bins of the top 6 bits over 64k words from 256 streams; chi-square with 63 dof.
     # At alpha = 1e-6 the critical value is about 130.
-    words = np.array([w for i in range(256) for w in _core.stream_words(99, "rollout", i, 256)], dtype=np.uint64)
+    words = np.array([w for i in range(256) for w in _core.sampling.stream_words(99, "rollout", i, 256)], dtype=np.uint64)
     counts = np.bincount((words >> np.uint64(58)).astype(np.int64), minlength=64)
     expected = words.size / 64
     chi2 = float(((counts - expected) ** 2 / expected).sum())
@@ -69,4 +69,4 @@ def test_stream_uniforms_look_uniform() -> None:
 
 def test_bad_domain() -> None:
     with pytest.raises(ValueError, match="domain"):
-        _core.stream_words(0, "nope", 0, 1)
+        _core.sampling.stream_words(0, "nope", 0, 1)

@@ -73,7 +73,7 @@ def _replay(mdp: pg.FiniteMDP, probs: np.ndarray, seed: int, i: int) -> tuple[li
     (the alias column is the high word of word * n, kept when the low word is below its threshold)."""
     indptr, nxt, _, rew = mdp.transitions
     A, H = mdp.n_actions, mdp.horizon
-    words = _core.stream_words(seed, "rollout", i, 1 + H)
+    words = _core.sampling.stream_words(seed, "rollout", i, 1 + H)
     support = [s for s in range(mdp.n_states) if mdp.mu0[s] > 0]
     s = support[_cdf_index([float(mdp.mu0[x]) for x in support], _u(words[0]))]
     tables = {}
@@ -216,7 +216,7 @@ def test_concurrent_python_threads_and_pool_wake_ups(rng: np.random.Generator) -
     for w in workers:
         w.start()
     for k in range(200):  # wake-ups from this thread while the others run jobs
-        _core.wake_workers(1 + k % 4)
+        _core.info.wake_workers(1 + k % 4)
     for w in workers:
         w.join(timeout=60)
     assert not any(w.is_alive() for w in workers), "a sampling thread hung"

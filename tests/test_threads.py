@@ -223,7 +223,7 @@ def test_large_thread_counts_leave_no_threads_behind() -> None:
     ref_stored = pg.policy_gradient(pi, ref, threads=pg.MAX_THREADS)
     ref_fused = pg.policy_gradient(pi, mdp=mdp, n=n, seed=2, threads=pg.MAX_THREADS)
     # the pool keeps at most one thread per usable CPU besides the caller's
-    limit = _os_threads() + pg._core.pooled_threads_max()
+    limit = _os_threads() + pg._core.info.pooled_threads_max()
     for _ in range(3):
         traj = mdp.sample(pi, n, seed=1, threads=pg.MAX_THREADS)
         for name in ("states", "actions", "rewards", "lengths", "final_states"):
@@ -269,7 +269,7 @@ def test_many_workers_from_concurrent_callers() -> None:
         t.join()
     assert ok == [True] * 6
     if before:
-        assert _os_threads() <= before + pg._core.pooled_threads_max()
+        assert _os_threads() <= before + pg._core.info.pooled_threads_max()
 
 
 @pytest.mark.parametrize("threads", [0, -1, pg.MAX_THREADS + 1, 4096, 2**40])
@@ -287,9 +287,9 @@ def test_threads_outside_the_cap_are_refused(threads: int) -> None:
 
 
 def test_the_cap_is_shared_by_python_and_the_core() -> None:
-    assert pg.MAX_THREADS == pg._core.MAX_THREADS == 256
+    assert pg.MAX_THREADS == pg._core.info.MAX_THREADS == 256
     with pytest.raises(ValueError, match=r"threads must be in \[1, 256\]"):
-        pg._core.sample(pg.FiniteMDP(np.ones((1, 1, 1)), np.zeros((1, 1)), [1.0], horizon=1)._mdp,
+        pg._core.sampling.sample(pg.FiniteMDP(np.ones((1, 1, 1)), np.zeros((1, 1)), [1.0], horizon=1)._mdp,
                         np.ones((1, 1)), 1, 0, 257)
 
 

@@ -1,4 +1,6 @@
 // Score-function gradient estimators (stored batch and fused) and the log-likelihood of a batch.
+#include <pybind11/native_enum.h>
+
 #include "common.hpp"
 #include "batch.hpp"
 #include "pgfast/estimators/baselines.hpp"
@@ -36,40 +38,71 @@ est::PolicyTables policy_tables(const carray<double>& probs, const std::optional
   return pol;
 }
 
-est::WeightKind parse_weights(const std::string& w) {
-  if (w == "reward_to_go") return est::WeightKind::RewardToGo;
-  if (w == "return") return est::WeightKind::Return;
-  if (w == "explicit") return est::WeightKind::Explicit;
-  throw std::invalid_argument("weights must be 'reward_to_go' or 'return', got '" + w + "'");
-}
-
-est::BaselineKind parse_baseline(const std::string& b) {
-  if (b == "none") return est::BaselineKind::None;
-  if (b == "table") return est::BaselineKind::Table;
-  if (b == "mean") return est::BaselineKind::LeaveOneOutMean;
-  if (b == "time") return est::BaselineKind::LeaveOneOutTime;
-  throw std::invalid_argument("unknown baseline '" + b + "'");
-}
+// The arguments of one estimate (the policy's tables, the weights, the baseline, the threads),
+// built by the Python wrapper (pgfast.policy_gradient and its family).
+struct EstimatorSpec {
+  carray<double> probs;                            // (S, A)
+  std::optional<carray<double>> features;          // (S, A, p) for a linear policy
+  std::shared_ptr<mlp::Forward> net;               // for an MLP policy
+  est::WeightKind weights;
+  std::optional<carray<double>> explicit_weights;  // (N, H) for WeightKind::Explicit
+  double gamma;
+  est::BaselineKind baseline;
+  std::optional<carray<double>> table;             // (H, S) for BaselineKind::Table
+  int threads;
+};
 
 }  // namespace
 
-void bind_estimators(py::module_& m) {
+void bind_estimators(py::module_ m) {
+  py::native_enum<est::WeightKind>(m, "WeightKind", "enum.Enum", "How the weight of each step is formed.")
+      .value("RETURN", est::WeightKind::Return)
+      .value("REWARD_TO_GO", est::WeightKind::RewardToGo)
+      .value("EXPLICIT", est::WeightKind::Explicit)
+      .finalize();
+  py::native_enum<est::BaselineKind>(m, "BaselineKind", "enum.Enum", "The baseline subtracted from the weights.")
+      .value("NONE", est::BaselineKind::None)
+      .value("TABLE", est::BaselineKind::Table)
+      .value("LEAVE_ONE_OUT_MEAN", est::BaselineKind::LeaveOneOutMean)
+      .value("LEAVE_ONE_OUT_TIME", est::BaselineKind::LeaveOneOutTime)
+      .finalize();
+
+  py::class_<EstimatorSpec>(m, "EstimatorSpec", "The arguments of one estimate: policy tables, weights, baseline, threads.")
+      .def(py::init([](const carray<double>& probs, const std::optional<carray<double>>& features,
+                       const std::shared_ptr<mlp::Forward>& net, est::WeightKind weights,
+                       const std::optional<carray<double>>& explicit_weights, double gamma, est::BaselineKind baseline,
+                       const std::optional<carray<double>>& table, int threads) {
+             return EstimatorSpec{probs, features, net, weights, explicit_weights, gamma, baseline, table, threads};
+           }),
+           py::kw_only(), py::arg("probs").noconvert(), py::arg("features").noconvert(), py::arg("net"),
+           py::arg("weights"), py::arg("explicit_weights").noconvert(), py::arg("gamma"), py::arg("baseline"),
+           py::arg("table").noconvert(), py::arg("threads"))
+      .def_readonly("probs", &EstimatorSpec::probs)
+      .def_readonly("features", &EstimatorSpec::features)
+      .def_readonly("net", &EstimatorSpec::net)
+      .def_readonly("weights", &EstimatorSpec::weights)
+      .def_readonly("explicit_weights", &EstimatorSpec::explicit_weights)
+      .def_readonly("gamma", &EstimatorSpec::gamma)
+      .def_readonly("baseline", &EstimatorSpec::baseline)
+      .def_readonly("table", &EstimatorSpec::table)
+      .def_readonly("threads", &EstimatorSpec::threads);
+
   m.def(
       "score_batch",
-      [](const carray<std::int32_t>& states, const carray<std::int32_t>& actions, const carray<double>& rewards,
-         const carray<std::int32_t>& lengths, const carray<double>& probs, const std::optional<carray<double>>& features,
-         const std::string& weights_kind, const std::optional<carray<double>>& weights, double gamma,
-         const std::string& baseline, const std::optional<carray<double>>& table, bool per_trajectory, int threads,
-         bool sumsq, const std::shared_ptr<mlp::Forward>& net) {
+      [](const EstimatorSpec& es, const carray<std::int32_t>& states, const carray<std::int32_t>& actions,
+         const carray<double>& rewards, const carray<std::int32_t>& lengths, bool per_trajectory, bool sumsq) {
+        const double gamma = es.gamma;
+        const auto& weights = es.explicit_weights;
+        const auto& table = es.table;
         check_unit(gamma, "gamma");
-        const est::PolicyTables pol = policy_tables(probs, features, net);
+        const est::PolicyTables pol = policy_tables(es.probs, es.features, es.net);
         // Shapes here; the indices are range-checked row by row as score_batch reads them (one
         // pass over the batch instead of two), and on a bad row check_indices names the first.
         const Batch b = batch_view(states, actions, rewards, lengths);
         est::WeightSpec spec;
-        spec.kind = parse_weights(weights_kind);
+        spec.kind = es.weights;
         spec.gamma = gamma;
-        spec.baseline = parse_baseline(baseline);
+        spec.baseline = es.baseline;
         spec.S = pol.S;
         spec.n = b.N;
         const double* w = nullptr;
@@ -83,7 +116,7 @@ void bind_estimators(py::module_& m) {
           require_shape2(*table, "baseline values", b.H, pol.S);
           spec.table = table->data();
         }
-        threads = resolve_threads(threads);
+        const int threads = resolve_threads(es.threads);
         const std::int64_t np = pol.n_params();
         std::optional<carray<double>> rows;
         if (per_trajectory) rows.emplace(std::vector<py::ssize_t>{b.N, np});
@@ -116,37 +149,35 @@ void bind_estimators(py::module_& m) {
         return py::make_tuple(vector_to_numpy(std::move(res.sum), {np}), vector_to_numpy(std::move(res.sumsq), {np}),
                               rows_obj, res.return_sum, res.return_sumsq);
       },
-      py::arg("states").noconvert(), py::arg("actions").noconvert(), py::arg("rewards").noconvert(),
-      py::arg("lengths").noconvert(), py::arg("probs").noconvert(), py::arg("features").noconvert(),
-      py::arg("weights_kind"), py::arg("weights").noconvert(), py::arg("gamma"), py::arg("baseline"),
-      py::arg("table").noconvert(), py::arg("per_trajectory"), py::arg("threads"), py::arg("sumsq") = true,
-      py::arg("net") = nullptr,
+      py::arg("spec"), py::arg("states").noconvert(), py::arg("actions").noconvert(), py::arg("rewards").noconvert(),
+      py::arg("lengths").noconvert(), py::arg("per_trajectory"), py::arg("sumsq") = true,
       "Per-trajectory score-function gradients of a batch, reduced: (sum, sumsq, rows or None, "
       "return_sum, return_sumsq).");
 
   m.def(
       "fused_gradient",
-      [](const FiniteMDP& mdp, const carray<double>& probs, const std::optional<carray<double>>& features,
-         std::int64_t n, std::uint64_t seed, const std::string& weights_kind, double gamma, const std::string& baseline,
-         const std::optional<carray<double>>& table, int threads, bool stderr_, const std::shared_ptr<mlp::Forward>& net) {
+      [](const EstimatorSpec& es, const FiniteMDP& mdp, std::int64_t n, std::uint64_t seed, bool stderr_) {
+        const double gamma = es.gamma;
+        const carray<double>& probs = es.probs;
+        const auto& table = es.table;
         check_unit(gamma, "gamma");
         if (n < 1) throw std::invalid_argument("n must be >= 1, got " + std::to_string(n));
         require_shape2(probs, "policy probabilities", mdp.n_states(), mdp.n_actions());
         check_policy_table(probs, "policy probabilities");
-        const est::PolicyTables pol = policy_tables(probs, features, net);
+        const est::PolicyTables pol = policy_tables(probs, es.features, es.net);
         const std::int64_t H = mdp.horizon();
         est::WeightSpec spec;
-        spec.kind = parse_weights(weights_kind);
+        spec.kind = es.weights;
         if (spec.kind == est::WeightKind::Explicit) throw std::invalid_argument("explicit weights need a stored batch");
         spec.gamma = gamma;
-        spec.baseline = parse_baseline(baseline);
+        spec.baseline = es.baseline;
         spec.S = pol.S;
         if (spec.baseline == est::BaselineKind::Table) {
           if (!table) throw std::invalid_argument("baseline table missing");
           require_shape2(*table, "baseline values", H, pol.S);
           spec.table = table->data();
         }
-        threads = resolve_threads(threads);
+        const int threads = resolve_threads(es.threads);
         const std::int64_t np = pol.n_params();
         const reduce::Grid grid = est::estimator_grid(n);
         StopToken stop(python_interrupted);
@@ -178,9 +209,7 @@ void bind_estimators(py::module_& m) {
         return py::make_tuple(vector_to_numpy(std::move(res.sum), {np}), vector_to_numpy(std::move(res.sumsq), {np}),
                               res.return_sum, res.return_sumsq, res.steps);
       },
-      py::arg("mdp"), py::arg("probs").noconvert(), py::arg("features").noconvert(), py::arg("n"), py::arg("seed"),
-      py::arg("weights_kind"), py::arg("gamma"), py::arg("baseline"), py::arg("table").noconvert(), py::arg("threads"),
-      py::arg("stderr"), py::arg("net") = nullptr,
+      py::arg("spec"), py::arg("mdp"), py::arg("n"), py::arg("seed"), py::arg("stderr"),
       "Sample n trajectories and accumulate their gradients without storing them: (sum, sumsq, return_sum, return_sumsq, steps).");
 
   m.def(

@@ -1,4 +1,6 @@
 // Exact evaluation, optimal control, Fisher information and natural gradients (pg.exact).
+#include <pybind11/native_enum.h>
+
 #include "common.hpp"
 #include "pgfast/exact/fisher.hpp"
 #include "pgfast/exact/objectives.hpp"
@@ -33,13 +35,6 @@ void check_damping_rcond(double damping, double rcond) {
   }
 }
 
-exact::Method parse_method(const std::string& method) {
-  if (method == "auto") return exact::Method::Auto;
-  if (method == "dense") return exact::Method::Dense;
-  if (method == "sparse") return exact::Method::Sparse;
-  throw std::invalid_argument("method must be 'auto', 'dense' or 'sparse', got '" + method + "'");
-}
-
 // Runs f() with the GIL released and Ctrl-C polled; Interrupted becomes KeyboardInterrupt.
 template <class F>
 auto run_exact(F&& f) {
@@ -52,74 +47,177 @@ auto run_exact(F&& f) {
   }
 }
 
+// The arguments of one exact evaluation, built by the Python wrapper (pgfast.exact).
+struct EvaluationSpec {
+  exact::Objective objective;
+  double gamma;
+  exact::Method method;
+  double tol;
+  int threads;
+  exact::Request request;
+};
+
+// An evaluation and the shapes of its tables: V, Q, A, d are (H, S[, A]) for the finite horizon
+// and (S[, A]) otherwise. A table that was not computed is None.
+struct EvaluationResult {
+  exact::Evaluation ev;
+  bool finite_horizon;
+  py::ssize_t S, A, H;
+};
+
+struct OptimalResult {
+  exact::Optimal o;
+  bool finite_horizon;
+  py::ssize_t S, A, H;
+};
+
+// A writable NumPy view of a result's table (zero-copy: the result object owns the memory and is
+// kept alive by the view), or None when the table was not computed.
+template <class T>
+py::object table_view(const py::object& self, const std::vector<T>& v, std::vector<py::ssize_t> shape) {
+  if (v.empty()) return py::none();
+  return py::array_t<T>(std::move(shape), v.data(), self);
+}
+
+// Shapes (H, S, ...) for the finite horizon, (S, ...) otherwise.
+template <class R>
+std::vector<py::ssize_t> per_step(const R& r, std::vector<py::ssize_t> tail) {
+  if (r.finite_horizon) tail.insert(tail.begin(), r.H);
+  return tail;
+}
+
 }  // namespace
 
-void bind_exact(py::module_& m) {
-  m.def(
-      "exact_evaluate",
-      [](const FiniteMDP& mdp, const carray<double>& probs, const std::string& objective, double gamma,
-         const std::string& method, double tol, bool values, bool gradient, bool fisher, int threads) {
-        check_unit(gamma, "gamma");
-        check_tol(tol);
-        threads = resolve_threads(threads);
-        require_shape2(probs, "policy probabilities", mdp.n_states(), mdp.n_actions());
-        check_policy_table(probs, "policy probabilities");
-        const exact::Method meth = parse_method(method);
-        const exact::Request req{values, gradient, fisher};
-        const py::ssize_t S = mdp.n_states(), A = mdp.n_actions(), H = mdp.horizon();
-        exact::Evaluation ev = run_exact([&](StopToken& stop) {
-          if (objective == "finite_horizon") return exact::finite_horizon(mdp, probs.data(), H, gamma, req, stop);
-          if (objective == "discounted") return exact::discounted(mdp, probs.data(), gamma, meth, tol, req, threads, stop);
-          if (objective == "average_reward") return exact::average_reward(mdp, probs.data(), meth, tol, req, threads, stop);
-          if (objective == "average_value")
-            return exact::average_value(mdp, probs.data(), gamma, meth, tol, req, threads, stop);
-          throw std::invalid_argument("unknown objective '" + objective + "'");
-        });
-        const bool fh = objective == "finite_horizon";
-        py::dict out;
-        out["J"] = ev.J;
-        if (!ev.V.empty()) out["V"] = vector_to_numpy(std::move(ev.V), fh ? std::vector<py::ssize_t>{H, S} : std::vector<py::ssize_t>{S});
-        if (!ev.Q.empty())
-          out["Q"] = vector_to_numpy(std::move(ev.Q), fh ? std::vector<py::ssize_t>{H, S, A} : std::vector<py::ssize_t>{S, A});
-        if (!ev.Adv.empty()) out["A"] = vector_to_numpy(std::move(ev.Adv), {H, S, A});
-        if (!ev.d.empty()) out["d"] = vector_to_numpy(std::move(ev.d), fh ? std::vector<py::ssize_t>{H, S} : std::vector<py::ssize_t>{S});
-        if (!ev.visitation.empty()) out["visitation"] = vector_to_numpy(std::move(ev.visitation), {S});
-        if (!ev.logit_grad.empty()) out["logit_grad"] = vector_to_numpy(std::move(ev.logit_grad), {S, A});
-        if (!ev.fisher_w.empty()) out["fisher_w"] = vector_to_numpy(std::move(ev.fisher_w), {S});
-        return out;
-      },
-      py::arg("mdp"), py::arg("probs").noconvert(), py::arg("objective"), py::arg("gamma"), py::arg("method"),
-      py::arg("tol"), py::arg("values"), py::arg("gradient"), py::arg("fisher"), py::arg("threads"),
-      "Exact evaluation of a policy table under one objective: dict of J, V, Q, d, visitation, "
-      "logit_grad (dJ/dz), fisher_w (state weighting of the Fisher information).");
+void bind_exact(py::module_ m) {
+  py::native_enum<exact::Objective>(m, "Objective", "enum.Enum", "The objective of an exact evaluation.")
+      .value("FINITE_HORIZON", exact::Objective::FiniteHorizon)
+      .value("DISCOUNTED", exact::Objective::Discounted)
+      .value("AVERAGE_REWARD", exact::Objective::AverageReward)
+      .value("AVERAGE_VALUE", exact::Objective::AverageValue)
+      .finalize();
+  py::native_enum<exact::Method>(m, "Method", "enum.Enum",
+                                 "The linear solver: dense LU up to 200 states (AUTO), always (DENSE) or never (SPARSE).")
+      .value("AUTO", exact::Method::Auto)
+      .value("DENSE", exact::Method::Dense)
+      .value("SPARSE", exact::Method::Sparse)
+      .finalize();
+
+  py::class_<EvaluationSpec>(m, "EvaluationSpec", "The arguments of one exact evaluation.")
+      .def(py::init([](exact::Objective objective, double gamma, exact::Method method, double tol, int threads,
+                       bool values, bool gradient, bool fisher) {
+             return EvaluationSpec{objective, gamma, method, tol, threads, exact::Request{values, gradient, fisher}};
+           }),
+           py::kw_only(), py::arg("objective"), py::arg("gamma"), py::arg("method"), py::arg("tol"), py::arg("threads"),
+           py::arg("values"), py::arg("gradient"), py::arg("fisher"))
+      .def_readonly("objective", &EvaluationSpec::objective)
+      .def_readonly("gamma", &EvaluationSpec::gamma)
+      .def_readonly("method", &EvaluationSpec::method)
+      .def_readonly("tol", &EvaluationSpec::tol)
+      .def_readonly("threads", &EvaluationSpec::threads)
+      .def_property_readonly("values", [](const EvaluationSpec& s) { return s.request.values; })
+      .def_property_readonly("gradient", [](const EvaluationSpec& s) { return s.request.gradient; })
+      .def_property_readonly("fisher", [](const EvaluationSpec& s) { return s.request.fisher; });
+
+  py::class_<EvaluationResult>(m, "Evaluation",
+                               "An exact evaluation: J and the tables V, Q, A (finite horizon only), d, visitation, "
+                               "logit_grad (dJ/dz), fisher_w (the Fisher information's state weighting); None when "
+                               "not computed.")
+      .def_property_readonly("J", [](const EvaluationResult& r) { return r.ev.J; })
+      .def_property_readonly("V", [](const py::object& self) {
+        const auto& r = self.cast<const EvaluationResult&>();
+        return table_view(self, r.ev.V, per_step(r, {r.S}));
+      })
+      .def_property_readonly("Q", [](const py::object& self) {
+        const auto& r = self.cast<const EvaluationResult&>();
+        return table_view(self, r.ev.Q, per_step(r, {r.S, r.A}));
+      })
+      .def_property_readonly("A", [](const py::object& self) {
+        const auto& r = self.cast<const EvaluationResult&>();
+        return table_view(self, r.ev.Adv, {r.H, r.S, r.A});
+      })
+      .def_property_readonly("d", [](const py::object& self) {
+        const auto& r = self.cast<const EvaluationResult&>();
+        return table_view(self, r.ev.d, per_step(r, {r.S}));
+      })
+      .def_property_readonly("visitation", [](const py::object& self) {
+        const auto& r = self.cast<const EvaluationResult&>();
+        return table_view(self, r.ev.visitation, {r.S});
+      })
+      .def_property_readonly("logit_grad", [](const py::object& self) {
+        const auto& r = self.cast<const EvaluationResult&>();
+        return table_view(self, r.ev.logit_grad, {r.S, r.A});
+      })
+      .def_property_readonly("fisher_w", [](const py::object& self) {
+        const auto& r = self.cast<const EvaluationResult&>();
+        return table_view(self, r.ev.fisher_w, {r.S});
+      });
+
+  py::class_<OptimalResult>(m, "Optimal", "Optimal control: J, V, Q, the greedy actions and the iterations it took.")
+      .def_property_readonly("J", [](const OptimalResult& r) { return r.o.J; })
+      .def_property_readonly("V", [](const py::object& self) {
+        const auto& r = self.cast<const OptimalResult&>();
+        return table_view(self, r.o.V, per_step(r, {r.S}));
+      })
+      .def_property_readonly("Q", [](const py::object& self) {
+        const auto& r = self.cast<const OptimalResult&>();
+        return table_view(self, r.o.Q, per_step(r, {r.S, r.A}));
+      })
+      .def_property_readonly("actions", [](const py::object& self) {
+        const auto& r = self.cast<const OptimalResult&>();
+        return table_view(self, r.o.actions, per_step(r, {r.S}));
+      })
+      .def_property_readonly("iterations", [](const OptimalResult& r) { return r.o.iterations; });
 
   m.def(
-      "exact_optimal",
-      [](const FiniteMDP& mdp, const std::string& objective, double gamma, const std::string& method, double tol,
+      "evaluate",
+      [](const FiniteMDP& mdp, const carray<double>& probs, const EvaluationSpec& spec) {
+        const double gamma = spec.gamma, tol = spec.tol;
+        const exact::Method meth = spec.method;
+        const exact::Request& req = spec.request;
+        check_unit(gamma, "gamma");
+        check_tol(tol);
+        const int threads = resolve_threads(spec.threads);
+        require_shape2(probs, "policy probabilities", mdp.n_states(), mdp.n_actions());
+        check_policy_table(probs, "policy probabilities");
+        const py::ssize_t S = mdp.n_states(), A = mdp.n_actions(), H = mdp.horizon();
+        exact::Evaluation ev = run_exact([&](StopToken& stop) {
+          switch (spec.objective) {
+            case exact::Objective::FiniteHorizon:
+              return exact::finite_horizon(mdp, probs.data(), H, gamma, req, stop);
+            case exact::Objective::Discounted:
+              return exact::discounted(mdp, probs.data(), gamma, meth, tol, req, threads, stop);
+            case exact::Objective::AverageReward:
+              return exact::average_reward(mdp, probs.data(), meth, tol, req, threads, stop);
+            case exact::Objective::AverageValue:
+              return exact::average_value(mdp, probs.data(), gamma, meth, tol, req, threads, stop);
+          }
+          throw std::invalid_argument("unknown objective");
+        });
+        return EvaluationResult{std::move(ev), spec.objective == exact::Objective::FiniteHorizon, S, A, H};
+      },
+      py::arg("mdp"), py::arg("probs").noconvert(), py::arg("spec"),
+      "Exact evaluation of a policy table under one objective (an Evaluation).");
+
+  m.def(
+      "optimal",
+      [](const FiniteMDP& mdp, exact::Objective objective, double gamma, exact::Method method, double tol,
          int threads) {
         check_unit(gamma, "gamma");
         check_tol(tol);
         threads = resolve_threads(threads);
-        const exact::Method meth = parse_method(method);
         const py::ssize_t S = mdp.n_states(), A = mdp.n_actions(), H = mdp.horizon();
-        const bool fh = objective == "finite_horizon";
-        if (!fh && objective != "discounted") {
-          throw std::invalid_argument("optimal control is available for objective='finite_horizon' or "
-                                      "'discounted', got '" + objective + "'");
+        const bool fh = objective == exact::Objective::FiniteHorizon;
+        if (!fh && objective != exact::Objective::Discounted) {
+          throw std::invalid_argument("optimal control is available for the finite_horizon and discounted objectives");
         }
         exact::Optimal o = run_exact([&](StopToken& stop) {
           return fh ? exact::optimal_finite_horizon(mdp, H, gamma, stop)
-                    : exact::optimal_discounted(mdp, gamma, meth, tol, threads, stop);
+                    : exact::optimal_discounted(mdp, gamma, method, tol, threads, stop);
         });
-        py::dict out;
-        out["J"] = o.J;
-        out["V"] = vector_to_numpy(std::move(o.V), fh ? std::vector<py::ssize_t>{H, S} : std::vector<py::ssize_t>{S});
-        out["Q"] = vector_to_numpy(std::move(o.Q), fh ? std::vector<py::ssize_t>{H, S, A} : std::vector<py::ssize_t>{S, A});
-        out["actions"] = vector_to_numpy(std::move(o.actions), fh ? std::vector<py::ssize_t>{H, S} : std::vector<py::ssize_t>{S});
-        out["iterations"] = o.iterations;
-        return out;
+        return OptimalResult{std::move(o), fh, S, A, H};
       },
-      py::arg("mdp"), py::arg("objective"), py::arg("gamma"), py::arg("method"), py::arg("tol"), py::arg("threads"));
+      py::arg("mdp"), py::arg("objective"), py::arg("gamma"), py::arg("method"), py::arg("tol"), py::arg("threads"),
+      "Optimal control by backward induction (finite horizon) or policy iteration (discounted).");
 
   m.def(
       "fisher_tabular",
@@ -153,22 +251,6 @@ void bind_exact(py::module_& m) {
         return F;
       },
       py::arg("probs").noconvert(), py::arg("w").noconvert(), py::arg("features").noconvert());
-
-  m.def(
-      "linear_vjp",
-      [](const carray<double>& features, const carray<double>& W) {
-        if (features.ndim() != 2) throw std::invalid_argument("features must have shape (S*A, p)");
-        const py::ssize_t rows = features.shape(0), p = features.shape(1);
-        if (W.size() != rows) throw std::invalid_argument("W must have S*A entries");
-        carray<double> out(p);
-        {
-          py::gil_scoped_release release;
-          linear_vjp(features.data(), rows, p, W.data(), out.mutable_data());
-        }
-        return out;
-      },
-      py::arg("features").noconvert(), py::arg("W").noconvert(),
-      "sum_{s,a} W(s,a) phi(s,a): the parameter gradient of a linear policy from logit gradients W.");
 
   m.def(
       "solve_fisher",

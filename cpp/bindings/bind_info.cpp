@@ -7,7 +7,7 @@
 
 namespace pgfast::bindings {
 
-void bind_info(py::module_& m) {
+void bind_info(py::module_ m) {
   m.def("hardware_threads", &hardware_threads);
   m.attr("MAX_THREADS") = kMaxThreads;
   m.def("pooled_threads_max", [] { return WorkerPool::get().max_pooled(); },

@@ -1,10 +1,10 @@
-// The finite MDP (pgfast.FiniteMDP's C++ side): _core.MDP.
+// The finite MDP (pgfast.FiniteMDP's C++ side): _core.mdp.MDP.
 #include "common.hpp"
 #include "pgfast/mdp.hpp"
 
 namespace pgfast::bindings {
 
-void bind_mdp(py::module_& m) {
+void bind_mdp(py::module_ m) {
   py::class_<FiniteMDP>(m, "MDP", "Sparse finite MDP (CSR over (s, a) rows); see pgfast.FiniteMDP.")
       .def(py::init([](std::int32_t S, std::int32_t A, const carray<std::int64_t>& indptr,
                        const carray<std::int32_t>& next, const carray<double>& prob,
@@ -17,7 +17,7 @@ void bind_mdp(py::module_& m) {
                               to_vector(prob, "prob"), to_vector(reward, "reward"),
                               to_vector(terminal, "terminal"), to_vector(mu0, "mu0"), horizon, gamma);
            }),
-           py::arg("n_states"), py::arg("n_actions"), py::arg("indptr").noconvert(),
+           py::kw_only(), py::arg("n_states"), py::arg("n_actions"), py::arg("indptr").noconvert(),
            py::arg("next").noconvert(), py::arg("prob").noconvert(), py::arg("reward").noconvert(),
            py::arg("terminal").noconvert(), py::arg("mu0").noconvert(), py::arg("horizon"),
            py::arg("gamma"))

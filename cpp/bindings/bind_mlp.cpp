@@ -1,30 +1,28 @@
-// Neural (MLP) softmax policies: _core.MLPNet and _core.MLPForward.
+// Neural (MLP) softmax policies: _core.mlp.MLPNet and _core.mlp.MLPForward.
+#include <pybind11/native_enum.h>
+
 #include "common.hpp"
 #include "pgfast/mlp.hpp"
 
 namespace pgfast::bindings {
 
-void bind_mlp(py::module_& m) {
+void bind_mlp(py::module_ m) {
   using mlp::Forward;
   using mlp::Net;
+  py::native_enum<mlp::Activation>(m, "Activation", "enum.Enum", "The hidden layers' activation.")
+      .value("TANH", mlp::Activation::Tanh)
+      .value("RELU", mlp::Activation::Relu)
+      .finalize();
   py::class_<Net, std::shared_ptr<Net>>(m, "MLPNet", "MLP architecture and state features (copied).")
       .def(py::init([](const carray<double>& features, const std::vector<std::int64_t>& hidden, std::int64_t n_actions,
-                       const std::string& activation) {
+                       mlp::Activation activation) {
              if (features.ndim() != 2) throw std::invalid_argument("state_features must have shape (S, d)");
              constexpr std::int64_t kMaxSize = std::numeric_limits<std::int32_t>::max();
              if (n_actions > kMaxSize) throw std::invalid_argument("n_actions must be < 2**31");
              for (const std::int64_t h : hidden)
                if (h > kMaxSize) throw std::invalid_argument("hidden layer sizes must be < 2**31, got " + std::to_string(h));
-             mlp::Activation act;
-             if (activation == "tanh") {
-               act = mlp::Activation::Tanh;
-             } else if (activation == "relu") {
-               act = mlp::Activation::Relu;
-             } else {
-               throw std::invalid_argument("activation must be 'tanh' or 'relu', got '" + activation + "'");
-             }
              require_finite(features.data(), features.size(), "state_features");
-             return std::make_shared<Net>(features.data(), features.shape(0), features.shape(1), hidden, n_actions, act);
+             return std::make_shared<Net>(features.data(), features.shape(0), features.shape(1), hidden, n_actions, activation);
            }),
            py::arg("features").noconvert(), py::arg("hidden"), py::arg("n_actions"), py::arg("activation"))
       .def_property_readonly("n_params", &Net::n_params)

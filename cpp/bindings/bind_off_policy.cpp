@@ -5,7 +5,7 @@
 
 namespace pgfast::bindings {
 
-void bind_off_policy(py::module_& m) {
+void bind_off_policy(py::module_ m) {
   m.def(
       "log_ratios",
       [](const carray<double>& target_logp, const std::optional<carray<double>>& beta_logp,

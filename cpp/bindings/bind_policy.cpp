@@ -5,7 +5,7 @@
 
 namespace pgfast::bindings {
 
-void bind_policy(py::module_& m) {
+void bind_policy(py::module_ m) {
   m.def(
       "softmax",
       [](const carray<double>& logits) {
@@ -41,6 +41,22 @@ void bind_policy(py::module_& m) {
       },
       py::arg("features").noconvert(), py::arg("theta").noconvert(),
       "Logits theta . phi(s, a) of a linear-in-features policy; features (S*A, p).");
+
+  m.def(
+      "linear_vjp",
+      [](const carray<double>& features, const carray<double>& W) {
+        if (features.ndim() != 2) throw std::invalid_argument("features must have shape (S*A, p)");
+        const py::ssize_t rows = features.shape(0), p = features.shape(1);
+        if (W.size() != rows) throw std::invalid_argument("W must have S*A entries");
+        carray<double> out(p);
+        {
+          py::gil_scoped_release release;
+          linear_vjp(features.data(), rows, p, W.data(), out.mutable_data());
+        }
+        return out;
+      },
+      py::arg("features").noconvert(), py::arg("W").noconvert(),
+      "sum_{s,a} W(s,a) phi(s,a): the parameter gradient of a linear policy from logit gradients W.");
 
   m.def(
       "gather_log_prob",

@@ -4,7 +4,7 @@
 
 namespace pgfast::bindings {
 
-void bind_returns(py::module_& m) {
+void bind_returns(py::module_ m) {
   m.def(
       "returns",
       [](const carray<double>& rewards, const carray<std::int32_t>& lengths, double gamma) {

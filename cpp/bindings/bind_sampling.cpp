@@ -6,7 +6,7 @@
 
 namespace pgfast::bindings {
 
-void bind_sampling(py::module_& m) {
+void bind_sampling(py::module_ m) {
   m.def(
       "sample",
       [](const FiniteMDP& mdp, const carray<double>& probs, std::int64_t n, std::uint64_t seed,

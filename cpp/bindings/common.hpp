@@ -2,10 +2,11 @@
 //
 // The files in cpp/bindings/ are the only code that knows Python: they convert arrays, release the
 // GIL, map errors and poll Ctrl-C; one bind_<topic>.cpp per topic, each adding its functions to the
-// flat module `_core` (module.cpp). Python (python/pgfast) validates shapes and dtypes and passes
-// C-contiguous float64 / int32 / uint8 arrays; every array argument is .noconvert(), so nothing is
-// copied on the way in. Outputs are NumPy arrays allocated here and filled in place with the GIL
-// released.
+// submodule `_core.<topic>` that module.cpp makes for it (stubs: python/pgfast/_core/<topic>.pyi).
+// Python (python/pgfast) validates shapes and dtypes and passes C-contiguous float64 / int32 /
+// uint8 arrays; every array argument is .noconvert(), so nothing is copied on the way in. Kinds
+// (objective, method, weights, baseline, activation) are bound enums, never strings. Outputs are
+// NumPy arrays allocated here and filled in place with the GIL released.
 #pragma once
 
 #include <pybind11/numpy.h>
@@ -137,15 +138,16 @@ py::array_t<T> vector_to_numpy(std::vector<T>&& v, std::vector<py::ssize_t> shap
   return py::array_t<T>(std::move(shape), heap->data(), owner);
 }
 
-// One per topic, each in its bind_<topic>.cpp; module.cpp calls them in this order.
-void bind_mdp(py::module_& m);
-void bind_policy(py::module_& m);
-void bind_mlp(py::module_& m);
-void bind_sampling(py::module_& m);
-void bind_returns(py::module_& m);
-void bind_exact(py::module_& m);
-void bind_estimators(py::module_& m);
-void bind_off_policy(py::module_& m);
-void bind_info(py::module_& m);
+// One per topic, each in its bind_<topic>.cpp, called by module.cpp with the submodule
+// _core.<topic>, in this order (a later topic's signatures name an earlier topic's classes).
+void bind_mdp(py::module_ m);
+void bind_policy(py::module_ m);
+void bind_mlp(py::module_ m);
+void bind_sampling(py::module_ m);
+void bind_returns(py::module_ m);
+void bind_exact(py::module_ m);
+void bind_estimators(py::module_ m);
+void bind_off_policy(py::module_ m);
+void bind_info(py::module_ m);
 
 }  // namespace pgfast::bindings

@@ -75,8 +75,8 @@ def build_info() -> dict[str, object]:
     >>> info["version"] == pg.__version__, sorted(info)[:3]
     (True, ['compiler', 'debug', 'eigen'])
     """
-    info = dict(_core.build_info())
-    info["hardware_threads"] = _core.hardware_threads()
+    info = dict(_core.info.build_info())
+    info["hardware_threads"] = _core.info.hardware_threads()
     return info
 
 

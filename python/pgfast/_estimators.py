@@ -161,6 +161,35 @@ def batch_gamma(gamma: Any, mdp: FiniteMDP) -> float:
     return as_gamma(gamma, mdp.gamma)
 
 
+# The C++ kinds of the weights and baselines that the estimators' strings name.
+_WEIGHT_KINDS = {
+    "reward_to_go": _core.estimators.WeightKind.REWARD_TO_GO,
+    "return": _core.estimators.WeightKind.RETURN,
+    "explicit": _core.estimators.WeightKind.EXPLICIT,  # weights passed in (pg.score, off-policy)
+}
+_BASELINE_KINDS = {
+    "none": _core.estimators.BaselineKind.NONE,
+    "table": _core.estimators.BaselineKind.TABLE,  # V_t(s): "exact" or a fitted ValueBaseline
+    "mean": _core.estimators.BaselineKind.LEAVE_ONE_OUT_MEAN,
+    "time": _core.estimators.BaselineKind.LEAVE_ONE_OUT_TIME,
+}
+
+
+def _estimator_spec(
+    tables: KernelTables,
+    kind: str,
+    explicit: NDArray[np.float64] | None,
+    gamma: float,
+    baseline: str,
+    table: NDArray[np.float64] | None,
+    threads: int,
+) -> _core.estimators.EstimatorSpec:
+    return _core.estimators.EstimatorSpec(
+        probs=tables.probs, features=tables.features, net=tables.net, weights=_WEIGHT_KINDS[kind],
+        explicit_weights=explicit, gamma=gamma, baseline=_BASELINE_KINDS[baseline], table=table, threads=threads,
+    )
+
+
 def weights_kind(weights: Any) -> str:
     if not isinstance(weights, str):  # not `in`: an array would compare elementwise
         raise ValueError(f"weights must be 'reward_to_go' or 'return', got a {type(weights).__name__}")
@@ -482,9 +511,9 @@ def score_sums(
     sumsq: bool = True,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None, float, float]:
     s, a, r, ln = batch_arrays(traj)
-    out: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None, float, float] = _core.score_batch(
-        s, a, r, ln, tables.probs, tables.features, kind, explicit, gamma, baseline, table, per_trajectory, threads,
-        sumsq, tables.net
+    spec = _estimator_spec(tables, kind, explicit, gamma, baseline, table, threads)
+    out: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None, float, float] = (
+        _core.estimators.score_batch(spec, s, a, r, ln, per_trajectory, sumsq)
     )
     return out
 
@@ -697,7 +726,7 @@ def policy_gradient(
     with_se = as_bool(stderr, "stderr")
     per_trajectory = as_bool(per_trajectory, "per_trajectory")
     nthreads = as_threads(threads)
-    _core.wake_workers(nthreads)  # a parked pool thread wakes while the policy tables are made
+    _core.info.wake_workers(nthreads)  # a parked pool thread wakes while the policy tables are made
     policy = pinned(policy)  # the tables and an exact baseline from one theta
     tables = policy_tables(policy)
     if traj is None:
@@ -712,9 +741,8 @@ def policy_gradient(
         bkind, table = _baseline(baseline, policy, mdp, g, kind)
         if bkind == "cross":
             raise ValueError("the fused estimator needs a fitted ValueBaseline (call .fit(traj) on an earlier batch)")
-        sums, sumsq, rs, rq, steps = _core.fused_gradient(
-            mdp._mdp, tables.probs, tables.features, nn, as_seed(seed), kind, g, bkind, table, nthreads, with_se, tables.net
-        )
+        spec = _estimator_spec(tables, kind, None, g, bkind, table, nthreads)
+        sums, sumsq, rs, rq, steps = _core.estimators.fused_gradient(spec, mdp._mdp, nn, as_seed(seed), with_se)
         return gradient_result(policy, nn, sums, sumsq, rs, rq, n_steps=int(steps), with_stderr=with_se)
     if mdp is not None or n is not None or seed is not None:
         raise ValueError("pass either a batch traj or mdp=, n=, seed= (fused), not both")
@@ -875,4 +903,4 @@ def log_likelihood(
     logp = np.ascontiguousarray(policy.log_probs())
     s, a, r, ln = batch_arrays(traj)
     fin = as_int32_array(traj.final_states, "final_states", 1)
-    return _core.log_likelihood(traj.mdp._mdp, logp, s, a, ln, fin, r, as_bool(dynamics, "dynamics"))
+    return _core.estimators.log_likelihood(traj.mdp._mdp, logp, s, a, ln, fin, r, as_bool(dynamics, "dynamics"))

@@ -119,7 +119,8 @@ class FiniteMDP:
         if mu0.shape != (S,):
             raise ValueError(f"mu0 must have shape (S,) = ({S},), got {mu0.shape}")
         term = _terminal_mask(terminal, S)
-        self._mdp = _core.MDP(S, A, indptr, nxt, prob, reward, term, mu0, horizon, gamma)
+        self._mdp = _core.mdp.MDP(n_states=S, n_actions=A, indptr=indptr, next=nxt, prob=prob, reward=reward,
+                                  terminal=term, mu0=mu0, horizon=horizon, gamma=gamma)
 
     # -- construction from other forms --------------------------------------------------------
 
@@ -141,17 +142,17 @@ class FiniteMDP:
         """Build from canonical CSR arrays over the (s, a) rows (one entry per successor)."""
         self = cls.__new__(cls)
         horizon = as_int(horizon, "horizon", minimum=1, maximum=2**31 - 1)
-        self._mdp = _core.MDP(
-            n_states,
-            n_actions,
-            np.ascontiguousarray(indptr, dtype=np.int64),
-            np.ascontiguousarray(next_states, dtype=np.int32),
-            np.ascontiguousarray(prob, dtype=np.float64),
-            np.ascontiguousarray(reward, dtype=np.float64),
-            _terminal_mask(terminal, n_states),
-            np.ascontiguousarray(mu0, dtype=np.float64),
-            horizon,
-            _check_gamma(gamma),
+        self._mdp = _core.mdp.MDP(
+            n_states=n_states,
+            n_actions=n_actions,
+            indptr=np.ascontiguousarray(indptr, dtype=np.int64),
+            next=np.ascontiguousarray(next_states, dtype=np.int32),
+            prob=np.ascontiguousarray(prob, dtype=np.float64),
+            reward=np.ascontiguousarray(reward, dtype=np.float64),
+            terminal=_terminal_mask(terminal, n_states),
+            mu0=np.ascontiguousarray(mu0, dtype=np.float64),
+            horizon=horizon,
+            gamma=_check_gamma(gamma),
         )
         return self
 

@@ -18,6 +18,8 @@ from . import _core
 from ._policy import KernelTables, Snapshot, SoftmaxPolicy, interruptible
 from ._validation import MAX_SIZE, as_float_array, as_int, as_seed, check_allocation, check_array_bytes, require_finite
 
+_ACTIVATIONS = {"tanh": _core.mlp.Activation.TANH, "relu": _core.mlp.Activation.RELU}
+
 
 def _glorot(rng: np.random.Generator, sizes: Sequence[int]) -> NDArray[np.float64]:
     parts = []
@@ -118,7 +120,7 @@ class MLPSoftmax(SoftmaxPolicy):
         self._hidden = tuple(as_int(h, f"hidden[{i}] (a layer size)", minimum=1, maximum=MAX_SIZE) for i, h in enumerate(hidden))
         if not isinstance(activation, str):
             raise TypeError(f"activation must be 'tanh' or 'relu', got {type(activation).__name__}")
-        if activation not in ("tanh", "relu"):
+        if activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be 'tanh' or 'relu', got {activation!r}")
         self._activation = str(activation)
         self._features = phi
@@ -132,7 +134,7 @@ class MLPSoftmax(SoftmaxPolicy):
         check_allocation(8 * S_ * (sum(sizes[1:]) + 2 * max(sizes)),
                          f"the MLP's activations for all S = {S_} states (hidden={self._hidden})",
                          "use fewer states or smaller hidden layers")
-        self._net = _core.MLPNet(phi, list(self._hidden), self._n_actions, self._activation)
+        self._net = _core.mlp.MLPNet(phi, list(self._hidden), self._n_actions, _ACTIVATIONS[self._activation])
         assert self._net.n_params == n_params
         self._theta = _glorot(np.random.default_rng(as_seed(seed)), sizes)
         self._theta_accepted = self._theta.copy()
@@ -238,7 +240,8 @@ class MLPSoftmax(SoftmaxPolicy):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
-        self._net = _core.MLPNet(np.ascontiguousarray(self._features), list(self._hidden), self._n_actions, self._activation)
+        self._net = _core.mlp.MLPNet(np.ascontiguousarray(self._features), list(self._hidden), self._n_actions,
+                                     _ACTIVATIONS[self._activation])
 
     def _logit_vjp(self, W: NDArray[np.float64]) -> NDArray[np.float64]:
         out: NDArray[np.float64] = self._forward().vjp(np.ascontiguousarray(W, dtype=np.float64).reshape(self._n_states, self._n_actions))
@@ -286,7 +289,7 @@ class MLPSoftmax(SoftmaxPolicy):
         m, n = M.shape
         if m >= n:
             F = M.T @ M
-            x: NDArray[np.float64] = _core.solve_fisher(np.ascontiguousarray(F), gv, float(damping), float(rcond))
+            x: NDArray[np.float64] = _core.exact.solve_fisher(np.ascontiguousarray(F), gv, float(damping), float(rcond))
             if c == 1.0:
                 return x
             with np.errstate(over="ignore"):  # undoing the scale may overflow: the caller checks the result

@@ -41,8 +41,8 @@ def _log_ratio(target: SoftmaxPolicy, behavior: Any, traj: Trajectories) -> NDAr
         check_traj(traj, behavior)
         # a probability that underflows to 0 (logits 1e6 apart) has a finite log-prob: the
         # kernel reads the probabilities too
-        out = _core.log_ratios(target_logp, np.ascontiguousarray(behavior.log_probs()),
-                               np.ascontiguousarray(behavior.probs()), None, st, ac, rw, ln)
+        out = _core.off_policy.log_ratios(target_logp, np.ascontiguousarray(behavior.log_probs()),
+                                          np.ascontiguousarray(behavior.probs()), None, st, ac, rw, ln)
     else:
         lb = as_float_array(behavior, "behavior")
         if lb.shape != traj.rewards.shape:
@@ -50,7 +50,7 @@ def _log_ratio(target: SoftmaxPolicy, behavior: Any, traj: Trajectories) -> NDAr
                 f"behavior must be a policy or logged log-probabilities log beta(a_t|s_t) of shape (N, H) = "
                 f"{traj.rewards.shape}, got {lb.shape}"
             )
-        out = _core.log_ratios(target_logp, None, None, lb, st, ac, rw, ln)
+        out = _core.off_policy.log_ratios(target_logp, None, None, lb, st, ac, rw, ln)
     return out
 
 
@@ -130,7 +130,7 @@ def _off_policy(
     g = batch_gamma(gamma, traj.mdp)
     lr = _log_ratio(target, behavior, traj)
     rewards, lengths = traj._rewards_and_lengths()
-    w, log_rho, value = _core.importance_weights(
+    w, log_rho, value = _core.off_policy.importance_weights(
         rewards, lr, lengths, g, kind == "reward_to_go", as_bool(per_decision, "per_decision"),
         as_bool(self_normalized, "self_normalized"),
     )

@@ -37,7 +37,7 @@ _INTERRUPTIBLE_WORK = 1e8  # flops above which a dense solve runs on a helper th
 def interruptible(fn: Callable[[], _T], work: float) -> _T:
     """``fn()``, on a helper thread when ``work`` (its flop count) is large, so Ctrl-C is answered.
 
-    NumPy's LAPACK / BLAS calls (and ``_core.solve_fisher``) release the GIL but never check for
+    NumPy's LAPACK / BLAS calls (and ``_core.exact.solve_fisher``) release the GIL but never check for
     signals, and one eigendecomposition of a few thousand rows takes seconds. Run on a helper
     thread, the main thread waits in 20 ms slices and a ``KeyboardInterrupt`` reaches the caller
     at once; the abandoned dense call cannot be stopped mid-way, so it finishes in the background
@@ -258,7 +258,7 @@ class SoftmaxPolicy:
         if self._caches_probs:
             p = self._snapshot().probs.copy()
         else:
-            p = _core.softmax(self.logits())[0]
+            p = _core.policy.softmax(self.logits())[0]
         check_finite_result(p, "the policy's probabilities", "logits beyond the float64 range")
         return p
 
@@ -288,9 +288,9 @@ class SoftmaxPolicy:
         (array([[0., 1.]]), array([[-1000.,     0.]]))
         """
         if self._caches_probs:
-            lp = _core.softmax(self._logits_at(self._snapshot()))[1]
+            lp = _core.policy.softmax(self._logits_at(self._snapshot()))[1]
         else:
-            lp = _core.softmax(self.logits())[1]
+            lp = _core.policy.softmax(self.logits())[1]
         check_finite_result(lp, "the policy's log-probabilities", "logits of one state differ by more than the float64 range")
         return lp
 
@@ -330,7 +330,7 @@ class SoftmaxPolicy:
         if pad.any():
             s_arr, a_arr = np.where(pad, 0, s_arr), np.where(pad, 0, a_arr)  # dtype kept (checked below)
         s, a = self._pairs(s_arr, a_arr)
-        out = _core.gather_log_prob(self.log_probs(), s, a).reshape(s_arr.shape)
+        out = _core.policy.gather_log_prob(self.log_probs(), s, a).reshape(s_arr.shape)
         if pad.any():
             out[pad] = 0.0
         return out
@@ -366,7 +366,7 @@ class SoftmaxPolicy:
         array([0.1244, 0.2468, 0.6288])
         """
         s = as_index_array(states, "states", self._n_states)
-        out = _core.sample_actions(self.probs(), s.ravel(), as_seed(seed))
+        out = _core.policy.sample_actions(self.probs(), s.ravel(), as_seed(seed))
         return out.reshape(s.shape)
 
     def grad_log_prob(self, states: ArrayLike, actions: ArrayLike) -> NDArray[np.float64]:
@@ -467,7 +467,7 @@ class SoftmaxPolicy:
         """Solves F x = g (pseudo-inverse, or F + damping I) for the Fisher of weighting w."""
         F = self._fisher(probs, w)
         gv = np.ascontiguousarray(g, dtype=np.float64).ravel()
-        x = interruptible(lambda: _core.solve_fisher(F, gv, float(damping), float(rcond)), 10.0 * F.shape[0] ** 3)
+        x = interruptible(lambda: _core.exact.solve_fisher(F, gv, float(damping), float(rcond)), 10.0 * F.shape[0] ** 3)
         return x.reshape(self._theta.shape)
 
     def _check_fits(self, mdp: FiniteMDP) -> None:
@@ -510,7 +510,7 @@ class SoftmaxPolicy:
                 return c
         th = self._theta_copy()
         z, net = self._logits_and_net(th)
-        p = np.ascontiguousarray(_core.softmax(z)[0])
+        p = np.ascontiguousarray(_core.policy.softmax(z)[0])
         p.setflags(write=False)
         c = Snapshot(th, p, net)
         self._probs_cache = c
@@ -631,14 +631,14 @@ class TabularSoftmax(SoftmaxPolicy):
         return np.array(W, dtype=np.float64).reshape(self._theta.shape)
 
     def _fisher(self, probs: NDArray[np.float64], w: NDArray[np.float64]) -> NDArray[np.float64]:
-        return _core.fisher_tabular(probs, w)
+        return _core.exact.fisher_tabular(probs, w)
 
     def _natural(
         self, probs: NDArray[np.float64], w: NDArray[np.float64], g: NDArray[np.float64], damping: float, rcond: float
     ) -> NDArray[np.float64]:
         # F is block diagonal: one (A, A) block per state.
         gm = np.ascontiguousarray(g, dtype=np.float64).reshape(self._n_states, self._n_actions)
-        return _core.natural_gradient_tabular(probs, w, gm, float(damping), float(rcond))
+        return _core.exact.natural_gradient_tabular(probs, w, gm, float(damping), float(rcond))
 
 
 class LinearSoftmax(SoftmaxPolicy):
@@ -711,7 +711,7 @@ class LinearSoftmax(SoftmaxPolicy):
 
     def _logits_and_net(self, theta: NDArray[np.float64]) -> tuple[NDArray[np.float64], Any]:
         S, A, p = self._features.shape
-        z = _core.linear_logits(self._features.reshape(S * A, p), theta)
+        z = _core.policy.linear_logits(self._features.reshape(S * A, p), theta)
         return z.reshape(S, A), None
 
     def _kernel_tables(self) -> KernelTables:
@@ -719,7 +719,7 @@ class LinearSoftmax(SoftmaxPolicy):
 
     def _logit_vjp(self, W: NDArray[np.float64]) -> NDArray[np.float64]:
         S, A, p = self._features.shape
-        return _core.linear_vjp(self._features.reshape(S * A, p), np.ascontiguousarray(W, dtype=np.float64).ravel())
+        return _core.policy.linear_vjp(self._features.reshape(S * A, p), np.ascontiguousarray(W, dtype=np.float64).ravel())
 
     def _fisher(self, probs: NDArray[np.float64], w: NDArray[np.float64]) -> NDArray[np.float64]:
-        return _core.fisher_linear(probs, w, self._features)
+        return _core.exact.fisher_linear(probs, w, self._features)

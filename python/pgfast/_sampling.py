@@ -298,7 +298,7 @@ def sample(mdp: FiniteMDP, policy: SoftmaxPolicy, n: int, *, seed: int | None, t
     n = as_int(n, "n", minimum=1, maximum=2**62)
     seed = as_seed(seed)
     threads = as_threads(threads)
-    _core.wake_workers(threads)  # a parked pool thread wakes while the policy table is made
+    _core.info.wake_workers(threads)  # a parked pool thread wakes while the policy table is made
     probs = policy._probs_for(mdp)
     H = mdp.horizon
     # states + actions (int32) + rewards (float64) per step, lengths + final states per episode
@@ -307,5 +307,5 @@ def sample(mdp: FiniteMDP, policy: SoftmaxPolicy, n: int, *, seed: int | None, t
         f"a batch of n={n} trajectories of horizon H={H}",
         "sample fewer trajectories per call",
     )
-    states, actions, rewards, lengths, finals = _core.sample(mdp._mdp, probs, n, seed, threads)
+    states, actions, rewards, lengths, finals = _core.sampling.sample(mdp._mdp, probs, n, seed, threads)
     return Trajectories._trusted(mdp, states, actions, rewards, lengths, finals, seed=seed)

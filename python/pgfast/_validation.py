@@ -127,7 +127,7 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-MAX_THREADS: int = int(_core.MAX_THREADS)  # 256, the core's own cap (run_workers clamps to it)
+MAX_THREADS: int = int(_core.info.MAX_THREADS)  # 256, the core's own cap (run_workers clamps to it)
 """The most threads one call runs (``threads=`` above it is refused). Sampled batches do not
 depend on the thread count (estimator sums only in their last bits), and more threads than CPUs
 only add start-up and switching costs: the cap keeps a typo (``threads=4096``) from starting

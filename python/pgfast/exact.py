@@ -106,8 +106,15 @@ __all__ = [
 
 Objective = Literal["finite_horizon", "discounted", "average_reward", "average_value"]
 Method = Literal["auto", "dense", "sparse"]
-OBJECTIVES: tuple[str, ...] = ("finite_horizon", "discounted", "average_reward", "average_value")
-_METHODS = ("auto", "dense", "sparse")
+# The C++ kinds that the objective and method strings name.
+_OBJECTIVES = {
+    "finite_horizon": _core.exact.Objective.FINITE_HORIZON,
+    "discounted": _core.exact.Objective.DISCOUNTED,
+    "average_reward": _core.exact.Objective.AVERAGE_REWARD,
+    "average_value": _core.exact.Objective.AVERAGE_VALUE,
+}
+_METHODS = {"auto": _core.exact.Method.AUTO, "dense": _core.exact.Method.DENSE, "sparse": _core.exact.Method.SPARSE}
+OBJECTIVES: tuple[str, ...] = tuple(_OBJECTIVES)
 
 
 @dataclass(frozen=True)
@@ -325,7 +332,7 @@ def _run(
     values: bool,
     gradient: bool = False,
     fisher: bool = False,
-) -> tuple[NDArray[np.float64], str, float, dict[str, Any]]:
+) -> tuple[NDArray[np.float64], str, float, _core.exact.Evaluation]:
     probs = _check(mdp, policy)
     obj = _objective(objective)
     g = _gamma(mdp, gamma, obj)
@@ -337,18 +344,34 @@ def _run(
         check_allocation(8 * H * per_step, f"exact finite-horizon tables (H={H}, S={S}, A={A})", "use a shorter horizon")
     elif meth == "dense" or (meth == "auto" and S <= 200):
         check_allocation(3 * 8 * S * S, f"a dense {S} x {S} solve", "use method='sparse'")
-    out = _core.exact_evaluate(mdp._mdp, probs, obj, g, meth, t, values, gradient, fisher, as_threads(threads))
-    _check_out(out, f"the exact {obj} evaluation")
+    spec = _core.exact.EvaluationSpec(objective=_OBJECTIVES[obj], gamma=g, method=_METHODS[meth], tol=t,
+                                      threads=as_threads(threads), values=values, gradient=gradient, fisher=fisher)
+    out = _core.exact.evaluate(mdp._mdp, probs, spec)
+    _check_out(out, _EVALUATION_FIELDS, f"the exact {obj} evaluation")
     return probs, obj, g, out
 
 
 _OVERFLOW = "rewards times the horizon or the effective horizon 1 / (1 - gamma) exceed the float64 range"
 
 
-def _check_out(out: dict[str, Any], what: str) -> None:
-    """ValueError naming the first non-finite entry of a C++ result dict (overflowed values)."""
-    for key, v in out.items():
-        check_finite_result(v, f"{what} ({key})", _OVERFLOW)
+# The fields of the C++ results, in the order they are checked.
+_EVALUATION_FIELDS = ("J", "V", "Q", "A", "d", "visitation", "logit_grad", "fisher_w")
+_OPTIMAL_FIELDS = ("J", "V", "Q", "actions", "iterations")
+
+
+def _check_out(out: _core.exact.Evaluation | _core.exact.Optimal, fields: tuple[str, ...], what: str) -> None:
+    """ValueError naming the first non-finite entry of a C++ result (overflowed values); a field
+    that was not computed (None) is skipped."""
+    for key in fields:
+        v = getattr(out, key)
+        if v is not None:
+            check_finite_result(v, f"{what} ({key})", _OVERFLOW)
+
+
+def _computed(table: NDArray[np.float64] | None) -> NDArray[np.float64]:
+    """A table of a C++ evaluation that the request asked for (so it is there)."""
+    assert table is not None
+    return table
 
 
 def evaluate(
@@ -431,10 +454,10 @@ def evaluate(
     return _evaluation(obj, g, out)
 
 
-def _evaluation(objective: str, gamma: float, out: dict[str, Any]) -> Evaluation:
-    V, Q = out["V"], out["Q"]
-    A = out["A"] if "A" in out else Q - V[..., None]
-    return Evaluation(objective, float(out["J"]), V, Q, A, out["d"], out["visitation"], gamma)
+def _evaluation(objective: str, gamma: float, out: _core.exact.Evaluation) -> Evaluation:
+    V, Q = _computed(out.V), _computed(out.Q)
+    A = out.A if out.A is not None else Q - V[..., None]
+    return Evaluation(objective, float(out.J), V, Q, A, _computed(out.d), _computed(out.visitation), gamma)
 
 
 @overload
@@ -534,7 +557,7 @@ def gradient(
     return_evaluation = as_bool(return_evaluation, "return_evaluation")
     policy = pinned(policy)  # the probabilities and the logit map from one theta
     _, obj, g, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=return_evaluation, gradient=True)
-    grad = policy._logit_vjp(out["logit_grad"])
+    grad = policy._logit_vjp(_computed(out.logit_grad))
     check_finite_result(grad, "the exact policy gradient", "dJ/dz times the policy's logit Jacobian (features or weights too large)")
     if not return_evaluation:
         return grad
@@ -611,7 +634,7 @@ def fisher(
     probs, _, _, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=False, fisher=True)
     n = policy.n_params
     check_allocation(8 * n * n, f"the Fisher matrix ({n} x {n})", "use natural_gradient, which is blockwise for tabular policies")
-    F = policy._fisher(probs, out["fisher_w"])
+    F = policy._fisher(probs, _computed(out.fisher_w))
     check_finite_result(F, "the Fisher matrix", "the policy's features or logit Jacobian too large")
     return F
 
@@ -671,7 +694,7 @@ def fisher_weights(
     array([1.75, 0.  ])
     """
     _, _, _, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=False, fisher=True)
-    w: NDArray[np.float64] = out["fisher_w"]
+    w = _computed(out.fisher_w)
     return w
 
 
@@ -758,9 +781,9 @@ def natural_gradient(
         raise ValueError(f"damping must be a finite number >= 0, got {lam}")
     policy = pinned(policy)
     probs, _, _, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=False, gradient=True, fisher=True)
-    g = policy._logit_vjp(out["logit_grad"])
+    g = policy._logit_vjp(_computed(out.logit_grad))
     check_finite_result(g, "the exact policy gradient", "dJ/dz times the policy's logit Jacobian (features or weights too large)")
-    x = policy._natural(probs, out["fisher_w"], g, lam, rc)
+    x = policy._natural(probs, _computed(out.fisher_w), g, lam, rc)
     check_finite_result(x, "the natural gradient", "F^+ g: the gradient is too large for the Fisher information's smallest kept eigenvalue; raise damping or rcond")
     return x
 
@@ -812,7 +835,7 @@ def stationary_distribution(
     array([1., 0.])
     """
     _, _, _, out = _run(mdp, policy, "average_reward", None, method, tol, threads, values=False)
-    d: NDArray[np.float64] = out["d"]
+    d = _computed(out.d)
     return d
 
 
@@ -882,6 +905,6 @@ def optimal(
     meth, t = _solver(method, tol)
     if objective == "finite_horizon":
         check_allocation(8 * mdp.horizon * mdp.n_states * (mdp.n_actions + 2), "optimal finite-horizon tables", "use a shorter horizon")
-    out = _core.exact_optimal(mdp._mdp, objective, g, meth, t, as_threads(threads))
-    _check_out(out, f"the optimal {objective} values")
-    return Optimal(objective, float(out["J"]), out["V"], out["Q"], out["actions"], int(out["iterations"]))
+    out = _core.exact.optimal(mdp._mdp, _OBJECTIVES[objective], g, _METHODS[meth], t, as_threads(threads))
+    _check_out(out, _OPTIMAL_FIELDS, f"the optimal {objective} values")
+    return Optimal(objective, float(out.J), out.V, out.Q, out.actions, int(out.iterations))

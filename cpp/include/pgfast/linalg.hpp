@@ -34,10 +34,11 @@ struct SolveInfo {
 };
 
 // Solves A x = b for the operator op(x, y): y = A x, from the initial guess in x.
-// Converged when ||b - A x|| <= tol ||b||; throws std::runtime_error otherwise.
+// Converged when ||b - A x|| <= tol ||b||; throws std::domain_error otherwise, naming `what` (the
+// solution sought) and ending with the caller's `advice` (what to do about it).
 template <class Op>
 SolveInfo gmres(const Op& op, const VectorXd& b, VectorXd& x, double tol, std::int64_t max_iter, StopToken& stop,
-                const char* what, int restart = 40) {
+                const char* what, const char* advice, int restart = 40) {
   const std::int64_t n = b.size();
   SolveInfo info;
   const double bnorm = b.norm();
@@ -58,8 +59,7 @@ SolveInfo gmres(const Op& op, const VectorXd& b, VectorXd& x, double tol, std::i
     if (info.iterations >= max_iter) {
       std::ostringstream os;
       os << what << ": GMRES did not reach the relative residual " << tol << " in " << max_iter
-         << " iterations (reached " << info.residual << "); the system is ill-conditioned (gamma close to 1?): "
-         << "method='dense' solves it directly";
+         << " iterations (reached " << info.residual << "); " << advice;
       throw std::domain_error(os.str());  // ValueError in Python: a property of the input
     }
     Vb.col(0) = rvec / beta;
@@ -153,9 +153,10 @@ bool bicgstab(const Op& op, const VectorXd& b, VectorXd& x, double tol, std::int
 }
 
 // The sparse solver: BiCGSTAB from x, falling back to GMRES(40) from the original guess if it
-// breaks down or stalls. The result satisfies ||b - A x|| <= tol ||b|| (checked), or throws.
+// breaks down or stalls. The result satisfies ||b - A x|| <= tol ||b|| (checked), or throws (gmres).
 template <class Op>
-SolveInfo krylov_solve(const Op& op, const VectorXd& b, VectorXd& x, double tol, StopToken& stop, const char* what) {
+SolveInfo krylov_solve(const Op& op, const VectorXd& b, VectorXd& x, double tol, StopToken& stop, const char* what,
+                       const char* advice) {
   SolveInfo info;
   const VectorXd x0 = x;
   const std::int64_t n = b.size();
@@ -166,7 +167,7 @@ SolveInfo krylov_solve(const Op& op, const VectorXd& b, VectorXd& x, double tol,
     if (r.norm() <= tol * b.norm() * 1.0000001) return info;
   }
   x = x0;
-  SolveInfo g = gmres(op, b, x, tol, 100000, stop, what);
+  SolveInfo g = gmres(op, b, x, tol, 100000, stop, what, advice);
   g.iterations += info.iterations;
   return g;
 }

@@ -38,6 +38,10 @@ using Eigen::VectorXd;
 using linalg::DenseLU;
 using linalg::krylov_solve;
 
+// How a sparse solve that does not converge is reported (linalg::gmres appends it to the message).
+inline constexpr const char* kKrylovAdvice =
+    "the system is ill-conditioned (gamma close to 1?): method='dense' solves it directly";
+
 // O(S) / O(nnz) passes poll the stop token every this many states (a clock read at most).
 inline constexpr std::int64_t kPollStates = 1 << 14;
 
@@ -252,14 +256,14 @@ inline DiscountedSolution solve_discounted(const PolicyChain& c, double gamma, M
     for (std::int64_t i = 0; i < S; ++i) y[i] = x[i] - gamma * y[i];
   };
   out.V = rpi;  // initial guess
-  krylov_solve(op, VectorXd(rpi), out.V, tol, stop, "discounted values");
+  krylov_solve(op, VectorXd(rpi), out.V, tol, stop, "discounted values", kKrylovAdvice);
   if (want_rho) {
     out.rho = mu0;
-    krylov_solve(opT, VectorXd(mu0), out.rho, tol, stop, "discounted visitation");
+    krylov_solve(opT, VectorXd(mu0), out.rho, tol, stop, "discounted visitation", kKrylovAdvice);
   }
   if (start2) {
     out.rho2 = *start2;
-    krylov_solve(opT, *start2, out.rho2, tol, stop, "discounted visitation");
+    krylov_solve(opT, *start2, out.rho2, tol, stop, "discounted visitation", kKrylovAdvice);
   }
   return out;
 }
@@ -440,7 +444,7 @@ inline VectorXd stationary(const PolicyChain& c, Method method, double tol, Stop
     };
     VectorXd b = VectorXd::Constant(S, u);
     d = b;
-    krylov_solve(op, b, d, tol, stop, "stationary distribution");
+    krylov_solve(op, b, d, tol, stop, "stationary distribution", kKrylovAdvice);
   }
   for (std::int64_t s = 0; s < S; ++s)
     if (!st.recurrent[s] || d(s) < 0.0) d(s) = 0.0;
@@ -467,7 +471,7 @@ inline VectorXd poisson(const PolicyChain& c, const VectorXd& d, const VectorXd&
       for (std::int64_t i = 0; i < S; ++i) y[i] = x[i] - y[i] + dx;
     };
     g = b;
-    krylov_solve(op, b, g, tol, stop, "differential values");
+    krylov_solve(op, b, g, tol, stop, "differential values", kKrylovAdvice);
   }
   return g;
 }
