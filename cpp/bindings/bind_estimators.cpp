@@ -213,6 +213,105 @@ void bind_estimators(py::module_ m) {
       "Sample n trajectories and accumulate their gradients without storing them: (sum, sumsq, return_sum, return_sumsq, steps).");
 
   m.def(
+      "estimator_grid",
+      [](std::int64_t n) {
+        if (n < 1) throw std::invalid_argument("n must be >= 1, got " + std::to_string(n));
+        const reduce::Grid grid = est::estimator_grid(n);
+        return py::make_tuple(grid.block, grid.blocks);
+      },
+      py::arg("n"), "The estimators' block grid for n trajectories: (block, blocks).");
+
+  m.def(
+      "fused_partial",
+      [](const EstimatorSpec& es, const FiniteMDP& mdp, std::int64_t n, std::uint64_t seed, bool stderr_,
+         std::int64_t block_lo, std::int64_t block_hi) {
+        check_unit(es.gamma, "gamma");
+        if (n < 1) throw std::invalid_argument("n must be >= 1, got " + std::to_string(n));
+        const reduce::Grid grid = est::estimator_grid(n);
+        if (block_lo < 0 || block_hi > grid.blocks || block_lo >= block_hi) {
+          throw std::invalid_argument("the blocks [" + std::to_string(block_lo) + ", " + std::to_string(block_hi) +
+                                      ") are not a range of the " + std::to_string(grid.blocks) + " blocks");
+        }
+        require_shape2(es.probs, "policy probabilities", mdp.n_states(), mdp.n_actions());
+        check_policy_table(es.probs, "policy probabilities");
+        const est::PolicyTables pol = policy_tables(es.probs, es.features, es.net);
+        est::WeightSpec spec;
+        spec.kind = es.weights;
+        spec.gamma = es.gamma;
+        spec.baseline = es.baseline;
+        spec.S = pol.S;
+        if (spec.kind == est::WeightKind::Explicit) throw std::invalid_argument("explicit weights need a stored batch");
+        if (spec.baseline == est::BaselineKind::LeaveOneOutMean || spec.baseline == est::BaselineKind::LeaveOneOutTime) {
+          throw std::invalid_argument("the leave-one-out baselines need the whole batch");
+        }
+        if (spec.baseline == est::BaselineKind::Table) {
+          if (!es.table) throw std::invalid_argument("baseline table missing");
+          require_shape2(*es.table, "baseline values", mdp.horizon(), pol.S);
+          spec.table = es.table->data();
+        }
+        const int threads = resolve_threads(es.threads);
+        StopToken stop(python_interrupted);
+        std::vector<reduce::Part<est::TrajectoryScorer::Partial>> nodes;
+        bool ok;
+        {
+          py::gil_scoped_release release;
+          ok = est::fused_nodes(mdp, pol, spec, grid, block_lo, block_hi, seed, threads, stderr_, stop, nodes);
+          if (ok) nodes = reduce::combine_siblings(std::move(nodes), est::TrajectoryScorer::combine);
+        }
+        if (!ok) throw py::error_already_set();
+        py::list out;
+        for (auto& p : nodes) {
+          const auto nt = static_cast<py::ssize_t>(p.value.table.size());
+          const auto nq = static_cast<py::ssize_t>(p.value.sumsq.size());
+          out.append(py::make_tuple(p.node.level, p.node.index, vector_to_numpy(std::move(p.value.table), {nt}),
+                                    vector_to_numpy(std::move(p.value.sumsq), {nq}), p.value.return_sum,
+                                    p.value.return_sumsq, p.value.steps));
+        }
+        return out;
+      },
+      py::arg("spec"), py::arg("mdp"), py::arg("n"), py::arg("seed"), py::arg("stderr"), py::arg("block_lo"),
+      py::arg("block_hi"),
+      "The fused estimator's tree nodes for the blocks [block_lo, block_hi): a list of (level, index, table, sumsq, "
+      "return_sum, return_sumsq, steps).");
+
+  m.def(
+      "merge_partials",
+      [](const EstimatorSpec& es, const py::list& nodes, std::int64_t blocks, bool stderr_) {
+        const est::PolicyTables pol = policy_tables(es.probs, es.features, es.net);
+        const std::int64_t table_size = stderr_ ? pol.n_params() : pol.S * pol.A;
+        const std::int64_t sumsq_size = stderr_ ? pol.n_params() : 0;
+        std::vector<reduce::Part<est::TrajectoryScorer::Partial>> parts;
+        for (const py::handle h : nodes) {
+          const auto t = h.cast<py::tuple>();
+          if (t.size() != 7) throw std::invalid_argument("a partial result's node must have 7 fields");
+          reduce::Part<est::TrajectoryScorer::Partial> part;
+          part.node.level = t[0].cast<int>();
+          part.node.index = t[1].cast<std::int64_t>();
+          const auto table = t[2].cast<carray<double>>();
+          const auto sumsq = t[3].cast<carray<double>>();
+          if (table.ndim() != 1 || table.shape(0) != table_size || sumsq.ndim() != 1 || sumsq.shape(0) != sumsq_size) {
+            throw std::invalid_argument("a partial result's node does not match the policy's size");
+          }
+          part.value.table.assign(table.data(), table.data() + table_size);
+          part.value.sumsq.assign(sumsq.data(), sumsq.data() + sumsq_size);
+          part.value.return_sum = t[4].cast<double>();
+          part.value.return_sumsq = t[5].cast<double>();
+          part.value.steps = t[6].cast<std::int64_t>();
+          parts.push_back(std::move(part));
+        }
+        est::FusedSink<kLanes>::Totals res;
+        {
+          py::gil_scoped_release release;
+          res = est::fused_totals(std::move(parts), pol, blocks, stderr_);
+        }
+        const std::int64_t np = pol.n_params();
+        return py::make_tuple(vector_to_numpy(std::move(res.sum), {np}), vector_to_numpy(std::move(res.sumsq), {np}),
+                              res.return_sum, res.return_sumsq, res.steps);
+      },
+      py::arg("spec"), py::arg("nodes"), py::arg("blocks"), py::arg("stderr"),
+      "Merge the nodes of partial results that tile the blocks [0, blocks): (sum, sumsq, return_sum, return_sumsq, steps).");
+
+  m.def(
       "log_likelihood",
       [](const FiniteMDP& mdp, const carray<double>& log_probs, const carray<std::int32_t>& states,
          const carray<std::int32_t>& actions, const carray<std::int32_t>& lengths, const carray<std::int32_t>& finals,

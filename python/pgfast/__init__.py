@@ -23,6 +23,7 @@ from ._estimators import PolicyGradient, ValueBaseline, log_likelihood, policy_g
 from ._mdp import FiniteMDP
 from ._mlp import MLPSoftmax
 from ._off_policy import OffPolicyValue, importance_weights, off_policy_gradient, off_policy_value
+from ._partials import GradientPartial, block_grid, merge_partials, partial_gradient, shard_ranges
 from ._policy import LinearSoftmax, SoftmaxPolicy, TabularSoftmax
 from ._sampling import PAD_INDEX, Trajectories
 from ._train import History, train
@@ -37,6 +38,7 @@ __all__ = [
     "MAX_THREADS",
     "PAD_INDEX",
     "FiniteMDP",
+    "GradientPartial",
     "History",
     "LinearSoftmax",
     "MLPSoftmax",
@@ -47,15 +49,19 @@ __all__ = [
     "Trajectories",
     "ValueBaseline",
     "__version__",
+    "block_grid",
     "build_info",
     "exact",
     "importance_weights",
     "log_likelihood",
+    "merge_partials",
     "off_policy_gradient",
     "off_policy_value",
     "optim",
+    "partial_gradient",
     "policy_gradient",
     "score",
+    "shard_ranges",
     "train",
 ]
 

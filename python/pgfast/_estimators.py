@@ -175,7 +175,7 @@ _BASELINE_KINDS = {
 }
 
 
-def _estimator_spec(
+def estimator_spec(
     tables: KernelTables,
     kind: str,
     explicit: NDArray[np.float64] | None,
@@ -498,6 +498,17 @@ def _baseline(
     raise TypeError(f"baseline must be None, 'mean', 'time', 'exact' or a pgfast.ValueBaseline, got {type(baseline).__name__}")
 
 
+def fused_baseline(
+    policy: SoftmaxPolicy, mdp: FiniteMDP, baseline: Any, gamma: Any, kind: str
+) -> tuple[float, str, NDArray[np.float64] | None]:
+    """(gamma, baseline kind, table or None) of a fused estimate; refuses an unfitted ValueBaseline."""
+    g = batch_gamma(gamma, mdp)
+    bkind, table = _baseline(baseline, policy, mdp, g, kind)
+    if bkind == "cross":
+        raise ValueError("the fused estimator needs a fitted ValueBaseline (call .fit(traj) on an earlier batch)")
+    return g, bkind, table
+
+
 def score_sums(
     traj: Trajectories,
     tables: KernelTables,
@@ -511,7 +522,7 @@ def score_sums(
     sumsq: bool = True,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None, float, float]:
     s, a, r, ln = batch_arrays(traj)
-    spec = _estimator_spec(tables, kind, explicit, gamma, baseline, table, threads)
+    spec = estimator_spec(tables, kind, explicit, gamma, baseline, table, threads)
     out: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None, float, float] = (
         _core.estimators.score_batch(spec, s, a, r, ln, per_trajectory, sumsq)
     )
@@ -736,12 +747,9 @@ def policy_gradient(
         policy._check_fits(mdp)
         if per_trajectory:
             raise ValueError("per_trajectory=True needs a stored batch (the fused estimator keeps no trajectories)")
-        g = batch_gamma(gamma, mdp)
         nn = as_int(n, "n", minimum=1, maximum=2**62)
-        bkind, table = _baseline(baseline, policy, mdp, g, kind)
-        if bkind == "cross":
-            raise ValueError("the fused estimator needs a fitted ValueBaseline (call .fit(traj) on an earlier batch)")
-        spec = _estimator_spec(tables, kind, None, g, bkind, table, nthreads)
+        g, bkind, table = fused_baseline(policy, mdp, baseline, gamma, kind)
+        spec = estimator_spec(tables, kind, None, g, bkind, table, nthreads)
         sums, sumsq, rs, rq, steps = _core.estimators.fused_gradient(spec, mdp._mdp, nn, as_seed(seed), with_se)
         return gradient_result(policy, nn, sums, sumsq, rs, rq, n_steps=int(steps), with_stderr=with_se)
     if mdp is not None or n is not None or seed is not None:

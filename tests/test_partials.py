@@ -1,0 +1,121 @@
+"""Partial results of the fused estimator: shards of [0, n) merge into the one-call result, bit
+for bit, whatever the split, the order of the merge and the threads of each shard."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import numpy as np
+import pytest
+
+import pgfast as pg
+
+
+def _mdp() -> pg.FiniteMDP:
+    return pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="8x8", horizon=120)
+
+
+def _policy(kind: str, rng: np.random.Generator) -> pg.SoftmaxPolicy:
+    if kind == "tabular":
+        return pg.TabularSoftmax(64, 4, theta=rng.normal(size=(64, 4)))
+    if kind == "linear":
+        return pg.LinearSoftmax(rng.normal(size=(64, 4, 5)), theta=rng.normal(size=5))
+    return pg.MLPSoftmax(64, 4, hidden=(8,), seed=1)
+
+
+def _same(a: pg.PolicyGradient, b: pg.PolicyGradient) -> bool:
+    return (np.array_equal(a.grad, b.grad) and np.array_equal(a.stderr, b.stderr, equal_nan=True)
+            and a.value == b.value and a.value_stderr == b.value_stderr and a.n_steps == b.n_steps and a.n == b.n)
+
+
+def _random_split(n: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    block, blocks = pg.block_grid(n)
+    k = int(rng.integers(1, blocks + 1))
+    cuts = sorted(rng.choice(np.arange(1, blocks), size=k - 1, replace=False).tolist()) if k > 1 else []
+    edges = [0, *cuts, blocks]
+    return [(edges[j] * block, min(n, edges[j + 1] * block)) for j in range(len(edges) - 1)]
+
+
+@pytest.mark.parametrize("kind", ["tabular", "linear", "mlp"])
+@pytest.mark.parametrize("options", [{}, {"stderr": False}, {"weights": "return"}, {"baseline": "exact"}],
+                         ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
+def test_random_splits_merge_bit_for_bit(kind: str, options: dict[str, Any]) -> None:
+    rng = np.random.default_rng(11)
+    mdp, pi = _mdp(), _policy(kind, rng)
+    n = 5003  # 20 blocks of 256, the last one short
+    whole = pg.policy_gradient(pi, mdp=mdp, n=n, seed=9, **options)
+    for _ in range(4):
+        ranges = _random_split(n, rng)
+        parts = [pg.partial_gradient(pi, mdp=mdp, n=n, seed=9, lo=lo, hi=hi, threads=int(rng.integers(1, 8)), **options)
+                 for lo, hi in ranges]
+        order = rng.permutation(len(parts))
+        merged = pg.merge_partials(pi, [pickle.loads(pickle.dumps(parts[i])) for i in order])
+        assert _same(merged, whole), ranges
+
+
+def test_partials_are_small_and_checked_when_merged() -> None:
+    rng = np.random.default_rng(3)
+    mdp, pi = _mdp(), _policy("tabular", rng)
+    n = 4000
+    ranges = pg.shard_ranges(n, 3)
+    assert ranges[0][0] == 0 and ranges[-1][1] == n and all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    parts = [pg.partial_gradient(pi, mdp=mdp, n=n, seed=1, lo=lo, hi=hi) for lo, hi in ranges]
+    block, blocks = pg.block_grid(n)
+    for p in parts:  # at most two nodes per level of the tree, each of the policy's size
+        assert len(p.nodes) <= 2 * int(np.ceil(np.log2(blocks)) + 1)
+        assert all(node[2].size == pi.n_params for node in p.nodes)
+    with pytest.raises(ValueError, match="leave trajectories out"):
+        pg.merge_partials(pi, parts[:2])
+    with pytest.raises(ValueError, match="same trajectories|overlap"):
+        pg.merge_partials(pi, [*parts, parts[1]])
+    other_seed = pg.partial_gradient(pi, mdp=mdp, n=n, seed=2, lo=ranges[1][0], hi=ranges[1][1])
+    with pytest.raises(ValueError, match="seed differs"):
+        pg.merge_partials(pi, [parts[0], other_seed, parts[2]])
+    other_opts = pg.partial_gradient(pi, mdp=mdp, n=n, seed=1, lo=ranges[1][0], hi=ranges[1][1], weights="return")
+    with pytest.raises(ValueError, match="options differs"):
+        pg.merge_partials(pi, [parts[0], other_opts, parts[2]])
+    pi2 = _policy("tabular", rng)
+    other_policy = pg.partial_gradient(pi2, mdp=mdp, n=n, seed=1, lo=ranges[1][0], hi=ranges[1][1])
+    with pytest.raises(ValueError, match="policy_digest differs"):
+        pg.merge_partials(pi, [parts[0], other_policy, parts[2]])
+    with pytest.raises(ValueError, match="another policy"):
+        pg.merge_partials(pi2, parts)
+    mdp2 = pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="8x8", horizon=121)
+    other_mdp = pg.partial_gradient(pi, mdp=mdp2, n=n, seed=1, lo=ranges[1][0], hi=ranges[1][1])
+    with pytest.raises(ValueError, match="mdp_digest differs"):
+        pg.merge_partials(pi, [parts[0], other_mdp, parts[2]])
+    with pytest.raises(ValueError, match="empty"):
+        pg.merge_partials(pi, [])
+    with pytest.raises(TypeError, match="partials\\[1\\]"):
+        pg.merge_partials(pi, [parts[0], "x"])  # type: ignore[list-item]
+
+
+def test_bad_shard_arguments() -> None:
+    mdp, pi = _mdp(), pg.TabularSoftmax(64, 4)
+    with pytest.raises(ValueError, match="block grid"):
+        pg.partial_gradient(pi, mdp=mdp, n=1000, seed=0, lo=0, hi=300)
+    with pytest.raises(ValueError, match="block grid"):
+        pg.partial_gradient(pi, mdp=mdp, n=1000, seed=0, lo=100, hi=1000)
+    with pytest.raises(ValueError, match="lo must be below hi"):
+        pg.partial_gradient(pi, mdp=mdp, n=1000, seed=0, lo=512, hi=512)
+    with pytest.raises(ValueError, match="hi"):
+        pg.partial_gradient(pi, mdp=mdp, n=1000, seed=0, lo=0, hi=1001)
+    with pytest.raises(ValueError, match="seed"):
+        pg.partial_gradient(pi, mdp=mdp, n=1000, seed=None, lo=0, hi=1000)  # type: ignore[arg-type]
+    for b in ("mean", "time"):
+        with pytest.raises(ValueError, match="whole batch"):
+            pg.partial_gradient(pi, mdp=mdp, n=1000, seed=0, lo=0, hi=1000, baseline=b)
+    with pytest.raises(ValueError, match="shards"):
+        pg.shard_ranges(1000, 0)
+    with pytest.raises(ValueError, match="n"):
+        pg.block_grid(0)
+
+
+def test_block_grid_depends_on_n_only() -> None:
+    for n in (1, 255, 256, 257, 16384, 16385, 100_003, 10**9):
+        block, blocks = pg.block_grid(n)
+        assert block >= 256 and block & (block - 1) == 0 and blocks <= 64
+        assert (blocks - 1) * block < n <= blocks * block
+        assert block == 256 or (n + block // 2 - 1) // (block // 2) > 64  # the smallest such block
+    assert pg.shard_ranges(100, 8) == [(0, 100)]  # one block: one shard
