@@ -189,3 +189,19 @@ def hand_grad(pi: pg.SoftmaxPolicy, traj: pg.Trajectories, W: np.ndarray) -> np.
 
 def assert_close(a: Any, b: Any) -> None:
     np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)
+
+
+# -- FrozenLake 8x8 and one policy of each class (reproducibility and shard tests) ---------------------
+
+
+def frozenlake_8x8(horizon: int = 120) -> pg.FiniteMDP:
+    return pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="8x8", horizon=horizon)
+
+
+def frozenlake_policy(kind: str, rng: np.random.Generator) -> pg.SoftmaxPolicy:
+    """A random tabular, linear (5 random features) or MLP (8 hidden units) policy for FrozenLake 8x8."""
+    if kind == "tabular":
+        return pg.TabularSoftmax(64, 4, theta=rng.normal(size=(64, 4)))
+    if kind == "linear":
+        return pg.LinearSoftmax(rng.normal(size=(64, 4, 5)), theta=rng.normal(size=5))
+    return pg.MLPSoftmax(64, 4, hidden=(8,), seed=1)

@@ -10,18 +10,9 @@ import numpy as np
 import pytest
 
 import pgfast as pg
+from helpers import frozenlake_8x8, frozenlake_policy
 
 
-def _mdp() -> pg.FiniteMDP:
-    return pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="8x8", horizon=120)
-
-
-def _policy(kind: str, rng: np.random.Generator) -> pg.SoftmaxPolicy:
-    if kind == "tabular":
-        return pg.TabularSoftmax(64, 4, theta=rng.normal(size=(64, 4)))
-    if kind == "linear":
-        return pg.LinearSoftmax(rng.normal(size=(64, 4, 5)), theta=rng.normal(size=5))
-    return pg.MLPSoftmax(64, 4, hidden=(8,), seed=1)
 
 
 def _same(a: pg.PolicyGradient, b: pg.PolicyGradient) -> bool:
@@ -42,7 +33,7 @@ def _random_split(n: int, rng: np.random.Generator) -> list[tuple[int, int]]:
                          ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
 def test_random_splits_merge_bit_for_bit(kind: str, options: dict[str, Any]) -> None:
     rng = np.random.default_rng(11)
-    mdp, pi = _mdp(), _policy(kind, rng)
+    mdp, pi = frozenlake_8x8(), frozenlake_policy(kind, rng)
     n = 5003  # 20 blocks of 256, the last one short
     whole = pg.policy_gradient(pi, mdp=mdp, n=n, seed=9, **options)
     for _ in range(4):
@@ -56,7 +47,7 @@ def test_random_splits_merge_bit_for_bit(kind: str, options: dict[str, Any]) -> 
 
 def test_partials_are_small_and_checked_when_merged() -> None:
     rng = np.random.default_rng(3)
-    mdp, pi = _mdp(), _policy("tabular", rng)
+    mdp, pi = frozenlake_8x8(), frozenlake_policy("tabular", rng)
     n = 4000
     ranges = pg.shard_ranges(n, 3)
     assert ranges[0][0] == 0 and ranges[-1][1] == n and all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
@@ -75,7 +66,7 @@ def test_partials_are_small_and_checked_when_merged() -> None:
     other_opts = pg.partial_gradient(pi, mdp=mdp, n=n, seed=1, lo=ranges[1][0], hi=ranges[1][1], weights="return")
     with pytest.raises(ValueError, match="options differs"):
         pg.merge_partials(pi, [parts[0], other_opts, parts[2]])
-    pi2 = _policy("tabular", rng)
+    pi2 = frozenlake_policy("tabular", rng)
     other_policy = pg.partial_gradient(pi2, mdp=mdp, n=n, seed=1, lo=ranges[1][0], hi=ranges[1][1])
     with pytest.raises(ValueError, match="policy_digest differs"):
         pg.merge_partials(pi, [parts[0], other_policy, parts[2]])
@@ -92,7 +83,7 @@ def test_partials_are_small_and_checked_when_merged() -> None:
 
 
 def test_bad_shard_arguments() -> None:
-    mdp, pi = _mdp(), pg.TabularSoftmax(64, 4)
+    mdp, pi = frozenlake_8x8(), pg.TabularSoftmax(64, 4)
     with pytest.raises(ValueError, match="block grid"):
         pg.partial_gradient(pi, mdp=mdp, n=1000, seed=0, lo=0, hi=300)
     with pytest.raises(ValueError, match="block grid"):

@@ -20,20 +20,11 @@ import numpy as np
 import pytest
 
 import pgfast as pg
+from helpers import frozenlake_8x8, frozenlake_policy
 
 THREADS = [1, 2, 3, 7, 16, 64]
 
 
-def _mdp() -> pg.FiniteMDP:
-    return pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="8x8", horizon=120)
-
-
-def _policy(kind: str, rng: np.random.Generator) -> pg.SoftmaxPolicy:
-    if kind == "tabular":
-        return pg.TabularSoftmax(64, 4, theta=rng.normal(size=(64, 4)))
-    if kind == "linear":
-        return pg.LinearSoftmax(rng.normal(size=(64, 4, 5)), theta=rng.normal(size=5))
-    return pg.MLPSoftmax(64, 4, hidden=(8,), seed=1)
 
 
 def _bits(r: Any) -> tuple[bytes, ...]:
@@ -64,8 +55,8 @@ STORED_OPTIONS = [
 @pytest.mark.parametrize("kind", ["tabular", "linear", "mlp"])
 @pytest.mark.parametrize("options", FUSED_OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
 def test_fused_gradient_identical_for_any_thread_count(kind: str, options: dict[str, Any]) -> None:
-    mdp = _mdp()
-    pi = _policy(kind, np.random.default_rng(0))
+    mdp = frozenlake_8x8()
+    pi = frozenlake_policy(kind, np.random.default_rng(0))
     # 5003 trajectories: 20 blocks of 256 (the last one short), fewer blocks than 64 threads
     results = {t: _bits(pg.policy_gradient(pi, mdp=mdp, n=5003, seed=3, threads=t, **options)) for t in THREADS}
     assert all(results[t] == results[1] for t in THREADS), {t: results[t] == results[1] for t in THREADS}
@@ -74,17 +65,17 @@ def test_fused_gradient_identical_for_any_thread_count(kind: str, options: dict[
 @pytest.mark.parametrize("kind", ["tabular", "linear", "mlp"])
 @pytest.mark.parametrize("options", STORED_OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
 def test_stored_gradient_identical_for_any_thread_count(kind: str, options: dict[str, Any]) -> None:
-    mdp = _mdp()
-    pi = _policy(kind, np.random.default_rng(1))
+    mdp = frozenlake_8x8()
+    pi = frozenlake_policy(kind, np.random.default_rng(1))
     traj = mdp.sample(pi, 3001, seed=5)
     results = {t: _bits(pg.policy_gradient(pi, traj, threads=t, **options)) for t in THREADS}
     assert all(results[t] == results[1] for t in THREADS), {t: results[t] == results[1] for t in THREADS}
 
 
 def test_score_and_off_policy_identical_for_any_thread_count() -> None:
-    mdp = _mdp()
+    mdp = frozenlake_8x8()
     rng = np.random.default_rng(2)
-    pi, beta = _policy("tabular", rng), _policy("tabular", rng)
+    pi, beta = frozenlake_policy("tabular", rng), frozenlake_policy("tabular", rng)
     traj = mdp.sample(beta, 3001, seed=7)
     w = rng.normal(size=traj.rewards.shape) * traj.mask
     score = {t: _bits(pg.score(pi, traj, w, threads=t)) for t in THREADS}
@@ -95,8 +86,8 @@ def test_score_and_off_policy_identical_for_any_thread_count() -> None:
 
 def test_the_sums_change_with_the_batch() -> None:
     # the check above has power: a different seed or batch size changes the bits
-    mdp = _mdp()
-    pi = _policy("tabular", np.random.default_rng(0))
+    mdp = frozenlake_8x8()
+    pi = frozenlake_policy("tabular", np.random.default_rng(0))
     a = _bits(pg.policy_gradient(pi, mdp=mdp, n=5003, seed=3))
     assert a != _bits(pg.policy_gradient(pi, mdp=mdp, n=5003, seed=4))
     assert a != _bits(pg.policy_gradient(pi, mdp=mdp, n=5002, seed=3))
@@ -104,11 +95,11 @@ def test_the_sums_change_with_the_batch() -> None:
 
 def _digest() -> None:
     """Prints a digest of probabilities, samples, gradients and exact results of each policy class."""
-    mdp = _mdp()
+    mdp = frozenlake_8x8()
     rng = np.random.default_rng(0)
     h = hashlib.sha256()
     for kind in ("tabular", "linear", "mlp"):
-        pi = _policy(kind, rng)
+        pi = frozenlake_policy(kind, rng)
         traj = mdp.sample(pi, 500, seed=1)
         for arr in (pi.probs(), pi.log_probs(), traj.actions, traj.states,
                     pg.policy_gradient(pi, mdp=mdp, n=2000, seed=3).grad,
