@@ -230,3 +230,23 @@ def test_train_writes_its_checkpoint_on_ctrl_c(check_mdp: pg.FiniteMDP, tmp_path
     for f in ("iteration", "J_estimate", "J_stderr", "J_exact", "grad_norm"):
         np.testing.assert_array_equal(resumed[f], straight[f])
     np.testing.assert_array_equal(resumed_pi.theta, straight_pi.theta)
+
+
+@pytest.mark.parametrize("baseline", [None, "time"])
+def test_fused_policy_gradient(check_mdp: pg.FiniteMDP, baseline: Any) -> None:
+    # 10^8 simulated steps: a few seconds; with the time baseline the first of its two passes
+    # (the batch's statistics) is running when the signal comes
+    mdp = sparse_mdp(2000, 4, 4, horizon=100, seed=5)
+    pi = pg.TabularSoftmax(2000, 4)
+    assert_interrupts(lambda: pg.policy_gradient(pi, mdp=mdp, n=1_000_000, seed=0, baseline=baseline))
+    small = pg.policy_gradient(pi, mdp=mdp, n=2000, seed=1, baseline=baseline, threads=2)
+    assert np.array_equal(small.grad, pg.policy_gradient(pi, mdp=mdp, n=2000, seed=1, baseline=baseline, threads=1).grad)
+    healthy(check_mdp)
+
+
+def test_partial_gradient(check_mdp: pg.FiniteMDP) -> None:
+    mdp = sparse_mdp(2000, 4, 4, horizon=100, seed=5)
+    pi = pg.TabularSoftmax(2000, 4)
+    lo, hi = pg.shard_ranges(2_000_000, 2)[1]
+    assert_interrupts(lambda: pg.partial_gradient(pi, mdp=mdp, n=2_000_000, seed=0, lo=lo, hi=hi))
+    healthy(check_mdp)
