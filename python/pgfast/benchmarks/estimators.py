@@ -220,6 +220,9 @@ def _bench_case(
 
         return call
 
+    def fused_time_call(seed: int) -> Estimate:  # the leave-one-out time baseline: two passes
+        return _from_pg(pg.policy_gradient(pi, mdp=mdp, n=n, seed=seed, threads=1, baseline="time", **no_se))
+
     def sample_call(seed: int) -> None:
         mdp.sample(pi, n, seed=seed, threads=1)
 
@@ -228,6 +231,7 @@ def _bench_case(
         "stored": stored_call(False),
         "fused_1t": fused_call(1, False),
         "fused_2t": fused_call(2, False),
+        "fused_time": fused_time_call,
         "sample": sample_call,
         "stored_se": stored_call(True),
         "fused_1t_se": fused_call(1, True),
@@ -294,6 +298,8 @@ def _bench_case(
         checks["fused_nose_vs_fused"] = max(_rel(f0.grad, f1.grad), _rel(np.array([f0.value]), np.array([f1.value])))
         s0 = pg.policy_gradient(pi, traj, weights="reward_to_go", baseline="time", threads=1, **no_se)
         checks["stored_nose_vs_stored"] = max(_rel(s0.grad, pg_time.grad), _rel(np.array([s0.value]), np.array([pg_time.value])))
+    ft = pg.policy_gradient(pi, mdp=mdp, n=n, seed=11, threads=1, baseline="time")
+    checks["fused_time_vs_stored_time_same_seed"] = max(_rel(ft.grad, pg_time.grad), _rel(ft.stderr, pg_time.stderr))
     del traj
     exact_ok = all(v <= EXACT_RTOL for v in checks.values())
 
@@ -333,6 +339,10 @@ def _bench_case(
         "stored_se_vs_numpy": best["numpy"] / best["stored_se"],
         "fused_2t_vs_1t_warm": best["fused_1t_warm"] / best["fused_2t_warm"],
         "fused_vs_sample_warm": best["sample_warm"] / best["fused_1t_warm"],
+        # the fused estimator with the time baseline against the fused one without a baseline and
+        # against the stored-batch iteration (sample + estimate) with the same baseline
+        "fused_time_vs_fused": best["fused_1t"] / best["fused_time"],
+        "fused_time_vs_stored_time": best["stored"] / best["fused_time"],
     }
     return {
         "workload": key,
@@ -458,6 +468,19 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             f"{r['workload']:<10} {r['n']:>6} {r['policy']:<7} | {_ms(t['fused_1t_warm']['best_seconds'])}"
             f" {_ms(t['fused_2t_warm']['best_seconds'])} {_ms(t['sample_warm']['best_seconds'])} |"
             f" {i['fused_2t_vs_1t_warm']:>6.2f} {i['fused_vs_sample_warm']:>12.2f}"
+        )
+    lines += [
+        "",
+        ("the leave-one-out time baseline fused (two passes: the batch's statistics, then the same"
+         " trajectories again) against the fused estimator without a baseline and against the stored"
+         " iteration (sample + estimate) with the time baseline; 1 thread, no standard errors"),
+        f"{'workload':<10} {'N':>6} {'policy':<7} | {'time ms':>7} | {'vs fused none':>13} | {'vs stored time':>14}",
+    ]
+    for r in rows:
+        i, t = r["info_ratios"], r["timings"]
+        lines.append(
+            f"{r['workload']:<10} {r['n']:>6} {r['policy']:<7} | {_ms(t['fused_time']['best_seconds'])} |"
+            f" {i['fused_time_vs_fused']:>13.2f} | {i['fused_time_vs_stored_time']:>14.2f}"
         )
     if any("numpy_sample" in r["timings"] for r in rows):
         lines += [
