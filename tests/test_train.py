@@ -150,6 +150,20 @@ def test_gradient_ascent_callable_schedule() -> None:
     with pytest.raises(ValueError, match="schedule"):
         nan.step(pi, g)
 
+@pytest.mark.parametrize("schedule", ["constant", "inv_sqrt", lambda t: 1.0 / t])
+def test_learning_rate_is_defined_from_step_one(schedule: Any) -> None:
+    """t counts steps from 1: t = 0, a negative t or a non-integer t is refused naming t."""
+    opt = pg.optim.GradientAscent(lr=0.5, schedule=schedule)
+    assert opt.learning_rate(1) == 0.5
+    assert opt.learning_rate(np.int64(4)) in (0.5, 0.25, 0.125)
+    for t in (0, -1, -(2**70)):
+        with pytest.raises(ValueError, match=rf"t must be >= 1 \(the first step is t = 1\), got {t}$"):
+            opt.learning_rate(t)
+    for t in (1.0, "1", None, True):
+        with pytest.raises(TypeError, match="t must be an integer"):
+            opt.learning_rate(t)  # type: ignore[arg-type]
+
+
 
 def test_adam_first_two_steps_by_hand() -> None:
     lr, b1, b2, eps = 0.1, 0.9, 0.999, 1e-8

@@ -294,18 +294,27 @@ class GradientAscent(Optimizer):
 
         Raises
         ------
+        TypeError
+            ``t`` is not an integer.
         ValueError
-            A callable schedule whose factor is negative or not finite.
+            ``t`` below 1, or a callable schedule whose factor is negative or not finite.
 
         Examples
         --------
         >>> opt = pg.optim.GradientAscent(lr=0.5, schedule="inv_sqrt")
         >>> [opt.learning_rate(t) for t in (1, 4, 16)]
         [0.5, 0.25, 0.125]
+        >>> opt.learning_rate(0)
+        Traceback (most recent call last):
+        ...
+        ValueError: t must be >= 1 (the first step is t = 1), got 0
         >>> halving = pg.optim.GradientAscent(lr=0.5, schedule=lambda t: 0.5 ** (t - 1))
         >>> [halving.learning_rate(t) for t in (1, 2, 3)]
         [0.5, 0.25, 0.125]
         """
+        t = as_int(t, "t")
+        if t < 1:
+            raise ValueError(f"t must be >= 1 (the first step is t = 1), got {t}")
         if self.schedule == "constant":
             return self.lr
         if self.schedule == "inv_sqrt":
