@@ -606,6 +606,69 @@ def test_history_json_csv_and_records(tmp_path: Path) -> None:
         hist["loss"]
 
 
+def _record(it: int, j: float) -> dict[str, Any]:
+    return {"iteration": it, "J_estimate": j, "J_stderr": 0.01, "J_exact": np.nan, "grad_norm": np.float32(0.5),
+            "seconds": 1, "steps_per_s": np.int64(200000)}
+
+
+def test_history_constructor_checks_records_as_append_does(tmp_path: Path) -> None:
+    recs = [_record(1, 0.25), {**_record(2, 0.5), "extra": "dropped"}]
+    built = pg.History(recs, meta={"seed": 0})
+    appended = pg.History(meta={"seed": 0})
+    for r in recs:
+        appended.append(r)
+    assert built.records == appended.records
+    assert all(type(v) is float for r in built.records for v in r.values())
+    assert set(built.records[1]) == set(FIELDS)
+    built.save_csv(tmp_path / "built.csv")
+    appended.save_csv(tmp_path / "appended.csv")
+    assert (tmp_path / "built.csv").read_text() == (tmp_path / "appended.csv").read_text()
+    assert (tmp_path / "built.csv").read_text().splitlines()[1].startswith("1.0,0.25,")
+
+    with pytest.raises(ValueError, match=r"^records\[0\] is missing the field\(s\) 'J_estimate', 'J_stderr'"):
+        pg.History([{"iteration": 1}])
+    with pytest.raises(ValueError, match=r"^records\[1\] is missing the field\(s\) 'seconds'$"):
+        pg.History([_record(1, 0.0), {k: v for k, v in _record(2, 0.0).items() if k != "seconds"}])
+    with pytest.raises(TypeError, match=r"^records\[0\] must be a dict of the fields"):
+        pg.History([3])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"^records must be a list of dicts of the fields .*, got dict$"):
+        pg.History(_record(1, 0.0))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^records\[0\]\['J_exact'\] must be a real number, got str$"):
+        pg.History([{**_record(1, 0.0), "J_exact": "n/a"}])
+    with pytest.raises(TypeError, match=r"^record\['grad_norm'\] must be a real number, got NoneType$"):
+        pg.History().append({**_record(1, 0.0), "grad_norm": None})
+    with pytest.raises(TypeError, match="^meta must be a dict, got list$"):
+        pg.History([], meta=[("seed", 0)])  # type: ignore[arg-type]
+
+
+def test_history_load_json_names_the_file(tmp_path: Path) -> None:
+    hist = pg.History([_record(1, 0.25)])
+    hist.save_csv(tmp_path / "run.csv")
+    with pytest.raises(ValueError, match=r"run\.csv: not a saved History: the file is not JSON text \(Expecting value"):
+        pg.History.load_json(tmp_path / "run.csv")
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ValueError, match=r"binary\.json: not a saved History: the file is not JSON text"):
+        pg.History.load_json(tmp_path / "binary.json")
+    doc = hist.to_dict()
+    doc["J_stderr"] = ["x"]
+    (tmp_path / "text.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"text\.json: not a saved History: records\[0\]\['J_stderr'\] must be a real number"):
+        pg.History.load_json(tmp_path / "text.json")
+    (tmp_path / "meta.json").write_text(json.dumps({**hist.to_dict(), "meta": [1]}))
+    with pytest.raises(ValueError, match=r"meta\.json: not a saved History: its meta is a list"):
+        pg.History.load_json(tmp_path / "meta.json")
+    hist.save_json(tmp_path / "run.json")
+    assert pg.History.load_json(tmp_path / "run.json").records[0]["iteration"] == 1.0
+
+
+def test_history_repr() -> None:
+    assert repr(pg.History()) == "History(0 iterations)"
+    assert repr(pg.History([_record(1, 0.25)])) == "History(1 iteration, J_estimate 0.25)"
+    assert repr(pg.History([_record(1, 0.25), _record(2, 0.123456), _record(3, 0.5)])) == (
+        "History(3 iterations, J_estimate 0.25 -> 0.5)"
+    )
+
+
 def test_train_argument_errors() -> None:
     mdp = random_mdp(np.random.default_rng(3), S=4, A=2, horizon=4)
     pi = pg.TabularSoftmax(4, 2)
