@@ -320,6 +320,25 @@ def test_natural_gradient_exact_state_dict_round_trip(rng: np.random.Generator) 
     np.testing.assert_array_equal(a.theta, b.theta)
 
 
+def test_another_optimizers_state_is_named_as_such() -> None:
+    """load_state_dict checks the state's type before its keys: another optimizer's state is
+    reported as that, not as a state missing keys."""
+    opts = [pg.optim.GradientAscent(0.5, schedule="inv_sqrt"), pg.optim.Adam(0.1), pg.optim.NaturalGradient(0.2)]
+    for target in opts:
+        for source in opts:
+            if source is target:
+                continue
+            kind, other = type(target).__name__, type(source).__name__
+            before = target.state_dict()
+            with pytest.raises(ValueError, match=rf"^state\['type'\] is '{other}': a state dict of another optimizer, not of '{kind}'$"):
+                target.load_state_dict(source.state_dict())
+            assert target.state_dict() == before
+    with pytest.raises(ValueError, match=r"state\['type'\] is 3: a state dict of another optimizer"):
+        pg.optim.Adam().load_state_dict({"type": 3})
+    with pytest.raises(ValueError, match="state is missing the key"):  # of the right type, incomplete
+        pg.optim.Adam().load_state_dict({"type": "Adam", "lr": 0.1})
+
+
 @pytest.mark.parametrize("lr", [0.0, -0.1, float("nan"), float("inf")])
 @pytest.mark.parametrize("cls", [pg.optim.GradientAscent, pg.optim.Adam, pg.optim.NaturalGradient])
 def test_bad_learning_rate(cls: Any, lr: float) -> None:

@@ -66,14 +66,15 @@ def _betas(betas: Any) -> tuple[float, float]:
 
 
 def _check_state(state: Any, keys: tuple[str, ...], kind: str) -> None:
-    """TypeError unless ``state`` is a dict; ValueError naming missing keys or another optimizer's type."""
+    """TypeError unless ``state`` is a dict; ValueError naming another optimizer's type (checked
+    first: its keys differ) or missing keys."""
     if not isinstance(state, dict):
         raise TypeError(f"state must be a dict from {kind}.state_dict(), got {type(state).__name__}")
+    if "type" in state and not (isinstance(state["type"], str) and state["type"] == kind):
+        raise ValueError(f"state['type'] is {state['type']!r}: a state dict of another optimizer, not of {kind!r}")
     missing = [k for k in keys if k not in state]
     if missing:
         raise ValueError(f"state is missing the key(s) {', '.join(map(repr, missing))} of a {kind} state dict")
-    if "type" in state and not (isinstance(state["type"], str) and state["type"] == kind):
-        raise ValueError(f"state['type'] is {state['type']!r}: a state dict of another optimizer, not of {kind!r}")
 
 
 def _state_t(state: dict[str, Any]) -> int:
