@@ -396,6 +396,40 @@ def test_natural_gradient_needs_its_context(rng: np.random.Generator) -> None:
         pg.optim.GradientAscent(0.1).step("not a policy", g)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("method", ["step", "direction"])
+def test_natural_gradient_refuses_context_it_would_not_use(rng: np.random.Generator, method: str) -> None:
+    """Context the Fisher matrix would not use is an error (not silently ignored), and every
+    message names the method called; a refused call takes no step."""
+    mdp = random_mdp(rng, S=3, A=2, horizon=4)
+    pi = random_policy(rng, mdp)
+    g = np.ones(pi.theta.shape)
+    traj = mdp.sample(pi, 20, seed=0)
+    visits = np.ones(3)
+    exact, sampled = pg.optim.NaturalGradient(0.1, fisher="exact"), pg.optim.NaturalGradient(0.1, fisher="sampled")
+    theta = pi.theta.copy()
+    cases: list[tuple[pg.optim.NaturalGradient, dict[str, Any], str]] = [
+        (exact, {}, rf"^NaturalGradient\(fisher='exact'\) needs {method}\(policy, grad, mdp=mdp\)$"),
+        (exact, {"mdp": mdp, "traj": traj}, rf"^NaturalGradient\(fisher='exact'\) takes the Fisher matrix of mdp=, not traj=: call {method}\("),
+        (exact, {"mdp": mdp, "visits": visits}, r"not visits=: call"),
+        (exact, {"traj": traj, "visits": visits}, r"not traj= or visits=: call"),
+        (sampled, {}, rf"^NaturalGradient\(fisher='sampled'\) needs {method}\(policy, grad, traj=batch\) or visits=$"),
+        (sampled, {"traj": traj, "visits": visits},
+         rf"^NaturalGradient\(fisher='sampled'\) takes traj= or visits=, not both: call {method}\(policy, grad, traj=batch\)"),
+        (sampled, {"mdp": mdp, "visits": visits}, rf"not from mdp= \(which fisher='exact' takes\): call {method}\("),
+    ]
+    for opt, context, match in cases:
+        with pytest.raises(ValueError, match=match):
+            getattr(opt, method)(pi, g, **context)
+    np.testing.assert_array_equal(pi.theta, theta)
+    assert exact.t == sampled.t == 0
+    with pytest.raises(TypeError, match=r"^NaturalGradient\.step takes the context mdp=, traj= or visits=, got 'batch'$"):
+        sampled.step(pi, g, batch=traj)
+    # each accepted context alone is taken
+    want = sampled.direction(pi, g, visits=np.bincount(traj.states[traj.mask], minlength=3) / traj.n)
+    np.testing.assert_array_equal(getattr(sampled, method)(pi, g, traj=traj), want if method == "direction" else sampled.lr * want)
+    assert getattr(exact, method)(pi, g, mdp=mdp).shape == pi.theta.shape
+
+
 # -- 2. ascent ------------------------------------------------------------------------------------
 
 

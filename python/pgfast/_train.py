@@ -627,7 +627,7 @@ def train(
                 est = policy_gradient(policy, mdp=mdp, n=n, seed=s, weights=weights, baseline=baseline,  # type: ignore[arg-type]
                                       gamma=gamma, threads=threads, stderr=False)
             if isinstance(optimizer, NaturalGradient) and optimizer.fisher == "exact":
-                context["mdp"] = mdp
+                context = {"mdp": mdp}  # the exact Fisher matrix takes the MDP, not the batch
             gnorm = float(np.linalg.norm(est.grad))
             check_finite_result(gnorm, "the gradient norm", "the gradient's entries are too large to square")
             j_exact = math.nan  # of the policy that sampled this batch, like J_estimate
