@@ -259,8 +259,12 @@ class ValueBaseline:
     >>> pi = pg.TabularSoftmax(16, 4)
     >>> traj = mdp.sample(pi, 4000, seed=0)
     >>> baseline = pg.ValueBaseline(16, 50).fit(traj)
+    >>> baseline
+    ValueBaseline(n_states=16, horizon=50, features=None, fitted=True)
     >>> baseline.values().shape
     (50, 16)
+    >>> pg.ValueBaseline(16, 50, features=np.ones((16, 3)))  # a linear fit, not fitted yet
+    ValueBaseline(n_states=16, horizon=50, features=(16, 3), ridge=1e-08, fitted=False)
     >>> est = pg.policy_gradient(pi, mdp.sample(pi, 4000, seed=1), baseline=baseline)
     >>> est.grad.shape
     (16, 4)
@@ -290,6 +294,10 @@ class ValueBaseline:
     def fitted(self) -> bool:
         """Whether :meth:`fit` has been called (an unfitted baseline is cross-fitted by the estimators)."""
         return self._table is not None
+
+    def __repr__(self) -> str:
+        kind = "features=None" if self.features is None else f"features={self.features.shape}, ridge={self.ridge:g}"
+        return f"ValueBaseline(n_states={self.n_states}, horizon={self.horizon}, {kind}, fitted={self.fitted})"
 
     def values(self) -> NDArray[np.float64]:
         r"""The fitted table :math:`b_t(s)`, shape (H, S), read-only.
