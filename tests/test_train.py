@@ -736,6 +736,28 @@ def test_train_argument_errors() -> None:
         pg.train(mdp, pg.TabularSoftmax(5, 2), **ok)
 
 
+def test_train_refuses_the_time_baseline_with_returns_before_any_work(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """baseline='time' needs the reward-to-go: train says so (as policy_gradient does) before it
+    samples, estimates, steps or writes a checkpoint."""
+    mdp = random_mdp(np.random.default_rng(4), S=4, A=2, horizon=4)
+    pi = pg.TabularSoftmax(4, 2)
+    with pytest.raises(ValueError) as from_estimator:
+        pg.policy_gradient(pi, mdp.sample(pi, 4, seed=0), weights="return", baseline="time")
+
+    def no_work(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("train started an iteration")
+
+    monkeypatch.setattr(pg.FiniteMDP, "sample", no_work)
+    monkeypatch.setattr("pgfast._train.policy_gradient", no_work)
+    opt = pg.optim.Adam(0.1)
+    ckpt = tmp_path / "run.ckpt"
+    with pytest.raises(ValueError, match=r"^baseline='time' needs weights='reward_to_go'") as from_train:
+        pg.train(mdp, pi, optimizer=opt, iterations=3, batch=8, seed=0, weights="return", baseline="time",
+                 progress=False, checkpoint=ckpt, callback=no_work)
+    assert str(from_train.value) == str(from_estimator.value)
+    assert opt.t == 0 and not pi.theta.any() and not ckpt.exists()
+
+
 # -- progress display -------------------------------------------------------------------------------
 
 

@@ -448,6 +448,12 @@ def _split(traj: Trajectories, idx: NDArray[np.int64]) -> Trajectories:
     )
 
 
+def check_baseline_fits_weights(baseline: Any, weights: str) -> None:
+    """ValueError naming both arguments for baseline='time' with weights other than the reward-to-go."""
+    if isinstance(baseline, str) and baseline == "time" and weights != "reward_to_go":
+        raise ValueError("baseline='time' needs weights='reward_to_go' (the return has no time index)")
+
+
 def _baseline(
     baseline: Any, policy: SoftmaxPolicy, mdp: FiniteMDP, gamma: float, weights: str
 ) -> tuple[str, NDArray[np.float64] | None]:
@@ -458,8 +464,7 @@ def _baseline(
         if baseline == "mean":
             return "mean", None
         if baseline == "time":
-            if weights != "reward_to_go":
-                raise ValueError("baseline='time' needs weights='reward_to_go' (the return has no time index)")
+            check_baseline_fits_weights(baseline, weights)
             return "time", None
         if baseline == "exact":
             V = exact.evaluate(mdp, policy, "finite_horizon", gamma=gamma).state_values

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from . import _checkpoint, exact
 from ._checkpoint import Seed
-from ._estimators import ValueBaseline, policy_gradient, weights_kind
+from ._estimators import ValueBaseline, check_baseline_fits_weights, policy_gradient, weights_kind
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy
 from ._validation import as_bool, as_float, as_gamma, as_int, as_threads, check_finite_result, require_instance
@@ -568,7 +568,7 @@ def train(
         raise TypeError(f"baseline must be None, 'mean', 'time', 'exact' or a pgfast.ValueBaseline, got {type(baseline).__name__}")
     if isinstance(baseline, str) and baseline not in ("none", "mean", "time", "exact"):
         raise ValueError(f"baseline must be None, 'mean', 'time', 'exact' or a pgfast.ValueBaseline, got {baseline!r}")
-    weights_kind(weights)
+    check_baseline_fits_weights(baseline, weights_kind(weights))
     gamma_value = as_gamma(gamma, mdp.gamma)
     value_baseline = baseline if isinstance(baseline, ValueBaseline) else None
     if value_baseline is not None and not value_baseline.fitted and n < 2:
