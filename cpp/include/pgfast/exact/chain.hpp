@@ -178,6 +178,10 @@ struct PolicyChain {
       }
       return;
     }
+    gather_transpose(x, y);
+  }
+  // The parallel y = P_pi^T x: per successor s', one running sum over the transitions into s'.
+  void gather_transpose(const double* x, double* y) const {
     if (!in_w) gather_weights();
     const std::int64_t* ptr = in->ptr.data();
     const std::int32_t* src = in->src.data();
