@@ -463,8 +463,13 @@ _TRAJ_NAMES = {"mdp", "states", "actions", "rewards", "lengths", "final_states",
                "per_decision", "self_normalized", "dynamics", "n", "seed", "trajectory", "step", "batch"}
 
 
+_TRAJ_OPS = ("returns", "policy_gradient", "score", "log_likelihood", "importance_weights", "off_policy_gradient",
+             "off_policy_value", "value_baseline")
+
+
 @st.composite
-def _traj_call(draw: Any) -> Call:
+def traj_call(draw: Any, ops: tuple[str, ...] = _TRAJ_OPS) -> Call:
+    """A hand-built batch and one of ``ops`` on it (default: every estimator on batches)."""
     parts, spec = draw(mdp_and_policy())
     S, A = parts["P"].shape[:2]
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
@@ -477,8 +482,7 @@ def _traj_call(draw: Any) -> Call:
     arrays = {"states": states, "actions": actions, "rewards": rewards, "lengths": lengths, "final_states": final}
     args: dict[str, Any] = {"mdp": parts, "policy": spec}
     args.update({k: draw(array_variant(v, 0.12)) for k, v in arrays.items()})
-    args["op"] = draw(st.sampled_from(["returns", "policy_gradient", "score", "log_likelihood", "importance_weights",
-                                       "off_policy_gradient", "off_policy_value", "value_baseline"]))
+    args["op"] = draw(st.sampled_from(list(ops)))
     args["gamma"] = draw(float_variant(st.sampled_from([None, 1.0, 0.9, 0.0]), 0.1))
     args["weights"] = draw(choice_variant(["reward_to_go", "return"], 0.1))
     args["baseline"] = draw(choice_variant([None, "mean", "time", "exact", "value"], 0.1))
@@ -488,6 +492,7 @@ def _traj_call(draw: Any) -> Call:
     args["behavior"] = draw(st.sampled_from(["policy", "logp", "logp_bad"]))
     args["behavior_spec"] = draw(valid_policy_spec(S, A))
     args["logp"] = draw(array_variant(np.log(rng.uniform(0.05, 1, (N, H))), 0.3))
+    args["score_weights"] = draw(array_variant(rng.normal(size=(N, H)), 0.3))  # pg.score's (N, H) weights
     args["per_decision"] = draw(st.booleans())
     args["self_normalized"] = draw(st.booleans())
     args["threads"] = draw(int_variant(st.sampled_from([None, 1, 2]), 0.05))
@@ -495,7 +500,7 @@ def _traj_call(draw: Any) -> Call:
     return Call("Trajectories", args)
 
 
-STRATEGIES["Trajectories"] = _traj_call()
+STRATEGIES["Trajectories"] = traj_call()
 
 
 def _pg_result(g: Any, pi: pg.SoftmaxPolicy, n: int) -> dict[str, Any]:
@@ -527,8 +532,10 @@ def _run_traj(a: dict[str, Any]) -> Any:
                                  threads=a["threads"], stderr=a["stderr"])
         return _pg_result(res, pi, tr.n)
     if op == "score":
-        res = pg.score(pi, tr, per_trajectory=a["per_trajectory"], threads=a["threads"])
-        return {"score": (res, None)}
+        res = pg.score(pi, tr, real(a["score_weights"]), per_trajectory=a["per_trajectory"], threads=a["threads"])
+        if isinstance(res, tuple):  # per_trajectory=True: the gradient and its per-trajectory rows
+            return {"score": (res[0], pi.theta.shape), "rows": (res[1], (tr.n, pi.n_params))}
+        return {"score": (res, pi.theta.shape)}
     if op == "log_likelihood":
         ll = pg.log_likelihood(pi, tr, dynamics=a["per_decision"])
         # -inf is documented for a step the MDP cannot take; only NaN and +inf are bad.

@@ -460,6 +460,19 @@ def test_linear_value_baseline_is_least_squares(rng: np.random.Generator) -> Non
     np.testing.assert_allclose(vb.values(), expected, rtol=1e-9, atol=1e-9)
 
 
+def test_value_baseline_repr(rng: np.random.Generator) -> None:
+    """The repr states the sizes, the kind of fit (table or features) and whether it is fitted."""
+    mdp = random_mdp(rng, S=4, A=2, horizon=3)
+    traj = mdp.sample(random_policy(rng, mdp), 50, seed=0)
+    table = pg.ValueBaseline(4, 3)
+    assert repr(table) == "ValueBaseline(n_states=4, horizon=3, features=None, fitted=False)"
+    table.fit(traj)
+    assert repr(table) == "ValueBaseline(n_states=4, horizon=3, features=None, fitted=True)"
+    linear = pg.ValueBaseline(4, 3, features=rng.normal(size=(4, 2)), ridge=0.5)
+    assert repr(linear) == "ValueBaseline(n_states=4, horizon=3, features=(4, 2), ridge=0.5, fitted=False)"
+    assert repr(linear.fit(traj)) == "ValueBaseline(n_states=4, horizon=3, features=(4, 2), ridge=0.5, fitted=True)"
+
+
 def test_log_likelihood_by_hand() -> None:
     mdp, pi, traj = tiny_problem()
     lp = np.log(pi.probs())

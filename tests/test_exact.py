@@ -886,3 +886,48 @@ def test_large_sparse_discounted_agrees_with_dense() -> None:
     for V in (Vs, Vd):
         res = V - g * (P_pi @ V) - r_pi
         assert np.linalg.norm(res) <= 39 * 10 * TOL * np.linalg.norm(r_pi)
+
+
+def _large_sparse_mdp(n_terminal: int) -> pg.FiniteMDP:
+    """30000 states, 4 actions, 4 successors per (s, a) drawn with replacement (480 000
+    transitions, above the 200 000 from which the solvers share their products between threads),
+    the last `n_terminal` states terminal; with none, sparse_mdp(30000, 4, 4, horizon=50, seed=3)
+    of the interrupt tests."""
+    rng = np.random.default_rng(3)
+    S, A, K = 30000, 4, 4
+    P = sparse.csr_matrix(
+        (rng.dirichlet(np.ones(K), size=S * A).ravel(), rng.integers(S, size=S * A * K), np.arange(0, S * A * K + 1, K)),
+        shape=(S * A, S),
+    )
+    P.sum_duplicates()
+    terminal = np.arange(S) >= S - n_terminal
+    mu0 = np.where(terminal, 0.0, 1.0 / (S - n_terminal))
+    return pg.FiniteMDP(P, rng.normal(size=(S, A)), mu0, horizon=50, gamma=0.9, terminal=terminal)
+
+
+@pytest.mark.parametrize("n_terminal", [0, 300])
+def test_large_sparse_results_identical_for_any_thread_count(n_terminal: int) -> None:
+    """Every result of the sparse solvers (values, gradients, distributions, Fisher weights) is
+    the same bits for 1, 2, 3 and 7 threads: each entry of a matrix-vector product is one sum in
+    the order of the transitions, whichever thread computes it (exact guide, "Threads"). Terminal
+    states give transitions of weight 0, which the products keep."""
+    mdp = _large_sparse_mdp(n_terminal)
+    assert mdp.nnz >= 200_000 and int(mdp.terminal.sum()) == n_terminal
+    pi = random_policy(np.random.default_rng(4), mdp)
+
+    def results(threads: int) -> dict[str, bytes]:
+        out: dict[str, Any] = {}
+        for obj in ("discounted", "average_reward", "average_value"):
+            g, ev = pg.exact.gradient(mdp, pi, obj, threads=threads, return_evaluation=True)
+            out[f"{obj} gradient"] = g
+            for name in ("value", "state_values", "action_values", "advantages", "state_distribution", "visitation"):
+                out[f"{obj} {name}"] = getattr(ev, name)
+            out[f"{obj} fisher_weights"] = pg.exact.fisher_weights(mdp, pi, obj, threads=threads)
+        out["stationary_distribution"] = pg.exact.stationary_distribution(mdp, pi, threads=threads)
+        return {k: np.asarray(v, dtype=np.float64).tobytes() for k, v in out.items()}
+
+    one = results(1)
+    assert len(one) == 3 * 8 + 1  # gradient, J, V, Q, A, d, visitation, Fisher weights; stationary d
+    for threads in (2, 3, 7):
+        other = results(threads)
+        assert other == one, [k for k in one if other[k] != one[k]]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 
 import fuzz_strategies as fs
@@ -59,3 +59,13 @@ def test_fuzz_classifier_reports_each_bad_outcome(monkeypatch: pytest.MonkeyPatc
     for key, (run, expected) in outcomes.items():
         monkeypatch.setitem(fs.TARGETS, "probe", (lambda: st.nothing(), run, {"n_states", "x"}))
         assert fs.run_call(fs.Call("probe", {}))[0] == expected, key
+
+
+@pytest.mark.parametrize("per_trajectory", [False, True])
+def test_fuzz_reaches_the_score_estimator(per_trajectory: bool) -> None:
+    """pg.score is drawn with its (N, H) weights, so the fuzzer reaches its results (the gradient,
+    and the per-trajectory rows), not only argument errors."""
+    call = find(fs.traj_call(ops=("score",)),
+                lambda c: c.args["per_trajectory"] is per_trajectory and fs.run_call(c)[0] == fs.OK,
+                settings=settings(FUZZ, max_examples=500, phases=[Phase.generate]))  # found, not shrunk
+    assert call.target == "Trajectories" and call.args["op"] == "score"

@@ -183,6 +183,28 @@ def test_nan_written_into_theta_is_caught() -> None:
         pi.probs()
 
 
+@pytest.mark.parametrize("kind", ["tabular", "linear", "mlp"])
+def test_logits_are_the_callers_own_array(rng: np.random.Generator, kind: str) -> None:
+    """logits() returns a new writable array, like probs(): writing into it changes neither theta
+    nor any table of the policy (it cannot bypass the checked theta setter)."""
+    if kind == "tabular":
+        pi: pg.SoftmaxPolicy = pg.TabularSoftmax(4, 3, theta=rng.normal(size=(4, 3)))
+    elif kind == "linear":
+        pi = pg.LinearSoftmax(rng.normal(size=(4, 3, 2)), rng.normal(size=2))
+    else:
+        pi = pg.MLPSoftmax(4, 3, hidden=(5,), seed=1)
+    theta, z, probs, log_probs = pi.theta.copy(), pi.logits(), pi.probs(), pi.log_probs()
+    assert z.flags.writeable and not np.shares_memory(z, pi.theta)
+    assert pi.logits() is not z
+    z[0, 0] = np.nan
+    z[1:] = 7.0
+    np.testing.assert_array_equal(pi.theta, theta)
+    np.testing.assert_array_equal(pi.probs(), probs)  # finite: theta was not touched
+    np.testing.assert_array_equal(pi.log_probs(), log_probs)
+    assert np.isfinite(pi.logits()).all()
+    np.testing.assert_allclose(_np_softmax(pi.logits()), probs, rtol=1e-13)
+
+
 @pytest.mark.parametrize("kind", ["tabular", "linear"])
 def test_the_internal_probability_table_follows_theta(rng: np.random.Generator, kind: str) -> None:
     """Sampling and the estimators reuse one probability table while theta is unchanged; an

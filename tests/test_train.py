@@ -150,6 +150,20 @@ def test_gradient_ascent_callable_schedule() -> None:
     with pytest.raises(ValueError, match="schedule"):
         nan.step(pi, g)
 
+@pytest.mark.parametrize("schedule", ["constant", "inv_sqrt", lambda t: 1.0 / t])
+def test_learning_rate_is_defined_from_step_one(schedule: Any) -> None:
+    """t counts steps from 1: t = 0, a negative t or a non-integer t is refused naming t."""
+    opt = pg.optim.GradientAscent(lr=0.5, schedule=schedule)
+    assert opt.learning_rate(1) == 0.5
+    assert opt.learning_rate(np.int64(4)) in (0.5, 0.25, 0.125)
+    for t in (0, -1, -(2**70)):
+        with pytest.raises(ValueError, match=rf"t must be >= 1 \(the first step is t = 1\), got {t}$"):
+            opt.learning_rate(t)
+    for t in (1.0, "1", None, True):
+        with pytest.raises(TypeError, match="t must be an integer"):
+            opt.learning_rate(t)  # type: ignore[arg-type]
+
+
 
 def test_adam_first_two_steps_by_hand() -> None:
     lr, b1, b2, eps = 0.1, 0.9, 0.999, 1e-8
@@ -306,6 +320,25 @@ def test_natural_gradient_exact_state_dict_round_trip(rng: np.random.Generator) 
     np.testing.assert_array_equal(a.theta, b.theta)
 
 
+def test_another_optimizers_state_is_named_as_such() -> None:
+    """load_state_dict checks the state's type before its keys: another optimizer's state is
+    reported as that, not as a state missing keys."""
+    opts = [pg.optim.GradientAscent(0.5, schedule="inv_sqrt"), pg.optim.Adam(0.1), pg.optim.NaturalGradient(0.2)]
+    for target in opts:
+        for source in opts:
+            if source is target:
+                continue
+            kind, other = type(target).__name__, type(source).__name__
+            before = target.state_dict()
+            with pytest.raises(ValueError, match=rf"^state\['type'\] is '{other}': a state dict of another optimizer, not of '{kind}'$"):
+                target.load_state_dict(source.state_dict())
+            assert target.state_dict() == before
+    with pytest.raises(ValueError, match=r"state\['type'\] is 3: a state dict of another optimizer"):
+        pg.optim.Adam().load_state_dict({"type": 3})
+    with pytest.raises(ValueError, match="state is missing the key"):  # of the right type, incomplete
+        pg.optim.Adam().load_state_dict({"type": "Adam", "lr": 0.1})
+
+
 @pytest.mark.parametrize("lr", [0.0, -0.1, float("nan"), float("inf")])
 @pytest.mark.parametrize("cls", [pg.optim.GradientAscent, pg.optim.Adam, pg.optim.NaturalGradient])
 def test_bad_learning_rate(cls: Any, lr: float) -> None:
@@ -361,6 +394,40 @@ def test_natural_gradient_needs_its_context(rng: np.random.Generator) -> None:
         pg.optim.NaturalGradient(0.1, fisher="sampled").step(pi, g, visits=np.ones(4))
     with pytest.raises(TypeError):
         pg.optim.GradientAscent(0.1).step("not a policy", g)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("method", ["step", "direction"])
+def test_natural_gradient_refuses_context_it_would_not_use(rng: np.random.Generator, method: str) -> None:
+    """Context the Fisher matrix would not use is an error (not silently ignored), and every
+    message names the method called; a refused call takes no step."""
+    mdp = random_mdp(rng, S=3, A=2, horizon=4)
+    pi = random_policy(rng, mdp)
+    g = np.ones(pi.theta.shape)
+    traj = mdp.sample(pi, 20, seed=0)
+    visits = np.ones(3)
+    exact, sampled = pg.optim.NaturalGradient(0.1, fisher="exact"), pg.optim.NaturalGradient(0.1, fisher="sampled")
+    theta = pi.theta.copy()
+    cases: list[tuple[pg.optim.NaturalGradient, dict[str, Any], str]] = [
+        (exact, {}, rf"^NaturalGradient\(fisher='exact'\) needs {method}\(policy, grad, mdp=mdp\)$"),
+        (exact, {"mdp": mdp, "traj": traj}, rf"^NaturalGradient\(fisher='exact'\) takes the Fisher matrix of mdp=, not traj=: call {method}\("),
+        (exact, {"mdp": mdp, "visits": visits}, r"not visits=: call"),
+        (exact, {"traj": traj, "visits": visits}, r"not traj= or visits=: call"),
+        (sampled, {}, rf"^NaturalGradient\(fisher='sampled'\) needs {method}\(policy, grad, traj=batch\) or visits=$"),
+        (sampled, {"traj": traj, "visits": visits},
+         rf"^NaturalGradient\(fisher='sampled'\) takes traj= or visits=, not both: call {method}\(policy, grad, traj=batch\)"),
+        (sampled, {"mdp": mdp, "visits": visits}, rf"not from mdp= \(which fisher='exact' takes\): call {method}\("),
+    ]
+    for opt, context, match in cases:
+        with pytest.raises(ValueError, match=match):
+            getattr(opt, method)(pi, g, **context)
+    np.testing.assert_array_equal(pi.theta, theta)
+    assert exact.t == sampled.t == 0
+    with pytest.raises(TypeError, match=r"^NaturalGradient\.step takes the context mdp=, traj= or visits=, got 'batch'$"):
+        sampled.step(pi, g, batch=traj)
+    # each accepted context alone is taken
+    want = sampled.direction(pi, g, visits=np.bincount(traj.states[traj.mask], minlength=3) / traj.n)
+    np.testing.assert_array_equal(getattr(sampled, method)(pi, g, traj=traj), want if method == "direction" else sampled.lr * want)
+    assert getattr(exact, method)(pi, g, mdp=mdp).shape == pi.theta.shape
 
 
 # -- 2. ascent ------------------------------------------------------------------------------------
@@ -592,6 +659,69 @@ def test_history_json_csv_and_records(tmp_path: Path) -> None:
         hist["loss"]
 
 
+def _record(it: int, j: float) -> dict[str, Any]:
+    return {"iteration": it, "J_estimate": j, "J_stderr": 0.01, "J_exact": np.nan, "grad_norm": np.float32(0.5),
+            "seconds": 1, "steps_per_s": np.int64(200000)}
+
+
+def test_history_constructor_checks_records_as_append_does(tmp_path: Path) -> None:
+    recs = [_record(1, 0.25), {**_record(2, 0.5), "extra": "dropped"}]
+    built = pg.History(recs, meta={"seed": 0})
+    appended = pg.History(meta={"seed": 0})
+    for r in recs:
+        appended.append(r)
+    assert built.records == appended.records
+    assert all(type(v) is float for r in built.records for v in r.values())
+    assert set(built.records[1]) == set(FIELDS)
+    built.save_csv(tmp_path / "built.csv")
+    appended.save_csv(tmp_path / "appended.csv")
+    assert (tmp_path / "built.csv").read_text() == (tmp_path / "appended.csv").read_text()
+    assert (tmp_path / "built.csv").read_text().splitlines()[1].startswith("1.0,0.25,")
+
+    with pytest.raises(ValueError, match=r"^records\[0\] is missing the field\(s\) 'J_estimate', 'J_stderr'"):
+        pg.History([{"iteration": 1}])
+    with pytest.raises(ValueError, match=r"^records\[1\] is missing the field\(s\) 'seconds'$"):
+        pg.History([_record(1, 0.0), {k: v for k, v in _record(2, 0.0).items() if k != "seconds"}])
+    with pytest.raises(TypeError, match=r"^records\[0\] must be a dict of the fields"):
+        pg.History([3])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"^records must be a list of dicts of the fields .*, got dict$"):
+        pg.History(_record(1, 0.0))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^records\[0\]\['J_exact'\] must be a real number, got str$"):
+        pg.History([{**_record(1, 0.0), "J_exact": "n/a"}])
+    with pytest.raises(TypeError, match=r"^record\['grad_norm'\] must be a real number, got NoneType$"):
+        pg.History().append({**_record(1, 0.0), "grad_norm": None})
+    with pytest.raises(TypeError, match="^meta must be a dict, got list$"):
+        pg.History([], meta=[("seed", 0)])  # type: ignore[arg-type]
+
+
+def test_history_load_json_names_the_file(tmp_path: Path) -> None:
+    hist = pg.History([_record(1, 0.25)])
+    hist.save_csv(tmp_path / "run.csv")
+    with pytest.raises(ValueError, match=r"run\.csv: not a saved History: the file is not JSON text \(Expecting value"):
+        pg.History.load_json(tmp_path / "run.csv")
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ValueError, match=r"binary\.json: not a saved History: the file is not JSON text"):
+        pg.History.load_json(tmp_path / "binary.json")
+    doc = hist.to_dict()
+    doc["J_stderr"] = ["x"]
+    (tmp_path / "text.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"text\.json: not a saved History: records\[0\]\['J_stderr'\] must be a real number"):
+        pg.History.load_json(tmp_path / "text.json")
+    (tmp_path / "meta.json").write_text(json.dumps({**hist.to_dict(), "meta": [1]}))
+    with pytest.raises(ValueError, match=r"meta\.json: not a saved History: its meta is a list"):
+        pg.History.load_json(tmp_path / "meta.json")
+    hist.save_json(tmp_path / "run.json")
+    assert pg.History.load_json(tmp_path / "run.json").records[0]["iteration"] == 1.0
+
+
+def test_history_repr() -> None:
+    assert repr(pg.History()) == "History(0 iterations)"
+    assert repr(pg.History([_record(1, 0.25)])) == "History(1 iteration, J_estimate 0.25)"
+    assert repr(pg.History([_record(1, 0.25), _record(2, 0.123456), _record(3, 0.5)])) == (
+        "History(3 iterations, J_estimate 0.25 -> 0.5)"
+    )
+
+
 def test_train_argument_errors() -> None:
     mdp = random_mdp(np.random.default_rng(3), S=4, A=2, horizon=4)
     pi = pg.TabularSoftmax(4, 2)
@@ -604,6 +734,28 @@ def test_train_argument_errors() -> None:
         pg.train(mdp, pi, **{**ok, "optimizer": "adam"})
     with pytest.raises(ValueError, match="sized"):
         pg.train(mdp, pg.TabularSoftmax(5, 2), **ok)
+
+
+def test_train_refuses_the_time_baseline_with_returns_before_any_work(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """baseline='time' needs the reward-to-go: train says so (as policy_gradient does) before it
+    samples, estimates, steps or writes a checkpoint."""
+    mdp = random_mdp(np.random.default_rng(4), S=4, A=2, horizon=4)
+    pi = pg.TabularSoftmax(4, 2)
+    with pytest.raises(ValueError) as from_estimator:
+        pg.policy_gradient(pi, mdp.sample(pi, 4, seed=0), weights="return", baseline="time")
+
+    def no_work(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("train started an iteration")
+
+    monkeypatch.setattr(pg.FiniteMDP, "sample", no_work)
+    monkeypatch.setattr("pgfast._train.policy_gradient", no_work)
+    opt = pg.optim.Adam(0.1)
+    ckpt = tmp_path / "run.ckpt"
+    with pytest.raises(ValueError, match=r"^baseline='time' needs weights='reward_to_go'") as from_train:
+        pg.train(mdp, pi, optimizer=opt, iterations=3, batch=8, seed=0, weights="return", baseline="time",
+                 progress=False, checkpoint=ckpt, callback=no_work)
+    assert str(from_train.value) == str(from_estimator.value)
+    assert opt.t == 0 and not pi.theta.any() and not ckpt.exists()
 
 
 # -- progress display -------------------------------------------------------------------------------

@@ -288,8 +288,12 @@ class ValueBaseline:
     >>> pi = pg.TabularSoftmax(16, 4)
     >>> traj = mdp.sample(pi, 4000, seed=0)
     >>> baseline = pg.ValueBaseline(16, 50).fit(traj)
+    >>> baseline
+    ValueBaseline(n_states=16, horizon=50, features=None, fitted=True)
     >>> baseline.values().shape
     (50, 16)
+    >>> pg.ValueBaseline(16, 50, features=np.ones((16, 3)))  # a linear fit, not fitted yet
+    ValueBaseline(n_states=16, horizon=50, features=(16, 3), ridge=1e-08, fitted=False)
     >>> est = pg.policy_gradient(pi, mdp.sample(pi, 4000, seed=1), baseline=baseline)
     >>> est.grad.shape
     (16, 4)
@@ -319,6 +323,10 @@ class ValueBaseline:
     def fitted(self) -> bool:
         """Whether :meth:`fit` has been called (an unfitted baseline is cross-fitted by the estimators)."""
         return self._table is not None
+
+    def __repr__(self) -> str:
+        kind = "features=None" if self.features is None else f"features={self.features.shape}, ridge={self.ridge:g}"
+        return f"ValueBaseline(n_states={self.n_states}, horizon={self.horizon}, {kind}, fitted={self.fitted})"
 
     def values(self) -> NDArray[np.float64]:
         r"""The fitted table :math:`b_t(s)`, shape (H, S), read-only.
@@ -469,6 +477,12 @@ def _split(traj: Trajectories, idx: NDArray[np.int64]) -> Trajectories:
     )
 
 
+def check_baseline_fits_weights(baseline: Any, weights: str) -> None:
+    """ValueError naming both arguments for baseline='time' with weights other than the reward-to-go."""
+    if isinstance(baseline, str) and baseline == "time" and weights != "reward_to_go":
+        raise ValueError("baseline='time' needs weights='reward_to_go' (the return has no time index)")
+
+
 def _baseline(
     baseline: Any, policy: SoftmaxPolicy, mdp: FiniteMDP, gamma: float, weights: str
 ) -> tuple[str, NDArray[np.float64] | None]:
@@ -479,8 +493,7 @@ def _baseline(
         if baseline == "mean":
             return "mean", None
         if baseline == "time":
-            if weights != "reward_to_go":
-                raise ValueError("baseline='time' needs weights='reward_to_go' (the return has no time index)")
+            check_baseline_fits_weights(baseline, weights)
             return "time", None
         if baseline == "exact":
             V = exact.evaluate(mdp, policy, "finite_horizon", gamma=gamma).state_values

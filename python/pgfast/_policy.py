@@ -222,6 +222,8 @@ class SoftmaxPolicy:
         Returns
         -------
         ndarray of float64, shape (S, A)
+            A new array, as from :meth:`probs` (changing it does not change the policy; the
+            logits of a :class:`TabularSoftmax` are a copy of its ``theta``).
 
         Examples
         --------
@@ -232,6 +234,11 @@ class SoftmaxPolicy:
                [0.5, 2. ]])
         >>> pg.MLPSoftmax(3, 2, hidden=(4,), seed=0).logits().shape
         (3, 2)
+        >>> pi = pg.TabularSoftmax(1, 2)
+        >>> z = pi.logits()
+        >>> z[0, 0] = 5.0  # the caller's own array
+        >>> pi.theta
+        array([[0., 0.]])
         """
         raise NotImplementedError
 
@@ -619,7 +626,8 @@ class TabularSoftmax(SoftmaxPolicy):
             self.theta = theta
 
     def logits(self) -> NDArray[np.float64]:
-        return self._theta
+        with _THETA_LOCK:  # a copy, never theta itself (which only its checked setter may change)
+            return self._theta.copy()
 
     def _logits_and_net(self, theta: NDArray[np.float64]) -> tuple[NDArray[np.float64], Any]:
         return theta, None

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from . import _checkpoint, exact
 from ._checkpoint import Seed
-from ._estimators import ValueBaseline, policy_gradient, weights_kind
+from ._estimators import ValueBaseline, check_baseline_fits_weights, policy_gradient, weights_kind
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy
 from ._validation import as_bool, as_float, as_gamma, as_int, as_threads, check_finite_result, require_instance
@@ -63,11 +63,18 @@ class History:
     Parameters
     ----------
     records : list of dict, optional
-        Records with the seven fields above, kept as they are (:meth:`append` checks and
-        converts one).
+        Records with the seven fields above, each checked and converted as :meth:`append` does
+        (values to float, other keys dropped).
     meta : dict, optional
         What describes the run (:func:`train` stores its seed, batch, iterations, weights,
         baseline and optimizer); saved with the records.
+
+    Raises
+    ------
+    TypeError
+        ``records`` is not a list of dicts, a value is not a number, or ``meta`` is not a dict.
+    ValueError
+        A record misses a field (the message names the record's index and the fields).
 
     Attributes
     ----------
@@ -89,10 +96,18 @@ class History:
     (array([1., 2., 3.]), array([0.875 , 0.9377, 0.9642]))
     >>> hist.to_records().dtype.names[:3]
     ('iteration', 'J_estimate', 'J_stderr')
+    >>> hist
+    History(3 iterations, J_estimate 0.91 -> 0.97)
     """
 
     def __init__(self, records: list[dict[str, float]] | None = None, meta: dict[str, Any] | None = None) -> None:
-        self.records: list[dict[str, float]] = list(records or [])
+        if records is None:
+            records = []
+        if isinstance(records, (dict, str, bytes)) or not hasattr(records, "__iter__"):
+            raise TypeError(f"records must be a list of dicts of the fields {FIELDS}, got {type(records).__name__}")
+        if meta is not None and not isinstance(meta, dict):
+            raise TypeError(f"meta must be a dict, got {type(meta).__name__}")
+        self.records: list[dict[str, float]] = [_checked_record(r, f"records[{i}]") for i, r in enumerate(records)]
         self.meta: dict[str, Any] = dict(meta or {})
 
     def append(self, record: dict[str, float]) -> None:
@@ -107,7 +122,8 @@ class History:
         Raises
         ------
         TypeError
-            ``record`` is not a dict, or a value is not a number.
+            ``record`` is not a dict, or a value is not a real number (the message names the
+            field).
         ValueError
             A field is missing.
 
@@ -123,12 +139,7 @@ class History:
         ...
         ValueError: record is missing the field(s) 'J_stderr', 'J_exact', 'grad_norm', 'seconds', 'steps_per_s'
         """
-        if not isinstance(record, dict):
-            raise TypeError(f"record must be a dict of the fields {FIELDS}, got {type(record).__name__}")
-        missing = [k for k in FIELDS if k not in record]
-        if missing:
-            raise ValueError(f"record is missing the field(s) {', '.join(map(repr, missing))}")
-        self.records.append({k: float(record[k]) for k in FIELDS})
+        self.records.append(_checked_record(record, "record"))
 
     def __len__(self) -> int:
         return len(self.records)
@@ -226,8 +237,8 @@ class History:
         OSError
             The file cannot be read.
         ValueError
-            The file is not JSON, or not a saved History (a field missing, or fields of different
-            lengths).
+            The file is not JSON text, or not a saved History (a field missing, fields of
+            different lengths, or a value that is not a number); the message names the file.
 
         Examples
         --------
@@ -239,15 +250,24 @@ class History:
         >>> len(loaded), loaded["J_estimate"], loaded["J_exact"]
         (1, array([0.25]), array([nan]))
         """
-        d = json.loads(Path(path).read_text())
+        try:
+            d = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: not a saved History: the file is not JSON text ({exc})") from None
         missing = [f for f in FIELDS if not isinstance(d, dict) or not isinstance(d.get(f), list)]
         if missing:
             raise ValueError(f"{path}: not a saved History: the field(s) {', '.join(map(repr, missing))} are missing")
         n = len(d["iteration"])
         if any(len(d[f]) != n for f in FIELDS):
             raise ValueError(f"{path}: not a saved History: its fields have different lengths")
-        recs = [{f: (math.nan if d[f][i] is None else float(d[f][i])) for f in FIELDS} for i in range(n)]
-        return cls(recs, d.get("meta", {}))
+        meta = d.get("meta", {})
+        if not isinstance(meta, dict):
+            raise ValueError(f"{path}: not a saved History: its meta is a {type(meta).__name__}, not a dict")
+        recs = [{f: (math.nan if d[f][i] is None else d[f][i]) for f in FIELDS} for i in range(n)]
+        try:
+            return cls(recs, meta)
+        except TypeError as exc:  # a value that is not a number
+            raise ValueError(f"{path}: not a saved History: {exc}") from None
 
     def save_csv(self, path: str | Path) -> None:
         """Write the records to ``path`` as CSV: a header of the field names, one row per iteration.
@@ -280,7 +300,22 @@ class History:
                 w.writerow([r[f] for f in FIELDS])
 
     def __repr__(self) -> str:
-        return f"History({len(self)} iterations)"
+        n = len(self)
+        text = f"{n} iteration" if n == 1 else f"{n} iterations"
+        if n:
+            first, last = self.records[0]["J_estimate"], self.records[-1]["J_estimate"]
+            text += f", J_estimate {first:.4g}" if n == 1 else f", J_estimate {first:.4g} -> {last:.4g}"
+        return f"History({text})"
+
+
+def _checked_record(record: Any, name: str) -> dict[str, float]:
+    """A History record: the seven fields of ``record`` (a dict) as floats, other keys dropped."""
+    if not isinstance(record, dict):
+        raise TypeError(f"{name} must be a dict of the fields {FIELDS}, got {type(record).__name__}")
+    missing = [k for k in FIELDS if k not in record]
+    if missing:
+        raise ValueError(f"{name} is missing the field(s) {', '.join(map(repr, missing))}")
+    return {k: as_float(record[k], f"{name}[{k!r}]") for k in FIELDS}
 
 
 def _iteration_seed(seed: Seed, it: int) -> int:
@@ -535,7 +570,7 @@ def train(
         raise TypeError(f"baseline must be None, 'mean', 'time', 'exact' or a pgfast.ValueBaseline, got {type(baseline).__name__}")
     if isinstance(baseline, str) and baseline not in ("none", "mean", "time", "exact"):
         raise ValueError(f"baseline must be None, 'mean', 'time', 'exact' or a pgfast.ValueBaseline, got {baseline!r}")
-    weights_kind(weights)
+    check_baseline_fits_weights(baseline, weights_kind(weights))
     gamma_value = as_gamma(gamma, mdp.gamma)
     value_baseline = baseline if isinstance(baseline, ValueBaseline) else None
     if value_baseline is not None and not value_baseline.fitted and n < 2:
@@ -596,7 +631,7 @@ def train(
                 est = policy_gradient(policy, mdp=mdp, n=n, seed=s, weights=weights, baseline=baseline,  # type: ignore[arg-type]
                                       gamma=gamma, threads=threads, stderr=False)
             if isinstance(optimizer, NaturalGradient) and optimizer.fisher == "exact":
-                context["mdp"] = mdp
+                context = {"mdp": mdp}  # the exact Fisher matrix takes the MDP, not the batch
             gnorm = float(np.linalg.norm(est.grad))
             check_finite_result(gnorm, "the gradient norm", "the gradient's entries are too large to square")
             j_exact = math.nan  # of the policy that sampled this batch, like J_estimate

@@ -65,8 +65,8 @@ transitions (memory O(nnz + 40 S); converged when the relative residual is at mo
 (0, 1e-2]), or ``"auto"`` (dense up to 200 states; GMRES is the faster one beyond). The finite horizon needs no solver:
 backward induction costs O(H nnz). ``threads`` (default: all usable cores; at most
 ``pgfast.MAX_THREADS`` = 256, more raise ``ValueError``) splits the sparse matrix-vector products
-of large MDPs (200 000 transitions or more); results do not depend on it beyond floating-point
-summation order.
+of large MDPs (200 000 transitions or more); the results are the same bits for any ``threads``
+(each entry of a product is one sum in the order of the transitions; see the exact guide).
 """
 
 from __future__ import annotations

@@ -66,14 +66,15 @@ def _betas(betas: Any) -> tuple[float, float]:
 
 
 def _check_state(state: Any, keys: tuple[str, ...], kind: str) -> None:
-    """TypeError unless ``state`` is a dict; ValueError naming missing keys or another optimizer's type."""
+    """TypeError unless ``state`` is a dict; ValueError naming another optimizer's type (checked
+    first: its keys differ) or missing keys."""
     if not isinstance(state, dict):
         raise TypeError(f"state must be a dict from {kind}.state_dict(), got {type(state).__name__}")
+    if "type" in state and not (isinstance(state["type"], str) and state["type"] == kind):
+        raise ValueError(f"state['type'] is {state['type']!r}: a state dict of another optimizer, not of {kind!r}")
     missing = [k for k in keys if k not in state]
     if missing:
         raise ValueError(f"state is missing the key(s) {', '.join(map(repr, missing))} of a {kind} state dict")
-    if "type" in state and not (isinstance(state["type"], str) and state["type"] == kind):
-        raise ValueError(f"state['type'] is {state['type']!r}: a state dict of another optimizer, not of {kind!r}")
 
 
 def _state_t(state: dict[str, Any]) -> int:
@@ -294,18 +295,27 @@ class GradientAscent(Optimizer):
 
         Raises
         ------
+        TypeError
+            ``t`` is not an integer.
         ValueError
-            A callable schedule whose factor is negative or not finite.
+            ``t`` below 1, or a callable schedule whose factor is negative or not finite.
 
         Examples
         --------
         >>> opt = pg.optim.GradientAscent(lr=0.5, schedule="inv_sqrt")
         >>> [opt.learning_rate(t) for t in (1, 4, 16)]
         [0.5, 0.25, 0.125]
+        >>> opt.learning_rate(0)
+        Traceback (most recent call last):
+        ...
+        ValueError: t must be >= 1 (the first step is t = 1), got 0
         >>> halving = pg.optim.GradientAscent(lr=0.5, schedule=lambda t: 0.5 ** (t - 1))
         >>> [halving.learning_rate(t) for t in (1, 2, 3)]
         [0.5, 0.25, 0.125]
         """
+        t = as_int(t, "t")
+        if t < 1:
+            raise ValueError(f"t must be >= 1 (the first step is t = 1), got {t}")
         if self.schedule == "constant":
             return self.lr
         if self.schedule == "inv_sqrt":
@@ -481,8 +491,12 @@ class NaturalGradient(Optimizer):
     ------
     ValueError
         Bad hyperparameters; from ``step``, a missing ``mdp=`` (exact) or ``traj=`` /
-        ``visits=`` (sampled), a gradient of another shape, or a direction or step beyond the
+        ``visits=`` (sampled), context the Fisher matrix would not use (``traj=`` or
+        ``visits=`` with ``fisher="exact"``, ``mdp=`` or both ``traj=`` and ``visits=`` with
+        ``fisher="sampled"``), a gradient of another shape, or a direction or step beyond the
         float64 range.
+    TypeError
+        From ``step``, a context keyword other than ``mdp``, ``traj`` and ``visits``.
 
     Attributes
     ----------
@@ -549,11 +563,14 @@ class NaturalGradient(Optimizer):
         grad : array_like, shape of ``policy.theta``
             The gradient g, finite.
         mdp : FiniteMDP, optional
-            The MDP of the exact Fisher matrix (required with ``fisher="exact"``).
+            The MDP of the exact Fisher matrix (required with ``fisher="exact"``, refused with
+            ``fisher="sampled"``).
         traj : Trajectories, optional
-            A batch whose visit counts weight the sampled Fisher matrix (``fisher="sampled"``).
+            A batch whose visit counts weight the sampled Fisher matrix (``fisher="sampled"``;
+            refused with ``fisher="exact"``).
         visits : array_like (S,), optional
-            Mean visits per state and episode, used instead of ``traj`` (``fisher="sampled"``).
+            Mean visits per state and episode, passed instead of ``traj`` (``fisher="sampled"``;
+            refused with ``fisher="exact"`` or together with ``traj``).
 
         Returns
         -------
@@ -564,9 +581,10 @@ class NaturalGradient(Optimizer):
         TypeError
             ``policy`` or ``traj`` of the wrong type.
         ValueError
-            The context ``fisher`` needs is missing, a gradient of another shape or not finite,
-            ``visits`` of another shape, negative or not finite, a batch or MDP of another size,
-            or a direction beyond the float64 range.
+            The context ``fisher`` needs is missing, or context it would not use is given (the
+            message names the arguments); a gradient of another shape or not finite, ``visits``
+            of another shape, negative or not finite, a batch or MDP of another size, or a
+            direction beyond the float64 range.
 
         Examples
         --------
@@ -585,14 +603,41 @@ class NaturalGradient(Optimizer):
         True
         >>> opt.t, bool(pi.theta.any())  # no step was taken
         (0, False)
+        >>> opt.direction(pi, pg.exact.gradient(mdp, pi), mdp=mdp, visits=[1.0, 0.0])
+        Traceback (most recent call last):
+        ...
+        ValueError: NaturalGradient(fisher='exact') takes the Fisher matrix of mdp=, not visits=: call direction(policy, grad, mdp=mdp)
         """
+        return self._direction("direction", policy, grad, mdp, traj, visits)
+
+    def _direction(
+        self, method: str, policy: SoftmaxPolicy, grad: ArrayLike, mdp: FiniteMDP | None, traj: Trajectories | None,
+        visits: ArrayLike | None,
+    ) -> NDArray[np.float64]:
+        """:meth:`direction`, its errors naming ``method``, the method the user called."""
         g = _grad(policy, grad)
         policy = pinned(policy)  # the Fisher weights, probabilities and MLP pass from one theta
         if self.fisher == "exact":
+            unused = [name for name, value in (("traj", traj), ("visits", visits)) if value is not None]
+            if unused:
+                raise ValueError(
+                    f"NaturalGradient(fisher='exact') takes the Fisher matrix of mdp=, not "
+                    f"{' or '.join(f'{name}=' for name in unused)}: call {method}(policy, grad, mdp=mdp)"
+                )
             if mdp is None:
-                raise ValueError("NaturalGradient(fisher='exact') needs step(policy, grad, mdp=mdp)")
+                raise ValueError(f"NaturalGradient(fisher='exact') needs {method}(policy, grad, mdp=mdp)")
             w = _exact_visits(mdp, policy)
         else:
+            if mdp is not None:
+                raise ValueError(
+                    f"NaturalGradient(fisher='sampled') estimates the Fisher matrix from traj= or visits=, "
+                    f"not from mdp= (which fisher='exact' takes): call {method}(policy, grad, traj=batch)"
+                )
+            if traj is not None and visits is not None:
+                raise ValueError(
+                    f"NaturalGradient(fisher='sampled') takes traj= or visits=, not both: call "
+                    f"{method}(policy, grad, traj=batch) or {method}(policy, grad, visits=visits)"
+                )
             if visits is not None:
                 w = np.ascontiguousarray(as_float_array(visits, "visits"))
                 if w.shape != (policy.n_states,):
@@ -608,14 +653,19 @@ class NaturalGradient(Optimizer):
                     )
                 w = np.bincount(traj.states[traj.mask], minlength=policy.n_states).astype(np.float64) / traj.n
             else:
-                raise ValueError("NaturalGradient(fisher='sampled') needs step(..., traj=batch) or visits=")
+                raise ValueError(f"NaturalGradient(fisher='sampled') needs {method}(policy, grad, traj=batch) or visits=")
         probs = np.ascontiguousarray(policy.probs())
         x = policy._natural(probs, w, g, self.damping, self.rcond)
         check_finite_result(x, "the natural gradient direction", "grad is too large for the Fisher information's smallest kept eigenvalue; raise damping or rcond")
         return x
 
     def step(self, policy: SoftmaxPolicy, grad: ArrayLike, **context: Any) -> NDArray[np.float64]:
-        x = self.direction(policy, grad, **context)
+        unknown = [key for key in context if key not in ("mdp", "traj", "visits")]
+        if unknown:
+            raise TypeError(
+                f"NaturalGradient.step takes the context mdp=, traj= or visits=, got {', '.join(map(repr, unknown))}"
+            )
+        x = self._direction("step", policy, grad, context.get("mdp"), context.get("traj"), context.get("visits"))
         with np.errstate(over="ignore"):  # an overflowing step is reported by _apply
             d = _apply(policy, self.lr * x)
         self.t += 1

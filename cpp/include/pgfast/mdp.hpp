@@ -9,12 +9,15 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "pgfast/categorical.hpp"
+#include "pgfast/interrupt.hpp"
 
 namespace pgfast {
 
@@ -115,6 +118,27 @@ class FiniteMDP {
   bool sa_rewards() const noexcept { return sa_rewards_; }
   const std::vector<double>& sa_reward() const noexcept { return sa_reward_; }
 
+  // The entries grouped by successor state (the CSR transposed), for products with the transposed
+  // transition matrix: the entries (s, a, s') into s' are k = ptr[s'] .. ptr[s' + 1] - 1, in the
+  // order of the rows (source state, then entry).
+  struct Incoming {
+    std::vector<std::int64_t> ptr;     // (S + 1)
+    std::vector<std::int32_t> src;     // (nnz) s
+    std::vector<std::int32_t> action;  // (nnz) a
+    std::vector<double> p_alive;       // (nnz) P(s'|s, a) if neither s nor s' is terminal, else 0
+  };
+  // Made by the first call (O(nnz) time, 16 bytes per entry; `stop` is polled, and a build it
+  // interrupts is redone by the next call) and kept: every later call returns the same tables.
+  // Thread-safe: a call made while another thread builds them waits for that build.
+  const Incoming& incoming(StopToken* stop = nullptr) const {
+    std::lock_guard<std::mutex> lock(incoming_->mutex);
+    if (!incoming_->ready) {
+      build_incoming(incoming_->tables, stop);
+      incoming_->ready = true;
+    }
+    return incoming_->tables;
+  }
+
   // s0 ~ mu0 from the random word x.
   inline std::int32_t draw_initial(std::uint64_t x) const noexcept {
     return init_states_[static_cast<std::size_t>(initial_.draw(0, x))];
@@ -133,6 +157,26 @@ class FiniteMDP {
 
  private:
   [[noreturn]] static void fail(const std::string& msg) { throw std::invalid_argument(msg); }
+
+  void build_incoming(Incoming& in, StopToken* stop) const {
+    const std::int64_t nnz = this->nnz();
+    in.ptr.assign(static_cast<std::size_t>(S_) + 1, 0);
+    for (std::int64_t e = 0; e < nnz; ++e) ++in.ptr[next_[e] + 1];
+    for (std::int64_t s = 0; s < S_; ++s) in.ptr[s + 1] += in.ptr[s];
+    in.src.resize(static_cast<std::size_t>(nnz));
+    in.action.resize(static_cast<std::size_t>(nnz));
+    in.p_alive.resize(static_cast<std::size_t>(nnz));
+    std::vector<std::int64_t> at(in.ptr.begin(), in.ptr.end() - 1);
+    for (std::int32_t s = 0; s < S_; ++s) {
+      if (stop && (s & 16383) == 0) check_stop(*stop);
+      for (std::int64_t e = indptr_[static_cast<std::int64_t>(s) * A_]; e < indptr_[(static_cast<std::int64_t>(s) + 1) * A_]; ++e) {
+        const std::int64_t k = at[next_[e]]++;
+        in.src[k] = s;
+        in.action[k] = action_[e];
+        in.p_alive[k] = terminal_[s] || terminal_[next_[e]] ? 0.0 : prob_[e];
+      }
+    }
+  }
 
   void validate() const {
     if (S_ < 1) fail("n_states must be >= 1, got " + std::to_string(S_));
@@ -248,6 +292,12 @@ class FiniteMDP {
   std::vector<double> sa_reward_;
   std::vector<StateRow> state_rows_;
   std::vector<std::uint32_t> entry_code_;
+  struct IncomingCache {
+    std::mutex mutex;
+    bool ready = false;
+    Incoming tables;
+  };
+  std::shared_ptr<IncomingCache> incoming_ = std::make_shared<IncomingCache>();  // shared by copies
 };
 
 }  // namespace pgfast

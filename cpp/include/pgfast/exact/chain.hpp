@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <numeric>
 #include <sstream>
 #include <stdexcept>
@@ -95,42 +96,71 @@ struct PolicyChain {
   std::int64_t row_begin(std::int64_t s) const { return mdp->indptr()[s * A]; }
   std::int64_t row_end(std::int64_t s) const { return mdp->indptr()[(s + 1) * A]; }
 
-  // Optional parallel matrix-vector products: states split in `threads` ranges of equal entry count.
+  // Optional parallel matrix-vector products, the same bits for any thread count: every output
+  // entry is one running sum, computed by one worker, that adds its terms in the order of the CSR
+  // rows (source state, then entry); the workers' ranges only share out the work. apply() sums
+  // along a row; apply_transpose() scatters the rows in order on one thread and, on more, gathers
+  // over the entries grouped by successor (FiniteMDP::incoming), in the same order.
   int threads = 1;
   StopToken* stop = nullptr;
-  std::vector<std::int64_t> bounds;
-  mutable std::vector<std::vector<double>> scratch;
+  std::vector<std::int64_t> bounds;  // source states cut in `threads` ranges of equal entry count
   static constexpr std::int64_t kParallelMinEntries = 200000;
 
   void parallelize(int n_threads, StopToken& token) {
     const std::int64_t nnz = static_cast<std::int64_t>(w_alive.size());
     threads = nnz >= kParallelMinEntries ? std::max(n_threads, 1) : 1;
     stop = &token;
-    bounds.assign(static_cast<std::size_t>(threads + 1), S);
-    bounds[0] = 0;
+    bounds = equal_shares([this](std::int64_t s) { return row_begin(s); }, nnz);
+  }
+
+  // threads + 1 bounds cutting the states [0, S) into ranges of about nnz / threads entries each,
+  // begin(s) being the first entry of state s.
+  template <class Begin>
+  std::vector<std::int64_t> equal_shares(Begin&& begin, std::int64_t nnz) const {
+    std::vector<std::int64_t> b(static_cast<std::size_t>(threads + 1), S);
+    b[0] = 0;
     std::int64_t s = 0;
     for (int k = 1; k < threads; ++k) {
       const std::int64_t target = nnz * k / threads;
-      while (s < S && row_begin(s) < target) ++s;
-      bounds[k] = s;
+      while (s < S && begin(s) < target) ++s;
+      b[k] = s;
     }
-    scratch.assign(static_cast<std::size_t>(threads), std::vector<double>());
+    return b;
   }
 
-  template <class Body>  // body(s_begin, s_end, worker)
-  void for_ranges(Body&& body) const {
+  template <class Body>  // body(s_begin, s_end) over the ranges of `by`
+  void for_ranges(const std::vector<std::int64_t>& by, Body&& body) const {
     if (threads <= 1) {
-      body(std::int64_t{0}, S, 0);
+      body(std::int64_t{0}, S);
       return;
     }
-    const bool done = run_workers(threads, [&](int w, StopToken&) { body(bounds[w], bounds[w + 1], w); }, *stop);
+    const bool done = run_workers(threads, [&](int w, StopToken&) { body(by[w], by[w + 1]); }, *stop);
     if (!done) throw Interrupted{};
+  }
+
+  // For the parallel apply_transpose (made by its first call): the MDP's entries grouped by
+  // successor, their weights in that order (pi(a|s) times P_e alive, the product that makes
+  // w_alive), and the successors cut in equal shares.
+  mutable const FiniteMDP::Incoming* in = nullptr;
+  mutable std::unique_ptr<double[]> in_w;
+  mutable std::vector<std::int64_t> in_bounds;
+
+  void gather_weights() const {
+    in = &mdp->incoming(stop);
+    in_bounds = equal_shares([this](std::int64_t sp) { return in->ptr[sp]; }, in->ptr[S]);
+    in_w.reset(new double[w_alive.size()]);
+    const std::int32_t* src = in->src.data();
+    const std::int32_t* action = in->action.data();
+    const double* p_alive = in->p_alive.data();
+    for_ranges(in_bounds, [&](std::int64_t s0, std::int64_t s1) {
+      for (std::int64_t k = in->ptr[s0]; k < in->ptr[s1]; ++k) in_w[k] = pi[src[k] * A + action[k]] * p_alive[k];
+    });
   }
 
   // y = P_pi x  (alive part only: transitions into terminal states carry no value)
   void apply(const double* x, double* y) const {
     const auto& next = mdp->next();
-    for_ranges([&](std::int64_t s0, std::int64_t s1, int) {
+    for_ranges(bounds, [&](std::int64_t s0, std::int64_t s1) {
       for (std::int64_t s = s0; s < s1; ++s) {
         double acc = 0.0;
         for (std::int64_t e = row_begin(s); e < row_end(s); ++e) acc += w_alive[e] * x[next[e]];
@@ -138,25 +168,35 @@ struct PolicyChain {
       }
     });
   }
-  // y = P_pi^T x  (each worker scatters into its own buffer; the buffers are then summed)
+  // y = P_pi^T x. One thread scatters the rows in order; more gather per successor. Both add the
+  // terms of each y(s') from 0 in the order of the rows (a row the scatter skips because x(s) = 0
+  // adds +-0 in the gather, which leaves the sum as it is), so they give the same bits.
   void apply_transpose(const double* x, double* y) const {
-    const auto& next = mdp->next();
-    for_ranges([&](std::int64_t s0, std::int64_t s1, int w) {
-      double* out = y;
-      if (w > 0) {
-        scratch[w].assign(static_cast<std::size_t>(S), 0.0);
-        out = scratch[w].data();
-      } else {
-        std::fill(y, y + S, 0.0);
-      }
-      for (std::int64_t s = s0; s < s1; ++s) {
+    if (threads <= 1) {
+      const auto& next = mdp->next();
+      std::fill(y, y + S, 0.0);
+      for (std::int64_t s = 0; s < S; ++s) {
         const double xs = x[s];
         if (xs == 0.0) continue;
-        for (std::int64_t e = row_begin(s); e < row_end(s); ++e) out[next[e]] += w_alive[e] * xs;
+        for (std::int64_t e = row_begin(s); e < row_end(s); ++e) y[next[e]] += w_alive[e] * xs;
+      }
+      return;
+    }
+    gather_transpose(x, y);
+  }
+  // The parallel y = P_pi^T x: per successor s', one running sum over the transitions into s'.
+  void gather_transpose(const double* x, double* y) const {
+    if (!in_w) gather_weights();
+    const std::int64_t* ptr = in->ptr.data();
+    const std::int32_t* src = in->src.data();
+    const double* w = in_w.get();
+    for_ranges(in_bounds, [&](std::int64_t s0, std::int64_t s1) {
+      for (std::int64_t sp = s0; sp < s1; ++sp) {
+        double acc = 0.0;
+        for (std::int64_t k = ptr[sp]; k < ptr[sp + 1]; ++k) acc += w[k] * x[src[k]];
+        y[sp] = acc;
       }
     });
-    for (int w = 1; w < threads; ++w)
-      for (std::int64_t s = 0; s < S; ++s) y[s] += scratch[w][s];
   }
   // Continuing chain with reset: y = Pt x = P_pi x + tau (mu0 . x)
   void apply_reset(const double* x, double* y) const {
