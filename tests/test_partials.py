@@ -110,3 +110,48 @@ def test_block_grid_depends_on_n_only() -> None:
         assert (blocks - 1) * block < n <= blocks * block
         assert block == 256 or (n + block // 2 - 1) // (block // 2) > 64  # the smallest such block
     assert pg.shard_ranges(100, 8) == [(0, 100)]  # one block: one shard
+
+
+@pytest.mark.parametrize("kind", ["tabular", "linear", "mlp"])
+@pytest.mark.parametrize("options", [{"baseline": "time"}, {"baseline": "time", "stderr": False},
+                                     {"baseline": "mean"}, {"baseline": "mean", "weights": "return"}],
+                         ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_leave_one_out_baselines_in_two_rounds(kind: str, options: dict[str, Any]) -> None:
+    # round 1: each shard's statistics; round 2: each shard's gradient given all of them
+    rng = np.random.default_rng(12)
+    mdp, pi = frozenlake_8x8(), frozenlake_policy(kind, rng)
+    n = 5003
+    whole = pg.policy_gradient(pi, mdp=mdp, n=n, seed=5, **options)
+    for _ in range(3):
+        ranges = _random_split(n, rng)
+        stats = [pg.partial_statistics(pi, mdp=mdp, n=n, seed=5, lo=lo, hi=hi, threads=int(rng.integers(1, 8)))
+                 for lo, hi in ranges]
+        stats = [pickle.loads(pickle.dumps(s)) for s in stats]
+        parts = [pg.partial_gradient(pi, mdp=mdp, n=n, seed=5, lo=lo, hi=hi, statistics=stats[::-1],
+                                     threads=int(rng.integers(1, 8)), **options)
+                 for lo, hi in ranges]
+        assert _same(pg.merge_partials(pi, parts[::-1]), whole), ranges
+
+
+def test_statistics_are_checked() -> None:
+    rng = np.random.default_rng(4)
+    mdp, pi = frozenlake_8x8(), frozenlake_policy("tabular", rng)
+    n = 3000
+    ranges = pg.shard_ranges(n, 3)
+    stats = [pg.partial_statistics(pi, mdp=mdp, n=n, seed=1, lo=lo, hi=hi) for lo, hi in ranges]
+    lo, hi = ranges[0]
+    with pytest.raises(ValueError, match="statistics="):
+        pg.partial_gradient(pi, mdp=mdp, n=n, seed=1, lo=lo, hi=hi, baseline="time")
+    with pytest.raises(ValueError, match="leave trajectories out"):
+        pg.partial_gradient(pi, mdp=mdp, n=n, seed=1, lo=lo, hi=hi, baseline="time", statistics=stats[:2])
+    with pytest.raises(ValueError, match="same trajectories|overlap"):
+        pg.partial_gradient(pi, mdp=mdp, n=n, seed=1, lo=lo, hi=hi, baseline="time", statistics=[*stats, stats[0]])
+    other = pg.partial_statistics(pi, mdp=mdp, n=n, seed=2, lo=ranges[1][0], hi=ranges[1][1])
+    with pytest.raises(ValueError, match="seed differs"):
+        pg.partial_gradient(pi, mdp=mdp, n=n, seed=1, lo=lo, hi=hi, baseline="mean", statistics=[stats[0], other, stats[2]])
+    with pytest.raises(ValueError, match="not baseline=None"):
+        pg.partial_gradient(pi, mdp=mdp, n=n, seed=1, lo=lo, hi=hi, statistics=stats)
+    with pytest.raises(TypeError, match="statistics\\[0\\]"):
+        pg.partial_gradient(pi, mdp=mdp, n=n, seed=1, lo=lo, hi=hi, baseline="time", statistics=["x"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="block grid"):
+        pg.partial_statistics(pi, mdp=mdp, n=n, seed=1, lo=1, hi=hi)

@@ -52,6 +52,54 @@ struct EstimatorSpec {
   int threads;
 };
 
+
+// Leave-one-out statistics nodes (reduce.hpp) as Python tuples (level, index, colsum, ends) and back.
+py::list loo_nodes_to_python(std::vector<reduce::Part<est::LooPartial>>&& nodes) {
+  py::list out;
+  for (auto& p : nodes) {
+    const auto H = static_cast<py::ssize_t>(p.value.colsum.size());
+    carray<std::int64_t> ends(H + 1);
+    std::copy(p.value.ends.begin(), p.value.ends.end(), ends.mutable_data());
+    out.append(py::make_tuple(p.node.level, p.node.index, vector_to_numpy(std::move(p.value.colsum), {H}), ends));
+  }
+  return out;
+}
+
+std::vector<reduce::Part<est::LooPartial>> loo_nodes_from_python(const py::list& nodes, std::int64_t H) {
+  std::vector<reduce::Part<est::LooPartial>> parts;
+  for (const py::handle h : nodes) {
+    const auto t = h.cast<py::tuple>();
+    if (t.size() != 4) throw std::invalid_argument("a statistics node must have 4 fields");
+    reduce::Part<est::LooPartial> part;
+    part.node.level = t[0].cast<int>();
+    part.node.index = t[1].cast<std::int64_t>();
+    const auto colsum = t[2].cast<carray<double>>();
+    const auto ends = t[3].cast<carray<std::int64_t>>();
+    if (colsum.ndim() != 1 || colsum.shape(0) != H || ends.ndim() != 1 || ends.shape(0) != H + 1) {
+      throw std::invalid_argument("a statistics node does not match the MDP's horizon");
+    }
+    part.value.colsum.assign(colsum.data(), colsum.data() + H);
+    part.value.ends.assign(ends.data(), ends.data() + H + 1);
+    parts.push_back(std::move(part));
+  }
+  return parts;
+}
+
+// The block grid of n trajectories, after checking that [block_lo, block_hi) is a range of its
+// blocks and that the policy table fits the MDP (the shard bindings).
+reduce::Grid shard_grid(const EstimatorSpec& es, const FiniteMDP& mdp, std::int64_t n, std::int64_t block_lo,
+                        std::int64_t block_hi) {
+  if (n < 1) throw std::invalid_argument("n must be >= 1, got " + std::to_string(n));
+  const reduce::Grid grid = est::estimator_grid(n);
+  if (block_lo < 0 || block_hi > grid.blocks || block_lo >= block_hi) {
+    throw std::invalid_argument("the blocks [" + std::to_string(block_lo) + ", " + std::to_string(block_hi) +
+                                ") are not a range of the " + std::to_string(grid.blocks) + " blocks");
+  }
+  require_shape2(es.probs, "policy probabilities", mdp.n_states(), mdp.n_actions());
+  check_policy_table(es.probs, "policy probabilities");
+  return grid;
+}
+
 }  // namespace
 
 void bind_estimators(py::module_ m) {
@@ -224,16 +272,9 @@ void bind_estimators(py::module_ m) {
   m.def(
       "fused_partial",
       [](const EstimatorSpec& es, const FiniteMDP& mdp, std::int64_t n, std::uint64_t seed, bool stderr_,
-         std::int64_t block_lo, std::int64_t block_hi) {
+         std::int64_t block_lo, std::int64_t block_hi, const std::optional<py::list>& statistics) {
         check_unit(es.gamma, "gamma");
-        if (n < 1) throw std::invalid_argument("n must be >= 1, got " + std::to_string(n));
-        const reduce::Grid grid = est::estimator_grid(n);
-        if (block_lo < 0 || block_hi > grid.blocks || block_lo >= block_hi) {
-          throw std::invalid_argument("the blocks [" + std::to_string(block_lo) + ", " + std::to_string(block_hi) +
-                                      ") are not a range of the " + std::to_string(grid.blocks) + " blocks");
-        }
-        require_shape2(es.probs, "policy probabilities", mdp.n_states(), mdp.n_actions());
-        check_policy_table(es.probs, "policy probabilities");
+        const reduce::Grid grid = shard_grid(es, mdp, n, block_lo, block_hi);
         const est::PolicyTables pol = policy_tables(es.probs, es.features, es.net);
         est::WeightSpec spec;
         spec.kind = es.weights;
@@ -241,8 +282,21 @@ void bind_estimators(py::module_ m) {
         spec.baseline = es.baseline;
         spec.S = pol.S;
         if (spec.kind == est::WeightKind::Explicit) throw std::invalid_argument("explicit weights need a stored batch");
-        if (spec.baseline == est::BaselineKind::LeaveOneOutMean || spec.baseline == est::BaselineKind::LeaveOneOutTime) {
-          throw std::invalid_argument("the leave-one-out baselines need the whole batch");
+        const bool loo =
+            spec.baseline == est::BaselineKind::LeaveOneOutMean || spec.baseline == est::BaselineKind::LeaveOneOutTime;
+        if (loo && !statistics) throw std::invalid_argument("the leave-one-out baselines need the whole batch's statistics");
+        std::vector<double> rtg_sum, time_alpha, time_beta, time_u;
+        std::vector<std::int64_t> rtg_count;
+        if (loo) {  // the batch's statistics, merged from the shards' nodes along the canonical tree
+          const std::int64_t H = mdp.horizon();
+          const est::LooPartial root = reduce::merge_nodes(loo_nodes_from_python(*statistics, H), grid.blocks,
+                                                           est::LooPartial::combine, "the leave-one-out statistics");
+          est::loo_finish(root, es.gamma, spec.return_sum, rtg_sum, rtg_count);
+          est::loo_time_coefficients(rtg_sum, rtg_count, powers(es.gamma, H).data(), time_alpha, time_beta, time_u);
+          spec.n = n;
+          spec.time_alpha = time_alpha.data();
+          spec.time_beta = time_beta.data();
+          spec.time_u = time_u.data();
         }
         if (spec.baseline == est::BaselineKind::Table) {
           if (!es.table) throw std::invalid_argument("baseline table missing");
@@ -270,9 +324,30 @@ void bind_estimators(py::module_ m) {
         return out;
       },
       py::arg("spec"), py::arg("mdp"), py::arg("n"), py::arg("seed"), py::arg("stderr"), py::arg("block_lo"),
-      py::arg("block_hi"),
+      py::arg("block_hi"), py::arg("statistics") = py::none(),
       "The fused estimator's tree nodes for the blocks [block_lo, block_hi): a list of (level, index, table, sumsq, "
       "return_sum, return_sumsq, steps).");
+
+  m.def(
+      "fused_loo_partial",
+      [](const EstimatorSpec& es, const FiniteMDP& mdp, std::int64_t n, std::uint64_t seed, std::int64_t block_lo,
+         std::int64_t block_hi) {
+        const reduce::Grid grid = shard_grid(es, mdp, n, block_lo, block_hi);
+        const int threads = resolve_threads(es.threads);
+        StopToken stop(python_interrupted);
+        std::vector<reduce::Part<est::LooPartial>> nodes;
+        bool ok;
+        {
+          py::gil_scoped_release release;
+          ok = est::fused_loo_nodes(mdp, es.probs.data(), grid, block_lo, block_hi, seed, threads, stop, nodes);
+          if (ok) nodes = reduce::combine_siblings(std::move(nodes), est::LooPartial::combine);
+        }
+        if (!ok) throw py::error_already_set();
+        return loo_nodes_to_python(std::move(nodes));
+      },
+      py::arg("spec"), py::arg("mdp"), py::arg("n"), py::arg("seed"), py::arg("block_lo"), py::arg("block_hi"),
+      "The leave-one-out statistics' tree nodes for the blocks [block_lo, block_hi): a list of (level, index, "
+      "colsum, ends).");
 
   m.def(
       "merge_partials",

@@ -23,7 +23,15 @@ from ._estimators import PolicyGradient, ValueBaseline, log_likelihood, policy_g
 from ._mdp import FiniteMDP
 from ._mlp import MLPSoftmax
 from ._off_policy import OffPolicyValue, importance_weights, off_policy_gradient, off_policy_value
-from ._partials import GradientPartial, block_grid, merge_partials, partial_gradient, shard_ranges
+from ._partials import (
+    GradientPartial,
+    StatisticsPartial,
+    block_grid,
+    merge_partials,
+    partial_gradient,
+    partial_statistics,
+    shard_ranges,
+)
 from ._policy import LinearSoftmax, SoftmaxPolicy, TabularSoftmax
 from ._sampling import PAD_INDEX, Trajectories
 from ._train import History, train
@@ -45,6 +53,7 @@ __all__ = [
     "OffPolicyValue",
     "PolicyGradient",
     "SoftmaxPolicy",
+    "StatisticsPartial",
     "TabularSoftmax",
     "Trajectories",
     "ValueBaseline",
@@ -59,6 +68,7 @@ __all__ = [
     "off_policy_value",
     "optim",
     "partial_gradient",
+    "partial_statistics",
     "policy_gradient",
     "score",
     "shard_ranges",

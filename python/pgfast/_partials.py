@@ -149,6 +149,147 @@ class GradientPartial:
         return f"GradientPartial(n={self.n}, seed={self.seed}, lo={self.lo}, hi={self.hi}, nodes={len(self.nodes)})"
 
 
+@dataclass(frozen=True)
+class StatisticsPartial:
+    """The leave-one-out baselines' statistics of trajectories ``[lo, hi)`` of a batch.
+
+    Made by :func:`partial_statistics`; :func:`partial_gradient` takes the statistics partials
+    of the whole batch (``statistics=``) for ``baseline="mean"`` or ``"time"``. Small (per tree
+    node, the per-step reward sums (H,) and the episode-length counts (H + 1,)) and picklable.
+
+    Attributes
+    ----------
+    n : int
+        Number of trajectories of the whole batch.
+    seed : int
+        Seed of the batch.
+    lo : int
+        First trajectory of the shard.
+    hi : int
+        One past the last trajectory of the shard.
+    policy_digest : str
+        SHA-256 of the policy's tables.
+    mdp_digest : str
+        SHA-256 of the MDP.
+    nodes : tuple
+        The tree nodes ``(level, index, reward_sums, length_counts)``.
+
+    Examples
+    --------
+    >>> mdp = pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="4x4", horizon=50)
+    >>> stats = pg.partial_statistics(pg.TabularSoftmax(16, 4), mdp=mdp, n=1000, seed=0, lo=0, hi=512)
+    >>> stats.lo, stats.hi, int(stats.nodes[0][3].sum())  # 512 episodes counted by length
+    (0, 512, 512)
+    """
+
+    n: int
+    seed: int
+    lo: int
+    hi: int
+    policy_digest: str
+    mdp_digest: str
+    nodes: tuple[tuple[int, int, NDArray[np.float64], NDArray[np.int64]], ...]
+
+    def __repr__(self) -> str:
+        return f"StatisticsPartial(n={self.n}, seed={self.seed}, lo={self.lo}, hi={self.hi}, nodes={len(self.nodes)})"
+
+
+def _shard(n: Any, seed: Any, lo: Any, hi: Any) -> tuple[int, int, int, int, int]:
+    """(n, seed, lo, hi, block) checked: lo and hi on the block grid of n."""
+    nn = as_int(n, "n", minimum=1, maximum=2**62)
+    if seed is None:
+        raise ValueError("seed must be an int: every shard of a batch needs the same seed")
+    sd = as_seed(seed)
+    lo_i = as_int(lo, "lo", minimum=0, maximum=nn)
+    hi_i = as_int(hi, "hi", minimum=0, maximum=nn)
+    block, _ = block_grid(nn)
+    if lo_i >= hi_i:
+        raise ValueError(f"lo must be below hi, got lo={lo_i}, hi={hi_i}")
+    if lo_i % block or (hi_i % block and hi_i != nn):
+        raise ValueError(
+            f"lo and hi must lie on the block grid of n={nn} (multiples of {block}, or hi = n), "
+            f"got lo={lo_i}, hi={hi_i}; pgfast.shard_ranges(n, shards) makes such ranges"
+        )
+    return nn, sd, lo_i, hi_i, block
+
+
+def partial_statistics(
+    policy: SoftmaxPolicy, *, mdp: FiniteMDP, n: int, seed: int, lo: int, hi: int, threads: int | None = None
+) -> StatisticsPartial:
+    """The leave-one-out baselines' statistics of trajectories ``[lo, hi)`` of a batch of ``n``.
+
+    The first round of a sharded estimate with ``baseline="mean"`` or ``"time"``: every shard
+    computes its statistics partial, and every shard then computes its gradient partial with
+    :func:`partial_gradient` given all of them (``statistics=``). The result merges into the
+    one-call fused estimate, bit for bit.
+
+    Parameters
+    ----------
+    policy : SoftmaxPolicy
+        The policy that samples the trajectories.
+    mdp : FiniteMDP
+        The MDP to sample.
+    n : int >= 1
+        Number of trajectories of the whole batch.
+    seed : int
+        Seed of the batch.
+    lo, hi : int
+        The shard's trajectories ``[lo, hi)``, on the block grid (:func:`shard_ranges`).
+    threads : int, optional
+        Worker threads for this shard (default: every usable CPU); the result does not depend on it.
+
+    Returns
+    -------
+    StatisticsPartial
+
+    Raises
+    ------
+    ValueError
+        ``lo``/``hi`` off the block grid or outside ``[0, n]``, or a bad argument.
+
+    Examples
+    --------
+    >>> mdp = pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="4x4", horizon=50)
+    >>> pi = pg.TabularSoftmax(16, 4)
+    >>> shards = pg.shard_ranges(1000, 2)
+    >>> stats = [pg.partial_statistics(pi, mdp=mdp, n=1000, seed=3, lo=lo, hi=hi) for lo, hi in shards]
+    >>> parts = [pg.partial_gradient(pi, mdp=mdp, n=1000, seed=3, lo=lo, hi=hi, baseline="time", statistics=stats)
+    ...          for lo, hi in shards]
+    >>> whole = pg.policy_gradient(pi, mdp=mdp, n=1000, seed=3, baseline="time")
+    >>> bool((pg.merge_partials(pi, parts).grad == whole.grad).all())
+    True
+    """
+    require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
+    require_instance(policy, SoftmaxPolicy, "policy", "a pgfast policy")
+    policy._check_fits(mdp)
+    nn, sd, lo_i, hi_i, block = _shard(n, seed, lo, hi)
+    policy = pinned(policy)
+    tables = policy_tables(policy)
+    spec = estimator_spec(tables, "reward_to_go", None, mdp.gamma, "none", None, as_threads(threads))
+    nodes = _core.estimators.fused_loo_partial(spec, mdp._mdp, nn, sd, lo_i // block, -(-hi_i // block))
+    return StatisticsPartial(nn, sd, lo_i, hi_i, _policy_digest(policy, tables), _mdp_digest(mdp),
+                             tuple((int(a), int(b), c, e) for a, b, c, e in nodes))
+
+
+def _statistics_nodes(statistics: Any, n: int, seed: int, policy_digest: str, mdp_digest: str) -> list[Any]:
+    """The nodes of statistics partials that belong to this batch (the C++ merge checks coverage)."""
+    if statistics is None:
+        raise ValueError("the leave-one-out baselines need the whole batch's statistics: pass statistics= "
+                         "(the pgfast.partial_statistics of every shard)")
+    items = [statistics] if isinstance(statistics, StatisticsPartial) else list(statistics)
+    if not items:
+        raise ValueError("statistics is empty: pass the pgfast.partial_statistics of every shard")
+    nodes: list[Any] = []
+    for i, st in enumerate(items):
+        if not isinstance(st, StatisticsPartial):
+            raise TypeError(f"statistics[{i}] must be a pgfast.StatisticsPartial, got {type(st).__name__}")
+        for field, want in (("n", n), ("seed", seed), ("policy_digest", policy_digest), ("mdp_digest", mdp_digest)):
+            if getattr(st, field) != want:
+                raise ValueError(f"statistics[{i}] belongs to another batch: its {field} differs from this call's")
+        nodes.extend(st.nodes)
+    return nodes
+
+
 def _policy_digest(policy: SoftmaxPolicy, tables: Any) -> str:
     net_theta = policy.theta if tables.net is not None else None
     return _digest(np.frombuffer(type(policy).__name__.encode(), np.uint8), tables.probs, tables.features, net_theta)
@@ -173,6 +314,7 @@ def partial_gradient(
     gamma: float | None = None,
     stderr: bool = True,
     threads: int | None = None,
+    statistics: StatisticsPartial | Iterable[StatisticsPartial] | None = None,
 ) -> GradientPartial:
     r"""The fused policy gradient's statistics of trajectories ``[lo, hi)`` of a batch of ``n``.
 
@@ -196,15 +338,18 @@ def partial_gradient(
         The shard's trajectories ``[lo, hi)``, on the block grid.
     weights : {"reward_to_go", "return"}
         As in :func:`pgfast.policy_gradient`.
-    baseline : None, "exact" or a fitted ValueBaseline
-        As in :func:`pgfast.policy_gradient`; the leave-one-out baselines ``"mean"`` and
-        ``"time"`` need the statistics of the whole batch and are not offered by shards.
+    baseline : None, "mean", "time", "exact" or a fitted ValueBaseline
+        As in :func:`pgfast.policy_gradient`. The leave-one-out baselines ``"mean"`` and
+        ``"time"`` need the statistics of the whole batch: pass ``statistics=``.
     gamma : float in [0, 1], optional
         Discount factor (default: the MDP's).
     stderr : bool
         Keep the statistics of the standard errors (default True).
     threads : int, optional
         Worker threads for this shard (default: every usable CPU); the result does not depend on it.
+    statistics : StatisticsPartial or iterable of them, optional
+        For ``baseline="mean"`` or ``"time"``: the :func:`partial_statistics` of every shard of
+        the batch (any order), merged here along the same tree as the one-call estimate.
 
     Returns
     -------
@@ -213,8 +358,9 @@ def partial_gradient(
     Raises
     ------
     ValueError
-        ``lo``/``hi`` off the block grid or outside ``[0, n]``, a leave-one-out baseline, or
-        any argument :func:`pgfast.policy_gradient` refuses.
+        ``lo``/``hi`` off the block grid or outside ``[0, n]``, a leave-one-out baseline without
+        the statistics of the whole batch (or statistics of another batch), or any argument
+        :func:`pgfast.policy_gradient` refuses.
 
     Examples
     --------
@@ -230,36 +376,24 @@ def partial_gradient(
     require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
     require_instance(policy, SoftmaxPolicy, "policy", "a pgfast policy")
     policy._check_fits(mdp)
-    nn = as_int(n, "n", minimum=1, maximum=2**62)
-    if seed is None:
-        raise ValueError("seed must be an int: every shard of a batch needs the same seed")
-    sd = as_seed(seed)
-    lo_i = as_int(lo, "lo", minimum=0, maximum=nn)
-    hi_i = as_int(hi, "hi", minimum=0, maximum=nn)
-    block, _ = block_grid(nn)
-    if lo_i >= hi_i:
-        raise ValueError(f"lo must be below hi, got lo={lo_i}, hi={hi_i}")
-    if lo_i % block or (hi_i % block and hi_i != nn):
-        raise ValueError(
-            f"lo and hi must lie on the block grid of n={nn} (multiples of {block}, or hi = n), "
-            f"got lo={lo_i}, hi={hi_i}; pgfast.shard_ranges(n, shards) makes such ranges"
-        )
+    nn, sd, lo_i, hi_i, block = _shard(n, seed, lo, hi)
     kind = weights_kind(weights)
     with_se = as_bool(stderr, "stderr")
     nthreads = as_threads(threads)
     policy = pinned(policy)
     tables = policy_tables(policy)
     g, bkind, table = fused_baseline(policy, mdp, baseline, gamma, kind)
+    pdig, mdig = _policy_digest(policy, tables), _mdp_digest(mdp)
+    stats = None
     if bkind in ("mean", "time"):
-        raise ValueError(
-            f"baseline={baseline!r} needs the statistics of the whole batch; partial results take "
-            "baseline None, 'exact' or a fitted ValueBaseline"
-        )
+        stats = _statistics_nodes(statistics, nn, sd, pdig, mdig)
+    elif statistics is not None:
+        raise ValueError(f"statistics= is for the baselines 'mean' and 'time', not baseline={baseline!r}")
     spec = estimator_spec(tables, kind, None, g, bkind, table, nthreads)
-    nodes = _core.estimators.fused_partial(spec, mdp._mdp, nn, sd, with_se, lo_i // block, -(-hi_i // block))
+    nodes = _core.estimators.fused_partial(spec, mdp._mdp, nn, sd, with_se, lo_i // block, -(-hi_i // block), stats)
     options = (("weights", kind), ("baseline", bkind if bkind != "table" else _digest(table)), ("gamma", g),
                ("stderr", with_se))
-    return GradientPartial(nn, sd, lo_i, hi_i, options, _policy_digest(policy, tables), _mdp_digest(mdp),
+    return GradientPartial(nn, sd, lo_i, hi_i, options, pdig, mdig,
                            tuple((int(a), int(b), t, q, float(rs), float(rq), int(st)) for a, b, t, q, rs, rq, st in nodes))
 
 

@@ -62,9 +62,19 @@ def fused_gradient(spec: EstimatorSpec, mdp: MDP, n: int, seed: int, stderr: boo
 _Node = tuple[int, int, _F64, _F64, float, float, int]
 
 def estimator_grid(n: int) -> tuple[int, int]: ...
+_StatsNode = tuple[int, int, _F64, NDArray[np.int64]]
+
 def fused_partial(
-    spec: EstimatorSpec, mdp: MDP, n: int, seed: int, stderr: bool, block_lo: int, block_hi: int
+    spec: EstimatorSpec,
+    mdp: MDP,
+    n: int,
+    seed: int,
+    stderr: bool,
+    block_lo: int,
+    block_hi: int,
+    statistics: list[_StatsNode] | None = None,
 ) -> list[_Node]: ...
+def fused_loo_partial(spec: EstimatorSpec, mdp: MDP, n: int, seed: int, block_lo: int, block_hi: int) -> list[_StatsNode]: ...
 def merge_partials(spec: EstimatorSpec, nodes: list[_Node], blocks: int, stderr: bool) -> tuple[_F64, _F64, float, float, int]: ...
 def log_likelihood(
     mdp: MDP, log_probs: _F64, states: _I32, actions: _I32, lengths: _I32, final_states: _I32, rewards: _F64, dynamics: bool

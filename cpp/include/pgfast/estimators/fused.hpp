@@ -155,10 +155,12 @@ inline bool fused_nodes(const FiniteMDP& mdp, const PolicyTables& pol, const Wei
 
 // The first pass of a fused estimator with a leave-one-out baseline: the batch's per-t column sums
 // of the rewards and its lengths (O(H) per worker), reduced along the canonical tree.
-inline bool fused_loo_statistics(const FiniteMDP& mdp, const double* probs, const reduce::Grid& grid,
-                                 std::uint64_t seed, int threads, StopToken& stop, LooPartial& root) {
+// The tree nodes of those statistics for the blocks [block_lo, block_hi) (a shard's part).
+inline bool fused_loo_nodes(const FiniteMDP& mdp, const double* probs, const reduce::Grid& grid,
+                            std::int64_t block_lo, std::int64_t block_hi, std::uint64_t seed, int threads,
+                            StopToken& stop, std::vector<reduce::Part<LooPartial>>& parts) {
   const std::int64_t H = mdp.horizon();
-  threads = static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(threads, grid.blocks)));
+  threads = static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(threads, block_hi - block_lo)));
   std::vector<std::unique_ptr<LooSink>> sinks(static_cast<std::size_t>(threads));
   const bool ok = simulate_blocks(
       mdp, probs, grid, seed, threads,
@@ -166,13 +168,19 @@ inline bool fused_loo_statistics(const FiniteMDP& mdp, const double* probs, cons
         sinks[w] = std::make_unique<LooSink>(H);
         return SinkRef<LooSink>{sinks[w].get()};
       },
-      stop);
+      stop, block_lo, block_hi);
   if (!ok) return false;
-  std::vector<reduce::Part<LooPartial>> parts;
   for (const auto& sk : sinks) {
     if (!sk) continue;
     for (auto& p : sk->nodes.parts()) parts.push_back(std::move(p));
   }
+  return true;
+}
+
+inline bool fused_loo_statistics(const FiniteMDP& mdp, const double* probs, const reduce::Grid& grid,
+                                 std::uint64_t seed, int threads, StopToken& stop, LooPartial& root) {
+  std::vector<reduce::Part<LooPartial>> parts;
+  if (!fused_loo_nodes(mdp, probs, grid, 0, grid.blocks, seed, threads, stop, parts)) return false;
   root = reduce::merge_nodes(std::move(parts), grid.blocks, LooPartial::combine, "the leave-one-out statistics");
   return true;
 }
