@@ -155,3 +155,27 @@ def test_statistics_are_checked() -> None:
         pg.partial_gradient(pi, mdp=mdp, n=n, seed=1, lo=lo, hi=hi, baseline="time", statistics=["x"])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="block grid"):
         pg.partial_statistics(pi, mdp=mdp, n=n, seed=1, lo=1, hi=hi)
+
+
+def test_partials_edited_by_hand_are_refused() -> None:
+    # a GradientPartial is a plain dataclass: nodes made or edited by hand are checked before the
+    # C++ merge reads them (a ValueError naming the field, never a crash or a cast error)
+    import dataclasses
+
+    mdp, pi = frozenlake_8x8(), pg.TabularSoftmax(64, 4)
+    parts = [pg.partial_gradient(pi, mdp=mdp, n=2000, seed=0, lo=lo, hi=hi) for lo, hi in pg.shard_ranges(2000, 2)]
+    stats = [pg.partial_statistics(pi, mdp=mdp, n=2000, seed=0, lo=lo, hi=hi) for lo, hi in pg.shard_ranges(2000, 2)]
+    lv, ix, t, q, rs, rq, st = parts[0].nodes[0]
+    for node, match in [((lv, 2**62, t, q, rs, rq, st), "index"), ((lv, 2**70, t, q, rs, rq, st), "index"),
+                        ((70, ix, t, q, rs, rq, st), "level"), ((-1, ix, t, q, rs, rq, st), "level"),
+                        ((2**40, ix, t, q, rs, rq, st), "level"), ((lv, ix, "x", q, rs, rq, st), "1-D array"),
+                        ((lv, ix, t.reshape(2, -1), q, rs, rq, st), "1-D array"), ((lv, ix, t, q, rs, rq), "7 fields"),
+                        ((lv, ix, t, q, float("nan"), rq, st), "finite"), ((lv, ix, t[:3], q, rs, rq, st), "size"),
+                        ((lv, ix + 1, t, q, rs, rq, st), "same trajectories|overlap|leave")]:
+        edited = dataclasses.replace(parts[0], nodes=(node, *parts[0].nodes[1:]))
+        with pytest.raises(ValueError, match=match):
+            pg.merge_partials(pi, [edited, parts[1]])
+    slv, six, c, e = stats[0].nodes[0]
+    edited_stats = dataclasses.replace(stats[0], nodes=((slv, 2**70, c, e), *stats[0].nodes[1:]))
+    with pytest.raises(ValueError, match="index"):
+        pg.partial_gradient(pi, mdp=mdp, n=2000, seed=0, lo=0, hi=1024, baseline="time", statistics=[edited_stats, stats[1]])

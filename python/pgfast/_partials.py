@@ -287,7 +287,33 @@ def _statistics_nodes(statistics: Any, n: int, seed: int, policy_digest: str, md
             if getattr(st, field) != want:
                 raise ValueError(f"statistics[{i}] belongs to another batch: its {field} differs from this call's")
         nodes.extend(st.nodes)
+    nodes = _checked_nodes(nodes, "statistics", 2)
+    if any(len(node) != 4 for node in nodes):
+        raise ValueError("statistics: a node must have 4 fields (level, index, reward_sums, length_counts)")
     return nodes
+
+
+def _checked_nodes(nodes: Any, what: str, arrays: int) -> list[tuple[Any, ...]]:
+    """The tree nodes of a partial, each (level, index, <arrays> 1-D arrays, ...) with a level in
+    [0, 62] and an index in [0, 2^62): anything else (a partial made or edited by hand) is a
+    ValueError naming ``what``, before the C++ merge reads it."""
+    out = []
+    for k, node in enumerate(nodes):
+        if not isinstance(node, tuple) or len(node) < 2 + arrays:
+            raise ValueError(f"{what}: node {k} is not a tuple (level, index, ...) of a partial result")
+        level, index = node[0], node[1]
+        if not isinstance(level, (int, np.integer)) or not 0 <= int(level) <= 62:
+            raise ValueError(f"{what}: node {k} has level {level!r}, expected an int in [0, 62]")
+        if not isinstance(index, (int, np.integer)) or not 0 <= int(index) < 2**62:
+            raise ValueError(f"{what}: node {k} has index {index!r}, expected an int in [0, 2**62)")
+        for j in range(2, 2 + arrays):
+            if not isinstance(node[j], np.ndarray) or node[j].ndim != 1:
+                raise ValueError(f"{what}: node {k} field {j} must be a 1-D array")
+        for j in range(2 + arrays, len(node)):
+            if not isinstance(node[j], (int, float, np.integer, np.floating)) or not np.isfinite(node[j]):
+                raise ValueError(f"{what}: node {k} field {j} must be a finite number, got {node[j]!r}")
+        out.append(node)
+    return out
 
 
 def _policy_digest(policy: SoftmaxPolicy, tables: Any) -> str:
@@ -449,7 +475,9 @@ def merge_partials(policy: SoftmaxPolicy, partials: Iterable[GradientPartial]) -
     opts = dict(first.options)
     spec = estimator_spec(tables, str(opts["weights"]), None, float(opts["gamma"]), "none", None, 1)
     _, blocks = block_grid(first.n)
-    nodes = [node for p in sorted(parts, key=lambda q: q.lo) for node in p.nodes]
+    nodes = _checked_nodes([node for p in sorted(parts, key=lambda q: q.lo) for node in p.nodes], "partials", 2)
+    if any(len(node) != 7 for node in nodes):
+        raise ValueError("partials: a node must have 7 fields (level, index, table, sumsq, return_sum, return_sumsq, steps)")
     with_se = bool(opts["stderr"])
     sums, sumsq, rs, rq, steps = _core.estimators.merge_partials(spec, nodes, blocks, with_se)
     return gradient_result(policy, first.n, sums, sumsq, rs, rq, n_steps=int(steps), with_stderr=with_se)

@@ -132,8 +132,9 @@ P merge_nodes(std::vector<Part<P>>&& parts, std::int64_t blocks, Combine&& combi
   if (blocks < 1) throw std::invalid_argument(what + ": nothing to merge");
   std::map<Node, P> level;  // ordered by (level, index)
   for (Part<P>& p : parts) {
-    const std::int64_t lo = p.node.index << p.node.level;
-    if (p.node.level < 0 || p.node.level > 62 || p.node.index < 0 || lo >= blocks) {
+    // index <= (blocks - 1) >> level: the node's first block lies in the grid (no shift of a
+    // caller's index, which could overflow)
+    if (p.node.level < 0 || p.node.level > 62 || p.node.index < 0 || p.node.index > ((blocks - 1) >> p.node.level)) {
       throw std::invalid_argument(what + ": a partial result lies outside the block grid");
     }
     if (!level.emplace(p.node, std::move(p.value)).second) {
