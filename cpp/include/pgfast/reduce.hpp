@@ -134,7 +134,9 @@ P merge_nodes(std::vector<Part<P>>&& parts, std::int64_t blocks, Combine&& combi
   for (Part<P>& p : parts) {
     // index <= (blocks - 1) >> level: the node's first block lies in the grid (no shift of a
     // caller's index, which could overflow)
-    if (p.node.level < 0 || p.node.level > 62 || p.node.index < 0 || p.node.index > ((blocks - 1) >> p.node.level)) {
+    const int lv = p.node.level;
+    const std::int64_t ix = p.node.index;
+    if (lv < 0 || lv > 62 || ix < 0 || ix > ((blocks - 1) >> lv)) {
       throw std::invalid_argument(what + ": a partial result lies outside the block grid");
     }
     if (!level.emplace(p.node, std::move(p.value)).second) {
