@@ -85,6 +85,32 @@ std::vector<reduce::Part<est::LooPartial>> loo_nodes_from_python(const py::list&
   return parts;
 }
 
+bool leave_one_out(const est::WeightSpec& spec) {
+  return spec.baseline == est::BaselineKind::LeaveOneOutMean || spec.baseline == est::BaselineKind::LeaveOneOutTime;
+}
+
+// The weight spec of a fused estimate (no explicit weights; a baseline table of shape (H, S)).
+est::WeightSpec fused_spec(const EstimatorSpec& es, const est::PolicyTables& pol, const FiniteMDP& mdp) {
+  check_unit(es.gamma, "gamma");
+  est::WeightSpec spec;
+  spec.kind = es.weights;
+  if (spec.kind == est::WeightKind::Explicit) throw std::invalid_argument("explicit weights need a stored batch");
+  spec.gamma = es.gamma;
+  spec.baseline = es.baseline;
+  spec.S = pol.S;
+  if (spec.baseline == est::BaselineKind::Table) {
+    if (!es.table) throw std::invalid_argument("baseline table missing");
+    require_shape2(*es.table, "baseline values", mdp.horizon(), pol.S);
+    spec.table = es.table->data();
+  }
+  return spec;
+}
+
+// The root of the leave-one-out statistics' nodes, which must tile the grid's blocks.
+est::LooPartial merge_statistics(std::vector<reduce::Part<est::LooPartial>>&& nodes, const reduce::Grid& grid) {
+  return reduce::merge_nodes(std::move(nodes), grid.blocks, est::LooPartial::combine, "the leave-one-out statistics");
+}
+
 // The block grid of n trajectories, after checking that [block_lo, block_hi) is a range of its
 // blocks and that the policy table fits the MDP (the shard bindings).
 reduce::Grid shard_grid(const EstimatorSpec& es, const FiniteMDP& mdp, std::int64_t n, std::int64_t block_lo,
@@ -170,20 +196,12 @@ void bind_estimators(py::module_ m) {
         if (per_trajectory) rows.emplace(std::vector<py::ssize_t>{b.N, np});
         double* rows_ptr = rows ? rows->mutable_data() : nullptr;
         est::BatchResult res;
-        std::vector<double> rtg_sum;
-        std::vector<std::int64_t> rtg_count;
-        std::vector<double> time_alpha, time_beta, time_u;
+        est::LooTerms loo;
         StopToken stop(python_interrupted);
         bool ok = true, out_of_range = false;
         {
           py::gil_scoped_release release;
-          if (spec.baseline == est::BaselineKind::LeaveOneOutMean || spec.baseline == est::BaselineKind::LeaveOneOutTime) {
-            est::loo_statistics(b.rewards, b.lengths, b.N, b.H, gamma, spec.return_sum, rtg_sum, rtg_count);
-            est::loo_time_coefficients(rtg_sum, rtg_count, powers(gamma, b.H).data(), time_alpha, time_beta, time_u);
-            spec.time_alpha = time_alpha.data();
-            spec.time_beta = time_beta.data();
-            spec.time_u = time_u.data();
-          }
+          if (leave_one_out(spec)) loo.apply(est::loo_statistics(b.rewards, b.lengths, b.N, b.H), b.N, spec);
           try {
             ok = est::score_batch(b.states, b.actions, b.rewards, w, b.lengths, b.N, b.H, pol, spec, threads, stop,
                                   res, rows_ptr, sumsq || per_trajectory);
@@ -205,49 +223,24 @@ void bind_estimators(py::module_ m) {
   m.def(
       "fused_gradient",
       [](const EstimatorSpec& es, const FiniteMDP& mdp, std::int64_t n, std::uint64_t seed, bool stderr_) {
-        const double gamma = es.gamma;
-        const carray<double>& probs = es.probs;
-        const auto& table = es.table;
-        check_unit(gamma, "gamma");
         if (n < 1) throw std::invalid_argument("n must be >= 1, got " + std::to_string(n));
-        require_shape2(probs, "policy probabilities", mdp.n_states(), mdp.n_actions());
-        check_policy_table(probs, "policy probabilities");
-        const est::PolicyTables pol = policy_tables(probs, es.features, es.net);
-        const std::int64_t H = mdp.horizon();
-        est::WeightSpec spec;
-        spec.kind = es.weights;
-        if (spec.kind == est::WeightKind::Explicit) throw std::invalid_argument("explicit weights need a stored batch");
-        spec.gamma = gamma;
-        spec.baseline = es.baseline;
-        spec.S = pol.S;
-        if (spec.baseline == est::BaselineKind::Table) {
-          if (!table) throw std::invalid_argument("baseline table missing");
-          require_shape2(*table, "baseline values", H, pol.S);
-          spec.table = table->data();
-        }
+        require_shape2(es.probs, "policy probabilities", mdp.n_states(), mdp.n_actions());
+        check_policy_table(es.probs, "policy probabilities");
+        const est::PolicyTables pol = policy_tables(es.probs, es.features, es.net);
+        est::WeightSpec spec = fused_spec(es, pol, mdp);
         const int threads = resolve_threads(es.threads);
         const std::int64_t np = pol.n_params();
         const reduce::Grid grid = est::estimator_grid(n);
         StopToken stop(python_interrupted);
-        bool ok;
+        bool ok = true;
         est::FusedSink<kLanes>::Totals res;
-        std::vector<double> rtg_sum, time_alpha, time_beta, time_u;
-        std::vector<std::int64_t> rtg_count;
+        est::LooTerms loo;
         {
           py::gil_scoped_release release;
-          ok = true;
-          if (spec.baseline == est::BaselineKind::LeaveOneOutMean || spec.baseline == est::BaselineKind::LeaveOneOutTime) {
-            // first pass: the batch's leave-one-out statistics (the same trajectories are drawn again)
-            est::LooPartial root;
-            ok = est::fused_loo_statistics(mdp, probs.data(), grid, seed, threads, stop, root);
-            if (ok) {
-              est::loo_finish(root, gamma, spec.return_sum, rtg_sum, rtg_count);
-              est::loo_time_coefficients(rtg_sum, rtg_count, powers(gamma, H).data(), time_alpha, time_beta, time_u);
-              spec.n = n;
-              spec.time_alpha = time_alpha.data();
-              spec.time_beta = time_beta.data();
-              spec.time_u = time_u.data();
-            }
+          if (leave_one_out(spec)) {  // first pass: the batch's statistics (the same trajectories are drawn again)
+            std::vector<reduce::Part<est::LooPartial>> stats;
+            ok = est::fused_loo_nodes(mdp, es.probs.data(), grid, 0, grid.blocks, seed, threads, stop, stats);
+            if (ok) loo.apply(merge_statistics(std::move(stats), grid), n, spec);
           }
           std::vector<reduce::Part<est::TrajectoryScorer::Partial>> nodes;
           if (ok) ok = est::fused_nodes(mdp, pol, spec, grid, 0, grid.blocks, seed, threads, stderr_, stop, nodes);
@@ -273,35 +266,13 @@ void bind_estimators(py::module_ m) {
       "fused_partial",
       [](const EstimatorSpec& es, const FiniteMDP& mdp, std::int64_t n, std::uint64_t seed, bool stderr_,
          std::int64_t block_lo, std::int64_t block_hi, const std::optional<py::list>& statistics) {
-        check_unit(es.gamma, "gamma");
         const reduce::Grid grid = shard_grid(es, mdp, n, block_lo, block_hi);
         const est::PolicyTables pol = policy_tables(es.probs, es.features, es.net);
-        est::WeightSpec spec;
-        spec.kind = es.weights;
-        spec.gamma = es.gamma;
-        spec.baseline = es.baseline;
-        spec.S = pol.S;
-        if (spec.kind == est::WeightKind::Explicit) throw std::invalid_argument("explicit weights need a stored batch");
-        const bool loo =
-            spec.baseline == est::BaselineKind::LeaveOneOutMean || spec.baseline == est::BaselineKind::LeaveOneOutTime;
-        if (loo && !statistics) throw std::invalid_argument("the leave-one-out baselines need the whole batch's statistics");
-        std::vector<double> rtg_sum, time_alpha, time_beta, time_u;
-        std::vector<std::int64_t> rtg_count;
-        if (loo) {  // the batch's statistics, merged from the shards' nodes along the canonical tree
-          const std::int64_t H = mdp.horizon();
-          const est::LooPartial root = reduce::merge_nodes(loo_nodes_from_python(*statistics, H), grid.blocks,
-                                                           est::LooPartial::combine, "the leave-one-out statistics");
-          est::loo_finish(root, es.gamma, spec.return_sum, rtg_sum, rtg_count);
-          est::loo_time_coefficients(rtg_sum, rtg_count, powers(es.gamma, H).data(), time_alpha, time_beta, time_u);
-          spec.n = n;
-          spec.time_alpha = time_alpha.data();
-          spec.time_beta = time_beta.data();
-          spec.time_u = time_u.data();
-        }
-        if (spec.baseline == est::BaselineKind::Table) {
-          if (!es.table) throw std::invalid_argument("baseline table missing");
-          require_shape2(*es.table, "baseline values", mdp.horizon(), pol.S);
-          spec.table = es.table->data();
+        est::WeightSpec spec = fused_spec(es, pol, mdp);
+        est::LooTerms loo;
+        if (leave_one_out(spec)) {  // the batch's statistics, merged from the shards' nodes
+          if (!statistics) throw std::invalid_argument("the leave-one-out baselines need the whole batch's statistics");
+          loo.apply(merge_statistics(loo_nodes_from_python(*statistics, mdp.horizon()), grid), n, spec);
         }
         const int threads = resolve_threads(es.threads);
         StopToken stop(python_interrupted);

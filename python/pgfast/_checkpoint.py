@@ -12,7 +12,6 @@ during a write leaves the previous checkpoint whole.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import secrets
@@ -28,7 +27,7 @@ from numpy.typing import NDArray
 from ._estimators import ValueBaseline
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy
-from ._validation import as_seed
+from ._validation import array_digest, as_seed
 from .optim import Optimizer
 
 FORMAT = "pgfast.train checkpoint"
@@ -83,19 +82,12 @@ def _seed_from_spec(spec: Any) -> Seed:
 # -- the options a resumed run must share ----------------------------------------------------
 
 
-def _digest(*arrays: Any) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        arr = np.ascontiguousarray(a)
-        h.update(f"{arr.dtype.str}{arr.shape}".encode())
-        h.update(arr.data)
-    return "sha256:" + h.hexdigest()
 
 
 def _describe(value: Any) -> Any:
     """A JSON-safe description of a setting (an array by its digest)."""
     if isinstance(value, np.ndarray):
-        return _digest(value)
+        return array_digest(value)
     if isinstance(value, np.generic):
         return value.item()
     if value is None or isinstance(value, (bool, int, float, str)):
@@ -122,7 +114,7 @@ def fingerprint(
     indptr, nxt, prob, reward = mdp.transitions
     out: dict[str, Any] = {
         "mdp.n_states": mdp.n_states, "mdp.n_actions": mdp.n_actions, "mdp.horizon": mdp.horizon,
-        "mdp.gamma": mdp.gamma, "mdp.arrays": _digest(indptr, nxt, prob, reward, mdp.mu0, mdp.terminal),
+        "mdp.gamma": mdp.gamma, "mdp.arrays": array_digest(indptr, nxt, prob, reward, mdp.mu0, mdp.terminal),
         "policy.class": type(policy).__qualname__, "policy.theta.shape": list(policy.theta.shape),
     }
     for key, value in sorted(policy.__getstate__().items()):  # its structure: features, layers, ...

@@ -9,7 +9,6 @@ that grid reduces them to the largest tree nodes inside its range; any set of sh
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,19 +28,7 @@ from ._estimators import (
 )
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy, pinned
-from ._validation import as_bool, as_int, as_seed, as_threads, require_instance
-
-
-def _digest(*arrays: Any) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        if a is None:
-            h.update(b"none")
-            continue
-        arr = np.ascontiguousarray(a)
-        h.update(str((arr.dtype.str, arr.shape)).encode())
-        h.update(arr.tobytes())
-    return h.hexdigest()
+from ._validation import array_digest, as_bool, as_int, as_seed, as_threads, require_instance
 
 
 def block_grid(n: int) -> tuple[int, int]:
@@ -318,12 +305,12 @@ def _checked_nodes(nodes: Any, what: str, arrays: int) -> list[tuple[Any, ...]]:
 
 def _policy_digest(policy: SoftmaxPolicy, tables: Any) -> str:
     net_theta = policy.theta if tables.net is not None else None
-    return _digest(np.frombuffer(type(policy).__name__.encode(), np.uint8), tables.probs, tables.features, net_theta)
+    return array_digest(np.frombuffer(type(policy).__name__.encode(), np.uint8), tables.probs, tables.features, net_theta)
 
 
 def _mdp_digest(mdp: FiniteMDP) -> str:
     indptr, indices, probs, rewards = mdp.transitions
-    return _digest(indptr, indices, probs, rewards, mdp.mu0, mdp.terminal,
+    return array_digest(indptr, indices, probs, rewards, mdp.mu0, mdp.terminal,
                    np.array([mdp.n_states, mdp.n_actions, mdp.horizon]), np.array([mdp.gamma]))
 
 
@@ -417,7 +404,7 @@ def partial_gradient(
         raise ValueError(f"statistics= is for the baselines 'mean' and 'time', not baseline={baseline!r}")
     spec = estimator_spec(tables, kind, None, g, bkind, table, nthreads)
     nodes = _core.estimators.fused_partial(spec, mdp._mdp, nn, sd, with_se, lo_i // block, -(-hi_i // block), stats)
-    options = (("weights", kind), ("baseline", bkind if bkind != "table" else _digest(table)), ("gamma", g),
+    options = (("weights", kind), ("baseline", bkind if bkind != "table" else array_digest(table)), ("gamma", g),
                ("stderr", with_se))
     return GradientPartial(nn, sd, lo_i, hi_i, options, pdig, mdig,
                            tuple((int(a), int(b), t, q, float(rs), float(rq), int(st)) for a, b, t, q, rs, rq, st in nodes))

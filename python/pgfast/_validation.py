@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import operator
 import os
 from typing import Any
@@ -211,3 +212,17 @@ def check_array_bytes(x: Any, name: str, owner: str) -> None:
     if isinstance(size, (int, np.integer)):
         check_allocation(16 * int(size), f"{owner}'s {name} ({int(size)} values, converted and copied)",
                          f"pass smaller {name}")
+
+
+def array_digest(*arrays: Any) -> str:
+    """``"sha256:<hex>"`` of the arrays' dtypes, shapes and bytes, in order (``None`` counts as a
+    value of its own): the fingerprints of checkpoints and partial results."""
+    h = hashlib.sha256()
+    for a in arrays:
+        if a is None:
+            h.update(b"none")
+            continue
+        arr = np.ascontiguousarray(a)
+        h.update(f"{arr.dtype.str}{arr.shape}".encode())
+        h.update(arr.data)
+    return "sha256:" + h.hexdigest()

@@ -72,7 +72,7 @@ of large MDPs (200 000 transitions or more); the results are the same bits for a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -117,8 +117,33 @@ _METHODS = {"auto": _core.exact.Method.AUTO, "dense": _core.exact.Method.DENSE, 
 OBJECTIVES: tuple[str, ...] = tuple(_OBJECTIVES)
 
 
+class _ValueAliases:
+    """The formula symbols ``J``, ``V`` and ``Q`` as read-only aliases of the full-name fields of
+    :class:`Evaluation` and :class:`Optimal`."""
+
+    if TYPE_CHECKING:
+        value: float
+        state_values: NDArray[np.float64]
+        action_values: NDArray[np.float64]
+
+    @property
+    def J(self) -> float:
+        """Alias of ``value``."""
+        return self.value
+
+    @property
+    def V(self) -> NDArray[np.float64]:
+        """Alias of ``state_values``."""
+        return self.state_values
+
+    @property
+    def Q(self) -> NDArray[np.float64]:
+        """Alias of ``action_values``."""
+        return self.action_values
+
+
 @dataclass(frozen=True)
-class Evaluation:
+class Evaluation(_ValueAliases):
     r"""Exact values of a policy under one objective (see the module docstring for each objective).
 
     Every field has a full name; the symbols of the formulas are read-only aliases of the same
@@ -176,21 +201,6 @@ class Evaluation:
     gamma: float
 
     @property
-    def J(self) -> float:
-        """Alias of ``value``."""
-        return self.value
-
-    @property
-    def V(self) -> NDArray[np.float64]:
-        """Alias of ``state_values``."""
-        return self.state_values
-
-    @property
-    def Q(self) -> NDArray[np.float64]:
-        """Alias of ``action_values``."""
-        return self.action_values
-
-    @property
     def A(self) -> NDArray[np.float64]:
         """Alias of ``advantages``."""
         return self.advantages
@@ -202,7 +212,7 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
-class Optimal:
+class Optimal(_ValueAliases):
     """Optimal control (:func:`optimal`; see :doc:`/theory`, "Optimal control").
 
     Every field has a full name; ``J``, ``V`` and ``Q`` are read-only aliases of ``value``,
@@ -245,21 +255,6 @@ class Optimal:
     action_values: NDArray[np.float64]
     actions: NDArray[np.int32]
     iterations: int
-
-    @property
-    def J(self) -> float:
-        """Alias of ``value``."""
-        return self.value
-
-    @property
-    def V(self) -> NDArray[np.float64]:
-        """Alias of ``state_values``."""
-        return self.state_values
-
-    @property
-    def Q(self) -> NDArray[np.float64]:
-        """Alias of ``action_values``."""
-        return self.action_values
 
     def probs(self) -> NDArray[np.float64]:
         """The greedy policy as one-hot tables, (H, S, A) or (S, A).

@@ -322,9 +322,7 @@ class BlockQueue {
   std::int64_t block() const noexcept { return block_; }
   std::int64_t n_blocks() const noexcept { return (n_ + block_ - 1) / block_; }
   // Next block index, or -1 when all are taken.
-  std::int64_t take(int worker, std::int64_t& taken) noexcept {
-    (void)worker;
-    (void)taken;
+  std::int64_t take() noexcept {
     const std::int64_t b = next_.fetch_add(1, std::memory_order_relaxed);
     return b < n_blocks() ? b : -1;
   }
@@ -343,7 +341,7 @@ class IndexStream {
   std::int64_t next() {
     if (cur_ == end_) {
       if (stop_(worker_)) return -1;
-      const std::int64_t b = q_.take(worker_, taken_);
+      const std::int64_t b = q_.take();
       if (b < 0) return -1;
       cur_ = b * q_.block();
       end_ = std::min(q_.n(), cur_ + q_.block());
@@ -356,7 +354,7 @@ class IndexStream {
   BlockQueue& q_;
   StopToken& stop_;
   int worker_;
-  std::int64_t cur_ = 0, end_ = 0, taken_ = 0;
+  std::int64_t cur_ = 0, end_ = 0;
 };
 
 }  // namespace pgfast

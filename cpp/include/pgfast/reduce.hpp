@@ -49,11 +49,12 @@ struct Grid {
   }
   std::int64_t begin(std::int64_t b) const noexcept { return b * block; }
   std::int64_t end(std::int64_t b) const noexcept { return std::min(n, (b + 1) * block); }
-  // The blocks a worker w of `workers` owns: a contiguous share, [blocks w / T, blocks (w+1) / T).
-  std::pair<std::int64_t, std::int64_t> share(int w, int workers) const noexcept {
-    return {blocks * w / workers, blocks * (w + 1) / workers};
-  }
 };
+
+// The blocks worker w of `workers` owns among [lo, hi): a contiguous share, as equal as can be.
+inline std::pair<std::int64_t, std::int64_t> share(std::int64_t lo, std::int64_t hi, int w, int workers) noexcept {
+  return {lo + (hi - lo) * w / workers, lo + (hi - lo) * (w + 1) / workers};
+}
 
 // A node of the canonical tree: level l, index i (blocks [i 2^l, (i + 1) 2^l)).
 struct Node {

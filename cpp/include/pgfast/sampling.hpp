@@ -533,7 +533,7 @@ bool simulate_blocks(const FiniteMDP& mdp, const double* probs, const reduce::Gr
         mdp, probs, seed, threads,
         [&](int w, StopToken& st, const Slot* slots, std::uint64_t key) {
           auto sink = make_sink(w);
-          const std::int64_t b0 = block_lo + nb * w / threads, b1 = block_lo + nb * (w + 1) / threads;
+          const auto [b0, b1] = reduce::share(block_lo, block_hi, w, threads);
           for (std::int64_t b = b0; b < b1; ++b) {
             RangeStream source(grid.begin(b), grid.end(b), st, w);
             simulate_stream<Slot, Rows>(mdp, slots, key, source, sink);

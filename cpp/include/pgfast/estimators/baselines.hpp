@@ -36,10 +36,10 @@ struct WeightSpec {
   const double* table = nullptr;  // (H, S) baseline values V_t(s) for BaselineKind::Table
   std::int64_t S = 0;
   // Leave-one-out statistics of the batch: the sum of the returns (baseline "mean") and the
-  // per-t coefficients of the time baseline (from the reward-to-go sums and counts, loo_statistics).
+  // per-t coefficients of the time baseline (LooTerms).
   double return_sum = 0.0;
   std::int64_t n = 0;
-  const double* time_alpha = nullptr;  // (H,) from loo_time_coefficients
+  const double* time_alpha = nullptr;  // (H,) from LooTerms
   const double* time_beta = nullptr;
   const double* time_u = nullptr;      // alpha_t / gamma^t
 };
@@ -66,7 +66,7 @@ inline double trajectory_weights(const std::int32_t* s, const double* r, std::in
         for (std::int64_t t = 0; t < len; ++t) w[t] = gpow[t] * (w[t] - loo_mean);
         break;
       case BaselineKind::LeaveOneOutTime:
-        // gamma^t (G_t - (sum_t - G_t) / (count_t - 1)) = alpha_t G_t - beta_t (loo_time_coefficients)
+        // gamma^t (G_t - (sum_t - G_t) / (count_t - 1)) = alpha_t G_t - beta_t (LooTerms)
         for (std::int64_t t = 0; t < len; ++t) w[t] = ws.time_alpha[t] * w[t] - ws.time_beta[t];
         break;
     }
@@ -79,29 +79,11 @@ inline double trajectory_weights(const std::int32_t* s, const double* r, std::in
   return G;
 }
 
-// The leave-one-out time baseline as w_t = alpha_t G_t - beta_t: with k_t = 1 / (count_t - 1)
-// (0 when no other trajectory runs at t), alpha_t = gamma^t u_t with u_t = 1 + k_t, beta_t = gamma^t sum_t k_t.
-inline void loo_time_coefficients(const std::vector<double>& rtg_sum, const std::vector<std::int64_t>& rtg_count,
-                                  const double* gpow, std::vector<double>& alpha, std::vector<double>& beta,
-                                  std::vector<double>& u) {
-  const std::size_t H = rtg_sum.size();
-  alpha.assign(H, 0.0);
-  beta.assign(H, 0.0);
-  u.assign(H, 0.0);
-  for (std::size_t t = 0; t < H; ++t) {
-    const std::int64_t others = rtg_count[t] - 1;
-    const double k = others > 0 ? 1.0 / static_cast<double>(others) : 0.0;
-    u[t] = 1.0 + k;
-    alpha[t] = gpow[t] * u[t];
-    beta[t] = gpow[t] * rtg_sum[t] * k;
-  }
-}
-
 // Batch statistics for the leave-one-out baselines, by block (reduced along reduce.hpp's tree):
 // per-t column sums of the rewards of the trajectories running at t, and the number of
 // trajectories of each length. No trajectory's reward-to-go is formed: a trajectory that has
 // ended by t has G_t = 0, so sum_i G_{i,t} = sum_{t' >= t} gamma^(t'-t) R_t' with R_t' the column
-// sum at t' (loo_finish), and sum_i G_i = rtg_sum[0].
+// sum at t' (LooTerms), and sum_i G_i = sum_0.
 struct LooPartial {
   std::vector<double> colsum;      // (H)
   std::vector<std::int64_t> ends;  // (H + 1): trajectories per length
@@ -116,30 +98,45 @@ struct LooPartial {
   static constexpr auto combine = [](LooPartial& left, LooPartial& right) { left.add(right); };
 };
 
-// The reward-to-go sums and running counts of the root: rtg_sum[t] = sum_i G_{i,t},
-// rtg_count[t] = #{i : len_i > t}, return_sum = sum_i G_i.
-inline void loo_finish(const LooPartial& root, double gamma, double& return_sum, std::vector<double>& rtg_sum,
-                       std::vector<std::int64_t>& rtg_count) {
-  const std::int64_t H = static_cast<std::int64_t>(root.colsum.size());
-  rtg_sum.assign(static_cast<std::size_t>(H), 0.0);
-  rtg_count.assign(static_cast<std::size_t>(H), 0);
-  double acc = 0.0;
-  std::int64_t running = 0;  // count_t = #{i : len_i > t}
-  for (std::int64_t t = H - 1; t >= 0; --t) {
-    acc = root.colsum[static_cast<std::size_t>(t)] + gamma * acc;
-    rtg_sum[static_cast<std::size_t>(t)] = acc;
-    running += root.ends[static_cast<std::size_t>(t + 1)];
-    rtg_count[static_cast<std::size_t>(t)] = running;
+// The leave-one-out baselines' terms of a batch, from the root of its statistics. The reward-to-go
+// sums and running counts are sum_t = sum_i G_{i,t} = R_t + gamma sum_{t+1} and
+// count_t = #{i : len_i > t}; the time baseline is then w_t = alpha_t G_t - beta_t with
+// k_t = 1 / (count_t - 1) (0 when no other trajectory runs at t), u_t = 1 + k_t,
+// alpha_t = gamma^t u_t, beta_t = gamma^t sum_t k_t; the mean baseline needs sum_i G_i = sum_0.
+// The terms own the arrays the WeightSpec points to.
+struct LooTerms {
+  std::vector<double> alpha, beta, u;
+
+  // Forms the terms from `root` and points `spec` at them (spec.return_sum, spec.n = n).
+  void apply(const LooPartial& root, std::int64_t n, WeightSpec& spec) {
+    const std::int64_t H = static_cast<std::int64_t>(root.colsum.size());
+    const std::vector<double> gpow = powers(spec.gamma, H);
+    alpha.assign(static_cast<std::size_t>(H), 0.0);
+    beta.assign(static_cast<std::size_t>(H), 0.0);
+    u.assign(static_cast<std::size_t>(H), 0.0);
+    double acc = 0.0;          // sum_t, backwards
+    std::int64_t running = 0;  // count_t
+    for (std::int64_t t = H - 1; t >= 0; --t) {
+      const auto k_t = static_cast<std::size_t>(t);
+      acc = root.colsum[k_t] + spec.gamma * acc;
+      running += root.ends[k_t + 1];
+      const double k = running > 1 ? 1.0 / static_cast<double>(running - 1) : 0.0;
+      u[k_t] = 1.0 + k;
+      alpha[k_t] = gpow[k_t] * u[k_t];
+      beta[k_t] = gpow[k_t] * acc * k;
+    }
+    spec.return_sum = acc;
+    spec.n = n;
+    spec.time_alpha = alpha.data();
+    spec.time_beta = beta.data();
+    spec.time_u = u.data();
   }
-  return_sum = acc;
-}
+};
 
 // The statistics of a stored (N, H) batch: each block's trajectories in index order, the blocks
 // along the canonical tree (the fused estimator's first pass gives the same sums up to the order
 // of the additions inside a block).
-inline void loo_statistics(const double* rewards, const std::int32_t* lengths, std::int64_t N, std::int64_t H,
-                           double gamma, double& return_sum, std::vector<double>& rtg_sum,
-                           std::vector<std::int64_t>& rtg_count) {
+inline LooPartial loo_statistics(const double* rewards, const std::int32_t* lengths, std::int64_t N, std::int64_t H) {
   const reduce::Grid grid = estimator_grid(N);
   reduce::NodeStack<LooPartial> nodes;
   for (std::int64_t b = 0; b < grid.blocks; ++b) {
@@ -147,14 +144,12 @@ inline void loo_statistics(const double* rewards, const std::int32_t* lengths, s
     for (std::int64_t i = grid.begin(b); i < grid.end(b); ++i) {
       const std::int64_t len = lengths[i];
       const double* r = rewards + i * H;
-      for (std::int64_t t = 0; t < len; ++t) part.colsum[static_cast<std::size_t>(t)] += r[t];
+      for (std::int64_t t = 0; t < len; ++t) part.add_step(t, r[t]);
       part.end(len);
     }
     nodes.push(b, std::move(part), LooPartial::combine);
   }
-  const LooPartial root = reduce::merge_nodes(std::move(nodes.parts()), grid.blocks, LooPartial::combine,
-                                              "the leave-one-out statistics");
-  loo_finish(root, gamma, return_sum, rtg_sum, rtg_count);
+  return reduce::merge_nodes(std::move(nodes.parts()), grid.blocks, LooPartial::combine, "the leave-one-out statistics");
 }
 
 // The fused estimator's first pass for the leave-one-out baselines: a rollout sink that adds each

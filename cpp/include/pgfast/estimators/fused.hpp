@@ -123,25 +123,20 @@ struct SinkRef {
   void block_done(std::int64_t b) { target->block_done(b); }
 };
 
-// The fused estimator's tree nodes (reduce.hpp) for the blocks [block_lo, block_hi) of the grid of
-// n = grid.n trajectories: a shard's partial result, or all of them. With a leave-one-out
-// baseline, `spec` must already hold the whole batch's statistics (fused_loo_statistics).
-// Returns false if the run was interrupted (the nodes are then incomplete).
-inline bool fused_nodes(const FiniteMDP& mdp, const PolicyTables& pol, const WeightSpec& spec,
-                        const reduce::Grid& grid, std::int64_t block_lo, std::int64_t block_hi, std::uint64_t seed,
-                        int threads, bool per_trajectory, StopToken& stop,
-                        std::vector<reduce::Part<TrajectoryScorer::Partial>>& nodes) {
-  using Sink = FusedSink<kLanes>;
-  const std::int64_t H = mdp.horizon();
-  const std::vector<double> gpow = powers(spec.gamma, H);
+// Simulates the blocks [block_lo, block_hi) of the grid into one sink per worker, made by
+// make(worker) on the worker's thread (so that its buffers and tables are first touched, and
+// cached, on the core that fills them), and moves the workers' tree nodes (their `nodes` stacks)
+// to `nodes`. Returns false if the run was interrupted (the nodes are then incomplete).
+template <class Sink, class P, class Make>
+bool simulate_to_nodes(const FiniteMDP& mdp, const double* probs, const reduce::Grid& grid, std::int64_t block_lo,
+                       std::int64_t block_hi, std::uint64_t seed, int threads, StopToken& stop, Make&& make,
+                       std::vector<reduce::Part<P>>& nodes) {
   threads = static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(threads, block_hi - block_lo)));
-  // Each worker makes its own sink, so that its buffers and tables are first touched (and cached)
-  // on the core that fills them; the sinks outlive the run for the reduction.
   std::vector<std::unique_ptr<Sink>> sinks(static_cast<std::size_t>(threads));
   const bool ok = simulate_blocks(
-      mdp, pol.probs, grid, seed, threads,
+      mdp, probs, grid, seed, threads,
       [&](int w) {
-        sinks[w] = std::make_unique<Sink>(pol, spec, gpow.data(), H, per_trajectory);
+        sinks[w] = make();
         return SinkRef<Sink>{sinks[w].get()};
       },
       stop, block_lo, block_hi);
@@ -153,36 +148,30 @@ inline bool fused_nodes(const FiniteMDP& mdp, const PolicyTables& pol, const Wei
   return true;
 }
 
-// The first pass of a fused estimator with a leave-one-out baseline: the batch's per-t column sums
-// of the rewards and its lengths (O(H) per worker), reduced along the canonical tree.
-// The tree nodes of those statistics for the blocks [block_lo, block_hi) (a shard's part).
-inline bool fused_loo_nodes(const FiniteMDP& mdp, const double* probs, const reduce::Grid& grid,
-                            std::int64_t block_lo, std::int64_t block_hi, std::uint64_t seed, int threads,
-                            StopToken& stop, std::vector<reduce::Part<LooPartial>>& parts) {
+// The fused estimator's tree nodes for the blocks [block_lo, block_hi) of the grid of n = grid.n
+// trajectories: a shard's partial result, or all of them. With a leave-one-out baseline, `spec`
+// must already hold the whole batch's terms (LooTerms of fused_loo_nodes' root).
+inline bool fused_nodes(const FiniteMDP& mdp, const PolicyTables& pol, const WeightSpec& spec,
+                        const reduce::Grid& grid, std::int64_t block_lo, std::int64_t block_hi, std::uint64_t seed,
+                        int threads, bool per_trajectory, StopToken& stop,
+                        std::vector<reduce::Part<TrajectoryScorer::Partial>>& nodes) {
+  using Sink = FusedSink<kLanes>;
   const std::int64_t H = mdp.horizon();
-  threads = static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(threads, block_hi - block_lo)));
-  std::vector<std::unique_ptr<LooSink>> sinks(static_cast<std::size_t>(threads));
-  const bool ok = simulate_blocks(
-      mdp, probs, grid, seed, threads,
-      [&](int w) {
-        sinks[w] = std::make_unique<LooSink>(H);
-        return SinkRef<LooSink>{sinks[w].get()};
-      },
-      stop, block_lo, block_hi);
-  if (!ok) return false;
-  for (const auto& sk : sinks) {
-    if (!sk) continue;
-    for (auto& p : sk->nodes.parts()) parts.push_back(std::move(p));
-  }
-  return true;
+  const std::vector<double> gpow = powers(spec.gamma, H);
+  return simulate_to_nodes<Sink>(
+      mdp, pol.probs, grid, block_lo, block_hi, seed, threads, stop,
+      [&] { return std::make_unique<Sink>(pol, spec, gpow.data(), H, per_trajectory); }, nodes);
 }
 
-inline bool fused_loo_statistics(const FiniteMDP& mdp, const double* probs, const reduce::Grid& grid,
-                                 std::uint64_t seed, int threads, StopToken& stop, LooPartial& root) {
-  std::vector<reduce::Part<LooPartial>> parts;
-  if (!fused_loo_nodes(mdp, probs, grid, 0, grid.blocks, seed, threads, stop, parts)) return false;
-  root = reduce::merge_nodes(std::move(parts), grid.blocks, LooPartial::combine, "the leave-one-out statistics");
-  return true;
+// The first pass of a fused estimator with a leave-one-out baseline: the tree nodes of the batch's
+// per-t column sums of the rewards and its lengths (O(H) per worker) for the blocks
+// [block_lo, block_hi).
+inline bool fused_loo_nodes(const FiniteMDP& mdp, const double* probs, const reduce::Grid& grid,
+                            std::int64_t block_lo, std::int64_t block_hi, std::uint64_t seed, int threads,
+                            StopToken& stop, std::vector<reduce::Part<LooPartial>>& nodes) {
+  const std::int64_t H = mdp.horizon();
+  return simulate_to_nodes<LooSink>(mdp, probs, grid, block_lo, block_hi, seed, threads, stop,
+                                    [H] { return std::make_unique<LooSink>(H); }, nodes);
 }
 
 // The nodes of the whole batch (or of shards that tile it) as parameter-space sums.

@@ -402,7 +402,7 @@ inline bool score_batch(const std::int32_t* states, const std::int32_t* actions,
         TrajectoryScorer sc(pol, sumsq);
         std::vector<double> wbuf(static_cast<std::size_t>(std::max<std::int64_t>(H, 1)));
         std::vector<std::uint32_t> ibuf(rtg_totals && idx32 ? wbuf.size() : 0);
-        const auto [b0, b1] = grid.share(wk, threads);
+        const auto [b0, b1] = reduce::share(0, grid.blocks, wk, threads);
         for (std::int64_t b = b0; b < b1; ++b) {
           double rsum = 0.0, rsq = 0.0;
           std::int64_t steps = 0;
