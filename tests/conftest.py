@@ -19,3 +19,25 @@ def small(rng: np.random.Generator) -> tuple[pg.FiniteMDP, pg.TabularSoftmax, pg
     mdp = random_mdp(rng, S=4, A=3, successors=3, n_terminal=1, horizon=5)
     pi = random_policy(rng, mdp)
     return mdp, pi, mdp.sample(pi, 50, seed=0)
+
+
+@pytest.fixture(scope="module")
+def ray_local():  # type: ignore[no-untyped-def]
+    """A real local Ray instance with 2 CPUs, started once per test module that asks for it.
+
+    The module's tests share it; it is shut down after the module's last test. Tests that use it
+    carry the ``ray`` marker (the sanitizer run of .ci/run leaves them out: Ray's workers cannot
+    load an instrumented extension). Skips only where Ray is not installed (no wheel for this
+    platform).
+    """
+    ray = pytest.importorskip("ray")
+    import os
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
