@@ -34,6 +34,7 @@ from ._partials import (
 )
 from ._policy import LinearSoftmax, SoftmaxPolicy, TabularSoftmax
 from ._sampling import PAD_INDEX, Trajectories
+from ._sweep import SweepResult, build_run, sweep
 from ._train import History, train
 from ._validation import MAX_THREADS
 
@@ -54,12 +55,14 @@ __all__ = [
     "PolicyGradient",
     "SoftmaxPolicy",
     "StatisticsPartial",
+    "SweepResult",
     "TabularSoftmax",
     "Trajectories",
     "ValueBaseline",
     "__version__",
     "block_grid",
     "build_info",
+    "build_run",
     "exact",
     "importance_weights",
     "log_likelihood",
@@ -72,6 +75,7 @@ __all__ = [
     "policy_gradient",
     "score",
     "shard_ranges",
+    "sweep",
     "train",
 ]
 

@@ -365,8 +365,8 @@ class _LineProgress(_Progress):
 class _TqdmProgress(_Progress):
     """A ``tqdm.auto`` bar: a widget in a Jupyter notebook, a text bar on stderr elsewhere."""
 
-    def __init__(self, tqdm: Any, total: int, initial: int) -> None:
-        self.bar = tqdm(total=total, initial=initial, desc="pgfast.train", unit="it", dynamic_ncols=True)
+    def __init__(self, tqdm: Any, total: int, initial: int, desc: str = "pgfast.train", unit: str = "it") -> None:
+        self.bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True)
 
     def update(self, it: int, rec: dict[str, float]) -> None:
         self.bar.set_postfix_str(f"J={_shown_J(rec):.4f}", refresh=False)
@@ -395,9 +395,9 @@ def _in_notebook() -> bool:
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
-def _progress(show: bool | None, total: int, initial: int) -> _Progress:
+def _progress(show: bool | None, total: int, initial: int, desc: str = "pgfast.train", unit: str = "it") -> _Progress:
     """The display of a run: ``show=None`` means on a terminal or in a notebook; with tqdm installed
-    a ``tqdm.auto`` bar, else the one-line display."""
+    a ``tqdm.auto`` bar (named ``desc``, counting ``unit``), else the one-line display."""
     if show is None:
         show = _stderr_is_a_terminal() or _in_notebook()
     if not show:
@@ -406,7 +406,13 @@ def _progress(show: bool | None, total: int, initial: int) -> _Progress:
         from tqdm.auto import tqdm
     except ImportError:
         return _LineProgress(total, initial)
-    return _TqdmProgress(tqdm, total, initial)
+    return _TqdmProgress(tqdm, total, initial, desc, unit)
+
+
+def progress_display(show: bool | None, total: int, *, desc: str, unit: str) -> _Progress:
+    """The display that :func:`train` uses, counting ``total`` units of another loop (the sweeps'
+    finished runs): ``update(done, record)`` after each, ``close()`` at the end."""
+    return _progress(show, total, 0, desc, unit)
 
 
 def _steps_taken(optimizer: Optimizer) -> int:

@@ -1,4 +1,4 @@
-"""The ``pgfast`` command line: ``pgfast train``, ``pgfast sample``, ``pgfast bench``, ``pgfast info``."""
+"""The ``pgfast`` command line: ``pgfast train``, ``pgfast sweep``, ``pgfast sample``, ``pgfast bench``, ``pgfast info``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._sweep import DEFAULT_ESTIMATOR, build_run
 from ._train import (
     DEFAULT_ADAM_BETAS,
     DEFAULT_BASELINE,
@@ -22,7 +23,6 @@ from ._train import (
     DEFAULT_ITERATIONS,
     DEFAULT_LR,
     DEFAULT_LR_MLP,
-    DEFAULT_WEIGHTS,
 )
 
 if TYPE_CHECKING:
@@ -46,60 +46,6 @@ def _env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
-# `pgfast train` defaults: those of pg.train's module, which the training benchmark reads too
-DEFAULT_ESTIMATOR = "reward-to-go" if DEFAULT_WEIGHTS == "reward_to_go" else "reinforce"
-
-
-def _make_optimizer(args: argparse.Namespace) -> Any:
-    import pgfast as pg
-
-    defaults = DEFAULT_LR_MLP if args.policy == "mlp" else DEFAULT_LR
-    lr = defaults[args.optimizer] if args.lr is None else args.lr
-    if not (np.isfinite(lr) and lr > 0):
-        raise ValueError(f"--lr must be > 0, got {lr}")
-    if args.optimizer != "adam" and args.betas is not None:
-        raise ValueError("--betas applies to --optimizer adam")
-    if args.optimizer == "adam":
-        if args.schedule != "constant":
-            raise ValueError("--schedule applies to --optimizer sgd")
-        return pg.optim.Adam(lr, betas=DEFAULT_ADAM_BETAS if args.betas is None else tuple(args.betas))
-    if args.optimizer == "natural":
-        return pg.optim.NaturalGradient(lr, damping=args.damping)
-    return pg.optim.GradientAscent(lr, schedule=args.schedule)
-
-
-def _hidden_sizes(text: str | None) -> tuple[int, ...]:
-    """--hidden "64,64" -> (64, 64); "" or "none" -> () (a softmax linear in the state features)."""
-    if text is None:
-        return DEFAULT_HIDDEN
-    if text.strip().lower() in ("", "none"):
-        return ()
-    try:
-        sizes = tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise ValueError(f"--hidden expects comma-separated layer sizes such as 64,64, got {text!r}") from None
-    if any(h < 1 for h in sizes):
-        raise ValueError(f"--hidden layer sizes must be >= 1, got {text!r}")
-    return sizes
-
-
-def _make_policy(args: argparse.Namespace, S: int, A: int) -> Any:
-    import pgfast as pg
-
-    if args.policy == "mlp":  # one-hot state features; theta initialised from --seed
-        return pg.MLPSoftmax(S, A, hidden=_hidden_sizes(args.hidden), activation=args.activation, seed=args.seed)
-    if args.hidden is not None or args.activation != "tanh":
-        raise ValueError("--hidden and --activation apply to --policy mlp")
-    if args.policy == "tabular":
-        return pg.TabularSoftmax(S, A)
-    # linear: phi(s, a) = e_a (x) [1, onehot(s)] -- a per-action bias plus per-state preferences
-    phi = np.zeros((S, A, A * (S + 1)))
-    for a in range(A):
-        phi[:, a, a * (S + 1)] = 1.0
-        phi[np.arange(S), a, a * (S + 1) + 1 + np.arange(S)] = 1.0
-    return pg.LinearSoftmax(phi)
-
-
 def _check_output_path(path: str | None, flag: str) -> None:
     """ValueError unless ``path``'s directory exists (a run's results must not be lost at the end)."""
     if path is None:
@@ -107,6 +53,17 @@ def _check_output_path(path: str | None, flag: str) -> None:
     parent = Path(path).expanduser().resolve().parent
     if not parent.is_dir():
         raise ValueError(f"{flag} {path}: the directory {parent} does not exist")
+
+
+def _check_outputs(args: argparse.Namespace, flags: tuple[str, ...]) -> None:
+    """Before the run, not after it: matplotlib for --plot, and the directories of the output files."""
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ValueError("--plot needs matplotlib: pip install matplotlib (or pgfast[plot])") from None
+    for flag in flags:
+        _check_output_path(getattr(args, flag), f"--{flag}")
 
 
 def _run_in_gymnasium(env_id: str, kwargs: dict[str, Any], horizon: int, probs: Any, episodes: int, seed: int) -> Any:
@@ -130,6 +87,14 @@ def _run_in_gymnasium(env_id: str, kwargs: dict[str, Any], horizon: int, probs: 
     return returns
 
 
+_TRAIN_OPTIONS = ("policy", "hidden", "activation", "estimator", "baseline", "optimizer", "lr", "betas", "schedule",
+                  "damping", "batch", "gamma", "horizon", "eval_every")  # pg.build_run's options, as flags of `pgfast train`
+
+
+def _train_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in _TRAIN_OPTIONS}
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     import pgfast as pg
     from pgfast._optimality import Reference
@@ -139,22 +104,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be >= {0 if name == 'episodes' else 1}, got {getattr(args, name)}")
     if not args.checkpoint_every >= 0:
         raise ValueError(f"--checkpoint-every must be a number of seconds >= 0, got {args.checkpoint_every}")
-    if args.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise ValueError("--plot needs matplotlib: pip install matplotlib (or pgfast[plot])") from None
-    for flag in ("save", "json", "plot", "checkpoint"):  # before the run, not after it
-        _check_output_path(getattr(args, flag), f"--{flag}")
+    _check_outputs(args, ("save", "json", "plot", "checkpoint"))
     kwargs = _env_kwargs(args)
-    mdp = pg.FiniteMDP.from_gymnasium(args.env, horizon=args.horizon, gamma=args.gamma, **kwargs)
+    run = build_run(args.env, _train_options(args), seed=args.seed, iterations=args.iterations, env_kwargs=kwargs,
+                    threads=args.threads, prefix="--")
+    mdp, pi = run.mdp, run.policy
+    opt: Any = run.optimizer
     S, A = mdp.n_states, mdp.n_actions
-    pi = _make_policy(args, S, A)
-    opt = _make_optimizer(args)
-    weights = "return" if args.estimator == "reinforce" else "reward_to_go"
-    baseline: Any = None if args.baseline == "none" else args.baseline
-    if baseline == "value":
-        baseline = pg.ValueBaseline(S, mdp.horizon)
     ref = Reference.of(mdp)
     extra = ", ".join(f"{k}={v}" for k, v in kwargs.items())
     betas = f" betas {opt.betas[0]:g},{opt.betas[1]:g}" if args.optimizer == "adam" else ""
@@ -180,9 +136,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     try:
-        hist = pg.train(mdp, pi, optimizer=opt, iterations=args.iterations, batch=args.batch, seed=args.seed,
-                        weights=weights, baseline=baseline, eval_every=every, threads=args.threads,
-                        progress=False, callback=show, checkpoint=args.checkpoint,
+        hist = pg.train(mdp, pi, optimizer=opt, **run.kwargs, callback=show, checkpoint=args.checkpoint,
                         checkpoint_every=args.checkpoint_every, resume=args.resume)
     except KeyboardInterrupt:
         if args.checkpoint and Path(args.checkpoint).is_file():
@@ -294,6 +248,139 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     if np.isin(G, (0.0, 1.0)).all():
         print(f"  success rate      {(G > 0).mean():.2%}")
     return 0
+
+
+_FLOAT_OPTIONS, _INT_OPTIONS, _TUPLE_OPTIONS = ("lr", "damping", "gamma"), ("batch", "eval_every", "horizon"), ("hidden", "betas")
+
+
+def _option_value(key: str, text: str, flag: str) -> Any:
+    """A value of a sweep option from its text (a tuple's elements separated by "/")."""
+    from ._sweep import OPTIONS, option_choices
+
+    choices = option_choices(key)
+    try:
+        if key == "hidden":
+            return () if text.strip().lower() in ("", "none") else tuple(int(x) for x in text.split("/"))
+        if key == "betas":
+            betas = tuple(float(x) for x in text.split("/"))
+            if len(betas) != 2:
+                raise ValueError
+            return betas
+        if key in _FLOAT_OPTIONS:
+            return float(text)
+        if key in _INT_OPTIONS:
+            return int(text)
+    except ValueError:
+        kind = {"hidden": "layer sizes such as 64/64", "betas": "two numbers such as 0.9/0.99"}.get(
+            key, "a number" if key in _FLOAT_OPTIONS else "an integer")
+        raise ValueError(f"{flag}: {key} takes {kind}, got {text!r}") from None
+    if choices and text not in choices:
+        raise ValueError(f"{flag}: {key} must be one of {', '.join(choices)}, got {text!r}")
+    assert key in OPTIONS
+    return text
+
+
+def _option_items(items: list[str] | None, flag: str, many: bool) -> dict[str, Any]:
+    """--grid KEY=V1,V2,... (many values) or --set KEY=VALUE items -> {option: value(s)}."""
+    from ._sweep import OPTIONS
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ValueError(f"{flag} expects KEY={'V1,V2,...' if many else 'VALUE'}, got {item!r}")
+        if key not in OPTIONS:
+            raise ValueError(f"{flag} {item}: unknown option {key!r}; the options are "
+                             + ", ".join(k.replace("_", "-") for k in OPTIONS))
+        if key in out:
+            raise ValueError(f"{flag} {item}: {key} given twice")
+        where = f"{flag} {item}"
+        out[key] = [_option_value(key, v, where) for v in text.split(",")] if many else _option_value(key, text, where)
+    return out
+
+
+def _as_seed_list(text: str) -> int | list[int]:
+    try:
+        if "," in text:
+            return [int(x) for x in text.split(",")]
+        n = int(text)
+    except ValueError:
+        raise ValueError(f"--seeds expects a number of seeds or a comma-separated list of seeds, got {text!r}") from None
+    if n < 1:
+        raise ValueError(f"--seeds must be >= 1, got {n}")
+    return n
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    import pgfast as pg
+
+    grid = _option_items(args.grid, "--grid", many=True)
+    fixed = _option_items(args.set, "--set", many=False)
+    both = sorted(set(grid) & set(fixed))
+    if both:
+        raise ValueError(f"--grid and --set both give {both[0]}")
+    seeds = _as_seed_list(args.seeds)
+    if args.iterations < 1:
+        raise ValueError(f"--iterations must be >= 1, got {args.iterations}")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    _check_outputs(args, ("out", "json", "plot", "journal"))
+    per_task: int | str = "auto"
+    if args.runs_per_task != "auto":
+        try:
+            per_task = int(args.runs_per_task)
+        except ValueError:
+            raise ValueError(f"--runs-per-task expects auto or an integer >= 1, got {args.runs_per_task!r}") from None
+    kwargs = _env_kwargs(args)
+    n_configs = int(np.prod([len(v) for v in grid.values()])) if grid else 1
+    n_seeds = seeds if isinstance(seeds, int) else len(seeds)
+    extra = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+    print(f"pgfast {pg.__version__} sweep | {args.env}{f' ({extra})' if extra else ''} | {n_configs} configs x {n_seeds} "
+          f"seeds x {args.iterations} iterations | backend {args.backend}", flush=True)
+    t0 = time.perf_counter()
+    res = pg.sweep(args.env, grid, seeds, iterations=args.iterations, backend=args.backend, workers=args.workers,
+                   address=args.address, runs_per_task=per_task, journal=args.journal, env_kwargs=kwargs, **fixed)
+    dt = time.perf_counter() - t0
+    runs = n_configs * n_seeds
+    print(f"{runs} runs in {dt:.2f} s ({runs / dt:.1f} runs/s)")
+    metric = args.metric
+    table = res.summary(metric)
+    keys = list(grid)
+    print(f"{metric} at iteration {args.iterations}, across seeds (IQM: interquartile mean, 95% bootstrap interval):")
+    head = [k.replace("_", "-") for k in keys] + ["n", "mean", "+-se", "IQM", "IQM interval"]
+    cells = [[_cell(row[k]) for k in keys] + [str(row["n"]), f"{row['mean']:.5g}", f"{row['stderr']:.2g}",
+                                              f"{row['iqm']:.5g}", f"[{row['iqm_low']:.5g}, {row['iqm_high']:.5g}]"]
+             for row in table]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head)]
+    print("  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True)))
+    for c in cells:
+        print("  ".join(x.rjust(w) for x, w in zip(c, widths, strict=True)))
+    if args.out:
+        res.to_csv(args.out)
+        print(f"  saved {len(res)} rows to {args.out}")
+    if args.json:
+        res.to_json(args.json)
+        print(f"  saved the result to {args.json}")
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        ax = res.plot(metric)
+        ax.set_title(f"{args.env} {extra}".strip())
+        ax.figure.tight_layout()
+        ax.figure.savefig(args.plot)
+        plt.close(ax.figure)
+        print(f"  saved learning curves to {args.plot}")
+    return 0
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "/".join(map(str, value)) or "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 _SUITES = ("sampler", "exact", "estimators", "mlp")  # what `pgfast bench` runs
@@ -415,6 +502,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy-seed", type=int, default=0, help="seed of the random logits")
     _add_env_options(p)
     p.set_defaults(func=_cmd_sample)
+
+    w = sub.add_parser(
+        "sweep",
+        help="train every configuration of a grid of train options with many seeds; a table and learning curves",
+        description="Seed-by-configuration sweep of `pgfast train` runs (pg.sweep): every combination of the --grid "
+        "values, each with every seed; prints the summary across seeds of each configuration (mean, standard error, "
+        "interquartile mean with a bootstrap interval) and writes the rows (one per configuration, seed and iteration).",
+    )
+    w.add_argument("env", help="gymnasium environment id, e.g. FrozenLake-v1")
+    w.add_argument("--grid", action="append", metavar="KEY=V1,V2,...",
+                   help="an option of `pgfast train` and its values (repeatable: the grid is the product), e.g. "
+                   "lr=0.05,0.1 or baseline=none,time; hidden and betas separate their elements by / (hidden=64/64)")
+    w.add_argument("--set", action="append", metavar="KEY=VALUE", help="an option shared by every run, e.g. batch=1000")
+    w.add_argument("--seeds", default="10", help="number of seeds (0, 1, ..., N-1) or a comma-separated list (default 10)")
+    w.add_argument("--iterations", type=int, default=100, help="iterations of each run (default 100)")
+    w.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local: processes on this machine (default); ray: tasks on a Ray cluster")
+    w.add_argument("--address", default=None, help="the Ray cluster's address, e.g. auto (--backend ray)")
+    w.add_argument("--workers", type=int, default=None, help="local worker processes (default: the usable CPUs)")
+    w.add_argument("--runs-per-task", default="auto", help="runs packed in one task (default auto)")
+    w.add_argument("--journal", default=None, metavar="PATH",
+                   help="record each finished run in PATH; run the same command again to resume an interrupted sweep")
+    w.add_argument("--metric", choices=("J_exact", "fraction_of_optimal", "J_estimate"), default="J_exact",
+                   help="the summary's and the plot's metric (default J_exact)")
+    w.add_argument("--out", default=None, metavar="PATH.csv", help="write the rows as CSV")
+    w.add_argument("--json", default=None, metavar="PATH", help="write the result as JSON (pg.SweepResult.from_json)")
+    w.add_argument("--plot", default=None, metavar="PATH.png", help="learning curves with IQM bands (needs matplotlib)")
+    w.add_argument("--map-name", default=None, help="FrozenLake map, e.g. 4x4 or 8x8")
+    w.add_argument("--slippery", action=argparse.BooleanOptionalAction, default=None,
+                   help="FrozenLake/CliffWalking slipperiness (default: the environment's)")
+    w.add_argument("--env-arg", action="append", metavar="KEY=VALUE",
+                   help="extra keyword argument for gymnasium.make (repeatable)")
+    w.set_defaults(func=_cmd_sweep)
 
     b = sub.add_parser("bench", help="run the microbenchmarks (sampler, exact, estimators) and print their tables")
     b.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
