@@ -539,8 +539,9 @@ def sweep(
     Backends: ``"local"`` runs the runs in ``workers`` processes of this machine (default: one per
     usable CPU; started with the forkserver or spawn method, never fork; ``workers=1`` runs them
     in this process). ``"ray"`` runs them as Ray tasks of one CPU each on the cluster at
-    ``address`` (``"auto"``, ``"ray://host:10001"``; None starts a local Ray when none is
-    running; an initialised Ray is used as it is and left running), the MDPs put in the object
+    ``address`` (``"auto"``, ``"ray://host:10001"``, ``"local"``: a new Ray on this machine; None:
+    Ray's default, the Ray running on this machine or else a new one; a Ray already initialised in
+    this process is used as it is; one started here is left running for the next sweep), the MDPs put in the object
     store once, ``runs_per_task`` runs per task (``"auto"``: one run is timed in this process and
     a task gets about half a second of runs, with at least two tasks per CPU; the local backend's
     ``"auto"`` is one run per task). A progress bar counts the finished runs. Ctrl-C cancels the
