@@ -34,7 +34,7 @@ from ._partials import (
 )
 from ._policy import LinearSoftmax, SoftmaxPolicy, TabularSoftmax
 from ._sampling import PAD_INDEX, Trajectories
-from ._sweep import SweepResult, build_run, sweep
+from ._sweep import SweepResult, build_run, sweep, tune_trainable
 from ._train import History, train
 from ._validation import MAX_THREADS
 
@@ -77,6 +77,7 @@ __all__ = [
     "shard_ranges",
     "sweep",
     "train",
+    "tune_trainable",
 ]
 
 
