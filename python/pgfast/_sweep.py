@@ -348,6 +348,8 @@ def _local(plan: _Plan, runs: list[tuple[int, int]], workers: int, per_task: int
     per_task = per_task or 1
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")  # never fork: threads
+    if ctx.get_start_method() == "forkserver":  # the server imports pgfast once; each worker is a fork of it
+        ctx.set_forkserver_preload(["__main__", __name__])  # (the default preloads __main__ only)
     ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(plan,))
     try:
         pending: set[Future[Any]] = {ex.submit(_run_local_task, chunk) for chunk in _chunks(runs, per_task)}
