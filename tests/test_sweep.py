@@ -308,6 +308,19 @@ def test_progress_counts_finished_runs(capsys: pytest.CaptureFixture[str], monke
     assert re.findall(r"\] (\d)/4", err) == ["1", "2", "3", "4"]
 
 
+def test_progress_of_a_resumed_sweep_starts_at_the_journal(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    args: dict[str, Any] = {"seeds": 2, "iterations": 1, "batch": 8, "env_kwargs": KW, "workers": 1,
+                            "journal": tmp_path / "j.jsonl"}
+    pg.sweep(ENV, {"lr": [0.1, 0.2]}, **args, progress=False)
+    lines = (tmp_path / "j.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "j.jsonl").write_text("".join(lines[:2]))  # one run kept
+    pg.sweep(ENV, {"lr": [0.1, 0.2]}, **args, progress=True)
+    assert re.findall(r"\] (\d)/4", capsys.readouterr().err) == ["2", "3", "4"]
+
+
 def test_ctrl_c_stops_the_workers_within_seconds() -> None:
     """SIGINT to this process while two workers train long runs: KeyboardInterrupt soon after."""
     timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT))
@@ -373,3 +386,13 @@ def test_cli_sweep_bad_flags_exit_2_with_one_line(capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     assert re.search(message, err), err
     assert err.count("\n") == 1 and "Traceback" not in err and err.startswith("pgfast sweep: error: ")
+
+
+def test_cli_ray_backend_without_ray_is_a_one_line_error(capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    assert main(["sweep", ENV, "--seeds", "1", "--iterations", "1", "--backend", "ray"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and 'pip install "pgfast[ray]"' in err
+    with pytest.raises(ImportError, match=r'backend="ray" needs Ray'):
+        pg.sweep(ENV, {}, seeds=1, iterations=1, backend="ray")

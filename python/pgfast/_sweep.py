@@ -657,10 +657,10 @@ def sweep(
     if book is not None:
         results.update({k: v for k, v in book.done.items() if k in set(all_runs)})
     todo = [r for r in all_runs if r not in results]
-    bar = progress_display(None if progress is None else bool(progress), len(all_runs), desc="pgfast.sweep", unit="run")
-    count = len(results)
-    if count:
-        bar.update(count, _last_record(results))
+    # the bar starts at the runs the journal holds and counts the runs that finish here
+    bar = progress_display(None if progress is None else bool(progress), len(all_runs), len(results),
+                           desc="pgfast.sweep", unit="run")
+    count = 0
 
     def done(batch: list[tuple[int, int, list[dict[str, float]]]]) -> None:
         nonlocal count
@@ -690,10 +690,6 @@ def sweep(
             "grid": keys, "seeds": seed_list, "iterations": iters,
             "optimal_J": [r.optimal_J for r in refs], "uniform_J": [r.uniform_J for r in refs]}
     return SweepResult(rows, configs, meta)
-
-
-def _last_record(results: Mapping[tuple[int, int], list[dict[str, float]]]) -> dict[str, float]:
-    return list(results.values())[-1][-1]
 
 
 # -- Ray Tune -------------------------------------------------------------------------------------

@@ -409,10 +409,11 @@ def _progress(show: bool | None, total: int, initial: int, desc: str = "pgfast.t
     return _TqdmProgress(tqdm, total, initial, desc, unit)
 
 
-def progress_display(show: bool | None, total: int, *, desc: str, unit: str) -> _Progress:
+def progress_display(show: bool | None, total: int, initial: int, *, desc: str, unit: str) -> _Progress:
     """The display that :func:`train` uses, counting ``total`` units of another loop (the sweeps'
-    finished runs): ``update(done, record)`` after each, ``close()`` at the end."""
-    return _progress(show, total, 0, desc, unit)
+    finished runs) from ``initial``: ``update(k, record)`` after the k-th unit done since then,
+    ``close()`` at the end."""
+    return _progress(show, total, initial, desc, unit)
 
 
 def _steps_taken(optimizer: Optimizer) -> int:

@@ -339,8 +339,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     print(f"pgfast {pg.__version__} sweep | {args.env}{f' ({extra})' if extra else ''} | {n_configs} configs x {n_seeds} "
           f"seeds x {args.iterations} iterations | backend {args.backend}", flush=True)
     t0 = time.perf_counter()
-    res = pg.sweep(args.env, grid, seeds, iterations=args.iterations, backend=args.backend, workers=args.workers,
-                   address=args.address, runs_per_task=per_task, journal=args.journal, env_kwargs=kwargs, **fixed)
+    try:
+        res = pg.sweep(args.env, grid, seeds, iterations=args.iterations, backend=args.backend, workers=args.workers,
+                       address=args.address, runs_per_task=per_task, journal=args.journal, env_kwargs=kwargs, **fixed)
+    except ImportError as exc:  # --backend ray without Ray
+        raise ValueError(str(exc)) from None
     dt = time.perf_counter() - t0
     runs = n_configs * n_seeds
     print(f"{runs} runs in {dt:.2f} s ({runs / dt:.1f} runs/s)")
