@@ -11,13 +11,10 @@ import csv
 import itertools
 import json
 import math
-import multiprocessing
 import os
-import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -323,6 +320,8 @@ _WORKER_PLAN: _Plan | None = None
 
 def _init_worker(plan: _Plan) -> None:
     """A local worker process: Ctrl-C is the parent's to handle (it stops the pool)."""
+    import signal
+
     global _WORKER_PLAN
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER_PLAN = plan
@@ -345,6 +344,9 @@ def _local(plan: _Plan, runs: list[tuple[int, int]], workers: int, per_task: int
         for c, s in runs:
             done([(c, s, _train_one(plan, c, s))])
         return
+    import multiprocessing  # here: `import pgfast` does not load the process machinery
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
     per_task = per_task or 1
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")  # never fork: threads
@@ -360,6 +362,9 @@ def _local(plan: _Plan, runs: list[tuple[int, int]], workers: int, per_task: int
     except BaseException:
         for f in pending:
             f.cancel()
+        terminate = getattr(ex, "terminate_workers", None)  # Python 3.14+
+        if terminate is not None:
+            terminate()
         for p in list((getattr(ex, "_processes", None) or {}).values()):  # stop the runs under way
             p.terminate()
         ex.shutdown(wait=True, cancel_futures=True)
