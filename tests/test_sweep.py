@@ -396,3 +396,33 @@ def test_cli_ray_backend_without_ray_is_a_one_line_error(capsys: pytest.CaptureF
     assert err.count("\n") == 1 and 'pip install "pgfast[ray]"' in err
     with pytest.raises(ImportError, match=r'backend="ray" needs Ray'):
         pg.sweep(ENV, {}, seeds=1, iterations=1, backend="ray")
+
+
+def test_pgfast_train_and_the_sweep_build_the_same_run(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    argv = ["train", ENV, "--map-name", "4x4", "--iterations", "3", "--batch", "64", "--eval-every", "1", "--episodes",
+            "0", "--seed", "2", "--baseline", "mean", "--optimizer", "sgd", "--lr", "0.5", "--threads", "2",
+            "--json", str(tmp_path / "h.json")]
+    assert main(argv) == 0
+    capsys.readouterr()
+    hist = pg.History.load_json(tmp_path / "h.json")
+    res = pg.sweep(ENV, {"baseline": ["mean"]}, seeds=[2], iterations=3, batch=64, optimizer="sgd", lr=0.5,
+                   env_kwargs=KW, workers=1, progress=False)
+    for f in EXACT_FIELDS:
+        assert res.column(f).tolist() == hist[f].tolist()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--lr", "-1"], "--lr must be > 0, got -1.0"),
+        (["--optimizer", "sgd", "--betas", "0.9", "0.9"], "--betas applies to --optimizer adam"),
+        (["--hidden", "8"], "--hidden and --activation apply to --policy mlp"),
+        (["--policy", "mlp", "--hidden", "8,x"], "--hidden expects comma-separated layer sizes"),
+        (["--schedule", "inv_sqrt"], "--schedule applies to --optimizer sgd"),
+    ],
+)
+def test_pgfast_train_keeps_its_flag_names_in_the_builders_errors(capsys: pytest.CaptureFixture[str], argv: list[str],
+                                                                  message: str) -> None:
+    assert main(["train", ENV, "--iterations", "1", "--episodes", "0", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
