@@ -14,6 +14,9 @@ this machine:
 - ``ray tasks``: ``pg.sweep(..., backend="ray", runs_per_task="auto")`` on a local Ray with one CPU
   per usable CPU (started before the timing; the plan's ``ray.put`` and the timed first run
   included);
+- ``local, warm`` and ``ray, warm``: the same call once more, the forkserver (which has imported
+  pgfast) or Ray's worker processes already running: the difference to the first call is the
+  start-up cost, the rest the per-run cost of dispatch and results;
 - ``ray tune``: ``ray.tune.Tuner`` over ``pg.tune_trainable`` with the seed as a grid axis,
   ``reuse_actors=True``, one CPU per trial, no scheduler, results stored in a temporary directory.
 
@@ -88,6 +91,8 @@ def run(quick: bool = False, runs: int | None = None) -> list[dict[str, Any]]:
     local = timed("local", cpus, lambda: pg.sweep(ENV, {}, seeds=n, workers=cpus, **common))
     rows[0]["same_bits"] = True
     rows[1]["same_bits"] = _key(local) == _key(serial)
+    local = timed("local, warm", cpus, lambda: pg.sweep(ENV, {}, seeds=n, workers=cpus, **common))
+    rows[2]["same_bits"] = _key(local) == _key(serial)
     try:
         import ray
     except ImportError:
@@ -99,8 +104,9 @@ def run(quick: bool = False, runs: int | None = None) -> list[dict[str, Any]]:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        remote = timed("ray tasks", cpus, lambda: pg.sweep(ENV, {}, seeds=n, backend="ray", **common))
-        rows[-1]["same_bits"] = _key(remote) == _key(serial)
+        for name in ("ray tasks", "ray, warm"):
+            remote = timed(name, cpus, lambda: pg.sweep(ENV, {}, seeds=n, backend="ray", **common))
+            rows[-1]["same_bits"] = _key(remote) == _key(serial)
         try:
             dt = _tune(n, cpus)
         except ImportError:
@@ -117,14 +123,14 @@ def run(quick: bool = False, runs: int | None = None) -> list[dict[str, Any]]:
 def format_table(rows: list[dict[str, Any]]) -> str:
     lines = [f"sweep throughput: {rows[0]['runs']} runs of pg.train ({ENV} 4x4, {ITERATIONS} iterations x {BATCH} "
              "episodes, exact J each iteration), one configuration x seeds",
-             f"{'backend':<10} {'workers':>7} {'seconds':>9} {'runs/s':>9} {'x serial':>9}  same bits"]
+             f"{'backend':<12} {'workers':>7} {'seconds':>9} {'runs/s':>9} {'x serial':>9}  same bits"]
     serial = rows[0]["runs_per_s"]
     for r in rows:
         if r.get("status") == "n/a":
-            lines.append(f"{r['backend']:<10} n/a: {r['reason']}")
+            lines.append(f"{r['backend']:<12} n/a: {r['reason']}")
             continue
         same = {True: "yes", False: "NO", None: "-"}[r.get("same_bits")]
-        lines.append(f"{r['backend']:<10} {r['workers']:>7} {r['seconds']:>9.2f} {r['runs_per_s']:>9.1f} "
+        lines.append(f"{r['backend']:<12} {r['workers']:>7} {r['seconds']:>9.2f} {r['runs_per_s']:>9.1f} "
                      f"{r['runs_per_s'] / serial:>9.2f}  {same}")
     return "\n".join(lines)
 
