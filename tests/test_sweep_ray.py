@@ -71,3 +71,15 @@ def test_ctrl_c_cancels_the_tasks(ray_local: Any) -> None:
     assert time.perf_counter() - t0 < 2.0 + 5
     res = pg.sweep(ENV, {}, seeds=2, iterations=1, batch=8, env_kwargs=KW, backend="ray", progress=False)
     assert len(res) == 2
+
+
+def test_the_throughput_benchmark_runs_every_backend(ray_local: Any) -> None:
+    from pgfast.benchmarks import sweep as bench
+
+    rows = bench.run(runs=4)
+    assert [r["backend"] for r in rows] == ["serial", "local", "local, warm", "ray tasks", "ray, warm", "ray tune"]
+    assert all(r["runs"] == 4 and r["runs_per_s"] == pytest.approx(4 / r["seconds"]) for r in rows)
+    assert [r["same_bits"] for r in rows] == [True, True, True, True, True, None]
+    assert ray_local.is_initialized()  # the fixture's Ray: used, not shut down
+    table = bench.format_table(rows)
+    assert "ray tune" in table and "4 runs of pg.train" in table
