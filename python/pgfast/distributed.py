@@ -233,10 +233,12 @@ def policy_gradient(
     statistics (:func:`pgfast.partial_statistics`), then every shard's gradient given all of them.
 
     Connection: if Ray is initialised in this process, its cluster is used (``address`` is then
-    ignored); otherwise ``ray.init(address=address)`` is called: ``None`` starts a local Ray
-    instance on this machine (a few seconds, once per process: it stays up for later calls),
-    ``"auto"`` joins the cluster that ``ray start`` runs on this machine, and ``"HOST:PORT"``
-    joins that cluster's head node. See :doc:`/guide/distributed`.
+    ignored); otherwise ``ray.init(address=address)`` is called, with Ray's rules: ``None`` joins
+    the cluster that the ``RAY_ADDRESS`` environment variable names or that ``ray start`` runs on
+    this machine, and else starts a local Ray instance with every CPU (a few seconds, once per
+    process: it stays up for later calls); ``"local"`` always starts a local instance;
+    ``"auto"`` joins the cluster that ``ray start`` runs on this machine; ``"HOST:PORT"`` joins
+    that cluster's head node. See :doc:`/guide/distributed`.
 
     Faults: a task whose worker or node dies is run again (up to ``max_retries`` times), and as a
     shard is a pure function of ``(policy, mdp, n, seed, lo, hi)`` the result keeps its bits.

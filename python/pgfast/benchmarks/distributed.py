@@ -14,8 +14,9 @@ Timed, interleaved (local, Ray) after one untimed call of each, median of 3 repe
 
 - ``local``: ``pg.policy_gradient(pi, mdp=mdp, n=n, seed=1, threads=2)``;
 - ``ray``: ``pgfast.distributed.policy_gradient(pi, mdp=mdp, n=n, seed=1, shards=2,
-  threads_per_shard=1)`` on a local Ray instance with 2 CPUs (``ray.init(num_cpus=2)``, started
-  by the benchmark unless one is running; its start is timed too).
+  threads_per_shard=1)`` on a new local Ray instance with 2 CPUs (``ray.init(address="local",
+  num_cpus=2)``, started by the benchmark unless Ray is initialised in the process; its start is
+  timed too).
 
 The overhead ratio is T(ray) / T(local), same work (the two results are checked equal bit for
 bit: the run fails otherwise). Target: <= 1.10 at 10^9 steps.
@@ -82,7 +83,7 @@ def _ray(info: dict[str, Any]) -> Any:
         info["ray_start_seconds"] = None
         return ray
     t0 = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     ray.get(ray.remote(lambda: None).remote())
     info["ray_start_seconds"] = time.perf_counter() - t0
     return ray
