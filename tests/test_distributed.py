@@ -39,6 +39,16 @@ def test_import_pgfast_does_not_import_ray() -> None:
     code = "import sys, pgfast, pgfast.distributed; print('ray' in sys.modules, 'ray' in dir(pgfast.distributed))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
+    # without Ray: arguments are still checked first, then an ImportError says what to install
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "import pgfast as pg\n"
+            "mdp = pg.FiniteMDP.from_gymnasium('FrozenLake-v1', map_name='4x4', horizon=20)\n"
+            "try:\n    pg.distributed.policy_gradient(pg.TabularSoftmax(16, 4), mdp=mdp, n=100, seed=0, shards=0)\n"
+            "except ValueError as e:\n    print('ValueError', 'shards' in str(e))\n"
+            "try:\n    pg.distributed.policy_gradient(pg.TabularSoftmax(16, 4), mdp=mdp, n=100, seed=0)\n"
+            "except ImportError as e:\n    print('ImportError', 'pgfast[ray]' in str(e))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["ValueError", "True", "ImportError", "True"]
 
 
 @pytest.mark.parametrize("kind", ["tabular", "linear", "mlp"])
@@ -55,6 +65,19 @@ def test_shard_counts_give_the_local_bits(ray_local: Any, kind: str, options: di
         assert same(est, local), shards
     if kind == "tabular":  # the seed matters: another one gives other bits
         assert not np.array_equal(distributed.policy_gradient(pi, mdp=mdp, n=n, seed=10, shards=2, **options).grad, local.grad)
+
+
+def test_a_fitted_value_baseline_gives_the_local_bits(ray_local: Any) -> None:
+    rng = np.random.default_rng(8)
+    mdp = frozenlake_8x8()
+    for kind in ("tabular", "mlp"):
+        pi = frozenlake_policy(kind, rng)
+        vb = pg.ValueBaseline(mdp.n_states, mdp.horizon).fit(mdp.sample(pi, 2000, seed=1))
+        for weights in ("reward_to_go", "return"):
+            local = pg.policy_gradient(pi, mdp=mdp, n=5003, seed=3, baseline=vb, weights=weights)
+            for shards in (2, 7):
+                assert same(distributed.policy_gradient(pi, mdp=mdp, n=5003, seed=3, baseline=vb, weights=weights,
+                                                        shards=shards), local)
 
 
 def test_threads_per_shard_and_auto_give_the_local_bits(ray_local: Any) -> None:

@@ -226,7 +226,8 @@ def policy_gradient(
     "Reproducibility"), each shard owns whole blocks, and the partials merge along that tree
     (:func:`pgfast.partial_gradient`, :func:`pgfast.merge_partials`).
 
-    The policy and the MDP go to Ray's object store once (``ray.put``); each shard is a Ray task
+    The policy, the MDP and the options (a fitted ValueBaseline's table among them) go to Ray's
+    object store once (``ray.put``); each shard is a Ray task
     that gets them by reference, requests ``threads_per_shard`` CPUs and runs that many threads
     (the CPUs Ray assigned it), and returns its partial result (a few tree nodes of the policy's
     size). The leave-one-out baselines ``"mean"`` and ``"time"`` take two rounds: every shard's
@@ -341,7 +342,7 @@ def policy_gradient(
         k = int(shards)
     ranges = _partials.shard_ranges(nn, k)
 
-    policy_ref, mdp_ref = ray.put(policy), ray.put(mdp)
+    policy_ref, mdp_ref, options_ref = ray.put(policy), ray.put(mdp), ray.put(options)  # a ValueBaseline's table too
     task_options = {"num_cpus": tps, "max_retries": retries, "retry_exceptions": False}
     statistics_ref = None
     if bkind in ("mean", "time"):
@@ -349,6 +350,6 @@ def policy_gradient(
         stats = _gather(ray, [stats_task.remote(policy_ref, mdp_ref, nn, sd, lo, hi) for lo, hi in ranges])
         statistics_ref = ray.put(stats)
     gradient_task = _task(ray, _gradient_shard).options(**task_options)
-    parts = _gather(ray, [gradient_task.remote(policy_ref, mdp_ref, nn, sd, lo, hi, options, statistics_ref)
+    parts = _gather(ray, [gradient_task.remote(policy_ref, mdp_ref, nn, sd, lo, hi, options_ref, statistics_ref)
                           for lo, hi in ranges])
     return _partials.merge_partials(policy, parts)
