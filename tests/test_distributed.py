@@ -89,6 +89,12 @@ def test_threads_per_shard_and_auto_give_the_local_bits(ray_local: Any) -> None:
                                                 threads_per_shard=tps), local), (shards, tps)
 
 
+def test_a_task_runs_the_threads_ray_assigned_it(ray_local: Any) -> None:
+    ray = ray_local
+    for cpus in (1, 2):
+        assert ray.get(ray.remote(num_cpus=cpus)(distributed._assigned_threads).remote()) == cpus
+
+
 def test_auto_shards_stays_within_its_caps(ray_local: Any) -> None:
     mdp, pi = frozenlake_8x8(), pg.TabularSoftmax(64, 4)
     auto = distributed.auto_shards
