@@ -244,9 +244,10 @@ def policy_gradient(
     Faults: a task whose worker or node dies is run again (up to ``max_retries`` times), and as a
     shard is a pure function of ``(policy, mdp, n, seed, lo, hi)`` the result keeps its bits.
     Ctrl-C while waiting cancels the outstanding tasks (their workers are stopped) and raises
-    ``KeyboardInterrupt`` within a fraction of a second. An error inside a shard (such as a
-    result beyond the float64 range) is raised here as Ray's task error, an instance of the
-    original exception class.
+    ``KeyboardInterrupt`` within a fraction of a second. The arguments are checked here before
+    any task starts; an error raised inside a shard is not retried and reaches the caller as
+    Ray's task error, an instance of the original exception class. Sums beyond the float64 range
+    are refused with a ValueError when the partials merge.
 
     Parameters
     ----------
