@@ -36,7 +36,8 @@ def ray_local():  # type: ignore[no-untyped-def]
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
         ray.shutdown()
-    # address="local": a new instance, even when another Ray runs on this machine (ray.init() would join it)
+    # address="local": a new instance even where a cluster runs on this machine (ray.init() would
+    # join the one `ray start` or a ray.cluster_utils.Cluster recorded in /tmp/ray, and refuse num_cpus)
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         yield ray

@@ -18,7 +18,7 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
         "install a wheel. Original error: " + str(exc)
     ) from exc
 
-from . import exact, optim
+from . import distributed, exact, optim
 from ._estimators import PolicyGradient, ValueBaseline, log_likelihood, policy_gradient, score
 from ._mdp import FiniteMDP
 from ._mlp import MLPSoftmax
@@ -63,6 +63,7 @@ __all__ = [
     "block_grid",
     "build_info",
     "build_run",
+    "distributed",
     "exact",
     "importance_weights",
     "log_likelihood",
