@@ -170,7 +170,7 @@ def test_partials_edited_by_hand_are_refused() -> None:
                         ((70, ix, t, q, rs, rq, st), "level"), ((-1, ix, t, q, rs, rq, st), "level"),
                         ((2**40, ix, t, q, rs, rq, st), "level"), ((lv, ix, "x", q, rs, rq, st), "1-D array"),
                         ((lv, ix, t.reshape(2, -1), q, rs, rq, st), "1-D array"), ((lv, ix, t, q, rs, rq), "7 fields"),
-                        ((lv, ix, t, q, float("nan"), rq, st), "finite"), ((lv, ix, t[:3], q, rs, rq, st), "size"),
+                        ((lv, ix, t, q, float("nan"), rq, st), "must be a number, got nan"), ((lv, ix, t[:3], q, rs, rq, st), "size"),
                         ((lv, ix + 1, t, q, rs, rq, st), "same trajectories|overlap|leave")]:
         edited = dataclasses.replace(parts[0], nodes=(node, *parts[0].nodes[1:]))
         with pytest.raises(ValueError, match=match):
@@ -179,3 +179,15 @@ def test_partials_edited_by_hand_are_refused() -> None:
     edited_stats = dataclasses.replace(stats[0], nodes=((slv, 2**70, c, e), *stats[0].nodes[1:]))
     with pytest.raises(ValueError, match="index"):
         pg.partial_gradient(pi, mdp=mdp, n=2000, seed=0, lo=0, hi=1024, baseline="time", statistics=[edited_stats, stats[1]])
+
+
+def test_merging_partials_whose_sums_overflowed_reports_the_overflow() -> None:
+    # rewards near the float64 limit: the merge says what overflowed, as the one-call path does
+    P = np.full((2, 1, 2), 0.5)
+    mdp = pg.FiniteMDP(P, np.full((2, 1), 1e308), [0.5, 0.5], horizon=4)
+    pi = pg.TabularSoftmax(2, 1)
+    with pytest.raises(ValueError, match="overflowed float64"):
+        pg.policy_gradient(pi, mdp=mdp, n=600, seed=0)
+    parts = [pg.partial_gradient(pi, mdp=mdp, n=600, seed=0, lo=lo, hi=hi) for lo, hi in pg.shard_ranges(600, 2)]
+    with pytest.raises(ValueError, match="overflowed float64"):
+        pg.merge_partials(pi, parts)

@@ -4,6 +4,7 @@ metrics equal direct pg.train runs bit for bit, and an ASHA scheduler stops some
 from __future__ import annotations
 
 import math
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,11 @@ def _fit(trainable: Any, param_space: dict[str, Any], storage: Path, scheduler: 
         tune_config=tune.TuneConfig(metric="J_exact", mode="max", reuse_actors=True, scheduler=scheduler),
         run_config=tune.RunConfig(storage_path=str(storage), name="pgfast", verbose=0),
     )
-    return tuner.fit()
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        return tuner.fit()
+    finally:  # Tuner.fit leaves its own SIGINT handler installed: Ctrl-C must reach the other tests
+        signal.signal(signal.SIGINT, handler)
 
 
 def test_reported_metrics_equal_direct_train(ray_local: Any, tmp_path: Path) -> None:

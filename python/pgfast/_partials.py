@@ -297,8 +297,9 @@ def _checked_nodes(nodes: Any, what: str, arrays: int) -> list[tuple[Any, ...]]:
             if not isinstance(node[j], np.ndarray) or node[j].ndim != 1:
                 raise ValueError(f"{what}: node {k} field {j} must be a 1-D array")
         for j in range(2 + arrays, len(node)):
-            if not isinstance(node[j], (int, float, np.integer, np.floating)) or not np.isfinite(node[j]):
-                raise ValueError(f"{what}: node {k} field {j} must be a finite number, got {node[j]!r}")
+            # +-inf passes: sums that overflowed are reported by the merge as in the one-call path
+            if not isinstance(node[j], (int, float, np.integer, np.floating)) or np.isnan(node[j]):
+                raise ValueError(f"{what}: node {k} field {j} must be a number, got {node[j]!r}")
         out.append(node)
     return out
 

@@ -38,6 +38,7 @@ from ._train import (
     train,
 )
 from ._validation import array_digest, as_int, available_cpus
+from .distributed import connect
 from .optim import Adam, GradientAscent, NaturalGradient, Optimizer
 
 DEFAULT_ESTIMATOR = "reward-to-go" if DEFAULT_WEIGHTS == "reward_to_go" else "reinforce"
@@ -374,12 +375,7 @@ def _local(plan: _Plan, runs: list[tuple[int, int]], workers: int, per_task: int
 
 def _ray(plan: _Plan, runs: list[tuple[int, int]], address: str | None, per_task: int | None, done: _Done,
          ) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise ImportError('backend="ray" needs Ray: pip install "pgfast[ray]" (or pip install ray)') from None
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray = connect(address)
     if per_task is None:  # "auto": one run here, timed; tasks of about _TASK_SECONDS, 2+ per CPU
         t0 = time.perf_counter()
         c, s = runs[0]
@@ -388,7 +384,7 @@ def _ray(plan: _Plan, runs: list[tuple[int, int]], address: str | None, per_task
         if not runs:
             return
         per_run = max(time.perf_counter() - t0, 1e-6)
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))  # type: ignore[no-untyped-call]
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         per_task = max(1, min(math.ceil(_TASK_SECONDS / per_run), math.ceil(len(runs) / (2 * cpus))))
     remote = ray.remote(num_cpus=1, max_retries=3)(run_task)
     plan_ref = ray.put(plan)  # the MDPs travel once
@@ -756,6 +752,10 @@ def tune_trainable(
                                         scheduler=tune.schedulers.ASHAScheduler(max_t=20)),
         )
         best = tuner.fit().get_best_result()
+
+    ``Tuner.fit`` (Ray 2.58-2.60) leaves Tune's own SIGINT handler installed when it returns, and
+    that handler only flags a stop, so a later Ctrl-C no longer interrupts other calls; save the
+    handler with ``signal.getsignal(signal.SIGINT)`` before the fit and restore it after.
     """
     iters = as_int(iterations, "iterations", minimum=1)
     _options(fixed, "")

@@ -23,7 +23,7 @@ from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy
 from ._validation import MAX_THREADS, as_bool, as_int, as_seed, require_instance
 
-__all__ = ["auto_shards", "policy_gradient"]
+__all__ = ["auto_shards", "connect", "policy_gradient"]
 
 DISPATCH_SHARE = 0.01
 """``shards="auto"`` keeps each task's fixed cost (dispatch, transfer, set-up) below this share of
@@ -39,12 +39,39 @@ def _ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise ImportError('pgfast.distributed needs Ray: pip install "pgfast[ray]"') from None
+        raise ImportError('Ray is not installed: pip install "pgfast[ray]" (pgfast.distributed and '
+                          'pg.sweep(..., backend="ray") run on Ray)') from None
     return ray
 
 
-def _connect(address: str | None) -> Any:
-    """Ray, initialised: the running instance if there is one, else ``ray.init(address=address)``."""
+def connect(address: str | None = None) -> Any:
+    """Ray, initialised: the instance this process runs if there is one, else ``ray.init(address=address)``.
+
+    Every function of pgfast that runs on Ray (:func:`policy_gradient`, ``pg.sweep(...,
+    backend="ray")``) connects through it, so that they follow one rule: a Ray instance this
+    process already started (or joined) is used as it is and ``address`` is ignored; otherwise
+    ``ray.init(address=address)`` starts one or joins one with Ray's rules (``None``: the cluster
+    that ``ray start`` runs on this machine if there is one, else a new local instance; ``"auto"``:
+    the cluster on this machine, or an error; ``"ray://host:10001"`` or ``"host:6379"``: that
+    cluster; ``"local"``: always a new local instance).
+
+    Parameters
+    ----------
+    address : str, optional
+        Where the cluster is, as :func:`ray.init` takes it.
+
+    Returns
+    -------
+    module
+        The ``ray`` module, initialised.
+
+    Examples
+    --------
+    >>> from pgfast import distributed
+    >>> ray = distributed.connect("local")   # doctest: +SKIP
+    >>> ray.cluster_resources()["CPU"]       # doctest: +SKIP
+    2.0
+    """
     ray = _ray()
     if not ray.is_initialized():
         ray.init(address=address)
@@ -330,7 +357,7 @@ def policy_gradient(
     retries = as_int(max_retries, "max_retries", minimum=0)
     options: dict[str, Any] = {"weights": kind, "baseline": baseline, "gamma": g, "stderr": with_se}
 
-    ray = _connect(address)
+    ray = connect(address)
     node_cpus = _node_cpus(ray)
     if not node_cpus or tps > max(node_cpus):
         raise ValueError(f"threads_per_shard must be at most the CPUs of the cluster's largest node "

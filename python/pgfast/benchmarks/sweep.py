@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -63,9 +64,13 @@ def _tune(n: int, cpus: int) -> float:
             tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=cpus),
             run_config=tune.RunConfig(storage_path=storage, name="sweep", verbose=0),
         )
+        handler = signal.getsignal(signal.SIGINT)
         t0 = time.perf_counter()
-        results = tuner.fit()
-        dt = time.perf_counter() - t0
+        try:
+            results = tuner.fit()
+        finally:  # Tuner.fit leaves its own SIGINT handler installed, which would swallow later Ctrl-Cs
+            dt = time.perf_counter() - t0
+            signal.signal(signal.SIGINT, handler)
     if results.errors or len(results) != n:
         raise RuntimeError(f"the Tune run failed: {results.errors}")
     return dt
