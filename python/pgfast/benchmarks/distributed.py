@@ -1,4 +1,4 @@
-"""Distributed benchmark: the overhead of Ray shards against the local fused estimate, and Ray's fixed costs.
+"""Distributed benchmark: the overhead of Ray shards against the local fused estimate, Ray's fixed costs, and sweep throughput.
 
     python -m pgfast.benchmarks.distributed [--quick] [--json PATH]     # installed package (needs Ray)
     python bench/bench_distributed.py [--quick]                    # source tree: saves bench/results/distributed.json
@@ -26,6 +26,10 @@ that does nothing), ``tiny_shard`` (a whole ``pgfast.distributed.policy_gradient
 episodes in one shard: the policy and MDP put in the object store, one task, the merge),
 ``merge_2`` / ``merge_64`` (``pg.merge_partials`` of 2 and 64 partials, 1-2 nodes of the
 policy's size each) and ``ray_start`` (``ray.init`` to the first finished task: one sample).
+
+Sweep throughput (:mod:`pgfast.benchmarks.sweep`, on the same Ray instance): runs per second of
+1000 short ``pg.train`` runs (50 with ``--quick``) through ``pg.sweep`` serially, on local
+processes, as Ray tasks, and as Ray Tune trials, each checked bit-equal to the serial rows.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import numpy as np
 import pgfast as pg
 from pgfast import distributed
 
+from . import sweep as sweep_bench
 from ._harness import add_bench_arguments, frozenlake, machine_info, result_envelope, run_and_print, save_result
 
 TARGET_OVERHEAD = 1.10  # T(Ray, 2 shards x 1 thread) / T(local, 2 threads) at 10^9 steps
@@ -134,6 +139,7 @@ def run(quick: bool = False, info: dict[str, Any] | None = None) -> list[dict[st
         "ray_start_seconds": info.get("ray_start_seconds"),
         "mean_episode_length": mean_length,
     })
+    rows += [{"kind": "sweep", **r} for r in sweep_bench.run(quick=quick)]
     return rows
 
 
@@ -147,7 +153,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         "-" * len(head),
     ]
     fixed = None
+    sweeps = [{k: v for k, v in r.items() if k != "kind"} for r in rows if r["kind"] == "sweep"]
     for r in rows:
+        if r["kind"] == "sweep":
+            continue
         if r["kind"] == "fixed":
             fixed = r
             continue
@@ -166,6 +175,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             f"Ray start {'(already running)' if start is None else f'{start:.2f} s'}; "
             f"mean episode length {fixed['mean_episode_length']:.2f}",
         ]
+    if sweeps:
+        lines += ["", sweep_bench.format_table(sweeps)]
     return "\n".join(lines)
 
 
@@ -200,6 +211,7 @@ def main(
             "check": "the Ray estimate equals the local one bit for bit (grad, stderr, value, n_steps)",
             "fixed": f"median of {FIXED_REPEATS} after 3 untimed: empty task round trip, a 256-episode estimate in one "
             "shard, merge_partials of 2 and of 64 partials (n = 2^20); Ray start: ray.init to the first finished task",
+            "sweep": sweep_bench.PROTOCOL,
         },
         "targets": {"overhead_ratio_at_1e9_steps": TARGET_OVERHEAD},
         "rows": rows,

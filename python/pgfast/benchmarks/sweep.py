@@ -76,6 +76,14 @@ def _tune(n: int, cpus: int) -> float:
     return dt
 
 
+PROTOCOL = {
+    "runs": f"pg.train on {ENV} {ENV_KWARGS}, iterations {ITERATIONS}, batch {BATCH}, the pgfast train defaults "
+    "otherwise (exact J every iteration), seeds 0..N-1",
+    "seconds": "wall time of the whole pg.sweep call (pool start-up, dispatch, the runs) or of Tuner.fit",
+    "ray": "a local Ray with one CPU per usable CPU, started before the timing unless Ray runs already",
+}
+
+
 def run(quick: bool = False, runs: int | None = None) -> list[dict[str, Any]]:
     """The rows: one per backend (``backend``, ``runs``, ``workers``, ``seconds``, ``runs_per_s``,
     ``same_bits`` against the serial rows)."""
@@ -157,12 +165,7 @@ def main(
                          load_share=f"about {available_cpus()} (all CPUs)")
     result = {
         **result_envelope("sweep", prog, argv, args.quick, info),
-        "protocol": {
-            "runs": f"pg.train on {ENV} {ENV_KWARGS}, iterations {ITERATIONS}, batch {BATCH}, the pgfast train defaults "
-            "otherwise (exact J every iteration), seeds 0..N-1",
-            "seconds": "wall time of the whole pg.sweep call (pool start-up, dispatch, the runs) or of Tuner.fit",
-            "ray": "a local Ray with one CPU per usable CPU, started before the timing",
-        },
+        "protocol": PROTOCOL,
         "rows": rows,
     }
     save_result(args.json, result)
