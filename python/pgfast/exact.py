@@ -79,11 +79,13 @@ from numpy.typing import NDArray
 
 from . import _core
 from ._mdp import FiniteMDP
-from ._policy import SoftmaxPolicy, pinned
+from ._policy import SoftmaxPolicy, TabularSoftmax, pinned
 from ._validation import (
     as_bool,
     as_float,
+    as_float_array,
     as_gamma,
+    as_int,
     as_rcond,
     as_threads,
     check_allocation,
@@ -92,13 +94,16 @@ from ._validation import (
 )
 
 __all__ = [
+    "MAX_COVARIANCE_PARAMS",
     "OBJECTIVES",
     "Evaluation",
+    "Moments",
     "Optimal",
     "evaluate",
     "fisher",
     "fisher_weights",
     "gradient",
+    "moments",
     "natural_gradient",
     "optimal",
     "stationary_distribution",
@@ -903,3 +908,284 @@ def optimal(
     out = _core.exact.optimal(mdp._mdp, _OBJECTIVES[objective], g, _METHODS[meth], t, as_threads(threads))
     _check_out(out, _OPTIMAL_FIELDS, f"the optimal {objective} values")
     return Optimal(objective, float(out.J), out.V, out.Q, out.actions, int(out.iterations))
+
+
+# The largest n_params for which moments() forms the full covariance by default (its cost grows as
+# O(H nnz n_params^2)); covariance=True asks for it above.
+MAX_COVARIANCE_PARAMS = 64
+
+
+@dataclass(frozen=True)
+class Moments:
+    r"""The exact mean and covariance of a single-trajectory policy gradient estimator
+    (:func:`moments`).
+
+    Attributes
+    ----------
+    mean : ndarray of float64, shape of ``theta``
+        :math:`\mathbb E[\hat g]`: the exact gradient :math:`\nabla J` (every baseline of
+        :func:`moments` is unbiased).
+    variance : ndarray of float64, shape of ``theta``
+        :math:`\operatorname{Var}[\hat g_k]` of each coordinate.
+    covariance : ndarray of float64 (n_params, n_params) or None
+        :math:`\operatorname{Cov}[\hat g]`, rows and columns in the C order of ``theta``; None
+        unless it was asked for (by default when ``n_params <= MAX_COVARIANCE_PARAMS``).
+    trace : float
+        :math:`\operatorname{tr}\operatorname{Cov}[\hat g] = \sum_k \operatorname{Var}[\hat g_k]`.
+    noise_to_signal : float
+        :math:`\operatorname{tr}\operatorname{Cov}[\hat g] / \|\mathbb E \hat g\|^2` (inf for a zero
+        gradient with noise, NaN when both are zero).
+    value : float
+        :math:`J = \mathbb E[G_0]`.
+    weights : str
+        ``"reward_to_go"`` or ``"return"``.
+    baseline : str
+        ``"none"``, ``"exact"``, ``"time"``, ``"mean"`` or ``"table"`` (an array).
+    objective : str
+        The objective (``"finite_horizon"``).
+    gamma : float
+        The discount factor used.
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> m = pg.exact.moments(mdp, pg.TabularSoftmax(2, 2))
+    >>> m.mean  # the exact gradient
+    array([[-0.1875,  0.1875],
+           [ 0.    ,  0.    ]])
+    >>> m.stderr(1000).round(4)  # what policy_gradient(...).stderr estimates for 1000 episodes
+    array([[0.0107, 0.0107],
+           [0.    , 0.    ]])
+    """
+
+    mean: NDArray[np.float64]
+    variance: NDArray[np.float64]
+    covariance: NDArray[np.float64] | None
+    trace: float
+    noise_to_signal: float
+    value: float
+    weights: str
+    baseline: str
+    objective: str
+    gamma: float
+
+    def stderr(self, n: int) -> NDArray[np.float64]:
+        r"""The standard error :math:`\sqrt{\operatorname{Var}[\hat g_k] / n}` of the mean of ``n``
+        independent trajectories' gradients, in the shape of ``theta``.
+
+        Parameters
+        ----------
+        n : int >= 1
+            The number of trajectories.
+
+        Returns
+        -------
+        ndarray of float64, shape of ``theta``
+
+        Raises
+        ------
+        ValueError
+            ``n`` below 1.
+
+        Examples
+        --------
+        >>> P = np.zeros((2, 2, 2))
+        >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+        >>> P[1, :, 1] = 1.0
+        >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+        ...                    terminal=[False, True])
+        >>> m = pg.exact.moments(mdp, pg.TabularSoftmax(2, 2), baseline="exact")
+        >>> bool(np.allclose(m.stderr(400), m.stderr(100) / 2))
+        True
+        """
+        nn = as_int(n, "n", minimum=1)
+        se: NDArray[np.float64] = np.sqrt(self.variance / nn)
+        return se
+
+
+_MOMENT_WEIGHTS = {
+    "reward_to_go": _core.exact.MomentWeights.REWARD_TO_GO,
+    "return": _core.exact.MomentWeights.RETURN,
+}
+
+
+def _score_rows(policy: SoftmaxPolicy, probs: NDArray[np.float64]) -> tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.float64]]:
+    """The scores :math:`\\nabla_\\theta\\log\\pi(a|s)` as CSR rows s * A + a (tabular: the A
+    entries of the row's state; otherwise the nonzero entries of the dense scores)."""
+    S, A = probs.shape
+    if type(policy) is TabularSoftmax:
+        indptr = np.arange(0, S * A * A + 1, A, dtype=np.int64)
+        index = np.repeat(np.arange(S * A, dtype=np.int32).reshape(S, 1, A), A, axis=1).ravel()
+        value = (np.eye(A)[None, :, :] - probs[:, None, :]).ravel()
+        return indptr, np.ascontiguousarray(index), np.ascontiguousarray(value)
+    n = policy.n_params
+    check_allocation(8 * S * A * n, f"the score rows ({S * A} x {n})", "use a smaller policy")
+    U = policy.grad_log_prob(np.repeat(np.arange(S), A), np.tile(np.arange(A), S)).reshape(S * A, n)
+    nz = U != 0.0
+    indptr = np.concatenate(([0], np.cumsum(nz.sum(axis=1)))).astype(np.int64)
+    index = np.nonzero(nz)[1].astype(np.int32)
+    return indptr, np.ascontiguousarray(index), np.ascontiguousarray(U[nz])
+
+
+def _moment_baseline(
+    baseline: Any, mdp: FiniteMDP, policy: SoftmaxPolicy, gamma: float, weights: str
+) -> tuple[str, NDArray[np.float64]]:
+    """(kind, the (H, S) table b_t(s)) of a deterministic baseline."""
+    H, S = mdp.horizon, mdp.n_states
+    if baseline is None:
+        return "none", np.zeros((H, S))
+    if isinstance(baseline, str):
+        if baseline == "time" and weights != "reward_to_go":
+            raise ValueError("baseline='time' needs weights='reward_to_go' (the return has no time index)")
+        if baseline not in ("exact", "time", "mean"):
+            raise ValueError(f"baseline must be None, 'exact', 'time', 'mean' or an (H, S) array, got {baseline!r}")
+        ev = evaluate(mdp, policy, "finite_horizon", gamma=gamma)
+        if baseline == "exact":
+            return "exact", np.ascontiguousarray(ev.state_values)
+        if baseline == "mean":
+            return "mean", np.full((H, S), ev.value)
+        # E[G_t | alive at t]: G_t is 0 once the episode has ended, and V_t = 0 on terminal states
+        alive = ev.state_distribution * ~mdp.terminal[None, :]
+        mass = alive.sum(axis=1)
+        num = (ev.state_distribution * ev.state_values).sum(axis=1)
+        b = np.divide(num, mass, out=np.zeros(H), where=mass > 0)
+        return "time", np.ascontiguousarray(np.repeat(b[:, None], S, axis=1))
+    if isinstance(baseline, np.ndarray | list | tuple):
+        table = as_float_array(baseline, "baseline", ndim=2)
+        if table.shape != (H, S):
+            raise ValueError(f"an array baseline must have shape (H, S) = ({H}, {S}) (b_t(s)), got {table.shape}")
+        if not np.all(np.isfinite(table)):
+            raise ValueError("baseline contains NaN or infinite values")
+        return "table", np.ascontiguousarray(table)
+    raise TypeError(f"baseline must be None, 'exact', 'time', 'mean' or an (H, S) array, got {type(baseline).__name__}")
+
+
+def moments(
+    mdp: FiniteMDP,
+    policy: SoftmaxPolicy,
+    *,
+    weights: Literal["reward_to_go", "return"] = "reward_to_go",
+    baseline: Any = None,
+    objective: Literal["finite_horizon"] = "finite_horizon",
+    gamma: float | None = None,
+    covariance: bool | None = None,
+) -> Moments:
+    r"""The exact mean and covariance of the single-trajectory estimator of
+    :func:`pgfast.policy_gradient`.
+
+    One episode :math:`\tau` of ``mdp.sample`` gives the estimate (:math:`\psi_t = \nabla_\theta
+    \log\pi(a_t|s_t)`, :math:`G_t = \sum_{t' \ge t} \gamma^{t'-t} r_{t'}`)
+
+    .. math::
+        \hat g(\tau) = \sum_{t<\text{len}} \gamma^t \psi_t\,(G_t - b_t(s_t)) \quad
+        (\text{reward-to-go}), \qquad
+        \hat g(\tau) = \Big(\sum_{t<\text{len}} \psi_t\Big) (G_0 - b_0(s_0)) \quad (\text{return}),
+
+    as :func:`pgfast.policy_gradient` forms it for each trajectory. The baselines are the
+    deterministic limits of the batch ones: ``None`` (:math:`b = 0`), ``"exact"``
+    (:math:`b_t(s) = V_t(s)`), ``"time"`` (reward-to-go only: :math:`b_t = \mathbb E[G_t \mid
+    \text{alive at } t]`), ``"mean"`` (:math:`b = J = \mathbb E[G_0]`) or an (H, S) array
+    :math:`b_t(s)` (e.g. ``ValueBaseline.values()``; the return weights read row 0). Each is a
+    function of the state and step only, so the estimator is unbiased and ``mean`` equals
+    :func:`gradient`. The batch versions of ``"mean"`` and ``"time"`` leave trajectory i out of its
+    own baseline; that adds an O(1/N) term to the variance (see the exact guide).
+
+    Computed in C++ by backward recursions over (t, s) of the conditional moments of the suffix
+    return and of the suffix score sums (:math:`F_t = x(G_t - b_t) + \gamma F_{t+1}`,
+    :math:`Y_t = x + Y_{t+1}`, :math:`G_t = r + \gamma G_{t+1}`, for each coordinate x of the
+    score): O(H nnz(P) n_params) time and O(S n_params) memory for the variances,
+    O(H nnz(P) n_params^2) time and O(S n_params^2) memory for the full covariance. Any softmax
+    policy works through its score rows :math:`\nabla_\theta\log\pi(a|s)` (tabular: A entries
+    per row; linear and :class:`pgfast.MLPSoftmax`: ``policy.grad_log_prob`` of every pair).
+
+    Parameters
+    ----------
+    mdp : FiniteMDP
+        The MDP.
+    policy : SoftmaxPolicy
+        The policy (its sizes must match the MDP's).
+    weights : {"reward_to_go", "return"}
+        The estimator's weights (default reward-to-go).
+    baseline : None, {"exact", "time", "mean"} or array_like (H, S)
+        The baseline (default None).
+    objective : {"finite_horizon"}
+        The objective :math:`J = \mathbb E[\sum_{t<H} \gamma^t r_t]` that ``mdp.sample`` and
+        :func:`pgfast.policy_gradient` estimate.
+    gamma : float in [0, 1], optional
+        Discount factor (default: ``mdp.gamma``).
+    covariance : bool, optional
+        Form the full covariance: by default when ``n_params <= MAX_COVARIANCE_PARAMS`` (64).
+
+    Returns
+    -------
+    Moments
+        ``mean``, ``variance``, ``covariance``, ``trace``, ``noise_to_signal``, ``value``, and
+        ``stderr(n)``.
+
+    Raises
+    ------
+    TypeError
+        ``mdp``, ``policy`` or ``baseline`` of the wrong type.
+    ValueError
+        An unknown ``weights``, ``baseline`` or ``objective``, ``baseline="time"`` with return
+        weights, an array baseline of another shape or not finite, a bad ``gamma``, a policy of
+        another size, or moments beyond the float64 range.
+    MemoryError
+        Tables larger than memory (the message states the bytes requested).
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> pi = pg.TabularSoftmax(2, 2)
+    >>> plain = pg.exact.moments(mdp, pi, weights="return")
+    >>> best = pg.exact.moments(mdp, pi, baseline="exact")
+    >>> bool(np.allclose(plain.mean, best.mean)), bool(np.allclose(best.mean, pg.exact.gradient(mdp, pi)))
+    (True, True)
+    >>> round(plain.trace, 6), round(best.trace, 6)
+    (0.296875, 0.046875)
+    >>> best.covariance.shape
+    (4, 4)
+    """
+    require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
+    require_instance(policy, SoftmaxPolicy, "policy", "a pgfast policy (e.g. pgfast.TabularSoftmax)")
+    if not isinstance(weights, str) or weights not in _MOMENT_WEIGHTS:
+        raise ValueError(f"weights must be 'reward_to_go' or 'return', got {weights!r}")
+    if not isinstance(objective, str) or objective != "finite_horizon":
+        raise ValueError(f"moments supports objective='finite_horizon' (what mdp.sample estimates), got {objective!r}")
+    if covariance is not None:
+        covariance = as_bool(covariance, "covariance")
+    g = as_gamma(gamma, mdp.gamma)
+    policy = pinned(policy)  # the probabilities, scores and baseline from one theta
+    probs = _check(mdp, policy)
+    n, S, H = policy.n_params, mdp.n_states, mdp.horizon
+    full = n <= MAX_COVARIANCE_PARAMS if covariance is None else covariance
+    kind, table = _moment_baseline(baseline, mdp, policy, g, weights)
+    per_state = 6 * n + (6 * n * n if full else 0)
+    check_allocation(16 * S * per_state, f"the moment recursions (S={S}, n_params={n})",
+                     "pass covariance=False" if full else "use a smaller policy")
+    indptr, index, value = _score_rows(policy, probs)
+    mean, second, J, _ = _core.exact.moments(mdp._mdp, probs, indptr, index, value, n, g, _MOMENT_WEIGHTS[weights],
+                                             table, full)
+    check_finite_result(second, "the exact second moments", _OVERFLOW)
+    if full:
+        cov = second - np.outer(mean, mean)
+        cov = (cov + cov.T) / 2.0
+        var = np.maximum(np.diag(cov).copy(), 0.0)
+    else:
+        cov = None
+        var = np.maximum(second - mean * mean, 0.0)
+    trace = float(var.sum())
+    norm2 = float(mean @ mean)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        nts = float(np.float64(trace) / np.float64(norm2))
+    shape = policy.theta.shape
+    return Moments(mean.reshape(shape), var.reshape(shape), cov, trace, nts, float(J), str(weights), kind,
+                   "finite_horizon", g)

@@ -1,0 +1,244 @@
+// Exact first and second moments of the single-trajectory likelihood-ratio estimators under the
+// finite-horizon objective (docs/guide/exact.md, "Exact moments of the estimators"), by backward
+// recursions over (t, s). The estimators are those of est::trajectory_weights (baselines.hpp):
+//
+//   "reward_to_go"   g = sum_t gamma^t x_t (G_t - b_t(s_t)),   G_t = sum_{t'>=t} gamma^(t'-t) r_t'
+//   "return"         g = Y_0 (G_0 - b_0(s_0)),                  Y_t = sum_{t'>=t} x_t'
+//
+// with x_t = x(s_t, a_t) the score grad log pi(a_t|s_t) (one row of n coordinates per (s, a),
+// given sparse: tabular rows have A entries). Conditioned on s_t, the suffix of g depends only on
+// the future, and it is a polynomial in the suffix return G_t and the suffix score sums, so the
+// conditional moments of those few quantities (per state, per coordinate) satisfy one backward
+// recursion each. With F_t = sum_{t'>=t} gamma^(t'-t) x_t' (G_t' - b_t'),
+//
+//   G_t = r + gamma G_{t+1},   F_t = x (G_t - b_t) + gamma F_{t+1},   Y_t = x + Y_{t+1}
+//
+// (the primed quantities are 0 after entering a terminal state and at t + 1 = H). The reward-to-go
+// estimator needs E[F], E[G F] and E[F^2]; the return estimator E[Y], E[Y G], E[Y G^2], E[Y^2],
+// E[Y^2 G], E[Y^2 G^2]; both E[G] (= V_t) and E[G^2]. Second moments are kept per coordinate
+// (diagonal) or, on request, for every pair of coordinates (the full matrix). Cost per step:
+// O(nnz n) for the diagonal, O(nnz n^2) for the full matrix; memory 2 S (3 n) or 2 S (3 n + 3 n^2).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+#include "pgfast/exact/chain.hpp"
+#include "pgfast/interrupt.hpp"
+#include "pgfast/mdp.hpp"
+
+namespace pgfast::exact {
+
+enum class MomentWeights { RewardToGo, Return };
+
+// The score rows x(s, a) in CSR form over the rows s * A + a, n coordinates.
+struct ScoreRows {
+  const std::int64_t* indptr = nullptr;  // (S * A + 1)
+  const std::int32_t* index = nullptr;   // (nnz)
+  const double* value = nullptr;         // (nnz)
+  std::int64_t n = 0;
+};
+
+struct Moments {
+  std::vector<double> mean;    // E[g], (n)
+  std::vector<double> second;  // E[g_k^2] (n), or E[g g^T] (n * n, row-major) when full
+  double J = 0.0;              // E[G_0]
+  double G2 = 0.0;             // E[G_0^2]
+};
+
+namespace detail {
+
+// Adds to M (diagonal: n; full: n x n) the symmetric product c (x y^T + y x^T) of the sparse x
+// (indices idx, values val, nz entries) and the dense y.
+inline void add_sym(double* M, bool full, std::int64_t n, const std::int32_t* idx, const double* val, std::int64_t nz,
+                    const double* y, double c) {
+  for (std::int64_t j = 0; j < nz; ++j) {
+    const std::int64_t k = idx[j];
+    const double v = c * val[j];
+    if (!full) {
+      M[k] += 2.0 * v * y[k];
+      continue;
+    }
+    double* row = M + k * n;
+    for (std::int64_t l = 0; l < n; ++l) {
+      row[l] += v * y[l];
+      M[l * n + k] += v * y[l];
+    }
+  }
+}
+
+// Adds c x x^T (diagonal: c x_k^2) for the sparse x.
+inline void add_outer(double* M, bool full, std::int64_t n, const std::int32_t* idx, const double* val, std::int64_t nz,
+                      double c) {
+  for (std::int64_t j = 0; j < nz; ++j) {
+    if (!full) {
+      M[idx[j]] += c * val[j] * val[j];
+      continue;
+    }
+    for (std::int64_t i = 0; i < nz; ++i) M[static_cast<std::int64_t>(idx[j]) * n + idx[i]] += c * val[j] * val[i];
+  }
+}
+
+// out += c * x for the sparse x.
+inline void add_sparse(double* out, const std::int32_t* idx, const double* val, std::int64_t nz, double c) {
+  for (std::int64_t j = 0; j < nz; ++j) out[idx[j]] += c * val[j];
+}
+
+inline void axpy(double* out, const double* x, std::int64_t m, double c) {
+  for (std::int64_t i = 0; i < m; ++i) out[i] += c * x[i];
+}
+
+}  // namespace detail
+
+// The moments of the estimator for the finite horizon H. `baseline` is the (H, S) table b_t(s)
+// (the return estimator reads b_0(s_0)); `full` asks for the full second-moment matrix.
+inline Moments finite_horizon_moments(const FiniteMDP& mdp, const double* pi, const ScoreRows& X, std::int64_t H,
+                                      double gamma, MomentWeights weights, const double* baseline, bool full,
+                                      StopToken& stop) {
+  using detail::add_outer;
+  using detail::add_sparse;
+  using detail::add_sym;
+  using detail::axpy;
+  const std::int64_t S = mdp.n_states(), A = mdp.n_actions(), n = X.n;
+  const auto& indptr = mdp.indptr();
+  const auto& next = mdp.next();
+  const auto& prob = mdp.prob();
+  const auto& rew = mdp.reward();
+  const auto& term = mdp.terminal();
+  const bool rtg = weights == MomentWeights::RewardToGo;
+  // Channels per state: first order (rtg: F, GF; return: Y, YG, YGG) of n each, then second order
+  // (rtg: FF; return: YY, YYG, YYGG) of m2 each.
+  const std::int64_t K1 = rtg ? 2 : 3, K2 = rtg ? 1 : 3, m2 = full ? n * n : n;
+  const std::int64_t block = K1 * n + K2 * m2;
+  std::vector<double> nxt(static_cast<std::size_t>(S * block), 0.0), cur(static_cast<std::size_t>(S * block), 0.0);
+  std::vector<double> mG_n(static_cast<std::size_t>(S), 0.0), mGG_n(static_cast<std::size_t>(S), 0.0);
+  std::vector<double> mG_c(static_cast<std::size_t>(S), 0.0), mGG_c(static_cast<std::size_t>(S), 0.0);
+  // Per action: the next-state blocks weighted by p alive, p alive r and p alive r^2.
+  std::vector<double> W0(static_cast<std::size_t>(block)), W1(static_cast<std::size_t>(block)),
+      W2(static_cast<std::size_t>(block)), T(static_cast<std::size_t>(n));
+  const double g2 = gamma * gamma;
+  for (std::int64_t t = H - 1; t >= 0; --t) {
+    check_stop(stop);
+    std::fill(cur.begin(), cur.end(), 0.0);
+    for (std::int64_t s = 0; s < S; ++s) {
+      if (s % kPollStates == kPollStates - 1) check_stop(stop);
+      mG_c[s] = mGG_c[s] = 0.0;
+      if (term[s]) continue;
+      const double b = baseline[t * S + s];
+      double* out = cur.data() + s * block;
+      for (std::int64_t a = 0; a < A; ++a) {
+        const std::int64_t row = s * A + a;
+        const double pa = pi[row];
+        if (pa == 0.0) continue;
+        double EG = 0.0, EG2 = 0.0, A1 = 0.0, A2 = 0.0, A3 = 0.0;
+        std::fill(W0.begin(), W0.end(), 0.0);
+        std::fill(W1.begin(), W1.end(), 0.0);
+        std::fill(W2.begin(), W2.end(), 0.0);
+        for (std::int64_t e = indptr[row]; e < indptr[row + 1]; ++e) {
+          const double p = prob[e], r = rew[e], rho = r - b;
+          const bool alive = !term[next[e]] && t + 1 < H;
+          const double g1 = alive ? gamma * mG_n[next[e]] : 0.0, gg = alive ? g2 * mGG_n[next[e]] : 0.0;
+          EG += p * (r + g1);
+          EG2 += p * (r * r + 2.0 * r * g1 + gg);
+          A1 += p * (rho + g1);
+          A2 += p * (rho * rho + 2.0 * rho * g1 + gg);
+          A3 += p * (r * rho + g1 * (r + rho) + gg);
+          if (!alive) continue;
+          const double* m = nxt.data() + static_cast<std::int64_t>(next[e]) * block;
+          axpy(W0.data(), m, block, p);
+          if (rtg) {
+            axpy(W1.data(), m, n, p * r);  // only F's W1 is used
+          } else {
+            axpy(W1.data(), m, block, p * r);
+            axpy(W2.data(), m, block, p * r * r);
+          }
+        }
+        mG_c[s] += pa * EG;
+        mGG_c[s] += pa * EG2;
+        const std::int64_t beg = X.indptr[row], nz = X.indptr[row + 1] - beg;
+        const std::int32_t* idx = X.index + beg;
+        const double* val = X.value + beg;
+        if (rtg) {
+          double *F = out, *GF = out + n, *FF = out + 2 * n;
+          const double *W0F = W0.data(), *W0GF = W0.data() + n, *W0FF = W0.data() + 2 * n, *W1F = W1.data();
+          // F = x (G - b) + gamma F'
+          axpy(F, W0F, n, pa * gamma);
+          add_sparse(F, idx, val, nz, pa * A1);
+          // G F = x G (G - b) + gamma (r F' + gamma G' F')
+          axpy(GF, W1F, n, pa * gamma);
+          axpy(GF, W0GF, n, pa * g2);
+          add_sparse(GF, idx, val, nz, pa * A3);
+          // F^2 = x^2 (G - b)^2 + 2 x gamma ((r - b) F' + gamma G' F') + gamma^2 F'^2
+          axpy(FF, W0FF, m2, pa * g2);
+          add_outer(FF, full, n, idx, val, nz, pa * A2);
+          for (std::int64_t k = 0; k < n; ++k) T[k] = gamma * (W1F[k] - b * W0F[k]) + g2 * W0GF[k];
+          add_sym(FF, full, n, idx, val, nz, T.data(), pa);
+        } else {
+          double *Y = out, *YG = out + n, *YGG = out + 2 * n;
+          double *YY = out + 3 * n, *YYG = YY + m2, *YYGG = YYG + m2;
+          const double *W0Y = W0.data(), *W0YG = W0Y + n, *W0YGG = W0YG + n;
+          const double *W0YY = W0.data() + 3 * n, *W0YYG = W0YY + m2, *W0YYGG = W0YYG + m2;
+          const double *W1Y = W1.data(), *W1YG = W1Y + n, *W1YY = W1.data() + 3 * n, *W1YYG = W1YY + m2;
+          const double *W2Y = W2.data(), *W2YY = W2.data() + 3 * n;
+          // Y = x + Y'
+          axpy(Y, W0Y, n, pa);
+          add_sparse(Y, idx, val, nz, pa);
+          // Y G = x G + r Y' + gamma Y' G'
+          for (std::int64_t k = 0; k < n; ++k) T[k] = W1Y[k] + gamma * W0YG[k];
+          axpy(YG, T.data(), n, pa);
+          add_sparse(YG, idx, val, nz, pa * EG);
+          // Y^2 G = x^2 G + 2 x (r Y' + gamma Y' G') + r Y'^2 + gamma Y'^2 G'
+          add_outer(YYG, full, n, idx, val, nz, pa * EG);
+          add_sym(YYG, full, n, idx, val, nz, T.data(), pa);
+          axpy(YYG, W1YY, m2, pa);
+          axpy(YYG, W0YYG, m2, pa * gamma);
+          // Y G^2 = x G^2 + r^2 Y' + 2 gamma r Y' G' + gamma^2 Y' G'^2
+          for (std::int64_t k = 0; k < n; ++k) T[k] = W2Y[k] + 2.0 * gamma * W1YG[k] + g2 * W0YGG[k];
+          axpy(YGG, T.data(), n, pa);
+          add_sparse(YGG, idx, val, nz, pa * EG2);
+          // Y^2 G^2 = x^2 G^2 + 2 x (Y G^2)' terms + r^2 Y'^2 + 2 gamma r Y'^2 G' + gamma^2 Y'^2 G'^2
+          add_outer(YYGG, full, n, idx, val, nz, pa * EG2);
+          add_sym(YYGG, full, n, idx, val, nz, T.data(), pa);
+          axpy(YYGG, W2YY, m2, pa);
+          axpy(YYGG, W1YYG, m2, pa * 2.0 * gamma);
+          axpy(YYGG, W0YYGG, m2, pa * g2);
+          // Y^2 = x^2 + 2 x Y' + Y'^2
+          add_outer(YY, full, n, idx, val, nz, pa);
+          add_sym(YY, full, n, idx, val, nz, W0Y, pa);
+          axpy(YY, W0YY, m2, pa);
+        }
+      }
+    }
+    std::swap(nxt, cur);
+    std::swap(mG_n, mG_c);
+    std::swap(mGG_n, mGG_c);
+  }
+  // t = 0: average over s0 ~ mu0 (terminal starts contribute 0).
+  Moments out;
+  out.mean.assign(static_cast<std::size_t>(n), 0.0);
+  out.second.assign(static_cast<std::size_t>(m2), 0.0);
+  const auto& mu0 = mdp.mu0();
+  for (std::int64_t s = 0; s < S; ++s) {
+    if (mu0[s] == 0.0 || term[s] || H == 0) continue;
+    const double* m = nxt.data() + s * block;
+    out.J += mu0[s] * mG_n[s];
+    out.G2 += mu0[s] * mGG_n[s];
+    if (rtg) {
+      axpy(out.mean.data(), m, n, mu0[s]);
+      axpy(out.second.data(), m + 2 * n, m2, mu0[s]);
+    } else {
+      const double b = baseline[s];
+      const double *Y = m, *YG = m + n, *YY = m + 3 * n, *YYG = YY + m2, *YYGG = YYG + m2;
+      axpy(out.mean.data(), YG, n, mu0[s]);
+      axpy(out.mean.data(), Y, n, -mu0[s] * b);
+      axpy(out.second.data(), YYGG, m2, mu0[s]);
+      axpy(out.second.data(), YYG, m2, -2.0 * mu0[s] * b);
+      axpy(out.second.data(), YY, m2, mu0[s] * b * b);
+    }
+  }
+  return out;
+}
+
+}  // namespace pgfast::exact
