@@ -3,8 +3,6 @@ brute-force enumeration of every trajectory of tiny MDPs and against Monte Carlo
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 

@@ -207,12 +207,17 @@ void bind_exact(py::module_ m) {
       "moments",
       [](const FiniteMDP& mdp, const carray<double>& probs, const carray<std::int64_t>& indptr,
          const carray<std::int32_t>& index, const carray<double>& value, std::int64_t n, double gamma,
-         exact::MomentWeights weights, const carray<double>& baseline, bool full) {
+         exact::MomentWeights weights, const carray<double>& baseline, bool full, bool discounted,
+         exact::Method method, double tol, int threads) {
         check_unit(gamma, "gamma");
+        check_tol(tol);
+        threads = resolve_threads(threads);
         require_shape2(probs, "policy probabilities", mdp.n_states(), mdp.n_actions());
         check_policy_table(probs, "policy probabilities");
         const py::ssize_t S = mdp.n_states(), A = mdp.n_actions(), H = mdp.horizon();
-        require_shape2(baseline, "baseline", H, S);
+        if (discounted && !(gamma < 1.0 && weights == exact::MomentWeights::RewardToGo))
+          throw std::invalid_argument("discounted moments need gamma < 1 and reward-to-go weights");
+        require_shape2(baseline, "baseline", discounted ? 1 : H, S);
         if (n < 1) throw std::invalid_argument("the score rows need n >= 1 coordinates");
         if (indptr.ndim() != 1 || indptr.shape(0) != S * A + 1 || indptr.data()[0] != 0)
           throw std::invalid_argument("indptr must have shape (S * A + 1,) and start at 0");
@@ -225,7 +230,11 @@ void bind_exact(py::module_ m) {
           if (index.data()[k] < 0 || index.data()[k] >= n) throw std::invalid_argument("score index out of range");
         const exact::ScoreRows rows{ip, index.data(), value.data(), n};
         exact::Moments mo = run_exact([&](StopToken& stop) {
-          return exact::finite_horizon_moments(mdp, probs.data(), rows, H, gamma, weights, baseline.data(), full, stop);
+          return discounted
+                     ? exact::discounted_moments(mdp, probs.data(), rows, gamma, baseline.data(), full, method, tol,
+                                                 threads, stop)
+                     : exact::finite_horizon_moments(mdp, probs.data(), rows, H, gamma, weights, baseline.data(), full,
+                                                     stop);
         });
         carray<double> mean(n);
         std::copy(mo.mean.begin(), mo.mean.end(), mean.mutable_data());
@@ -235,8 +244,8 @@ void bind_exact(py::module_ m) {
       },
       py::arg("mdp"), py::arg("probs").noconvert(), py::arg("indptr").noconvert(), py::arg("index").noconvert(),
       py::arg("value").noconvert(), py::arg("n"), py::arg("gamma"), py::arg("weights"), py::arg("baseline").noconvert(),
-      py::arg("full"),
-      "Exact finite-horizon mean and second moments (diagonal, or the full matrix) of the single-trajectory "
+      py::arg("full"), py::arg("discounted"), py::arg("method"), py::arg("tol"), py::arg("threads"),
+      "Exact finite-horizon (baseline (H, S)) or discounted (reward-to-go, baseline (1, S)) mean and second moments (diagonal, or the full matrix) of the single-trajectory "
       "estimator with score rows in CSR form: (mean, second, J, E[G_0^2]).");
 
   m.def(

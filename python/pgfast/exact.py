@@ -1032,20 +1032,24 @@ def _score_rows(policy: SoftmaxPolicy, probs: NDArray[np.float64]) -> tuple[NDAr
 
 
 def _moment_baseline(
-    baseline: Any, mdp: FiniteMDP, policy: SoftmaxPolicy, gamma: float, weights: str
+    baseline: Any, mdp: FiniteMDP, policy: SoftmaxPolicy, gamma: float, weights: str, objective: str
 ) -> tuple[str, NDArray[np.float64]]:
-    """(kind, the (H, S) table b_t(s)) of a deterministic baseline."""
-    H, S = mdp.horizon, mdp.n_states
+    """(kind, the table b_t(s)) of a deterministic baseline: (H, S) for the finite horizon, (1, S)
+    (one b(s) for every step) for the discounted objective."""
+    H, S = (mdp.horizon, mdp.n_states) if objective == "finite_horizon" else (1, mdp.n_states)
+    shape = "an (H, S) array" if objective == "finite_horizon" else "an (S,) array"
     if baseline is None:
         return "none", np.zeros((H, S))
     if isinstance(baseline, str):
         if baseline == "time" and weights != "reward_to_go":
             raise ValueError("baseline='time' needs weights='reward_to_go' (the return has no time index)")
+        if baseline == "time" and objective != "finite_horizon":
+            raise ValueError("baseline='time' needs objective='finite_horizon' (E[G_t | alive at t] depends on t)")
         if baseline not in ("exact", "time", "mean"):
-            raise ValueError(f"baseline must be None, 'exact', 'time', 'mean' or an (H, S) array, got {baseline!r}")
-        ev = evaluate(mdp, policy, "finite_horizon", gamma=gamma)
+            raise ValueError(f"baseline must be None, 'exact', 'time', 'mean' or {shape}, got {baseline!r}")
+        ev = evaluate(mdp, policy, objective, gamma=gamma)  # type: ignore[arg-type]
         if baseline == "exact":
-            return "exact", np.ascontiguousarray(ev.state_values)
+            return "exact", np.ascontiguousarray(ev.state_values.reshape(H, S))
         if baseline == "mean":
             return "mean", np.full((H, S), ev.value)
         # E[G_t | alive at t]: G_t is 0 once the episode has ended, and V_t = 0 on terminal states
@@ -1055,13 +1059,14 @@ def _moment_baseline(
         b = np.divide(num, mass, out=np.zeros(H), where=mass > 0)
         return "time", np.ascontiguousarray(np.repeat(b[:, None], S, axis=1))
     if isinstance(baseline, np.ndarray | list | tuple):
-        table = as_float_array(baseline, "baseline", ndim=2)
-        if table.shape != (H, S):
-            raise ValueError(f"an array baseline must have shape (H, S) = ({H}, {S}) (b_t(s)), got {table.shape}")
+        table = as_float_array(baseline, "baseline")
+        if table.shape != ((H, S) if objective == "finite_horizon" else (S,)):
+            want = f"(H, S) = ({H}, {S}) (b_t(s))" if objective == "finite_horizon" else f"(S,) = ({S},) (b(s))"
+            raise ValueError(f"an array baseline must have shape {want}, got {table.shape}")
         if not np.all(np.isfinite(table)):
             raise ValueError("baseline contains NaN or infinite values")
-        return "table", np.ascontiguousarray(table)
-    raise TypeError(f"baseline must be None, 'exact', 'time', 'mean' or an (H, S) array, got {type(baseline).__name__}")
+        return "table", np.ascontiguousarray(table.reshape(H, S))
+    raise TypeError(f"baseline must be None, 'exact', 'time', 'mean' or {shape}, got {type(baseline).__name__}")
 
 
 def moments(
@@ -1070,9 +1075,12 @@ def moments(
     *,
     weights: Literal["reward_to_go", "return"] = "reward_to_go",
     baseline: Any = None,
-    objective: Literal["finite_horizon"] = "finite_horizon",
+    objective: Literal["finite_horizon", "discounted"] = "finite_horizon",
     gamma: float | None = None,
     covariance: bool | None = None,
+    method: Method = "auto",
+    tol: float = 1e-12,
+    threads: int | None = None,
 ) -> Moments:
     r"""The exact mean and covariance of the single-trajectory estimator of
     :func:`pgfast.policy_gradient`.
@@ -1158,22 +1166,29 @@ def moments(
     require_instance(policy, SoftmaxPolicy, "policy", "a pgfast policy (e.g. pgfast.TabularSoftmax)")
     if not isinstance(weights, str) or weights not in _MOMENT_WEIGHTS:
         raise ValueError(f"weights must be 'reward_to_go' or 'return', got {weights!r}")
-    if not isinstance(objective, str) or objective != "finite_horizon":
-        raise ValueError(f"moments supports objective='finite_horizon' (what mdp.sample estimates), got {objective!r}")
+    if not isinstance(objective, str) or objective not in ("finite_horizon", "discounted"):
+        raise ValueError(f"moments supports objective='finite_horizon' or 'discounted', got {objective!r}")
+    if objective == "discounted" and weights != "reward_to_go":
+        raise ValueError("objective='discounted' needs weights='reward_to_go' (the return weights sum the scores of "
+                         "every step of an episode that need not end)")
     if covariance is not None:
         covariance = as_bool(covariance, "covariance")
-    g = as_gamma(gamma, mdp.gamma)
+    g = _gamma(mdp, gamma, objective)
+    meth, t = _solver(method, tol)
     policy = pinned(policy)  # the probabilities, scores and baseline from one theta
     probs = _check(mdp, policy)
-    n, S, H = policy.n_params, mdp.n_states, mdp.horizon
+    n, S = policy.n_params, mdp.n_states
     full = n <= MAX_COVARIANCE_PARAMS if covariance is None else covariance
-    kind, table = _moment_baseline(baseline, mdp, policy, g, weights)
+    kind, table = _moment_baseline(baseline, mdp, policy, g, weights, objective)
     per_state = 6 * n + (6 * n * n if full else 0)
+    if objective == "discounted" and (meth == "dense" or (meth == "auto" and S <= 200)):
+        check_allocation(3 * 8 * S * S, f"a dense {S} x {S} solve", "use method='sparse'")
     check_allocation(16 * S * per_state, f"the moment recursions (S={S}, n_params={n})",
                      "pass covariance=False" if full else "use a smaller policy")
     indptr, index, value = _score_rows(policy, probs)
     mean, second, J, _ = _core.exact.moments(mdp._mdp, probs, indptr, index, value, n, g, _MOMENT_WEIGHTS[weights],
-                                             table, full)
+                                             table, full, objective == "discounted", _METHODS[meth], t,
+                                             as_threads(threads))
     check_finite_result(second, "the exact second moments", _OVERFLOW)
     if full:
         cov = second - np.outer(mean, mean)
@@ -1188,4 +1203,4 @@ def moments(
         nts = float(np.float64(trace) / np.float64(norm2))
     shape = policy.theta.shape
     return Moments(mean.reshape(shape), var.reshape(shape), cov, trace, nts, float(J), str(weights), kind,
-                   "finite_horizon", g)
+                   str(objective), g)

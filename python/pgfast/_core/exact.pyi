@@ -104,4 +104,8 @@ def moments(
     weights: MomentWeights,
     baseline: _F64,
     full: bool,
+    discounted: bool,
+    method: Method,
+    tol: float,
+    threads: int,
 ) -> tuple[_F64, _F64, float, float]: ...

@@ -18,10 +18,12 @@
 // E[Y^2 G], E[Y^2 G^2]; both E[G] (= V_t) and E[G^2]. Second moments are kept per coordinate
 // (diagonal) or, on request, for every pair of coordinates (the full matrix). Cost per step:
 // O(nnz n) for the diagonal, O(nnz n^2) for the full matrix; memory 2 S (3 n) or 2 S (3 n + 3 n^2).
+// The discounted objective (infinite horizon) solves the same recursions as linear systems.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <vector>
 
@@ -92,140 +94,154 @@ inline void axpy(double* out, const double* x, std::int64_t m, double c) {
 
 }  // namespace detail
 
-// The moments of the estimator for the finite horizon H. `baseline` is the (H, S) table b_t(s)
-// (the return estimator reads b_0(s_0)); `full` asks for the full second-moment matrix.
-inline Moments finite_horizon_moments(const FiniteMDP& mdp, const double* pi, const ScoreRows& X, std::int64_t H,
-                                      double gamma, MomentWeights weights, const double* baseline, bool full,
-                                      StopToken& stop) {
+// The layout of the per-state moments: first-order channels (reward-to-go: F, GF; return: Y, YG,
+// YGG) of n entries each, then second-order channels (reward-to-go: FF; return: YY, YYG, YYGG) of
+// m2 = n (diagonal) or n * n (full) entries each, and the scalar moments E[G], E[G^2] apart.
+struct MomentLayout {
+  std::int64_t n, K1, K2, m2, block;
+  bool rtg, full;
+  MomentLayout(std::int64_t n_, MomentWeights w, bool full_)
+      : n(n_),
+        K1(w == MomentWeights::RewardToGo ? 2 : 3),
+        K2(w == MomentWeights::RewardToGo ? 1 : 3),
+        m2(full_ ? n_ * n_ : n_),
+        block(K1 * n_ + K2 * m2),
+        rtg(w == MomentWeights::RewardToGo),
+        full(full_) {}
+};
+
+// One step of the recursions: the moments `cur` (S * block), `mG_c`, `mGG_c` (S) at a step from
+// those of the next step (`nxt`, `mG_n`, `mGG_n`; ignored when `last`), with the baseline b(s)
+// of this step (`b`, S).
+inline void moment_step(const FiniteMDP& mdp, const double* pi, const ScoreRows& X, double gamma,
+                        const MomentLayout& L, const double* b_row, bool last, const std::vector<double>& nxt,
+                        const std::vector<double>& mG_n, const std::vector<double>& mGG_n, std::vector<double>& cur,
+                        std::vector<double>& mG_c, std::vector<double>& mGG_c, StopToken& stop) {
   using detail::add_outer;
   using detail::add_sparse;
   using detail::add_sym;
   using detail::axpy;
-  const std::int64_t S = mdp.n_states(), A = mdp.n_actions(), n = X.n;
+  const std::int64_t S = mdp.n_states(), A = mdp.n_actions(), n = L.n, m2 = L.m2, block = L.block;
+  const bool rtg = L.rtg, full = L.full;
   const auto& indptr = mdp.indptr();
   const auto& next = mdp.next();
   const auto& prob = mdp.prob();
   const auto& rew = mdp.reward();
   const auto& term = mdp.terminal();
-  const bool rtg = weights == MomentWeights::RewardToGo;
-  // Channels per state: first order (rtg: F, GF; return: Y, YG, YGG) of n each, then second order
-  // (rtg: FF; return: YY, YYG, YYGG) of m2 each.
-  const std::int64_t K1 = rtg ? 2 : 3, K2 = rtg ? 1 : 3, m2 = full ? n * n : n;
-  const std::int64_t block = K1 * n + K2 * m2;
-  std::vector<double> nxt(static_cast<std::size_t>(S * block), 0.0), cur(static_cast<std::size_t>(S * block), 0.0);
-  std::vector<double> mG_n(static_cast<std::size_t>(S), 0.0), mGG_n(static_cast<std::size_t>(S), 0.0);
-  std::vector<double> mG_c(static_cast<std::size_t>(S), 0.0), mGG_c(static_cast<std::size_t>(S), 0.0);
   // Per action: the next-state blocks weighted by p alive, p alive r and p alive r^2.
   std::vector<double> W0(static_cast<std::size_t>(block)), W1(static_cast<std::size_t>(block)),
       W2(static_cast<std::size_t>(block)), T(static_cast<std::size_t>(n));
   const double g2 = gamma * gamma;
-  for (std::int64_t t = H - 1; t >= 0; --t) {
-    check_stop(stop);
-    std::fill(cur.begin(), cur.end(), 0.0);
-    for (std::int64_t s = 0; s < S; ++s) {
-      if (s % kPollStates == kPollStates - 1) check_stop(stop);
-      mG_c[s] = mGG_c[s] = 0.0;
-      if (term[s]) continue;
-      const double b = baseline[t * S + s];
-      double* out = cur.data() + s * block;
-      for (std::int64_t a = 0; a < A; ++a) {
-        const std::int64_t row = s * A + a;
-        const double pa = pi[row];
-        if (pa == 0.0) continue;
-        double EG = 0.0, EG2 = 0.0, A1 = 0.0, A2 = 0.0, A3 = 0.0;
-        std::fill(W0.begin(), W0.end(), 0.0);
-        std::fill(W1.begin(), W1.end(), 0.0);
-        std::fill(W2.begin(), W2.end(), 0.0);
-        for (std::int64_t e = indptr[row]; e < indptr[row + 1]; ++e) {
-          const double p = prob[e], r = rew[e], rho = r - b;
-          const bool alive = !term[next[e]] && t + 1 < H;
-          const double g1 = alive ? gamma * mG_n[next[e]] : 0.0, gg = alive ? g2 * mGG_n[next[e]] : 0.0;
-          EG += p * (r + g1);
-          EG2 += p * (r * r + 2.0 * r * g1 + gg);
-          A1 += p * (rho + g1);
-          A2 += p * (rho * rho + 2.0 * rho * g1 + gg);
-          A3 += p * (r * rho + g1 * (r + rho) + gg);
-          if (!alive) continue;
-          const double* m = nxt.data() + static_cast<std::int64_t>(next[e]) * block;
-          axpy(W0.data(), m, block, p);
-          if (rtg) {
-            axpy(W1.data(), m, n, p * r);  // only F's W1 is used
-          } else {
-            axpy(W1.data(), m, block, p * r);
-            axpy(W2.data(), m, block, p * r * r);
-          }
-        }
-        mG_c[s] += pa * EG;
-        mGG_c[s] += pa * EG2;
-        const std::int64_t beg = X.indptr[row], nz = X.indptr[row + 1] - beg;
-        const std::int32_t* idx = X.index + beg;
-        const double* val = X.value + beg;
+  std::fill(cur.begin(), cur.end(), 0.0);
+  for (std::int64_t s = 0; s < S; ++s) {
+    if (s % kPollStates == kPollStates - 1) check_stop(stop);
+    mG_c[s] = mGG_c[s] = 0.0;
+    if (term[s]) continue;
+    const double b = b_row[s];
+    double* out = cur.data() + s * block;
+    for (std::int64_t a = 0; a < A; ++a) {
+      const std::int64_t row = s * A + a;
+      const double pa = pi[row];
+      if (pa == 0.0) continue;
+      double EG = 0.0, EG2 = 0.0, A1 = 0.0, A2 = 0.0, A3 = 0.0;
+      std::fill(W0.begin(), W0.end(), 0.0);
+      std::fill(W1.begin(), W1.end(), 0.0);
+      std::fill(W2.begin(), W2.end(), 0.0);
+      for (std::int64_t e = indptr[row]; e < indptr[row + 1]; ++e) {
+        const double p = prob[e], r = rew[e], rho = r - b;
+        const bool alive = !term[next[e]] && !last;
+        const double g1 = alive ? gamma * mG_n[next[e]] : 0.0, gg = alive ? g2 * mGG_n[next[e]] : 0.0;
+        EG += p * (r + g1);
+        EG2 += p * (r * r + 2.0 * r * g1 + gg);
+        A1 += p * (rho + g1);
+        A2 += p * (rho * rho + 2.0 * rho * g1 + gg);
+        A3 += p * (r * rho + g1 * (r + rho) + gg);
+        if (!alive) continue;
+        const double* m = nxt.data() + static_cast<std::int64_t>(next[e]) * block;
+        axpy(W0.data(), m, block, p);
         if (rtg) {
-          double *F = out, *GF = out + n, *FF = out + 2 * n;
-          const double *W0F = W0.data(), *W0GF = W0.data() + n, *W0FF = W0.data() + 2 * n, *W1F = W1.data();
-          // F = x (G - b) + gamma F'
-          axpy(F, W0F, n, pa * gamma);
-          add_sparse(F, idx, val, nz, pa * A1);
-          // G F = x G (G - b) + gamma (r F' + gamma G' F')
-          axpy(GF, W1F, n, pa * gamma);
-          axpy(GF, W0GF, n, pa * g2);
-          add_sparse(GF, idx, val, nz, pa * A3);
-          // F^2 = x^2 (G - b)^2 + 2 x gamma ((r - b) F' + gamma G' F') + gamma^2 F'^2
-          axpy(FF, W0FF, m2, pa * g2);
-          add_outer(FF, full, n, idx, val, nz, pa * A2);
-          for (std::int64_t k = 0; k < n; ++k) T[k] = gamma * (W1F[k] - b * W0F[k]) + g2 * W0GF[k];
-          add_sym(FF, full, n, idx, val, nz, T.data(), pa);
+          axpy(W1.data(), m, n, p * r);  // only F's W1 is used
         } else {
-          double *Y = out, *YG = out + n, *YGG = out + 2 * n;
-          double *YY = out + 3 * n, *YYG = YY + m2, *YYGG = YYG + m2;
-          const double *W0Y = W0.data(), *W0YG = W0Y + n, *W0YGG = W0YG + n;
-          const double *W0YY = W0.data() + 3 * n, *W0YYG = W0YY + m2, *W0YYGG = W0YYG + m2;
-          const double *W1Y = W1.data(), *W1YG = W1Y + n, *W1YY = W1.data() + 3 * n, *W1YYG = W1YY + m2;
-          const double *W2Y = W2.data(), *W2YY = W2.data() + 3 * n;
-          // Y = x + Y'
-          axpy(Y, W0Y, n, pa);
-          add_sparse(Y, idx, val, nz, pa);
-          // Y G = x G + r Y' + gamma Y' G'
-          for (std::int64_t k = 0; k < n; ++k) T[k] = W1Y[k] + gamma * W0YG[k];
-          axpy(YG, T.data(), n, pa);
-          add_sparse(YG, idx, val, nz, pa * EG);
-          // Y^2 G = x^2 G + 2 x (r Y' + gamma Y' G') + r Y'^2 + gamma Y'^2 G'
-          add_outer(YYG, full, n, idx, val, nz, pa * EG);
-          add_sym(YYG, full, n, idx, val, nz, T.data(), pa);
-          axpy(YYG, W1YY, m2, pa);
-          axpy(YYG, W0YYG, m2, pa * gamma);
-          // Y G^2 = x G^2 + r^2 Y' + 2 gamma r Y' G' + gamma^2 Y' G'^2
-          for (std::int64_t k = 0; k < n; ++k) T[k] = W2Y[k] + 2.0 * gamma * W1YG[k] + g2 * W0YGG[k];
-          axpy(YGG, T.data(), n, pa);
-          add_sparse(YGG, idx, val, nz, pa * EG2);
-          // Y^2 G^2 = x^2 G^2 + 2 x (Y G^2)' terms + r^2 Y'^2 + 2 gamma r Y'^2 G' + gamma^2 Y'^2 G'^2
-          add_outer(YYGG, full, n, idx, val, nz, pa * EG2);
-          add_sym(YYGG, full, n, idx, val, nz, T.data(), pa);
-          axpy(YYGG, W2YY, m2, pa);
-          axpy(YYGG, W1YYG, m2, pa * 2.0 * gamma);
-          axpy(YYGG, W0YYGG, m2, pa * g2);
-          // Y^2 = x^2 + 2 x Y' + Y'^2
-          add_outer(YY, full, n, idx, val, nz, pa);
-          add_sym(YY, full, n, idx, val, nz, W0Y, pa);
-          axpy(YY, W0YY, m2, pa);
+          axpy(W1.data(), m, block, p * r);
+          axpy(W2.data(), m, block, p * r * r);
         }
       }
+      mG_c[s] += pa * EG;
+      mGG_c[s] += pa * EG2;
+      const std::int64_t beg = X.indptr[row], nz = X.indptr[row + 1] - beg;
+      const std::int32_t* idx = X.index + beg;
+      const double* val = X.value + beg;
+      if (rtg) {
+        double *F = out, *GF = out + n, *FF = out + 2 * n;
+        const double *W0F = W0.data(), *W0GF = W0.data() + n, *W0FF = W0.data() + 2 * n, *W1F = W1.data();
+        // F = x (G - b) + gamma F'
+        axpy(F, W0F, n, pa * gamma);
+        add_sparse(F, idx, val, nz, pa * A1);
+        // G F = x G (G - b) + gamma (r F' + gamma G' F')
+        axpy(GF, W1F, n, pa * gamma);
+        axpy(GF, W0GF, n, pa * g2);
+        add_sparse(GF, idx, val, nz, pa * A3);
+        // F^2 = x^2 (G - b)^2 + 2 x gamma ((r - b) F' + gamma G' F') + gamma^2 F'^2
+        axpy(FF, W0FF, m2, pa * g2);
+        add_outer(FF, full, n, idx, val, nz, pa * A2);
+        for (std::int64_t k = 0; k < n; ++k) T[k] = gamma * (W1F[k] - b * W0F[k]) + g2 * W0GF[k];
+        add_sym(FF, full, n, idx, val, nz, T.data(), pa);
+      } else {
+        double *Y = out, *YG = out + n, *YGG = out + 2 * n;
+        double *YY = out + 3 * n, *YYG = YY + m2, *YYGG = YYG + m2;
+        const double *W0Y = W0.data(), *W0YG = W0Y + n, *W0YGG = W0YG + n;
+        const double *W0YY = W0.data() + 3 * n, *W0YYG = W0YY + m2, *W0YYGG = W0YYG + m2;
+        const double *W1Y = W1.data(), *W1YG = W1Y + n, *W1YY = W1.data() + 3 * n, *W1YYG = W1YY + m2;
+        const double *W2Y = W2.data(), *W2YY = W2.data() + 3 * n;
+        // Y = x + Y'
+        axpy(Y, W0Y, n, pa);
+        add_sparse(Y, idx, val, nz, pa);
+        // Y G = x G + r Y' + gamma Y' G'
+        for (std::int64_t k = 0; k < n; ++k) T[k] = W1Y[k] + gamma * W0YG[k];
+        axpy(YG, T.data(), n, pa);
+        add_sparse(YG, idx, val, nz, pa * EG);
+        // Y^2 G = x^2 G + 2 x (r Y' + gamma Y' G') + r Y'^2 + gamma Y'^2 G'
+        add_outer(YYG, full, n, idx, val, nz, pa * EG);
+        add_sym(YYG, full, n, idx, val, nz, T.data(), pa);
+        axpy(YYG, W1YY, m2, pa);
+        axpy(YYG, W0YYG, m2, pa * gamma);
+        // Y G^2 = x G^2 + r^2 Y' + 2 gamma r Y' G' + gamma^2 Y' G'^2
+        for (std::int64_t k = 0; k < n; ++k) T[k] = W2Y[k] + 2.0 * gamma * W1YG[k] + g2 * W0YGG[k];
+        axpy(YGG, T.data(), n, pa);
+        add_sparse(YGG, idx, val, nz, pa * EG2);
+        // Y^2 G^2 = x^2 G^2 + 2 x (Y G^2)' terms + r^2 Y'^2 + 2 gamma r Y'^2 G' + gamma^2 Y'^2 G'^2
+        add_outer(YYGG, full, n, idx, val, nz, pa * EG2);
+        add_sym(YYGG, full, n, idx, val, nz, T.data(), pa);
+        axpy(YYGG, W2YY, m2, pa);
+        axpy(YYGG, W1YYG, m2, pa * 2.0 * gamma);
+        axpy(YYGG, W0YYGG, m2, pa * g2);
+        // Y^2 = x^2 + 2 x Y' + Y'^2
+        add_outer(YY, full, n, idx, val, nz, pa);
+        add_sym(YY, full, n, idx, val, nz, W0Y, pa);
+        axpy(YY, W0YY, m2, pa);
+      }
     }
-    std::swap(nxt, cur);
-    std::swap(mG_n, mG_c);
-    std::swap(mGG_n, mGG_c);
   }
-  // t = 0: average over s0 ~ mu0 (terminal starts contribute 0).
+}
+
+// The moments of the estimator from those of its first step: the average over s0 ~ mu0 (terminal
+// starts contribute 0); the return estimator subtracts b(s0) = baseline[s0].
+inline Moments start_moments(const FiniteMDP& mdp, const MomentLayout& L, const double* baseline,
+                             const std::vector<double>& first, const std::vector<double>& mG,
+                             const std::vector<double>& mGG) {
+  using detail::axpy;
+  const std::int64_t S = mdp.n_states(), n = L.n, m2 = L.m2, block = L.block;
+  const auto& term = mdp.terminal();
   Moments out;
   out.mean.assign(static_cast<std::size_t>(n), 0.0);
   out.second.assign(static_cast<std::size_t>(m2), 0.0);
   const auto& mu0 = mdp.mu0();
   for (std::int64_t s = 0; s < S; ++s) {
-    if (mu0[s] == 0.0 || term[s] || H == 0) continue;
-    const double* m = nxt.data() + s * block;
-    out.J += mu0[s] * mG_n[s];
-    out.G2 += mu0[s] * mGG_n[s];
-    if (rtg) {
+    if (mu0[s] == 0.0 || term[s]) continue;
+    const double* m = first.data() + s * block;
+    out.J += mu0[s] * mG[s];
+    out.G2 += mu0[s] * mGG[s];
+    if (L.rtg) {
       axpy(out.mean.data(), m, n, mu0[s]);
       axpy(out.second.data(), m + 2 * n, m2, mu0[s]);
     } else {
@@ -239,6 +255,89 @@ inline Moments finite_horizon_moments(const FiniteMDP& mdp, const double* pi, co
     }
   }
   return out;
+}
+
+
+// The moments of the estimator for the finite horizon H. `baseline` is the (H, S) table b_t(s)
+// (the return estimator reads b_0(s_0)); `full` asks for the full second-moment matrix.
+inline Moments finite_horizon_moments(const FiniteMDP& mdp, const double* pi, const ScoreRows& X, std::int64_t H,
+                                      double gamma, MomentWeights weights, const double* baseline, bool full,
+                                      StopToken& stop) {
+  const std::int64_t S = mdp.n_states();
+  const MomentLayout L(X.n, weights, full);
+  std::vector<double> nxt(static_cast<std::size_t>(S * L.block), 0.0), cur(nxt.size(), 0.0);
+  std::vector<double> mG_n(static_cast<std::size_t>(S), 0.0), mGG_n(mG_n), mG_c(mG_n), mGG_c(mG_n);
+  for (std::int64_t t = H - 1; t >= 0; --t) {
+    check_stop(stop);
+    moment_step(mdp, pi, X, gamma, L, baseline + t * S, t + 1 == H, nxt, mG_n, mGG_n, cur, mG_c, mGG_c, stop);
+    std::swap(nxt, cur);
+    std::swap(mG_n, mG_c);
+    std::swap(mGG_n, mGG_c);
+  }
+  return start_moments(mdp, L, baseline, nxt, mG_n, mGG_n);
+}
+
+// Discounted objective (infinite horizon, gamma < 1), reward-to-go weights, a baseline b(s) (S):
+// the moments are the fixed point of moment_step. Each unknown enters its own equation only through
+// its next-step value, so they are solved in turn, E[G], E[G^2], F, GF, FF, each from
+// (I - c P_alive) m = rhs with c = gamma (E[G], F) or gamma^2 (the others); the right-hand side is
+// moment_step's output while that unknown (and the later ones) are still zero. P_alive is
+// P_pi restricted to non-terminal successors (chain.hpp); dense LU or a Krylov solve per column.
+inline Moments discounted_moments(const FiniteMDP& mdp, const double* pi, const ScoreRows& X, double gamma,
+                                  const double* baseline, bool full, Method method, double tol, int threads,
+                                  StopToken& stop) {
+  const std::int64_t S = mdp.n_states();
+  const MomentLayout L(X.n, MomentWeights::RewardToGo, full);
+  PolicyChain chain(mdp, pi, &stop);
+  chain.parallelize(threads, stop);
+  const bool dense = use_dense(method, S);
+  std::unique_ptr<DenseLU> lu1, lu2;  // I - gamma P_alive, I - gamma^2 P_alive
+  if (dense) {
+    const MatrixXd P = chain.dense_alive();
+    lu1 = std::make_unique<DenseLU>(MatrixXd(MatrixXd::Identity(S, S) - gamma * P), stop);
+    lu2 = std::make_unique<DenseLU>(MatrixXd(MatrixXd::Identity(S, S) - gamma * gamma * P), stop);
+  }
+  auto solve = [&](const VectorXd& b, bool squared) -> VectorXd {
+    if (dense) return (squared ? lu2 : lu1)->solve(b);
+    const double c = squared ? gamma * gamma : gamma;
+    auto op = [&](const double* x, double* y) {
+      chain.apply(x, y);
+      for (std::int64_t i = 0; i < S; ++i) y[i] = x[i] - c * y[i];
+    };
+    VectorXd x = b;
+    if (b.norm() > 0.0) krylov_solve(op, b, x, tol, stop, "exact moments", kKrylovAdvice);
+    return x;
+  };
+  std::vector<double> known(static_cast<std::size_t>(S * L.block), 0.0), cur(known.size(), 0.0);
+  std::vector<double> mG(static_cast<std::size_t>(S), 0.0), mGG(mG), rG(mG), rGG(mG);
+  auto step = [&] { moment_step(mdp, pi, X, gamma, L, baseline, false, known, mG, mGG, cur, rG, rGG, stop); };
+  // Solves the columns [off, off + width) of the channel block in place.
+  auto solve_columns = [&](std::int64_t off, std::int64_t width, bool squared) {
+    VectorXd b(S);
+    for (std::int64_t k = 0; k < width; ++k) {
+      check_stop(stop);
+      for (std::int64_t s = 0; s < S; ++s) b(s) = cur[s * L.block + off + k];
+      const VectorXd x = solve(b, squared);
+      for (std::int64_t s = 0; s < S; ++s) known[s * L.block + off + k] = x(s);
+    }
+  };
+  step();
+  {
+    const VectorXd x = solve(Eigen::Map<const VectorXd>(rG.data(), S), false);
+    std::copy(x.data(), x.data() + S, mG.begin());
+  }
+  step();
+  {
+    const VectorXd x = solve(Eigen::Map<const VectorXd>(rGG.data(), S), true);
+    std::copy(x.data(), x.data() + S, mGG.begin());
+  }
+  step();
+  solve_columns(0, L.n, false);  // F
+  step();
+  solve_columns(L.n, L.n, true);  // G F
+  step();
+  solve_columns(2 * L.n, L.m2, true);  // F^2
+  return start_moments(mdp, L, baseline, known, mG, mGG);
 }
 
 }  // namespace pgfast::exact
