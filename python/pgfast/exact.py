@@ -1,5 +1,6 @@
 r"""Exact analysis of a finite MDP under a softmax policy: values, visitation, the stationary
-distribution, exact policy gradients, Fisher information, natural gradients and optimal control.
+distribution, exact policy gradients, Fisher information, natural gradients, optimal control, and
+the exact mean and covariance of the policy gradient estimators.
 
 The yardstick every estimator of pgfast is tested against. The formulas are stated on the theory
 page of the documentation (:doc:`/theory`, "The three objectives", "The policy gradient theorem"
@@ -910,8 +911,8 @@ def optimal(
     return Optimal(objective, float(out.J), out.V, out.Q, out.actions, int(out.iterations))
 
 
-# The largest n_params for which moments() forms the full covariance by default (its cost grows as
-# O(H nnz n_params^2)); covariance=True asks for it above.
+#: The largest ``n_params`` for which :func:`moments` forms the full covariance by default (its cost
+#: grows as O(H nnz n_params^2)); ``covariance=True`` asks for it above.
 MAX_COVARIANCE_PARAMS = 64
 
 
@@ -957,9 +958,9 @@ class Moments:
     >>> m.mean  # the exact gradient
     array([[-0.1875,  0.1875],
            [ 0.    ,  0.    ]])
-    >>> m.stderr(1000).round(4)  # what policy_gradient(...).stderr estimates for 1000 episodes
-    array([[0.0107, 0.0107],
-           [0.    , 0.    ]])
+    >>> m.stderr(1000).round(3)  # what policy_gradient(...).stderr estimates for 1000 episodes
+    array([[0.011, 0.011],
+           [0.   , 0.   ]])
     """
 
     mean: NDArray[np.float64]
@@ -1110,6 +1111,14 @@ def moments(
     policy works through its score rows :math:`\nabla_\theta\log\pi(a|s)` (tabular: A entries
     per row; linear and :class:`pgfast.MLPSoftmax`: ``policy.grad_log_prob`` of every pair).
 
+    ``objective="discounted"`` (:math:`\gamma < 1`, reward-to-go weights) is the estimator
+    :math:`\sum_{t \ge 0} \gamma^t \psi_t (G_t - b(s_t))` of infinite episodes (ended only by
+    terminal states) and the gradient of the discounted :math:`J`; the same recursions are then
+    stationary and solved as linear systems :math:`(I - c P_\pi) m = \text{rhs}` with
+    :math:`c = \gamma` or :math:`\gamma^2`, one per coordinate (``method=``, as in
+    :func:`evaluate`); its baselines are ``None``, ``"exact"`` (the discounted :math:`V(s)`),
+    ``"mean"`` (the discounted :math:`J`) or an (S,) array :math:`b(s)`.
+
     Parameters
     ----------
     mdp : FiniteMDP
@@ -1120,13 +1129,21 @@ def moments(
         The estimator's weights (default reward-to-go).
     baseline : None, {"exact", "time", "mean"} or array_like (H, S)
         The baseline (default None).
-    objective : {"finite_horizon"}
-        The objective :math:`J = \mathbb E[\sum_{t<H} \gamma^t r_t]` that ``mdp.sample`` and
-        :func:`pgfast.policy_gradient` estimate.
+    objective : {"finite_horizon", "discounted"}
+        ``"finite_horizon"`` (default): :math:`J = \mathbb E[\sum_{t<H} \gamma^t r_t]`, what
+        ``mdp.sample`` and :func:`pgfast.policy_gradient` estimate; ``"discounted"``: the
+        infinite horizon (``mdp.horizon`` is ignored).
     gamma : float in [0, 1], optional
-        Discount factor (default: ``mdp.gamma``).
+        Discount factor (default: ``mdp.gamma``); ``"discounted"`` needs gamma < 1.
     covariance : bool, optional
         Form the full covariance: by default when ``n_params <= MAX_COVARIANCE_PARAMS`` (64).
+    method : {"auto", "dense", "sparse"}
+        Linear solver of the discounted objective (``"auto"``: dense up to 200 states).
+    tol : float in (0, 1e-2]
+        Relative residual at which the sparse solver stops (default 1e-12).
+    threads : int, optional
+        Worker threads of the sparse solver's products, 1 to ``pgfast.MAX_THREADS`` (default:
+        every usable CPU); the results do not depend on it.
 
     Returns
     -------
@@ -1139,9 +1156,11 @@ def moments(
     TypeError
         ``mdp``, ``policy`` or ``baseline`` of the wrong type.
     ValueError
-        An unknown ``weights``, ``baseline`` or ``objective``, ``baseline="time"`` with return
-        weights, an array baseline of another shape or not finite, a bad ``gamma``, a policy of
-        another size, or moments beyond the float64 range.
+        An unknown ``weights``, ``baseline``, ``objective`` or ``method``, ``baseline="time"``
+        with return weights or the discounted objective, return weights with the discounted
+        objective, an array baseline of another shape or not finite, a bad ``gamma`` or ``tol``,
+        a policy of another size, a sparse solve that does not converge, or moments beyond the
+        float64 range.
     MemoryError
         Tables larger than memory (the message states the bytes requested).
 
@@ -1158,7 +1177,7 @@ def moments(
     >>> bool(np.allclose(plain.mean, best.mean)), bool(np.allclose(best.mean, pg.exact.gradient(mdp, pi)))
     (True, True)
     >>> round(plain.trace, 6), round(best.trace, 6)
-    (0.296875, 0.046875)
+    (0.242188, 0.21875)
     >>> best.covariance.shape
     (4, 4)
     """
