@@ -109,6 +109,8 @@ def _brute(mdp: pg.FiniteMDP, policy: pg.SoftmaxPolicy, weights: str, baseline: 
             num[: len(st)] += p * G
             den[: len(st)] += p
         table = np.repeat(np.divide(num, den, out=np.zeros(H), where=den > 0)[:, None], S, axis=1)
+    if isinstance(baseline, str) and baseline == "optimal":
+        return _brute_optimal(trajs, U, g, H, weights)
     grads = []
     for _, st, ac, r in trajs:
         ghat = np.zeros(U.shape[2])
@@ -124,11 +126,40 @@ def _brute(mdp: pg.FiniteMDP, policy: pg.SoftmaxPolicy, weights: str, baseline: 
     return mean, cov
 
 
+def _brute_optimal(trajs: list, U: np.ndarray, g: float, H: int, weights: str) -> tuple[np.ndarray, np.ndarray]:
+    """The per-coordinate optimal baselines by enumeration: return weights Y_k (G_0 - b*_k) with
+    b*_k = E[Y_k^2 G_0] / E[Y_k^2]; reward-to-go in the G(PO)MDP form sum_h Z_h gamma^h (r_h - b_h)
+    with b_{h,k} = E[Z_{h,k}^2 r_h] / E[Z_{h,k}^2], Z_h the score sum up to min(h, len - 1)."""
+    p = np.array([q for q, *_ in trajs])
+    n = U.shape[2]
+    Z = np.zeros((len(trajs), H, n))  # Z[i, h]
+    r = np.zeros((len(trajs), H))
+    for i, (_, st, ac, rr) in enumerate(trajs):
+        acc = np.zeros(n)
+        for h in range(H):
+            if h < len(st):
+                acc = acc + U[st[h], ac[h]]
+                r[i, h] = rr[h]
+            Z[i, h] = acc
+    if weights == "return":
+        Y = Z[:, -1]
+        G0 = (r * g ** np.arange(H)).sum(axis=1)
+        den = p @ Y**2
+        b = np.divide(p @ (Y**2 * G0[:, None]), den, out=np.zeros(n), where=den > 0)
+        X = Y * (G0[:, None] - b)
+    else:
+        den = np.einsum("i,ihk->hk", p, Z**2)
+        b = np.divide(np.einsum("i,ihk,ih->hk", p, Z**2, r), den, out=np.zeros((H, n)), where=den > 0)
+        X = np.einsum("ihk,h,ihk->ik", Z, g ** np.arange(H), r[:, :, None] - b[None])
+    mean = p @ X
+    return mean, (X - mean).T @ ((X - mean) * p[:, None])
+
+
 def _fixed_table(mdp: pg.FiniteMDP) -> np.ndarray:
     return np.random.default_rng(7).normal(size=(mdp.horizon, mdp.n_states))
 
 
-CASES = [(w, b) for w in ("reward_to_go", "return") for b in (None, "exact", "time", "mean", "array")
+CASES = [(w, b) for w in ("reward_to_go", "return") for b in (None, "exact", "time", "mean", "array", "optimal")
          if not (w == "return" and b == "time")]
 
 
@@ -348,6 +379,8 @@ def test_bad_inputs() -> None:
         pg.exact.moments(mdp, pi, objective="discounted", weights="return")
     with pytest.raises(ValueError, match="baseline='time' needs objective='finite_horizon'"):
         pg.exact.moments(mdp, pi, objective="discounted", baseline="time")
+    with pytest.raises(ValueError, match="baseline='optimal' needs objective='finite_horizon'"):
+        pg.exact.moments(mdp, pi, objective="discounted", baseline="optimal")
     with pytest.raises(ValueError, match=r"shape \(S,\) = \(3,\)"):
         pg.exact.moments(mdp, pi, objective="discounted", baseline=np.zeros((3, 3)))
     with pytest.raises(ValueError, match="gamma < 1"):
@@ -367,3 +400,54 @@ def test_memory_error_names_the_bytes() -> None:
     pi = pg.LinearSoftmax(np.zeros((2, 1, 2_000_000)))
     with pytest.raises(MemoryError, match="bytes|GiB|TiB"):
         pg.exact.moments(mdp, pi, covariance=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The optimal baselines
+
+
+@pytest.mark.parametrize("kind", ["tabular", "linear"])
+@pytest.mark.parametrize("terminal", [False, True])
+def test_optimal_return_baseline_minimises_each_variance(kind: str, terminal: bool) -> None:
+    """Return weights: the variance of coordinate k with a constant baseline beta is a parabola in
+    beta; the optimal baseline is its minimum: the constant b*_k gives the same variance, and
+    moving it either way raises it."""
+    mdp = _tiny_mdp(terminal, 0.9, 4)
+    policy = _policy(kind)
+    m = pg.exact.moments(mdp, policy, weights="return", baseline="optimal")
+    assert m.optimal_baseline is not None and m.optimal_baseline.shape == policy.theta.shape
+    b = m.optimal_baseline.ravel()
+    H, S = mdp.horizon, mdp.n_states
+    for k in np.flatnonzero(m.variance.ravel() > 0):
+        at = pg.exact.moments(mdp, policy, weights="return", baseline=np.full((H, S), b[k])).variance.ravel()[k]
+        assert at == pytest.approx(m.variance.ravel()[k], rel=1e-10)
+        for eps in (-1e-3, 1e-3, -0.5, 0.5):
+            moved = pg.exact.moments(mdp, policy, weights="return", baseline=np.full((H, S), b[k] + eps))
+            assert moved.variance.ravel()[k] > at
+    for other in (None, "mean", "exact"):
+        assert m.trace <= pg.exact.moments(mdp, policy, weights="return", baseline=other).trace
+
+
+@pytest.mark.parametrize("weights", ["reward_to_go", "return"])
+def test_optimal_baselines_against_monte_carlo(weights: str) -> None:
+    """Per-trajectory gradients with the per-coordinate baselines formed from pg.score (one call
+    per step for the reward-to-go form), z-tested against the exact moments."""
+    mdp = _tiny_mdp(True, 0.9, 4, seed=2)
+    policy = _policy("linear", seed=3)
+    m = pg.exact.moments(mdp, policy, weights=weights, baseline="optimal")
+    assert m.optimal_baseline is not None
+    traj = mdp.sample(policy, 20_000, seed=5)
+    plain = pg.policy_gradient(policy, traj, weights=weights, per_trajectory=True).per_trajectory
+    assert plain is not None
+    H = mdp.horizon
+    if weights == "return":
+        _, Y = pg.score(policy, traj, np.ones((traj.n, H)), per_trajectory=True)
+        rows = plain - Y * m.optimal_baseline.ravel()
+    else:
+        rows = plain.copy()
+        for t in range(H):
+            w = np.zeros((traj.n, H))
+            w[:, t] = 0.9**t
+            _, psi_t = pg.score(policy, traj, w, per_trajectory=True)
+            rows -= psi_t * m.optimal_baseline[t].ravel()
+    _z_test_moments(rows, m)

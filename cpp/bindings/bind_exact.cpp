@@ -208,7 +208,7 @@ void bind_exact(py::module_ m) {
       [](const FiniteMDP& mdp, const carray<double>& probs, const carray<std::int64_t>& indptr,
          const carray<std::int32_t>& index, const carray<double>& value, std::int64_t n, double gamma,
          exact::MomentWeights weights, const carray<double>& baseline, bool full, bool discounted,
-         exact::Method method, double tol, int threads) {
+         exact::Method method, double tol, int threads, bool optimal) {
         check_unit(gamma, "gamma");
         check_tol(tol);
         threads = resolve_threads(threads);
@@ -228,25 +228,37 @@ void bind_exact(py::module_ m) {
           throw std::invalid_argument("index and value must have shape (indptr[-1],)");
         for (py::ssize_t k = 0; k < index.shape(0); ++k)
           if (index.data()[k] < 0 || index.data()[k] >= n) throw std::invalid_argument("score index out of range");
+        if (discounted && optimal) throw std::invalid_argument("the optimal baselines are of the finite horizon");
         const exact::ScoreRows rows{ip, index.data(), value.data(), n};
+        std::vector<double> coord;  // per-coordinate optimal baselines
         exact::Moments mo = run_exact([&](StopToken& stop) {
-          return discounted
-                     ? exact::discounted_moments(mdp, probs.data(), rows, gamma, baseline.data(), full, method, tol,
-                                                 threads, stop)
-                     : exact::finite_horizon_moments(mdp, probs.data(), rows, H, gamma, weights, baseline.data(), full,
-                                                     stop);
+          if (discounted)
+            return exact::discounted_moments(mdp, probs.data(), rows, gamma, baseline.data(), full, method, tol,
+                                             threads, stop);
+          if (optimal) coord = exact::optimal_coordinate_baselines(mdp, probs.data(), rows, H, gamma, weights, stop);
+          return exact::finite_horizon_moments(mdp, probs.data(), rows, H, gamma, weights, baseline.data(),
+                                               optimal ? coord.data() : nullptr, full, stop);
         });
         carray<double> mean(n);
         std::copy(mo.mean.begin(), mo.mean.end(), mean.mutable_data());
         carray<double> second = full ? carray<double>({n, n}) : carray<double>(n);
         std::copy(mo.second.begin(), mo.second.end(), second.mutable_data());
-        return py::make_tuple(mean, second, mo.J, mo.G2);
+        py::object coord_out = py::none();
+        if (optimal) {
+          const py::ssize_t rows_out = weights == exact::MomentWeights::RewardToGo ? H : 1;
+          carray<double> c({rows_out, static_cast<py::ssize_t>(n)});
+          std::copy(coord.begin(), coord.end(), c.mutable_data());
+          coord_out = c;
+        }
+        return py::make_tuple(mean, second, mo.J, mo.G2, coord_out);
       },
       py::arg("mdp"), py::arg("probs").noconvert(), py::arg("indptr").noconvert(), py::arg("index").noconvert(),
       py::arg("value").noconvert(), py::arg("n"), py::arg("gamma"), py::arg("weights"), py::arg("baseline").noconvert(),
       py::arg("full"), py::arg("discounted"), py::arg("method"), py::arg("tol"), py::arg("threads"),
+      py::arg("optimal"),
       "Exact finite-horizon (baseline (H, S)) or discounted (reward-to-go, baseline (1, S)) mean and second moments (diagonal, or the full matrix) of the single-trajectory "
-      "estimator with score rows in CSR form: (mean, second, J, E[G_0^2]).");
+      "estimator with score rows in CSR form: (mean, second, J, E[G_0^2], the per-coordinate optimal baselines or None); "
+      "optimal=True adds the per-coordinate optimal baselines to the state baseline.");
 
   m.def(
       "optimal",

@@ -941,11 +941,15 @@ class Moments:
     weights : str
         ``"reward_to_go"`` or ``"return"``.
     baseline : str
-        ``"none"``, ``"exact"``, ``"time"``, ``"mean"`` or ``"table"`` (an array).
+        ``"none"``, ``"exact"``, ``"time"``, ``"mean"``, ``"optimal"`` or ``"table"`` (an array).
     objective : str
-        The objective (``"finite_horizon"``).
+        ``"finite_horizon"`` or ``"discounted"``.
     gamma : float
         The discount factor used.
+    optimal_baseline : ndarray of float64 or None
+        With ``baseline="optimal"``, the per-coordinate baselines: :math:`b^*_k` in the shape of
+        ``theta`` (return weights), or :math:`c_{t,k}`, shape ``(H,) + theta.shape``
+        (reward-to-go; see :func:`moments`). None otherwise.
 
     Examples
     --------
@@ -973,6 +977,7 @@ class Moments:
     baseline: str
     objective: str
     gamma: float
+    optimal_baseline: NDArray[np.float64] | None = None
 
     def stderr(self, n: int) -> NDArray[np.float64]:
         r"""The standard error :math:`\sqrt{\operatorname{Var}[\hat g_k] / n}` of the mean of ``n``
@@ -1046,8 +1051,12 @@ def _moment_baseline(
             raise ValueError("baseline='time' needs weights='reward_to_go' (the return has no time index)")
         if baseline == "time" and objective != "finite_horizon":
             raise ValueError("baseline='time' needs objective='finite_horizon' (E[G_t | alive at t] depends on t)")
+        if baseline == "optimal":
+            if objective != "finite_horizon":
+                raise ValueError("baseline='optimal' needs objective='finite_horizon'")
+            return "optimal", np.zeros((H, S))  # per-coordinate baselines, formed in C++
         if baseline not in ("exact", "time", "mean"):
-            raise ValueError(f"baseline must be None, 'exact', 'time', 'mean' or {shape}, got {baseline!r}")
+            raise ValueError(f"baseline must be None, 'exact', 'time', 'mean', 'optimal' or {shape}, got {baseline!r}")
         ev = evaluate(mdp, policy, objective, gamma=gamma)  # type: ignore[arg-type]
         if baseline == "exact":
             return "exact", np.ascontiguousarray(ev.state_values.reshape(H, S))
@@ -1067,7 +1076,7 @@ def _moment_baseline(
         if not np.all(np.isfinite(table)):
             raise ValueError("baseline contains NaN or infinite values")
         return "table", np.ascontiguousarray(table.reshape(H, S))
-    raise TypeError(f"baseline must be None, 'exact', 'time', 'mean' or {shape}, got {type(baseline).__name__}")
+    raise TypeError(f"baseline must be None, 'exact', 'time', 'mean', 'optimal' or {shape}, got {type(baseline).__name__}")
 
 
 def moments(
@@ -1103,6 +1112,19 @@ def moments(
     :func:`gradient`. The batch versions of ``"mean"`` and ``"time"`` leave trajectory i out of its
     own baseline; that adds an O(1/N) term to the variance (see the exact guide).
 
+    ``baseline="optimal"`` (finite horizon) takes per-coordinate baselines, the variance-reducing
+    constants of Peters & Schaal (2008) and Greensmith, Bartlett & Baxter (2004), also unbiased:
+    with return weights :math:`b^*_k = \mathbb E[Y_k^2 G_0] / \mathbb E[Y_k^2]`,
+    :math:`Y = \sum_t \psi_t`, the constant that minimises each :math:`\operatorname{Var}[\hat g_k]`;
+    with reward-to-go weights the per-step (G(PO)MDP) form
+    :math:`\hat g = \sum_{h<H} Z_h \gamma^h (r_h - \tilde b_h)`, :math:`Z_h = \sum_{t \le h} \psi_t`
+    (after the episode's end :math:`r_h = 0` and :math:`Z_h` is its whole score sum),
+    :math:`\tilde b_{h,k} = \mathbb E[Z_{h,k}^2 r_h] / \mathbb E[Z_{h,k}^2]` (each step's term's second
+    moment minimised on its own), i.e. the reward-to-go estimator with
+    :math:`b_{t,k} = c_{t,k} = \sum_{h \ge t} \gamma^{h-t} \tilde b_{h,k}`. They are returned in
+    ``optimal_baseline``; :math:`\mathbb E[Z_h^2 r_h]` comes from a forward recursion,
+    O(H nnz(P) n_params).
+
     Computed in C++ by backward recursions over (t, s) of the conditional moments of the suffix
     return and of the suffix score sums (:math:`F_t = x(G_t - b_t) + \gamma F_{t+1}`,
     :math:`Y_t = x + Y_{t+1}`, :math:`G_t = r + \gamma G_{t+1}`, for each coordinate x of the
@@ -1127,8 +1149,8 @@ def moments(
         The policy (its sizes must match the MDP's).
     weights : {"reward_to_go", "return"}
         The estimator's weights (default reward-to-go).
-    baseline : None, {"exact", "time", "mean"} or array_like (H, S)
-        The baseline (default None).
+    baseline : None, {"exact", "time", "mean", "optimal"} or array_like (H, S)
+        The baseline (default None); (S,) for the discounted objective.
     objective : {"finite_horizon", "discounted"}
         ``"finite_horizon"`` (default): :math:`J = \mathbb E[\sum_{t<H} \gamma^t r_t]`, what
         ``mdp.sample`` and :func:`pgfast.policy_gradient` estimate; ``"discounted"``: the
@@ -1205,9 +1227,9 @@ def moments(
     check_allocation(16 * S * per_state, f"the moment recursions (S={S}, n_params={n})",
                      "pass covariance=False" if full else "use a smaller policy")
     indptr, index, value = _score_rows(policy, probs)
-    mean, second, J, _ = _core.exact.moments(mdp._mdp, probs, indptr, index, value, n, g, _MOMENT_WEIGHTS[weights],
-                                             table, full, objective == "discounted", _METHODS[meth], t,
-                                             as_threads(threads))
+    mean, second, J, _, coord = _core.exact.moments(
+        mdp._mdp, probs, indptr, index, value, n, g, _MOMENT_WEIGHTS[weights], table, full, objective == "discounted",
+        _METHODS[meth], t, as_threads(threads), kind == "optimal")
     check_finite_result(second, "the exact second moments", _OVERFLOW)
     if full:
         cov = second - np.outer(mean, mean)
@@ -1221,5 +1243,7 @@ def moments(
     with np.errstate(divide="ignore", invalid="ignore"):
         nts = float(np.float64(trace) / np.float64(norm2))
     shape = policy.theta.shape
+    if coord is not None:
+        coord = coord[0].reshape(shape) if weights == "return" else coord.reshape((mdp.horizon,) + shape)
     return Moments(mean.reshape(shape), var.reshape(shape), cov, trace, nts, float(J), str(weights), kind,
-                   str(objective), g)
+                   str(objective), g, coord)

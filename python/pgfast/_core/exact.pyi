@@ -108,4 +108,5 @@ def moments(
     method: Method,
     tol: float,
     threads: int,
-) -> tuple[_F64, _F64, float, float]: ...
+    optimal: bool,
+) -> tuple[_F64, _F64, float, float, _F64 | None]: ...

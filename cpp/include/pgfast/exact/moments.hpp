@@ -48,6 +48,8 @@ struct Moments {
   std::vector<double> second;  // E[g_k^2] (n), or E[g g^T] (n * n, row-major) when full
   double J = 0.0;              // E[G_0]
   double G2 = 0.0;             // E[G_0^2]
+  // Return weights without per-coordinate baselines: E[Y_k^2 G_0] and E[Y_k^2], (n)
+  std::vector<double> yyg, yy;
 };
 
 namespace detail {
@@ -112,9 +114,11 @@ struct MomentLayout {
 
 // One step of the recursions: the moments `cur` (S * block), `mG_c`, `mGG_c` (S) at a step from
 // those of the next step (`nxt`, `mG_n`, `mGG_n`; ignored when `last`), with the baseline b(s)
-// of this step (`b`, S).
+// of this step (`b_row`, S) plus, for the reward-to-go weights, a per-coordinate baseline c_k of
+// this step (`c_row`, n; nullptr for none): coordinate k's weight is gamma^t (G_t - b(s_t) - c_k).
 inline void moment_step(const FiniteMDP& mdp, const double* pi, const ScoreRows& X, double gamma,
-                        const MomentLayout& L, const double* b_row, bool last, const std::vector<double>& nxt,
+                        const MomentLayout& L, const double* b_row, const double* c_row, bool last,
+                        const std::vector<double>& nxt,
                         const std::vector<double>& mG_n, const std::vector<double>& mGG_n, std::vector<double>& cur,
                         std::vector<double>& mG_c, std::vector<double>& mGG_c, StopToken& stop) {
   using detail::add_outer;
@@ -143,7 +147,7 @@ inline void moment_step(const FiniteMDP& mdp, const double* pi, const ScoreRows&
       const std::int64_t row = s * A + a;
       const double pa = pi[row];
       if (pa == 0.0) continue;
-      double EG = 0.0, EG2 = 0.0, A1 = 0.0, A2 = 0.0, A3 = 0.0;
+      double EG = 0.0, EG2 = 0.0, A1 = 0.0, A2 = 0.0, A3 = 0.0, psum = 0.0;
       std::fill(W0.begin(), W0.end(), 0.0);
       std::fill(W1.begin(), W1.end(), 0.0);
       std::fill(W2.begin(), W2.end(), 0.0);
@@ -156,6 +160,7 @@ inline void moment_step(const FiniteMDP& mdp, const double* pi, const ScoreRows&
         A1 += p * (rho + g1);
         A2 += p * (rho * rho + 2.0 * rho * g1 + gg);
         A3 += p * (r * rho + g1 * (r + rho) + gg);
+        psum += p;
         if (!alive) continue;
         const double* m = nxt.data() + static_cast<std::int64_t>(next[e]) * block;
         axpy(W0.data(), m, block, p);
@@ -176,16 +181,49 @@ inline void moment_step(const FiniteMDP& mdp, const double* pi, const ScoreRows&
         const double *W0F = W0.data(), *W0GF = W0.data() + n, *W0FF = W0.data() + 2 * n, *W1F = W1.data();
         // F = x (G - b) + gamma F'
         axpy(F, W0F, n, pa * gamma);
-        add_sparse(F, idx, val, nz, pa * A1);
-        // G F = x G (G - b) + gamma (r F' + gamma G' F')
         axpy(GF, W1F, n, pa * gamma);
         axpy(GF, W0GF, n, pa * g2);
-        add_sparse(GF, idx, val, nz, pa * A3);
-        // F^2 = x^2 (G - b)^2 + 2 x gamma ((r - b) F' + gamma G' F') + gamma^2 F'^2
         axpy(FF, W0FF, m2, pa * g2);
-        add_outer(FF, full, n, idx, val, nz, pa * A2);
-        for (std::int64_t k = 0; k < n; ++k) T[k] = gamma * (W1F[k] - b * W0F[k]) + g2 * W0GF[k];
-        add_sym(FF, full, n, idx, val, nz, T.data(), pa);
+        if (c_row == nullptr) {
+          add_sparse(F, idx, val, nz, pa * A1);
+          // G F = x G (G - b) + gamma (r F' + gamma G' F')
+          add_sparse(GF, idx, val, nz, pa * A3);
+          // F^2 = x^2 (G - b)^2 + 2 x gamma ((r - b) F' + gamma G' F') + gamma^2 F'^2
+          add_outer(FF, full, n, idx, val, nz, pa * A2);
+          for (std::int64_t k = 0; k < n; ++k) T[k] = gamma * (W1F[k] - b * W0F[k]) + g2 * W0GF[k];
+          add_sym(FF, full, n, idx, val, nz, T.data(), pa);
+        } else {
+          // the same with b + c_k in coordinate k: (G - b - c_k) = (G - b) - c_k
+          for (std::int64_t j = 0; j < nz; ++j) {
+            const std::int64_t k = idx[j];
+            const double ck = c_row[k], v = pa * val[j];
+            F[k] += v * (A1 - ck * psum);
+            GF[k] += v * (A3 - ck * EG);
+            if (!full) {
+              FF[k] += v * val[j] * (A2 - 2.0 * ck * A1 + ck * ck * psum);
+            } else {
+              for (std::int64_t i = 0; i < nz; ++i) {
+                const double cl = c_row[idx[i]];
+                FF[k * n + idx[i]] += v * val[i] * (A2 - (ck + cl) * A1 + ck * cl * psum);
+              }
+            }
+          }
+          // 2 x_k gamma ((r - b - c_k) F'_l + gamma G' F'_l), symmetrised: the c_k part is that of k
+          for (std::int64_t k = 0; k < n; ++k) T[k] = gamma * (W1F[k] - b * W0F[k]) + g2 * W0GF[k];
+          add_sym(FF, full, n, idx, val, nz, T.data(), pa);
+          for (std::int64_t j = 0; j < nz; ++j) {
+            const std::int64_t k = idx[j];
+            const double v = -pa * val[j] * gamma * c_row[k];
+            if (!full) {
+              FF[k] += 2.0 * v * W0F[k];
+              continue;
+            }
+            for (std::int64_t l = 0; l < n; ++l) {
+              FF[k * n + l] += v * W0F[l];
+              FF[l * n + k] += v * W0F[l];
+            }
+          }
+        }
       } else {
         double *Y = out, *YG = out + n, *YGG = out + 2 * n;
         double *YY = out + 3 * n, *YYG = YY + m2, *YYGG = YYG + m2;
@@ -225,9 +263,10 @@ inline void moment_step(const FiniteMDP& mdp, const double* pi, const ScoreRows&
 }
 
 // The moments of the estimator from those of its first step: the average over s0 ~ mu0 (terminal
-// starts contribute 0); the return estimator subtracts b(s0) = baseline[s0].
+// starts contribute 0); the return estimator subtracts b(s0) = baseline[s0], plus c_k in
+// coordinate k when `c` (n) is given.
 inline Moments start_moments(const FiniteMDP& mdp, const MomentLayout& L, const double* baseline,
-                             const std::vector<double>& first, const std::vector<double>& mG,
+                             const double* c, const std::vector<double>& first, const std::vector<double>& mG,
                              const std::vector<double>& mGG) {
   using detail::axpy;
   const std::int64_t S = mdp.n_states(), n = L.n, m2 = L.m2, block = L.block;
@@ -235,6 +274,10 @@ inline Moments start_moments(const FiniteMDP& mdp, const MomentLayout& L, const 
   Moments out;
   out.mean.assign(static_cast<std::size_t>(n), 0.0);
   out.second.assign(static_cast<std::size_t>(m2), 0.0);
+  if (!L.rtg) {
+    out.yyg.assign(static_cast<std::size_t>(n), 0.0);
+    out.yy.assign(static_cast<std::size_t>(n), 0.0);
+  }
   const auto& mu0 = mdp.mu0();
   for (std::int64_t s = 0; s < S; ++s) {
     if (mu0[s] == 0.0 || term[s]) continue;
@@ -244,14 +287,35 @@ inline Moments start_moments(const FiniteMDP& mdp, const MomentLayout& L, const 
     if (L.rtg) {
       axpy(out.mean.data(), m, n, mu0[s]);
       axpy(out.second.data(), m + 2 * n, m2, mu0[s]);
-    } else {
+    } else if (c == nullptr) {
       const double b = baseline[s];
       const double *Y = m, *YG = m + n, *YY = m + 3 * n, *YYG = YY + m2, *YYGG = YYG + m2;
+      const std::int64_t diag = L.full ? n + 1 : 1;
+      for (std::int64_t k = 0; k < n; ++k) {
+        out.yyg[k] += mu0[s] * YYG[k * diag];
+        out.yy[k] += mu0[s] * YY[k * diag];
+      }
       axpy(out.mean.data(), YG, n, mu0[s]);
       axpy(out.mean.data(), Y, n, -mu0[s] * b);
       axpy(out.second.data(), YYGG, m2, mu0[s]);
       axpy(out.second.data(), YYG, m2, -2.0 * mu0[s] * b);
       axpy(out.second.data(), YY, m2, mu0[s] * b * b);
+    } else {
+      // E[Y_k Y_l (G - b_k)(G - b_l)] with b_k = baseline[s] + c_k
+      const double *Y = m, *YG = m + n, *YY = m + 3 * n, *YYG = YY + m2, *YYGG = YYG + m2;
+      for (std::int64_t k = 0; k < n; ++k) {
+        const double bk = baseline[s] + c[k];
+        out.mean[k] += mu0[s] * (YG[k] - bk * Y[k]);
+        if (!L.full) {
+          out.second[k] += mu0[s] * (YYGG[k] - 2.0 * bk * YYG[k] + bk * bk * YY[k]);
+          continue;
+        }
+        for (std::int64_t l = 0; l < n; ++l) {
+          const double bl = baseline[s] + c[l];
+          const std::int64_t i = k * n + l;
+          out.second[i] += mu0[s] * (YYGG[i] - (bk + bl) * YYG[i] + bk * bl * YY[i]);
+        }
+      }
     }
   }
   return out;
@@ -259,22 +323,110 @@ inline Moments start_moments(const FiniteMDP& mdp, const MomentLayout& L, const 
 
 
 // The moments of the estimator for the finite horizon H. `baseline` is the (H, S) table b_t(s)
-// (the return estimator reads b_0(s_0)); `full` asks for the full second-moment matrix.
+// (the return estimator reads b_0(s_0)); `coord_baseline` (optional) adds a per-coordinate
+// baseline: (H, n) c_{t,k} for the reward-to-go weights, c_{0,k} for the return weights; `full`
+// asks for the full second-moment matrix.
 inline Moments finite_horizon_moments(const FiniteMDP& mdp, const double* pi, const ScoreRows& X, std::int64_t H,
-                                      double gamma, MomentWeights weights, const double* baseline, bool full,
-                                      StopToken& stop) {
+                                      double gamma, MomentWeights weights, const double* baseline,
+                                      const double* coord_baseline, bool full, StopToken& stop) {
   const std::int64_t S = mdp.n_states();
   const MomentLayout L(X.n, weights, full);
   std::vector<double> nxt(static_cast<std::size_t>(S * L.block), 0.0), cur(nxt.size(), 0.0);
   std::vector<double> mG_n(static_cast<std::size_t>(S), 0.0), mGG_n(mG_n), mG_c(mG_n), mGG_c(mG_n);
   for (std::int64_t t = H - 1; t >= 0; --t) {
     check_stop(stop);
-    moment_step(mdp, pi, X, gamma, L, baseline + t * S, t + 1 == H, nxt, mG_n, mGG_n, cur, mG_c, mGG_c, stop);
+    const double* c_row = coord_baseline != nullptr && L.rtg ? coord_baseline + t * L.n : nullptr;
+    moment_step(mdp, pi, X, gamma, L, baseline + t * S, c_row, t + 1 == H, nxt, mG_n, mGG_n, cur, mG_c, mGG_c, stop);
     std::swap(nxt, cur);
     std::swap(mG_n, mG_c);
     std::swap(mGG_n, mGG_c);
   }
-  return start_moments(mdp, L, baseline, nxt, mG_n, mGG_n);
+  return start_moments(mdp, L, baseline, L.rtg ? nullptr : coord_baseline, nxt, mG_n, mGG_n);
+}
+
+// The per-coordinate "optimal" baselines (Peters & Schaal 2008; Greensmith, Bartlett & Baxter 2004)
+// of the finite horizon, as coordinate baselines of finite_horizon_moments:
+//
+//   return weights: b_k = E[Y_k^2 G_0] / E[Y_k^2]            (one row, n), the constant that
+//                   minimises Var[Y_k (G_0 - b)];
+//   reward-to-go:   the per-step form of G(PO)MDP, g = sum_h Z_h (gamma^h r_h - gamma^h bt_h) with
+//                   Z_h = sum_{t <= h} psi_t (up to the episode's end) and
+//                   bt_{h,k} = E[Z_{h,k}^2 r_h] / E[Z_{h,k}^2], each step's term's second moment
+//                   minimised on its own; as a reward-to-go baseline c_{t,k} = sum_{h>=t}
+//                   gamma^(h-t) bt_{h,k} (H, n), since sum_h gamma^h bt_h Z_h = sum_t gamma^t psi_t c_t.
+//
+// E[Z_h^2] = sum_{t<=h} E[psi_t^2; alive at t] (the cross terms have mean 0); E[Z_h^2 r_h] by a
+// forward recursion of u_h(s) = E[Z_{h-1}^2; s_h = s], v_h(s) = E[Z_{h-1}; s_h = s] and d_h(s).
+// A coordinate with E[Z^2] = 0 gets 0. O(H nnz n).
+inline std::vector<double> optimal_coordinate_baselines(const FiniteMDP& mdp, const double* pi, const ScoreRows& X,
+                                                        std::int64_t H, double gamma, MomentWeights weights,
+                                                        StopToken& stop) {
+  const std::int64_t S = mdp.n_states(), A = mdp.n_actions(), n = X.n;
+  if (weights == MomentWeights::Return) {
+    const std::vector<double> zero(static_cast<std::size_t>(H * S), 0.0);
+    const Moments m = finite_horizon_moments(mdp, pi, X, H, gamma, weights, zero.data(), nullptr, false, stop);
+    std::vector<double> b(static_cast<std::size_t>(n), 0.0);
+    for (std::int64_t k = 0; k < n; ++k) b[k] = m.yy[k] > 0.0 ? m.yyg[k] / m.yy[k] : 0.0;
+    return b;
+  }
+  const auto& indptr = mdp.indptr();
+  const auto& next = mdp.next();
+  const auto& prob = mdp.prob();
+  const auto& term = mdp.terminal();
+  const std::vector<double> rexp = mdp.expected_reward();
+  std::vector<double> d(mdp.mu0()), dn(static_cast<std::size_t>(S));
+  for (std::int64_t s = 0; s < S; ++s)
+    if (term[s]) d[s] = 0.0;
+  std::vector<double> u(static_cast<std::size_t>(S * n), 0.0), v(u), un(u), vn(u);
+  std::vector<double> den(static_cast<std::size_t>(n), 0.0), num(static_cast<std::size_t>(n)),
+      z1(static_cast<std::size_t>(n)), z2(static_cast<std::size_t>(n));
+  std::vector<double> bt(static_cast<std::size_t>(H * n), 0.0);
+  for (std::int64_t h = 0; h < H; ++h) {
+    check_stop(stop);
+    std::fill(num.begin(), num.end(), 0.0);
+    std::fill(dn.begin(), dn.end(), 0.0);
+    std::fill(un.begin(), un.end(), 0.0);
+    std::fill(vn.begin(), vn.end(), 0.0);
+    for (std::int64_t s = 0; s < S; ++s) {
+      if (s % kPollStates == kPollStates - 1) check_stop(stop);
+      if (term[s] || d[s] == 0.0) continue;  // d = 0 implies u = v = 0
+      const double* us = u.data() + s * n;
+      const double* vs = v.data() + s * n;
+      for (std::int64_t a = 0; a < A; ++a) {
+        const std::int64_t row = s * A + a;
+        const double pa = pi[row];
+        if (pa == 0.0) continue;
+        const std::int64_t beg = X.indptr[row], nz = X.indptr[row + 1] - beg;
+        const std::int32_t* idx = X.index + beg;
+        const double* val = X.value + beg;
+        // Z_h = Z_{h-1} + x: z2 = E[Z_h^2; s, a] / pa, z1 = E[Z_h; s, a] / pa
+        std::copy(us, us + n, z2.begin());
+        std::copy(vs, vs + n, z1.begin());
+        for (std::int64_t j = 0; j < nz; ++j) {
+          const std::int64_t k = idx[j];
+          z2[k] += 2.0 * val[j] * vs[k] + val[j] * val[j] * d[s];
+          z1[k] += val[j] * d[s];
+          den[k] += pa * d[s] * val[j] * val[j];
+        }
+        detail::axpy(num.data(), z2.data(), n, pa * rexp[row]);
+        if (h + 1 == H) continue;
+        for (std::int64_t e = indptr[row]; e < indptr[row + 1]; ++e) {
+          if (term[next[e]]) continue;
+          const double w = pa * prob[e];
+          dn[next[e]] += w * d[s];
+          detail::axpy(un.data() + static_cast<std::int64_t>(next[e]) * n, z2.data(), n, w);
+          detail::axpy(vn.data() + static_cast<std::int64_t>(next[e]) * n, z1.data(), n, w);
+        }
+      }
+    }
+    for (std::int64_t k = 0; k < n; ++k) bt[h * n + k] = den[k] > 0.0 ? num[k] / den[k] : 0.0;
+    std::swap(d, dn);
+    std::swap(u, un);
+    std::swap(v, vn);
+  }
+  for (std::int64_t h = H - 2; h >= 0; --h)
+    for (std::int64_t k = 0; k < n; ++k) bt[h * n + k] += gamma * bt[(h + 1) * n + k];
+  return bt;
 }
 
 // Discounted objective (infinite horizon, gamma < 1), reward-to-go weights, a baseline b(s) (S):
@@ -310,7 +462,7 @@ inline Moments discounted_moments(const FiniteMDP& mdp, const double* pi, const 
   };
   std::vector<double> known(static_cast<std::size_t>(S * L.block), 0.0), cur(known.size(), 0.0);
   std::vector<double> mG(static_cast<std::size_t>(S), 0.0), mGG(mG), rG(mG), rGG(mG);
-  auto step = [&] { moment_step(mdp, pi, X, gamma, L, baseline, false, known, mG, mGG, cur, rG, rGG, stop); };
+  auto step = [&] { moment_step(mdp, pi, X, gamma, L, baseline, nullptr, false, known, mG, mGG, cur, rG, rGG, stop); };
   // Solves the columns [off, off + width) of the channel block in place.
   auto solve_columns = [&](std::int64_t off, std::int64_t width, bool squared) {
     VectorXd b(S);
@@ -337,7 +489,7 @@ inline Moments discounted_moments(const FiniteMDP& mdp, const double* pi, const 
   solve_columns(L.n, L.n, true);  // G F
   step();
   solve_columns(2 * L.n, L.m2, true);  // F^2
-  return start_moments(mdp, L, baseline, known, mG, mGG);
+  return start_moments(mdp, L, baseline, nullptr, known, mG, mGG);
 }
 
 }  // namespace pgfast::exact
