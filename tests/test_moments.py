@@ -451,3 +451,11 @@ def test_optimal_baselines_against_monte_carlo(weights: str) -> None:
             _, psi_t = pg.score(policy, traj, w, per_trajectory=True)
             rows -= psi_t * m.optimal_baseline[t].ravel()
     _z_test_moments(rows, m)
+
+
+def test_overflow_is_a_value_error() -> None:
+    P = np.zeros((2, 2, 2))
+    P[:, :, 0] = 1.0
+    mdp = pg.FiniteMDP(P, [[1e200, 0.0], [0.0, 0.0]], [1.0, 0.0], horizon=3)
+    with pytest.raises(ValueError, match="float64 range"):
+        pg.exact.moments(mdp, pg.TabularSoftmax(2, 2))

@@ -1230,6 +1230,7 @@ def moments(
     mean, second, J, _, coord = _core.exact.moments(
         mdp._mdp, probs, indptr, index, value, n, g, _MOMENT_WEIGHTS[weights], table, full, objective == "discounted",
         _METHODS[meth], t, as_threads(threads), kind == "optimal")
+    check_finite_result(mean, "the exact mean gradient", _OVERFLOW)
     check_finite_result(second, "the exact second moments", _OVERFLOW)
     if full:
         cov = second - np.outer(mean, mean)

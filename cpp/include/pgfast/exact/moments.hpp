@@ -137,8 +137,10 @@ inline void moment_step(const FiniteMDP& mdp, const double* pi, const ScoreRows&
       W2(static_cast<std::size_t>(block)), T(static_cast<std::size_t>(n));
   const double g2 = gamma * gamma;
   std::fill(cur.begin(), cur.end(), 0.0);
+  // a state costs O(nnz(row) block): poll every state when that is large
+  const std::int64_t poll = block >= 1024 ? 1 : kPollStates;
   for (std::int64_t s = 0; s < S; ++s) {
-    if (s % kPollStates == kPollStates - 1) check_stop(stop);
+    if (s % poll == poll - 1) check_stop(stop);
     mG_c[s] = mGG_c[s] = 0.0;
     if (term[s]) continue;
     const double b = b_row[s];
@@ -381,6 +383,7 @@ inline std::vector<double> optimal_coordinate_baselines(const FiniteMDP& mdp, co
   std::vector<double> den(static_cast<std::size_t>(n), 0.0), num(static_cast<std::size_t>(n)),
       z1(static_cast<std::size_t>(n)), z2(static_cast<std::size_t>(n));
   std::vector<double> bt(static_cast<std::size_t>(H * n), 0.0);
+  const std::int64_t poll = n >= 1024 ? 1 : kPollStates;
   for (std::int64_t h = 0; h < H; ++h) {
     check_stop(stop);
     std::fill(num.begin(), num.end(), 0.0);
@@ -388,7 +391,7 @@ inline std::vector<double> optimal_coordinate_baselines(const FiniteMDP& mdp, co
     std::fill(un.begin(), un.end(), 0.0);
     std::fill(vn.begin(), vn.end(), 0.0);
     for (std::int64_t s = 0; s < S; ++s) {
-      if (s % kPollStates == kPollStates - 1) check_stop(stop);
+      if (s % poll == poll - 1) check_stop(stop);
       if (term[s] || d[s] == 0.0) continue;  // d = 0 implies u = v = 0
       const double* us = u.data() + s * n;
       const double* vs = v.data() + s * n;
