@@ -80,7 +80,7 @@ from numpy.typing import NDArray
 
 from . import _core
 from ._mdp import FiniteMDP
-from ._policy import SoftmaxPolicy, TabularSoftmax, pinned
+from ._policy import LinearSoftmax, SoftmaxPolicy, TabularSoftmax, pinned
 from ._validation import (
     as_bool,
     as_float,
@@ -1030,7 +1030,11 @@ def _score_rows(policy: SoftmaxPolicy, probs: NDArray[np.float64]) -> tuple[NDAr
         return indptr, np.ascontiguousarray(index), np.ascontiguousarray(value)
     n = policy.n_params
     check_allocation(8 * S * A * n, f"the score rows ({S * A} x {n})", "use a smaller policy")
-    U = policy.grad_log_prob(np.repeat(np.arange(S), A), np.tile(np.arange(A), S)).reshape(S * A, n)
+    if type(policy) is LinearSoftmax:  # phi(s, a) - sum_a' pi(a'|s) phi(s, a')
+        phi = policy.features
+        U = (phi - np.einsum("sa,sap->sp", probs, phi)[:, None, :]).reshape(S * A, n)
+    else:
+        U = policy.grad_log_prob(np.repeat(np.arange(S), A), np.tile(np.arange(A), S)).reshape(S * A, n)
     nz = U != 0.0
     indptr = np.concatenate(([0], np.cumsum(nz.sum(axis=1)))).astype(np.int64)
     index = np.nonzero(nz)[1].astype(np.int32)
