@@ -120,6 +120,14 @@ def test_finite_horizon_gradient(check_mdp: pg.FiniteMDP) -> None:
     healthy(check_mdp, "average_value")
 
 
+def test_exact_moments_covariance(check_mdp: pg.FiniteMDP) -> None:
+    # the full covariance of 150 parameters over 3600 entries and 20 steps: ~2 s uninterrupted
+    mdp = sparse_mdp(300, 3, 4, horizon=20)
+    pi = pg.LinearSoftmax(np.random.default_rng(0).normal(size=(300, 3, 150)))
+    assert_interrupts(lambda: pg.exact.moments(mdp, pi, covariance=True))
+    healthy(check_mdp)
+
+
 @pytest.mark.parametrize("objective", ["average_reward", "average_value"])
 def test_average_objectives_large(check_mdp: pg.FiniteMDP, objective: str) -> None:
     # S = 4 * 10**5: building the chain and its closed-class analysis alone take ~0.5 s, the Krylov

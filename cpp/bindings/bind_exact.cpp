@@ -3,6 +3,7 @@
 
 #include "common.hpp"
 #include "pgfast/exact/fisher.hpp"
+#include "pgfast/exact/moments.hpp"
 #include "pgfast/exact/objectives.hpp"
 #include "pgfast/exact/optimal.hpp"
 #include "pgfast/interrupt.hpp"
@@ -89,6 +90,10 @@ std::vector<py::ssize_t> per_step(const R& r, std::vector<py::ssize_t> tail) {
 }  // namespace
 
 void bind_exact(py::module_ m) {
+  py::native_enum<exact::MomentWeights>(m, "MomentWeights", "enum.Enum", "The weights of the estimator of exact moments.")
+      .value("REWARD_TO_GO", exact::MomentWeights::RewardToGo)
+      .value("RETURN", exact::MomentWeights::Return)
+      .finalize();
   py::native_enum<exact::Objective>(m, "Objective", "enum.Enum", "The objective of an exact evaluation.")
       .value("FINITE_HORIZON", exact::Objective::FiniteHorizon)
       .value("DISCOUNTED", exact::Objective::Discounted)
@@ -197,6 +202,63 @@ void bind_exact(py::module_ m) {
       },
       py::arg("mdp"), py::arg("probs").noconvert(), py::arg("spec"),
       "Exact evaluation of a policy table under one objective (an Evaluation).");
+
+  m.def(
+      "moments",
+      [](const FiniteMDP& mdp, const carray<double>& probs, const carray<std::int64_t>& indptr,
+         const carray<std::int32_t>& index, const carray<double>& value, std::int64_t n, double gamma,
+         exact::MomentWeights weights, const carray<double>& baseline, bool full, bool discounted,
+         exact::Method method, double tol, int threads, bool optimal) {
+        check_unit(gamma, "gamma");
+        check_tol(tol);
+        threads = resolve_threads(threads);
+        require_shape2(probs, "policy probabilities", mdp.n_states(), mdp.n_actions());
+        check_policy_table(probs, "policy probabilities");
+        const py::ssize_t S = mdp.n_states(), A = mdp.n_actions(), H = mdp.horizon();
+        if (discounted && !(gamma < 1.0 && weights == exact::MomentWeights::RewardToGo))
+          throw std::invalid_argument("discounted moments need gamma < 1 and reward-to-go weights");
+        require_shape2(baseline, "baseline", discounted ? 1 : H, S);
+        if (n < 1) throw std::invalid_argument("the score rows need n >= 1 coordinates");
+        if (indptr.ndim() != 1 || indptr.shape(0) != S * A + 1 || indptr.data()[0] != 0)
+          throw std::invalid_argument("indptr must have shape (S * A + 1,) and start at 0");
+        const std::int64_t* ip = indptr.data();
+        for (py::ssize_t k = 0; k < S * A; ++k)
+          if (ip[k + 1] < ip[k]) throw std::invalid_argument("indptr must be non-decreasing");
+        if (index.ndim() != 1 || value.ndim() != 1 || index.shape(0) != ip[S * A] || value.shape(0) != ip[S * A])
+          throw std::invalid_argument("index and value must have shape (indptr[-1],)");
+        for (py::ssize_t k = 0; k < index.shape(0); ++k)
+          if (index.data()[k] < 0 || index.data()[k] >= n) throw std::invalid_argument("score index out of range");
+        if (discounted && optimal) throw std::invalid_argument("the optimal baselines are of the finite horizon");
+        const exact::ScoreRows rows{ip, index.data(), value.data(), n};
+        std::vector<double> coord;  // per-coordinate optimal baselines
+        exact::Moments mo = run_exact([&](StopToken& stop) {
+          if (discounted)
+            return exact::discounted_moments(mdp, probs.data(), rows, gamma, baseline.data(), full, method, tol,
+                                             threads, stop);
+          if (optimal) coord = exact::optimal_coordinate_baselines(mdp, probs.data(), rows, H, gamma, weights, stop);
+          return exact::finite_horizon_moments(mdp, probs.data(), rows, H, gamma, weights, baseline.data(),
+                                               optimal ? coord.data() : nullptr, full, stop);
+        });
+        carray<double> mean(n);
+        std::copy(mo.mean.begin(), mo.mean.end(), mean.mutable_data());
+        carray<double> second = full ? carray<double>({n, n}) : carray<double>(n);
+        std::copy(mo.second.begin(), mo.second.end(), second.mutable_data());
+        py::object coord_out = py::none();
+        if (optimal) {
+          const py::ssize_t rows_out = weights == exact::MomentWeights::RewardToGo ? H : 1;
+          carray<double> c({rows_out, static_cast<py::ssize_t>(n)});
+          std::copy(coord.begin(), coord.end(), c.mutable_data());
+          coord_out = c;
+        }
+        return py::make_tuple(mean, second, mo.J, mo.G2, coord_out);
+      },
+      py::arg("mdp"), py::arg("probs").noconvert(), py::arg("indptr").noconvert(), py::arg("index").noconvert(),
+      py::arg("value").noconvert(), py::arg("n"), py::arg("gamma"), py::arg("weights"), py::arg("baseline").noconvert(),
+      py::arg("full"), py::arg("discounted"), py::arg("method"), py::arg("tol"), py::arg("threads"),
+      py::arg("optimal"),
+      "Exact finite-horizon (baseline (H, S)) or discounted (reward-to-go, baseline (1, S)) mean and second moments (diagonal, or the full matrix) of the single-trajectory "
+      "estimator with score rows in CSR form: (mean, second, J, E[G_0^2], the per-coordinate optimal baselines or None); "
+      "optimal=True adds the per-coordinate optimal baselines to the state baseline.");
 
   m.def(
       "optimal",

@@ -1,5 +1,6 @@
 r"""Exact analysis of a finite MDP under a softmax policy: values, visitation, the stationary
-distribution, exact policy gradients, Fisher information, natural gradients and optimal control.
+distribution, exact policy gradients, Fisher information, natural gradients, optimal control, and
+the exact mean and covariance of the policy gradient estimators.
 
 The yardstick every estimator of pgfast is tested against. The formulas are stated on the theory
 page of the documentation (:doc:`/theory`, "The three objectives", "The policy gradient theorem"
@@ -79,11 +80,13 @@ from numpy.typing import NDArray
 
 from . import _core
 from ._mdp import FiniteMDP
-from ._policy import SoftmaxPolicy, pinned
+from ._policy import LinearSoftmax, SoftmaxPolicy, TabularSoftmax, pinned
 from ._validation import (
     as_bool,
     as_float,
+    as_float_array,
     as_gamma,
+    as_int,
     as_rcond,
     as_threads,
     check_allocation,
@@ -92,13 +95,16 @@ from ._validation import (
 )
 
 __all__ = [
+    "MAX_COVARIANCE_PARAMS",
     "OBJECTIVES",
     "Evaluation",
+    "Moments",
     "Optimal",
     "evaluate",
     "fisher",
     "fisher_weights",
     "gradient",
+    "moments",
     "natural_gradient",
     "optimal",
     "stationary_distribution",
@@ -903,3 +909,346 @@ def optimal(
     out = _core.exact.optimal(mdp._mdp, _OBJECTIVES[objective], g, _METHODS[meth], t, as_threads(threads))
     _check_out(out, _OPTIMAL_FIELDS, f"the optimal {objective} values")
     return Optimal(objective, float(out.J), out.V, out.Q, out.actions, int(out.iterations))
+
+
+#: The largest ``n_params`` for which :func:`moments` forms the full covariance by default (its cost
+#: grows as O(H nnz n_params^2)); ``covariance=True`` asks for it above.
+MAX_COVARIANCE_PARAMS = 64
+
+
+@dataclass(frozen=True)
+class Moments:
+    r"""The exact mean and covariance of a single-trajectory policy gradient estimator
+    (:func:`moments`).
+
+    Attributes
+    ----------
+    mean : ndarray of float64, shape of ``theta``
+        :math:`\mathbb E[\hat g]`: the exact gradient :math:`\nabla J` (every baseline of
+        :func:`moments` is unbiased).
+    variance : ndarray of float64, shape of ``theta``
+        :math:`\operatorname{Var}[\hat g_k]` of each coordinate.
+    covariance : ndarray of float64 (n_params, n_params) or None
+        :math:`\operatorname{Cov}[\hat g]`, rows and columns in the C order of ``theta``; None
+        unless it was asked for (by default when ``n_params <= MAX_COVARIANCE_PARAMS``).
+    trace : float
+        :math:`\operatorname{tr}\operatorname{Cov}[\hat g] = \sum_k \operatorname{Var}[\hat g_k]`.
+    noise_to_signal : float
+        :math:`\operatorname{tr}\operatorname{Cov}[\hat g] / \|\mathbb E \hat g\|^2` (inf for a zero
+        gradient with noise, NaN when both are zero).
+    value : float
+        :math:`J = \mathbb E[G_0]`.
+    weights : str
+        ``"reward_to_go"`` or ``"return"``.
+    baseline : str
+        ``"none"``, ``"exact"``, ``"time"``, ``"mean"``, ``"optimal"`` or ``"table"`` (an array).
+    objective : str
+        ``"finite_horizon"`` or ``"discounted"``.
+    gamma : float
+        The discount factor used.
+    optimal_baseline : ndarray of float64 or None
+        With ``baseline="optimal"``, the per-coordinate baselines: :math:`b^*_k` in the shape of
+        ``theta`` (return weights), or :math:`c_{t,k}`, shape ``(H,) + theta.shape``
+        (reward-to-go; see :func:`moments`). None otherwise.
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> m = pg.exact.moments(mdp, pg.TabularSoftmax(2, 2))
+    >>> m.mean  # the exact gradient
+    array([[-0.1875,  0.1875],
+           [ 0.    ,  0.    ]])
+    >>> m.stderr(1000).round(3)  # what policy_gradient(...).stderr estimates for 1000 episodes
+    array([[0.011, 0.011],
+           [0.   , 0.   ]])
+    """
+
+    mean: NDArray[np.float64]
+    variance: NDArray[np.float64]
+    covariance: NDArray[np.float64] | None
+    trace: float
+    noise_to_signal: float
+    value: float
+    weights: str
+    baseline: str
+    objective: str
+    gamma: float
+    optimal_baseline: NDArray[np.float64] | None = None
+
+    def stderr(self, n: int) -> NDArray[np.float64]:
+        r"""The standard error :math:`\sqrt{\operatorname{Var}[\hat g_k] / n}` of the mean of ``n``
+        independent trajectories' gradients, in the shape of ``theta``.
+
+        Parameters
+        ----------
+        n : int >= 1
+            The number of trajectories.
+
+        Returns
+        -------
+        ndarray of float64, shape of ``theta``
+
+        Raises
+        ------
+        ValueError
+            ``n`` below 1.
+
+        Examples
+        --------
+        >>> P = np.zeros((2, 2, 2))
+        >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+        >>> P[1, :, 1] = 1.0
+        >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+        ...                    terminal=[False, True])
+        >>> m = pg.exact.moments(mdp, pg.TabularSoftmax(2, 2), baseline="exact")
+        >>> bool(np.allclose(m.stderr(400), m.stderr(100) / 2))
+        True
+        """
+        nn = as_int(n, "n", minimum=1)
+        se: NDArray[np.float64] = np.sqrt(self.variance / nn)
+        return se
+
+
+_MOMENT_WEIGHTS = {
+    "reward_to_go": _core.exact.MomentWeights.REWARD_TO_GO,
+    "return": _core.exact.MomentWeights.RETURN,
+}
+
+
+def _score_rows(policy: SoftmaxPolicy, probs: NDArray[np.float64]) -> tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.float64]]:
+    """The scores :math:`\\nabla_\\theta\\log\\pi(a|s)` as CSR rows s * A + a (tabular: the A
+    entries of the row's state; otherwise the nonzero entries of the dense scores)."""
+    S, A = probs.shape
+    if type(policy) is TabularSoftmax:
+        indptr = np.arange(0, S * A * A + 1, A, dtype=np.int64)
+        index = np.repeat(np.arange(S * A, dtype=np.int32).reshape(S, 1, A), A, axis=1).ravel()
+        value = (np.eye(A)[None, :, :] - probs[:, None, :]).ravel()
+        return indptr, np.ascontiguousarray(index), np.ascontiguousarray(value)
+    n = policy.n_params
+    check_allocation(8 * S * A * n, f"the score rows ({S * A} x {n})", "use a smaller policy")
+    if type(policy) is LinearSoftmax:  # phi(s, a) - sum_a' pi(a'|s) phi(s, a')
+        phi = policy.features
+        U = (phi - np.einsum("sa,sap->sp", probs, phi)[:, None, :]).reshape(S * A, n)
+    else:
+        U = policy.grad_log_prob(np.repeat(np.arange(S), A), np.tile(np.arange(A), S)).reshape(S * A, n)
+    nz = U != 0.0
+    indptr = np.concatenate(([0], np.cumsum(nz.sum(axis=1)))).astype(np.int64)
+    index = np.nonzero(nz)[1].astype(np.int32)
+    return indptr, np.ascontiguousarray(index), np.ascontiguousarray(U[nz])
+
+
+def _moment_baseline(
+    baseline: Any, mdp: FiniteMDP, policy: SoftmaxPolicy, gamma: float, weights: str, objective: str
+) -> tuple[str, NDArray[np.float64]]:
+    """(kind, the table b_t(s)) of a deterministic baseline: (H, S) for the finite horizon, (1, S)
+    (one b(s) for every step) for the discounted objective."""
+    H, S = (mdp.horizon, mdp.n_states) if objective == "finite_horizon" else (1, mdp.n_states)
+    shape = "an (H, S) array" if objective == "finite_horizon" else "an (S,) array"
+    if baseline is None:
+        return "none", np.zeros((H, S))
+    if isinstance(baseline, str):
+        if baseline == "time" and weights != "reward_to_go":
+            raise ValueError("baseline='time' needs weights='reward_to_go' (the return has no time index)")
+        if baseline == "time" and objective != "finite_horizon":
+            raise ValueError("baseline='time' needs objective='finite_horizon' (E[G_t | alive at t] depends on t)")
+        if baseline == "optimal":
+            if objective != "finite_horizon":
+                raise ValueError("baseline='optimal' needs objective='finite_horizon'")
+            return "optimal", np.zeros((H, S))  # per-coordinate baselines, formed in C++
+        if baseline not in ("exact", "time", "mean"):
+            raise ValueError(f"baseline must be None, 'exact', 'time', 'mean', 'optimal' or {shape}, got {baseline!r}")
+        ev = evaluate(mdp, policy, objective, gamma=gamma)  # type: ignore[arg-type]
+        if baseline == "exact":
+            return "exact", np.ascontiguousarray(ev.state_values.reshape(H, S))
+        if baseline == "mean":
+            return "mean", np.full((H, S), ev.value)
+        # E[G_t | alive at t]: G_t is 0 once the episode has ended, and V_t = 0 on terminal states
+        alive = ev.state_distribution * ~mdp.terminal[None, :]
+        mass = alive.sum(axis=1)
+        num = (ev.state_distribution * ev.state_values).sum(axis=1)
+        b = np.divide(num, mass, out=np.zeros(H), where=mass > 0)
+        return "time", np.ascontiguousarray(np.repeat(b[:, None], S, axis=1))
+    if isinstance(baseline, np.ndarray | list | tuple):
+        table = as_float_array(baseline, "baseline")
+        if table.shape != ((H, S) if objective == "finite_horizon" else (S,)):
+            want = f"(H, S) = ({H}, {S}) (b_t(s))" if objective == "finite_horizon" else f"(S,) = ({S},) (b(s))"
+            raise ValueError(f"an array baseline must have shape {want}, got {table.shape}")
+        if not np.all(np.isfinite(table)):
+            raise ValueError("baseline contains NaN or infinite values")
+        return "table", np.ascontiguousarray(table.reshape(H, S))
+    raise TypeError(f"baseline must be None, 'exact', 'time', 'mean', 'optimal' or {shape}, got {type(baseline).__name__}")
+
+
+def moments(
+    mdp: FiniteMDP,
+    policy: SoftmaxPolicy,
+    *,
+    weights: Literal["reward_to_go", "return"] = "reward_to_go",
+    baseline: Any = None,
+    objective: Literal["finite_horizon", "discounted"] = "finite_horizon",
+    gamma: float | None = None,
+    covariance: bool | None = None,
+    method: Method = "auto",
+    tol: float = 1e-12,
+    threads: int | None = None,
+) -> Moments:
+    r"""The exact mean and covariance of the single-trajectory estimator of
+    :func:`pgfast.policy_gradient`.
+
+    One episode :math:`\tau` of ``mdp.sample`` gives the estimate (:math:`\psi_t = \nabla_\theta
+    \log\pi(a_t|s_t)`, :math:`G_t = \sum_{t' \ge t} \gamma^{t'-t} r_{t'}`)
+
+    .. math::
+        \hat g(\tau) = \sum_{t<\text{len}} \gamma^t \psi_t\,(G_t - b_t(s_t)) \quad
+        (\text{reward-to-go}), \qquad
+        \hat g(\tau) = \Big(\sum_{t<\text{len}} \psi_t\Big) (G_0 - b_0(s_0)) \quad (\text{return}),
+
+    as :func:`pgfast.policy_gradient` forms it for each trajectory. The baselines are the
+    deterministic limits of the batch ones: ``None`` (:math:`b = 0`), ``"exact"``
+    (:math:`b_t(s) = V_t(s)`), ``"time"`` (reward-to-go only: :math:`b_t = \mathbb E[G_t \mid
+    \text{alive at } t]`), ``"mean"`` (:math:`b = J = \mathbb E[G_0]`) or an (H, S) array
+    :math:`b_t(s)` (e.g. ``ValueBaseline.values()``; the return weights read row 0). Each is a
+    function of the state and step only, so the estimator is unbiased and ``mean`` equals
+    :func:`gradient`. The batch versions of ``"mean"`` and ``"time"`` leave trajectory i out of its
+    own baseline; that adds an O(1/N) term to the variance (see the exact guide).
+
+    ``baseline="optimal"`` (finite horizon) takes per-coordinate baselines, the variance-reducing
+    constants of Peters & Schaal (2008) and Greensmith, Bartlett & Baxter (2004), also unbiased:
+    with return weights :math:`b^*_k = \mathbb E[Y_k^2 G_0] / \mathbb E[Y_k^2]`,
+    :math:`Y = \sum_t \psi_t`, the constant that minimises each :math:`\operatorname{Var}[\hat g_k]`;
+    with reward-to-go weights the per-step (G(PO)MDP) form
+    :math:`\hat g = \sum_{h<H} Z_h \gamma^h (r_h - \tilde b_h)`, :math:`Z_h = \sum_{t \le h} \psi_t`
+    (after the episode's end :math:`r_h = 0` and :math:`Z_h` is its whole score sum),
+    :math:`\tilde b_{h,k} = \mathbb E[Z_{h,k}^2 r_h] / \mathbb E[Z_{h,k}^2]` (each step's term's second
+    moment minimised on its own), i.e. the reward-to-go estimator with
+    :math:`b_{t,k} = c_{t,k} = \sum_{h \ge t} \gamma^{h-t} \tilde b_{h,k}`. They are returned in
+    ``optimal_baseline``; :math:`\mathbb E[Z_h^2 r_h]` comes from a forward recursion,
+    O(H nnz(P) n_params).
+
+    Computed in C++ by backward recursions over (t, s) of the conditional moments of the suffix
+    return and of the suffix score sums (:math:`F_t = x(G_t - b_t) + \gamma F_{t+1}`,
+    :math:`Y_t = x + Y_{t+1}`, :math:`G_t = r + \gamma G_{t+1}`, for each coordinate x of the
+    score): O(H nnz(P) n_params) time and O(S n_params) memory for the variances,
+    O(H nnz(P) n_params^2) time and O(S n_params^2) memory for the full covariance. Any softmax
+    policy works through its score rows :math:`\nabla_\theta\log\pi(a|s)` (tabular: A entries
+    per row; linear and :class:`pgfast.MLPSoftmax`: ``policy.grad_log_prob`` of every pair).
+
+    ``objective="discounted"`` (:math:`\gamma < 1`, reward-to-go weights) is the estimator
+    :math:`\sum_{t \ge 0} \gamma^t \psi_t (G_t - b(s_t))` of infinite episodes (ended only by
+    terminal states) and the gradient of the discounted :math:`J`; the same recursions are then
+    stationary and solved as linear systems :math:`(I - c P_\pi) m = \text{rhs}` with
+    :math:`c = \gamma` or :math:`\gamma^2`, one per coordinate (``method=``, as in
+    :func:`evaluate`); its baselines are ``None``, ``"exact"`` (the discounted :math:`V(s)`),
+    ``"mean"`` (the discounted :math:`J`) or an (S,) array :math:`b(s)`.
+
+    Parameters
+    ----------
+    mdp : FiniteMDP
+        The MDP.
+    policy : SoftmaxPolicy
+        The policy (its sizes must match the MDP's).
+    weights : {"reward_to_go", "return"}
+        The estimator's weights (default reward-to-go).
+    baseline : None, {"exact", "time", "mean", "optimal"} or array_like (H, S)
+        The baseline (default None); (S,) for the discounted objective.
+    objective : {"finite_horizon", "discounted"}
+        ``"finite_horizon"`` (default): :math:`J = \mathbb E[\sum_{t<H} \gamma^t r_t]`, what
+        ``mdp.sample`` and :func:`pgfast.policy_gradient` estimate; ``"discounted"``: the
+        infinite horizon (``mdp.horizon`` is ignored).
+    gamma : float in [0, 1], optional
+        Discount factor (default: ``mdp.gamma``); ``"discounted"`` needs gamma < 1.
+    covariance : bool, optional
+        Form the full covariance: by default when ``n_params <= MAX_COVARIANCE_PARAMS`` (64).
+    method : {"auto", "dense", "sparse"}
+        Linear solver of the discounted objective (``"auto"``: dense up to 200 states).
+    tol : float in (0, 1e-2]
+        Relative residual at which the sparse solver stops (default 1e-12).
+    threads : int, optional
+        Worker threads of the sparse solver's products, 1 to ``pgfast.MAX_THREADS`` (default:
+        every usable CPU); the results do not depend on it.
+
+    Returns
+    -------
+    Moments
+        ``mean``, ``variance``, ``covariance``, ``trace``, ``noise_to_signal``, ``value``, and
+        ``stderr(n)``.
+
+    Raises
+    ------
+    TypeError
+        ``mdp``, ``policy`` or ``baseline`` of the wrong type.
+    ValueError
+        An unknown ``weights``, ``baseline``, ``objective`` or ``method``, ``baseline="time"``
+        with return weights or the discounted objective, return weights with the discounted
+        objective, an array baseline of another shape or not finite, a bad ``gamma`` or ``tol``,
+        a policy of another size, a sparse solve that does not converge, or moments beyond the
+        float64 range.
+    MemoryError
+        Tables larger than memory (the message states the bytes requested).
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> pi = pg.TabularSoftmax(2, 2)
+    >>> plain = pg.exact.moments(mdp, pi, weights="return")
+    >>> best = pg.exact.moments(mdp, pi, baseline="exact")
+    >>> bool(np.allclose(plain.mean, best.mean)), bool(np.allclose(best.mean, pg.exact.gradient(mdp, pi)))
+    (True, True)
+    >>> round(plain.trace, 6), round(best.trace, 6)
+    (0.242188, 0.21875)
+    >>> best.covariance.shape
+    (4, 4)
+    """
+    require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
+    require_instance(policy, SoftmaxPolicy, "policy", "a pgfast policy (e.g. pgfast.TabularSoftmax)")
+    if not isinstance(weights, str) or weights not in _MOMENT_WEIGHTS:
+        raise ValueError(f"weights must be 'reward_to_go' or 'return', got {weights!r}")
+    if not isinstance(objective, str) or objective not in ("finite_horizon", "discounted"):
+        raise ValueError(f"moments supports objective='finite_horizon' or 'discounted', got {objective!r}")
+    if objective == "discounted" and weights != "reward_to_go":
+        raise ValueError("objective='discounted' needs weights='reward_to_go' (the return weights sum the scores of "
+                         "every step of an episode that need not end)")
+    if covariance is not None:
+        covariance = as_bool(covariance, "covariance")
+    g = _gamma(mdp, gamma, objective)
+    meth, t = _solver(method, tol)
+    policy = pinned(policy)  # the probabilities, scores and baseline from one theta
+    probs = _check(mdp, policy)
+    n, S = policy.n_params, mdp.n_states
+    full = n <= MAX_COVARIANCE_PARAMS if covariance is None else covariance
+    kind, table = _moment_baseline(baseline, mdp, policy, g, weights, objective)
+    per_state = 6 * n + (6 * n * n if full else 0)
+    if objective == "discounted" and (meth == "dense" or (meth == "auto" and S <= 200)):
+        check_allocation(3 * 8 * S * S, f"a dense {S} x {S} solve", "use method='sparse'")
+    check_allocation(16 * S * per_state, f"the moment recursions (S={S}, n_params={n})",
+                     "pass covariance=False" if full else "use a smaller policy")
+    indptr, index, value = _score_rows(policy, probs)
+    mean, second, J, _, coord = _core.exact.moments(
+        mdp._mdp, probs, indptr, index, value, n, g, _MOMENT_WEIGHTS[weights], table, full, objective == "discounted",
+        _METHODS[meth], t, as_threads(threads), kind == "optimal")
+    check_finite_result(mean, "the exact mean gradient", _OVERFLOW)
+    check_finite_result(second, "the exact second moments", _OVERFLOW)
+    if full:
+        cov = second - np.outer(mean, mean)
+        cov = (cov + cov.T) / 2.0
+        var = np.maximum(np.diag(cov).copy(), 0.0)
+    else:
+        cov = None
+        var = np.maximum(second - mean * mean, 0.0)
+    trace = float(var.sum())
+    norm2 = float(mean @ mean)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        nts = float(np.float64(trace) / np.float64(norm2))
+    shape = policy.theta.shape
+    if coord is not None:
+        coord = coord[0].reshape(shape) if weights == "return" else coord.reshape((mdp.horizon,) + shape)
+    return Moments(mean.reshape(shape), var.reshape(shape), cov, trace, nts, float(J), str(weights), kind,
+                   str(objective), g, coord)

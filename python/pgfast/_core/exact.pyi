@@ -88,3 +88,25 @@ def fisher_tabular(probs: _F64, w: _F64) -> _F64: ...
 def fisher_linear(probs: _F64, w: _F64, features: _F64) -> _F64: ...
 def solve_fisher(F: _F64, g: _F64, damping: float, rcond: float) -> _F64: ...
 def natural_gradient_tabular(probs: _F64, w: _F64, g: _F64, damping: float, rcond: float) -> _F64: ...
+
+class MomentWeights(enum.Enum):
+    REWARD_TO_GO = 0
+    RETURN = 1
+
+def moments(
+    mdp: MDP,
+    probs: _F64,
+    indptr: NDArray[np.int64],
+    index: NDArray[np.int32],
+    value: _F64,
+    n: int,
+    gamma: float,
+    weights: MomentWeights,
+    baseline: _F64,
+    full: bool,
+    discounted: bool,
+    method: Method,
+    tol: float,
+    threads: int,
+    optimal: bool,
+) -> tuple[_F64, _F64, float, float, _F64 | None]: ...
