@@ -141,6 +141,38 @@ def test_exact_columns_of_a_linear_policy() -> None:
     _check_values(hist, thetas, tables, mdp, make, "reward_to_go", "time", 1.0)
 
 
+def test_exact_columns_of_an_mlp_policy() -> None:
+    mdp = random_mdp(np.random.default_rng(8), S=4, A=2, n_terminal=1, horizon=4)
+    hist, thetas, tables = _run(mdp, pg.MLPSoftmax(4, 2, hidden=(3,), seed=1), "mean", iterations=4)
+
+    def make(theta: np.ndarray) -> pg.MLPSoftmax:
+        pi = pg.MLPSoftmax(4, 2, hidden=(3,), seed=1)
+        pi.theta = theta
+        return pi
+
+    _check_values(hist, thetas, tables, mdp, make, "reward_to_go", "mean", 1.0)
+
+
+def test_the_exact_evaluation_is_not_counted_in_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from pgfast import exact
+
+    slow = exact.moments
+
+    def moments(*args: Any, **kw: Any) -> Any:
+        time.sleep(0.3)
+        return slow(*args, **kw)
+
+    monkeypatch.setattr(exact, "moments", moments)
+    mdp = random_mdp(np.random.default_rng(3), S=4, A=2, n_terminal=1, horizon=4)
+    t0 = time.perf_counter()
+    hist = pg.train(mdp, pg.TabularSoftmax(4, 2), optimizer=pg.optim.Adam(0.1), iterations=2, batch=10, seed=0,
+                    exact_eval=True, progress=False)
+    assert time.perf_counter() - t0 >= 0.6 and np.isfinite(hist["variance_trace"]).all()
+    assert (hist["seconds"] < 0.3).all()
+
+
 def test_the_gap_and_fraction_use_the_optimum_of_the_objective_in_use() -> None:
     """J* is that of the gamma given to train, not the MDP's."""
     mdp = random_mdp(np.random.default_rng(2), S=4, A=2, n_terminal=1, horizon=7)
