@@ -287,14 +287,19 @@ def _parse(doc: Any, arrays: dict[str, NDArray[Any]], fields: tuple[str, ...]) -
         raise ValueError(f"its document is not marked {FORMAT!r}")
     if doc.get("version") != VERSION:
         raise ValueError(f"format version {doc.get('version')!r}; this pgfast reads version {VERSION}")
-    if doc["fields"] != list(fields):
-        raise ValueError(f"its History has the fields {doc['fields']}, not {list(fields)}")
+    saved = doc["fields"]
+    # a checkpoint of a version whose History had fewer columns (the first ones of `fields`) loads
+    # with NaN in the columns it lacks
+    if not isinstance(saved, list) or not saved or saved != list(fields[:len(saved)]):
+        raise ValueError(f"its History has the fields {saved}, not {list(fields)}")
     it = doc["iteration"]
     if not isinstance(it, int) or isinstance(it, bool) or it < 0:
         raise ValueError(f"iteration {it!r} is not an int >= 0")
     history = np.asarray(arrays["history"], dtype=np.float64)
-    if history.shape != (it, len(fields)):
-        raise ValueError(f"its History has shape {history.shape}, not ({it}, {len(fields)})")
+    if history.shape != (it, len(saved)):
+        raise ValueError(f"its History has shape {history.shape}, not ({it}, {len(saved)})")
+    if len(saved) < len(fields):
+        history = np.hstack([history, np.full((it, len(fields) - len(saved)), np.nan)])
     opt: dict[str, Any] = {}
     for key, value in doc["optimizer"].items():
         opt[key] = arrays[value[_ARRAY]] if isinstance(value, dict) and _ARRAY in value else value

@@ -19,12 +19,21 @@ from . import _checkpoint, exact
 from ._checkpoint import Seed
 from ._estimators import ValueBaseline, check_baseline_fits_weights, policy_gradient, weights_kind
 from ._mdp import FiniteMDP
+from ._optimality import fraction_of_optimal
 from ._policy import SoftmaxPolicy
 from ._validation import as_bool, as_float, as_gamma, as_int, as_threads, check_finite_result, require_instance
 from .optim import NaturalGradient, Optimizer
 
-FIELDS = ("iteration", "J_estimate", "J_stderr", "J_exact", "grad_norm", "seconds", "steps_per_s")
-_EXACT_MAX_WORK = 5 * 10**8  # evaluate exactly when H * nnz is below this
+BASE_FIELDS = ("iteration", "J_estimate", "J_stderr", "J_exact", "grad_norm", "seconds", "steps_per_s")
+"""The fields every History record has."""
+EXACT_FIELDS = ("J_gap", "fraction_of_optimal", "exact_grad_norm", "step_cosine", "variance_trace",
+                "advantage_gap", "min_optimal_prob")
+"""The exact columns (NaN when not evaluated; a record without them gets NaN)."""
+FIELDS = BASE_FIELDS + EXACT_FIELDS
+EXACT_MAX_WORK = 5 * 10**8
+"""``exact_eval=None`` records the exact columns when ``H * nnz(P)`` is at most this."""
+VARIANCE_MAX_WORK = 5 * 10**7
+"""``exact_eval=None`` records ``variance_trace`` when ``H * nnz(P) * n_params`` is at most this too."""
 MAX_ITERATIONS = 2**31 - 1
 """Upper bound of :func:`train`'s ``iterations``."""
 MAX_BATCH = 2**62
@@ -57,14 +66,17 @@ class History:
     """Per-iteration record of :func:`train`: ``iteration``, ``J_estimate`` (mean return of the
     batch) and ``J_stderr``, ``J_exact`` (NaN when not evaluated) — both for the policy that
     sampled the batch, before the iteration's update — ``grad_norm``, ``seconds``
-    (wall time of the iteration), ``steps_per_s``. ``history["J_exact"]`` is a NumPy array
-    (``KeyError`` for another name); ``len(history)`` is the number of iterations.
+    (wall time of the iteration, without the exact evaluation), ``steps_per_s``, then the exact
+    columns ``J_gap``, ``fraction_of_optimal``, ``exact_grad_norm``, ``step_cosine``,
+    ``variance_trace``, ``advantage_gap`` and ``min_optimal_prob`` (defined in :func:`train`;
+    NaN when not evaluated). ``history["J_exact"]`` is a NumPy array (``KeyError`` for another
+    name); ``len(history)`` is the number of iterations.
 
     Parameters
     ----------
     records : list of dict, optional
-        Records with the seven fields above, each checked and converted as :meth:`append` does
-        (values to float, other keys dropped).
+        Records with the fields above, each checked and converted as :meth:`append` does
+        (values to float, other keys dropped, missing exact columns NaN).
     meta : dict, optional
         What describes the run (:func:`train` stores its seed, batch, iterations, weights,
         baseline and optimizer); saved with the records.
@@ -111,13 +123,14 @@ class History:
         self.meta: dict[str, Any] = dict(meta or {})
 
     def append(self, record: dict[str, float]) -> None:
-        """Add one iteration's record (its seven fields, as floats; other keys are dropped).
+        """Add one iteration's record (its fields, as floats; other keys are dropped).
 
         Parameters
         ----------
         record : dict
             ``iteration``, ``J_estimate``, ``J_stderr``, ``J_exact``, ``grad_norm``, ``seconds``
-            and ``steps_per_s``.
+            and ``steps_per_s``; optionally the exact columns of :data:`EXACT_FIELDS` (NaN when
+            absent).
 
         Raises
         ------
@@ -125,7 +138,7 @@ class History:
             ``record`` is not a dict, or a value is not a real number (the message names the
             field).
         ValueError
-            A field is missing.
+            A field other than an exact column is missing.
 
         Examples
         --------
@@ -156,7 +169,8 @@ class History:
         -------
         numpy.recarray
             One float64 column per field, in the order ``iteration``, ``J_estimate``,
-            ``J_stderr``, ``J_exact``, ``grad_norm``, ``seconds``, ``steps_per_s``.
+            ``J_stderr``, ``J_exact``, ``grad_norm``, ``seconds``, ``steps_per_s``, then the
+            exact columns.
 
         Examples
         --------
@@ -221,7 +235,8 @@ class History:
 
     @classmethod
     def load_json(cls, path: str | Path) -> History:
-        """Read a History written by :meth:`save_json` (None becomes NaN again).
+        """Read a History written by :meth:`save_json` (None becomes NaN again; a file without
+        the exact columns gets NaN in them).
 
         Parameters
         ----------
@@ -254,10 +269,15 @@ class History:
             d = json.loads(Path(path).read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"{path}: not a saved History: the file is not JSON text ({exc})") from None
-        missing = [f for f in FIELDS if not isinstance(d, dict) or not isinstance(d.get(f), list)]
+        missing = [f for f in BASE_FIELDS if not isinstance(d, dict) or not isinstance(d.get(f), list)]
         if missing:
             raise ValueError(f"{path}: not a saved History: the field(s) {', '.join(map(repr, missing))} are missing")
         n = len(d["iteration"])
+        for f in EXACT_FIELDS:  # absent from the files of older versions
+            if f not in d:
+                d[f] = [None] * n
+            elif not isinstance(d[f], list):
+                raise ValueError(f"{path}: not a saved History: its field {f!r} is a {type(d[f]).__name__}, not a list")
         if any(len(d[f]) != n for f in FIELDS):
             raise ValueError(f"{path}: not a saved History: its fields have different lengths")
         meta = d.get("meta", {})
@@ -290,8 +310,8 @@ class History:
         >>> hist.save_csv("run.csv")
         >>> from pathlib import Path
         >>> print(Path("run.csv").read_text(), end="")
-        iteration,J_estimate,J_stderr,J_exact,grad_norm,seconds,steps_per_s
-        1.0,0.25,0.01,nan,0.5,0.1,200000.0
+        iteration,J_estimate,J_stderr,J_exact,grad_norm,seconds,steps_per_s,J_gap,fraction_of_optimal,exact_grad_norm,step_cosine,variance_trace,advantage_gap,min_optimal_prob
+        1.0,0.25,0.01,nan,0.5,0.1,200000.0,nan,nan,nan,nan,nan,nan,nan
         """
         with open(path, "w", newline="") as fh:
             w = csv.writer(fh)
@@ -309,13 +329,14 @@ class History:
 
 
 def _checked_record(record: Any, name: str) -> dict[str, float]:
-    """A History record: the seven fields of ``record`` (a dict) as floats, other keys dropped."""
+    """A History record: the fields of ``record`` (a dict) as floats, other keys dropped, absent
+    exact columns NaN."""
     if not isinstance(record, dict):
         raise TypeError(f"{name} must be a dict of the fields {FIELDS}, got {type(record).__name__}")
-    missing = [k for k in FIELDS if k not in record]
+    missing = [k for k in BASE_FIELDS if k not in record]
     if missing:
         raise ValueError(f"{name} is missing the field(s) {', '.join(map(repr, missing))}")
-    return {k: as_float(record[k], f"{name}[{k!r}]") for k in FIELDS}
+    return {k: as_float(record[k], f"{name}[{k!r}]") if k in record else math.nan for k in FIELDS}
 
 
 def _iteration_seed(seed: Seed, it: int) -> int:
@@ -330,6 +351,46 @@ def _iteration_seed(seed: Seed, it: int) -> int:
 def _evaluated(it: int, every: int, iters: int) -> bool:
     """Whether iteration ``it`` of a run of ``iters`` records the exact J."""
     return it % every == 0 or it == 1 or it == iters
+
+
+class _ExactColumns:
+    """The exact columns of :func:`train`'s records (definitions in its docstring), with the
+    optimal policy of the run's objective computed once."""
+
+    def __init__(self, mdp: FiniteMDP, gamma: float, weights: str, baseline: Any, variance: bool) -> None:
+        self.mdp, self.gamma, self.weights, self.variance = mdp, gamma, weights, variance
+        self.baseline = None if baseline is None or baseline == "none" or isinstance(baseline, ValueBaseline) else baseline
+        best = exact.optimal(mdp, "finite_horizon", gamma=gamma)
+        self.optimal_J = float(best.value)
+        q0, v0 = best.action_values[0], best.state_values[0]
+        # the optimal actions a*(s) at t = 0: every action within a relative 1e-9 of V*_0(s) (ties count together)
+        self.optimal_actions = q0 >= v0[:, None] - 1e-9 * np.maximum(1.0, np.abs(v0[:, None]))
+        self.live = ~mdp.terminal
+
+    def measure(self, policy: SoftmaxPolicy, table: NDArray[np.float64] | None,
+                value_baseline: bool) -> tuple[float, dict[str, float], NDArray[np.float64]]:
+        """(J, the exact columns but ``step_cosine``, the exact gradient) of ``policy``; ``table``:
+        the fitted ValueBaseline's b_t(s) this iteration uses (None when cross-fitted)."""
+        grad, ev = exact.gradient(self.mdp, policy, "finite_horizon", gamma=self.gamma, return_evaluation=True)
+        J = float(ev.value)
+        trace = math.nan
+        if self.variance and not (value_baseline and table is None):
+            trace = exact.moments(self.mdp, policy, weights=self.weights,  # type: ignore[arg-type]
+                                  baseline=self.baseline if table is None else table, gamma=self.gamma,
+                                  covariance=False).trace
+        probs = policy._probs_for(self.mdp)
+        on_optimal = (probs * self.optimal_actions).sum(axis=1)[self.live]
+        cols = {"J_gap": self.optimal_J - J, "fraction_of_optimal": fraction_of_optimal(J, self.optimal_J),
+                "exact_grad_norm": float(np.linalg.norm(grad)), "variance_trace": trace,
+                "advantage_gap": float(ev.advantages[0].max()),
+                "min_optimal_prob": float(on_optimal.min()) if on_optimal.size else math.nan}
+        return J, cols, grad
+
+    @staticmethod
+    def cosine(step: NDArray[np.float64], grad: NDArray[np.float64]) -> float:
+        """cos(step, grad); NaN when either is zero."""
+        den = float(np.linalg.norm(step)) * float(np.linalg.norm(grad))
+        return float(np.vdot(step, grad)) / den if den > 0 else math.nan
 
 
 class _Progress:
@@ -450,8 +511,35 @@ def train(
     Each iteration uses the fused estimator (no trajectories stored, see
     :func:`pgfast.policy_gradient`), except with a ``ValueBaseline`` (fitted on each batch) and the
     natural gradient with a sampled Fisher matrix (which reads the batch's visits): those sample
-    and store the batch. ``exact_eval`` (default:
-    when the MDP is small enough) records the exact J every ``eval_every`` iterations.
+    and store the batch. ``exact_eval`` (default: when the MDP is small enough) records the exact
+    columns every ``eval_every`` iterations (and at the first and last), for the policy that
+    sampled the batch, with the finite-horizon objective and ``gamma`` of the estimator:
+
+    - ``J_exact``: :math:`J`; ``J_gap``: :math:`J^* - J`, with :math:`J^*` of
+      :func:`pgfast.exact.optimal` (computed once per run); ``fraction_of_optimal``: :math:`J / J^*`
+      (:math:`J^* / J` when :math:`J^* < 0`, NaN when :math:`J^* = 0`);
+    - ``exact_grad_norm``: :math:`\|\nabla J\|` (:func:`pgfast.exact.gradient`);
+    - ``step_cosine``: the cosine between the step taken (``theta`` after the update minus
+      ``theta`` before) and :math:`\nabla J` (NaN for a zero step);
+    - ``variance_trace``: :math:`\operatorname{tr}\operatorname{Cov}[\hat g]` of the
+      single-trajectory estimator in use (:func:`pgfast.exact.moments` with ``weights`` and the
+      deterministic limit of ``baseline``: the leave-one-out batch baselines ``"mean"`` and
+      ``"time"`` map to the moments' ``"mean"`` and ``"time"``, which leave out their O(1/N) term;
+      a ``ValueBaseline`` to the table it was fitted to on the previous batch, NaN on the first
+      iteration, which cross-fits it); the batch mean's variance is ``variance_trace / batch``;
+    - ``advantage_gap``: :math:`\max_s \max_a A_0(s, a)`, with :math:`A_0 = Q_0 - V_0` the
+      exact advantages of the policy at step 0 (over every state; >= 0, and 0 when the policy is
+      greedy in its own :math:`Q_0`);
+    - ``min_optimal_prob``: :math:`\min_s \pi(a^*(s)|s)` over the non-terminal states, with
+      :math:`a^*(s)` the optimal actions at step 0 (all actions within a relative 1e-9 of
+      :math:`V^*_0(s)`; tied actions' probabilities add up).
+
+    The rule for ``exact_eval=None``: every exact column when :math:`H \cdot \text{nnz}(P)` is at
+    most ``EXACT_MAX_WORK`` (5e8), and ``variance_trace`` when moreover
+    :math:`H \cdot \text{nnz}(P) \cdot n_\text{params}` is at most ``VARIANCE_MAX_WORK`` (5e7; the
+    cost of the exact variances); ``True`` records them all, ``False`` none (NaN). Their time is
+    not counted in ``seconds``; they do not change the training (the same ``theta`` with them
+    or without).
     ``callback(iteration, record)`` may return True to stop early. ``iterations`` is at most
     ``2**31 - 1`` and ``batch`` at most ``2**62``; every argument is checked before the first
     iteration.
@@ -509,9 +597,9 @@ def train(
     gamma : float in [0, 1], optional
         Discount factor (default: the MDP's).
     eval_every : int >= 1
-        Record the exact J every ``eval_every`` iterations (default 1).
+        Record the exact columns every ``eval_every`` iterations (default 1).
     exact_eval : bool, optional
-        Whether to record the exact J (default: when the MDP is small enough).
+        Whether to record the exact columns (default: by the rule above).
     threads : int, optional
         Worker threads, 1 to ``pgfast.MAX_THREADS`` (default: every usable CPU).
     progress : bool or None
@@ -569,8 +657,12 @@ def train(
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable (iteration, record) -> bool | None, or None, got {type(callback).__name__}")
     as_threads(threads)  # checked before the first iteration
-    do_exact = (as_bool(exact_eval, "exact_eval") if exact_eval is not None
-                else mdp.horizon * max(mdp.nnz, 1) <= _EXACT_MAX_WORK)
+    if exact_eval is not None:
+        do_exact = do_variance = as_bool(exact_eval, "exact_eval")
+    else:
+        work = mdp.horizon * max(mdp.nnz, 1)
+        do_exact = work <= EXACT_MAX_WORK
+        do_variance = do_exact and work * policy.n_params <= VARIANCE_MAX_WORK
     if progress is not None and not isinstance(progress, (bool, np.bool_)):
         raise TypeError(f"progress must be None (a bar on a terminal or in a notebook), True or False, got {type(progress).__name__}")
     if not (baseline is None or isinstance(baseline, (str, ValueBaseline))):
@@ -604,7 +696,7 @@ def train(
         start = loaded.state.iteration
         hist.records = [dict(zip(FIELDS, map(float, row), strict=True)) for row in loaded.history.tolist()]
         if start and not _evaluated(start, every, iters):  # a run that ended there evaluated it; this one does not
-            hist.records[-1]["J_exact"] = math.nan
+            hist.records[-1].update(dict.fromkeys(("J_exact", *EXACT_FIELDS), math.nan))
     saver = None
     if ckpt_path is not None:
         saver = _checkpoint.Saver(ckpt_path, every_s, base_seed, options, FIELDS)
@@ -615,11 +707,14 @@ def train(
     else:  # an optimizer restored by hand (load_state_dict) continues from the steps it took
         steps = _steps_taken(optimizer)
         bar = _progress(show, steps + iters, steps)
+    columns = _ExactColumns(mdp, gamma_value, weights, baseline, do_variance) if do_exact else None
     try:
         for it in range(start + 1, iters + 1):
             if saver is not None:
                 last = _checkpoint.capture(it - 1, policy, optimizer, value_baseline)
             t0 = time.perf_counter()
+            # the fitted table this iteration's estimate uses (fit below replaces it whole)
+            table = value_baseline.values() if value_baseline is not None and value_baseline.fitted else None
             s = _iteration_seed(base_seed, it)
             context: dict[str, Any] = {}
             # a stored batch only where per-trajectory data is needed (a ValueBaseline is fitted on
@@ -642,12 +737,19 @@ def train(
             gnorm = float(np.linalg.norm(est.grad))
             check_finite_result(gnorm, "the gradient norm", "the gradient's entries are too large to square")
             j_exact = math.nan  # of the policy that sampled this batch, like J_estimate
-            if do_exact and _evaluated(it, every, iters):
-                j_exact = exact.evaluate(mdp, policy, "finite_horizon", gamma=gamma).value
+            cols = dict.fromkeys(EXACT_FIELDS, math.nan)
+            t_exact = 0.0  # the exact evaluation's time, left out of `seconds`
+            if columns is not None and _evaluated(it, every, iters):
+                te = time.perf_counter()
+                j_exact, cols, exact_grad = columns.measure(policy, table, value_baseline is not None)
+                before = policy.theta.copy()
+                t_exact = time.perf_counter() - te
             optimizer.step(policy, est.grad, **context)
-            dt = time.perf_counter() - t0
+            dt = time.perf_counter() - t0 - t_exact
+            if columns is not None and _evaluated(it, every, iters):
+                cols["step_cosine"] = columns.cosine(policy.theta - before, exact_grad)
             rec = {"iteration": it, "J_estimate": est.value, "J_stderr": est.value_stderr, "J_exact": j_exact,
-                   "grad_norm": gnorm, "seconds": dt, "steps_per_s": est.n_steps / dt if dt > 0 else math.nan}
+                   "grad_norm": gnorm, "seconds": dt, "steps_per_s": est.n_steps / dt if dt > 0 else math.nan, **cols}
             hist.append(rec)
             bar.update(it - start, rec)  # the iteration of this run (the bar began at `start`)
             if callback is not None and callback(it, rec):

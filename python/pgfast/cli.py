@@ -123,7 +123,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print("  " + " | ".join(([f"resuming from {args.resume}"] if args.resume else [])
                                 + ([f"checkpoint {args.checkpoint} every {args.checkpoint_every:g} s and on Ctrl-C"]
                                    if args.checkpoint else [])))
-    print(f"{'iter':>6} {'J (batch)':>12} {'+-se':>9} {'J exact':>10} {'% opt':>8} {'|grad|':>10} {'Msteps/s':>9}")
+    print(f"{'iter':>6} {'J (batch)':>12} {'+-se':>9} {'J exact':>10} {'% opt':>8} {'J* - J':>9} {'|grad|':>10} "
+          f"{'cos':>6} {'tr Var':>9} {'Msteps/s':>9}")
     every = args.eval_every
 
     def show(it: int, rec: dict[str, float]) -> bool:
@@ -131,7 +132,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             return False
         je = rec["J_exact"]
         print(f"{it:>6} {rec['J_estimate']:>12.5f} {rec['J_stderr']:>9.5f} {je:>10.5f} {_percent(ref.fraction(je)):>8} "
-              f"{rec['grad_norm']:>10.4g} {rec['steps_per_s'] / 1e6:>9.1f}", flush=True)
+              f"{_number(rec['J_gap'], '.3e'):>9} {rec['grad_norm']:>10.4g} {_number(rec['step_cosine'], '.3f'):>6} "
+              f"{_number(rec['variance_trace'], '.3g'):>9} {rec['steps_per_s'] / 1e6:>9.1f}", flush=True)
         return False
 
     t0 = time.perf_counter()
@@ -146,6 +148,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     dt = time.perf_counter() - t0
     J = pg.exact.evaluate(mdp, pi).value
     print(f"trained in {dt:.2f} s")
+    if np.isfinite(hist["J_gap"]).any():
+        print("  columns: J* - J the sub-optimality gap, cos the cosine between the step and the exact gradient, "
+              "tr Var the exact variance (trace) of the one-episode estimator (see pgfast.train)")
     fraction, score = ref.fraction(J), ref.score(J)
     print(f"  exact J of the trained policy  {J:.6f}")
     print(f"  optimal J                      {ref.optimal_J:.6f}"
@@ -175,6 +180,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _number(x: float, spec: str) -> str:
+    """``x`` formatted by ``spec``, or "-" when not evaluated (NaN)."""
+    return format(x, spec) if np.isfinite(x) else "-"
+
+
 def _percent(fraction: float) -> str:
     return f"{100 * fraction:.1f}%" if np.isfinite(fraction) else "-"
 
@@ -191,7 +201,7 @@ def _plot(hist: Any, optimal_J: float, path: str, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (ax, gap_ax) = plt.subplots(1, 2, figsize=(11, 4))
     it = hist["iteration"]
     ax.plot(it, hist["J_estimate"], lw=1, alpha=0.6, label="J (batch mean return)")
     je = hist["J_exact"]
@@ -203,6 +213,16 @@ def _plot(hist: Any, optimal_J: float, path: str, title: str) -> None:
     ax.set_ylabel("J")
     ax.set_title(title)
     ax.legend()
+    gap = hist["J_gap"]
+    pos = gap > 0  # log axes show the positive gaps (NaN: not evaluated)
+    if pos.any():
+        gap_ax.loglog(it[pos], gap[pos], marker=".", lw=1.5, label="J* - J (exact)")
+        gap_ax.legend()
+    else:
+        gap_ax.text(0.5, 0.5, "no exact J* - J > 0 recorded", ha="center", va="center", transform=gap_ax.transAxes)
+    gap_ax.set_xlabel("iteration")
+    gap_ax.set_ylabel("J* - J")
+    gap_ax.set_title("sub-optimality gap (log-log)")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
