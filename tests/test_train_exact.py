@@ -249,10 +249,13 @@ def test_rule_variance_has_its_own_limit(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_default_rule_on_frozenlake_and_taxi() -> None:
-    """FrozenLake 8x8 tabular gets every column; tabular Taxi (H nnz n_params = 1.8e9) every one
-    but the variance."""
+    """FrozenLake 4x4 tabular gets every column; FrozenLake 8x8 (H nnz n_params = 1.7e7) and
+    tabular Taxi (1.8e9) every one but the variance, unless forced."""
+    small = pg.FiniteMDP.from_gymnasium("FrozenLake-v1")
+    assert np.isfinite(_one(small, None, iterations=1)["variance_trace"]).all()
     lake = pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="8x8")
-    assert np.isfinite(_one(lake, None, iterations=1)["variance_trace"]).all()
+    assert np.isnan(_one(lake, None, iterations=1)["variance_trace"]).all()
+    assert np.isfinite(_one(lake, True, iterations=1)["variance_trace"]).all()
     taxi = pg.FiniteMDP.from_gymnasium("Taxi-v4")
     hist = _one(taxi, None, iterations=1, batch=4)
     assert np.isnan(hist["variance_trace"]).all()

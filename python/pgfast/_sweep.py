@@ -60,7 +60,7 @@ OPTIONS: dict[str, Any] = {
 """The options of a run (those of ``pgfast train``) and their defaults (None: the default that
 depends on another option, or the environment's)."""
 
-ROW_FIELDS = (*FIELDS, "fraction_of_optimal")
+ROW_FIELDS = FIELDS
 """The per-iteration fields of a sweep's rows, after ``config``, the grid's options and ``seed``."""
 
 _WALL_CLOCK = ("seconds", "steps_per_s")
@@ -686,7 +686,7 @@ def sweep(
     rows: list[dict[str, Any]] = []
     for c, s in all_runs:
         for r in results[(c, s)]:
-            rows.append({"config": c, **configs[c], "seed": s, **r, "fraction_of_optimal": refs[c].fraction(r["J_exact"])})
+            rows.append({"config": c, **configs[c], "seed": s, **r})
     meta = {"env": env if isinstance(env, str) else "FiniteMDP", "env_kwargs": _jsonable(kw), "fixed": _jsonable(fixed),
             "grid": keys, "seeds": seed_list, "iterations": iters,
             "optimal_J": [r.optimal_J for r in refs], "uniform_J": [r.uniform_J for r in refs]}
@@ -707,8 +707,8 @@ def tune_trainable(
 
     The trial's ``config`` holds ``seed`` (an int, default 0: make it a grid axis,
     ``tune.grid_search([0, 1, ...])``) and options of :func:`pgfast.build_run`; ``fixed`` holds
-    the options shared by every trial. Each iteration's History record, plus
-    ``fraction_of_optimal``, goes to ``ray.tune.report`` from :func:`pgfast.train`'s callback, so a
+    the options shared by every trial. Each iteration's History record (``J_exact``,
+    ``fraction_of_optimal`` and the other exact columns included) goes to ``ray.tune.report`` from :func:`pgfast.train`'s callback, so a
     scheduler such as ASHA can stop a trial between two iterations; the reported metrics equal a
     direct ``pg.train`` run with that configuration and seed, bit for bit (wall-clock fields
     aside). The run uses one thread (give each trial one CPU); the trainable keeps no state
@@ -773,10 +773,8 @@ def tune_trainable(
         o = {**fixed, **options}
         same_mdp = all(_options(o, "")[k] == _options(fixed, "")[k] for k in ("horizon", "gamma"))
         run = build_run(env, o, seed=seed, iterations=iters, env_kwargs=kw, threads=1, mdp=mdp if same_mdp else None)
-        ref = Reference.of(run.mdp)
-
         def report(it: int, rec: dict[str, float]) -> None:
-            tune.report({**rec, "fraction_of_optimal": ref.fraction(rec["J_exact"])})
+            tune.report(dict(rec))
 
         train(run.mdp, run.policy, optimizer=run.optimizer, **run.kwargs, callback=report)
 
@@ -835,8 +833,8 @@ class SweepResult:
     ----------
     rows : list of dict
         The rows: ``config`` (the configuration's index), the grid's options, ``seed``, then
-        ``iteration``, ``J_estimate``, ``J_stderr``, ``J_exact``, ``grad_norm``, ``seconds``,
-        ``steps_per_s`` (the :class:`pgfast.History` fields) and ``fraction_of_optimal``.
+        the fields of a :class:`pgfast.History` record (``iteration``, ``J_estimate``, ``J_exact``,
+        ``fraction_of_optimal`` and the other exact columns: see :class:`pgfast.History`).
     configs : list of dict
         The grid's configurations (option -> value), in the order of their index.
     meta : dict, optional
