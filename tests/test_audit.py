@@ -12,6 +12,7 @@ give every planted mistake an expected largest |z| far above the Holm / Bonferro
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -279,6 +280,20 @@ def test_zero_variance_coordinates_are_checked_for_equality() -> None:
     assert not rep.unbiased and "theta[4, 0]" in rep.verdict
 
 
+def test_an_mdp_without_rewards_has_zero_moments() -> None:
+    """Zero rewards: the exact mean and variance are 0 in every coordinate; the estimate must be 0."""
+    rng = np.random.default_rng(4)
+    mdp = random_mdp(rng, S=4, A=2, horizon=3)
+    mdp = pg.FiniteMDP(mdp.P, np.zeros((4, 2)), mdp.mu0, horizon=3)
+    pi = pg.TabularSoftmax(4, 2, theta=rng.normal(size=(4, 2)))
+    rep = pg.audit(numpy_reinforce(pi, 1.0), mdp, pi, n=10, repeats=5, seed=0)
+    assert rep.passed and rep.degenerate.all() and math.isnan(rep.trace_ratio), rep.verdict
+    assert "zero variance, and so has this one" in rep.verdict
+    noisy = pg.audit(lambda traj: rng.normal(size=(4, 2)), mdp, pi, n=10, repeats=5, seed=0)
+    assert not noisy.unbiased and not noisy.variance_as_expected and noisy.flagged.all()
+    assert "this one has not" in noisy.verdict
+
+
 # -- errors -------------------------------------------------------------------------------------------
 
 
@@ -321,6 +336,18 @@ def test_bad_estimators_and_objects() -> None:
         pg.audit(lambda traj: "grad", mdp, pi, n=5, repeats=3, seed=0)
     with pytest.raises(TypeError, match="estimator must return a real gradient array, got NoneType"):
         pg.audit(lambda traj: None, mdp, pi, n=5, repeats=3, seed=0)
+
+    with pytest.raises(ValueError, match=r"the estimator's gradient on batch 0 \(seed \d+\) must be a rectangular"):
+        pg.audit(lambda traj: [[1.0, 2.0], [3.0]], mdp, pi, n=5, repeats=3, seed=0)
+
+    def failing(traj: pg.Trajectories) -> np.ndarray:
+        raise KeyError("bug")
+
+    with pytest.raises(KeyError, match="bug") as info:
+        pg.audit(failing, mdp, pi, n=5, repeats=3, seed=0)
+    if sys.version_info >= (3, 11):  # exceptions carry notes from Python 3.11
+        assert any("raised by the estimator audited by pgfast.audit, on batch 0" in note
+                   for note in info.value.__notes__)
 
     def nan_on_second(traj: pg.Trajectories) -> np.ndarray:
         g = pg.policy_gradient(pi, traj).grad.copy()
