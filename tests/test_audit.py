@@ -175,6 +175,20 @@ def test_leave_one_out_baseline_passes_where_own_fails() -> None:
     rep = pg.audit(lambda traj: pg.policy_gradient(pi, traj, weights="return", baseline="mean"), mdp, pi,
                    n=n, repeats=R, seed=41, claims=dict(weights="return", baseline="mean"))
     assert rep.unbiased, rep.verdict
+    # its variance exceeds that of the deterministic baseline b = J (the claimed moments) by the
+    # O(1/n) term, large for n = 2, and the verdict says where it comes from
+    assert not rep.variance_as_expected and rep.trace_ratio_ci[0] > 1.0
+    assert "leave-one-out batch baseline 'mean' adds a term of relative order 1/n" in rep.verdict
+
+
+def test_mlp_policy_estimator_passes() -> None:
+    rng = np.random.default_rng(8)
+    mdp = random_mdp(rng, S=4, A=2, horizon=5, gamma=0.9, n_terminal=1)
+    net = pg.MLPSoftmax(rng.normal(size=(4, 3)), 2, hidden=(4,), seed=3)
+    rep = pg.audit(lambda traj: pg.policy_gradient(net, traj, baseline="exact"), mdp, net, n=50, repeats=300,
+                   seed=9, claims=dict(baseline="exact"))
+    assert rep.passed, rep.verdict
+    assert rep.z.shape == net.theta.shape
 
 
 def test_linear_policy_estimator_passes_and_wrong_claim_is_flagged() -> None:
@@ -292,6 +306,14 @@ def test_an_mdp_without_rewards_has_zero_moments() -> None:
     noisy = pg.audit(lambda traj: rng.normal(size=(4, 2)), mdp, pi, n=10, repeats=5, seed=0)
     assert not noisy.unbiased and not noisy.variance_as_expected and noisy.flagged.all()
     assert "this one has not" in noisy.verdict
+
+
+def test_a_constant_estimator_has_zero_variance_ratio() -> None:
+    mdp, pi = _random_problem()
+    rep = pg.audit(lambda traj: np.zeros((5, 3)), mdp, pi, n=10, repeats=20, seed=0)
+    assert not rep.unbiased and not rep.variance_as_expected
+    assert rep.trace_ratio == 0.0 and rep.trace_ratio_ci == (0.0, 0.0)
+    assert "Variance zero" in rep.verdict
 
 
 # -- errors -------------------------------------------------------------------------------------------

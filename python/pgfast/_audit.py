@@ -315,6 +315,8 @@ def _verdict(rep: dict[str, Any], m: exact.Moments, shape: tuple[int, ...]) -> s
     if not math.isfinite(ratio):
         var = ("Variance: the claimed estimator has zero variance, " +
                ("and so has this one." if rep["variance_as_expected"] else "this one has not."))
+    elif ratio == 0.0:
+        var = "Variance zero: the estimate is the same on every batch, while the claimed estimator's varies."
     elif rep["variance_as_expected"]:
         var = (f"Variance as expected: the trace of its covariance is {ratio:.3g} times the claimed estimator's "
                f"({level} CI [{lo:.3g}, {hi:.3g}]).")
@@ -356,8 +358,9 @@ def audit(
     larger of the exact standard error of the claimed estimator and the sample one
     (:math:`s_k^2` the sample variance of the R estimates), with a two-sided normal p-value. For the
     claimed estimator :math:`\bar g_k` is a mean of :math:`nR` independent trajectories, so with the
-    exact standard error :math:`z_k` is normal up to O(1/(nR)) even for the skewed returns of sparse
-    rewards (a t statistic on R batch means is not, in the tails that a family of tests reaches);
+    exact standard error the two-sided tails of :math:`z_k` are normal up to O(1/(nR)), even for the
+    skewed returns of sparse rewards (a t statistic on R batch means is much further from its
+    reference distribution in the far tails that a family of tests reaches);
     the larger of the two keeps the false-alarm rate at most ``alpha`` and judges an estimator
     whose variance exceeds the claimed one (a different baseline, a leave-one-out baseline's O(1/n)
     term) by its own spread, so that a right mean with another variance is not called biased: the
