@@ -19,6 +19,7 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
     ) from exc
 
 from . import distributed, exact, optim
+from ._audit import AuditReport, audit
 from ._estimators import PolicyGradient, ValueBaseline, log_likelihood, policy_gradient, score
 from ._mdp import FiniteMDP
 from ._mlp import MLPSoftmax
@@ -46,6 +47,7 @@ except PackageNotFoundError:  # pragma: no cover
 __all__ = [
     "MAX_THREADS",
     "PAD_INDEX",
+    "AuditReport",
     "FiniteMDP",
     "GradientPartial",
     "History",
@@ -60,6 +62,7 @@ __all__ = [
     "Trajectories",
     "ValueBaseline",
     "__version__",
+    "audit",
     "block_grid",
     "build_info",
     "build_run",
