@@ -249,9 +249,9 @@ def test_rule_variance_has_its_own_limit(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_default_rule_on_frozenlake_and_taxi() -> None:
-    """FrozenLake 4x4 tabular gets every column; FrozenLake 8x8 (H nnz n_params = 1.7e7) and
+    """A small MDP gets every column; FrozenLake 4x4 (H nnz n_params = 1.2e6), 8x8 (1.7e7) and
     tabular Taxi (1.8e9) every one but the variance, unless forced."""
-    small = pg.FiniteMDP.from_gymnasium("FrozenLake-v1")
+    small = pg.FiniteMDP.from_gymnasium("FrozenLake-v1", horizon=10)  # 10 * 192 * 64 = 1.2e5
     assert np.isfinite(_one(small, None, iterations=1)["variance_trace"]).all()
     lake = pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="8x8")
     assert np.isnan(_one(lake, None, iterations=1)["variance_trace"]).all()
@@ -357,8 +357,9 @@ def test_a_checkpoint_with_other_fields_is_refused(tmp_path: Path) -> None:
 
 
 def test_cli_prints_the_gap_cosine_and_trace(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # horizon 10: small enough for the exact variance by default (H nnz n_params = 1.2e5)
     H = tmp_path / "h.json"
-    argv = ["train", "FrozenLake-v1", "--iterations", "6", "--batch", "256", "--episodes", "0", "--eval-every", "3",
+    argv = ["train", "FrozenLake-v1", "--iterations", "6", "--batch", "256", "--episodes", "0", "--eval-every", "3", "--horizon", "10",
             "--json", str(H)]
     assert main(argv) == 0
     out = capsys.readouterr().out
