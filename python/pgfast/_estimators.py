@@ -752,13 +752,29 @@ def policy_gradient(
       MDP (an oracle: the advantage estimator with the true value function); with
       ``weights="return"``, :math:`b_i = V_0(s_{i,0})`;
     - a :class:`ValueBaseline`: its fitted :math:`b_t(s)` (fitted on earlier batches), or
-      cross-fitted on this batch when it is not fitted yet.
+      cross-fitted on this batch when it is not fitted yet;
+    - ``"optimal"`` (stored batch only): the per-coordinate variance-minimising constant baseline
+      (Peters & Schaal 2008; Greensmith, Bartlett & Baxter 2004), estimated leave-one-out. With
+      return weights :math:`\hat g_{i,k} = Y_{i,k} (G_i - b_{i,k})`, :math:`Y_i = \sum_t \psi_{i,t}`,
+      :math:`b_{i,k} = \sum_{j \ne i} Y_{j,k}^2 G_j \big/ \sum_{j \ne i} Y_{j,k}^2`; with
+      reward-to-go weights the per-step form
+      :math:`\hat g_{i,k} = \sum_{h<H} \gamma^h Z_{i,h,k} (r_{i,h} - b_{i,h,k})`,
+      :math:`Z_{i,h} = \sum_{t \le h} \psi_{i,t}` (the whole score sum after the episode's end, where
+      :math:`r_{i,h} = 0`), :math:`b_{i,h,k} = \sum_{j \ne i} Z_{j,h,k}^2 r_{j,h} \big/
+      \sum_{j \ne i} Z_{j,h,k}^2`; a zero denominator gives :math:`b = 0`. These are the batch
+      versions of ``pg.exact.moments(..., baseline="optimal")``'s :math:`b^*`; trajectory i's
+      baseline uses only the other trajectories, so the estimate is unbiased (N >= 2). Computed in
+      NumPy per block of coordinates: O(max length x N x n_params) time, about
+      ``8 (10 N + S A)`` bytes per coordinate of a block of working memory (blocks of at most
+      64 MiB), plus the ``(N, n_params)`` rows when ``per_trajectory=True``.
 
     Two ways to call it: with a stored batch ``traj`` (from :meth:`FiniteMDP.sample`), or fused
     with ``mdp=, n=, seed=`` (and ``traj=None``): sampling and accumulation in one pass without
     storing trajectories; for the same seed it equals the two-step result up to floating-point
     summation order (about 1e-15 relative). The fused form takes every baseline but the
-    cross-fitted one (a :class:`ValueBaseline` must be fitted). The leave-one-out baselines
+    cross-fitted one (a :class:`ValueBaseline` must be fitted) and ``"optimal"`` (whose
+    leave-one-out sums need every trajectory's score sums: a ``ValueError``; sample the batch and
+    pass it as ``traj``). The leave-one-out baselines
     ``"mean"`` and ``"time"`` need statistics of the whole batch: a first pass simulates the batch
     and sums its rewards per step and its lengths, and the second pass draws the same trajectories
     again (their streams are keyed by ``(seed, i)``) and forms the weights as the stored form does,
@@ -785,7 +801,7 @@ def policy_gradient(
         A stored batch; ``None`` for the fused form.
     weights : {"reward_to_go", "return"}
         The weights :math:`w_{i,t}` (default reward-to-go).
-    baseline : None, {"mean", "time", "exact"} or ValueBaseline
+    baseline : None, {"mean", "time", "exact", "optimal"} or ValueBaseline
         The baseline subtracted from the weights.
     gamma : float in [0, 1], optional
         Discount factor (default: the MDP's).
