@@ -538,19 +538,23 @@ _OPTIMAL_BLOCK_BYTES = 64 * 2**20
 
 
 def _leave_one_out_sums(x: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Row i: the sum of the rows j != i of x (N, K), as sum_{j<i} + sum_{j>i}, each added
-    sequentially from its far end, so row i's sum depends on the other rows only (never formed by
-    subtracting x_i from a total: no cancellation, and no dependence on x_i through rounding)."""
+    """Entry i of the last axis: the sum of the entries j != i of x, as sum_{j<i} + sum_{j>i}, each
+    added sequentially from its far end, so entry i's sum depends on the other entries only (never
+    formed by subtracting x_i from a total: no cancellation, and no dependence on x_i through
+    rounding)."""
     out = np.zeros_like(x)
-    if x.shape[0] > 1:
-        out[1:] = np.cumsum(x[:-1], axis=0)
-        out[:-1] += np.cumsum(x[:0:-1], axis=0)[::-1]
+    if x.shape[-1] > 1:
+        out[..., 1:] = np.cumsum(x[..., :-1], axis=-1)
+        out[..., :-1] += np.cumsum(x[..., :0:-1], axis=-1)[..., ::-1]
     return out
 
 
-def _ratio_or_zero(num: NDArray[np.float64], den: NDArray[np.float64]) -> NDArray[np.float64]:
-    """num / den, 0 where den = 0 (every other trajectory has a zero score sum there)."""
-    return np.divide(num, den, out=np.zeros_like(num), where=den > 0.0)
+def _loo_optimal(Z: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.float64]:
+    """b[k, i] = sum_{j != i} Z[k, j]^2 y[j] / sum_{j != i} Z[k, j]^2, 0 where the denominator is 0."""
+    Z2 = Z * Z
+    den = _leave_one_out_sums(Z2)
+    Z2 *= y
+    return np.divide(_leave_one_out_sums(Z2), den, out=np.zeros_like(Z), where=den > 0.0)
 
 
 def optimal_baseline_rows(
@@ -563,9 +567,10 @@ def optimal_baseline_rows(
     :math:`b_{i,k} = \sum_{j \ne i} Y_{j,k}^2 G_j / \sum_{j \ne i} Y_{j,k}^2`. Reward-to-go:
     :math:`\hat g_i = \sum_h \gamma^h Z_{i,h} (r_{i,h} - b_{i,h})`, :math:`Z_{i,h} = \sum_{t \le h}
     \psi_{i,t}`, :math:`b_{i,h,k} = \sum_{j \ne i} Z_{j,h,k}^2 r_{j,h} / \sum_{j \ne i}
-    Z_{j,h,k}^2` (0 when the denominator is 0). NumPy over blocks of coordinates: the score sums
-    are built step by step from the score rows, O(max len * N * n_params) time; the sums over
-    trajectories run in index order, independent of any thread count.
+    Z_{j,h,k}^2` (0 when the denominator is 0). NumPy over blocks of coordinates, each an
+    (N, coordinates) array of score sums built step by step from the score rows: O(max len * N *
+    n_params) time (steps where every reward is 0 only update the sums); the sums over
+    trajectories run in index order, independent of any thread count and of the blocks.
     """
     S, A = policy.n_states, policy.n_actions
     _check_indices(traj, S, A)
@@ -581,7 +586,7 @@ def optimal_baseline_rows(
     # the score rows grad log pi(a|s), sparse (CSR over s * A + a)
     indptr, index, value = exact._score_rows(policy, policy.probs())
     row_of = np.repeat(np.arange(S * A), np.diff(indptr))
-    per_coord = 8 * (10 * N + S * A + 1)  # bytes per coordinate of a block (N x K work arrays, K score columns)
+    per_coord = 8 * (10 * N + S * A + 1)  # bytes per coordinate of a block (work arrays of N, score columns)
     check_allocation(per_coord, "the optimal baseline's working arrays for one coordinate",
                      "use a smaller batch or another baseline")
     block = max(1, min(n, _OPTIMAL_BLOCK_BYTES // per_coord))
@@ -591,28 +596,24 @@ def optimal_baseline_rows(
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported by gradient_result
         for k0 in range(0, n, block):
             k1 = min(n, k0 + block)
-            X = np.zeros((S * A + 1, k1 - k0))
+            X = np.zeros((S * A + 1, k1 - k0))  # the block's coordinates of every score row
             sel = (index >= k0) & (index < k1)
             X[row_of[sel], index[sel] - k0] = value[sel]
-            Z = np.zeros((N, k1 - k0))
+            Z = np.zeros((N, k1 - k0))  # score sums, one row per trajectory (gathered by rows)
+            out = np.zeros((k1 - k0, N))  # the gradients, one row per coordinate (sums along rows)
+            for h in range(T):
+                Z += X[idx[:, h]]
+                if kind == "return" or not r[:, h].any():  # no reward at h: b = 0 and a zero term
+                    continue
+                Zc = np.ascontiguousarray(Z.T)
+                out += gpow[h] * Zc * (r[:, h] - _loo_optimal(Zc, r[:, h]))
             if kind == "return":
-                for h in range(T):
-                    Z += X[idx[:, h]]
-                Z2 = Z * Z
-                b = _ratio_or_zero(_leave_one_out_sums(Z2 * G[:, None]), _leave_one_out_sums(Z2))
-                out = Z * (G[:, None] - b)
-            else:
-                out = np.zeros_like(Z)
-                for h in range(T):
-                    Z += X[idx[:, h]]
-                    Z2 = Z * Z
-                    rh = r[:, h, None]
-                    b = _ratio_or_zero(_leave_one_out_sums(Z2 * rh), _leave_one_out_sums(Z2))
-                    out += gpow[h] * Z * (rh - b)
-            sums[k0:k1] = out.sum(axis=0)
-            sumsq[k0:k1] = (out * out).sum(axis=0)
+                Zc = np.ascontiguousarray(Z.T)
+                out = Zc * (G - _loo_optimal(Zc, G))
+            sums[k0:k1] = out.sum(axis=1)
+            sumsq[k0:k1] = (out * out).sum(axis=1)
             if rows is not None:
-                rows[:, k0:k1] = out
+                rows[:, k0:k1] = out.T
         rs, rq = float(G.sum()), float((G * G).sum())
     return sums, sumsq, rows, rs, rq
 
