@@ -300,3 +300,12 @@ def test_out_of_range_steps_of_a_hand_made_batch(field: str, value: int) -> None
                           traj.final_states.copy())
     with pytest.raises(ValueError, match=field[:-1]):
         pg.policy_gradient(pi, bad, baseline="optimal")
+
+
+@pytest.mark.parametrize("weights", WEIGHTS)
+def test_overflow_is_a_value_error(weights: str) -> None:
+    P = np.full((2, 2, 2), 0.5)
+    mdp = pg.FiniteMDP(P, [[1e200, 0.0], [0.0, -1e200]], [1.0, 0.0], horizon=3)
+    pi = pg.TabularSoftmax(2, 2)
+    with pytest.raises(ValueError, match="float64 range"):
+        pg.policy_gradient(pi, mdp.sample(pi, 50, seed=0), weights=weights, baseline="optimal")
