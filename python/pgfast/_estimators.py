@@ -767,7 +767,8 @@ def policy_gradient(
       baseline uses only the other trajectories, so the estimate is unbiased (N >= 2). Computed in
       NumPy per block of coordinates: O(max length x N x n_params) time, about
       ``8 (10 N + S A)`` bytes per coordinate of a block of working memory (blocks of at most
-      64 MiB), plus the ``(N, n_params)`` rows when ``per_trajectory=True``.
+      64 MiB), plus ``16 N H`` bytes for the steps' indices and rewards and the
+      ``(N, n_params)`` rows when ``per_trajectory=True``.
 
     Two ways to call it: with a stored batch ``traj`` (from :meth:`FiniteMDP.sample`), or fused
     with ``mdp=, n=, seed=`` (and ``traj=None``): sampling and accumulation in one pass without
