@@ -498,7 +498,11 @@ def _baseline(
         if baseline == "exact":
             V = exact.evaluate(mdp, policy, "finite_horizon", gamma=gamma).state_values
             return "table", np.ascontiguousarray(V)
-        raise ValueError(f"baseline must be None, 'mean', 'time', 'exact' or a pgfast.ValueBaseline, got {baseline!r}")
+        if baseline == "optimal":
+            return "optimal", None
+        raise ValueError(
+            f"baseline must be None, 'mean', 'time', 'exact', 'optimal' or a pgfast.ValueBaseline, got {baseline!r}"
+        )
     if isinstance(baseline, ValueBaseline):
         if (baseline.n_states, baseline.horizon) != (mdp.n_states, mdp.horizon):
             raise ValueError(
@@ -508,7 +512,9 @@ def _baseline(
         if baseline.fitted:
             return "table", np.ascontiguousarray(baseline.values())
         return "cross", None
-    raise TypeError(f"baseline must be None, 'mean', 'time', 'exact' or a pgfast.ValueBaseline, got {type(baseline).__name__}")
+    raise TypeError(
+        f"baseline must be None, 'mean', 'time', 'exact', 'optimal' or a pgfast.ValueBaseline, got {type(baseline).__name__}"
+    )
 
 
 def fused_baseline(
@@ -519,7 +525,97 @@ def fused_baseline(
     bkind, table = _baseline(baseline, policy, mdp, g, kind)
     if bkind == "cross":
         raise ValueError("the fused estimator needs a fitted ValueBaseline (call .fit(traj) on an earlier batch)")
+    if bkind == "optimal":
+        raise ValueError(
+            "baseline='optimal' needs a stored batch traj (its per-coordinate leave-one-out sums need every "
+            "trajectory's score sums): the fused estimator (mdp=, n=, seed=) does not take it"
+        )
     return g, bkind, table
+
+
+# Working memory of the optimal baseline per block of coordinates (the blocks are independent).
+_OPTIMAL_BLOCK_BYTES = 64 * 2**20
+
+
+def _leave_one_out_sums(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Entry i of the last axis: the sum of the entries j != i of x, as sum_{j<i} + sum_{j>i}, each
+    added sequentially from its far end, so entry i's sum depends on the other entries only (never
+    formed by subtracting x_i from a total: no cancellation, and no dependence on x_i through
+    rounding)."""
+    out = np.zeros_like(x)
+    if x.shape[-1] > 1:
+        out[..., 1:] = np.cumsum(x[..., :-1], axis=-1)
+        out[..., :-1] += np.cumsum(x[..., :0:-1], axis=-1)[..., ::-1]
+    return out
+
+
+def _loo_optimal(Z: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.float64]:
+    """b[k, i] = sum_{j != i} Z[k, j]^2 y[j] / sum_{j != i} Z[k, j]^2, 0 where the denominator is 0."""
+    Z2 = Z * Z
+    den = _leave_one_out_sums(Z2)
+    Z2 *= y
+    return np.divide(_leave_one_out_sums(Z2), den, out=np.zeros_like(Z), where=den > 0.0)
+
+
+def optimal_baseline_rows(
+    policy: SoftmaxPolicy, traj: Trajectories, kind: str, gamma: float, per_trajectory: bool
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None, float, float]:
+    r"""(sum, sum of squares, rows or None, return sum, return sum of squares) of the
+    per-trajectory gradients with the leave-one-out per-coordinate optimal baseline.
+
+    Return weights: :math:`\hat g_i = Y_i (G_i - b_i)`, :math:`Y_i = \sum_t \psi_{i,t}`,
+    :math:`b_{i,k} = \sum_{j \ne i} Y_{j,k}^2 G_j / \sum_{j \ne i} Y_{j,k}^2`. Reward-to-go:
+    :math:`\hat g_i = \sum_h \gamma^h Z_{i,h} (r_{i,h} - b_{i,h})`, :math:`Z_{i,h} = \sum_{t \le h}
+    \psi_{i,t}`, :math:`b_{i,h,k} = \sum_{j \ne i} Z_{j,h,k}^2 r_{j,h} / \sum_{j \ne i}
+    Z_{j,h,k}^2` (0 when the denominator is 0). NumPy over blocks of coordinates, each an
+    (N, coordinates) array of score sums built step by step from the score rows: O(max len * N *
+    n_params) time (steps where every reward is 0 only update the sums); the sums over
+    trajectories run in index order, independent of any thread count and of the blocks.
+    """
+    S, A = policy.n_states, policy.n_actions
+    _check_indices(traj, S, A)
+    N, H = traj.rewards.shape
+    n = policy.n_params
+    mask = traj.mask
+    r = np.where(mask, traj.rewards, 0.0)
+    G = traj.returns(gamma)
+    # flat (s, a) row of each step; the padding reads an extra zero row
+    idx = np.where(mask, traj.states.astype(np.int64) * A + traj.actions, S * A)
+    T = int(traj.lengths.max()) if N else 0  # after the last step every reward-to-go term is 0
+    gpow = gamma ** np.arange(H, dtype=np.float64)
+    # the score rows grad log pi(a|s), sparse (CSR over s * A + a)
+    indptr, index, value = exact._score_rows(policy, policy.probs())
+    row_of = np.repeat(np.arange(S * A), np.diff(indptr))
+    per_coord = 8 * (10 * N + S * A + 1)  # bytes per coordinate of a block (work arrays of N, score columns)
+    check_allocation(per_coord, "the optimal baseline's working arrays for one coordinate",
+                     "use a smaller batch or another baseline")
+    block = max(1, min(n, _OPTIMAL_BLOCK_BYTES // per_coord))
+    sums = np.zeros(n)
+    sumsq = np.zeros(n)
+    rows = np.empty((N, n)) if per_trajectory else None
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported by gradient_result
+        for k0 in range(0, n, block):
+            k1 = min(n, k0 + block)
+            X = np.zeros((S * A + 1, k1 - k0))  # the block's coordinates of every score row
+            sel = (index >= k0) & (index < k1)
+            X[row_of[sel], index[sel] - k0] = value[sel]
+            Z = np.zeros((N, k1 - k0))  # score sums, one row per trajectory (gathered by rows)
+            out = np.zeros((k1 - k0, N))  # the gradients, one row per coordinate (sums along rows)
+            for h in range(T):
+                Z += X[idx[:, h]]
+                if kind == "return" or not r[:, h].any():  # no reward at h: b = 0 and a zero term
+                    continue
+                Zc = np.ascontiguousarray(Z.T)
+                out += gpow[h] * Zc * (r[:, h] - _loo_optimal(Zc, r[:, h]))
+            if kind == "return":
+                Zc = np.ascontiguousarray(Z.T)
+                out = Zc * (G - _loo_optimal(Zc, G))
+            sums[k0:k1] = out.sum(axis=1)
+            sumsq[k0:k1] = (out * out).sum(axis=1)
+            if rows is not None:
+                rows[:, k0:k1] = out.T
+        rs, rq = float(G.sum()), float((G * G).sum())
+    return sums, sumsq, rows, rs, rq
 
 
 def score_sums(
@@ -657,13 +753,30 @@ def policy_gradient(
       MDP (an oracle: the advantage estimator with the true value function); with
       ``weights="return"``, :math:`b_i = V_0(s_{i,0})`;
     - a :class:`ValueBaseline`: its fitted :math:`b_t(s)` (fitted on earlier batches), or
-      cross-fitted on this batch when it is not fitted yet.
+      cross-fitted on this batch when it is not fitted yet;
+    - ``"optimal"`` (stored batch only): the per-coordinate variance-minimising constant baseline
+      (Peters & Schaal 2008; Greensmith, Bartlett & Baxter 2004), estimated leave-one-out. With
+      return weights :math:`\hat g_{i,k} = Y_{i,k} (G_i - b_{i,k})`, :math:`Y_i = \sum_t \psi_{i,t}`,
+      :math:`b_{i,k} = \sum_{j \ne i} Y_{j,k}^2 G_j \big/ \sum_{j \ne i} Y_{j,k}^2`; with
+      reward-to-go weights the per-step form
+      :math:`\hat g_{i,k} = \sum_{h<H} \gamma^h Z_{i,h,k} (r_{i,h} - b_{i,h,k})`,
+      :math:`Z_{i,h} = \sum_{t \le h} \psi_{i,t}` (the whole score sum after the episode's end, where
+      :math:`r_{i,h} = 0`), :math:`b_{i,h,k} = \sum_{j \ne i} Z_{j,h,k}^2 r_{j,h} \big/
+      \sum_{j \ne i} Z_{j,h,k}^2`; a zero denominator gives :math:`b = 0`. These are the batch
+      versions of ``pg.exact.moments(..., baseline="optimal")``'s :math:`b^*`; trajectory i's
+      baseline uses only the other trajectories, so the estimate is unbiased (N >= 2). Computed in
+      NumPy per block of coordinates: O(max length x N x n_params) time, about
+      ``8 (10 N + S A)`` bytes per coordinate of a block of working memory (blocks of at most
+      64 MiB), plus ``16 N H`` bytes for the steps' indices and rewards and the
+      ``(N, n_params)`` rows when ``per_trajectory=True``.
 
     Two ways to call it: with a stored batch ``traj`` (from :meth:`FiniteMDP.sample`), or fused
     with ``mdp=, n=, seed=`` (and ``traj=None``): sampling and accumulation in one pass without
     storing trajectories; for the same seed it equals the two-step result up to floating-point
     summation order (about 1e-15 relative). The fused form takes every baseline but the
-    cross-fitted one (a :class:`ValueBaseline` must be fitted). The leave-one-out baselines
+    cross-fitted one (a :class:`ValueBaseline` must be fitted) and ``"optimal"`` (whose
+    leave-one-out sums need every trajectory's score sums: a ``ValueError``; sample the batch and
+    pass it as ``traj``). The leave-one-out baselines
     ``"mean"`` and ``"time"`` need statistics of the whole batch: a first pass simulates the batch
     and sums its rewards per step and its lengths, and the second pass draws the same trajectories
     again (their streams are keyed by ``(seed, i)``) and forms the weights as the stored form does,
@@ -690,7 +803,7 @@ def policy_gradient(
         A stored batch; ``None`` for the fused form.
     weights : {"reward_to_go", "return"}
         The weights :math:`w_{i,t}` (default reward-to-go).
-    baseline : None, {"mean", "time", "exact"} or ValueBaseline
+    baseline : None, {"mean", "time", "exact", "optimal"} or ValueBaseline
         The baseline subtracted from the weights.
     gamma : float in [0, 1], optional
         Discount factor (default: the MDP's).
@@ -776,10 +889,13 @@ def policy_gradient(
             f"got a batch of H = {traj.horizon}"
         )
     bkind, table = _baseline(baseline, policy, traj.mdp, g, kind)
-    if bkind == "mean" and traj.n < 2:
-        raise ValueError("baseline='mean' needs at least 2 trajectories (it is leave-one-out)")
+    if bkind in ("mean", "optimal") and traj.n < 2:
+        raise ValueError(f"baseline='{bkind}' needs at least 2 trajectories (it is leave-one-out)")
     if per_trajectory:
         check_allocation(8 * traj.n * policy.n_params, "per-trajectory gradients", "use per_trajectory=False")
+    if bkind == "optimal":
+        sums, sumsq, rows, rs, rq = optimal_baseline_rows(policy, traj, kind, g, per_trajectory)
+        return gradient_result(policy, traj.n, sums, sumsq, rs, rq, rows, n_steps=traj.n_steps, with_stderr=with_se)
     if bkind != "cross":
         sums, sumsq, rows, rs, rq = score_sums(traj, tables, kind, None, g, bkind, table, per_trajectory, nthreads, with_se)
         return gradient_result(policy, traj.n, sums, sumsq, rs, rq, rows, n_steps=traj.n_steps, with_stderr=with_se)

@@ -1127,7 +1127,8 @@ def moments(
     moment minimised on its own), i.e. the reward-to-go estimator with
     :math:`b_{t,k} = c_{t,k} = \sum_{h \ge t} \gamma^{h-t} \tilde b_{h,k}`. They are returned in
     ``optimal_baseline``; :math:`\mathbb E[Z_h^2 r_h]` comes from a forward recursion,
-    O(H nnz(P) n_params).
+    O(H nnz(P) n_params). ``pg.policy_gradient(..., baseline="optimal")`` estimates these
+    expectations from the other trajectories of its batch (leave-one-out).
 
     Computed in C++ by backward recursions over (t, s) of the conditional moments of the suffix
     return and of the suffix score sums (:math:`F_t = x(G_t - b_t) + \gamma F_{t+1}`,
