@@ -309,3 +309,21 @@ def test_overflow_is_a_value_error(weights: str) -> None:
     pi = pg.TabularSoftmax(2, 2)
     with pytest.raises(ValueError, match="float64 range"):
         pg.policy_gradient(pi, mdp.sample(pi, 50, seed=0), weights=weights, baseline="optimal")
+
+
+def test_train_with_the_optimal_baseline_is_the_stored_loop() -> None:
+    # pg.train estimates "optimal" on a stored batch: the same theta and records as the loop by hand
+    mdp = pg.FiniteMDP.from_gymnasium("FrozenLake-v1", horizon=20)
+    pi = pg.TabularSoftmax(mdp.n_states, mdp.n_actions)
+    hist = pg.train(mdp, pi, optimizer=pg.optim.Adam(0.2), iterations=4, batch=300, seed=5, baseline="optimal",
+                    progress=False, exact_eval=False)
+    by_hand = pg.TabularSoftmax(mdp.n_states, mdp.n_actions)
+    opt = pg.optim.Adam(0.2)
+    for it in range(1, 5):
+        traj = mdp.sample(by_hand, 300, seed=int(np.random.SeedSequence([5, it]).generate_state(1, dtype=np.uint64)[0]))
+        est = pg.policy_gradient(by_hand, traj, baseline="optimal", stderr=False)
+        assert hist["J_estimate"][it - 1] == est.value
+        opt.step(by_hand, est.grad)
+    np.testing.assert_array_equal(pi.theta, by_hand.theta)
+    with pytest.raises(ValueError, match="'optimal'"):
+        pg.train(mdp, pi, optimizer=pg.optim.Adam(0.2), iterations=1, batch=10, seed=0, baseline="best", progress=False)

@@ -367,7 +367,7 @@ def test_cli_sweep_writes_the_table_rows_and_plot(capsys: pytest.CaptureFixture[
         (["--grid", "lr"], "--grid expects KEY=V1,V2"),
         (["--grid", "lr=0.1,fast"], "--grid lr=0.1,fast: lr takes a number, got 'fast'"),
         (["--grid", "batch=1.5"], "batch takes an integer"),
-        (["--grid", "baseline=none,median"], "baseline must be one of none, mean, time, value, exact, got 'median'"),
+        (["--grid", "baseline=none,median"], "baseline must be one of none, mean, time, value, exact, optimal, got 'median'"),
         (["--grid", "betas=0.9"], "betas takes two numbers such as 0.9/0.99"),
         (["--grid", "lr=0.1", "--grid", "lr=0.2"], "lr given twice"),
         (["--grid", "lr=0.1", "--set", "lr=0.2"], "--grid and --set both give lr"),

@@ -48,7 +48,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "policy": ("tabular", "linear", "mlp"),
     "activation": ("tanh", "relu"),
     "estimator": ("reinforce", "reward-to-go"),
-    "baseline": ("none", "mean", "time", "value", "exact"),
+    "baseline": ("none", "mean", "time", "value", "exact", "optimal"),
     "optimizer": ("sgd", "adam", "natural"),
     "schedule": ("constant", "inv_sqrt"),
 }

@@ -592,8 +592,9 @@ def train(
         ``History.meta["seed"]``).
     weights : {"reward_to_go", "return"}
         Estimator weights (default reward-to-go).
-    baseline : None, {"mean", "time", "exact"} or ValueBaseline
-        Estimator baseline.
+    baseline : None, {"mean", "time", "exact", "optimal"} or ValueBaseline
+        Estimator baseline. ``"optimal"`` (the per-coordinate optimal baseline, leave-one-out) is
+        estimated on a stored batch, like a ``ValueBaseline``; the others run fused.
     gamma : float in [0, 1], optional
         Discount factor (default: the MDP's).
     eval_every : int >= 1
@@ -666,9 +667,9 @@ def train(
     if progress is not None and not isinstance(progress, (bool, np.bool_)):
         raise TypeError(f"progress must be None (a bar on a terminal or in a notebook), True or False, got {type(progress).__name__}")
     if not (baseline is None or isinstance(baseline, (str, ValueBaseline))):
-        raise TypeError(f"baseline must be None, 'mean', 'time', 'exact' or a pgfast.ValueBaseline, got {type(baseline).__name__}")
-    if isinstance(baseline, str) and baseline not in ("none", "mean", "time", "exact"):
-        raise ValueError(f"baseline must be None, 'mean', 'time', 'exact' or a pgfast.ValueBaseline, got {baseline!r}")
+        raise TypeError(f"baseline must be None, 'mean', 'time', 'exact', 'optimal' or a pgfast.ValueBaseline, got {type(baseline).__name__}")
+    if isinstance(baseline, str) and baseline not in ("none", "mean", "time", "exact", "optimal"):
+        raise ValueError(f"baseline must be None, 'mean', 'time', 'exact', 'optimal' or a pgfast.ValueBaseline, got {baseline!r}")
     check_baseline_fits_weights(baseline, weights_kind(weights))
     gamma_value = as_gamma(gamma, mdp.gamma)
     value_baseline = baseline if isinstance(baseline, ValueBaseline) else None
@@ -718,8 +719,8 @@ def train(
             s = _iteration_seed(base_seed, it)
             context: dict[str, Any] = {}
             # a stored batch only where per-trajectory data is needed (a ValueBaseline is fitted on
-            # it; the sampled Fisher matrix reads its visits); otherwise the fused estimator
-            stored = (value_baseline is not None) or (
+            # it; the optimal baseline and the sampled Fisher matrix read it); otherwise the fused estimator
+            stored = (value_baseline is not None) or baseline == "optimal" or (
                 isinstance(optimizer, NaturalGradient) and optimizer.fisher == "sampled"
             )
             if stored:

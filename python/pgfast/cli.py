@@ -483,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--activation", choices=("tanh", "relu"), default="tanh", help="mlp activation (default tanh)")
     t.add_argument("--estimator", choices=("reinforce", "reward-to-go"), default=DEFAULT_ESTIMATOR,
                    help=f"weights: whole return (REINFORCE) or reward-to-go (default {DEFAULT_ESTIMATOR})")
-    t.add_argument("--baseline", choices=("none", "mean", "time", "value", "exact"), default=DEFAULT_BASELINE,
+    t.add_argument("--baseline", choices=("none", "mean", "time", "value", "exact", "optimal"), default=DEFAULT_BASELINE,
                    help=f"baseline (default {DEFAULT_BASELINE}: leave-one-out mean reward-to-go per step)")
     t.add_argument("--optimizer", choices=("sgd", "adam", "natural"), default="adam", help="default adam")
     t.add_argument("--lr", type=float, default=None,
