@@ -23,12 +23,12 @@ Workloads (tabular softmax policies):
 - Taxi (``Taxi-v4``, or ``Taxi-v3`` where that is the registered one; H = 200): only a partly
   trained policy. Under the uniform policy almost every episode runs the 200 steps at -1 per step
   with an occasional -10, so the returns' spread dwarfs a gradient that points nowhere in
-  particular; and each combination costs 20 to 50 s at S = 500, A = 6, H = 200 (O(H nnz(P)
+  particular; and each combination costs 10 to 85 s at S = 500, A = 6, H = 200 (O(H nnz(P)
   n_params)), so one policy is all the run affords;
 - the random MDP of the sampler and estimators benchmarks (``benchmarks.random_mdp``: A = 8, 10
   successors per (s, a), Dirichlet(1) probabilities, N(0, 1) rewards, H = 100) at S = 100
-  instead of 500: at S = 500 a single combination costs about 50 s (reward-to-go) to 250 s
-  (return weights), see table 2; the uniform policy (N(0, 1) rewards give it a sizeable gradient).
+  instead of 500: at S = 500 a single combination costs about 40 s (reward-to-go, table 2) to
+  250 s (return weights); the uniform policy (N(0, 1) rewards give it a sizeable gradient).
 
 "Partly trained": ``pg.train`` from theta = 0 with the ``pgfast train`` defaults (Adam, its lr and
 betas, batch 4096, reward-to-go with the time baseline), seed 0, for a few iterations
