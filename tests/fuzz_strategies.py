@@ -485,7 +485,7 @@ def traj_call(draw: Any, ops: tuple[str, ...] = _TRAJ_OPS) -> Call:
     args["op"] = draw(st.sampled_from(list(ops)))
     args["gamma"] = draw(float_variant(st.sampled_from([None, 1.0, 0.9, 0.0]), 0.1))
     args["weights"] = draw(choice_variant(["reward_to_go", "return"], 0.1))
-    args["baseline"] = draw(choice_variant([None, "mean", "time", "exact", "value"], 0.1))
+    args["baseline"] = draw(choice_variant([None, "mean", "time", "exact", "value", "optimal"], 0.1))
     if draw(st.floats(0, 1)) < 0.05:
         args["baseline"] = draw(array_variant(np.zeros(3), 1.0))
     args["per_trajectory"] = draw(st.sampled_from([False, True, True, 0, "yes"]) if draw(st.floats(0, 1)) < 0.1 else st.booleans())
@@ -568,7 +568,7 @@ def _fused_call(draw: Any) -> Call:
         "mdp": parts, "policy": spec, "n": draw(work_variant(st.integers(1, 6), 0.15)),
         "seed": draw(int_variant(st.integers(0, 2**64 - 1), 0.1)),
         "weights": draw(choice_variant(["reward_to_go", "return"], 0.1)),
-        "baseline": draw(choice_variant([None, "exact", "fitted", "mean"], 0.1)),
+        "baseline": draw(choice_variant([None, "exact", "fitted", "mean", "time", "optimal"], 0.1)),
         "gamma": draw(float_variant(st.sampled_from([None, 0.9]), 0.1)),
         "threads": draw(int_variant(st.sampled_from([None, 1, 2]), 0.1)), "stderr": draw(st.booleans())})
 
@@ -588,7 +588,7 @@ def _run_fused(a: dict[str, Any]) -> Any:
 
 
 _EXACT_NAMES = {"mdp", "policy", "objective", "gamma", "method", "tol", "threads", "damping", "rcond", "theta",
-                "return_evaluation"}
+                "return_evaluation", "weights", "baseline", "covariance"}
 
 
 @st.composite
@@ -596,7 +596,10 @@ def _exact_call(draw: Any) -> Call:
     parts, spec = draw(mdp_and_policy())
     return Call("exact", {
         "mdp": parts, "policy": spec,
-        "fn": draw(st.sampled_from(["evaluate", "gradient", "fisher", "natural_gradient", "stationary_distribution", "optimal"])),
+        "fn": draw(st.sampled_from(["evaluate", "gradient", "fisher", "natural_gradient", "stationary_distribution", "optimal",
+                                    "moments"])),
+        "weights": draw(choice_variant(["reward_to_go", "return"], 0.1)),
+        "baseline": draw(choice_variant([None, "mean", "time", "exact", "optimal"], 0.1)),
         "objective": draw(choice_variant(["finite_horizon", "discounted", "average_reward", "average_value"], 0.1)),
         "gamma": draw(float_variant(st.sampled_from([None, 0.9, 0.5, 0.999999]), 0.1)),
         "method": draw(choice_variant(["auto", "dense", "sparse"], 0.1)),
@@ -623,6 +626,10 @@ def _run_exact(a: dict[str, Any]) -> Any:
         return {"fisher": (pg.exact.fisher(mdp, pi, a["objective"], **kw), (n, n))}
     if fn == "natural_gradient":
         return {"nat": (pg.exact.natural_gradient(mdp, pi, a["objective"], damping=a["damping"], rcond=a["rcond"], **kw), pi.theta.shape)}
+    if fn == "moments":
+        obj = a["objective"] if a["objective"] in ("finite_horizon", "discounted") else "finite_horizon"
+        m = pg.exact.moments(mdp, pi, weights=a["weights"], baseline=a["baseline"], objective=obj, **kw)
+        return {"mean": (m.mean, pi.theta.shape), "variance": (m.variance, pi.theta.shape), "trace": (m.trace, ())}
     if fn == "stationary_distribution":
         return {"d": (pg.exact.stationary_distribution(mdp, pi, method=a["method"], tol=a["tol"], threads=a["threads"]), (S,))}
     obj = a["objective"] if a["objective"] in ("finite_horizon", "discounted") else "finite_horizon"
@@ -705,7 +712,7 @@ def _train_call(draw: Any) -> Call:
         "mdp": parts, "policy": spec, "iterations": draw(work_variant(st.integers(1, 2), 0.15)),
         "batch": draw(work_variant(st.integers(1, 4), 0.15)), "seed": draw(int_variant(st.integers(0, 9), 0.05)),
         "weights": draw(choice_variant(["reward_to_go", "return"], 0.05)),
-        "baseline": draw(choice_variant([None, "mean", "time", "exact", "value"], 0.05)),
+        "baseline": draw(choice_variant([None, "mean", "time", "exact", "value", "optimal"], 0.05)),
         "eval_every": draw(int_variant(st.integers(1, 2), 0.1)),
         "exact_eval": draw(st.sampled_from([None, True, False]) if draw(st.floats(0, 1)) > 0.05 else st.sampled_from(WRONG_TYPES)),
         "callback": draw(st.sampled_from([None, "stop", "none"]) if draw(st.floats(0, 1)) > 0.1 else st.sampled_from([3, "abc", 1.5])),
