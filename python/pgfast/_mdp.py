@@ -9,6 +9,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _core
 from ._validation import (
+    array_digest,
     as_array,
     as_float,
     as_float_array,
@@ -400,6 +401,15 @@ class FiniteMDP:
         from ._sampling import sample  # the sampler sits above the model (it needs policies)
 
         return sample(self, policy, n, seed=seed, threads=threads)
+
+
+def mdp_digest(mdp: FiniteMDP) -> str:
+    """A digest of everything that defines ``mdp`` (its CSR transitions and rewards, mu0, the
+    terminal states, sizes, horizon and gamma): partial results and sweep journals record it to
+    refuse mixing MDPs."""
+    indptr, indices, probs, rewards = mdp.transitions
+    return array_digest(indptr, indices, probs, rewards, mdp.mu0, mdp.terminal,
+                        np.array([mdp.n_states, mdp.n_actions, mdp.horizon]), np.array([mdp.gamma]))
 
 
 def _check_dense_size(x: Any, name: str) -> None:

@@ -26,7 +26,7 @@ from ._estimators import (
     policy_tables,
     weights_kind,
 )
-from ._mdp import FiniteMDP
+from ._mdp import FiniteMDP, mdp_digest
 from ._policy import SoftmaxPolicy, pinned
 from ._validation import array_digest, as_bool, as_int, as_seed, as_threads, require_instance
 
@@ -254,7 +254,7 @@ def partial_statistics(
     tables = policy_tables(policy)
     spec = estimator_spec(tables, "reward_to_go", None, mdp.gamma, "none", None, as_threads(threads))
     nodes = _core.estimators.fused_loo_partial(spec, mdp._mdp, nn, sd, lo_i // block, -(-hi_i // block))
-    return StatisticsPartial(nn, sd, lo_i, hi_i, _policy_digest(policy, tables), _mdp_digest(mdp),
+    return StatisticsPartial(nn, sd, lo_i, hi_i, _policy_digest(policy, tables), mdp_digest(mdp),
                              tuple((int(a), int(b), c, e) for a, b, c, e in nodes))
 
 
@@ -307,12 +307,6 @@ def _checked_nodes(nodes: Any, what: str, arrays: int) -> list[tuple[Any, ...]]:
 def _policy_digest(policy: SoftmaxPolicy, tables: Any) -> str:
     net_theta = policy.theta if tables.net is not None else None
     return array_digest(np.frombuffer(type(policy).__name__.encode(), np.uint8), tables.probs, tables.features, net_theta)
-
-
-def _mdp_digest(mdp: FiniteMDP) -> str:
-    indptr, indices, probs, rewards = mdp.transitions
-    return array_digest(indptr, indices, probs, rewards, mdp.mu0, mdp.terminal,
-                   np.array([mdp.n_states, mdp.n_actions, mdp.horizon]), np.array([mdp.gamma]))
 
 
 def partial_gradient(
@@ -397,7 +391,7 @@ def partial_gradient(
     policy = pinned(policy)
     tables = policy_tables(policy)
     g, bkind, table = fused_baseline(policy, mdp, baseline, gamma, kind)
-    pdig, mdig = _policy_digest(policy, tables), _mdp_digest(mdp)
+    pdig, mdig = _policy_digest(policy, tables), mdp_digest(mdp)
     stats = None
     if bkind in ("mean", "time"):
         stats = _statistics_nodes(statistics, nn, sd, pdig, mdig)

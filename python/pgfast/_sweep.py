@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._estimators import ValueBaseline
-from ._mdp import FiniteMDP
+from ._mdp import FiniteMDP, mdp_digest
 from ._optimality import Reference
 from ._policy import LinearSoftmax, SoftmaxPolicy, TabularSoftmax
 from ._train import (
@@ -419,11 +419,6 @@ def _jsonable(x: Any) -> Any:
     return json.loads(json.dumps(x, default=default))
 
 
-def _mdp_digest(mdp: FiniteMDP) -> str:
-    indptr, nxt, prob, reward = mdp.transitions
-    return array_digest(indptr, nxt, prob, reward, mdp.mu0, mdp.terminal, np.array([mdp.horizon, mdp.gamma]))
-
-
 class _Journal:
     """A JSON-lines file: a header line with the sweep's description, then one line per finished run."""
 
@@ -651,7 +646,7 @@ def sweep(
     plan = _Plan(env, kw, iters, options, mdps)
     all_runs = [(c, s) for c in range(len(configs)) for s in seed_list]
     header = {"pgfast_sweep": 1, "sweep": _jsonable({
-        "env": env if isinstance(env, str) else _mdp_digest(env), "env_kwargs": kw, "grid": grid_, "fixed": fixed,
+        "env": env if isinstance(env, str) else mdp_digest(env), "env_kwargs": kw, "grid": grid_, "fixed": fixed,
         "seeds": seed_list, "iterations": iters})}
     book = _Journal(journal, header) if journal is not None else None
     results: dict[tuple[int, int], list[dict[str, float]]] = {}
