@@ -20,7 +20,10 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
 
 from . import distributed, exact, optim
 from ._audit import AuditReport, audit
+from ._continuous import ContinuousTrajectories
 from ._estimators import PolicyGradient, ValueBaseline, log_likelihood, policy_gradient, score
+from ._gaussian import LinearGaussian
+from ._lqr import LQR
 from ._mdp import FiniteMDP
 from ._mlp import MLPSoftmax
 from ._off_policy import OffPolicyValue, importance_weights, off_policy_gradient, off_policy_value
@@ -48,9 +51,12 @@ __all__ = [
     "MAX_THREADS",
     "PAD_INDEX",
     "AuditReport",
+    "ContinuousTrajectories",
     "FiniteMDP",
     "GradientPartial",
     "History",
+    "LQR",
+    "LinearGaussian",
     "LinearSoftmax",
     "MLPSoftmax",
     "OffPolicyValue",

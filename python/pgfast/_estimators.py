@@ -21,6 +21,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core, exact
+from ._continuous import ContinuousTrajectories
+from ._lqr import LQR
 from ._mdp import FiniteMDP
 from ._policy import KernelTables, SoftmaxPolicy, pinned
 from ._sampling import Trajectories
@@ -859,6 +861,18 @@ def policy_gradient(
     >>> round(fused.value, 6), fused.n_steps
     (0.01325, 30105)
     """
+    if isinstance(mdp, LQR):  # the fused estimator on an LQR (compiled sampler)
+        from . import _lqr_fused
+
+        return _lqr_fused.policy_gradient(policy, traj, weights=weights, baseline=baseline, gamma=gamma,
+                                          per_trajectory=per_trajectory, mdp=mdp, n=n, seed=seed,
+                                          threads=threads, stderr=stderr)
+    if isinstance(traj, ContinuousTrajectories):  # a batch with vector states
+        from . import _continuous_estimators
+
+        return _continuous_estimators.policy_gradient(policy, traj, weights=weights, baseline=baseline,
+                                                      gamma=gamma, per_trajectory=per_trajectory, mdp=mdp,
+                                                      n=n, seed=seed, threads=threads, stderr=stderr)
     kind = weights_kind(weights)
     with_se = as_bool(stderr, "stderr")
     per_trajectory = as_bool(per_trajectory, "per_trajectory")
