@@ -415,7 +415,8 @@ def _chunk_rows(policy: Any, theta: NDArray[np.float64] | None, traj: Continuous
                 w: NDArray[np.float64], lo: int, hi: int, out: NDArray[np.float64]) -> None:
     """out[lo:hi] = sum_t w[i, t] grad log pi(u_{i,t}|x_{i,t}) for the trajectories [lo, hi)."""
     mask = traj.mask[lo:hi]
-    x = np.where(mask[..., None], traj.states[lo:hi], 0.0)  # padding may hold anything
+    full = bool(mask.all())  # no padding: the arrays are read as they are
+    x = traj.states[lo:hi] if full else np.where(mask[..., None], traj.states[lo:hi], 0.0)  # padding may hold anything
     wc = w[lo:hi]
     if theta is not None:  # LinearGaussian: the closed-form score, no per-step score vectors
         m, k = policy.action_dim, policy.feature_dim
@@ -423,13 +424,15 @@ def _chunk_rows(policy: Any, theta: NDArray[np.float64] | None, traj: Continuous
         floored = ls < LOG_STD_MIN
         inv = np.exp(-np.maximum(ls, LOG_STD_MIN))
         phi = policy._features(x)
-        z = (np.where(mask[..., None], traj.actions[lo:hi], 0.0) - phi @ W.T) * inv  # (c, H, m)
+        u = traj.actions[lo:hi] if full else np.where(mask[..., None], traj.actions[lo:hi], 0.0)
+        z = (u - phi @ W.T) * inv  # (c, H, m)
         wz = z * wc[..., None]
         out[lo:hi, : m * k] = (np.swapaxes(wz * inv, 1, 2) @ phi).reshape(hi - lo, m * k)
         out[lo:hi, m * k:] = np.where(floored, 0.0, np.einsum("chm,chm->cm", wz, z) - wc.sum(axis=1)[:, None])
         return
     u = traj.actions[lo:hi]
-    u = np.where(mask, u, 0) if traj.discrete_actions else np.where(mask[..., None], u, 0.0)
+    if not full:
+        u = np.where(mask, u, 0) if traj.discrete_actions else np.where(mask[..., None], u, 0.0)
     score = as_float_array(policy.grad_log_prob(x, u), "grad_log_prob(states, actions)")
     if score.shape != (hi - lo, traj.horizon, out.shape[1]):
         raise ValueError(f"grad_log_prob returned shape {score.shape}, expected {(hi - lo, traj.horizon, out.shape[1])}")
