@@ -415,3 +415,36 @@ def test_results_beyond_float64_are_errors() -> None:
     huge = pg.ContinuousTrajectories(t.states, t.actions, np.full((10, 3), -1e308), t.lengths)
     with pytest.raises(ValueError, match="float64"):
         pg.policy_gradient(pi, huge)
+
+
+def test_memory_error_states_the_bytes() -> None:
+    class Huge:
+        obs_dim, action_dim, n_params = 3, 2, 2**40
+        theta = np.zeros(1)
+
+        def log_prob(self, x: Any, u: Any) -> np.ndarray:
+            raise AssertionError("not reached")
+
+        grad_log_prob = log_prob
+
+    traj = ref.simulate(ref.example(horizon=3), _policy(ref.example(horizon=3)), 10, seed=0)
+    with pytest.raises(MemoryError, match=r"per-trajectory gradients .*bytes"):
+        pg.policy_gradient(Huge(), traj)
+
+
+@pytest.mark.skipif(not hasattr(pg.LQR, "sample"), reason="the compiled LQR sampler (lqr.sample) is not part of this build")
+@pytest.mark.parametrize("kw", [{}, {"weights": "return"}, {"baseline": "mean"}, {"baseline": "time"},
+                                {"weights": "return", "baseline": "mean"}])
+def test_stored_equals_fused(kw: dict[str, Any]) -> None:
+    """The stored estimator on lqr.sample's batch and the fused one on the same seed: the same
+    definitions, the same trajectories, so the same estimate up to summation order."""
+    lqr = ref.example(noise=True, horizon=12, gamma=0.95)
+    pi = _policy(lqr)
+    traj = lqr.sample(pi, 3000, seed=17)  # type: ignore[attr-defined]
+    stored = pg.policy_gradient(pi, traj, **kw)
+    fused = pg.policy_gradient(pi, mdp=lqr, n=3000, seed=17, **kw)  # type: ignore[arg-type]
+    scale = np.abs(stored.grad).max()
+    np.testing.assert_allclose(fused.grad, stored.grad, rtol=1e-12, atol=1e-12 * scale)
+    np.testing.assert_allclose(fused.stderr, stored.stderr, rtol=1e-9)
+    assert fused.value == pytest.approx(stored.value, rel=1e-12)
+    assert fused.n_steps == stored.n_steps
