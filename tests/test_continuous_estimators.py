@@ -448,3 +448,24 @@ def test_stored_equals_fused(kw: dict[str, Any]) -> None:
     np.testing.assert_allclose(fused.stderr, stored.stderr, rtol=1e-9)
     assert fused.value == pytest.approx(stored.value, rel=1e-12)
     assert fused.n_steps == stored.n_steps
+
+
+def test_empty_episodes_and_garbage_padding() -> None:
+    pi = pg.LinearGaussian(2, 1, W=[[0.5, 0.0]])
+    empty = pg.ContinuousTrajectories(np.zeros((3, 0, 2)), np.zeros((3, 0, 1)), np.zeros((3, 0)), [0, 0, 0])
+    for kw in ({}, {"baseline": "time"}, {"weights": "return", "baseline": "mean"}):
+        est = pg.policy_gradient(pi, empty, **kw)
+        assert np.array_equal(est.grad, np.zeros(3)) and est.n_steps == 0 and est.value == 0.0
+    # padding past each end may hold anything (NaN here): it is never read into the results
+    X = np.full((2, 2, 2), np.nan)
+    X[:, 0] = [[1.0, 1.0], [1.0, 1.0]]
+    U = np.full((2, 2, 1), np.nan)
+    U[:, 0] = 0.5
+    traj = pg.ContinuousTrajectories(X, U, [[1.0, np.nan], [2.0, np.nan]], [1, 1])
+    clean = pg.ContinuousTrajectories(np.nan_to_num(X), np.nan_to_num(U), [[1.0, 0.0], [2.0, 0.0]], [1, 1])
+    for kw in ({}, {"baseline": "time"}, {"weights": "return"}):
+        assert np.array_equal(pg.policy_gradient(pi, traj, **kw).grad, pg.policy_gradient(pi, clean, **kw).grad)
+    # time baseline: b = the other's reward, w = -1 and +1 with the same score (z = 0.5, x = (1, 1))
+    assert np.array_equal(pg.policy_gradient(pi, traj, baseline="time").grad, np.zeros(3))
+    assert np.array_equal(pg.off_policy_gradient(pi, pi, traj).grad, pg.policy_gradient(pi, clean).grad)
+    assert np.all(np.isfinite(pg.log_likelihood(pi, traj, dynamics=False)))
