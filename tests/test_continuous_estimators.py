@@ -469,3 +469,31 @@ def test_empty_episodes_and_garbage_padding() -> None:
     assert np.array_equal(pg.policy_gradient(pi, traj, baseline="time").grad, np.zeros(3))
     assert np.array_equal(pg.off_policy_gradient(pi, pi, traj).grad, pg.policy_gradient(pi, clean).grad)
     assert np.all(np.isfinite(pg.log_likelihood(pi, traj, dynamics=False)))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_ctrl_c(threads: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long estimate answers SIGINT between chunks (the chunks not started are dropped)."""
+    import time
+
+    from test_interrupts import assert_interrupts
+
+    class Slow:
+        obs_dim, action_dim, n_params = 3, 2, 8
+
+        def __init__(self, pi: pg.LinearGaussian) -> None:
+            self.pi, self.theta = pi, pi.theta
+
+        def log_prob(self, x: Any, u: Any) -> np.ndarray:
+            return self.pi.log_prob(x, u)
+
+        def grad_log_prob(self, x: Any, u: Any) -> np.ndarray:
+            time.sleep(0.02)
+            return self.pi.grad_log_prob(x, u)
+
+    lqr = ref.example(horizon=4)
+    traj = ref.simulate(lqr, _policy(lqr), 2000, seed=0)
+    monkeypatch.setattr(ce, "_CHUNK_BYTES", 2000)  # a few trajectories a chunk: about 10 s in all
+    assert_interrupts(lambda: pg.policy_gradient(Slow(_policy(lqr)), traj, threads=threads))
+    est = pg.policy_gradient(_policy(lqr), traj, threads=threads)  # usable afterwards
+    assert np.all(np.isfinite(est.grad))
