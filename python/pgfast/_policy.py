@@ -82,11 +82,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
-def theta_lock() -> threading.Lock:
-    """The lock of every policy's theta (looked up at each call: a forked child has a new one)."""
-    return _THETA_LOCK
-
-
 class Snapshot(NamedTuple):
     """The tables of a policy at one value of theta, all computed from the copy ``theta``."""
 
