@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _core
+from ._continuous import ContinuousTrajectories
 from ._estimators import (
     PolicyGradient,
     Weights,
@@ -98,11 +99,29 @@ def importance_weights(
     >>> rho = pg.importance_weights(target, behavior, traj)
     >>> rho.shape, round(float(rho.mean()), 4)  # E[rho] = 1
     ((4000,), 1.0012)
+
+    On a :class:`ContinuousTrajectories` batch the ratios are those of the policies' densities
+    (see :doc:`/guide/continuous`):
+
+    >>> target, behavior = pg.LinearGaussian(1, 1, W=[[0.5]]), pg.LinearGaussian(1, 1, log_std=0.5)
+    >>> batch = pg.ContinuousTrajectories(states=[[[1.0], [0.0]]], actions=[[[0.5], [1.0]]],
+    ...                                   rewards=[[1.0, 1.0]], lengths=[2])
+    >>> pg.importance_weights(target, behavior, batch, per_decision=True).round(4)
+    array([[1.7263, 2.0749]])
     """
+    if isinstance(traj, ContinuousTrajectories):  # a batch with vector states
+        from . import _continuous_off_policy
+
+        return _continuous_off_policy.importance_weights(target, behavior, traj, per_decision)
     target = pinned(target)
     policy_tables(target, "target")
     check_traj(traj, target)
-    lr = _log_ratio(target, behavior, traj)
+    return ratios(_log_ratio(target, behavior, traj), per_decision)
+
+
+def ratios(lr: NDArray[np.float64], per_decision: Any) -> NDArray[np.float64]:
+    """exp of the trajectory (or cumulative) sums of the log-ratios ``lr`` (N, H); ValueError
+    naming the first ratio beyond the float64 range."""
     log_rho = np.cumsum(lr, axis=1) if as_bool(per_decision, "per_decision") else lr.sum(axis=1)
     # exp overflows past log rho = 709.78: such a ratio is not a float64 (a log-probability of the
     # behavior near -1e300, or policies that far apart); the error names it instead of an inf
@@ -128,8 +147,16 @@ def _off_policy(
     check_traj(traj, target)
     kind = weights_kind(weights)
     g = batch_gamma(gamma, traj.mdp)
-    lr = _log_ratio(target, behavior, traj)
     rewards, lengths = traj._rewards_and_lengths()
+    return weights_from_log_ratios(_log_ratio(target, behavior, traj), rewards, lengths, g, kind, per_decision,
+                                   self_normalized)
+
+
+def weights_from_log_ratios(
+    lr: NDArray[np.float64], rewards: NDArray[np.float64], lengths: NDArray[np.int32], g: float, kind: str,
+    per_decision: Any, self_normalized: Any
+) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
+    """(weights (N, H), per-trajectory values (N,), ESS) from the per-step log-ratios ``lr``."""
     w, log_rho, value = _core.off_policy.importance_weights(
         rewards, lr, lengths, g, kind == "reward_to_go", as_bool(per_decision, "per_decision"),
         as_bool(self_normalized, "self_normalized"),
@@ -168,7 +195,9 @@ def off_policy_gradient(
     ``self_normalized=True`` divides the ratios by their batch mean (per step for per-decision
     weights): consistent, not unbiased. ``behavior`` is a policy or logged log-probabilities
     ``(N, H)``. The result's ``ess`` is :math:`(\sum\rho_i)^2/\sum\rho_i^2`; ``value`` the
-    importance-weighted estimate of J. ``threads`` (1 to ``pgfast.MAX_THREADS`` = 256, more
+    importance-weighted estimate of J. On a :class:`ContinuousTrajectories` batch the policies are
+    policies on observations with ``log_prob`` (two Gaussian policies; see :doc:`/guide/continuous`).
+    ``threads`` (1 to ``pgfast.MAX_THREADS`` = 256, more
     raise ``ValueError``; default: every usable CPU) changes only the speed and the summation order.
     See :doc:`/theory`, "Importance sampling".
 
@@ -216,6 +245,12 @@ def off_policy_gradient(
     >>> est.grad.shape, round(est.ess, 1)
     ((16, 4), 2710.3)
     """
+    if isinstance(traj, ContinuousTrajectories):  # a batch with vector states
+        from . import _continuous_off_policy
+
+        return _continuous_off_policy.off_policy_gradient(
+            target, behavior, traj, weights=weights, per_decision=per_decision, self_normalized=self_normalized,
+            per_trajectory=per_trajectory, gamma=gamma, threads=threads)
     target = pinned(target)  # the weights and the tables from one theta
     w, value, ess = _off_policy(target, behavior, traj, weights, per_decision, self_normalized, gamma)
     tables = policy_tables(target, "target")
@@ -281,7 +316,8 @@ def off_policy_value(
     r"""Importance-sampling estimate of :math:`J(\pi)` from a batch of ``behavior``:
     :math:`\frac1N\sum_i \rho_i G_i`, or per-decision :math:`\frac1N\sum_i\sum_t \gamma^t r_{i,t}\rho_{i,0:t}`
     (``self_normalized`` divides the ratios by their batch mean). See :doc:`/theory`,
-    "Importance sampling".
+    "Importance sampling". On a :class:`ContinuousTrajectories` batch the ratios are those of the
+    policies' densities (see :doc:`/guide/continuous`).
 
     Parameters
     ----------
@@ -324,7 +360,13 @@ def off_policy_value(
     >>> round(pg.exact.evaluate(mdp, target).J, 4)  # what it estimates
     0.0189
     """
-    _, value, ess = _off_policy(target, behavior, traj, "return", per_decision, self_normalized, gamma)
+    if isinstance(traj, ContinuousTrajectories):  # a batch with vector states
+        from . import _continuous_off_policy
+
+        _, value, ess = _continuous_off_policy.weighted(target, behavior, traj, "return", per_decision,
+                                                        self_normalized, gamma)
+    else:
+        _, value, ess = _off_policy(target, behavior, traj, "return", per_decision, self_normalized, gamma)
     n = traj.n
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
         se = float(value.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
