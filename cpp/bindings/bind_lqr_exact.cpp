@@ -32,7 +32,7 @@ Model model(const carray<double>& A, const carray<double>& B, const carray<doubl
   mdl.R = matrix_arg(R, "R", m, m);
   mdl.S0 = matrix_arg(S0, "S0", n, n);
   mdl.noise = matrix_arg(noise, "noise", n, n);
-  if (!(gamma > 0.0 && gamma <= 1.0)) throw std::invalid_argument("gamma must be in (0, 1]");
+  if (!(gamma >= 0.0 && gamma <= 1.0)) throw std::invalid_argument("gamma must be in [0, 1]");
   if (horizon < 0) throw std::invalid_argument("horizon must be >= 0 (0: infinite)");
   if (horizon == 0 && !(gamma < 1.0)) throw std::invalid_argument("the infinite horizon needs gamma < 1");
   mdl.gamma = gamma;
