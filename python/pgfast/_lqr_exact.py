@@ -54,13 +54,13 @@ class LQREvaluation:
         ``"finite_horizon"`` or ``"discounted"``.
     value : float
         :math:`J = \mathbb E[\sum_t \gamma^t r_t]` (alias ``J``; at most 0).
-    grad : ndarray (n_params,)
-        :math:`\nabla_\theta J` in the order of ``policy.theta``: ``grad_W`` row-major, then
+    grad : ndarray
+        Shape (n_params,). :math:`\nabla_\theta J` in the order of ``policy.theta``: ``grad_W`` row-major, then
         ``grad_log_std``.
-    grad_W : ndarray (m, n)
-        :math:`\nabla_W J`.
-    grad_log_std : ndarray (m,)
-        :math:`\partial J / \partial \log\sigma_i` (0 where ``log_std`` is below its floor
+    grad_W : ndarray
+        Shape (m, n). :math:`\nabla_W J`.
+    grad_log_std : ndarray
+        Shape (m,). :math:`\partial J / \partial \log\sigma_i` (0 where ``log_std`` is below its floor
         ``LOG_STD_MIN``, as the policy's score).
     state_cov : ndarray
         Finite horizon: the second moments :math:`S_t = \mathbb E[x_t x_t^\top]`, (H, n, n);
@@ -76,10 +76,17 @@ class LQREvaluation:
 
     Examples
     --------
+    A scalar system, :math:`x_{t+1} = x_t + u_t`, :math:`u = -x/2 + 0.1\,\varepsilon`: then
+    :math:`L = 1/2`, :math:`M = 5/4`, :math:`P = M / (1 - \gamma L^2)`,
+    :math:`\Sigma = (1 + \tfrac{\gamma}{1-\gamma} 0.01) / (1 - \gamma L^2)`,
+    :math:`J = -M\Sigma - 0.01 / (1 - \gamma)`:
+
     >>> lqr = pg.LQR([[1.0]], [[1.0]], [[1.0]], [[1.0]], gamma=0.9, horizon=None, x0=[1.0])
     >>> ev = pg.exact.evaluate(lqr, pg.LinearGaussian(1, 1, W=[[-0.5]], log_std=np.log(0.1)))
     >>> round(ev.J, 6), ev.state_cov.round(6), ev.P.round(6)
-    (-1.741935, array([[1.277419]]), array([[1.612903]]))
+    (-1.858065, array([[1.406452]]), array([[1.612903]]))
+    >>> ev.grad.round(6)  # dJ/dW, dJ/dlog sigma
+    array([-0.635172, -0.490323])
     """
 
     objective: str
@@ -127,14 +134,14 @@ class LQROptimal:
         Doubling and Hewer steps (discounted), or H (finite horizon).
     spectral_radius : float or None
         :math:`\rho(\sqrt\gamma (A + BW^*))` (discounted); None for the finite horizon.
-    stationary_W : ndarray (m, n) or None
-        Finite horizon: the best stationary gain found (a local maximum of :math:`J(W)` over
+    stationary_W : ndarray or None
+        Shape (m, n). Finite horizon: the best stationary gain found (a local maximum of :math:`J(W)` over
         constant gains, by L-BFGS on the exact gradient from :math:`W^*_0`) at the action noise
         ``log_std`` given to :func:`pgfast.exact.optimal`; None for the discounted objective.
     stationary_value : float or None
         :math:`J` of ``stationary_W`` with that action noise (at most ``value``).
-    stationary_grad_W : ndarray (m, n) or None
-        :math:`\nabla_W J` at ``stationary_W`` (zero to the tolerance when ``stationary_converged``).
+    stationary_grad_W : ndarray or None
+        Shape (m, n). :math:`\nabla_W J` at ``stationary_W`` (zero to the tolerance when ``stationary_converged``).
     stationary_iterations : int or None
         L-BFGS iterations of the stationary search.
     stationary_converged : bool or None
@@ -144,10 +151,13 @@ class LQROptimal:
 
     Examples
     --------
+    The scalar system :math:`x_{t+1} = x_t + u_t`, :math:`Q = R = 1`, :math:`\gamma = 0.9`: the
+    Riccati equation is :math:`0.9 P^2 - 0.8 P - 1 = 0` and :math:`W^* = -0.9P / (1 + 0.9P)`:
+
     >>> lqr = pg.LQR([[1.0]], [[1.0]], [[1.0]], [[1.0]], gamma=0.9, horizon=None, x0=[1.0])
     >>> best = pg.exact.optimal(lqr)
-    >>> best.W.round(6), round(best.J, 6)
-    (array([[-0.587611]]), -1.587611)
+    >>> best.W.round(6), best.P.round(6), round(best.J, 6)
+    (array([[-0.588403]]), array([[1.588403]]), -1.588403)
     """
 
     objective: str
@@ -179,8 +189,8 @@ class LQROptimal:
 
         Parameters
         ----------
-        log_std : float or array (m,)
-            :math:`\\log\\sigma` of the policy (default ``LOG_STD_MIN``: as deterministic as a
+        log_std : float or array_like
+            Shape (m,). :math:`\\log\\sigma` of the policy (default ``LOG_STD_MIN``: as deterministic as a
             Gaussian policy gets).
 
         Returns
