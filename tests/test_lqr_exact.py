@@ -351,6 +351,16 @@ def test_bad_inputs() -> None:
     assert pg.exact.evaluate(mdp, pg.TabularSoftmax(1, 1)).objective == "finite_horizon"
 
 
+def test_tables_larger_than_memory() -> None:
+    lqr = ref.example(horizon=2**31 - 1)  # 2^31 (3, 3) tables: 150 GiB each
+    with pytest.raises(MemoryError, match=r"the exact LQR tables \(H=2147483647, n=3, m=2\) needs .* bytes"):
+        pg.exact.evaluate(lqr, _policy(W0, NOISY))
+    with pytest.raises(MemoryError, match="use a shorter horizon"):
+        pg.exact.gradient(lqr, _policy(W0, NOISY))
+    with pytest.raises(MemoryError, match="bytes"):
+        pg.exact.optimal(lqr)
+
+
 def test_theta_is_read_once_and_not_written() -> None:
     lqr = ref.example(horizon=10)
     pi = _policy(W0, NOISY)

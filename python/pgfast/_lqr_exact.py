@@ -12,7 +12,7 @@ are on the theory page (:doc:`/theory`, "The linear-quadratic regulator"); the C
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -39,8 +39,26 @@ STATIONARY_MAX_ITER = 10_000
 _OVERFLOW = "the state second moments or value matrices grow beyond float64 over the horizon: W is unstable"
 
 
+class _Aliases:
+    """The formula symbols ``J`` and ``P`` as read-only aliases of ``value`` and ``value_matrices``."""
+
+    if TYPE_CHECKING:
+        value: float
+        value_matrices: NDArray[np.float64]
+
+    @property
+    def J(self) -> float:
+        """Alias of ``value``."""
+        return self.value
+
+    @property
+    def P(self) -> NDArray[np.float64]:
+        """Alias of ``value_matrices``."""
+        return self.value_matrices
+
+
 @dataclass(frozen=True)
-class LQREvaluation:
+class LQREvaluation(_Aliases):
     r"""The exact values of a linear-Gaussian policy on an LQR (:func:`pgfast.exact.evaluate`).
 
     Finite horizon :math:`H`: :math:`S_t = \mathbb E[x_t x_t^\top]` and :math:`P_t` (with
@@ -99,19 +117,9 @@ class LQREvaluation:
     spectral_radius: float
     gamma: float
 
-    @property
-    def J(self) -> float:
-        """Alias of ``value``."""
-        return self.value
-
-    @property
-    def P(self) -> NDArray[np.float64]:
-        """Alias of ``value_matrices``."""
-        return self.value_matrices
-
 
 @dataclass(frozen=True)
-class LQROptimal:
+class LQROptimal(_Aliases):
     r"""Optimal control of an LQR (:func:`pgfast.exact.optimal`).
 
     ``J`` and ``P`` are read-only aliases of ``value`` and ``value_matrices``.
@@ -172,16 +180,6 @@ class LQROptimal:
     stationary_iterations: int | None
     stationary_converged: bool | None
     gamma: float
-
-    @property
-    def J(self) -> float:
-        """Alias of ``value``."""
-        return self.value
-
-    @property
-    def P(self) -> NDArray[np.float64]:
-        """Alias of ``value_matrices``."""
-        return self.value_matrices
 
     def policy(self, log_std: ArrayLike = LOG_STD_MIN) -> LinearGaussian:
         """The optimal gain as a :class:`pgfast.LinearGaussian`: ``W`` (discounted) or
@@ -256,10 +254,12 @@ def _sigma(log_std: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.ascontiguousarray(np.exp(np.maximum(log_std, LOG_STD_MIN)))
 
 
-def _check_tables(lqr: LQR, horizon: int, copies: int) -> None:
-    n = lqr.state_dim
-    check_allocation(8 * (horizon + 1) * n * n * copies, f"the exact LQR tables (H={horizon}, n={n})",
-                     "use a shorter horizon")
+def _check_tables(lqr: LQR, horizon: int, copies: int, gains: bool = False) -> None:
+    """MemoryError before the kernel allocates ``copies`` (H + 1, n, n) tables (and the (H, m, n)
+    gains)."""
+    n, m = lqr.state_dim, lqr.action_dim
+    nbytes = 8 * (horizon + 1) * (n * n * copies + (m * n if gains else 0))
+    check_allocation(nbytes, f"the exact LQR tables (H={horizon}, n={n}, m={m})", "use a shorter horizon")
 
 
 def evaluate(lqr: LQR, policy: Any, objective: Any = None, gamma: Any = None, *, tables: bool = True) -> LQREvaluation:
@@ -299,7 +299,7 @@ def optimal(lqr: LQR, objective: Any = None, gamma: Any = None, *, log_std: Any 
         raise ValueError(f"tol must be in (0, 1) (the relative gradient norm of the stationary gain), got {t}")
     iters = as_int(max_iter, "max_iter", minimum=0)
     H = 0 if obj == "discounted" else int(lqr.horizon or 0)
-    _check_tables(lqr, H, 2)
+    _check_tables(lqr, H, 2, gains=True)  # P_t, and the P_t of the stationary search
     args = _arrays(lqr, g, H)
     J, W, P, iterations, rho = _core.lqr_exact.optimal(*args)
     what = f"the optimal {obj} LQR control"
