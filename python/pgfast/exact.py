@@ -160,6 +160,22 @@ _METHODS = {"auto": _core.exact.Method.AUTO, "dense": _core.exact.Method.DENSE, 
 OBJECTIVES: tuple[str, ...] = tuple(_OBJECTIVES)
 
 
+class _ModelObjective(str):
+    """The default ``objective`` of :func:`evaluate`, :func:`gradient` and :func:`optimal`: the
+    string ``"finite_horizon"`` for a FiniteMDP; for an LQR the model's own (discounted when its
+    horizon is None), told apart from an explicit ``"finite_horizon"`` by identity."""
+
+    __slots__ = ()
+
+
+_MODEL_OBJECTIVE = cast(Literal["finite_horizon"], _ModelObjective("finite_horizon"))
+
+
+def _lqr_objective(objective: Any) -> Any:
+    """The objective for the LQR oracle: None (the model's own) for the default."""
+    return None if objective is _MODEL_OBJECTIVE else objective
+
+
 class _ValueAliases:
     """The formula symbols ``J``, ``V`` and ``Q`` as read-only aliases of the full-name fields of
     :class:`Evaluation` and :class:`Optimal`."""
@@ -330,8 +346,6 @@ def _check(mdp: Any, policy: Any) -> NDArray[np.float64]:
 
 
 def _objective(objective: Any) -> str:
-    if objective is None:
-        return "finite_horizon"
     if not isinstance(objective, str) or objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(map(repr, OBJECTIVES))}, got {objective!r}")
     return str(objective)
@@ -418,7 +432,7 @@ def _computed(table: NDArray[np.float64] | None) -> NDArray[np.float64]:
 def evaluate(
     mdp: FiniteMDP,
     policy: SoftmaxPolicy,
-    objective: Objective | None = ...,
+    objective: Objective = ...,
     *,
     gamma: float | None = ...,
     method: Method = ...,
@@ -429,7 +443,7 @@ def evaluate(
 def evaluate(
     mdp: LQR,
     policy: LinearGaussian,
-    objective: Literal["finite_horizon", "discounted"] | None = ...,
+    objective: Literal["finite_horizon", "discounted"] = ...,
     *,
     gamma: float | None = ...,
     method: Method = ...,
@@ -439,7 +453,7 @@ def evaluate(
 def evaluate(
     mdp: FiniteMDP | LQR,
     policy: SoftmaxPolicy | LinearGaussian,
-    objective: Objective | None = None,
+    objective: Objective = _MODEL_OBJECTIVE,
     *,
     gamma: float | None = None,
     method: Method = "auto",
@@ -461,10 +475,10 @@ def evaluate(
     policy : SoftmaxPolicy or LinearGaussian
         The policy (its sizes must match the MDP's); for an LQR a :class:`pgfast.LinearGaussian`
         with the identity features, ``obs_dim = state_dim`` and ``action_dim`` the LQR's.
-    objective : {"finite_horizon", "discounted", "average_reward", "average_value"}, optional
+    objective : {"finite_horizon", "discounted", "average_reward", "average_value"}
         The objective (default ``"finite_horizon"``; see the module docstring). For an LQR
-        ``"finite_horizon"`` or ``"discounted"``, by default the model's own (discounted when
-        ``lqr.horizon`` is None).
+        ``"finite_horizon"`` or ``"discounted"``; when not given, the model's own (discounted
+        when ``lqr.horizon`` is None).
     gamma : float in [0, 1], optional
         Discount factor (default: ``mdp.gamma``); ``"discounted"`` and ``"average_value"`` need
         gamma < 1.
@@ -534,7 +548,7 @@ def evaluate(
     if isinstance(mdp, LQR):
         _solver(method, tol)
         as_threads(threads)
-        return _lqr_exact.evaluate(mdp, policy, objective, gamma)
+        return _lqr_exact.evaluate(mdp, policy, _lqr_objective(objective), gamma)
     _, obj, g, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=True)
     return _evaluation(obj, g, out)
 
@@ -549,7 +563,7 @@ def _evaluation(objective: str, gamma: float, out: _core.exact.Evaluation) -> Ev
 def gradient(
     mdp: FiniteMDP | LQR,
     policy: SoftmaxPolicy | LinearGaussian,
-    objective: Objective | None = ...,
+    objective: Objective = ...,
     *,
     gamma: float | None = ...,
     method: Method = ...,
@@ -561,7 +575,7 @@ def gradient(
 def gradient(
     mdp: FiniteMDP,
     policy: SoftmaxPolicy,
-    objective: Objective | None = ...,
+    objective: Objective = ...,
     *,
     gamma: float | None = ...,
     method: Method = ...,
@@ -573,7 +587,7 @@ def gradient(
 def gradient(
     mdp: LQR,
     policy: LinearGaussian,
-    objective: Literal["finite_horizon", "discounted"] | None = ...,
+    objective: Literal["finite_horizon", "discounted"] = ...,
     *,
     gamma: float | None = ...,
     method: Method = ...,
@@ -584,7 +598,7 @@ def gradient(
 def gradient(
     mdp: FiniteMDP | LQR,
     policy: SoftmaxPolicy | LinearGaussian,
-    objective: Objective | None = None,
+    objective: Objective = _MODEL_OBJECTIVE,
     *,
     gamma: float | None = None,
     method: Method = "auto",
@@ -608,10 +622,10 @@ def gradient(
     policy : SoftmaxPolicy or LinearGaussian
         The policy (its sizes must match the MDP's); for an LQR a :class:`pgfast.LinearGaussian`
         with the identity features, ``obs_dim = state_dim`` and ``action_dim`` the LQR's.
-    objective : {"finite_horizon", "discounted", "average_reward", "average_value"}, optional
+    objective : {"finite_horizon", "discounted", "average_reward", "average_value"}
         The objective (default ``"finite_horizon"``; see the module docstring). For an LQR
-        ``"finite_horizon"`` or ``"discounted"``, by default the model's own (discounted when
-        ``lqr.horizon`` is None).
+        ``"finite_horizon"`` or ``"discounted"``; when not given, the model's own (discounted
+        when ``lqr.horizon`` is None).
     gamma : float in [0, 1], optional
         Discount factor (default: ``mdp.gamma``); ``"discounted"`` and ``"average_value"`` need
         gamma < 1.
@@ -667,7 +681,7 @@ def gradient(
     if isinstance(mdp, LQR):
         _solver(method, tol)
         as_threads(threads)
-        ev = _lqr_exact.evaluate(mdp, policy, objective, gamma, tables=return_evaluation)
+        ev = _lqr_exact.evaluate(mdp, policy, _lqr_objective(objective), gamma, tables=return_evaluation)
         return (ev.grad, ev) if return_evaluation else ev.grad
     policy = cast(SoftmaxPolicy, pinned(policy))  # the probabilities and the logit map from one theta
     _, obj, g, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=return_evaluation, gradient=True)
@@ -956,7 +970,7 @@ def stationary_distribution(
 @overload
 def optimal(
     mdp: FiniteMDP,
-    objective: Literal["finite_horizon", "discounted"] | None = ...,
+    objective: Literal["finite_horizon", "discounted"] = ...,
     *,
     gamma: float | None = ...,
     method: Method = ...,
@@ -967,7 +981,7 @@ def optimal(
 @overload
 def optimal(
     mdp: LQR,
-    objective: Literal["finite_horizon", "discounted"] | None = ...,
+    objective: Literal["finite_horizon", "discounted"] = ...,
     *,
     gamma: float | None = ...,
     method: Method = ...,
@@ -977,7 +991,7 @@ def optimal(
 ) -> LQROptimal: ...
 def optimal(
     mdp: FiniteMDP | LQR,
-    objective: Literal["finite_horizon", "discounted"] | None = None,
+    objective: Literal["finite_horizon", "discounted"] = _MODEL_OBJECTIVE,
     *,
     gamma: float | None = None,
     method: Method = "auto",
@@ -1007,9 +1021,9 @@ def optimal(
     ----------
     mdp : FiniteMDP or LQR
         The MDP, or a linear-quadratic regulator.
-    objective : {"finite_horizon", "discounted"}, optional
-        The objective (default ``"finite_horizon"``; for an LQR the model's own, discounted when
-        ``lqr.horizon`` is None).
+    objective : {"finite_horizon", "discounted"}
+        The objective (default ``"finite_horizon"``; for an LQR, when not given, the model's own:
+        discounted when ``lqr.horizon`` is None).
     gamma : float in [0, 1], optional
         Discount factor (default: ``mdp.gamma``; ``"discounted"`` needs gamma < 1).
     method : {"auto", "dense", "sparse"}
@@ -1072,11 +1086,10 @@ def optimal(
     if isinstance(mdp, LQR):
         _, t = _solver(method, tol)
         as_threads(threads)
-        return _lqr_exact.optimal(mdp, objective, gamma, log_std=log_std, tol=t)
+        return _lqr_exact.optimal(mdp, _lqr_objective(objective), gamma, log_std=log_std, tol=t)
     require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP or pgfast.LQR")
     if log_std is not None:
         raise ValueError("log_std (the action noise of the best stationary gain) is for an LQR; a FiniteMDP takes none")
-    objective = "finite_horizon" if objective is None else objective
     if not isinstance(objective, str) or objective not in ("finite_horizon", "discounted"):
         raise ValueError(f"optimal supports objective='finite_horizon' or 'discounted', got {objective!r}")
     g = _gamma(mdp, gamma, objective)
