@@ -277,7 +277,7 @@ def evaluate(lqr: LQR, policy: Any, objective: Any = None, gamma: Any = None, *,
             check_finite_result(value, f"{what} ({name})", _OVERFLOW)
     n = lqr.state_dim
     empty = np.zeros((0, n, n))
-    return LQREvaluation(obj, float(J), np.concatenate([gW.ravel(), gl]), gW, gl, empty if S is None else S,
+    return LQREvaluation(obj, float(J) + 0.0, np.concatenate([gW.ravel(), gl]), gW, gl, empty if S is None else S,
                          empty if P is None else P, float(rho), g)
 
 
@@ -306,6 +306,6 @@ def optimal(lqr: LQR, objective: Any = None, gamma: Any = None, *, log_std: Any 
     for name, value in (("J", J), ("W", W), ("value_matrices", P)):
         check_finite_result(value, f"{what} ({name})", "the Riccati recursion grows beyond float64 over the horizon")
     if H == 0:
-        return LQROptimal(obj, float(J), W, P, int(iterations), float(rho), None, None, None, None, None, g)
+        return LQROptimal(obj, float(J) + 0.0, W, P, int(iterations), float(rho), None, None, None, None, None, g)
     Ws, Js, gW, _, its, conv = _core.lqr_exact.best_stationary(*args, np.ascontiguousarray(W[0]), sigma, t, iters)
-    return LQROptimal(obj, float(J), W, P, int(iterations), None, Ws, float(Js), gW, int(its), bool(conv), g)
+    return LQROptimal(obj, float(J) + 0.0, W, P, int(iterations), None, Ws, float(Js) + 0.0, gW, int(its), bool(conv), g)
