@@ -240,7 +240,7 @@ PGFAST_ALWAYS_INLINE bool group_loop(const Problem& p, const Prepared& pre, std:
     for (std::int64_t j = 0; j < G; ++j) X[k * kGroup + j] += p.x0[k];
   }
   for (std::int64_t t = 0; t < H && running > 0; ++t) {
-    if ((t & 255) == 255 && stop(worker)) return false;
+    if ((t & 7) == 7 && stop(worker)) return false;  // a step of a wide state can take milliseconds
     draw_normals(ws, pre.step_pairs);
     // a lane whose state left the bound stops here (its column is 0 from now on)
     double* ok = ws.ok.data();  // 1 while every entry so far is within the bound (NaN is not)
