@@ -122,23 +122,25 @@ def _sample_digest(path: str) -> None:
 
 
 def test_the_same_bits_with_and_without_avx2(tmp_path: Any) -> None:
-    # A machine with AVX2 runs copies of the normals and of the group step compiled for it; the
-    # default x86-64 code (PGFAST_NO_AVX2=1) must give the same bits (no contraction, the same
-    # order of every sum, no C library transcendental functions).
+    # A machine with AVX2 (AVX-512) runs copies of the normals and of the group step compiled for
+    # it; the AVX2 copies (PGFAST_NO_AVX512=1) and the default x86-64 code (PGFAST_NO_AVX2=1) must
+    # give the same bits (no contraction, the same order of every sum, no C library
+    # transcendental functions).
     paths = []
-    for avx2 in (True, False):
-        env = {k: v for k, v in os.environ.items() if k != "PGFAST_NO_AVX2"}
-        if not avx2:
-            env["PGFAST_NO_AVX2"] = "1"
-        path = str(tmp_path / f"{avx2}.npz")
+    for off in ((), ("PGFAST_NO_AVX512",), ("PGFAST_NO_AVX2", "PGFAST_NO_AVX512")):
+        env = {k: v for k, v in os.environ.items() if k not in ("PGFAST_NO_AVX2", "PGFAST_NO_AVX512")}
+        env.update({name: "1" for name in off})
+        path = str(tmp_path / f"{len(off)}.npz")
         code = ("import sys; sys.path.insert(0, sys.argv[1]); import test_lqr_sampling as t; "
                 "t._sample_digest(sys.argv[2])")
         subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__), path], env=env, check=True, timeout=120)
         paths.append(path)
-    a, b = np.load(paths[0]), np.load(paths[1])
+    a = np.load(paths[0])
     assert a["unstable diverged"].all() and not a["stable diverged"].any()
-    for key in a.files:
-        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    for other in paths[1:]:
+        b = np.load(other)
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=f"{other} {key}")
 
 
 def test_standard_normals_are_box_muller_pairs() -> None:

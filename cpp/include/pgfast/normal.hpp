@@ -148,6 +148,14 @@ PGFAST_NORMALS_INLINE void box_muller_scale(double* __restrict out, const double
 }
 
 #ifdef PGFAST_AVX2_KERNELS
+__attribute__((target("avx512f,avx512dq,avx2,fma,prefer-vector-width=512"))) PGFAST_NORMALS_VECTORISABLE inline void
+box_muller_avx512(const std::uint64_t* words, double* out, double* r, std::int64_t pairs) {
+  box_muller_angles(words, out, r, pairs);
+  std::int64_t k = 0;
+  for (; k + 4 <= pairs; k += 4) _mm256_storeu_pd(r + k, _mm256_sqrt_pd(_mm256_loadu_pd(r + k)));
+  for (; k < pairs; ++k) _mm_store_sd(r + k, _mm_sqrt_sd(_mm_setzero_pd(), _mm_load_sd(r + k)));
+  box_muller_scale(out, r, pairs);
+}
 __attribute__((target("avx2,fma"))) PGFAST_NORMALS_VECTORISABLE inline void box_muller_avx2(
     const std::uint64_t* words, double* out, double* r, std::int64_t pairs) {
   box_muller_angles(words, out, r, pairs);
@@ -173,14 +181,31 @@ PGFAST_NORMALS_VECTORISABLE inline void box_muller_default(const std::uint64_t* 
 inline void box_muller_avx2(const std::uint64_t* words, double* out, double* r, std::int64_t pairs) {
   box_muller_default(words, out, r, pairs);  // never called: use_avx2() is false
 }
+inline void box_muller_avx512(const std::uint64_t* words, double* out, double* r, std::int64_t pairs) {
+  box_muller_default(words, out, r, pairs);  // never called: use_avx512() is false
+}
 #endif
 
 }  // namespace detail
 
+// True when the AVX-512 copies of the LQR sampler's kernels run: the CPU has AVX-512 F and DQ,
+// use_avx2() holds, and the environment variable PGFAST_NO_AVX512 is not set (the tests set it to
+// run the AVX2 copies on a machine that has AVX-512). The same bits as the other copies.
+inline bool use_avx512() {
+#ifdef PGFAST_AVX2_KERNELS
+  static const bool yes = use_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                          std::getenv("PGFAST_NO_AVX512") == nullptr;
+  return yes;
+#else
+  return false;
+#endif
+}
+
 // 2 * pairs standard normals from 2 * pairs words (Box-Muller, see above: out[k] and out[pairs + k]
 // come from words[k] and words[pairs + k]), the same bits on every CPU; scratch holds `pairs` doubles.
 inline void standard_normals(const std::uint64_t* words, double* out, double* scratch, std::int64_t pairs) {
-  (use_avx2() ? detail::box_muller_avx2 : detail::box_muller_default)(words, out, scratch, pairs);
+  (use_avx512() ? detail::box_muller_avx512 : use_avx2() ? detail::box_muller_avx2 : detail::box_muller_default)(
+      words, out, scratch, pairs);
 }
 
 // exp(y) for any finite y, from vexp.hpp's exp of non-positive arguments (1 / exp(-y) above 0):

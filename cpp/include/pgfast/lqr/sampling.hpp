@@ -137,28 +137,32 @@ struct Workspace {
 
 namespace detail {
 
+// The columns of a group as vectors of 4 doubles (SSE2 pairs or AVX2 registers) or 8 (AVX-512).
 typedef double v4d __attribute__((vector_size(32)));  // (no lambdas: they would not inherit the target)
-inline constexpr int kGroupVectors = static_cast<int>(kGroup / 4);
+typedef double v8d __attribute__((vector_size(64)));
+template <class V>
+inline constexpr int kVectors = static_cast<int>(kGroup * sizeof(double) / sizeof(V));
 
 // Out (rows, kGroup) += M (rows, inner) In (inner, kGroup): entry (i, j) adds M[i, q] In[q, j] for
 // q = 0..inner-1 in order, skipping the q with M[i, q] = 0 (structured matrices -- diagonal costs
 // and noise, triangular factors -- cost only their non-zero entries). A row of Out stays in
-// registers over the whole q loop.
+// registers over the whole q loop. Every column's sums are the same whatever the vector width.
+template <class V>
 PGFAST_ALWAYS_INLINE void gemm_group(const double* M, const double* In, double* Out, std::int64_t rows,
                                      std::int64_t inner) {
+  constexpr int kV = kVectors<V>;
   for (std::int64_t i = 0; i < rows; ++i) {
     double* o = Out + i * kGroup;
-    v4d acc[kGroupVectors];
+    V acc[kV];
     std::memcpy(acc, o, sizeof acc);
     for (std::int64_t q = 0; q < inner; ++q) {
       const double a = M[i * inner + q];
       if (a == 0.0) continue;
-      const v4d av = {a, a, a, a};
       const double* x = In + q * kGroup;
-      for (int c = 0; c < kGroupVectors; ++c) {
-        v4d xv;
-        std::memcpy(&xv, x + 4 * c, sizeof xv);
-        acc[c] += av * xv;
+      for (int c = 0; c < kV; ++c) {
+        V xv;
+        std::memcpy(&xv, x + c * static_cast<int>(sizeof(V) / sizeof(double)), sizeof xv);
+        acc[c] += a * xv;
       }
     }
     std::memcpy(o, acc, sizeof acc);
@@ -167,27 +171,28 @@ PGFAST_ALWAYS_INLINE void gemm_group(const double* M, const double* In, double* 
 
 // acc[j] -= sum_i X[i, j] (sum_{k>=i} U[i, k] X[k, j]) over the columns j < kGroup of X (d, kGroup):
 // minus the quadratic form, U from Prepared::upper_doubled (zero entries skipped).
+template <class V>
 PGFAST_ALWAYS_INLINE void sub_quadratic(const double* U, const double* X, std::int64_t d, double* acc) {
+  constexpr int kV = kVectors<V>;
+  constexpr int kW = static_cast<int>(sizeof(V) / sizeof(double));
   for (std::int64_t i = 0; i < d; ++i) {
-    v4d tmp[kGroupVectors], xi[kGroupVectors];
+    V tmp[kV], xi[kV];
     std::memcpy(xi, X + i * kGroup, sizeof xi);
     const double uii = U[i * d + i];
-    const v4d dv = {uii, uii, uii, uii};
-    for (int c = 0; c < kGroupVectors; ++c) tmp[c] = dv * xi[c];
+    for (int c = 0; c < kV; ++c) tmp[c] = uii * xi[c];
     for (std::int64_t k = i + 1; k < d; ++k) {
       const double u = U[i * d + k];
       if (u == 0.0) continue;
-      const v4d uv = {u, u, u, u};
       const double* xk = X + k * kGroup;
-      for (int c = 0; c < kGroupVectors; ++c) {
-        v4d xv;
-        std::memcpy(&xv, xk + 4 * c, sizeof xv);
-        tmp[c] += uv * xv;
+      for (int c = 0; c < kV; ++c) {
+        V xv;
+        std::memcpy(&xv, xk + c * kW, sizeof xv);
+        tmp[c] += u * xv;
       }
     }
-    v4d a[kGroupVectors];
+    V a[kV];
     std::memcpy(a, acc, sizeof a);
-    for (int c = 0; c < kGroupVectors; ++c) a[c] -= xi[c] * tmp[c];
+    for (int c = 0; c < kV; ++c) a[c] -= xi[c] * tmp[c];
     std::memcpy(acc, a, sizeof a);
   }
 }
@@ -213,7 +218,7 @@ PGFAST_ALWAYS_INLINE void draw_normals(Workspace& ws, std::int64_t pairs) {
 }
 
 // The body of simulate_group (compiled twice: for any x86-64 and for AVX2, the same bits).
-template <class Sink>
+template <class V, class Sink>
 PGFAST_ALWAYS_INLINE bool group_loop(const Problem& p, const Prepared& pre, std::int64_t i0, std::int64_t G,
                                      Workspace& ws, Sink& sink, StopToken& stop, int worker) {
   const std::int64_t n = p.n, m = p.m, H = p.H;
@@ -234,7 +239,7 @@ PGFAST_ALWAYS_INLINE bool group_loop(const Problem& p, const Prepared& pre, std:
     for (std::int64_t k = 0; k < n; ++k) {  // z as (n, G) in Xn, then X = C_0 z
       for (std::int64_t j = 0; j < G; ++j) Xn[k * kGroup + j] = nrm[k * kGroup + j];
     }
-    gemm_group(p.C0, Xn, X, n, n);
+    gemm_group<V>(p.C0, Xn, X, n, n);
   }
   for (std::int64_t k = 0; k < n; ++k) {
     for (std::int64_t j = 0; j < G; ++j) X[k * kGroup + j] += p.x0[k];
@@ -265,15 +270,15 @@ PGFAST_ALWAYS_INLINE bool group_loop(const Problem& p, const Prepared& pre, std:
       for (std::int64_t j = G; j < kGroup; ++j) E[a * kGroup + j] = 0.0;
     }
     std::fill(U, U + m * kGroup, 0.0);
-    gemm_group(p.W, X, U, m, n);
+    gemm_group<V>(p.W, X, U, m, n);
     for (std::int64_t a = 0; a < m; ++a) {
       const double s = p.sigma[a];
       for (std::int64_t j = 0; j < kGroup; ++j) U[a * kGroup + j] += s * E[a * kGroup + j];
     }
     // r = -(x'Qx + u'Ru)
     std::fill(r, r + kGroup, 0.0);
-    sub_quadratic(pre.Q2.data(), X, n, r);
-    sub_quadratic(pre.R2.data(), U, m, r);
+    sub_quadratic<V>(pre.Q2.data(), X, n, r);
+    sub_quadratic<V>(pre.R2.data(), U, m, r);
     for (std::int64_t j = 0; j < G; ++j) {
       if (alive[j] && !std::isfinite(r[j])) {
         alive[j] = 0;
@@ -284,14 +289,14 @@ PGFAST_ALWAYS_INLINE bool group_loop(const Problem& p, const Prepared& pre, std:
     sink.step(t, i0, G, X, U, E, r, alive);
     // x' = A x + B u + C_w xi
     std::fill(Xn, Xn + n * kGroup, 0.0);
-    gemm_group(p.A, X, Xn, n, n);
-    gemm_group(p.B, U, Xn, n, m);
+    gemm_group<V>(p.A, X, Xn, n, n);
+    gemm_group<V>(p.B, U, Xn, n, m);
     if (p.Cw) {
       for (std::int64_t k = 0; k < n; ++k) {
         for (std::int64_t j = 0; j < G; ++j) Xi[k * kGroup + j] = nrm[(m + k) * kGroup + j];
         for (std::int64_t j = G; j < kGroup; ++j) Xi[k * kGroup + j] = 0.0;
       }
-      gemm_group(p.Cw, Xi, Xn, n, n);
+      gemm_group<V>(p.Cw, Xi, Xn, n, n);
     }
     std::swap(X, Xn);
   }
@@ -301,16 +306,22 @@ PGFAST_ALWAYS_INLINE bool group_loop(const Problem& p, const Prepared& pre, std:
 
 #ifdef PGFAST_AVX2_KERNELS
 template <class Sink>
+__attribute__((target("avx512f,avx512dq,avx2,fma,prefer-vector-width=512"))) PGFAST_VECTORISABLE bool group_avx512(
+    const Problem& p, const Prepared& pre, std::int64_t i0, std::int64_t G, Workspace& ws, Sink& sink, StopToken& stop,
+    int worker) {
+  return group_loop<v8d>(p, pre, i0, G, ws, sink, stop, worker);
+}
+template <class Sink>
 __attribute__((target("avx2,fma"))) PGFAST_VECTORISABLE bool group_avx2(const Problem& p, const Prepared& pre,
                                                                        std::int64_t i0, std::int64_t G, Workspace& ws,
                                                                        Sink& sink, StopToken& stop, int worker) {
-  return group_loop(p, pre, i0, G, ws, sink, stop, worker);
+  return group_loop<v4d>(p, pre, i0, G, ws, sink, stop, worker);
 }
 #endif
 template <class Sink>
 PGFAST_VECTORISABLE bool group_default(const Problem& p, const Prepared& pre, std::int64_t i0, std::int64_t G,
                                        Workspace& ws, Sink& sink, StopToken& stop, int worker) {
-  return group_loop(p, pre, i0, G, ws, sink, stop, worker);
+  return group_loop<v4d>(p, pre, i0, G, ws, sink, stop, worker);
 }
 
 }  // namespace detail
@@ -338,6 +349,7 @@ bool simulate_group(const Problem& p, const Prepared& pre, std::uint64_t key, st
     ws.len[j] = p.H;
   }
 #ifdef PGFAST_AVX2_KERNELS
+  if (use_avx512()) return detail::group_avx512(p, pre, i0, G, ws, sink, stop, worker);
   if (use_avx2()) return detail::group_avx2(p, pre, i0, G, ws, sink, stop, worker);
 #endif
   return detail::group_default(p, pre, i0, G, ws, sink, stop, worker);
