@@ -174,3 +174,23 @@ def test_the_fused_estimator_answers_ctrl_c() -> None:
     lqr = example(noise=True, gaussian_start=True, horizon=200)
     assert_interrupts(lambda: pg.policy_gradient(policy(), mdp=lqr, n=10**8, seed=0, baseline="time", threads=2))
     assert pg.policy_gradient(policy(), mdp=lqr, n=3, seed=0).n == 3  # still usable
+
+
+def test_the_benchmark_numpy_yardstick_is_the_same_estimator() -> None:
+    # pgfast.benchmarks.reference.lqr_policy_gradient (the LQR benchmark's NumPy side): unbiased
+    # for the exact gradient, and its standard errors those of the fused estimate (same estimator).
+    from pgfast.benchmarks import reference as ref
+    from pgfast.benchmarks.lqr import workload
+
+    lqr = workload(3, 2, horizon=10)
+    pi = pg.LinearGaussian(3, 2, W=policy().W, log_std=np.log([0.3, 0.2]))
+    core = pg._core.lqr.Problem(lqr.A, lqr.B, lqr.Q, lqr.R, lqr.x0, lqr.x0_cov, lqr.noise_cov, lqr.max_state, 10,
+                                pi.W, pi.log_std, -20.0)
+    g, se, value = ref.lqr_policy_gradient(lqr.A, lqr.B, lqr.Q, lqr.R, lqr.x0, core.start_factor, core.noise_factor,
+                                           pi.W, pi.std, 10, 30000, np.random.default_rng(0), chunk=4096)
+    fam = Family()
+    fam.add("numpy grad", g, se, fd_gradient(lqr, pi))
+    fused = pg.policy_gradient(pi, mdp=lqr, n=30000, seed=0)
+    fam.add("numpy value", value, fused.value_stderr, objective(lqr, pi.W, pi.log_std))
+    fam.check()
+    np.testing.assert_allclose(se, fused.stderr, rtol=0.1)
