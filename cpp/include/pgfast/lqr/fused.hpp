@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -51,54 +52,57 @@ struct FusedSpec {
 
 // The working memory of one fused worker, in bytes (for the callers' allocation checks).
 inline std::int64_t fused_worker_bytes(std::int64_t n, std::int64_t m, std::int64_t H) {
-  return 8 * (kGroup * H * (n + m + 1) + H + 3 * (m * n + m)) + 8 * kGroup * (4 * n + 3 * m + 2);
+  return 8 * (kGroup * H * (n + 2 * m + 2) + 2 * H + 2 * (m * n + m)) + 8 * kGroup * (4 * n + 4 * m + 4 + m * n);
 }
 
-// Buffers the steps of a group's trajectories; forms each one's gradient when the group ends.
+// Buffers the steps of a group's trajectories (as the group's columns: x_t (H, n, kGroup), eps_t
+// (H, m, kGroup), r_t (H, kGroup)); forms each one's weights and gradient when the group ends, the
+// products over the steps for all lanes at once (lane_products).
 class FusedSink {
  public:
   FusedSink(const Problem& p, const FusedSpec& spec, const double* gpow)
       : p_(p), spec_(spec), gpow_(gpow), np_(p.m * p.n + p.m),
         xh_(static_cast<std::size_t>(kGroup * p.H * p.n)), eh_(static_cast<std::size_t>(kGroup * p.m * p.H)),
-        rh_(static_cast<std::size_t>(kGroup * p.H)), w_(static_cast<std::size_t>(p.H)),
-        ew_(static_cast<std::size_t>(p.m * p.H)), g_(static_cast<std::size_t>(np_)), inv_sigma_(p.m) {
+        rh_(static_cast<std::size_t>(kGroup * p.H)), wt_(rh_.size()), ew_(eh_.size()), r_(static_cast<std::size_t>(p.H)),
+        w_(r_.size()), out_(static_cast<std::size_t>(kGroup * p.m * p.n)), ls_(static_cast<std::size_t>(kGroup * p.m)),
+        g_(static_cast<std::size_t>(np_)), inv_sigma_(p.m) {
     for (std::int64_t a = 0; a < p.m; ++a) inv_sigma_[a] = 1.0 / p.sigma[a];
     reset();
   }
 
-  void step(std::int64_t t, std::int64_t, std::int64_t G, const double* X, const double*, const double* E,
-            const double* r, const unsigned char* alive) noexcept {
-    const std::int64_t n = p_.n, m = p_.m, H = p_.H;
-    for (std::int64_t j = 0; j < G; ++j) {
-      if (!alive[j]) continue;
-      double* xh = xh_.data() + (j * H + t) * n;
-      for (std::int64_t k = 0; k < n; ++k) xh[k] = X[k * kGroup + j];
-      double* eh = eh_.data() + j * m * H + t;
-      for (std::int64_t a = 0; a < m; ++a) eh[a * H] = E[a * kGroup + j];
-      rh_[j * H + t] = r[j];
-    }
+  void step(std::int64_t t, std::int64_t, std::int64_t, const double* X, const double*, const double* E,
+            const double* r, const unsigned char*) noexcept {
+    const std::int64_t n = p_.n, m = p_.m;
+    std::memcpy(xh_.data() + t * n * kGroup, X, sizeof(double) * n * kGroup);
+    std::memcpy(eh_.data() + t * m * kGroup, E, sizeof(double) * m * kGroup);
+    std::memcpy(rh_.data() + t * kGroup, r, sizeof(double) * kGroup);
   }
 
   void end(std::int64_t i0, std::int64_t G, const std::int64_t* len, const unsigned char* alive) {
-    const std::int64_t n = p_.n, m = p_.m, H = p_.H;
-    for (std::int64_t j = 0; j < G; ++j) {
-      const std::int64_t L = len[j];
-      const double G0 = est::trajectory_weights(nullptr, rh_.data() + j * H, L, spec_.weights, gpow_, w_.data());
-      // W block: (m, L) weighted eps / sigma times the (L, n) states
-      const double* eh = eh_.data() + j * m * H;
+    const std::int64_t n = p_.n, m = p_.m;
+    std::int64_t L = 0;  // the longest trajectory of the group; the weights of steps past a lane's end are 0
+    for (std::int64_t j = 0; j < G; ++j) L = std::max(L, len[j]);
+    double G0[kGroup] = {};
+    for (std::int64_t j = 0; j < kGroup; ++j) {
+      const std::int64_t Lj = j < G ? len[j] : 0;
+      for (std::int64_t t = 0; t < Lj; ++t) r_[t] = rh_[t * kGroup + j];
+      if (j < G) G0[j] = est::trajectory_weights(nullptr, r_.data(), Lj, spec_.weights, gpow_, w_.data());
+      for (std::int64_t t = 0; t < L; ++t) wt_[t * kGroup + j] = t < Lj ? w_[t] : 0.0;
+    }
+    // the weighted eps / sigma, then the W block (m, L)(L, n) and the log_std block of every lane
+    for (std::int64_t t = 0; t < L; ++t) {
+      const double* wt = wt_.data() + t * kGroup;
       for (std::int64_t a = 0; a < m; ++a) {
         const double is = inv_sigma_[a];
-        for (std::int64_t t = 0; t < L; ++t) ew_[a * H + t] = (w_[t] * eh[a * H + t]) * is;
+        const double* e = eh_.data() + (t * m + a) * kGroup;
+        double* ew = ew_.data() + (t * m + a) * kGroup;
+        for (std::int64_t j = 0; j < kGroup; ++j) ew[j] = (wt[j] * e[j]) * is;
       }
-      std::fill(g_.begin(), g_.end(), 0.0);
-      if (L > 0) mlp::detail::gemm_acc(ew_.data(), H, 1, xh_.data() + j * H * n, g_.data(), m, L, n);
-      for (std::int64_t a = 0; a < m; ++a) {
-        double acc = 0.0;
-        if (!spec_.floored[a]) {
-          for (std::int64_t t = 0; t < L; ++t) acc += w_[t] * (eh[a * H + t] * eh[a * H + t] - 1.0);
-        }
-        g_[m * n + a] = acc;
-      }
+    }
+    lane_products(ew_.data(), xh_.data(), eh_.data(), wt_.data(), m, n, L, out_.data(), ls_.data());
+    for (std::int64_t j = 0; j < G; ++j) {
+      for (std::int64_t k = 0; k < m * n; ++k) g_[k] = out_[k * kGroup + j];
+      for (std::int64_t a = 0; a < m; ++a) g_[m * n + a] = spec_.floored[a] ? 0.0 : ls_[a * kGroup + j];
       double* sum = part_.sum.data();
       for (std::int64_t k = 0; k < np_; ++k) sum[k] += g_[k];
       if (spec_.sumsq) {
@@ -106,9 +110,9 @@ class FusedSink {
         for (std::int64_t k = 0; k < np_; ++k) sq[k] += g_[k] * g_[k];
       }
       if (spec_.rows) std::copy(g_.begin(), g_.end(), spec_.rows + (i0 + j) * np_);
-      part_.return_sum += G0;
-      part_.return_sumsq += G0 * G0;
-      part_.steps += L;
+      part_.return_sum += G0[j];
+      part_.return_sumsq += G0[j] * G0[j];
+      part_.steps += len[j];
       part_.diverged += alive[j] ? 0 : 1;
     }
   }
@@ -131,7 +135,7 @@ class FusedSink {
   const FusedSpec& spec_;
   const double* gpow_;
   std::int64_t np_;
-  std::vector<double> xh_, eh_, rh_, w_, ew_, g_, inv_sigma_;
+  std::vector<double> xh_, eh_, rh_, wt_, ew_, r_, w_, out_, ls_, g_, inv_sigma_;
   Partial part_;
 };
 

@@ -197,6 +197,63 @@ PGFAST_ALWAYS_INLINE void sub_quadratic(const double* U, const double* X, std::i
   }
 }
 
+// The fused estimator's per-trajectory products over a group's steps, all lanes at once (lane j in
+// column j of every (.., kGroup) row):
+//   out[a][k][j] = sum_{t < L} EW[t][a][j] X[t][k][j],   ls[a][j] = sum_{t < L} Wt[t][j] (E[t][a][j]^2 - 1)
+// each sum in the order of t (EW, X, E: (L, m | n | m, kGroup) row-major; Wt (L, kGroup)).
+template <class V>
+PGFAST_ALWAYS_INLINE void lane_products(const double* EW, const double* X, const double* E, const double* Wt,
+                                        std::int64_t m, std::int64_t n, std::int64_t L, double* out, double* ls) {
+  constexpr int kV = kVectors<V>;
+  constexpr int kW = static_cast<int>(sizeof(V) / sizeof(double));
+  for (std::int64_t a = 0; a < m; ++a) {
+    for (std::int64_t k0 = 0; k0 < n; k0 += 4) {
+      const std::int64_t nk = std::min<std::int64_t>(4, n - k0);
+      V acc[4][kV] = {};
+      for (std::int64_t t = 0; t < L; ++t) {
+        V ew[kV];
+        std::memcpy(ew, EW + (t * m + a) * kGroup, sizeof ew);
+        for (std::int64_t kk = 0; kk < nk; ++kk) {
+          const double* x = X + (t * n + k0 + kk) * kGroup;
+          for (int c = 0; c < kV; ++c) {
+            V xv;
+            std::memcpy(&xv, x + c * kW, sizeof xv);
+            acc[kk][c] += ew[c] * xv;
+          }
+        }
+      }
+      for (std::int64_t kk = 0; kk < nk; ++kk) std::memcpy(out + (a * n + k0 + kk) * kGroup, acc[kk], sizeof acc[kk]);
+    }
+    V acc[kV] = {};
+    for (std::int64_t t = 0; t < L; ++t) {
+      for (int c = 0; c < kV; ++c) {
+        V ev, wv;
+        std::memcpy(&ev, E + (t * m + a) * kGroup + c * kW, sizeof ev);
+        std::memcpy(&wv, Wt + t * kGroup + c * kW, sizeof wv);
+        acc[c] += wv * (ev * ev - 1.0);
+      }
+    }
+    std::memcpy(ls + a * kGroup, acc, sizeof acc);
+  }
+}
+#ifdef PGFAST_AVX2_KERNELS
+__attribute__((target("avx512f,avx512dq,avx2,fma,prefer-vector-width=512"))) PGFAST_VECTORISABLE inline void
+lane_products_avx512(const double* EW, const double* X, const double* E, const double* Wt, std::int64_t m,
+                     std::int64_t n, std::int64_t L, double* out, double* ls) {
+  lane_products<v8d>(EW, X, E, Wt, m, n, L, out, ls);
+}
+__attribute__((target("avx2,fma"))) PGFAST_VECTORISABLE inline void lane_products_avx2(
+    const double* EW, const double* X, const double* E, const double* Wt, std::int64_t m, std::int64_t n,
+    std::int64_t L, double* out, double* ls) {
+  lane_products<v4d>(EW, X, E, Wt, m, n, L, out, ls);
+}
+#endif
+PGFAST_VECTORISABLE inline void lane_products_default(const double* EW, const double* X, const double* E,
+                                                      const double* Wt, std::int64_t m, std::int64_t n, std::int64_t L,
+                                                      double* out, double* ls) {
+  lane_products<v4d>(EW, X, E, Wt, m, n, L, out, ls);
+}
+
 // Draws `pairs` Box-Muller pairs for every lane: lane j's words k < 2 pairs go to
 // words[k kGroup + j], and its normal k to normals[k kGroup + j] (standard_normals pairs word k with
 // word k + pairs of the same lane: normals k and k + pairs are that pair's cosine and sine).
@@ -353,6 +410,16 @@ bool simulate_group(const Problem& p, const Prepared& pre, std::uint64_t key, st
   if (use_avx2()) return detail::group_avx2(p, pre, i0, G, ws, sink, stop, worker);
 #endif
   return detail::group_default(p, pre, i0, G, ws, sink, stop, worker);
+}
+
+// detail::lane_products in its AVX-512, AVX2 or default copy (the same bits).
+inline void lane_products(const double* EW, const double* X, const double* E, const double* Wt, std::int64_t m,
+                          std::int64_t n, std::int64_t L, double* out, double* ls) {
+#ifdef PGFAST_AVX2_KERNELS
+  if (use_avx512()) return detail::lane_products_avx512(EW, X, E, Wt, m, n, L, out, ls);
+  if (use_avx2()) return detail::lane_products_avx2(EW, X, E, Wt, m, n, L, out, ls);
+#endif
+  detail::lane_products_default(EW, X, E, Wt, m, n, L, out, ls);
 }
 
 // Writes the padded batch: states (N, H, n), actions (N, H, m), rewards (N, H) (zero-filled by the
