@@ -824,7 +824,8 @@ def policy_gradient(
     per_trajectory : bool
         Keep the per-trajectory gradients (stored batch only).
     mdp : FiniteMDP, optional
-        The MDP to sample (fused form).
+        The MDP to sample (fused form); an :class:`LQR` with a :class:`LinearGaussian` policy runs
+        the compiled LQR sampler (see :doc:`/guide/continuous`).
     n : int, optional
         Number of episodes (fused form).
     seed : int or None, optional

@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import exact
+from ._gaussian import LinearGaussian
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy, pinned
 from ._sampling import Trajectories
@@ -30,7 +31,7 @@ def _positive(x: Any, name: str) -> float:
 
 
 def _grad(policy: SoftmaxPolicy, grad: ArrayLike) -> NDArray[np.float64]:
-    if not isinstance(policy, SoftmaxPolicy):
+    if not isinstance(policy, (SoftmaxPolicy, LinearGaussian)):
         raise TypeError(f"policy must be a pgfast policy, got {type(policy).__name__}")
     g = as_float_array(grad, "grad")
     if g.shape != policy.theta.shape:

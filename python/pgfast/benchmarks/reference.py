@@ -899,3 +899,50 @@ def sample_numpy(
     else:
         lengths = np.full(n, H, dtype=np.int32)
     return states, actions, rewards, lengths, final
+
+
+def lqr_policy_gradient(
+    A: _FloatArray, B: _FloatArray, Q: _FloatArray, R: _FloatArray, x0: _FloatArray, start_factor: _FloatArray | None,
+    noise_factor: _FloatArray | None, W: _FloatArray, sigma: _FloatArray, horizon: int, n: int,
+    rng: np.random.Generator, chunk: int = 1024,
+) -> tuple[_FloatArray, _FloatArray, float]:
+    r"""The REINFORCE estimate with reward-to-go weights (:math:`\gamma = 1`, no baseline) of a
+    linear-Gaussian policy :math:`u = W x + \sigma \varepsilon` on an LQR, vectorised over the
+    trajectories: ``(grad, stderr, mean return)``, ``grad`` over ``[W.ravel(), log_std]``.
+
+    Chunks of ``chunk`` trajectories are simulated step by step with matrix products (states
+    ``(chunk, n)``), their states and action noise kept as ``(chunk, H, n)`` / ``(chunk, H, m)``; then
+    each trajectory's W block is one ``(m, H)(H, n)`` product (batched ``matmul``) of the weighted
+    noise :math:`G_t \varepsilon_t / \sigma` and the states, and its log_std block
+    :math:`\sum_t G_t (\varepsilon_t^2 - 1)`. The start is :math:`x_0 + C_0 z`, the process noise
+    :math:`C_w \xi_t` (factors of the covariances, or None).
+    """
+    nx, m, H = A.shape[0], B.shape[1], horizon
+    AT, BT, WT = A.T.copy(), B.T.copy(), W.T.copy()
+    C0T = None if start_factor is None else start_factor.T.copy()
+    CwT = None if noise_factor is None else noise_factor.T.copy()
+    rows = np.empty((n, m * nx + m))
+    G0 = np.empty(n)
+    for c0 in range(0, n, chunk):
+        c = min(chunk, n - c0)
+        X = np.empty((c, H, nx))
+        E = rng.standard_normal((c, H, m))
+        r = np.empty((c, H))
+        x = np.broadcast_to(x0, (c, nx)).copy()
+        if C0T is not None:
+            x += rng.standard_normal((c, nx)) @ C0T
+        for t in range(H):
+            X[:, t] = x
+            u = x @ WT
+            u += sigma * E[:, t]
+            r[:, t] = -(np.einsum("ij,ij->i", x @ Q, x) + np.einsum("ij,ij->i", u @ R, u))
+            x = x @ AT
+            x += u @ BT
+            if CwT is not None:
+                x += rng.standard_normal((c, nx)) @ CwT
+        G = np.cumsum(r[:, ::-1], axis=1)[:, ::-1]  # reward-to-go
+        Ew = E * (G[:, :, None] / sigma)
+        rows[c0:c0 + c, : m * nx] = np.matmul(Ew.transpose(0, 2, 1), X).reshape(c, -1)
+        rows[c0:c0 + c, m * nx:] = np.einsum("ct,cta->ca", G, E * E - 1.0)
+        G0[c0:c0 + c] = G[:, 0]
+    return rows.mean(0), rows.std(0, ddof=1) / np.sqrt(n), float(G0.mean())
