@@ -34,6 +34,7 @@ from helpers import (
     N_FEATURES,
     Family,
     assert_close,
+    frozenlake_policy,
     hand_grad,
     hand_rows,
     k_two_sided,
@@ -359,6 +360,76 @@ def test_fused_equals_two_step(rng: np.random.Generator, kind: str, baseline: An
                                     stderr=False)
         assert (np.abs(totals.grad - two.grad) <= 1e-12 * rms).all(), np.abs(totals.grad - two.grad).max()
         assert abs(totals.value - two.value) <= 1e-12 * np.sqrt((G**2).mean())
+
+
+def _one_pass(pi: pg.SoftmaxPolicy, mdp: pg.FiniteMDP, n: int, seed: int, **kw: Any) -> bool:
+    """Whether the fused time baseline without standard errors takes the one-pass form (exact
+    per-step tables) for these shapes: its partial result then carries the tables."""
+    stats = pg.partial_statistics(pi, mdp=mdp, n=n, seed=seed, lo=0, hi=n)
+    part = pg.partial_gradient(pi, mdp=mdp, n=n, seed=seed, lo=0, hi=n, baseline="time", stderr=False,
+                               statistics=stats, **kw)
+    return part.step_tables is not None
+
+
+@pytest.mark.parametrize("gamma", [1.0, 0.95])
+@pytest.mark.parametrize("kind", ["tabular", "linear", "mlp"])
+@pytest.mark.parametrize("problem", ["frozenlake", "small"])
+def test_fused_time_in_one_pass_equals_stored(rng: np.random.Generator, problem: str, kind: str, gamma: float) -> None:
+    """The fused time baseline without standard errors runs one simulation that fills exact
+    per-(t, s, a) tables (FrozenLake 8x8 with H = 200: H S A = 51,200 cells; a small random MDP with
+    transition rewards). It gives the stored-batch gradient of the same seed to 1e-12 of the RMS
+    per-trajectory gradient (each G_t is rounded to a multiple of about 2^-61 max |G|, and the
+    sums are reordered), the same value, and the two-pass form's gradient (with standard errors)."""
+    if problem == "frozenlake":
+        mdp = pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="8x8", horizon=200)
+        pi = frozenlake_policy(kind, rng)
+        n = 6000
+    else:
+        mdp = random_mdp(rng, S=6, A=3, successors=4, n_terminal=2, horizon=9, gamma=0.9, transition_rewards=True)
+        pi = random_softmax(kind, mdp, rng) if kind != "mlp" else pg.MLPSoftmax(6, 3, hidden=(5,), seed=2)
+        n = 3000
+    seed = 21
+    assert _one_pass(pi, mdp, n, seed, gamma=gamma)
+    traj = mdp.sample(pi, n, seed=seed)
+    rows_est = pg.policy_gradient(pi, traj, baseline="time", gamma=gamma, per_trajectory=True)
+    rows = rows_est.per_trajectory
+    assert rows is not None
+    rms = np.sqrt((rows**2).mean(axis=0)).reshape(rows_est.grad.shape)
+    assert rms.max() > 0
+    stored = pg.policy_gradient(pi, traj, baseline="time", gamma=gamma, stderr=False)
+    two_pass = pg.policy_gradient(pi, mdp=mdp, n=n, seed=seed, baseline="time", gamma=gamma)
+    G = traj.returns(gamma)
+    for threads in (1, 2):
+        one = pg.policy_gradient(pi, mdp=mdp, n=n, seed=seed, baseline="time", gamma=gamma, stderr=False, threads=threads)
+        for other in (stored, rows_est, two_pass):
+            assert (np.abs(one.grad - other.grad) <= 1e-12 * rms).all(), np.abs(one.grad - other.grad).max()
+        assert abs(one.value - stored.value) <= 1e-12 * np.sqrt((G**2).mean())
+        assert one.n_steps == two_pass.n_steps == int(traj.lengths.sum())
+        assert np.isnan(one.stderr).all() and one.value_stderr == pytest.approx(stored.value_stderr, rel=1e-9)
+
+
+def test_fused_time_one_pass_only_where_its_tables_are_small() -> None:
+    """The one-pass form is chosen from the shapes and options alone: H S A <= 131072, reward-to-go
+    weights, the time baseline, no standard errors. Elsewhere the two passes run, and both forms
+    agree with the stored batch."""
+    rng = np.random.default_rng(4)
+    small = pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="8x8", horizon=512)  # 131,072 cells
+    large = pg.FiniteMDP.from_gymnasium("FrozenLake-v1", map_name="8x8", horizon=513)
+    pi = frozenlake_policy("tabular", rng)
+    assert _one_pass(pi, small, 700, 1) and not _one_pass(pi, large, 700, 1)
+    assert _one_pass(pi, small, 700, 1, threads=1) and _one_pass(pi, small, 700, 1, threads=2)
+    for mdp in (small, large):
+        stats = pg.partial_statistics(pi, mdp=mdp, n=700, seed=1, lo=0, hi=700)
+        cases: list[dict[str, Any]] = [{"baseline": "time", "stderr": True, "statistics": stats},
+                                       {"baseline": "mean", "stderr": False, "statistics": stats}, {"stderr": False}]
+        for kw in cases:
+            assert pg.partial_gradient(pi, mdp=mdp, n=700, seed=1, lo=0, hi=700, **kw).step_tables is None
+        traj = mdp.sample(pi, 700, seed=1)
+        rows = pg.policy_gradient(pi, traj, baseline="time", per_trajectory=True)
+        assert rows.per_trajectory is not None
+        rms = np.sqrt((rows.per_trajectory**2).mean(axis=0)).reshape(rows.grad.shape)
+        fused = pg.policy_gradient(pi, mdp=mdp, n=700, seed=1, baseline="time", stderr=False)
+        assert (np.abs(fused.grad - rows.grad) <= 1e-12 * rms).all()
 
 
 # -- 4. hand-computed cases ---------------------------------------------------------------------------

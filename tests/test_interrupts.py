@@ -252,6 +252,21 @@ def test_fused_policy_gradient(check_mdp: pg.FiniteMDP, baseline: Any) -> None:
     healthy(check_mdp)
 
 
+def test_fused_time_baseline_in_one_pass(check_mdp: pg.FiniteMDP) -> None:
+    # H S A = 128,000 <= 131,072: the time baseline without standard errors runs in one pass
+    # (exact per-step tables); 5 10^8 simulated steps, a few seconds
+    mdp = sparse_mdp(64, 4, 4, horizon=500, seed=5)
+    pi = pg.TabularSoftmax(64, 4)
+    stats = pg.partial_statistics(pi, mdp=mdp, n=2000, seed=1, lo=0, hi=2000)
+    assert pg.partial_gradient(pi, mdp=mdp, n=2000, seed=1, lo=0, hi=2000, baseline="time", stderr=False,
+                               statistics=stats).step_tables is not None
+    assert_interrupts(lambda: pg.policy_gradient(pi, mdp=mdp, n=1_000_000, seed=0, baseline="time", stderr=False))
+    small = pg.policy_gradient(pi, mdp=mdp, n=2000, seed=1, baseline="time", stderr=False, threads=2)
+    assert np.array_equal(small.grad, pg.policy_gradient(pi, mdp=mdp, n=2000, seed=1, baseline="time", stderr=False,
+                                                         threads=1).grad)
+    healthy(check_mdp)
+
+
 def test_partial_gradient(check_mdp: pg.FiniteMDP) -> None:
     mdp = sparse_mdp(2000, 4, 4, horizon=100, seed=5)
     pi = pg.TabularSoftmax(2000, 4)

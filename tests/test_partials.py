@@ -3,6 +3,7 @@ for bit, whatever the split, the order of the merge and the threads of each shar
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from typing import Any
 
@@ -43,6 +44,44 @@ def test_random_splits_merge_bit_for_bit(kind: str, options: dict[str, Any]) -> 
         order = rng.permutation(len(parts))
         merged = pg.merge_partials(pi, [pickle.loads(pickle.dumps(parts[i])) for i in order])
         assert _same(merged, whole), ranges
+
+
+def test_time_baseline_two_rounds_where_the_tables_are_large() -> None:
+    """The time baseline without standard errors on an MDP with H S A > 131072 (FrozenLake 8x8 with
+    H = 600): no per-step tables, the statistics round and the gradient round as for "mean"."""
+    rng = np.random.default_rng(12)
+    mdp, pi = frozenlake_8x8(600), frozenlake_policy("tabular", rng)
+    n = 3001
+    whole = pg.policy_gradient(pi, mdp=mdp, n=n, seed=4, baseline="time", stderr=False)
+    ranges = _random_split(n, rng)
+    stats = [pg.partial_statistics(pi, mdp=mdp, n=n, seed=4, lo=lo, hi=hi) for lo, hi in ranges]
+    parts = [pg.partial_gradient(pi, mdp=mdp, n=n, seed=4, lo=lo, hi=hi, baseline="time", stderr=False,
+                                 statistics=stats, threads=2) for lo, hi in ranges]
+    assert all(p.step_tables is None for p in parts)
+    assert _same(pg.merge_partials(pi, parts[::-1]), whole), ranges
+
+
+def test_one_pass_partials_checked_when_merged() -> None:
+    rng = np.random.default_rng(5)
+    mdp, pi = frozenlake_8x8(), frozenlake_policy("tabular", rng)
+    n = 3000
+    ranges = pg.shard_ranges(n, 2)
+    stats = [pg.partial_statistics(pi, mdp=mdp, n=n, seed=2, lo=lo, hi=hi) for lo, hi in ranges]
+    parts = [pg.partial_gradient(pi, mdp=mdp, n=n, seed=2, lo=lo, hi=hi, baseline="time", stderr=False,
+                                 statistics=stats) for lo, hi in ranges]
+    tables = parts[0].step_tables
+    assert tables is not None and tables.dtype == np.uint64 and tables.size == 2 * mdp.horizon * 64 * 4
+    assert all(node[2].size == 0 for p in parts for node in p.nodes)  # the tables carry the sums
+    with_se = pg.partial_gradient(pi, mdp=mdp, n=n, seed=2, lo=ranges[1][0], hi=ranges[1][1], baseline="time",
+                                  statistics=stats)
+    with pytest.raises(ValueError, match="options differs"):
+        pg.merge_partials(pi, [parts[0], with_se])
+    with pytest.raises(ValueError, match="leave trajectories out"):
+        pg.merge_partials(pi, parts[:1])
+    for bad in (tables.astype(np.float64), tables[:-2], tables.reshape(2, -1)):
+        edited = dataclasses.replace(parts[1], step_tables=bad)
+        with pytest.raises(ValueError, match="step_tables|per-step tables"):
+            pg.merge_partials(pi, [parts[0], edited])
 
 
 def test_partials_are_small_and_checked_when_merged() -> None:
@@ -130,6 +169,9 @@ def test_leave_one_out_baselines_in_two_rounds(kind: str, options: dict[str, Any
         parts = [pg.partial_gradient(pi, mdp=mdp, n=n, seed=5, lo=lo, hi=hi, statistics=stats[::-1],
                                      threads=int(rng.integers(1, 8)), **options)
                  for lo, hi in ranges]
+        # the time baseline without standard errors runs in one pass here (H S A = 30,720): its
+        # partials carry the exact per-step tables
+        assert all((p.step_tables is not None) == (options == {"baseline": "time", "stderr": False}) for p in parts)
         assert _same(pg.merge_partials(pi, parts[::-1]), whole), ranges
 
 

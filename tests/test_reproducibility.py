@@ -38,7 +38,8 @@ def _bits(r: Any) -> tuple[bytes, ...]:
     return tuple(parts)
 
 
-FUSED_OPTIONS = [{}, {"stderr": False}, {"weights": "return"}, {"baseline": "exact"}]
+FUSED_OPTIONS = [{}, {"stderr": False}, {"weights": "return"}, {"baseline": "exact"}, {"baseline": "time"},
+                 {"baseline": "time", "stderr": False}]  # the last: in one pass, with exact per-step tables
 STORED_OPTIONS = [
     {},
     {"stderr": False},

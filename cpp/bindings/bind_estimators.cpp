@@ -1,12 +1,15 @@
 // Score-function gradient estimators (stored batch and fused) and the log-likelihood of a batch.
 #include <pybind11/native_enum.h>
 
+#include <cstring>
+
 #include "common.hpp"
 #include "batch.hpp"
 #include "pgfast/estimators/baselines.hpp"
 #include "pgfast/estimators/fused.hpp"
 #include "pgfast/estimators/likelihood.hpp"
 #include "pgfast/estimators/score.hpp"
+#include "pgfast/estimators/time_tables.hpp"
 #include "pgfast/mdp.hpp"
 #include "pgfast/mlp.hpp"
 #include "pgfast/returns.hpp"
@@ -126,6 +129,40 @@ reduce::Grid shard_grid(const EstimatorSpec& es, const FiniteMDP& mdp, std::int6
   return grid;
 }
 
+// The one-pass time baseline's tables (time_tables.hpp) as a flat uint64 array of 2 H S A words
+// (each cell's low word, then its high word; rows the run did not reach are zero), and back
+// (the sum of the shards' tables).
+carray<std::uint64_t> tables_to_numpy(const est::time_tables::Tables& tables, std::int64_t H, std::int64_t SA) {
+  carray<std::uint64_t> out(2 * H * SA);
+  std::uint64_t* w = out.mutable_data();
+  std::fill(w, w + 2 * H * SA, std::uint64_t{0});
+  std::memcpy(w, tables.cells(), static_cast<std::size_t>(tables.rows() * SA) * sizeof(est::time_tables::Cell));
+  return out;
+}
+
+est::time_tables::Tables tables_from_python(const py::list& arrays, std::int64_t SA) {
+  if (arrays.empty()) throw std::invalid_argument("the partial results carry no per-step tables");
+  std::int64_t H = -1;
+  std::vector<carray<std::uint64_t>> views;
+  for (const py::handle h : arrays) {
+    auto a = h.cast<carray<std::uint64_t>>();
+    if (a.ndim() != 1 || SA < 1 || a.shape(0) % (2 * SA) != 0 || (H >= 0 && a.shape(0) != 2 * H * SA)) {
+      throw std::invalid_argument("a partial result's per-step tables do not match the policy's size");
+    }
+    H = a.shape(0) / (2 * SA);
+    views.push_back(std::move(a));
+  }
+  est::time_tables::Tables tables(H, SA);
+  est::time_tables::Cell* c = tables.rows_upto(H);
+  for (const auto& a : views) {
+    const std::uint64_t* w = a.data();
+    for (std::int64_t k = 0; k < H * SA; ++k) {
+      c[k] += static_cast<est::time_tables::Cell>(w[2 * k]) | (static_cast<est::time_tables::Cell>(w[2 * k + 1]) << 64);
+    }
+  }
+  return tables;
+}
+
 }  // namespace
 
 void bind_estimators(py::module_ m) {
@@ -235,6 +272,20 @@ void bind_estimators(py::module_ m) {
         bool ok = true;
         est::FusedSink<kLanes>::Totals res;
         est::LooTerms loo;
+        if (const auto q = est::time_tables::one_pass(spec, stderr_, n, mdp)) {  // exact per-step tables
+          {
+            py::gil_scoped_release release;
+            std::vector<reduce::Part<est::TrajectoryScorer::Partial>> nodes;
+            std::unique_ptr<est::time_tables::Tables> tables;
+            ok = est::time_tables::simulate(mdp, es.probs.data(), spec.gamma, *q, grid, 0, grid.blocks, seed, threads,
+                                            stop, nodes, tables);
+            if (ok) res = est::time_tables::totals(std::move(nodes), *tables, pol, spec.gamma, *q, grid.blocks);
+          }
+          if (!ok) throw py::error_already_set();
+          return py::make_tuple(vector_to_numpy(std::move(res.sum), {np}),
+                                vector_to_numpy(std::move(res.sumsq), {np}), res.return_sum, res.return_sumsq,
+                                res.steps);
+        }
         {
           py::gil_scoped_release release;
           if (leave_one_out(spec)) {  // first pass: the batch's statistics (the same trajectories are drawn again)
@@ -278,12 +329,24 @@ void bind_estimators(py::module_ m) {
         StopToken stop(python_interrupted);
         std::vector<reduce::Part<est::TrajectoryScorer::Partial>> nodes;
         bool ok;
+        const std::optional<int> q = est::time_tables::one_pass(spec, stderr_, n, mdp);
+        std::unique_ptr<est::time_tables::Tables> tables;
         {
           py::gil_scoped_release release;
-          ok = est::fused_nodes(mdp, pol, spec, grid, block_lo, block_hi, seed, threads, stderr_, stop, nodes);
+          if (q) {  // the statistics are not needed: the shard's tables add up exactly
+            ok = est::time_tables::simulate(mdp, es.probs.data(), spec.gamma, *q, grid, block_lo, block_hi, seed,
+                                            threads, stop, nodes, tables);
+          } else {
+            ok = est::fused_nodes(mdp, pol, spec, grid, block_lo, block_hi, seed, threads, stderr_, stop, nodes);
+          }
           if (ok) nodes = reduce::combine_siblings(std::move(nodes), est::TrajectoryScorer::combine);
         }
         if (!ok) throw py::error_already_set();
+        py::object tables_obj = py::none(), exponent_obj = py::none();
+        if (q) {
+          tables_obj = tables_to_numpy(*tables, mdp.horizon(), pol.S * pol.A);
+          exponent_obj = py::int_(*q);
+        }
         py::list out;
         for (auto& p : nodes) {
           const auto nt = static_cast<py::ssize_t>(p.value.table.size());
@@ -292,12 +355,14 @@ void bind_estimators(py::module_ m) {
                                     vector_to_numpy(std::move(p.value.sumsq), {nq}), p.value.return_sum,
                                     p.value.return_sumsq, p.value.steps));
         }
-        return out;
+        return py::make_tuple(out, tables_obj, exponent_obj);
       },
       py::arg("spec"), py::arg("mdp"), py::arg("n"), py::arg("seed"), py::arg("stderr"), py::arg("block_lo"),
       py::arg("block_hi"), py::arg("statistics") = py::none(),
-      "The fused estimator's tree nodes for the blocks [block_lo, block_hi): a list of (level, index, table, sumsq, "
-      "return_sum, return_sumsq, steps).");
+      "The fused estimator's tree nodes for the blocks [block_lo, block_hi): (nodes, tables, exponent), nodes a list "
+      "of (level, index, table, sumsq, return_sum, return_sumsq, steps); with the one-pass time baseline the nodes' "
+      "tables are empty and `tables` holds the shard's exact per-step tables (uint64 words) with the fixed-point "
+      "`exponent`, else both are None.");
 
   m.def(
       "fused_loo_partial",
@@ -322,9 +387,10 @@ void bind_estimators(py::module_ m) {
 
   m.def(
       "merge_partials",
-      [](const EstimatorSpec& es, const py::list& nodes, std::int64_t blocks, bool stderr_) {
+      [](const EstimatorSpec& es, const py::list& nodes, std::int64_t blocks, bool stderr_,
+         const std::optional<py::list>& tables, int exponent) {
         const est::PolicyTables pol = policy_tables(es.probs, es.features, es.net);
-        const std::int64_t table_size = stderr_ ? pol.n_params() : pol.S * pol.A;
+        const std::int64_t table_size = tables ? 0 : stderr_ ? pol.n_params() : pol.S * pol.A;
         const std::int64_t sumsq_size = stderr_ ? pol.n_params() : 0;
         std::vector<reduce::Part<est::TrajectoryScorer::Partial>> parts;
         for (const py::handle h : nodes) {
@@ -346,7 +412,14 @@ void bind_estimators(py::module_ m) {
           parts.push_back(std::move(part));
         }
         est::FusedSink<kLanes>::Totals res;
-        {
+        if (tables) {  // the one-pass time baseline: the shards' tables, summed exactly
+          if (stderr_ || exponent < -1000 || exponent > 1000) {
+            throw std::invalid_argument("per-step tables need stderr=False and a fixed-point exponent in [-1000, 1000]");
+          }
+          const est::time_tables::Tables sum = tables_from_python(*tables, pol.S * pol.A);
+          py::gil_scoped_release release;
+          res = est::time_tables::totals(std::move(parts), sum, pol, es.gamma, exponent, blocks);
+        } else {
           py::gil_scoped_release release;
           res = est::fused_totals(std::move(parts), pol, blocks, stderr_);
         }
@@ -354,8 +427,10 @@ void bind_estimators(py::module_ m) {
         return py::make_tuple(vector_to_numpy(std::move(res.sum), {np}), vector_to_numpy(std::move(res.sumsq), {np}),
                               res.return_sum, res.return_sumsq, res.steps);
       },
-      py::arg("spec"), py::arg("nodes"), py::arg("blocks"), py::arg("stderr"),
-      "Merge the nodes of partial results that tile the blocks [0, blocks): (sum, sumsq, return_sum, return_sumsq, steps).");
+      py::arg("spec"), py::arg("nodes"), py::arg("blocks"), py::arg("stderr"), py::arg("tables") = py::none(),
+      py::arg("exponent") = 0,
+      "Merge the nodes of partial results that tile the blocks [0, blocks): (sum, sumsq, return_sum, return_sumsq, "
+      "steps); `tables`, the shards' per-step tables of the one-pass time baseline, with their `exponent`.");
 
   m.def(
       "log_likelihood",

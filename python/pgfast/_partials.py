@@ -91,7 +91,8 @@ class GradientPartial:
     """The mergeable statistics of trajectories ``[lo, hi)`` of a fused policy gradient.
 
     Made by :func:`partial_gradient` and merged by :func:`merge_partials`. Small (a few tree
-    nodes of the size of the policy's table, never per-trajectory data) and picklable. It
+    nodes of the size of the policy's table, and for the one-pass time baseline the per-step
+    tables of ``16 H S A`` bytes; never per-trajectory data) and picklable. It
     records what it belongs to, so that merging partials of different batches, policies or
     options is refused.
 
@@ -113,6 +114,11 @@ class GradientPartial:
         SHA-256 of the MDP.
     nodes : tuple
         The tree nodes ``(level, index, table, sumsq, return_sum, return_sumsq, steps)``.
+    step_tables : ndarray of uint64 or None
+        With ``baseline="time"``, reward-to-go weights and ``stderr=False`` on an MDP with
+        ``H S A <= 131072`` (the one-pass form of :func:`pgfast.policy_gradient`): the shard's
+        exact per-step tables (``2 H S A`` words, ``16 H S A`` bytes; the nodes' tables are then
+        empty and the options record the fixed-point ``exponent``). None otherwise.
 
     Examples
     --------
@@ -131,6 +137,7 @@ class GradientPartial:
     policy_digest: str
     mdp_digest: str
     nodes: tuple[tuple[int, int, NDArray[np.float64], NDArray[np.float64], float, float, int], ...]
+    step_tables: NDArray[np.uint64] | None = None
 
     def __repr__(self) -> str:
         return f"GradientPartial(n={self.n}, seed={self.seed}, lo={self.lo}, hi={self.hi}, nodes={len(self.nodes)})"
@@ -357,7 +364,9 @@ def partial_gradient(
         Worker threads for this shard (default: every usable CPU); the result does not depend on it.
     statistics : StatisticsPartial or iterable of them, optional
         For ``baseline="mean"`` or ``"time"``: the :func:`partial_statistics` of every shard of
-        the batch (any order), merged here along the same tree as the one-call estimate.
+        the batch (any order), merged here along the same tree as the one-call estimate. The
+        one-pass form of the time baseline (``stderr=False``, ``H S A <= 131072``: see
+        :attr:`GradientPartial.step_tables`) only checks that they belong to the batch.
 
     Returns
     -------
@@ -398,11 +407,16 @@ def partial_gradient(
     elif statistics is not None:
         raise ValueError(f"statistics= is for the baselines 'mean' and 'time', not baseline={baseline!r}")
     spec = estimator_spec(tables, kind, None, g, bkind, table, nthreads)
-    nodes = _core.estimators.fused_partial(spec, mdp._mdp, nn, sd, with_se, lo_i // block, -(-hi_i // block), stats)
-    options = (("weights", kind), ("baseline", bkind if bkind != "table" else array_digest(table)), ("gamma", g),
-               ("stderr", with_se))
+    nodes, step_tables, exponent = _core.estimators.fused_partial(spec, mdp._mdp, nn, sd, with_se, lo_i // block,
+                                                                  -(-hi_i // block), stats)
+    options: tuple[tuple[str, Any], ...] = (
+        ("weights", kind), ("baseline", bkind if bkind != "table" else array_digest(table)), ("gamma", g),
+        ("stderr", with_se))
+    if step_tables is not None and exponent is not None:
+        options += (("exponent", int(exponent)),)
     return GradientPartial(nn, sd, lo_i, hi_i, options, pdig, mdig,
-                           tuple((int(a), int(b), t, q, float(rs), float(rq), int(st)) for a, b, t, q, rs, rq, st in nodes))
+                           tuple((int(a), int(b), t, q, float(rs), float(rq), int(st)) for a, b, t, q, rs, rq, st in nodes),
+                           step_tables)
 
 
 def merge_partials(policy: SoftmaxPolicy, partials: Iterable[GradientPartial]) -> PolicyGradient:
@@ -461,5 +475,13 @@ def merge_partials(policy: SoftmaxPolicy, partials: Iterable[GradientPartial]) -
     if any(len(node) != 7 for node in nodes):
         raise ValueError("partials: a node must have 7 fields (level, index, table, sumsq, return_sum, return_sumsq, steps)")
     with_se = bool(opts["stderr"])
-    sums, sumsq, rs, rq, steps = _core.estimators.merge_partials(spec, nodes, blocks, with_se)
+    step_tables: list[NDArray[np.uint64]] | None = None
+    if "exponent" in opts:  # the one-pass time baseline: each shard's exact per-step tables
+        step_tables = []
+        for p in parts:
+            if not isinstance(p.step_tables, np.ndarray) or p.step_tables.dtype != np.uint64 or p.step_tables.ndim != 1:
+                raise ValueError("partials: step_tables must be 1-D uint64 arrays (the one-pass time baseline's tables)")
+            step_tables.append(p.step_tables)
+    sums, sumsq, rs, rq, steps = _core.estimators.merge_partials(spec, nodes, blocks, with_se, step_tables,
+                                                                 int(opts.get("exponent", 0)))
     return gradient_result(policy, first.n, sums, sumsq, rs, rq, n_steps=int(steps), with_stderr=with_se)

@@ -7,7 +7,9 @@
 // Each trajectory's weights are formed when it ends. The leave-one-out baselines ("mean", "time")
 // need statistics of the whole batch: a first pass simulates the batch into LooSink (the per-t
 // column sums of the rewards and the lengths: O(H) memory), and the second pass, the same
-// trajectories again (counter-based streams), forms the weights as the stored path does.
+// trajectories again (counter-based streams), forms the weights as the stored path does. The
+// time baseline without standard errors, where its tables are small, runs in one pass instead
+// (time_tables.hpp).
 #pragma once
 
 #include <cstdint>
@@ -126,11 +128,12 @@ struct SinkRef {
 // Simulates the blocks [block_lo, block_hi) of the grid into one sink per worker, made by
 // make(worker) on the worker's thread (so that its buffers and tables are first touched, and
 // cached, on the core that fills them), and moves the workers' tree nodes (their `nodes` stacks)
-// to `nodes`. Returns false if the run was interrupted (the nodes are then incomplete).
+// to `nodes` (and the sinks to `keep` when not null). Returns false if the run was interrupted
+// (the nodes are then incomplete).
 template <class Sink, class P, class Make>
 bool simulate_to_nodes(const FiniteMDP& mdp, const double* probs, const reduce::Grid& grid, std::int64_t block_lo,
                        std::int64_t block_hi, std::uint64_t seed, int threads, StopToken& stop, Make&& make,
-                       std::vector<reduce::Part<P>>& nodes) {
+                       std::vector<reduce::Part<P>>& nodes, std::vector<std::unique_ptr<Sink>>* keep = nullptr) {
   threads = static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(threads, block_hi - block_lo)));
   std::vector<std::unique_ptr<Sink>> sinks(static_cast<std::size_t>(threads));
   const bool ok = simulate_blocks(
@@ -145,6 +148,7 @@ bool simulate_to_nodes(const FiniteMDP& mdp, const double* probs, const reduce::
     if (!sk) continue;
     for (auto& p : sk->nodes.parts()) nodes.push_back(std::move(p));
   }
+  if (keep) *keep = std::move(sinks);
   return true;
 }
 
