@@ -26,6 +26,7 @@ from ._gaussian import LinearGaussian
 from ._lqr import LQR
 from ._mdp import FiniteMDP
 from ._mlp import MLPSoftmax
+from ._obs_softmax import ObservationSoftmax
 from ._off_policy import OffPolicyValue, importance_weights, off_policy_gradient, off_policy_value
 from ._partials import (
     GradientPartial,
@@ -37,6 +38,7 @@ from ._partials import (
     shard_ranges,
 )
 from ._policy import LinearSoftmax, SoftmaxPolicy, TabularSoftmax
+from ._rollout import rollout
 from ._sampling import PAD_INDEX, Trajectories
 from ._sweep import SweepResult, build_run, sweep, tune_trainable
 from ._train import History, train
@@ -59,6 +61,7 @@ __all__ = [
     "LinearGaussian",
     "LinearSoftmax",
     "MLPSoftmax",
+    "ObservationSoftmax",
     "OffPolicyValue",
     "PolicyGradient",
     "SoftmaxPolicy",
@@ -83,6 +86,7 @@ __all__ = [
     "partial_gradient",
     "partial_statistics",
     "policy_gradient",
+    "rollout",
     "score",
     "shard_ranges",
     "sweep",

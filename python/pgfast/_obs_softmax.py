@@ -1,0 +1,222 @@
+"""A softmax policy over discrete actions on continuous observations: pi(a|x) proportional to exp((W phi(x))_a)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ._features import FeatureMap, FeatureSpec
+from ._policy import _THETA_LOCK
+from ._validation import as_float_array, as_int, as_seed, require_finite
+
+
+class ObservationSoftmax:
+    r"""The linear softmax policy on observation features,
+    :math:`\pi(a|x) = e^{(W\phi(x))_a} / \sum_b e^{(W\phi(x))_b}`, for a discrete action space and
+    continuous (vector) observations (gymnasium's ``CartPole-v1``, ``Acrobot-v1``, ...).
+
+    The logits are linear in the features :math:`\phi(x)` of the observation (:math:`\phi(x) = x`
+    by default; the named maps and callables of :class:`LinearGaussian` are accepted); ``theta`` is
+    ``W`` row-major (``n_actions * feature_dim``). The score has the closed form
+
+    .. math::
+
+       \nabla_W \log\pi(a|x) = (e_a - \pi(\cdot|x))\,\phi(x)^\top .
+
+    Parameters
+    ----------
+    obs_dim : int >= 1
+        Dimension of the observation x.
+    n_actions : int >= 2
+        Number of actions.
+    W : array (n_actions, feature_dim), optional
+        Initial logit matrix (default zeros: the uniform policy).
+    features : None, ``"identity"``, ``"affine"``, ``"quadratic"`` or callable
+        The features :math:`\phi`: a callable maps an (N, obs_dim) array to (N, feature_dim).
+
+    Raises
+    ------
+    TypeError
+        Non-numeric ``W`` or a ``features`` of another type.
+    ValueError
+        Dimensions below their minimum, a ``W`` of another shape or not finite, an unknown
+        feature name.
+
+    Examples
+    --------
+    >>> pi = pg.ObservationSoftmax(2, 3, W=[[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    >>> pi.n_params, pi.probs([0.0, 0.0])
+    (6, array([0.33333333, 0.33333333, 0.33333333]))
+    >>> pi.probs([[np.log(2.0), 0.0]]).round(4)  # logits (log 2, 0, 0)
+    array([[0.5 , 0.25, 0.25]])
+    >>> pg.ObservationSoftmax(2, 3).grad_log_prob([3.0, 6.0], 0)  # (e_0 - 1/3) phi(x)^T, row-major
+    array([ 2.,  4., -1., -2., -1., -2.])
+    >>> pi.sample([[0.0, 0.0]] * 4, seed=0)
+    array([0, 0, 0, 1])
+    """
+
+    __slots__ = ("_theta", "_theta_accepted", "_obs_dim", "_n_actions", "_features", "__weakref__")
+
+    def __init__(
+        self,
+        obs_dim: int,
+        n_actions: int,
+        *,
+        W: ArrayLike | None = None,
+        features: FeatureSpec = None,
+    ) -> None:
+        self._obs_dim = as_int(obs_dim, "obs_dim", minimum=1, maximum=2**31 - 1)
+        self._n_actions = as_int(n_actions, "n_actions", minimum=2, maximum=2**31 - 1)
+        self._features = FeatureMap(features, self._obs_dim)
+        k, a = self._features.dim, self._n_actions
+        if W is None:
+            w = np.zeros((a, k))
+        else:
+            w = as_float_array(W, "W", ndim=2)
+            if w.shape != (a, k):
+                raise ValueError(f"W must have shape (n_actions, feature_dim) = ({a}, {k}), got {w.shape}")
+            require_finite(w, "W")
+        self._theta = np.array(w.ravel(), dtype=np.float64)
+        self._theta_accepted = self._theta.copy()
+
+    # -- parameters ---------------------------------------------------------------------------
+
+    @property
+    def obs_dim(self) -> int:
+        """Dimension of the observation."""
+        return self._obs_dim
+
+    @property
+    def n_actions(self) -> int:
+        """Number of actions."""
+        return self._n_actions
+
+    @property
+    def feature_dim(self) -> int:
+        """Dimension k of :math:`\\phi(x)`."""
+        return self._features.dim
+
+    @property
+    def features(self) -> FeatureSpec:
+        """The feature map as given (None: the identity)."""
+        return self._features.spec
+
+    @property
+    def n_params(self) -> int:
+        """``n_actions * feature_dim``."""
+        return int(self._theta.size)
+
+    @property
+    def theta(self) -> NDArray[np.float64]:
+        """The parameters (W row-major); assigning copies into the policy's array (ValueError for
+        another shape or non-finite values, and theta is left as it was)."""
+        return self._theta
+
+    @theta.setter
+    def theta(self, value: ArrayLike) -> None:
+        arr = as_float_array(value, "theta")
+        try:
+            if arr.shape != self._theta.shape:
+                raise ValueError(f"theta must have shape {self._theta.shape}, got {arr.shape}")
+            require_finite(arr, "theta")
+        except ValueError:
+            if np.shares_memory(arr, self._theta):
+                with _THETA_LOCK:
+                    self._theta[...] = self._theta_accepted
+            raise
+        with _THETA_LOCK:
+            self._theta[...] = arr
+            self._theta_accepted = self._theta.copy()
+
+    def _theta_copy(self) -> NDArray[np.float64]:
+        with _THETA_LOCK:
+            return self._theta.copy()
+
+    @property
+    def W(self) -> NDArray[np.float64]:
+        """The logit matrix W, shape (n_actions, feature_dim) (a copy)."""
+        return self._theta_copy().reshape(self._n_actions, self._features.dim)
+
+    # -- the distribution ---------------------------------------------------------------------
+
+    def _obs(self, x: Any, name: str = "states") -> NDArray[np.float64]:
+        arr = as_float_array(x, name)
+        if arr.ndim == 0 or arr.shape[-1] != self._obs_dim:
+            raise ValueError(f"{name} must have shape (..., obs_dim) = (..., {self._obs_dim}), got {arr.shape}")
+        return arr
+
+    def _act(self, a: Any, lead: tuple[int, ...]) -> NDArray[np.intp]:
+        arr = np.asarray(a)
+        if arr.dtype.kind not in "iu":
+            raise TypeError(f"actions must be integers (action indices), got dtype {arr.dtype}")
+        if arr.shape != lead:
+            raise ValueError(f"actions must have the states' leading shape {lead}, got {arr.shape}")
+        if arr.size and (arr.min() < 0 or arr.max() >= self._n_actions):
+            raise ValueError(f"actions must be in [0, n_actions = {self._n_actions}), got values in [{arr.min()}, {arr.max()}]")
+        return arr.astype(np.intp)
+
+    def logits(self, states: ArrayLike) -> NDArray[np.float64]:
+        r""":math:`W\phi(x)` for states of shape (..., obs_dim): shape (..., n_actions)."""
+        x = self._obs(states)
+        return np.asarray(self._features(x) @ self.W.T, dtype=np.float64)
+
+    def probs(self, states: ArrayLike) -> NDArray[np.float64]:
+        r""":math:`\pi(\cdot|x)` for states of shape (..., obs_dim): shape (..., n_actions) (a
+        softmax computed after subtracting the largest logit, so it never overflows)."""
+        z = self.logits(states)
+        z = z - z.max(axis=-1, keepdims=True)
+        e = np.exp(z)
+        return np.asarray(e / e.sum(axis=-1, keepdims=True))
+
+    def log_prob(self, states: ArrayLike, actions: ArrayLike) -> NDArray[np.float64]:
+        r""":math:`\log\pi(a|x) = z_a - \log\sum_b e^{z_b}`, :math:`z = W\phi(x)`, shape (...) for
+        states (..., obs_dim) and integer actions (...)."""
+        x = self._obs(states)
+        a = self._act(actions, x.shape[:-1])
+        z = self.logits(x)
+        zmax = z.max(axis=-1, keepdims=True)
+        lse = np.log(np.exp(z - zmax).sum(axis=-1)) + zmax[..., 0]
+        return np.asarray(np.take_along_axis(z, a[..., None], axis=-1)[..., 0] - lse)
+
+    def grad_log_prob(self, states: ArrayLike, actions: ArrayLike) -> NDArray[np.float64]:
+        r"""The score :math:`\nabla_\theta \log\pi(a|x) = (e_a - \pi(\cdot|x))\,\phi(x)^\top`
+        (row-major), shape (..., n_params)."""
+        x = self._obs(states)
+        a = self._act(actions, x.shape[:-1])
+        p = self.probs(x)
+        d = -p
+        np.put_along_axis(d, a[..., None], np.take_along_axis(d, a[..., None], axis=-1) + 1.0, axis=-1)
+        phi = self._features(x)
+        return np.asarray((d[..., :, None] * phi[..., None, :]).reshape(*x.shape[:-1], -1))
+
+    def sample(self, states: ArrayLike, seed: int | None) -> NDArray[np.int64]:
+        r"""Actions :math:`a \sim \pi(\cdot|x)` for states of shape (..., obs_dim): int64, shape (...).
+        Inverse-CDF sampling: one uniform per state from NumPy's counter-based Philox generator keyed
+        by ``seed`` (None: a fresh seed), the first action whose cumulative probability exceeds it."""
+        p = self.probs(states)
+        key = np.random.SeedSequence().generate_state(1, np.uint64)[0] if seed is None else as_seed(seed)
+        u = np.random.Generator(np.random.Philox(key=int(key))).random(p.shape[:-1])
+        return _inverse_cdf(p, u)
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"obs_dim": self._obs_dim, "n_actions": self._n_actions, "theta": self._theta_copy(),
+                "features": self._features.spec}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["obs_dim"], state["n_actions"], features=state["features"])  # type: ignore[misc]
+        self.theta = state["theta"]
+
+    def __repr__(self) -> str:
+        return (f"ObservationSoftmax(obs_dim={self._obs_dim}, n_actions={self._n_actions}, "
+                f"features={self._features!r}, n_params={self.n_params})")
+
+
+def _inverse_cdf(p: NDArray[np.float64], u: NDArray[np.float64]) -> NDArray[np.int64]:
+    """The first index whose cumulative probability exceeds ``u`` (clamped to the last action)."""
+    c = np.cumsum(p, axis=-1)
+    a = (c <= u[..., None]).sum(axis=-1)
+    return np.minimum(a, p.shape[-1] - 1).astype(np.int64)
