@@ -21,6 +21,7 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
 from . import distributed, exact, optim
 from ._audit import AuditReport, audit
 from ._continuous import ContinuousTrajectories
+from ._continuous_estimators import LinearValueBaseline
 from ._estimators import PolicyGradient, ValueBaseline, log_likelihood, policy_gradient, score
 from ._gaussian import LinearGaussian
 from ._lqr import LQR
@@ -60,6 +61,7 @@ __all__ = [
     "LQR",
     "LinearGaussian",
     "LinearSoftmax",
+    "LinearValueBaseline",
     "MLPSoftmax",
     "ObservationSoftmax",
     "OffPolicyValue",

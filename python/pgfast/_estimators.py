@@ -697,6 +697,10 @@ def score(
     >>> bool(np.allclose(g, pg.policy_gradient(pi, traj).grad))
     True
     """
+    if isinstance(traj, ContinuousTrajectories):  # a batch with vector states
+        from . import _continuous_estimators
+
+        return _continuous_estimators.score(policy, traj, weights, per_trajectory=per_trajectory, threads=threads)
     tables = policy_tables(policy)
     check_traj(traj, policy)
     w = as_float_array(weights, "weights")
@@ -1040,6 +1044,10 @@ def log_likelihood(
     >>> pg.log_likelihood(pi, traj, dynamics=False)[:3].round(4)  # 2 log(1/4)
     array([-2.7726, -2.7726, -2.7726])
     """
+    if isinstance(traj, ContinuousTrajectories):  # a batch with vector states
+        from . import _continuous_estimators
+
+        return _continuous_estimators.log_likelihood(policy, traj, dynamics=dynamics, mdp=mdp)
     require_instance(policy, SoftmaxPolicy, "policy", "a pgfast policy")
     if not isinstance(traj, Trajectories):
         raise TypeError(f"traj must be a pgfast.Trajectories batch, got {type(traj).__name__}")
