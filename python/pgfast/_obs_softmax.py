@@ -219,4 +219,4 @@ def _inverse_cdf(p: NDArray[np.float64], u: NDArray[np.float64]) -> NDArray[np.i
     """The first index whose cumulative probability exceeds ``u`` (clamped to the last action)."""
     c = np.cumsum(p, axis=-1)
     a = (c <= u[..., None]).sum(axis=-1)
-    return np.minimum(a, p.shape[-1] - 1).astype(np.int64)
+    return np.asarray(np.minimum(a, p.shape[-1] - 1), dtype=np.int64)

@@ -502,6 +502,9 @@ def train(
     checkpoint: str | os.PathLike[str] | None = None,
     checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY,
     resume: str | os.PathLike[str] | None = None,
+    horizon: int | None = None,
+    num_envs: int | None = None,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> History:
     r"""Policy gradient ascent: for each iteration, sample ``batch`` episodes with a seed derived
     from ``(seed, iteration)``, estimate :math:`\nabla J` with :func:`pgfast.policy_gradient`
@@ -648,7 +651,20 @@ def train(
     >>> round(float(hist["J_exact"][-1]), 2), round(pg.exact.optimal(mdp).value, 2)
     (0.51, 0.55)
     """
-    require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
+    if not isinstance(mdp, FiniteMDP):
+        from . import _train_continuous  # an LQR or a gymnasium environment
+
+        if _train_continuous.accepts(mdp):
+            return _train_continuous.train(
+                mdp, policy, optimizer=optimizer, iterations=iterations, batch=batch, seed=seed, weights=weights,
+                baseline=baseline, gamma=gamma, eval_every=eval_every, exact_eval=exact_eval, threads=threads,
+                progress=progress, callback=callback, checkpoint=checkpoint, resume=resume, horizon=horizon,
+                num_envs=num_envs, env_kwargs=env_kwargs)
+        raise TypeError("mdp must be a pgfast.FiniteMDP, a pgfast.LQR, a gymnasium environment id or a gymnasium.Env, "
+                        f"got {type(mdp).__name__}")
+    given = [k for k, v in (("horizon", horizon), ("num_envs", num_envs), ("env_kwargs", env_kwargs)) if v is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} apply to gymnasium environments, not to a FiniteMDP (whose horizon is its own)")
     require_instance(policy, SoftmaxPolicy, "policy", "a pgfast policy")
     require_instance(optimizer, Optimizer, "optimizer", "a pgfast.optim optimizer")
     policy._check_fits(mdp)
