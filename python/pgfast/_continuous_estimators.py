@@ -182,6 +182,14 @@ class LinearValueBaseline:
         """Whether :meth:`fit` has been called (an unfitted baseline is cross-fitted by the estimators)."""
         return self._w is not None
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {"state_dim": self.state_dim, "horizon": self.horizon, "features": self.features, "ridge": self.ridge,
+                "w": self._w}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["state_dim"], state["horizon"], state["features"], state["ridge"])  # type: ignore[misc]
+        self._w = state["w"]
+
     def __repr__(self) -> str:
         return (f"LinearValueBaseline(state_dim={self.state_dim}, horizon={self.horizon}, features={self._features!r}, "
                 f"ridge={self.ridge:g}, fitted={self.fitted})")

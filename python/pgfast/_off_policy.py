@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _core
+from ._continuous import ContinuousTrajectories
 from ._estimators import (
     PolicyGradient,
     Weights,
@@ -99,10 +100,19 @@ def importance_weights(
     >>> rho.shape, round(float(rho.mean()), 4)  # E[rho] = 1
     ((4000,), 1.0012)
     """
+    if isinstance(traj, ContinuousTrajectories):  # a batch with vector states
+        from . import _continuous_off_policy
+
+        return _continuous_off_policy.importance_weights(target, behavior, traj, per_decision)
     target = pinned(target)
     policy_tables(target, "target")
     check_traj(traj, target)
-    lr = _log_ratio(target, behavior, traj)
+    return ratios(_log_ratio(target, behavior, traj), per_decision)
+
+
+def ratios(lr: NDArray[np.float64], per_decision: Any) -> NDArray[np.float64]:
+    """exp of the trajectory (or cumulative) sums of the log-ratios ``lr`` (N, H); ValueError
+    naming the first ratio beyond the float64 range."""
     log_rho = np.cumsum(lr, axis=1) if as_bool(per_decision, "per_decision") else lr.sum(axis=1)
     # exp overflows past log rho = 709.78: such a ratio is not a float64 (a log-probability of the
     # behavior near -1e300, or policies that far apart); the error names it instead of an inf
@@ -128,8 +138,16 @@ def _off_policy(
     check_traj(traj, target)
     kind = weights_kind(weights)
     g = batch_gamma(gamma, traj.mdp)
-    lr = _log_ratio(target, behavior, traj)
     rewards, lengths = traj._rewards_and_lengths()
+    return weights_from_log_ratios(_log_ratio(target, behavior, traj), rewards, lengths, g, kind, per_decision,
+                                   self_normalized)
+
+
+def weights_from_log_ratios(
+    lr: NDArray[np.float64], rewards: NDArray[np.float64], lengths: NDArray[np.int32], g: float, kind: str,
+    per_decision: Any, self_normalized: Any
+) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
+    """(weights (N, H), per-trajectory values (N,), ESS) from the per-step log-ratios ``lr``."""
     w, log_rho, value = _core.off_policy.importance_weights(
         rewards, lr, lengths, g, kind == "reward_to_go", as_bool(per_decision, "per_decision"),
         as_bool(self_normalized, "self_normalized"),
@@ -216,6 +234,12 @@ def off_policy_gradient(
     >>> est.grad.shape, round(est.ess, 1)
     ((16, 4), 2710.3)
     """
+    if isinstance(traj, ContinuousTrajectories):  # a batch with vector states
+        from . import _continuous_off_policy
+
+        return _continuous_off_policy.off_policy_gradient(
+            target, behavior, traj, weights=weights, per_decision=per_decision, self_normalized=self_normalized,
+            per_trajectory=per_trajectory, gamma=gamma, threads=threads)
     target = pinned(target)  # the weights and the tables from one theta
     w, value, ess = _off_policy(target, behavior, traj, weights, per_decision, self_normalized, gamma)
     tables = policy_tables(target, "target")
@@ -324,7 +348,13 @@ def off_policy_value(
     >>> round(pg.exact.evaluate(mdp, target).J, 4)  # what it estimates
     0.0189
     """
-    _, value, ess = _off_policy(target, behavior, traj, "return", per_decision, self_normalized, gamma)
+    if isinstance(traj, ContinuousTrajectories):  # a batch with vector states
+        from . import _continuous_off_policy
+
+        _, value, ess = _continuous_off_policy.weighted(target, behavior, traj, "return", per_decision,
+                                                        self_normalized, gamma)
+    else:
+        _, value, ess = _off_policy(target, behavior, traj, "return", per_decision, self_normalized, gamma)
     n = traj.n
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
         se = float(value.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
