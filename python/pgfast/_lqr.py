@@ -212,6 +212,67 @@ class LQR:
         kwargs.update(changes)
         return LQR(self.A, self.B, self.Q, self.R, **kwargs)
 
+    def sample(self, policy: Any, n: int, *, seed: int | None, threads: int | None = None) -> Any:
+        r"""Simulate ``n`` episodes of a linear-Gaussian policy in C++ (GIL released, all cores by default).
+
+        .. math::
+
+           u_t = W x_t + \sigma \odot \varepsilon_t, \quad
+           r_t = -(x_t^\top Q x_t + u_t^\top R u_t), \quad
+           x_{t+1} = A x_t + B u_t + C_w \xi_t
+
+        with :math:`\varepsilon_t, \xi_t \sim \mathcal N(0, I)`, the start
+        :math:`x_0 = \bar x_0 + C_0 z` and :math:`C C^\top` the covariances (factors that allow
+        semidefinite ones). Trajectory ``i`` draws its normals only from the counter-based stream of
+        ``(seed, i)``, so the batch is the same bits for any ``threads``, and the first ``m``
+        trajectories of a batch of ``n`` equal a batch of ``m``; the normals are computed without
+        the C library's transcendental functions, so the batch is also the same on every x86-64 CPU.
+        An episode whose state leaves ``max_state`` (an unstable policy) stops at that step and is
+        flagged in ``traj.diverged``; no reward is ever infinite or NaN. Ctrl-C stops a long run with
+        ``KeyboardInterrupt``. See :doc:`/guide/continuous`.
+
+        Parameters
+        ----------
+        policy : LinearGaussian
+            A policy with identity features, ``obs_dim = state_dim`` and ``action_dim = action_dim``.
+        n : int >= 1
+            Number of episodes.
+        seed : int or None
+            Seed of the batch (keyword-only and required: pass ``None`` for a fresh one).
+        threads : int, optional
+            Worker threads, 1 to ``pgfast.MAX_THREADS`` (default: every usable CPU).
+
+        Returns
+        -------
+        ContinuousTrajectories
+            ``states (n, H, state_dim)``, ``actions (n, H, action_dim)``, ``rewards (n, H)``,
+            ``lengths``, ``diverged``; 0 after an episode's end; ``gamma`` and ``source`` the LQR's.
+
+        Raises
+        ------
+        TypeError
+            ``policy`` is not a :class:`LinearGaussian`.
+        ValueError
+            No horizon (``horizon=None``), features other than the identity, dimensions that do
+            not match, ``n`` below 1, a bad ``seed`` or ``threads``.
+        MemoryError
+            A batch larger than memory (the message states the bytes requested).
+
+        Examples
+        --------
+        >>> lqr = pg.LQR(A=[[1.0, 0.1], [0.0, 1.0]], B=[[0.0], [0.1]], Q=np.eye(2), R=[[0.1]],
+        ...              horizon=50, x0=[1.0, 0.0])
+        >>> pi = pg.LinearGaussian(2, 1, W=[[-1.0, -1.5]], log_std=np.log(0.1))
+        >>> traj = lqr.sample(pi, 1000, seed=0)
+        >>> traj.states.shape, traj.actions.shape, int(traj.lengths.min()), int(traj.diverged.sum())
+        ((1000, 50, 2), (1000, 50, 1), 50, 0)
+        >>> bool(np.array_equal(traj.states[:10], lqr.sample(pi, 10, seed=0, threads=1).states))
+        True
+        """
+        from ._lqr_sampling import sample  # the sampler sits above the model (it needs policies)
+
+        return sample(self, policy, n, seed, threads)
+
     def to_gymnasium(self) -> Any:
         r"""A ``gymnasium.Env`` simulating this LQR: Box spaces (the state, the action; unbounded),
         reward :math:`-(x^\top Q x + u^\top R u)`, truncation after ``horizon`` steps, the start
