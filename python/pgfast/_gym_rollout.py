@@ -198,7 +198,8 @@ class _Sampler:
             x = np.asarray(obs, dtype=np.float64).reshape(K, d)[active]
             ep, t = slot_ep[active], slot_t[active]
             X[ep, t] = x
-            z = feats(x) @ Wm.T
+            # row by row (a matrix product's last bits could depend on the number of running episodes)
+            z = (feats(x)[:, None, :] * Wm[None, :, :]).sum(axis=-1)
             rows = np.stack([noise[j][slot_t[j]] for j in active])  # type: ignore[index]
             if discrete:
                 z = np.exp(z - z.max(axis=-1, keepdims=True))

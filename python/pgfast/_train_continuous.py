@@ -45,7 +45,7 @@ def _lqr_exact(lqr: LQR, policy: LinearGaussian, gamma: float) -> tuple[float, f
     problem = lqr if gamma == lqr.gamma else lqr.with_options(gamma=gamma)
     try:
         grad, ev = _EXACT.gradient(problem, policy, return_evaluation=True)
-    except ValueError:  # W not stabilising (infinite-horizon objective -inf), or beyond the float64 range
+    except (ValueError, TypeError):  # W not stabilising (J = -inf), beyond the float64 range, or no LQR oracle
         return math.nan, math.nan
     return float(ev.value), float(np.linalg.norm(grad))
 
