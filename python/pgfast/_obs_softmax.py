@@ -158,21 +158,77 @@ class ObservationSoftmax:
         return arr.astype(np.intp)
 
     def logits(self, states: ArrayLike) -> NDArray[np.float64]:
-        r""":math:`W\phi(x)` for states of shape (..., obs_dim): shape (..., n_actions)."""
+        r"""The logits :math:`W\phi(x)`.
+
+        Parameters
+        ----------
+        states : array_like (..., obs_dim)
+            Observations.
+
+        Returns
+        -------
+        ndarray of float64 (..., n_actions)
+
+        Examples
+        --------
+        >>> pg.ObservationSoftmax(2, 2, W=[[1.0, 2.0], [0.0, -1.0]]).logits([1.0, 1.0])
+        array([ 3., -1.])
+        """
         x = self._obs(states)
         return np.asarray(self._features(x) @ self.W.T, dtype=np.float64)
 
     def probs(self, states: ArrayLike) -> NDArray[np.float64]:
-        r""":math:`\pi(\cdot|x)` for states of shape (..., obs_dim): shape (..., n_actions) (a
-        softmax computed after subtracting the largest logit, so it never overflows)."""
+        r"""The action probabilities :math:`\pi(\cdot|x)` (a softmax computed after subtracting the
+        largest logit, so it never overflows).
+
+        Parameters
+        ----------
+        states : array_like (..., obs_dim)
+            Observations.
+
+        Returns
+        -------
+        ndarray of float64 (..., n_actions)
+
+        Examples
+        --------
+        >>> pi = pg.ObservationSoftmax(1, 2, W=[[np.log(3.0)], [0.0]])
+        >>> pi.probs([[1.0], [0.0]])
+        array([[0.75, 0.25],
+               [0.5 , 0.5 ]])
+        """
         z = self.logits(states)
         z = z - z.max(axis=-1, keepdims=True)
         e = np.exp(z)
         return np.asarray(e / e.sum(axis=-1, keepdims=True))
 
     def log_prob(self, states: ArrayLike, actions: ArrayLike) -> NDArray[np.float64]:
-        r""":math:`\log\pi(a|x) = z_a - \log\sum_b e^{z_b}`, :math:`z = W\phi(x)`, shape (...) for
-        states (..., obs_dim) and integer actions (...)."""
+        r""":math:`\log\pi(a|x) = z_a - \log\sum_b e^{z_b}`, :math:`z = W\phi(x)`.
+
+        Parameters
+        ----------
+        states : array_like (..., obs_dim)
+            Observations.
+        actions : array_like of int (...)
+            Action indices in ``[0, n_actions)``, one per observation.
+
+        Returns
+        -------
+        ndarray of float64 (...)
+
+        Raises
+        ------
+        TypeError
+            Actions that are not integers.
+        ValueError
+            Shapes that do not match, or actions out of range.
+
+        Examples
+        --------
+        >>> pi = pg.ObservationSoftmax(1, 2, W=[[np.log(3.0)], [0.0]])
+        >>> np.exp(pi.log_prob([[1.0], [1.0]], [0, 1])).round(6)
+        array([0.75, 0.25])
+        """
         x = self._obs(states)
         a = self._act(actions, x.shape[:-1])
         z = self.logits(x)
@@ -181,8 +237,34 @@ class ObservationSoftmax:
         return np.asarray(np.take_along_axis(z, a[..., None], axis=-1)[..., 0] - lse)
 
     def grad_log_prob(self, states: ArrayLike, actions: ArrayLike) -> NDArray[np.float64]:
-        r"""The score :math:`\nabla_\theta \log\pi(a|x) = (e_a - \pi(\cdot|x))\,\phi(x)^\top`
-        (row-major), shape (..., n_params)."""
+        r"""The score :math:`\nabla_\theta \log\pi(a|x) = (e_a - \pi(\cdot|x))\,\phi(x)^\top`,
+        flattened row-major like ``theta``.
+
+        Parameters
+        ----------
+        states : array_like (..., obs_dim)
+            Observations.
+        actions : array_like of int (...)
+            Action indices in ``[0, n_actions)``, one per observation.
+
+        Returns
+        -------
+        ndarray of float64 (..., n_params)
+
+        Raises
+        ------
+        TypeError
+            Actions that are not integers.
+        ValueError
+            Shapes that do not match, or actions out of range.
+
+        Examples
+        --------
+        >>> pi = pg.ObservationSoftmax(1, 2, W=[[np.log(3.0)], [0.0]])
+        >>> pi.grad_log_prob([[1.0], [1.0]], [0, 1])  # (e_a - (0.75, 0.25)) * x
+        array([[ 0.25, -0.25],
+               [-0.75,  0.75]])
+        """
         x = self._obs(states)
         a = self._act(actions, x.shape[:-1])
         p = self.probs(x)
@@ -192,9 +274,30 @@ class ObservationSoftmax:
         return np.asarray((d[..., :, None] * phi[..., None, :]).reshape(*x.shape[:-1], -1))
 
     def sample(self, states: ArrayLike, seed: int | None) -> NDArray[np.int64]:
-        r"""Actions :math:`a \sim \pi(\cdot|x)` for states of shape (..., obs_dim): int64, shape (...).
-        Inverse-CDF sampling: one uniform per state from NumPy's counter-based Philox generator keyed
-        by ``seed`` (None: a fresh seed), the first action whose cumulative probability exceeds it."""
+        r"""Actions :math:`a \sim \pi(\cdot|x)`, one per observation.
+
+        Inverse-CDF sampling: one uniform per observation from NumPy's counter-based Philox
+        generator keyed by ``seed`` (``random(shape)``, in C order), the first action whose
+        cumulative probability exceeds it.
+
+        Parameters
+        ----------
+        states : array_like (..., obs_dim)
+            Observations.
+        seed : int or None
+            Key of the draws, in [0, 2**64) (None: a fresh one).
+
+        Returns
+        -------
+        ndarray of int64 (...)
+
+        Examples
+        --------
+        >>> pi = pg.ObservationSoftmax(1, 2, W=[[np.log(3.0)], [0.0]])
+        >>> a = pi.sample(np.ones((10000, 1)), seed=0)
+        >>> a.shape, round(float((a == 0).mean()), 2)  # pi(0|x) = 0.75
+        ((10000,), 0.75)
+        """
         p = self.probs(states)
         key = np.random.SeedSequence().generate_state(1, np.uint64)[0] if seed is None else as_seed(seed)
         u = np.random.Generator(np.random.Philox(key=int(key))).random(p.shape[:-1])

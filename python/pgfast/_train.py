@@ -577,11 +577,26 @@ def train(
     interrupted write leaves the previous one whole. ``resume`` and ``checkpoint`` may be the
     same path.
 
+    Continuous problems: ``mdp`` may be a :class:`pgfast.LQR` (with a :class:`LinearGaussian`
+    policy), a gymnasium environment id or a ``gymnasium.Env`` with a Box observation space (with
+    a :class:`LinearGaussian` for Box actions or an :class:`ObservationSoftmax` for Discrete ones).
+    The loop, the iteration seeds, the optimizers, ``callback`` and ``progress`` are the same; each
+    iteration estimates the gradient from ``batch`` episodes of the LQR's fused estimator
+    (``pg.policy_gradient(policy, mdp=lqr, n=batch, seed=s)``; a stored ``lqr.sample`` batch for
+    the natural gradient) or of :func:`pgfast.rollout` (the environments are made once per run,
+    ``horizon``, ``num_envs`` and ``env_kwargs`` passed to it). The exact columns ``J_exact``,
+    ``J_gap``, ``fraction_of_optimal`` and ``exact_grad_norm`` of an LQR come from
+    :mod:`pgfast.exact` when it covers the problem (NaN otherwise, and always for gymnasium).
+    ``NaturalGradient`` needs ``fisher="sampled"`` there (F from the batch's scores).
+    ``checkpoint`` and ``resume`` are for finite MDPs; a Ctrl-C leaves ``policy`` and
+    ``optimizer`` as after the last completed iteration. See :doc:`/guide/train`.
+
     Parameters
     ----------
-    mdp : FiniteMDP
-        The MDP to sample.
-    policy : SoftmaxPolicy
+    mdp : FiniteMDP, LQR, str or gymnasium.Env
+        The problem to sample: an MDP, an LQR, or a gymnasium environment (id or instance) with Box
+        observations.
+    policy : SoftmaxPolicy, LinearGaussian or ObservationSoftmax
         The policy, updated in place.
     optimizer : pgfast.optim.Optimizer
         The ascent rule (``NaturalGradient`` gets ``mdp=`` or the batch as it needs).
@@ -622,6 +637,12 @@ def train(
         (default 5; 0 writes after every iteration; ``math.inf`` only at the end and on Ctrl-C).
     resume : str or os.PathLike, optional
         A checkpoint to continue from.
+    horizon : int, optional
+        A gymnasium environment only: the cap on the episodes' length (:func:`pgfast.rollout`).
+    num_envs : int, optional
+        A gymnasium environment only: copies stepped together (:func:`pgfast.rollout`).
+    env_kwargs : dict, optional
+        A gymnasium environment id only: keyword arguments for ``gymnasium.make``.
 
     Returns
     -------

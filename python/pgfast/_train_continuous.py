@@ -26,7 +26,6 @@ from ._train import EXACT_FIELDS, MAX_BATCH, MAX_ITERATIONS, History, _iteration
 from ._validation import as_bool, as_gamma, as_int, as_threads, check_finite_result, require_instance
 from .optim import NaturalGradient, Optimizer
 
-
 _EXACT: Any = exact  # its LQR overloads
 
 

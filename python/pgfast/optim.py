@@ -478,7 +478,11 @@ class NaturalGradient(Optimizer):
     :math:`\hat F = \sum_s \hat n(s) \sum_a \pi(a|s)\,\psi\psi^\top`, visit counts from the samples,
     the expectation over actions exact (a lower-variance, unbiased estimate of
     :math:`\mathbb E\sum_t\psi_t\psi_t^\top`). ``damping`` :math:`\lambda`; with ``damping=0`` the
-    pseudo-inverse (eigenvalues below ``rcond`` times the largest dropped). MLP policies are solved
+    pseudo-inverse (eigenvalues below ``rcond`` times the largest dropped). For the policies on
+    vector observations (:class:`pgfast.LinearGaussian`, :class:`pgfast.ObservationSoftmax`) only
+    ``fisher="sampled"`` applies, with ``traj=`` a :class:`pgfast.ContinuousTrajectories` batch:
+    :math:`\hat F = \frac1N \sum_i \sum_{t < T_i} \psi_{i,t}\psi_{i,t}^\top` from the scores of
+    its steps. MLP policies are solved
     in the row space of the visited state-action pairs (see :func:`pgfast.exact.natural_gradient`). Tabular policies are
     solved state by state. See :doc:`/theory`, "The natural gradient".
 
