@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from . import _policy
 from ._features import FeatureMap, FeatureSpec
-from ._policy import _THETA_LOCK
 from ._validation import as_float_array, as_int, as_seed, require_finite
 
 #: The floor of ``log_std``: the standard deviation used is ``exp(max(log_std, LOG_STD_MIN))``
@@ -128,10 +128,10 @@ class LinearGaussian:
             require_finite(arr, "theta")
         except ValueError:
             if np.shares_memory(arr, self._theta):
-                with _THETA_LOCK:
+                with _policy._THETA_LOCK:
                     self._theta[...] = self._theta_accepted
             raise
-        with _THETA_LOCK:
+        with _policy._THETA_LOCK:
             self._theta[...] = arr
             self._theta_accepted = self._theta.copy()
 
@@ -141,7 +141,7 @@ class LinearGaussian:
         return th[: m * k].reshape(m, k), th[m * k:]
 
     def _theta_copy(self) -> NDArray[np.float64]:
-        with _THETA_LOCK:
+        with _policy._THETA_LOCK:
             return self._theta.copy()
 
     @property

@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from ._continuous import ContinuousTrajectories
 from ._gaussian import LOG_STD_MIN, LinearGaussian
 from ._lqr import LQR
-from ._obs_softmax import ObservationSoftmax, _inverse_cdf
+from ._obs_softmax import ObservationSoftmax, inverse_cdf
 from ._validation import as_int
 
 __all__ = ["DEFAULT_NUM_ENVS", "LQREnv", "rollout"]
@@ -63,7 +63,7 @@ def _make(env_id: str, make_kwargs: dict[str, Any]) -> gymnasium.Env[Any, Any]:
         raise ValueError(f"gymnasium.make({env_id!r}){kw} failed: {type(exc).__name__}: {exc}") from exc
 
 
-class _Sampler:
+class Sampler:
     """A vector environment over ``env_or_id`` and the checks of ``policy`` against its spaces,
     kept for many batches (:func:`pgfast.train` samples every iteration with one)."""
 
@@ -203,7 +203,7 @@ class _Sampler:
             rows = np.stack([noise[j][slot_t[j]] for j in active])  # type: ignore[index]
             if discrete:
                 z = np.exp(z - z.max(axis=-1, keepdims=True))
-                a = _inverse_cdf(z / z.sum(axis=-1, keepdims=True), rows)
+                a = inverse_cdf(z / z.sum(axis=-1, keepdims=True), rows)
                 U[ep, t] = a
                 actions[:] = self.idle_action
                 actions[active] = a + self.action_start
@@ -241,7 +241,7 @@ def rollout(env_or_id: Any, policy: Any, n: int, seed: int, horizon: int | None,
     """:func:`pgfast.rollout` once its scalar arguments are checked."""
     if num_envs is None and isinstance(env_or_id, str):
         num_envs = min(DEFAULT_NUM_ENVS, n)
-    sampler = _Sampler(env_or_id, policy, horizon=horizon, num_envs=num_envs, make_kwargs=make_kwargs)
+    sampler = Sampler(env_or_id, policy, horizon=horizon, num_envs=num_envs, make_kwargs=make_kwargs)
     try:
         return sampler.sample(n, seed, gamma)
     finally:

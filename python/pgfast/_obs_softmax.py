@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from . import _policy
 from ._features import FeatureMap, FeatureSpec
-from ._policy import _THETA_LOCK
 from ._validation import as_float_array, as_int, as_seed, require_finite
 
 
@@ -123,15 +123,15 @@ class ObservationSoftmax:
             require_finite(arr, "theta")
         except ValueError:
             if np.shares_memory(arr, self._theta):
-                with _THETA_LOCK:
+                with _policy._THETA_LOCK:
                     self._theta[...] = self._theta_accepted
             raise
-        with _THETA_LOCK:
+        with _policy._THETA_LOCK:
             self._theta[...] = arr
             self._theta_accepted = self._theta.copy()
 
     def _theta_copy(self) -> NDArray[np.float64]:
-        with _THETA_LOCK:
+        with _policy._THETA_LOCK:
             return self._theta.copy()
 
     @property
@@ -301,7 +301,7 @@ class ObservationSoftmax:
         p = self.probs(states)
         key = np.random.SeedSequence().generate_state(1, np.uint64)[0] if seed is None else as_seed(seed)
         u = np.random.Generator(np.random.Philox(key=int(key))).random(p.shape[:-1])
-        return _inverse_cdf(p, u)
+        return inverse_cdf(p, u)
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -318,7 +318,7 @@ class ObservationSoftmax:
                 f"features={self._features!r}, n_params={self.n_params})")
 
 
-def _inverse_cdf(p: NDArray[np.float64], u: NDArray[np.float64]) -> NDArray[np.int64]:
+def inverse_cdf(p: NDArray[np.float64], u: NDArray[np.float64]) -> NDArray[np.int64]:
     """The first index whose cumulative probability exceeds ``u`` (clamped to the last action)."""
     c = np.cumsum(p, axis=-1)
     a = (c <= u[..., None]).sum(axis=-1)

@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from . import exact
+from . import _train, exact
 from ._estimators import policy_gradient
 from ._gaussian import LinearGaussian
 from ._lqr import LQR
 from ._obs_softmax import ObservationSoftmax
 from ._optimality import fraction_of_optimal
-from ._train import EXACT_FIELDS, MAX_BATCH, MAX_ITERATIONS, History, _iteration_seed, _progress, _steps_taken
+from ._train import EXACT_FIELDS, MAX_BATCH, MAX_ITERATIONS, History
 from ._validation import as_bool, as_gamma, as_int, as_threads, check_finite_result, require_instance
 from .optim import NaturalGradient, Optimizer
 
@@ -124,9 +124,9 @@ def train(
         do_exact = False
         if isinstance(problem, str) and num_envs is None:
             num_envs = min(16, n)
-        from ._gym_rollout import _Sampler
+        from ._gym_rollout import Sampler
 
-        sampler = _Sampler(problem, policy, horizon=horizon, num_envs=num_envs, make_kwargs=dict(env_kwargs or {}))
+        sampler = Sampler(problem, policy, horizon=horizon, num_envs=num_envs, make_kwargs=dict(env_kwargs or {}))
     try:
         base_seed = as_train_seed(seed)
         natural = isinstance(optimizer, NaturalGradient)
@@ -136,8 +136,8 @@ def train(
                              "optimizer": optimizer.state_dict().get("type"), "problem": str(source)})
         optimal_J = _lqr_optimal(problem, gamma_value) if is_lqr and do_exact else math.nan
         show = None if progress is None else bool(progress)
-        steps0 = _steps_taken(optimizer)
-        bar = _progress(show, steps0 + iters, steps0)
+        steps0 = _train._steps_taken(optimizer)
+        bar = _train._progress(show, steps0 + iters, steps0)
         try:
             _loop(problem, policy, optimizer, sampler, hist, bar, iters, n, base_seed, every, weights, baseline, gamma,
                   gamma_value, threads, callback, natural, do_exact, optimal_J)
@@ -157,7 +157,7 @@ def _loop(problem: Any, policy: Any, optimizer: Optimizer, sampler: Any, hist: H
         theta0, state0 = policy.theta.copy(), optimizer._snapshot()  # undone on Ctrl-C mid-iteration
         try:
             t0 = time.perf_counter()
-            s = _iteration_seed(base_seed, it)
+            s = _train._iteration_seed(base_seed, it)
             context: dict[str, Any] = {}
             if is_lqr and not natural:
                 est = policy_gradient(policy, mdp=problem, n=n, seed=s, weights=weights, baseline=baseline,  # type: ignore[arg-type]
