@@ -42,6 +42,9 @@ autodoc_typehints = "description"
 autodoc_typehints_format = "short"
 # type hints name NumPy aliases that are not documented here; do not try to cross-reference them
 nitpicky = False
+# several policy classes have an ``n_params`` (SoftmaxPolicy, LinearGaussian, ...): a type such as
+# "(N, n_params)" in a docstring matches each of them, which is no error
+suppress_warnings = ["ref.python"]
 
 
 html_theme = "furo"

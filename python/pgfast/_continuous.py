@@ -48,6 +48,27 @@ class ContinuousTrajectories:
     ValueError
         Shapes that do not match, lengths outside [0, H], or non-finite values on the real steps.
 
+    Attributes
+    ----------
+    states : ndarray of float64 (N, H, n)
+        The states, read-only.
+    actions : ndarray (N, H, m) of float64, or (N, H) of int32
+        The actions, read-only.
+    rewards : ndarray of float64 (N, H)
+        The rewards, read-only.
+    lengths : ndarray of int32 (N,)
+        Steps of each episode.
+    gamma : float
+        The discount of the problem (the default of :meth:`returns` and of the estimators).
+    terminated : ndarray of bool (N,)
+        Episodes that ended in a terminal state.
+    diverged : ndarray of bool (N,)
+        Episodes stopped because their state left the sampler's bound.
+    source : object
+        What produced the batch (an :class:`LQR`, an environment id), or None.
+    seed : int or None
+        The seed of the batch, when it was sampled.
+
     Examples
     --------
     >>> traj = pg.ContinuousTrajectories(states=np.zeros((2, 3, 1)), actions=np.zeros((2, 3, 1)),
@@ -186,13 +207,58 @@ class ContinuousTrajectories:
         return int(self.lengths.sum(dtype=np.int64))
 
     def returns(self, gamma: float | None = None) -> NDArray[np.float64]:
-        r"""Discounted return of each episode, :math:`\sum_{t<\text{len}} \gamma^t r_t`, shape (N,)
-        (``gamma`` defaults to the batch's)."""
+        r"""Discounted return of each episode, :math:`\sum_{t<\text{len}} \gamma^t r_t`, shape (N,).
+
+        Parameters
+        ----------
+        gamma : float in [0, 1], optional
+            Discount factor (default: the batch's).
+
+        Returns
+        -------
+        ndarray of float64, shape (N,)
+
+        Raises
+        ------
+        ValueError
+            ``gamma`` outside [0, 1].
+
+        Examples
+        --------
+        >>> traj = pg.ContinuousTrajectories(states=np.zeros((1, 3, 2)), actions=np.zeros((1, 3, 1)),
+        ...                                  rewards=[[1.0, 1.0, 1.0]], lengths=[3], gamma=0.5)
+        >>> traj.returns(), traj.returns(gamma=1.0)  # 1 + 0.5 + 0.25
+        (array([1.75]), array([3.]))
+        """
         return _returns.returns(self.rewards, self.lengths, as_gamma(gamma, self.gamma))
 
     def reward_to_go(self, gamma: float | None = None) -> NDArray[np.float64]:
-        r"""Reward-to-go :math:`G_t = \sum_{t \le t' < \text{len}} \gamma^{t'-t} r_{t'}`, shape (N, H);
-        0 on padding (``gamma`` defaults to the batch's)."""
+        r"""Reward-to-go :math:`G_t = \sum_{t \le t' < \text{len}} \gamma^{t'-t} r_{t'}`, shape (N, H).
+
+        Computed backwards as :math:`G_t = r_t + \gamma G_{t+1}`; 0 on padding.
+
+        Parameters
+        ----------
+        gamma : float in [0, 1], optional
+            Discount factor (default: the batch's).
+
+        Returns
+        -------
+        ndarray of float64, shape (N, H)
+
+        Raises
+        ------
+        ValueError
+            ``gamma`` outside [0, 1].
+
+        Examples
+        --------
+        >>> traj = pg.ContinuousTrajectories(states=np.zeros((2, 3, 1)), actions=np.zeros((2, 3), dtype=int),
+        ...                                  rewards=[[1.0, 2.0, 4.0], [1.0, 0.0, 0.0]], lengths=[3, 1])
+        >>> traj.reward_to_go(gamma=0.5)
+        array([[3., 4., 4.],
+               [1., 0., 0.]])
+        """
         return _returns.reward_to_go(self.rewards, self.lengths, as_gamma(gamma, self.gamma))
 
     def __repr__(self) -> str:

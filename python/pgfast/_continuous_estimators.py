@@ -135,8 +135,23 @@ class LinearValueBaseline:
 
     Raises
     ------
-    TypeError / ValueError
-        Sizes below 1, unknown features, a negative ``ridge``.
+    TypeError
+        Features that are neither a name nor a callable.
+    ValueError
+        Sizes below 1, unknown feature names, a negative ``ridge``.
+    MemoryError
+        Weights larger than memory (the message states the bytes requested).
+
+    Attributes
+    ----------
+    state_dim : int
+        Dimension of the states.
+    horizon : int
+        Horizon H of the weights.
+    features : str or callable
+        The feature map as given.
+    ridge : float
+        The ridge of the scaled normal equations.
 
     Examples
     --------
@@ -195,7 +210,25 @@ class LinearValueBaseline:
                 f"ridge={self.ridge:g}, fitted={self.fitted})")
 
     def weights(self) -> NDArray[np.float64]:
-        """The fitted weights :math:`w_t`, shape (H, d), read-only (ValueError if not fitted)."""
+        r"""The fitted weights :math:`w_t` of :math:`b_t(x) = \phi(x)^\top w_t`, read-only.
+
+        Returns
+        -------
+        ndarray of float64, shape (H, d)
+            Row ``t`` holds :math:`w_t` (d features).
+
+        Raises
+        ------
+        ValueError
+            The baseline is not fitted yet.
+
+        Examples
+        --------
+        >>> traj = pg.ContinuousTrajectories(states=[[[1.0]], [[3.0]]], actions=np.zeros((2, 1, 1)),
+        ...                                  rewards=[[2.0], [4.0]], lengths=[1, 1])
+        >>> pg.LinearValueBaseline(1, 1, features="affine", ridge=0.0).fit(traj).weights().round(6)  # b = x + 1
+        array([[1., 1.]])
+        """
         if self._w is None:
             raise ValueError("the LinearValueBaseline is not fitted yet: call .fit(traj) first")
         return self._w
@@ -211,8 +244,21 @@ class LinearValueBaseline:
         return traj
 
     def fit(self, traj: ContinuousTrajectories, gamma: float | None = None) -> LinearValueBaseline:
-        r"""Fit :math:`w_t` to the reward-to-go :math:`G_{i,t}` of ``traj`` (discount ``gamma``,
-        default the batch's); returns self.
+        r"""Fit :math:`w_t` to the reward-to-go :math:`G_{i,t}` of ``traj``; returns self.
+
+        The new weights replace the previous fit whole.
+
+        Parameters
+        ----------
+        traj : ContinuousTrajectories
+            A batch of the baseline's state dimension and horizon.
+        gamma : float in [0, 1], optional
+            Discount factor of the reward-to-go (default: the batch's).
+
+        Returns
+        -------
+        LinearValueBaseline
+            ``self``, fitted.
 
         Raises
         ------
@@ -257,8 +303,35 @@ class LinearValueBaseline:
         return w
 
     def values(self, traj: ContinuousTrajectories) -> NDArray[np.float64]:
-        r""":math:`b_t(x_{i,t})` on the steps of ``traj``, shape (N, H), 0 past each end (ValueError if
-        not fitted)."""
+        r"""The baseline :math:`b_t(x_{i,t})` on the steps of a batch.
+
+        Parameters
+        ----------
+        traj : ContinuousTrajectories
+            A batch of the baseline's state dimension and horizon.
+
+        Returns
+        -------
+        ndarray of float64, shape (N, H)
+            :math:`b_t(x_{i,t})`, 0 past each episode's end.
+
+        Raises
+        ------
+        TypeError
+            ``traj`` is not a :class:`ContinuousTrajectories` batch.
+        ValueError
+            The baseline is not fitted yet, or a batch of another state dimension or horizon.
+
+        Examples
+        --------
+        >>> traj = pg.ContinuousTrajectories(states=[[[1.0], [2.0]], [[3.0], [0.0]]],
+        ...                                  actions=np.zeros((2, 2, 1)), rewards=[[2.0, 1.0], [4.0, 0.0]],
+        ...                                  lengths=[2, 1])
+        >>> vb = pg.LinearValueBaseline(1, 2, features="affine", ridge=0.0).fit(traj)
+        >>> vb.values(traj).round(6)  # step 0: G = 3 at x = 1, 4 at x = 3; step 1: one point, G = 1
+        array([[3., 1.],
+               [4., 0.]])
+        """
         return self._values(self.weights(), self._check(traj))
 
     def _values(self, w: NDArray[np.float64], traj: ContinuousTrajectories) -> NDArray[np.float64]:
@@ -342,7 +415,8 @@ def _chunk_rows(policy: Any, theta: NDArray[np.float64] | None, traj: Continuous
                 w: NDArray[np.float64], lo: int, hi: int, out: NDArray[np.float64]) -> None:
     """out[lo:hi] = sum_t w[i, t] grad log pi(u_{i,t}|x_{i,t}) for the trajectories [lo, hi)."""
     mask = traj.mask[lo:hi]
-    x = np.where(mask[..., None], traj.states[lo:hi], 0.0)  # padding may hold anything
+    full = bool(mask.all())  # no padding: the arrays are read as they are
+    x = traj.states[lo:hi] if full else np.where(mask[..., None], traj.states[lo:hi], 0.0)  # padding may hold anything
     wc = w[lo:hi]
     if theta is not None:  # LinearGaussian: the closed-form score, no per-step score vectors
         m, k = policy.action_dim, policy.feature_dim
@@ -350,13 +424,15 @@ def _chunk_rows(policy: Any, theta: NDArray[np.float64] | None, traj: Continuous
         floored = ls < LOG_STD_MIN
         inv = np.exp(-np.maximum(ls, LOG_STD_MIN))
         phi = policy._features(x)
-        z = (np.where(mask[..., None], traj.actions[lo:hi], 0.0) - phi @ W.T) * inv  # (c, H, m)
+        u = traj.actions[lo:hi] if full else np.where(mask[..., None], traj.actions[lo:hi], 0.0)
+        z = (u - phi @ W.T) * inv  # (c, H, m)
         wz = z * wc[..., None]
         out[lo:hi, : m * k] = (np.swapaxes(wz * inv, 1, 2) @ phi).reshape(hi - lo, m * k)
         out[lo:hi, m * k:] = np.where(floored, 0.0, np.einsum("chm,chm->cm", wz, z) - wc.sum(axis=1)[:, None])
         return
     u = traj.actions[lo:hi]
-    u = np.where(mask, u, 0) if traj.discrete_actions else np.where(mask[..., None], u, 0.0)
+    if not full:
+        u = np.where(mask, u, 0) if traj.discrete_actions else np.where(mask[..., None], u, 0.0)
     score = as_float_array(policy.grad_log_prob(x, u), "grad_log_prob(states, actions)")
     if score.shape != (hi - lo, traj.horizon, out.shape[1]):
         raise ValueError(f"grad_log_prob returned shape {score.shape}, expected {(hi - lo, traj.horizon, out.shape[1])}")

@@ -654,7 +654,9 @@ def score(
     the shape of ``theta``; with ``per_trajectory=True`` also the per-trajectory gradients
     ``(N, n_params)`` (their mean is the first result). ``threads`` (1 to ``pgfast.MAX_THREADS``
     = 256, more raise ``ValueError``; default: every usable CPU) changes only the speed and the
-    summation order. See :doc:`/theory`, "The likelihood-ratio gradient".
+    summation order. See :doc:`/theory`, "The likelihood-ratio gradient". A
+    :class:`ContinuousTrajectories` batch takes any policy on observations with a score
+    ``grad_log_prob(states, actions)`` (see :doc:`/guide/continuous`).
 
     Parameters
     ----------
@@ -801,6 +803,12 @@ def policy_gradient(
     combined in one fixed order, so every ``threads`` gives the same bits (the rule is stated in
     :doc:`/guide/sampling`, "Reproducibility").
 
+    A :class:`ContinuousTrajectories` batch (vector states) takes the same weights and the
+    baselines None, ``"mean"``, ``"time"``, an ``(N, H)`` array and a
+    :class:`LinearValueBaseline`, with any policy on observations that has a score
+    ``grad_log_prob(states, actions)`` (:class:`LinearGaussian`, a softmax over discrete
+    actions); see :doc:`/guide/continuous`.
+
     Parameters
     ----------
     policy : SoftmaxPolicy
@@ -864,6 +872,14 @@ def policy_gradient(
     >>> fused = pg.policy_gradient(pi, mdp=mdp, n=4000, seed=0)
     >>> round(fused.value, 6), fused.n_steps
     (0.01325, 30105)
+
+    A batch with vector states and a Gaussian policy (here two logged one-step episodes):
+
+    >>> gauss = pg.LinearGaussian(1, 1, W=[[0.5]])
+    >>> batch = pg.ContinuousTrajectories(states=[[[1.0]], [[2.0]]], actions=[[[1.5]], [[0.0]]],
+    ...                                   rewards=[[1.0], [3.0]], lengths=[1, 1])
+    >>> pg.policy_gradient(gauss, batch).grad  # mean of r (u - W x) x / sigma^2 and r ((u - W x)^2 / sigma^2 - 1)
+    array([-2.5,  0. ])
     """
     if isinstance(mdp, LQR):  # the fused estimator on an LQR (compiled sampler)
         from . import _lqr_fused
@@ -1000,6 +1016,11 @@ def log_likelihood(
     (:math:`s_{\text{len}}` is ``traj.final_states``), under the batch's MDP ``traj.mdp``.
     ``dynamics=False`` keeps only :math:`\sum_t \log\pi_\theta(a_t|s_t)`, the part that depends on
     :math:`\theta`.
+
+    On a :class:`ContinuousTrajectories` batch the action terms are the policy's
+    ``log_prob(states, actions)`` (densities for a Gaussian policy), and ``dynamics=True`` adds the
+    Gaussian start and transition densities of the batch's source, an :class:`LQR` with
+    ``x0_cov`` and ``noise_cov`` (a ``ValueError`` otherwise; see :doc:`/guide/continuous`).
 
     The policy comes first and the batch second, as in every estimator. The earlier order
     ``log_likelihood(mdp, policy, traj, dynamics)`` still works and gives the same result, with a

@@ -175,14 +175,57 @@ class LinearGaussian:
         return arr
 
     def mean(self, states: ArrayLike) -> NDArray[np.float64]:
-        r""":math:`\mu(x) = W\phi(x)` for states of shape (..., obs_dim): shape (..., action_dim)."""
+        r"""The mean action :math:`\mu(x) = W\phi(x)`.
+
+        Parameters
+        ----------
+        states : array_like (..., obs_dim)
+            Observations x.
+
+        Returns
+        -------
+        ndarray of float64, shape (..., action_dim)
+
+        Raises
+        ------
+        ValueError
+            States whose last axis is not ``obs_dim``.
+
+        Examples
+        --------
+        >>> pg.LinearGaussian(2, 1, W=[[1.0, -1.0]]).mean([[3.0, 1.0], [0.0, 1.0]])
+        array([[ 2.],
+               [-1.]])
+        """
         x = self._obs(states)
         W, _ = self._split()
         return np.asarray(self._features(x) @ W.T, dtype=np.float64)
 
     def log_prob(self, states: ArrayLike, actions: ArrayLike) -> NDArray[np.float64]:
-        r""":math:`\log\pi(u|x) = -\tfrac12 \sum_i ((u_i-\mu_i)/\sigma_i)^2 - \sum_i \log\sigma_i - \tfrac m2 \log 2\pi`,
-        shape (...) for states (..., obs_dim) and actions (..., action_dim)."""
+        r"""The log-density :math:`\log\pi(u|x) = -\tfrac12 \sum_i ((u_i-\mu_i)/\sigma_i)^2 - \sum_i \log\sigma_i - \tfrac m2 \log 2\pi`.
+
+        Parameters
+        ----------
+        states : array_like (..., obs_dim)
+            Observations x.
+        actions : array_like (..., action_dim)
+            Actions u (the states' leading shape).
+
+        Returns
+        -------
+        ndarray of float64, shape (...)
+
+        Raises
+        ------
+        ValueError
+            Shapes that do not match.
+
+        Examples
+        --------
+        >>> pi = pg.LinearGaussian(1, 1, W=[[2.0]])
+        >>> pi.log_prob([[1.0], [1.0]], [[2.0], [3.0]]).round(4)  # log N(0; 0, 1), log N(1; 0, 1)
+        array([-0.9189, -1.4189])
+        """
         x = self._obs(states)
         u = self._act(actions, x.shape[:-1])
         W, ls = self._split()
@@ -191,8 +234,30 @@ class LinearGaussian:
         return np.asarray(-0.5 * np.sum(z * z, axis=-1) - ls.sum() - 0.5 * self._action_dim * np.log(2 * np.pi))
 
     def grad_log_prob(self, states: ArrayLike, actions: ArrayLike) -> NDArray[np.float64]:
-        r"""The score :math:`\nabla_\theta \log\pi(u|x)`, shape (..., n_params) (W's block row-major,
-        then log_std's)."""
+        r"""The score :math:`\nabla_\theta \log\pi(u|x)` (W's block row-major, then log_std's).
+
+        Parameters
+        ----------
+        states : array_like (..., obs_dim)
+            Observations x.
+        actions : array_like (..., action_dim)
+            Actions u (the states' leading shape).
+
+        Returns
+        -------
+        ndarray of float64, shape (..., n_params)
+
+        Raises
+        ------
+        ValueError
+            Shapes that do not match.
+
+        Examples
+        --------
+        >>> pi = pg.LinearGaussian(1, 1, W=[[2.0]], log_std=np.log(0.5))
+        >>> pi.grad_log_prob([1.0], [3.0])  # (u - mu) x / sigma^2, (u - mu)^2 / sigma^2 - 1
+        array([4., 3.])
+        """
         x = self._obs(states)
         u = self._act(actions, x.shape[:-1])
         W, ls = self._split()
@@ -206,9 +271,35 @@ class LinearGaussian:
         return np.concatenate([gW.reshape(*lead, -1), gl], axis=-1)
 
     def sample(self, states: ArrayLike, seed: int | None) -> NDArray[np.float64]:
-        r"""Actions :math:`u = \mu(x) + \sigma \odot \varepsilon`, :math:`\varepsilon \sim \mathcal N(0, I)`,
-        for states of shape (..., obs_dim): shape (..., action_dim). The draws come from NumPy's
-        counter-based Philox generator keyed by ``seed`` (None: a fresh seed)."""
+        r"""Actions :math:`u = \mu(x) + \sigma \odot \varepsilon`, :math:`\varepsilon \sim \mathcal N(0, I)`.
+
+        The draws come from NumPy's counter-based Philox generator keyed by ``seed`` (None: a
+        fresh seed).
+
+        Parameters
+        ----------
+        states : array_like (..., obs_dim)
+            Observations x.
+        seed : int or None
+            Key of the draws.
+
+        Returns
+        -------
+        ndarray of float64, shape (..., action_dim)
+
+        Raises
+        ------
+        ValueError
+            States whose last axis is not ``obs_dim``, or a bad seed.
+
+        Examples
+        --------
+        >>> pi = pg.LinearGaussian(1, 2, W=[[1.0], [-1.0]], log_std=-30.0)  # sigma at the floor, 2e-9
+        >>> pi.sample([[2.0]], seed=0).round(6)
+        array([[ 2., -2.]])
+        >>> bool(np.array_equal(pi.sample([[1.0]], seed=3), pi.sample([[1.0]], seed=3)))
+        True
+        """
         x = self._obs(states)
         W, ls = self._split()
         key = np.random.SeedSequence().generate_state(1, np.uint64)[0] if seed is None else as_seed(seed)

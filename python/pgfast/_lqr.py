@@ -82,6 +82,23 @@ class LQR:
         positive semidefinite, R not symmetric positive definite, ``gamma`` outside (0, 1],
         ``horizon=None`` with ``gamma = 1``, or neither ``x0`` nor ``x0_cov``.
 
+    Attributes
+    ----------
+    A, B, Q, R : ndarray of float64
+        The model's matrices (read-only copies; Q and R symmetrised).
+    gamma : float
+        Discount factor.
+    horizon : int or None
+        Steps per episode (None: infinite, discounted).
+    x0 : ndarray of float64 (n,)
+        The start state, or the mean of the Gaussian start (zeros when only ``x0_cov`` is given).
+    x0_cov : ndarray of float64 (n, n) or None
+        Covariance of the Gaussian start.
+    noise_cov : ndarray of float64 (n, n) or None
+        Covariance of the process noise.
+    max_state : float
+        The sampler's bound on ``max(|x_t|)``.
+
     Examples
     --------
     A double integrator (position, velocity) pushed by a force:
@@ -198,6 +215,24 @@ class LQR:
 
     def with_options(self, **changes: Any) -> LQR:
         """A copy with some keyword arguments changed (``gamma``, ``horizon``, ``x0``, ...).
+
+        Parameters
+        ----------
+        **changes
+            The keyword arguments of :class:`LQR` to change (``gamma``, ``horizon``, ``x0``,
+            ``x0_cov``, ``noise_cov``, ``max_state``).
+
+        Returns
+        -------
+        LQR
+            A new, validated model.
+
+        Raises
+        ------
+        TypeError
+            An unknown option.
+        ValueError
+            Options that do not validate (as :class:`LQR` checks them).
 
         Examples
         --------

@@ -99,6 +99,15 @@ def importance_weights(
     >>> rho = pg.importance_weights(target, behavior, traj)
     >>> rho.shape, round(float(rho.mean()), 4)  # E[rho] = 1
     ((4000,), 1.0012)
+
+    On a :class:`ContinuousTrajectories` batch the ratios are those of the policies' densities
+    (see :doc:`/guide/continuous`):
+
+    >>> target, behavior = pg.LinearGaussian(1, 1, W=[[0.5]]), pg.LinearGaussian(1, 1, log_std=0.5)
+    >>> batch = pg.ContinuousTrajectories(states=[[[1.0], [0.0]]], actions=[[[0.5], [1.0]]],
+    ...                                   rewards=[[1.0, 1.0]], lengths=[2])
+    >>> pg.importance_weights(target, behavior, batch, per_decision=True).round(4)
+    array([[1.7263, 2.0749]])
     """
     if isinstance(traj, ContinuousTrajectories):  # a batch with vector states
         from . import _continuous_off_policy
@@ -186,7 +195,9 @@ def off_policy_gradient(
     ``self_normalized=True`` divides the ratios by their batch mean (per step for per-decision
     weights): consistent, not unbiased. ``behavior`` is a policy or logged log-probabilities
     ``(N, H)``. The result's ``ess`` is :math:`(\sum\rho_i)^2/\sum\rho_i^2`; ``value`` the
-    importance-weighted estimate of J. ``threads`` (1 to ``pgfast.MAX_THREADS`` = 256, more
+    importance-weighted estimate of J. On a :class:`ContinuousTrajectories` batch the policies are
+    policies on observations with ``log_prob`` (two Gaussian policies; see :doc:`/guide/continuous`).
+    ``threads`` (1 to ``pgfast.MAX_THREADS`` = 256, more
     raise ``ValueError``; default: every usable CPU) changes only the speed and the summation order.
     See :doc:`/theory`, "Importance sampling".
 
@@ -305,7 +316,8 @@ def off_policy_value(
     r"""Importance-sampling estimate of :math:`J(\pi)` from a batch of ``behavior``:
     :math:`\frac1N\sum_i \rho_i G_i`, or per-decision :math:`\frac1N\sum_i\sum_t \gamma^t r_{i,t}\rho_{i,0:t}`
     (``self_normalized`` divides the ratios by their batch mean). See :doc:`/theory`,
-    "Importance sampling".
+    "Importance sampling". On a :class:`ContinuousTrajectories` batch the ratios are those of the
+    policies' densities (see :doc:`/guide/continuous`).
 
     Parameters
     ----------
