@@ -150,5 +150,6 @@ void bind_estimators(py::module_ m);
 void bind_off_policy(py::module_ m);
 void bind_info(py::module_ m);
 void bind_lqr(py::module_ m);
+void bind_lqr_exact(py::module_ m);
 
 }  // namespace pgfast::bindings

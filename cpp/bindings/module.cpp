@@ -15,4 +15,5 @@ PYBIND11_MODULE(_core, m) {
   bind_off_policy(m.def_submodule("off_policy", "Importance sampling: log-ratios and importance weights."));
   bind_info(m.def_submodule("info", "Build and thread information, and the worker pool."));
   bind_lqr(m.def_submodule("lqr", "Sampling an LQR under a linear-Gaussian policy, and the fused estimator on it."));
+  bind_lqr_exact(m.def_submodule("lqr_exact", "The exact linear-quadratic regulator: J, gradients, Riccati gains."));
 }

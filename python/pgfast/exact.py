@@ -73,12 +73,15 @@ of large MDPs (200 000 transitions or more); the results are the same bits for a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
-from . import _core
+from . import _core, _lqr_exact
+from ._gaussian import LinearGaussian
+from ._lqr import LQR
+from ._lqr_exact import LQREvaluation, LQROptimal
 from ._mdp import FiniteMDP
 from ._policy import LinearSoftmax, SoftmaxPolicy, TabularSoftmax, pinned
 from ._validation import (
@@ -98,6 +101,8 @@ __all__ = [
     "MAX_COVARIANCE_PARAMS",
     "OBJECTIVES",
     "Evaluation",
+    "LQREvaluation",
+    "LQROptimal",
     "Moments",
     "Optimal",
     "evaluate",
@@ -293,6 +298,8 @@ def _check(mdp: Any, policy: Any) -> NDArray[np.float64]:
 
 
 def _objective(objective: Any) -> str:
+    if objective is None:
+        return "finite_horizon"
     if not isinstance(objective, str) or objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(map(repr, OBJECTIVES))}, got {objective!r}")
     return str(objective)
@@ -375,16 +382,38 @@ def _computed(table: NDArray[np.float64] | None) -> NDArray[np.float64]:
     return table
 
 
+@overload
 def evaluate(
     mdp: FiniteMDP,
     policy: SoftmaxPolicy,
-    objective: Objective = "finite_horizon",
+    objective: Objective | None = ...,
+    *,
+    gamma: float | None = ...,
+    method: Method = ...,
+    tol: float = ...,
+    threads: int | None = ...,
+) -> Evaluation: ...
+@overload
+def evaluate(
+    mdp: LQR,
+    policy: LinearGaussian,
+    objective: Literal["finite_horizon", "discounted"] | None = ...,
+    *,
+    gamma: float | None = ...,
+    method: Method = ...,
+    tol: float = ...,
+    threads: int | None = ...,
+) -> LQREvaluation: ...
+def evaluate(
+    mdp: FiniteMDP | LQR,
+    policy: SoftmaxPolicy | LinearGaussian,
+    objective: Objective | None = None,
     *,
     gamma: float | None = None,
     method: Method = "auto",
     tol: float = 1e-12,
     threads: int | None = None,
-) -> Evaluation:
+) -> Evaluation | LQREvaluation:
     """Exact value ``J``, state and action values ``V`` and ``Q``, advantages ``A = Q - V`` and state
     distributions of ``policy`` on ``mdp``.
 
@@ -451,6 +480,10 @@ def evaluate(
     >>> pg.exact.evaluate(mdp, pi, "average_reward").value  # continuing: half the steps earn 1
     0.5
     """
+    if isinstance(mdp, LQR):
+        _solver(method, tol)
+        as_threads(threads)
+        return _lqr_exact.evaluate(mdp, policy, objective, gamma)
     _, obj, g, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=True)
     return _evaluation(obj, g, out)
 
@@ -463,9 +496,9 @@ def _evaluation(objective: str, gamma: float, out: _core.exact.Evaluation) -> Ev
 
 @overload
 def gradient(
-    mdp: FiniteMDP,
-    policy: SoftmaxPolicy,
-    objective: Objective = ...,
+    mdp: FiniteMDP | LQR,
+    policy: SoftmaxPolicy | LinearGaussian,
+    objective: Objective | None = ...,
     *,
     gamma: float | None = ...,
     method: Method = ...,
@@ -477,7 +510,7 @@ def gradient(
 def gradient(
     mdp: FiniteMDP,
     policy: SoftmaxPolicy,
-    objective: Objective = ...,
+    objective: Objective | None = ...,
     *,
     gamma: float | None = ...,
     method: Method = ...,
@@ -485,17 +518,29 @@ def gradient(
     threads: int | None = ...,
     return_evaluation: Literal[True],
 ) -> tuple[NDArray[np.float64], Evaluation]: ...
+@overload
 def gradient(
-    mdp: FiniteMDP,
-    policy: SoftmaxPolicy,
-    objective: Objective = "finite_horizon",
+    mdp: LQR,
+    policy: LinearGaussian,
+    objective: Literal["finite_horizon", "discounted"] | None = ...,
+    *,
+    gamma: float | None = ...,
+    method: Method = ...,
+    tol: float = ...,
+    threads: int | None = ...,
+    return_evaluation: Literal[True],
+) -> tuple[NDArray[np.float64], LQREvaluation]: ...
+def gradient(
+    mdp: FiniteMDP | LQR,
+    policy: SoftmaxPolicy | LinearGaussian,
+    objective: Objective | None = None,
     *,
     gamma: float | None = None,
     method: Method = "auto",
     tol: float = 1e-12,
     threads: int | None = None,
     return_evaluation: bool = False,
-) -> NDArray[np.float64] | tuple[NDArray[np.float64], Evaluation]:
+) -> NDArray[np.float64] | tuple[NDArray[np.float64], Evaluation | LQREvaluation]:
     r"""The exact policy gradient :math:`\nabla_\theta J`, in the shape of ``policy.theta``.
 
     By the policy gradient theorem for the chosen objective (:doc:`/theory`, "The policy gradient
@@ -556,7 +601,12 @@ def gradient(
     0.875
     """
     return_evaluation = as_bool(return_evaluation, "return_evaluation")
-    policy = pinned(policy)  # the probabilities and the logit map from one theta
+    if isinstance(mdp, LQR):
+        _solver(method, tol)
+        as_threads(threads)
+        ev = _lqr_exact.evaluate(mdp, policy, objective, gamma, tables=return_evaluation)
+        return (ev.grad, ev) if return_evaluation else ev.grad
+    policy = cast(SoftmaxPolicy, pinned(policy))  # the probabilities and the logit map from one theta
     _, obj, g, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=return_evaluation, gradient=True)
     grad = policy._logit_vjp(_computed(out.logit_grad))
     check_finite_result(grad, "the exact policy gradient", "dJ/dz times the policy's logit Jacobian (features or weights too large)")
@@ -840,15 +890,38 @@ def stationary_distribution(
     return d
 
 
+@overload
 def optimal(
     mdp: FiniteMDP,
-    objective: Literal["finite_horizon", "discounted"] = "finite_horizon",
+    objective: Literal["finite_horizon", "discounted"] | None = ...,
+    *,
+    gamma: float | None = ...,
+    method: Method = ...,
+    tol: float = ...,
+    threads: int | None = ...,
+    log_std: None = ...,
+) -> Optimal: ...
+@overload
+def optimal(
+    mdp: LQR,
+    objective: Literal["finite_horizon", "discounted"] | None = ...,
+    *,
+    gamma: float | None = ...,
+    method: Method = ...,
+    tol: float = ...,
+    threads: int | None = ...,
+    log_std: ArrayLike | None = ...,
+) -> LQROptimal: ...
+def optimal(
+    mdp: FiniteMDP | LQR,
+    objective: Literal["finite_horizon", "discounted"] | None = None,
     *,
     gamma: float | None = None,
     method: Method = "auto",
     tol: float = 1e-12,
     threads: int | None = None,
-) -> Optimal:
+    log_std: ArrayLike | None = None,
+) -> Optimal | LQROptimal:
     r"""Optimal values and a greedy optimal policy, to see how far a policy is from the best.
 
     ``"finite_horizon"``: backward induction :math:`V^*_t(s) = \max_a Q^*_t(s,a)` (a time-dependent
@@ -899,7 +972,14 @@ def optimal(
     >>> best.actions[:, 0]  # in state 0: stay while there is time (lowest index on ties), then move
     array([0, 0, 1], dtype=int32)
     """
-    require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
+    if isinstance(mdp, LQR):
+        _, t = _solver(method, tol)
+        as_threads(threads)
+        return _lqr_exact.optimal(mdp, objective, gamma, log_std=log_std, tol=t)
+    require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP or pgfast.LQR")
+    if log_std is not None:
+        raise ValueError("log_std (the action noise of the best stationary gain) is for an LQR; a FiniteMDP takes none")
+    objective = "finite_horizon" if objective is None else objective
     if not isinstance(objective, str) or objective not in ("finite_horizon", "discounted"):
         raise ValueError(f"optimal supports objective='finite_horizon' or 'discounted', got {objective!r}")
     g = _gamma(mdp, gamma, objective)
@@ -1061,7 +1141,7 @@ def _moment_baseline(
             return "optimal", np.zeros((H, S))  # per-coordinate baselines, formed in C++
         if baseline not in ("exact", "time", "mean"):
             raise ValueError(f"baseline must be None, 'exact', 'time', 'mean', 'optimal' or {shape}, got {baseline!r}")
-        ev = evaluate(mdp, policy, objective, gamma=gamma)  # type: ignore[arg-type]
+        ev = evaluate(mdp, policy, objective, gamma=gamma)  # type: ignore[call-overload]
         if baseline == "exact":
             return "exact", np.ascontiguousarray(ev.state_values.reshape(H, S))
         if baseline == "mean":
