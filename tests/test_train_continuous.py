@@ -206,6 +206,12 @@ def test_train_improves_the_objective_of_an_lqr() -> None:
     J1 = ref.objective(lqr, pi.W, pi.log_std)
     assert J1 > J0 + 0.5 * abs(J0)
     assert hist["J_estimate"][-1] > hist["J_estimate"][0]
+    # the exact columns: J of the policy that sampled each batch, the gap to the best stationary gain
+    assert hist["J_exact"][0] == pytest.approx(J0, rel=1e-9)
+    assert np.isfinite(hist["J_exact"]).all() and (hist["J_gap"] >= 0).all() and (np.diff(hist["J_gap"][[0, -1]]) < 0).all()
+    assert (hist["exact_grad_norm"] > 0).all() and (hist["fraction_of_optimal"] <= 1.0).all()
+    assert np.nanmean(hist["step_cosine"][:10]) > 0.3  # Adam's early steps point up the exact gradient
+    assert np.isnan(hist["variance_trace"]).all()
     again = pg.LinearGaussian(3, 2, log_std=np.log(0.5))
     h2 = pg.train(lqr, again, optimizer=pg.optim.Adam(lr=0.05), iterations=40, batch=1000, seed=0, progress=False,
                   baseline="time", threads=1)
@@ -215,9 +221,11 @@ def test_train_improves_the_objective_of_an_lqr() -> None:
 def test_train_on_an_lqr_records_its_first_batch() -> None:
     lqr = ref.example(horizon=10)
     pi = pg.LinearGaussian(3, 2)
-    hist = pg.train(lqr, pi, optimizer=pg.optim.GradientAscent(lr=1e-3), iterations=1, batch=50, seed=4, progress=False)
+    hist = pg.train(lqr, pi, optimizer=pg.optim.GradientAscent(lr=1e-3), iterations=1, batch=50, seed=4, progress=False,
+                    exact_eval=False)
     traj = lqr.sample(pg.LinearGaussian(3, 2), 50, seed=_iteration_seed(4, 1))
     assert hist["J_estimate"][0] == pytest.approx(traj.returns().mean(), rel=1e-12)
+    assert np.isnan(hist["J_exact"]).all() and np.isnan(hist["J_gap"]).all()
 
 
 def test_natural_gradient_on_an_lqr() -> None:

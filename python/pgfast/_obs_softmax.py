@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _policy
-from ._features import FeatureMap, FeatureSpec
+from ._features import FeatureSpec
+from ._obs_policy import ObservationPolicy
 from ._validation import as_float_array, as_int, as_seed, require_finite
 
 
-class ObservationSoftmax:
+class ObservationSoftmax(ObservationPolicy):
     r"""The linear softmax policy on observation features,
     :math:`\pi(a|x) = e^{(W\phi(x))_a} / \sum_b e^{(W\phi(x))_b}`, for a discrete action space and
     continuous (vector) observations (gymnasium's ``CartPole-v1``, ``Acrobot-v1``, ...).
@@ -57,7 +57,7 @@ class ObservationSoftmax:
     array([0, 0, 0, 1])
     """
 
-    __slots__ = ("_theta", "_theta_accepted", "_obs_dim", "_n_actions", "_features", "__weakref__")
+    __slots__ = ("_n_actions",)
 
     def __init__(
         self,
@@ -67,9 +67,8 @@ class ObservationSoftmax:
         W: ArrayLike | None = None,
         features: FeatureSpec = None,
     ) -> None:
-        self._obs_dim = as_int(obs_dim, "obs_dim", minimum=1, maximum=2**31 - 1)
+        self._init_observations(obs_dim, features)
         self._n_actions = as_int(n_actions, "n_actions", minimum=2, maximum=2**31 - 1)
-        self._features = FeatureMap(features, self._obs_dim)
         k, a = self._features.dim, self._n_actions
         if W is None:
             w = np.zeros((a, k))
@@ -78,15 +77,9 @@ class ObservationSoftmax:
             if w.shape != (a, k):
                 raise ValueError(f"W must have shape (n_actions, feature_dim) = ({a}, {k}), got {w.shape}")
             require_finite(w, "W")
-        self._theta = np.array(w.ravel(), dtype=np.float64)
-        self._theta_accepted = self._theta.copy()
+        self._init_theta(w.ravel())
 
     # -- parameters ---------------------------------------------------------------------------
-
-    @property
-    def obs_dim(self) -> int:
-        """Dimension of the observation."""
-        return self._obs_dim
 
     @property
     def n_actions(self) -> int:
@@ -94,58 +87,11 @@ class ObservationSoftmax:
         return self._n_actions
 
     @property
-    def feature_dim(self) -> int:
-        """Dimension k of :math:`\\phi(x)`."""
-        return self._features.dim
-
-    @property
-    def features(self) -> FeatureSpec:
-        """The feature map as given (None: the identity)."""
-        return self._features.spec
-
-    @property
-    def n_params(self) -> int:
-        """``n_actions * feature_dim``."""
-        return int(self._theta.size)
-
-    @property
-    def theta(self) -> NDArray[np.float64]:
-        """The parameters (W row-major); assigning copies into the policy's array (ValueError for
-        another shape or non-finite values, and theta is left as it was)."""
-        return self._theta
-
-    @theta.setter
-    def theta(self, value: ArrayLike) -> None:
-        arr = as_float_array(value, "theta")
-        try:
-            if arr.shape != self._theta.shape:
-                raise ValueError(f"theta must have shape {self._theta.shape}, got {arr.shape}")
-            require_finite(arr, "theta")
-        except ValueError:
-            if np.shares_memory(arr, self._theta):
-                with _policy._THETA_LOCK:
-                    self._theta[...] = self._theta_accepted
-            raise
-        with _policy._THETA_LOCK:
-            self._theta[...] = arr
-            self._theta_accepted = self._theta.copy()
-
-    def _theta_copy(self) -> NDArray[np.float64]:
-        with _policy._THETA_LOCK:
-            return self._theta.copy()
-
-    @property
     def W(self) -> NDArray[np.float64]:
         """The logit matrix W, shape (n_actions, feature_dim) (a copy)."""
         return self._theta_copy().reshape(self._n_actions, self._features.dim)
 
     # -- the distribution ---------------------------------------------------------------------
-
-    def _obs(self, x: Any, name: str = "states") -> NDArray[np.float64]:
-        arr = as_float_array(x, name)
-        if arr.ndim == 0 or arr.shape[-1] != self._obs_dim:
-            raise ValueError(f"{name} must have shape (..., obs_dim) = (..., {self._obs_dim}), got {arr.shape}")
-        return arr
 
     def _act(self, a: Any, lead: tuple[int, ...]) -> NDArray[np.intp]:
         arr = np.asarray(a)

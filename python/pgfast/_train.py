@@ -585,8 +585,9 @@ def train(
     (``pg.policy_gradient(policy, mdp=lqr, n=batch, seed=s)``; a stored ``lqr.sample`` batch for
     the natural gradient) or of :func:`pgfast.rollout` (the environments are made once per run,
     ``horizon``, ``num_envs`` and ``env_kwargs`` passed to it). The exact columns ``J_exact``,
-    ``J_gap``, ``fraction_of_optimal`` and ``exact_grad_norm`` of an LQR come from
-    :mod:`pgfast.exact` when it covers the problem (NaN otherwise, and always for gymnasium).
+    ``J_gap`` (to the best stationary gain of :func:`pgfast.exact.optimal`), ``fraction_of_optimal``,
+    ``exact_grad_norm`` and ``step_cosine`` of an LQR come from :mod:`pgfast.exact` (``exact_eval``
+    defaults to True there; NaN when the oracle fails, and always for gymnasium).
     ``NaturalGradient`` needs ``fisher="sampled"`` there (F from the batch's scores).
     ``checkpoint`` and ``resume`` are for finite MDPs; a Ctrl-C leaves ``policy`` and
     ``optimizer`` as after the last completed iteration. See :doc:`/guide/train`.

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from . import _train, exact
 from ._estimators import policy_gradient
@@ -26,8 +27,6 @@ from ._train import EXACT_FIELDS, MAX_BATCH, MAX_ITERATIONS, History
 from ._validation import as_bool, as_gamma, as_int, as_threads, check_finite_result, require_instance
 from .optim import NaturalGradient, Optimizer
 
-_EXACT: Any = exact  # its LQR overloads
-
 
 def accepts(problem: Any) -> bool:
     """Whether :func:`pgfast.train` takes ``problem`` here: an LQR, an environment id or a
@@ -38,24 +37,25 @@ def accepts(problem: Any) -> bool:
     return gym is not None and isinstance(problem, gym.Env)
 
 
-def _lqr_exact(lqr: LQR, policy: LinearGaussian, gamma: float) -> tuple[float, float]:
-    """(J, ||grad J||) of ``policy`` on ``lqr`` with discount ``gamma`` from the exact oracle;
-    (NaN, NaN) when the oracle does not cover the problem (an unstable policy)."""
-    problem = lqr if gamma == lqr.gamma else lqr.with_options(gamma=gamma)
+def _lqr_exact(lqr: LQR, policy: LinearGaussian, gamma: float) -> tuple[float, NDArray[np.float64] | None]:
+    """(J, grad J) of ``policy`` on ``lqr`` (its own objective, discount ``gamma``) from
+    :func:`pgfast.exact.gradient`; (NaN, None) when the oracle cannot evaluate it (beyond the
+    float64 range)."""
     try:
-        grad, ev = _EXACT.gradient(problem, policy, return_evaluation=True)
-    except (ValueError, TypeError):  # W not stabilising (J = -inf), beyond the float64 range, or no LQR oracle
-        return math.nan, math.nan
-    return float(ev.value), float(np.linalg.norm(grad))
+        grad, ev = exact.gradient(lqr, policy, gamma=gamma, return_evaluation=True)
+    except ValueError:
+        return math.nan, None
+    return float(ev.value), grad
 
 
 def _lqr_optimal(lqr: LQR, gamma: float) -> float:
-    """The optimal J of the stationary linear-Gaussian policies (for ``J_gap``); NaN when unknown."""
-    problem = lqr if gamma == lqr.gamma else lqr.with_options(gamma=gamma)
+    """The best J of the stationary linear policies (for ``J_gap``): the best stationary gain's of
+    :func:`pgfast.exact.optimal` for a finite horizon (noise-free); NaN when the oracle fails."""
     try:
-        return float(_EXACT.optimal(problem).value)
-    except (ValueError, TypeError):
+        best = exact.optimal(lqr, gamma=gamma)
+    except ValueError:
         return math.nan
+    return float(best.value if best.stationary_value is None else best.stationary_value)
 
 
 def train(
@@ -174,15 +174,19 @@ def _loop(problem: Any, policy: Any, optimizer: Optimizer, sampler: Any, hist: H
             gnorm = float(np.linalg.norm(est.grad))
             check_finite_result(gnorm, "the gradient norm", "the gradient's entries are too large to square")
             cols = dict.fromkeys(EXACT_FIELDS, math.nan)
-            j_exact, t_exact = math.nan, 0.0
+            j_exact, t_exact, exact_grad = math.nan, 0.0, None
             if do_exact and (it % every == 0 or it == 1 or it == iters):
                 te = time.perf_counter()
-                j_exact, cols["exact_grad_norm"] = _lqr_exact(problem, policy, gamma_value)
+                j_exact, exact_grad = _lqr_exact(problem, policy, gamma_value)
+                if exact_grad is not None:
+                    cols["exact_grad_norm"] = float(np.linalg.norm(exact_grad))
                 cols["J_gap"] = optimal_J - j_exact
                 cols["fraction_of_optimal"] = fraction_of_optimal(j_exact, optimal_J)
                 t_exact = time.perf_counter() - te
-            optimizer.step(policy, est.grad, **context)
+            step = optimizer.step(policy, est.grad, **context)
             dt = time.perf_counter() - t0 - t_exact
+            if exact_grad is not None:
+                cols["step_cosine"] = _train._ExactColumns.cosine(step, exact_grad)
         except KeyboardInterrupt:
             policy.theta = theta0
             optimizer.load_state_dict(state0)
