@@ -268,12 +268,16 @@ def test_cli_box_action_environments(env_id: str, capsys: pytest.CaptureFixture[
     assert len(pg.History.load_json(json_path)) == 2 and np.load(save)["theta"].shape == (3 if env_id == "MountainCarContinuous-v0" else 4,)
 
 
-def test_cli_box_observation_options(capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_box_observation_options(capsys: pytest.CaptureFixture[str], tmp_path: object) -> None:
+    plot = f"{tmp_path}/curve.png"
     argv = ["train", "CartPole-v1", "--iterations", "2", "--batch", "3", "--episodes", "0", "--optimizer", "natural",
-            "--estimator", "reinforce", "--baseline", "none", "--env-arg", "max_episode_steps=30"]
+            "--estimator", "reinforce", "--baseline", "none", "--env-arg", "max_episode_steps=30", "--plot", plot]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "natural lr 0.1" in out and "horizon 30" in out and "trained policy" not in out
+    assert f"saved learning curve to {plot}" in out
+    with open(plot, "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize(
@@ -284,7 +288,9 @@ def test_cli_box_observation_options(capsys: pytest.CaptureFixture[str]) -> None
         (["train", "CartPole-v1", "--checkpoint", "c.npz"], "--checkpoint is for tabular environments"),
         (["train", "CartPole-v1", "--iterations", "0"], "--iterations must be >= 1"),
         (["train", "CartPole-v1", "--episodes", "-1"], "--episodes must be >= 0"),
-        (["train", "Pendulum-v1", "--lr", "-1"], "lr must be a finite number > 0"),
+        (["train", "Pendulum-v1", "--lr", "-1"], "--lr must be > 0"),
+        (["train", "Pendulum-v1", "--lr", "nan"], "--lr must be > 0"),
+        (["train", "Pendulum-v1", "--damping", "-1", "--optimizer", "natural"], "damping must be a finite number >= 0"),
     ],
 )
 def test_cli_box_observation_errors(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:

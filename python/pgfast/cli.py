@@ -261,6 +261,8 @@ def _cmd_train_continuous(args: argparse.Namespace) -> int:
     horizon = limit if args.horizon is None else (args.horizon if limit is None else min(args.horizon, limit))
     if horizon is None:
         raise ValueError(f"{args.env} has no time limit: pass --horizon N")
+    if args.lr is not None and not (np.isfinite(args.lr) and args.lr > 0):
+        raise ValueError(f"--lr must be > 0, got {args.lr}")
     lr = args.lr if args.lr is not None else (CONTINUOUS_LR[args.optimizer] or defaults["lr"])
     if args.optimizer == "adam":
         opt: Any = pg.optim.Adam(lr=lr, betas=tuple(args.betas) if args.betas else DEFAULT_ADAM_BETAS)
@@ -307,9 +309,29 @@ def _cmd_train_continuous(args: argparse.Namespace) -> int:
         hist.save_json(args.json)
         print(f"  saved history to {args.json}")
     if args.plot:
-        _plot(hist, float("nan"), args.plot, f"{args.env} {extra}".strip())
+        _plot_returns(hist, args.plot, f"{args.env} {extra}".strip())
         print(f"  saved learning curve to {args.plot}")
     return 0
+
+
+def _plot_returns(hist: Any, path: str, title: str) -> None:
+    """The learning curve of a run without an exact J: the batches' mean returns, +- 2 standard errors."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    it, J, se = hist["iteration"], hist["J_estimate"], hist["J_stderr"]
+    ax.plot(it, J, marker=".", lw=1.5, label="mean return of the batch")
+    ax.fill_between(it, J - 2 * se, J + 2 * se, alpha=0.25, label="+- 2 standard errors")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("return")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def _number(x: float, spec: str) -> str:
