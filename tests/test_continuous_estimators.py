@@ -415,3 +415,85 @@ def test_results_beyond_float64_are_errors() -> None:
     huge = pg.ContinuousTrajectories(t.states, t.actions, np.full((10, 3), -1e308), t.lengths)
     with pytest.raises(ValueError, match="float64"):
         pg.policy_gradient(pi, huge)
+
+
+def test_memory_error_states_the_bytes() -> None:
+    class Huge:
+        obs_dim, action_dim, n_params = 3, 2, 2**40
+        theta = np.zeros(1)
+
+        def log_prob(self, x: Any, u: Any) -> np.ndarray:
+            raise AssertionError("not reached")
+
+        grad_log_prob = log_prob
+
+    traj = ref.simulate(ref.example(horizon=3), _policy(ref.example(horizon=3)), 10, seed=0)
+    with pytest.raises(MemoryError, match=r"per-trajectory gradients .*bytes"):
+        pg.policy_gradient(Huge(), traj)
+
+
+@pytest.mark.skipif(not hasattr(pg.LQR, "sample"), reason="the compiled LQR sampler (lqr.sample) is not part of this build")
+@pytest.mark.parametrize("kw", [{}, {"weights": "return"}, {"baseline": "mean"}, {"baseline": "time"},
+                                {"weights": "return", "baseline": "mean"}])
+def test_stored_equals_fused(kw: dict[str, Any]) -> None:
+    """The stored estimator on lqr.sample's batch and the fused one on the same seed: the same
+    definitions, the same trajectories, so the same estimate up to summation order."""
+    lqr = ref.example(noise=True, horizon=12, gamma=0.95)
+    pi = _policy(lqr)
+    traj = lqr.sample(pi, 3000, seed=17)  # type: ignore[attr-defined]
+    stored = pg.policy_gradient(pi, traj, **kw)
+    fused = pg.policy_gradient(pi, mdp=lqr, n=3000, seed=17, **kw)  # type: ignore[arg-type]
+    scale = np.abs(stored.grad).max()
+    np.testing.assert_allclose(fused.grad, stored.grad, rtol=1e-12, atol=1e-12 * scale)
+    np.testing.assert_allclose(fused.stderr, stored.stderr, rtol=1e-9)
+    assert fused.value == pytest.approx(stored.value, rel=1e-12)
+    assert fused.n_steps == stored.n_steps
+
+
+def test_empty_episodes_and_garbage_padding() -> None:
+    pi = pg.LinearGaussian(2, 1, W=[[0.5, 0.0]])
+    empty = pg.ContinuousTrajectories(np.zeros((3, 0, 2)), np.zeros((3, 0, 1)), np.zeros((3, 0)), [0, 0, 0])
+    for kw in ({}, {"baseline": "time"}, {"weights": "return", "baseline": "mean"}):
+        est = pg.policy_gradient(pi, empty, **kw)
+        assert np.array_equal(est.grad, np.zeros(3)) and est.n_steps == 0 and est.value == 0.0
+    # padding past each end may hold anything (NaN here): it is never read into the results
+    X = np.full((2, 2, 2), np.nan)
+    X[:, 0] = [[1.0, 1.0], [1.0, 1.0]]
+    U = np.full((2, 2, 1), np.nan)
+    U[:, 0] = 0.5
+    traj = pg.ContinuousTrajectories(X, U, [[1.0, np.nan], [2.0, np.nan]], [1, 1])
+    clean = pg.ContinuousTrajectories(np.nan_to_num(X), np.nan_to_num(U), [[1.0, 0.0], [2.0, 0.0]], [1, 1])
+    for kw in ({}, {"baseline": "time"}, {"weights": "return"}):
+        assert np.array_equal(pg.policy_gradient(pi, traj, **kw).grad, pg.policy_gradient(pi, clean, **kw).grad)
+    # time baseline: b = the other's reward, w = -1 and +1 with the same score (z = 0.5, x = (1, 1))
+    assert np.array_equal(pg.policy_gradient(pi, traj, baseline="time").grad, np.zeros(3))
+    assert np.array_equal(pg.off_policy_gradient(pi, pi, traj).grad, pg.policy_gradient(pi, clean).grad)
+    assert np.all(np.isfinite(pg.log_likelihood(pi, traj, dynamics=False)))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_ctrl_c(threads: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long estimate answers SIGINT between chunks (the chunks not started are dropped)."""
+    import time
+
+    from test_interrupts import assert_interrupts
+
+    class Slow:
+        obs_dim, action_dim, n_params = 3, 2, 8
+
+        def __init__(self, pi: pg.LinearGaussian) -> None:
+            self.pi, self.theta = pi, pi.theta
+
+        def log_prob(self, x: Any, u: Any) -> np.ndarray:
+            return self.pi.log_prob(x, u)
+
+        def grad_log_prob(self, x: Any, u: Any) -> np.ndarray:
+            time.sleep(0.02)
+            return self.pi.grad_log_prob(x, u)
+
+    lqr = ref.example(horizon=4)
+    traj = ref.simulate(lqr, _policy(lqr), 2000, seed=0)
+    monkeypatch.setattr(ce, "_CHUNK_BYTES", 2000)  # a few trajectories a chunk: about 10 s in all
+    assert_interrupts(lambda: pg.policy_gradient(Slow(_policy(lqr)), traj, threads=threads))
+    est = pg.policy_gradient(_policy(lqr), traj, threads=threads)  # usable afterwards
+    assert np.all(np.isfinite(est.grad))

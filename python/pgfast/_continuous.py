@@ -128,7 +128,8 @@ class ContinuousTrajectories:
         for name, arr in (("states", x), ("actions", u), ("rewards", rw)):
             if arr.dtype.kind != "f":
                 continue
-            bad = real & ~np.isfinite(arr).reshape(n, h, -1).all(axis=-1)
+            fin = np.isfinite(arr)
+            bad = real & ~(fin.all(axis=2) if fin.ndim == 3 else fin)  # (no reshape: H or n may be 0)
             if bad.any():
                 i, t = map(int, np.argwhere(bad)[0])
                 raise ValueError(f"{name} must be finite on the real steps, found {arr[i, t]!r} (trajectory {i}, step {t})")

@@ -455,9 +455,12 @@ def trajectory_rows(policy: Any, traj: ContinuousTrajectories, w: NDArray[np.flo
     bounds = [(lo, min(N, lo + chunk)) for lo in range(0, N, chunk)]
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported by the caller
         if threads > 1 and len(bounds) > 1:
-            with ThreadPoolExecutor(max_workers=min(threads, len(bounds))) as pool:
+            pool = ThreadPoolExecutor(max_workers=min(threads, len(bounds)))
+            try:
                 for f in [pool.submit(_chunk_rows, policy, theta, traj, w, lo, hi, rows) for lo, hi in bounds]:
                     f.result()
+            finally:  # on an error or Ctrl-C the chunks not started yet are dropped
+                pool.shutdown(wait=True, cancel_futures=True)
         else:
             for lo, hi in bounds:
                 _chunk_rows(policy, theta, traj, w, lo, hi, rows)

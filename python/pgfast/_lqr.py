@@ -50,28 +50,45 @@ class LQR:
 
     Parameters
     ----------
-    A : array (n, n)
-        Dynamics.
-    B : array (n, m)
-        Control matrix.
-    Q : array (n, n)
-        State cost, symmetric positive semidefinite.
-    R : array (m, m)
-        Control cost, symmetric positive definite.
+    A : array_like
+        Shape (n, n). Dynamics.
+    B : array_like
+        Shape (n, m). Control matrix.
+    Q : array_like
+        Shape (n, n). State cost, symmetric positive semidefinite.
+    R : array_like
+        Shape (m, m). Control cost, symmetric positive definite.
     gamma : float in (0, 1]
         Discount factor (default 1).
     horizon : int >= 1 or None
         Steps per episode; None for the infinite discounted problem (needs ``gamma < 1``).
-    x0 : array (n,), optional
-        The start state (with ``x0_cov``: the start distribution's mean).
-    x0_cov : array (n, n), optional
-        Covariance of a Gaussian start (symmetric positive semidefinite). At least one of ``x0``
+    x0 : array_like, optional
+        Shape (n,). The start state (with ``x0_cov``: the start distribution's mean).
+    x0_cov : array_like, optional
+        Shape (n, n). Covariance of a Gaussian start (symmetric positive semidefinite). At least one of ``x0``
         and ``x0_cov`` must be given.
-    noise_cov : array (n, n), optional
-        Covariance of the process noise :math:`w_t` (default: none).
+    noise_cov : array_like, optional
+        Shape (n, n). Covariance of the process noise :math:`w_t` (default: none).
     max_state : float > 0
         A sampled trajectory whose state has an entry beyond ``max_state`` in absolute value (an
         unstable policy) stops there and is flagged ``diverged`` (default 1e6).
+
+    Attributes
+    ----------
+    A, B, Q, R : ndarray
+        The matrices as validated (read-only float64 copies; Q and R symmetrised).
+    gamma : float
+        The discount factor.
+    horizon : int or None
+        Steps per episode (None: the infinite discounted problem).
+    x0 : ndarray
+        Shape (n,). The start state, or the mean of the Gaussian start (zeros when only ``x0_cov`` was given).
+    x0_cov : ndarray or None
+        Shape (n, n). The covariance of the start (None: a fixed start).
+    noise_cov : ndarray or None
+        Shape (n, n). The covariance of the process noise (None: none).
+    max_state : float
+        The bound on the state beyond which a sampled trajectory stops (``diverged``).
 
     Raises
     ------
@@ -81,23 +98,6 @@ class LQR:
         Shapes that do not match, non-finite entries, Q, ``x0_cov`` or ``noise_cov`` not symmetric
         positive semidefinite, R not symmetric positive definite, ``gamma`` outside (0, 1],
         ``horizon=None`` with ``gamma = 1``, or neither ``x0`` nor ``x0_cov``.
-
-    Attributes
-    ----------
-    A, B, Q, R : ndarray of float64
-        The model's matrices (read-only copies; Q and R symmetrised).
-    gamma : float
-        Discount factor.
-    horizon : int or None
-        Steps per episode (None: infinite, discounted).
-    x0 : ndarray of float64 (n,)
-        The start state, or the mean of the Gaussian start (zeros when only ``x0_cov`` is given).
-    x0_cov : ndarray of float64 (n, n) or None
-        Covariance of the Gaussian start.
-    noise_cov : ndarray of float64 (n, n) or None
-        Covariance of the process noise.
-    max_state : float
-        The sampler's bound on ``max(|x_t|)``.
 
     Examples
     --------
@@ -219,20 +219,16 @@ class LQR:
         Parameters
         ----------
         **changes
-            The keyword arguments of :class:`LQR` to change (``gamma``, ``horizon``, ``x0``,
-            ``x0_cov``, ``noise_cov``, ``max_state``).
+            Keyword arguments of :class:`LQR` other than the four matrices.
 
         Returns
         -------
         LQR
-            A new, validated model.
 
         Raises
         ------
         TypeError
-            An unknown option.
-        ValueError
-            Options that do not validate (as :class:`LQR` checks them).
+            An option that is not a keyword argument of :class:`LQR`.
 
         Examples
         --------
