@@ -351,6 +351,27 @@ def test_bad_inputs() -> None:
     assert pg.exact.evaluate(mdp, pg.TabularSoftmax(1, 1)).objective == "finite_horizon"
 
 
+def test_tables_larger_than_memory() -> None:
+    lqr = ref.example(horizon=2**31 - 1)  # 2^31 (3, 3) tables: 150 GiB each
+    with pytest.raises(MemoryError, match=r"the exact LQR tables \(H=2147483647, n=3, m=2\) needs .* bytes"):
+        pg.exact.evaluate(lqr, _policy(W0, NOISY))
+    with pytest.raises(MemoryError, match="use a shorter horizon"):
+        pg.exact.gradient(lqr, _policy(W0, NOISY))
+    with pytest.raises(MemoryError, match="bytes"):
+        pg.exact.optimal(lqr)
+
+
+def test_long_horizons_answer_ctrl_c() -> None:
+    from test_interrupts import assert_interrupts
+
+    # H = 2e6 steps: ~1.4 s uninterrupted for the gradient, ~6 s for the optimum (gains and search)
+    lqr = pg.LQR([[0.9, 0.1], [0.0, 0.9]], [[0.0], [1.0]], np.eye(2), [[1.0]], horizon=2_000_000, x0=[1.0, 0.0])
+    assert_interrupts(lambda: pg.exact.gradient(lqr, pg.LinearGaussian(2, 1)))
+    assert_interrupts(lambda: pg.exact.optimal(lqr))
+    small = ref.example(horizon=10)  # and the next call works
+    assert pg.exact.evaluate(small, _policy(W0, NOISY)).J == pytest.approx(ref.objective(small, W0, NOISY), rel=1e-12)
+
+
 def test_theta_is_read_once_and_not_written() -> None:
     lqr = ref.example(horizon=10)
     pi = _policy(W0, NOISY)

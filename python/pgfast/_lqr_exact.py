@@ -12,7 +12,7 @@ are on the theory page (:doc:`/theory`, "The linear-quadratic regulator"); the C
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -39,8 +39,26 @@ STATIONARY_MAX_ITER = 10_000
 _OVERFLOW = "the state second moments or value matrices grow beyond float64 over the horizon: W is unstable"
 
 
+class _Aliases:
+    """The formula symbols ``J`` and ``P`` as read-only aliases of ``value`` and ``value_matrices``."""
+
+    if TYPE_CHECKING:
+        value: float
+        value_matrices: NDArray[np.float64]
+
+    @property
+    def J(self) -> float:
+        """Alias of ``value``."""
+        return self.value
+
+    @property
+    def P(self) -> NDArray[np.float64]:
+        """Alias of ``value_matrices``."""
+        return self.value_matrices
+
+
 @dataclass(frozen=True)
-class LQREvaluation:
+class LQREvaluation(_Aliases):
     r"""The exact values of a linear-Gaussian policy on an LQR (:func:`pgfast.exact.evaluate`).
 
     Finite horizon :math:`H`: :math:`S_t = \mathbb E[x_t x_t^\top]` and :math:`P_t` (with
@@ -54,13 +72,13 @@ class LQREvaluation:
         ``"finite_horizon"`` or ``"discounted"``.
     value : float
         :math:`J = \mathbb E[\sum_t \gamma^t r_t]` (alias ``J``; at most 0).
-    grad : ndarray (n_params,)
-        :math:`\nabla_\theta J` in the order of ``policy.theta``: ``grad_W`` row-major, then
+    grad : ndarray
+        Shape (n_params,). :math:`\nabla_\theta J` in the order of ``policy.theta``: ``grad_W`` row-major, then
         ``grad_log_std``.
-    grad_W : ndarray (m, n)
-        :math:`\nabla_W J`.
-    grad_log_std : ndarray (m,)
-        :math:`\partial J / \partial \log\sigma_i` (0 where ``log_std`` is below its floor
+    grad_W : ndarray
+        Shape (m, n). :math:`\nabla_W J`.
+    grad_log_std : ndarray
+        Shape (m,). :math:`\partial J / \partial \log\sigma_i` (0 where ``log_std`` is below its floor
         ``LOG_STD_MIN``, as the policy's score).
     state_cov : ndarray
         Finite horizon: the second moments :math:`S_t = \mathbb E[x_t x_t^\top]`, (H, n, n);
@@ -76,10 +94,17 @@ class LQREvaluation:
 
     Examples
     --------
+    A scalar system, :math:`x_{t+1} = x_t + u_t`, :math:`u = -x/2 + 0.1\,\varepsilon`: then
+    :math:`L = 1/2`, :math:`M = 5/4`, :math:`P = M / (1 - \gamma L^2)`,
+    :math:`\Sigma = (1 + \tfrac{\gamma}{1-\gamma} 0.01) / (1 - \gamma L^2)`,
+    :math:`J = -M\Sigma - 0.01 / (1 - \gamma)`:
+
     >>> lqr = pg.LQR([[1.0]], [[1.0]], [[1.0]], [[1.0]], gamma=0.9, horizon=None, x0=[1.0])
     >>> ev = pg.exact.evaluate(lqr, pg.LinearGaussian(1, 1, W=[[-0.5]], log_std=np.log(0.1)))
     >>> round(ev.J, 6), ev.state_cov.round(6), ev.P.round(6)
-    (-1.741935, array([[1.277419]]), array([[1.612903]]))
+    (-1.858065, array([[1.406452]]), array([[1.612903]]))
+    >>> ev.grad.round(6)  # dJ/dW, dJ/dlog sigma
+    array([-0.635172, -0.490323])
     """
 
     objective: str
@@ -92,19 +117,9 @@ class LQREvaluation:
     spectral_radius: float
     gamma: float
 
-    @property
-    def J(self) -> float:
-        """Alias of ``value``."""
-        return self.value
-
-    @property
-    def P(self) -> NDArray[np.float64]:
-        """Alias of ``value_matrices``."""
-        return self.value_matrices
-
 
 @dataclass(frozen=True)
-class LQROptimal:
+class LQROptimal(_Aliases):
     r"""Optimal control of an LQR (:func:`pgfast.exact.optimal`).
 
     ``J`` and ``P`` are read-only aliases of ``value`` and ``value_matrices``.
@@ -127,14 +142,14 @@ class LQROptimal:
         Doubling and Hewer steps (discounted), or H (finite horizon).
     spectral_radius : float or None
         :math:`\rho(\sqrt\gamma (A + BW^*))` (discounted); None for the finite horizon.
-    stationary_W : ndarray (m, n) or None
-        Finite horizon: the best stationary gain found (a local maximum of :math:`J(W)` over
+    stationary_W : ndarray or None
+        Shape (m, n). Finite horizon: the best stationary gain found (a local maximum of :math:`J(W)` over
         constant gains, by L-BFGS on the exact gradient from :math:`W^*_0`) at the action noise
         ``log_std`` given to :func:`pgfast.exact.optimal`; None for the discounted objective.
     stationary_value : float or None
         :math:`J` of ``stationary_W`` with that action noise (at most ``value``).
-    stationary_grad_W : ndarray (m, n) or None
-        :math:`\nabla_W J` at ``stationary_W`` (zero to the tolerance when ``stationary_converged``).
+    stationary_grad_W : ndarray or None
+        Shape (m, n). :math:`\nabla_W J` at ``stationary_W`` (zero to the tolerance when ``stationary_converged``).
     stationary_iterations : int or None
         L-BFGS iterations of the stationary search.
     stationary_converged : bool or None
@@ -144,10 +159,13 @@ class LQROptimal:
 
     Examples
     --------
+    The scalar system :math:`x_{t+1} = x_t + u_t`, :math:`Q = R = 1`, :math:`\gamma = 0.9`: the
+    Riccati equation is :math:`0.9 P^2 - 0.8 P - 1 = 0` and :math:`W^* = -0.9P / (1 + 0.9P)`:
+
     >>> lqr = pg.LQR([[1.0]], [[1.0]], [[1.0]], [[1.0]], gamma=0.9, horizon=None, x0=[1.0])
     >>> best = pg.exact.optimal(lqr)
-    >>> best.W.round(6), round(best.J, 6)
-    (array([[-0.587611]]), -1.587611)
+    >>> best.W.round(6), best.P.round(6), round(best.J, 6)
+    (array([[-0.588403]]), array([[1.588403]]), -1.588403)
     """
 
     objective: str
@@ -163,24 +181,14 @@ class LQROptimal:
     stationary_converged: bool | None
     gamma: float
 
-    @property
-    def J(self) -> float:
-        """Alias of ``value``."""
-        return self.value
-
-    @property
-    def P(self) -> NDArray[np.float64]:
-        """Alias of ``value_matrices``."""
-        return self.value_matrices
-
     def policy(self, log_std: ArrayLike = LOG_STD_MIN) -> LinearGaussian:
         """The optimal gain as a :class:`pgfast.LinearGaussian`: ``W`` (discounted) or
         ``stationary_W`` (finite horizon), with the given ``log_std``.
 
         Parameters
         ----------
-        log_std : float or array (m,)
-            :math:`\\log\\sigma` of the policy (default ``LOG_STD_MIN``: as deterministic as a
+        log_std : float or array_like
+            Shape (m,). :math:`\\log\\sigma` of the policy (default ``LOG_STD_MIN``: as deterministic as a
             Gaussian policy gets).
 
         Returns
@@ -246,10 +254,12 @@ def _sigma(log_std: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.ascontiguousarray(np.exp(np.maximum(log_std, LOG_STD_MIN)))
 
 
-def _check_tables(lqr: LQR, horizon: int, copies: int) -> None:
-    n = lqr.state_dim
-    check_allocation(8 * (horizon + 1) * n * n * copies, f"the exact LQR tables (H={horizon}, n={n})",
-                     "use a shorter horizon")
+def _check_tables(lqr: LQR, horizon: int, copies: int, gains: bool = False) -> None:
+    """MemoryError before the kernel allocates ``copies`` (H + 1, n, n) tables (and the (H, m, n)
+    gains)."""
+    n, m = lqr.state_dim, lqr.action_dim
+    nbytes = 8 * (horizon + 1) * (n * n * copies + (m * n if gains else 0))
+    check_allocation(nbytes, f"the exact LQR tables (H={horizon}, n={n}, m={m})", "use a shorter horizon")
 
 
 def evaluate(lqr: LQR, policy: Any, objective: Any = None, gamma: Any = None, *, tables: bool = True) -> LQREvaluation:
@@ -267,7 +277,7 @@ def evaluate(lqr: LQR, policy: Any, objective: Any = None, gamma: Any = None, *,
             check_finite_result(value, f"{what} ({name})", _OVERFLOW)
     n = lqr.state_dim
     empty = np.zeros((0, n, n))
-    return LQREvaluation(obj, float(J), np.concatenate([gW.ravel(), gl]), gW, gl, empty if S is None else S,
+    return LQREvaluation(obj, float(J) + 0.0, np.concatenate([gW.ravel(), gl]), gW, gl, empty if S is None else S,
                          empty if P is None else P, float(rho), g)
 
 
@@ -289,13 +299,13 @@ def optimal(lqr: LQR, objective: Any = None, gamma: Any = None, *, log_std: Any 
         raise ValueError(f"tol must be in (0, 1) (the relative gradient norm of the stationary gain), got {t}")
     iters = as_int(max_iter, "max_iter", minimum=0)
     H = 0 if obj == "discounted" else int(lqr.horizon or 0)
-    _check_tables(lqr, H, 2)
+    _check_tables(lqr, H, 2, gains=True)  # P_t, and the P_t of the stationary search
     args = _arrays(lqr, g, H)
     J, W, P, iterations, rho = _core.lqr_exact.optimal(*args)
     what = f"the optimal {obj} LQR control"
     for name, value in (("J", J), ("W", W), ("value_matrices", P)):
         check_finite_result(value, f"{what} ({name})", "the Riccati recursion grows beyond float64 over the horizon")
     if H == 0:
-        return LQROptimal(obj, float(J), W, P, int(iterations), float(rho), None, None, None, None, None, g)
+        return LQROptimal(obj, float(J) + 0.0, W, P, int(iterations), float(rho), None, None, None, None, None, g)
     Ws, Js, gW, _, its, conv = _core.lqr_exact.best_stationary(*args, np.ascontiguousarray(W[0]), sigma, t, iters)
-    return LQROptimal(obj, float(J), W, P, int(iterations), None, Ws, float(Js), gW, int(its), bool(conv), g)
+    return LQROptimal(obj, float(J) + 0.0, W, P, int(iterations), None, Ws, float(Js) + 0.0, gW, int(its), bool(conv), g)

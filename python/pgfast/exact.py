@@ -7,6 +7,10 @@ page of the documentation (:doc:`/theory`, "The three objectives", "The policy g
 and "The natural gradient").
 Computed in C++ (``cpp/include/pgfast/exact.hpp``) on the sparse transitions of the MDP.
 
+On a :class:`pgfast.LQR` with a :class:`pgfast.LinearGaussian` policy (identity features),
+:func:`evaluate`, :func:`gradient` and :func:`optimal` are exact too: see "The linear-quadratic
+regulator" below.
+
 Episodes follow :meth:`pgfast.FiniteMDP.sample`: :math:`s_0 \sim \mu_0`, :math:`a_t \sim \pi(\cdot|s_t)`,
 :math:`s_{t+1} \sim P(\cdot|s_t,a_t)`, reward :math:`r_t = R(s_t,a_t,s_{t+1})`; entering a terminal state
 ends the episode after that reward. Write :math:`r(s,a) = \sum_{s'} P(s'|s,a) R(s,a,s')` and
@@ -68,6 +72,34 @@ backward induction costs O(H nnz). ``threads`` (default: all usable cores; at mo
 ``pgfast.MAX_THREADS`` = 256, more raise ``ValueError``) splits the sparse matrix-vector products
 of large MDPs (200 000 transitions or more); the results are the same bits for any ``threads``
 (each entry of a product is one sum in the order of the transitions; see the exact guide).
+
+The linear-quadratic regulator
+------------------------------
+
+For an LQR (:math:`x_{t+1} = Ax_t + Bu_t + w_t`, :math:`r_t = -(x_t^\top Qx_t + u_t^\top Ru_t)`)
+and the policy :math:`u = Wx + \sigma\odot\varepsilon` (:math:`W = -K` of the control
+literature's :math:`u = -Kx`; :math:`D = \operatorname{diag}(\sigma^2)`), with :math:`L = A + BW`,
+:math:`M = Q + W^\top RW`, :math:`\Psi = BDB^\top + \Sigma_w`, :math:`S_0 = \mathbb E[x_0x_0^\top]`:
+
+- ``"finite_horizon"`` (the default for an LQR with a horizon): :math:`S_{t+1} = LS_tL^\top + \Psi`,
+  :math:`P_t = M + \gamma L^\top P_{t+1}L` (:math:`P_H = 0`),
+  :math:`J = -\sum_{t<H}\gamma^t[\operatorname{tr}(MS_t) + \operatorname{tr}(RD)]`,
+  :math:`\nabla_W J = -2\sum_t\gamma^t(RW + \gamma B^\top P_{t+1}L)S_t`,
+  :math:`\partial J/\partial\log\sigma_i = -2\sigma_i^2\sum_t\gamma^t(R + \gamma B^\top P_{t+1}B)_{ii}`.
+- ``"discounted"`` (:math:`\gamma < 1`; the default for ``horizon=None``): :math:`P_W` and
+  :math:`\Sigma_W = \sum_t \gamma^t S_t` solve the Lyapunov equations
+  :math:`P = M + \gamma L^\top PL` and :math:`\Sigma = S_0 + \tfrac{\gamma}{1-\gamma}\Psi + \gamma L\Sigma L^\top`
+  when :math:`\rho(\sqrt\gamma L) < 1` (otherwise ``ValueError``: J = -inf);
+  :math:`J = -\operatorname{tr}(M\Sigma_W) - \operatorname{tr}(RD)/(1-\gamma)`,
+  :math:`\nabla_W J = -2(RW + \gamma B^\top P_WL)\Sigma_W`,
+  :math:`\partial J/\partial\log\sigma_i = -2\sigma_i^2(R + \gamma B^\top P_WB)_{ii}/(1-\gamma)`.
+- :func:`optimal`: the discounted Riccati gain :math:`W^* = -\gamma(R + \gamma B^\top PB)^{-1}B^\top PA`,
+  or the finite horizon's time-varying gains by the backward Riccati recursion, and its best
+  stationary gain by L-BFGS on the exact gradient.
+
+See :doc:`/theory`, "The linear-quadratic regulator", and the LQR guide. Dense and O(n^3) per step
+(per doubling step for the discounted objective); ``method``, ``tol`` and ``threads`` are checked
+but do not apply (``tol`` is the stationary search's tolerance in :func:`optimal`).
 """
 
 from __future__ import annotations
@@ -126,6 +158,22 @@ _OBJECTIVES = {
 }
 _METHODS = {"auto": _core.exact.Method.AUTO, "dense": _core.exact.Method.DENSE, "sparse": _core.exact.Method.SPARSE}
 OBJECTIVES: tuple[str, ...] = tuple(_OBJECTIVES)
+
+
+class _ModelObjective(str):
+    """The default ``objective`` of :func:`evaluate`, :func:`gradient` and :func:`optimal`: the
+    string ``"finite_horizon"`` for a FiniteMDP; for an LQR the model's own (discounted when its
+    horizon is None), told apart from an explicit ``"finite_horizon"`` by identity."""
+
+    __slots__ = ()
+
+
+_MODEL_OBJECTIVE = cast(Literal["finite_horizon"], _ModelObjective("finite_horizon"))
+
+
+def _lqr_objective(objective: Any) -> Any:
+    """The objective for the LQR oracle: None (the model's own) for the default."""
+    return None if objective is _MODEL_OBJECTIVE else objective
 
 
 class _ValueAliases:
@@ -298,8 +346,6 @@ def _check(mdp: Any, policy: Any) -> NDArray[np.float64]:
 
 
 def _objective(objective: Any) -> str:
-    if objective is None:
-        return "finite_horizon"
     if not isinstance(objective, str) or objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(map(repr, OBJECTIVES))}, got {objective!r}")
     return str(objective)
@@ -386,7 +432,7 @@ def _computed(table: NDArray[np.float64] | None) -> NDArray[np.float64]:
 def evaluate(
     mdp: FiniteMDP,
     policy: SoftmaxPolicy,
-    objective: Objective | None = ...,
+    objective: Objective = ...,
     *,
     gamma: float | None = ...,
     method: Method = ...,
@@ -397,7 +443,7 @@ def evaluate(
 def evaluate(
     mdp: LQR,
     policy: LinearGaussian,
-    objective: Literal["finite_horizon", "discounted"] | None = ...,
+    objective: Literal["finite_horizon", "discounted"] = ...,
     *,
     gamma: float | None = ...,
     method: Method = ...,
@@ -407,15 +453,16 @@ def evaluate(
 def evaluate(
     mdp: FiniteMDP | LQR,
     policy: SoftmaxPolicy | LinearGaussian,
-    objective: Objective | None = None,
+    objective: Objective = _MODEL_OBJECTIVE,
     *,
     gamma: float | None = None,
     method: Method = "auto",
     tol: float = 1e-12,
     threads: int | None = None,
 ) -> Evaluation | LQREvaluation:
-    """Exact value ``J``, state and action values ``V`` and ``Q``, advantages ``A = Q - V`` and state
-    distributions of ``policy`` on ``mdp``.
+    r"""Exact value ``J``, state and action values ``V`` and ``Q``, advantages ``A = Q - V`` and state
+    distributions of ``policy`` on ``mdp``; on an LQR, ``J``, its gradient, the state second
+    moments and the value matrices.
 
     ``gamma`` defaults to ``mdp.gamma``; ``"discounted"`` and ``"average_value"`` need gamma < 1.
     The formulas of each objective are in the description of :mod:`pgfast.exact` (see also
@@ -423,12 +470,15 @@ def evaluate(
 
     Parameters
     ----------
-    mdp : FiniteMDP
-        The MDP.
-    policy : SoftmaxPolicy
-        The policy (its sizes must match the MDP's).
+    mdp : FiniteMDP or LQR
+        The MDP, or a linear-quadratic regulator.
+    policy : SoftmaxPolicy or LinearGaussian
+        The policy (its sizes must match the MDP's); for an LQR a :class:`pgfast.LinearGaussian`
+        with the identity features, ``obs_dim = state_dim`` and ``action_dim`` the LQR's.
     objective : {"finite_horizon", "discounted", "average_reward", "average_value"}
-        The objective (default ``"finite_horizon"``; see the module docstring).
+        The objective (default ``"finite_horizon"``; see the module docstring). For an LQR
+        ``"finite_horizon"`` or ``"discounted"``; when not given, the model's own (discounted
+        when ``lqr.horizon`` is None).
     gamma : float in [0, 1], optional
         Discount factor (default: ``mdp.gamma``); ``"discounted"`` and ``"average_value"`` need
         gamma < 1.
@@ -441,10 +491,11 @@ def evaluate(
 
     Returns
     -------
-    Evaluation
+    Evaluation or LQREvaluation
         ``objective``, ``value``, ``state_values``, ``action_values``, ``advantages``,
         ``state_distribution``, ``visitation`` and ``gamma`` (aliases ``J``, ``V``, ``Q``, ``A``,
-        ``d``).
+        ``d``); for an LQR an :class:`LQREvaluation`: ``value`` (``J``), ``grad``, ``grad_W``,
+        ``grad_log_std``, ``state_cov``, ``value_matrices`` (``P``), ``spectral_radius``.
 
     Raises
     ------
@@ -453,7 +504,9 @@ def evaluate(
     ValueError
         An unknown objective or method, a gamma the objective does not take, a policy of another
         size, a chain without a unique aperiodic stationary distribution (average objectives),
-        a solver that does not converge, or results beyond the float64 range.
+        a solver that does not converge, or results beyond the float64 range; for an LQR, a
+        policy without the identity features or of other sizes, or a gain W that does not
+        stabilise the discounted problem (:math:`\rho(\sqrt\gamma(A + BW)) \ge 1`: J = -inf).
 
     Examples
     --------
@@ -479,11 +532,23 @@ def evaluate(
     0.909091
     >>> pg.exact.evaluate(mdp, pi, "average_reward").value  # continuing: half the steps earn 1
     0.5
+
+    An LQR: the double integrator under :math:`u = -x_1 - 1.5 x_2 + 0.1\varepsilon`:
+
+    >>> lqr = pg.LQR(A=[[1.0, 0.1], [0.0, 1.0]], B=[[0.0], [0.1]], Q=np.eye(2), R=[[0.1]],
+    ...              horizon=50, x0=[1.0, 0.0])
+    >>> ev = pg.exact.evaluate(lqr, pg.LinearGaussian(2, 1, W=[[-1.0, -1.5]], log_std=np.log(0.1)))
+    >>> round(ev.J, 4), ev.state_cov.shape, ev.grad.round(3)  # theta = (W row-major, log_std)
+    (-15.3691, (50, 2, 2), array([-2.627, -0.306, -0.169]))
+    >>> inf = pg.exact.evaluate(lqr.with_options(horizon=None, gamma=0.99),
+    ...                         pg.LinearGaussian(2, 1, W=[[-1.0, -1.5]], log_std=np.log(0.1)))
+    >>> inf.objective, round(inf.J, 4), round(inf.spectral_radius, 4)
+    ('discounted', -14.2781, 0.9227)
     """
     if isinstance(mdp, LQR):
         _solver(method, tol)
         as_threads(threads)
-        return _lqr_exact.evaluate(mdp, policy, objective, gamma)
+        return _lqr_exact.evaluate(mdp, policy, _lqr_objective(objective), gamma)
     _, obj, g, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=True)
     return _evaluation(obj, g, out)
 
@@ -498,7 +563,7 @@ def _evaluation(objective: str, gamma: float, out: _core.exact.Evaluation) -> Ev
 def gradient(
     mdp: FiniteMDP | LQR,
     policy: SoftmaxPolicy | LinearGaussian,
-    objective: Objective | None = ...,
+    objective: Objective = ...,
     *,
     gamma: float | None = ...,
     method: Method = ...,
@@ -510,7 +575,7 @@ def gradient(
 def gradient(
     mdp: FiniteMDP,
     policy: SoftmaxPolicy,
-    objective: Objective | None = ...,
+    objective: Objective = ...,
     *,
     gamma: float | None = ...,
     method: Method = ...,
@@ -522,7 +587,7 @@ def gradient(
 def gradient(
     mdp: LQR,
     policy: LinearGaussian,
-    objective: Literal["finite_horizon", "discounted"] | None = ...,
+    objective: Literal["finite_horizon", "discounted"] = ...,
     *,
     gamma: float | None = ...,
     method: Method = ...,
@@ -533,7 +598,7 @@ def gradient(
 def gradient(
     mdp: FiniteMDP | LQR,
     policy: SoftmaxPolicy | LinearGaussian,
-    objective: Objective | None = None,
+    objective: Objective = _MODEL_OBJECTIVE,
     *,
     gamma: float | None = None,
     method: Method = "auto",
@@ -547,16 +612,20 @@ def gradient(
     theorem"; the description of :mod:`pgfast.exact` gives it for each objective), e.g. for the
     finite horizon :math:`\sum_t \gamma^t \sum_s d_t(s) \sum_a \pi(a|s)\nabla\log\pi(a|s) Q_t(s,a)`.
     With ``return_evaluation=True`` returns ``(gradient, evaluation)`` from one pass (the work of
-    :func:`evaluate` is shared).
+    :func:`evaluate` is shared). On an LQR: ``(dJ/dW row-major, dJ/dlog_std)`` by the Lyapunov
+    recursions of the module description (:doc:`/theory`, "The linear-quadratic regulator").
 
     Parameters
     ----------
-    mdp : FiniteMDP
-        The MDP.
-    policy : SoftmaxPolicy
-        The policy (its sizes must match the MDP's).
+    mdp : FiniteMDP or LQR
+        The MDP, or a linear-quadratic regulator.
+    policy : SoftmaxPolicy or LinearGaussian
+        The policy (its sizes must match the MDP's); for an LQR a :class:`pgfast.LinearGaussian`
+        with the identity features, ``obs_dim = state_dim`` and ``action_dim`` the LQR's.
     objective : {"finite_horizon", "discounted", "average_reward", "average_value"}
-        The objective (default ``"finite_horizon"``; see the module docstring).
+        The objective (default ``"finite_horizon"``; see the module docstring). For an LQR
+        ``"finite_horizon"`` or ``"discounted"``; when not given, the model's own (discounted
+        when ``lqr.horizon`` is None).
     gamma : float in [0, 1], optional
         Discount factor (default: ``mdp.gamma``); ``"discounted"`` and ``"average_value"`` need
         gamma < 1.
@@ -567,13 +636,13 @@ def gradient(
     threads : int, optional
         Worker threads, 1 to ``pgfast.MAX_THREADS`` (default: every usable CPU).
     return_evaluation : bool
-        Also return the :class:`Evaluation` (default False).
+        Also return the :class:`Evaluation` (:class:`LQREvaluation` for an LQR; default False).
 
     Returns
     -------
     grad : ndarray, shape of ``policy.theta``
         The exact gradient.
-    evaluation : Evaluation
+    evaluation : Evaluation or LQREvaluation
         Only with ``return_evaluation=True``.
 
     Raises
@@ -583,7 +652,8 @@ def gradient(
     ValueError
         An unknown objective or method, a gamma the objective does not take, a policy of another
         size, a chain without a unique aperiodic stationary distribution (average objectives),
-        a solver that does not converge, or results beyond the float64 range.
+        a solver that does not converge, or results beyond the float64 range; for an LQR, a
+        policy that does not fit it or a gain W that does not stabilise the discounted problem.
 
     Examples
     --------
@@ -599,12 +669,19 @@ def gradient(
     >>> grad, ev = pg.exact.gradient(mdp, pi, return_evaluation=True)
     >>> ev.value
     0.875
+
+    On an LQR, in the order of ``theta`` (W row-major, then log_std):
+
+    >>> lqr = pg.LQR(A=[[1.0, 0.1], [0.0, 1.0]], B=[[0.0], [0.1]], Q=np.eye(2), R=[[0.1]],
+    ...              gamma=0.99, horizon=None, x0=[1.0, 0.0])
+    >>> pg.exact.gradient(lqr, pg.LinearGaussian(2, 1, W=[[-1.0, -1.5]], log_std=np.log(0.1))).round(3)
+    array([-1.958, -0.401, -0.356])
     """
     return_evaluation = as_bool(return_evaluation, "return_evaluation")
     if isinstance(mdp, LQR):
         _solver(method, tol)
         as_threads(threads)
-        ev = _lqr_exact.evaluate(mdp, policy, objective, gamma, tables=return_evaluation)
+        ev = _lqr_exact.evaluate(mdp, policy, _lqr_objective(objective), gamma, tables=return_evaluation)
         return (ev.grad, ev) if return_evaluation else ev.grad
     policy = cast(SoftmaxPolicy, pinned(policy))  # the probabilities and the logit map from one theta
     _, obj, g, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=return_evaluation, gradient=True)
@@ -893,7 +970,7 @@ def stationary_distribution(
 @overload
 def optimal(
     mdp: FiniteMDP,
-    objective: Literal["finite_horizon", "discounted"] | None = ...,
+    objective: Literal["finite_horizon", "discounted"] = ...,
     *,
     gamma: float | None = ...,
     method: Method = ...,
@@ -904,7 +981,7 @@ def optimal(
 @overload
 def optimal(
     mdp: LQR,
-    objective: Literal["finite_horizon", "discounted"] | None = ...,
+    objective: Literal["finite_horizon", "discounted"] = ...,
     *,
     gamma: float | None = ...,
     method: Method = ...,
@@ -914,7 +991,7 @@ def optimal(
 ) -> LQROptimal: ...
 def optimal(
     mdp: FiniteMDP | LQR,
-    objective: Literal["finite_horizon", "discounted"] | None = None,
+    objective: Literal["finite_horizon", "discounted"] = _MODEL_OBJECTIVE,
     *,
     gamma: float | None = None,
     method: Method = "auto",
@@ -929,33 +1006,53 @@ def optimal(
     evaluated exactly; an action changes only when it improves Q by more than a relative 1e-12.
     See :doc:`/theory`, "Optimal control".
 
+    On an LQR (:doc:`/theory`, "The linear-quadratic regulator"): ``"discounted"``, the stabilising
+    solution P of the discounted Riccati equation (structure-preserving doubling, polished by
+    Hewer's policy-iteration steps) and the gain :math:`W^* = -\gamma(R + \gamma B^\top PB)^{-1}
+    B^\top PA`; ``"finite_horizon"``, the optimal time-varying gains :math:`W^*_t` of the backward
+    Riccati recursion and, as ``stationary_W``, the best constant gain found by L-BFGS on the
+    exact gradient started from :math:`W^*_0` (a local maximum of :math:`J(W)`; converged when
+    :math:`\|\nabla_W J\|_F \max(\|W\|_F, 1) \le` ``tol`` :math:`|J|`). Action noise does not move
+    :math:`W^*` or :math:`W^*_t` (it adds a cost no gain can change), but it can move the best
+    stationary gain of the finite horizon, which weighs the steps by the state moments the noise
+    feeds: ``log_std`` sets the noise of that search.
+
     Parameters
     ----------
-    mdp : FiniteMDP
-        The MDP.
+    mdp : FiniteMDP or LQR
+        The MDP, or a linear-quadratic regulator.
     objective : {"finite_horizon", "discounted"}
-        The objective (default ``"finite_horizon"``).
+        The objective (default ``"finite_horizon"``; for an LQR, when not given, the model's own:
+        discounted when ``lqr.horizon`` is None).
     gamma : float in [0, 1], optional
         Discount factor (default: ``mdp.gamma``; ``"discounted"`` needs gamma < 1).
     method : {"auto", "dense", "sparse"}
         Linear solver of the policy evaluations (discounted).
     tol : float in (0, 1e-2]
-        Relative residual at which the sparse solver stops (default 1e-12).
+        Relative residual at which the sparse solver stops (default 1e-12); for an LQR, the
+        relative gradient norm at which the stationary search stops.
     threads : int, optional
         Worker threads, 1 to ``pgfast.MAX_THREADS`` (default: every usable CPU).
+    log_std : float or array_like, optional
+        Shape (action_dim,). LQR only: the action noise :math:`\log\sigma` under which the best stationary gain of
+        the finite horizon is sought (default None: none).
 
     Returns
     -------
-    Optimal
+    Optimal or LQROptimal
         ``value``, ``state_values``, ``action_values`` (aliases ``J``, ``V``, ``Q``), greedy
-        ``actions`` and ``iterations``.
+        ``actions`` and ``iterations``; for an LQR an :class:`LQROptimal`: ``value`` (``J``),
+        ``W``, ``value_matrices`` (``P``), ``stationary_W`` and ``stationary_value`` (finite
+        horizon), and ``policy()``.
 
     Raises
     ------
     TypeError
-        ``mdp`` is not a FiniteMDP.
+        ``mdp`` is not a FiniteMDP or an LQR.
     ValueError
-        An objective other than the two, a bad gamma, or values beyond the float64 range.
+        An objective other than the two, a bad gamma, or values beyond the float64 range; for an
+        LQR without a stabilising Riccati solution (:math:`(\sqrt\gamma A, B)` not stabilisable),
+        a bad ``log_std`` or ``tol``; ``log_std`` for a FiniteMDP.
     MemoryError
         Tables larger than memory (the message states the bytes requested).
 
@@ -971,15 +1068,28 @@ def optimal(
     1.0
     >>> best.actions[:, 0]  # in state 0: stay while there is time (lowest index on ties), then move
     array([0, 0, 1], dtype=int32)
+
+    The double integrator, discounted (the Riccati gain) and over 50 steps (the time-varying
+    gains, and the best constant gain, which does a little worse):
+
+    >>> lqr = pg.LQR(A=[[1.0, 0.1], [0.0, 1.0]], B=[[0.0], [0.1]], Q=np.eye(2), R=[[0.1]],
+    ...              horizon=50, x0=[1.0, 0.0])
+    >>> best = pg.exact.optimal(lqr.with_options(horizon=None, gamma=0.99))
+    >>> best.W.round(4), round(best.J, 4)
+    (array([[-2.4246, -3.4854]]), -12.9991)
+    >>> best = pg.exact.optimal(lqr)
+    >>> best.W.shape, best.W[0].round(4), round(best.J, 4)
+    ((50, 1, 2), array([[-2.5849, -3.5746]]), -13.8257)
+    >>> best.stationary_W.round(4), round(best.stationary_value, 4)
+    (array([[-2.5871, -3.5805]]), -13.8263)
     """
     if isinstance(mdp, LQR):
         _, t = _solver(method, tol)
         as_threads(threads)
-        return _lqr_exact.optimal(mdp, objective, gamma, log_std=log_std, tol=t)
+        return _lqr_exact.optimal(mdp, _lqr_objective(objective), gamma, log_std=log_std, tol=t)
     require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP or pgfast.LQR")
     if log_std is not None:
         raise ValueError("log_std (the action noise of the best stationary gain) is for an LQR; a FiniteMDP takes none")
-    objective = "finite_horizon" if objective is None else objective
     if not isinstance(objective, str) or objective not in ("finite_horizon", "discounted"):
         raise ValueError(f"optimal supports objective='finite_horizon' or 'discounted', got {objective!r}")
     g = _gamma(mdp, gamma, objective)
