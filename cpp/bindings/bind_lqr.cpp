@@ -185,8 +185,8 @@ void bind_lqr(py::module_ m) {
       "standard_normals",
       [](const carray<std::uint64_t>& words) {
         if (words.ndim() != 1 || words.size() % 2 != 0) throw std::invalid_argument("words must be 1-D of even length");
-        std::vector<double> out(static_cast<std::size_t>(words.size()));
-        standard_normals(words.data(), out.data(), words.size() / 2);
+        std::vector<double> out(static_cast<std::size_t>(words.size())), scratch(out.size() / 2);
+        standard_normals(words.data(), out.data(), scratch.data(), words.size() / 2);
         return vector_to_numpy(std::move(out), {words.size()});
       },
       py::arg("words").noconvert(), "Box-Muller standard normals of pairs of 64-bit words (normal.hpp).");

@@ -35,7 +35,8 @@ def check_policy(lqr: LQR, policy: Any) -> LinearGaussian:
             f"the policy's (obs_dim, action_dim) = ({policy.obs_dim}, {policy.action_dim}) do not match the LQR's "
             f"(state_dim, action_dim) = ({lqr.state_dim}, {lqr.action_dim})"
         )
-    return policy
+    pi: LinearGaussian = policy
+    return pi
 
 
 def problem(lqr: LQR, policy: LinearGaussian) -> _core.lqr.Problem:

@@ -25,30 +25,51 @@
 #include "pgfast/rng.hpp"
 #include "pgfast/vexp.hpp"
 
+#if defined(__SSE2__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
+
 namespace pgfast {
 namespace detail {
 
-PGFAST_ALWAYS_INLINE double bits_to_double(std::uint64_t b) {
+// vexp.hpp's PGFAST_VECTORISABLE, and no errno for sqrt (its argument is never negative here), so
+// that the loop's sqrt vectorises.
+#if defined(__GNUC__) && !defined(__clang__)
+#define PGFAST_NORMALS_VECTORISABLE __attribute__((optimize("no-trapping-math", "no-math-errno")))
+#else
+#define PGFAST_NORMALS_VECTORISABLE
+#endif
+#if defined(__GNUC__)
+#define PGFAST_NORMALS_INLINE inline __attribute__((always_inline)) PGFAST_NORMALS_VECTORISABLE
+#else
+#define PGFAST_NORMALS_INLINE inline
+#endif
+
+PGFAST_NORMALS_INLINE double bits_to_double(std::uint64_t b) {
   double d;
   std::memcpy(&d, &b, sizeof d);
   return d;
 }
 
-PGFAST_ALWAYS_INLINE std::uint64_t double_to_bits(double d) {
+PGFAST_NORMALS_INLINE std::uint64_t double_to_bits(double d) {
   std::uint64_t b;
   std::memcpy(&b, &d, sizeof b);
   return b;
 }
 
-// log(x) for a normal x > 0 (here x in [2^-52, 1]).
-PGFAST_ALWAYS_INLINE double log_positive(double x) {
+// log(x) for a normal x > 0 (here x in [2^-52, 1]). Integer-to-float conversions and 64-bit
+// integer compares are avoided (x86-64 has no vector instruction for them before AVX-512).
+PGFAST_NORMALS_INLINE double log_positive(double x) {
   constexpr double kLn2Hi = 0.6931471803691238, kLn2Lo = 1.9082149292705877e-10;
+  constexpr double kSqrt2 = 1.4142135623730951;
+  constexpr double kShift = 0x1.8p52;
   const std::uint64_t b = double_to_bits(x);
-  // x = 2^e m, m in [sqrt(1/2), sqrt(2)): the mantissa's top bits decide (0x6A09E is sqrt(2)'s)
-  const std::uint64_t mant = b & 0x000FFFFFFFFFFFFFULL;
-  const std::uint64_t high = mant >= 0x6A09E667F3BCDULL ? 1u : 0u;  // m >= sqrt(2): halve it
-  const std::int64_t e = static_cast<std::int64_t>((b >> 52) & 0x7FF) - 1023 + static_cast<std::int64_t>(high);
-  const double m = bits_to_double(mant | ((1023 - high) << 52));
+  // x = 2^e m, m in [sqrt(1/2), sqrt(2))
+  const double m1 = bits_to_double((b & 0x000FFFFFFFFFFFFFULL) | 0x3FF0000000000000ULL);  // [1, 2)
+  const double biased = bits_to_double(double_to_bits(kShift) + ((b >> 52) & 0x7FF)) - kShift;  // exact
+  const bool high = m1 >= kSqrt2;  // halve m: exact
+  const double m = high ? 0.5 * m1 : m1;
+  const double ed = (biased - 1023.0) + (high ? 1.0 : 0.0);
   const double f = m - 1.0;
   const double s = f / (2.0 + f);  // |s| <= 0.1716
   const double z = s * s;
@@ -64,22 +85,21 @@ PGFAST_ALWAYS_INLINE double log_positive(double x) {
   p = p * z + 1.0 / 7.0;
   p = p * z + 1.0 / 5.0;
   p = p * z + 1.0 / 3.0;
-  const double ed = static_cast<double>(e);
   return (ed * kLn2Hi + (2.0 * s + 2.0 * s * (z * p))) + ed * kLn2Lo;
 }
 
-// One Box-Muller pair from two words.
-PGFAST_ALWAYS_INLINE void box_muller(std::uint64_t w1, std::uint64_t w2, double& z1, double& z2) {
+// The angle part of a Box-Muller pair: rr = -2 log u1, and cos, sin of 2 pi u2.
+PGFAST_NORMALS_INLINE void box_muller_parts(std::uint64_t w1, std::uint64_t w2, double& rr, double& c, double& s) {
   constexpr std::uint64_t kOne = 0x3FF0000000000000ULL;
   constexpr double kHalfPi = 1.5707963267948966;
   constexpr double kShift = 0x1.8p52;
   const double u1 = 2.0 - bits_to_double(kOne | (w1 >> 12));  // (0, 1]
   const double u2 = bits_to_double(kOne | (w2 >> 12)) - 1.0;  // [0, 1)
-  const double r = std::sqrt(-2.0 * log_positive(u1));
+  rr = -2.0 * log_positive(u1);
   const double v = 4.0 * u2;                    // exact
   const double qd = (v + kShift) - kShift;       // round(v), 0..4
   const double f = v - qd;                       // exact, in [-1/2, 1/2]
-  const std::uint64_t q = double_to_bits(v + kShift) & 3u;  // the quadrant, mod 4
+  const std::int64_t q = static_cast<std::int64_t>(double_to_bits(v + kShift) & 3u);  // the quadrant, mod 4
   const double a = f * kHalfPi;                  // in [-pi/4, pi/4]
   const double a2 = a * a;
   double sp = -1.0 / 121645100408832000.0;  // -1/19!
@@ -103,40 +123,64 @@ PGFAST_ALWAYS_INLINE void box_muller(std::uint64_t w1, std::uint64_t w2, double&
   cp = cp * a2 + 0.5;
   const double cs = 1.0 - a2 * cp;
   // angle q pi/2 + a: cos = c, -s, -c, s and sin = s, c, -s, -c for q = 0, 1, 2, 3
-  const bool odd = (q & 1u) != 0;
+  const bool odd = (q & 1) != 0;
   const double x = odd ? sn : cs;
   const double y = odd ? cs : sn;
-  const double c = ((q + 1u) & 2u) != 0 ? -x : x;
-  const double s = (q & 2u) != 0 ? -y : y;
-  z1 = r * c;
-  z2 = r * s;
+  c = ((q + 1) & 2) != 0 ? -x : x;
+  s = (q & 2) != 0 ? -y : y;
 }
 
-// out[2k], out[2k + 1] = the pair of words[2k], words[2k + 1], for k < pairs.
-PGFAST_ALWAYS_INLINE void box_muller_loop(const std::uint64_t* __restrict words, double* __restrict out,
-                                          std::int64_t pairs) {
-  for (std::int64_t k = 0; k < pairs; ++k) box_muller(words[2 * k], words[2 * k + 1], out[2 * k], out[2 * k + 1]);
+// out[k], out[pairs + k] = the pair of words[k], words[pairs + k], for k < pairs; r (pairs) is
+// scratch. Three passes, so that the first and the last vectorise (sqrt with its errno check
+// would not: the middle pass takes the SIMD square root, correctly rounded like any IEEE sqrt).
+PGFAST_NORMALS_INLINE void box_muller_angles(const std::uint64_t* __restrict words, double* __restrict out,
+                                            double* __restrict r, std::int64_t pairs) {
+  const std::uint64_t* __restrict w2 = words + pairs;
+  double* __restrict out2 = out + pairs;
+  for (std::int64_t k = 0; k < pairs; ++k) box_muller_parts(words[k], w2[k], r[k], out[k], out2[k]);
+}
+PGFAST_NORMALS_INLINE void box_muller_scale(double* __restrict out, const double* __restrict r, std::int64_t pairs) {
+  double* __restrict out2 = out + pairs;
+  for (std::int64_t k = 0; k < pairs; ++k) {
+    out[k] *= r[k];
+    out2[k] *= r[k];
+  }
 }
 
 #ifdef PGFAST_AVX2_KERNELS
-__attribute__((target("avx2,fma"))) PGFAST_VECTORISABLE inline void box_muller_avx2(const std::uint64_t* words,
-                                                                                     double* out, std::int64_t pairs) {
-  box_muller_loop(words, out, pairs);
-}
-#else  // never called: use_avx2() is false
-inline void box_muller_avx2(const std::uint64_t* words, double* out, std::int64_t pairs) {
-  box_muller_loop(words, out, pairs);
+__attribute__((target("avx2,fma"))) PGFAST_NORMALS_VECTORISABLE inline void box_muller_avx2(
+    const std::uint64_t* words, double* out, double* r, std::int64_t pairs) {
+  box_muller_angles(words, out, r, pairs);
+  std::int64_t k = 0;
+  for (; k + 4 <= pairs; k += 4) _mm256_storeu_pd(r + k, _mm256_sqrt_pd(_mm256_loadu_pd(r + k)));
+  for (; k < pairs; ++k) _mm_store_sd(r + k, _mm_sqrt_sd(_mm_setzero_pd(), _mm_load_sd(r + k)));
+  box_muller_scale(out, r, pairs);
 }
 #endif
-PGFAST_VECTORISABLE inline void box_muller_default(const std::uint64_t* words, double* out, std::int64_t pairs) {
-  box_muller_loop(words, out, pairs);
+PGFAST_NORMALS_VECTORISABLE inline void box_muller_default(const std::uint64_t* words, double* out, double* r,
+                                                          std::int64_t pairs) {
+  box_muller_angles(words, out, r, pairs);
+#if defined(__SSE2__) || defined(_M_X64)
+  std::int64_t k = 0;
+  for (; k + 2 <= pairs; k += 2) _mm_storeu_pd(r + k, _mm_sqrt_pd(_mm_loadu_pd(r + k)));
+  for (; k < pairs; ++k) _mm_store_sd(r + k, _mm_sqrt_sd(_mm_setzero_pd(), _mm_load_sd(r + k)));
+#else
+  for (std::int64_t k = 0; k < pairs; ++k) r[k] = std::sqrt(r[k]);
+#endif
+  box_muller_scale(out, r, pairs);
 }
+#ifndef PGFAST_AVX2_KERNELS
+inline void box_muller_avx2(const std::uint64_t* words, double* out, double* r, std::int64_t pairs) {
+  box_muller_default(words, out, r, pairs);  // never called: use_avx2() is false
+}
+#endif
 
 }  // namespace detail
 
-// 2 * pairs standard normals from 2 * pairs words (Box-Muller, see above), the same bits on every CPU.
-inline void standard_normals(const std::uint64_t* words, double* out, std::int64_t pairs) {
-  (use_avx2() ? detail::box_muller_avx2 : detail::box_muller_default)(words, out, pairs);
+// 2 * pairs standard normals from 2 * pairs words (Box-Muller, see above: out[k] and out[pairs + k]
+// come from words[k] and words[pairs + k]), the same bits on every CPU; scratch holds `pairs` doubles.
+inline void standard_normals(const std::uint64_t* words, double* out, double* scratch, std::int64_t pairs) {
+  (use_avx2() ? detail::box_muller_avx2 : detail::box_muller_default)(words, out, scratch, pairs);
 }
 
 // exp(y) for any finite y, from vexp.hpp's exp of non-positive arguments (1 / exp(-y) above 0):
@@ -146,17 +190,5 @@ inline double portable_exp(double y) {
   const double e = detail::exp_nonpositive(-y < -746.0 ? -746.0 : -y);
   return e == 0.0 ? HUGE_VAL : 1.0 / e;
 }
-
-// The standard normals of item i's stream (rng.hpp), `pairs` at a time.
-class NormalStream {
- public:
-  explicit NormalStream(Xoroshiro128pp g) : g_(g) {}
-  void words(std::uint64_t* w, std::int64_t pairs) noexcept {
-    for (std::int64_t k = 0; k < 2 * pairs; ++k) w[k] = g_.next();
-  }
-
- private:
-  Xoroshiro128pp g_;
-};
 
 }  // namespace pgfast

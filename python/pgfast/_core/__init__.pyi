@@ -7,6 +7,7 @@ the same name next to this one.
 from . import estimators as estimators
 from . import exact as exact
 from . import info as info
+from . import lqr as lqr
 from . import lqr_exact as lqr_exact
 from . import mdp as mdp
 from . import mlp as mlp

@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -117,64 +118,104 @@ struct Prepared {
   std::int64_t start_pairs, step_normals, step_pairs;
 };
 
-namespace detail {
-
-using pgfast::mlp::detail::gemm_acc;
-
-// acc[j] -= sum_i X[i, j] (sum_{k>=i} U[i, k] X[k, j]) over the columns j < G of X (d, G):
-// minus the quadratic form, U from Prepared::upper_doubled.
-PGFAST_ALWAYS_INLINE void sub_quadratic(const double* U, const double* X, std::int64_t d, std::int64_t G,
-                                        double* acc, double* tmp) {
-  for (std::int64_t i = 0; i < d; ++i) {
-    const double* xi = X + i * G;
-    const double uii = U[i * d + i];
-    for (std::int64_t j = 0; j < G; ++j) tmp[j] = uii * xi[j];
-    for (std::int64_t k = i + 1; k < d; ++k) {
-      const double u = U[i * d + k];
-      const double* xk = X + k * G;
-      for (std::int64_t j = 0; j < G; ++j) tmp[j] += u * xk[j];
-    }
-    for (std::int64_t j = 0; j < G; ++j) acc[j] -= xi[j] * tmp[j];
-  }
-}
-
-}  // namespace detail
-
-// The per-worker buffers of the lock-step groups.
+// The per-worker buffers of the lock-step groups. The random streams of the lanes are held as
+// columns (s0[j], s1[j]): the xoroshiro128++ state of rng.hpp's item_stream, advanced for all lanes
+// at once (the loop vectorises; each lane's words are those of Xoroshiro128pp::next()).
 struct Workspace {
   explicit Workspace(const Problem& p, const Prepared& pre)
       : X(static_cast<std::size_t>(p.n * kGroup)), Xn(X.size()), U(static_cast<std::size_t>(p.m * kGroup)),
-        E(U.size()), Xi(p.Cw ? X.size() : 0), r(kGroup), tmp(kGroup),
-        words(static_cast<std::size_t>(2 * kGroup * std::max(pre.step_pairs, pre.start_pairs))),
-        normals(words.size()), rng(kGroup), len(kGroup), alive(kGroup) {}
-  std::vector<double> X, Xn, U, E, Xi, r, tmp;
+        E(U.size()), Xi(p.Cw ? X.size() : 0), r(kGroup), ok(kGroup),
+        words(static_cast<std::size_t>(2 * kGroup * std::max(pre.step_pairs, pre.start_pairs)), 0),
+        normals(words.size()), scratch(words.size() / 2), s0(kGroup, 0), s1(kGroup, 1), len(kGroup), alive(kGroup) {}
+  std::vector<double> X, Xn, U, E, Xi, r, ok;
   std::vector<std::uint64_t> words;
-  std::vector<double> normals;
-  std::vector<Xoroshiro128pp> rng;
+  std::vector<double> normals, scratch;
+  std::vector<std::uint64_t> s0, s1;
   std::vector<std::int64_t> len;
   std::vector<unsigned char> alive;
 };
 
-// Draws `pairs` Box-Muller pairs for each of the G lanes: lane j's normals at normals[j * 2 pairs].
-inline void draw_normals(Workspace& ws, std::int64_t G, std::int64_t pairs) {
-  std::uint64_t* w = ws.words.data();
-  for (std::int64_t j = 0; j < G; ++j) {
-    Xoroshiro128pp& g = ws.rng[j];
-    for (std::int64_t k = 0; k < 2 * pairs; ++k) w[j * 2 * pairs + k] = g.next();
+namespace detail {
+
+typedef double v4d __attribute__((vector_size(32)));  // (no lambdas: they would not inherit the target)
+inline constexpr int kGroupVectors = static_cast<int>(kGroup / 4);
+
+// Out (rows, kGroup) += M (rows, inner) In (inner, kGroup): entry (i, j) adds M[i, q] In[q, j] for
+// q = 0..inner-1 in order, skipping the q with M[i, q] = 0 (structured matrices -- diagonal costs
+// and noise, triangular factors -- cost only their non-zero entries). A row of Out stays in
+// registers over the whole q loop.
+PGFAST_ALWAYS_INLINE void gemm_group(const double* M, const double* In, double* Out, std::int64_t rows,
+                                     std::int64_t inner) {
+  for (std::int64_t i = 0; i < rows; ++i) {
+    double* o = Out + i * kGroup;
+    v4d acc[kGroupVectors];
+    std::memcpy(acc, o, sizeof acc);
+    for (std::int64_t q = 0; q < inner; ++q) {
+      const double a = M[i * inner + q];
+      if (a == 0.0) continue;
+      const v4d av = {a, a, a, a};
+      const double* x = In + q * kGroup;
+      for (int c = 0; c < kGroupVectors; ++c) {
+        v4d xv;
+        std::memcpy(&xv, x + 4 * c, sizeof xv);
+        acc[c] += av * xv;
+      }
+    }
+    std::memcpy(o, acc, sizeof acc);
   }
-  standard_normals(w, ws.normals.data(), G * pairs);
 }
 
-// Simulates trajectories [i0, i0 + G) (G <= kGroup) of the stream key in lock-step. The sink sees
-//   sink.step(t, i0, G, X, U, E, r, alive)  after the step t's action and reward (X (n, G),
-//                                            U and E (m, G): actions and their eps; r (G,);
-//                                            alive[j] says whether lane j takes step t)
-//   sink.end(i0, G, len, alive)             once all lanes are done (alive[j]: lane j ran to H,
-//                                            otherwise it diverged at len[j])
-// Returns false if stopped (then end() is not called).
+// acc[j] -= sum_i X[i, j] (sum_{k>=i} U[i, k] X[k, j]) over the columns j < kGroup of X (d, kGroup):
+// minus the quadratic form, U from Prepared::upper_doubled (zero entries skipped).
+PGFAST_ALWAYS_INLINE void sub_quadratic(const double* U, const double* X, std::int64_t d, double* acc) {
+  for (std::int64_t i = 0; i < d; ++i) {
+    v4d tmp[kGroupVectors], xi[kGroupVectors];
+    std::memcpy(xi, X + i * kGroup, sizeof xi);
+    const double uii = U[i * d + i];
+    const v4d dv = {uii, uii, uii, uii};
+    for (int c = 0; c < kGroupVectors; ++c) tmp[c] = dv * xi[c];
+    for (std::int64_t k = i + 1; k < d; ++k) {
+      const double u = U[i * d + k];
+      if (u == 0.0) continue;
+      const v4d uv = {u, u, u, u};
+      const double* xk = X + k * kGroup;
+      for (int c = 0; c < kGroupVectors; ++c) {
+        v4d xv;
+        std::memcpy(&xv, xk + 4 * c, sizeof xv);
+        tmp[c] += uv * xv;
+      }
+    }
+    v4d a[kGroupVectors];
+    std::memcpy(a, acc, sizeof a);
+    for (int c = 0; c < kGroupVectors; ++c) a[c] -= xi[c] * tmp[c];
+    std::memcpy(acc, a, sizeof a);
+  }
+}
+
+// Draws `pairs` Box-Muller pairs for every lane: lane j's words k < 2 pairs go to
+// words[k kGroup + j], and its normal k to normals[k kGroup + j] (standard_normals pairs word k with
+// word k + pairs of the same lane: normals k and k + pairs are that pair's cosine and sine).
+PGFAST_ALWAYS_INLINE void draw_normals(Workspace& ws, std::int64_t pairs) {
+  std::uint64_t* __restrict w = ws.words.data();
+  std::uint64_t* __restrict s0 = ws.s0.data();
+  std::uint64_t* __restrict s1 = ws.s1.data();
+  for (std::int64_t k = 0; k < 2 * pairs; ++k) {
+    for (std::int64_t j = 0; j < kGroup; ++j) {  // Xoroshiro128pp::next() of each lane
+      const std::uint64_t a = s0[j], b = s1[j];
+      const std::uint64_t ab = a + b;
+      w[k * kGroup + j] = ((ab << 17) | (ab >> 47)) + a;
+      const std::uint64_t c = b ^ a;
+      s0[j] = ((a << 49) | (a >> 15)) ^ c ^ (c << 21);
+      s1[j] = (c << 28) | (c >> 36);
+    }
+  }
+  standard_normals(w, ws.normals.data(), ws.scratch.data(), kGroup * pairs);
+}
+
+// The body of simulate_group (compiled twice: for any x86-64 and for AVX2, the same bits).
 template <class Sink>
-bool simulate_group(const Problem& p, const Prepared& pre, std::uint64_t key, std::int64_t i0, std::int64_t G,
-                    Workspace& ws, Sink& sink, StopToken& stop, int worker) {
+PGFAST_ALWAYS_INLINE bool group_loop(const Problem& p, const Prepared& pre, std::int64_t i0, std::int64_t G,
+                                     Workspace& ws, Sink& sink, StopToken& stop, int worker) {
   const std::int64_t n = p.n, m = p.m, H = p.H;
   double* X = ws.X.data();
   double* Xn = ws.Xn.data();
@@ -182,86 +223,124 @@ bool simulate_group(const Problem& p, const Prepared& pre, std::uint64_t key, st
   double* E = ws.E.data();
   double* Xi = ws.Xi.data();
   double* r = ws.r.data();
+  unsigned char* alive = ws.alive.data();
   const double* nrm = ws.normals.data();
   std::int64_t running = G;
-  auto gemm_acc_group = [](const double* M, const double* In, double* Out, std::int64_t rows, std::int64_t inner) {
-    detail::gemm_acc(M, inner, 1, In, Out, rows, inner, kGroup);  // Out (rows, G) += M (rows, inner) In (inner, G)
-  };
-  auto kill = [&](std::int64_t j, std::int64_t t, double* Xc) {
-    ws.alive[j] = 0;
-    ws.len[j] = t;
-    for (std::int64_t k = 0; k < n; ++k) Xc[k * kGroup + j] = 0.0;
-    --running;
-  };
-  for (std::int64_t j = 0; j < G; ++j) {
-    ws.rng[j] = item_stream(key, static_cast<std::uint64_t>(i0 + j));
-    ws.alive[j] = 1;
-    ws.len[j] = H;
-  }
   // The start, x0 + C_0 z (columns past G stay 0 throughout).
   std::fill(X, X + n * kGroup, 0.0);
   if (p.C0) {
-    draw_normals(ws, G, pre.start_pairs);
-    const std::int64_t P2 = 2 * pre.start_pairs;
+    draw_normals(ws, pre.start_pairs);
     std::fill(Xn, Xn + n * kGroup, 0.0);
     for (std::int64_t k = 0; k < n; ++k) {  // z as (n, G) in Xn, then X = C_0 z
-      for (std::int64_t j = 0; j < G; ++j) Xn[k * kGroup + j] = nrm[j * P2 + k];
+      for (std::int64_t j = 0; j < G; ++j) Xn[k * kGroup + j] = nrm[k * kGroup + j];
     }
-    gemm_acc_group(p.C0, Xn, X, n, n);
+    gemm_group(p.C0, Xn, X, n, n);
   }
   for (std::int64_t k = 0; k < n; ++k) {
-    for (std::int64_t j = 0; j < G; ++j) X[k * kGroup + j] += p.x0[k];  // unused lanes stay 0
+    for (std::int64_t j = 0; j < G; ++j) X[k * kGroup + j] += p.x0[k];
   }
-  const std::int64_t P2 = 2 * pre.step_pairs;
   for (std::int64_t t = 0; t < H && running > 0; ++t) {
-    if ((t & 255) == 255 && stop(worker)) return false;
-    draw_normals(ws, G, pre.step_pairs);
-    // a lane whose state left the bound stops here
+    if ((t & 7) == 7 && stop(worker)) return false;  // a step of a wide state can take milliseconds
+    draw_normals(ws, pre.step_pairs);
+    // a lane whose state left the bound stops here (its column is 0 from now on)
+    double* ok = ws.ok.data();  // 1 while every entry so far is within the bound (NaN is not)
+    for (std::int64_t j = 0; j < kGroup; ++j) ok[j] = 1.0;
+    for (std::int64_t k = 0; k < n; ++k) {
+      const double* x = X + k * kGroup;
+      for (std::int64_t j = 0; j < kGroup; ++j) ok[j] = std::fabs(x[j]) <= p.max_state ? ok[j] : 0.0;
+    }
     for (std::int64_t j = 0; j < G; ++j) {
-      if (!ws.alive[j]) continue;
-      bool bad = false;
-      for (std::int64_t k = 0; k < n; ++k) bad |= !(std::fabs(X[k * kGroup + j]) <= p.max_state);
-      if (bad) kill(j, t, X);
+      if (ok[j] == 0.0 && alive[j]) {
+        alive[j] = 0;
+        ws.len[j] = t;
+        --running;
+      }
+      if (!alive[j]) {
+        for (std::int64_t k = 0; k < n; ++k) X[k * kGroup + j] = 0.0;
+      }
     }
     // u = W x + sigma eps
     for (std::int64_t a = 0; a < m; ++a) {
-      for (std::int64_t j = 0; j < G; ++j) E[a * kGroup + j] = nrm[j * P2 + a];
+      for (std::int64_t j = 0; j < G; ++j) E[a * kGroup + j] = nrm[a * kGroup + j];
       for (std::int64_t j = G; j < kGroup; ++j) E[a * kGroup + j] = 0.0;
     }
     std::fill(U, U + m * kGroup, 0.0);
-    gemm_acc_group(p.W, X, U, m, n);
+    gemm_group(p.W, X, U, m, n);
     for (std::int64_t a = 0; a < m; ++a) {
       const double s = p.sigma[a];
       for (std::int64_t j = 0; j < kGroup; ++j) U[a * kGroup + j] += s * E[a * kGroup + j];
     }
     // r = -(x'Qx + u'Ru)
     std::fill(r, r + kGroup, 0.0);
-    detail::sub_quadratic(pre.Q2.data(), X, n, kGroup, r, ws.tmp.data());
-    detail::sub_quadratic(pre.R2.data(), U, m, kGroup, r, ws.tmp.data());
+    sub_quadratic(pre.Q2.data(), X, n, r);
+    sub_quadratic(pre.R2.data(), U, m, r);
     for (std::int64_t j = 0; j < G; ++j) {
-      if (ws.alive[j] && !std::isfinite(r[j])) kill(j, t, X);
+      if (alive[j] && !std::isfinite(r[j])) {
+        alive[j] = 0;
+        ws.len[j] = t;
+        --running;
+      }
     }
-    sink.step(t, i0, G, X, U, E, r, ws.alive.data());
+    sink.step(t, i0, G, X, U, E, r, alive);
     // x' = A x + B u + C_w xi
     std::fill(Xn, Xn + n * kGroup, 0.0);
-    gemm_acc_group(p.A, X, Xn, n, n);
-    gemm_acc_group(p.B, U, Xn, n, m);
+    gemm_group(p.A, X, Xn, n, n);
+    gemm_group(p.B, U, Xn, n, m);
     if (p.Cw) {
       for (std::int64_t k = 0; k < n; ++k) {
-        for (std::int64_t j = 0; j < G; ++j) Xi[k * kGroup + j] = nrm[j * P2 + m + k];
+        for (std::int64_t j = 0; j < G; ++j) Xi[k * kGroup + j] = nrm[(m + k) * kGroup + j];
         for (std::int64_t j = G; j < kGroup; ++j) Xi[k * kGroup + j] = 0.0;
       }
-      gemm_acc_group(p.Cw, Xi, Xn, n, n);
+      gemm_group(p.Cw, Xi, Xn, n, n);
     }
     std::swap(X, Xn);
-    for (std::int64_t j = 0; j < G; ++j) {  // dead lanes stay 0 (finite)
-      if (!ws.alive[j]) {
-        for (std::int64_t k = 0; k < n; ++k) X[k * kGroup + j] = 0.0;
-      }
-    }
   }
-  sink.end(i0, G, ws.len.data(), ws.alive.data());
+  sink.end(i0, G, ws.len.data(), alive);
   return true;
+}
+
+#ifdef PGFAST_AVX2_KERNELS
+template <class Sink>
+__attribute__((target("avx2,fma"))) PGFAST_VECTORISABLE bool group_avx2(const Problem& p, const Prepared& pre,
+                                                                       std::int64_t i0, std::int64_t G, Workspace& ws,
+                                                                       Sink& sink, StopToken& stop, int worker) {
+  return group_loop(p, pre, i0, G, ws, sink, stop, worker);
+}
+#endif
+template <class Sink>
+PGFAST_VECTORISABLE bool group_default(const Problem& p, const Prepared& pre, std::int64_t i0, std::int64_t G,
+                                       Workspace& ws, Sink& sink, StopToken& stop, int worker) {
+  return group_loop(p, pre, i0, G, ws, sink, stop, worker);
+}
+
+}  // namespace detail
+
+// Simulates trajectories [i0, i0 + G) (G <= kGroup) of the stream key in lock-step. The sink sees
+//   sink.step(t, i0, G, X, U, E, r, alive)  after step t's action and reward (X (n, kGroup),
+//                                            U and E (m, kGroup): actions and their eps, lane j in
+//                                            column j; r (kGroup,); alive[j]: lane j takes step t)
+//   sink.end(i0, G, len, alive)             once all lanes are done (alive[j]: lane j ran to H,
+//                                            otherwise it diverged at len[j])
+// Returns false if stopped (then end() is not called). Runs the AVX2 copy when the CPU has it.
+template <class Sink>
+bool simulate_group(const Problem& p, const Prepared& pre, std::uint64_t key, std::int64_t i0, std::int64_t G,
+                    Workspace& ws, Sink& sink, StopToken& stop, int worker) {
+  for (std::int64_t j = 0; j < kGroup; ++j) {
+    if (j < G) {  // rng.hpp's item_stream(key, i0 + j)
+      const Block2x64 b = philox2x64(0, static_cast<std::uint64_t>(i0 + j), key);
+      ws.s0[j] = b.v0;
+      ws.s1[j] = b.v1 | static_cast<std::uint64_t>((b.v0 | b.v1) == 0);
+    } else {
+      ws.s0[j] = 0;
+      ws.s1[j] = 1;
+    }
+    ws.alive[j] = j < G ? 1 : 0;
+    ws.len[j] = p.H;
+  }
+#ifdef PGFAST_AVX2_KERNELS
+  if (use_avx2()) return detail::group_avx2(p, pre, i0, G, ws, sink, stop, worker);
+#endif
+  return detail::group_default(p, pre, i0, G, ws, sink, stop, worker);
 }
 
 // Writes the padded batch: states (N, H, n), actions (N, H, m), rewards (N, H) (zero-filled by the
