@@ -632,7 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Gaussian for Box actions) trained on episodes sampled through gymnasium (pg.rollout, Python speed) by a short "
         "default run; the learning curve and the mean return of the trained policy.",
     )
-    t.add_argument("env", help="gymnasium environment id, e.g. FrozenLake-v1")
+    t.add_argument("env", help="gymnasium environment id, e.g. FrozenLake-v1 or CartPole-v1")
     t.add_argument("--policy", choices=("tabular", "linear", "mlp"), default=None,
                    help="policy class (default tabular; mlp: pg.MLPSoftmax on one-hot states; Box observations: linear, "
                    "pg.ObservationSoftmax or pg.LinearGaussian)")
