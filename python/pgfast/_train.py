@@ -585,7 +585,8 @@ def train(
     (``pg.policy_gradient(policy, mdp=lqr, n=batch, seed=s)``; a stored ``lqr.sample`` batch for
     the natural gradient) or of :func:`pgfast.rollout` (the environments are made once per run,
     ``horizon``, ``num_envs`` and ``env_kwargs`` passed to it). The exact columns ``J_exact``,
-    ``J_gap`` (to the best stationary gain of :func:`pgfast.exact.optimal`), ``fraction_of_optimal``,
+    ``J_gap`` (to the best stationary gain of :func:`pgfast.exact.optimal`, or to its optimal
+    time-varying control when that search does not converge), ``fraction_of_optimal``,
     ``exact_grad_norm`` and ``step_cosine`` of an LQR come from :mod:`pgfast.exact` (``exact_eval``
     defaults to True there; NaN when the oracle fails, and always for gymnasium).
     ``NaturalGradient`` needs ``fisher="sampled"`` there (F from the batch's scores).

@@ -49,13 +49,17 @@ def _lqr_exact(lqr: LQR, policy: LinearGaussian, gamma: float) -> tuple[float, N
 
 
 def _lqr_optimal(lqr: LQR, gamma: float) -> float:
-    """The best J of the stationary linear policies (for ``J_gap``): the best stationary gain's of
-    :func:`pgfast.exact.optimal` for a finite horizon (noise-free); NaN when the oracle fails."""
+    """The reference J of ``J_gap``: the optimal J of :func:`pgfast.exact.optimal` (the Riccati gain's
+    for the discounted problem); for a finite horizon, that of the best stationary gain (noise-free)
+    when its search converged, else the optimal time-varying control's (an upper bound, so the gap
+    stays >= 0). NaN when the oracle fails."""
     try:
         best = exact.optimal(lqr, gamma=gamma)
     except ValueError:
         return math.nan
-    return float(best.value if best.stationary_value is None else best.stationary_value)
+    if best.stationary_value is not None and best.stationary_converged:
+        return float(best.stationary_value)
+    return float(best.value)
 
 
 def train(
