@@ -985,7 +985,7 @@ def test_fraction_of_optimal_and_normalized_score() -> None:
     ("argv", "message"),
     [
         (["NoSuchEnv-v0"], "unknown gymnasium environment id 'NoSuchEnv-v0'"),
-        (["CartPole-v1"], "no tabular"),
+        (["Blackjack-v1"], "no tabular"),
         (["CliffWalking-v1"], "horizon"),
         (["FrozenLake-v1", "--lr", "-1"], "--lr must be > 0"),
         (["FrozenLake-v1", "--lr", "nan"], "--lr must be > 0"),
@@ -1015,7 +1015,7 @@ def test_cli_train_bad_arguments_exit_2_with_one_line(
 
 
 def test_cli_train_error_exit_status_in_a_process() -> None:
-    out = subprocess.run([sys.executable, "-m", "pgfast", "train", "CartPole-v1"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-m", "pgfast", "train", "Blackjack-v1"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr and "no tabular" in out.stderr
 

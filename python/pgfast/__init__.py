@@ -27,6 +27,7 @@ from ._gaussian import LinearGaussian
 from ._lqr import LQR
 from ._mdp import FiniteMDP
 from ._mlp import MLPSoftmax
+from ._obs_softmax import ObservationSoftmax
 from ._off_policy import OffPolicyValue, importance_weights, off_policy_gradient, off_policy_value
 from ._partials import (
     GradientPartial,
@@ -38,6 +39,7 @@ from ._partials import (
     shard_ranges,
 )
 from ._policy import LinearSoftmax, SoftmaxPolicy, TabularSoftmax
+from ._rollout import rollout
 from ._sampling import PAD_INDEX, Trajectories
 from ._sweep import SweepResult, build_run, sweep, tune_trainable
 from ._train import History, train
@@ -61,6 +63,7 @@ __all__ = [
     "LinearSoftmax",
     "LinearValueBaseline",
     "MLPSoftmax",
+    "ObservationSoftmax",
     "OffPolicyValue",
     "PolicyGradient",
     "SoftmaxPolicy",
@@ -85,6 +88,7 @@ __all__ = [
     "partial_gradient",
     "partial_statistics",
     "policy_gradient",
+    "rollout",
     "score",
     "shard_ranges",
     "sweep",

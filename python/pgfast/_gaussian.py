@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _policy
-from ._features import FeatureMap, FeatureSpec
+from ._features import FeatureSpec
+from ._obs_policy import ObservationPolicy
 from ._validation import as_float_array, as_int, as_seed, require_finite
 
 #: The floor of ``log_std``: the standard deviation used is ``exp(max(log_std, LOG_STD_MIN))``
@@ -16,7 +16,7 @@ from ._validation import as_float_array, as_int, as_seed, require_finite
 LOG_STD_MIN = -20.0
 
 
-class LinearGaussian:
+class LinearGaussian(ObservationPolicy):
     r"""The linear-Gaussian policy :math:`u \sim \mathcal N(W\phi(x), \operatorname{diag}(\sigma^2))`.
 
     The mean is linear in the features :math:`\phi(x)` of the observation (:math:`\phi(x) = x`
@@ -57,7 +57,7 @@ class LinearGaussian:
     array([10., 20.,  0.])
     """
 
-    __slots__ = ("_theta", "_theta_accepted", "_obs_dim", "_action_dim", "_features", "__weakref__")
+    __slots__ = ("_action_dim",)
 
     def __init__(
         self,
@@ -68,9 +68,8 @@ class LinearGaussian:
         log_std: ArrayLike = 0.0,
         features: FeatureSpec = None,
     ) -> None:
-        self._obs_dim = as_int(obs_dim, "obs_dim", minimum=1, maximum=2**31 - 1)
+        self._init_observations(obs_dim, features)
         self._action_dim = as_int(action_dim, "action_dim", minimum=1, maximum=2**31 - 1)
-        self._features = FeatureMap(features, self._obs_dim)
         k, m = self._features.dim, self._action_dim
         if W is None:
             w = np.zeros((m, k))
@@ -83,66 +82,19 @@ class LinearGaussian:
         if ls.ndim == 1 and ls.shape != (m,):
             raise ValueError(f"log_std must be a number or have shape (action_dim,) = ({m},), got {ls.shape}")
         require_finite(ls, "log_std")
-        self._theta = np.concatenate([w.ravel(), np.broadcast_to(ls, (m,))]).astype(np.float64)
-        self._theta_accepted = self._theta.copy()
+        self._init_theta(np.concatenate([w.ravel(), np.broadcast_to(ls, (m,))]))
 
     # -- parameters ---------------------------------------------------------------------------
-
-    @property
-    def obs_dim(self) -> int:
-        """Dimension of the observation."""
-        return self._obs_dim
 
     @property
     def action_dim(self) -> int:
         """Dimension m of the action."""
         return self._action_dim
 
-    @property
-    def feature_dim(self) -> int:
-        """Dimension k of :math:`\\phi(x)`."""
-        return self._features.dim
-
-    @property
-    def features(self) -> FeatureSpec:
-        """The feature map as given (None: the identity)."""
-        return self._features.spec
-
-    @property
-    def n_params(self) -> int:
-        """``action_dim * feature_dim + action_dim``."""
-        return int(self._theta.size)
-
-    @property
-    def theta(self) -> NDArray[np.float64]:
-        """The parameters (W row-major, then log_std); assigning copies into the policy's array
-        (ValueError for another shape or non-finite values, and theta is left as it was)."""
-        return self._theta
-
-    @theta.setter
-    def theta(self, value: ArrayLike) -> None:
-        arr = as_float_array(value, "theta")
-        try:
-            if arr.shape != self._theta.shape:
-                raise ValueError(f"theta must have shape {self._theta.shape}, got {arr.shape}")
-            require_finite(arr, "theta")
-        except ValueError:
-            if np.shares_memory(arr, self._theta):
-                with _policy._THETA_LOCK:
-                    self._theta[...] = self._theta_accepted
-            raise
-        with _policy._THETA_LOCK:
-            self._theta[...] = arr
-            self._theta_accepted = self._theta.copy()
-
     def _split(self, theta: NDArray[np.float64] | None = None) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         th = self._theta_copy() if theta is None else theta
         m, k = self._action_dim, self._features.dim
         return th[: m * k].reshape(m, k), th[m * k:]
-
-    def _theta_copy(self) -> NDArray[np.float64]:
-        with _policy._THETA_LOCK:
-            return self._theta.copy()
 
     @property
     def W(self) -> NDArray[np.float64]:
@@ -160,12 +112,6 @@ class LinearGaussian:
         return np.exp(np.maximum(self._split()[1], LOG_STD_MIN))
 
     # -- the distribution ---------------------------------------------------------------------
-
-    def _obs(self, x: Any, name: str = "states") -> NDArray[np.float64]:
-        arr = as_float_array(x, name)
-        if arr.ndim == 0 or arr.shape[-1] != self._obs_dim:
-            raise ValueError(f"{name} must have shape (..., obs_dim) = (..., {self._obs_dim}), got {arr.shape}")
-        return arr
 
     def _act(self, u: Any, lead: tuple[int, ...]) -> NDArray[np.float64]:
         arr = as_float_array(u, "actions")

@@ -304,6 +304,34 @@ class LQR:
 
         return sample(self, policy, n, seed, threads)
 
+    def to_gymnasium(self) -> Any:
+        r"""A ``gymnasium.Env`` simulating this LQR: Box spaces (the state, the action; unbounded),
+        reward :math:`-(x^\top Q x + u^\top R u)`, truncation after ``horizon`` steps, the start
+        and process noise drawn from the environment's ``np_random``.
+
+        A state with an entry beyond ``max_state`` ends the episode (``truncated``, with
+        ``info["diverged"] = True``). It passes ``gymnasium.utils.env_checker.check_env``;
+        :func:`pgfast.rollout` samples it (``lqr.sample`` is the compiled, faster path).
+
+        Returns
+        -------
+        gymnasium.Env
+            A ``pgfast._gym_rollout.LQREnv`` over this LQR.
+
+        Examples
+        --------
+        >>> lqr = pg.LQR([[1.0]], [[1.0]], [[1.0]], [[1.0]], horizon=2, x0=[1.0])
+        >>> env = lqr.to_gymnasium()
+        >>> x, info = env.reset(seed=0)
+        >>> env.step(np.array([-0.5]))  # r = -(1 + 0.25), x' = 1 - 0.5
+        (array([0.5]), -1.25, False, False, {})
+        >>> env.step(np.array([0.0]))[1:4]
+        (-0.25, False, True)
+        """
+        from ._gym_rollout import LQREnv
+
+        return LQREnv(self)
+
     def __repr__(self) -> str:
         start = "fixed" if self.x0_cov is None else "gaussian"
         return (f"LQR(state_dim={self.state_dim}, action_dim={self.action_dim}, horizon={self.horizon}, "

@@ -502,6 +502,9 @@ def train(
     checkpoint: str | os.PathLike[str] | None = None,
     checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY,
     resume: str | os.PathLike[str] | None = None,
+    horizon: int | None = None,
+    num_envs: int | None = None,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> History:
     r"""Policy gradient ascent: for each iteration, sample ``batch`` episodes with a seed derived
     from ``(seed, iteration)``, estimate :math:`\nabla J` with :func:`pgfast.policy_gradient`
@@ -574,11 +577,28 @@ def train(
     interrupted write leaves the previous one whole. ``resume`` and ``checkpoint`` may be the
     same path.
 
+    Continuous problems: ``mdp`` may be a :class:`pgfast.LQR` (with a :class:`LinearGaussian`
+    policy), a gymnasium environment id or a ``gymnasium.Env`` with a Box observation space (with
+    a :class:`LinearGaussian` for Box actions or an :class:`ObservationSoftmax` for Discrete ones).
+    The loop, the iteration seeds, the optimizers, ``callback`` and ``progress`` are the same; each
+    iteration estimates the gradient from ``batch`` episodes of the LQR's fused estimator
+    (``pg.policy_gradient(policy, mdp=lqr, n=batch, seed=s)``; a stored ``lqr.sample`` batch for
+    the natural gradient) or of :func:`pgfast.rollout` (the environments are made once per run,
+    ``horizon``, ``num_envs`` and ``env_kwargs`` passed to it). The exact columns ``J_exact``,
+    ``J_gap`` (to the best stationary gain of :func:`pgfast.exact.optimal`, or to its optimal
+    time-varying control when that search does not converge), ``fraction_of_optimal``,
+    ``exact_grad_norm`` and ``step_cosine`` of an LQR come from :mod:`pgfast.exact` (``exact_eval``
+    defaults to True there; NaN when the oracle fails, and always for gymnasium).
+    ``NaturalGradient`` needs ``fisher="sampled"`` there (F from the batch's scores).
+    ``checkpoint`` and ``resume`` are for finite MDPs; a Ctrl-C leaves ``policy`` and
+    ``optimizer`` as after the last completed iteration. See :doc:`/guide/train`.
+
     Parameters
     ----------
-    mdp : FiniteMDP
-        The MDP to sample.
-    policy : SoftmaxPolicy
+    mdp : FiniteMDP, LQR, str or gymnasium.Env
+        The problem to sample: an MDP, an LQR, or a gymnasium environment (id or instance) with Box
+        observations.
+    policy : SoftmaxPolicy, LinearGaussian or ObservationSoftmax
         The policy, updated in place.
     optimizer : pgfast.optim.Optimizer
         The ascent rule (``NaturalGradient`` gets ``mdp=`` or the batch as it needs).
@@ -619,6 +639,12 @@ def train(
         (default 5; 0 writes after every iteration; ``math.inf`` only at the end and on Ctrl-C).
     resume : str or os.PathLike, optional
         A checkpoint to continue from.
+    horizon : int, optional
+        A gymnasium environment only: the cap on the episodes' length (:func:`pgfast.rollout`).
+    num_envs : int, optional
+        A gymnasium environment only: copies stepped together (:func:`pgfast.rollout`).
+    env_kwargs : dict, optional
+        A gymnasium environment id only: keyword arguments for ``gymnasium.make``.
 
     Returns
     -------
@@ -648,7 +674,20 @@ def train(
     >>> round(float(hist["J_exact"][-1]), 2), round(pg.exact.optimal(mdp).value, 2)
     (0.51, 0.55)
     """
-    require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
+    if not isinstance(mdp, FiniteMDP):
+        from . import _train_continuous  # an LQR or a gymnasium environment
+
+        if _train_continuous.accepts(mdp):
+            return _train_continuous.train(
+                mdp, policy, optimizer=optimizer, iterations=iterations, batch=batch, seed=seed, weights=weights,
+                baseline=baseline, gamma=gamma, eval_every=eval_every, exact_eval=exact_eval, threads=threads,
+                progress=progress, callback=callback, checkpoint=checkpoint, resume=resume, horizon=horizon,
+                num_envs=num_envs, env_kwargs=env_kwargs)
+        raise TypeError("mdp must be a pgfast.FiniteMDP, a pgfast.LQR, a gymnasium environment id or a gymnasium.Env, "
+                        f"got {type(mdp).__name__}")
+    given = [k for k, v in (("horizon", horizon), ("num_envs", num_envs), ("env_kwargs", env_kwargs)) if v is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} apply to gymnasium environments, not to a FiniteMDP (whose horizon is its own)")
     require_instance(policy, SoftmaxPolicy, "policy", "a pgfast policy")
     require_instance(optimizer, Optimizer, "optimizer", "a pgfast.optim optimizer")
     policy._check_fits(mdp)

@@ -99,6 +99,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import pgfast as pg
     from pgfast._optimality import Reference
 
+    if _box_observations(args.env, _env_kwargs(args)):
+        return _cmd_train_continuous(args)
+    for flag, default in (("policy", "tabular"), ("iterations", DEFAULT_ITERATIONS), ("batch", DEFAULT_BATCH),
+                          ("eval_every", 25), ("episodes", 1000)):
+        if getattr(args, flag) is None:
+            setattr(args, flag, default)
     for name in ("iterations", "batch", "episodes", "eval_every"):
         if getattr(args, name) < (0 if name == "episodes" else 1):
             raise ValueError(f"--{name.replace('_', '-')} must be >= {0 if name == 'episodes' else 1}, got {getattr(args, name)}")
@@ -178,6 +184,154 @@ def _cmd_train(args: argparse.Namespace) -> int:
         _plot(hist, ref.optimal_J, args.plot, f"{args.env} {extra}".strip())
         print(f"  saved learning curve to {args.plot}")
     return 0
+
+
+# `pgfast train` on gymnasium environments with Box observations: the default policy, optimizer
+# learning rate, iterations and episodes per iteration of each (short runs that improve the return).
+CONTINUOUS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "CartPole-v1": {"iterations": 30, "batch": 20, "lr": 0.1},
+    "Pendulum-v1": {"iterations": 30, "batch": 32, "lr": 0.1},
+    "MountainCarContinuous-v0": {"iterations": 20, "batch": 16, "lr": 0.1},
+}
+"""Per environment id: ``iterations``, ``batch`` and Adam's ``lr`` (others: :data:`CONTINUOUS_FALLBACK`)."""
+CONTINUOUS_FALLBACK: dict[str, Any] = {"iterations": 30, "batch": 16, "lr": 0.1}
+"""The defaults of another gymnasium environment with Box observations."""
+CONTINUOUS_LR = {"adam": None, "sgd": 1e-3, "natural": 0.1}
+"""Learning rates of the other optimizers (None: the environment's Adam default)."""
+
+
+def _box_observations(env_id: str, kwargs: dict[str, Any]) -> bool:
+    """Whether ``gymnasium.make(env_id, **kwargs)`` has a Box observation space (False when it cannot
+    be made: the tabular path reports the error)."""
+    import gymnasium
+
+    try:
+        env = gymnasium.make(env_id, **kwargs)
+    except Exception:  # noqa: BLE001 - reported by the tabular path, with its own messages
+        return False
+    try:
+        return isinstance(env.observation_space, gymnasium.spaces.Box)
+    finally:
+        env.close()
+
+
+def _cmd_train_continuous(args: argparse.Namespace) -> int:
+    """`pgfast train` on a gymnasium environment with Box observations (pg.rollout batches)."""
+    import gymnasium
+
+    import pgfast as pg
+
+    kwargs = _env_kwargs(args)
+    defaults = CONTINUOUS_DEFAULTS.get(args.env, CONTINUOUS_FALLBACK)
+    iterations = defaults["iterations"] if args.iterations is None else args.iterations
+    batch = defaults["batch"] if args.batch is None else args.batch
+    every = 5 if args.eval_every is None else args.eval_every
+    episodes = 100 if args.episodes is None else args.episodes
+    for name, value in (("iterations", iterations), ("batch", batch), ("eval-every", every)):
+        if value < 1:
+            raise ValueError(f"--{name} must be >= 1, got {value}")
+    if episodes < 0:
+        raise ValueError(f"--episodes must be >= 0, got {episodes}")
+    if args.policy not in (None, "linear"):
+        raise ValueError(f"--policy {args.policy} is for tabular environments; {args.env} has Box observations "
+                         "(its policy is linear in the observation: --policy linear, the default)")
+    if args.baseline not in ("none", "mean", "time"):
+        raise ValueError(f"--baseline {args.baseline} is for tabular environments; {args.env} takes none, mean or time")
+    for flag in ("checkpoint", "resume"):
+        if getattr(args, flag):
+            raise ValueError(f"--{flag} is for tabular environments (pg.train checkpoints finite MDPs only)")
+    _check_outputs(args, ("save", "json", "plot"))
+    env = gymnasium.make(args.env, **kwargs)
+    try:
+        obs_dim = int(np.prod(env.observation_space.shape or ()))
+        space = env.action_space
+        limit = env.spec.max_episode_steps if env.spec is not None else None
+    finally:
+        env.close()
+    if isinstance(space, gymnasium.spaces.Discrete):
+        pi: Any = pg.ObservationSoftmax(obs_dim, int(space.n))
+        what = f"linear softmax on the observation ({pi.n_params} parameters)"
+        actions = f"{int(space.n)} actions"
+    elif isinstance(space, gymnasium.spaces.Box) and len(space.shape) == 1:
+        pi = pg.LinearGaussian(obs_dim, int(space.shape[0]))
+        what = f"linear-Gaussian on the observation, log std 0 ({pi.n_params} parameters)"
+        actions = f"Box actions ({space.shape[0]}, bounds {np.min(space.low):g} to {np.max(space.high):g})"
+    else:
+        raise ValueError(f"{args.env} has the action space {space}; pgfast train takes Discrete or one-dimensional Box actions")
+    horizon = limit if args.horizon is None else (args.horizon if limit is None else min(args.horizon, limit))
+    if horizon is None:
+        raise ValueError(f"{args.env} has no time limit: pass --horizon N")
+    if args.lr is not None and not (np.isfinite(args.lr) and args.lr > 0):
+        raise ValueError(f"--lr must be > 0, got {args.lr}")
+    lr = args.lr if args.lr is not None else (CONTINUOUS_LR[args.optimizer] or defaults["lr"])
+    if args.optimizer == "adam":
+        opt: Any = pg.optim.Adam(lr=lr, betas=tuple(args.betas) if args.betas else DEFAULT_ADAM_BETAS)
+    elif args.optimizer == "sgd":
+        opt = pg.optim.GradientAscent(lr=lr, schedule=args.schedule)
+    else:
+        opt = pg.optim.NaturalGradient(lr=lr, damping=args.damping, fisher="sampled")
+    weights = "return" if args.estimator == "reinforce" else "reward_to_go"
+    baseline = None if args.baseline == "none" else args.baseline
+    extra = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+    print(f"pgfast {pg.__version__} train | {args.env}{f' ({extra})' if extra else ''} | {obs_dim} observations, "
+          f"{actions}, horizon {horizon}, gamma {args.gamma:g} | Python-speed episodes (pg.rollout)")
+    print(f"  {what} | {args.estimator}, baseline {args.baseline} | {args.optimizer} lr {lr:g} | "
+          f"{iterations} iterations x {batch} episodes | seed {args.seed}")
+    print(f"{'iter':>6} {'J (batch)':>12} {'+-se':>9} {'|grad|':>10} {'steps/s':>9}")
+
+    def show(it: int, rec: dict[str, float]) -> bool:
+        if it % every and it != 1 and it != iterations:
+            return False
+        print(f"{it:>6} {rec['J_estimate']:>12.4f} {rec['J_stderr']:>9.4f} {rec['grad_norm']:>10.4g} "
+              f"{rec['steps_per_s']:>9.0f}", flush=True)
+        return False
+
+    t0 = time.perf_counter()
+    hist = pg.train(args.env, pi, optimizer=opt, iterations=iterations, batch=batch, seed=args.seed, weights=weights,
+                    baseline=baseline, gamma=args.gamma, threads=args.threads, callback=show, horizon=horizon,
+                    env_kwargs=kwargs, progress=False)
+    dt = time.perf_counter() - t0
+    print(f"trained in {dt:.2f} s")
+    first, last = hist.records[0], hist.records[-1]
+    print(f"  mean return, first batch       {first['J_estimate']:.4f} +- {first['J_stderr']:.4f}")
+    print(f"  mean return, last batch        {last['J_estimate']:.4f} +- {last['J_stderr']:.4f}")
+    if episodes > 0:  # a fresh batch of the trained policy, its seed apart from the training's
+        traj = pg.rollout(args.env, pi, episodes, seed=int(np.random.SeedSequence([args.seed, 2**32]).generate_state(1)[0]),
+                          horizon=horizon, gamma=args.gamma, **kwargs)
+        G = traj.returns()
+        se = G.std(ddof=1) / np.sqrt(G.size) if G.size > 1 else float("nan")
+        print(f"  {f'trained policy, {episodes} episodes':<30} {G.mean():.4f} +- {se:.4f} (a new batch, seeds apart from the training's)")
+    if args.save:
+        np.savez(args.save, theta=pi.theta)
+        print(f"  saved theta to {args.save}")
+    if args.json:
+        hist.meta.update({"env": args.env, "env_kwargs": {k: repr(v) for k, v in kwargs.items()}})
+        hist.save_json(args.json)
+        print(f"  saved history to {args.json}")
+    if args.plot:
+        _plot_returns(hist, args.plot, f"{args.env} {extra}".strip())
+        print(f"  saved learning curve to {args.plot}")
+    return 0
+
+
+def _plot_returns(hist: Any, path: str, title: str) -> None:
+    """The learning curve of a run without an exact J: the batches' mean returns, +- 2 standard errors."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    it, J, se = hist["iteration"], hist["J_estimate"], hist["J_stderr"]
+    ax.plot(it, J, marker=".", lw=1.5, label="mean return of the batch")
+    ax.fill_between(it, J - 2 * se, J + 2 * se, alpha=0.25, label="+- 2 standard errors")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("return")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def _number(x: float, spec: str) -> str:
@@ -470,14 +624,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser(
         "train",
-        help="train a softmax policy by policy gradient ascent on a gymnasium toy-text environment",
-        description="Policy gradient ascent on a gymnasium environment with a tabular P (FrozenLake-v1, "
-        "Taxi-v4, CliffWalking-v1, ...). Prints the learning curve, the exact J of the trained policy, the "
-        "optimal J and a check in the real gymnasium environment.",
+        help="train a policy by policy gradient ascent on a gymnasium environment (toy-text, or Box observations)",
+        description="Policy gradient ascent on a gymnasium environment. With a tabular P (FrozenLake-v1, "
+        "Taxi-v4, CliffWalking-v1, ...): a softmax policy, the learning curve, the exact J of the trained policy, the "
+        "optimal J and a check in the real gymnasium environment. With Box observations (CartPole-v1, Pendulum-v1, "
+        "MountainCarContinuous-v0, ...): a policy linear in the observation (a softmax for Discrete actions, a "
+        "Gaussian for Box actions) trained on episodes sampled through gymnasium (pg.rollout, Python speed) by a short "
+        "default run; the learning curve and the mean return of the trained policy.",
     )
-    t.add_argument("env", help="gymnasium environment id, e.g. FrozenLake-v1")
-    t.add_argument("--policy", choices=("tabular", "linear", "mlp"), default="tabular",
-                   help="policy class (default tabular; mlp: pg.MLPSoftmax on one-hot states)")
+    t.add_argument("env", help="gymnasium environment id, e.g. FrozenLake-v1 or CartPole-v1")
+    t.add_argument("--policy", choices=("tabular", "linear", "mlp"), default=None,
+                   help="policy class (default tabular; mlp: pg.MLPSoftmax on one-hot states; Box observations: linear, "
+                   "pg.ObservationSoftmax or pg.LinearGaussian)")
     t.add_argument("--hidden", default=None, metavar="H1,H2,...",
                    help="mlp hidden layer sizes (default " + ",".join(map(str, DEFAULT_HIDDEN)) + ")")
     t.add_argument("--activation", choices=("tanh", "relu"), default="tanh", help="mlp activation (default tanh)")
@@ -488,16 +646,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", choices=("sgd", "adam", "natural"), default="adam", help="default adam")
     t.add_argument("--lr", type=float, default=None,
                    help="learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items())
-                   + "; adam {:g} with --policy mlp)".format(DEFAULT_LR_MLP["adam"]))
+                   + "; adam {:g} with --policy mlp; Box observations: adam 0.1, sgd 0.001, natural 0.1)".format(
+                       DEFAULT_LR_MLP["adam"]))
     t.add_argument("--betas", type=float, nargs=2, default=None, metavar=("B1", "B2"),
                    help="Adam's decay rates (default {:g} {:g})".format(*DEFAULT_ADAM_BETAS))
     t.add_argument("--schedule", choices=("constant", "inv_sqrt"), default="constant", help="sgd step sizes")
     t.add_argument("--damping", type=float, default=1e-3, help="natural gradient damping (default 1e-3)")
-    t.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help=f"default {DEFAULT_ITERATIONS}")
-    t.add_argument("--batch", type=int, default=DEFAULT_BATCH, help=f"episodes per iteration (default {DEFAULT_BATCH})")
-    t.add_argument("--eval-every", type=int, default=25, help="print and evaluate exactly every k iterations (default 25)")
-    t.add_argument("--episodes", type=int, default=1000,
-                   help="episodes to run the trained policy in the real gymnasium env (default 1000; 0 skips)")
+    t.add_argument("--iterations", type=int, default=None,
+                   help=f"default {DEFAULT_ITERATIONS} (Box observations: 30; MountainCarContinuous-v0: 20)")
+    t.add_argument("--batch", type=int, default=None,
+                   help=f"episodes per iteration (default {DEFAULT_BATCH}; Box observations: CartPole-v1 20, Pendulum-v1 32, "
+                   "others 16)")
+    t.add_argument("--eval-every", type=int, default=None,
+                   help="print and evaluate exactly every k iterations (default 25; Box observations: print every 5)")
+    t.add_argument("--episodes", type=int, default=None,
+                   help="episodes to run the trained policy in the real gymnasium env (default 1000; Box observations: "
+                   "100; 0 skips)")
     t.add_argument("--save", default=None, metavar="PATH.npz", help="save theta (key 'theta')")
     t.add_argument("--json", default=None, metavar="PATH", help="save the training history as JSON")
     t.add_argument("--plot", default=None, metavar="PATH.png", help="learning curve (needs matplotlib)")

@@ -14,8 +14,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import exact
+from ._continuous import ContinuousTrajectories
 from ._gaussian import LinearGaussian
 from ._mdp import FiniteMDP
+from ._obs_softmax import ObservationSoftmax
 from ._policy import SoftmaxPolicy, pinned
 from ._sampling import Trajectories
 from ._validation import as_float, as_float_array, as_int, as_rcond, check_finite_result
@@ -30,8 +32,11 @@ def _positive(x: Any, name: str) -> float:
     return v
 
 
+_CONTINUOUS_POLICIES = (LinearGaussian, ObservationSoftmax)  # policies on vector observations
+
+
 def _grad(policy: SoftmaxPolicy, grad: ArrayLike) -> NDArray[np.float64]:
-    if not isinstance(policy, (SoftmaxPolicy, LinearGaussian)):
+    if not isinstance(policy, (SoftmaxPolicy, *_CONTINUOUS_POLICIES)):
         raise TypeError(f"policy must be a pgfast policy, got {type(policy).__name__}")
     g = as_float_array(grad, "grad")
     if g.shape != policy.theta.shape:
@@ -473,7 +478,11 @@ class NaturalGradient(Optimizer):
     :math:`\hat F = \sum_s \hat n(s) \sum_a \pi(a|s)\,\psi\psi^\top`, visit counts from the samples,
     the expectation over actions exact (a lower-variance, unbiased estimate of
     :math:`\mathbb E\sum_t\psi_t\psi_t^\top`). ``damping`` :math:`\lambda`; with ``damping=0`` the
-    pseudo-inverse (eigenvalues below ``rcond`` times the largest dropped). MLP policies are solved
+    pseudo-inverse (eigenvalues below ``rcond`` times the largest dropped). For the policies on
+    vector observations (:class:`pgfast.LinearGaussian`, :class:`pgfast.ObservationSoftmax`) only
+    ``fisher="sampled"`` applies, with ``traj=`` a :class:`pgfast.ContinuousTrajectories` batch:
+    :math:`\hat F = \frac1N \sum_i \sum_{t < T_i} \psi_{i,t}\psi_{i,t}^\top` from the scores of
+    its steps. MLP policies are solved
     in the row space of the visited state-action pairs (see :func:`pgfast.exact.natural_gradient`). Tabular policies are
     solved state by state. See :doc:`/theory`, "The natural gradient".
 
@@ -617,6 +626,8 @@ class NaturalGradient(Optimizer):
     ) -> NDArray[np.float64]:
         """:meth:`direction`, its errors naming ``method``, the method the user called."""
         g = _grad(policy, grad)
+        if isinstance(policy, _CONTINUOUS_POLICIES):
+            return self._score_direction(method, policy, g, mdp, traj, visits)
         policy = pinned(policy)  # the Fisher weights, probabilities and MLP pass from one theta
         if self.fisher == "exact":
             unused = [name for name, value in (("traj", traj), ("visits", visits)) if value is not None]
@@ -659,6 +670,40 @@ class NaturalGradient(Optimizer):
         x = policy._natural(probs, w, g, self.damping, self.rcond)
         check_finite_result(x, "the natural gradient direction", "grad is too large for the Fisher information's smallest kept eigenvalue; raise damping or rcond")
         return x
+
+    def _score_direction(self, method: str, policy: Any, g: NDArray[np.float64], mdp: Any, traj: Any,
+                         visits: Any) -> NDArray[np.float64]:
+        r"""The direction for a policy on vector observations (:class:`pgfast.LinearGaussian`,
+        :class:`pgfast.ObservationSoftmax`): F estimated from the scores of the batch ``traj``,
+        :math:`\hat F = \frac1N \sum_i \sum_{t < T_i} \psi_{i,t}\psi_{i,t}^\top`."""
+        what = type(policy).__name__
+        if self.fisher == "exact":
+            raise ValueError(f"NaturalGradient(fisher='exact') needs the exact Fisher matrix of a finite MDP; for a {what} "
+                             f"use NaturalGradient(fisher='sampled') and {method}(policy, grad, traj=batch)")
+        if mdp is not None or visits is not None:
+            raise ValueError(f"NaturalGradient(fisher='sampled') estimates the Fisher matrix of a {what} from the scores "
+                             f"of traj=, not from mdp= or visits=: call {method}(policy, grad, traj=batch)")
+        if traj is None:
+            raise ValueError(f"NaturalGradient(fisher='sampled') needs {method}(policy, grad, traj=batch) for a {what}")
+        if not isinstance(traj, ContinuousTrajectories):
+            raise TypeError(f"traj must be a pgfast.ContinuousTrajectories batch for a {what}, got {type(traj).__name__}")
+        if traj.n == 0:
+            raise ValueError("traj holds no trajectories (N = 0); the Fisher matrix needs at least one")
+        mask = traj.mask
+        psi = np.asarray(policy.grad_log_prob(traj.states[mask], traj.actions[mask]), dtype=np.float64).reshape(-1, g.size)
+        F = psi.T @ psi / traj.n
+        lam, V = np.linalg.eigh(0.5 * (F + F.T))
+        lam = np.maximum(lam, 0.0)
+        if self.damping > 0.0:
+            inv = 1.0 / (lam + self.damping)
+        else:
+            keep = lam > self.rcond * (lam.max(initial=0.0))
+            inv = np.where(keep, 1.0 / np.where(keep, lam, 1.0), 0.0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = V @ (inv * (V.T @ g.ravel()))
+        x = x.reshape(g.shape)
+        check_finite_result(x, "the natural gradient direction", "grad is too large for the Fisher information's smallest kept eigenvalue; raise damping or rcond")
+        return np.asarray(x)
 
     def step(self, policy: SoftmaxPolicy, grad: ArrayLike, **context: Any) -> NDArray[np.float64]:
         unknown = [key for key in context if key not in ("mdp", "traj", "visits")]
