@@ -108,9 +108,12 @@ def test_bench_training_quick(capsys: pytest.CaptureFixture[str], tmp_path: Path
     assert result["benchmark"] == "training" and result["quick"] is True
     rows = result["rows"]
     assert [(r["env"], r["estimator"], r["baseline"]) for r in rows] == [
-        (env, est, b) for env in ("frozenlake8x8", "taxi") for est in ("reinforce", "reward-to-go")
-        for b in ("none", "mean", "time", "value")
+        (env, est, b) for env in ("frozenlake8x8", "taxi") for est, b in [
+            *((est, b) for est in ("reinforce", "reward-to-go") for b in ("none", "mean", "time", "value")),
+            ("rtg, stored", "time"),  # the default estimator on a stored batch: the iteration before fusing
+        ]
     ]
+    assert [r["stored"] for r in rows].count(True) == 2
     for r in rows:
         if (r["estimator"], r["baseline"]) == ("reinforce", "time"):
             assert r["status"] == "n/a" and "reward_to_go" in r["reason"]

@@ -11,7 +11,7 @@ import pytest
 
 import pgfast as pg
 import lqr_reference as ref
-from pgfast._train import _iteration_seed
+from pgfast._train import iteration_seed
 from pgfast.cli import main
 
 TIMING = ("seconds", "steps_per_s")
@@ -42,11 +42,11 @@ def test_train_improves_the_return_on_cartpole() -> None:
     assert np.isnan(hist["J_exact"]).all() and (hist["grad_norm"] > 0).all()
 
 
-def test_train_records_the_batch_of_each_iteration_seed() -> None:
+def test_train_records_the_batch_of_eachiteration_seed() -> None:
     pi = pg.ObservationSoftmax(4, 2)
     hist = pg.train("CartPole-v1", pi, optimizer=pg.optim.GradientAscent(lr=1e-3), iterations=2, batch=6, seed=5,
                     progress=False, gamma=0.99)
-    first = pg.rollout("CartPole-v1", pg.ObservationSoftmax(4, 2), 6, seed=_iteration_seed(5, 1), gamma=0.99)
+    first = pg.rollout("CartPole-v1", pg.ObservationSoftmax(4, 2), 6, seed=iteration_seed(5, 1), gamma=0.99)
     assert hist["J_estimate"][0] == pg.policy_gradient(pg.ObservationSoftmax(4, 2), first).value
     assert hist["J_estimate"][0] == pytest.approx(first.returns().mean(), rel=1e-12)
 
@@ -223,7 +223,7 @@ def test_train_on_an_lqr_records_its_first_batch() -> None:
     pi = pg.LinearGaussian(3, 2)
     hist = pg.train(lqr, pi, optimizer=pg.optim.GradientAscent(lr=1e-3), iterations=1, batch=50, seed=4, progress=False,
                     exact_eval=False)
-    traj = lqr.sample(pg.LinearGaussian(3, 2), 50, seed=_iteration_seed(4, 1))
+    traj = lqr.sample(pg.LinearGaussian(3, 2), 50, seed=iteration_seed(4, 1))
     assert hist["J_estimate"][0] == pytest.approx(traj.returns().mean(), rel=1e-12)
     assert np.isnan(hist["J_exact"]).all() and np.isnan(hist["J_gap"]).all()
 

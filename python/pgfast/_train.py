@@ -339,7 +339,7 @@ def _checked_record(record: Any, name: str) -> dict[str, float]:
     return {k: as_float(record[k], f"{name}[{k!r}]") if k in record else math.nan for k in FIELDS}
 
 
-def _iteration_seed(seed: Seed, it: int) -> int:
+def iteration_seed(seed: Seed, it: int) -> int:
     """The sampling seed of iteration ``it`` (counter-based; :func:`train`'s docstring states it)."""
     if isinstance(seed, np.random.SeedSequence):
         ss = np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, it), pool_size=seed.pool_size)
@@ -755,7 +755,7 @@ def train(
             t0 = time.perf_counter()
             # the fitted table this iteration's estimate uses (fit below replaces it whole)
             table = value_baseline.values() if value_baseline is not None and value_baseline.fitted else None
-            s = _iteration_seed(base_seed, it)
+            s = iteration_seed(base_seed, it)
             context: dict[str, Any] = {}
             # a stored batch only where per-trajectory data is needed (a ValueBaseline is fitted on
             # it; the optimal baseline and the sampled Fisher matrix read it); otherwise the fused estimator

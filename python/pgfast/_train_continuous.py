@@ -161,7 +161,7 @@ def _loop(problem: Any, policy: Any, optimizer: Optimizer, sampler: Any, hist: H
         theta0, state0 = policy.theta.copy(), optimizer._snapshot()  # undone on Ctrl-C mid-iteration
         try:
             t0 = time.perf_counter()
-            s = _train._iteration_seed(base_seed, it)
+            s = _train.iteration_seed(base_seed, it)
             context: dict[str, Any] = {}
             if is_lqr and not natural:
                 est = policy_gradient(policy, mdp=problem, n=n, seed=s, weights=weights, baseline=baseline,  # type: ignore[arg-type]

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from pgfast._train import (
     DEFAULT_ITERATIONS,
     DEFAULT_LR,
     DEFAULT_WEIGHTS,
+    iteration_seed,
 )
 
 from ._harness import add_bench_arguments, machine_info, result_envelope, run_and_print, save_result
@@ -89,9 +91,13 @@ def cli_settings() -> dict[str, Any]:
 
 def time_to_target(
     mdp: pg.FiniteMDP, ref: Reference, weights: str, baseline: str, seed: int, max_iterations: int,
-    target: float = TARGET,
+    target: float = TARGET, stored: bool = False,
 ) -> dict[str, Any]:
     """Train with the training defaults until the exact J reaches ``target`` of optimal; one run's record.
+
+    ``stored=True`` runs the same loop (iteration seeds, estimator, optimizer) with a stored batch:
+    ``mdp.sample`` then ``pg.policy_gradient(pi, traj, ...)``, the iteration ``pg.train`` ran before
+    it used the fused estimator; timed the same way (sample + estimate + step).
 
     ``iterations`` / ``seconds`` / ``steps`` are up to and including the update that reached the
     target (None when it was not reached within ``max_iterations``); ``fraction`` is the fraction
@@ -114,8 +120,18 @@ def time_to_target(
             return True
         return False
 
-    pg.train(mdp, pi, optimizer=opt, iterations=max_iterations, batch=DEFAULT_BATCH, seed=seed,
-             weights=weights, baseline=b, exact_eval=False, progress=False, callback=check)
+    if stored:
+        for it in range(1, max_iterations + 1):
+            t0 = time.perf_counter()
+            traj = mdp.sample(pi, DEFAULT_BATCH, seed=iteration_seed(seed, it))
+            est = pg.policy_gradient(pi, traj, weights=weights, baseline=b, stderr=False)  # type: ignore[arg-type]
+            opt.step(pi, est.grad)
+            dt = time.perf_counter() - t0
+            if check(it, {"seconds": dt, "steps_per_s": traj.n_steps / dt}):
+                break
+    else:
+        pg.train(mdp, pi, optimizer=opt, iterations=max_iterations, batch=DEFAULT_BATCH, seed=seed,
+                 weights=weights, baseline=b, exact_eval=False, progress=False, callback=check)
     reached = reached_at > 0
     return {
         "seed": seed,
@@ -164,18 +180,21 @@ def run(quick: bool = False, seeds: Sequence[int] | None = None, max_iterations:
                     "optimal_J": ref.optimal_J, "uniform_J": ref.uniform_J, "estimator": estimator,
                     "weights": weights, "baseline": baseline, "max_iterations": cap, "target": TARGET,
                     "cli_default": weights == DEFAULT_WEIGHTS and baseline == DEFAULT_BASELINE,
-                    "status": "ok", "runs": [],
+                    "stored": False, "status": "ok", "runs": [],
                 })
+        default = next(r for r in combos if r["cli_default"])
+        combos.append({**default, "estimator": "rtg, stored", "cli_default": False, "stored": True, "runs": []})
         for row in combos:  # warm-up; finds the combinations the library rejects
             try:
-                time_to_target(mdp, ref, row["weights"], row["baseline"], 12345, min(3, cap))
+                time_to_target(mdp, ref, row["weights"], row["baseline"], 12345, min(3, cap), stored=row["stored"])
             except ValueError as exc:
                 row.update(status="n/a", reason=str(exc))
                 del row["runs"]
         for seed in seeds:
             for row in combos:
                 if row["status"] == "ok":
-                    row["runs"].append(time_to_target(mdp, ref, row["weights"], row["baseline"], seed, cap))
+                    row["runs"].append(time_to_target(mdp, ref, row["weights"], row["baseline"], seed, cap,
+                                                      stored=row["stored"]))
         for row in combos:
             if row["status"] == "ok":
                 runs = row["runs"]
@@ -225,6 +244,16 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             f"{name} {str(r['reached']) + '/' + str(len(r['runs'])):>7} | {_cell(r['iterations'], '.0f', 19)} |"
             f" {_cell(r['seconds'], '.2f', 22)} | {_cell(steps, '.1f', 22)} | {100 * r['fraction_median']:>12.1f}%"
         )
+    lines.append("")
+    lines.append("the default iteration (fused estimator) against the stored iteration of the same estimator "
+                 "(sample, then estimate): ratio of the median seconds")
+    for env in dict.fromkeys(r["env"] for r in rows):
+        fused = next((r for r in rows if r["env"] == env and r["cli_default"]), None)
+        old = next((r for r in rows if r["env"] == env and r.get("stored")), None)
+        if fused and old and fused["seconds"]["median"] and old["seconds"]["median"]:
+            lines.append(f"  {env}: {old['seconds']['median']:.3f} s -> {fused['seconds']['median']:.3f} s, "
+                         f"{old['seconds']['median'] / fused['seconds']['median']:.2f}x faster (iterations "
+                         f"{old['iterations']['median']:.0f} -> {fused['iterations']['median']:.0f})")
     envs = {(r["env"], r["env_id"], r["horizon"], r["optimal_J"], r["uniform_J"]) for r in rows}
     lines.append("")
     for env, env_id, horizon, J_opt, J_uni in sorted(envs):
