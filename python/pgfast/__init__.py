@@ -18,7 +18,7 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
         "install a wheel. Original error: " + str(exc)
     ) from exc
 
-from . import distributed, exact, optim
+from . import distributed, envs, exact, optim
 from ._audit import AuditReport, audit
 from ._continuous import ContinuousTrajectories
 from ._continuous_estimators import LinearValueBaseline
@@ -78,6 +78,7 @@ __all__ = [
     "build_info",
     "build_run",
     "distributed",
+    "envs",
     "exact",
     "importance_weights",
     "log_likelihood",
