@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 import pgfast as pg
-from pgfast import exact, optim
+from pgfast import envs, exact, optim
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 API = DOCS / "api.md"
@@ -54,6 +54,7 @@ def _public_names() -> list[str]:
     out = [f"pgfast.{n}" for n in pg.__all__]
     out += [f"pgfast.exact.{n}" for n in _exact_public()]
     out += [f"pgfast.optim.{n}" for n in optim.__all__]
+    out += [f"pgfast.envs.{n}" for n in envs.__all__]
     return out
 
 
