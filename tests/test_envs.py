@@ -268,6 +268,22 @@ def test_chain_escape_from_the_bad_init_is_slow() -> None:
     assert ratios[1] > 2 * ratios[0]
 
 
+def test_chain_positions_escape_one_at_a_time() -> None:
+    """From the poor start, position k (state k - 1) comes to prefer advancing only after position
+    k - 1 has: the first steps at which pi(advance) passes 1/2 increase along the chain."""
+    n = 5
+    mdp = pg.envs.chain(n)
+    pi = pg.TabularSoftmax(n + 1, 2, theta=pg.envs.chain_bad_init(n))
+    first = np.full(n, -1)
+    for step in range(30_000):
+        advance = pi.probs()[:n, 0]
+        first[(first < 0) & (advance > 0.5)] = step
+        if (first >= 0).all():
+            break
+        pi.theta = pi.theta + pg.exact.gradient(mdp, pi, "discounted")
+    assert (first >= 0).all() and (np.diff(first) > 0).all(), first
+
+
 # -- errors ----------------------------------------------------------------------------------------
 
 

@@ -156,10 +156,11 @@ def garnet(
 def chain(n: int = 6, *, gamma: float = 0.9, horizon: int = 100) -> FiniteMDP:
     r"""A chain on which softmax policy gradient escapes a poor start one state at a time.
 
-    A simplified form of the lower-bound construction of Li, Wei, Chi, Gu & Chen (2021),
-    "Softmax policy gradient methods can take exponential time to converge": what their MDP
-    makes exponential is a cascade, in which a state's optimal action only starts to look good
-    once the states it leads to have learned theirs. Here: positions :math:`k = 1, \dots, n`
+    After Li, Wei, Chi, Gu & Chen (2021), "Softmax policy gradient methods can take exponential
+    time to converge". Not their MDP (three actions per state, built so that even a benign start
+    takes exponential time), but the mechanism it rests on, in its smallest form: a cascade, in
+    which a state's optimal action only starts to look good once the states it leads to have
+    learned theirs, so that a poor start is escaped one state at a time. Here: positions :math:`k = 1, \dots, n`
     (state ``k - 1``) and a terminal state ``n``. In position k, action 0 ("advance") moves to
     position k - 1 with reward 0, and from position 1 enters the terminal state with reward 1;
     action 1 ("quit") enters the terminal state with reward
