@@ -379,8 +379,8 @@ def short_corridor(*, horizon: int = 1000, gamma: float = 1.0) -> FiniteMDP:
     Parameters
     ----------
     horizon : int >= 1
-        Episode cap of the finite-horizon objective (default 1000, long enough that truncation
-        changes the example's values by less than 1e-12).
+        Episode cap of the finite-horizon objective (default 1000: near :math:`p^*` truncation
+        changes the value by less than 1e-13; policies close to deterministic need longer).
     gamma : float in [0, 1]
         Discount factor (default 1, the book's undiscounted episodic task).
 
