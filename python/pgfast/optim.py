@@ -793,11 +793,18 @@ def _sampled_advantages(traj: Any, policy: TabularSoftmax, gamma: float, tau: fl
     q = np.bincount(pair, weights=g, minlength=S * A).reshape(S, A) / np.maximum(n_sa, 1)
     n_s = n_sa.sum(axis=1)
     v = np.bincount(s, weights=g, minlength=S) / np.maximum(n_s, 1)
-    if tau > 0.0:  # the return after (s, a) excludes the entropy of the action taken at s
-        q = q - tau * np.log(policy.probs()) * (n_sa > 0)
+    if tau > 0.0:  # Q_tau(s, a) leaves out the bonus -tau log pi(a|s) of the action taken at s
+        q = q + tau * np.log(policy.probs()) * (n_sa > 0)
     adv = np.where(n_sa > 0, q - v[:, None], 0.0)
     check_finite_result(adv, "the sampled advantages", "the returns are beyond the float64 range")
     return np.asarray(adv)
+
+
+def _context_mdp(context: dict[str, Any]) -> Any:
+    """The MDP behind the step's context (``mdp=`` or the batch's), None for ``advantages=``."""
+    if context.get("mdp") is not None:
+        return context["mdp"]
+    return getattr(context.get("traj"), "mdp", None)
 
 
 class _ClosedForm(Optimizer):
@@ -932,7 +939,7 @@ class NaturalPolicyGradient(_ClosedForm):
         pi = _tabular(policy, "NaturalPolicyGradient")
         _grad(pi, grad)
         adv = self._advantages(pi, **context)
-        src = context.get("mdp") or getattr(context.get("traj"), "mdp", None)
+        src = _context_mdp(context)
         gamma = self.gamma if self.gamma is not None else (src.gamma if src is not None else None)
         if gamma is None:
             raise ValueError("NaturalPolicyGradient.step(advantages=...) needs the discount: construct "
@@ -1126,7 +1133,7 @@ class PolicyMirrorDescent(_ClosedForm):
         pi = _tabular(policy, "PolicyMirrorDescent")
         _grad(pi, grad)
         adv = self._advantages(pi, **context)
-        src = context.get("mdp") or getattr(context.get("traj"), "mdp", None)
+        src = _context_mdp(context)
         with np.errstate(over="ignore"):
             eta = self.learning_rate(self.t + 1, None if src is None else src.gamma)
         if not math.isfinite(eta):
