@@ -18,11 +18,14 @@ from ._continuous import ContinuousTrajectories
 from ._gaussian import LinearGaussian
 from ._mdp import FiniteMDP
 from ._obs_softmax import ObservationSoftmax
-from ._policy import SoftmaxPolicy, pinned
+from ._policy import SoftmaxPolicy, TabularSoftmax, pinned
 from ._sampling import Trajectories
 from ._validation import as_float, as_float_array, as_int, as_rcond, check_finite_result
 
-__all__ = ["Adam", "GradientAscent", "NaturalGradient", "Optimizer"]
+__all__ = [
+    "Adam", "ArmijoLineSearch", "GradientAscent", "NaturalGradient", "NaturalPolicyGradient", "Optimizer",
+    "PolicyMirrorDescent", "project_simplex",
+]
 
 
 def _positive(x: Any, name: str) -> float:
@@ -731,3 +734,560 @@ class NaturalGradient(Optimizer):
 def _exact_visits(mdp: FiniteMDP, policy: SoftmaxPolicy) -> NDArray[np.float64]:
     """State weighting of the exact finite-horizon Fisher: sum_t d_t(s) (no value tables built)."""
     return exact.fisher_weights(mdp, policy, "finite_horizon")
+
+
+# -- closed-form updates of tabular softmax policies -----------------------------------------------
+
+_CLOSED_FORM_CONTEXT = ("mdp", "traj", "advantages")
+
+
+def _tabular(policy: Any, kind: str) -> TabularSoftmax:
+    if not isinstance(policy, TabularSoftmax):
+        raise TypeError(f"{kind} updates a pgfast.TabularSoftmax policy in closed form, got {type(policy).__name__}")
+    return policy
+
+
+def _soft_action_values(mdp: FiniteMDP, probs: NDArray[np.float64], gamma: float, tau: float) -> NDArray[np.float64]:
+    r"""The entropy-regularised discounted :math:`Q_\tau` (S, A) of the policy ``probs``, dense:
+    :math:`Q_\tau(s,a) = r(s,a) + \gamma \sum_{s'} P(s'|s,a)\,\text{alive}(s')\,V_\tau(s')`,
+    :math:`V_\tau(s) = \sum_a \pi(a|s)\,[Q_\tau(s,a) - \tau \log\pi(a|s)]`; 0 on terminal states."""
+    S = mdp.n_states
+    alive = ~np.asarray(mdp.terminal, dtype=bool)
+    P = mdp.P * alive[None, None, :]
+    r = mdp.R
+    with np.errstate(divide="ignore"):
+        logp = np.where(probs > 0.0, np.log(np.where(probs > 0.0, probs, 1.0)), 0.0)
+    r_pi = np.einsum("sa,sa->s", probs, r - tau * logp) * alive
+    P_pi = np.einsum("sa,sat->st", probs, P) * alive[:, None]
+    V = np.linalg.solve(np.eye(S) - gamma * P_pi, r_pi)
+    Q = (r + gamma * (P @ V)) * alive[:, None]
+    return np.asarray(Q)
+
+
+def _sampled_advantages(traj: Any, policy: TabularSoftmax, gamma: float, tau: float) -> NDArray[np.float64]:
+    """Every-visit Monte Carlo estimate (S, A) of the (entropy-regularised) advantages from a batch:
+    the mean discounted return-to-go after each visit of (s, a), minus the mean after each visit
+    of s; 0 for pairs the batch never visits."""
+    if not isinstance(traj, Trajectories):
+        raise TypeError(f"traj must be a pgfast.Trajectories batch, got {type(traj).__name__}")
+    S, A = policy.theta.shape
+    if traj.mdp.n_states != S or traj.mdp.n_actions != A:
+        raise ValueError(f"traj comes from an MDP with {traj.mdp.n_states} states and {traj.mdp.n_actions} actions, "
+                         f"the policy has {S} and {A}")
+    if traj.n == 0:
+        raise ValueError("traj holds no trajectories (N = 0); the advantages need at least one")
+    mask = traj.mask
+    states, actions = traj.states.astype(np.int64), traj.actions.astype(np.int64)
+    rewards = np.where(mask, traj.rewards, 0.0)
+    if tau > 0.0:
+        logp = np.log(policy.probs())
+        rewards = rewards - tau * np.where(mask, logp[np.where(mask, states, 0), np.where(mask, actions, 0)], 0.0)
+    G = np.zeros_like(rewards)
+    acc = np.zeros(rewards.shape[0])
+    for t in range(rewards.shape[1] - 1, -1, -1):
+        acc = rewards[:, t] + gamma * acc * mask[:, t]
+        G[:, t] = acc
+    s, a, g = states[mask], actions[mask], G[mask]
+    pair = s * A + a
+    n_sa = np.bincount(pair, minlength=S * A).reshape(S, A)
+    q = np.bincount(pair, weights=g, minlength=S * A).reshape(S, A) / np.maximum(n_sa, 1)
+    n_s = n_sa.sum(axis=1)
+    v = np.bincount(s, weights=g, minlength=S) / np.maximum(n_s, 1)
+    if tau > 0.0:  # Q_tau(s, a) leaves out the bonus -tau log pi(a|s) of the action taken at s
+        q = q + tau * np.log(policy.probs()) * (n_sa > 0)
+    adv = np.where(n_sa > 0, q - v[:, None], 0.0)
+    check_finite_result(adv, "the sampled advantages", "the returns are beyond the float64 range")
+    return np.asarray(adv)
+
+
+def _context_mdp(context: dict[str, Any]) -> Any:
+    """The MDP behind the step's context (``mdp=`` or the batch's), None for ``advantages=``."""
+    if context.get("mdp") is not None:
+        return context["mdp"]
+    return getattr(context.get("traj"), "mdp", None)
+
+
+class _ClosedForm(Optimizer):
+    """Shared by the closed-form updates: the advantages of the step from ``mdp=`` (exact),
+    ``traj=`` (sampled) or ``advantages=`` (given)."""
+
+    gamma: float | None
+    tau: float = 0.0
+
+    def _gamma_of(self, source: Any) -> float:
+        g = source.gamma if self.gamma is None else self.gamma
+        if not g < 1.0:
+            raise ValueError(f"{type(self).__name__} needs a discount factor gamma < 1, got gamma = {g} "
+                             f"(pass gamma= to {type(self).__name__})")
+        return float(g)
+
+    def _advantages(self, policy: TabularSoftmax, **context: Any) -> NDArray[np.float64]:
+        """The advantages (S, A) a step uses: exact from ``mdp=``, estimated from ``traj=``, or
+        the array ``advantages=``; with ``tau > 0`` the entropy-regularised ones (per-state
+        constants do not change the step). ``ValueError`` unless exactly one is given."""
+        kind = type(self).__name__
+        unknown = [key for key in context if key not in _CLOSED_FORM_CONTEXT]
+        if unknown:
+            raise TypeError(f"{kind}.step takes the context mdp=, traj= or advantages=, got {', '.join(map(repr, unknown))}")
+        given = [key for key in _CLOSED_FORM_CONTEXT if context.get(key) is not None]
+        if len(given) != 1:
+            raise ValueError(f"{kind}.step needs exactly one of mdp= (exact advantages), traj= (sampled) or "
+                             f"advantages=, got {', '.join(given) if given else 'none'}")
+        policy = _tabular(policy, kind)
+        if "advantages" in given:
+            adv = as_float_array(context["advantages"], "advantages")
+            if adv.shape != policy.theta.shape:
+                raise ValueError(f"advantages must have the shape of theta {policy.theta.shape}, got {adv.shape}")
+            if not np.all(np.isfinite(adv)):
+                raise ValueError("advantages contains NaN or infinite values")
+            return adv
+        if "traj" in given:
+            return _sampled_advantages(context["traj"], policy, self._gamma_of(context["traj"].mdp)
+                                       if isinstance(context["traj"], Trajectories) else 0.0, self.tau)
+        mdp = context["mdp"]
+        if not isinstance(mdp, FiniteMDP):
+            raise TypeError(f"mdp must be a pgfast.FiniteMDP, got {type(mdp).__name__}")
+        if mdp.n_states != policy.n_states or mdp.n_actions != policy.n_actions:
+            raise ValueError(f"the mdp has {mdp.n_states} states and {mdp.n_actions} actions, the policy has "
+                             f"{policy.n_states} and {policy.n_actions}")
+        gamma = self._gamma_of(mdp)
+        if self.tau > 0.0:
+            return _soft_action_values(mdp, policy.probs(), gamma, self.tau)
+        return np.asarray(exact.evaluate(mdp, policy, "discounted", gamma=gamma).advantages)
+
+
+class NaturalPolicyGradient(_ClosedForm):
+    r"""The natural policy gradient of a tabular softmax policy in closed form (Kakade 2001;
+    Agarwal et al. 2021; Cen et al. 2022).
+
+    Unregularised (``tau=0``): :math:`\pi_{t+1}(a|s) \propto \pi_t(a|s)\exp(\eta A_t(s,a)/(1-\gamma))`,
+    i.e. :math:`\theta \mathrel{+}= \eta A_t/(1-\gamma)`, where :math:`A_t` is the discounted
+    advantage of :math:`\pi_t`. This is the Fisher solve :math:`\eta F_d^{+}\nabla J` of the
+    discounted objective with the Fisher matrix weighted by the normalised discounted visitation
+    :math:`d = (1-\gamma)\rho`, i.e. ``pgfast.exact.natural_gradient(mdp, policy, "discounted")``
+    times :math:`\eta/(1-\gamma)`, or :class:`NaturalGradient` with ``fisher="sampled"``,
+    ``damping=0``, ``lr`` :math:`= \eta/(1-\gamma)` and ``visits=`` :math:`\rho`, up to a constant
+    per state, which leaves the policy unchanged.
+
+    Entropy-regularised (``tau > 0``; Cen et al. 2022):
+    :math:`\pi_{t+1} \propto \pi_t^{1-\eta\tau/(1-\gamma)}\exp(\eta Q_\tau/(1-\gamma))`, i.e.
+    :math:`\theta \leftarrow (1-\eta\tau/(1-\gamma))\,\theta + \eta Q_\tau/(1-\gamma)`, with
+    :math:`Q_\tau` the soft action values of :math:`J_\tau = \mathbb E[\sum_t \gamma^t (r_t - \tau\log\pi(a_t|s_t))]`
+    (computed densely, O(S^3) per step); it needs :math:`\eta\tau \le 1-\gamma` and converges
+    linearly to the soft-optimal policy.
+
+    The advantages come through ``step(policy, grad, **context)``: ``mdp=`` for the exact
+    discounted ones (infinite horizon; ``mdp.horizon`` is not used), ``traj=`` for an every-visit
+    Monte Carlo estimate from a batch (returns-to-go discounted by gamma up to the end of each
+    episode, so of the episodes as sampled: close to the discounted advantages when the horizon
+    is long against :math:`1/(1-\gamma)`; pairs never visited get 0), or ``advantages=`` an (S, A)
+    array. ``grad`` is checked for its shape but not used. ``gamma`` defaults to the MDP's and
+    must be below 1.
+
+    Parameters
+    ----------
+    lr : float > 0
+        :math:`\eta` (default 0.1).
+    tau : float >= 0
+        Entropy regularisation (default 0).
+    gamma : float in [0, 1), optional
+        Discount factor (default: the MDP's).
+
+    Attributes
+    ----------
+    lr, tau : float
+        The hyperparameters.
+    gamma : float or None
+        The discount factor (None: the MDP's).
+    t : int
+        Number of steps taken.
+
+    Raises
+    ------
+    ValueError
+        Bad hyperparameters (``lr * tau > 1 - gamma`` is found at the step, where gamma is known);
+        from ``step``, not exactly one of ``mdp=``, ``traj=``, ``advantages=``, or a step beyond the
+        float64 range (theta is then unchanged).
+    TypeError
+        A policy other than :class:`pgfast.TabularSoftmax`, or an unknown context keyword.
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3, gamma=0.5,
+    ...                    terminal=[False, True])
+    >>> pi = pg.TabularSoftmax(2, 2)
+    >>> opt = pg.optim.NaturalPolicyGradient(lr=0.5)
+    >>> opt.step(pi, np.zeros((2, 2)), mdp=mdp).round(6)
+    array([[-0.333333,  0.333333],
+           [ 0.      ,  0.      ]])
+    """
+
+    hyperparameters = ("lr", "tau", "gamma")
+
+    def __init__(self, lr: float = 0.1, tau: float = 0.0, gamma: float | None = None) -> None:
+        self.lr = _positive(lr, "lr")
+        self.tau = as_float(tau, "tau")
+        if not (math.isfinite(self.tau) and self.tau >= 0.0):
+            raise ValueError(f"tau must be a finite number >= 0, got {self.tau}")
+        self.gamma = None if gamma is None else _discount(gamma)
+        self.t = 0
+
+    def step(self, policy: SoftmaxPolicy, grad: ArrayLike, **context: Any) -> NDArray[np.float64]:
+        pi = _tabular(policy, "NaturalPolicyGradient")
+        _grad(pi, grad)
+        adv = self._advantages(pi, **context)
+        src = _context_mdp(context)
+        gamma = self.gamma if self.gamma is not None else (src.gamma if src is not None else None)
+        if gamma is None:
+            raise ValueError("NaturalPolicyGradient.step(advantages=...) needs the discount: construct "
+                             "NaturalPolicyGradient(gamma=...)")
+        if not gamma < 1.0:
+            raise ValueError(f"NaturalPolicyGradient needs gamma < 1, got {gamma}")
+        eta = self.lr / (1.0 - gamma)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if self.tau > 0.0:
+                if self.lr * self.tau > 1.0 - gamma:
+                    raise ValueError(f"lr * tau must be at most 1 - gamma = {1.0 - gamma}, got {self.lr * self.tau}")
+                d = _apply(pi, -self.lr * self.tau / (1.0 - gamma) * pi.theta + eta * adv)
+            else:
+                d = _apply(pi, eta * adv)
+        self.t += 1
+        return d
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"type": "NaturalPolicyGradient", "lr": self.lr, "tau": self.tau, "gamma": self.gamma, "t": self.t}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        _check_state(state, ("lr", "tau", "gamma", "t"), "NaturalPolicyGradient")
+        checked = NaturalPolicyGradient(state["lr"], state["tau"], state["gamma"])
+        t = _state_t(state)
+        self.lr, self.tau, self.gamma, self.t = checked.lr, checked.tau, checked.gamma, t
+
+
+def _discount(gamma: Any) -> float:
+    g = as_float(gamma, "gamma")
+    if not (0.0 <= g < 1.0):
+        raise ValueError(f"gamma must be in [0, 1), got {g}")
+    return g
+
+
+def project_simplex(x: ArrayLike) -> NDArray[np.float64]:
+    r"""Euclidean projection of each row of ``x`` onto the probability simplex:
+    :math:`\arg\min_{p \ge 0,\ \sum p = 1} \|p - x\|_2` (sort-based, O(A log A) a row).
+
+    Parameters
+    ----------
+    x : array_like (..., A), finite
+
+    Returns
+    -------
+    ndarray of float64, the shape of ``x``
+
+    Raises
+    ------
+    ValueError
+        An empty last axis or entries not finite.
+
+    Examples
+    --------
+    >>> pg.optim.project_simplex([[0.5, 0.5, 1.0], [2.0, 0.0, 0.0]])
+    array([[0.16666667, 0.16666667, 0.66666667],
+           [1.        , 0.        , 0.        ]])
+    """
+    v = as_float_array(x, "x")
+    if v.ndim < 1 or v.shape[-1] < 1:
+        raise ValueError(f"x must have a last axis of length >= 1, got shape {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError("x contains NaN or infinite values")
+    u = -np.sort(-v, axis=-1)
+    css = np.cumsum(u, axis=-1) - 1.0
+    k = np.arange(1, v.shape[-1] + 1)
+    cond = u - css / k > 0
+    rho = v.shape[-1] - 1 - np.argmax(cond[..., ::-1], axis=-1)
+    theta = np.take_along_axis(css, rho[..., None], axis=-1) / (rho[..., None] + 1)
+    return np.asarray(np.maximum(v - theta, 0.0))
+
+
+class PolicyMirrorDescent(_ClosedForm):
+    r"""Policy mirror descent (Lan 2022; Xiao 2022) for a tabular softmax policy, state by state:
+    :math:`\pi_{t+1}(\cdot|s) = \arg\max_{p \in \Delta} \eta_t \langle Q_t(s,\cdot), p\rangle - D(p, \pi_t(\cdot|s))`.
+
+    ``mirror="kl"`` (:math:`D` the KL divergence): :math:`\pi_{t+1} \propto \pi_t \exp(\eta_t Q_t)`,
+    i.e. :math:`\theta \mathrel{+}= \eta_t A_t`: :class:`NaturalPolicyGradient` with
+    ``lr`` :math:`= \eta_t (1-\gamma)`. ``mirror="euclidean"`` (:math:`D = \tfrac12\|p-q\|^2`):
+    :math:`\pi_{t+1}(\cdot|s) = \text{proj}_\Delta(\pi_t(\cdot|s) + \eta_t A_t(s,\cdot))`
+    (:func:`project_simplex`), mapped back to logits as :math:`\theta = \log\max(\pi_{t+1}, m)`
+    with :math:`m` the smallest normal float64 (about 2.2e-308): the softmax of these logits is
+    :math:`\pi_{t+1}` up to rounding, with a probability of 0 held as one below 1e-307.
+
+    Step sizes: ``schedule="constant"`` (:math:`\eta_t = \text{lr}`) or ``"geometric"``
+    (:math:`\eta_t = \text{lr}/\gamma^{t-1}` for the t-th step, t = 1, 2, ...: the linear rate
+    of Lan 2022 and Xiao 2022; the logits grow with :math:`\eta_t`, and a step beyond the float64
+    range raises ``ValueError``). With exact advantages either map improves the discounted value
+    :math:`V(s)` of every state at every step.
+
+    The advantages come from ``step(policy, grad, mdp=...)`` (exact, discounted, infinite horizon),
+    ``traj=`` (sampled) or ``advantages=``, as for :class:`NaturalPolicyGradient`; ``grad`` is
+    checked for its shape but not used.
+
+    Parameters
+    ----------
+    lr : float > 0
+        :math:`\eta_1` (default 1.0).
+    mirror : {"kl", "euclidean"}
+        The Bregman divergence (default ``"kl"``).
+    schedule : {"constant", "geometric"}
+        Step-size schedule (default ``"constant"``).
+    gamma : float in [0, 1), optional
+        Discount factor of the advantages and of the geometric schedule (default: the MDP's; the
+        geometric schedule with ``advantages=`` needs it).
+
+    Attributes
+    ----------
+    lr : float
+        :math:`\eta_1`.
+    mirror, schedule : str
+        The divergence and the step-size schedule.
+    gamma : float or None
+        The discount factor (None: the MDP's).
+    tau : float
+        0 (no regularisation).
+    t : int
+        Number of steps taken.
+
+    Raises
+    ------
+    ValueError
+        Bad hyperparameters; from ``step``, as :class:`NaturalPolicyGradient`.
+    TypeError
+        A policy other than :class:`pgfast.TabularSoftmax`, or an unknown context keyword.
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3, gamma=0.5,
+    ...                    terminal=[False, True])
+    >>> pi = pg.TabularSoftmax(2, 2)
+    >>> opt = pg.optim.PolicyMirrorDescent(lr=1.0, mirror="euclidean")
+    >>> _ = opt.step(pi, np.zeros((2, 2)), mdp=mdp)
+    >>> pi.probs()[0].round(6)
+    array([0.166667, 0.833333])
+    """
+
+    hyperparameters = ("lr", "mirror", "schedule", "gamma")
+
+    def __init__(self, lr: float = 1.0, mirror: str = "kl", schedule: str = "constant", gamma: float | None = None) -> None:
+        self.lr = _positive(lr, "lr")
+        if not isinstance(mirror, str) or mirror not in ("kl", "euclidean"):
+            raise ValueError(f"mirror must be 'kl' or 'euclidean', got {mirror!r}")
+        if not isinstance(schedule, str) or schedule not in ("constant", "geometric"):
+            raise ValueError(f"schedule must be 'constant' or 'geometric', got {schedule!r}")
+        self.mirror, self.schedule = mirror, schedule
+        self.gamma = None if gamma is None else _discount(gamma)
+        self.t = 0
+
+    def learning_rate(self, t: int, gamma: float | None = None) -> float:
+        r"""The step size :math:`\eta_t` of step ``t`` (the first is t = 1).
+
+        Parameters
+        ----------
+        t : int >= 1
+            The step number.
+        gamma : float in (0, 1), optional
+            The discount of the geometric schedule when the optimizer has none.
+
+        Returns
+        -------
+        float
+
+        Raises
+        ------
+        ValueError
+            ``t`` below 1, or the geometric schedule without a gamma in (0, 1).
+
+        Examples
+        --------
+        >>> opt = pg.optim.PolicyMirrorDescent(lr=1.0, schedule="geometric", gamma=0.5)
+        >>> [opt.learning_rate(t) for t in (1, 2, 3)]
+        [1.0, 2.0, 4.0]
+        """
+        t = as_int(t, "t")
+        if t < 1:
+            raise ValueError(f"t must be >= 1 (the first step is t = 1), got {t}")
+        if self.schedule == "constant":
+            return self.lr
+        g = self.gamma if self.gamma is not None else gamma
+        if g is None:
+            raise ValueError("the geometric schedule needs gamma: construct PolicyMirrorDescent(gamma=...) or pass mdp=")
+        g = _discount(g)
+        if g == 0.0:
+            raise ValueError("the geometric schedule needs gamma > 0")
+        return self.lr / g ** (t - 1)
+
+    def step(self, policy: SoftmaxPolicy, grad: ArrayLike, **context: Any) -> NDArray[np.float64]:
+        pi = _tabular(policy, "PolicyMirrorDescent")
+        _grad(pi, grad)
+        adv = self._advantages(pi, **context)
+        src = _context_mdp(context)
+        with np.errstate(over="ignore"):
+            eta = self.learning_rate(self.t + 1, None if src is None else src.gamma)
+        if not math.isfinite(eta):
+            raise ValueError(f"the step size of step {self.t + 1} overflowed")
+        with np.errstate(over="ignore", invalid="ignore"):
+            if self.mirror == "kl":
+                d = _apply(pi, eta * adv)
+            else:
+                x = pi.probs() + eta * adv
+                if not np.all(np.isfinite(x)):
+                    raise ValueError("the update overflowed: pi + step is not finite; lower lr")
+                p = project_simplex(x)
+                new = np.log(np.maximum(p, np.finfo(np.float64).tiny))
+                d = _apply(pi, new - pi.theta)
+        self.t += 1
+        return d
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"type": "PolicyMirrorDescent", "lr": self.lr, "mirror": self.mirror, "schedule": self.schedule,
+                "gamma": self.gamma, "t": self.t}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        _check_state(state, ("lr", "mirror", "schedule", "gamma", "t"), "PolicyMirrorDescent")
+        c = PolicyMirrorDescent(state["lr"], state["mirror"], state["schedule"], state["gamma"])
+        t = _state_t(state)
+        self.lr, self.mirror, self.schedule, self.gamma, self.t = c.lr, c.mirror, c.schedule, c.gamma, t
+
+
+class ArmijoLineSearch(Optimizer):
+    r"""Gradient ascent with a backtracking (Armijo) line search on the exact objective:
+    :math:`\theta \mathrel{+}= \eta\, g` with the largest :math:`\eta = \text{lr}\cdot\beta^k`
+    (k = 0, 1, ..., ``max_backtracks``) for which
+    :math:`J(\theta + \eta g) \ge J(\theta) + c\,\eta\,\|g\|^2` (sufficient increase).
+
+    ``step(policy, grad, mdp=mdp)`` evaluates J with :func:`pgfast.exact.evaluate` (``objective``
+    and ``gamma`` as given here; default the MDP's finite horizon), so ``grad`` should be the
+    exact gradient of the same objective (:func:`pgfast.exact.gradient`); a sampled gradient
+    works too, the condition then being checked on the exact J. If no trial step satisfies the
+    condition (a zero gradient, or the rounding floor at an optimum), no step is taken: theta is
+    unchanged and :attr:`last_lr` is 0.
+
+    Parameters
+    ----------
+    lr : float > 0
+        The first trial step size (default 1.0).
+    shrink : float in (0, 1)
+        :math:`\beta` (default 0.5).
+    c : float in (0, 1)
+        The sufficient-increase constant (default 1e-4).
+    max_backtracks : int >= 0
+        The number of shrinkings tried (default 50).
+    objective : str
+        The objective of :func:`pgfast.exact.evaluate` (default ``"finite_horizon"``).
+    gamma : float, optional
+        Its discount factor (default: the MDP's).
+
+    Raises
+    ------
+    ValueError
+        Bad hyperparameters; from ``step``, a missing ``mdp=``, a gradient of another shape or
+        not finite.
+    TypeError
+        From ``step``, a context keyword other than ``mdp``.
+
+    Attributes
+    ----------
+    lr, shrink, c : float
+        The hyperparameters.
+    max_backtracks : int
+        The number of shrinkings tried.
+    objective : str
+        The objective of J.
+    gamma : float or None
+        Its discount factor (None: the MDP's).
+    t : int
+        Number of steps taken.
+    last_lr : float
+        The step size the last step took (0 if none was accepted).
+    last_values : (float, float)
+        J before and after the last step.
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> pi = pg.TabularSoftmax(2, 2)
+    >>> opt = pg.optim.ArmijoLineSearch(lr=8.0)
+    >>> _ = opt.step(pi, pg.exact.gradient(mdp, pi), mdp=mdp)
+    >>> opt.last_lr, opt.last_values[1] > opt.last_values[0]
+    (8.0, True)
+    """
+
+    hyperparameters = ("lr", "shrink", "c", "max_backtracks", "objective", "gamma")
+
+    def __init__(self, lr: float = 1.0, shrink: float = 0.5, c: float = 1e-4, max_backtracks: int = 50,
+                 objective: str = "finite_horizon", gamma: float | None = None) -> None:
+        self.lr = _positive(lr, "lr")
+        self.shrink, self.c = as_float(shrink, "shrink"), as_float(c, "c")
+        if not 0.0 < self.shrink < 1.0:
+            raise ValueError(f"shrink must be in (0, 1), got {self.shrink}")
+        if not 0.0 < self.c < 1.0:
+            raise ValueError(f"c must be in (0, 1), got {self.c}")
+        self.max_backtracks = as_int(max_backtracks, "max_backtracks", minimum=0)
+        if not isinstance(objective, str) or objective not in exact.OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(map(repr, exact.OBJECTIVES))}, got {objective!r}")
+        self.objective = objective
+        self.gamma = None if gamma is None else as_float(gamma, "gamma")
+        self.t = 0
+        self.last_lr = math.nan
+        self.last_values = (math.nan, math.nan)
+
+    def _value(self, mdp: FiniteMDP, policy: SoftmaxPolicy) -> float:
+        return float(exact.evaluate(mdp, policy, self.objective, gamma=self.gamma).value)  # type: ignore[call-overload]
+
+    def step(self, policy: SoftmaxPolicy, grad: ArrayLike, **context: Any) -> NDArray[np.float64]:
+        unknown = [key for key in context if key != "mdp"]
+        if unknown:
+            raise TypeError(f"ArmijoLineSearch.step takes the context mdp=, got {', '.join(map(repr, unknown))}")
+        g = _grad(policy, grad)
+        mdp = context.get("mdp")
+        if mdp is None:
+            raise ValueError("ArmijoLineSearch needs step(policy, grad, mdp=mdp) to evaluate J")
+        theta0 = policy.theta.copy()
+        j0 = self._value(mdp, policy)
+        sq = float(np.sum(g * g))
+        eta, accepted, j1 = self.lr, 0.0, j0
+        for _ in range(self.max_backtracks + 1):
+            if sq == 0.0:
+                break
+            new = theta0 + eta * g
+            if np.all(np.isfinite(new)):
+                policy.theta = new
+                j = self._value(mdp, policy)
+                if j >= j0 + self.c * eta * sq:
+                    accepted, j1 = eta, j
+                    break
+            eta *= self.shrink
+        if accepted == 0.0:
+            policy.theta = theta0
+        self.t += 1
+        self.last_lr, self.last_values = accepted, (j0, j1)
+        return np.asarray(policy.theta - theta0)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"type": "ArmijoLineSearch", "lr": self.lr, "shrink": self.shrink, "c": self.c,
+                "max_backtracks": self.max_backtracks, "objective": self.objective, "gamma": self.gamma, "t": self.t}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        keys = ("lr", "shrink", "c", "max_backtracks", "objective", "gamma", "t")
+        _check_state(state, keys, "ArmijoLineSearch")
+        c = ArmijoLineSearch(*(state[k] for k in keys[:-1]))
+        t = _state_t(state)
+        self.lr, self.shrink, self.c, self.max_backtracks = c.lr, c.shrink, c.c, c.max_backtracks
+        self.objective, self.gamma, self.t = c.objective, c.gamma, t
