@@ -414,7 +414,7 @@ def step_weights(traj: ContinuousTrajectories, kind: str, baseline: Any, gamma: 
 def _chunk_rows(policy: Any, theta: NDArray[np.float64] | None, traj: ContinuousTrajectories,
                 w: NDArray[np.float64], lo: int, hi: int, out: NDArray[np.float64]) -> None:
     """out[lo:hi] = sum_t w[i, t] grad log pi(u_{i,t}|x_{i,t}) for the trajectories [lo, hi)."""
-    mask = traj.mask[lo:hi]
+    mask = np.arange(traj.horizon) < traj.lengths[lo:hi, None]  # this chunk's rows only
     full = bool(mask.all())  # no padding: the arrays are read as they are
     x = traj.states[lo:hi] if full else np.where(mask[..., None], traj.states[lo:hi], 0.0)  # padding may hold anything
     wc = w[lo:hi]
