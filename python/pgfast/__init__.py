@@ -39,6 +39,7 @@ from ._partials import (
     shard_ranges,
 )
 from ._policy import LinearSoftmax, SoftmaxPolicy, TabularSoftmax
+from ._regularizers import Entropy, LogBarrier
 from ._rollout import rollout
 from ._sampling import PAD_INDEX, Trajectories
 from ._sweep import SweepResult, build_run, sweep, tune_trainable
@@ -55,6 +56,7 @@ __all__ = [
     "PAD_INDEX",
     "AuditReport",
     "ContinuousTrajectories",
+    "Entropy",
     "FiniteMDP",
     "GradientPartial",
     "History",
@@ -62,6 +64,7 @@ __all__ = [
     "LinearGaussian",
     "LinearSoftmax",
     "LinearValueBaseline",
+    "LogBarrier",
     "MLPSoftmax",
     "ObservationSoftmax",
     "OffPolicyValue",
