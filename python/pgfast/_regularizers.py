@@ -44,6 +44,11 @@ class Entropy:
     tau : float >= 0
         The temperature :math:`\tau` (0: no regularisation).
 
+    Attributes
+    ----------
+    tau : float
+        The temperature.
+
     Examples
     --------
     >>> pg.Entropy(0.1)
@@ -64,6 +69,11 @@ class LogBarrier:
     ----------
     lam : float >= 0
         The weight :math:`\lambda` (0: no regularisation).
+
+    Attributes
+    ----------
+    lam : float
+        The weight.
 
     Examples
     --------
