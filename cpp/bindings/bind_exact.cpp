@@ -2,6 +2,7 @@
 #include <pybind11/native_enum.h>
 
 #include "common.hpp"
+#include "pgfast/exact/closed_form.hpp"
 #include "pgfast/exact/fisher.hpp"
 #include "pgfast/exact/moments.hpp"
 #include "pgfast/exact/objectives.hpp"
@@ -349,6 +350,37 @@ void bind_exact(py::module_ m) {
       },
       py::arg("probs").noconvert(), py::arg("w").noconvert(), py::arg("g").noconvert(), py::arg("damping"),
       py::arg("rcond"));
+
+  m.def(
+      "closed_form_run",
+      [](const FiniteMDP& mdp, const carray<double>& theta, int kind, double lr, double tau, bool geometric,
+         std::int64_t t0, double gamma, std::int64_t steps, bool reuse) {
+        const py::ssize_t S = mdp.n_states(), A = mdp.n_actions();
+        require_shape2(theta, "theta", S, A);
+        if (kind < 0 || kind > 2) throw std::invalid_argument("kind must be 0, 1 or 2");
+        if (!(gamma >= 0.0 && gamma < 1.0)) throw std::invalid_argument("gamma must be in [0, 1)");
+        if (!(lr > 0.0 && std::isfinite(lr))) throw std::invalid_argument("lr must be a finite number > 0");
+        if (!(tau >= 0.0 && std::isfinite(tau))) throw std::invalid_argument("tau must be a finite number >= 0");
+        if (steps < 0 || t0 < 0) throw std::invalid_argument("steps and t0 must be >= 0");
+        exact::ClosedFormSpec spec;
+        spec.kind = static_cast<exact::ClosedFormKind>(kind);
+        spec.lr = lr;
+        spec.tau = tau;
+        spec.geometric = geometric;
+        spec.t0 = t0;
+        spec.gamma = gamma;
+        spec.steps = steps;
+        spec.reuse = reuse;
+        std::vector<double> th(theta.data(), theta.data() + theta.size());
+        exact::ClosedFormRun r =
+            run_exact([&](StopToken& stop) { return exact::closed_form_run(mdp, std::move(th), spec, stop); });
+        const std::int64_t f = r.factorizations, sw = r.sweeps;
+        return py::make_tuple(vector_to_numpy(std::move(r.theta), {S, A}),
+                              vector_to_numpy(std::move(r.J), {static_cast<py::ssize_t>(steps + 1)}), f, sw);
+      },
+      py::arg("mdp"), py::arg("theta").noconvert(), py::arg("kind"), py::arg("lr"), py::arg("tau"),
+      py::arg("geometric"), py::arg("t0"), py::arg("gamma"), py::arg("steps"), py::arg("reuse"),
+      "Closed-form updates of a tabular softmax with exact discounted advantages: (theta, J, factorizations, sweeps).");
 }
 
 }  // namespace pgfast::bindings

@@ -561,7 +561,7 @@ def _cell(value: Any) -> str:
 
 
 _SUITES = ("sampler", "exact", "estimators", "mlp")  # what `pgfast bench` runs
-_OPT_IN_SUITES = ("training", "distributed", "variance", "lqr")  # minutes (distributed: needs Ray): only with --only
+_OPT_IN_SUITES = ("training", "distributed", "variance", "lqr", "optim")  # minutes (distributed: needs Ray): only with --only
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -729,7 +729,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated subset of sampler,exact,estimators,mlp, or training (time to 95%% of optimal "
                    "with the train defaults; about a minute, so only when asked for), or distributed (Ray shards against the local "
                    "estimate; needs Ray), or variance (exact variance of every estimator, exact moments against sampling; "
-                   "minutes), or lqr (the fused LQR gradient against NumPy, time to 99%% of the optimal J; about a minute)")
+                   "minutes), or lqr (the fused LQR gradient against NumPy, time to 99%% of the optimal J; about a minute), or optim "
+                   "(10,000 exact natural-gradient and mirror-descent steps against NumPy; about a minute)")
     b.add_argument("--json", default=None,
                    help="where to save the JSON results (PATH; with several suites, PATH-<suite>.json)")
     b.set_defaults(func=_cmd_bench)

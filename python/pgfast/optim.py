@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import exact
+from . import _core, exact
 from ._continuous import ContinuousTrajectories
 from ._gaussian import LinearGaussian
 from ._mdp import FiniteMDP
@@ -813,6 +813,7 @@ class _ClosedForm(Optimizer):
 
     gamma: float | None
     tau: float = 0.0
+    lr: float
 
     def _gamma_of(self, source: Any) -> float:
         g = source.gamma if self.gamma is None else self.gamma
@@ -854,6 +855,100 @@ class _ClosedForm(Optimizer):
         if self.tau > 0.0:
             return _soft_action_values(mdp, policy.probs(), gamma, self.tau)
         return np.asarray(exact.evaluate(mdp, policy, "discounted", gamma=gamma).advantages)
+
+
+    def _run_kind(self) -> int:  # _core.exact.closed_form_run's kind
+        raise NotImplementedError
+
+    def run(self, policy: SoftmaxPolicy, mdp: FiniteMDP, steps: int) -> NDArray[np.float64]:
+        r"""Takes ``steps`` steps with the exact discounted advantages of ``mdp``, in C++, and
+        returns the value :math:`J_k = \mu_0^\top V^{\pi_k}` before the first step and after
+        each (``steps + 1`` values; the entropy-regularised :math:`J_\tau` when ``tau > 0``).
+
+        The same updates as ``steps`` calls of ``step(policy, grad, mdp=mdp)`` (equal up to
+        rounding), without the Python work between them. Each step evaluates its policy exactly:
+        up to 1000 states by a dense LU of :math:`I - \gamma P_\pi` that is kept from step to step,
+        the next policy's values refined from the last ones by
+        :math:`V \mathrel{+}= \text{LU}^{-1}(r_\pi - (I - \gamma P_\pi) V)` until a correction is below
+        :math:`10^{-14}\|V\|_\infty`, the matrix factorised afresh whenever the corrections shrink by
+        less than a factor 10 a sweep; larger MDPs use :func:`pgfast.exact.evaluate`'s solver.
+        ``policy.theta`` is assigned once, at the end: an error or Ctrl-C leaves it as it was.
+
+        Parameters
+        ----------
+        policy : TabularSoftmax
+            The policy (its theta is the start and receives the result).
+        mdp : FiniteMDP
+            The MDP (its discount unless the optimizer has ``gamma``; ``mdp.horizon`` is not used).
+        steps : int >= 0
+            Number of steps.
+
+        Returns
+        -------
+        ndarray of float64, shape (steps + 1,)
+
+        Raises
+        ------
+        TypeError
+            A policy other than :class:`pgfast.TabularSoftmax`, or ``mdp`` not a
+            :class:`pgfast.FiniteMDP`.
+        ValueError
+            Sizes that do not match, gamma not below 1, ``lr * tau > 1 - gamma``, or a step
+            beyond the float64 range (the message names the step; theta unchanged).
+
+        Examples
+        --------
+        >>> mdp = pg.envs.garnet(20, 4, 3, seed=0, gamma=0.9)
+        >>> pi = pg.TabularSoftmax(20, 4)
+        >>> J = pg.optim.NaturalPolicyGradient(lr=1.0).run(pi, mdp, 100)
+        >>> J.shape, bool(np.all(np.diff(J) >= -1e-12))  # NPG improves J at every step
+        ((101,), True)
+        >>> bool(pg.exact.optimal(mdp, "discounted").J - J[-1] < 1e-6)
+        True
+        """
+        kind = type(self).__name__
+        pi = _tabular(policy, kind)
+        if not isinstance(mdp, FiniteMDP):
+            raise TypeError(f"mdp must be a pgfast.FiniteMDP, got {type(mdp).__name__}")
+        if mdp.n_states != pi.n_states or mdp.n_actions != pi.n_actions:
+            raise ValueError(f"the mdp has {mdp.n_states} states and {mdp.n_actions} actions, the policy has "
+                             f"{pi.n_states} and {pi.n_actions}")
+        n = as_int(steps, "steps", minimum=0)
+        gamma = self._gamma_of(mdp)
+        if self.tau > 0.0 and self.lr * self.tau > 1.0 - gamma:
+            raise ValueError(f"lr * tau must be at most 1 - gamma = {1.0 - gamma}, got {self.lr * self.tau}")
+        if self.tau > 0.0 and mdp.n_states > _REFINED_MAX_STATES:
+            theta0 = pi.theta.copy()
+            values = []
+            try:
+                for _ in range(n):
+                    values.append(_soft_value(mdp, pi.probs(), gamma, self.tau))
+                    self.step(pi, np.zeros_like(theta0), mdp=mdp)
+                values.append(_soft_value(mdp, pi.probs(), gamma, self.tau))
+            except BaseException:
+                pi.theta = theta0
+                raise
+            return np.asarray(values)
+        geometric = getattr(self, "schedule", "constant") == "geometric"
+        theta, J, _, _ = _core.exact.closed_form_run(
+            mdp._mdp, np.ascontiguousarray(pi.theta, dtype=np.float64), self._run_kind(), float(self.lr),
+            float(self.tau), geometric, int(self.t), gamma, n, True)
+        pi.theta = theta
+        self.t += n
+        return np.asarray(J)
+
+
+_REFINED_MAX_STATES = 1000  # closed_form.hpp's kRefinedMaxStates
+
+
+def _soft_value(mdp: FiniteMDP, probs: NDArray[np.float64], gamma: float, tau: float) -> float:
+    """mu0 . V_tau of the policy ``probs`` (dense; the large-MDP fallback of ``run``)."""
+    Q = _soft_action_values(mdp, probs, gamma, tau)
+    with np.errstate(divide="ignore"):
+        logp = np.where(probs > 0.0, np.log(np.where(probs > 0.0, probs, 1.0)), 0.0)
+    alive = ~np.asarray(mdp.terminal, dtype=bool)
+    V = np.einsum("sa,sa->s", probs, Q - tau * logp) * alive
+    return float(mdp.mu0 @ V)
 
 
 class NaturalPolicyGradient(_ClosedForm):
@@ -926,6 +1021,9 @@ class NaturalPolicyGradient(_ClosedForm):
     """
 
     hyperparameters = ("lr", "tau", "gamma")
+
+    def _run_kind(self) -> int:
+        return 0
 
     def __init__(self, lr: float = 0.1, tau: float = 0.0, gamma: float | None = None) -> None:
         self.lr = _positive(lr, "lr")
@@ -1080,6 +1178,9 @@ class PolicyMirrorDescent(_ClosedForm):
     """
 
     hyperparameters = ("lr", "mirror", "schedule", "gamma")
+
+    def _run_kind(self) -> int:
+        return 1 if self.mirror == "kl" else 2
 
     def __init__(self, lr: float = 1.0, mirror: str = "kl", schedule: str = "constant", gamma: float | None = None) -> None:
         self.lr = _positive(lr, "lr")

@@ -88,6 +88,18 @@ def fisher_tabular(probs: _F64, w: _F64) -> _F64: ...
 def fisher_linear(probs: _F64, w: _F64, features: _F64) -> _F64: ...
 def solve_fisher(F: _F64, g: _F64, damping: float, rcond: float) -> _F64: ...
 def natural_gradient_tabular(probs: _F64, w: _F64, g: _F64, damping: float, rcond: float) -> _F64: ...
+def closed_form_run(
+    mdp: MDP,
+    theta: _F64,
+    kind: int,
+    lr: float,
+    tau: float,
+    geometric: bool,
+    t0: int,
+    gamma: float,
+    steps: int,
+    reuse: bool,
+) -> tuple[_F64, _F64, int, int]: ...
 
 class MomentWeights(enum.Enum):
     REWARD_TO_GO = 0

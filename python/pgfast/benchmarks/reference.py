@@ -946,3 +946,63 @@ def lqr_policy_gradient(
         rows[c0:c0 + c, m * nx:] = np.einsum("ct,cta->ca", G, E * E - 1.0)
         G0[c0:c0 + c] = G[:, 0]
     return rows.mean(0), rows.std(0, ddof=1) / np.sqrt(n), float(G0.mean())
+
+
+def closed_form_run(
+    P: NDArray[np.float64],
+    r: NDArray[np.float64],
+    mu0: NDArray[np.float64],
+    gamma: float,
+    theta: NDArray[np.float64],
+    steps: int,
+    *,
+    update: str = "npg",
+    lr: float = 0.1,
+    tau: float = 0.0,
+    geometric: bool = False,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    r"""``steps`` closed-form updates of tabular softmax logits ``theta`` (S, A) with exact
+    discounted values, dense NumPy (no terminal states; probabilities below 1e-300 taken as 0, as
+    pgfast does): every step forms :math:`P_\pi` (a batched
+    ``matmul``), solves :math:`(I - \gamma P_\pi) V = r_\pi` (``np.linalg.solve``), takes
+    :math:`Q = r + \gamma P V` and updates ``theta``. ``update``: ``"npg"`` (natural policy
+    gradient, entropy-regularised with ``tau > 0``), ``"pmd_kl"`` or ``"pmd_euclidean"`` (policy
+    mirror descent; ``geometric``: :math:`\eta_t = \text{lr}/\gamma^{t-1}`). Returns
+    ``(theta, J)`` with ``J`` the ``steps + 1`` values :math:`\mu_0^\top V` before and after each step."""
+    S, A = r.shape
+    theta = np.array(theta, dtype=np.float64)
+    P2 = P.reshape(S * A, S)
+    eye = np.eye(S)
+    J = np.empty(steps + 1)
+    for k in range(steps + 1):
+        z = np.exp(theta - theta.max(axis=1, keepdims=True))
+        pi = z / z.sum(axis=1, keepdims=True)
+        pi[pi < 1e-300] = 0.0  # as pgfast does: keeps subnormal numbers (slow) out of the solve
+        P_pi = np.matmul(pi[:, None, :], P)[:, 0, :]
+        if tau > 0.0:
+            r_pi = (pi * (r - tau * np.log(np.maximum(pi, np.finfo(np.float64).tiny)))).sum(axis=1)
+        else:
+            r_pi = (pi * r).sum(axis=1)
+        V = np.linalg.solve(eye - gamma * P_pi, r_pi)
+        J[k] = mu0 @ V
+        if k == steps:
+            break
+        Q = r + gamma * (P2 @ V).reshape(S, A)
+        if update == "npg":
+            if tau > 0.0:
+                theta = theta + (-lr * tau / (1.0 - gamma) * theta + lr / (1.0 - gamma) * Q)
+            else:
+                theta = theta + lr / (1.0 - gamma) * (Q - V[:, None])
+            continue
+        eta = lr / gamma ** k if geometric else lr
+        if update == "pmd_kl":
+            theta = theta + eta * (Q - V[:, None])
+        else:
+            x = pi + eta * (Q - V[:, None])
+            u = -np.sort(-x, axis=1)
+            css = np.cumsum(u, axis=1) - 1.0
+            ks = np.arange(1, A + 1)
+            rho = A - 1 - np.argmax((u - css / ks > 0)[:, ::-1], axis=1)
+            shift = css[np.arange(S), rho] / (rho + 1)
+            theta = np.log(np.maximum(x - shift[:, None], np.finfo(np.float64).tiny))
+    return theta, J
