@@ -382,11 +382,12 @@ def policy_map(
     if s_idx.size:
         length = _ARROW * probs[s_idx, a_idx]
         ax.quiver(s_idx % cols, s_idx // cols, length * moves[a_idx, 1], length * moves[a_idx, 0],
-                  angles="xy", scale_units="xy", scale=1.0, pivot="tail", width=0.006,
+                  angles="xy", scale_units="xy", scale=1.0, pivot="tail", units="xy", width=0.035,
+                  headwidth=3.5, headlength=4.0, headaxislength=3.5, minlength=0.0,
                   color="white" if V is not None else "0.25", edgecolor="black", linewidth=0.5, zorder=3)
     for s in np.flatnonzero(terminal):
         r, c = divmod(int(s), cols)
-        ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1.0, 1.0, fill=False, hatch="//", edgecolor="0.2", lw=1.0,
+        ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1.0, 1.0, fill=False, hatch="//", edgecolor="0.5", lw=1.5,
                                gid="terminal", zorder=2))
     ax.set_xlim(-0.5, cols - 0.5)
     ax.set_ylim(rows - 0.5, -0.5)  # row 0 at the top
