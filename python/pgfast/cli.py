@@ -199,7 +199,7 @@ def _grid_layout(env_id: str, kwargs: dict[str, Any]) -> tuple[tuple[int, int], 
 
     env = gymnasium.make(env_id, **kwargs)
     try:
-        base = env.unwrapped
+        base: Any = env.unwrapped
         actions = _GRID_ACTIONS.get(type(base).__name__)
         if actions is None:
             return None
