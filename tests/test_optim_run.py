@@ -150,3 +150,5 @@ def test_bad_arguments_are_named() -> None:
     with pytest.raises(ValueError, match="lr \\* tau"):
         pg.optim.NaturalPolicyGradient(lr=1.0, tau=1.0).run(pg.TabularSoftmax(5, 2), mdp, 3)
     assert opt.run(pg.TabularSoftmax(5, 2), mdp, 0).shape == (1,)
+    with pytest.raises(MemoryError, match="bytes|GiB|TiB"):
+        opt.run(pg.TabularSoftmax(5, 2), mdp, 2**62)

@@ -20,7 +20,7 @@ from ._mdp import FiniteMDP
 from ._obs_softmax import ObservationSoftmax
 from ._policy import SoftmaxPolicy, TabularSoftmax, pinned
 from ._sampling import Trajectories
-from ._validation import as_float, as_float_array, as_int, as_rcond, check_finite_result
+from ._validation import as_float, as_float_array, as_int, as_rcond, check_allocation, check_finite_result
 
 __all__ = [
     "Adam", "ArmijoLineSearch", "GradientAscent", "NaturalGradient", "NaturalPolicyGradient", "Optimizer",
@@ -895,6 +895,8 @@ class _ClosedForm(Optimizer):
         ValueError
             Sizes that do not match, gamma not below 1, ``lr * tau > 1 - gamma``, or a step
             beyond the float64 range (the message names the step; theta unchanged).
+        MemoryError
+            ``steps`` values larger than memory (the message states the bytes requested).
 
         Examples
         --------
@@ -914,6 +916,7 @@ class _ClosedForm(Optimizer):
             raise ValueError(f"the mdp has {mdp.n_states} states and {mdp.n_actions} actions, the policy has "
                              f"{pi.n_states} and {pi.n_actions}")
         n = as_int(steps, "steps", minimum=0)
+        check_allocation(8 * (n + 1), f"the values of {n} steps", "run fewer steps a call")
         gamma = self._gamma_of(mdp)
         if self.tau > 0.0 and self.lr * self.tau > 1.0 - gamma:
             raise ValueError(f"lr * tau must be at most 1 - gamma = {1.0 - gamma}, got {self.lr * self.tau}")
