@@ -131,6 +131,7 @@ but do not apply (``tol`` is the stationary search's tolerance in :func:`optimal
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
@@ -1503,30 +1504,45 @@ def soft_optimal(
         out: NDArray[np.float64] = (m + t * np.log(np.exp((Q - m[:, None]) / t).sum(axis=1))) * live
         return out
 
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
+        result = _soft_sweeps(q_of, v_of, mdp, objective, t, g, eps, sweeps)
+    for name, x in (("J", result.value), ("V", result.state_values), ("Q", result.action_values)):
+        check_finite_result(x, f"the soft-optimal values ({name})", _OVERFLOW + ", or rewards / tau do")
+    return result
+
+
+def _soft_sweeps(
+    q_of: Callable[[NDArray[np.float64]], NDArray[np.float64]],
+    v_of: Callable[[NDArray[np.float64]], NDArray[np.float64]],
+    mdp: FiniteMDP,
+    objective: str,
+    t: float,
+    g: float,
+    eps: float,
+    sweeps: int,
+) -> SoftOptimal:
+    """The backward recursion (finite horizon) or the iteration to ``eps`` (discounted) of
+    :func:`soft_optimal`, from the soft backups ``q_of`` and ``v_of``."""
+    S, H = mdp.n_states, mdp.horizon
     if objective == "finite_horizon":
-        Vs, Qs = np.zeros((H, S)), np.zeros((H, S, A))
+        Vs, Qs = np.zeros((H, S)), np.zeros((H, S, mdp.n_actions))
         V = np.zeros(S)
         for step in range(H - 1, -1, -1):
             Qs[step] = q_of(V)
             Vs[step] = V = v_of(Qs[step])
-        result = SoftOptimal("finite_horizon", float(mdp.mu0 @ V), Vs, Qs, t, g, H)
-    else:
-        V, it = np.zeros(S), 0
-        while True:
-            Q = q_of(V)
-            Vn = v_of(Q)
-            change = float(np.max(np.abs(Vn - V), initial=0.0))
-            V, it = Vn, it + 1
-            # a change of at most tol (relative) ends it; so does an overflow (NaN or inf: reported below)
-            if not change > eps * max(1.0, float(np.max(np.abs(V), initial=0.0))):
-                break
-            if it == sweeps:
-                raise ValueError(f"soft value iteration did not reach tol={eps:g} in max_iter={sweeps} sweeps (the "
-                                 f"change was {change:.3g}; it shrinks by about gamma = {g} per sweep): raise max_iter or tol")
-        result = SoftOptimal("discounted", float(mdp.mu0 @ V), V, Q, t, g, it)
-    for name, x in (("J", result.value), ("V", result.state_values), ("Q", result.action_values)):
-        check_finite_result(x, f"the soft-optimal values ({name})", _OVERFLOW + ", or rewards / tau do")
-    return result
+        return SoftOptimal("finite_horizon", float(mdp.mu0 @ V), Vs, Qs, t, g, H)
+    V, it = np.zeros(S), 0
+    while True:
+        Q = q_of(V)
+        Vn = v_of(Q)
+        change = float(np.max(np.abs(Vn - V), initial=0.0))
+        V, it = Vn, it + 1
+        # a change of at most tol (relative) ends it; so does an overflow (NaN or inf: reported by the caller)
+        if not change > eps * max(1.0, float(np.max(np.abs(V), initial=0.0))):
+            return SoftOptimal("discounted", float(mdp.mu0 @ V), V, Q, t, g, it)
+        if it == sweeps:
+            raise ValueError(f"soft value iteration did not reach tol={eps:g} in max_iter={sweeps} sweeps (the "
+                             f"change was {change:.3g}; it shrinks by about gamma = {g} per sweep): raise max_iter or tol")
 
 
 #: The largest ``n_params`` for which :func:`moments` forms the full covariance by default (its cost
