@@ -9,13 +9,12 @@ Bellman equation solved here in NumPy, and the documented errors.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
 import pytest
 from helpers import random_mdp, random_softmax
-from test_exact import _case_mdp, _dense
+from test_exact import _case_mdp, _dense, _fd_gradient
 from test_interrupts import assert_interrupts, sparse_mdp
 
 import pgfast as pg
@@ -31,26 +30,6 @@ def _policy(kind: str, mdp: pg.FiniteMDP, rng: np.random.Generator) -> pg.Softma
         net.theta = net.theta + 0.5 * rng.normal(size=net.theta.shape)
         return net
     return random_softmax(kind, mdp, rng)
-
-
-def _at(pi: pg.SoftmaxPolicy, theta: np.ndarray) -> pg.SoftmaxPolicy:
-    out = copy.deepcopy(pi)
-    out.theta = theta
-    return out
-
-
-def _fd(mdp: pg.FiniteMDP, pi: pg.SoftmaxPolicy, objective: str, reg: Any, h: float = 1e-5) -> np.ndarray:
-    """Central differences of the exact regularised J (dense solves) in every coordinate of theta."""
-    theta = np.array(pi.theta, dtype=np.float64)
-    fd = np.zeros_like(theta)
-    for i in np.ndindex(theta.shape):
-        tp, tm = theta.copy(), theta.copy()
-        tp[i] += h
-        tm[i] -= h
-        jp = pg.exact.evaluate(mdp, _at(pi, tp), objective, method="dense", regularizer=reg).J
-        jm = pg.exact.evaluate(mdp, _at(pi, tm), objective, method="dense", regularizer=reg).J
-        fd[i] = (jp - jm) / (2 * h)
-    return fd
 
 
 def _entropy(probs: np.ndarray) -> np.ndarray:
@@ -79,7 +58,7 @@ def test_regularized_gradient_matches_central_differences(
     np.testing.assert_array_equal(pi.theta, theta0)
     np.testing.assert_array_equal(g, pg.exact.gradient(mdp, pi, objective, method="dense", regularizer=reg))
     assert ev.regularizer == reg and ev.value == pg.exact.evaluate(mdp, pi, objective, method="dense", regularizer=reg).value
-    fd = _fd(mdp, pi, objective, reg)
+    fd = _fd_gradient(mdp, pi, objective, regularizer=reg)
     nfd = float(np.linalg.norm(fd))
     assert nfd > 1e-2
     err = float(np.linalg.norm(g - fd))

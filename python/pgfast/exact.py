@@ -1488,14 +1488,20 @@ def soft_optimal(
     r = mdp.R * live[:, None]
     filled = np.diff(indptr) > 0
     starts = indptr[:-1][filled]
+    every = bool(filled.all())
+    succ = nxt.astype(np.intp)  # NumPy converts an int32 index on every gather
+    x = np.empty(len(prob))
 
     def q_of(V: NDArray[np.float64]) -> NDArray[np.float64]:
         """r(s,a) + gamma sum_s' P alive V(s'), (S, A); CSR rows summed by reduceat (over the
         rows with transitions: the rows of terminal states may be empty)."""
-        x = w * V[nxt]
-        ev = np.zeros(S * A)
-        if starts.size:
-            ev[filled] = np.add.reduceat(x, starts)
+        np.multiply(w, V.take(succ), out=x)
+        if every:
+            ev = np.add.reduceat(x, starts)
+        else:
+            ev = np.zeros(S * A)
+            if starts.size:
+                ev[filled] = np.add.reduceat(x, starts)
         return r + g * ev.reshape(S, A)
 
     def v_of(Q: NDArray[np.float64]) -> NDArray[np.float64]:
