@@ -686,6 +686,7 @@ def gradient(
     policy = cast(SoftmaxPolicy, pinned(policy))  # the probabilities and the logit map from one theta
     _, obj, g, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=return_evaluation, gradient=True)
     grad = policy._logit_vjp(_computed(out.logit_grad))
+    grad = policy._exact_gradient(grad, _computed(out.prob_grad))  # DirectPolicy: the entries where pi = 0
     check_finite_result(grad, "the exact policy gradient", "dJ/dz times the policy's logit Jacobian (features or weights too large)")
     if not return_evaluation:
         return grad
@@ -1213,10 +1214,14 @@ def _score_rows(policy: SoftmaxPolicy, probs: NDArray[np.float64]) -> tuple[NDAr
     """The scores :math:`\\nabla_\\theta\\log\\pi(a|s)` as CSR rows s * A + a (tabular: the A
     entries of the row's state; otherwise the nonzero entries of the dense scores)."""
     S, A = probs.shape
-    if type(policy) is TabularSoftmax:
+    scale = policy._logit_scale()  # escort and direct policies: the tabular rows times dz/dtheta
+    if type(policy) is TabularSoftmax or scale is not None:
         indptr = np.arange(0, S * A * A + 1, A, dtype=np.int64)
         index = np.repeat(np.arange(S * A, dtype=np.int32).reshape(S, 1, A), A, axis=1).ravel()
-        value = (np.eye(A)[None, :, :] - probs[:, None, :]).ravel()
+        rows = np.eye(A)[None, :, :] - probs[:, None, :]
+        if scale is not None:
+            rows = rows * scale[:, None, :]
+        value = rows.ravel()
         return indptr, np.ascontiguousarray(index), np.ascontiguousarray(value)
     n = policy.n_params
     check_allocation(8 * S * A * n, f"the score rows ({S * A} x {n})", "use a smaller policy")
