@@ -133,7 +133,9 @@ class SoftmaxPolicy:
     read-only.
 
     The concrete policies are :class:`TabularSoftmax`, :class:`LinearSoftmax` and
-    :class:`MLPSoftmax` (see :doc:`/theory`, "Softmax policies and their scores"); this class
+    :class:`MLPSoftmax` (see :doc:`/theory`, "Softmax policies and their scores"), and
+    :class:`pgfast.EscortPolicy` and :class:`pgfast.DirectPolicy` (softmax policies of the logits
+    :math:`p\\log|\\theta|`; see :doc:`/theory`, "Escort and direct parameterisations"); this class
     holds what they share and is not instantiated itself.
 
     Examples
@@ -480,7 +482,8 @@ class SoftmaxPolicy:
         r"""The exact gradient from ``grad``, its logit form mapped by :meth:`_logit_vjp`, and
         ``prob_grad`` (S, A), the same gradient in the coordinates of the probability table, centred
         in each state (:math:`\partial J/\partial z = \pi \odot` ``prob_grad``): ``grad`` for every
-        policy whose logits carry the whole gradient."""
+        policy whose logits carry the whole gradient (a DirectPolicy takes the entries of its
+        zero probabilities from ``prob_grad``)."""
         return grad
 
     def _missing_hook(self, hook: str, needed_by: str) -> TypeError:

@@ -333,8 +333,9 @@ class DirectPolicy(_TablePolicy):
         return lp
 
     def _exact_gradient(self, grad: NDArray[np.float64], prob_grad: NDArray[np.float64]) -> NDArray[np.float64]:
-        # d/dtheta J(theta / rowsum) = prob_grad / rowsum: defined where theta = 0 too, where the
-        # logit form (dJ/dz / theta) is 0 / 0
+        # d/dtheta J(theta / rowsum) = prob_grad / rowsum where theta = 0, where the logit form
+        # (dJ/dz / theta, exact elsewhere, terms added to dJ/dz included) is 0 / 0
         theta = self._snapshot().theta
-        out: NDArray[np.float64] = np.asarray(prob_grad, dtype=np.float64) / theta.sum(axis=1, keepdims=True)
+        edge = np.asarray(prob_grad, dtype=np.float64) / theta.sum(axis=1, keepdims=True)
+        out: NDArray[np.float64] = np.where(theta > 0.0, grad, edge)
         return out
