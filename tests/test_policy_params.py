@@ -75,7 +75,7 @@ def _central_differences(theta: np.ndarray, J: Any, h: float) -> np.ndarray:
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)
-@pytest.mark.parametrize("p", [1.5, 2.0, 3.0])
+@pytest.mark.parametrize("p", [1.0, 1.5, 2.0, 3.0])
 def test_escort_gradient_matches_central_differences(objective: str, p: float) -> None:
     # Central differences with h = 1e-5: truncation h^2 |J'''| / 6 and rounding eps |J| / h are
     # both below 1e-9 here (|theta| >= 0.5 away from the zero entry, where |theta|^p is even and
@@ -87,7 +87,7 @@ def test_escort_gradient_matches_central_differences(objective: str, p: float) -
     g = pg.exact.gradient(mdp, pi, objective, method="dense")
     fd = _central_differences(theta, lambda t: _J(mdp, pg.EscortPolicy(*t.shape, p=p, theta=t), objective), 1e-5)
     assert np.linalg.norm(fd) > 1e-2
-    assert g[0, 1] == 0.0  # theta = 0: the p > 1 limit
+    assert g[0, 1] == 0.0  # theta = 0: the p > 1 limit (p = 1: |theta| is even, the central difference 0)
     np.testing.assert_allclose(g, fd, rtol=0, atol=1e-6 * np.linalg.norm(fd))
     # the sign of theta does not change pi; the gradient changes sign with it
     np.testing.assert_array_equal(pg.EscortPolicy(*theta.shape, p=p, theta=-theta).probs(), pi.probs())
