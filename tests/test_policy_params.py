@@ -581,3 +581,21 @@ def test_bad_inputs() -> None:
     mdp2 = _mdp(1, "average_reward", S=2, A=2)
     with pytest.raises(ValueError, match="exact policy gradient"):
         pg.exact.gradient(mdp2, tiny)
+
+
+def test_a_subclass_with_logits_of_its_own_uses_them() -> None:
+    # the inherited tables and hooks describe p log|theta|, not these logits: the tables come from
+    # logits(), and what needs a hook of the class raises a TypeError naming it
+    class Flat(pg.DirectPolicy):
+        def logits(self) -> np.ndarray:
+            return np.zeros((self.n_states, self.n_actions))
+
+    pi = Flat(2, 3, theta=[[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]])
+    np.testing.assert_allclose(pi.probs(), 1 / 3)
+    np.testing.assert_allclose(pi.log_probs(), np.log(1 / 3))
+    mdp = _mdp(9, "average_reward", S=2, A=3)
+    assert np.isfinite(pg.exact.evaluate(mdp, pi).J)
+    with pytest.raises(TypeError, match="_logit_vjp"):
+        pg.exact.gradient(mdp, pi)
+    with pytest.raises(TypeError, match="_kernel_tables"):
+        pg.policy_gradient(pi, mdp=mdp, n=10, seed=0)

@@ -54,6 +54,8 @@ class _TablePolicy(SoftmaxPolicy):
 
     def log_probs(self) -> NDArray[np.float64]:
         # -inf where the probability is 0 (theta = 0): the logits are -inf there
+        if not self._caches_probs:  # a subclass with logits() of its own
+            return super().log_probs()
         return self._log_probs_at(self._snapshot().theta)
 
     def _log_probs_at(self, theta: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -1331,7 +1331,9 @@ def moments(
     score): O(H nnz(P) n_params) time and O(S n_params) memory for the variances,
     O(H nnz(P) n_params^2) time and O(S n_params^2) memory for the full covariance. Any softmax
     policy works through its score rows :math:`\nabla_\theta\log\pi(a|s)` (tabular: A entries
-    per row; linear and :class:`pgfast.MLPSoftmax`: ``policy.grad_log_prob`` of every pair).
+    per row, times :math:`\partial z/\partial\theta` for :class:`pgfast.EscortPolicy` and
+    :class:`pgfast.DirectPolicy`; linear and :class:`pgfast.MLPSoftmax`: ``policy.grad_log_prob``
+    of every pair).
 
     ``objective="discounted"`` (:math:`\gamma < 1`, reward-to-go weights) is the estimator
     :math:`\sum_{t \ge 0} \gamma^t \psi_t (G_t - b(s_t))` of infinite episodes (ended only by
