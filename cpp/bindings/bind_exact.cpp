@@ -127,7 +127,8 @@ void bind_exact(py::module_ m) {
 
   py::class_<EvaluationResult>(m, "Evaluation",
                                "An exact evaluation: J and the tables V, Q, A (finite horizon only), d, visitation, "
-                               "logit_grad (dJ/dz), fisher_w (the Fisher information's state weighting); None when "
+                               "logit_grad (dJ/dz), prob_grad (dJ/dpi centred per state: logit_grad = pi * prob_grad), "
+                               "fisher_w (the Fisher information's state weighting); None when "
                                "not computed.")
       .def_property_readonly("J", [](const EvaluationResult& r) { return r.ev.J; })
       .def_property_readonly("V", [](const py::object& self) {
@@ -153,6 +154,10 @@ void bind_exact(py::module_ m) {
       .def_property_readonly("logit_grad", [](const py::object& self) {
         const auto& r = self.cast<const EvaluationResult&>();
         return table_view(self, r.ev.logit_grad, {r.S, r.A});
+      })
+      .def_property_readonly("prob_grad", [](const py::object& self) {
+        const auto& r = self.cast<const EvaluationResult&>();
+        return table_view(self, r.ev.prob_grad, {r.S, r.A});
       })
       .def_property_readonly("fisher_w", [](const py::object& self) {
         const auto& r = self.cast<const EvaluationResult&>();

@@ -39,6 +39,7 @@ from ._partials import (
     shard_ranges,
 )
 from ._policy import LinearSoftmax, SoftmaxPolicy, TabularSoftmax
+from ._policy_params import DirectPolicy, EscortPolicy
 from ._regularizers import Entropy, LogBarrier
 from ._rollout import rollout
 from ._sampling import PAD_INDEX, Trajectories
@@ -56,7 +57,9 @@ __all__ = [
     "PAD_INDEX",
     "AuditReport",
     "ContinuousTrajectories",
+    "DirectPolicy",
     "Entropy",
+    "EscortPolicy",
     "FiniteMDP",
     "GradientPartial",
     "History",

@@ -211,7 +211,10 @@ def gradient_result(
     ess: float | None = None,
     n_steps: int = 0,
     with_stderr: bool = True,
+    scale: NDArray[np.float64] | None = None,
 ) -> PolicyGradient:
+    if scale is not None:
+        sums, sumsq, rows = to_theta(scale, sums, sumsq, rows)
     mean = sums / n
     if n > 1:
         with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
@@ -233,6 +236,18 @@ def gradient_result(
         check_finite_result(vse, "the value's standard error", _OVERFLOW)
     shape = policy.theta.shape
     return PolicyGradient(mean.reshape(shape), se.reshape(shape), n, rs / n, vse, rows, ess, n_steps)
+
+
+def to_theta(
+    scale: NDArray[np.float64], sums: NDArray[np.float64], sumsq: NDArray[np.float64], rows: NDArray[np.float64] | None
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None]:
+    """The kernels' sums of per-trajectory logit gradients, of their squares and the rows (N,
+    S A), mapped to theta by a policy's elementwise dz/dtheta (``KernelTables.scale``): times
+    ``scale``, ``scale**2`` and ``scale``. Applied once to the totals, so that sums merged from
+    shards stay the same bits."""
+    c = scale.ravel()
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported by gradient_result
+        return sums * c, sumsq * (c * c), None if rows is None else rows * c
 
 
 class ValueBaseline:
@@ -717,6 +732,8 @@ def score(
     sums, _, rows, _, _ = score_sums(
         traj, tables, "explicit", w, traj.mdp.gamma, "none", None, per_trajectory, as_threads(threads), sumsq=False
     )
+    if tables.scale is not None:
+        sums, _, rows = to_theta(tables.scale, sums, sums, rows)
     grad = (sums / traj.n).reshape(policy.theta.shape)
     check_finite_result(grad, "the weighted score", "weights times scores exceed the float64 range")
     if per_trajectory:
@@ -920,7 +937,8 @@ def policy_gradient(
         g, bkind, table = fused_baseline(policy, mdp, baseline, gamma, kind)
         spec = estimator_spec(tables, kind, None, g, bkind, table, nthreads)
         sums, sumsq, rs, rq, steps = _core.estimators.fused_gradient(spec, mdp._mdp, nn, as_seed(seed), with_se)
-        return gradient_result(policy, nn, sums, sumsq, rs, rq, n_steps=int(steps), with_stderr=with_se)
+        return gradient_result(policy, nn, sums, sumsq, rs, rq, n_steps=int(steps), with_stderr=with_se,
+                               scale=tables.scale)
     if mdp is not None or n is not None or seed is not None:
         raise ValueError("pass either a batch traj or mdp=, n=, seed= (fused), not both")
     check_traj(traj, policy)
@@ -941,7 +959,8 @@ def policy_gradient(
         return gradient_result(policy, traj.n, sums, sumsq, rs, rq, rows, n_steps=traj.n_steps, with_stderr=with_se)
     if bkind != "cross":
         sums, sumsq, rows, rs, rq = score_sums(traj, tables, kind, None, g, bkind, table, per_trajectory, nthreads, with_se)
-        return gradient_result(policy, traj.n, sums, sumsq, rs, rq, rows, n_steps=traj.n_steps, with_stderr=with_se)
+        return gradient_result(policy, traj.n, sums, sumsq, rs, rq, rows, n_steps=traj.n_steps, with_stderr=with_se,
+                               scale=tables.scale)
     # Cross-fitting: halves (even / odd trajectories), each weighted by a baseline fitted on the other.
     if traj.n < 2:
         raise ValueError("cross-fitting a ValueBaseline needs at least 2 trajectories")
@@ -964,7 +983,8 @@ def policy_gradient(
         rq += rq_k
         if rows_all is not None and rows_k is not None:
             rows_all[idx[k]] = rows_k
-    return gradient_result(policy, traj.n, sums, sumsq, rs, rq, rows_all, n_steps=traj.n_steps, with_stderr=with_se)
+    return gradient_result(policy, traj.n, sums, sumsq, rs, rq, rows_all, n_steps=traj.n_steps, with_stderr=with_se,
+                           scale=tables.scale)
 
 
 _P = ParamSpec("_P")

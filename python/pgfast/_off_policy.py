@@ -263,7 +263,7 @@ def off_policy_gradient(
     with np.errstate(over="ignore"):  # an overflow is reported by gradient_result
         vsq = float((value * value).sum())
     return gradient_result(target, traj.n, sums, sumsq, float(value.sum()), vsq, rows, ess,
-                   n_steps=traj.n_steps)
+                   n_steps=traj.n_steps, scale=tables.scale)
 
 
 @dataclass(frozen=True)

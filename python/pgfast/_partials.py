@@ -313,7 +313,9 @@ def _checked_nodes(nodes: Any, what: str, arrays: int) -> list[tuple[Any, ...]]:
 
 def _policy_digest(policy: SoftmaxPolicy, tables: Any) -> str:
     net_theta = policy.theta if tables.net is not None else None
-    return array_digest(np.frombuffer(type(policy).__name__.encode(), np.uint8), tables.probs, tables.features, net_theta)
+    scale = () if tables.scale is None else (tables.scale,)  # escort and direct policies: dz/dtheta too
+    return array_digest(np.frombuffer(type(policy).__name__.encode(), np.uint8), tables.probs, tables.features, net_theta,
+                        *scale)
 
 
 def partial_gradient(
@@ -484,4 +486,5 @@ def merge_partials(policy: SoftmaxPolicy, partials: Iterable[GradientPartial]) -
             step_tables.append(p.step_tables)
     sums, sumsq, rs, rq, steps = _core.estimators.merge_partials(spec, nodes, blocks, with_se, step_tables,
                                                                  int(opts.get("exponent", 0)))
-    return gradient_result(policy, first.n, sums, sumsq, rs, rq, n_steps=int(steps), with_stderr=with_se)
+    return gradient_result(policy, first.n, sums, sumsq, rs, rq, n_steps=int(steps), with_stderr=with_se,
+                           scale=tables.scale)

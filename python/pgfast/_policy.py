@@ -103,6 +103,11 @@ class KernelTables(NamedTuple):
     probs: NDArray[np.float64]  # (S, A), C-contiguous
     features: NDArray[np.float64] | None  # (S, A, p) of a linear policy, else None
     net: Any  # the MLP forward pass at the theta of probs, else None
+    # (S, A) dz(s,a)/dtheta(s,a) of a policy whose logits are an elementwise function of an (S, A)
+    # theta (EscortPolicy, DirectPolicy): the kernels then work as for a tabular policy and their
+    # sums are mapped to theta by this factor (per-trajectory gradients and sums times scale, sums
+    # of squares times scale**2); None otherwise
+    scale: NDArray[np.float64] | None = None
 
 
 
@@ -128,7 +133,9 @@ class SoftmaxPolicy:
     read-only.
 
     The concrete policies are :class:`TabularSoftmax`, :class:`LinearSoftmax` and
-    :class:`MLPSoftmax` (see :doc:`/theory`, "Softmax policies and their scores"); this class
+    :class:`MLPSoftmax` (see :doc:`/theory`, "Softmax policies and their scores"), and
+    :class:`pgfast.EscortPolicy` and :class:`pgfast.DirectPolicy` (softmax policies of the logits
+    :math:`p\\log|\\theta|`; see :doc:`/theory`, "Escort and direct parameterisations"); this class
     holds what they share and is not instantiated itself.
 
     Examples
@@ -172,7 +179,8 @@ class SoftmaxPolicy:
         # a TypeError naming the hook, or work through the class's own _logit_vjp and _fisher)
         if "logits" in cls.__dict__ and "_logits_and_net" not in cls.__dict__:
             cls._caches_probs = False
-            for hook in ("_kernel_tables", "_logit_vjp", "_fisher", "_natural", "grad_log_prob"):
+            for hook in ("_kernel_tables", "_logit_vjp", "_fisher", "_natural", "grad_log_prob", "_exact_gradient",
+                         "_logit_scale"):
                 if hook not in cls.__dict__:
                     setattr(cls, hook, getattr(SoftmaxPolicy, hook))
 
@@ -201,6 +209,7 @@ class SoftmaxPolicy:
             if arr.shape != self._theta.shape:
                 raise ValueError(f"theta must have shape {self._theta.shape}, got {arr.shape}")
             require_finite(arr, "theta")
+            self._check_theta(arr)
         except ValueError:
             last = self._theta_accepted
             if last is not None and np.shares_memory(arr, self._theta):
@@ -461,6 +470,22 @@ class SoftmaxPolicy:
         r""":math:`\sum_s w(s) \sum_a \pi(a|s)\, \psi\psi^\top`, :math:`\psi = \nabla_\theta\log\pi(a|s)`."""
         raise self._missing_hook("_fisher", "the Fisher information")
 
+    def _logit_scale(self) -> NDArray[np.float64] | None:
+        """(S, A) dz(s,a)/dtheta(s,a) for a policy whose logits are an elementwise function of an
+        (S, A) theta (as ``KernelTables.scale``), None for the others."""
+        return None
+
+    def _check_theta(self, theta: NDArray[np.float64]) -> None:
+        """ValueError for a value of theta (of the right shape, finite) outside the policy's domain."""
+
+    def _exact_gradient(self, grad: NDArray[np.float64], prob_grad: NDArray[np.float64]) -> NDArray[np.float64]:
+        r"""The exact gradient from ``grad``, its logit form mapped by :meth:`_logit_vjp`, and
+        ``prob_grad`` (S, A), the same gradient in the coordinates of the probability table, centred
+        in each state (:math:`\partial J/\partial z = \pi \odot` ``prob_grad``): ``grad`` for every
+        policy whose logits carry the whole gradient (a DirectPolicy takes the entries of its
+        zero probabilities from ``prob_grad``)."""
+        return grad
+
     def _missing_hook(self, hook: str, needed_by: str) -> TypeError:
         return TypeError(
             f"{type(self).__name__} does not implement {hook}() for its logits(), which {needed_by} need of a "
@@ -516,8 +541,7 @@ class SoftmaxPolicy:
             if same:
                 return c
         th = self._theta_copy()
-        z, net = self._logits_and_net(th)
-        p = np.ascontiguousarray(_core.policy.softmax(z)[0])
+        p, net = self._probs_and_net(th)
         p.setflags(write=False)
         c = Snapshot(th, p, net)
         self._probs_cache = c
@@ -526,6 +550,12 @@ class SoftmaxPolicy:
     def _logits_and_net(self, theta: NDArray[np.float64]) -> tuple[NDArray[np.float64], Any]:
         """Logits (S, A) at ``theta`` (a copy the caller owns), and the MLP forward pass or None."""
         raise NotImplementedError
+
+    def _probs_and_net(self, theta: NDArray[np.float64]) -> tuple[NDArray[np.float64], Any]:
+        """The probability table (S, A, a new C-contiguous array) at ``theta`` and the MLP
+        forward pass or None: the softmax of :meth:`_logits_and_net`'s logits."""
+        z, net = self._logits_and_net(theta)
+        return np.ascontiguousarray(_core.policy.softmax(z)[0]), net
 
     def _logits_at(self, snap: Snapshot) -> NDArray[np.float64]:
         """The logits of a snapshot (recomputed from its theta, or the MLP's stored pass)."""

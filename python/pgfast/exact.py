@@ -617,7 +617,7 @@ def evaluate(
         as_threads(threads)
         return _lqr_exact.evaluate(mdp, policy, _lqr_objective(objective), gamma)
     if _active(reg):
-        ev, _ = _regularized(mdp, policy, cast(Regularizer, reg), objective, gamma, method, tol, threads,
+        ev, _, _ = _regularized(mdp, policy, cast(Regularizer, reg), objective, gamma, method, tol, threads,
                              values=True, gradient=False)
         return _computed_evaluation(ev)
     _, obj, g, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=True)
@@ -661,9 +661,10 @@ def _regularized(
     *,
     values: bool,
     gradient: bool,
-) -> tuple[Evaluation | None, NDArray[np.float64] | None]:
-    """(the evaluation, dJ_reg/dz) of a regularised objective, each when asked for: the entropy
-    through the soft-reward MDP, the log-barrier added to J and to the logit gradient."""
+) -> tuple[Evaluation | None, NDArray[np.float64] | None, NDArray[np.float64] | None]:
+    """(the evaluation, dJ_reg/dz, dJ_reg/dpi) of a regularised objective, each when asked for: the
+    entropy through the soft-reward MDP, the log-barrier added to J and to the logit gradient (it
+    needs every probability > 0, so the probability-table gradient, used where pi = 0, is J's)."""
     policy = pinned(policy)  # the soft reward and the evaluation from one theta
     probs = _check(mdp, policy)
     obj = _objective(objective)
@@ -677,19 +678,20 @@ def _regularized(
                              f"(and {len(zero) - 1} more zeros): the log-barrier objective is -inf there")
         target = mdp
     _, obj, g, out = _run(target, policy, obj, gamma, method, tol, threads, values=values, gradient=gradient)
-    logit_grad = None
+    logit_grad = prob_grad = None
     if gradient:
         logit_grad = _computed(out.logit_grad)
+        prob_grad = out.prob_grad
         if isinstance(reg, LogBarrier):
             logit_grad = logit_grad + barrier_logit_grad(probs, reg.lam)
     if not values:
-        return None, logit_grad
+        return None, logit_grad, prob_grad
     ev = _evaluation(obj, g, out, reg)
     if isinstance(reg, LogBarrier):
-        return dataclasses.replace(ev, value=ev.value + barrier_value(probs, reg.lam)), logit_grad
+        return dataclasses.replace(ev, value=ev.value + barrier_value(probs, reg.lam)), logit_grad, prob_grad
     # The soft Q of the first action without its own bonus -tau log pi(a|s) (live states; 0 log 0 = 0).
     bonus = soft_reward_table(probs, reg.tau) * ~mdp.terminal[:, None]
-    return dataclasses.replace(ev, action_values=ev.action_values - bonus), logit_grad
+    return dataclasses.replace(ev, action_values=ev.action_values - bonus), logit_grad, prob_grad
 
 
 @overload
@@ -834,13 +836,14 @@ def gradient(
         return (lqr_ev.grad, lqr_ev) if return_evaluation else lqr_ev.grad
     policy = cast(SoftmaxPolicy, pinned(policy))  # the probabilities and the logit map from one theta
     if _active(reg):
-        ev, logit_grad = _regularized(mdp, policy, cast(Regularizer, reg), objective, gamma, method, tol, threads,
-                                      values=return_evaluation, gradient=True)
+        ev, logit_grad, prob_grad = _regularized(mdp, policy, cast(Regularizer, reg), objective, gamma, method, tol,
+                                                 threads, values=return_evaluation, gradient=True)
     else:
         _, obj, g, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=return_evaluation, gradient=True)
-        logit_grad = out.logit_grad
+        logit_grad, prob_grad = out.logit_grad, out.prob_grad
         ev = _evaluation(obj, g, out, reg) if return_evaluation else None
     grad = policy._logit_vjp(_computed(logit_grad))
+    grad = policy._exact_gradient(grad, _computed(prob_grad))  # DirectPolicy: the entries where pi = 0
     check_finite_result(grad, "the exact policy gradient", "dJ/dz times the policy's logit Jacobian (features or weights too large)")
     if not return_evaluation:
         return grad
@@ -1602,10 +1605,14 @@ def _score_rows(policy: SoftmaxPolicy, probs: NDArray[np.float64]) -> tuple[NDAr
     """The scores :math:`\\nabla_\\theta\\log\\pi(a|s)` as CSR rows s * A + a (tabular: the A
     entries of the row's state; otherwise the nonzero entries of the dense scores)."""
     S, A = probs.shape
-    if type(policy) is TabularSoftmax:
+    scale = policy._logit_scale()  # escort and direct policies: the tabular rows times dz/dtheta
+    if type(policy) is TabularSoftmax or scale is not None:
         indptr = np.arange(0, S * A * A + 1, A, dtype=np.int64)
         index = np.repeat(np.arange(S * A, dtype=np.int32).reshape(S, 1, A), A, axis=1).ravel()
-        value = (np.eye(A)[None, :, :] - probs[:, None, :]).ravel()
+        rows = np.eye(A)[None, :, :] - probs[:, None, :]
+        if scale is not None:
+            rows = rows * scale[:, None, :]
+        value = rows.ravel()
         return indptr, np.ascontiguousarray(index), np.ascontiguousarray(value)
     n = policy.n_params
     check_allocation(8 * S * A * n, f"the score rows ({S * A} x {n})", "use a smaller policy")
@@ -1715,7 +1722,9 @@ def moments(
     score): O(H nnz(P) n_params) time and O(S n_params) memory for the variances,
     O(H nnz(P) n_params^2) time and O(S n_params^2) memory for the full covariance. Any softmax
     policy works through its score rows :math:`\nabla_\theta\log\pi(a|s)` (tabular: A entries
-    per row; linear and :class:`pgfast.MLPSoftmax`: ``policy.grad_log_prob`` of every pair).
+    per row, times :math:`\partial z/\partial\theta` for :class:`pgfast.EscortPolicy` and
+    :class:`pgfast.DirectPolicy`; linear and :class:`pgfast.MLPSoftmax`: ``policy.grad_log_prob``
+    of every pair).
 
     ``objective="discounted"`` (:math:`\gamma < 1`, reward-to-go weights) is the estimator
     :math:`\sum_{t \ge 0} \gamma^t \psi_t (G_t - b(s_t))` of infinite episodes (ended only by

@@ -1,7 +1,10 @@
 r"""Optimizers for policy gradient *ascent*: :math:`\theta \leftarrow \theta + \eta_t\, d_t` (see :doc:`/theory`, "Gradient ascent").
 
 Each optimizer updates ``policy.theta`` in place from a gradient estimate (or the exact
-gradient) and keeps its state in ``state_dict()`` for saving and resuming.
+gradient) and keeps its state in ``state_dict()`` for saving and resuming. On a
+:class:`pgfast.DirectPolicy` each one projects ``theta + step`` onto the probability simplex, row
+by row (:func:`project_simplex`): projected gradient ascent (see :doc:`/theory`, "Escort and direct
+parameterisations").
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from ._gaussian import LinearGaussian
 from ._mdp import FiniteMDP
 from ._obs_softmax import ObservationSoftmax
 from ._policy import SoftmaxPolicy, TabularSoftmax, pinned
+from ._policy_params import DirectPolicy
 from ._sampling import Trajectories
 from ._validation import as_float, as_float_array, as_int, as_rcond, check_allocation, check_finite_result
 
@@ -49,9 +53,18 @@ def _grad(policy: SoftmaxPolicy, grad: ArrayLike) -> NDArray[np.float64]:
     return g
 
 
+def _retract(policy: Any, theta: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``theta`` mapped into the policy's domain: each row projected onto the probability simplex
+    for a :class:`pgfast.DirectPolicy` (projected gradient ascent), ``theta`` itself otherwise."""
+    if isinstance(policy, DirectPolicy):
+        return project_simplex(theta)
+    return theta
+
+
 def _apply(policy: SoftmaxPolicy, d: NDArray[np.float64]) -> NDArray[np.float64]:
     """policy.theta + d, set through the checked setter: a step that overflows theta (inf) or is
-    NaN raises and leaves theta as it was."""
+    NaN raises and leaves theta as it was. A DirectPolicy takes the projection of theta + d onto
+    the simplex (:func:`_retract`); the step returned is then the one taken."""
     with np.errstate(over="ignore", invalid="ignore"):  # reported below, naming the step
         new = policy.theta + d
     if not np.all(np.isfinite(new)):
@@ -59,6 +72,11 @@ def _apply(policy: SoftmaxPolicy, d: NDArray[np.float64]) -> NDArray[np.float64]
             "the update overflowed: theta + step is not finite (the step is the learning rate times "
             "a gradient beyond the float64 range); lower lr or scale the rewards"
         )
+    projected = _retract(policy, new)
+    if projected is not new:
+        taken: NDArray[np.float64] = projected - policy.theta
+        policy.theta = projected
+        return taken
     policy.theta = new
     return d
 
@@ -241,7 +259,9 @@ class GradientAscent(Optimizer):
     ``schedule``: ``"constant"`` (:math:`\eta_t = \text{lr}`), ``"inv_sqrt"``
     (:math:`\eta_t = \text{lr}/\sqrt t`, t = 1, 2, ...: the step sizes of the convergence result
     of stochastic gradient ascent, see :doc:`/theory`, "Gradient ascent"), or a callable
-    ``t -> factor`` (:math:`\eta_t = \text{lr} \cdot f(t)`).
+    ``t -> factor`` (:math:`\eta_t = \text{lr} \cdot f(t)`). On a :class:`pgfast.DirectPolicy`:
+    :math:`\theta_t = \text{proj}_\Delta(\theta_{t-1} + \eta_t \hat g_t)` row by row (projected
+    gradient ascent), and ``step`` returns the step taken.
 
     Parameters
     ----------
@@ -764,7 +784,7 @@ def _soft_action_values(mdp: FiniteMDP, probs: NDArray[np.float64], gamma: float
     return np.asarray(Q)
 
 
-def _sampled_advantages(traj: Any, policy: TabularSoftmax, gamma: float, tau: float) -> NDArray[np.float64]:
+def _sampled_advantages(traj: Any, policy: SoftmaxPolicy, gamma: float, tau: float) -> NDArray[np.float64]:
     """Every-visit Monte Carlo estimate (S, A) of the (entropy-regularised) advantages from a batch:
     the mean discounted return-to-go after each visit of (s, a), minus the mean after each visit
     of s; 0 for pairs the batch never visits."""
@@ -822,7 +842,7 @@ class _ClosedForm(Optimizer):
                              f"(pass gamma= to {type(self).__name__})")
         return float(g)
 
-    def _advantages(self, policy: TabularSoftmax, **context: Any) -> NDArray[np.float64]:
+    def _advantages(self, policy: SoftmaxPolicy, **context: Any) -> NDArray[np.float64]:
         """The advantages (S, A) a step uses: exact from ``mdp=``, estimated from ``traj=``, or
         the array ``advantages=``; with ``tau > 0`` the entropy-regularised ones (per-state
         constants do not change the step). ``ValueError`` unless exactly one is given."""
@@ -834,7 +854,8 @@ class _ClosedForm(Optimizer):
         if len(given) != 1:
             raise ValueError(f"{kind}.step needs exactly one of mdp= (exact advantages), traj= (sampled) or "
                              f"advantages=, got {', '.join(given) if given else 'none'}")
-        policy = _tabular(policy, kind)
+        if not isinstance(policy, DirectPolicy):  # PolicyMirrorDescent also updates a DirectPolicy
+            policy = _tabular(policy, kind)
         if "advantages" in given:
             adv = as_float_array(context["advantages"], "advantages")
             if adv.shape != policy.theta.shape:
@@ -1134,6 +1155,11 @@ class PolicyMirrorDescent(_ClosedForm):
     ``traj=`` (sampled) or ``advantages=``, as for :class:`NaturalPolicyGradient`; ``grad`` is
     checked for its shape but not used.
 
+    A :class:`pgfast.DirectPolicy` (``theta`` is :math:`\pi`) is updated in its own coordinates:
+    ``"euclidean"`` sets :math:`\theta \leftarrow \text{proj}_\Delta(\theta + \eta_t A_t)` row by
+    row (projected Q-ascent; no logits involved, so probabilities of 0 are exact), ``"kl"`` sets
+    :math:`\theta \leftarrow \theta\exp(\eta_t A_t)` normalised (a probability of 0 stays 0).
+
     Parameters
     ----------
     lr : float > 0
@@ -1164,7 +1190,8 @@ class PolicyMirrorDescent(_ClosedForm):
     ValueError
         Bad hyperparameters; from ``step``, as :class:`NaturalPolicyGradient`.
     TypeError
-        A policy other than :class:`pgfast.TabularSoftmax`, or an unknown context keyword.
+        A policy other than :class:`pgfast.TabularSoftmax` and :class:`pgfast.DirectPolicy`, or
+        an unknown context keyword.
 
     Examples
     --------
@@ -1177,6 +1204,13 @@ class PolicyMirrorDescent(_ClosedForm):
     >>> opt = pg.optim.PolicyMirrorDescent(lr=1.0, mirror="euclidean")
     >>> _ = opt.step(pi, np.zeros((2, 2)), mdp=mdp)
     >>> pi.probs()[0].round(6)
+    array([0.166667, 0.833333])
+
+    The same step on a direct policy, whose theta is the table of probabilities:
+
+    >>> direct = pg.DirectPolicy(2, 2)
+    >>> _ = pg.optim.PolicyMirrorDescent(lr=1.0, mirror="euclidean").step(direct, np.zeros((2, 2)), mdp=mdp)
+    >>> direct.theta[0].round(6)
     array([0.166667, 0.833333])
     """
 
@@ -1234,7 +1268,10 @@ class PolicyMirrorDescent(_ClosedForm):
         return self.lr / g ** (t - 1)
 
     def step(self, policy: SoftmaxPolicy, grad: ArrayLike, **context: Any) -> NDArray[np.float64]:
-        pi = _tabular(policy, "PolicyMirrorDescent")
+        if not isinstance(policy, (TabularSoftmax, DirectPolicy)):
+            raise TypeError("PolicyMirrorDescent updates a pgfast.TabularSoftmax or a pgfast.DirectPolicy, got "
+                            f"{type(policy).__name__}")
+        pi = policy
         _grad(pi, grad)
         adv = self._advantages(pi, **context)
         src = _context_mdp(context)
@@ -1243,7 +1280,9 @@ class PolicyMirrorDescent(_ClosedForm):
         if not math.isfinite(eta):
             raise ValueError(f"the step size of step {self.t + 1} overflowed")
         with np.errstate(over="ignore", invalid="ignore"):
-            if self.mirror == "kl":
+            if isinstance(pi, DirectPolicy):  # the maps applied to theta = pi itself
+                d = _apply(pi, _direct_mirror_step(pi.theta, eta, adv, self.mirror))
+            elif self.mirror == "kl":
                 d = _apply(pi, eta * adv)
             else:
                 x = pi.probs() + eta * adv
@@ -1266,6 +1305,22 @@ class PolicyMirrorDescent(_ClosedForm):
         self.lr, self.mirror, self.schedule, self.gamma, self.t = c.lr, c.mirror, c.schedule, c.gamma, t
 
 
+def _direct_mirror_step(theta: NDArray[np.float64], eta: float, adv: NDArray[np.float64], mirror: str) -> NDArray[np.float64]:
+    """The step of policy mirror descent on a direct policy theta = pi: eta A (projected by
+    _apply) for the Euclidean map; for the KL map pi exp(eta A) normalised (from the logs, so that
+    no row underflows to zeros; a probability of 0 stays 0) minus theta."""
+    if mirror == "euclidean":
+        step: NDArray[np.float64] = eta * adv
+        return step
+    with np.errstate(divide="ignore"):
+        z = np.log(theta) + eta * adv
+    if not np.all(np.isfinite(z[theta > 0.0])):
+        raise ValueError("the update overflowed: eta times the advantages is not finite; lower lr")
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    out: NDArray[np.float64] = e / e.sum(axis=1, keepdims=True) - theta
+    return out
+
+
 class ArmijoLineSearch(Optimizer):
     r"""Gradient ascent with a backtracking (Armijo) line search on the exact objective:
     :math:`\theta \mathrel{+}= \eta\, g` with the largest :math:`\eta = \text{lr}\cdot\beta^k`
@@ -1277,7 +1332,10 @@ class ArmijoLineSearch(Optimizer):
     exact gradient of the same objective (:func:`pgfast.exact.gradient`); a sampled gradient
     works too, the condition then being checked on the exact J. If no trial step satisfies the
     condition (a zero gradient, or the rounding floor at an optimum), no step is taken: theta is
-    unchanged and :attr:`last_lr` is 0.
+    unchanged and :attr:`last_lr` is 0. On a :class:`pgfast.DirectPolicy` each trial point is
+    projected onto the simplex, :math:`\theta^+ = \text{proj}_\Delta(\theta + \eta g)`, and the
+    condition reads :math:`J(\theta^+) \ge J(\theta) + c\,\langle g, \theta^+ - \theta\rangle`
+    (with :math:`\langle g, \theta^+ - \theta\rangle > 0`).
 
     Parameters
     ----------
@@ -1372,9 +1430,15 @@ class ArmijoLineSearch(Optimizer):
                 break
             new = theta0 + eta * g
             if np.all(np.isfinite(new)):
-                policy.theta = new
+                projected = _retract(policy, new)
+                policy.theta = projected
                 j = self._value(mdp, policy)
-                if j >= j0 + self.c * eta * sq:
+                if projected is new:
+                    enough = j >= j0 + self.c * eta * sq
+                else:  # a projected step: sufficient increase along the step taken, <g, step>
+                    gain = float(np.sum(g * (projected - theta0)))
+                    enough = gain > 0.0 and j >= j0 + self.c * gain
+                if enough:
                     accepted, j1 = eta, j
                     break
             eta *= self.shrink

@@ -16,7 +16,9 @@
 //
 // with w the objective's state weighting (gamma^t d_t, rho, d; average value: see average_value);
 // a policy maps it to its parameters with the vector-Jacobian product of its logits (tabular:
-// identity; linear: Phi^T).
+// identity; linear: Phi^T). The same gradient in the coordinates of the probability table,
+// centred in each state, is prob_grad(s,a) = w(s) (Q(s,a) - V(s)) (dJ/dz = pi * prob_grad): it is
+// defined where pi(a|s) = 0 too, where the logit gradient is 0 (the direct parameterisation reads it).
 #pragma once
 
 #include <Eigen/Core>
@@ -41,6 +43,7 @@ struct Evaluation {
   std::vector<double> V, Q, d, visitation;  // shapes depend on the objective (see module comment)
   std::vector<double> Adv;                  // Q - V (finite horizon only; elsewhere formed by the caller)
   std::vector<double> logit_grad;           // dJ/dz(s,a), (S*A)
+  std::vector<double> prob_grad;            // the centred dJ/dpi(s,a), (S*A): logit_grad = pi * prob_grad
   std::vector<double> fisher_w;             // state weighting of the Fisher information, (S)
 };
 
@@ -113,7 +116,10 @@ inline Evaluation finite_horizon(const FiniteMDP& mdp, const double* pi, std::in
     ev.Q.assign(static_cast<std::size_t>(H * S * A), 0.0);
     ev.Adv.assign(static_cast<std::size_t>(H * S * A), 0.0);
   }
-  if (req.gradient) ev.logit_grad.assign(static_cast<std::size_t>(S * A), 0.0);
+  if (req.gradient) {
+    ev.logit_grad.assign(static_cast<std::size_t>(S * A), 0.0);
+    ev.prob_grad.assign(static_cast<std::size_t>(S * A), 0.0);
+  }
   std::vector<double> gpow(static_cast<std::size_t>(H));
   for (std::int64_t t = 0; t < H; ++t) gpow[t] = t == 0 ? 1.0 : gpow[t - 1] * gamma;
   for (std::int64_t t = H - 1; t >= 0; --t) {
@@ -145,6 +151,7 @@ inline Evaluation finite_horizon(const FiniteMDP& mdp, const double* pi, std::in
       if (req.gradient && dt[s] != 0.0) {
         const double c = gpow[t] * dt[s];
         for (std::int64_t a = 0; a < A; ++a) ev.logit_grad[s * A + a] += c * pi[s * A + a] * (q[a] - v);
+        for (std::int64_t a = 0; a < A; ++a) ev.prob_grad[s * A + a] += c * (q[a] - v);
       }
     }
     std::swap(Vnext, Vcur);
@@ -162,12 +169,18 @@ inline Evaluation finite_horizon(const FiniteMDP& mdp, const double* pi, std::in
   return ev;
 }
 
+// out = dJ/dz(s,a) = w(s) pi(a|s) (Q(s,a) - V(s)) and prob = w(s) (Q(s,a) - V(s)).
 inline void advantage_weights(const std::vector<double>& Q, const std::vector<double>& V, const VectorXd& w,
-                              const double* pi, std::int64_t S, std::int64_t A, std::vector<double>& out) {
+                              const double* pi, std::int64_t S, std::int64_t A, std::vector<double>& out,
+                              std::vector<double>& prob) {
   out.assign(static_cast<std::size_t>(S * A), 0.0);
+  prob.assign(static_cast<std::size_t>(S * A), 0.0);
   for (std::int64_t s = 0; s < S; ++s) {
     if (w(s) == 0.0) continue;
-    for (std::int64_t a = 0; a < A; ++a) out[s * A + a] = w(s) * pi[s * A + a] * (Q[s * A + a] - V[s]);
+    for (std::int64_t a = 0; a < A; ++a) {
+      out[s * A + a] = w(s) * pi[s * A + a] * (Q[s * A + a] - V[s]);
+      prob[s * A + a] = w(s) * (Q[s * A + a] - V[s]);
+    }
   }
 }
 
@@ -192,7 +205,7 @@ inline Evaluation discounted(const FiniteMDP& mdp, const double* pi, double gamm
     const double total = sol.rho.sum();
     ev.d = to_std(sol.rho / total);
   }
-  if (req.gradient) advantage_weights(ev.Q, ev.V, sol.rho, pi, S, A, ev.logit_grad);
+  if (req.gradient) advantage_weights(ev.Q, ev.V, sol.rho, pi, S, A, ev.logit_grad, ev.prob_grad);
   if (req.fisher) ev.fisher_w = ev.visitation;
   return ev;
 }
@@ -218,7 +231,7 @@ inline Evaluation average_reward(const FiniteMDP& mdp, const double* pi, Method 
     for (std::int64_t s = 0; s < S; ++s)
       if (term[s])
         for (std::int64_t a = 0; a < A; ++a) ev.Q[s * A + a] = ev.V[s];  // reset row: Q = h
-    if (req.gradient) advantage_weights(ev.Q, ev.V, d, pi, S, A, ev.logit_grad);
+    if (req.gradient) advantage_weights(ev.Q, ev.V, d, pi, S, A, ev.logit_grad, ev.prob_grad);
   }
   if (req.fisher) ev.fisher_w = ev.d;
   return ev;
@@ -249,13 +262,15 @@ inline Evaluation average_value(const FiniteMDP& mdp, const double* pi, double g
     std::vector<double> G(static_cast<std::size_t>(S * A), 0.0);
     c.q_from_values(g.data(), 1.0, c.mu0_dot(g.data()), G.data(), false);  // G(s,a) = sum_s' Pt(s'|s,a) g(s')
     ev.logit_grad.assign(static_cast<std::size_t>(S * A), 0.0);
+    ev.prob_grad.assign(static_cast<std::size_t>(S * A), 0.0);
     for (std::int64_t s = 0; s < S; ++s) {
       double gbar = 0.0;
       for (std::int64_t a = 0; a < A; ++a) gbar += pi[s * A + a] * G[s * A + a];
       const double rd = std::max(sol.rho2(s), 0.0);
       for (std::int64_t a = 0; a < A; ++a) {
         const std::int64_t k = s * A + a;
-        ev.logit_grad[k] = pi[k] * (rd * (ev.Q[k] - ev.V[s]) + d(s) * (G[k] - gbar));
+        ev.prob_grad[k] = rd * (ev.Q[k] - ev.V[s]) + d(s) * (G[k] - gbar);
+        ev.logit_grad[k] = pi[k] * ev.prob_grad[k];
       }
     }
   }
