@@ -35,9 +35,9 @@ assert np.allclose(J, (2 * p - 4) / (p * (1 - p)), rtol=0, atol=1e-8)
 # Gradient ascent from :math:`p = 0.1`.
 
 pi = pg.envs.short_corridor_policy(0.1)
-opt = pg.optim.GradientAscent(lr=0.05)
+opt = pg.optim.GradientAscent(lr=0.01)
 path = [pi.probs()[0, 1]]
-for _ in range(100):
+for _ in range(300):
     opt.step(pi, pg.exact.gradient(mdp, pi))
     path.append(pi.probs()[0, 1])
 path = np.array(path)
@@ -49,7 +49,7 @@ assert abs(J_path[-1] - (2 * p_star - 4) / (p_star * (1 - p_star))) < 1e-8
 
 fig, ax = plt.subplots(figsize=(6, 4))
 ax.plot(p, J, label="$J(p)$")
-ax.plot(path, J_path, "o-", ms=3, color="C1", label="gradient ascent")
+ax.plot(path[:40], J_path[:40], "o", ms=4, color="C1", label="gradient ascent, first 40 steps")
 ax.axvline(p_star, color="gray", ls=":", label=r"$p^* = 2 - \sqrt{2}$")
 ax.set_xlabel("probability of going right, $p$")
 ax.set_ylabel("value $J(p)$")

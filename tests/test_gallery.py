@@ -21,6 +21,7 @@ SCRIPTS = sorted(EXAMPLES.glob("plot_*.py"))
 
 def test_gallery_scripts_found() -> None:
     assert {p.stem for p in SCRIPTS} == {
+        "plot_baseline_variance",
         "plot_short_corridor",
     }
     assert (EXAMPLES / "GALLERY_HEADER.rst").is_file()
