@@ -22,6 +22,7 @@ SCRIPTS = sorted(EXAMPLES.glob("plot_*.py"))
 def test_gallery_scripts_found() -> None:
     assert {p.stem for p in SCRIPTS} == {
         "plot_baseline_variance",
+        "plot_chain_escape",
         "plot_short_corridor",
     }
     assert (EXAMPLES / "GALLERY_HEADER.rst").is_file()
