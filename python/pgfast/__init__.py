@@ -18,7 +18,7 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
         "install a wheel. Original error: " + str(exc)
     ) from exc
 
-from . import distributed, envs, exact, optim
+from . import distributed, envs, exact, optim, plot
 from ._audit import AuditReport, audit
 from ._continuous import ContinuousTrajectories
 from ._continuous_estimators import LinearValueBaseline
@@ -91,6 +91,7 @@ __all__ = [
     "optim",
     "partial_gradient",
     "partial_statistics",
+    "plot",
     "policy_gradient",
     "rollout",
     "score",

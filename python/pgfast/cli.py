@@ -181,9 +181,32 @@ def _cmd_train(args: argparse.Namespace) -> int:
         hist.save_json(args.json)
         print(f"  saved history to {args.json}")
     if args.plot:
-        _plot(hist, ref.optimal_J, args.plot, f"{args.env} {extra}".strip())
-        print(f"  saved learning curve to {args.plot}")
+        grid = _grid_layout(args.env, kwargs)
+        _plot(hist, ref.optimal_J, args.plot, f"{args.env} {extra}".strip(),
+              policy_map=None if grid is None else (mdp, pi, *grid))
+        print(f"  saved learning curve{'' if grid is None else ' and policy map'} to {args.plot}")
     return 0
+
+
+# The grid worlds of gymnasium's toy text whose states are the cells of a grid, row-major: the
+# unwrapped environment's class -> its grid shape and the moves of its actions (pg.plot.policy_map).
+_GRID_ACTIONS = {"FrozenLakeEnv": ("left", "down", "right", "up"), "CliffWalkingEnv": ("up", "right", "down", "left")}
+
+
+def _grid_layout(env_id: str, kwargs: dict[str, Any]) -> tuple[tuple[int, int], tuple[str, ...]] | None:
+    """``(shape, actions)`` of a FrozenLake or CliffWalking environment (any map), else None."""
+    import gymnasium
+
+    env = gymnasium.make(env_id, **kwargs)
+    try:
+        base: Any = env.unwrapped
+        actions = _GRID_ACTIONS.get(type(base).__name__)
+        if actions is None:
+            return None
+        shape = (int(base.nrow), int(base.ncol)) if hasattr(base, "nrow") else (int(base.shape[0]), int(base.shape[1]))
+        return shape, actions
+    finally:
+        env.close()
 
 
 # `pgfast train` on gymnasium environments with Box observations: the default policy, optimizer
@@ -349,13 +372,25 @@ def _fraction_formula(ref: Reference) -> str:
     return "J* / J (rewards are costs)" if ref.optimal_J < 0 else "undefined (J* = 0)"
 
 
-def _plot(hist: Any, optimal_J: float, path: str, title: str) -> None:
+def _plot(hist: Any, optimal_J: float, path: str, title: str, policy_map: tuple[Any, ...] | None = None) -> None:
+    """The learning curve and the gap; with ``policy_map = (mdp, policy, shape, actions)`` also the
+    trained policy's map (pg.plot.policy_map, finite-horizon values V_0) in a panel below them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax, gap_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    if policy_map is None:
+        fig, (ax, gap_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    else:
+        from .plot import policy_map as draw_policy_map
+
+        fig = plt.figure(figsize=(11, 8.5))
+        panels = fig.add_gridspec(2, 2, height_ratios=(1, 1.1))
+        ax, gap_ax, map_ax = fig.add_subplot(panels[0, 0]), fig.add_subplot(panels[0, 1]), fig.add_subplot(panels[1, :])
+        mdp, policy, shape, actions = policy_map
+        draw_policy_map(mdp, policy, shape=shape, objective="finite_horizon", actions=actions, ax=map_ax)
+        map_ax.set_title("trained policy: pi(a|s) as arrows over V_0(s)")
     it = hist["iteration"]
     ax.plot(it, hist["J_estimate"], lw=1, alpha=0.6, label="J (batch mean return)")
     je = hist["J_exact"]
