@@ -56,12 +56,8 @@ print("policy gradient, iteration at which position k = 1..n escapes:", escape)
 assert escape[0] > 0 and np.all(np.diff(escape) > 0)
 
 fig, (ax_gap, ax_pi) = plt.subplots(1, 2, figsize=(10, 4))
-for name, J in [("softmax policy gradient", J_pg), ("natural policy gradient", J_npg)]:
-    ax_gap.loglog(np.arange(1, len(J) + 1), J_star - J, label=name)
+pg.plot.gap({"softmax policy gradient": J_pg, "natural policy gradient": J_npg}, J_star, ax=ax_gap)
 ax_gap.axhline(0.01, color="gray", ls=":")
-ax_gap.set_xlabel("iteration")
-ax_gap.set_ylabel(r"$J^* - J(\pi_t)$")
-ax_gap.legend()
 for k in range(n):
     ax_pi.semilogx(np.arange(1, len(J_pg) + 1), advance_pg[:, k], label=f"position {k + 1}")
 ax_pi.set_xlabel("iteration of softmax policy gradient")
