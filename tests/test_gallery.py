@@ -23,6 +23,7 @@ def test_gallery_scripts_found() -> None:
     assert {p.stem for p in SCRIPTS} == {
         "plot_baseline_variance",
         "plot_chain_escape",
+        "plot_entropy_linear_rate",
         "plot_polytope_paths",
         "plot_short_corridor",
     }
