@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 import pgfast as pg
-from pgfast import envs, exact, optim
+from pgfast import envs, exact, optim, plot
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 API = DOCS / "api.md"
@@ -55,6 +55,7 @@ def _public_names() -> list[str]:
     out += [f"pgfast.exact.{n}" for n in _exact_public()]
     out += [f"pgfast.optim.{n}" for n in optim.__all__]
     out += [f"pgfast.envs.{n}" for n in envs.__all__]
+    out += [f"pgfast.plot.{n}" for n in plot.__all__]
     return out
 
 

@@ -699,7 +699,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "100; 0 skips)")
     t.add_argument("--save", default=None, metavar="PATH.npz", help="save theta (key 'theta')")
     t.add_argument("--json", default=None, metavar="PATH", help="save the training history as JSON")
-    t.add_argument("--plot", default=None, metavar="PATH.png", help="learning curve (needs matplotlib)")
+    t.add_argument("--plot", default=None, metavar="PATH.png",
+                   help="learning curve (tabular environments add the gap, FrozenLake and CliffWalking the policy map; needs matplotlib)")
     t.add_argument("--checkpoint", default=None, metavar="PATH",
                    help="write the training state (theta, optimizer, iteration, seed, history) to PATH every "
                    "--checkpoint-every seconds, at the end and on Ctrl-C (an .npz archive)")
