@@ -144,6 +144,8 @@ def _rel_bound(cond: float, tol: float = 0.0, n: int = 8) -> float:
 def _with_theta(pi: pg.SoftmaxPolicy, theta: np.ndarray) -> pg.SoftmaxPolicy:
     if isinstance(pi, pg.LinearSoftmax):
         return pg.LinearSoftmax(pi.features, theta=theta)
+    if isinstance(pi, pg.MLPSoftmax):  # the same network at another theta
+        return pg.MLPSoftmax(pi.state_features, pi.n_actions, hidden=pi.hidden, activation=pi.activation, theta=theta)
     return pg.TabularSoftmax(pi.n_states, pi.n_actions, theta=theta)
 
 
