@@ -25,7 +25,7 @@ mdp = pg.envs.chain(n, gamma=0.9)
 J_star = pg.exact.optimal(mdp, "discounted").value
 
 
-def run(optimizer, natural, target=0.01):
+def run(optimizer, target=0.01):
     """Exact updates from the poor start until J* - J <= target: the values J_t and the
     probabilities of advancing in each position."""
     pi = pg.TabularSoftmax(n + 1, 2, theta=pg.envs.chain_bad_init(n))
@@ -36,14 +36,11 @@ def run(optimizer, natural, target=0.01):
         advance.append(pi.probs()[:n, 0])
         if J_star - ev.value <= target:
             return np.array(J), np.array(advance)
-        if natural:
-            optimizer.step(pi, grad, mdp=mdp)  # the exact advantages of the discounted objective
-        else:
-            optimizer.step(pi, grad)
+        optimizer.step(pi, grad, mdp=mdp)  # natural PG takes the exact advantages from the MDP
 
 
-J_pg, advance_pg = run(pg.optim.GradientAscent(lr=1.0), natural=False)
-J_npg, advance_npg = run(pg.optim.NaturalPolicyGradient(lr=0.1), natural=True)
+J_pg, advance_pg = run(pg.optim.GradientAscent(lr=1.0))
+J_npg, _ = run(pg.optim.NaturalPolicyGradient(lr=0.1))
 print(f"iterations to J* - J <= 0.01: policy gradient {len(J_pg) - 1}, natural policy gradient {len(J_npg) - 1}")
 assert 20 * len(J_npg) < len(J_pg)
 

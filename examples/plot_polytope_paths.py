@@ -11,7 +11,7 @@ gradient ascent slows down by a vertex on its way (a near-deterministic policy, 
 softmax's gradient vanishes), while the natural policy gradient (Kakade 2001) and policy mirror
 descent with the Euclidean map (Lan 2022; Xiao 2022) pass it. With exact advantages, both of
 these improve the value of *every* state at every step (Agarwal, Kakade, Lee & Mahajan 2021;
-Xiao 2022). The last panel shows the sub-optimality gap of :math:`J = \mu_0^	op V` of the three
+Xiao 2022). The last panel shows the sub-optimality gap of :math:`J = \mu_0^\top V` of the three
 runs.
 """
 
