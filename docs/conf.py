@@ -21,9 +21,11 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    "sphinx_gallery.gen_gallery",
 ]
 
-source_suffix = {".md": "markdown"}
+# MyST Markdown pages; the gallery's pages are reStructuredText that sphinx-gallery writes
+source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 root_doc = "index"
 exclude_patterns = ["_build"]
 
@@ -45,6 +47,19 @@ nitpicky = False
 # several policy classes have an ``n_params`` (SoftmaxPolicy, LinearGaussian, ...): a type such as
 # "(N, n_params)" in a docstring matches each of them, which is no error
 suppress_warnings = ["ref.python"]
+
+# The gallery: each examples/plot_*.py runs during the build (a failing script, or one whose
+# assertions fail, fails the build) and becomes a page of docs/gallery/ with its figures.
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "gallery",
+    "filename_pattern": r"/plot_",
+    "within_subsection_order": "FileNameSortKey",
+    "download_all_examples": False,
+    "show_signature": False,
+    "min_reported_time": float("inf"),
+    "write_computation_times": False,
+}
 
 
 html_theme = "furo"
