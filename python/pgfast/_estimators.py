@@ -10,8 +10,10 @@ formed from per-state sums of its weights.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +27,16 @@ from ._continuous import ContinuousTrajectories
 from ._lqr import LQR
 from ._mdp import FiniteMDP
 from ._policy import KernelTables, SoftmaxPolicy, pinned
+from ._regularizers import (
+    Entropy,
+    LogBarrier,
+    Regularizer,
+    as_regularizer,
+    barrier_logit_grad,
+    barrier_value,
+    soft_mdp,
+    soft_reward_table,
+)
 from ._sampling import Trajectories
 from ._validation import (
     as_bool,
@@ -725,6 +737,60 @@ def score(
     return grad
 
 
+def estimator_regularizer(regularizer: Any, entropy: Any) -> Regularizer | None:
+    """The regularizer of an estimate: ``regularizer=``, or ``entropy=tau`` for
+    ``Entropy(tau)`` (a ValueError when both are given); None for none and for a strength of 0
+    (whose estimate is the unregularised one, bit for bit)."""
+    reg = as_regularizer(regularizer)
+    if entropy is not None:
+        if reg is not None:
+            raise ValueError("pass either entropy=tau or regularizer=, not both (entropy=tau is "
+                             "regularizer=pgfast.Entropy(tau))")
+        tau = as_float(entropy, "entropy")
+        if not (math.isfinite(tau) and tau >= 0.0):
+            raise ValueError(f"entropy must be a finite temperature tau >= 0, got {entropy!r}")
+        reg = Entropy(tau)
+    if (isinstance(reg, Entropy) and reg.tau == 0.0) or (isinstance(reg, LogBarrier) and reg.lam == 0.0):
+        return None
+    return reg
+
+
+def refuse_regularizer(regularizer: Any, entropy: Any, what: str) -> None:
+    """ValueError when ``regularizer=`` or ``entropy=`` is given to a call on ``what``, which takes neither."""
+    if regularizer is not None or entropy is not None:
+        raise ValueError(f"regularizer= and entropy= apply to finite MDPs (a pgfast.FiniteMDP or its Trajectories "
+                         f"batch), not to {what}")
+
+
+def soft_batch(traj: Trajectories, probs: NDArray[np.float64], tau: float) -> Trajectories:
+    r"""``traj`` with the soft reward :math:`r_t - \tau\log\pi(a_t|s_t)` on each real step (the
+    bonus of :func:`soft_reward_table`, added as :func:`soft_mdp` adds it; the padding as it is)."""
+    _check_indices(traj, probs.shape[0], probs.shape[1])
+    mask = traj.mask
+    bonus = soft_reward_table(probs, tau)[np.where(mask, traj.states, 0), np.where(mask, traj.actions, 0)]
+    rewards = np.asarray(traj.rewards, dtype=np.float64)
+    soft = np.ascontiguousarray(np.where(mask, rewards + bonus, rewards))
+    return Trajectories._trusted(traj.mdp, traj.states, traj.actions, soft, traj.lengths, traj.final_states,
+                                 seed=traj.seed)
+
+
+def with_barrier(est: PolicyGradient, policy: SoftmaxPolicy, probs: NDArray[np.float64], lam: float) -> PolicyGradient:
+    r"""``est`` plus the log-barrier :math:`\lambda\sum_{s,a}\log\pi(a|s)`: its exact gradient
+    added to ``grad`` (and to every per-trajectory row), its value to ``value``; the standard
+    errors are unchanged (the term is not random). ``est`` itself for ``lam = 0``."""
+    if lam == 0.0:
+        return est
+    bv = barrier_value(probs, lam)
+    if not math.isfinite(bv):
+        raise ValueError("the log-barrier lam * sum log pi(a|s) is -inf: a probability of the policy is 0 "
+                         "(logits too far apart); use regularizer=None or a policy with every probability > 0")
+    gb = np.asarray(policy._logit_vjp(barrier_logit_grad(probs, lam)), dtype=np.float64).reshape(est.grad.shape)
+    value = est.value + bv
+    check_finite_result(value, "the estimated value J + barrier", _OVERFLOW)
+    rows = None if est.per_trajectory is None else est.per_trajectory + gb.ravel()
+    return dataclasses.replace(est, grad=est.grad + gb, value=value, per_trajectory=rows)
+
+
 def policy_gradient(
     policy: SoftmaxPolicy,
     traj: Trajectories | None = None,
@@ -738,6 +804,8 @@ def policy_gradient(
     seed: int | None = None,
     threads: int | None = None,
     stderr: bool = True,
+    regularizer: Regularizer | None = None,
+    entropy: float | None = None,
 ) -> PolicyGradient:
     r"""The REINFORCE family of estimators of :math:`\nabla_\theta J` (finite-horizon objective).
 
@@ -893,22 +961,27 @@ def policy_gradient(
     if isinstance(mdp, LQR):  # the fused estimator on an LQR (compiled sampler)
         from . import _lqr_fused
 
+        refuse_regularizer(regularizer, entropy, "an LQR")
         return _lqr_fused.policy_gradient(policy, traj, weights=weights, baseline=baseline, gamma=gamma,
                                           per_trajectory=per_trajectory, mdp=mdp, n=n, seed=seed,
                                           threads=threads, stderr=stderr)
     if isinstance(traj, ContinuousTrajectories):  # a batch with vector states
         from . import _continuous_estimators
 
+        refuse_regularizer(regularizer, entropy, "a ContinuousTrajectories batch")
         return _continuous_estimators.policy_gradient(policy, traj, weights=weights, baseline=baseline,
                                                       gamma=gamma, per_trajectory=per_trajectory, mdp=mdp,
                                                       n=n, seed=seed, threads=threads, stderr=stderr)
     kind = weights_kind(weights)
     with_se = as_bool(stderr, "stderr")
     per_trajectory = as_bool(per_trajectory, "per_trajectory")
+    reg = estimator_regularizer(regularizer, entropy)
     nthreads = as_threads(threads)
     _core.info.wake_workers(nthreads)  # a parked pool thread wakes while the policy tables are made
-    policy = pinned(policy)  # the tables and an exact baseline from one theta
+    policy = pinned(policy)  # the tables, an exact baseline and the regularizer from one theta
     tables = policy_tables(policy)
+    tau = reg.tau if isinstance(reg, Entropy) else 0.0
+    lam = reg.lam if isinstance(reg, LogBarrier) else 0.0
     if traj is None:
         if mdp is None or n is None:
             raise ValueError("pass a batch traj, or mdp=, n= and seed= for the fused estimator")
@@ -917,10 +990,13 @@ def policy_gradient(
         if per_trajectory:
             raise ValueError("per_trajectory=True needs a stored batch (the fused estimator keeps no trajectories)")
         nn = as_int(n, "n", minimum=1, maximum=2**62)
+        if tau:  # the same transitions (so the same episodes) with the soft rewards
+            mdp = soft_mdp(mdp, tables.probs, tau)
         g, bkind, table = fused_baseline(policy, mdp, baseline, gamma, kind)
         spec = estimator_spec(tables, kind, None, g, bkind, table, nthreads)
         sums, sumsq, rs, rq, steps = _core.estimators.fused_gradient(spec, mdp._mdp, nn, as_seed(seed), with_se)
-        return gradient_result(policy, nn, sums, sumsq, rs, rq, n_steps=int(steps), with_stderr=with_se)
+        est = gradient_result(policy, nn, sums, sumsq, rs, rq, n_steps=int(steps), with_stderr=with_se)
+        return with_barrier(est, policy, tables.probs, lam)
     if mdp is not None or n is not None or seed is not None:
         raise ValueError("pass either a batch traj or mdp=, n=, seed= (fused), not both")
     check_traj(traj, policy)
@@ -931,17 +1007,22 @@ def policy_gradient(
             f"baseline={baseline!r} needs a batch of the MDP's horizon H = {traj.mdp.horizon}, "
             f"got a batch of H = {traj.horizon}"
         )
-    bkind, table = _baseline(baseline, policy, traj.mdp, g, kind)
+    if tau:  # the soft rewards on the batch's steps, and the soft MDP's values for the exact baseline
+        traj = soft_batch(traj, tables.probs, tau)
+    bmdp = soft_mdp(traj.mdp, tables.probs, tau) if tau and isinstance(baseline, str) and baseline == "exact" else traj.mdp
+    bkind, table = _baseline(baseline, policy, bmdp, g, kind)
     if bkind in ("mean", "optimal") and traj.n < 2:
         raise ValueError(f"baseline='{bkind}' needs at least 2 trajectories (it is leave-one-out)")
     if per_trajectory:
         check_allocation(8 * traj.n * policy.n_params, "per-trajectory gradients", "use per_trajectory=False")
     if bkind == "optimal":
         sums, sumsq, rows, rs, rq = optimal_baseline_rows(policy, traj, kind, g, per_trajectory)
-        return gradient_result(policy, traj.n, sums, sumsq, rs, rq, rows, n_steps=traj.n_steps, with_stderr=with_se)
+        est = gradient_result(policy, traj.n, sums, sumsq, rs, rq, rows, n_steps=traj.n_steps, with_stderr=with_se)
+        return with_barrier(est, policy, tables.probs, lam)
     if bkind != "cross":
         sums, sumsq, rows, rs, rq = score_sums(traj, tables, kind, None, g, bkind, table, per_trajectory, nthreads, with_se)
-        return gradient_result(policy, traj.n, sums, sumsq, rs, rq, rows, n_steps=traj.n_steps, with_stderr=with_se)
+        est = gradient_result(policy, traj.n, sums, sumsq, rs, rq, rows, n_steps=traj.n_steps, with_stderr=with_se)
+        return with_barrier(est, policy, tables.probs, lam)
     # Cross-fitting: halves (even / odd trajectories), each weighted by a baseline fitted on the other.
     if traj.n < 2:
         raise ValueError("cross-fitting a ValueBaseline needs at least 2 trajectories")
@@ -964,7 +1045,8 @@ def policy_gradient(
         rq += rq_k
         if rows_all is not None and rows_k is not None:
             rows_all[idx[k]] = rows_k
-    return gradient_result(policy, traj.n, sums, sumsq, rs, rq, rows_all, n_steps=traj.n_steps, with_stderr=with_se)
+    est = gradient_result(policy, traj.n, sums, sumsq, rs, rq, rows_all, n_steps=traj.n_steps, with_stderr=with_se)
+    return with_barrier(est, policy, tables.probs, lam)
 
 
 _P = ParamSpec("_P")
