@@ -846,6 +846,28 @@ def policy_gradient(
       64 MiB), plus ``16 N H`` bytes for the steps' indices and rewards and the
       ``(N, n_params)`` rows when ``per_trajectory=True``.
 
+    Regularised objectives (see :doc:`/theory`, "Regularised objectives"):
+
+    - ``entropy=tau`` (shorthand for ``regularizer=pgfast.Entropy(tau)``) estimates
+      :math:`\nabla_\theta J_\tau` and :math:`J_\tau = J + \tau\,\mathbb E\big[\sum_t
+      \gamma^t \mathcal H(\pi(\cdot|s_t))\big]`: every step's reward becomes the soft reward
+      :math:`r_{i,t} - \tau\log\pi_\theta(a_{i,t}|s_{i,t})` in the weights (returns,
+      rewards-to-go and every baseline, which then see the soft rewards too: ``"exact"`` is
+      :math:`V_t` of the soft rewards), and ``value`` is the mean soft return. Fused, the
+      episodes are those of the same seed without the regulariser (sampling reads only the
+      transitions); stored, the batch's rewards are used with the bonus added on its steps
+      (:math:`\pi` at the policy's current ``theta``). Unbiased for :math:`\nabla J_\tau`
+      because :math:`\mathbb E_{a\sim\pi}[\nabla\log\pi(a|s)] = 0`.
+    - ``regularizer=pgfast.LogBarrier(lam)``: :math:`J_\lambda = J + \lambda\sum_{s,a}
+      \log\pi(a|s)`, a deterministic term: its exact gradient :math:`\lambda\sum_{s,a}
+      \nabla_\theta\log\pi(a|s)` is added to ``grad`` (and to each per-trajectory row) and
+      :math:`\lambda\sum_{s,a}\log\pi(a|s)` to ``value``; the standard errors are those of
+      the unregularised estimate.
+
+    A strength of 0 gives the unregularised estimate, bit for bit. Both are for a
+    :class:`FiniteMDP` and its batches (a ``ValueError`` with an :class:`LQR` or a
+    :class:`ContinuousTrajectories` batch).
+
     Two ways to call it: with a stored batch ``traj`` (from :meth:`FiniteMDP.sample`), or fused
     with ``mdp=, n=, seed=`` (and ``traj=None``): sampling and accumulation in one pass without
     storing trajectories; for the same seed it equals the two-step result up to floating-point
@@ -910,21 +932,28 @@ def policy_gradient(
         Worker threads, 1 to ``pgfast.MAX_THREADS`` (default: every usable CPU).
     stderr : bool
         Compute the gradient's standard errors (default True).
+    regularizer : Entropy or LogBarrier, optional
+        Estimate the gradient and value of the regularised objective (default: none).
+    entropy : float >= 0, optional
+        The entropy temperature :math:`\tau`: ``regularizer=pgfast.Entropy(tau)``.
 
     Returns
     -------
     PolicyGradient
-        ``grad`` (shape of ``theta``), ``stderr``, ``n``, ``value`` (mean discounted return),
-        ``value_stderr``, ``per_trajectory``, ``n_steps``.
+        ``grad`` (shape of ``theta``), ``stderr``, ``n``, ``value`` (mean discounted return,
+        of the regularised objective when one is given), ``value_stderr``, ``per_trajectory``,
+        ``n_steps``.
 
     Raises
     ------
     TypeError
-        Arguments of the wrong type.
+        Arguments of the wrong type (a ``regularizer`` other than :class:`Entropy`,
+        :class:`LogBarrier` or None).
     ValueError
         An unknown ``weights`` or ``baseline``, a baseline the call form does not take, both or
-        neither of ``traj`` and ``mdp=, n=``, a batch that does not fit the policy, or a result
-        beyond the float64 range.
+        neither of ``traj`` and ``mdp=, n=``, a batch that does not fit the policy, both
+        ``entropy`` and ``regularizer``, a negative or infinite ``entropy``, a log-barrier of a
+        policy with a probability 0, or a result beyond the float64 range.
 
     Examples
     --------
@@ -949,6 +978,13 @@ def policy_gradient(
     >>> fused = pg.policy_gradient(pi, mdp=mdp, n=4000, seed=0)
     >>> round(fused.value, 6), fused.n_steps
     (0.01325, 30105)
+
+    With an entropy bonus: the same episodes, each step's reward plus
+    :math:`-\tau\log\pi(a|s) = \tau\log 4` for this uniform policy:
+
+    >>> soft = pg.policy_gradient(pi, mdp=mdp, n=4000, seed=0, entropy=0.1)
+    >>> soft.n_steps, bool(np.isclose(soft.value, fused.value + 0.1 * np.log(4) * 30105 / 4000))
+    (30105, True)
 
     A batch with vector states and a Gaussian policy (here two logged one-step episodes):
 
