@@ -411,3 +411,124 @@ def test_calls_that_take_no_regularizer(rng: np.random.Generator, small: Any) ->
         pg.off_policy_gradient(pi, beta, traj, entropy=0.1)  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="regularizer"):
         pg.partial_gradient(pi, mdp=mdp, n=10, seed=0, lo=0, hi=10, regularizer=pg.Entropy(0.1))  # type: ignore[call-arg]
+
+
+# -- 6. pg.train with a regulariser ---------------------------------------------------------------------
+
+
+def _train_by_hand(mdp: pg.FiniteMDP, pi: pg.SoftmaxPolicy, iterations: int, batch: int, seed: int, reg: Reg,
+                   **kw: Any) -> list[tuple[pg.PolicyGradient, float, np.ndarray]]:
+    """Each iteration of pg.train with GradientAscent(0.5): (the estimate, J_reg and grad J_reg
+    exactly, at the theta that sampled it), then the step."""
+    from pgfast._train import iteration_seed
+
+    opt = pg.optim.GradientAscent(0.5)
+    out = []
+    for it in range(1, iterations + 1):
+        est = pg.policy_gradient(pi, mdp=mdp, n=batch, seed=iteration_seed(seed, it), stderr=False, regularizer=reg, **kw)
+        grad, J = exact_regularized(mdp, pi, reg)
+        out.append((est, J, grad))
+        opt.step(pi, est.grad)
+    return out
+
+
+@pytest.mark.parametrize("reg", [pg.Entropy(0.2), pg.LogBarrier(0.02)])
+def test_train_ascends_the_regularized_estimate(rng: np.random.Generator, reg: Reg) -> None:
+    mdp = random_mdp(rng, S=5, A=3, successors=3, n_terminal=1, horizon=5, gamma=0.9)
+    theta = rng.normal(size=(5, 3))
+    pi = pg.TabularSoftmax(5, 3, theta=theta)
+    hist = pg.train(mdp, pi, optimizer=pg.optim.GradientAscent(0.5), iterations=4, batch=500, seed=9,
+                    baseline="time", regularizer=reg, progress=False)
+    by_hand = pg.TabularSoftmax(5, 3, theta=theta)
+    steps = _train_by_hand(mdp, by_hand, 4, 500, 9, reg, baseline="time")
+    assert np.array_equal(pi.theta, by_hand.theta)
+    for k, (est, J, grad) in enumerate(steps):
+        rec = hist.records[k]
+        assert rec["J_estimate"] == est.value and rec["J_stderr"] == est.value_stderr
+        assert rec["J_exact"] == pytest.approx(J, rel=1e-12)
+        assert rec["exact_grad_norm"] == pytest.approx(float(np.linalg.norm(grad)), rel=1e-12)
+        assert np.isfinite(rec["step_cosine"])
+        for col in ("J_gap", "fraction_of_optimal", "advantage_gap", "min_optimal_prob", "variance_trace"):
+            assert np.isnan(rec[col]), col
+    assert hist.meta["regularizer"] == repr(reg)
+    # the regularised J differs from J: the exact column is the regularised one
+    assert abs(hist.records[0]["J_exact"] - pg.exact.evaluate(mdp, pg.TabularSoftmax(5, 3, theta=theta)).J) > 1e-3
+    # the entropy= shorthand is the same run
+    if isinstance(reg, pg.Entropy):
+        pi2 = pg.TabularSoftmax(5, 3, theta=theta)
+        hist2 = pg.train(mdp, pi2, optimizer=pg.optim.GradientAscent(0.5), iterations=4, batch=500, seed=9,
+                         baseline="time", entropy=reg.tau, progress=False)
+        assert np.array_equal(pi2.theta, pi.theta) and np.array_equal(hist2["J_estimate"], hist["J_estimate"])
+
+
+def test_train_fits_a_value_baseline_to_the_soft_rewards(rng: np.random.Generator) -> None:
+    from pgfast._estimators import soft_batch
+    from pgfast._train import iteration_seed
+
+    mdp = random_mdp(rng, S=5, A=3, successors=3, n_terminal=1, horizon=5, gamma=0.9)
+    pi = random_softmax("tabular", mdp, rng)
+    pi0 = pg.TabularSoftmax(5, 3, theta=pi.theta)
+    baseline = pg.ValueBaseline(5, 5)
+    pg.train(mdp, pi, optimizer=pg.optim.GradientAscent(0.5), iterations=1, batch=400, seed=2, baseline=baseline,
+             entropy=0.3, progress=False)
+    traj = mdp.sample(pi0, 400, seed=iteration_seed(2, 1))
+    want = pg.ValueBaseline(5, 5).fit(soft_batch(traj, pi0.probs(), 0.3)).values()
+    assert np.array_equal(baseline.values(), want)
+    assert not np.allclose(baseline.values(), pg.ValueBaseline(5, 5).fit(traj).values())
+
+
+def test_train_with_zero_strength_is_the_unregularized_run(rng: np.random.Generator) -> None:
+    mdp = random_mdp(rng, S=5, A=3, successors=3, horizon=5)
+    runs = []
+    for kw in ({}, {"entropy": 0.0}, {"regularizer": pg.LogBarrier(0.0)}):
+        pi = pg.TabularSoftmax(5, 3)
+        hist = pg.train(mdp, pi, optimizer=pg.optim.Adam(0.1), iterations=3, batch=300, seed=1, progress=False, **kw)
+        runs.append((pi.theta.copy(), hist))
+    for theta, hist in runs[1:]:
+        assert np.array_equal(theta, runs[0][0])
+        for f in ("J_estimate", "J_exact", "J_gap", "exact_grad_norm", "variance_trace"):
+            assert np.array_equal(hist[f], runs[0][1][f], equal_nan=True), f
+        assert "regularizer" not in hist.meta
+
+
+def test_train_resume_needs_the_same_regularizer(tmp_path: Any, rng: np.random.Generator) -> None:
+    mdp = random_mdp(rng, S=5, A=3, successors=3, horizon=5)
+
+    def run(iterations: int, **kw: Any) -> tuple[pg.History, pg.TabularSoftmax]:
+        pi = pg.TabularSoftmax(5, 3)
+        return pg.train(mdp, pi, optimizer=pg.optim.Adam(0.1), iterations=iterations, batch=200, seed=4,
+                        progress=False, **kw), pi
+
+    straight, pi_straight = run(12, entropy=0.2)
+    path = tmp_path / "c.npz"
+    run(5, entropy=0.2, checkpoint=path)
+    resumed, pi_resumed = run(12, regularizer=pg.Entropy(0.2), resume=path)
+    assert np.array_equal(pi_resumed.theta, pi_straight.theta)
+    assert np.array_equal(resumed["J_estimate"], straight["J_estimate"])
+    for kw, message in [({}, r"regularizer is \(absent\) here, 'Entropy\(tau=0.2\)' in the checkpoint"),
+                        ({"entropy": 0.0}, r"regularizer is \(absent\) here"),
+                        ({"entropy": 0.3}, r"regularizer is 'Entropy\(tau=0.3\)' here, 'Entropy\(tau=0.2\)'"),
+                        ({"regularizer": pg.LogBarrier(0.2)}, r"regularizer is 'LogBarrier\(lam=0.2\)' here")]:
+        with pytest.raises(ValueError, match=message):
+            run(12, resume=path, **kw)
+    plain = tmp_path / "plain.npz"
+    run(5, checkpoint=plain)
+    with pytest.raises(ValueError, match=r"regularizer is 'Entropy\(tau=0.2\)' here, \(absent\) in the checkpoint"):
+        run(12, entropy=0.2, resume=plain)
+    run(12, entropy=0.0, resume=plain)  # a strength of 0 is no regulariser
+
+
+def test_train_bad_regularizer_arguments(small: Any) -> None:
+    mdp, pi, _ = small
+    before = pi.theta.copy()
+    kw: dict[str, Any] = dict(optimizer=pg.optim.Adam(0.1), iterations=2, batch=10, seed=0, progress=False)
+    with pytest.raises(ValueError, match="either entropy=tau or regularizer="):
+        pg.train(mdp, pi, entropy=0.1, regularizer=pg.Entropy(0.1), **kw)
+    with pytest.raises(ValueError, match="entropy must be a finite temperature"):
+        pg.train(mdp, pi, entropy=-1.0, **kw)
+    with pytest.raises(TypeError, match="regularizer must be pgfast.Entropy"):
+        pg.train(mdp, pi, regularizer="entropy", **kw)
+    assert np.array_equal(pi.theta, before)  # refused before the first iteration
+    lqr = pg.LQR(A=[[0.9]], B=[[1.0]], Q=[[1.0]], R=[[1.0]], x0=[1.0], horizon=5)
+    with pytest.raises(ValueError, match="not to an LQR or a gymnasium environment"):
+        pg.train(lqr, pg.LinearGaussian(1, 1), entropy=0.1, **kw)
