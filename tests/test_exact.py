@@ -144,6 +144,8 @@ def _rel_bound(cond: float, tol: float = 0.0, n: int = 8) -> float:
 def _with_theta(pi: pg.SoftmaxPolicy, theta: np.ndarray) -> pg.SoftmaxPolicy:
     if isinstance(pi, pg.LinearSoftmax):
         return pg.LinearSoftmax(pi.features, theta=theta)
+    if isinstance(pi, pg.MLPSoftmax):  # the same network at another theta
+        return pg.MLPSoftmax(pi.state_features, pi.n_actions, hidden=pi.hidden, activation=pi.activation, theta=theta)
     return pg.TabularSoftmax(pi.n_states, pi.n_actions, theta=theta)
 
 
@@ -739,7 +741,9 @@ def test_results_have_full_field_names_and_the_symbols_as_aliases(rng: np.random
     _, ev_from_gradient = pg.exact.gradient(mdp, pi, objective, return_evaluation=True)
     for ev in (pg.exact.evaluate(mdp, pi, objective), ev_from_gradient):
         assert [f.name for f in dataclasses.fields(ev)] == [
-            "objective", "value", "state_values", "action_values", "advantages", "state_distribution", "visitation", "gamma"]
+            "objective", "value", "state_values", "action_values", "advantages", "state_distribution", "visitation", "gamma",
+            "regularizer"]
+        assert ev.regularizer is None
         assert ev.J == ev.value and ev.V is ev.state_values and ev.Q is ev.action_values
         assert ev.A is ev.advantages and ev.d is ev.state_distribution
         np.testing.assert_allclose(ev.advantages, ev.action_values - ev.state_values[..., None], rtol=0, atol=1e-12)

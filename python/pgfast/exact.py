@@ -65,6 +65,32 @@ In logit coordinates every gradient reads :math:`\partial J/\partial z(s,a) = w(
 network, batched over the states). The theorem holds for any differentiable softmax policy: the
 exact gradient needs only this vector-Jacobian product of the logits.
 
+Regularised objectives (``regularizer=``)
+-----------------------------------------
+
+:func:`evaluate` and :func:`gradient` take ``regularizer=pgfast.Entropy(tau)`` or
+``pgfast.LogBarrier(lam)`` for every objective (see :doc:`/theory`, "Regularised objectives"):
+
+- :class:`pgfast.Entropy`: :math:`J_\tau = J + \tau\,\mathbb E[\sum_t \gamma^t
+  \mathcal H(\pi(\cdot|s_t))]`, the steps weighted as the objective weighs rewards (the average
+  objectives: the stationary mean entropy, resp. the discounted entropy from :math:`s \sim d`).
+  It is the objective of the MDP with the soft reward :math:`R(s,a,s') - \tau\log\pi(a|s)`, and so
+  is its gradient. ``V`` is the soft value :math:`V_\tau` (the entropy of the first state
+  included), ``Q`` the soft action value :math:`Q_\tau(s,a) = r(s,a) + \gamma\,\mathbb E[V_\tau(s')]`
+  (the first action's :math:`-\tau\log\pi(a|s)` not included), and ``A = Q - tau log pi - V``, so
+  that :math:`\sum_a \pi(a|s) A(s,a) = 0` and :math:`\partial J_\tau/\partial z(s,a) =
+  w(s)\,\pi(a|s)\,A(s,a)`. The same per step for the finite horizon; differential for
+  ``average_reward`` (:math:`Q_\tau = r - J_\tau + \mathbb E[h(s')]`). Where :math:`\pi(a|s) = 0`
+  the log term is 0 (:math:`0\log 0 = 0`); terminal states earn no reward and no entropy.
+- :class:`pgfast.LogBarrier`: :math:`J_\lambda = J + \lambda\sum_{s,a}\log\pi(a|s)` (every state,
+  terminal ones included: the barrier is a function of the policy alone), gradient
+  :math:`\nabla J + \lambda\sum_{s,b} (1 - A\,\pi(b|s))\,\nabla z(s,b)`. ``value`` is
+  :math:`J_\lambda`; ``V``, ``Q`` and ``A`` are those of :math:`J`. A policy with a zero probability
+  has :math:`J_\lambda = -\infty` (``ValueError``).
+
+``tau = 0`` or ``lam = 0`` gives the results of no regulariser, to the bit. :func:`soft_optimal`
+solves the entropy-regularised control problem (soft value iteration).
+
 Solvers (``method=``): ``"dense"`` LU factorisation, ``"sparse"`` restarted GMRES(40) on the CSR
 transitions (memory O(nnz + 40 S); converged when the relative residual is at most ``tol``, in
 (0, 1e-2]), or ``"auto"`` (dense up to 200 states; GMRES is the faster one beyond). The finite horizon needs no solver:
@@ -104,6 +130,8 @@ but do not apply (``tol`` is the stationary search's tolerance in :func:`optimal
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
@@ -116,6 +144,16 @@ from ._lqr import LQR
 from ._lqr_exact import LQREvaluation, LQROptimal
 from ._mdp import FiniteMDP
 from ._policy import LinearSoftmax, SoftmaxPolicy, TabularSoftmax, pinned
+from ._regularizers import (
+    Entropy,
+    LogBarrier,
+    Regularizer,
+    as_regularizer,
+    barrier_logit_grad,
+    barrier_value,
+    soft_mdp,
+    soft_reward_table,
+)
 from ._validation import (
     as_bool,
     as_float,
@@ -137,6 +175,7 @@ __all__ = [
     "LQROptimal",
     "Moments",
     "Optimal",
+    "SoftOptimal",
     "evaluate",
     "fisher",
     "fisher_weights",
@@ -144,6 +183,7 @@ __all__ = [
     "moments",
     "natural_gradient",
     "optimal",
+    "soft_optimal",
     "stationary_distribution",
 ]
 
@@ -235,6 +275,13 @@ class Evaluation(_ValueAliases):
         distribution (average objectives).
     gamma : float
         The discount factor used.
+    regularizer : Entropy, LogBarrier or None
+        The regulariser of the objective (default None). With :class:`pgfast.Entropy` ``value``
+        is :math:`J_\tau` and ``V``, ``Q``, ``A`` are the soft values, the soft action values
+        :math:`Q_\tau(s,a) = r(s,a) + \gamma\,\mathbb E[V_\tau(s')]` and
+        :math:`A = Q_\tau - \tau\log\pi - V_\tau` (:math:`\sum_a \pi A = 0`); with
+        :class:`pgfast.LogBarrier` ``value`` is :math:`J_\lambda` and ``V``, ``Q``, ``A`` are
+        those of :math:`J` (see "Regularised objectives" in the module docstring).
 
     Examples
     --------
@@ -258,6 +305,7 @@ class Evaluation(_ValueAliases):
     state_distribution: NDArray[np.float64]
     visitation: NDArray[np.float64]
     gamma: float
+    regularizer: Regularizer | None = None
 
     @property
     def A(self) -> NDArray[np.float64]:
@@ -438,6 +486,7 @@ def evaluate(
     method: Method = ...,
     tol: float = ...,
     threads: int | None = ...,
+    regularizer: Regularizer | None = ...,
 ) -> Evaluation: ...
 @overload
 def evaluate(
@@ -449,6 +498,7 @@ def evaluate(
     method: Method = ...,
     tol: float = ...,
     threads: int | None = ...,
+    regularizer: None = ...,
 ) -> LQREvaluation: ...
 def evaluate(
     mdp: FiniteMDP | LQR,
@@ -459,6 +509,7 @@ def evaluate(
     method: Method = "auto",
     tol: float = 1e-12,
     threads: int | None = None,
+    regularizer: Regularizer | None = None,
 ) -> Evaluation | LQREvaluation:
     r"""Exact value ``J``, state and action values ``V`` and ``Q``, advantages ``A = Q - V`` and state
     distributions of ``policy`` on ``mdp``; on an LQR, ``J``, its gradient, the state second
@@ -488,6 +539,11 @@ def evaluate(
         Relative residual at which the sparse solver stops (default 1e-12).
     threads : int, optional
         Worker threads, 1 to ``pgfast.MAX_THREADS`` (default: every usable CPU).
+    regularizer : Entropy, LogBarrier or None
+        Evaluate the regularised objective (FiniteMDP only; default None): with
+        :class:`pgfast.Entropy` ``value`` is :math:`J_\tau` and ``V``, ``Q``, ``A`` the soft values;
+        with :class:`pgfast.LogBarrier` ``value`` is :math:`J_\lambda` and ``V``, ``Q``, ``A`` those of
+        :math:`J` (see "Regularised objectives" in the module docstring).
 
     Returns
     -------
@@ -500,13 +556,15 @@ def evaluate(
     Raises
     ------
     TypeError
-        ``mdp`` or ``policy`` of the wrong type.
+        ``mdp``, ``policy`` or ``regularizer`` of the wrong type.
     ValueError
         An unknown objective or method, a gamma the objective does not take, a policy of another
         size, a chain without a unique aperiodic stationary distribution (average objectives),
-        a solver that does not converge, or results beyond the float64 range; for an LQR, a
-        policy without the identity features or of other sizes, or a gain W that does not
-        stabilise the discounted problem (:math:`\rho(\sqrt\gamma(A + BW)) \ge 1`: J = -inf).
+        a solver that does not converge, or results beyond the float64 range; a
+        :class:`pgfast.LogBarrier` and a policy with a zero probability (:math:`J_\lambda = -\infty`);
+        for an LQR, a ``regularizer``, a policy without the identity features or of other sizes,
+        or a gain W that does not stabilise the discounted problem
+        (:math:`\rho(\sqrt\gamma(A + BW)) \ge 1`: J = -inf).
 
     Examples
     --------
@@ -533,6 +591,15 @@ def evaluate(
     >>> pg.exact.evaluate(mdp, pi, "average_reward").value  # continuing: half the steps earn 1
     0.5
 
+    With the entropy bonus: the uniform policy earns :math:`\tau\log 2` more per step in state 0
+    (:math:`\sum_t 2^{-t} = 1.75` steps there):
+
+    >>> soft = pg.exact.evaluate(mdp, pi, regularizer=pg.Entropy(0.1))
+    >>> bool(np.isclose(soft.value, 0.875 + 0.1 * np.log(2) * 1.75))
+    True
+    >>> bool(np.allclose((pi.probs() * soft.advantages[0]).sum(axis=1), 0.0))  # A averages to 0
+    True
+
     An LQR: the double integrator under :math:`u = -x_1 - 1.5 x_2 + 0.1\varepsilon`:
 
     >>> lqr = pg.LQR(A=[[1.0, 0.1], [0.0, 1.0]], B=[[0.0], [0.1]], Q=np.eye(2), R=[[0.1]],
@@ -545,18 +612,85 @@ def evaluate(
     >>> inf.objective, round(inf.J, 4), round(inf.spectral_radius, 4)
     ('discounted', -14.2781, 0.9227)
     """
+    reg = _regularizer(regularizer, mdp)
     if isinstance(mdp, LQR):
         _solver(method, tol)
         as_threads(threads)
         return _lqr_exact.evaluate(mdp, policy, _lqr_objective(objective), gamma)
+    if _active(reg):
+        ev, _ = _regularized(mdp, policy, cast(Regularizer, reg), objective, gamma, method, tol, threads,
+                             values=True, gradient=False)
+        return _computed_evaluation(ev)
     _, obj, g, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=True)
-    return _evaluation(obj, g, out)
+    return _evaluation(obj, g, out, reg)
 
 
-def _evaluation(objective: str, gamma: float, out: _core.exact.Evaluation) -> Evaluation:
+def _evaluation(objective: str, gamma: float, out: _core.exact.Evaluation, reg: Regularizer | None = None) -> Evaluation:
     V, Q = _computed(out.V), _computed(out.Q)
     A = out.A if out.A is not None else Q - V[..., None]
-    return Evaluation(objective, float(out.J), V, Q, A, _computed(out.d), _computed(out.visitation), gamma)
+    return Evaluation(objective, float(out.J), V, Q, A, _computed(out.d), _computed(out.visitation), gamma, reg)
+
+
+def _computed_evaluation(ev: Evaluation | None) -> Evaluation:
+    """An evaluation that the request asked for (so it is there)."""
+    assert ev is not None
+    return ev
+
+
+def _regularizer(regularizer: Any, mdp: Any) -> Regularizer | None:
+    """The checked ``regularizer`` argument (None passes through); an LQR takes none."""
+    reg = as_regularizer(regularizer)
+    if reg is not None and isinstance(mdp, LQR):
+        raise ValueError(f"regularizer={reg!r} is for a FiniteMDP with a softmax policy; an LQR takes regularizer=None")
+    return reg
+
+
+def _active(reg: Regularizer | None) -> bool:
+    """A regulariser of nonzero strength (a zero one leaves every result as it is, to the bit)."""
+    return reg is not None and (reg.tau if isinstance(reg, Entropy) else reg.lam) > 0.0
+
+
+def _regularized(
+    mdp: Any,
+    policy: Any,
+    reg: Regularizer,
+    objective: Any,
+    gamma: Any,
+    method: Any,
+    tol: Any,
+    threads: Any,
+    *,
+    values: bool,
+    gradient: bool,
+) -> tuple[Evaluation | None, NDArray[np.float64] | None]:
+    """(the evaluation, dJ_reg/dz) of a regularised objective, each when asked for: the entropy
+    through the soft-reward MDP, the log-barrier added to J and to the logit gradient."""
+    policy = pinned(policy)  # the soft reward and the evaluation from one theta
+    probs = _check(mdp, policy)
+    obj = _objective(objective)
+    if isinstance(reg, Entropy):
+        target = soft_mdp(mdp, probs, reg.tau)
+    else:
+        zero = np.argwhere(probs <= 0.0)
+        if zero.size:
+            s, a = (int(i) for i in zero[0])
+            raise ValueError(f"regularizer={reg!r} needs every probability > 0, but the policy has pi(a={a}|s={s}) = 0 "
+                             f"(and {len(zero) - 1} more zeros): the log-barrier objective is -inf there")
+        target = mdp
+    _, obj, g, out = _run(target, policy, obj, gamma, method, tol, threads, values=values, gradient=gradient)
+    logit_grad = None
+    if gradient:
+        logit_grad = _computed(out.logit_grad)
+        if isinstance(reg, LogBarrier):
+            logit_grad = logit_grad + barrier_logit_grad(probs, reg.lam)
+    if not values:
+        return None, logit_grad
+    ev = _evaluation(obj, g, out, reg)
+    if isinstance(reg, LogBarrier):
+        return dataclasses.replace(ev, value=ev.value + barrier_value(probs, reg.lam)), logit_grad
+    # The soft Q of the first action without its own bonus -tau log pi(a|s) (live states; 0 log 0 = 0).
+    bonus = soft_reward_table(probs, reg.tau) * ~mdp.terminal[:, None]
+    return dataclasses.replace(ev, action_values=ev.action_values - bonus), logit_grad
 
 
 @overload
@@ -570,6 +704,7 @@ def gradient(
     tol: float = ...,
     threads: int | None = ...,
     return_evaluation: Literal[False] = ...,
+    regularizer: Regularizer | None = ...,
 ) -> NDArray[np.float64]: ...
 @overload
 def gradient(
@@ -582,6 +717,7 @@ def gradient(
     tol: float = ...,
     threads: int | None = ...,
     return_evaluation: Literal[True],
+    regularizer: Regularizer | None = ...,
 ) -> tuple[NDArray[np.float64], Evaluation]: ...
 @overload
 def gradient(
@@ -594,6 +730,7 @@ def gradient(
     tol: float = ...,
     threads: int | None = ...,
     return_evaluation: Literal[True],
+    regularizer: None = ...,
 ) -> tuple[NDArray[np.float64], LQREvaluation]: ...
 def gradient(
     mdp: FiniteMDP | LQR,
@@ -605,6 +742,7 @@ def gradient(
     tol: float = 1e-12,
     threads: int | None = None,
     return_evaluation: bool = False,
+    regularizer: Regularizer | None = None,
 ) -> NDArray[np.float64] | tuple[NDArray[np.float64], Evaluation | LQREvaluation]:
     r"""The exact policy gradient :math:`\nabla_\theta J`, in the shape of ``policy.theta``.
 
@@ -637,6 +775,10 @@ def gradient(
         Worker threads, 1 to ``pgfast.MAX_THREADS`` (default: every usable CPU).
     return_evaluation : bool
         Also return the :class:`Evaluation` (:class:`LQREvaluation` for an LQR; default False).
+    regularizer : Entropy, LogBarrier or None
+        The gradient of the regularised objective (FiniteMDP only; default None):
+        :math:`\nabla J_\tau` for :class:`pgfast.Entropy`, :math:`\nabla J_\lambda` for
+        :class:`pgfast.LogBarrier` (see :func:`evaluate` for the evaluation it returns).
 
     Returns
     -------
@@ -648,12 +790,14 @@ def gradient(
     Raises
     ------
     TypeError
-        ``mdp`` or ``policy`` of the wrong type.
+        ``mdp``, ``policy`` or ``regularizer`` of the wrong type.
     ValueError
         An unknown objective or method, a gamma the objective does not take, a policy of another
         size, a chain without a unique aperiodic stationary distribution (average objectives),
-        a solver that does not converge, or results beyond the float64 range; for an LQR, a
-        policy that does not fit it or a gain W that does not stabilise the discounted problem.
+        a solver that does not converge, or results beyond the float64 range; a
+        :class:`pgfast.LogBarrier` and a policy with a zero probability; for an LQR, a
+        ``regularizer``, a policy that does not fit it or a gain W that does not stabilise the
+        discounted problem.
 
     Examples
     --------
@@ -670,6 +814,11 @@ def gradient(
     >>> ev.value
     0.875
 
+    The log-barrier pulls towards the uniform policy, where its own gradient is 0:
+
+    >>> bool(np.array_equal(pg.exact.gradient(mdp, pi, regularizer=pg.LogBarrier(0.1)), grad))
+    True
+
     On an LQR, in the order of ``theta`` (W row-major, then log_std):
 
     >>> lqr = pg.LQR(A=[[1.0, 0.1], [0.0, 1.0]], B=[[0.0], [0.1]], Q=np.eye(2), R=[[0.1]],
@@ -678,18 +827,25 @@ def gradient(
     array([-1.958, -0.401, -0.356])
     """
     return_evaluation = as_bool(return_evaluation, "return_evaluation")
+    reg = _regularizer(regularizer, mdp)
     if isinstance(mdp, LQR):
         _solver(method, tol)
         as_threads(threads)
-        ev = _lqr_exact.evaluate(mdp, policy, _lqr_objective(objective), gamma, tables=return_evaluation)
-        return (ev.grad, ev) if return_evaluation else ev.grad
+        lqr_ev = _lqr_exact.evaluate(mdp, policy, _lqr_objective(objective), gamma, tables=return_evaluation)
+        return (lqr_ev.grad, lqr_ev) if return_evaluation else lqr_ev.grad
     policy = cast(SoftmaxPolicy, pinned(policy))  # the probabilities and the logit map from one theta
-    _, obj, g, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=return_evaluation, gradient=True)
-    grad = policy._logit_vjp(_computed(out.logit_grad))
+    if _active(reg):
+        ev, logit_grad = _regularized(mdp, policy, cast(Regularizer, reg), objective, gamma, method, tol, threads,
+                                      values=return_evaluation, gradient=True)
+    else:
+        _, obj, g, out = _run(mdp, policy, objective, gamma, method, tol, threads, values=return_evaluation, gradient=True)
+        logit_grad = out.logit_grad
+        ev = _evaluation(obj, g, out, reg) if return_evaluation else None
+    grad = policy._logit_vjp(_computed(logit_grad))
     check_finite_result(grad, "the exact policy gradient", "dJ/dz times the policy's logit Jacobian (features or weights too large)")
     if not return_evaluation:
         return grad
-    return grad, _evaluation(obj, g, out)
+    return grad, _computed_evaluation(ev)
 
 
 def fisher(
@@ -1099,6 +1255,300 @@ def optimal(
     out = _core.exact.optimal(mdp._mdp, _OBJECTIVES[objective], g, _METHODS[meth], t, as_threads(threads))
     _check_out(out, _OPTIMAL_FIELDS, f"the optimal {objective} values")
     return Optimal(objective, float(out.J), out.V, out.Q, out.actions, int(out.iterations))
+
+
+@dataclass(frozen=True)
+class SoftOptimal(_ValueAliases):
+    r"""The entropy-regularised optimum (:func:`soft_optimal`; see :doc:`/theory`, "Regularised
+    objectives"): the soft values, the soft action values and the soft-optimal policy
+    :math:`\pi^*_\tau(a|s) \propto \exp(Q^*_\tau(s,a)/\tau)`.
+
+    ``J``, ``V`` and ``Q`` are read-only aliases of ``value``, ``state_values`` and
+    ``action_values``, as in :class:`Optimal`.
+
+    Attributes
+    ----------
+    objective : str
+        ``"finite_horizon"`` or ``"discounted"``.
+    value : float
+        The optimal regularised objective :math:`J^*_\tau = \mu_0^\top V^*_\tau` (finite horizon:
+        :math:`\mu_0^\top V^*_{\tau,0}`; alias ``J``).
+    state_values : ndarray
+        :math:`V^*_\tau(s) = \tau\log\sum_a \exp(Q^*_\tau(s,a)/\tau)`, (H, S) for the finite horizon
+        (``state_values[t, s]``), (S,) discounted (alias ``V``); 0 on terminal states.
+    action_values : ndarray
+        :math:`Q^*_\tau(s,a) = r(s,a) + \gamma\sum_{s'} P(s'|s,a)\,\text{alive}(s')\,V^*_\tau(s')`
+        (:math:`V^*_{\tau,t+1}` for the finite horizon), (H, S, A) or (S, A) (alias ``Q``); 0 on
+        terminal states. The soft action value of :func:`evaluate` with
+        ``regularizer=pgfast.Entropy(tau)`` under :math:`\pi^*_\tau`.
+    tau : float
+        The temperature :math:`\tau`.
+    gamma : float
+        The discount factor used.
+    iterations : int
+        Soft value-iteration sweeps (discounted), or the H steps of the backward recursion
+        (finite horizon).
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> soft = pg.exact.soft_optimal(mdp, 0.1, gamma=0.9)
+    >>> round(soft.value, 6), soft.Q.round(6)  # above J* = 1: the entropy of the first steps
+    (1.043424, array([[0.939082, 1.      ],
+           [0.      , 0.      ]]))
+    """
+
+    objective: str
+    value: float
+    state_values: NDArray[np.float64]
+    action_values: NDArray[np.float64]
+    tau: float
+    gamma: float
+    iterations: int
+
+    def probs(self) -> NDArray[np.float64]:
+        r"""The soft-optimal policy :math:`\pi^*_\tau(a|s) \propto \exp(Q^*_\tau(s,a)/\tau)`, (H, S, A)
+        or (S, A) (uniform on terminal states).
+
+        Returns
+        -------
+        ndarray of float64, shape (H, S, A) or (S, A)
+            ``probs[..., s, a]`` is :math:`\pi^*_\tau(a|s)` (of step t for the finite horizon).
+
+        Examples
+        --------
+        >>> P = np.zeros((2, 2, 2))
+        >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+        >>> P[1, :, 1] = 1.0
+        >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+        ...                    terminal=[False, True])
+        >>> pg.exact.soft_optimal(mdp, 0.1, "finite_horizon").probs()[:, 0].round(4)  # state 0, t = 0, 1, 2
+        array([[0.6667, 0.3333],
+               [0.5   , 0.5   ],
+               [0.    , 1.    ]])
+        """
+        z = self.action_values / self.tau
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        out: NDArray[np.float64] = e / e.sum(axis=-1, keepdims=True)
+        return out
+
+    def policy(self, t: int | None = None) -> TabularSoftmax:
+        r"""The soft-optimal policy as a :class:`pgfast.TabularSoftmax`, ``theta`` :math:`= Q^*_\tau/\tau`
+        less its maximum in each state (the same probabilities, finite for any :math:`\tau`).
+
+        Parameters
+        ----------
+        t : int, optional
+            The step, 0 to H - 1: required for the finite horizon, whose soft-optimal policy
+            changes with the step; None (the default) for the discounted objective.
+
+        Returns
+        -------
+        TabularSoftmax
+            With :math:`\pi^*_\tau` (of step ``t``) as its probabilities.
+
+        Raises
+        ------
+        ValueError
+            ``t`` missing or out of range for the finite horizon, or given for the discounted
+            objective.
+
+        Examples
+        --------
+        >>> P = np.zeros((2, 2, 2))
+        >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+        >>> P[1, :, 1] = 1.0
+        >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+        ...                    terminal=[False, True])
+        >>> soft = pg.exact.soft_optimal(mdp, 0.1, gamma=0.9)
+        >>> ev = pg.exact.evaluate(mdp, soft.policy(), "discounted", gamma=0.9, regularizer=pg.Entropy(0.1))
+        >>> bool(np.isclose(ev.value, soft.value, rtol=1e-10))
+        True
+        """
+        Q = self.action_values
+        if self.objective == "finite_horizon":
+            if t is None:
+                raise ValueError(f"t is required for the finite horizon (the soft-optimal policy changes with the step): "
+                                 f"pass a step 0 <= t < {Q.shape[0]}")
+            Q = Q[as_int(t, "t", minimum=0, maximum=Q.shape[0] - 1)]
+        elif t is not None:
+            raise ValueError(f"t is for the finite horizon; the discounted soft-optimal policy is stationary (got t={t!r})")
+        theta = (Q - Q.max(axis=-1, keepdims=True)) / self.tau
+        return TabularSoftmax(Q.shape[0], Q.shape[1], theta=theta)
+
+
+# Below this the rounding of a sweep (a few ulps of the values) can stop the change from shrinking.
+_MIN_SOFT_TOL = 1e-14
+
+
+def soft_optimal(
+    mdp: FiniteMDP,
+    tau: float,
+    objective: Literal["finite_horizon", "discounted"] = "discounted",
+    *,
+    gamma: float | None = None,
+    tol: float = 1e-12,
+    max_iter: int = 1_000_000,
+) -> SoftOptimal:
+    r"""The entropy-regularised optimum by soft value iteration: the soft values, the soft action
+    values and the soft-optimal policy of :math:`J_\tau` (``regularizer=pgfast.Entropy(tau)``).
+
+    The soft Bellman equation (:doc:`/theory`, "Regularised objectives"), with
+    :math:`\text{alive}(s') = 1 - \text{terminal}(s')` and :math:`V = Q = 0` on terminal states:
+
+    .. math::
+        Q(s,a) = r(s,a) + \gamma \sum_{s'} P(s'|s,a)\,\text{alive}(s')\,V(s'), \qquad
+        V(s) = \tau \log\sum_a \exp(Q(s,a)/\tau)
+
+    (the log-sum-exp taken from the largest ``Q``, so any :math:`\tau > 0` works), and
+    :math:`\pi^*_\tau(a|s) = \exp((Q(s,a) - V(s))/\tau)`. ``"discounted"`` (:math:`\gamma < 1`)
+    iterates from :math:`V = 0`; the map is a :math:`\gamma`-contraction in the sup norm, and the
+    iteration stops when a sweep changes ``V`` by at most ``tol * max(1, max|V|)``, so the soft
+    Bellman residual is at most :math:`\gamma` times that and the error in ``V`` at most
+    :math:`\gamma/(1-\gamma)` times it (about :math:`\log(\text{tol})/\log\gamma` sweeps).
+    ``"finite_horizon"`` is the exact backward recursion :math:`V_H = 0`, per step, as
+    :func:`optimal` does with the max. The average objectives are not supported.
+
+    Vectorised NumPy on the sparse transitions: O(nnz + S A) per sweep.
+
+    Parameters
+    ----------
+    mdp : FiniteMDP
+        The MDP.
+    tau : float > 0
+        The temperature :math:`\tau` of the entropy bonus.
+    objective : {"finite_horizon", "discounted"}
+        The objective (default ``"discounted"``).
+    gamma : float in [0, 1], optional
+        Discount factor (default: ``mdp.gamma``; ``"discounted"`` needs gamma < 1).
+    tol : float in [1e-14, 1e-2]
+        The discounted iteration stops when a sweep changes ``V`` by at most
+        ``tol * max(1, max|V|)`` (default 1e-12); checked, but unused, for the finite horizon.
+    max_iter : int >= 1
+        The most sweeps of the discounted iteration (default 1 000 000); ``ValueError`` when
+        ``tol`` is not reached by then.
+
+    Returns
+    -------
+    SoftOptimal
+        ``value``, ``state_values``, ``action_values`` (aliases ``J``, ``V``, ``Q``), ``tau``,
+        ``gamma``, ``iterations``, and the methods ``probs()`` and ``policy()``.
+
+    Raises
+    ------
+    TypeError
+        ``mdp`` not a FiniteMDP, or ``tau``, ``gamma``, ``tol``, ``max_iter`` of the wrong type.
+    ValueError
+        ``tau`` not a finite number > 0, an objective other than the two, a bad ``gamma``, ``tol``
+        or ``max_iter``, an iteration that does not reach ``tol`` in ``max_iter`` sweeps, or values
+        beyond the float64 range.
+    MemoryError
+        Tables larger than memory (the message states the bytes requested).
+
+    Examples
+    --------
+    >>> P = np.zeros((2, 2, 2))
+    >>> P[0, 0, 0] = P[0, 1, 1] = 1.0
+    >>> P[1, :, 1] = 1.0
+    >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
+    ...                    terminal=[False, True])
+    >>> soft = pg.exact.soft_optimal(mdp, 0.1, gamma=0.9)
+    >>> soft.probs()[0].round(4)  # moving (1) earns 1 now; staying earns 0.9 V(0) later
+    array([0.3522, 0.6478])
+    >>> bool(np.isclose(soft.V[0], 0.1 * np.log(np.exp(soft.Q[0] / 0.1).sum())))  # the soft Bellman equation
+    True
+    >>> [round(pg.exact.soft_optimal(mdp, tau, gamma=0.9).value, 6) for tau in (1.0, 0.1, 0.01)]  # to J* = 1
+    [2.506431, 1.043424, 1.0]
+    """
+    require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")
+    t = as_float(tau, "tau")
+    if not (np.isfinite(t) and t > 0.0):
+        raise ValueError(f"tau must be a finite number > 0 (the temperature of the entropy bonus), got {tau!r}")
+    if not isinstance(objective, str) or objective not in ("finite_horizon", "discounted"):
+        raise ValueError(f"soft_optimal supports objective='finite_horizon' or 'discounted', got {objective!r}")
+    g = _gamma(mdp, gamma, objective)
+    eps = as_float(tol, "tol")
+    if not _MIN_SOFT_TOL <= eps <= _MAX_TOL:
+        raise ValueError(f"tol must be in [{_MIN_SOFT_TOL:g}, {_MAX_TOL:g}] (the change of V in a sweep relative to "
+                         f"max(1, max|V|); 1e-12 by default), got {eps}")
+    sweeps = as_int(max_iter, "max_iter", minimum=1)
+    S, A, H = mdp.n_states, mdp.n_actions, mdp.horizon
+    indptr, nxt, prob, _ = mdp.transitions
+    check_allocation(24 * len(prob) + 48 * S * A, f"the soft Bellman sweeps (S={S}, A={A}, {len(prob)} transitions)",
+                     "use a smaller MDP")
+    if objective == "finite_horizon":
+        check_allocation(8 * H * S * (A + 1), f"soft finite-horizon tables (H={H}, S={S}, A={A})", "use a shorter horizon")
+    live = ~mdp.terminal
+    # Per transition P(s'|s,a) alive(s') alive(s): terminal states keep Q = 0.
+    w = prob * live[nxt] * np.repeat(np.repeat(live, A), np.diff(indptr))
+    r = mdp.R * live[:, None]
+    filled = np.diff(indptr) > 0
+    starts = indptr[:-1][filled]
+    every = bool(filled.all())
+    succ = nxt.astype(np.intp)  # NumPy converts an int32 index on every gather
+    x = np.empty(len(prob))
+
+    def q_of(V: NDArray[np.float64]) -> NDArray[np.float64]:
+        """r(s,a) + gamma sum_s' P alive V(s'), (S, A); CSR rows summed by reduceat (over the
+        rows with transitions: the rows of terminal states may be empty)."""
+        np.multiply(w, V.take(succ), out=x)
+        if every:
+            ev = np.add.reduceat(x, starts)
+        else:
+            ev = np.zeros(S * A)
+            if starts.size:
+                ev[filled] = np.add.reduceat(x, starts)
+        return r + g * ev.reshape(S, A)
+
+    def v_of(Q: NDArray[np.float64]) -> NDArray[np.float64]:
+        """tau log sum_a exp(Q / tau), from the largest Q of each state; 0 on terminal states."""
+        m = Q.max(axis=1)
+        out: NDArray[np.float64] = (m + t * np.log(np.exp((Q - m[:, None]) / t).sum(axis=1))) * live
+        return out
+
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
+        result = _soft_sweeps(q_of, v_of, mdp, objective, t, g, eps, sweeps)
+    for name, x in (("J", result.value), ("V", result.state_values), ("Q", result.action_values)):
+        check_finite_result(x, f"the soft-optimal values ({name})", _OVERFLOW + ", or rewards / tau do")
+    return result
+
+
+def _soft_sweeps(
+    q_of: Callable[[NDArray[np.float64]], NDArray[np.float64]],
+    v_of: Callable[[NDArray[np.float64]], NDArray[np.float64]],
+    mdp: FiniteMDP,
+    objective: str,
+    t: float,
+    g: float,
+    eps: float,
+    sweeps: int,
+) -> SoftOptimal:
+    """The backward recursion (finite horizon) or the iteration to ``eps`` (discounted) of
+    :func:`soft_optimal`, from the soft backups ``q_of`` and ``v_of``."""
+    S, H = mdp.n_states, mdp.horizon
+    if objective == "finite_horizon":
+        Vs, Qs = np.zeros((H, S)), np.zeros((H, S, mdp.n_actions))
+        V = np.zeros(S)
+        for step in range(H - 1, -1, -1):
+            Qs[step] = q_of(V)
+            Vs[step] = V = v_of(Qs[step])
+        return SoftOptimal("finite_horizon", float(mdp.mu0 @ V), Vs, Qs, t, g, H)
+    V, it = np.zeros(S), 0
+    while True:
+        Q = q_of(V)
+        Vn = v_of(Q)
+        change = float(np.max(np.abs(Vn - V), initial=0.0))
+        V, it = Vn, it + 1
+        # a change of at most tol (relative) ends it; so does an overflow (NaN or inf: reported by the caller)
+        if not change > eps * max(1.0, float(np.max(np.abs(V), initial=0.0))):
+            return SoftOptimal("discounted", float(mdp.mu0 @ V), V, Q, t, g, it)
+        if it == sweeps:
+            raise ValueError(f"soft value iteration did not reach tol={eps:g} in max_iter={sweeps} sweeps (the "
+                             f"change was {change:.3g}; it shrinks by about gamma = {g} per sweep): raise max_iter or tol")
 
 
 #: The largest ``n_params`` for which :func:`moments` forms the full covariance by default (its cost
