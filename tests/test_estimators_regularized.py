@@ -22,7 +22,7 @@ import pytest
 from helpers import Family, assert_close, hand_grad, random_mdp, random_softmax, tiny_problem
 
 import pgfast as pg
-from pgfast._regularizers import barrier_logit_grad, barrier_value, soft_mdp
+from pgfast._regularizers import barrier_logit_grad, soft_mdp
 
 N_BIG = 100_000  # trajectories of the large batches (H <= 6)
 
@@ -30,14 +30,9 @@ Reg = pg.Entropy | pg.LogBarrier
 
 
 def exact_regularized(mdp: pg.FiniteMDP, pi: pg.SoftmaxPolicy, reg: Reg, gamma: float | None = None) -> tuple[np.ndarray, float]:
-    """(grad J_reg, J_reg) exactly: the entropy bonus as the soft-reward MDP with the policy held
-    fixed in the reward; the barrier's value and logit gradient added to J's."""
-    probs = pi.probs()
-    if isinstance(reg, pg.Entropy):
-        soft = soft_mdp(mdp, probs, reg.tau)
-        return pg.exact.gradient(soft, pi, gamma=gamma), pg.exact.evaluate(soft, pi, gamma=gamma).J
-    grad = pg.exact.gradient(mdp, pi, gamma=gamma) + pi._logit_vjp(barrier_logit_grad(probs, reg.lam))
-    return grad, pg.exact.evaluate(mdp, pi, gamma=gamma).J + barrier_value(probs, reg.lam)
+    """(grad J_reg, J_reg) exactly, from pg.exact."""
+    grad, ev = pg.exact.gradient(mdp, pi, gamma=gamma, regularizer=reg, return_evaluation=True)
+    return grad, ev.J
 
 
 def make_policy(kind: str, mdp: pg.FiniteMDP, rng: np.random.Generator) -> pg.SoftmaxPolicy:
@@ -132,26 +127,32 @@ def test_unbiasedness_check_has_power(rng: np.random.Generator, reg: Reg) -> Non
 
 @pytest.mark.parametrize("kind", ["tabular", "linear", "mlp"])
 @pytest.mark.parametrize("reg", [pg.Entropy(0.7), pg.LogBarrier(0.2)])
-def test_exact_reference_against_finite_differences(rng: np.random.Generator, kind: str, reg: Reg) -> None:
-    """The reference of the unbiasedness tests is the gradient of J_reg(theta), with theta in the
-    regulariser too (J_tau(theta) = J of the soft-reward MDP of pi_theta, by the definition of
-    the entropy bonus; J_lam = J + lam sum log pi)."""
+def test_exact_reference(rng: np.random.Generator, kind: str, reg: Reg) -> None:
+    """The reference of the unbiasedness tests: the soft-reward MDP with the policy held fixed in
+    the reward (entropy), J's gradient plus the barrier's logit gradient (log-barrier); and it is
+    the gradient of J_reg(theta) with theta in the regulariser too (finite differences)."""
     mdp = random_mdp(rng, S=5, A=3, successors=3, n_terminal=1, horizon=5, gamma=0.9, transition_rewards=True)
     pi = make_policy(kind, mdp, rng)
     grad, J = exact_regularized(mdp, pi, reg)
+    probs = pi.probs()
+    if isinstance(reg, pg.Entropy):
+        soft = soft_mdp(mdp, probs, reg.tau)
+        np.testing.assert_allclose(grad, pg.exact.gradient(soft, pi), rtol=1e-12, atol=1e-14)
+        ev = pg.exact.evaluate(mdp, pi)
+        ent = -(probs * np.log(probs)).sum(axis=1)  # J_tau = J + tau sum_t gamma^t E[H(pi(.|s_t))]
+        disc = mdp.gamma ** np.arange(mdp.horizon)
+        assert J == pytest.approx(ev.J + reg.tau * float(disc @ ev.state_distribution @ ent), rel=1e-12)
+        assert J > ev.J + 1e-3
+    else:
+        np.testing.assert_allclose(grad, pg.exact.gradient(mdp, pi) + pi._logit_vjp(barrier_logit_grad(probs, reg.lam)),
+                                   rtol=1e-12, atol=1e-14)
+        assert J == pytest.approx(pg.exact.evaluate(mdp, pi).J + reg.lam * float(np.log(probs).sum()), rel=1e-12)
     theta = pi.theta.copy()
 
     def J_at(th: np.ndarray) -> float:
         pi.theta = th
         return exact_regularized(mdp, pi, reg)[1]
 
-    if isinstance(reg, pg.Entropy):  # J_tau from its definition: J + tau sum_t gamma^t E[H(pi(.|s_t))]
-        ev = pg.exact.evaluate(mdp, pi)
-        p = pi.probs()
-        ent = -(p * np.log(p)).sum(axis=1)
-        disc = mdp.gamma ** np.arange(mdp.horizon)
-        assert J == pytest.approx(ev.J + reg.tau * float(disc @ ev.state_distribution @ ent), rel=1e-12)
-        assert J > ev.J + 1e-3
     h = 1e-6
     fd = np.zeros(theta.size)
     for k in range(theta.size):
@@ -448,7 +449,15 @@ def test_train_ascends_the_regularized_estimate(rng: np.random.Generator, reg: R
         assert rec["J_exact"] == pytest.approx(J, rel=1e-12)
         assert rec["exact_grad_norm"] == pytest.approx(float(np.linalg.norm(grad)), rel=1e-12)
         assert np.isfinite(rec["step_cosine"])
-        for col in ("J_gap", "fraction_of_optimal", "advantage_gap", "min_optimal_prob", "variance_trace"):
+        nan_cols = ["min_optimal_prob", "variance_trace"]
+        if isinstance(reg, pg.Entropy):  # against the soft optimum
+            best = pg.exact.soft_optimal(mdp, reg.tau, "finite_horizon").J
+            assert rec["J_gap"] == pytest.approx(best - J, rel=1e-9) and rec["J_gap"] > 0
+            assert rec["fraction_of_optimal"] == pytest.approx(J / best, rel=1e-9)
+            assert rec["advantage_gap"] > 0
+        else:
+            nan_cols += ["J_gap", "fraction_of_optimal", "advantage_gap"]
+        for col in nan_cols:
             assert np.isnan(rec[col]), col
     assert hist.meta["regularizer"] == repr(reg)
     # the regularised J differs from J: the exact column is the regularised one

@@ -29,7 +29,7 @@ from ._estimators import (
 from ._mdp import FiniteMDP
 from ._optimality import fraction_of_optimal
 from ._policy import SoftmaxPolicy
-from ._regularizers import Entropy, Regularizer, barrier_logit_grad, barrier_value, soft_mdp
+from ._regularizers import Entropy, Regularizer
 from ._validation import as_bool, as_float, as_gamma, as_int, as_threads, check_finite_result, require_instance
 from .optim import NaturalGradient, Optimizer
 
@@ -371,7 +371,9 @@ class _ExactColumns:
         self.mdp, self.gamma, self.weights, self.variance = mdp, gamma, weights, variance
         self.baseline = None if baseline is None or baseline == "none" or isinstance(baseline, ValueBaseline) else baseline
         self.regularizer = regularizer
-        if regularizer is not None:  # the columns of the regularised objective that need no optimum
+        if regularizer is not None:  # the optimum of the entropy-regularised objective; none for the barrier
+            self.optimal_J = (exact.soft_optimal(mdp, regularizer.tau, "finite_horizon", gamma=gamma).value
+                              if isinstance(regularizer, Entropy) else math.nan)
             return
         best = exact.optimal(mdp, "finite_horizon", gamma=gamma)
         self.optimal_J = float(best.value)
@@ -385,10 +387,7 @@ class _ExactColumns:
         """(J, the exact columns but ``step_cosine``, the exact gradient) of ``policy``; ``table``:
         the fitted ValueBaseline's b_t(s) this iteration uses (None when cross-fitted)."""
         if self.regularizer is not None:
-            J, grad = self.regularized(policy)
-            cols = dict.fromkeys(EXACT_FIELDS, math.nan)
-            cols["exact_grad_norm"] = float(np.linalg.norm(grad))
-            return J, cols, grad
+            return self.regularized(policy)
         grad, ev = exact.gradient(self.mdp, policy, "finite_horizon", gamma=self.gamma, return_evaluation=True)
         J = float(ev.value)
         trace = math.nan
@@ -404,18 +403,18 @@ class _ExactColumns:
                 "min_optimal_prob": float(on_optimal.min()) if on_optimal.size else math.nan}
         return J, cols, grad
 
-    def regularized(self, policy: SoftmaxPolicy) -> tuple[float, NDArray[np.float64]]:
-        """(J_reg, grad J_reg) of ``policy``: the entropy bonus as the soft-reward MDP with the
-        policy held fixed in the reward, the log-barrier's value and logit gradient added."""
-        reg = self.regularizer
-        probs = policy._probs_for(self.mdp)
-        if isinstance(reg, Entropy):
-            grad, ev = exact.gradient(soft_mdp(self.mdp, probs, reg.tau), policy, "finite_horizon", gamma=self.gamma,
-                                      return_evaluation=True)
-            return float(ev.value), grad
-        assert reg is not None
-        grad, ev = exact.gradient(self.mdp, policy, "finite_horizon", gamma=self.gamma, return_evaluation=True)
-        return float(ev.value) + barrier_value(probs, reg.lam), grad + policy._logit_vjp(barrier_logit_grad(probs, reg.lam))
+    def regularized(self, policy: SoftmaxPolicy) -> tuple[float, dict[str, float], NDArray[np.float64]]:
+        """:meth:`measure` for the regularised objective: J, the gradient and (entropy bonus) the
+        gap to the soft optimum and the soft advantages; the other columns NaN."""
+        grad, ev = exact.gradient(self.mdp, policy, "finite_horizon", gamma=self.gamma, return_evaluation=True,
+                                  regularizer=self.regularizer)
+        J = float(ev.value)
+        cols = dict.fromkeys(EXACT_FIELDS, math.nan)
+        cols["exact_grad_norm"] = float(np.linalg.norm(grad))
+        if isinstance(self.regularizer, Entropy):
+            cols.update({"J_gap": self.optimal_J - J, "fraction_of_optimal": fraction_of_optimal(J, self.optimal_J),
+                         "advantage_gap": float(ev.advantages[0].max())})
+        return J, cols, grad
 
     @staticmethod
     def cosine(step: NDArray[np.float64], grad: NDArray[np.float64]) -> float:
@@ -615,9 +614,12 @@ def train(
     :math:`J_\lambda`: each iteration's estimate is :func:`pgfast.policy_gradient` with the
     regulariser (``J_estimate`` estimates the regularised objective; a ``ValueBaseline`` is fitted
     to the soft rewards of the entropy bonus). The exact columns ``J_exact``, ``exact_grad_norm``
-    and ``step_cosine`` are then those of the regularised objective; ``J_gap``,
-    ``fraction_of_optimal``, ``advantage_gap``, ``min_optimal_prob`` and ``variance_trace`` are
-    NaN. A strength of 0 is a run without a regulariser, bit for bit. Finite MDPs only.
+    and ``step_cosine`` are then those of the regularised objective (:func:`pgfast.exact.gradient`
+    with ``regularizer=``); with the entropy bonus ``J_gap`` and ``fraction_of_optimal`` compare
+    with the soft optimum :math:`J^*_\tau` of :func:`pgfast.exact.soft_optimal` and
+    ``advantage_gap`` is the largest soft advantage at step 0 (0 at the soft optimum), with the
+    log-barrier they are NaN; ``min_optimal_prob`` and ``variance_trace`` are NaN. A strength of 0
+    is a run without a regulariser, bit for bit. Finite MDPs only.
 
     Continuous problems: ``mdp`` may be a :class:`pgfast.LQR` (with a :class:`LinearGaussian`
     policy), a gymnasium environment id or a ``gymnasium.Env`` with a Box observation space (with
