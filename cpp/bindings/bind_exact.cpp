@@ -6,6 +6,7 @@
 #include "pgfast/exact/moments.hpp"
 #include "pgfast/exact/objectives.hpp"
 #include "pgfast/exact/optimal.hpp"
+#include "pgfast/exact/soft.hpp"
 #include "pgfast/interrupt.hpp"
 #include "pgfast/mdp.hpp"
 #include "pgfast/policy.hpp"
@@ -280,6 +281,27 @@ void bind_exact(py::module_ m) {
       },
       py::arg("mdp"), py::arg("objective"), py::arg("gamma"), py::arg("method"), py::arg("tol"), py::arg("threads"),
       "Optimal control by backward induction (finite horizon) or policy iteration (discounted).");
+
+  m.def(
+      "soft_optimal",
+      [](const FiniteMDP& mdp, bool finite_horizon, double gamma, double tau, double tol, std::int64_t max_iter) {
+        check_unit(gamma, "gamma");
+        check_tol(tol);
+        if (!(std::isfinite(tau) && tau > 0.0)) throw std::invalid_argument("tau must be a finite number > 0");
+        if (max_iter < 1) throw std::invalid_argument("max_iter must be >= 1");
+        const py::ssize_t S = mdp.n_states(), A = mdp.n_actions(), H = mdp.horizon();
+        exact::SoftOptimal o = run_exact([&](StopToken& stop) {
+          return finite_horizon ? exact::soft_optimal_finite_horizon(mdp, H, gamma, tau, stop)
+                                : exact::soft_optimal_discounted(mdp, gamma, tau, tol, max_iter, stop);
+        });
+        std::vector<py::ssize_t> vshape{S}, qshape{S, A};
+        if (finite_horizon) vshape.insert(vshape.begin(), H), qshape.insert(qshape.begin(), H);
+        return py::make_tuple(o.J, vector_to_numpy(std::move(o.V), vshape), vector_to_numpy(std::move(o.Q), qshape),
+                              o.iterations, o.change, o.converged);
+      },
+      py::arg("mdp"), py::arg("finite_horizon"), py::arg("gamma"), py::arg("tau"), py::arg("tol"), py::arg("max_iter"),
+      "Soft value iteration: (J, V, Q, iterations, the last sweep's change of V, converged); the backward recursion "
+      "for the finite horizon.");
 
   m.def(
       "fisher_tabular",

@@ -131,7 +131,6 @@ but do not apply (``tol`` is the stationary search's tolerance in :func:`optimal
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
@@ -1413,7 +1412,8 @@ def soft_optimal(
     ``"finite_horizon"`` is the exact backward recursion :math:`V_H = 0`, per step, as
     :func:`optimal` does with the max. The average objectives are not supported.
 
-    Vectorised NumPy on the sparse transitions: O(nnz + S A) per sweep.
+    Computed in C++ on the sparse transitions (``cpp/include/pgfast/exact/soft.hpp``): O(nnz + S A)
+    per sweep, with Ctrl-C answered between states.
 
     Parameters
     ----------
@@ -1475,80 +1475,19 @@ def soft_optimal(
     if not _MIN_SOFT_TOL <= eps <= _MAX_TOL:
         raise ValueError(f"tol must be in [{_MIN_SOFT_TOL:g}, {_MAX_TOL:g}] (the change of V in a sweep relative to "
                          f"max(1, max|V|); 1e-12 by default), got {eps}")
-    sweeps = as_int(max_iter, "max_iter", minimum=1)
+    sweeps = as_int(max_iter, "max_iter", minimum=1, maximum=2**62)
     S, A, H = mdp.n_states, mdp.n_actions, mdp.horizon
-    indptr, nxt, prob, _ = mdp.transitions
-    check_allocation(24 * len(prob) + 48 * S * A, f"the soft Bellman sweeps (S={S}, A={A}, {len(prob)} transitions)",
-                     "use a smaller MDP")
-    if objective == "finite_horizon":
-        check_allocation(8 * H * S * (A + 1), f"soft finite-horizon tables (H={H}, S={S}, A={A})", "use a shorter horizon")
-    live = ~mdp.terminal
-    # Per transition P(s'|s,a) alive(s') alive(s): terminal states keep Q = 0.
-    w = prob * live[nxt] * np.repeat(np.repeat(live, A), np.diff(indptr))
-    r = mdp.R * live[:, None]
-    filled = np.diff(indptr) > 0
-    starts = indptr[:-1][filled]
-    every = bool(filled.all())
-    succ = nxt.astype(np.intp)  # NumPy converts an int32 index on every gather
-    x = np.empty(len(prob))
-
-    def q_of(V: NDArray[np.float64]) -> NDArray[np.float64]:
-        """r(s,a) + gamma sum_s' P alive V(s'), (S, A); CSR rows summed by reduceat (over the
-        rows with transitions: the rows of terminal states may be empty)."""
-        np.multiply(w, V.take(succ), out=x)
-        if every:
-            ev = np.add.reduceat(x, starts)
-        else:
-            ev = np.zeros(S * A)
-            if starts.size:
-                ev[filled] = np.add.reduceat(x, starts)
-        return r + g * ev.reshape(S, A)
-
-    def v_of(Q: NDArray[np.float64]) -> NDArray[np.float64]:
-        """tau log sum_a exp(Q / tau), from the largest Q of each state; 0 on terminal states."""
-        m = Q.max(axis=1)
-        out: NDArray[np.float64] = (m + t * np.log(np.exp((Q - m[:, None]) / t).sum(axis=1))) * live
-        return out
-
-    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
-        result = _soft_sweeps(q_of, v_of, mdp, objective, t, g, eps, sweeps)
+    fh = objective == "finite_horizon"
+    check_allocation(8 * (H if fh else 2) * S * (A + 1), f"soft value tables (S={S}, A={A}{f', H={H}' if fh else ''})",
+                     "use a shorter horizon" if fh else "use a smaller MDP")
+    J, V, Q, it, change, converged = _core.exact.soft_optimal(mdp._mdp, fh, g, t, eps, sweeps)
+    if not converged:
+        raise ValueError(f"soft value iteration did not reach tol={eps:g} in max_iter={sweeps} sweeps (the change "
+                         f"was {change:.3g}; it shrinks by about gamma = {g} per sweep): raise max_iter or tol")
+    result = SoftOptimal(str(objective), float(J), V, Q, t, g, int(it))
     for name, x in (("J", result.value), ("V", result.state_values), ("Q", result.action_values)):
         check_finite_result(x, f"the soft-optimal values ({name})", _OVERFLOW + ", or rewards / tau do")
     return result
-
-
-def _soft_sweeps(
-    q_of: Callable[[NDArray[np.float64]], NDArray[np.float64]],
-    v_of: Callable[[NDArray[np.float64]], NDArray[np.float64]],
-    mdp: FiniteMDP,
-    objective: str,
-    t: float,
-    g: float,
-    eps: float,
-    sweeps: int,
-) -> SoftOptimal:
-    """The backward recursion (finite horizon) or the iteration to ``eps`` (discounted) of
-    :func:`soft_optimal`, from the soft backups ``q_of`` and ``v_of``."""
-    S, H = mdp.n_states, mdp.horizon
-    if objective == "finite_horizon":
-        Vs, Qs = np.zeros((H, S)), np.zeros((H, S, mdp.n_actions))
-        V = np.zeros(S)
-        for step in range(H - 1, -1, -1):
-            Qs[step] = q_of(V)
-            Vs[step] = V = v_of(Qs[step])
-        return SoftOptimal("finite_horizon", float(mdp.mu0 @ V), Vs, Qs, t, g, H)
-    V, it = np.zeros(S), 0
-    while True:
-        Q = q_of(V)
-        Vn = v_of(Q)
-        change = float(np.max(np.abs(Vn - V), initial=0.0))
-        V, it = Vn, it + 1
-        # a change of at most tol (relative) ends it; so does an overflow (NaN or inf: reported by the caller)
-        if not change > eps * max(1.0, float(np.max(np.abs(V), initial=0.0))):
-            return SoftOptimal("discounted", float(mdp.mu0 @ V), V, Q, t, g, it)
-        if it == sweeps:
-            raise ValueError(f"soft value iteration did not reach tol={eps:g} in max_iter={sweeps} sweeps (the "
-                             f"change was {change:.3g}; it shrinks by about gamma = {g} per sweep): raise max_iter or tol")
 
 
 #: The largest ``n_params`` for which :func:`moments` forms the full covariance by default (its cost
