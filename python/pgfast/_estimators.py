@@ -80,7 +80,7 @@ class PolicyGradient:
         Number of trajectories N.
     value : float
         The mean discounted return, an estimate of J (importance-weighted for off-policy
-        estimates).
+        estimates; of the regularised objective when :func:`policy_gradient` is given one).
     value_stderr : float
         The standard error of ``value`` (NaN for N = 1).
     per_trajectory : ndarray of float64 (N, n_params) or None
