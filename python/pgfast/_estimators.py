@@ -10,8 +10,10 @@ formed from per-state sums of its weights.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +27,16 @@ from ._continuous import ContinuousTrajectories
 from ._lqr import LQR
 from ._mdp import FiniteMDP
 from ._policy import KernelTables, SoftmaxPolicy, pinned
+from ._regularizers import (
+    Entropy,
+    LogBarrier,
+    Regularizer,
+    as_regularizer,
+    barrier_logit_grad,
+    barrier_value,
+    soft_mdp,
+    soft_reward_table,
+)
 from ._sampling import Trajectories
 from ._validation import (
     as_bool,
@@ -68,7 +80,7 @@ class PolicyGradient:
         Number of trajectories N.
     value : float
         The mean discounted return, an estimate of J (importance-weighted for off-policy
-        estimates).
+        estimates; of the regularised objective when :func:`policy_gradient` is given one).
     value_stderr : float
         The standard error of ``value`` (NaN for N = 1).
     per_trajectory : ndarray of float64 (N, n_params) or None
@@ -742,6 +754,60 @@ def score(
     return grad
 
 
+def estimator_regularizer(regularizer: Any, entropy: Any) -> Regularizer | None:
+    """The regularizer of an estimate: ``regularizer=``, or ``entropy=tau`` for
+    ``Entropy(tau)`` (a ValueError when both are given); None for none and for a strength of 0
+    (whose estimate is the unregularised one, bit for bit)."""
+    reg = as_regularizer(regularizer)
+    if entropy is not None:
+        if reg is not None:
+            raise ValueError("pass either entropy=tau or regularizer=, not both (entropy=tau is "
+                             "regularizer=pgfast.Entropy(tau))")
+        tau = as_float(entropy, "entropy")
+        if not (math.isfinite(tau) and tau >= 0.0):
+            raise ValueError(f"entropy must be a finite temperature tau >= 0, got {entropy!r}")
+        reg = Entropy(tau)
+    if (isinstance(reg, Entropy) and reg.tau == 0.0) or (isinstance(reg, LogBarrier) and reg.lam == 0.0):
+        return None
+    return reg
+
+
+def refuse_regularizer(regularizer: Any, entropy: Any, what: str) -> None:
+    """ValueError when ``regularizer=`` or ``entropy=`` is given to a call on ``what``, which takes neither."""
+    if regularizer is not None or entropy is not None:
+        raise ValueError(f"regularizer= and entropy= apply to finite MDPs (a pgfast.FiniteMDP or its Trajectories "
+                         f"batch), not to {what}")
+
+
+def soft_batch(traj: Trajectories, probs: NDArray[np.float64], tau: float) -> Trajectories:
+    r"""``traj`` with the soft reward :math:`r_t - \tau\log\pi(a_t|s_t)` on each real step (the
+    bonus of :func:`soft_reward_table`, added as :func:`soft_mdp` adds it; the padding as it is)."""
+    _check_indices(traj, probs.shape[0], probs.shape[1])
+    mask = traj.mask
+    bonus = soft_reward_table(probs, tau)[np.where(mask, traj.states, 0), np.where(mask, traj.actions, 0)]
+    rewards = np.asarray(traj.rewards, dtype=np.float64)
+    soft = np.ascontiguousarray(np.where(mask, rewards + bonus, rewards))
+    return Trajectories._trusted(traj.mdp, traj.states, traj.actions, soft, traj.lengths, traj.final_states,
+                                 seed=traj.seed)
+
+
+def with_barrier(est: PolicyGradient, policy: SoftmaxPolicy, probs: NDArray[np.float64], lam: float) -> PolicyGradient:
+    r"""``est`` plus the log-barrier :math:`\lambda\sum_{s,a}\log\pi(a|s)`: its exact gradient
+    added to ``grad`` (and to every per-trajectory row), its value to ``value``; the standard
+    errors are unchanged (the term is not random). ``est`` itself for ``lam = 0``."""
+    if lam == 0.0:
+        return est
+    bv = barrier_value(probs, lam)
+    if not math.isfinite(bv):
+        raise ValueError("the log-barrier lam * sum log pi(a|s) is -inf: a probability of the policy is 0 "
+                         "(logits too far apart); use regularizer=None or a policy with every probability > 0")
+    gb = np.asarray(policy._logit_vjp(barrier_logit_grad(probs, lam)), dtype=np.float64).reshape(est.grad.shape)
+    value = est.value + bv
+    check_finite_result(value, "the estimated value J + barrier", _OVERFLOW)
+    rows = None if est.per_trajectory is None else est.per_trajectory + gb.ravel()
+    return dataclasses.replace(est, grad=est.grad + gb, value=value, per_trajectory=rows)
+
+
 def policy_gradient(
     policy: SoftmaxPolicy,
     traj: Trajectories | None = None,
@@ -755,6 +821,8 @@ def policy_gradient(
     seed: int | None = None,
     threads: int | None = None,
     stderr: bool = True,
+    regularizer: Regularizer | None = None,
+    entropy: float | None = None,
 ) -> PolicyGradient:
     r"""The REINFORCE family of estimators of :math:`\nabla_\theta J` (finite-horizon objective).
 
@@ -794,6 +862,28 @@ def policy_gradient(
       ``8 (10 N + S A)`` bytes per coordinate of a block of working memory (blocks of at most
       64 MiB), plus ``16 N H`` bytes for the steps' indices and rewards and the
       ``(N, n_params)`` rows when ``per_trajectory=True``.
+
+    Regularised objectives (see :doc:`/theory`, "Regularised objectives"):
+
+    - ``entropy=tau`` (shorthand for ``regularizer=pgfast.Entropy(tau)``) estimates
+      :math:`\nabla_\theta J_\tau` and :math:`J_\tau = J + \tau\,\mathbb E\big[\sum_t
+      \gamma^t \mathcal H(\pi(\cdot|s_t))\big]`: every step's reward becomes the soft reward
+      :math:`r_{i,t} - \tau\log\pi_\theta(a_{i,t}|s_{i,t})` in the weights (returns,
+      rewards-to-go and every baseline, which then see the soft rewards too: ``"exact"`` is
+      :math:`V_t` of the soft rewards), and ``value`` is the mean soft return. Fused, the
+      episodes are those of the same seed without the regulariser (sampling reads only the
+      transitions); stored, the batch's rewards are used with the bonus added on its steps
+      (:math:`\pi` at the policy's current ``theta``). Unbiased for :math:`\nabla J_\tau`
+      because :math:`\mathbb E_{a\sim\pi}[\nabla\log\pi(a|s)] = 0`.
+    - ``regularizer=pgfast.LogBarrier(lam)``: :math:`J_\lambda = J + \lambda\sum_{s,a}
+      \log\pi(a|s)`, a deterministic term: its exact gradient :math:`\lambda\sum_{s,a}
+      \nabla_\theta\log\pi(a|s)` is added to ``grad`` (and to each per-trajectory row) and
+      :math:`\lambda\sum_{s,a}\log\pi(a|s)` to ``value``; the standard errors are those of
+      the unregularised estimate.
+
+    A strength of 0 gives the unregularised estimate, bit for bit. Both are for a
+    :class:`FiniteMDP` and its batches (a ``ValueError`` with an :class:`LQR` or a
+    :class:`ContinuousTrajectories` batch).
 
     Two ways to call it: with a stored batch ``traj`` (from :meth:`FiniteMDP.sample`), or fused
     with ``mdp=, n=, seed=`` (and ``traj=None``): sampling and accumulation in one pass without
@@ -859,21 +949,28 @@ def policy_gradient(
         Worker threads, 1 to ``pgfast.MAX_THREADS`` (default: every usable CPU).
     stderr : bool
         Compute the gradient's standard errors (default True).
+    regularizer : Entropy or LogBarrier, optional
+        Estimate the gradient and value of the regularised objective (default: none).
+    entropy : float >= 0, optional
+        The entropy temperature :math:`\tau`: ``regularizer=pgfast.Entropy(tau)``.
 
     Returns
     -------
     PolicyGradient
-        ``grad`` (shape of ``theta``), ``stderr``, ``n``, ``value`` (mean discounted return),
-        ``value_stderr``, ``per_trajectory``, ``n_steps``.
+        ``grad`` (shape of ``theta``), ``stderr``, ``n``, ``value`` (mean discounted return,
+        of the regularised objective when one is given), ``value_stderr``, ``per_trajectory``,
+        ``n_steps``.
 
     Raises
     ------
     TypeError
-        Arguments of the wrong type.
+        Arguments of the wrong type (a ``regularizer`` other than :class:`Entropy`,
+        :class:`LogBarrier` or None).
     ValueError
         An unknown ``weights`` or ``baseline``, a baseline the call form does not take, both or
-        neither of ``traj`` and ``mdp=, n=``, a batch that does not fit the policy, or a result
-        beyond the float64 range.
+        neither of ``traj`` and ``mdp=, n=``, a batch that does not fit the policy, both
+        ``entropy`` and ``regularizer``, a negative or infinite ``entropy``, a log-barrier of a
+        policy with a probability 0, or a result beyond the float64 range.
 
     Examples
     --------
@@ -899,6 +996,13 @@ def policy_gradient(
     >>> round(fused.value, 6), fused.n_steps
     (0.01325, 30105)
 
+    With an entropy bonus: the same episodes, each step's reward plus
+    :math:`-\tau\log\pi(a|s) = \tau\log 4` for this uniform policy:
+
+    >>> soft = pg.policy_gradient(pi, mdp=mdp, n=4000, seed=0, entropy=0.1)
+    >>> soft.n_steps, bool(np.isclose(soft.value, fused.value + 0.1 * np.log(4) * 30105 / 4000))
+    (30105, True)
+
     A batch with vector states and a Gaussian policy (here two logged one-step episodes):
 
     >>> gauss = pg.LinearGaussian(1, 1, W=[[0.5]])
@@ -910,22 +1014,27 @@ def policy_gradient(
     if isinstance(mdp, LQR):  # the fused estimator on an LQR (compiled sampler)
         from . import _lqr_fused
 
+        refuse_regularizer(regularizer, entropy, "an LQR")
         return _lqr_fused.policy_gradient(policy, traj, weights=weights, baseline=baseline, gamma=gamma,
                                           per_trajectory=per_trajectory, mdp=mdp, n=n, seed=seed,
                                           threads=threads, stderr=stderr)
     if isinstance(traj, ContinuousTrajectories):  # a batch with vector states
         from . import _continuous_estimators
 
+        refuse_regularizer(regularizer, entropy, "a ContinuousTrajectories batch")
         return _continuous_estimators.policy_gradient(policy, traj, weights=weights, baseline=baseline,
                                                       gamma=gamma, per_trajectory=per_trajectory, mdp=mdp,
                                                       n=n, seed=seed, threads=threads, stderr=stderr)
     kind = weights_kind(weights)
     with_se = as_bool(stderr, "stderr")
     per_trajectory = as_bool(per_trajectory, "per_trajectory")
+    reg = estimator_regularizer(regularizer, entropy)
     nthreads = as_threads(threads)
     _core.info.wake_workers(nthreads)  # a parked pool thread wakes while the policy tables are made
-    policy = pinned(policy)  # the tables and an exact baseline from one theta
+    policy = pinned(policy)  # the tables, an exact baseline and the regularizer from one theta
     tables = policy_tables(policy)
+    tau = reg.tau if isinstance(reg, Entropy) else 0.0
+    lam = reg.lam if isinstance(reg, LogBarrier) else 0.0
     if traj is None:
         if mdp is None or n is None:
             raise ValueError("pass a batch traj, or mdp=, n= and seed= for the fused estimator")
@@ -934,11 +1043,14 @@ def policy_gradient(
         if per_trajectory:
             raise ValueError("per_trajectory=True needs a stored batch (the fused estimator keeps no trajectories)")
         nn = as_int(n, "n", minimum=1, maximum=2**62)
+        if tau:  # the same transitions (so the same episodes) with the soft rewards
+            mdp = soft_mdp(mdp, tables.probs, tau)
         g, bkind, table = fused_baseline(policy, mdp, baseline, gamma, kind)
         spec = estimator_spec(tables, kind, None, g, bkind, table, nthreads)
         sums, sumsq, rs, rq, steps = _core.estimators.fused_gradient(spec, mdp._mdp, nn, as_seed(seed), with_se)
-        return gradient_result(policy, nn, sums, sumsq, rs, rq, n_steps=int(steps), with_stderr=with_se,
-                               scale=tables.scale)
+        est = gradient_result(policy, nn, sums, sumsq, rs, rq, n_steps=int(steps), with_stderr=with_se,
+                              scale=tables.scale)
+        return with_barrier(est, policy, tables.probs, lam)
     if mdp is not None or n is not None or seed is not None:
         raise ValueError("pass either a batch traj or mdp=, n=, seed= (fused), not both")
     check_traj(traj, policy)
@@ -949,18 +1061,23 @@ def policy_gradient(
             f"baseline={baseline!r} needs a batch of the MDP's horizon H = {traj.mdp.horizon}, "
             f"got a batch of H = {traj.horizon}"
         )
-    bkind, table = _baseline(baseline, policy, traj.mdp, g, kind)
+    if tau:  # the soft rewards on the batch's steps, and the soft MDP's values for the exact baseline
+        traj = soft_batch(traj, tables.probs, tau)
+    bmdp = soft_mdp(traj.mdp, tables.probs, tau) if tau and isinstance(baseline, str) and baseline == "exact" else traj.mdp
+    bkind, table = _baseline(baseline, policy, bmdp, g, kind)
     if bkind in ("mean", "optimal") and traj.n < 2:
         raise ValueError(f"baseline='{bkind}' needs at least 2 trajectories (it is leave-one-out)")
     if per_trajectory:
         check_allocation(8 * traj.n * policy.n_params, "per-trajectory gradients", "use per_trajectory=False")
     if bkind == "optimal":
         sums, sumsq, rows, rs, rq = optimal_baseline_rows(policy, traj, kind, g, per_trajectory)
-        return gradient_result(policy, traj.n, sums, sumsq, rs, rq, rows, n_steps=traj.n_steps, with_stderr=with_se)
+        est = gradient_result(policy, traj.n, sums, sumsq, rs, rq, rows, n_steps=traj.n_steps, with_stderr=with_se)
+        return with_barrier(est, policy, tables.probs, lam)
     if bkind != "cross":
         sums, sumsq, rows, rs, rq = score_sums(traj, tables, kind, None, g, bkind, table, per_trajectory, nthreads, with_se)
-        return gradient_result(policy, traj.n, sums, sumsq, rs, rq, rows, n_steps=traj.n_steps, with_stderr=with_se,
-                               scale=tables.scale)
+        est = gradient_result(policy, traj.n, sums, sumsq, rs, rq, rows, n_steps=traj.n_steps, with_stderr=with_se,
+                              scale=tables.scale)
+        return with_barrier(est, policy, tables.probs, lam)
     # Cross-fitting: halves (even / odd trajectories), each weighted by a baseline fitted on the other.
     if traj.n < 2:
         raise ValueError("cross-fitting a ValueBaseline needs at least 2 trajectories")
@@ -983,8 +1100,9 @@ def policy_gradient(
         rq += rq_k
         if rows_all is not None and rows_k is not None:
             rows_all[idx[k]] = rows_k
-    return gradient_result(policy, traj.n, sums, sumsq, rs, rq, rows_all, n_steps=traj.n_steps, with_stderr=with_se,
-                           scale=tables.scale)
+    est = gradient_result(policy, traj.n, sums, sumsq, rs, rq, rows_all, n_steps=traj.n_steps, with_stderr=with_se,
+                          scale=tables.scale)
+    return with_barrier(est, policy, tables.probs, lam)
 
 
 _P = ParamSpec("_P")

@@ -17,10 +17,19 @@ from numpy.typing import NDArray
 
 from . import _checkpoint, exact
 from ._checkpoint import Seed
-from ._estimators import ValueBaseline, check_baseline_fits_weights, policy_gradient, weights_kind
+from ._estimators import (
+    ValueBaseline,
+    check_baseline_fits_weights,
+    estimator_regularizer,
+    policy_gradient,
+    refuse_regularizer,
+    soft_batch,
+    weights_kind,
+)
 from ._mdp import FiniteMDP
 from ._optimality import fraction_of_optimal
 from ._policy import SoftmaxPolicy
+from ._regularizers import Entropy, Regularizer
 from ._validation import as_bool, as_float, as_gamma, as_int, as_threads, check_finite_result, require_instance
 from .optim import NaturalGradient, Optimizer
 
@@ -357,9 +366,15 @@ class _ExactColumns:
     """The exact columns of :func:`train`'s records (definitions in its docstring), with the
     optimal policy of the run's objective computed once."""
 
-    def __init__(self, mdp: FiniteMDP, gamma: float, weights: str, baseline: Any, variance: bool) -> None:
+    def __init__(self, mdp: FiniteMDP, gamma: float, weights: str, baseline: Any, variance: bool,
+                 regularizer: Regularizer | None = None) -> None:
         self.mdp, self.gamma, self.weights, self.variance = mdp, gamma, weights, variance
         self.baseline = None if baseline is None or baseline == "none" or isinstance(baseline, ValueBaseline) else baseline
+        self.regularizer = regularizer
+        if regularizer is not None:  # the optimum of the entropy-regularised objective; none for the barrier
+            self.optimal_J = (exact.soft_optimal(mdp, regularizer.tau, "finite_horizon", gamma=gamma).value
+                              if isinstance(regularizer, Entropy) else math.nan)
+            return
         best = exact.optimal(mdp, "finite_horizon", gamma=gamma)
         self.optimal_J = float(best.value)
         q0, v0 = best.action_values[0], best.state_values[0]
@@ -371,6 +386,8 @@ class _ExactColumns:
                 value_baseline: bool) -> tuple[float, dict[str, float], NDArray[np.float64]]:
         """(J, the exact columns but ``step_cosine``, the exact gradient) of ``policy``; ``table``:
         the fitted ValueBaseline's b_t(s) this iteration uses (None when cross-fitted)."""
+        if self.regularizer is not None:
+            return self.regularized(policy)
         grad, ev = exact.gradient(self.mdp, policy, "finite_horizon", gamma=self.gamma, return_evaluation=True)
         J = float(ev.value)
         trace = math.nan
@@ -384,6 +401,19 @@ class _ExactColumns:
                 "exact_grad_norm": float(np.linalg.norm(grad)), "variance_trace": trace,
                 "advantage_gap": float(ev.advantages[0].max()),
                 "min_optimal_prob": float(on_optimal.min()) if on_optimal.size else math.nan}
+        return J, cols, grad
+
+    def regularized(self, policy: SoftmaxPolicy) -> tuple[float, dict[str, float], NDArray[np.float64]]:
+        """:meth:`measure` for the regularised objective: J, the gradient and (entropy bonus) the
+        gap to the soft optimum and the soft advantages; the other columns NaN."""
+        grad, ev = exact.gradient(self.mdp, policy, "finite_horizon", gamma=self.gamma, return_evaluation=True,
+                                  regularizer=self.regularizer)
+        J = float(ev.value)
+        cols = dict.fromkeys(EXACT_FIELDS, math.nan)
+        cols["exact_grad_norm"] = float(np.linalg.norm(grad))
+        if isinstance(self.regularizer, Entropy):
+            cols.update({"J_gap": self.optimal_J - J, "fraction_of_optimal": fraction_of_optimal(J, self.optimal_J),
+                         "advantage_gap": float(ev.advantages[0].max())})
         return J, cols, grad
 
     @staticmethod
@@ -505,6 +535,8 @@ def train(
     horizon: int | None = None,
     num_envs: int | None = None,
     env_kwargs: dict[str, Any] | None = None,
+    regularizer: Regularizer | None = None,
+    entropy: float | None = None,
 ) -> History:
     r"""Policy gradient ascent: for each iteration, sample ``batch`` episodes with a seed derived
     from ``(seed, iteration)``, estimate :math:`\nabla J` with :func:`pgfast.policy_gradient`
@@ -570,12 +602,24 @@ def train(
     ``k + 1`` to ``iterations``: the result equals, bit for bit, that of one uninterrupted run to
     ``iterations`` (wall-time fields aside). The resumed run must be given the same MDP, policy
     class and structure, optimizer class and hyper-parameters, ``batch``, ``weights``,
-    ``baseline``, ``gamma``, ``eval_every``, ``exact_eval`` and seed (``seed=None`` takes the
-    checkpoint's); ``iterations`` and ``threads`` may differ. ``PATH`` is a NumPy ``.npz``
+    ``baseline``, ``gamma``, ``eval_every``, ``exact_eval``, regulariser and seed (``seed=None``
+    takes the checkpoint's); ``iterations`` and ``threads`` may differ. ``PATH`` is a NumPy ``.npz``
     archive whatever its name (loaded without pickle; see :doc:`/guide/train`), written to a
     temporary file in the same directory and renamed over the previous checkpoint, so an
     interrupted write leaves the previous one whole. ``resume`` and ``checkpoint`` may be the
     same path.
+
+    Regularised objectives: ``entropy=tau`` (``regularizer=pgfast.Entropy(tau)``) or
+    ``regularizer=pgfast.LogBarrier(lam)`` ascends the regularised objective :math:`J_\tau` or
+    :math:`J_\lambda`: each iteration's estimate is :func:`pgfast.policy_gradient` with the
+    regulariser (``J_estimate`` estimates the regularised objective; a ``ValueBaseline`` is fitted
+    to the soft rewards of the entropy bonus). The exact columns ``J_exact``, ``exact_grad_norm``
+    and ``step_cosine`` are then those of the regularised objective (:func:`pgfast.exact.gradient`
+    with ``regularizer=``); with the entropy bonus ``J_gap`` and ``fraction_of_optimal`` compare
+    with the soft optimum :math:`J^*_\tau` of :func:`pgfast.exact.soft_optimal` and
+    ``advantage_gap`` is the largest soft advantage at step 0 (0 at the soft optimum), with the
+    log-barrier they are NaN; ``min_optimal_prob`` and ``variance_trace`` are NaN. A strength of 0
+    is a run without a regulariser, bit for bit. Finite MDPs only.
 
     Continuous problems: ``mdp`` may be a :class:`pgfast.LQR` (with a :class:`LinearGaussian`
     policy), a gymnasium environment id or a ``gymnasium.Env`` with a Box observation space (with
@@ -645,6 +689,10 @@ def train(
         A gymnasium environment only: copies stepped together (:func:`pgfast.rollout`).
     env_kwargs : dict, optional
         A gymnasium environment id only: keyword arguments for ``gymnasium.make``.
+    regularizer : Entropy or LogBarrier, optional
+        Train on the regularised objective (a finite MDP only; default: none).
+    entropy : float >= 0, optional
+        The entropy temperature :math:`\tau`: ``regularizer=pgfast.Entropy(tau)``.
 
     Returns
     -------
@@ -678,6 +726,7 @@ def train(
         from . import _train_continuous  # an LQR or a gymnasium environment
 
         if _train_continuous.accepts(mdp):
+            refuse_regularizer(regularizer, entropy, "an LQR or a gymnasium environment")
             return _train_continuous.train(
                 mdp, policy, optimizer=optimizer, iterations=iterations, batch=batch, seed=seed, weights=weights,
                 baseline=baseline, gamma=gamma, eval_every=eval_every, exact_eval=exact_eval, threads=threads,
@@ -710,6 +759,8 @@ def train(
     if isinstance(baseline, str) and baseline not in ("none", "mean", "time", "exact", "optimal"):
         raise ValueError(f"baseline must be None, 'mean', 'time', 'exact', 'optimal' or a pgfast.ValueBaseline, got {baseline!r}")
     check_baseline_fits_weights(baseline, weights_kind(weights))
+    reg = estimator_regularizer(regularizer, entropy)
+    tau = reg.tau if isinstance(reg, Entropy) else 0.0
     gamma_value = as_gamma(gamma, mdp.gamma)
     value_baseline = baseline if isinstance(baseline, ValueBaseline) else None
     if value_baseline is not None and not value_baseline.fitted and n < 2:
@@ -722,6 +773,8 @@ def train(
     if ckpt_path is not None or resume is not None:
         options = _checkpoint.fingerprint(mdp, policy, optimizer, batch=n, weights=weights, baseline=baseline,
                                           gamma=gamma_value, exact_eval=do_exact, eval_every=every)
+        if reg is not None:  # absent without one: the checkpoints of unregularised runs are unchanged
+            options["regularizer"] = repr(reg)
     if resume is None:
         loaded, base_seed = None, _checkpoint.as_train_seed(seed)
     else:
@@ -730,6 +783,8 @@ def train(
     hist = History(meta={"seed": _checkpoint.seed_spec(base_seed), "batch": n, "iterations": iters, "weights": weights,
                          "baseline": baseline if isinstance(baseline, str) or baseline is None else "value",
                          "optimizer": optimizer.state_dict().get("type")})
+    if reg is not None:
+        hist.meta["regularizer"] = repr(reg)
     start = 0
     if loaded is not None:  # the state and History of the checkpoint's last iteration
         _checkpoint.restore(loaded.state, policy, optimizer, value_baseline)
@@ -747,7 +802,7 @@ def train(
     else:  # an optimizer restored by hand (load_state_dict) continues from the steps it took
         steps = _steps_taken(optimizer)
         bar = _progress(show, steps + iters, steps)
-    columns = _ExactColumns(mdp, gamma_value, weights, baseline, do_variance) if do_exact else None
+    columns = _ExactColumns(mdp, gamma_value, weights, baseline, do_variance, reg) if do_exact else None
     try:
         for it in range(start + 1, iters + 1):
             if saver is not None:
@@ -765,13 +820,13 @@ def train(
             if stored:
                 traj = mdp.sample(policy, n, seed=s, threads=threads)
                 est = policy_gradient(policy, traj, weights=weights, baseline=baseline, gamma=gamma, threads=threads,  # type: ignore[arg-type]
-                                      stderr=False)
-                if value_baseline is not None:
-                    value_baseline.fit(traj, gamma)
+                                      stderr=False, regularizer=reg)
+                if value_baseline is not None:  # fitted to the rewards of the estimate (soft with an entropy bonus)
+                    value_baseline.fit(soft_batch(traj, policy._probs_for(mdp), tau) if tau else traj, gamma)
                 context["traj"] = traj
             else:
                 est = policy_gradient(policy, mdp=mdp, n=n, seed=s, weights=weights, baseline=baseline,  # type: ignore[arg-type]
-                                      gamma=gamma, threads=threads, stderr=False)
+                                      gamma=gamma, threads=threads, stderr=False, regularizer=reg)
             if isinstance(optimizer, NaturalGradient) and optimizer.fisher == "exact":
                 context = {"mdp": mdp}  # the exact Fisher matrix takes the MDP, not the batch
             gnorm = float(np.linalg.norm(est.grad))
