@@ -196,6 +196,13 @@ class DenseLU {
     lu_.triangularView<Eigen::Upper>().solveInPlace(x);
     return x;
   }
+  // M^{-1}: the solves of all unit vectors at once (blocked triangular solves).
+  MatrixXd inverse() const {
+    MatrixXd x = p_ * MatrixXd::Identity(lu_.rows(), lu_.cols());
+    lu_.triangularView<Eigen::UnitLower>().solveInPlace(x);
+    lu_.triangularView<Eigen::Upper>().solveInPlace(x);
+    return x;
+  }
   // x with M^T x = b (PartialPivLU::transpose().solve).
   VectorXd solve_transposed(const VectorXd& b) const {
     VectorXd x = lu_.triangularView<Eigen::Upper>().transpose().solve(b);

@@ -237,13 +237,7 @@ class ClosedFormRunner {
     lu_ = std::make_unique<linalg::DenseLU>(std::move(M), stop);
     // the refinement sweeps multiply by the inverse (one matrix-vector product, faster than the
     // two triangular solves it replaces; its accuracy only sets how fast the sweeps converge)
-    inverse_.resize(S_, S_);
-    Eigen::VectorXd e = Eigen::VectorXd::Zero(S_);
-    for (std::int64_t j = 0; j < S_; ++j) {
-      e(j) = 1.0;
-      inverse_.col(j) = lu_->solve(e);
-      e(j) = 0.0;
-    }
+    if (spec_.reuse) inverse_ = lu_->inverse();
     ++factorizations_;
   }
 
