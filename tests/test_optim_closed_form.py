@@ -133,7 +133,7 @@ def test_entropy_regularised_npg_reaches_the_soft_optimum() -> None:
         opt = pg.optim.NaturalPolicyGradient(lr=eta, tau=tau)
         for _ in range(300):
             opt.step(pi, np.zeros_like(pi.theta), mdp=mdp)
-        Q = pg.optim._soft_action_values(mdp, pi.probs(), GAMMA, tau)
+        Q = pg.exact.evaluate(mdp, pi, "discounted", gamma=GAMMA, regularizer=pg.Entropy(tau)).Q
         target = np.exp((Q - Q.max(axis=1, keepdims=True)) / tau)
         target /= target.sum(axis=1, keepdims=True)
         np.testing.assert_allclose(pi.probs(), target, atol=1e-8)
@@ -148,7 +148,7 @@ def test_soft_action_values_against_the_exact_oracle() -> None:
     logp = np.log(pi.probs())
     shifted = pg.FiniteMDP(mdp.P, mdp.R - tau * logp, mdp.mu0, horizon=mdp.horizon, gamma=GAMMA, terminal=mdp.terminal)
     Qp = pg.exact.evaluate(shifted, pi, "discounted").Q
-    Q = pg.optim._soft_action_values(mdp, pi.probs(), GAMMA, tau)
+    Q = pg.exact.evaluate(mdp, pi, "discounted", gamma=GAMMA, regularizer=pg.Entropy(tau)).Q
     alive = ~mdp.terminal
     np.testing.assert_allclose(Q[alive], (Qp + tau * logp)[alive], rtol=1e-10, atol=1e-10)
     np.testing.assert_array_equal(Q[~alive], 0.0)
@@ -202,7 +202,7 @@ def test_sampled_advantages_are_close_to_exact() -> None:
     # entropy-regularised: the soft advantages Q_tau - V_tau, V_tau = sum_a pi (Q_tau - tau log pi)
     tau = 0.4
     soft = pg.optim.NaturalPolicyGradient(lr=0.1, tau=tau)
-    Q = pg.optim._soft_action_values(mdp, pi.probs(), gamma, tau)
+    Q = pg.exact.evaluate(mdp, pi, "discounted", gamma=gamma, regularizer=pg.Entropy(tau)).Q
     p = pi.probs()
     soft_adv = Q - (p * (Q - tau * np.log(p))).sum(1, keepdims=True)
     est = np.array([soft._advantages(pi, traj=mdp.sample(pi, 500, seed=s)) for s in range(8)])

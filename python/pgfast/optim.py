@@ -23,6 +23,7 @@ from ._mdp import FiniteMDP
 from ._obs_softmax import ObservationSoftmax
 from ._policy import SoftmaxPolicy, TabularSoftmax, pinned
 from ._policy_params import DirectPolicy
+from ._regularizers import Entropy
 from ._sampling import Trajectories
 from ._validation import as_float, as_float_array, as_int, as_rcond, check_allocation, check_finite_result
 
@@ -767,23 +768,6 @@ def _tabular(policy: Any, kind: str) -> TabularSoftmax:
     return policy
 
 
-def _soft_action_values(mdp: FiniteMDP, probs: NDArray[np.float64], gamma: float, tau: float) -> NDArray[np.float64]:
-    r"""The entropy-regularised discounted :math:`Q_\tau` (S, A) of the policy ``probs``, dense:
-    :math:`Q_\tau(s,a) = r(s,a) + \gamma \sum_{s'} P(s'|s,a)\,\text{alive}(s')\,V_\tau(s')`,
-    :math:`V_\tau(s) = \sum_a \pi(a|s)\,[Q_\tau(s,a) - \tau \log\pi(a|s)]`; 0 on terminal states."""
-    S = mdp.n_states
-    alive = ~np.asarray(mdp.terminal, dtype=bool)
-    P = mdp.P * alive[None, None, :]
-    r = mdp.R
-    with np.errstate(divide="ignore"):
-        logp = np.where(probs > 0.0, np.log(np.where(probs > 0.0, probs, 1.0)), 0.0)
-    r_pi = np.einsum("sa,sa->s", probs, r - tau * logp) * alive
-    P_pi = np.einsum("sa,sat->st", probs, P) * alive[:, None]
-    V = np.linalg.solve(np.eye(S) - gamma * P_pi, r_pi)
-    Q = (r + gamma * (P @ V)) * alive[:, None]
-    return np.asarray(Q)
-
-
 def _sampled_advantages(traj: Any, policy: SoftmaxPolicy, gamma: float, tau: float) -> NDArray[np.float64]:
     """Every-visit Monte Carlo estimate (S, A) of the (entropy-regularised) advantages from a batch:
     the mean discounted return-to-go after each visit of (s, a), minus the mean after each visit
@@ -874,7 +858,7 @@ class _ClosedForm(Optimizer):
                              f"{policy.n_states} and {policy.n_actions}")
         gamma = self._gamma_of(mdp)
         if self.tau > 0.0:
-            return _soft_action_values(mdp, policy.probs(), gamma, self.tau)
+            return np.asarray(exact.evaluate(mdp, policy, "discounted", gamma=gamma, regularizer=Entropy(self.tau)).Q)
         return np.asarray(exact.evaluate(mdp, policy, "discounted", gamma=gamma).advantages)
 
 
@@ -946,9 +930,9 @@ class _ClosedForm(Optimizer):
             values = []
             try:
                 for _ in range(n):
-                    values.append(_soft_value(mdp, pi.probs(), gamma, self.tau))
+                    values.append(_soft_value(mdp, pi, gamma, self.tau))
                     self.step(pi, np.zeros_like(theta0), mdp=mdp)
-                values.append(_soft_value(mdp, pi.probs(), gamma, self.tau))
+                values.append(_soft_value(mdp, pi, gamma, self.tau))
             except BaseException:
                 pi.theta = theta0
                 raise
@@ -965,14 +949,9 @@ class _ClosedForm(Optimizer):
 _REFINED_MAX_STATES = 1000  # closed_form.hpp's kRefinedMaxStates
 
 
-def _soft_value(mdp: FiniteMDP, probs: NDArray[np.float64], gamma: float, tau: float) -> float:
-    """mu0 . V_tau of the policy ``probs`` (dense; the large-MDP fallback of ``run``)."""
-    Q = _soft_action_values(mdp, probs, gamma, tau)
-    with np.errstate(divide="ignore"):
-        logp = np.where(probs > 0.0, np.log(np.where(probs > 0.0, probs, 1.0)), 0.0)
-    alive = ~np.asarray(mdp.terminal, dtype=bool)
-    V = np.einsum("sa,sa->s", probs, Q - tau * logp) * alive
-    return float(mdp.mu0 @ V)
+def _soft_value(mdp: FiniteMDP, policy: TabularSoftmax, gamma: float, tau: float) -> float:
+    """J_tau of ``policy`` (the large-MDP fallback of ``run``)."""
+    return float(exact.evaluate(mdp, policy, "discounted", gamma=gamma, regularizer=Entropy(tau)).J)
 
 
 class NaturalPolicyGradient(_ClosedForm):
