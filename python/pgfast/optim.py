@@ -971,8 +971,8 @@ class NaturalPolicyGradient(_ClosedForm):
     :math:`\pi_{t+1} \propto \pi_t^{1-\eta\tau/(1-\gamma)}\exp(\eta Q_\tau/(1-\gamma))`, i.e.
     :math:`\theta \leftarrow (1-\eta\tau/(1-\gamma))\,\theta + \eta Q_\tau/(1-\gamma)`, with
     :math:`Q_\tau` the soft action values of :math:`J_\tau = \mathbb E[\sum_t \gamma^t (r_t - \tau\log\pi(a_t|s_t))]`
-    (computed densely, O(S^3) per step); it needs :math:`\eta\tau \le 1-\gamma` and converges
-    linearly to the soft-optimal policy.
+    (with ``mdp=``: ``pgfast.exact.evaluate(..., regularizer=pgfast.Entropy(tau)).Q``); it needs
+    :math:`\eta\tau \le 1-\gamma` and converges linearly to the soft-optimal policy.
 
     The advantages come through ``step(policy, grad, **context)``: ``mdp=`` for the exact
     discounted ones (infinite horizon; ``mdp.horizon`` is not used), ``traj=`` for an every-visit
