@@ -284,6 +284,30 @@ def test_chain_positions_escape_one_at_a_time() -> None:
     assert (first >= 0).all() and (np.diff(first) > 0).all(), first
 
 
+def test_chain_slowdown_grows_polynomially_and_natural_gradient_escapes_fast() -> None:
+    """The iterations softmax gradient ascent needs from chain_bad_init grow like a low power of
+    n, not geometrically: the ratio between consecutive lengths falls, and the local log-log
+    slope stays between 2 and 4. The natural policy gradient from the same start needs a tenth
+    of them or fewer."""
+    sizes = (2, 3, 4, 5)
+    pg_steps, npg_steps = [], []
+    for n in sizes:
+        mdp = pg.envs.chain(n)
+        pg_steps.append(_steps_to_near_optimal(mdp, pg.envs.chain_bad_init(n), 1.0, 0.01, 20_000))
+        pi = pg.TabularSoftmax(n + 1, 2, theta=pg.envs.chain_bad_init(n))
+        J = pg.optim.NaturalPolicyGradient(lr=0.1).run(pi, mdp, 1000)
+        reached = np.flatnonzero(pg.exact.optimal(mdp, "discounted").value - J <= 0.01)
+        assert reached.size > 0
+        npg_steps.append(int(reached[0]))
+    steps = np.array(pg_steps, dtype=float)
+    assert steps[-1] < 20_000
+    ratios = steps[1:] / steps[:-1]
+    assert np.all(ratios > 1) and np.all(np.diff(ratios) < 0), ratios
+    slopes = np.log(ratios) / np.log(np.array(sizes[1:]) / np.array(sizes[:-1]))
+    assert np.all((slopes > 2) & (slopes < 4)), slopes
+    assert np.all(10 * np.array(npg_steps) < steps), (npg_steps, pg_steps)
+
+
 # -- errors ----------------------------------------------------------------------------------------
 
 

@@ -174,6 +174,17 @@ def chain(n: int = 6, *, gamma: float = 0.9, horizon: int = 100) -> FiniteMDP:
     suite measures it). The optimum, discounted from :math:`\mu_0`:
     :math:`J^* = \frac1n \sum_{k=1}^n \gamma^{k-1}`.
 
+    The slowdown grows polynomially with n, not exponentially. At :math:`\gamma = 0.9` and step
+    size 1, exact softmax gradient ascent from :func:`chain_bad_init` reaches
+    :math:`J^* - J \le 0.01` after 120, 481, 1351, 3055, 5960 and 10457 iterations for
+    n = 1, ..., 6: a low power of n (local log-log slopes 2.0 to 3.1), the ratio between
+    consecutive lengths falling from 4 to 1.75. From the uniform policy it takes 56 to 570
+    iterations, and the natural policy gradient (step size 0.1) from the poor start 16 to 218.
+    Li et al.'s bound, :math:`\frac1\eta |\mathcal S|^{2^{\Omega(1/(1-\gamma))}}` iterations
+    from the uniform policy, is exponential in the effective horizon :math:`1/(1-\gamma)` and
+    holds on their own MDP, for :math:`\gamma` above a universal constant and at least
+    :math:`C (1-\gamma)^{-6}` states; this chain is not that instance.
+
     Parameters
     ----------
     n : int >= 1
