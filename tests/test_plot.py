@@ -170,7 +170,8 @@ def test_polytope_rejects_bad_inputs() -> None:
     cases: list[tuple[type[Exception], str, dict[str, Any]]] = [
         (TypeError, "mdp must be a pgfast.FiniteMDP", {"mdp": "two_state"}),
         (ValueError, "mdp must have 2 states", {"mdp": pg.envs.cliff_grid(2, 3, gamma=0.9)[0]}),
-        (ValueError, "gamma must be < 1", {"mdp": pg.envs.two_state(gamma=1.0)}),
+        (ValueError, "gamma must be < 1.*got gamma = 1.0 .the MDP's", {"mdp": pg.envs.two_state(gamma=1.0)}),
+        (ValueError, r"gamma must be < 1.*got gamma = 1.0: pass", {"gamma": 1.0}),  # the MDP's is 0.9
         (ValueError, "gamma must be in", {"gamma": 1.5}),
         (TypeError, "paths must be a mapping", {"paths": [good]}),
         (TypeError, "paths: the labels must be strings", {"paths": {0: good}}),

@@ -91,7 +91,8 @@ def _values(mdp: FiniteMDP, policy: SoftmaxPolicy, objective: exact.Objective, g
 def _discount_below_one(mdp: FiniteMDP, gamma: Any, caller: str) -> float:
     g = as_gamma(gamma, mdp.gamma)
     if not g < 1.0:
-        raise ValueError(f"gamma must be < 1 for {caller} (discounted values); this MDP has gamma = {mdp.gamma}: pass gamma=0.9, say")
+        source = " (the MDP's)" if gamma is None else ""
+        raise ValueError(f"gamma must be < 1 for {caller} (discounted values), got gamma = {g}{source}: pass gamma=0.9, say")
     return g
 
 
