@@ -185,6 +185,7 @@ def test_polytope_rejects_bad_inputs() -> None:
         (TypeError, r"paths\['a'\] must be a real numeric array", {"paths": {"a": [["x", "y"]]}}),
         (ValueError, "n_policies must be >= 0", {"n_policies": -1}),
         (TypeError, "n_policies must be an integer", {"n_policies": 2.5}),
+        (MemoryError, r"the table of n_policies=1152921504606846976 random policies needs .* bytes.*smaller n_policies", {"n_policies": 2**60}),
         (TypeError, "seed must be an integer", {"seed": "0"}),
         (ValueError, "seed must be >= 0", {"seed": -1}),
         (TypeError, "ax must be a matplotlib Axes", {"ax": "axes"}),
