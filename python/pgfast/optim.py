@@ -942,7 +942,7 @@ class _ClosedForm(Optimizer):
         if self.tau > 0.0 and self.lr * self.tau > 1.0 - gamma:
             raise ValueError(f"lr * tau must be at most 1 - gamma = {1.0 - gamma}, got {self.lr * self.tau}")
         if self.tau > 0.0 and mdp.n_states > _REFINED_MAX_STATES:
-            theta0 = pi.theta.copy()
+            theta0, t0 = pi.theta.copy(), self.t
             values = []
             try:
                 for _ in range(n):
@@ -950,7 +950,7 @@ class _ClosedForm(Optimizer):
                     self.step(pi, np.zeros_like(theta0), mdp=mdp)
                 values.append(_soft_value(mdp, pi.probs(), gamma, self.tau))
             except BaseException:
-                pi.theta = theta0
+                pi.theta, self.t = theta0, t0
                 raise
             return np.asarray(values)
         geometric = getattr(self, "schedule", "constant") == "geometric"
