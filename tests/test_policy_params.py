@@ -416,6 +416,36 @@ def test_optimizers_keep_a_direct_policy_on_the_simplex_and_improve_it() -> None
         assert last > J0 + 0.1, name
 
 
+def _exact_projection(x: np.ndarray) -> np.ndarray:
+    """The projection of one row onto the simplex in rational arithmetic (of the float entries),
+    rounded once at the end."""
+    from fractions import Fraction
+
+    u = sorted((Fraction(float(v)) for v in x), reverse=True)
+    total, tau = Fraction(0), Fraction(0)
+    for k, v in enumerate(u, start=1):
+        total += v
+        if v - (total - 1) / k > 0:
+            tau = (total - 1) / k
+    return np.array([float(max(Fraction(float(v)) - tau, Fraction(0))) for v in x])
+
+
+def test_projected_steps_far_from_the_simplex_land_on_it() -> None:
+    # rows of theta + step about 1e7 away from the simplex with several entries within 1 of the
+    # largest: the projection is exact to rounding and on the simplex (any row offset cancels)
+    rng = np.random.default_rng(32)
+    S, A = 6, 4
+    step = 1e7 * rng.integers(-1, 2, size=(S, 1)) + rng.random(size=(S, A))
+    for name, opt, kw in (("gradient ascent", pg.optim.GradientAscent(lr=1.0), {}),
+                          ("euclidean mirror descent", pg.optim.PolicyMirrorDescent(lr=1.0, mirror="euclidean"),
+                           {"advantages": step})):
+        pi = pg.DirectPolicy(S, A)
+        x = pi.theta + step
+        opt.step(pi, step if not kw else np.zeros((S, A)), **kw)
+        want = np.array([_exact_projection(row) for row in x])
+        np.testing.assert_allclose(pi.theta, want, rtol=0, atol=4 * np.finfo(float).eps, err_msg=name)
+
+
 def test_armijo_projected_condition_and_no_step_at_a_vertex_optimum() -> None:
     mdp = _unit_reward_mdp(5)
     best = pg.exact.optimal(mdp, "discounted")

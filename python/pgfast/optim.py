@@ -55,9 +55,11 @@ def _grad(policy: SoftmaxPolicy, grad: ArrayLike) -> NDArray[np.float64]:
 
 def _retract(policy: Any, theta: NDArray[np.float64]) -> NDArray[np.float64]:
     """``theta`` mapped into the policy's domain: each row projected onto the probability simplex
-    for a :class:`pgfast.DirectPolicy` (projected gradient ascent), ``theta`` itself otherwise."""
+    for a :class:`pgfast.DirectPolicy` (projected gradient ascent), ``theta`` itself otherwise.
+    Each row is first shifted by its maximum (the projection does not change when a constant is
+    added to a row), so that a row far from the simplex keeps the precision of its differences."""
     if isinstance(policy, DirectPolicy):
-        return project_simplex(theta)
+        return project_simplex(theta - theta.max(axis=-1, keepdims=True))
     return theta
 
 
