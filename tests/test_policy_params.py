@@ -569,6 +569,19 @@ def test_project_simplex_against_scipy() -> None:
 # -- 6. bad inputs ------------------------------------------------------------------------------------
 
 
+def test_scores_beyond_the_float64_range_are_a_value_error() -> None:
+    # p / theta = 2e308 overflows: the moments and the optimal baseline report it as a ValueError
+    # (pytest turns a stray RuntimeWarning into an error)
+    mdp = _mdp(15)
+    theta = np.ones((mdp.n_states, mdp.n_actions))
+    theta[0, 1] = 1e-308
+    pi = pg.EscortPolicy(mdp.n_states, mdp.n_actions, theta=theta)
+    with pytest.raises(ValueError, match="overflowed"):
+        pg.exact.moments(mdp, pi)
+    with pytest.raises(ValueError, match="overflowed"):
+        pg.policy_gradient(pi, mdp.sample(pi, 20, seed=0), baseline="optimal")
+
+
 def test_bad_inputs() -> None:
     for p in (0.5, -1.0, np.inf, np.nan):
         with pytest.raises(ValueError, match="p must be a finite number >= 1"):
