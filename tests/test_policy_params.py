@@ -444,6 +444,10 @@ def test_projected_steps_far_from_the_simplex_land_on_it() -> None:
         opt.step(pi, step if not kw else np.zeros((S, A)), **kw)
         want = np.array([_exact_projection(row) for row in x])
         np.testing.assert_allclose(pi.theta, want, rtol=0, atol=4 * np.finfo(float).eps, err_msg=name)
+    # a row whose differences leave the float64 range: the projection is the vertex of its largest entry
+    pi = pg.DirectPolicy(2, 3)
+    pg.optim.GradientAscent(lr=1.0).step(pi, [[1e308, -1e308, 0.0], [0.0, 1e308, -1e308]])
+    np.testing.assert_array_equal(pi.theta, [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
 
 def test_armijo_projected_condition_and_no_step_at_a_vertex_optimum() -> None:

@@ -57,9 +57,13 @@ def _retract(policy: Any, theta: NDArray[np.float64]) -> NDArray[np.float64]:
     """``theta`` mapped into the policy's domain: each row projected onto the probability simplex
     for a :class:`pgfast.DirectPolicy` (projected gradient ascent), ``theta`` itself otherwise.
     Each row is first shifted by its maximum (the projection does not change when a constant is
-    added to a row), so that a row far from the simplex keeps the precision of its differences."""
+    added to a row), so that a row far from the simplex keeps the precision of its differences,
+    and entries below -2 are raised to -2 (the projection is 0 at every entry at least 1 below the
+    row's maximum, so they stay 0; a difference beyond the float64 range is one of them)."""
     if isinstance(policy, DirectPolicy):
-        return project_simplex(theta - theta.max(axis=-1, keepdims=True))
+        with np.errstate(over="ignore"):
+            shifted = np.maximum(theta - theta.max(axis=-1, keepdims=True), -2.0)
+        return project_simplex(shifted)
     return theta
 
 
