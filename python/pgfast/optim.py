@@ -896,10 +896,11 @@ class _ClosedForm(Optimizer):
         rounding), without the Python work between them. Each step evaluates its policy exactly:
         up to 1000 states by a dense LU of :math:`I - \gamma P_\pi` that is kept from step to step,
         the next policy's values refined from the last ones by
-        :math:`V \mathrel{+}= \text{LU}^{-1}(r_\pi - (I - \gamma P_\pi) V)` until a correction is below
-        :math:`10^{-14}\|V\|_\infty`, the matrix factorised afresh whenever the corrections shrink by
-        less than a factor 10 a sweep; larger MDPs use :func:`pgfast.exact.evaluate`'s solver.
-        ``policy.theta`` is assigned once, at the end: an error or Ctrl-C leaves it as it was.
+        :math:`V \mathrel{+}= \text{LU}^{-1}(r_\pi - (I - \gamma P_\pi) V)` until the residual is below
+        :math:`10^{-14}(\|r_\pi\|_\infty + \|V\|_\infty)`, the matrix factorised afresh whenever a
+        sweep shrinks the residual by less than a factor 10; larger MDPs use
+        :func:`pgfast.exact.evaluate`'s solver. ``policy.theta`` and the step count are assigned once,
+        at the end: an error or Ctrl-C leaves them as they were.
 
         Parameters
         ----------
