@@ -116,6 +116,19 @@ def test_an_overflowing_run_leaves_theta_and_the_step_count_unchanged() -> None:
     assert np.array_equal(pi.theta, before) and opt.t == 0
 
 
+@pytest.mark.parametrize("S", [50, 1001])
+def test_an_overflowing_regularised_run_leaves_theta_and_the_step_count_unchanged(S: int) -> None:
+    # lr * tau = 0.01 <= 1 - gamma, but lr * Q / (1 - gamma) leaves the float64 range within a few steps;
+    # S = 1001 takes the path of the large MDPs, S = 50 the refined solves
+    mdp = pg.envs.garnet(S, 2, 2, seed=0, gamma=0.9)
+    pi = pg.TabularSoftmax(S, 2, theta=np.random.default_rng(1).normal(size=(S, 2)))
+    before = pi.theta.copy()
+    opt = pg.optim.NaturalPolicyGradient(lr=1e306, tau=1e-308)
+    with pytest.raises(ValueError, match="overflowed|float64 range"):
+        opt.run(pi, mdp, 5)
+    assert np.array_equal(pi.theta, before) and opt.t == 0
+
+
 @pytest.mark.parametrize("tau", [0.0, 0.05])
 def test_large_mdps_take_the_general_solver(tau: float) -> None:
     mdp = pg.envs.garnet(1005, 2, 2, seed=1, gamma=0.9)

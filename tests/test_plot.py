@@ -170,7 +170,8 @@ def test_polytope_rejects_bad_inputs() -> None:
     cases: list[tuple[type[Exception], str, dict[str, Any]]] = [
         (TypeError, "mdp must be a pgfast.FiniteMDP", {"mdp": "two_state"}),
         (ValueError, "mdp must have 2 states", {"mdp": pg.envs.cliff_grid(2, 3, gamma=0.9)[0]}),
-        (ValueError, "gamma must be < 1", {"mdp": pg.envs.two_state(gamma=1.0)}),
+        (ValueError, "gamma must be < 1.*got gamma = 1.0 .the MDP's", {"mdp": pg.envs.two_state(gamma=1.0)}),
+        (ValueError, r"gamma must be < 1.*got gamma = 1.0: pass", {"gamma": 1.0}),  # the MDP's is 0.9
         (ValueError, "gamma must be in", {"gamma": 1.5}),
         (TypeError, "paths must be a mapping", {"paths": [good]}),
         (TypeError, "paths: the labels must be strings", {"paths": {0: good}}),
@@ -184,6 +185,7 @@ def test_polytope_rejects_bad_inputs() -> None:
         (TypeError, r"paths\['a'\] must be a real numeric array", {"paths": {"a": [["x", "y"]]}}),
         (ValueError, "n_policies must be >= 0", {"n_policies": -1}),
         (TypeError, "n_policies must be an integer", {"n_policies": 2.5}),
+        (MemoryError, r"the table of n_policies=1152921504606846976 random policies needs .* bytes.*smaller n_policies", {"n_policies": 2**60}),
         (TypeError, "seed must be an integer", {"seed": "0"}),
         (ValueError, "seed must be >= 0", {"seed": -1}),
         (TypeError, "ax must be a matplotlib Axes", {"ax": "axes"}),

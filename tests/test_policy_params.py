@@ -416,6 +416,40 @@ def test_optimizers_keep_a_direct_policy_on_the_simplex_and_improve_it() -> None
         assert last > J0 + 0.1, name
 
 
+def _exact_projection(x: np.ndarray) -> np.ndarray:
+    """The projection of one row onto the simplex in rational arithmetic (of the float entries),
+    rounded once at the end."""
+    from fractions import Fraction
+
+    u = sorted((Fraction(float(v)) for v in x), reverse=True)
+    total, tau = Fraction(0), Fraction(0)
+    for k, v in enumerate(u, start=1):
+        total += v
+        if v - (total - 1) / k > 0:
+            tau = (total - 1) / k
+    return np.array([float(max(Fraction(float(v)) - tau, Fraction(0))) for v in x])
+
+
+def test_projected_steps_far_from_the_simplex_land_on_it() -> None:
+    # rows of theta + step about 1e7 away from the simplex with several entries within 1 of the
+    # largest: the projection is exact to rounding and on the simplex (any row offset cancels)
+    rng = np.random.default_rng(32)
+    S, A = 6, 4
+    step = 1e7 * rng.integers(-1, 2, size=(S, 1)) + rng.random(size=(S, A))
+    for name, opt, kw in (("gradient ascent", pg.optim.GradientAscent(lr=1.0), {}),
+                          ("euclidean mirror descent", pg.optim.PolicyMirrorDescent(lr=1.0, mirror="euclidean"),
+                           {"advantages": step})):
+        pi = pg.DirectPolicy(S, A)
+        x = pi.theta + step
+        opt.step(pi, step if not kw else np.zeros((S, A)), **kw)
+        want = np.array([_exact_projection(row) for row in x])
+        np.testing.assert_allclose(pi.theta, want, rtol=0, atol=4 * np.finfo(float).eps, err_msg=name)
+    # a row whose differences leave the float64 range: the projection is the vertex of its largest entry
+    pi = pg.DirectPolicy(2, 3)
+    pg.optim.GradientAscent(lr=1.0).step(pi, [[1e308, -1e308, 0.0], [0.0, 1e308, -1e308]])
+    np.testing.assert_array_equal(pi.theta, [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+
 def test_armijo_projected_condition_and_no_step_at_a_vertex_optimum() -> None:
     mdp = _unit_reward_mdp(5)
     best = pg.exact.optimal(mdp, "discounted")
@@ -537,6 +571,19 @@ def test_project_simplex_against_scipy() -> None:
 
 
 # -- 6. bad inputs ------------------------------------------------------------------------------------
+
+
+def test_scores_beyond_the_float64_range_are_a_value_error() -> None:
+    # p / theta = 2e308 overflows: the moments and the optimal baseline report it as a ValueError
+    # (pytest turns a stray RuntimeWarning into an error)
+    mdp = _mdp(15)
+    theta = np.ones((mdp.n_states, mdp.n_actions))
+    theta[0, 1] = 1e-308
+    pi = pg.EscortPolicy(mdp.n_states, mdp.n_actions, theta=theta)
+    with pytest.raises(ValueError, match="overflowed"):
+        pg.exact.moments(mdp, pi)
+    with pytest.raises(ValueError, match="overflowed"):
+        pg.policy_gradient(pi, mdp.sample(pi, 20, seed=0), baseline="optimal")
 
 
 def test_bad_inputs() -> None:

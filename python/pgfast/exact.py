@@ -1611,7 +1611,8 @@ def _score_rows(policy: SoftmaxPolicy, probs: NDArray[np.float64]) -> tuple[NDAr
         index = np.repeat(np.arange(S * A, dtype=np.int32).reshape(S, 1, A), A, axis=1).ravel()
         rows = np.eye(A)[None, :, :] - probs[:, None, :]
         if scale is not None:
-            rows = rows * scale[:, None, :]
+            with np.errstate(over="ignore", invalid="ignore"):  # a score beyond the float64 range is reported by the caller
+                rows = rows * scale[:, None, :]
         value = rows.ravel()
         return indptr, np.ascontiguousarray(index), np.ascontiguousarray(value)
     n = policy.n_params

@@ -56,9 +56,15 @@ def _grad(policy: SoftmaxPolicy, grad: ArrayLike) -> NDArray[np.float64]:
 
 def _retract(policy: Any, theta: NDArray[np.float64]) -> NDArray[np.float64]:
     """``theta`` mapped into the policy's domain: each row projected onto the probability simplex
-    for a :class:`pgfast.DirectPolicy` (projected gradient ascent), ``theta`` itself otherwise."""
+    for a :class:`pgfast.DirectPolicy` (projected gradient ascent), ``theta`` itself otherwise.
+    Each row is first shifted by its maximum (the projection does not change when a constant is
+    added to a row), so that a row far from the simplex keeps the precision of its differences,
+    and entries below -2 are raised to -2 (the projection is 0 at every entry at least 1 below the
+    row's maximum, so they stay 0; a difference beyond the float64 range is one of them)."""
     if isinstance(policy, DirectPolicy):
-        return project_simplex(theta)
+        with np.errstate(over="ignore"):
+            shifted = np.maximum(theta - theta.max(axis=-1, keepdims=True), -2.0)
+        return project_simplex(shifted)
     return theta
 
 
@@ -874,10 +880,11 @@ class _ClosedForm(Optimizer):
         rounding), without the Python work between them. Each step evaluates its policy exactly:
         up to 1000 states by a dense LU of :math:`I - \gamma P_\pi` that is kept from step to step,
         the next policy's values refined from the last ones by
-        :math:`V \mathrel{+}= \text{LU}^{-1}(r_\pi - (I - \gamma P_\pi) V)` until a correction is below
-        :math:`10^{-14}\|V\|_\infty`, the matrix factorised afresh whenever the corrections shrink by
-        less than a factor 10 a sweep; larger MDPs use :func:`pgfast.exact.evaluate`'s solver.
-        ``policy.theta`` is assigned once, at the end: an error or Ctrl-C leaves it as it was.
+        :math:`V \mathrel{+}= \text{LU}^{-1}(r_\pi - (I - \gamma P_\pi) V)` until the residual is below
+        :math:`10^{-14}(\|r_\pi\|_\infty + \|V\|_\infty)`, the matrix factorised afresh whenever a
+        sweep shrinks the residual by less than a factor 10; larger MDPs use
+        :func:`pgfast.exact.evaluate`'s solver. ``policy.theta`` and the step count are assigned once,
+        at the end: an error or Ctrl-C leaves them as they were.
 
         Parameters
         ----------
@@ -926,7 +933,7 @@ class _ClosedForm(Optimizer):
         if self.tau > 0.0 and self.lr * self.tau > 1.0 - gamma:
             raise ValueError(f"lr * tau must be at most 1 - gamma = {1.0 - gamma}, got {self.lr * self.tau}")
         if self.tau > 0.0 and mdp.n_states > _REFINED_MAX_STATES:
-            theta0 = pi.theta.copy()
+            theta0, t0 = pi.theta.copy(), self.t
             values = []
             try:
                 for _ in range(n):
@@ -934,7 +941,7 @@ class _ClosedForm(Optimizer):
                     self.step(pi, np.zeros_like(theta0), mdp=mdp)
                 values.append(_soft_value(mdp, pi, gamma, self.tau))
             except BaseException:
-                pi.theta = theta0
+                pi.theta, self.t = theta0, t0
                 raise
             return np.asarray(values)
         geometric = getattr(self, "schedule", "constant") == "geometric"

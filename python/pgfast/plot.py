@@ -24,7 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 from . import exact
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy, TabularSoftmax
-from ._validation import as_float, as_float_array, as_gamma, as_int, require_finite, require_instance
+from ._validation import as_float, as_float_array, as_gamma, as_int, check_allocation, require_finite, require_instance
 
 __all__ = ["gap", "policy_map", "polytope"]
 
@@ -91,7 +91,8 @@ def _values(mdp: FiniteMDP, policy: SoftmaxPolicy, objective: exact.Objective, g
 def _discount_below_one(mdp: FiniteMDP, gamma: Any, caller: str) -> float:
     g = as_gamma(gamma, mdp.gamma)
     if not g < 1.0:
-        raise ValueError(f"gamma must be < 1 for {caller} (discounted values); this MDP has gamma = {mdp.gamma}: pass gamma=0.9, say")
+        source = " (the MDP's)" if gamma is None else ""
+        raise ValueError(f"gamma must be < 1 for {caller} (discounted values), got gamma = {g}{source}: pass gamma=0.9, say")
     return g
 
 
@@ -185,6 +186,8 @@ def polytope(
         raise ValueError(f"mdp must have 2 states (the polytope is drawn in the plane), got {mdp.n_states}")
     g = _discount_below_one(mdp, gamma, "polytope")
     n = as_int(n_policies, "n_policies", minimum=0)
+    check_allocation(8 * n * 2 * (mdp.n_actions + 1), f"the table of n_policies={n} random policies",
+                     "use a smaller n_policies")
     if isinstance(seed, np.random.Generator):
         rng = seed
     else:
