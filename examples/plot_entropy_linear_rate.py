@@ -33,7 +33,7 @@ import pgfast as pg
 
 mdp = pg.envs.garnet(20, 4, 3, seed=0, gamma=0.9)
 S, A, gamma, tau = mdp.n_states, mdp.n_actions, mdp.gamma, 0.1
-soft = pg.exact.soft_optimal(mdp, tau, tol=1e-14)
+soft = pg.exact.soft_optimal(mdp, tau, "discounted", tol=1e-14)
 Q_star, log_pi_star = soft.action_values, np.log(soft.probs())
 
 runs = {}

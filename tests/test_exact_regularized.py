@@ -219,7 +219,7 @@ def test_soft_value_iteration_fixed_point(
     rng: np.random.Generator, n_terminal: int, transition_rewards: bool, tau: float, gamma: float
 ) -> None:
     mdp = random_mdp(rng, S=8, A=3, successors=3, n_terminal=n_terminal, gamma=gamma, transition_rewards=transition_rewards)
-    sol = pg.exact.soft_optimal(mdp, tau)
+    sol = pg.exact.soft_optimal(mdp, tau, "discounted")
     assert sol.objective == "discounted" and sol.tau == tau and sol.gamma == gamma and sol.iterations > 1
     assert sol.V.shape == (8,) and sol.Q.shape == (8, 3) and sol.J == sol.value
     Q, TV = _soft_backup(mdp, sol.V, gamma, tau)
@@ -255,7 +255,7 @@ def test_soft_optimal_policy_has_the_soft_value_and_zero_gradient(rng: np.random
     mdp = random_mdp(rng, S=7, A=3, successors=3, n_terminal=2 if kind == "terminal" else 0, gamma=0.9,
                      transition_rewards=kind == "transition_rewards")
     tau = 0.2
-    sol = pg.exact.soft_optimal(mdp, tau)
+    sol = pg.exact.soft_optimal(mdp, tau, "discounted")
     pi = sol.policy()
     assert isinstance(pi, pg.TabularSoftmax)
     np.testing.assert_allclose(pi.probs(), sol.probs(), rtol=1e-12, atol=1e-15)
@@ -322,7 +322,7 @@ def test_soft_optimum_approaches_the_optimum_as_tau_goes_to_zero(rng: np.random.
 def test_soft_optimal_large_sparse_mdp() -> None:
     """S = 1000, A = 10: the sweeps agree with the dense backup on a sample of states."""
     mdp = sparse_mdp(1000, 10, 10, gamma=0.9, seed=3)
-    sol = pg.exact.soft_optimal(mdp, 0.1)
+    sol = pg.exact.soft_optimal(mdp, 0.1, "discounted")
     indptr, nxt, prob, _ = mdp.transitions
     Q = mdp.R.ravel() + 0.9 * np.add.reduceat(prob * sol.V[nxt], indptr[:-1])
     Q = Q.reshape(1000, 10)
@@ -333,8 +333,8 @@ def test_soft_optimal_large_sparse_mdp() -> None:
 
 def test_soft_optimal_answers_ctrl_c() -> None:
     mdp = sparse_mdp(2000, 8, 8, gamma=0.999999, seed=4)  # ~ 3e7 sweeps to tol
-    assert_interrupts(lambda: pg.exact.soft_optimal(mdp, 0.1))
-    assert pg.exact.soft_optimal(mdp, 0.1, gamma=0.5).iterations > 1  # still usable
+    assert_interrupts(lambda: pg.exact.soft_optimal(mdp, 0.1, "discounted"))
+    assert pg.exact.soft_optimal(mdp, 0.1, "discounted", gamma=0.5).iterations > 1  # still usable
 
 
 # -- 5. errors ---------------------------------------------------------------------------------
@@ -389,7 +389,7 @@ def test_log_barrier_needs_positive_probabilities() -> None:
     ({"objective": "average_reward"}, ValueError, "soft_optimal supports objective='finite_horizon' or 'discounted', got 'average_reward'"),
     ({"objective": "average_value"}, ValueError, "soft_optimal supports objective='finite_horizon' or 'discounted'"),
     ({"objective": None}, ValueError, "soft_optimal supports objective="),
-    ({"gamma": 1.0}, ValueError, "objective='discounted' needs gamma < 1"),
+    ({"objective": "discounted", "gamma": 1.0}, ValueError, "objective='discounted' needs gamma < 1"),
     ({"gamma": 1.5}, ValueError, r"gamma must be in \[0, 1\]"),
     ({"tol": 0.0}, ValueError, r"tol must be in \[1e-14, 0.01\]"),
     ({"tol": 1e-20}, ValueError, "tol must be in"),
@@ -397,7 +397,7 @@ def test_log_barrier_needs_positive_probabilities() -> None:
     ({"tol": "x"}, TypeError, "tol must be a real number"),
     ({"max_iter": 0}, ValueError, "max_iter must be"),
     ({"max_iter": 2.5}, TypeError, "max_iter must be an integer"),
-    ({"max_iter": 2}, ValueError, r"soft value iteration did not reach tol=1e-12 in max_iter=2 sweeps.*raise max_iter or tol"),
+    ({"objective": "discounted", "max_iter": 2}, ValueError, r"soft value iteration did not reach tol=1e-12 in max_iter=2 sweeps.*raise max_iter or tol"),
 ])
 def test_soft_optimal_bad_inputs(kwargs: dict[str, Any], error: type[Exception], match: str) -> None:
     args = {"tau": 0.1} | kwargs
@@ -414,7 +414,7 @@ def test_soft_optimal_policy_step_argument() -> None:
     with pytest.raises(TypeError, match="t must be an integer"):
         fh.policy(1.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="t is for the finite horizon"):
-        pg.exact.soft_optimal(_tiny(), 0.1).policy(0)
+        pg.exact.soft_optimal(_tiny(), 0.1, "discounted").policy(0)
 
 
 def test_soft_optimal_overflow_is_a_value_error() -> None:
@@ -422,4 +422,4 @@ def test_soft_optimal_overflow_is_a_value_error() -> None:
     P[0, :, 0] = 1.0
     mdp = pg.FiniteMDP(P, [[1e307, 1e307]], mu0=[1.0], horizon=3, gamma=0.99)
     with pytest.raises(ValueError, match=r"the soft-optimal values \(J\) .*float64"):
-        pg.exact.soft_optimal(mdp, 1.0)
+        pg.exact.soft_optimal(mdp, 1.0, "discounted")

@@ -165,3 +165,22 @@ def test_bad_arguments_are_named() -> None:
     assert opt.run(pg.TabularSoftmax(5, 2), mdp, 0).shape == (1,)
     with pytest.raises(MemoryError, match="bytes|GiB|TiB"):
         opt.run(pg.TabularSoftmax(5, 2), mdp, 2**62)
+
+
+def test_the_simplex_projection_keeps_its_precision_far_from_the_simplex() -> None:
+    p = pg.optim.project_simplex([[1e16, 1e16, 0.0], [1e8 + 0.25, 1e8, 0.0], [-1e308, 1e308, 0.0]])
+    np.testing.assert_array_equal(p[0], [0.5, 0.5, 0.0])
+    np.testing.assert_allclose(p[1], [0.625, 0.375, 0.0], rtol=0, atol=1e-9)  # the difference 0.25 survives
+    np.testing.assert_array_equal(p[2], [0.0, 1.0, 0.0])
+    assert np.all(np.abs(p.sum(axis=1) - 1.0) <= 4 * np.finfo(np.float64).eps)
+
+
+def test_soft_policy_iteration_step_size_is_accepted() -> None:
+    # lr * tau = 1 - gamma exactly in real numbers, 1e-17 above it in float64
+    mdp = pg.envs.garnet(10, 3, 2, seed=0, gamma=0.9)
+    pi = pg.TabularSoftmax(10, 3)
+    J = pg.optim.NaturalPolicyGradient(lr=1.0, tau=0.1).run(pi, mdp, 30)
+    soft = pg.exact.soft_optimal(mdp, 0.1, "discounted")
+    assert soft.value - J[-1] < 1e-9  # soft policy iteration converges (superlinearly)
+    with pytest.raises(ValueError, match="lr \\* tau must be at most"):
+        pg.optim.NaturalPolicyGradient(lr=1.0 + 1e-12, tau=0.1).run(pg.TabularSoftmax(10, 3), mdp, 1)

@@ -646,3 +646,14 @@ def test_a_subclass_with_logits_of_its_own_uses_them() -> None:
         pg.exact.gradient(mdp, pi)
     with pytest.raises(TypeError, match="_kernel_tables"):
         pg.policy_gradient(pi, mdp=mdp, n=10, seed=0)
+
+
+def test_the_entropy_gradient_of_a_direct_policy_at_a_zero_probability_is_refused() -> None:
+    # d/dtheta of -theta log theta is +inf at theta = 0: no finite gradient to return
+    mdp = pg.envs.bandit([0.1, 0.5, 0.3])
+    pi = pg.DirectPolicy(1, 3, theta=[[0.5, 0.0, 0.5]])
+    with pytest.raises(ValueError, match=r"regularizer=Entropy\(tau=0.1\).*pi\(a=1\|s=0\) = 0"):
+        pg.exact.gradient(mdp, pi, regularizer=pg.Entropy(0.1))
+    inner = pg.DirectPolicy(1, 3, theta=[[0.5, 1e-6, 0.5 - 1e-6]])
+    assert np.all(np.isfinite(pg.exact.gradient(mdp, inner, regularizer=pg.Entropy(0.1))))
+    assert np.all(np.isfinite(pg.exact.gradient(mdp, pi)))  # unregularised: defined on the boundary

@@ -243,7 +243,8 @@ class DirectPolicy(_TablePolicy):
     with :math:`w` the objective's state weighting (discounted: the visitation
     :math:`\rho(s) = \sum_t\gamma^t\Pr(s_t = s)`; finite horizon: summed over t with weights
     :math:`\gamma^t d_t(s)`; see :mod:`pgfast.exact`). It is defined on the boundary too (where
-    :math:`\theta_{s,a} = 0`), and :func:`pgfast.exact.gradient` returns it there. Agarwal et
+    :math:`\theta_{s,a} = 0`), and :func:`pgfast.exact.gradient` returns it there (except with the
+    entropy bonus, whose derivative is :math:`+\infty` at a zero probability: a ``ValueError``). Agarwal et
     al.'s form :math:`\frac{1}{1-\gamma} d(s) Q(s,a)` differs from the discounted one by
     :math:`\rho(s) V(s)`, a constant per state, which the projection onto the simplex ignores.
 

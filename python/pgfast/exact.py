@@ -835,6 +835,14 @@ def gradient(
         lqr_ev = _lqr_exact.evaluate(mdp, policy, _lqr_objective(objective), gamma, tables=return_evaluation)
         return (lqr_ev.grad, lqr_ev) if return_evaluation else lqr_ev.grad
     policy = cast(SoftmaxPolicy, pinned(policy))  # the probabilities and the logit map from one theta
+    if isinstance(reg, Entropy) and reg.tau > 0.0 and type(policy)._exact_gradient is not SoftmaxPolicy._exact_gradient:
+        # a policy that differentiates at zero probabilities (DirectPolicy): the entropy's derivative is +inf there
+        zero = np.argwhere(policy._probs_for(mdp) <= 0.0)
+        if zero.size:
+            s, a = (int(i) for i in zero[0])
+            raise ValueError(f"regularizer={reg!r}: the gradient of the entropy bonus is +inf at a zero probability, and "
+                             f"the {type(policy).__name__} has pi(a={a}|s={s}) = 0; move theta into the interior of the "
+                             "simplex, or use no regularizer")
     if _active(reg):
         ev, logit_grad, prob_grad = _regularized(mdp, policy, cast(Regularizer, reg), objective, gamma, method, tol,
                                                  threads, values=return_evaluation, gradient=True)
@@ -1298,7 +1306,7 @@ class SoftOptimal(_ValueAliases):
     >>> P[1, :, 1] = 1.0
     >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
     ...                    terminal=[False, True])
-    >>> soft = pg.exact.soft_optimal(mdp, 0.1, gamma=0.9)
+    >>> soft = pg.exact.soft_optimal(mdp, 0.1, "discounted", gamma=0.9)
     >>> round(soft.value, 6), soft.Q.round(6)  # above J* = 1: the entropy of the first steps
     (1.043424, array([[0.939082, 1.      ],
            [0.      , 0.      ]]))
@@ -1366,7 +1374,7 @@ class SoftOptimal(_ValueAliases):
         >>> P[1, :, 1] = 1.0
         >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
         ...                    terminal=[False, True])
-        >>> soft = pg.exact.soft_optimal(mdp, 0.1, gamma=0.9)
+        >>> soft = pg.exact.soft_optimal(mdp, 0.1, "discounted", gamma=0.9)
         >>> ev = pg.exact.evaluate(mdp, soft.policy(), "discounted", gamma=0.9, regularizer=pg.Entropy(0.1))
         >>> bool(np.isclose(ev.value, soft.value, rtol=1e-10))
         True
@@ -1390,7 +1398,7 @@ _MIN_SOFT_TOL = 1e-14
 def soft_optimal(
     mdp: FiniteMDP,
     tau: float,
-    objective: Literal["finite_horizon", "discounted"] = "discounted",
+    objective: Literal["finite_horizon", "discounted"] = "finite_horizon",
     *,
     gamma: float | None = None,
     tol: float = 1e-12,
@@ -1425,7 +1433,7 @@ def soft_optimal(
     tau : float > 0
         The temperature :math:`\tau` of the entropy bonus.
     objective : {"finite_horizon", "discounted"}
-        The objective (default ``"discounted"``).
+        The objective (default ``"finite_horizon"``, as :func:`optimal` and :func:`evaluate`).
     gamma : float in [0, 1], optional
         Discount factor (default: ``mdp.gamma``; ``"discounted"`` needs gamma < 1).
     tol : float in [1e-14, 1e-2]
@@ -1459,12 +1467,12 @@ def soft_optimal(
     >>> P[1, :, 1] = 1.0
     >>> mdp = pg.FiniteMDP(P, [[0.0, 1.0], [0.0, 0.0]], mu0=[1.0, 0.0], horizon=3,
     ...                    terminal=[False, True])
-    >>> soft = pg.exact.soft_optimal(mdp, 0.1, gamma=0.9)
+    >>> soft = pg.exact.soft_optimal(mdp, 0.1, "discounted", gamma=0.9)
     >>> soft.probs()[0].round(4)  # moving (1) earns 1 now; staying earns 0.9 V(0) later
     array([0.3522, 0.6478])
     >>> bool(np.isclose(soft.V[0], 0.1 * np.log(np.exp(soft.Q[0] / 0.1).sum())))  # the soft Bellman equation
     True
-    >>> [round(pg.exact.soft_optimal(mdp, tau, gamma=0.9).value, 6) for tau in (1.0, 0.1, 0.01)]  # to J* = 1
+    >>> [round(pg.exact.soft_optimal(mdp, tau, "discounted", gamma=0.9).value, 6) for tau in (1.0, 0.1, 0.01)]  # to J* = 1
     [2.506431, 1.043424, 1.0]
     """
     require_instance(mdp, FiniteMDP, "mdp", "a pgfast.FiniteMDP")

@@ -56,15 +56,9 @@ def _grad(policy: SoftmaxPolicy, grad: ArrayLike) -> NDArray[np.float64]:
 
 def _retract(policy: Any, theta: NDArray[np.float64]) -> NDArray[np.float64]:
     """``theta`` mapped into the policy's domain: each row projected onto the probability simplex
-    for a :class:`pgfast.DirectPolicy` (projected gradient ascent), ``theta`` itself otherwise.
-    Each row is first shifted by its maximum (the projection does not change when a constant is
-    added to a row), so that a row far from the simplex keeps the precision of its differences,
-    and entries below -2 are raised to -2 (the projection is 0 at every entry at least 1 below the
-    row's maximum, so they stay 0; a difference beyond the float64 range is one of them)."""
+    for a :class:`pgfast.DirectPolicy` (projected gradient ascent), ``theta`` itself otherwise."""
     if isinstance(policy, DirectPolicy):
-        with np.errstate(over="ignore"):
-            shifted = np.maximum(theta - theta.max(axis=-1, keepdims=True), -2.0)
-        return project_simplex(shifted)
+        return project_simplex(theta)
     return theta
 
 
@@ -930,7 +924,7 @@ class _ClosedForm(Optimizer):
         n = as_int(steps, "steps", minimum=0)
         check_allocation(8 * (n + 1), f"the values of {n} steps", "run fewer steps a call")
         gamma = self._gamma_of(mdp)
-        if self.tau > 0.0 and self.lr * self.tau > 1.0 - gamma:
+        if self.tau > 0.0 and self.lr * self.tau > (1.0 - gamma) * _ROUNDING:
             raise ValueError(f"lr * tau must be at most 1 - gamma = {1.0 - gamma}, got {self.lr * self.tau}")
         if self.tau > 0.0 and mdp.n_states > _REFINED_MAX_STATES:
             theta0, t0 = pi.theta.copy(), self.t
@@ -954,6 +948,7 @@ class _ClosedForm(Optimizer):
 
 
 _REFINED_MAX_STATES = 1000  # closed_form.hpp's kRefinedMaxStates
+_ROUNDING = 1.0 + 8 * np.finfo(np.float64).eps  # lr * tau = 1 - gamma (soft policy iteration) despite rounding
 
 
 def _soft_value(mdp: FiniteMDP, policy: TabularSoftmax, gamma: float, tau: float) -> float:
@@ -1057,7 +1052,7 @@ class NaturalPolicyGradient(_ClosedForm):
         eta = self.lr / (1.0 - gamma)
         with np.errstate(over="ignore", invalid="ignore"):
             if self.tau > 0.0:
-                if self.lr * self.tau > 1.0 - gamma:
+                if self.lr * self.tau > (1.0 - gamma) * _ROUNDING:
                     raise ValueError(f"lr * tau must be at most 1 - gamma = {1.0 - gamma}, got {self.lr * self.tau}")
                 d = _apply(pi, -self.lr * self.tau / (1.0 - gamma) * pi.theta + eta * adv)
             else:
@@ -1110,6 +1105,12 @@ def project_simplex(x: ArrayLike) -> NDArray[np.float64]:
         raise ValueError(f"x must have a last axis of length >= 1, got shape {v.shape}")
     if not np.all(np.isfinite(v)):
         raise ValueError("x contains NaN or infinite values")
+    # The projection does not change when a constant is added to a row, and it is 0 at every entry
+    # at least 1 below the row's maximum: shift each row by its maximum (a row far from the simplex
+    # keeps the precision of its differences) and raise entries below -2 to -2 (a difference beyond
+    # the float64 range is one of them).
+    with np.errstate(over="ignore"):
+        v = np.maximum(v - v.max(axis=-1, keepdims=True), -2.0)
     u = -np.sort(-v, axis=-1)
     css = np.cumsum(u, axis=-1) - 1.0
     k = np.arange(1, v.shape[-1] + 1)

@@ -68,7 +68,12 @@ inline constexpr int kRefineMaxSweeps = 20;
 inline constexpr double kFlushLogit = 700.0;
 
 // Euclidean projection of x (n) onto the probability simplex, in place (sort-based).
+// As pgfast.optim.project_simplex: each entry first shifted by the row's maximum and raised to at
+// least -2 (the projection ignores a constant added to the row and is 0 at every entry at least 1
+// below the maximum), so that a row far from the simplex keeps the precision of its differences.
 inline void project_simplex_row(double* x, std::int64_t n, std::vector<double>& work) {
+  const double m = *std::max_element(x, x + n);
+  for (std::int64_t k = 0; k < n; ++k) x[k] = std::max(x[k] - m, -2.0);
   work.assign(x, x + n);
   std::sort(work.begin(), work.end(), [](double a, double b) { return a > b; });
   double css = 0.0, shift = 0.0;
