@@ -345,8 +345,11 @@ def test_gap_clips_non_positive_gaps_to_the_floor() -> None:
     assert len(floor_line) == 1 and floor_line[0].get_ydata()[0] == pytest.approx(floor, rel=1e-12)
     ax = pg.plot.gap({"run": J}, 1.0, floor=1e-6)
     np.testing.assert_array_equal(_line(ax, "run").get_ydata(), [1.0, 0.5, 1e-6, 1e-6, 1.0 - 0.9])
-    ax = pg.plot.gap({"zeros": [0.0, 0.0]}, 0.0)  # every gap 0 and no scale: a floor of 1
-    np.testing.assert_array_equal(_line(ax, "zeros").get_ydata(), [1.0, 1.0])
+    ax = pg.plot.gap({"zeros": [0.0, 0.0]}, 0.0)  # every gap 0 and no scale: the smallest normal float64
+    tiny = np.finfo(np.float64).tiny
+    np.testing.assert_array_equal(_line(ax, "zeros").get_ydata(), [tiny, tiny])
+    with pytest.raises(ValueError, match=r"curves\['far'\]: optimum - J_t is beyond the float64 range"):
+        pg.plot.gap({"far": [-1e308]}, 1e308)
 
 
 def test_gap_draws_on_the_axes_given() -> None:

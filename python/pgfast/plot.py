@@ -434,7 +434,9 @@ def gap(
     xlabel : str
         Label of the x axis (default ``"iteration"``).
     floor : float > 0, optional
-        The value non-positive gaps are clipped to (default: the rounding unit above).
+        The value non-positive gaps are clipped to (default: the rounding unit of the largest
+        :math:`|J|`, :math:`\varepsilon \max(|J^*|, \max_t |J_t|)`; the smallest normal float64 when
+        all are 0).
 
     Returns
     -------
@@ -493,7 +495,8 @@ def gap(
         data.append((label, arr))
     if floor is None:
         scale = max([abs(opt)] + [float(np.nanmax(np.abs(a))) for _, a in data if not np.isnan(a).all()])
-        lo = np.finfo(np.float64).eps * scale if scale > 0.0 else 1.0
+        # every value 0: no scale to take the rounding unit of; the smallest normal float64
+        lo = np.finfo(np.float64).eps * scale if scale > 0.0 else float(np.finfo(np.float64).tiny)
     else:
         lo = as_float(floor, "floor")
         if not (math.isfinite(lo) and lo > 0.0):
@@ -502,7 +505,10 @@ def gap(
     clipped = False
     for label, J in data:
         t = np.flatnonzero(~np.isnan(J))
-        g = opt - J[t]
+        with np.errstate(over="ignore"):
+            g = opt - J[t]
+        if not np.all(np.isfinite(g)):
+            raise ValueError(f"curves[{label!r}]: optimum - J_t is beyond the float64 range")
         clipped |= bool((g < lo).any())
         ax.plot(t + 1.0, np.maximum(g, lo), lw=1.5, label=label)
     if clipped:
