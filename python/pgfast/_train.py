@@ -595,9 +595,9 @@ def train(
     cross-fitted on the first), and let ``optimizer`` step ``policy.theta`` in place.
 
     Each iteration uses the fused estimator (no trajectories stored, see
-    :func:`pgfast.policy_gradient`), except with a ``ValueBaseline`` (fitted on each batch) and the
-    natural gradient with a sampled Fisher matrix (which reads the batch's visits): those sample
-    and store the batch. ``exact_eval`` (default: when the MDP is small enough) records the exact
+    :func:`pgfast.policy_gradient`), except with a ``ValueBaseline`` (fitted on each batch), the
+    natural gradient with a sampled Fisher matrix (which reads the batch's visits) and the
+    closed-form updates (which read its advantages): those sample and store the batch. ``exact_eval`` (default: when the MDP is small enough) records the exact
     columns every ``eval_every`` iterations (and at the first and last), for the policy that
     sampled the batch, with the finite-horizon objective and ``gamma`` of the estimator:
 
@@ -672,6 +672,24 @@ def train(
     log-barrier they are NaN; ``min_optimal_prob`` and ``variance_trace`` are NaN. A strength of 0
     is a run without a regulariser, bit for bit. Finite MDPs only.
 
+    Closed-form updates and the line search: :class:`pgfast.optim.NaturalPolicyGradient` and
+    :class:`pgfast.optim.PolicyMirrorDescent` step with advantages, not with the gradient: each
+    iteration samples and stores its batch and passes it as ``step(policy, grad, traj=batch)``,
+    so the step uses the batch's every-visit Monte Carlo advantages, discounted by the
+    optimizer's ``gamma`` or, when it has none, the MDP's; that discount must be below 1
+    (construct the optimizer with ``gamma=`` for an undiscounted MDP) and is the update's own:
+    ``J_estimate`` and the exact columns stay those of the finite-horizon objective with the
+    estimator's ``gamma``. They update a ``TabularSoftmax`` (mirror descent also a
+    ``DirectPolicy``), and, ignoring the estimated gradient, take no regulariser but their own:
+    ``entropy=tau`` goes with ``NaturalPolicyGradient(tau=tau)`` (its regularised closed form)
+    and is refused otherwise (another ``tau``, ``PolicyMirrorDescent``, a ``LogBarrier``); a
+    ``NaturalPolicyGradient(tau > 0)`` without ``entropy=`` ascends :math:`J_\tau` while the
+    History records :math:`J`. :class:`pgfast.optim.ArmijoLineSearch` gets
+    ``step(policy, grad, mdp=mdp)``: trial steps along the estimated gradient, accepted on the
+    exact J, which therefore never decreases from one iteration to the next; its J must be the
+    run's objective (``objective="finite_horizon"`` and the run's ``gamma``) and a regulariser is
+    refused. These checks run before the first iteration; the three optimizers need a finite MDP.
+
     Continuous problems: ``mdp`` may be a :class:`pgfast.LQR` (with a :class:`LinearGaussian`
     policy), a gymnasium environment id or a ``gymnasium.Env`` with a Box observation space (with
     a :class:`LinearGaussian` for Box actions or an :class:`ObservationSoftmax` for Discrete ones).
@@ -696,7 +714,8 @@ def train(
     policy : SoftmaxPolicy, LinearGaussian or ObservationSoftmax
         The policy, updated in place.
     optimizer : pgfast.optim.Optimizer
-        The ascent rule (``NaturalGradient`` gets ``mdp=`` or the batch as it needs).
+        The ascent rule (``NaturalGradient`` gets ``mdp=`` or the batch as it needs, the
+        closed-form updates the batch, ``ArmijoLineSearch`` the MDP).
     iterations : int >= 1
         Number of updates.
     batch : int >= 1
@@ -753,9 +772,11 @@ def train(
     Raises
     ------
     TypeError
-        Arguments of the wrong type.
+        Arguments of the wrong type, or a policy that a closed-form optimizer does not update.
     ValueError
-        Arguments out of range (checked before the first iteration), or an estimate or step
+        Arguments out of range or an optimizer that cannot run as given (a closed-form update
+        with a discount of 1 or another regulariser, a line search on another objective; checked
+        before the first iteration), or an estimate or step
         beyond the float64 range; with ``resume``, a file that is not a checkpoint, options or a
         seed that differ from the checkpoint's (the message names each), or ``iterations`` below
         the iteration it reached.
@@ -772,6 +793,14 @@ def train(
     (30, 0.0139)
     >>> round(float(hist["J_exact"][-1]), 2), round(pg.exact.optimal(mdp).value, 2)
     (0.51, 0.55)
+
+    The natural policy gradient in closed form, stepping with each batch's sampled advantages:
+
+    >>> npg = pg.optim.NaturalPolicyGradient(lr=0.1, gamma=0.99)
+    >>> hist = pg.train(mdp, pg.TabularSoftmax(16, 4), optimizer=npg, iterations=30, batch=1000,
+    ...                 seed=0, progress=False)
+    >>> round(float(hist["fraction_of_optimal"][-1]), 2)
+    0.97
     """
     if not isinstance(mdp, FiniteMDP):
         from . import _train_continuous  # an LQR or a gymnasium environment
