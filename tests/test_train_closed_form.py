@@ -290,3 +290,30 @@ def test_sweep_grids_over_the_closed_form_optimizers(frozenlake: pg.FiniteMDP) -
     res = pg.sweep("FrozenLake-v1", {"optimizer": ["npg", "pmd"]}, 1, iterations=3, batch=200, workers=1,
                    env_kwargs={"map_name": "4x4"}, progress=False)
     assert len(res.configs) == 2 and all(math.isfinite(r["J_exact"]) for r in res.rows)
+
+
+def test_cli_plot_with_entropy_draws_the_soft_optimum(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figures: list[Any] = []
+    save = Figure.savefig
+
+    def keep(self: Any, *args: Any, **kw: Any) -> None:
+        figures.append(self)
+        save(self, *args, **kw)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    png = tmp_path / "c.png"
+    assert main(["train", "FrozenLake-v1", *FAST, "--optimizer", "npg", "--entropy", "0.01", "--plot", str(png)]) == 0
+    capsys.readouterr()
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (fig,) = figures
+    curve = fig.axes[0]
+    assert "J_tau, tau 0.01" in curve.get_title()
+    optimum = [line for line in curve.get_lines() if line.get_label() == "optimal J"]
+    soft = pg.exact.soft_optimal(pg.FiniteMDP.from_gymnasium("FrozenLake-v1"), 0.01, "finite_horizon").value
+    np.testing.assert_array_equal(optimum[0].get_ydata(), [soft, soft])

@@ -190,8 +190,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"  saved history to {args.json}")
     if args.plot:
         grid = _grid_layout(args.env, kwargs)
-        _plot(hist, ref.optimal_J, args.plot, f"{args.env} {extra}".strip(),
-              policy_map=None if grid is None else (mdp, pi, *grid))
+        # with --entropy the curves are of J_tau: the line is its soft optimum
+        best = pg.exact.soft_optimal(mdp, args.entropy, "finite_horizon").value if args.entropy else ref.optimal_J
+        title = f"{args.env} {extra}".strip() + (f" (J_tau, tau {args.entropy:g})" if args.entropy else "")
+        _plot(hist, best, args.plot, title, policy_map=None if grid is None else (mdp, pi, *grid))
         print(f"  saved learning curve{'' if grid is None else ' and policy map'} to {args.plot}")
     return 0
 
