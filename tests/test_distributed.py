@@ -67,6 +67,21 @@ def test_shard_counts_give_the_local_bits(ray_local: Any, kind: str, options: di
         assert not np.array_equal(distributed.policy_gradient(pi, mdp=mdp, n=n, seed=10, shards=2, **options).grad, local.grad)
 
 
+@pytest.mark.parametrize("options", [{"entropy": 0.1}, {"entropy": 0.1, "baseline": "time"},
+                                     {"entropy": 0.1, "baseline": "mean", "weights": "return"},
+                                     {"regularizer": pg.LogBarrier(0.01), "baseline": "time"}],
+                         ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_regularised_estimates_give_the_local_bits(ray_local: Any, options: dict[str, Any]) -> None:
+    rng = np.random.default_rng(7)
+    mdp, pi = frozenlake_8x8(), frozenlake_policy("tabular", rng)
+    local = pg.policy_gradient(pi, mdp=mdp, n=5003, seed=2, **options)
+    for shards in (1, 3):
+        assert same(distributed.policy_gradient(pi, mdp=mdp, n=5003, seed=2, shards=shards, **options), local), shards
+    assert same(distributed.policy_gradient(pi, mdp=mdp, n=5003, seed=2, shards="auto", **options), local)
+    with pytest.raises(ValueError, match="entropy must be a finite temperature"):  # checked before any task
+        distributed.policy_gradient(pi, mdp=mdp, n=5003, seed=2, entropy=-1.0)
+
+
 def test_a_fitted_value_baseline_gives_the_local_bits(ray_local: Any) -> None:
     rng = np.random.default_rng(8)
     mdp = frozenlake_8x8()

@@ -396,7 +396,7 @@ def test_out_of_range_steps_are_named_with_entropy(bad: int) -> None:
 
 def test_calls_that_take_no_regularizer(rng: np.random.Generator, small: Any) -> None:
     """The LQR and vector-state forms refuse one (a ValueError naming the keywords); the
-    off-policy estimators and the partial sums have no such keyword."""
+    off-policy estimators have no such keyword."""
     mdp, pi, traj = small
     lqr = pg.LQR(A=[[0.9]], B=[[1.0]], Q=[[1.0]], R=[[1.0]], x0=[1.0], horizon=5)
     gauss = pg.LinearGaussian(1, 1, W=[[0.0]])
@@ -410,8 +410,6 @@ def test_calls_that_take_no_regularizer(rng: np.random.Generator, small: Any) ->
     beta = random_softmax("tabular", mdp, rng)
     with pytest.raises(TypeError, match="entropy"):
         pg.off_policy_gradient(pi, beta, traj, entropy=0.1)  # type: ignore[call-arg]
-    with pytest.raises(TypeError, match="regularizer"):
-        pg.partial_gradient(pi, mdp=mdp, n=10, seed=0, lo=0, hi=10, regularizer=pg.Entropy(0.1))  # type: ignore[call-arg]
 
 
 # -- 6. pg.train with a regulariser ---------------------------------------------------------------------

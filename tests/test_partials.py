@@ -233,3 +233,63 @@ def test_merging_partials_whose_sums_overflowed_reports_the_overflow() -> None:
     parts = [pg.partial_gradient(pi, mdp=mdp, n=600, seed=0, lo=lo, hi=hi) for lo, hi in pg.shard_ranges(600, 2)]
     with pytest.raises(ValueError, match="overflowed float64"):
         pg.merge_partials(pi, parts)
+
+
+@pytest.mark.parametrize("kind", ["tabular", "mlp"])
+@pytest.mark.parametrize("options", [{"entropy": 0.1}, {"entropy": 0.1, "baseline": "exact"},
+                                     {"entropy": 0.1, "baseline": "time"}, {"entropy": 0.1, "baseline": "time", "stderr": False},
+                                     {"entropy": 0.1, "baseline": "mean", "weights": "return"},
+                                     {"regularizer": pg.LogBarrier(0.01)},
+                                     {"regularizer": pg.LogBarrier(0.01), "baseline": "time"}],
+                         ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_regularised_shards_merge_to_the_one_call_bits(kind: str, options: dict[str, Any]) -> None:
+    """The entropy bonus in each shard's soft rewards (both rounds of the leave-one-out baselines),
+    the log-barrier's exact term added once, after the merge."""
+    rng = np.random.default_rng(13)
+    mdp, pi = frozenlake_8x8(), frozenlake_policy(kind, rng)
+    n = 5003
+    reg = {k: v for k, v in options.items() if k in ("entropy", "regularizer")}
+    whole = pg.policy_gradient(pi, mdp=mdp, n=n, seed=6, **options)
+    plain = pg.policy_gradient(pi, mdp=mdp, n=n, seed=6, **{k: v for k, v in options.items() if k not in reg})
+    assert not np.array_equal(whole.grad, plain.grad)  # the regulariser changes the estimate
+    loo = options.get("baseline") in ("mean", "time")
+    for _ in range(3):
+        ranges = _random_split(n, rng)
+        stats = ([pg.partial_statistics(pi, mdp=mdp, n=n, seed=6, lo=lo, hi=hi, threads=int(rng.integers(1, 8)), **reg)
+                  for lo, hi in ranges] if loo else None)
+        parts = [pg.partial_gradient(pi, mdp=mdp, n=n, seed=6, lo=lo, hi=hi, statistics=stats,
+                                     threads=int(rng.integers(1, 8)), **options) for lo, hi in ranges]
+        merged = pg.merge_partials(pi, [pickle.loads(pickle.dumps(p)) for p in parts[::-1]])
+        assert _same(merged, whole), ranges
+
+
+def test_regularised_partials_are_checked() -> None:
+    rng = np.random.default_rng(14)
+    mdp, pi = frozenlake_8x8(), frozenlake_policy("tabular", rng)
+    n = 3000
+    ranges = pg.shard_ranges(n, 2)
+    (lo0, hi0), (lo1, hi1) = ranges
+    soft = pg.partial_gradient(pi, mdp=mdp, n=n, seed=1, lo=lo0, hi=hi0, entropy=0.1)
+    # shards of another temperature, or without the bonus, belong to another estimate
+    for other in ({"entropy": 0.2}, {}, {"regularizer": pg.LogBarrier(0.1)}):
+        part = pg.partial_gradient(pi, mdp=mdp, n=n, seed=1, lo=lo1, hi=hi1, **other)
+        with pytest.raises(ValueError, match="belongs to another batch or estimator"):
+            pg.merge_partials(pi, [soft, part])
+    # the leave-one-out statistics must be of the same soft rewards
+    plain_stats = [pg.partial_statistics(pi, mdp=mdp, n=n, seed=1, lo=lo, hi=hi) for lo, hi in ranges]
+    with pytest.raises(ValueError, match="mdp_digest differs"):
+        pg.partial_gradient(pi, mdp=mdp, n=n, seed=1, lo=lo0, hi=hi0, baseline="mean", statistics=plain_stats,
+                            entropy=0.1)
+    # a log-barrier does not change the rewards: the plain statistics serve
+    pg.partial_gradient(pi, mdp=mdp, n=n, seed=1, lo=lo0, hi=hi0, baseline="mean", statistics=plain_stats,
+                        regularizer=pg.LogBarrier(0.1))
+    with pytest.raises(ValueError, match="either entropy=tau or regularizer="):
+        pg.partial_gradient(pi, mdp=mdp, n=n, seed=1, lo=lo0, hi=hi0, entropy=0.1, regularizer=pg.Entropy(0.1))
+    with pytest.raises(ValueError, match="entropy must be a finite temperature"):
+        pg.partial_statistics(pi, mdp=mdp, n=n, seed=1, lo=lo0, hi=hi0, entropy=-1.0)
+    # a strength of 0 is the unregularised estimate: the same partial
+    zero = pg.partial_gradient(pi, mdp=mdp, n=n, seed=1, lo=lo0, hi=hi0, entropy=0.0)
+    none = pg.partial_gradient(pi, mdp=mdp, n=n, seed=1, lo=lo0, hi=hi0)
+    assert zero.options == none.options and zero.mdp_digest == none.mdp_digest
+    barrier = pg.partial_gradient(pi, mdp=mdp, n=n, seed=1, lo=lo0, hi=hi0, regularizer=pg.LogBarrier(0.1))
+    assert dict(barrier.options)["barrier"] == 0.1 and dict(soft.options)["entropy"] == 0.1

@@ -20,14 +20,17 @@ from . import _core
 from ._estimators import (
     PolicyGradient,
     Weights,
+    estimator_regularizer,
     estimator_spec,
     fused_baseline,
     gradient_result,
     policy_tables,
     weights_kind,
+    with_barrier,
 )
 from ._mdp import FiniteMDP, mdp_digest
 from ._policy import SoftmaxPolicy, pinned
+from ._regularizers import Entropy, LogBarrier, Regularizer, soft_mdp
 from ._validation import array_digest, as_bool, as_int, as_seed, as_threads, require_instance
 
 
@@ -107,7 +110,8 @@ class GradientPartial:
     hi : int
         One past the last trajectory of the shard.
     options : tuple
-        The estimator's options: weights, baseline, gamma, stderr.
+        The estimator's options: weights, baseline, gamma, stderr (and, with a regulariser, its
+        strength: ``entropy`` or ``barrier``).
     policy_digest : str
         SHA-256 of the policy's tables (probabilities, features, parameters).
     mdp_digest : str
@@ -208,7 +212,8 @@ def _shard(n: Any, seed: Any, lo: Any, hi: Any) -> tuple[int, int, int, int, int
 
 
 def partial_statistics(
-    policy: SoftmaxPolicy, *, mdp: FiniteMDP, n: int, seed: int, lo: int, hi: int, threads: int | None = None
+    policy: SoftmaxPolicy, *, mdp: FiniteMDP, n: int, seed: int, lo: int, hi: int, threads: int | None = None,
+    regularizer: Regularizer | None = None, entropy: float | None = None,
 ) -> StatisticsPartial:
     """The leave-one-out baselines' statistics of trajectories ``[lo, hi)`` of a batch of ``n``.
 
@@ -231,6 +236,12 @@ def partial_statistics(
         The shard's trajectories ``[lo, hi)``, on the block grid (:func:`shard_ranges`).
     threads : int, optional
         Worker threads for this shard (default: every usable CPU); the result does not depend on it.
+    regularizer : Entropy or LogBarrier, optional
+        The regulariser of the gradient round: with an entropy bonus the statistics are those of
+        the soft rewards (and record the soft MDP's digest, so that :func:`partial_gradient`
+        refuses them for another temperature); a log-barrier leaves them as they are.
+    entropy : float >= 0, optional
+        ``regularizer=pgfast.Entropy(entropy)``.
 
     Returns
     -------
@@ -257,8 +268,11 @@ def partial_statistics(
     require_instance(policy, SoftmaxPolicy, "policy", "a pgfast policy")
     policy._check_fits(mdp)
     nn, sd, lo_i, hi_i, block = _shard(n, seed, lo, hi)
+    reg = estimator_regularizer(regularizer, entropy)
     policy = pinned(policy)
     tables = policy_tables(policy)
+    if isinstance(reg, Entropy):  # the soft rewards of the same episodes
+        mdp = soft_mdp(mdp, tables.probs, reg.tau)
     spec = estimator_spec(tables, "reward_to_go", None, mdp.gamma, "none", None, as_threads(threads))
     nodes = _core.estimators.fused_loo_partial(spec, mdp._mdp, nn, sd, lo_i // block, -(-hi_i // block))
     return StatisticsPartial(nn, sd, lo_i, hi_i, _policy_digest(policy, tables), mdp_digest(mdp),
@@ -332,6 +346,8 @@ def partial_gradient(
     stderr: bool = True,
     threads: int | None = None,
     statistics: StatisticsPartial | Iterable[StatisticsPartial] | None = None,
+    regularizer: Regularizer | None = None,
+    entropy: float | None = None,
 ) -> GradientPartial:
     r"""The fused policy gradient's statistics of trajectories ``[lo, hi)`` of a batch of ``n``.
 
@@ -369,6 +385,12 @@ def partial_gradient(
         the batch (any order), merged here along the same tree as the one-call estimate. The
         one-pass form of the time baseline (``stderr=False``, ``H S A <= 131072``: see
         :attr:`GradientPartial.step_tables`) only checks that they belong to the batch.
+    regularizer : Entropy or LogBarrier, optional
+        As in :func:`pgfast.policy_gradient`: the entropy bonus is in the shard's soft rewards
+        (the statistics must be computed with the same one); the log-barrier's exact term is not
+        random and is added once, by :func:`merge_partials` (the partial records its strength).
+    entropy : float >= 0, optional
+        ``regularizer=pgfast.Entropy(entropy)``.
 
     Returns
     -------
@@ -398,9 +420,12 @@ def partial_gradient(
     nn, sd, lo_i, hi_i, block = _shard(n, seed, lo, hi)
     kind = weights_kind(weights)
     with_se = as_bool(stderr, "stderr")
+    reg = estimator_regularizer(regularizer, entropy)
     nthreads = as_threads(threads)
     policy = pinned(policy)
     tables = policy_tables(policy)
+    if isinstance(reg, Entropy):  # the same transitions (so the same episodes) with the soft rewards
+        mdp = soft_mdp(mdp, tables.probs, reg.tau)
     g, bkind, table = fused_baseline(policy, mdp, baseline, gamma, kind)
     pdig, mdig = _policy_digest(policy, tables), mdp_digest(mdp)
     stats = None
@@ -416,6 +441,8 @@ def partial_gradient(
         ("stderr", with_se))
     if step_tables is not None and exponent is not None:
         options += (("exponent", int(exponent)),)
+    if reg is not None:  # absent without one: the partials of unregularised estimates are unchanged
+        options += (("entropy", reg.tau) if isinstance(reg, Entropy) else ("barrier", reg.lam),)
     return GradientPartial(nn, sd, lo_i, hi_i, options, pdig, mdig,
                            tuple((int(a), int(b), t, q, float(rs), float(rq), int(st)) for a, b, t, q, rs, rq, st in nodes),
                            step_tables)
@@ -435,7 +462,8 @@ def merge_partials(policy: SoftmaxPolicy, partials: Iterable[GradientPartial]) -
     Returns
     -------
     PolicyGradient
-        Equal, bit for bit, to :func:`pgfast.policy_gradient` with the same arguments.
+        Equal, bit for bit, to :func:`pgfast.policy_gradient` with the same arguments (with a
+        log-barrier, its exact term added here, once).
 
     Raises
     ------
@@ -486,5 +514,7 @@ def merge_partials(policy: SoftmaxPolicy, partials: Iterable[GradientPartial]) -
             step_tables.append(p.step_tables)
     sums, sumsq, rs, rq, steps = _core.estimators.merge_partials(spec, nodes, blocks, with_se, step_tables,
                                                                  int(opts.get("exponent", 0)))
-    return gradient_result(policy, first.n, sums, sumsq, rs, rq, n_steps=int(steps), with_stderr=with_se,
-                           scale=tables.scale)
+    est = gradient_result(policy, first.n, sums, sumsq, rs, rq, n_steps=int(steps), with_stderr=with_se,
+                          scale=tables.scale)
+    lam = opts.get("barrier", 0.0)  # the log-barrier's exact term, once for the whole batch
+    return with_barrier(est, policy, tables.probs, LogBarrier(float(lam)).lam) if lam else est

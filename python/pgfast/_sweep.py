@@ -27,6 +27,7 @@ from ._optimality import Reference
 from ._policy import LinearSoftmax, SoftmaxPolicy, TabularSoftmax
 from ._train import (
     DEFAULT_ADAM_BETAS,
+    DEFAULT_ADVANTAGE_GAMMA,
     DEFAULT_BASELINE,
     DEFAULT_BATCH,
     DEFAULT_HIDDEN,
@@ -39,7 +40,7 @@ from ._train import (
 )
 from ._validation import array_digest, as_int, available_cpus
 from .distributed import connect
-from .optim import Adam, GradientAscent, NaturalGradient, Optimizer
+from .optim import Adam, GradientAscent, NaturalGradient, NaturalPolicyGradient, Optimizer, PolicyMirrorDescent
 
 DEFAULT_ESTIMATOR = "reward-to-go" if DEFAULT_WEIGHTS == "reward_to_go" else "reinforce"
 """``pgfast train``'s and the sweeps' estimator option (the name of :func:`pgfast.train`'s default weights)."""
@@ -49,13 +50,15 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "activation": ("tanh", "relu"),
     "estimator": ("reinforce", "reward-to-go"),
     "baseline": ("none", "mean", "time", "value", "exact", "optimal"),
-    "optimizer": ("sgd", "adam", "natural"),
-    "schedule": ("constant", "inv_sqrt"),
+    "optimizer": ("sgd", "adam", "natural", "npg", "pmd"),
+    "schedule": ("constant", "inv_sqrt", "geometric"),
+    "mirror": ("kl", "euclidean"),
 }
 OPTIONS: dict[str, Any] = {
     "policy": "tabular", "hidden": None, "activation": "tanh", "estimator": DEFAULT_ESTIMATOR,
     "baseline": DEFAULT_BASELINE, "optimizer": "adam", "lr": None, "betas": None, "schedule": "constant",
     "damping": 1e-3, "batch": DEFAULT_BATCH, "gamma": None, "horizon": None, "eval_every": 1,
+    "mirror": "kl", "advantage_gamma": None, "entropy": None,
 }
 """The options of a run (those of ``pgfast train``) and their defaults (None: the default that
 depends on another option, or the environment's)."""
@@ -79,7 +82,8 @@ class RunSetup(NamedTuple):
         A fresh optimizer.
     kwargs : dict
         The other keyword arguments of :func:`pgfast.train` (``iterations``, ``batch``, ``seed``,
-        ``weights``, ``baseline``, ``eval_every``, ``threads``, ``progress``).
+        ``weights``, ``baseline``, ``eval_every``, ``threads``, ``progress``, and ``entropy`` when
+        the options give one).
 
     Examples
     --------
@@ -138,10 +142,12 @@ def _options(options: Mapping[str, Any], prefix: str) -> dict[str, Any]:
         if out[key] not in choices:
             raise ValueError(f"{_flag(key, prefix)} must be one of {', '.join(choices)}, got {out[key]!r}")
     out["hidden"] = hidden_sizes(out["hidden"], _flag("hidden", prefix))
-    for key in ("lr", "damping", "gamma"):
+    for key in ("lr", "damping", "gamma", "advantage_gamma", "entropy"):
         v = out[key]
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating))):
             raise TypeError(f"{_flag(key, prefix)} must be a number, got {type(v).__name__}")
+    if out["entropy"] is not None and not (math.isfinite(out["entropy"]) and out["entropy"] >= 0):
+        raise ValueError(f"{_flag('entropy', prefix)} must be a finite temperature >= 0, got {out['entropy']}")
     if out["betas"] is not None:
         betas = out["betas"]
         if isinstance(betas, str) or not hasattr(betas, "__len__") or len(betas) != 2:
@@ -154,19 +160,44 @@ def _options(options: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return out
 
 
-def _make_optimizer(o: Mapping[str, Any], prefix: str) -> Optimizer:
+def _make_optimizer(o: Mapping[str, Any], prefix: str, gamma: float = 1.0) -> Optimizer:
+    """The optimizer of the options; ``gamma`` is the MDP's (the closed-form updates' default discount
+    when it is below 1)."""
+    kind = o["optimizer"]
+    closed_form = kind in ("npg", "pmd")
+    if closed_form and o["policy"] != "tabular":
+        raise ValueError(f"{_flag('optimizer', prefix)} {kind} updates a tabular softmax policy in closed form: "
+                         f"it takes {_flag('policy', prefix)} tabular, not {o['policy']}")
     defaults = DEFAULT_LR_MLP if o["policy"] == "mlp" else DEFAULT_LR
-    lr = defaults[o["optimizer"]] if o["lr"] is None else o["lr"]
+    lr = defaults[kind] if o["lr"] is None else o["lr"]
     if not (np.isfinite(lr) and lr > 0):
         raise ValueError(f"{_flag('lr', prefix)} must be > 0, got {lr}")
-    if o["optimizer"] != "adam" and o["betas"] is not None:
+    if kind != "adam" and o["betas"] is not None:
         raise ValueError(f"{_flag('betas', prefix)} applies to {_flag('optimizer', prefix)} adam")
-    if o["optimizer"] == "adam":
-        if o["schedule"] != "constant":
-            raise ValueError(f"{_flag('schedule', prefix)} applies to {_flag('optimizer', prefix)} sgd")
+    schedules = {"sgd": ("constant", "inv_sqrt"), "pmd": ("constant", "geometric")}.get(kind, ("constant",))
+    if o["schedule"] not in schedules:
+        raise ValueError(f"{_flag('schedule', prefix)} applies to {_flag('optimizer', prefix)} "
+                         f"{'sgd' if o['schedule'] == 'inv_sqrt' else 'pmd'}, not {kind} (got {o['schedule']})")
+    if kind != "pmd" and o["mirror"] != "kl":
+        raise ValueError(f"{_flag('mirror', prefix)} applies to {_flag('optimizer', prefix)} pmd")
+    if not closed_form and o["advantage_gamma"] is not None:
+        raise ValueError(f"{_flag('advantage_gamma', prefix)} applies to {_flag('optimizer', prefix)} npg and pmd")
+    if kind == "adam":
         return Adam(lr, betas=DEFAULT_ADAM_BETAS if o["betas"] is None else o["betas"])
-    if o["optimizer"] == "natural":
+    if kind == "natural":
         return NaturalGradient(lr, damping=o["damping"])
+    if closed_form:
+        discount = o["advantage_gamma"]
+        if discount is None:
+            discount = gamma if gamma < 1.0 else DEFAULT_ADVANTAGE_GAMMA
+        elif not 0.0 <= discount < 1.0:
+            raise ValueError(f"{_flag('advantage_gamma', prefix)} must be in [0, 1), got {discount}")
+        if kind == "pmd":
+            if o["entropy"]:
+                raise ValueError(f"{_flag('entropy', prefix)} does not apply to {_flag('optimizer', prefix)} pmd (policy "
+                                 f"mirror descent has no entropy-regularised form; npg has)")
+            return PolicyMirrorDescent(lr, mirror=o["mirror"], schedule=o["schedule"], gamma=discount)
+        return NaturalPolicyGradient(lr, tau=o["entropy"] or 0.0, gamma=discount)
     return GradientAscent(lr, schedule=o["schedule"])
 
 
@@ -226,9 +257,15 @@ def build_run(
     per-state preferences, "mlp": ``pg.MLPSoftmax`` on one-hot states initialised from ``seed``),
     ``hidden`` (mlp layer sizes, default (64, 64)), ``activation`` ("tanh", "relu"),
     ``estimator`` ("reward-to-go", "reinforce"), ``baseline`` ("time", "none", "mean", "value":
-    a fresh ``pg.ValueBaseline``, "exact"), ``optimizer`` ("adam", "sgd", "natural"), ``lr``
-    (default per optimizer: adam 0.2 (0.01 for mlp), sgd 1, natural 1), ``betas`` (Adam's, default
-    (0.9, 0.99)), ``schedule`` (sgd's: "constant", "inv_sqrt"), ``damping`` (natural's, 1e-3),
+    a fresh ``pg.ValueBaseline``, "exact"), ``optimizer`` ("adam", "sgd", "natural"; "npg":
+    ``pg.optim.NaturalPolicyGradient`` and "pmd": ``pg.optim.PolicyMirrorDescent``, closed-form
+    updates of a tabular policy from each batch's sampled advantages), ``lr`` (default per
+    optimizer: adam 0.2 (0.01 for mlp), sgd 1, natural 1, npg 0.1, pmd 10), ``betas`` (Adam's,
+    default (0.9, 0.99)), ``schedule`` (sgd's: "constant", "inv_sqrt"; pmd's: "constant",
+    "geometric"), ``damping`` (natural's, 1e-3), ``mirror`` (pmd's: "kl", "euclidean"),
+    ``advantage_gamma`` (the discount of npg's and pmd's advantages, in [0, 1); default the MDP's
+    gamma when below 1, else 0.99), ``entropy`` (the entropy temperature tau of
+    :func:`pgfast.train`, default none; npg takes it as its own ``tau``, pmd refuses it),
     ``batch`` (4096), ``gamma`` (1), ``horizon`` (the registered one; both for gymnasium ids only:
     a FiniteMDP has its own) and ``eval_every`` (1).
 
@@ -280,7 +317,7 @@ def build_run(
         mdp = make_mdp(env, o, env_kwargs=env_kwargs, prefix=prefix)
     S, A = mdp.n_states, mdp.n_actions
     policy = _make_policy(o, S, A, seed, prefix)
-    optimizer = _make_optimizer(o, prefix)
+    optimizer = _make_optimizer(o, prefix, mdp.gamma)
     baseline: Any = None if o["baseline"] == "none" else o["baseline"]
     if baseline == "value":
         baseline = ValueBaseline(S, mdp.horizon)
@@ -289,6 +326,8 @@ def build_run(
         "weights": "return" if o["estimator"] == "reinforce" else "reward_to_go",
         "baseline": baseline, "eval_every": o["eval_every"], "threads": threads, "progress": False,
     }
+    if o["entropy"] is not None:  # absent otherwise: the arguments of the runs without one are unchanged
+        kwargs["entropy"] = o["entropy"]
     return RunSetup(mdp, policy, optimizer, kwargs)
 
 

@@ -28,10 +28,11 @@ from ._estimators import (
 )
 from ._mdp import FiniteMDP
 from ._optimality import fraction_of_optimal
-from ._policy import SoftmaxPolicy
+from ._policy import SoftmaxPolicy, TabularSoftmax
+from ._policy_params import DirectPolicy
 from ._regularizers import Entropy, Regularizer
 from ._validation import as_bool, as_float, as_gamma, as_int, as_threads, check_finite_result, require_instance
-from .optim import NaturalGradient, Optimizer
+from .optim import ArmijoLineSearch, NaturalGradient, NaturalPolicyGradient, Optimizer, PolicyMirrorDescent
 
 BASE_FIELDS = ("iteration", "J_estimate", "J_stderr", "J_exact", "grad_norm", "seconds", "steps_per_s")
 """The fields every History record has."""
@@ -51,8 +52,11 @@ MAX_BATCH = 2**62
 # The training defaults of `pgfast train` and of the training benchmark (pgfast.benchmarks.training):
 # one setting for FrozenLake 4x4 and 8x8 and Taxi, chosen by the sweep that README.md ("Training
 # from the command line") records.
-DEFAULT_LR = {"adam": 0.2, "sgd": 1.0, "natural": 1.0}
-"""Learning rate per optimizer (``pgfast.optim.Adam``, ``GradientAscent``, ``NaturalGradient``)."""
+DEFAULT_LR = {"adam": 0.2, "sgd": 1.0, "natural": 1.0, "npg": 0.1, "pmd": 10.0}
+"""Learning rate per optimizer (``pgfast.optim.Adam``, ``GradientAscent``, ``NaturalGradient``,
+``NaturalPolicyGradient``, ``PolicyMirrorDescent``)."""
+DEFAULT_ADVANTAGE_GAMMA = 0.99
+"""The discount of the closed-form updates' advantages (``npg``, ``pmd``) when the MDP's is 1."""
 DEFAULT_LR_MLP = {"adam": 0.01, "sgd": 1.0, "natural": 1.0}
 """Learning rate per optimizer for an ``MLPSoftmax`` (Adam at 0.2 saturates its softmax early)."""
 DEFAULT_ADAM_BETAS = (0.9, 0.99)
@@ -507,6 +511,53 @@ def progress_display(show: bool | None, total: int, initial: int, *, desc: str, 
     return _progress(show, total, initial, desc, unit)
 
 
+CLOSED_FORM = (NaturalPolicyGradient, PolicyMirrorDescent)
+"""The optimizers whose step reads advantages, not the gradient: :func:`train` samples and stores
+each batch and passes it as ``traj=``."""
+
+
+def _check_optimizer(optimizer: Optimizer, policy: SoftmaxPolicy, mdp: FiniteMDP, reg: Regularizer | None,
+                     gamma: float) -> None:
+    """Refuse, before the first iteration, an optimizer :func:`train` cannot drive as given: a
+    closed-form update on a policy it does not update, with a discount of 1 or with a regulariser
+    other than its own; a line search whose exact J is not the objective the run estimates."""
+    kind = type(optimizer).__name__
+    if isinstance(optimizer, CLOSED_FORM):
+        direct = isinstance(optimizer, PolicyMirrorDescent)
+        if not isinstance(policy, (TabularSoftmax, DirectPolicy) if direct else TabularSoftmax):
+            raise TypeError(f"{kind} updates a pgfast.TabularSoftmax{' or a pgfast.DirectPolicy' if direct else ''} "
+                            f"policy in closed form, got {type(policy).__name__}; train this policy with "
+                            "GradientAscent, Adam or NaturalGradient")
+        discount = mdp.gamma if optimizer.gamma is None else optimizer.gamma
+        if not discount < 1.0:
+            raise ValueError(f"{kind} steps with discounted advantages, estimated from each batch with the optimizer's "
+                             f"gamma or else the MDP's, which is {discount:g}: construct {kind}(gamma=...) with a "
+                             "gamma < 1")
+        if reg is not None and not (isinstance(reg, Entropy) and reg.tau == optimizer.tau):
+            if isinstance(optimizer, NaturalPolicyGradient) and isinstance(reg, Entropy):
+                fix = f"construct NaturalPolicyGradient(tau={reg.tau!r}), whose closed form ascends J_tau"
+            elif isinstance(optimizer, NaturalPolicyGradient):
+                fix = "its closed forms ascend J or the entropy-regularised J_tau (tau=)"
+            else:
+                fix = "it has no regularised form; NaturalPolicyGradient(tau=) ascends the entropy-regularised J_tau"
+            raise ValueError(f"{kind}(tau={optimizer.tau!r}) steps with its own advantages, not the estimated gradient, "
+                             f"so it cannot ascend the objective of regularizer={reg!r}: {fix}")
+        if optimizer.tau > 0.0 and optimizer.lr * optimizer.tau > 1.0 - discount:
+            raise ValueError(f"{kind} needs lr * tau at most 1 - gamma = {1.0 - discount}, got {optimizer.lr * optimizer.tau}")
+        if isinstance(optimizer, PolicyMirrorDescent):
+            optimizer.learning_rate(optimizer.t + 1, discount)  # the geometric schedule needs a gamma > 0
+    elif isinstance(optimizer, ArmijoLineSearch):
+        if reg is not None:
+            raise ValueError(f"ArmijoLineSearch checks its sufficient increase on the unregularised exact J, while "
+                             f"regularizer={reg!r} makes the run estimate the gradient of the regularised objective: "
+                             "train without a regulariser, or with GradientAscent or Adam")
+        discount = mdp.gamma if optimizer.gamma is None else optimizer.gamma
+        if optimizer.objective != "finite_horizon" or discount != gamma:
+            raise ValueError(f"ArmijoLineSearch(objective={optimizer.objective!r}, gamma={optimizer.gamma!r}) checks "
+                             f"the increase of another J than the one the run estimates (finite horizon, gamma {gamma:g}): "
+                             f"construct ArmijoLineSearch(objective='finite_horizon', gamma={gamma!r})")
+
+
 def _steps_taken(optimizer: Optimizer) -> int:
     """The optimizer's step count ``t`` (restored by ``load_state_dict`` on a resumed run), or 0."""
     t = getattr(optimizer, "t", 0)
@@ -544,9 +595,9 @@ def train(
     cross-fitted on the first), and let ``optimizer`` step ``policy.theta`` in place.
 
     Each iteration uses the fused estimator (no trajectories stored, see
-    :func:`pgfast.policy_gradient`), except with a ``ValueBaseline`` (fitted on each batch) and the
-    natural gradient with a sampled Fisher matrix (which reads the batch's visits): those sample
-    and store the batch. ``exact_eval`` (default: when the MDP is small enough) records the exact
+    :func:`pgfast.policy_gradient`), except with a ``ValueBaseline`` (fitted on each batch), the
+    natural gradient with a sampled Fisher matrix (which reads the batch's visits) and the
+    closed-form updates (which read its advantages): those sample and store the batch. ``exact_eval`` (default: when the MDP is small enough) records the exact
     columns every ``eval_every`` iterations (and at the first and last), for the policy that
     sampled the batch, with the finite-horizon objective and ``gamma`` of the estimator:
 
@@ -621,6 +672,24 @@ def train(
     log-barrier they are NaN; ``min_optimal_prob`` and ``variance_trace`` are NaN. A strength of 0
     is a run without a regulariser, bit for bit. Finite MDPs only.
 
+    Closed-form updates and the line search: :class:`pgfast.optim.NaturalPolicyGradient` and
+    :class:`pgfast.optim.PolicyMirrorDescent` step with advantages, not with the gradient: each
+    iteration samples and stores its batch and passes it as ``step(policy, grad, traj=batch)``,
+    so the step uses the batch's every-visit Monte Carlo advantages, discounted by the
+    optimizer's ``gamma`` or, when it has none, the MDP's; that discount must be below 1
+    (construct the optimizer with ``gamma=`` for an undiscounted MDP) and is the update's own:
+    ``J_estimate`` and the exact columns stay those of the finite-horizon objective with the
+    estimator's ``gamma``. They update a ``TabularSoftmax`` (mirror descent also a
+    ``DirectPolicy``), and, ignoring the estimated gradient, take no regulariser but their own:
+    ``entropy=tau`` goes with ``NaturalPolicyGradient(tau=tau)`` (its regularised closed form)
+    and is refused otherwise (another ``tau``, ``PolicyMirrorDescent``, a ``LogBarrier``); a
+    ``NaturalPolicyGradient(tau > 0)`` without ``entropy=`` ascends :math:`J_\tau` while the
+    History records :math:`J`. :class:`pgfast.optim.ArmijoLineSearch` gets
+    ``step(policy, grad, mdp=mdp)``: trial steps along the estimated gradient, accepted on the
+    exact J, which therefore never decreases from one iteration to the next; its J must be the
+    run's objective (``objective="finite_horizon"`` and the run's ``gamma``) and a regulariser is
+    refused. These checks run before the first iteration; the three optimizers need a finite MDP.
+
     Continuous problems: ``mdp`` may be a :class:`pgfast.LQR` (with a :class:`LinearGaussian`
     policy), a gymnasium environment id or a ``gymnasium.Env`` with a Box observation space (with
     a :class:`LinearGaussian` for Box actions or an :class:`ObservationSoftmax` for Discrete ones).
@@ -645,7 +714,8 @@ def train(
     policy : SoftmaxPolicy, LinearGaussian or ObservationSoftmax
         The policy, updated in place.
     optimizer : pgfast.optim.Optimizer
-        The ascent rule (``NaturalGradient`` gets ``mdp=`` or the batch as it needs).
+        The ascent rule (``NaturalGradient`` gets ``mdp=`` or the batch as it needs, the
+        closed-form updates the batch, ``ArmijoLineSearch`` the MDP).
     iterations : int >= 1
         Number of updates.
     batch : int >= 1
@@ -702,9 +772,11 @@ def train(
     Raises
     ------
     TypeError
-        Arguments of the wrong type.
+        Arguments of the wrong type, or a policy that a closed-form optimizer does not update.
     ValueError
-        Arguments out of range (checked before the first iteration), or an estimate or step
+        Arguments out of range or an optimizer that cannot run as given (a closed-form update
+        with a discount of 1 or another regulariser, a line search on another objective; checked
+        before the first iteration), or an estimate or step
         beyond the float64 range; with ``resume``, a file that is not a checkpoint, options or a
         seed that differ from the checkpoint's (the message names each), or ``iterations`` below
         the iteration it reached.
@@ -721,6 +793,14 @@ def train(
     (30, 0.0139)
     >>> round(float(hist["J_exact"][-1]), 2), round(pg.exact.optimal(mdp).value, 2)
     (0.51, 0.55)
+
+    The natural policy gradient in closed form, stepping with each batch's sampled advantages:
+
+    >>> npg = pg.optim.NaturalPolicyGradient(lr=0.1, gamma=0.99)
+    >>> hist = pg.train(mdp, pg.TabularSoftmax(16, 4), optimizer=npg, iterations=30, batch=1000,
+    ...                 seed=0, progress=False)
+    >>> round(float(hist["fraction_of_optimal"][-1]), 2)
+    0.97
     """
     if not isinstance(mdp, FiniteMDP):
         from . import _train_continuous  # an LQR or a gymnasium environment
@@ -762,6 +842,7 @@ def train(
     reg = estimator_regularizer(regularizer, entropy)
     tau = reg.tau if isinstance(reg, Entropy) else 0.0
     gamma_value = as_gamma(gamma, mdp.gamma)
+    _check_optimizer(optimizer, policy, mdp, reg, gamma_value)
     value_baseline = baseline if isinstance(baseline, ValueBaseline) else None
     if value_baseline is not None and not value_baseline.fitted and n < 2:
         raise ValueError("batch must be >= 2 with an unfitted ValueBaseline (the first iteration cross-fits it on two halves)")
@@ -813,8 +894,9 @@ def train(
             s = iteration_seed(base_seed, it)
             context: dict[str, Any] = {}
             # a stored batch only where per-trajectory data is needed (a ValueBaseline is fitted on
-            # it; the optimal baseline and the sampled Fisher matrix read it); otherwise the fused estimator
-            stored = (value_baseline is not None) or baseline == "optimal" or (
+            # it; the optimal baseline, the sampled Fisher matrix and the closed-form updates'
+            # advantages read it); otherwise the fused estimator
+            stored = (value_baseline is not None) or baseline == "optimal" or isinstance(optimizer, CLOSED_FORM) or (
                 isinstance(optimizer, NaturalGradient) and optimizer.fisher == "sampled"
             )
             if stored:
@@ -827,8 +909,9 @@ def train(
             else:
                 est = policy_gradient(policy, mdp=mdp, n=n, seed=s, weights=weights, baseline=baseline,  # type: ignore[arg-type]
                                       gamma=gamma, threads=threads, stderr=False, regularizer=reg)
-            if isinstance(optimizer, NaturalGradient) and optimizer.fisher == "exact":
-                context = {"mdp": mdp}  # the exact Fisher matrix takes the MDP, not the batch
+            if (isinstance(optimizer, NaturalGradient) and optimizer.fisher == "exact") or isinstance(
+                    optimizer, ArmijoLineSearch):
+                context = {"mdp": mdp}  # the exact Fisher matrix and the line search's J take the MDP, not the batch
             gnorm = float(np.linalg.norm(est.grad))
             check_finite_result(gnorm, "the gradient norm", "the gradient's entries are too large to square")
             j_exact = math.nan  # of the policy that sampled this batch, like J_estimate

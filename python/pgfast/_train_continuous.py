@@ -25,7 +25,7 @@ from ._obs_softmax import ObservationSoftmax
 from ._optimality import fraction_of_optimal
 from ._train import EXACT_FIELDS, MAX_BATCH, MAX_ITERATIONS, History
 from ._validation import as_bool, as_gamma, as_int, as_threads, check_finite_result, require_instance
-from .optim import NaturalGradient, Optimizer
+from .optim import ArmijoLineSearch, NaturalGradient, Optimizer
 
 
 def accepts(problem: Any) -> bool:
@@ -108,6 +108,9 @@ def train(
     if isinstance(optimizer, NaturalGradient) and optimizer.fisher == "exact":
         raise ValueError("NaturalGradient(fisher='exact') needs the exact Fisher matrix of a finite MDP; on an LQR or "
                          "a gymnasium environment use NaturalGradient(fisher='sampled') (F from the batch's scores)")
+    if isinstance(optimizer, (*_train.CLOSED_FORM, ArmijoLineSearch)):
+        raise ValueError(f"{type(optimizer).__name__} needs a finite MDP (its advantages or exact J); on an LQR or a "
+                         "gymnasium environment use GradientAscent, Adam or NaturalGradient(fisher='sampled')")
     if env_kwargs is not None and not isinstance(env_kwargs, dict):
         raise TypeError(f"env_kwargs must be a dict of keyword arguments for gymnasium.make, got {type(env_kwargs).__name__}")
     sampler = None

@@ -16,6 +16,7 @@ import numpy as np
 from ._sweep import DEFAULT_ESTIMATOR, build_run
 from ._train import (
     DEFAULT_ADAM_BETAS,
+    DEFAULT_ADVANTAGE_GAMMA,
     DEFAULT_BASELINE,
     DEFAULT_BATCH,
     DEFAULT_CHECKPOINT_EVERY,
@@ -88,7 +89,7 @@ def _run_in_gymnasium(env_id: str, kwargs: dict[str, Any], horizon: int, probs: 
 
 
 _TRAIN_OPTIONS = ("policy", "hidden", "activation", "estimator", "baseline", "optimizer", "lr", "betas", "schedule",
-                  "damping", "batch", "gamma", "horizon", "eval_every")  # pg.build_run's options, as flags of `pgfast train`
+                  "damping", "batch", "gamma", "horizon", "eval_every", "mirror", "advantage_gamma", "entropy")  # pg.build_run's options, as flags of `pgfast train`
 
 
 def _train_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -119,12 +120,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     S, A = mdp.n_states, mdp.n_actions
     ref = Reference.of(mdp)
     extra = ", ".join(f"{k}={v}" for k, v in kwargs.items())
-    betas = f" betas {opt.betas[0]:g},{opt.betas[1]:g}" if args.optimizer == "adam" else ""
+    settings = _optimizer_settings(opt)
     print(f"pgfast {pg.__version__} train | {args.env}{f' ({extra})' if extra else ''} | {S} states, {A} actions, "
           f"horizon {mdp.horizon}, gamma {mdp.gamma:g}")
     print(f"  {args.policy} softmax ({pi.n_params} parameters) | {args.estimator}, baseline {args.baseline} | "
-          f"{args.optimizer} lr {opt.lr:g}{betas} | {args.iterations} iterations x {args.batch} episodes | seed {args.seed}")
+          f"{args.optimizer} {settings}{'' if args.entropy is None else f' | entropy {args.entropy:g}'} | "
+          f"{args.iterations} iterations x {args.batch} episodes | seed {args.seed}")
     print(f"  optimal J = {ref.optimal_J:.6f}, uniform policy J = {ref.uniform_J:.6f}; % opt = {_fraction_formula(ref)}")
+    if args.entropy:
+        print(f"  entropy-regularised run: J (batch), J exact, % opt and J* - J below are those of J_tau (tau "
+              f"{args.entropy:g}) against its soft optimum; the summary compares the trained policy's J with J*")
     if args.resume or args.checkpoint:
         print("  " + " | ".join(([f"resuming from {args.resume}"] if args.resume else [])
                                 + ([f"checkpoint {args.checkpoint} every {args.checkpoint_every:g} s and on Ctrl-C"]
@@ -137,7 +142,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if it % every and it != 1 and it != args.iterations:
             return False
         je = rec["J_exact"]
-        print(f"{it:>6} {rec['J_estimate']:>12.5f} {rec['J_stderr']:>9.5f} {je:>10.5f} {_percent(ref.fraction(je)):>8} "
+        # with --entropy the exact columns are of J_tau, compared with the soft optimum
+        frac = rec["fraction_of_optimal"] if args.entropy else ref.fraction(je)
+        print(f"{it:>6} {rec['J_estimate']:>12.5f} {rec['J_stderr']:>9.5f} {je:>10.5f} {_percent(frac):>8} "
               f"{_number(rec['J_gap'], '.3e'):>9} {rec['grad_norm']:>10.4g} {_number(rec['step_cosine'], '.3f'):>6} "
               f"{_number(rec['variance_trace'], '.3g'):>9} {rec['steps_per_s'] / 1e6:>9.1f}", flush=True)
         return False
@@ -175,6 +182,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"  saved theta to {args.save}")
     if args.json:
         hist.meta.update({"env": args.env, "env_kwargs": {k: repr(v) for k, v in kwargs.items()},
+                          "optimizer_hyperparameters": _hyperparameters(opt), "entropy": args.entropy,
                           "optimal_J": ref.optimal_J, "uniform_J": ref.uniform_J, "final_J": J,
                           "fraction_of_optimal": None if np.isnan(fraction) else fraction,
                           "normalized_score": None if np.isnan(score) else score})
@@ -182,10 +190,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"  saved history to {args.json}")
     if args.plot:
         grid = _grid_layout(args.env, kwargs)
-        _plot(hist, ref.optimal_J, args.plot, f"{args.env} {extra}".strip(),
-              policy_map=None if grid is None else (mdp, pi, *grid))
+        # with --entropy the curves are of J_tau: the line is its soft optimum
+        best = pg.exact.soft_optimal(mdp, args.entropy, "finite_horizon").value if args.entropy else ref.optimal_J
+        title = f"{args.env} {extra}".strip() + (f" (J_tau, tau {args.entropy:g})" if args.entropy else "")
+        _plot(hist, best, args.plot, title, policy_map=None if grid is None else (mdp, pi, *grid))
         print(f"  saved learning curve{'' if grid is None else ' and policy map'} to {args.plot}")
     return 0
+
+
+def _hyperparameters(opt: Any) -> dict[str, Any]:
+    """The optimizer's settings, as its state dict holds them (JSON-safe)."""
+    state = opt.state_dict()
+    return {k: state[k] for k in opt.hyperparameters}
+
+
+def _optimizer_settings(opt: Any) -> str:
+    """The header's optimizer settings: ``lr 0.2 betas 0.9,0.99``, ``lr 0.1 tau 0.01 gamma 0.99``, ..."""
+    parts = []
+    for key, value in _hyperparameters(opt).items():
+        if key == "betas":
+            parts.append(f"betas {value[0]:g},{value[1]:g}")
+        elif key in ("lr", "tau", "gamma", "mirror", "schedule") and value not in (None, 0.0, "constant"):
+            parts.append(f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}")
+    return " ".join(parts)
 
 
 # The grid worlds of gymnasium's toy text whose states are the cells of a grid, row-major: the
@@ -263,6 +290,13 @@ def _cmd_train_continuous(args: argparse.Namespace) -> int:
     for flag in ("checkpoint", "resume"):
         if getattr(args, flag):
             raise ValueError(f"--{flag} is for tabular environments (pg.train checkpoints finite MDPs only)")
+    if args.optimizer in ("npg", "pmd"):
+        raise ValueError(f"--optimizer {args.optimizer} is for tabular environments (a closed-form update of a tabular "
+                         f"policy); {args.env} has Box observations: use sgd, adam or natural")
+    for flag, value, default in (("entropy", args.entropy, None), ("advantage-gamma", args.advantage_gamma, None),
+                                 ("mirror", args.mirror, "kl")):
+        if value != default:
+            raise ValueError(f"--{flag} is for tabular environments; {args.env} has Box observations")
     _check_outputs(args, ("save", "json", "plot"))
     env = gymnasium.make(args.env, **kwargs)
     try:
@@ -459,7 +493,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-_FLOAT_OPTIONS, _INT_OPTIONS, _TUPLE_OPTIONS = ("lr", "damping", "gamma"), ("batch", "eval_every", "horizon"), ("hidden", "betas")
+_FLOAT_OPTIONS, _INT_OPTIONS, _TUPLE_OPTIONS = ("lr", "damping", "gamma", "advantage_gamma", "entropy"), ("batch", "eval_every", "horizon"), ("hidden", "betas")
 
 
 def _option_value(key: str, text: str, flag: str) -> Any:
@@ -678,15 +712,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"weights: whole return (REINFORCE) or reward-to-go (default {DEFAULT_ESTIMATOR})")
     t.add_argument("--baseline", choices=("none", "mean", "time", "value", "exact", "optimal"), default=DEFAULT_BASELINE,
                    help=f"baseline (default {DEFAULT_BASELINE}: leave-one-out mean reward-to-go per step)")
-    t.add_argument("--optimizer", choices=("sgd", "adam", "natural"), default="adam", help="default adam")
+    t.add_argument("--optimizer", choices=("sgd", "adam", "natural", "npg", "pmd"), default="adam",
+                   help="default adam; npg (natural policy gradient) and pmd (policy mirror descent) are closed-form "
+                   "updates of a tabular policy from each batch's sampled advantages")
     t.add_argument("--lr", type=float, default=None,
                    help="learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items())
                    + "; adam {:g} with --policy mlp; Box observations: adam 0.1, sgd 0.001, natural 0.1)".format(
                        DEFAULT_LR_MLP["adam"]))
     t.add_argument("--betas", type=float, nargs=2, default=None, metavar=("B1", "B2"),
                    help="Adam's decay rates (default {:g} {:g})".format(*DEFAULT_ADAM_BETAS))
-    t.add_argument("--schedule", choices=("constant", "inv_sqrt"), default="constant", help="sgd step sizes")
+    t.add_argument("--schedule", choices=("constant", "inv_sqrt", "geometric"), default="constant",
+                   help="step sizes: sgd constant or inv_sqrt, pmd constant or geometric (lr / gamma^(t-1))")
     t.add_argument("--damping", type=float, default=1e-3, help="natural gradient damping (default 1e-3)")
+    t.add_argument("--mirror", choices=("kl", "euclidean"), default="kl", help="pmd's Bregman divergence (default kl)")
+    t.add_argument("--advantage-gamma", type=float, default=None, metavar="GAMMA",
+                   help="discount of the advantages npg and pmd step with, in [0, 1) (default: --gamma if below 1, "
+                   f"else {DEFAULT_ADVANTAGE_GAMMA:g})")
+    t.add_argument("--entropy", type=float, default=None, metavar="TAU",
+                   help="train on the entropy-regularised objective J_tau (pg.train(entropy=TAU); npg takes TAU as its "
+                   "tau, pmd refuses it)")
     t.add_argument("--iterations", type=int, default=None,
                    help=f"default {DEFAULT_ITERATIONS} (Box observations: 30; MountainCarContinuous-v0: 20)")
     t.add_argument("--batch", type=int, default=None,

@@ -18,9 +18,10 @@ import time
 from typing import Any
 
 from . import _partials
-from ._estimators import PolicyGradient, Weights, fused_baseline, weights_kind
+from ._estimators import PolicyGradient, Weights, estimator_regularizer, fused_baseline, weights_kind
 from ._mdp import FiniteMDP
 from ._policy import SoftmaxPolicy
+from ._regularizers import Regularizer
 from ._validation import MAX_THREADS, as_bool, as_int, as_seed, require_instance
 
 __all__ = ["auto_shards", "connect", "policy_gradient"]
@@ -84,9 +85,11 @@ def _assigned_threads() -> int:
     return max(1, min(MAX_THREADS, int(round(cpus))))
 
 
-def _statistics_shard(policy: SoftmaxPolicy, mdp: FiniteMDP, n: int, seed: int, lo: int, hi: int) -> Any:
-    """Task body of round one of the leave-one-out baselines."""
-    return _partials.partial_statistics(policy, mdp=mdp, n=n, seed=seed, lo=lo, hi=hi, threads=_assigned_threads())
+def _statistics_shard(policy: SoftmaxPolicy, mdp: FiniteMDP, n: int, seed: int, lo: int, hi: int,
+                      regularizer: Regularizer | None = None) -> Any:
+    """Task body of round one of the leave-one-out baselines (of the soft rewards with an entropy bonus)."""
+    return _partials.partial_statistics(policy, mdp=mdp, n=n, seed=seed, lo=lo, hi=hi, threads=_assigned_threads(),
+                                        regularizer=regularizer)
 
 
 def _gradient_shard(policy: SoftmaxPolicy, mdp: FiniteMDP, n: int, seed: int, lo: int, hi: int,
@@ -244,6 +247,8 @@ def policy_gradient(
     threads_per_shard: int | None = None,
     address: str | None = None,
     max_retries: int = 3,
+    regularizer: Regularizer | None = None,
+    entropy: float | None = None,
 ) -> PolicyGradient:
     r"""The fused policy gradient of ``n`` trajectories, computed in shards on a Ray cluster.
 
@@ -309,6 +314,12 @@ def policy_gradient(
     max_retries : int >= 0
         Times a task whose worker or node died is run again (default 3). Errors raised by the
         estimator itself are not retried.
+    regularizer : Entropy or LogBarrier, optional
+        As in :func:`pgfast.policy_gradient`: each shard samples the soft rewards of the entropy
+        bonus (both rounds of the leave-one-out baselines), and the log-barrier's exact term is
+        added once, after the merge.
+    entropy : float >= 0, optional
+        ``regularizer=pgfast.Entropy(entropy)``.
 
     Returns
     -------
@@ -345,6 +356,7 @@ def policy_gradient(
     sd = as_seed(seed)
     kind = weights_kind(weights)
     with_se = as_bool(stderr, "stderr")
+    reg = estimator_regularizer(regularizer, entropy)
     g, bkind, _ = fused_baseline(policy, mdp, baseline, gamma, kind)  # refuses what the fused form refuses
     if isinstance(shards, str):
         if shards != "auto":
@@ -356,6 +368,8 @@ def policy_gradient(
         raise TypeError(f"address must be a str (such as 'auto' or 'HOST:PORT') or None, got {type(address).__name__}")
     retries = as_int(max_retries, "max_retries", minimum=0)
     options: dict[str, Any] = {"weights": kind, "baseline": baseline, "gamma": g, "stderr": with_se}
+    if reg is not None:  # the pilot of shards="auto" times the estimator without it (its extra cost is fixed)
+        options["regularizer"] = reg
 
     ray = connect(address)
     node_cpus = _node_cpus(ray)
@@ -365,7 +379,7 @@ def policy_gradient(
     if shards == "auto":
         fit = sum(c // tps for c in node_cpus)
         k = auto_shards(policy, mdp=mdp, n=nn, seed=sd, threads_per_shard=tps, round_trip=_round_trip(ray), cpus=fit,
-                        **options)
+                        **{key: value for key, value in options.items() if key != "regularizer"})
     else:
         k = int(shards)
     ranges = _partials.shard_ranges(nn, k)
@@ -375,7 +389,7 @@ def policy_gradient(
     statistics_ref = None
     if bkind in ("mean", "time"):
         stats_task = _task(ray, _statistics_shard).options(**task_options)
-        stats = _gather(ray, [stats_task.remote(policy_ref, mdp_ref, nn, sd, lo, hi) for lo, hi in ranges])
+        stats = _gather(ray, [stats_task.remote(policy_ref, mdp_ref, nn, sd, lo, hi, reg) for lo, hi in ranges])
         statistics_ref = ray.put(stats)
     gradient_task = _task(ray, _gradient_shard).options(**task_options)
     parts = _gather(ray, [gradient_task.remote(policy_ref, mdp_ref, nn, sd, lo, hi, options_ref, statistics_ref)

@@ -112,8 +112,10 @@ def _state_t(state: dict[str, Any]) -> int:
 class Optimizer:
     """Base class: ``step(policy, grad, **context)`` adds the ascent step to ``policy.theta``.
 
-    The optimizers are :class:`GradientAscent`, :class:`Adam` and :class:`NaturalGradient`;
-    :func:`pgfast.train` takes any of them. Their state (hyperparameters, step count, moments)
+    The optimizers are :class:`GradientAscent`, :class:`Adam` and :class:`NaturalGradient`, the
+    closed-form :class:`NaturalPolicyGradient` and :class:`PolicyMirrorDescent`, and
+    :class:`ArmijoLineSearch`; :func:`pgfast.train` takes any of them (passing each the context
+    it needs). Their state (hyperparameters, step count, moments)
     round-trips through :meth:`state_dict` and :meth:`load_state_dict`, so a run can be saved
     and resumed.
 
