@@ -3,6 +3,8 @@ Python loop of optimizer.step and against pg.exact."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -184,3 +186,36 @@ def test_soft_policy_iteration_step_size_is_accepted() -> None:
     assert soft.value - J[-1] < 1e-9  # soft policy iteration converges (superlinearly)
     with pytest.raises(ValueError, match="lr \\* tau must be at most"):
         pg.optim.NaturalPolicyGradient(lr=1.0 + 1e-12, tau=0.1).run(pg.TabularSoftmax(10, 3), mdp, 1)
+
+
+@pytest.mark.parametrize("update,cls,kw", [
+    ("npg", "NaturalPolicyGradient", {"lr": 0.3}),
+    ("npg", "NaturalPolicyGradient", {"lr": 0.3, "tau": 0.2}),
+    ("pmd_kl", "PolicyMirrorDescent", {"lr": 1.0}),
+    ("pmd_euclidean", "PolicyMirrorDescent", {"lr": 1.0, "mirror": "euclidean"}),
+    ("pmd_kl", "PolicyMirrorDescent", {"lr": 0.1, "schedule": "geometric"}),
+])
+def test_the_benchmark_numpy_yardstick_takes_the_same_steps(update: str, cls: str, kw: dict) -> None:
+    from pgfast.benchmarks import reference as ref
+
+    mdp = pg.envs.garnet(15, 4, 3, seed=5, gamma=0.9)
+    theta0 = np.random.default_rng(3).normal(size=(15, 4))
+    pi = pg.TabularSoftmax(15, 4, theta=theta0)
+    J = getattr(pg.optim, cls)(**kw).run(pi, mdp, 40)
+    theta, J_ref = ref.closed_form_run(mdp.P, mdp.R, mdp.mu0, 0.9, theta0, 40, update=update, lr=kw["lr"],
+                                       tau=kw.get("tau", 0.0), geometric=kw.get("schedule") == "geometric")
+    np.testing.assert_allclose(J, J_ref, rtol=0, atol=1e-11)
+    z = np.exp(theta - theta.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(pi.probs(), z / z.sum(axis=1, keepdims=True), rtol=0, atol=1e-10)
+
+
+def test_the_optim_benchmark_runs_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from pgfast.benchmarks import optim
+
+    assert optim.main(["--quick", "--json", str(tmp_path / "optim.json")]) == 0
+    out = json.loads((tmp_path / "optim.json").read_text())
+    assert [r["case"] for r in out["rows"]] == ["npg", "npg_entropy", "pmd_kl", "pmd_euclidean"]
+    assert all(r["agree"] and r["steps"] == 1000 for r in out["rows"])
+    assert "pgfast/NumPy" in capsys.readouterr().out
