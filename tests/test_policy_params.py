@@ -663,3 +663,11 @@ def test_the_entropy_gradient_of_a_direct_policy_at_a_zero_probability_is_refuse
     inner = pg.DirectPolicy(1, 3, theta=[[0.5, 1e-6, 0.5 - 1e-6]])
     assert np.all(np.isfinite(pg.exact.gradient(mdp, inner, regularizer=pg.Entropy(0.1))))
     assert np.all(np.isfinite(pg.exact.gradient(mdp, pi)))  # unregularised: defined on the boundary
+
+
+def test_the_escort_score_next_to_a_tiny_entry_is_finite() -> None:
+    # p / theta overflows at theta = 1e-308 while pi there underflows to 0: the entry is 0, not nan
+    pi = pg.EscortPolicy(1, 2, theta=[[1.0, 1e-308]])
+    g = pi.grad_log_prob([0], [0])
+    assert np.all(np.isfinite(g))
+    np.testing.assert_array_equal(g[0], [[0.0, 0.0]])  # p (1 - pi(0)) / theta_0 with pi(0) = 1, and the limit 0

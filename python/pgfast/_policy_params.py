@@ -129,7 +129,9 @@ class _TablePolicy(SoftmaxPolicy):
         out = np.zeros((s.size, S, A))
         k = np.arange(s.size)
         with np.errstate(over="ignore", invalid="ignore"):
-            out[k, s, :] = 0.0 - snap.probs[s] * c[s]  # 0.0 - : no -0.0 where pi = 0
+            # 0.0 - : no -0.0 where pi = 0; pi = 0 with an overflowing p / theta (theta ~ 1e-308) is 0,
+            # the limit of pi / theta = sign(theta) |theta|^(p-1) / sum |theta|^p
+            out[k, s, :] = 0.0 - np.where(snap.probs[s] > 0.0, snap.probs[s] * c[s], 0.0)
             out[k, s, a] += c[s, a]
         return out
 
