@@ -18,6 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _core, exact
 from ._continuous import ContinuousTrajectories
+from ._estimators import soft_batch
 from ._gaussian import LinearGaussian
 from ._mdp import FiniteMDP
 from ._obs_softmax import ObservationSoftmax
@@ -783,17 +784,10 @@ def _sampled_advantages(traj: Any, policy: SoftmaxPolicy, gamma: float, tau: flo
     if traj.n == 0:
         raise ValueError("traj holds no trajectories (N = 0); the advantages need at least one")
     mask = traj.mask
-    states, actions = traj.states.astype(np.int64), traj.actions.astype(np.int64)
-    rewards = np.where(mask, traj.rewards, 0.0)
-    if tau > 0.0:
-        logp = np.log(policy.probs())
-        rewards = rewards - tau * np.where(mask, logp[np.where(mask, states, 0), np.where(mask, actions, 0)], 0.0)
-    G = np.zeros_like(rewards)
-    acc = np.zeros(rewards.shape[0])
-    for t in range(rewards.shape[1] - 1, -1, -1):
-        acc = rewards[:, t] + gamma * acc * mask[:, t]
-        G[:, t] = acc
-    s, a, g = states[mask], actions[mask], G[mask]
+    if tau > 0.0:  # the soft rewards r_t - tau log pi(a_t|s_t) on the real steps
+        traj = soft_batch(traj, policy.probs(), tau)
+    G = traj.reward_to_go(gamma)  # C++, backwards: G_t = r_t + gamma G_{t+1}, 0 on padding
+    s, a, g = traj.states[mask].astype(np.int64), traj.actions[mask].astype(np.int64), G[mask]
     pair = s * A + a
     n_sa = np.bincount(pair, minlength=S * A).reshape(S, A)
     q = np.bincount(pair, weights=g, minlength=S * A).reshape(S, A) / np.maximum(n_sa, 1)
