@@ -37,8 +37,12 @@ inline void require_finite(const double* x, std::int64_t n, const char* what) {
 }
 
 // Row-wise stable softmax of logits (S, A): probs and/or log-probs (either may be null).
+// With flush > 0, a logit more than `flush` below its row's maximum gets probability exactly 0
+// and is left out of the row's sum (for flush >= 700 its exp is below 1e-304: a change below the
+// rounding of the others that keeps subnormal numbers, slow on most CPUs, out of the exp and of
+// what uses the probabilities); its log-probability is unchanged.
 inline void softmax_rows(const double* logits, std::int64_t S, std::int64_t A, double* probs,
-                         double* log_probs) {
+                         double* log_probs, double flush = 0.0) {
   // e = exp(z - max_a z) for the whole table at once (one vectorised pass of vexp.hpp's exp), in
   // probs when wanted, then per row: the sum, the log-sum-exp and the normalisation.
   std::vector<double> scratch(probs ? 0 : static_cast<std::size_t>(S * A));
@@ -50,11 +54,17 @@ inline void softmax_rows(const double* logits, std::int64_t S, std::int64_t A, d
     for (std::int64_t a = 1; a < A; ++a) m = std::max(m, z[a]);  // maxsd, no branch (finite logits)
     mx[s] = m;
     for (std::int64_t a = 0; a < A; ++a) e[s * A + a] = z[a] - m;
+    if (flush > 0.0)
+      for (std::int64_t a = 0; a < A; ++a)
+        if (e[s * A + a] < -flush) e[s * A + a] = 0.0;  // exp(0), set to 0 below
   }
   exp_nonpositive_inplace(e, S * A);
   for (std::int64_t s = 0; s < S; ++s) {
     const double* z = logits + s * A;
     double* es = e + s * A;
+    if (flush > 0.0)
+      for (std::int64_t a = 0; a < A; ++a)
+        if (z[a] - mx[s] < -flush) es[a] = 0.0;
     double sum = 0.0;
     for (std::int64_t a = 0; a < A; ++a) sum += es[a];
     const double log_sum = std::log(sum), inv = 1.0 / sum;

@@ -35,7 +35,7 @@
 #include "pgfast/interrupt.hpp"
 #include "pgfast/linalg.hpp"
 #include "pgfast/mdp.hpp"
-#include "pgfast/vexp.hpp"
+#include "pgfast/policy.hpp"
 
 namespace pgfast::exact {
 
@@ -172,40 +172,11 @@ class ClosedFormRunner {
     throw std::invalid_argument(os.str());
   }
 
-  // pi = softmax(theta) as policy.hpp computes it (vexp.hpp's exp of z - max z), except that a
-  // logit more than kFlushLogit below its row's maximum gets probability 0 (exp of it is below
-  // 1e-304 and not added: its exp would be a subnormal number, slow on most CPUs); log pi when
-  // tau > 0.
+  // pi = softmax(theta) (policy.hpp's, probabilities e^-kFlushLogit below the row's largest taken
+  // as 0), log pi when tau > 0.
   void policy_probs(const std::vector<double>& theta) {
     if (spec_.tau > 0.0) logpi_.resize(pi_.size());
-    mx_.resize(static_cast<std::size_t>(S_));
-    for (std::int64_t s = 0; s < S_; ++s) {
-      const double* z = theta.data() + s * A_;
-      double m = z[0];
-      for (std::int64_t a = 1; a < A_; ++a) m = std::max(m, z[a]);
-      mx_[static_cast<std::size_t>(s)] = m;
-      for (std::int64_t a = 0; a < A_; ++a) {
-        const double y = z[a] - m;
-        pi_[s * A_ + a] = y < -kFlushLogit ? 0.0 : y;
-      }
-    }
-    exp_nonpositive_inplace(pi_.data(), S_ * A_);
-    for (std::int64_t s = 0; s < S_; ++s) {
-      const double* z = theta.data() + s * A_;
-      double* p = pi_.data() + s * A_;
-      const double m = mx_[static_cast<std::size_t>(s)];
-      double sum = 0.0;
-      for (std::int64_t a = 0; a < A_; ++a) {
-        if (z[a] - m < -kFlushLogit) p[a] = 0.0;
-        sum += p[a];
-      }
-      const double inv = 1.0 / sum;
-      for (std::int64_t a = 0; a < A_; ++a) p[a] *= inv;
-      if (spec_.tau > 0.0) {
-        const double log_sum = std::log(sum);
-        for (std::int64_t a = 0; a < A_; ++a) logpi_[s * A_ + a] = (z[a] - m) - log_sum;
-      }
-    }
+    softmax_rows(theta.data(), S_, A_, pi_.data(), spec_.tau > 0.0 ? logpi_.data() : nullptr, kFlushLogit);
   }
 
   // r_pi(s) = sum_a pi(a|s) r(s,a) (minus tau sum_a pi log pi), 0 on terminal states.
@@ -320,7 +291,7 @@ class ClosedFormRunner {
   const FiniteMDP& mdp_;
   ClosedFormSpec spec_;
   std::int64_t S_, A_;
-  std::vector<double> r_, p_alive_, pi_, logpi_, mx_, G_, Q_, row_;
+  std::vector<double> r_, p_alive_, pi_, logpi_, G_, Q_, row_;
   Eigen::MatrixXd inverse_;
   Eigen::VectorXd V_, last_, older_, rpi_, res_, d_;
   bool have_last_ = false, have_older_ = false;
